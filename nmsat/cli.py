@@ -1,0 +1,85 @@
+"""The ``nmsat`` command line: one program fronting every part of the tool.
+
+Each subcommand lives in the module that implements it and exposes
+``register(subparsers)``, which adds its parser with ``set_defaults(func=...)``. Parsers
+import nothing heavy; handlers import what they need. Library code raises; :func:`main`
+turns user errors into one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from . import __version__
+from .errors import NmsatError
+
+# subcommand -> module providing register(subparsers). Order is the order in --help.
+SUBCOMMANDS: dict[str, str] = {
+    "simulate": "nmsat.simulator.cli",
+    "train": "nmsat.workloads.train_cli",
+    "trace": "nmsat.workloads.trace_cli",
+    "workloads": "nmsat.workloads.cli",
+    "rtl": "nmsat.rtl.cli",
+    "report": "nmsat.reports.cli",
+    "sweep": "nmsat.simulator.sweep_cli",
+    "config": "nmsat.config_cli",
+    "demo": "nmsat.demo",
+}
+
+
+class UsageError(NmsatError):
+    """Bad command-line usage (unknown flag, missing argument)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors are exceptions, so main prints exactly one line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        where = self.prog.removeprefix("nmsat").strip()
+        raise UsageError(f"{where}: {message}" if where else message)
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="nmsat",
+        description="Co-design tool for N:M sparse DNN training and inference on SAT-class "
+                    "accelerators: workloads, dataflow, cycle-level simulation, RTL, reports.",
+    )
+    parser.add_argument("--version", action="version", version=f"nmsat {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for name, module in SUBCOMMANDS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name is None or not module.startswith(e.name):
+                raise  # a real missing dependency inside the module
+            continue  # that part of the tool is not in this build
+        mod.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help(sys.stderr)
+            return 2
+        result = args.func(args)
+        return int(result or 0)
+    except (NmsatError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
+        msg = str(e) if str(e) else type(e).__name__
+        print(f"nmsat: error: {msg.splitlines()[0]}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nmsat: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `nmsat config show vcu1525 | head`
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,591 @@
+"""The accelerator configuration: one frozen, validated dataclass tree.
+
+Every number that models hardware is a named field here, with its source or the
+reasoning behind it in the field's ``doc`` metadata (shown by ``nmsat config
+show``) and in ``docs/config.md``. The simulator, dataflow compiler, RTL generator
+and tests all read the same object.
+
+Presets are deltas on :data:`VCU1525` made with :func:`dataclasses.replace`.
+Files are TOML or YAML; unknown keys, duplicate keys and out-of-range values are
+rejected with a :class:`~nmsat.errors.ConfigError` that names the field and value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .types import NM, Dataflow, DType
+
+
+def _f(default: Any, doc: str, lo: float | None = None, hi: float | None = None, **kw: Any) -> Any:
+    """A config field with a doc string (source/reasoning) and an inclusive valid range."""
+    meta = {"doc": doc, "min": lo, "max": hi}
+    if isinstance(default, tuple):
+        return field(default=default, metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
+
+
+# --------------------------------------------------------------------------- units
+
+
+@dataclass(frozen=True)
+class ArrayConfig:
+    """The N:M sparse tensor engine: a rows x cols array of PEs (see docs/architecture.md)."""
+
+    rows: int = _f(16, "PE rows. Decided: 16x16 PEs x 4 multipliers = 1,024 fp16 MACs/cycle, "
+                   "which leaves DSP, LUT and BRAM headroom on the XCVU9P for the fp32 adders, "
+                   "index muxes, SORE and weight-update engine.", 1, 256)
+    cols: int = _f(16, "PE columns (see rows).", 1, 256)
+    macs_per_pe: int = _f(4, "Multipliers per PE (P): a PE reduces P products per cycle with an "
+                          "adder tree. Decided; 4 lets 4:8 run at one group per cycle.", 1, 64)
+    act_window: int = _f(16, "Activation window (A): how many consecutive activations each "
+                         "multiplier's A:1 index mux can select from per cycle. A = 4P gives the "
+                         "full M/N = 4x at 2:8 and 1:4; 1:8 is capped at A/P = 4x.", 1, 256)
+    nm_patterns: tuple[str, ...] = _f(("1:4", "2:4", "1:8", "2:8", "4:8"),
+                                      "N:M patterns the index muxes and control support "
+                                      "(dense is always supported).")
+    dataflows: tuple[str, ...] = _f(("os", "ws"), "Dataflows the flexible systolic interconnect "
+                                    "can switch between at run time.")
+    acc_latency: int = _f(4, "Pipeline depth in cycles of the accumulate adder (fp32 add on "
+                          "UltraScale+ LUT/DSP fabric at 200 MHz needs 3-4 stages; decided 4). "
+                          "Without interleave mapping a dependent accumulation waits this long.",
+                          1, 16)
+
+    @property
+    def pes(self) -> int:
+        return self.rows * self.cols
+
+    @property
+    def peak_macs_per_cycle(self) -> int:
+        """Dense multiply-accumulates per cycle of the whole array."""
+        return self.rows * self.cols * self.macs_per_pe
+
+    @property
+    def patterns(self) -> tuple[NM, ...]:
+        return tuple(NM.parse(p) for p in self.nm_patterns)
+
+    def groups_per_cycle(self, nm: NM) -> int:
+        """N:M groups one PE consumes per cycle: min(P // N, A // M); 0 if unsupported."""
+        if nm.dense:
+            return 0
+        return min(self.macs_per_pe // nm.n, self.act_window // nm.m)
+
+    def k_per_cycle(self, nm: NM) -> int:
+        """Reduction-axis (K) elements one PE consumes per cycle in mode ``nm``.
+
+        Dense: P. N:M: groups_per_cycle * M. Raises if ``nm`` is not supported.
+        """
+        if nm.dense:
+            return self.macs_per_pe
+        if str(nm) not in self.nm_patterns:
+            raise ConfigError(f"N:M pattern {nm} is not supported by this array "
+                              f"(array.nm_patterns = {', '.join(self.nm_patterns)})")
+        return self.groups_per_cycle(nm) * nm.m
+
+    def sparse_speedup(self, nm: NM) -> float:
+        """Peak sparse-over-dense throughput ratio of the engine for ``nm``."""
+        return self.k_per_cycle(nm) / self.macs_per_pe
+
+    def _check(self) -> None:
+        for p in self.nm_patterns:
+            try:
+                nm = NM.parse(p)
+            except ValueError as e:
+                raise ConfigError(f"array.nm_patterns: {e}") from None
+            if nm.dense:
+                raise ConfigError(f"array.nm_patterns: {p} is dense; dense is always supported")
+            if self.groups_per_cycle(nm) < 1:
+                raise ConfigError(
+                    f"array.nm_patterns: {p} needs N <= macs_per_pe and M <= act_window "
+                    f"(macs_per_pe={self.macs_per_pe}, act_window={self.act_window})")
+        if len(set(self.nm_patterns)) != len(self.nm_patterns):
+            raise ConfigError(f"array.nm_patterns has duplicates: {list(self.nm_patterns)}")
+        if not self.dataflows:
+            raise ConfigError("array.dataflows must name at least one of os, ws")
+        for d in self.dataflows:
+            try:
+                Dataflow.parse(d)
+            except ValueError as e:
+                raise ConfigError(f"array.dataflows: {e}") from None
+        if self.act_window < self.macs_per_pe:
+            raise ConfigError(f"array.act_window must be at least macs_per_pe "
+                              f"({self.macs_per_pe}), not {self.act_window}")
+
+
+@dataclass(frozen=True)
+class NumericsConfig:
+    """Operand and accumulator types of the tensor engine."""
+
+    dtype: str = _f("fp16", "Engine operand type: int8 or int16 (int32 accumulate), fp16 or "
+                    "bf16 (fp32 accumulate). SAT trains in fp16 with fp32 master weights.")
+    master_dtype: str = _f("fp32", "Master-weight type in the weight-update engine (AMP-style).")
+
+    @property
+    def operand(self) -> DType:
+        return DType.parse(self.dtype)
+
+    def _check(self) -> None:
+        try:
+            DType.parse(self.dtype)
+        except ValueError as e:
+            raise ConfigError(f"numerics.dtype: {e}") from None
+        if self.master_dtype != "fp32":
+            raise ConfigError(f"numerics.master_dtype must be fp32, not {self.master_dtype!r}")
+
+
+@dataclass(frozen=True)
+class BufferConfig:
+    """One on-chip SRAM buffer."""
+
+    kib: int = _f(1024, "Capacity in KiB (both halves when double buffered).", 1, 1 << 20)
+    banks: int = _f(16, "Independent banks (one per array row or column edge).", 1, 1024)
+    bank_bytes_per_cycle: int = _f(16, "Bytes one bank delivers per cycle per port.", 1, 4096)
+    ports: int = _f(2, "Ports per bank (1 or 2: true dual-port BRAM/URAM).", 1, 2)
+    double_buffered: bool = _f(True, "Two halves: DMA fills one while the engine uses the other.")
+
+    @property
+    def bytes(self) -> int:
+        return self.kib * 1024
+
+    @property
+    def usable_bytes(self) -> int:
+        """Bytes one tile may occupy: half the buffer when double buffered."""
+        return self.bytes // 2 if self.double_buffered else self.bytes
+
+    @property
+    def bytes_per_cycle(self) -> int:
+        return self.banks * self.bank_bytes_per_cycle * self.ports
+
+
+@dataclass(frozen=True)
+class BuffersConfig:
+    """The three engine-side buffers. Sizes: XCVU9P has 960 URAM (36 KiB each, 33.75 MiB) and
+    2,160 BRAM36 (4.5 KiB each, 9.5 MiB); 3 x 2 MiB = 6 MiB uses under a fifth of that."""
+
+    activation: BufferConfig = field(default_factory=lambda: BufferConfig(kib=2048),
+                                     metadata={"doc": "Activation (left operand) buffer."})
+    weight: BufferConfig = field(default_factory=lambda: BufferConfig(kib=2048),
+                                 metadata={"doc": "Weight (right, N:M) operand buffer; holds "
+                                           "compressed values and indices."})
+    output: BufferConfig = field(default_factory=lambda: BufferConfig(kib=2048),
+                                 metadata={"doc": "Output / fp32 partial-sum buffer."})
+
+
+@dataclass(frozen=True)
+class DramConfig:
+    """Off-chip memory. VCU1525: four DDR4-2400 x72 (64-bit data) channels, 19.2 GB/s peak each."""
+
+    channels: int = _f(4, "DDR4 channels (VCU1525 has four).", 1, 64)
+    bytes_per_cycle: int = _f(64, "Sustained bytes per accelerator cycle per channel: 19.2 GB/s "
+                              "peak x ~0.67 efficiency = 12.8 GB/s = 64 B/cycle at 200 MHz.",
+                              1, 4096)
+    latency_cycles: int = _f(40, "Request-to-first-data latency in accelerator cycles: ~200 ns "
+                             "through the MIG controller and interconnect at 200 MHz.", 0, 10000)
+    burst_bytes: int = _f(64, "Transfer granularity: a 64-byte burst (BL8 x 64-bit).", 1, 4096)
+
+    @property
+    def total_bytes_per_cycle(self) -> int:
+        return self.channels * self.bytes_per_cycle
+
+
+@dataclass(frozen=True)
+class SoreConfig:
+    """Sparse online reduction engine: per lane a streaming top-N-of-M sorter."""
+
+    lanes: int = _f(32, "Parallel sorter lanes (32, from reading notes on the SAT paper).", 1, 1024)
+    cycles_per_weight: int = _f(1, "Cycles a lane spends per weight it reads: a group of M "
+                                "weights takes M cycles (reading notes: M cycles per group).",
+                                1, 16)
+    pipeline_latency: int = _f(4, "Cycles from a group's last weight to its mask leaving the lane "
+                               "(compare-swap network drain). Decided.", 0, 64)
+
+
+@dataclass(frozen=True)
+class WeightUpdateConfig:
+    """Weight-update vector engine: fp32 master weights, fp16 working copy (AMP-style)."""
+
+    lanes: int = _f(16, "fp32 lanes; 16 x 4 B = 64 B/cycle matches one DDR channel's share. "
+                    "Decided.", 1, 1024)
+    pipeline_latency: int = _f(8, "Cycles through the fp32 multiply-add pipeline. Decided.", 0, 64)
+    momentum: float = _f(0.9, "SGD momentum used by the reference update and counted as one "
+                         "extra fp32 state read and write per weight.", 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class EnergyEntry:
+    """One energy figure with its source."""
+
+    pj: float
+    source: str
+
+    def _check(self, name: str) -> None:
+        if not (isinstance(self.pj, (int, float)) and math.isfinite(self.pj) and self.pj >= 0):
+            raise ConfigError(f"energy.{name}.pj must be a finite number >= 0, not {self.pj!r}")
+
+
+_H = "Horowitz, ISSCC 2014, 45 nm"
+
+
+def _e(pj: float, source: str) -> Any:
+    return field(default_factory=lambda: EnergyEntry(pj, source), metadata={"doc": source})
+
+
+@dataclass(frozen=True)
+class EnergyConfig:
+    """Energy per operation (pJ) and per byte per memory level (pJ/B).
+
+    The 45 nm ASIC figures are a relative basis, not an FPGA power measurement: an FPGA
+    spends several times more per operation. Swap in measured figures via a config file.
+    """
+
+    mac_fp16: EnergyEntry = _e(2.0, f"{_H}: fp16 mult 1.1 + fp32 add 0.9 pJ")
+    mac_bf16: EnergyEntry = _e(2.0, f"assumed equal to fp16 ({_H}: no bf16 figure)")
+    mac_int8: EnergyEntry = _e(0.3, f"{_H}: int8 mult 0.2 + int32 add 0.1 pJ")
+    mac_int16: EnergyEntry = _e(0.9, f"{_H}: int16 mult ~0.8 (int8 0.2 scaled by width^2) + "
+                                     "int32 add 0.1 pJ")
+    fp32_op: EnergyEntry = _e(2.3, f"{_H}: mean of fp32 add 0.9 and fp32 mult 3.7 pJ (one "
+                                   "weight-update operation)")
+    compare: EnergyEntry = _e(0.05, f"{_H}: 16-bit magnitude compare ~ a 16-bit add, between "
+                                    "int8 add 0.03 and int32 add 0.1 pJ")
+    register_byte: EnergyEntry = _e(0.1, "assumed: PE pipeline register / operand forwarding, "
+                                         "roughly a tenth of an 8 KB SRAM byte")
+    buffer_byte: EnergyEntry = _e(2.5, f"{_H}: 64-bit read of a 32 KB SRAM 20 pJ = 2.5 pJ/B "
+                                       "(each buffer bank is ~32-128 KB)")
+    dram_byte: EnergyEntry = _e(162.5, f"{_H}: 64-bit DRAM access 1.3 nJ (low end of 1.3-2.6) "
+                                       "= 162.5 pJ/B")
+    static_watts: EnergyEntry = _e(3.5, "assumed: XCVU9P static power of a few watts at "
+                                        "typical junction temperature (Xilinx XPE order); "
+                                        "pJ field holds watts")
+
+    def _check(self) -> None:
+        for f in dataclasses.fields(self):
+            getattr(self, f.name)._check(f.name)
+
+    def mac(self, dtype: DType) -> float:
+        return {DType.FP16: self.mac_fp16, DType.BF16: self.mac_bf16,
+                DType.INT8: self.mac_int8, DType.INT16: self.mac_int16}[dtype].pj
+
+
+@dataclass(frozen=True)
+class AcceleratorConfig:
+    """A SAT-class accelerator. Build with keyword deltas on a preset, or load a file."""
+
+    name: str = _f("vcu1525", "Preset or user name of this configuration.")
+    clock_mhz: float = _f(200.0, "Engine clock. Decided: 200 MHz, typical of fp16 systolic arrays "
+                          "on UltraScale+ (the SAT paper's clock is not known).", 1.0, 5000.0)
+    array: ArrayConfig = field(default_factory=ArrayConfig, metadata={"doc": "Tensor engine."})
+    numerics: NumericsConfig = field(default_factory=NumericsConfig,
+                                     metadata={"doc": "Operand and accumulator types."})
+    buffers: BuffersConfig = field(default_factory=BuffersConfig,
+                                   metadata={"doc": "On-chip buffers."})
+    dram: DramConfig = field(default_factory=DramConfig, metadata={"doc": "Off-chip memory."})
+    sore: SoreConfig = field(default_factory=SoreConfig,
+                             metadata={"doc": "Sparse online reduction engine."})
+    weight_update: WeightUpdateConfig = field(default_factory=WeightUpdateConfig,
+                                              metadata={"doc": "Weight-update vector engine."})
+    energy: EnergyConfig = field(default_factory=EnergyConfig,
+                                 metadata={"doc": "Energy table."})
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    @property
+    def cycle_seconds(self) -> float:
+        return 1e-6 / self.clock_mhz
+
+    def replace(self, **changes: Any) -> "AcceleratorConfig":
+        """A copy with dotted-path changes, e.g. ``cfg.replace(**{"array.rows": 8})``."""
+        data = to_dict(self)
+        for path, value in changes.items():
+            node = data
+            *parents, leaf = path.split(".")
+            for p in parents:
+                if not isinstance(node, dict) or p not in node:
+                    raise ConfigError(f"unknown config field {path!r}")
+                node = node[p]
+            if not isinstance(node, dict) or leaf not in node:
+                raise ConfigError(f"unknown config field {path!r}")
+            node[leaf] = value
+        return from_dict(data)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _walk(obj: Any, prefix: str = ""):
+    """Yield (dotted name, dataclass field, value) for every leaf field."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        name = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value) and not isinstance(value, EnergyEntry):
+            yield from _walk(value, name + ".")
+        else:
+            yield name, f, value
+
+
+def validate(cfg: AcceleratorConfig) -> None:
+    """Raise :class:`ConfigError` naming the first invalid field and its value."""
+    hints_cache: dict[type, dict[str, Any]] = {}
+    for name, f, value in _walk(cfg):
+        owner = _owner(cfg, name)
+        hints = hints_cache.setdefault(type(owner), typing.get_type_hints(type(owner)))
+        _check_type(name, hints[f.name], value)
+        lo, hi = f.metadata.get("min"), f.metadata.get("max")
+        if lo is not None and value < lo or hi is not None and value > hi:
+            raise ConfigError(f"{name} must be between {lo:g} and {hi:g}, not {value!r}")
+    cfg.array._check()
+    cfg.numerics._check()
+    cfg.energy._check()
+    for b in ("activation", "weight", "output"):
+        buf = getattr(cfg.buffers, b)
+        if buf.double_buffered and buf.bytes % 2:
+            raise ConfigError(f"buffers.{b}.kib must split into two halves, not {buf.kib}")
+    if cfg.dram.bytes_per_cycle % 1:
+        raise ConfigError(f"dram.bytes_per_cycle must be whole, not {cfg.dram.bytes_per_cycle}")
+
+
+def _owner(cfg: Any, dotted: str) -> Any:
+    obj = cfg
+    for part in dotted.split(".")[:-1]:
+        obj = getattr(obj, part)
+    return obj
+
+
+def _check_type(name: str, hint: Any, value: Any) -> None:
+    origin = typing.get_origin(hint)
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    elif hint is str:
+        ok = isinstance(value, str)
+    elif origin is tuple:
+        ok = isinstance(value, tuple) and all(isinstance(v, str) for v in value)
+    elif hint is EnergyEntry:
+        ok = isinstance(value, EnergyEntry)
+    else:  # pragma: no cover - a new field type must be added above
+        raise TypeError(f"no validator for {name}: {hint}")
+    if not ok:
+        expected = getattr(hint, "__name__", str(hint))
+        raise ConfigError(f"{name} must be of type {expected}, not {value!r}")
+
+
+# --------------------------------------------------------------------------- dict / file I/O
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dict (tuples become lists) suitable for TOML, YAML and JSON."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(v):
+            out[f.name] = to_dict(v)
+        elif isinstance(v, tuple):
+            out[f.name] = list(v)
+        else:
+            out[f.name] = v
+    return out
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a table, not {data!r}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown config field '{prefix}{unknown[0]}'"
+                          f" (known: {', '.join(sorted(known))})")
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, f"{prefix}{name}.")
+        elif typing.get_origin(hint) is tuple:
+            if not isinstance(value, (list, tuple)):
+                raise ConfigError(f"{prefix}{name} must be a list, not {value!r}")
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # pragma: no cover - guarded by the unknown-key check
+        raise ConfigError(f"{prefix.rstrip('.')}: {e}") from None
+
+
+def from_dict(data: dict[str, Any], base: AcceleratorConfig | None = None) -> AcceleratorConfig:
+    """Build a validated config. With ``base``, ``data`` holds only changes to it.
+
+    A file may also say ``preset = "small"`` to start from that preset.
+    """
+    data = dict(data)
+    if "preset" in data:
+        preset_name = data.pop("preset")
+        if not isinstance(preset_name, str):
+            raise ConfigError(f"preset must be a name, not {preset_name!r}")
+        base = preset(preset_name)
+    if base is not None:
+        data = _merge(to_dict(base), data, "")
+    # Validation of the whole tree happens in AcceleratorConfig.__post_init__, after the
+    # nested pieces are built; type errors there name the dotted field.
+    return _build(AcceleratorConfig, data, "")
+
+
+def _merge(base: dict[str, Any], changes: dict[str, Any], prefix: str) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in changes.items():
+        if k not in base:
+            raise ConfigError(f"unknown config field {prefix + k!r}")
+        if isinstance(base[k], dict) and isinstance(v, dict):
+            out[k] = _merge(base[k], v, f"{prefix}{k}.")
+        else:
+            out[k] = v
+    return out
+
+
+class _UniqueKeyLoader:  # built lazily so PyYAML stays optional for TOML users
+    @staticmethod
+    def load(text: str) -> Any:
+        import yaml
+
+        class Loader(yaml.SafeLoader):
+            pass
+
+        def construct_mapping(loader: Any, node: Any, deep: bool = False) -> dict:
+            seen: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = loader.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise ConfigError(f"duplicate key {key!r} (line {key_node.start_mark.line + 1})")
+                seen[key] = loader.construct_object(value_node, deep=deep)
+            return seen
+
+        Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+        try:
+            return yaml.load(text, Loader=Loader)  # noqa: S506 - SafeLoader subclass
+        except yaml.YAMLError as e:
+            raise ConfigError(f"invalid YAML: {str(e).splitlines()[0]}") from None
+
+
+def load(path: str | Path) -> AcceleratorConfig:
+    """Load a TOML (``.toml``) or YAML (``.yaml``/``.yml``) configuration file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file {p}: {e}") from None
+    suffix = p.suffix.lower()
+    if suffix == ".toml":
+        try:
+            data = tomllib.loads(text)  # TOML itself forbids duplicate keys
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p}: invalid TOML: {e}") from None
+    elif suffix in (".yaml", ".yml"):
+        try:
+            data = _UniqueKeyLoader.load(text)
+        except ConfigError as e:
+            raise ConfigError(f"{p}: {e}") from None
+    else:
+        raise ConfigError(f"config file must end in .toml, .yaml or .yml, not {p.name}")
+    if data is None:
+        data = {}
+    try:
+        return from_dict(data)
+    except ConfigError as e:
+        raise ConfigError(f"{p}: {e}") from None
+
+
+def dumps(cfg: AcceleratorConfig, fmt: str = "toml") -> str:
+    """Serialise to ``toml``, ``yaml`` or ``json``; ``load`` of the result gives ``cfg`` back."""
+    data = to_dict(cfg)
+    if fmt == "toml":
+        import tomli_w
+
+        return tomli_w.dumps(data)
+    if fmt == "json":
+        return json.dumps(data, indent=2) + "\n"
+    if fmt == "yaml":
+        import yaml
+
+        return yaml.safe_dump(data, sort_keys=False)
+    raise ConfigError(f"unknown config format {fmt!r} (choose from toml, yaml, json)")
+
+
+def save(cfg: AcceleratorConfig, path: str | Path) -> None:
+    """Write atomically (temporary file then rename) as TOML or YAML by suffix."""
+    p = Path(path)
+    fmt = {".toml": "toml", ".yaml": "yaml", ".yml": "yaml", ".json": "json"}.get(p.suffix.lower())
+    if fmt is None:
+        raise ConfigError(f"config file must end in .toml, .yaml or .yml, not {p.name}")
+    from .util import atomic_write_text
+
+    atomic_write_text(p, dumps(cfg, fmt))
+
+
+def describe(cfg: AcceleratorConfig) -> list[tuple[str, Any, str]]:
+    """(dotted field, value, documented source/reasoning) rows for display."""
+    rows = []
+    for name, f, value in _walk(cfg):
+        if isinstance(value, EnergyEntry):
+            unit = "W" if name.endswith("static_watts") else "pJ"
+            rows.append((name, f"{value.pj:g} {unit}", value.source))
+        else:
+            if isinstance(value, tuple):
+                value = ", ".join(value)
+            rows.append((name, value, f.metadata.get("doc", "")))
+    return rows
+
+
+# --------------------------------------------------------------------------- presets
+
+VCU1525 = AcceleratorConfig()
+
+SMALL = dataclasses.replace(
+    VCU1525,
+    name="small",
+    array=ArrayConfig(rows=4, cols=4, macs_per_pe=4, act_window=8, acc_latency=1),
+    buffers=BuffersConfig(activation=BufferConfig(kib=16, banks=4),
+                          weight=BufferConfig(kib=16, banks=4),
+                          output=BufferConfig(kib=16, banks=4)),
+    dram=dataclasses.replace(VCU1525.dram, channels=1, bytes_per_cycle=16, latency_cycles=10),
+    sore=SoreConfig(lanes=4),
+    weight_update=WeightUpdateConfig(lanes=4),
+)
+"""A tiny array for RTL tests: 4x4 PEs x 4 multipliers, an 8-wide activation window
+(so 1:4, 2:4, 2:8, 1:8 and 4:8 all run), a single-cycle accumulator, 16 KiB buffers."""
+
+PRESETS: dict[str, AcceleratorConfig] = {"vcu1525": VCU1525, "small": SMALL}
+
+
+def preset(name: str) -> AcceleratorConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r} (choose from {', '.join(PRESETS)})") from None
+
+
+def resolve(spec: str | Path | AcceleratorConfig | None) -> AcceleratorConfig:
+    """A preset name, a config file path, or a config object -> config (default ``vcu1525``)."""
+    if spec is None:
+        return VCU1525
+    if isinstance(spec, AcceleratorConfig):
+        return spec
+    s = str(spec)
+    if s in PRESETS:
+        return PRESETS[s]
+    if Path(s).suffix.lower() in (".toml", ".yaml", ".yml"):
+        return load(s)
+    raise ConfigError(f"--config must be a preset ({', '.join(PRESETS)}) or a .toml/.yaml file, "
+                      f"not {s!r}")

@@ -1,0 +1,13 @@
+"""Exceptions that the CLI turns into one line on stderr and exit status 2."""
+
+
+class NmsatError(Exception):
+    """Bad user input: a malformed file, an impossible setting, a missing resource.
+
+    Library code raises this (or ``ValueError``) with a message that names the
+    offending field and value; only :mod:`nmsat.cli` prints it.
+    """
+
+
+class ConfigError(NmsatError, ValueError):
+    """An accelerator configuration field has an invalid value or an unknown name."""

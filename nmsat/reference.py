@@ -1,0 +1,637 @@
+"""The NumPy reference model: the single source of truth for nmsat's arithmetic.
+
+Everything that computes values (the simulator's functional mode, the Amaranth unit
+tests, the cocotb scoreboards, the torch training code's tests) compares against the
+functions here; none re-implements them. The code is deliberately plain.
+
+Conventions (also in ``docs/architecture.md``, section "Arithmetic"):
+
+N:M selection
+    Along the chosen axis, consecutive groups of M elements keep the N of largest
+    magnitude. **Tie rule:** among equal magnitudes the element with the lower index
+    in the group wins (a stable sort on descending magnitude), so the result is fully
+    deterministic; +0 and -0 have equal magnitude. **Partial groups:** when M does not
+    divide the axis length, the trailing group of r < M elements is treated as padded
+    with zeros at its end; padding loses every tie, so the group keeps min(N, r) real
+    elements. NaN inputs are rejected.
+
+Engine GEMM ``C[m, n] = sum_k A[m, k] B[k, n]``
+    B is the weight operand; in N:M mode it is compressed along K. Work is cut into
+    *chunks*: a chunk is what one PE consumes in a cycle, ``P`` multiplier lanes wide.
+    Dense: chunk c covers k = c*P .. c*P+P-1 and lane p takes k = c*P + p.
+    N:M with g = min(P // N, A // M) groups per chunk: chunk c covers groups
+    c*g .. c*g+g-1 and lane p takes group c*g + p // N, kept slot p % N (the slots of a
+    group in increasing index order); lanes g*N .. P-1 are idle.
+    Lanes past the end of K and idle lanes contribute a product of exactly +0.
+    Float operands: each product a*b is formed exactly and rounded once to fp32 (for
+    fp16 it is always exact; for bf16 only overflow/underflow can round). The P lane
+    products of a chunk are summed by a pairwise adder tree (lanes (0,1),(2,3),...;
+    then the pair sums pairwise; an odd count is padded with +0), then added to the
+    accumulator: ``acc = acc + tree`` with ``acc`` starting at +0, chunks in order.
+    Every addition is IEEE 754 binary32, round to nearest even, with subnormal
+    inputs and results kept (no flush to zero). Output-stationary and weight-
+    stationary dataflows add in this same order, so both give identical bits.
+    Integer operands (int8, int16): products are exact, the accumulator is int32 and
+    wraps modulo 2**32, so the order does not matter.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .types import NM, DType
+
+# --------------------------------------------------------------------------- N:M masks
+
+
+def nm_mask(x: np.ndarray, nm: NM | str, axis: int = -1) -> np.ndarray:
+    """Boolean mask keeping the N largest magnitudes of each group of M along ``axis``.
+
+    See the module docstring for the tie rule and partial groups. Dense (N = M) keeps all.
+    """
+    nm = NM.parse(nm)
+    x = np.asarray(x)
+    if x.ndim == 0:
+        raise ValueError("nm_mask needs an array with at least one axis")
+    if np.issubdtype(x.dtype, np.floating) and np.isnan(x).any():
+        raise ValueError("nm_mask: input contains NaN; N:M selection of NaN is undefined")
+    if nm.dense:
+        return np.ones(x.shape, dtype=bool)
+    ax = axis % x.ndim
+    moved = np.moveaxis(np.abs(x.astype(np.float64)), ax, -1)
+    length = moved.shape[-1]
+    groups = -(-length // nm.m)
+    padded = np.zeros(moved.shape[:-1] + (groups * nm.m,), dtype=np.float64)
+    padded[..., :length] = moved
+    # Padding gets magnitude -1 so it loses to every real element, zeros included.
+    padded[..., length:] = -1.0
+    g = padded.reshape(moved.shape[:-1] + (groups, nm.m))
+    order = np.argsort(-g, axis=-1, kind="stable")  # stable: lower index wins ties
+    keep = np.zeros(g.shape, dtype=bool)
+    np.put_along_axis(keep, order[..., : nm.n], True, axis=-1)
+    keep = keep.reshape(padded.shape)[..., :length]
+    return np.moveaxis(keep, -1, ax)
+
+
+def ff_axis(weight_ndim: int) -> int:
+    """Grouping axis of the FF mask: the layer's input dimension.
+
+    Linear ``W[out, in]``: axis 1. Conv ``W[cout, cin/groups, kh, kw]``: axis 1, the input
+    channels, with the kernel position fixed (decided; see docs/architecture.md).
+    """
+    if weight_ndim not in (2, 4):
+        raise ValueError(f"weights must be 2-D (linear) or 4-D (conv), not {weight_ndim}-D")
+    return 1
+
+
+def bp_axis(weight_ndim: int) -> int:
+    """Grouping axis of the BP mask: the layer's output dimension (K of dX = dY W)."""
+    if weight_ndim not in (2, 4):
+        raise ValueError(f"weights must be 2-D (linear) or 4-D (conv), not {weight_ndim}-D")
+    return 0
+
+
+def bdwp_masks(w: np.ndarray, nm: NM | str) -> tuple[np.ndarray, np.ndarray]:
+    """(FF mask grouped along the input dim, BP mask grouped along the output dim)."""
+    return nm_mask(w, nm, ff_axis(w.ndim)), nm_mask(w, nm, bp_axis(w.ndim))
+
+
+def srste_mask(w: np.ndarray, nm: NM | str) -> np.ndarray:
+    """SR-STE's forward mask: N:M along the input dimension (as BDWP's FF mask)."""
+    return nm_mask(w, nm, ff_axis(w.ndim))
+
+
+# --------------------------------------------------------------------------- compressed format
+
+
+@dataclass(frozen=True)
+class Compressed:
+    """N:M compressed tensor: N values and N indices per group of M along ``axis``.
+
+    ``values`` and ``indices`` have the tensor's shape with ``axis`` replaced by
+    ``groups * N`` (slot s of group q at position q*N + s); indices are positions
+    0..M-1 within the group, in increasing order. Padding slots of a partial group hold
+    value 0 and the index of a padding position (>= r).
+    """
+
+    values: np.ndarray
+    indices: np.ndarray
+    shape: tuple[int, ...]
+    nm: NM
+    axis: int
+
+    @property
+    def groups(self) -> int:
+        return -(-self.shape[self.axis] // self.nm.m)
+
+
+def compress(x: np.ndarray, nm: NM | str, axis: int = -1,
+             mask: np.ndarray | None = None) -> Compressed:
+    """Compress ``x`` to N:M form, selecting with :func:`nm_mask` unless ``mask`` is given.
+
+    A given ``mask`` must keep at most N per group; groups with fewer kept elements are
+    filled with the lowest unkept positions (their values are then zero in the output).
+    """
+    nm = NM.parse(nm)
+    x = np.asarray(x)
+    ax = axis % x.ndim
+    if mask is None:
+        mask = nm_mask(x, nm, ax)
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != x.shape:
+        raise ValueError(f"mask shape {mask.shape} does not match tensor shape {x.shape}")
+    xm = np.moveaxis(np.where(mask, x, 0), ax, -1)
+    mm = np.moveaxis(mask, ax, -1)
+    length = xm.shape[-1]
+    groups = -(-length // nm.m)
+    pad = groups * nm.m - length
+    xg = np.concatenate([xm, np.zeros(xm.shape[:-1] + (pad,), xm.dtype)], -1)
+    mg = np.concatenate([mm, np.zeros(mm.shape[:-1] + (pad,), bool)], -1)
+    xg = xg.reshape(xm.shape[:-1] + (groups, nm.m))
+    mg = mg.reshape(mm.shape[:-1] + (groups, nm.m))
+    if (mg.sum(-1) > nm.n).any():
+        raise ValueError(f"mask keeps more than N={nm.n} elements in some group of M={nm.m}")
+    # Kept positions first (in index order), then unkept ones (in index order): a stable
+    # sort on "not kept" gives exactly that.
+    order = np.argsort(~mg, axis=-1, kind="stable")[..., : nm.n]
+    order = np.sort(order, axis=-1)
+    values = np.take_along_axis(xg, order, -1)
+    shape_out = xm.shape[:-1] + (groups * nm.n,)
+    values = np.moveaxis(values.reshape(shape_out), -1, ax)
+    indices = np.moveaxis(order.reshape(shape_out).astype(np.uint8), -1, ax)
+    return Compressed(values, indices, tuple(x.shape), nm, ax)
+
+
+def decompress(c: Compressed) -> np.ndarray:
+    """The dense tensor (zeros where pruned)."""
+    nm, ax = c.nm, c.axis
+    v = np.moveaxis(c.values, ax, -1)
+    i = np.moveaxis(c.indices, ax, -1).astype(np.int64)
+    groups = c.groups
+    v = v.reshape(v.shape[:-1] + (groups, nm.n))
+    i = i.reshape(i.shape[:-1] + (groups, nm.n))
+    out = np.zeros(v.shape[:-1] + (nm.m,), dtype=c.values.dtype)
+    np.put_along_axis(out, i, v, axis=-1)
+    out = out.reshape(v.shape[:-2] + (groups * nm.m,))[..., : c.shape[ax]]
+    return np.moveaxis(out, -1, ax)
+
+
+def compressed_bytes(shape: tuple[int, ...], nm: NM | str, axis: int, dtype: DType | str) -> int:
+    """Exact bytes of the packed form: values at the dtype's width plus
+    ceil(log2 M)-bit indices, the index bits packed densely and rounded up to a byte."""
+    nm = NM.parse(nm)
+    dtype = DType.parse(dtype)
+    ax = axis % len(shape)
+    slots = math.prod(shape) // shape[ax] * (-(-shape[ax] // nm.m)) * nm.n
+    return slots * dtype.bytes + (slots * nm.index_bits + 7) // 8
+
+
+def dense_bytes(shape: tuple[int, ...], dtype: DType | str) -> int:
+    return math.prod(shape) * DType.parse(dtype).bytes
+
+
+def pack(c: Compressed, dtype: DType | str) -> bytes:
+    """Serialise: values (little-endian, dtype width, C order) then the indices packed
+    LSB-first at ceil(log2 M) bits each. ``len(pack(c)) == compressed_bytes(...)``."""
+    dtype = DType.parse(dtype)
+    vals = _storage(c.values, dtype).tobytes(order="C")
+    bits = c.nm.index_bits
+    idx = np.ascontiguousarray(c.indices).reshape(-1).astype(np.uint64)
+    if bits == 0:
+        return vals
+    # Bit j of index i lands at stream bit i*bits + j.
+    bit_matrix = ((idx[:, None] >> np.arange(bits, dtype=np.uint64)) & 1).astype(np.uint8)
+    return vals + np.packbits(bit_matrix.reshape(-1), bitorder="little").tobytes()
+
+
+def unpack(data: bytes, shape: tuple[int, ...], nm: NM | str, axis: int,
+           dtype: DType | str) -> Compressed:
+    """Inverse of :func:`pack`. Raises ``ValueError`` if ``data`` has the wrong length."""
+    nm = NM.parse(nm)
+    dtype = DType.parse(dtype)
+    ax = axis % len(shape)
+    expect = compressed_bytes(shape, nm, ax, dtype)
+    if len(data) != expect:
+        raise ValueError(f"packed N:M data has {len(data)} bytes, expected {expect}")
+    cshape = list(shape)
+    cshape[ax] = -(-shape[ax] // nm.m) * nm.n
+    slots = math.prod(cshape)
+    nval = slots * dtype.bytes
+    values = _from_storage(np.frombuffer(data[:nval], dtype=_storage_dtype(dtype)), dtype)
+    values = values.reshape(cshape)
+    bits = nm.index_bits
+    if bits:
+        stream = np.unpackbits(np.frombuffer(data[nval:], np.uint8), bitorder="little")
+        stream = stream[: slots * bits].reshape(slots, bits).astype(np.uint8)
+        idx = (stream.astype(np.uint16) << np.arange(bits, dtype=np.uint16)).sum(-1)
+        indices = idx.astype(np.uint8).reshape(cshape)
+    else:
+        indices = np.zeros(cshape, np.uint8)
+    return Compressed(values, indices, tuple(shape), nm, ax)
+
+
+def _storage_dtype(dtype: DType) -> np.dtype:
+    return {DType.INT8: np.dtype("<i1"), DType.INT16: np.dtype("<i2"),
+            DType.FP16: np.dtype("<f2"), DType.BF16: np.dtype("<u2")}[dtype]
+
+
+def _storage(x: np.ndarray, dtype: DType) -> np.ndarray:
+    if dtype is DType.BF16:
+        return (bf16_bits(x)).astype("<u2")
+    return quantize(x, dtype).astype(_storage_dtype(dtype))
+
+
+def _from_storage(raw: np.ndarray, dtype: DType) -> np.ndarray:
+    if dtype is DType.BF16:
+        return (raw.astype(np.uint32) << 16).view(np.float32)
+    return raw.astype(raw.dtype.newbyteorder("="))
+
+
+# --------------------------------------------------------------------------- numerics
+
+
+def bf16_bits(x: np.ndarray) -> np.ndarray:
+    """Round fp32 values to bf16 (nearest even) and return the 16-bit patterns."""
+    b = np.asarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    nan = np.isnan(np.asarray(x, dtype=np.float32))
+    rounded = (b + 0x7FFF + ((b >> 16) & 1)) >> 16
+    rounded = np.where(nan, (b >> 16) | 0x40, rounded)  # keep NaN a (quiet) NaN
+    return rounded.astype(np.uint16)
+
+
+def quantize(x: np.ndarray, dtype: DType | str) -> np.ndarray:
+    """Values representable in ``dtype``: fp16 -> float16 array; bf16 -> float32 array whose
+    low 16 bits are zero; int8/int16 -> integer array (values must already be in range)."""
+    dtype = DType.parse(dtype)
+    x = np.asarray(x)
+    if dtype is DType.FP16:
+        return x.astype(np.float16)
+    if dtype is DType.BF16:
+        return (bf16_bits(x).astype(np.uint32) << 16).view(np.float32)
+    info = np.iinfo(np.int8 if dtype is DType.INT8 else np.int16)
+    if np.issubdtype(x.dtype, np.floating):
+        if not np.array_equal(x, np.round(x)):
+            raise ValueError(f"{dtype} operands must be integers")
+    if x.size and (x.min() < info.min or x.max() > info.max):
+        raise ValueError(f"{dtype} operand out of range [{info.min}, {info.max}]")
+    return x.astype(info.dtype)
+
+
+def _tree_sum_fp32(lanes: np.ndarray) -> np.ndarray:
+    """Pairwise fp32 adder tree over the last axis (see module docstring)."""
+    s = lanes
+    while s.shape[-1] > 1:
+        if s.shape[-1] % 2:
+            s = np.concatenate([s, np.zeros(s.shape[:-1] + (1,), np.float32)], -1)
+        s = s[..., 0::2] + s[..., 1::2]
+    return s[..., 0]
+
+
+@dataclass(frozen=True)
+class LaneMap:
+    """Which K index and weight each multiplier lane of each chunk takes, per column.
+
+    ``k[n, c, p]`` is the K index lane p of chunk c reads from A for output column n
+    (-1 for an idle lane); ``w[n, c, p]`` the weight value it multiplies by.
+    """
+
+    k: np.ndarray
+    w: np.ndarray
+
+
+def lane_map(b: np.ndarray | Compressed, lanes: int, act_window: int,
+             nm: NM | str = "1:1") -> LaneMap:
+    """Lay the weight operand ``B[K, N]`` out in multiplier lanes (module docstring).
+
+    ``b`` is a dense ``[K, N]`` array (dense mode, or N:M mode selecting with
+    :func:`nm_mask` along K) or a :class:`Compressed` along axis 0.
+    """
+    nm = NM.parse(nm) if not isinstance(b, Compressed) else b.nm
+    if isinstance(b, Compressed):
+        if b.axis != 0 or len(b.shape) != 2:
+            raise ValueError("compressed weight operand must be 2-D and grouped along K (axis 0)")
+        comp = b
+    elif nm.dense:
+        comp = None
+    else:
+        comp = compress(np.asarray(b), nm, axis=0)
+    if comp is None:
+        b = np.asarray(b)
+        k_total, n_cols = b.shape
+        chunks = -(-k_total // lanes)
+        k = np.arange(chunks * lanes).reshape(chunks, lanes)
+        valid = k < k_total
+        kk = np.where(valid, k, -1)
+        w = np.zeros((n_cols, chunks, lanes), dtype=b.dtype)
+        w[:, valid] = b[k[valid]].T
+        return LaneMap(np.broadcast_to(kk, (n_cols, chunks, lanes)).copy(), w)
+    g = min(lanes // nm.n, act_window // nm.m)
+    if g < 1:
+        raise ValueError(f"{nm} needs N <= lanes and M <= act_window "
+                         f"(lanes={lanes}, act_window={act_window})")
+    k_total, n_cols = comp.shape
+    groups = comp.groups
+    chunks = -(-groups // g)
+    vals = comp.values.T.reshape(n_cols, groups, nm.n)  # [n, group, slot]
+    idx = comp.indices.T.reshape(n_cols, groups, nm.n).astype(np.int64)
+    k = np.full((n_cols, chunks, lanes), -1, dtype=np.int64)
+    w = np.zeros((n_cols, chunks, lanes), dtype=comp.values.dtype)
+    for p in range(g * nm.n):
+        grp = np.arange(chunks) * g + p // nm.n  # group index of lane p in each chunk
+        ok = grp < groups
+        gi = grp[ok]
+        kidx = gi[None, :] * nm.m + idx[:, gi, p % nm.n]
+        real = kidx < k_total  # padding slots of a partial group are idle
+        k[:, ok, p] = np.where(real, kidx, -1)
+        w[:, ok, p] = np.where(real, vals[:, gi, p % nm.n], 0)
+    return LaneMap(k, w)
+
+
+def engine_gemm(a: np.ndarray, b: np.ndarray | Compressed, dtype: DType | str,
+                lanes: int, act_window: int, nm: NM | str = "1:1",
+                acc: np.ndarray | None = None) -> np.ndarray:
+    """``A[M, K] @ B[K, N]`` exactly as the tensor engine computes it.
+
+    ``a`` and ``b`` must hold values representable in ``dtype`` (see :func:`quantize`).
+    ``acc`` (fp32/int32 ``[M, N]``) continues an earlier partial sum: the engine adds its
+    chunks to it in order, exactly as if the K ranges had been one. Returns fp32 for
+    float dtypes and int32 for integer dtypes.
+    """
+    dtype = DType.parse(dtype)
+    a = np.asarray(a)
+    lm = lane_map(b, lanes, act_window, nm)
+    m_rows = a.shape[0]
+    n_cols = lm.k.shape[0]
+    k_total = a.shape[1]
+    if dtype.is_float:
+        a64 = np.concatenate([a.astype(np.float64), np.zeros((m_rows, 1))], 1)
+        out = np.zeros((m_rows, n_cols), np.float32) if acc is None else acc.astype(np.float32)
+        for n in range(n_cols):
+            kk = np.where(lm.k[n] < 0, k_total, lm.k[n])  # idle lanes read the zero column
+            prod = (a64[:, kk] * lm.w[n].astype(np.float64)[None]).astype(np.float32)
+            prod[:, lm.k[n] < 0] = np.float32(0.0)  # idle lanes give exactly +0
+            tree = _tree_sum_fp32(prod)  # [M, chunks]
+            col = out[:, n]
+            for c in range(tree.shape[1]):
+                col = col + tree[:, c]
+            out[:, n] = col
+        return out
+    a64 = np.concatenate([a.astype(np.int64), np.zeros((m_rows, 1), np.int64)], 1)
+    total = np.zeros((m_rows, n_cols), np.int64) if acc is None else acc.astype(np.int64)
+    for n in range(n_cols):
+        kk = np.where(lm.k[n] < 0, k_total, lm.k[n])
+        total[:, n] += (a64[:, kk] * lm.w[n].astype(np.int64)[None]).sum(axis=(1, 2))
+    return ((total + 2**31) % 2**32 - 2**31).astype(np.int32)
+
+
+def gemm_chunks(k: int, lanes: int, act_window: int, nm: NM | str = "1:1") -> int:
+    """Chunks (PE cycles per output) of a K-long reduction: ceil(K / k_per_cycle)."""
+    nm = NM.parse(nm)
+    if nm.dense:
+        return -(-k // lanes)
+    g = min(lanes // nm.n, act_window // nm.m)
+    if g < 1:
+        raise ValueError(f"{nm} needs N <= lanes and M <= act_window")
+    return -(-(-(-k // nm.m)) // g)
+
+
+# --------------------------------------------------------------------------- convolution
+
+
+@dataclass(frozen=True)
+class ConvGeom:
+    """Geometry of a 2-D convolution ``x[N, C, H, W] * w[Cout, C/groups, kh, kw]``."""
+
+    n: int
+    c: int
+    h: int
+    w: int
+    cout: int
+    kh: int
+    kw: int
+    stride: int = 1
+    padding: int = 0
+    groups: int = 1
+
+    def __post_init__(self) -> None:
+        if self.c % self.groups or self.cout % self.groups:
+            raise ValueError(f"channels ({self.c}, {self.cout}) must divide into "
+                             f"groups={self.groups}")
+        if self.ho < 1 or self.wo < 1:
+            raise ValueError("convolution output would be empty")
+
+    @property
+    def ho(self) -> int:
+        return (self.h + 2 * self.padding - self.kh) // self.stride + 1
+
+    @property
+    def wo(self) -> int:
+        return (self.w + 2 * self.padding - self.kw) // self.stride + 1
+
+
+def im2col(x: np.ndarray, g: ConvGeom) -> np.ndarray:
+    """``x[N, C, H, W]`` (one group's channels) -> ``cols[N*Ho*Wo, kh*kw*C]``.
+
+    K order is (kernel row, kernel column, channel) with the channel fastest, so an N:M
+    group along the input channels is M consecutive K elements.
+    """
+    n, c = x.shape[:2]
+    xp = np.pad(x, ((0, 0), (0, 0), (g.padding, g.padding), (g.padding, g.padding)))
+    cols = np.empty((n, g.ho, g.wo, g.kh, g.kw, c), dtype=x.dtype)
+    for i in range(g.kh):
+        for j in range(g.kw):
+            patch = xp[:, :, i: i + g.stride * g.ho: g.stride, j: j + g.stride * g.wo: g.stride]
+            cols[:, :, :, i, j, :] = patch.transpose(0, 2, 3, 1)
+    return cols.reshape(n * g.ho * g.wo, g.kh * g.kw * c)
+
+
+def col2im(cols: np.ndarray, g: ConvGeom, c: int) -> np.ndarray:
+    """Scatter-add ``cols[N*Ho*Wo, kh*kw*c]`` back to ``[N, c, H, W]``.
+
+    Float data is added in fp32 into a zero buffer, kernel positions in row-major (i, j)
+    order: the order the output buffer's accumulate-on-write port uses.
+    """
+    acc_dtype = np.float32 if np.issubdtype(cols.dtype, np.floating) else np.int64
+    hp, wp = g.h + 2 * g.padding, g.w + 2 * g.padding
+    out = np.zeros((g.n, c, hp, wp), dtype=acc_dtype)
+    cc = cols.reshape(g.n, g.ho, g.wo, g.kh, g.kw, c).astype(acc_dtype)
+    for i in range(g.kh):
+        for j in range(g.kw):
+            out[:, :, i: i + g.stride * g.ho: g.stride, j: j + g.stride * g.wo: g.stride] += (
+                cc[:, :, :, i, j, :].transpose(0, 3, 1, 2))
+    return out[:, :, g.padding: g.padding + g.h, g.padding: g.padding + g.w]
+
+
+def conv_weight_matrix(w: np.ndarray) -> np.ndarray:
+    """``w[Cout, C, kh, kw]`` -> ``[Cout, kh*kw*C]`` in im2col's K order."""
+    return w.transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
+
+
+def conv_weight_from_matrix(wm: np.ndarray, shape: tuple[int, int, int, int]) -> np.ndarray:
+    cout, c, kh, kw = shape
+    return wm.reshape(cout, kh, kw, c).transpose(0, 3, 1, 2)
+
+
+def _split_groups(g: ConvGeom):
+    cg, og = g.c // g.groups, g.cout // g.groups
+    return [(slice(i * cg, (i + 1) * cg), slice(i * og, (i + 1) * og)) for i in range(g.groups)]
+
+
+def conv_ff(x: np.ndarray, w: np.ndarray, g: ConvGeom, matmul) -> np.ndarray:
+    """Forward convolution through im2col: ``matmul(A, B)`` computes each group's GEMM
+    ``cols[N*Ho*Wo, K] @ Wmat^T[K, Cout/groups]``."""
+    outs = []
+    for cs, os_ in _split_groups(g):
+        cols = im2col(x[:, cs], g)
+        y = matmul(cols, conv_weight_matrix(w[os_]).T)
+        outs.append(y.reshape(g.n, g.ho, g.wo, -1).transpose(0, 3, 1, 2))
+    return np.concatenate(outs, axis=1)
+
+
+def conv_bp(dy: np.ndarray, w: np.ndarray, g: ConvGeom, matmul) -> np.ndarray:
+    """Data gradient: per group ``dcols = dY[N*Ho*Wo, Cout/g] @ Wmat[Cout/g, kh*kw*C/g]``
+    (K = output channels, where BDWP's BP mask groups), then :func:`col2im`."""
+    outs = []
+    for cs, os_ in _split_groups(g):
+        dym = dy[:, os_].transpose(0, 2, 3, 1).reshape(-1, os_.stop - os_.start)
+        dcols = matmul(dym, conv_weight_matrix(w[os_]))
+        outs.append(col2im(dcols, g, cs.stop - cs.start))
+    return np.concatenate(outs, axis=1)
+
+
+def conv_wg(x: np.ndarray, dy: np.ndarray, g: ConvGeom, matmul) -> np.ndarray:
+    """Weight gradient: per group ``dWmat = dY^T[Cout/g, N*Ho*Wo] @ cols[N*Ho*Wo, K]``."""
+    outs = []
+    for cs, os_ in _split_groups(g):
+        cols = im2col(x[:, cs], g)
+        dym = dy[:, os_].transpose(0, 2, 3, 1).reshape(-1, os_.stop - os_.start)
+        dwm = matmul(dym.T, cols)
+        outs.append(conv_weight_from_matrix(dwm, (os_.stop - os_.start, cs.stop - cs.start,
+                                                  g.kh, g.kw)))
+    return np.concatenate(outs, axis=0)
+
+
+def conv_direct(x: np.ndarray, w: np.ndarray, g: ConvGeom) -> np.ndarray:
+    """Direct (loop) convolution in float64: the independent check for :func:`conv_ff`."""
+    xp = np.pad(x.astype(np.float64),
+                ((0, 0), (0, 0), (g.padding, g.padding), (g.padding, g.padding)))
+    y = np.zeros((g.n, g.cout, g.ho, g.wo))
+    og, cg = g.cout // g.groups, g.c // g.groups
+    for o in range(g.cout):
+        grp = o // og
+        for i in range(g.kh):
+            for j in range(g.kw):
+                patch = xp[:, grp * cg:(grp + 1) * cg,
+                           i: i + g.stride * g.ho: g.stride, j: j + g.stride * g.wo: g.stride]
+                y[:, o] += np.einsum("nchw,c->nhw", patch, w[o, :, i, j].astype(np.float64))
+    return y
+
+
+# --------------------------------------------------------------------------- training step
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """Everything one training step of one layer produces."""
+
+    y: np.ndarray  # forward output (fp32)
+    dx: np.ndarray  # data gradient (fp32)
+    dw: np.ndarray  # weight gradient fed to the update, SR-STE decay included (fp32)
+    w_master: np.ndarray  # updated fp32 master weights
+    velocity: np.ndarray  # updated momentum state (fp32)
+    w_ff: np.ndarray  # the weights FF used (dtype values, zeros where pruned)
+    w_bp: np.ndarray  # the weights BP used
+
+
+def weight_update(w_master: np.ndarray, grad: np.ndarray, velocity: np.ndarray,
+                  lr: float, momentum: float) -> tuple[np.ndarray, np.ndarray]:
+    """The weight-update engine, in fp32 with each operation rounded (no fused multiply-add):
+    ``v' = fl(fl(momentum * v) + g)``; ``w' = fl(w - fl(lr * v'))``."""
+    f32 = np.float32
+    w = np.asarray(w_master, f32)
+    g = np.asarray(grad, f32)
+    v = np.asarray(velocity, f32)
+    v_new = (f32(momentum) * v).astype(f32) + g
+    w_new = w - (f32(lr) * v_new).astype(f32)
+    return w_new.astype(f32), v_new.astype(f32)
+
+
+def layer_masks(w: np.ndarray, method: str, nm: NM | str) -> tuple[np.ndarray, np.ndarray]:
+    """(FF mask, BP mask) of a weight tensor for a training method."""
+    from .types import Method
+
+    method = Method.parse(method)
+    nm = NM.parse(nm)
+    ones = np.ones(w.shape, bool)
+    if method is Method.DENSE or nm.dense:
+        return ones, ones
+    if method is Method.SRSTE:
+        m = srste_mask(w, nm)
+        return m, m  # BP uses the same sparse weights (dense in the engine: wrong axis)
+    return bdwp_masks(w, nm)
+
+
+def train_step(w_master: np.ndarray, x: np.ndarray, dy: np.ndarray, *, method: str,
+               nm: NM | str, dtype: DType | str = "fp16", lanes: int = 4, act_window: int = 16,
+               lr: float = 0.01, momentum: float = 0.9, velocity: np.ndarray | None = None,
+               srste_decay: float = 2e-4, conv: ConvGeom | None = None) -> StepResult:
+    """One training step of a linear (``conv=None``) or conv layer on the engine.
+
+    Linear: ``w[out, in]``, ``x[B, in]``, ``dy[B, out]``. Conv: ``w[Cout, C/g, kh, kw]``,
+    ``x[N, C, H, W]``, ``dy[N, Cout, Ho, Wo]``. Masks come from the fp32 master weights;
+    the engine uses the dtype copy. Float dtypes only (training is fp16/bf16).
+
+    FF uses the FF mask, BP the BP mask (SR-STE: the same forward mask; BDWP: the
+    output-dimension mask), WG is dense. SR-STE adds ``srste_decay * (1 - mask) * w`` to
+    the gradient. Every GEMM goes through :func:`engine_gemm`; FF and BP use N:M mode
+    where their mask groups along the GEMM's K (BDWP FF and BP, SR-STE FF).
+    """
+    from .types import Method
+
+    method = Method.parse(method)
+    nm = NM.parse(nm)
+    dtype = DType.parse(dtype)
+    if not dtype.is_float:
+        raise ValueError("training steps use a float dtype (fp16 or bf16)")
+    w32 = np.asarray(w_master, np.float32)
+    wq = quantize(w32, dtype)
+    # The SORE selects from the working (dtype) copy of the weights, so masks do too.
+    m_ff, m_bp = layer_masks(wq.astype(np.float32), method, nm)
+    w_ff = np.where(m_ff, wq, 0).astype(wq.dtype)
+    w_bp = np.where(m_bp, wq, 0).astype(wq.dtype)
+    xq, dyq = quantize(x, dtype), quantize(dy, dtype)
+    sparse_ff = method in (Method.SRSTE, Method.BDWP) and not nm.dense
+    sparse_bp = method is Method.BDWP and not nm.dense
+
+    def mm(sparse: bool):
+        mode = nm if sparse else NM(1, 1)
+        return lambda a, b: engine_gemm(a, b, dtype, lanes, act_window, mode)
+
+    if conv is None:
+        b_ff = compress(w_ff.T, nm, 0, m_ff.T) if sparse_ff else w_ff.T
+        b_bp = compress(w_bp, nm, 0, m_bp) if sparse_bp else w_bp
+        y = mm(sparse_ff)(xq, b_ff)
+        dx = mm(sparse_bp)(dyq, b_bp)
+        dw = mm(False)(dyq.T, xq)
+    else:
+        # In im2col's K order a group of M input (FF) or output (BP) channels is M
+        # consecutive K elements only when M divides the channel count; other conv
+        # layers (RGB stems, depthwise) stay dense (docs/architecture.md).
+        for name, on, count in (("input", sparse_ff, conv.c // conv.groups),
+                                ("output", sparse_bp, conv.cout // conv.groups)):
+            if on and count % nm.m:
+                raise ValueError(f"N:M conv needs M={nm.m} to divide the {name} channels "
+                                 f"per group ({count}); keep this layer dense")
+        y = conv_ff(xq, w_ff, conv, mm(sparse_ff))
+        dx = conv_bp(dyq, w_bp, conv, mm(sparse_bp))
+        dw = conv_wg(xq, dyq, conv, mm(False))
+    dw = dw.astype(np.float32)
+    if method is Method.SRSTE and not nm.dense:
+        decay = (np.float32(srste_decay) * np.where(m_ff, np.float32(0), w32)).astype(np.float32)
+        dw = (dw + decay).astype(np.float32)
+    v = np.zeros_like(w32) if velocity is None else np.asarray(velocity, np.float32)
+    w_new, v_new = weight_update(w32, dw, v, lr, momentum)
+    return StepResult(y, dx, dw, w_new, v_new, w_ff, w_bp)

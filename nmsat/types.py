@@ -1,0 +1,133 @@
+"""Enums and small value types shared by every part of nmsat.
+
+Choices are enums, never free strings: an unknown name raises instead of falling
+back to a default (SCALE-Sim silently runs OS on a misspelt dataflow).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+
+class _Choice(str, enum.Enum):
+    """A string-valued enum whose ``parse`` names the valid choices on failure."""
+
+    @classmethod
+    def parse(cls, value: "str | _Choice") -> "_Choice":
+        if isinstance(value, cls):
+            return value
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            choices = ", ".join(m.value for m in cls)
+            raise ValueError(f"unknown {cls.__name__} {value!r} (choose from {choices})") from None
+
+    def __str__(self) -> str:  # so f-strings and argparse show the plain name
+        return self.value
+
+
+class Phase(_Choice):
+    """A training or inference phase of one layer."""
+
+    FF = "ff"  # forward: Y = X W^T
+    BP = "bp"  # backward data gradient: dX = dY W
+    WG = "wg"  # weight gradient: dW = dY^T X
+    WU = "wu"  # weight update on fp32 master weights
+    SORE = "sore"  # online N:M mask generation
+
+
+class Method(_Choice):
+    """How a layer's weights are sparsified during training."""
+
+    DENSE = "dense"
+    SRSTE = "srste"  # sparse FF only, dense straight-through weight gradient with decay
+    BDWP = "bdwp"  # sparse FF (input-dim mask) and sparse BP (output-dim mask)
+
+
+class Dataflow(_Choice):
+    OS = "os"  # output stationary
+    WS = "ws"  # weight stationary
+
+
+class Mode(_Choice):
+    TRAIN = "train"
+    INFERENCE = "inference"
+
+
+class DType(_Choice):
+    """Operand type of the tensor engine; the accumulator type follows from it."""
+
+    INT8 = "int8"
+    INT16 = "int16"
+    FP16 = "fp16"
+    BF16 = "bf16"
+
+    @property
+    def bytes(self) -> int:
+        return 1 if self is DType.INT8 else 2
+
+    @property
+    def is_float(self) -> bool:
+        return self in (DType.FP16, DType.BF16)
+
+    @property
+    def accumulator(self) -> str:
+        """``"fp32"`` for float operands, ``"int32"`` for integer operands."""
+        return "fp32" if self.is_float else "int32"
+
+
+@dataclass(frozen=True, order=True)
+class NM:
+    """An N:M pattern: at most ``n`` nonzeros in every group of ``m`` consecutive elements.
+
+    ``NM(1, 1)`` is dense. ``NM.parse("2:8")`` reads the usual notation.
+    """
+
+    n: int
+    m: int
+
+    def __post_init__(self) -> None:
+        for name, v in (("N", self.n), ("M", self.m)):
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise ValueError(f"{name} must be an integer, not {v!r}")
+        if self.m < 1:
+            raise ValueError(f"M must be at least 1, not {self.m}")
+        if not 1 <= self.n <= self.m:
+            raise ValueError(f"N must be between 1 and M, not {self.n} (M={self.m})")
+
+    @classmethod
+    def parse(cls, text: "str | NM") -> "NM":
+        if isinstance(text, NM):
+            return text
+        s = str(text).strip()
+        if s.lower() == "dense":
+            return cls(1, 1)
+        parts = s.split(":")
+        if len(parts) != 2:
+            raise ValueError(f"N:M pattern must look like 2:8, not {text!r}")
+        try:
+            n, m = int(parts[0]), int(parts[1])
+        except ValueError:
+            raise ValueError(f"N:M pattern must look like 2:8, not {text!r}") from None
+        return cls(n, m)
+
+    @property
+    def dense(self) -> bool:
+        return self.n == self.m
+
+    @property
+    def density(self) -> float:
+        return self.n / self.m
+
+    @property
+    def index_bits(self) -> int:
+        """Bits of one index in the compressed format: ceil(log2 M) (0 for M = 1)."""
+        return math.ceil(math.log2(self.m)) if self.m > 1 else 0
+
+    def __str__(self) -> str:
+        return f"{self.n}:{self.m}"
+
+
+DENSE = NM(1, 1)

@@ -1,0 +1,1 @@
+"""Amaranth RTL of the SAT core, Verilog generation, synthesis reports and cocotb verification."""

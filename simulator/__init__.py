@@ -1,0 +1,1 @@
+"""Cycle-level simulator of the SAT accelerator: per-cycle PE-array model, fast tile model, SimPy system model, energy model."""
