@@ -210,10 +210,12 @@ class Elementwise(Layer):
     kind: OpKind = OpKind.ACT
     elements: int = 1
     shape: tuple[int, ...] = field(default=())
+    # Only where the input's shape differs from ``shape`` (pooling); empty means the same.
+    input_shape: tuple[int, ...] = field(default=())
 
     @property
     def in_shape(self) -> tuple[int, ...]:
-        return self.shape
+        return self.input_shape or self.shape
 
     @property
     def out_shape(self) -> tuple[int, ...]:
