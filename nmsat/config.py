@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -85,7 +86,7 @@ class ArrayConfig:
         """
         if nm.dense:
             return self.macs_per_pe
-        if str(nm) not in self.nm_patterns:
+        if nm not in self.patterns:
             raise ConfigError(f"N:M pattern {nm} is not supported by this array "
                               f"(array.nm_patterns = {', '.join(self.nm_patterns)})")
         return self.groups_per_cycle(nm) * nm.m
@@ -95,6 +96,9 @@ class ArrayConfig:
         return self.k_per_cycle(nm) / self.macs_per_pe
 
     def _check(self) -> None:
+        if self.act_window < self.macs_per_pe:
+            raise ConfigError(f"array.act_window must be at least macs_per_pe "
+                              f"({self.macs_per_pe}), not {self.act_window}")
         for p in self.nm_patterns:
             try:
                 nm = NM.parse(p)
@@ -115,9 +119,6 @@ class ArrayConfig:
                 Dataflow.parse(d)
             except ValueError as e:
                 raise ConfigError(f"array.dataflows: {e}") from None
-        if self.act_window < self.macs_per_pe:
-            raise ConfigError(f"array.act_window must be at least macs_per_pe "
-                              f"({self.macs_per_pe}), not {self.act_window}")
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,9 @@ class EnergyEntry:
     def _check(self, name: str) -> None:
         if not (isinstance(self.pj, (int, float)) and math.isfinite(self.pj) and self.pj >= 0):
             raise ConfigError(f"energy.{name}.pj must be a finite number >= 0, not {self.pj!r}")
+        if not (isinstance(self.source, str) and self.source.strip()):
+            raise ConfigError(f"energy.{name}.source must name the figure's source, "
+                              f"not {self.source!r}")
 
 
 _H = "Horowitz, ISSCC 2014, 45 nm"
@@ -401,7 +405,7 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a table, not {data!r}")
     known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(known))
+    unknown = sorted(set(data) - set(known), key=str)
     if unknown:
         raise ConfigError(f"unknown config field '{prefix}{unknown[0]}'"
                           f" (known: {', '.join(sorted(known))})")
@@ -428,6 +432,8 @@ def from_dict(data: dict[str, Any], base: AcceleratorConfig | None = None) -> Ac
 
     A file may also say ``preset = "small"`` to start from that preset.
     """
+    if not isinstance(data, dict):
+        raise ConfigError(f"config must be a table of fields, not {data!r}")
     data = dict(data)
     if "preset" in data:
         preset_name = data.pop("preset")
@@ -477,8 +483,43 @@ class _UniqueKeyLoader:  # built lazily so PyYAML stays optional for TOML users
             raise ConfigError(f"invalid YAML: {str(e).splitlines()[0]}") from None
 
 
+def _toml_duplicate(text: str, err: Exception) -> str | None:
+    """Name the key of a TOML duplicate-key error (tomllib only gives a line number)."""
+    msg = str(err)
+    where = re.search(r"\(at line (\d+), column \d+\)", msg)
+    if not where or not msg.startswith(("Cannot overwrite a value", "Cannot declare")):
+        return None
+    lines = text.splitlines()
+    lineno = int(where.group(1))
+    if lineno > len(lines):
+        return None
+    line = lines[lineno - 1].strip()
+    table = ""
+    for prev in lines[: lineno - 1]:
+        header = re.match(r"\s*\[+\s*([^\]]+?)\s*\]+", prev)
+        if header:
+            table = header.group(1).replace('"', "").replace("'", "").replace(" ", "")
+    header = re.match(r"\[+\s*([^\]]+?)\s*\]+", line)
+    if header:
+        key = header.group(1)
+    else:
+        key, _, _ = line.partition("=")
+        key = key.strip().replace('"', "").replace("'", "").replace(" ", "")
+        key = f"{table}.{key}" if table else key
+    return f"duplicate key {key!r} (line {lineno}: {line})"
+
+
+def _json_unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ConfigError(f"duplicate key {k!r} (values {out[k]!r} and {v!r})")
+        out[k] = v
+    return out
+
+
 def load(path: str | Path) -> AcceleratorConfig:
-    """Load a TOML (``.toml``) or YAML (``.yaml``/``.yml``) configuration file."""
+    """Load a TOML (``.toml``), YAML (``.yaml``/``.yml``) or JSON (``.json``) config file."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -491,14 +532,21 @@ def load(path: str | Path) -> AcceleratorConfig:
         try:
             data = tomllib.loads(text)  # TOML itself forbids duplicate keys
         except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{p}: invalid TOML: {e}") from None
+            raise ConfigError(f"{p}: {_toml_duplicate(text, e) or f'invalid TOML: {e}'}") from None
     elif suffix in (".yaml", ".yml"):
         try:
             data = _UniqueKeyLoader.load(text)
         except ConfigError as e:
             raise ConfigError(f"{p}: {e}") from None
+    elif suffix == ".json":
+        try:
+            data = json.loads(text, object_pairs_hook=_json_unique)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{p}: invalid JSON: {e}") from None
+        except ConfigError as e:
+            raise ConfigError(f"{p}: {e}") from None
     else:
-        raise ConfigError(f"config file must end in .toml, .yaml or .yml, not {p.name}")
+        raise ConfigError(f"config file must end in .toml, .yaml, .yml or .json, not {p.name}")
     if data is None:
         data = {}
     try:
@@ -524,11 +572,11 @@ def dumps(cfg: AcceleratorConfig, fmt: str = "toml") -> str:
 
 
 def save(cfg: AcceleratorConfig, path: str | Path) -> None:
-    """Write atomically (temporary file then rename) as TOML or YAML by suffix."""
+    """Write atomically (temporary file then rename) as TOML, YAML or JSON by suffix."""
     p = Path(path)
     fmt = {".toml": "toml", ".yaml": "yaml", ".yml": "yaml", ".json": "json"}.get(p.suffix.lower())
     if fmt is None:
-        raise ConfigError(f"config file must end in .toml, .yaml or .yml, not {p.name}")
+        raise ConfigError(f"config file must end in .toml, .yaml, .yml or .json, not {p.name}")
     from .util import atomic_write_text
 
     atomic_write_text(p, dumps(cfg, fmt))
@@ -585,7 +633,7 @@ def resolve(spec: str | Path | AcceleratorConfig | None) -> AcceleratorConfig:
     s = str(spec)
     if s in PRESETS:
         return PRESETS[s]
-    if Path(s).suffix.lower() in (".toml", ".yaml", ".yml"):
+    if Path(s).suffix.lower() in (".toml", ".yaml", ".yml", ".json"):
         return load(s)
-    raise ConfigError(f"--config must be a preset ({', '.join(PRESETS)}) or a .toml/.yaml file, "
-                      f"not {s!r}")
+    raise ConfigError(f"--config must be a preset ({', '.join(PRESETS)}) or a "
+                      f".toml/.yaml/.json file, not {s!r}")

@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     show = csub.add_parser("show", help="print a preset or config file with each field's source")
     show.add_argument("config", metavar="PRESET|FILE", help="preset name (vcu1525, small) or "
-                      ".toml/.yaml file")
+                      ".toml/.yaml/.json file")
     fmt = show.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print the full configuration as JSON")
     fmt.add_argument("--toml", action="store_true", help="print it as TOML (loadable)")

@@ -47,6 +47,18 @@ from .types import NM, DType
 # --------------------------------------------------------------------------- N:M masks
 
 
+def _axis(axis: int, ndim: int) -> int:
+    """``axis`` as a non-negative index; out-of-range axes raise instead of wrapping."""
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"axis {axis} is out of range for a {ndim}-D tensor")
+    return axis % ndim
+
+
+def _index_dtype(nm: NM) -> type:
+    """Smallest unsigned type holding an index 0..M-1."""
+    return np.uint8 if nm.m <= 256 else np.uint16
+
+
 def nm_mask(x: np.ndarray, nm: NM | str, axis: int = -1) -> np.ndarray:
     """Boolean mask keeping the N largest magnitudes of each group of M along ``axis``.
 
@@ -60,7 +72,7 @@ def nm_mask(x: np.ndarray, nm: NM | str, axis: int = -1) -> np.ndarray:
         raise ValueError("nm_mask: input contains NaN; N:M selection of NaN is undefined")
     if nm.dense:
         return np.ones(x.shape, dtype=bool)
-    ax = axis % x.ndim
+    ax = _axis(axis, x.ndim)
     moved = np.moveaxis(np.abs(x.astype(np.float64)), ax, -1)
     length = moved.shape[-1]
     groups = -(-length // nm.m)
@@ -137,7 +149,7 @@ def compress(x: np.ndarray, nm: NM | str, axis: int = -1,
     """
     nm = NM.parse(nm)
     x = np.asarray(x)
-    ax = axis % x.ndim
+    ax = _axis(axis, x.ndim)
     if mask is None:
         mask = nm_mask(x, nm, ax)
     mask = np.asarray(mask, dtype=bool)
@@ -161,7 +173,7 @@ def compress(x: np.ndarray, nm: NM | str, axis: int = -1,
     values = np.take_along_axis(xg, order, -1)
     shape_out = xm.shape[:-1] + (groups * nm.n,)
     values = np.moveaxis(values.reshape(shape_out), -1, ax)
-    indices = np.moveaxis(order.reshape(shape_out).astype(np.uint8), -1, ax)
+    indices = np.moveaxis(order.reshape(shape_out).astype(_index_dtype(nm)), -1, ax)
     return Compressed(values, indices, tuple(x.shape), nm, ax)
 
 
@@ -184,7 +196,7 @@ def compressed_bytes(shape: tuple[int, ...], nm: NM | str, axis: int, dtype: DTy
     ceil(log2 M)-bit indices, the index bits packed densely and rounded up to a byte."""
     nm = NM.parse(nm)
     dtype = DType.parse(dtype)
-    ax = axis % len(shape)
+    ax = _axis(axis, len(shape))
     slots = math.prod(shape) // shape[ax] * (-(-shape[ax] // nm.m)) * nm.n
     return slots * dtype.bytes + (slots * nm.index_bits + 7) // 8
 
@@ -212,7 +224,7 @@ def unpack(data: bytes, shape: tuple[int, ...], nm: NM | str, axis: int,
     """Inverse of :func:`pack`. Raises ``ValueError`` if ``data`` has the wrong length."""
     nm = NM.parse(nm)
     dtype = DType.parse(dtype)
-    ax = axis % len(shape)
+    ax = _axis(axis, len(shape))
     expect = compressed_bytes(shape, nm, ax, dtype)
     if len(data) != expect:
         raise ValueError(f"packed N:M data has {len(data)} bytes, expected {expect}")
@@ -227,9 +239,9 @@ def unpack(data: bytes, shape: tuple[int, ...], nm: NM | str, axis: int,
         stream = np.unpackbits(np.frombuffer(data[nval:], np.uint8), bitorder="little")
         stream = stream[: slots * bits].reshape(slots, bits).astype(np.uint8)
         idx = (stream.astype(np.uint16) << np.arange(bits, dtype=np.uint16)).sum(-1)
-        indices = idx.astype(np.uint8).reshape(cshape)
+        indices = idx.astype(_index_dtype(nm)).reshape(cshape)
     else:
-        indices = np.zeros(cshape, np.uint8)
+        indices = np.zeros(cshape, _index_dtype(nm))
     return Compressed(values, indices, tuple(shape), nm, ax)
 
 
@@ -253,10 +265,34 @@ def _from_storage(raw: np.ndarray, dtype: DType) -> np.ndarray:
 # --------------------------------------------------------------------------- numerics
 
 
+def _f32_round_to_odd(x: np.ndarray) -> np.ndarray:
+    """float64 -> float32 rounding to odd (truncate, then set the last bit if inexact).
+
+    float32 has more than twice bf16's precision plus two bits, so rounding this result
+    to bf16 (nearest even) equals rounding the float64 value to bf16 directly: no double
+    rounding (e.g. 1 + 2**-8 + 2**-30 must become 1 + 2**-7, not 1).
+    """
+    with np.errstate(over="ignore"):  # overflow to inf is then truncated to the max
+        t = x.astype(np.float32)
+    back = t.astype(np.float64)
+    inexact = (back != x) & np.isfinite(x)
+    t = np.where(inexact & (np.abs(back) > np.abs(x)), np.nextafter(t, np.float32(0)), t)
+    return (t.astype(np.float32).view(np.uint32) | inexact.astype(np.uint32)).view(np.float32)
+
+
 def bf16_bits(x: np.ndarray) -> np.ndarray:
-    """Round fp32 values to bf16 (nearest even) and return the 16-bit patterns."""
-    b = np.asarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    nan = np.isnan(np.asarray(x, dtype=np.float32))
+    """Round values to bf16 (nearest even, one rounding) and return the 16-bit patterns.
+
+    fp16/fp32 inputs are rounded directly; wider inputs (float64, integers) go through
+    :func:`_f32_round_to_odd` so that they too are rounded only once.
+    """
+    xa = np.asarray(x)
+    if xa.dtype in (np.float16, np.float32):
+        f = xa.astype(np.float32)
+    else:
+        f = _f32_round_to_odd(xa.astype(np.float64))
+    b = f.view(np.uint32).astype(np.uint64)
+    nan = np.isnan(f)
     rounded = (b + 0x7FFF + ((b >> 16) & 1)) >> 16
     rounded = np.where(nan, (b >> 16) | 0x40, rounded)  # keep NaN a (quiet) NaN
     return rounded.astype(np.uint16)
@@ -362,6 +398,10 @@ def engine_gemm(a: np.ndarray, b: np.ndarray | Compressed, dtype: DType | str,
     """
     dtype = DType.parse(dtype)
     a = np.asarray(a)
+    b_shape = b.shape if isinstance(b, Compressed) else np.shape(b)
+    if a.ndim != 2 or len(b_shape) != 2 or a.shape[1] != b_shape[0]:
+        raise ValueError(f"engine_gemm needs A[M, K] and B[K, N], not A{list(a.shape)} "
+                         f"and B{list(b_shape)}")
     lm = lane_map(b, lanes, act_window, nm)
     m_rows = a.shape[0]
     n_cols = lm.k.shape[0]
@@ -394,7 +434,8 @@ def gemm_chunks(k: int, lanes: int, act_window: int, nm: NM | str = "1:1") -> in
         return -(-k // lanes)
     g = min(lanes // nm.n, act_window // nm.m)
     if g < 1:
-        raise ValueError(f"{nm} needs N <= lanes and M <= act_window")
+        raise ValueError(f"{nm} needs N <= lanes and M <= act_window "
+                         f"(lanes={lanes}, act_window={act_window})")
     return -(-(-(-k // nm.m)) // g)
 
 
