@@ -613,7 +613,8 @@ The function is imported only when a file of that kind is loaded and is called a
 training trace) is one entry here."""
 
 
-def load(spec: str | os.PathLike, batch: int = 1, seq_len: int | None = None) -> LoadedWorkload:
+def load(spec: str | os.PathLike, batch: int | None = None,
+         seq_len: int | None = None) -> LoadedWorkload:
     """Resolve a zoo name or a workload file into a :class:`LoadedWorkload`.
 
     Parameters
@@ -622,7 +623,8 @@ def load(spec: str | os.PathLike, batch: int = 1, seq_len: int | None = None) ->
         A name from :func:`names`, or the path of a file whose suffix is in
         :data:`FILE_LOADERS` (``.csv``: a SCALE-Sim topology).
     batch
-        Samples per batch.
+        Samples per batch; ``None`` takes the source's own (a SCALE-Sim v3 ``Batch Size``
+        column), else 1.
     seq_len
         Sequence length of a language model; see :func:`model`.
 
@@ -644,7 +646,7 @@ def load(spec: str | os.PathLike, batch: int = 1, seq_len: int | None = None) ->
         loader = getattr(importlib.import_module(module), func)
         return loader(text, batch=batch, seq_len=seq_len)
     if text in _REGISTRY:
-        return LoadedWorkload(get(text, batch=batch, seq_len=seq_len))
+        return LoadedWorkload(get(text, batch=1 if batch is None else batch, seq_len=seq_len))
     kinds = ", ".join(FILE_LOADERS)
     if os.path.exists(text):
         raise NmsatError(f"{text}: unknown workload file type {suffix or '(none)'!r} "
