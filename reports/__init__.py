@@ -1,1 +1,192 @@
-"""Figures (matplotlib) and the HTML report."""
+"""Figures (matplotlib) and the HTML report.
+
+:func:`build_report` is the one entry point: simulation results (``SimResult`` objects,
+their JSON dicts, or paths of files written by ``nmsat simulate --json``) and optional
+training traces in, a folder with every figure as PNG and SVG plus ``index.html`` out.
+``nmsat report`` and ``nmsat simulate --report DIR`` both call it.
+
+This module imports nothing heavy, so the CLI's parsers stay fast; matplotlib is loaded
+when a report is built.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+from nmsat.errors import NmsatError
+
+__all__ = ["build_report", "load_result", "load_results", "load_traces"]
+
+
+class ReportError(NmsatError, ValueError):
+    """An input of the report is missing or malformed; the message names the file."""
+
+
+def _check_number(where: str, value: Any, *, integer: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ReportError(f"{where} must be a number, not {value!r}")
+    if integer and not isinstance(value, int):
+        raise ReportError(f"{where} must be an integer, not {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ReportError(f"{where} must be a finite number >= 0, not {value!r}")
+
+
+def _check_numbers(where: str, mapping: Any, *, integer: bool = False) -> None:
+    if not isinstance(mapping, dict):
+        raise ReportError(f"{where} must be an object, not {mapping!r}")
+    for k, v in mapping.items():
+        _check_number(f"{where}.{k}", v, integer=integer)
+
+
+def _check(result: Any) -> None:
+    """Check the fields the figures read: numbers are finite and non-negative."""
+    for name in ("total_cycles", "dense_total_cycles", "dram_bytes", "batch"):
+        _check_number(name, getattr(result, name), integer=True)
+    for name in ("seconds", "utilization", "speedup_vs_dense"):
+        _check_number(name, getattr(result, name))
+    if result.total_cycles == 0:
+        raise ReportError("total_cycles must be positive, not 0")
+    _check_numbers("phase_cycles", result.phase_cycles, integer=True)
+    _check_numbers("stall_cycles", result.stall_cycles, integer=True)
+    _check_numbers("energy_pj", result.energy_pj)
+    if not isinstance(result.config, dict) or not isinstance(result.options, dict):
+        raise ReportError("config and options must be objects")
+    for field in ("workload", "method", "nm", "mode"):
+        if not isinstance(getattr(result, field), str):
+            raise ReportError(f"{field} must be a string, not {getattr(result, field)!r}")
+    for i, layer in enumerate(result.layers):
+        where = f"layers[{i}]"
+        if not isinstance(layer.name, str):
+            raise ReportError(f"{where}.name must be a string, not {layer.name!r}")
+        for name in ("total_cycles", "dram_bytes"):
+            _check_number(f"{where}.{name}", getattr(layer, name), integer=True)
+        for name in ("utilization", "speedup_vs_dense"):
+            _check_number(f"{where}.{name}", getattr(layer, name))
+        _check_numbers(f"{where}.stall_cycles", layer.stall_cycles, integer=True)
+    for i, ev in enumerate(result.events):
+        for name in ("start", "end"):
+            _check_number(f"events[{i}].{name}", getattr(ev, name), integer=True)
+        for name in ("unit", "phase", "kind", "layer"):
+            if not isinstance(getattr(ev, name), str):
+                raise ReportError(f"events[{i}].{name} must be a string, "
+                                  f"not {getattr(ev, name)!r}")
+
+
+def result_from_dict(data: Any, where: str = "result") -> Any:
+    """A validated ``SimResult`` from the dict form of ``nmsat simulate --json``."""
+    from nmsat.simulator.results import from_dict
+
+    if not isinstance(data, dict):
+        raise ReportError(f"{where}: not an nmsat result (expected a JSON object)")
+    try:
+        result = from_dict(data)
+    except KeyError as e:
+        raise ReportError(f"{where}: not an nmsat result: missing field {e.args[0]!r}") from None
+    except (TypeError, ValueError, AttributeError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ReportError(f"{where}: malformed result: {first}") from None
+    try:
+        _check(result)
+    except ReportError as e:
+        raise ReportError(f"{where}: malformed result: {e}") from None
+    return result
+
+
+def load_result(path: str | Path) -> Any:
+    """Read and validate one result file written by ``nmsat simulate --json``."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ReportError(f"{p}: no such result file") from None
+    except IsADirectoryError:
+        raise ReportError(f"{p}: is a folder, not a result file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ReportError(f"{p}: cannot read result file: {e}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ReportError(f"{p}: not a result JSON file ({e.msg} at line {e.lineno} "
+                          f"column {e.colno})") from None
+    return result_from_dict(data, str(p))
+
+
+def load_results(paths: Sequence[str | Path]) -> list[Any]:
+    """Read and validate every result file; the first bad one raises."""
+    return [load_result(p) for p in paths]
+
+
+def load_traces(paths: Sequence[str | Path]) -> list[Any]:
+    """Read and validate every training trace; the first bad one raises."""
+    from nmsat.workloads.trace import load_trace
+
+    traces = []
+    for p in paths:
+        if not Path(p).is_file():
+            raise ReportError(f"{p}: no such trace file")
+        try:
+            traces.append(load_trace(p))
+        except NmsatError as e:
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ReportError(msg if str(p) in msg else f"{p}: {msg}") from None
+    return traces
+
+
+def _as_result(item: Any, index: int) -> tuple[Any, str]:
+    """(validated SimResult, source name) from a SimResult, its dict or a path."""
+    from nmsat.simulator.results import SimResult
+
+    if isinstance(item, SimResult):
+        try:
+            _check(item)
+        except ReportError as e:
+            raise ReportError(f"result {index + 1}: {e}") from None
+        return item, "simulate"
+    if isinstance(item, dict):
+        return result_from_dict(item, f"result {index + 1}"), "simulate"
+    if isinstance(item, (str, Path)):
+        return load_result(item), str(item)
+    raise TypeError(f"a report input must be a SimResult, a dict or a path, not "
+                    f"{type(item).__name__}")
+
+
+def build_report(results: Sequence[Any], out_dir: str | Path,
+                 traces: Sequence[Any] = ()) -> Path:
+    """Write every figure (PNG and SVG) and ``index.html`` for ``results`` into ``out_dir``.
+
+    Parameters
+    ----------
+    results
+        ``SimResult`` objects, their dict form or paths of result JSON files.
+    out_dir
+        Folder to write into (created if missing).
+    traces
+        ``Trace`` objects or paths of training traces (``.nmt``), for the accuracy and
+        mask-flip figures.
+
+    Returns
+    -------
+    Path
+        The written ``index.html``.
+
+    Every input is read and every figure drawn before the first file is written, so a bad
+    input raises :class:`ReportError` and leaves ``out_dir`` as it was.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ReportError(f"{out} exists and is not a folder")
+    if not results and not traces:
+        raise ReportError("nothing to report: give at least one result or trace")
+    loaded = [_as_result(item, i) for i, item in enumerate(results)]
+    trace_objs = [load_traces([t])[0] if isinstance(t, (str, Path)) else t for t in traces]
+
+    from . import figures, html
+
+    runs = figures.make_runs([r for r, _ in loaded], [s for _, s in loaded])
+    plots = figures.build_plots(runs, trace_objs)
+    page = html.render_page(runs, trace_objs, plots)
+    files = {f"{p.name}.{fmt}": figures.render(p, fmt) for p in plots for fmt in figures.FORMATS}
+    return html.write_report(out, files, page)

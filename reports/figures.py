@@ -1,0 +1,745 @@
+"""The report's figures, drawn with matplotlib's object API on the Agg canvas.
+
+Each figure function returns a :class:`Plot`: the matplotlib figure, the table of numbers
+it shows (the HTML report prints it under the image) and the artists that carry each
+plotted value, keyed by what they show, so a test can read a bar's height back from the
+figure itself and compare it with the result file.
+
+Figures come in two kinds, each listed in a registry that :func:`build_plots` walks:
+
+* :data:`RUN_SET_FIGURES`, drawn once over all runs of a report (speedup, phase and
+  energy breakdowns), and :data:`TRACE_FIGURES`, drawn once over all traces;
+* :data:`PER_RUN_FIGURES`, drawn once for each run (per-layer utilisation and stalls,
+  timeline).
+
+A figure function returns ``None`` when it has nothing to show for its inputs (no sparse
+run for a speedup figure, say). A new figure is a function with the same signature
+appended to the right registry; the HTML page picks it up without further changes.
+
+Colours, sizes and units come from :mod:`nmsat.reports.style`.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from nmsat.errors import NmsatError
+from nmsat.types import NM
+from nmsat.util import atomic_write_bytes
+
+from . import style
+
+PHASES: tuple[str, ...] = ("ff", "bp", "wg", "wu", "sore")
+"""Phase keys of a result's ``phase_cycles``, in the order the stacks are drawn."""
+
+FORMATS: tuple[str, ...] = ("png", "svg")
+
+
+# --------------------------------------------------------------------------- data types
+
+
+@dataclass(frozen=True)
+class Table:
+    """The numbers behind a figure: column headings and rows of plain values."""
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+
+    def __post_init__(self) -> None:
+        for row in self.rows:
+            if len(row) != len(self.columns):
+                raise ValueError(f"table row {row!r} has {len(row)} values for "
+                                 f"{len(self.columns)} columns")
+
+
+@dataclass
+class Plot:
+    """One drawn figure.
+
+    Attributes
+    ----------
+    name
+        File stem: the figure is written as ``name.png`` and ``name.svg``.
+    title
+        Heading in the HTML report (the figure carries its own title too).
+    caption
+        What the figure shows and how to read it.
+    figure
+        The matplotlib figure.
+    table
+        The numbers behind the figure.
+    artists
+        Plotted artists by what they show, for reading the plotted values back.
+    """
+
+    name: str
+    title: str
+    caption: str
+    figure: Figure
+    table: Table
+    artists: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Run:
+    """A simulation result with the names the report gives it.
+
+    ``series`` names the run within its workload ("BDWP 2:8", plus whatever sets it apart
+    from the other runs of the report: batch, mode, configuration, options);
+    ``label`` is workload and series; ``slug`` is a unique file-name-safe id.
+    """
+
+    result: Any  # nmsat.simulator.results.SimResult
+    label: str
+    series: str
+    slug: str
+    source: str
+
+
+def speedup_bound(method: str, nm: str) -> float | None:
+    """Upper bound of a training speedup over dense when FF, BP and WG cost the same.
+
+    BDWP runs FF and BP at density d = N/M and WG dense: 3 / (2d + 1). SR-STE runs only FF
+    sparse: 3 / (d + 2). ``None`` for dense runs. (See ``../shared/SAT-NOTES.md``.)
+    """
+    d = NM.parse(nm).density
+    if method == "bdwp":
+        return 3.0 / (2.0 * d + 1.0)
+    if method == "srste":
+        return 3.0 / (d + 2.0)
+    return None
+
+
+# --------------------------------------------------------------------------- run naming
+
+
+def _option_words(options: dict[str, Any], keys: Sequence[str]) -> list[str]:
+    words = []
+    for k in keys:
+        v = options.get(k)
+        name = k.replace("_", "-")
+        if v is True:
+            words.append(name)
+        elif v is False:
+            words.append(f"no-{name}")
+        else:
+            words.append(f"{name}={v}")
+    return words
+
+
+def make_runs(results: Sequence[Any], sources: Sequence[str]) -> list[Run]:
+    """Name each result so that every run of the report has a distinct label.
+
+    The series is the method and pattern, plus each attribute that differs between runs
+    (batch, mode, configuration name, simulator options); a run that is still not unique
+    gets ``#2``, ``#3``...
+    """
+    if len(results) != len(sources):
+        raise ValueError("one source per result")
+
+    def cfg_name(r: Any) -> str:
+        return str(r.config.get("name", "?")) if isinstance(r.config, dict) else "?"
+
+    varies = {
+        "batch": len({r.batch for r in results}) > 1,
+        "mode": len({r.mode for r in results}) > 1,
+        "config": len({cfg_name(r) for r in results}) > 1,
+    }
+    option_keys = sorted({k for r in results for k in r.options})
+    varying_options = [k for k in option_keys
+                       if len({repr(r.options.get(k)) for r in results}) > 1]
+    series: list[str] = []
+    for r in results:
+        words = [style.method_label(r.method) if r.method == "dense"
+                 else f"{style.method_label(r.method)} {r.nm}"]
+        if varies["mode"]:
+            words.append(str(r.mode))
+        if varies["batch"]:
+            words.append(f"batch {r.batch}")
+        if varies["config"]:
+            words.append(cfg_name(r))
+        words += _option_words(r.options, varying_options)
+        series.append(" ".join(words))
+    seen: dict[tuple[str, str], int] = {}
+    runs = []
+    for i, (r, s, src) in enumerate(zip(results, series, sources)):
+        key = (r.workload, s)
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] > 1:
+            s = f"{s} #{seen[key]}"
+        slug = re.sub(r"[^a-z0-9]+", "-", f"{r.workload} {s}".lower()).strip("-")
+        runs.append(Run(result=r, label=f"{r.workload} · {s}", series=s,
+                        slug=f"{i + 1:02d}-{slug}", source=src))
+    return runs
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    return Figure(figsize=(min(max(width, 9.0), 28.0), height), layout="constrained",
+                  dpi=style.DPI)
+
+
+def _groups(runs: Sequence[Run]) -> dict[str, list[Run]]:
+    """Runs by workload, in first-seen order."""
+    out: dict[str, list[Run]] = {}
+    for run in runs:
+        out.setdefault(run.result.workload, []).append(run)
+    return out
+
+
+def _dense_order(runs: Sequence[Run]) -> list[Run]:
+    return sorted(runs, key=lambda r: r.result.method != "dense")  # stable: dense first
+
+
+# --------------------------------------------------------------------------- run-set figures
+
+
+def speedup_figure(runs: Sequence[Run]) -> Plot | None:
+    """Training speedup over dense per model and N:M pattern, with the method's bound."""
+    sparse = [r for r in runs if r.result.method != "dense"]
+    if not sparse:
+        return None
+    groups = _groups(sparse)
+    series = list(dict.fromkeys(r.series for r in sparse))
+    width = 0.8 / len(series)
+    fig = _new_figure(1.6 + 1.2 * len(groups) * max(1, len(series) * 0.6), 4.8)
+    ax = fig.add_subplot()
+    bars: dict[tuple[str, str], Any] = {}
+    bounds: dict[tuple[str, str], Line2D] = {}
+    rows = []
+    top = 1.0
+    for gi, (workload, members) in enumerate(groups.items()):
+        for run in members:
+            r = run.result
+            x = gi + (series.index(run.series) - (len(series) - 1) / 2) * width
+            rect = ax.bar(x, r.speedup_vs_dense, width * 0.9,
+                          color=style.series_color(r.method, r.nm),
+                          edgecolor="black", linewidth=0.5)[0]
+            bars[(workload, run.series)] = rect
+            ax.annotate(f"{r.speedup_vs_dense:.2f}×", (x, r.speedup_vs_dense),
+                        xytext=(0, 2), textcoords="offset points", ha="center", va="bottom",
+                        fontsize=8)
+            bound = speedup_bound(r.method, r.nm) if r.mode == "train" else None
+            if bound is not None:
+                (line,) = ax.plot([x - width * 0.5, x + width * 0.5], [bound, bound],
+                                  **style.BOUND_STYLES[r.method])
+                bounds[(workload, run.series)] = line
+            top = max(top, r.speedup_vs_dense, bound or 0.0)
+            rows.append((workload, run.series, r.method, r.nm, r.batch, r.total_cycles,
+                         r.dense_total_cycles, r.speedup_vs_dense, bound,
+                         None if bound is None else r.speedup_vs_dense / bound))
+    ax.axhline(1.0, color=style.method_color("dense"), linewidth=1.0, linestyle="--")
+    ax.set_xticks(range(len(groups)), list(groups))
+    ax.set_xlim(-0.6, len(groups) - 0.4)
+    ax.set_ylim(0, top * 1.18)
+    ax.set_xlabel("model")
+    ax.set_ylabel("speedup over dense on the same hardware (×)")
+    fig.suptitle("Training speedup over dense, per model and N:M pattern")
+    handles: list[Any] = []
+    for s in series:
+        run = next(r for r in sparse if r.series == s)
+        handles.append(Patch(facecolor=style.series_color(run.result.method, run.result.nm),
+                             edgecolor="black", linewidth=0.5, label=s))
+    handles.append(Line2D([], [], color=style.method_color("dense"), linestyle="--",
+                          label="dense (1×)"))
+    methods_bounded = {r.result.method for r in sparse if (r.result.workload, r.series) in bounds}
+    if "bdwp" in methods_bounded:
+        handles.append(Line2D([], [], **style.BOUND_STYLES["bdwp"],
+                              label="BDWP bound 3/(2N/M+1)"))
+    if "srste" in methods_bounded:
+        handles.append(Line2D([], [], **style.BOUND_STYLES["srste"],
+                              label="SR-STE bound 3/(N/M+2)"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    table = Table(("model", "run", "method", "N:M", "batch", "cycles", "dense cycles",
+                   "speedup (×)", "bound (×)", "share of bound"), tuple(rows))
+    return Plot("speedup", "Speedup over dense",
+                "Bars: simulated training-iteration speedup of each sparse run over dense "
+                "training of the same model on the same hardware (dense_total_cycles / "
+                "total_cycles). Black line over a bar: the ideal speedup of its method and "
+                "pattern when FF, BP and WG cost the same, 3/(2N/M+1) for BDWP and "
+                "3/(N/M+2) for SR-STE; a bar above its line would be a modelling error.",
+                fig, table, {"bars": bars, "bounds": bounds})
+
+
+def _dense_reference(run: Run, runs: Sequence[Run]) -> Run | None:
+    """A dense run of the same workload, batch, mode and configuration, if the report has one."""
+    r = run.result
+    for other in runs:
+        o = other.result
+        if (o.method == "dense" and o.workload == r.workload and o.batch == r.batch
+                and o.mode == r.mode and o.config == r.config):
+            return other
+    return None
+
+
+def phase_figure(runs: Sequence[Run]) -> Plot | None:
+    """Cycles per phase (FF, BP, WG, WU, SORE), stacked, per model: dense next to sparse.
+
+    A sparse run whose dense counterpart is not among the report's runs gets a hatched
+    bar of its ``dense_total_cycles`` (the simulator's dense total, without a phase split).
+    """
+    if not runs:
+        return None
+    # (x label, run or None for a dense total, the run it belongs to), grouped by workload
+    bars: list[tuple[str, Run | None, Run]] = []
+    xs: list[float] = []
+    centres: list[tuple[float, str]] = []
+    for gi, (workload, members) in enumerate(_groups(runs).items()):
+        ordered = _dense_order(members)
+        group = [(m.series, m, m) for m in ordered if m.result.method == "dense"]
+        totals_seen: set[int] = set()
+        for m in ordered:
+            if (m.result.method != "dense" and _dense_reference(m, runs) is None
+                    and m.result.dense_total_cycles not in totals_seen):
+                totals_seen.add(m.result.dense_total_cycles)
+                group.append(("dense (total)", None, m))
+        group += [(m.series, m, m) for m in ordered if m.result.method != "dense"]
+        group_xs = [len(bars) + i + gi * 0.6 for i in range(len(group))]
+        bars += group
+        xs += group_xs
+        centres.append((sum(group_xs) / len(group_xs), workload))
+    peak = max(max(r.result.total_cycles, r.result.dense_total_cycles) for r in runs)
+    unit, scale = style.cycle_unit(peak)
+    fig = _new_figure(2.5 + 0.75 * len(bars), 5.2)
+    ax = fig.add_subplot()
+    segments: dict[tuple[str, str], Any] = {}
+    totals: dict[str, Any] = {}
+    rows = []
+    for x, (name, run, src) in zip(xs, bars):
+        if run is None:
+            rect = ax.bar(x, src.result.dense_total_cycles / scale, 0.7, facecolor="white",
+                          edgecolor=style.method_color("dense"), hatch="//", linewidth=1.0)[0]
+            totals[src.label] = rect
+            rows.append((src.result.workload, "dense (total only)", *([None] * len(PHASES)),
+                         src.result.dense_total_cycles, None))
+            continue
+        r = run.result
+        bottom = 0.0
+        for p in PHASES:
+            c = r.phase_cycles.get(p, 0)
+            rect = ax.bar(x, c / scale, 0.7, bottom=bottom / scale, color=style.phase_color(p),
+                          edgecolor="white", linewidth=0.4)[0]
+            segments[(run.label, p)] = rect
+            bottom += c
+        rows.append((r.workload, run.series, *(r.phase_cycles.get(p, 0) for p in PHASES),
+                     r.total_cycles, r.speedup_vs_dense))
+    ax.set_xticks(xs, [name for name, _, _ in bars], rotation=30, ha="right")
+    sec = ax.secondary_xaxis("top")
+    sec.set_xticks([c for c, _ in centres], [w for _, w in centres])
+    sec.tick_params(length=0)
+    ax.set_ylabel(f"cycles per training iteration ({unit})")
+    ax.set_xlabel("run")
+    fig.suptitle("Where the cycles go: phase breakdown, dense vs sparse")
+    handles = [Patch(color=style.phase_color(p), label=style.phase_label(p)) for p in PHASES]
+    if totals:
+        handles.append(Patch(facecolor="white", edgecolor=style.method_color("dense"),
+                             hatch="//", label="dense total (no phase split)"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    table = Table(("model", "run", *(p.upper() for p in PHASES), "total cycles",
+                   "speedup (×)"), tuple(rows))
+    return Plot("phases", "Phase breakdown",
+                "Wall-clock cycles of one training iteration charged to each phase (the "
+                "simulator charges every cycle to exactly one phase, so a stack's height is "
+                "the iteration's total). Hatched: the dense total the simulator computed for "
+                "a sparse run when no dense run of the same model is part of the report "
+                "(simulate with --method dense and add it to split it by phase).",
+                fig, table, {"segments": segments, "dense_totals": totals, "cycle_scale": scale})
+
+
+def _components(runs: Sequence[Run]) -> list[str]:
+    known = list(style.COMPONENT_COLORS)
+    present = {k for r in runs for k in r.result.energy_pj if k != "total"}
+    return [c for c in known if c in present] + sorted(present - set(known))
+
+
+def energy_figure(runs: Sequence[Run]) -> Plot | None:
+    """Energy per training iteration by component, stacked, one bar per run."""
+    if not runs:
+        return None
+    comps = _components(runs)
+    peak = max(sum(r.result.energy_pj.get(c, 0.0) for c in comps) for r in runs)
+    unit, scale = style.energy_unit(peak)
+    fig = _new_figure(2.5 + 0.75 * len(runs), 5.2)
+    ax = fig.add_subplot()
+    segments: dict[tuple[str, str], Any] = {}
+    rows = []
+    for x, run in enumerate(runs):
+        e = run.result.energy_pj
+        bottom = 0.0
+        for c in comps:
+            v = float(e.get(c, 0.0))
+            rect = ax.bar(x, v / scale, 0.7, bottom=bottom / scale, color=style.component_color(c),
+                          edgecolor="white", linewidth=0.4)[0]
+            segments[(run.label, c)] = rect
+            bottom += v
+        total = float(e.get("total", bottom))
+        ax.annotate(f"{total / scale:.3g}", (x, bottom / scale), xytext=(0, 2),
+                    textcoords="offset points", ha="center", va="bottom", fontsize=8)
+        rows.append((run.label, *(float(e.get(c, 0.0)) / scale for c in comps), total / scale,
+                     total / run.result.total_cycles))
+    ax.set_xticks(range(len(runs)), [r.label for r in runs], rotation=30, ha="right")
+    ax.set_ylabel(f"energy per iteration ({unit})")
+    ax.set_xlabel("run")
+    fig.suptitle("Energy breakdown by component")
+    ax.legend(handles=[Patch(color=style.component_color(c), label=style.component_label(c))
+                       for c in comps], loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    table = Table(("run", *(f"{style.component_label(c)} ({unit})" for c in comps),
+                   f"total ({unit})", "pJ per cycle"), tuple(rows))
+    return Plot("energy", "Energy breakdown",
+                "Energy of one iteration by component, from the configuration's energy table "
+                "(MAC at the operand type, SRAM buffer and PE register bytes, DRAM bytes, "
+                "SORE comparisons, fp32 weight-update operations, static power x time).",
+                fig, table, {"segments": segments, "energy_scale": scale, "unit": unit})
+
+
+# --------------------------------------------------------------------------- per-run figures
+
+
+def _stall_causes(results: Sequence[Any]) -> list[str]:
+    known = list(style.STALL_COLORS)
+    present = {k for r in results for k in r.stall_cycles}
+    present |= {k for r in results for layer in r.layers for k in layer.stall_cycles}
+    return [c for c in known if c in present] + sorted(present - set(known))
+
+
+def layer_figure(run: Run) -> Plot | None:
+    """Per layer: tensor-engine utilisation (top) and engine stall cycles by cause (bottom)."""
+    r = run.result
+    layers = list(r.layers)
+    if not layers:
+        return None
+    causes = _stall_causes([r])
+    n = len(layers)
+    fig = _new_figure(3.0 + 0.14 * n, 7.0)
+    ax_u, ax_s = fig.subplots(2, 1, sharex=True, height_ratios=(1, 1.3))
+    xs = np.arange(n)
+    util = ax_u.bar(xs, [100.0 * layer.utilization for layer in layers], 0.8,
+                    color=style.method_color(r.method), label="utilisation")
+    ax_u.axhline(100.0 * r.utilization, color="black", linestyle="--", linewidth=1.0,
+                 label=f"whole iteration ({100 * r.utilization:.1f}%)")
+    ax_u.set_ylim(0, 105)
+    ax_u.set_ylabel("engine utilisation (%)")
+    fig.suptitle(f"{run.label}: utilisation and stalls per layer")
+    ax_u.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    peak = max([sum(layer.stall_cycles.get(c, 0) for c in causes) for layer in layers] + [1])
+    unit, scale = style.cycle_unit(peak)
+    bottom = np.zeros(n)
+    stalls: dict[str, Any] = {}
+    for c in causes:
+        vals = np.array([layer.stall_cycles.get(c, 0) for layer in layers], dtype=float)
+        stalls[c] = ax_s.bar(xs, vals / scale, 0.8, bottom=bottom / scale,
+                             color=style.stall_color(c), label=style.stall_label(c))
+        bottom += vals
+    ax_s.set_ylabel(f"engine stall cycles ({unit})")
+    ax_s.set_xlabel("layer (execution order)")
+    ax_s.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fontsize = 8 if n <= 40 else 6 if n <= 120 else 5
+    ax_s.set_xticks(xs, [layer.name for layer in layers], rotation=90, fontsize=fontsize)
+    ax_s.set_xlim(-0.7, n - 0.3)
+    rows = tuple((layer.name, layer.total_cycles, 100.0 * layer.utilization,
+                  *(layer.stall_cycles.get(c, 0) for c in causes), layer.dram_bytes,
+                  layer.speedup_vs_dense) for layer in layers)
+    table = Table(("layer", "cycles", "utilisation (%)",
+                   *(f"stall: {c} (cycles)" for c in causes), "DRAM bytes",
+                   "speedup vs dense (×)"), rows)
+    return Plot(f"layers-{run.slug}", f"Per-layer utilisation and stalls: {run.label}",
+                "Top: multiplier-lane operations issued over (cycles x peak MACs per cycle) "
+                "of each layer's cycles, so 100% is the array's peak. Bottom: cycles the "
+                "tensor engine waited with work pending, by cause (memory: an operand load "
+                "or a store; SORE: a mask not yet generated; dependency: another unit's "
+                "result or a barrier).",
+                fig, table, {"utilization": util, "stalls": stalls, "stall_scale": scale})
+
+
+_UNIT_ORDER = ("engine", "sore", "wu")
+
+
+def _unit_key(unit: str) -> tuple[int, str]:
+    if unit in _UNIT_ORDER:
+        return (_UNIT_ORDER.index(unit) * 2, unit)
+    if unit.startswith("dma"):
+        return (3, unit)  # DMA channels between the SORE and the weight-update engine
+    return (10, unit)
+
+
+def merge_intervals(intervals: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Union of half-open ``[start, end)`` intervals, as sorted disjoint intervals."""
+    out: list[list[int]] = []
+    for s, e in sorted(intervals):
+        if e <= s:
+            continue
+        if out and s <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], e)
+        else:
+            out.append([s, e])
+    return [(s, e) for s, e in out]
+
+
+def _event_key(kind: str, phase: str) -> tuple[str, str]:
+    """(``busy``|``stall``, phase or cause) of an event."""
+    if kind.startswith("stall"):
+        return ("stall", kind.partition(":")[2] or "unknown")
+    return ("busy", phase)
+
+
+def timeline_figure(run: Run) -> Plot | None:
+    """Gantt chart of one iteration: what each unit (engine, SORE, DMA, WU) did and when."""
+    r = run.result
+    if not r.events:
+        return None
+    by_unit: dict[str, dict[tuple[str, str], list[tuple[int, int]]]] = {}
+    for ev in r.events:
+        by_unit.setdefault(ev.unit, {}).setdefault(_event_key(ev.kind, ev.phase), []).append(
+            (ev.start, ev.end))
+    units = sorted(by_unit, key=_unit_key)
+    end = max(ev.end for ev in r.events)
+    unit_name, scale = style.cycle_unit(end)
+    fig = _new_figure(13.0, 1.6 + 0.55 * len(units))
+    ax = fig.add_subplot()
+    collections: dict[tuple[str, str, str], Any] = {}
+    rows = []
+    phases_seen: set[str] = set()
+    causes_seen: set[str] = set()
+    for i, unit in enumerate(units):
+        y = len(units) - 1 - i
+        busy_total = 0
+        stall_by_cause: dict[str, int] = {}
+        for (what, key), spans in sorted(by_unit[unit].items()):
+            merged = merge_intervals(spans)
+            length = sum(e - s for s, e in merged)
+            if what == "busy":
+                color, hatch = style.phase_color(key), None
+                phases_seen.add(key)
+                busy_total += length
+            else:
+                color, hatch = style.stall_color(key), "xx"
+                causes_seen.add(key)
+                stall_by_cause[key] = stall_by_cause.get(key, 0) + length
+            coll = ax.broken_barh([(s / scale, (e - s) / scale) for s, e in merged],
+                                  (y - 0.35, 0.7), facecolors=color, hatch=hatch,
+                                  edgecolor=color if hatch is None else "white",
+                                  linewidth=0.0 if hatch is None else 0.3)
+            collections[(unit, what, key)] = coll
+        rows.append((unit, busy_total, 100.0 * busy_total / r.total_cycles,
+                     sum(stall_by_cause.values()),
+                     ", ".join(f"{c} {v}" for c, v in sorted(stall_by_cause.items())) or "-"))
+    ax.set_yticks(range(len(units)), list(reversed(units)))
+    ax.set_ylim(-0.6, len(units) - 0.4)
+    ax.set_xlim(0, max(end, r.total_cycles) / scale)
+    ax.set_xlabel(f"time ({unit_name})")
+    ax.set_ylabel("unit")
+    ax.grid(axis="y", visible=False)
+    seconds_per_cycle = r.seconds / r.total_cycles if r.total_cycles else 0.0
+    if seconds_per_cycle > 0:
+        ms_per_unit = seconds_per_cycle * scale * 1e3
+        top = ax.secondary_xaxis("top", functions=(lambda v: v * ms_per_unit,
+                                                   lambda v: v / ms_per_unit))
+        top.set_xlabel("time (ms)")
+    title = f"{run.label}: timeline of one iteration"
+    if r.events_truncated:
+        title += " (event log truncated by the simulator)"
+    fig.suptitle(title)
+    handles: list[Any] = [Patch(color=style.phase_color(p), label=f"busy: {p.upper()}")
+                          for p in PHASES if p in phases_seen]
+    handles += [Patch(color=style.phase_color(p), label=f"busy: {p}")
+                for p in sorted(phases_seen - set(PHASES))]
+    handles += [Patch(facecolor=style.stall_color(c), hatch="xx", edgecolor="white",
+                      label=f"stall: {c}") for c in sorted(causes_seen)]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    table = Table(("unit", "busy cycles", "busy (% of iteration)", "stalled cycles",
+                   "stalls by cause (cycles)"), tuple(rows))
+    caption = ("Each row is a unit; bars show when it worked (coloured by the phase of the "
+               "work) and when it waited with an instruction pending (hatched, coloured by "
+               "cause), from the SimPy system model's event log of one training iteration.")
+    if r.events_truncated:
+        caption += " The simulator truncated the event log, so the chart ends early."
+    return Plot(f"timeline-{run.slug}", f"Timeline: {run.label}", caption, fig, table,
+                {"intervals": collections, "time_scale": scale})
+
+
+# --------------------------------------------------------------------------- trace figures
+
+
+def trace_series(trace: Any) -> str:
+    m = str(trace.method)
+    return style.method_label(m) if m == "dense" else f"{style.method_label(m)} {trace.nm}"
+
+
+def accuracy_figure(traces: Sequence[Any]) -> Plot | None:
+    """Final test accuracy against sparsity per method (left) and over epochs (right)."""
+    if not traces:
+        return None
+    fig = _new_figure(12.0, 4.8)
+    ax_s, ax_e = fig.subplots(1, 2)
+    models = list(dict.fromkeys(t.model for t in traces))
+    markers = "os^Dvp*hX"
+    # points: (model, method, sparsity, accuracy, source)
+    points: list[tuple[str, str, float, float, str]] = []
+    seen_baselines: set[tuple] = set()
+    for i, t in enumerate(traces):
+        points.append((t.model, str(t.method), 1.0 - NM.parse(str(t.nm)).density
+                       if str(t.method) != "dense" else 0.0, t.final_accuracy, f"trace {i + 1}"))
+        b = t.baseline
+        if b is not None:
+            key = (t.model, t.dataset, t.seed, b.final_accuracy)
+            if key not in seen_baselines:
+                seen_baselines.add(key)
+                points.append((t.model, "dense", 0.0, b.final_accuracy,
+                               f"trace {i + 1} baseline"))
+    markers_drawn: dict[tuple[str, str], Line2D] = {}
+    for model in models:
+        for method in dict.fromkeys(p[1] for p in points if p[0] == model):
+            pts = sorted((p[2], p[3]) for p in points if p[0] == model and p[1] == method)
+            (line,) = ax_s.plot([100 * s for s, _ in pts], [100 * a for _, a in pts],
+                                marker=markers[models.index(model) % len(markers)],
+                                color=style.method_color(method), linestyle="-",
+                                markersize=7)
+            markers_drawn[(model, method)] = line
+    ax_s.set_xlabel("weight sparsity 1 - N/M (%)")
+    ax_s.set_ylabel("final test accuracy (%)")
+    ax_s.set_title("Test accuracy against sparsity")
+    handles: list[Any] = [Line2D([], [], color=style.method_color(m), linewidth=3,
+                                 label=style.method_label(m))
+                          for m in dict.fromkeys(p[1] for p in points)]
+    handles += [Line2D([], [], color="black", linestyle="", label=model,
+                       marker=markers[i % len(markers)]) for i, model in enumerate(models)]
+    ax_s.legend(handles=handles, loc="lower left")
+    curves: dict[int, Line2D] = {}
+    for i, t in enumerate(traces):
+        color = style.series_color(str(t.method), str(t.nm))
+        (line,) = ax_e.plot([e.epoch for e in t.accuracy],
+                            [100 * e.test_accuracy for e in t.accuracy], marker=".",
+                            color=color, label=f"{t.model} {trace_series(t)}")
+        curves[i] = line
+    ax_e.set_xlabel("epoch")
+    ax_e.set_ylabel("test accuracy (%)")
+    ax_e.set_title("Test accuracy over training")
+    ax_e.legend(loc="lower right")
+    fig.suptitle("Sparse training accuracy (from training traces)")
+    rows = tuple((model, style.method_label(method), 100 * s, 100 * a, src)
+                 for model, method, s, a, src in points)
+    table = Table(("model", "method", "sparsity (%)", "final test accuracy (%)", "from"), rows)
+    return Plot("accuracy", "Accuracy against sparsity and method",
+                "Left: final test accuracy of each traced run against its weight sparsity "
+                "(1 - N/M), one colour per method; dense runs (including the dense baseline "
+                "recorded in a sparse trace) sit at 0%. Right: test accuracy after each epoch.",
+                fig, table, {"points": markers_drawn, "curves": curves})
+
+
+def mean_flip_rate(trace: Any, view: str) -> np.ndarray:
+    """Fraction of all of a trace's mask bits (FF or BP view) that changed, per iteration.
+
+    Each weight layer's per-iteration flip rate weighted by its number of weights; NaN
+    where the trace has no previous iteration to compare against.
+    """
+    rates = np.asarray(trace.stats[f"{view}_flip"], dtype=np.float64)
+    weights = np.array([t.layer.weights for t in trace.weight_layers], dtype=np.float64)
+    return rates @ weights / weights.sum()
+
+
+def flip_rate_figure(traces: Sequence[Any]) -> Plot | None:
+    """FF and BP mask flip rates over training, one curve per sparse trace and view."""
+    sparse = [t for t in traces if str(t.method) != "dense"]
+    if not sparse:
+        return None
+    fig = _new_figure(11.0, 4.8)
+    ax = fig.add_subplot()
+    lines: dict[tuple[int, str], Line2D] = {}
+    rows = []
+    for i, t in enumerate(traces):
+        if str(t.method) == "dense":
+            continue
+        color = style.series_color(str(t.method), str(t.nm))
+        for view in ("ff", "bp"):
+            rate = mean_flip_rate(t, view)
+            if np.all(np.isnan(rate)):
+                continue
+            its = np.arange(len(rate))
+            (line,) = ax.plot(its, 100 * rate, color=color, linewidth=1.0,
+                              linestyle=style.TRACE_VIEW_STYLES[view],
+                              label=f"{t.model} {trace_series(t)}, {view.upper()} mask")
+            lines[(i, view)] = line
+            finite = rate[~np.isnan(rate)]
+            rows.append((t.model, trace_series(t), view.upper(), 100 * float(finite[0]),
+                         100 * float(finite.mean()), 100 * float(finite[-1])))
+    ax.set_xlabel("training iteration")
+    ax.set_ylabel("mask bits flipped since previous iteration (%)")
+    fig.suptitle("N:M mask flip rate over training")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    table = Table(("model", "run", "mask", "first (%)", "mean (%)", "last (%)"), tuple(rows))
+    return Plot("flip-rates", "Mask flip rates",
+                "Share of the N:M mask bits (all weight layers, weighted by their number of "
+                "weights) that changed since the previous iteration, for the FF mask (solid) "
+                "and the BP mask of W^T (dashed). Falling curves mean the masks settle.",
+                fig, table, {"lines": lines})
+
+
+# --------------------------------------------------------------------------- registry, output
+
+RUN_SET_FIGURES: list[Callable[[Sequence[Run]], Plot | None]] = [
+    speedup_figure, phase_figure, energy_figure]
+"""Figures drawn once over all runs of a report, in page order."""
+
+PER_RUN_FIGURES: list[Callable[[Run], Plot | None]] = [layer_figure, timeline_figure]
+"""Figures drawn once for each run, in page order."""
+
+TRACE_FIGURES: list[Callable[[Sequence[Any]], Plot | None]] = [accuracy_figure,
+                                                               flip_rate_figure]
+"""Figures drawn once over all traces of a report."""
+
+
+def build_plots(runs: Sequence[Run], traces: Sequence[Any] = ()) -> list[Plot]:
+    """Draw every applicable figure for ``runs`` and ``traces``, in page order."""
+    plots: list[Plot] = []
+    with matplotlib.rc_context(style.RC):
+        for f in RUN_SET_FIGURES:
+            p = f(runs)
+            if p is not None:
+                plots.append(p)
+        for f in TRACE_FIGURES:
+            p = f(traces)
+            if p is not None:
+                plots.append(p)
+        for run in runs:
+            for g in PER_RUN_FIGURES:
+                p = g(run)
+                if p is not None:
+                    plots.append(p)
+    names = [p.name for p in plots]
+    if len(set(names)) != len(names):
+        raise NmsatError(f"two figures share a file name: {names}")
+    return plots
+
+
+def render(plot: Plot, fmt: str) -> bytes:
+    """The figure as PNG or SVG bytes; the same plot gives the same bytes every time."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown figure format {fmt!r} (choose from {', '.join(FORMATS)})")
+    buf = io.BytesIO()
+    metadata = {"Date": None} if fmt == "svg" else {"Software": None}
+    with matplotlib.rc_context(style.RC):
+        plot.figure.savefig(buf, format=fmt, dpi=style.DPI, metadata=metadata)
+    return buf.getvalue()
+
+
+def write_plot(plot: Plot, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``plot`` as ``name.png`` and ``name.svg`` into ``out_dir``, each atomically."""
+    out = Path(out_dir)
+    paths = {}
+    for fmt in FORMATS:
+        path = out / f"{plot.name}.{fmt}"
+        atomic_write_bytes(path, render(plot, fmt))
+        paths[fmt] = path
+    return paths

@@ -1,0 +1,176 @@
+"""The self-contained HTML page: every figure with the numbers behind it in tables.
+
+The page has inline CSS, no scripts and no network references; images are the SVG files
+next to it (relative links), each also linked as PNG. :func:`write_report` writes the
+images first and ``index.html`` last, each file atomically, so a reader never sees a page
+that refers to a missing or half-written image.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+from nmsat import __version__
+from nmsat.util import atomic_write_bytes, atomic_write_text
+
+from .figures import Plot, Run, Table, speedup_bound
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0;
+       color: #1d1d1f; background: #fafafa; line-height: 1.45; }
+header { background: #0b3954; color: white; padding: 1.2em 2em; }
+header h1 { margin: 0 0 .2em 0; font-size: 1.6em; }
+header p { margin: 0; opacity: .85; }
+nav { padding: .6em 2em; background: #e8eef2; font-size: .95em; }
+nav a { margin-right: 1.2em; color: #0b3954; }
+main { padding: 1em 2em 3em 2em; max-width: 1500px; }
+section { background: white; border: 1px solid #dde3e8; border-radius: 6px;
+          padding: 1em 1.4em; margin: 1.2em 0; }
+h2 { margin-top: .2em; font-size: 1.25em; color: #0b3954; }
+figure { margin: .5em 0; }
+figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption, .caption { color: #444; font-size: .92em; margin: .4em 0; max-width: 75em; }
+.files { font-size: .85em; }
+table { border-collapse: collapse; font-size: .88em; margin: .6em 0; }
+th, td { border: 1px solid #d4dbe0; padding: .25em .6em; }
+th { background: #f0f4f7; text-align: left; position: sticky; top: 0; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tbody tr:nth-child(even) { background: #f8fafb; }
+details summary { cursor: pointer; color: #0b3954; margin: .4em 0; }
+.scroll { max-height: 34em; overflow: auto; }
+footer { color: #777; font-size: .85em; padding: 0 2em 2em 2em; }
+"""
+
+LONG_TABLE = 25
+"""Tables with more rows than this are folded (still in the page) under a summary line."""
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        if value == 0:
+            return "0"
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        if abs(value) >= 1:
+            return f"{value:.3f}".rstrip("0").rstrip(".") if abs(value) < 100 else f"{value:.1f}"
+        return f"{value:.3g}"
+    return str(value)
+
+
+def table_html(table: Table) -> str:
+    """``table`` as an HTML table; numbers are right-aligned with thousands separators."""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
+    body = []
+    for row in table.rows:
+        cells = []
+        for v in row:
+            cls = ' class="num"' if isinstance(v, (int, float)) and not isinstance(v, bool) \
+                else ""
+            cells.append(f"<td{cls}>{html.escape(_fmt(v))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    inner = (f"<table><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(body)
+             + "\n</tbody></table>")
+    if len(table.rows) > LONG_TABLE:
+        return (f"<details><summary>Numbers ({len(table.rows)} rows)</summary>"
+                f'<div class="scroll">{inner}</div></details>')
+    return inner
+
+
+def _runs_table(runs: Sequence[Run]) -> Table:
+    rows = []
+    for run in runs:
+        r = run.result
+        bound = speedup_bound(r.method, r.nm) if r.mode == "train" else None
+        rows.append((run.label, str(r.config.get("name", "?")), r.mode, r.method,
+                     r.nm if r.method != "dense" else "–", r.batch, r.total_cycles,
+                     r.seconds * 1e3, r.speedup_vs_dense, bound, 100.0 * r.utilization,
+                     r.dram_bytes / 2**20, float(r.energy_pj.get("total", 0.0)) / 1e9,
+                     run.source))
+    return Table(("run", "config", "mode", "method", "N:M", "batch", "cycles", "time (ms)",
+                  "speedup vs dense (×)", "bound (×)", "utilisation (%)", "DRAM (MiB)",
+                  "energy (mJ)", "from"), tuple(rows))
+
+
+def _traces_table(traces: Sequence[Any]) -> Table:
+    rows = []
+    for t in traces:
+        base = t.baseline.final_accuracy if t.baseline is not None else None
+        rows.append((t.model, t.dataset, str(t.method), str(t.nm) if str(t.method) != "dense"
+                     else "–", t.epochs, t.seed, 100.0 * t.final_accuracy,
+                     None if base is None else 100.0 * base,
+                     None if base is None else 100.0 * (base - t.final_accuracy)))
+    return Table(("model", "dataset", "method", "N:M", "epochs", "seed",
+                  "test accuracy (%)", "dense baseline (%)", "accuracy loss (points)"),
+                 tuple(rows))
+
+
+def _section(anchor: str, title: str, body: str) -> str:
+    return (f'<section id="{html.escape(anchor)}">\n<h2>{html.escape(title)}</h2>\n'
+            f"{body}\n</section>")
+
+
+def _plot_section(plot: Plot) -> str:
+    alt = html.escape(plot.title)
+    name = html.escape(plot.name)
+    body = (f'<figure><img src="{name}.svg" alt="{alt}">'
+            f"<figcaption>{html.escape(plot.caption)}</figcaption></figure>\n"
+            f'<p class="files">Files: <a href="{name}.svg">{name}.svg</a> · '
+            f'<a href="{name}.png">{name}.png</a></p>\n'
+            f"{table_html(plot.table)}")
+    return _section(plot.name, plot.title, body)
+
+
+def render_page(runs: Sequence[Run], traces: Sequence[Any], plots: Sequence[Plot]) -> str:
+    """The report page for ``runs`` and ``traces`` showing ``plots`` (files next to it)."""
+    parts = []
+    nav = []
+    if runs:
+        nav.append('<a href="#runs">Runs</a>')
+        parts.append(_section("runs", "Runs", '<p class="caption">One row per simulation '
+                              "result in this report. Speedups are over dense training of the "
+                              "same model on the same hardware; the bound is the method's "
+                              "ideal speedup (BDWP 3/(2N/M+1), SR-STE 3/(N/M+2)).</p>\n"
+                              + table_html(_runs_table(runs))))
+    if traces:
+        nav.append('<a href="#traces">Traces</a>')
+        parts.append(_section("traces", "Training traces", '<p class="caption">One row per '
+                              "sparse-training trace; the dense baseline is the dense run "
+                              "recorded with the trace (same model, data and seed).</p>\n"
+                              + table_html(_traces_table(traces))))
+    for p in plots:
+        nav.append(f'<a href="#{html.escape(p.name)}">{html.escape(p.title)}</a>')
+        parts.append(_plot_section(p))
+    workloads = list(dict.fromkeys(r.result.workload for r in runs))
+    models = list(dict.fromkeys(t.model for t in traces))
+    subject = ", ".join(workloads + [m for m in models if m not in workloads])
+    title = f"nmsat report: {subject}"
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+            f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+            f"<header><h1>{html.escape(title)}</h1><p>{len(runs)} simulation result(s), "
+            f"{len(traces)} training trace(s)</p></header>\n"
+            f"<nav>{' '.join(nav)}</nav>\n<main>\n" + "\n".join(parts) + "\n</main>\n"
+            f"<footer>Made by nmsat {html.escape(__version__)} (<code>nmsat report</code>)."
+            "</footer>\n</body>\n</html>\n")
+
+
+def write_report(out_dir: Path, files: dict[str, bytes], page: str) -> Path:
+    """Write ``files`` (name -> bytes) and then ``index.html`` into ``out_dir``, atomically."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        atomic_write_bytes(out / name, data)
+    index = out / "index.html"
+    atomic_write_text(index, page)
+    return index

@@ -1,0 +1,179 @@
+"""The report's visual vocabulary, defined once: colours, sizes, labels and units.
+
+Every figure takes its colours from here, so the same method, phase, energy component,
+stall cause or unit has the same colour in every figure of every report. The palettes are
+colour-blind safe (Okabe-Ito for methods; Tableau-10 tones elsewhere).
+
+A name the tables below do not know (say a new stall cause the simulator adds later) gets
+a colour from :data:`EXTRA` picked by a checksum of the name, so it is still the same in
+every figure and every run; adding it to the right table gives it a chosen colour.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+from matplotlib.colors import to_hex, to_rgb
+
+from nmsat.types import NM
+
+METHOD_COLORS: dict[str, str] = {
+    "dense": "#6e6e6e",
+    "srste": "#e69f00",
+    "bdwp": "#0072b2",
+}
+"""Training method -> colour (bars, markers and curves of that method)."""
+
+METHOD_LABELS: dict[str, str] = {"dense": "dense", "srste": "SR-STE", "bdwp": "BDWP"}
+
+PHASE_COLORS: dict[str, str] = {
+    "ff": "#4e79a7",
+    "bp": "#f28e2b",
+    "wg": "#59a14f",
+    "wu": "#b07aa1",
+    "sore": "#e15759",
+}
+"""Phase -> colour (phase breakdown stacks and timeline bars)."""
+
+PHASE_LABELS: dict[str, str] = {"ff": "FF (forward)", "bp": "BP (data gradient)",
+                                "wg": "WG (weight gradient)", "wu": "WU (weight update)",
+                                "sore": "SORE (mask generation)"}
+
+COMPONENT_COLORS: dict[str, str] = {
+    "mac": "#4e79a7",
+    "buffer": "#f28e2b",
+    "register": "#edc948",
+    "dram": "#e15759",
+    "sorter": "#76b7b2",
+    "weight_update": "#59a14f",
+    "static": "#bab0ac",
+}
+"""Energy component -> colour."""
+
+COMPONENT_LABELS: dict[str, str] = {"mac": "MAC", "buffer": "buffers (SRAM)",
+                                    "register": "PE registers", "dram": "DRAM",
+                                    "sorter": "SORE sorters", "weight_update": "weight update",
+                                    "static": "static"}
+
+STALL_COLORS: dict[str, str] = {
+    "memory": "#d37295",
+    "sore": "#9d7660",
+    "dependency": "#499894",
+}
+"""Stall cause -> colour (per-layer stall stacks and stalled intervals in the timeline)."""
+
+STALL_LABELS: dict[str, str] = {"memory": "memory (operand load/store)",
+                                "sore": "SORE (mask not ready)",
+                                "dependency": "dependency (other unit, barrier)"}
+
+TRACE_VIEW_STYLES: dict[str, str] = {"ff": "-", "bp": "--"}
+"""Mask view -> line style in the flip-rate figure (colour is the method's)."""
+
+EXTRA: tuple[str, ...] = ("#8cd17d", "#b6992d", "#f1ce63", "#86bcb6", "#ff9d9a", "#79706e",
+                          "#d4a6c8", "#a0cbe8", "#ffbe7d", "#fabfd2")
+
+BOUND_STYLES: dict[str, dict[str, object]] = {
+    "bdwp": {"color": "#000000", "linestyle": "-", "linewidth": 2.0},
+    "srste": {"color": "#000000", "linestyle": ":", "linewidth": 2.0},
+}
+"""Method -> line style of its speedup bound in the speedup figure."""
+
+# Pattern -> how far (0..1) the method colour is mixed with white, so several N:M patterns
+# of one method are told apart while keeping the method's hue. Sparser patterns are darker.
+_NM_TINT: dict[str, float] = {"1:8": 0.0, "1:4": 0.15, "2:8": 0.0, "2:4": 0.45, "4:8": 0.3,
+                              "1:16": 0.0, "2:16": 0.1, "4:16": 0.2, "1:2": 0.6}
+
+RC: dict[str, object] = {
+    "font.size": 10,
+    "axes.titlesize": 12,
+    "axes.labelsize": 10,
+    "legend.fontsize": 9,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.axisbelow": True,
+    "svg.hashsalt": "nmsat",  # reproducible ids in the SVG output
+    "svg.fonttype": "path",  # glyphs as paths: the SVG needs no installed fonts
+    "font.family": "DejaVu Sans",  # ships with matplotlib, so output is the same everywhere
+}
+"""Matplotlib settings every figure is drawn under (with ``matplotlib.rc_context``)."""
+
+DPI = 110
+"""PNG resolution."""
+
+
+def _lookup(table: dict[str, str], name: str) -> str:
+    if name in table:
+        return table[name]
+    return EXTRA[zlib.crc32(name.encode("utf-8")) % len(EXTRA)]
+
+
+def method_color(method: str) -> str:
+    return _lookup(METHOD_COLORS, method)
+
+
+def series_color(method: str, nm: str) -> str:
+    """Colour of a run of ``method`` at pattern ``nm``: the method's hue, tinted by pattern."""
+    base = method_color(method)
+    if method == "dense":
+        return base
+    key = str(NM.parse(nm))
+    tint = _NM_TINT.get(key, 0.5 * NM.parse(nm).density)
+    r, g, b = to_rgb(base)
+    return to_hex((r + (1 - r) * tint, g + (1 - g) * tint, b + (1 - b) * tint))
+
+
+def phase_color(phase: str) -> str:
+    return _lookup(PHASE_COLORS, phase)
+
+
+def component_color(component: str) -> str:
+    return _lookup(COMPONENT_COLORS, component)
+
+
+def stall_color(cause: str) -> str:
+    return _lookup(STALL_COLORS, cause)
+
+
+def method_label(method: str) -> str:
+    return METHOD_LABELS.get(method, method)
+
+
+def phase_label(phase: str) -> str:
+    return PHASE_LABELS.get(phase, phase)
+
+
+def component_label(component: str) -> str:
+    return COMPONENT_LABELS.get(component, component.replace("_", " "))
+
+
+def stall_label(cause: str) -> str:
+    return STALL_LABELS.get(cause, cause)
+
+
+ENERGY_UNITS: tuple[tuple[str, float], ...] = (("pJ", 1.0), ("nJ", 1e3), ("µJ", 1e6),
+                                               ("mJ", 1e9), ("J", 1e12))
+
+
+def energy_unit(max_pj: float) -> tuple[str, float]:
+    """The unit (name, pJ per unit) that shows ``max_pj`` as a number from 1 to 1,000."""
+    chosen = ENERGY_UNITS[0]
+    for name, scale in ENERGY_UNITS:
+        if max_pj >= scale:
+            chosen = (name, scale)
+    return chosen
+
+
+CYCLE_UNITS: tuple[tuple[str, float], ...] = (("cycles", 1.0), ("thousand cycles", 1e3),
+                                              ("million cycles", 1e6),
+                                              ("billion cycles", 1e9))
+
+
+def cycle_unit(max_cycles: float) -> tuple[str, float]:
+    """The unit (name, cycles per unit) that shows ``max_cycles`` as a number below 1,000."""
+    chosen = CYCLE_UNITS[0]
+    for name, scale in CYCLE_UNITS:
+        if max_cycles >= scale:
+            chosen = (name, scale)
+    return chosen
