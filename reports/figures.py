@@ -32,6 +32,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from nmsat.errors import NmsatError
 from nmsat.types import NM
@@ -80,6 +81,8 @@ class Plot:
         The numbers behind the figure.
     artists
         Plotted artists by what they show, for reading the plotted values back.
+    run
+        For a per-run figure, the run it shows (the page groups those figures by run).
     """
 
     name: str
@@ -88,6 +91,7 @@ class Plot:
     figure: Figure
     table: Table
     artists: dict[str, Any] = field(default_factory=dict)
+    run: "Run | None" = None
 
 
 @dataclass(frozen=True)
@@ -623,6 +627,7 @@ def accuracy_figure(traces: Sequence[Any]) -> Plot | None:
                             [100 * e.test_accuracy for e in t.accuracy], marker=".",
                             color=color, label=f"{t.model} {trace_series(t)}")
         curves[i] = line
+    ax_e.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_e.set_xlabel("epoch")
     ax_e.set_ylabel("test accuracy (%)")
     ax_e.set_title("Test accuracy over training")
@@ -638,14 +643,19 @@ def accuracy_figure(traces: Sequence[Any]) -> Plot | None:
                 fig, table, {"points": markers_drawn, "curves": curves})
 
 
-def mean_flip_rate(trace: Any, view: str) -> np.ndarray:
-    """Fraction of all of a trace's mask bits (FF or BP view) that changed, per iteration.
+def mean_flip_rate(trace: Any, view: str) -> np.ndarray | None:
+    """Fraction of a trace's mask bits (FF or BP view) that changed, per iteration.
 
-    Each weight layer's per-iteration flip rate weighted by its number of weights; NaN
-    where the trace has no previous iteration to compare against.
+    Over the weight layers whose ``view`` phase the run makes N:M (an SR-STE run has no
+    BP mask), each layer's flip rate weighted by its number of weights; NaN where there
+    is no previous iteration to compare against. ``None`` if no layer uses the view.
     """
-    rates = np.asarray(trace.stats[f"{view}_flip"], dtype=np.float64)
-    weights = np.array([t.layer.weights for t in trace.weight_layers], dtype=np.float64)
+    use = np.array([getattr(t, f"sparse_{view}") for t in trace.weight_layers], dtype=bool)
+    if not use.any():
+        return None
+    rates = np.asarray(trace.stats[f"{view}_flip"], dtype=np.float64)[:, use]
+    weights = np.array([t.layer.weights for t in trace.weight_layers],
+                       dtype=np.float64)[use]
     return rates @ weights / weights.sum()
 
 
@@ -664,7 +674,7 @@ def flip_rate_figure(traces: Sequence[Any]) -> Plot | None:
         color = style.series_color(str(t.method), str(t.nm))
         for view in ("ff", "bp"):
             rate = mean_flip_rate(t, view)
-            if np.all(np.isnan(rate)):
+            if rate is None or np.all(np.isnan(rate)):
                 continue
             its = np.arange(len(rate))
             (line,) = ax.plot(its, 100 * rate, color=color, linewidth=1.0,
@@ -674,6 +684,7 @@ def flip_rate_figure(traces: Sequence[Any]) -> Plot | None:
             finite = rate[~np.isnan(rate)]
             rows.append((t.model, trace_series(t), view.upper(), 100 * float(finite[0]),
                          100 * float(finite.mean()), 100 * float(finite[-1])))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("training iteration")
     ax.set_ylabel("mask bits flipped since previous iteration (%)")
     fig.suptitle("N:M mask flip rate over training")
@@ -716,6 +727,7 @@ def build_plots(runs: Sequence[Run], traces: Sequence[Any] = ()) -> list[Plot]:
             for g in PER_RUN_FIGURES:
                 p = g(run)
                 if p is not None:
+                    p.run = run
                     plots.append(p)
     names = [p.name for p in plots]
     if len(set(names)) != len(names):

@@ -30,6 +30,7 @@ main { padding: 1em 2em 3em 2em; max-width: 1500px; }
 section { background: white; border: 1px solid #dde3e8; border-radius: 6px;
           padding: 1em 1.4em; margin: 1.2em 0; }
 h2 { margin-top: .2em; font-size: 1.25em; color: #0b3954; }
+h2.run { margin: 1.6em 0 0 0; font-size: 1.4em; border-bottom: 2px solid #0b3954; }
 figure { margin: .5em 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption, .caption { color: #444; font-size: .92em; margin: .4em 0; max-width: 75em; }
@@ -148,8 +149,16 @@ def render_page(runs: Sequence[Run], traces: Sequence[Any], plots: Sequence[Plot
                               "sparse-training trace; the dense baseline is the dense run "
                               "recorded with the trace (same model, data and seed).</p>\n"
                               + table_html(_traces_table(traces))))
+    current: Run | None = None
     for p in plots:
-        nav.append(f'<a href="#{html.escape(p.name)}">{html.escape(p.title)}</a>')
+        if p.run is None:
+            nav.append(f'<a href="#{html.escape(p.name)}">{html.escape(p.title)}</a>')
+        elif p.run is not current:
+            current = p.run
+            anchor = f"run-{current.slug}"
+            nav.append(f'<a href="#{html.escape(anchor)}">{html.escape(current.label)}</a>')
+            parts.append(f'<h2 class="run" id="{html.escape(anchor)}">'
+                         f"{html.escape(current.label)}</h2>")
         parts.append(_plot_section(p))
     workloads = list(dict.fromkeys(r.result.workload for r in runs))
     models = list(dict.fromkeys(t.model for t in traces))

@@ -80,7 +80,7 @@ BOUND_STYLES: dict[str, dict[str, object]] = {
 
 # Pattern -> how far (0..1) the method colour is mixed with white, so several N:M patterns
 # of one method are told apart while keeping the method's hue. Sparser patterns are darker.
-_NM_TINT: dict[str, float] = {"1:8": 0.0, "1:4": 0.15, "2:8": 0.0, "2:4": 0.45, "4:8": 0.3,
+_NM_TINT: dict[str, float] = {"1:8": 0.0, "1:4": 0.15, "2:8": 0.0, "2:4": 0.35, "4:8": 0.25,
                               "1:16": 0.0, "2:16": 0.1, "4:16": 0.2, "1:2": 0.6}
 
 RC: dict[str, object] = {
