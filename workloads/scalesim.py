@@ -231,14 +231,14 @@ def parse(text: str, name: str = "topology", form: Form | str | None = None,
     if not rows:
         raise NmsatError(f"{w.source}: no layers (the file is empty)")
 
-    # Header detection: a first row with a non-integer among its numeric columns.
+    # Header detection: a first row without a number in column 2.
     first_line, first = rows[0]
     head = [f.strip() for f in first.split(",")]
     while head and not head[-1]:
         head.pop()
     columns: list[str] | None = None
     header_line = None
-    if len(head) < 2 or not all(_is_int(f) for f in head[1:]):
+    if len(head) < 2 or not _is_int(head[1]):  # data rows have a number in column 2
         header_line = first_line
         rows = rows[1:]
         forms = [want] if want else [Form.GEMM, Form.CONV]
@@ -277,7 +277,9 @@ def parse(text: str, name: str = "topology", form: Form | str | None = None,
                 raise w.error(line, f"expected 8 or 9 fields (conv) or 4 or 5 fields (GEMM), "
                                     f"found {len(fields)}")
             want = form_row
-        if columns is not None:
+        if columns is not None and not (columns == list(_REQUIRED[form_row])
+                                        and len(fields) == len(columns) + 1):
+            # (a header of just the common columns leaves an extra column positional)
             if len(fields) != len(columns):
                 raise w.error(line, f"expected {len(columns)} fields as in the header on line "
                                     f"{header_line}, found {len(fields)}")
