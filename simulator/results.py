@@ -1,0 +1,232 @@
+"""Typed simulation results and their JSON form.
+
+A :class:`SimResult` is what :func:`nmsat.simulator.api.simulate` returns and what
+``nmsat simulate --json`` writes; the report layer reads the JSON back with
+:func:`load_json`. Every cycle figure is an integer number of engine cycles, every
+energy figure is in pJ, every byte count is bytes.
+
+Attribution (see ``docs/simulator.md``)
+    ``phase_cycles`` partitions the wall-clock cycles of the run: each cycle is charged
+    to exactly one phase, so the phases sum to ``total_cycles``. Per-layer rows partition
+    the same cycles by layer. ``stall_cycles`` counts, per cause, the cycles the tensor
+    engine waited with work pending (memory: an operand load or a store it depends on;
+    sore: a mask not yet generated; dependency: another unit's result, e.g. the weight
+    update, or a barrier). ``unit_stall_cycles`` gives the same per unit.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nmsat import __version__
+from nmsat.types import Phase
+
+PHASES: tuple[str, ...] = tuple(p.value for p in Phase)
+"""Phase keys of ``phase_cycles``: ff, bp, wg, wu, sore."""
+
+STALL_CAUSES: tuple[str, ...] = ("memory", "sore", "dependency")
+"""Stall causes of ``stall_cycles``."""
+
+SCHEMA_VERSION = 1
+
+
+def _phase_dict(values: dict[str, int]) -> dict[str, int]:
+    unknown = set(values) - set(PHASES)
+    if unknown:
+        raise ValueError(f"unknown phase {sorted(unknown)[0]!r} (choose from {', '.join(PHASES)})")
+    return {p: int(values.get(p, 0)) for p in PHASES}
+
+
+def _stall_dict(values: dict[str, int]) -> dict[str, int]:
+    unknown = set(values) - set(STALL_CAUSES)
+    if unknown:
+        raise ValueError(f"unknown stall cause {sorted(unknown)[0]!r} "
+                         f"(choose from {', '.join(STALL_CAUSES)})")
+    return {c: int(values.get(c, 0)) for c in STALL_CAUSES}
+
+
+@dataclass(frozen=True)
+class Event:
+    """One interval of activity on one unit, for the timeline (Gantt) figure.
+
+    ``kind`` is ``busy`` for work, or ``stall:<cause>`` while a unit waits with an
+    instruction pending.
+    """
+
+    unit: str
+    start: int
+    end: int
+    layer: str
+    phase: str
+    kind: str
+
+    def __post_init__(self) -> None:
+        if self.end < self.start:
+            raise ValueError(f"event on {self.unit} ends ({self.end}) before it starts "
+                             f"({self.start})")
+
+    def to_list(self) -> list[Any]:
+        return [self.unit, self.start, self.end, self.layer, self.phase, self.kind]
+
+
+EVENT_FIELDS = ("unit", "start", "end", "layer", "phase", "kind")
+
+
+@dataclass(frozen=True)
+class LayerResult:
+    """One layer's share of the run: the cycles charged to it and its activity."""
+
+    name: str
+    total_cycles: int
+    seconds: float
+    phase_cycles: dict[str, int]
+    stall_cycles: dict[str, int]
+    macs: int
+    dense_macs: int
+    utilization: float
+    dram_bytes: int
+    energy_pj: dict[str, float]
+    dense_total_cycles: int
+    speedup_vs_dense: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "total_cycles": self.total_cycles,
+            "seconds": self.seconds,
+            "phase_cycles": dict(self.phase_cycles),
+            "stall_cycles": dict(self.stall_cycles),
+            "macs": self.macs,
+            "dense_macs": self.dense_macs,
+            "utilization": self.utilization,
+            "dram_bytes": self.dram_bytes,
+            "energy_pj": dict(self.energy_pj),
+            "dense_total_cycles": self.dense_total_cycles,
+            "speedup_vs_dense": self.speedup_vs_dense,
+        }
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """The result of simulating one workload under one method on one accelerator.
+
+    ``utilization`` is issued multiplier-lane operations over (cycles x peak MACs per
+    cycle), so it never exceeds 1; ``effective_utilization`` uses the dense-equivalent
+    MACs instead (an N:M run can exceed 1 there, which is its speedup).
+    """
+
+    workload: str
+    config: dict[str, Any]
+    method: str
+    nm: str
+    batch: int
+    mode: str
+    options: dict[str, Any]
+    total_cycles: int
+    seconds: float
+    phase_cycles: dict[str, int]
+    stall_cycles: dict[str, int]
+    unit_stall_cycles: dict[str, dict[str, int]]
+    unit_busy_cycles: dict[str, int]
+    phase_utilization: dict[str, float]
+    utilization: float
+    effective_utilization: float
+    macs: int
+    dense_macs: int
+    dram_bytes: int
+    energy_pj: dict[str, float]
+    counts: dict[str, int]
+    dense_total_cycles: int
+    speedup_vs_dense: float
+    layers: tuple[LayerResult, ...]
+    events: tuple[Event, ...] = field(default=(), repr=False)
+    events_truncated: bool = False
+    simulate_seconds: float | None = field(default=None, compare=False)
+    version: str = __version__
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "phase_cycles", _phase_dict(self.phase_cycles))
+        object.__setattr__(self, "stall_cycles", _stall_dict(self.stall_cycles))
+        if sum(self.phase_cycles.values()) != self.total_cycles:
+            raise ValueError(f"phase cycles {self.phase_cycles} do not sum to total_cycles "
+                             f"{self.total_cycles}")
+
+    def to_dict(self, *, events: bool = True, timing: bool = False) -> dict[str, Any]:
+        """Plain data for JSON. ``timing`` adds the host's simulate time (not reproducible,
+        so off by default: the same inputs give the same JSON bytes)."""
+        out: dict[str, Any] = {
+            "schema": SCHEMA_VERSION,
+            "nmsat_version": self.version,
+            "workload": self.workload,
+            "method": self.method,
+            "nm": self.nm,
+            "batch": self.batch,
+            "mode": self.mode,
+            "options": dict(self.options),
+            "total_cycles": self.total_cycles,
+            "seconds": self.seconds,
+            "phase_cycles": dict(self.phase_cycles),
+            "stall_cycles": dict(self.stall_cycles),
+            "unit_stall_cycles": {u: dict(v) for u, v in self.unit_stall_cycles.items()},
+            "unit_busy_cycles": dict(self.unit_busy_cycles),
+            "utilization": self.utilization,
+            "effective_utilization": self.effective_utilization,
+            "phase_utilization": dict(self.phase_utilization),
+            "macs": self.macs,
+            "dense_macs": self.dense_macs,
+            "dram_bytes": self.dram_bytes,
+            "energy_pj": dict(self.energy_pj),
+            "counts": dict(self.counts),
+            "dense_total_cycles": self.dense_total_cycles,
+            "speedup_vs_dense": self.speedup_vs_dense,
+            "layers": [layer.to_dict() for layer in self.layers],
+            "config": self.config,
+        }
+        if events:
+            out["event_fields"] = list(EVENT_FIELDS)
+            out["events"] = [e.to_list() for e in self.events]
+            out["events_truncated"] = self.events_truncated
+        if timing and self.simulate_seconds is not None:
+            out["simulate_seconds"] = self.simulate_seconds
+        return out
+
+    def to_json(self, *, events: bool = True, timing: bool = False) -> str:
+        """Deterministic JSON text (fixed key order, no host timing unless asked)."""
+        return json.dumps(self.to_dict(events=events, timing=timing), indent=1,
+                          allow_nan=False) + "\n"
+
+
+def _layer_from_dict(d: dict[str, Any]) -> LayerResult:
+    return LayerResult(**{k: d[k] for k in LayerResult.__dataclass_fields__})
+
+
+def from_dict(d: dict[str, Any]) -> SimResult:
+    """Rebuild a :class:`SimResult` from :meth:`SimResult.to_dict` output."""
+    if d.get("schema") != SCHEMA_VERSION:
+        raise ValueError(f"unsupported result schema {d.get('schema')!r} "
+                         f"(this nmsat reads {SCHEMA_VERSION})")
+    fields_ = dict(d)
+    events = tuple(Event(*e) for e in fields_.pop("events", []))
+    truncated = fields_.pop("events_truncated", False)
+    fields_.pop("event_fields", None)
+    fields_.pop("schema")
+    version = fields_.pop("nmsat_version")
+    seconds_host = fields_.pop("simulate_seconds", None)
+    layers = tuple(_layer_from_dict(x) for x in fields_.pop("layers"))
+    return SimResult(**fields_, layers=layers, events=events, events_truncated=truncated,
+                     simulate_seconds=seconds_host, version=version)
+
+
+def load_json(path: str | Path) -> SimResult:
+    """Read a result written by ``nmsat simulate --json``."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{p}: not a result JSON file: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{p}: not a result JSON file")
+    return from_dict(data)
