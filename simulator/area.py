@@ -96,7 +96,7 @@ class CalibrationPoint:
     resources: Resources
     command: str
 
-    @property
+    @functools.cached_property
     def config(self) -> AcceleratorConfig:
         return nmconfig.preset(self.preset).replace(**dict(self.changes))
 

@@ -128,9 +128,9 @@ def _run(args: argparse.Namespace) -> int:
             def on_record(record: dict) -> None:
                 counts[record["status"]] += 1
                 done = counts["ok"] + counts["failed"]
-                bar.update(1)
                 bar.set_postfix(done=counts["ok"], failed=counts["failed"],
-                                left=len(plan.todo) - done)
+                                left=len(plan.todo) - done, refresh=False)
+                bar.update(1)
 
             summary = sweep.run(plan, store, cluster, on_record)
     print(f"{summary.ok} ok, {summary.failed} failed, {summary.skipped} skipped in "

@@ -114,6 +114,8 @@ def _coerce_option(name: str, value: Any, where: str) -> Any:
         if hint is int:
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ValueError(f"must be an integer, not {value!r}")
+            if name in WORKLOAD_OPTIONS and value < 1:
+                raise ValueError(f"must be at least 1, not {value!r}")
             return value
         if hint is float:
             if not isinstance(value, (int, float)) or isinstance(value, bool) \
@@ -394,7 +396,8 @@ _AXIS_KEYS = _RANGE_KEYS | _RANDOM_KEYS
 
 
 def _is_axis_def(v: Any) -> bool:
-    return isinstance(v, list) or (isinstance(v, dict) and bool(v) and set(v) <= _AXIS_KEYS)
+    # config field names are never axis keywords, so one keyword marks an axis table
+    return isinstance(v, list) or (isinstance(v, dict) and bool(set(v) & _AXIS_KEYS))
 
 
 def _flatten_axes(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -587,6 +590,7 @@ class SweepSpec:
     axes: tuple[Axis, ...]
     constraints: tuple[Constraint, ...] = ()
     sample: SampleSpec | None = None
+    source: str = field(default="spec", compare=False)
 
     @property
     def axis_names(self) -> tuple[str, ...]:
@@ -603,6 +607,12 @@ class SweepSpec:
 
         Raises :class:`SweepSpecError` naming the first point whose config is invalid.
         """
+        try:
+            return self._points()
+        except SweepSpecError as e:
+            raise SweepSpecError(f"{self.source}: {e}") from None
+
+    def _points(self) -> tuple[Point, ...]:
         base_flat = _flatten(nmconfig.to_dict(self.base))
         fixed_opts = dict(self.options)
         combos: list[tuple[str, tuple[Any, ...]]] = []
@@ -677,12 +687,12 @@ def from_dict(data: Any, source: str = "spec", root: Path | None = None) -> Swee
         raise SweepSpecError(f"{source}: unknown key {unknown[0]!r} "
                              f"(known: {', '.join(_TOP_KEYS)})")
     try:
-        return _build(data, root)
+        return _build(data, root, source)
     except SweepSpecError as e:
         raise SweepSpecError(f"{source}: {e}") from None
 
 
-def _build(data: dict[str, Any], root: Path | None) -> SweepSpec:
+def _build(data: dict[str, Any], root: Path | None, source: str) -> SweepSpec:
     name = data.get("name", "sweep")
     if not isinstance(name, str) or not name:
         raise SweepSpecError(f"name must be a non-empty string, not {name!r}")
@@ -690,14 +700,16 @@ def _build(data: dict[str, Any], root: Path | None) -> SweepSpec:
     base_ref = data.get("base", "vcu1525")
     if not isinstance(base_ref, str):
         raise SweepSpecError(f"base must be a preset name or a config file, not {base_ref!r}")
-    if base_ref not in nmconfig.PRESETS and root is not None \
-            and Path(base_ref).suffix.lower() in (".toml", ".yaml", ".yml") \
-            and not Path(base_ref).is_absolute():
-        base_ref = str(root / base_ref)
     try:
-        base = nmconfig.resolve(base_ref)
+        if Path(base_ref).suffix.lower() in (".toml", ".yaml", ".yml"):
+            path = Path(base_ref)
+            if root is not None and not path.is_absolute():
+                path = root / path
+            base = nmconfig.load(path)
+        else:
+            base = nmconfig.preset(base_ref)
     except ConfigError as e:
-        raise SweepSpecError(f"base: {e}".replace("--config must", "base must")) from None
+        raise SweepSpecError(f"base: {e}") from None
 
     fields = _config_fields(base)
     changes = data.get("config", {})
@@ -790,7 +802,7 @@ def _build(data: dict[str, Any], root: Path | None) -> SweepSpec:
         sample = SampleSpec(s["count"], s["seed"])
 
     spec = SweepSpec(name, base, tuple(workloads), tuple(options.items()), tuple(axes),
-                     constraints, sample)
+                     constraints, sample, source)
     if spec.grid_size > 10_000_000:
         raise SweepSpecError(f"the grid has {spec.grid_size:,} points (limit 10,000,000); "
                              f"use fewer values or random axes")
