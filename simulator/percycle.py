@@ -1,0 +1,482 @@
+"""Per-cycle model of the PE array and its feeders, computing values (small tiles only).
+
+This is the slow, obviously-correct model of ``docs/architecture.md`` section 4: every
+step, activation chunks move one PE right and weight chunks one PE down (OS), or
+activations move right and partial sums move down through La-deep adder pipelines (WS).
+Each PE selects its activations with its index muxes, forms the lane products, sums them
+with the pairwise adder tree and accumulates, exactly as :mod:`nmsat.reference` specifies.
+The controller follows the schedule rules of section 4.1, and the model checks every
+physical hazard on the way (a dependent accumulation before its predecessor finished, a
+shadow register overwritten before it was drained, operands of different chunks meeting,
+a partial sum read before it was written), so an over-eager schedule raises
+:class:`ScheduleHazard` instead of silently giving a number.
+
+Stalls: a step that needs input (inside a feed window) runs only in a cycle whose
+``in_valid`` is set; a step that writes results runs only in a cycle whose ``out_ready`` is
+set; otherwise the whole array freezes for that cycle (global clock enable).
+
+:func:`simulate` returns the output values (equal to :func:`nmsat.reference.engine_gemm`
+bit for bit, tested), the cycle count (equal to :mod:`nmsat.simulator.tile_model`, tested)
+and per-cycle activity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nmsat.config import AcceleratorConfig
+from nmsat.reference import _tree_sum_fp32, gemm_chunks, lane_map
+from nmsat.types import NM, Dataflow, DType
+
+
+class ScheduleHazard(RuntimeError):
+    """The schedule violated a data or structural dependency of the array."""
+
+
+@dataclass(frozen=True)
+class PerCycleResult:
+    """Values, cycle count and per-cycle activity of one block.
+
+    ``busy_pes[t]`` = PEs issuing an accumulation in cycle t; ``busy_lanes[t]`` = multiplier
+    lanes with a real (non-idle) product; ``stalled[t]`` = the array was frozen.
+    """
+
+    out: np.ndarray
+    cycles: int
+    busy_pes: np.ndarray
+    busy_lanes: np.ndarray
+    stalled: np.ndarray
+
+
+class _Operands:
+    """Chunked operands: activation windows per (row, chunk) and weight slots per
+    (column, chunk), laid out by :func:`nmsat.reference.lane_map`."""
+
+    def __init__(self, a: np.ndarray, b, dtype: DType, lanes: int, window: int, nm: NM):
+        self.dtype = dtype
+        lm = lane_map(b, lanes, window, nm)
+        self.kc = lm.k.shape[1]
+        k_total = a.shape[1]
+        if nm.dense:
+            step = lanes
+        else:
+            step = min(lanes // nm.n, window // nm.m) * nm.m
+        base = np.arange(self.kc) * step
+        # Weight slot index into the chunk's activation window (-1 = idle lane).
+        rel = np.where(lm.k >= 0, lm.k - base[None, :, None], -1)
+        if (rel >= window).any():
+            raise ValueError("a lane index falls outside the activation window")
+        self.w_idx = rel  # [n, kc, P]
+        num = np.float64 if dtype.is_float else np.int64
+        self.w_val = lm.w.astype(num)
+        apad = np.zeros((a.shape[0], self.kc * step + window), dtype=num)
+        apad[:, :k_total] = a.astype(num)
+        idx = base[:, None] + np.arange(window)[None, :]  # [kc, window]
+        self.a_win = apad[:, idx]  # [m, kc, window]
+        self.num = num
+
+
+def _pe_products(act: np.ndarray, w_val: np.ndarray, w_idx: np.ndarray, ops: _Operands):
+    """Lane products and the adder-tree sum for a set of PEs.
+
+    act [X, window], w_val/w_idx [X, P] -> (tree sums [X], real-lane counts [X])."""
+    idle = w_idx < 0
+    sel = np.take_along_axis(act, np.where(idle, 0, w_idx), axis=1)
+    if ops.dtype.is_float:
+        prod = (sel * w_val).astype(np.float32)  # exact product rounded once to fp32
+        prod[idle] = np.float32(0.0)  # idle lanes give exactly +0
+        return _tree_sum_fp32(prod), (~idle).sum(1)
+    prod = np.where(idle, 0, sel * w_val)
+    return prod.sum(1), (~idle).sum(1)
+
+
+def _acc_add(acc, tree, dtype: DType):
+    if dtype.is_float:
+        return (np.float32(acc) + np.float32(tree)).astype(np.float32)
+    return np.int64((int(acc) + int(tree) + 2**31) % 2**32 - 2**31)
+
+
+def _step_to_cycle(needs: list[tuple[bool, bool]], in_valid, out_ready):
+    """Run the steps cycle by cycle under the masks: returns (cycle of each step, total,
+    stalled flags)."""
+    iv = np.asarray(in_valid, bool) if in_valid is not None else np.ones(0, bool)
+    orr = np.asarray(out_ready, bool) if out_ready is not None else np.ones(0, bool)
+    cyc, stalled = [], []
+    t = 0
+    for ni, no in needs:
+        while True:
+            ok_in = not ni or t >= len(iv) or iv[t]
+            ok_out = not no or t >= len(orr) or orr[t]
+            if ok_in and ok_out:
+                break
+            stalled.append(True)
+            t += 1
+        cyc.append(t)
+        stalled.append(False)
+        t += 1
+    return cyc, t, np.array(stalled, bool)
+
+
+def simulate(a: np.ndarray, b, *, cfg: AcceleratorConfig, dataflow: Dataflow | str,
+             nm: NM | str = "1:1", interleave: bool = True, dtype: DType | str | None = None,
+             acc: np.ndarray | None = None, in_valid=None, out_ready=None) -> PerCycleResult:
+    """Run ``acc + A[m, k] @ B[k, n]`` on the array, step by step.
+
+    ``a``, ``b`` hold values representable in ``dtype`` (default: the config's operand
+    type); ``b`` may be a :class:`nmsat.reference.Compressed` along K. ``acc`` is the OUT
+    half's contents (default +0). ``in_valid`` / ``out_ready`` are per-cycle masks (True
+    past their end).
+    """
+    dataflow = Dataflow.parse(dataflow)
+    nm = NM.parse(nm)
+    dtype = DType.parse(dtype or cfg.numerics.dtype)
+    arr = cfg.array
+    a = np.asarray(a)
+    ops = _Operands(a, b, dtype, arr.macs_per_pe, arr.act_window, nm)
+    if ops.kc != gemm_chunks(a.shape[1], arr.macs_per_pe, arr.act_window, nm):
+        raise AssertionError("chunk count disagrees with reference.gemm_chunks")
+    m, n = a.shape[0], ops.w_val.shape[0]
+    out_dtype = np.float32 if dtype.is_float else np.int32
+    out = np.zeros((m, n), out_dtype) if acc is None else np.array(acc, dtype=out_dtype)
+    out = out.astype(np.float32 if dtype.is_float else np.int64)
+    if dataflow is Dataflow.OS:
+        sim = _OS(ops, out, arr.rows, arr.cols, arr.acc_latency, interleave)
+    else:
+        sim = _WS(ops, out, arr.rows, arr.cols, arr.acc_latency, interleave)
+    needs, busy, lanes = sim.run()
+    cyc, total, stalled = _step_to_cycle(needs, in_valid, out_ready)
+    busy_c = np.zeros(total, np.int64)
+    lanes_c = np.zeros(total, np.int64)
+    busy_c[cyc] = busy
+    lanes_c[cyc] = lanes
+    res = sim.out.astype(np.float32) if dtype.is_float else sim.out.astype(np.int32)
+    return PerCycleResult(res, total, busy_c, lanes_c, stalled)
+
+
+# --------------------------------------------------------------------------- OS
+
+
+class _OS:
+    """Output stationary: PE(i, j) accumulates output (row of slot b, column j) in slot b."""
+
+    def __init__(self, ops: _Operands, out: np.ndarray, R: int, C: int, La: int,
+                 interleave: bool):
+        self.ops, self.out, self.R, self.C, self.La = ops, out, R, C, La
+        self.interleave = interleave
+        m, n = out.shape
+        self.sigma = La if interleave else 1
+        rb = -(-m // R)
+        pp = -(-rb // self.sigma)
+        nt = -(-n // C)
+        # Passes: (first output row, slots, first output column), column tiles outer.
+        self.passes = []
+        for t in range(nt):
+            for p in range(pp):
+                s = min(self.sigma, rb - p * self.sigma)
+                self.passes.append((p * self.sigma * R, s, t * C))
+
+    def run(self):
+        ops, R, C, La = self.ops, self.R, self.C, self.La
+        kc, W, P = ops.kc, ops.a_win.shape[2], ops.w_idx.shape[2]
+        m, n = self.out.shape
+        num = ops.num
+        # Array state.
+        a_val = np.zeros((R, C, W), num)
+        a_tag = np.full((R, C, 3), -1, np.int64)  # (pass, slot, chunk); -1 = empty
+        w_val = np.zeros((R, C, P), num)
+        w_idx = np.full((R, C, P), -1, np.int64)
+        w_tag = np.full((R, C, 3), -1, np.int64)
+        acc_val = np.zeros((R, C, self.sigma), np.float32 if ops.dtype.is_float else np.int64)
+        acc_ready = np.zeros((R, C, self.sigma), np.int64)  # step the last add completes
+        acc_next = np.zeros((R, C, self.sigma), np.int64)  # next chunk expected
+        acc_pass = np.full((R, C, self.sigma), -1, np.int64)
+        sh_val = np.zeros_like(acc_val)
+        sh_pass = np.full((R, C, self.sigma), -1, np.int64)  # -1 = empty
+        starts: list[int] = []
+        drains: list[int] = []  # drain start step per pass
+        needs, busy_l, lanes_l = [], [], []
+        q_next = 0  # next pass to start
+        step = 0
+        done_passes = 0
+        ends: dict[int, int] = {}
+        while done_passes < len(self.passes):
+            # Controller: start the next pass when the schedule rule allows it.
+            if q_next < len(self.passes):
+                if q_next == 0:
+                    can = True
+                elif not self.interleave:
+                    can = (q_next - 1) in ends and step >= ends[q_next - 1]
+                else:
+                    # Accumulators free again (kc La after the previous start) and the
+                    # previous pass drained before this pass's results reach the shadow.
+                    prev = q_next - 1
+                    can = step >= starts[prev] + kc * La and step >= ends[prev] - kc * La
+                if can:
+                    starts.append(step)
+                    s = self.passes[q_next][1]
+                    drains.append(step + kc * La + s + R + C - 3)
+                    ends[q_next] = drains[-1] + s * R
+                    q_next += 1
+            # (a) accumulators whose final add completes now move to the shadow registers.
+            fin = (acc_pass >= 0) & (acc_next == kc) & (acc_ready == step)
+            if fin.any():
+                if (sh_pass[fin] >= 0).any():
+                    raise ScheduleHazard(f"step {step}: shadow register overwritten "
+                                         f"before it was drained")
+                sh_val[fin] = acc_val[fin]
+                sh_pass[fin] = acc_pass[fin]
+                acc_pass[fin] = -1
+            # (b) drain: one row of C results per step, bottom row first.
+            need_out = False
+            for q, d in enumerate(drains):
+                s = self.passes[q][1]
+                if d <= step < d + s * R:
+                    need_out = True
+                    x = step - d
+                    b, i = x // R, R - 1 - x % R
+                    if (sh_pass[i, :, b] != q).any():
+                        raise ScheduleHazard(f"step {step}: drain of pass {q} found "
+                                             f"PE row {i} slot {b} not ready")
+                    r0, _, c0 = self.passes[q]
+                    row = r0 + b * R + i
+                    cols = np.arange(c0, min(c0 + C, n))
+                    if row < m:
+                        self.out[row, cols] = sh_val[i, : len(cols), b]
+                    sh_pass[i, :, b] = -1
+                    if x == s * R - 1:
+                        done_passes += 1
+            # (c) shift operands one PE and inject at the edges.
+            a_val[:, 1:], a_tag[:, 1:] = a_val[:, :-1].copy(), a_tag[:, :-1].copy()
+            w_val[1:], w_idx[1:], w_tag[1:] = w_val[:-1].copy(), w_idx[:-1].copy(), \
+                w_tag[:-1].copy()
+            a_tag[:, 0] = -1
+            w_tag[0] = -1
+            need_in = False
+            for q, st in enumerate(starts):
+                r0, s, c0 = self.passes[q]
+                if st <= step < st + (kc - 1) * La + s + max(R, C) - 1:
+                    need_in = True
+                for i in range(R):  # activation of array row i
+                    c, b = divmod(step - st - i, La)
+                    if step - st - i >= 0 and c < kc and b < s:
+                        row = r0 + b * R + i
+                        a_val[i, 0] = ops.a_win[row, c] if row < m else 0
+                        a_tag[i, 0] = (q, b, c)
+                for j in range(C):  # weight of array column j (re-sent for each slot)
+                    c, b = divmod(step - st - j, La)
+                    if step - st - j >= 0 and c < kc and b < s:
+                        col = c0 + j
+                        if col < n:
+                            w_val[0, j], w_idx[0, j] = ops.w_val[col, c], ops.w_idx[col, c]
+                        else:
+                            w_val[0, j], w_idx[0, j] = 0, -1
+                        w_tag[0, j] = (q, b, c)
+            # (d) PEs with both operands accumulate.
+            av = a_tag[..., 0] >= 0
+            wv = w_tag[..., 0] >= 0
+            if (av != wv).any() or (a_tag[av] != w_tag[av]).any():
+                raise ScheduleHazard(f"step {step}: activation and weight chunks mismatch")
+            nb, nl = 0, 0
+            if av.any():
+                ii, jj = np.nonzero(av)
+                tree, real = _pe_products(a_val[ii, jj], w_val[ii, jj], w_idx[ii, jj], ops)
+                for x in range(len(ii)):
+                    i, j = ii[x], jj[x]
+                    q, b, c = a_tag[i, j]
+                    if c == 0:
+                        if acc_pass[i, j, b] >= 0:
+                            raise ScheduleHazard(f"step {step}: PE({i},{j}) slot {b} still "
+                                                 f"holds pass {acc_pass[i, j, b]}")
+                        r0, _, c0 = self.passes[q]
+                        row, col = r0 + b * R + i, c0 + j
+                        init = self.out[row, col] if row < m and col < n else 0
+                        acc_val[i, j, b] = init
+                        acc_pass[i, j, b] = q
+                        acc_next[i, j, b] = 0
+                    elif acc_pass[i, j, b] != q or acc_next[i, j, b] != c:
+                        raise ScheduleHazard(f"step {step}: PE({i},{j}) got chunk {c} out "
+                                             f"of order")
+                    elif step < acc_ready[i, j, b]:
+                        raise ScheduleHazard(f"step {step}: PE({i},{j}) slot {b} "
+                                             f"accumulates before its previous add "
+                                             f"completed (step {acc_ready[i, j, b]})")
+                    acc_val[i, j, b] = _acc_add(acc_val[i, j, b], tree[x], ops.dtype)
+                    acc_ready[i, j, b] = step + La
+                    acc_next[i, j, b] = c + 1
+                nb, nl = len(ii), int(real.sum())
+            needs.append((need_in, need_out))
+            busy_l.append(nb)
+            lanes_l.append(nl)
+            step += 1
+            if step > 10_000_000:  # pragma: no cover - a livelock is a model bug
+                raise ScheduleHazard("OS schedule does not terminate")
+        return needs, busy_l, lanes_l
+
+
+# --------------------------------------------------------------------------- WS
+
+
+class _WS:
+    """Weight stationary: PE(i, j) holds chunk kt*R + i of column j; rows stream in."""
+
+    def __init__(self, ops: _Operands, out: np.ndarray, R: int, C: int, La: int,
+                 interleave: bool):
+        self.ops, self.out, self.R, self.C, self.La = ops, out, R, C, La
+        self.interleave = interleave
+        m, n = out.shape
+        kt = -(-ops.kc // R)
+        nt = -(-n // C)
+        self.tiles = [(t, k) for t in range(nt) for k in range(kt)]  # (col tile, K-tile)
+
+    def run(self):
+        ops, R, C, La = self.ops, self.R, self.C, self.La
+        kc, W, P = ops.kc, ops.a_win.shape[2], ops.w_idx.shape[2]
+        m, n = self.out.shape
+        num = ops.num
+        T = len(self.tiles)
+        # Weights: active and shadow registers, (tile) tags; -1 = empty.
+        wa_val = np.zeros((R, C, P), num)
+        wa_idx = np.full((R, C, P), -1, np.int64)
+        wa_tag = np.full((R, C), -1, np.int64)
+        ws_val = np.zeros((R, C, P), num)
+        ws_idx = np.full((R, C, P), -1, np.int64)
+        ws_tag = np.full((R, C), -1, np.int64)
+        ws_state = np.zeros((R, C), np.int64)  # 0 free, 1 loading/loaded
+        a_val = np.zeros((R, C, W), num)
+        a_tag = np.full((R, C, 2), -1, np.int64)  # (tile, row)
+        accdt = np.float32 if ops.dtype.is_float else np.int64
+        ps_val = np.zeros((R, C, La), accdt)  # psum delay lines, index 0 newest
+        ps_tag = np.full((R, C, La, 2), -1, np.int64)
+        written = np.full((m, n), -1, np.int64)  # step each OUT element was last written
+        loads: list[int] = []
+        starts: list[int] = []
+        needs, busy_l, lanes_l = [], [], []
+        step = 0
+        finished = 0
+        last_out = {}
+        while finished < T:
+            # Controller: weight loads and activation-stream starts.
+            t_load = len(loads)
+            if t_load < T:
+                if t_load == 0:
+                    can = True
+                elif not self.interleave:
+                    can = (t_load - 1) in last_out and step >= last_out[t_load - 1]
+                else:
+                    can = len(starts) == t_load and step >= starts[-1] + (R - 1) * La + C - 1
+                if can:
+                    loads.append(step)
+            t_start = len(starts)
+            if t_start < T and t_start < len(loads):
+                ok = step >= loads[t_start] + R
+                if t_start > 0 and self.interleave:
+                    ok = ok and step >= starts[-1] + m and step >= starts[-1] + R * La + 1
+                if ok:
+                    starts.append(step)
+                    last_out[t_start] = step + m + R * La + C - 1
+            need_in = any(ld <= step < ld + R for ld in loads) or any(
+                st <= step < st + m + (R - 1) * La for st in starts)
+            need_out = any(st + R * La <= step < st + m + R * La + C - 1 for st in starts)
+            # (a) partial sums leaving the bottom edge are written to OUT.
+            bot_v, bot_t = ps_val[R - 1, :, La - 1].copy(), ps_tag[R - 1, :, La - 1].copy()
+            for j in range(C):
+                t, r = bot_t[j]
+                if t >= 0:
+                    col = self.tiles[t][0] * C + j
+                    if col < n:
+                        self.out[r, col] = bot_v[j]
+                        written[r, col] = step
+                    if r == m - 1 and j == C - 1:
+                        finished += 1
+            # psum arriving at PE row i (from row i-1) this step.
+            arriving_v = ps_val[:, :, La - 1].copy()
+            arriving_t = ps_tag[:, :, La - 1].copy()
+            ps_val[:, :, 1:] = ps_val[:, :, :-1].copy()
+            ps_tag[:, :, 1:] = ps_tag[:, :, :-1].copy()
+            ps_tag[:, :, 0] = -1
+            # (c) activations shift right; inject row r of tile t at array row i.
+            a_val[:, 1:], a_tag[:, 1:] = a_val[:, :-1].copy(), a_tag[:, :-1].copy()
+            a_tag[:, 0] = -1
+            for t, st in enumerate(starts):
+                ct, kt = self.tiles[t]
+                for i in range(R):
+                    r = step - st - i * La
+                    if 0 <= r < m:
+                        c = kt * R + i
+                        a_val[i, 0] = ops.a_win[r, c] if c < kc else 0
+                        a_tag[i, 0] = (t, r)
+            # (d) PEs: swap in shadow weights on a tile's first row, then add.
+            nb = nl = 0
+            active = a_tag[..., 0] >= 0
+            for i, j in zip(*np.nonzero(active)):
+                t, r = a_tag[i, j]
+                if r == 0:
+                    if ws_tag[i, j] != t or ws_state[i, j] != 1:
+                        raise ScheduleHazard(f"step {step}: PE({i},{j}) needs tile {t}'s "
+                                             f"weights, shadow holds {ws_tag[i, j]}")
+                    wa_val[i, j], wa_idx[i, j], wa_tag[i, j] = ws_val[i, j], ws_idx[i, j], t
+                    ws_state[i, j] = 0
+                if wa_tag[i, j] != t:
+                    raise ScheduleHazard(f"step {step}: PE({i},{j}) has tile "
+                                         f"{wa_tag[i, j]}'s weights for tile {t}")
+                ct, kt = self.tiles[t]
+                col = ct * C + j
+                if i == 0:
+                    if col < n:
+                        if written[r, col] >= step:
+                            raise ScheduleHazard(f"step {step}: partial sum ({r},{col}) "
+                                                 f"read before it was written")
+                        if kt > 0 and written[r, col] < 0:
+                            raise ScheduleHazard(f"step {step}: partial sum ({r},{col}) of "
+                                                 f"K-tile {kt - 1} was never written")
+                        psum = self.out[r, col]
+                    else:
+                        psum = accdt(0)
+                else:
+                    if tuple(arriving_t[i - 1, j]) != (t, r):
+                        raise ScheduleHazard(f"step {step}: PE({i},{j}) expected the "
+                                             f"partial sum of ({t},{r}), got "
+                                             f"{tuple(arriving_t[i - 1, j])}")
+                    psum = arriving_v[i - 1, j]
+                if (wa_idx[i, j] == -2).all():  # no chunk: pass the partial sum through
+                    new = psum
+                else:
+                    tree, real = _pe_products(a_val[i, j][None], wa_val[i, j][None],
+                                              np.where(wa_idx[i, j] < 0, -1, wa_idx[i, j])[None],
+                                              ops)
+                    new = _acc_add(psum, tree[0], ops.dtype)
+                    nb += 1
+                    nl += int(real[0])
+                ps_val[i, j, 0] = new
+                ps_tag[i, j, 0] = (t, r)
+            # (e) shadow weight loading (after this step's swaps read the shadows): shift
+            # down, bottom row's chunk first.
+            for t, ld in enumerate(loads):
+                x = step - ld
+                if 0 <= x < R:
+                    if x == 0:
+                        if (ws_state == 1).any():
+                            raise ScheduleHazard(f"step {step}: shadow weights of tile "
+                                                 f"{ws_tag.max()} overwritten before use")
+                        ws_state[:] = 1
+                    ct, kt = self.tiles[t]
+                    i_src = R - 1 - x  # array row whose chunk enters now
+                    c = kt * R + i_src
+                    ws_val[1:], ws_idx[1:] = ws_val[:-1].copy(), ws_idx[:-1].copy()
+                    for j in range(C):
+                        col = ct * C + j
+                        if c < kc and col < n:
+                            ws_val[0, j], ws_idx[0, j] = ops.w_val[col, c], ops.w_idx[col, c]
+                        else:
+                            ws_val[0, j], ws_idx[0, j] = 0, -2  # -2: no chunk here
+                    if x == R - 1:
+                        ws_tag[:] = t
+            needs.append((need_in, need_out))
+            busy_l.append(nb)
+            lanes_l.append(nl)
+            step += 1
+            if step > 10_000_000:  # pragma: no cover
+                raise ScheduleHazard("WS schedule does not terminate")
+        return needs, busy_l, lanes_l

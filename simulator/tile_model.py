@@ -1,0 +1,249 @@
+"""Fast tile model: closed-form cycle counts of tile-program instructions.
+
+The formulas are those of ``docs/architecture.md`` section 4.1; tests
+(``tests/test_tile_model_*.py``) prove them equal, cycle for cycle, to the per-cycle model
+(:mod:`nmsat.simulator.percycle`), which moves the operands through the array.
+
+Without stalls a compute block costs O(1). With stall masks (input gaps and output
+backpressure, for RTL verification of single blocks) the block's step windows are built in
+closed form (O(tiles)) and mapped onto cycles with prefix sums of the masks, never by
+stepping through cycles.
+
+Terms (all in cycles = *steps* when nothing stalls)
+    R, C    array rows and columns; La accumulator latency; P multipliers per PE.
+    kc      chunks of the block's K range (:func:`nmsat.reference.gemm_chunks`).
+    OS      sigma = La with interleave else 1 (accumulator slots per pass); rb = ceil(m/R)
+            row blocks per column tile; pp = ceil(rb/sigma) passes per column tile, all
+            with sigma slots but the last with s_r = rb - (pp-1) sigma; nt = ceil(n/C).
+    WS      kt = ceil(kc/R) K-tiles; nt = ceil(n/C); tiles = nt * kt; m rows stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nmsat.config import AcceleratorConfig
+from nmsat.dataflow.isa import Compute, Sore, WeightUpdate
+from nmsat.reference import gemm_chunks
+from nmsat.types import NM, Dataflow
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The array parameters the timing depends on."""
+
+    rows: int
+    cols: int
+    lanes: int
+    window: int
+    acc_latency: int
+
+    @classmethod
+    def of(cls, cfg: AcceleratorConfig) -> "Geometry":
+        a = cfg.array
+        return cls(a.rows, a.cols, a.macs_per_pe, a.act_window, a.acc_latency)
+
+
+def chunks(k: int, nm: NM, g: Geometry) -> int:
+    """PE cycles per output for a K range (the block's kc)."""
+    return gemm_chunks(k, g.lanes, g.window, nm)
+
+
+# --------------------------------------------------------------------------- OS
+
+
+def _os_terms(m: int, n: int, k: int, nm: NM, interleave: bool, g: Geometry):
+    kc = chunks(k, nm, g)
+    sigma = g.acc_latency if interleave else 1
+    rb = _cdiv(m, g.rows)
+    pp = _cdiv(rb, sigma)
+    s_r = rb - (pp - 1) * sigma
+    nt = _cdiv(n, g.cols)
+    return kc, sigma, rb, pp, s_r, nt
+
+
+def _os_period(s: int, kc: int, g: Geometry) -> int:
+    """Interleaved OS: stream start of pass q+1 minus that of pass q, when pass q has s
+    slots: max(kc La, s (R + 1) + R + C - 3) (accumulators free / shadow drained)."""
+    R, C, La = g.rows, g.cols, g.acc_latency
+    return max(kc * La, s * (R + 1) + R + C - 3)
+
+
+def os_cycles(m: int, n: int, k: int, nm: NM, interleave: bool, g: Geometry) -> int:
+    """Cycles of an OS block without stalls."""
+    R, C, La = g.rows, g.cols, g.acc_latency
+    kc, sigma, rb, pp, s_r, nt = _os_terms(m, n, k, nm, interleave, g)
+    if not interleave:
+        return nt * rb * (kc * La + 2 * R + C - 2)
+    start_last = nt * (pp - 1) * _os_period(sigma, kc, g) + (nt - 1) * _os_period(s_r, kc, g)
+    return start_last + kc * La + s_r * (R + 1) + R + C - 3
+
+
+def os_windows(m: int, n: int, k: int, nm: NM, interleave: bool, g: Geometry):
+    """(feed windows, drain windows) of an OS block as [start, end) step arrays."""
+    R, C, La = g.rows, g.cols, g.acc_latency
+    kc, sigma, rb, pp, s_r, nt = _os_terms(m, n, k, nm, interleave, g)
+    s = np.full(nt * pp, sigma, dtype=np.int64)
+    s[pp - 1::pp] = s_r
+    if interleave:
+        period = np.maximum(kc * La, s * (R + 1) + R + C - 3)
+    else:
+        period = np.full(s.shape, kc * La + 2 * R + C - 2, dtype=np.int64)
+    start = np.concatenate([[0], np.cumsum(period)[:-1]])
+    feed = np.stack([start, start + (kc - 1) * La + s + max(R, C) - 1], 1)
+    d0 = start + kc * La + s + R + C - 3
+    drain = np.stack([d0, d0 + s * R], 1)
+    return feed, drain
+
+
+# --------------------------------------------------------------------------- WS
+
+
+def _ws_terms(m: int, n: int, k: int, nm: NM, g: Geometry):
+    kc = chunks(k, nm, g)
+    return kc, _cdiv(kc, g.rows) * _cdiv(n, g.cols)
+
+
+def _ws_period(m: int, g: Geometry) -> int:
+    """Interleaved WS: activation-stream start of tile t+1 minus that of tile t:
+    the rows stream (m), the shadow-weight reload ((R-1) La + C - 1 after the last
+    swap, then R), and the K-tile partial-sum dependency (R La + 1)."""
+    R, C, La = g.rows, g.cols, g.acc_latency
+    return max(m, (R - 1) * La + R + C - 1, R * La + 1)
+
+
+def ws_cycles(m: int, n: int, k: int, nm: NM, interleave: bool, g: Geometry) -> int:
+    """Cycles of a WS block without stalls."""
+    R, C, La = g.rows, g.cols, g.acc_latency
+    _, tiles = _ws_terms(m, n, k, nm, g)
+    tile = R + m + R * La + C - 1
+    if not interleave:
+        return tiles * tile
+    return (tiles - 1) * _ws_period(m, g) + tile
+
+
+def ws_windows(m: int, n: int, k: int, nm: NM, interleave: bool, g: Geometry):
+    """(input windows, output windows) of a WS block: weight loads and activation
+    streams need input; partial sums leaving the bottom edge need the output port."""
+    R, C, La = g.rows, g.cols, g.acc_latency
+    _, tiles = _ws_terms(m, n, k, nm, g)
+    t = np.arange(tiles, dtype=np.int64)
+    if interleave:
+        a = R + t * _ws_period(m, g)
+        load = np.where(t == 0, 0, a - _ws_period(m, g) + (R - 1) * La + C - 1)
+    else:
+        a = R + t * (R + m + R * La + C - 1)
+        load = a - R
+    feed = np.concatenate([np.stack([load, load + R], 1),
+                           np.stack([a, a + m + (R - 1) * La], 1)])
+    out = np.stack([a + R * La, a + m + R * La + C - 1], 1)
+    return feed, out
+
+
+# --------------------------------------------------------------------------- stalls
+
+
+def _union(w: np.ndarray) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for s, e in sorted(map(tuple, w.tolist())):
+        if e <= s:
+            continue
+        if out and s <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((s, e))
+    return out
+
+
+def map_stalls(total_steps: int, feed: np.ndarray, drain: np.ndarray,
+               in_valid: np.ndarray | None, out_ready: np.ndarray | None) -> int:
+    """Cycles to execute ``total_steps`` steps when a step inside a feed window needs
+    ``in_valid[cycle]`` and one inside a drain window needs ``out_ready[cycle]`` (the whole
+    array freezes otherwise). Masks are True past their end. Segment-wise, using prefix
+    sums: O(windows + log(mask length)) per segment, independent of the step count."""
+    iv = np.ones(0, bool) if in_valid is None else np.asarray(in_valid, bool)
+    orr = np.ones(0, bool) if out_ready is None else np.asarray(out_ready, bool)
+    n = max(len(iv), len(orr))
+    iv = np.concatenate([iv, np.ones(n - len(iv), bool)])
+    orr = np.concatenate([orr, np.ones(n - len(orr), bool)])
+    ok = {0: np.ones(n, bool), 1: iv, 2: orr, 3: iv & orr}
+    cum = {c: np.concatenate([[0], np.cumsum(v)]) for c, v in ok.items()}
+    # Boundaries where the (needs_in, needs_out) class can change.
+    fu, du = _union(feed), _union(drain)
+    pts = {0, total_steps}
+    for s, e in fu + du:
+        pts.update((min(s, total_steps), min(e, total_steps)))
+    bounds = sorted(pts)
+    fs = np.array([w[0] for w in fu] or [0]), np.array([w[1] for w in fu] or [0])
+    ds = np.array([w[0] for w in du] or [0]), np.array([w[1] for w in du] or [0])
+
+    def inside(x: int, w: tuple[np.ndarray, np.ndarray], present: bool) -> bool:
+        if not present:
+            return False
+        i = np.searchsorted(w[0], x, side="right") - 1
+        return i >= 0 and x < w[1][i]
+
+    cycle = 0
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        if hi <= lo:
+            continue
+        cls = int(inside(lo, fs, bool(fu))) + 2 * int(inside(lo, ds, bool(du)))
+        need = hi - lo
+        c = cum[cls]
+        if cycle < n:
+            avail = int(c[n] - c[cycle])
+            if avail >= need:
+                # the cycle index of the need-th ok cycle at or after `cycle`
+                idx = int(np.searchsorted(c, c[cycle] + need, side="left"))
+                cycle = idx
+                continue
+            need -= avail
+            cycle = n
+        cycle += need
+    return cycle
+
+
+# --------------------------------------------------------------------------- API
+
+
+def block_cycles(dataflow: Dataflow, m: int, n: int, k: int, nm: NM, interleave: bool,
+                 cfg: AcceleratorConfig | Geometry, in_valid: np.ndarray | None = None,
+                 out_ready: np.ndarray | None = None) -> int:
+    """Cycles of one compute block ``[m, k] x [k, n]``, optionally under stall masks."""
+    g = cfg if isinstance(cfg, Geometry) else Geometry.of(cfg)
+    nm = NM.parse(nm)
+    if dataflow is Dataflow.OS:
+        steps = os_cycles(m, n, k, nm, interleave, g)
+    else:
+        steps = ws_cycles(m, n, k, nm, interleave, g)
+    if in_valid is None and out_ready is None:
+        return steps
+    win = os_windows if dataflow is Dataflow.OS else ws_windows
+    feed, drain = win(m, n, k, nm, interleave, g)
+    return map_stalls(steps, feed, drain, in_valid, out_ready)
+
+
+def compute_cycles(instr: Compute, cfg: AcceleratorConfig) -> int:
+    """Engine busy cycles of one execution of a COMPUTE instruction (no stalls)."""
+    return block_cycles(instr.dataflow, instr.m, instr.n, instr.k, instr.nm,
+                        instr.interleave, cfg)
+
+
+def sore_cycles(instr: Sore, cfg: AcceleratorConfig) -> int:
+    """``ceil(groups / lanes) * M * cycles_per_weight + pipeline_latency``
+    (``docs/architecture.md`` section 5)."""
+    s = cfg.sore
+    return _cdiv(instr.groups, s.lanes) * instr.nm.m * s.cycles_per_weight + s.pipeline_latency
+
+
+def weight_update_cycles(instr: WeightUpdate, cfg: AcceleratorConfig) -> int:
+    """``ceil(weights / lanes) + pipeline_latency`` (section 6; DRAM time is the system
+    model's)."""
+    w = cfg.weight_update
+    return _cdiv(instr.weights, w.lanes) + w.pipeline_latency
