@@ -28,6 +28,7 @@ after the module and the op (``layer1.0.add``), with ``_1``, ``_2`` for repeats.
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, Sequence
 
@@ -113,8 +114,6 @@ def layers_from_torch(module: Any, input_shape: Sequence[int],
                       dtype: Any = None) -> tuple[Layer, ...]:
     """The layers of ``module`` in execution order; see :func:`from_torch`."""
     torch = _torch()
-    from torch.fx.passes.shape_prop import ShapeProp
-
     shape = tuple(input_shape)
     if not shape or not all(isinstance(d, int) and d >= 1 for d in shape):
         raise ValueError(f"input_shape must be positive integers, not {input_shape!r}")
@@ -127,8 +126,7 @@ def layers_from_torch(module: Any, input_shape: Sequence[int],
     try:
         module.eval()
         gm.eval()
-        with torch.no_grad():
-            ShapeProp(gm).propagate(torch.zeros((_BATCH, *shape), dtype=dtype or torch.float32))
+        gm = _propagate(torch, gm, (_BATCH, *shape), dtype or torch.float32)
     except Exception as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise NmsatError(f"running {type(module).__name__} on input {shape}: {msg}") from None
@@ -136,6 +134,31 @@ def layers_from_torch(module: Any, input_shape: Sequence[int],
         for m, training in modes.items():
             m.training = training
     return tuple(_Converter(gm).run())
+
+
+def _propagate(torch: Any, gm: Any, shape: tuple[int, ...], dtype: Any) -> Any:
+    """Annotate every node of ``gm`` with its output shape; returns the annotated module.
+
+    Shapes are first computed on PyTorch's "meta" device (no arithmetic, so a large model
+    costs no more than a small one) on a copy whose parameters are meta tensors; a model
+    that cannot run there (it creates CPU tensors in ``forward``, or reads values) is run
+    for real on zeros.
+    """
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    memo: dict[int, Any] = {}
+    for p in gm.parameters():
+        memo[id(p)] = torch.nn.Parameter(p.detach().to("meta"), requires_grad=p.requires_grad)
+    for b in gm.buffers():
+        memo[id(b)] = b.detach().to("meta")
+    with torch.no_grad():
+        try:
+            meta = copy.deepcopy(gm, memo)
+            ShapeProp(meta).propagate(torch.zeros(shape, dtype=dtype, device="meta"))
+            return meta
+        except Exception:  # any failure on meta: fall back to the real computation
+            ShapeProp(gm).propagate(torch.zeros(shape, dtype=dtype))
+            return gm
 
 
 class _Converter:
@@ -168,7 +191,8 @@ class _Converter:
         if not full or full[0] != _BATCH:
             raise NmsatError(f"node {node.name!r}: output shape {full} does not keep the batch "
                              f"as dimension 0")
-        return full[1:]
+        # a feature vector is one token of features, as Linear.out_shape has it
+        return (1, full[1]) if len(full) == 2 else full[1:]
 
     @staticmethod
     def _is_tensor(arg: Any) -> bool:
