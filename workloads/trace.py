@@ -1,0 +1,709 @@
+"""Sparse-training traces: one versioned file per training run (``docs/trace-format.md``).
+
+A trace is a zip file (extension ``.nmt`` by convention) holding ``manifest.json`` and
+NumPy ``.npy`` members. The manifest states the run (model, method, N:M, seeds, tool
+version, hyper-parameters), the layers with their shapes and per-phase GEMM dimensions,
+the accuracy curve, and lists every array member with its dtype, shape and SHA-256.
+
+:func:`load_trace` validates everything (container, checksums, version, fields, shapes)
+and returns an immutable :class:`Trace`; each problem raises one :class:`TraceError`
+naming it. :func:`save_trace` writes atomically. :func:`trace_to_workload` turns a trace
+into the :class:`~nmsat.workloads.layers.Workload` the simulator runs.
+
+This module needs NumPy only (no torch), so the simulator and the RTL can read traces.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import os
+import types
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from nmsat.errors import NmsatError
+from nmsat.types import NM, Method
+from nmsat.util import atomic_write_bytes
+
+from .layers import Conv2d, Elementwise, GemmDims, Layer, Linear, Matmul, OpKind, Phase, Workload
+
+FORMAT = "nmsat-trace"
+VERSION = 1
+MANIFEST = "manifest.json"
+
+STAT_NAMES = ("ff_density", "bp_density", "ff_flip", "bp_flip", "act_zero", "grad_zero")
+"""Per-iteration, per-weight-layer statistics (arrays ``[iterations, weight layers]``):
+fraction of weights kept by the FF / BP mask, fraction of FF / BP mask bits that changed
+since the previous iteration (NaN at iteration 0), fraction of exact zeros in the layer's
+input activations and in its output gradient."""
+
+TENSOR_NAMES = ("w_master", "bias", "velocity", "w_fp16", "ff_mask", "bp_mask", "w_ff", "w_bp",
+                "x", "x_fp16", "dy", "dy_fp16", "dw")
+_TENSOR_DTYPES = {"w_master": "float32", "bias": "float32", "velocity": "float32",
+                  "w_fp16": "float16", "ff_mask": "bool", "bp_mask": "bool", "w_ff": "float16",
+                  "w_bp": "float16", "x": "float32", "x_fp16": "float16", "dy": "float32",
+                  "dy_fp16": "float16", "dw": "float32"}
+_LAYER_TYPES: dict[str, type[Layer]] = {
+    c.__name__: c for c in (Linear, Conv2d, Matmul, Elementwise)}
+_GEMM_PHASES = (Phase.FF, Phase.BP, Phase.WG)
+
+
+class TraceError(NmsatError, ValueError):
+    """A trace file or trace object is invalid; the message names the problem."""
+
+
+# --------------------------------------------------------------------------- typed objects
+
+
+def _frozen(a: Any, dtype: str | None = None) -> np.ndarray:
+    """A private read-only copy, so a loaded trace cannot be changed through its arrays."""
+    arr = np.array(a, dtype=dtype, copy=True)
+    arr.flags.writeable = False
+    return arr
+
+
+@dataclass(frozen=True)
+class TraceLayer:
+    """One layer of the traced model: its typed shape, method, pattern and which of its
+    GEMM phases the engine runs N:M (``Layer.nm_applies`` agrees, checked on load)."""
+
+    layer: Layer
+    method: Method
+    nm: NM
+    sparse_ff: bool
+    sparse_bp: bool
+
+    @property
+    def name(self) -> str:
+        return self.layer.name
+
+    def gemms(self, batch: int) -> dict[Phase, tuple[GemmDims, ...]]:
+        return {p: tuple(self.layer.gemms(p, batch)) for p in _GEMM_PHASES}
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """End-of-epoch point of the accuracy curve (accuracies are fractions in [0, 1])."""
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    test_accuracy: float
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The dense run with the same model, data and seed, for the side-by-side report."""
+
+    method: Method
+    accuracy: tuple[EpochRecord, ...]
+    wall_seconds: float
+
+    @property
+    def final_accuracy(self) -> float:
+        return self.accuracy[-1].test_accuracy
+
+
+@dataclass(frozen=True)
+class LayerTensors:
+    """A weight layer's tensors at a sampled iteration (after backward, before the update).
+
+    fp32 master weights, bias and momentum (``velocity``); the fp16 working copy; the FF
+    and BP masks and the fp16 weights each phase uses (zeros where pruned); the layer
+    input ``x`` and output gradient ``dy`` (fp32 as trained, and fp16 as the engine would
+    take them); the weight gradient ``dw`` the update used (SR-STE decay included).
+    """
+
+    w_master: np.ndarray
+    bias: np.ndarray
+    velocity: np.ndarray
+    w_fp16: np.ndarray
+    ff_mask: np.ndarray
+    bp_mask: np.ndarray
+    w_ff: np.ndarray
+    w_bp: np.ndarray
+    x: np.ndarray
+    x_fp16: np.ndarray
+    dy: np.ndarray
+    dy_fp16: np.ndarray
+    dw: np.ndarray
+
+    def __post_init__(self) -> None:
+        for name in TENSOR_NAMES:
+            object.__setattr__(self, name, _frozen(getattr(self, name), _TENSOR_DTYPES[name]))
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The full tensors of one iteration, by weight-layer name, and the learning rate its
+    weight update used (the run's schedule decays it)."""
+
+    iteration: int
+    epoch: int
+    lr: float
+    layers: Mapping[str, LayerTensors]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", types.MappingProxyType(dict(self.layers)))
+
+
+@dataclass(frozen=True)
+class Trace:
+    """One training run. Construction validates every cross-field invariant."""
+
+    VERSION = VERSION
+
+    version: int
+    tool_version: str
+    torch_version: str
+    model: str
+    dataset: str
+    method: Method
+    nm: NM
+    seed: int
+    split_seed: int
+    epochs: int
+    batch: int
+    lr: float
+    momentum: float
+    srste_decay: float
+    train_size: int
+    test_size: int
+    threads: int
+    wall_seconds: float
+    layers: tuple[TraceLayer, ...]
+    loss: np.ndarray
+    stats: Mapping[str, np.ndarray]
+    accuracy: tuple[EpochRecord, ...]
+    baseline: Baseline | None
+    samples: tuple[Sample, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "method", Method.parse(self.method))
+        object.__setattr__(self, "nm", NM.parse(self.nm))
+        object.__setattr__(self, "layers", tuple(self.layers))
+        object.__setattr__(self, "accuracy", tuple(self.accuracy))
+        object.__setattr__(self, "samples", tuple(self.samples))
+        object.__setattr__(self, "loss", _frozen(self.loss, "float32"))
+        object.__setattr__(self, "stats", types.MappingProxyType(
+            {k: _frozen(v, "float32") for k, v in self.stats.items()}))
+        _validate(self)
+
+    # -- conveniences
+    @property
+    def iterations(self) -> int:
+        return int(self.loss.shape[0])
+
+    @property
+    def weight_layers(self) -> tuple[TraceLayer, ...]:
+        return tuple(t for t in self.layers if t.layer.has_weights)
+
+    @property
+    def final_accuracy(self) -> float:
+        return self.accuracy[-1].test_accuracy
+
+    def layer(self, name: str) -> TraceLayer:
+        for t in self.layers:
+            if t.name == name:
+                return t
+        raise KeyError(f"trace has no layer {name!r}")
+
+    def layer_stats(self, name: str) -> dict[str, np.ndarray]:
+        """Per-iteration statistics of one weight layer, by statistic name."""
+        names = [t.name for t in self.weight_layers]
+        if name not in names:
+            raise KeyError(f"trace has no weight layer {name!r}")
+        j = names.index(name)
+        return {k: self.stats[k][:, j] for k in STAT_NAMES}
+
+
+def _io_shapes(layer: Layer, batch: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Expected shapes of a weight layer's input x and output gradient dy for a batch."""
+    if isinstance(layer, Linear):
+        if layer.tokens == 1:
+            return (batch, layer.in_features), (batch, layer.out_features)
+        return (batch,) + layer.in_shape, (batch,) + layer.out_shape
+    if isinstance(layer, Conv2d):
+        return (batch,) + layer.in_shape, (batch,) + layer.out_shape
+    raise TraceError(f"layer {layer.name}: {type(layer).__name__} has no weight tensors")
+
+
+def _validate(t: Trace) -> None:
+    if t.version != VERSION:
+        raise TraceError(f"unsupported trace version {t.version!r} (this nmsat reads "
+                         f"version {VERSION})")
+    for name in ("epochs", "batch", "train_size", "test_size", "threads"):
+        v = getattr(t, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise TraceError(f"{name} must be a positive integer, not {v!r}")
+    if not t.layers:
+        raise TraceError("trace has no layers")
+    names = [x.name for x in t.layers]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise TraceError(f"duplicate layer name {sorted(dup)[0]!r}")
+    for tl in t.layers:
+        if tl.method is not t.method or tl.nm != t.nm:
+            raise TraceError(f"layer {tl.name}: method/N:M {tl.method} {tl.nm} differs from "
+                             f"the run's {t.method} {t.nm}")
+        want = (tl.layer.nm_applies(Phase.FF, t.method, t.nm),
+                tl.layer.nm_applies(Phase.BP, t.method, t.nm))
+        if (tl.sparse_ff, tl.sparse_bp) != want:
+            raise TraceError(f"layer {tl.name}: sparse_ff/sparse_bp {tl.sparse_ff}/"
+                             f"{tl.sparse_bp} disagree with the layer's N:M rule {want}")
+    iters = t.loss.shape[0] if t.loss.ndim == 1 else -1
+    if t.loss.ndim != 1 or iters < 1:
+        raise TraceError(f"loss must be a non-empty 1-D array, not shape {t.loss.shape}")
+    nw = len(t.weight_layers)
+    if set(t.stats) != set(STAT_NAMES):
+        raise TraceError(f"stats must be exactly {', '.join(STAT_NAMES)}; got "
+                         f"{', '.join(sorted(t.stats))}")
+    for k, v in t.stats.items():
+        if v.shape != (iters, nw):
+            raise TraceError(f"stats {k} has shape {v.shape}, expected ({iters}, {nw}) "
+                             "(iterations, weight layers)")
+    if len(t.accuracy) != t.epochs:
+        raise TraceError(f"accuracy curve has {len(t.accuracy)} points for {t.epochs} epochs")
+    if iters % t.epochs:
+        raise TraceError(f"{iters} iterations do not divide into {t.epochs} epochs")
+    if t.baseline is not None and len(t.baseline.accuracy) != t.epochs:
+        raise TraceError(f"baseline accuracy curve has {len(t.baseline.accuracy)} points "
+                         f"for {t.epochs} epochs")
+    if not t.samples:
+        raise TraceError("trace has no sampled iteration")
+    wl = {tl.name: tl.layer for tl in t.weight_layers}
+    for s in t.samples:
+        if not 0 <= s.iteration < iters:
+            raise TraceError(f"sample iteration {s.iteration} is outside 0..{iters - 1}")
+        if set(s.layers) != set(wl):
+            raise TraceError(f"sample {s.iteration}: tensors for layers "
+                             f"{sorted(s.layers)}, expected {sorted(wl)}")
+        for name, lt in s.layers.items():
+            layer = wl[name]
+            xs, ys = _io_shapes(layer, t.batch)
+            expect = {"w_master": layer.weight_shape, "bias": (layer.weight_shape[0],),
+                      "x": xs, "x_fp16": xs, "dy": ys, "dy_fp16": ys}
+            for tn in TENSOR_NAMES:
+                shape = getattr(lt, tn).shape
+                want = expect.get(tn, layer.weight_shape)
+                if shape != tuple(want):
+                    raise TraceError(f"sample {s.iteration} layer {name}: {tn} has shape "
+                                     f"{shape}, expected {tuple(want)} from the layer shape")
+
+
+# --------------------------------------------------------------------------- workload
+
+
+def trace_to_workload(trace: Trace) -> Workload:
+    """The traced model as a :class:`Workload` at the trace's batch size.
+
+    Per-layer sparsity is not a field of ``Workload``: the simulator takes ``trace.method``
+    and ``trace.nm`` and asks each layer's ``nm_applies``, which the loader has checked
+    reproduces the trace's per-layer ``sparse_ff``/``sparse_bp``.
+    """
+    return Workload(name=trace.model, layers=tuple(t.layer for t in trace.layers),
+                    batch=trace.batch)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _layer_json(layer: Layer) -> dict:
+    d: dict[str, Any] = {"type": type(layer).__name__}
+    for f in dataclasses.fields(layer):
+        v = getattr(layer, f.name)
+        d[f.name] = v.value if isinstance(v, OpKind) else list(v) if isinstance(v, tuple) else v
+    return d
+
+
+def _epoch_json(r: EpochRecord) -> dict:
+    return dataclasses.asdict(r)
+
+
+def _npy(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _finite(x: float) -> float:
+    if not math.isfinite(x):
+        raise TraceError(f"cannot store non-finite value {x!r} in the manifest")
+    return x
+
+
+def dumps_trace(trace: Trace) -> bytes:
+    """The trace file's bytes (a zip with fixed timestamps: same trace, same bytes)."""
+    arrays: dict[str, np.ndarray] = {"loss.npy": trace.loss}
+    for k in STAT_NAMES:
+        arrays[f"stats/{k}.npy"] = trace.stats[k]
+    for i, s in enumerate(trace.samples):
+        for name, lt in s.layers.items():
+            for tn in TENSOR_NAMES:
+                arrays[f"samples/{i}/{name}/{tn}.npy"] = getattr(lt, tn)
+    blobs = {p: _npy(a) for p, a in arrays.items()}
+    manifest = {
+        "format": FORMAT,
+        "version": trace.version,
+        "tool_version": trace.tool_version,
+        "torch_version": trace.torch_version,
+        "run": {
+            "model": trace.model, "dataset": trace.dataset, "method": trace.method.value,
+            "nm": str(trace.nm), "seed": trace.seed, "split_seed": trace.split_seed,
+            "epochs": trace.epochs, "batch": trace.batch, "lr": _finite(trace.lr),
+            "momentum": _finite(trace.momentum), "srste_decay": _finite(trace.srste_decay),
+            "train_size": trace.train_size, "test_size": trace.test_size,
+            "threads": trace.threads, "wall_seconds": _finite(trace.wall_seconds),
+        },
+        "layers": [{
+            "layer": _layer_json(tl.layer), "method": tl.method.value, "nm": str(tl.nm),
+            "sparse_ff": tl.sparse_ff, "sparse_bp": tl.sparse_bp,
+            "gemms": {p.value: [[g.m, g.n, g.k, g.count] for g in gs]
+                      for p, gs in tl.gemms(trace.batch).items()},
+        } for tl in trace.layers],
+        "iterations": trace.iterations,
+        "stat_layers": [tl.name for tl in trace.weight_layers],
+        "accuracy": [_epoch_json(r) for r in trace.accuracy],
+        "baseline": None if trace.baseline is None else {
+            "method": trace.baseline.method.value,
+            "accuracy": [_epoch_json(r) for r in trace.baseline.accuracy],
+            "wall_seconds": _finite(trace.baseline.wall_seconds),
+        },
+        "samples": [{"iteration": s.iteration, "epoch": s.epoch, "lr": _finite(s.lr),
+                     "layers": list(s.layers)} for s in trace.samples],
+        "members": {p: {"sha256": hashlib.sha256(b).hexdigest(), "dtype": str(arrays[p].dtype),
+                        "shape": list(arrays[p].shape)} for p, b in blobs.items()},
+    }
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        def put(name: str, data: bytes) -> None:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, data)
+        put(MANIFEST, json.dumps(manifest, indent=1).encode())
+        for p, b in blobs.items():
+            put(p, b)
+    return out.getvalue()
+
+
+def save_trace(trace: Trace, path: str | Path) -> None:
+    """Write ``trace`` to ``path`` atomically (no partial file on any error)."""
+    atomic_write_bytes(path, dumps_trace(trace))
+    # The atomic writer's temporary file is created 0600; give the trace the permissions
+    # an ordinary new file would have under the user's umask.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _no_dups(pairs: list[tuple[str, Any]]) -> dict:
+    d: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in d:
+            raise TraceError(f"manifest has duplicate key {k!r}")
+        d[k] = v
+    return d
+
+
+_INT = (int,)
+_NUM = (int, float)
+
+
+def _check(d: Any, where: str, spec: Mapping[str, tuple]) -> dict:
+    """``d`` must be an object with exactly ``spec``'s keys, each of one of its types."""
+    if not isinstance(d, dict):
+        raise TraceError(f"manifest {where}: expected an object, got {type(d).__name__}")
+    missing = [k for k in spec if k not in d]
+    if missing:
+        raise TraceError(f"manifest {where}: missing field {missing[0]!r}")
+    extra = [k for k in d if k not in spec]
+    if extra:
+        raise TraceError(f"manifest {where}: unknown field {extra[0]!r}")
+    for k, typs in spec.items():
+        v = d[k]
+        if isinstance(v, bool) and bool not in typs:
+            ok = False
+        else:
+            ok = isinstance(v, typs)
+        if not ok:
+            names = "/".join(t.__name__ if t is not type(None) else "null" for t in typs)
+            raise TraceError(f"manifest {where}.{k}: expected {names}, got {v!r}")
+    return d
+
+
+_TOP = {"format": (str,), "version": (int,), "tool_version": (str,), "torch_version": (str,),
+        "run": (dict,), "layers": (list,), "iterations": _INT, "stat_layers": (list,),
+        "accuracy": (list,), "baseline": (dict, type(None)), "samples": (list,),
+        "members": (dict,)}
+_RUN = {"model": (str,), "dataset": (str,), "method": (str,), "nm": (str,), "seed": _INT,
+        "split_seed": _INT, "epochs": _INT, "batch": _INT, "lr": _NUM, "momentum": _NUM,
+        "srste_decay": _NUM, "train_size": _INT, "test_size": _INT, "threads": _INT,
+        "wall_seconds": _NUM}
+_LAYER = {"layer": (dict,), "method": (str,), "nm": (str,), "sparse_ff": (bool,),
+          "sparse_bp": (bool,), "gemms": (dict,)}
+_EPOCH = {"epoch": _INT, "train_loss": _NUM, "train_accuracy": _NUM, "test_accuracy": _NUM}
+_BASELINE = {"method": (str,), "accuracy": (list,), "wall_seconds": _NUM}
+_SAMPLE = {"iteration": _INT, "epoch": _INT, "lr": _NUM, "layers": (list,)}
+_MEMBER = {"sha256": (str,), "dtype": (str,), "shape": (list,)}
+
+
+def _parse_layer(d: Any, where: str) -> Layer:
+    if not isinstance(d, dict) or "type" not in d:
+        raise TraceError(f"manifest {where}: a layer needs a 'type'")
+    cls = _LAYER_TYPES.get(d["type"])
+    if cls is None:
+        raise TraceError(f"manifest {where}: unknown layer type {d['type']!r} (choose from "
+                         f"{', '.join(_LAYER_TYPES)})")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for k, v in d.items():
+        if k == "type":
+            continue
+        if k not in fields:
+            raise TraceError(f"manifest {where}: unknown field {k!r} for {d['type']}")
+        if k == "kind":
+            v = OpKind.parse(v)
+        elif isinstance(fields[k].default, tuple):  # shape-like fields
+            if not isinstance(v, list) or not all(
+                    isinstance(i, int) and not isinstance(i, bool) for i in v):
+                raise TraceError(f"manifest {where}.{k}: expected a list of integers, got {v!r}")
+            v = tuple(v)
+        elif k == "name":
+            if not isinstance(v, str):
+                raise TraceError(f"manifest {where}.name: expected a string, got {v!r}")
+        elif not isinstance(v, int) or isinstance(v, bool):
+            raise TraceError(f"manifest {where}.{k}: expected an integer, got {v!r}")
+        kwargs[k] = v
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise TraceError(f"manifest {where}: {e}") from None
+
+
+def _parse_epochs(lst: list, where: str) -> tuple[EpochRecord, ...]:
+    out = []
+    for i, r in enumerate(lst):
+        r = _check(r, f"{where}[{i}]", _EPOCH)
+        out.append(EpochRecord(r["epoch"], float(r["train_loss"]), float(r["train_accuracy"]),
+                               float(r["test_accuracy"])))
+    return tuple(out)
+
+
+def _parse(value, parser, where: str):
+    try:
+        return parser(value)
+    except ValueError as e:
+        raise TraceError(f"manifest {where}: {e}") from None
+
+
+def _read_members(z: zipfile.ZipFile, members: dict) -> dict[str, np.ndarray]:
+    names = set(z.namelist())
+    extra = sorted(names - set(members) - {MANIFEST})
+    if extra:
+        raise TraceError(f"member {extra[0]!r} is not listed in the manifest")
+    arrays = {}
+    for path, meta in members.items():
+        meta = _check(meta, f"members[{path!r}]", _MEMBER)
+        if path not in names:
+            raise TraceError(f"member {path!r} is missing (truncated or incomplete file)")
+        data = z.read(path)
+        if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+            raise TraceError(f"member {path!r} fails its SHA-256 checksum (corrupted)")
+        try:
+            a = np.load(io.BytesIO(data), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise TraceError(f"member {path!r} is not a valid .npy array ({e})") from None
+        if str(a.dtype) != meta["dtype"] or list(a.shape) != meta["shape"]:
+            raise TraceError(f"member {path!r} holds {a.dtype}{list(a.shape)}, the manifest "
+                             f"says {meta['dtype']}{meta['shape']}")
+        arrays[path] = a
+    return arrays
+
+
+def _build(m: dict, arrays: dict[str, np.ndarray]) -> Trace:
+    _check(m, "top level", _TOP)
+    if m["format"] != FORMAT:
+        raise TraceError(f"not an nmsat trace (format {m['format']!r})")
+    if m["version"] != VERSION:
+        raise TraceError(f"unsupported trace version {m['version']!r} (this nmsat reads "
+                         f"version {VERSION})")
+    run = _check(m["run"], "run", _RUN)
+    method = _parse(run["method"], Method.parse, "run.method")
+    nm = _parse(run["nm"], NM.parse, "run.nm")
+    layers = []
+    for i, d in enumerate(m["layers"]):
+        d = _check(d, f"layers[{i}]", _LAYER)
+        layer = _parse_layer(d["layer"], f"layers[{i}].layer")
+        tl = TraceLayer(layer, _parse(d["method"], Method.parse, f"layers[{i}].method"),
+                        _parse(d["nm"], NM.parse, f"layers[{i}].nm"), d["sparse_ff"],
+                        d["sparse_bp"])
+        # The stored GEMM dims are for readers without nmsat; they must be what the
+        # layer model computes, or the file was edited inconsistently.
+        want = {p.value: [[g.m, g.n, g.k, g.count] for g in gs]
+                for p, gs in tl.gemms(run["batch"] if run["batch"] >= 1 else 1).items()}
+        if d["gemms"] != want:
+            raise TraceError(f"layer {layer.name}: stored GEMM dims {d['gemms']} disagree "
+                             f"with its shape at batch {run['batch']} ({want})")
+        layers.append(tl)
+    weight_names = [tl.name for tl in layers if tl.layer.has_weights]
+    if m["stat_layers"] != weight_names:
+        raise TraceError(f"stat_layers {m['stat_layers']} must list the weight layers "
+                         f"{weight_names} in order")
+    baseline = None
+    if m["baseline"] is not None:
+        b = _check(m["baseline"], "baseline", _BASELINE)
+        baseline = Baseline(_parse(b["method"], Method.parse, "baseline.method"),
+                            _parse_epochs(b["accuracy"], "baseline.accuracy"),
+                            float(b["wall_seconds"]))
+    samples = []
+    for i, s in enumerate(m["samples"]):
+        s = _check(s, f"samples[{i}]", _SAMPLE)
+        tensors = {}
+        for name in s["layers"]:
+            try:
+                kw = {tn: arrays[f"samples/{i}/{name}/{tn}.npy"] for tn in TENSOR_NAMES}
+            except KeyError as e:
+                raise TraceError(f"sample {s['iteration']} layer {name}: member {e} is not "
+                                 "in the manifest") from None
+            for tn, a in kw.items():
+                if str(a.dtype) != _TENSOR_DTYPES[tn]:
+                    raise TraceError(f"sample {s['iteration']} layer {name}: {tn} is "
+                                     f"{a.dtype}, expected {_TENSOR_DTYPES[tn]}")
+            tensors[name] = LayerTensors(**kw)
+        samples.append(Sample(s["iteration"], s["epoch"], float(s["lr"]), tensors))
+    for p in ["loss.npy"] + [f"stats/{k}.npy" for k in STAT_NAMES]:
+        if p not in arrays:
+            raise TraceError(f"member {p!r} is not in the manifest")
+    loss = arrays["loss.npy"]
+    if loss.shape != (m["iterations"],):
+        raise TraceError(f"loss has shape {loss.shape}, expected ({m['iterations']},) "
+                         "(iterations)")
+    return Trace(
+        version=m["version"], tool_version=m["tool_version"], torch_version=m["torch_version"],
+        model=run["model"], dataset=run["dataset"], method=method, nm=nm, seed=run["seed"],
+        split_seed=run["split_seed"], epochs=run["epochs"], batch=run["batch"],
+        lr=float(run["lr"]), momentum=float(run["momentum"]),
+        srste_decay=float(run["srste_decay"]), train_size=run["train_size"],
+        test_size=run["test_size"], threads=run["threads"],
+        wall_seconds=float(run["wall_seconds"]), layers=tuple(layers), loss=loss,
+        stats={k: arrays[f"stats/{k}.npy"] for k in STAT_NAMES},
+        accuracy=_parse_epochs(m["accuracy"], "accuracy"), baseline=baseline,
+        samples=tuple(samples))
+
+
+def loads_trace(data: bytes) -> Trace:
+    """Parse and validate a trace from its bytes. Raises :class:`TraceError`."""
+    try:
+        z = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise TraceError("not a readable zip container (truncated or corrupted file)") from None
+    try:
+        with z:
+            try:
+                raw = z.read(MANIFEST)
+            except KeyError:
+                raise TraceError(f"no {MANIFEST} in the container (not an nmsat trace)") from None
+            try:
+                manifest = json.loads(raw, object_pairs_hook=_no_dups)
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise TraceError(f"{MANIFEST} is not valid JSON ({e})") from None
+            if not isinstance(manifest, dict):
+                raise TraceError(f"{MANIFEST} must hold a JSON object")
+            # Check the header before touching members: a future version may differ there.
+            if manifest.get("format") != FORMAT:
+                raise TraceError(f"not an nmsat trace (format {manifest.get('format')!r})")
+            if manifest.get("version") != VERSION:
+                raise TraceError(f"unsupported trace version {manifest.get('version')!r} "
+                                 f"(this nmsat reads version {VERSION})")
+            if not isinstance(manifest.get("members"), dict):
+                raise TraceError("manifest top level: missing field 'members'")
+            arrays = _read_members(z, manifest["members"])
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as e:
+        # zipfile raises these for damaged entries (bad CRC, bad local header, cut data).
+        raise TraceError(f"corrupted or truncated container ({e})") from None
+    except Exception as e:  # zlib.error has no stable base class; keep one clear line
+        if isinstance(e, TraceError):
+            raise
+        if type(e).__module__ == "zlib":
+            raise TraceError(f"corrupted compressed data ({e})") from None
+        raise
+    return _build(manifest, arrays)
+
+
+def load_trace(path: str | Path) -> Trace:
+    """Load and validate the trace at ``path``.
+
+    Raises :class:`TraceError` (an :class:`~nmsat.errors.NmsatError`) with one line
+    naming the file and the problem: missing file, truncated or corrupted container, bad
+    checksum, wrong version, unknown or missing fields, inconsistent shapes.
+    """
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise TraceError(f"{p}: no such trace file") from None
+    except IsADirectoryError:
+        raise TraceError(f"{p}: is a directory, not a trace file") from None
+    except PermissionError:
+        raise TraceError(f"{p}: permission denied") from None
+    try:
+        return loads_trace(data)
+    except TraceError as e:
+        raise TraceError(f"{p}: {e}") from None
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _nanmean(a: np.ndarray) -> float | None:
+    a = a[~np.isnan(a)]
+    return float(a.mean()) if a.size else None
+
+
+def summarize(trace: Trace) -> dict:
+    """A JSON-ready summary (what ``nmsat trace inspect`` prints)."""
+    per_layer = []
+    last = trace.epochs and trace.iterations // trace.epochs
+    for tl in trace.layers:
+        row: dict[str, Any] = {"name": tl.name, "type": type(tl.layer).__name__,
+                               "sparse_ff": tl.sparse_ff, "sparse_bp": tl.sparse_bp}
+        if tl.layer.has_weights:
+            st = trace.layer_stats(tl.name)
+            row.update({
+                "weight_shape": list(tl.layer.weight_shape),
+                "ff_density": float(st["ff_density"][-1]),
+                "bp_density": float(st["bp_density"][-1]),
+                "ff_flip_mean": _nanmean(st["ff_flip"]),
+                "bp_flip_mean": _nanmean(st["bp_flip"]),
+                "ff_flip_last_epoch": _nanmean(st["ff_flip"][-last:]),
+                "bp_flip_last_epoch": _nanmean(st["bp_flip"][-last:]),
+                "act_zero_mean": _nanmean(st["act_zero"]),
+                "grad_zero_mean": _nanmean(st["grad_zero"]),
+            })
+        per_layer.append(row)
+    return {
+        "format": FORMAT, "version": trace.version, "tool_version": trace.tool_version,
+        "model": trace.model, "dataset": trace.dataset, "method": trace.method.value,
+        "nm": str(trace.nm), "seed": trace.seed, "epochs": trace.epochs, "batch": trace.batch,
+        "iterations": trace.iterations, "lr": trace.lr,
+        "final_test_accuracy": trace.final_accuracy,
+        "final_train_loss": trace.accuracy[-1].train_loss,
+        "baseline_test_accuracy": (None if trace.baseline is None
+                                   else trace.baseline.final_accuracy),
+        "wall_seconds": trace.wall_seconds,
+        "layers": per_layer,
+        "samples": [{"iteration": s.iteration, "epoch": s.epoch, "lr": s.lr,
+                     "tensors": sorted(TENSOR_NAMES), "layers": list(s.layers)}
+                    for s in trace.samples],
+    }

@@ -1,0 +1,183 @@
+"""``nmsat train``: N:M sparse training on digits, dense vs sparse side by side, a trace.
+
+The parser imports nothing heavy; torch and scikit-learn are imported by the handler,
+which says how to install them when they are missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from nmsat.errors import NmsatError
+from nmsat.types import NM, Method
+
+DEFAULTS = dict(model="mlp", dataset="digits", method="bdwp", nm="2:8", epochs=30, seed=0,
+                batch=32, lr=0.05, momentum=0.9, srste_decay=2e-4, threads=1)
+"""Defaults of the command (the same as :class:`nmsat.workloads.train.TrainConfig`'s,
+repeated here so the parser stays torch-free; a test holds them equal)."""
+
+
+def _nm(text: str) -> NM:
+    try:
+        return NM.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _samples(text: str) -> tuple[int, ...]:
+    try:
+        out = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated iteration numbers like 0,-1, not {text!r}") from None
+    if not out:
+        raise argparse.ArgumentTypeError("name at least one iteration")
+    return out
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train mlp/cnn on digits with dense, SR-STE or BDWP N:M and write a trace",
+        description="Train a small model on scikit-learn's handwritten digits with N:M "
+                    "sparse layers (SR-STE or BDWP), report test accuracy next to a dense run "
+                    "with the same seed, and write the run as a trace (docs/trace-format.md).")
+    d = DEFAULTS
+    p.add_argument("--model", choices=("mlp", "cnn"), default=d["model"],
+                   help=f"zoo model to train (default {d['model']})")
+    p.add_argument("--dataset", choices=("digits",), default=d["dataset"],
+                   help="dataset (digits: 1,797 8x8 images, fixed 80/20 split)")
+    p.add_argument("--method", choices=[m.value for m in Method], default=d["method"],
+                   help=f"training method (default {d['method']})")
+    p.add_argument("--nm", type=_nm, default=NM.parse(d["nm"]), metavar="N:M",
+                   help=f"N:M pattern (default {d['nm']})")
+    p.add_argument("--epochs", type=int, default=d["epochs"],
+                   help=f"epochs (default {d['epochs']})")
+    p.add_argument("--seed", type=int, default=d["seed"],
+                   help=f"seed of initialisation and shuffling (default {d['seed']})")
+    p.add_argument("--batch", type=int, default=d["batch"],
+                   help=f"batch size (default {d['batch']})")
+    p.add_argument("--lr", type=float, default=d["lr"],
+                   help=f"peak learning rate, cosine-decayed to 0 (default {d['lr']})")
+    p.add_argument("--momentum", type=float, default=d["momentum"],
+                   help=f"SGD momentum (default {d['momentum']})")
+    p.add_argument("--srste-decay", type=float, default=d["srste_decay"], metavar="LAMBDA",
+                   help=f"SR-STE decay of pruned weights (default {d['srste_decay']})")
+    p.add_argument("--trace", metavar="OUT", help="write the run's trace here (.nmt)")
+    p.add_argument("--no-compare", action="store_true",
+                   help="skip the dense baseline run (default: run it with the same seed)")
+    p.add_argument("--train-limit", type=int, metavar="N",
+                   help="use only the first N training samples (quick runs)")
+    p.add_argument("--sample-iters", type=_samples, default=(-1,), metavar="LIST",
+                   help="iterations whose full tensors go into the trace, comma-separated, "
+                        "negative from the end (default -1: the last)")
+    p.add_argument("--threads", type=int, default=d["threads"],
+                   help="torch intra-op threads (default 1; results are bit-identical for "
+                        "the same seed and thread count)")
+    p.set_defaults(func=run)
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Fail now, before any training, if a file cannot be written at ``path``."""
+    p = Path(path)
+    if p.is_dir():
+        raise NmsatError(f"cannot write trace to {p}: it is a directory")
+    anc = p.parent if str(p.parent) else Path(".")
+    while not anc.exists():
+        anc = anc.parent
+    if not anc.is_dir():
+        raise NmsatError(f"cannot write trace to {p}: {anc} is not a directory")
+    try:  # os.access says yes to root even on read-only file systems; really try
+        with tempfile.TemporaryFile(dir=anc):
+            pass
+    except OSError as e:
+        raise NmsatError(f"cannot write trace to {p}: {anc} is not writable "
+                         f"({e.strerror})") from None
+    return p
+
+
+def _need_torch() -> None:
+    try:
+        import sklearn  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError as e:
+        raise NmsatError(f"nmsat train needs PyTorch and scikit-learn ({e.name} is missing): "
+                         "pip install 'nmsat[torch]'") from None
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def _fit(cfg, label: str, quiet: bool):
+    """Train ``cfg`` with a tqdm bar and one line per epoch."""
+    from tqdm import tqdm
+
+    from .train import load_dataset, train
+
+    data = load_dataset(cfg.dataset, cfg.train_limit)
+    per_epoch = len(data.y_train) // cfg.batch
+    bar = tqdm(total=per_epoch * cfg.epochs, desc=label, unit="it", leave=False,
+               disable=quiet or None, file=sys.stderr)
+
+    def progress(pr) -> None:
+        bar.update(1)
+        if pr.epoch_done is not None:
+            r = pr.epoch_done
+            bar.set_postfix(loss=f"{r.train_loss:.4f}", test=_pct(r.test_accuracy))
+            bar.write(f"{label:<10} epoch {r.epoch:>3}/{cfg.epochs}  loss {r.train_loss:.4f}  "
+                      f"train {_pct(r.train_accuracy):>7}  test {_pct(r.test_accuracy):>7}",
+                      file=sys.stdout)
+    try:
+        return train(cfg, progress, data)
+    finally:
+        bar.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    out = check_writable(args.trace) if args.trace else None
+    _need_torch()
+    from .trace import save_trace
+    from .train import TrainConfig, dense_config, with_baseline
+
+    cfg = TrainConfig(model=args.model, dataset=args.dataset, method=args.method, nm=args.nm,
+                      epochs=args.epochs, seed=args.seed, batch=args.batch, lr=args.lr,
+                      momentum=args.momentum, srste_decay=args.srste_decay,
+                      train_limit=args.train_limit, sample_iterations=args.sample_iters,
+                      threads=args.threads)
+    label = "dense" if cfg.method is Method.DENSE else f"{cfg.method} {cfg.nm}"
+    print(f"training {cfg.model} on {cfg.dataset}: {label}, {cfg.epochs} epochs, batch "
+          f"{cfg.batch}, lr {cfg.lr:g}, seed {cfg.seed}")
+    trace = _fit(cfg, label, quiet=False)
+    if cfg.method is not Method.DENSE and not args.no_compare:
+        base = _fit(dense_config(cfg), "dense", quiet=False)
+        trace = with_baseline(trace, base)
+    print()
+    print(f"test accuracy, {cfg.model} on {cfg.dataset} ({trace.test_size} test images), "
+          f"seed {cfg.seed}, {cfg.epochs} epochs:")
+    if trace.baseline is not None:
+        dense = trace.baseline.final_accuracy
+        loss = 100 * (dense - trace.final_accuracy)
+        print(f"  {'dense':<12} {_pct(dense):>7}   ({trace.baseline.wall_seconds:.1f} s)")
+        print(f"  {label:<12} {_pct(trace.final_accuracy):>7}   ({trace.wall_seconds:.1f} s)  "
+              f"accuracy loss {loss:+.2f} pp vs dense")
+    else:
+        print(f"  {label:<12} {_pct(trace.final_accuracy):>7}   ({trace.wall_seconds:.1f} s)")
+    if cfg.is_sparse:
+        phases = ("FF", "BP") if cfg.method is Method.BDWP else ("FF",)
+
+        def on(t, ph: str) -> bool:
+            return t.sparse_ff if ph == "FF" else t.sparse_bp
+        nm_on = [f"{t.name} {ph}" for t in trace.weight_layers for ph in phases if on(t, ph)]
+        nm_off = [f"{t.name} {ph}" for t in trace.weight_layers for ph in phases
+                  if not on(t, ph)]
+        print(f"  N:M phases: {', '.join(nm_on) or 'none'}"
+              + (f"; dense (M does not divide the channels): {', '.join(nm_off)}"
+                 if nm_off else ""))
+    if out is not None:
+        save_trace(trace, out)
+        print(f"trace written to {out} ({out.stat().st_size / 1e6:.2f} MB)")
+    return 0
