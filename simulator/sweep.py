@@ -119,7 +119,7 @@ class ResultStore:
         if not p.is_file():
             raise SweepError(f"no sweep store at {p}")
         try:
-            conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+            conn = _read_only(p)
             try:
                 row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
             finally:
@@ -237,6 +237,15 @@ class _transaction:
         self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
+def _read_only(path: Path) -> sqlite3.Connection:
+    """A connection that changes nothing on disk. Without a WAL file (a store closed
+    cleanly) the file is opened immutable, so not even the ``-shm`` index is created; with
+    one (a killed sweep) it is read through the WAL, whose committed rows count."""
+    wal = path.with_name(path.name + "-wal")
+    flags = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
+    return sqlite3.connect(f"file:{path}?{flags}", uri=True)
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -245,8 +254,10 @@ def _now() -> str:
 
 
 def export_rows(path: str | Path) -> list[dict[str, Any]]:
-    """All points of the store at ``path`` (see :meth:`ResultStore.rows`)."""
-    with ResultStore.open(path) as store:
+    """All points of the store at ``path`` (see :meth:`ResultStore.rows`), read without
+    changing anything on disk."""
+    ResultStore.check(path)
+    with ResultStore(Path(path), _read_only(Path(path))) as store:
         return store.rows()
 
 
@@ -404,7 +415,7 @@ def plan(spec: SweepSpec, store: str | Path, resume: bool) -> SweepPlan:
             raise SweepError(f"store {p} already exists; pass --resume to continue it or "
                              f"choose another -o")
         ResultStore.check(p)
-        with ResultStore(p, sqlite3.connect(f"file:{p}?mode=ro", uri=True)) as s:
+        with ResultStore(p, _read_only(p)) as s:
             done = s.keys()
     return SweepPlan(spec, points, tuple(pt for pt in points if pt.key not in done))
 
