@@ -228,7 +228,8 @@ class EnergyEntry:
     source: str
 
     def _check(self, name: str) -> None:
-        if not (isinstance(self.pj, (int, float)) and math.isfinite(self.pj) and self.pj >= 0):
+        if not (isinstance(self.pj, (int, float)) and not isinstance(self.pj, bool)
+                and math.isfinite(self.pj) and self.pj >= 0):
             raise ConfigError(f"energy.{name}.pj must be a finite number >= 0, not {self.pj!r}")
         if not (isinstance(self.source, str) and self.source.strip()):
             raise ConfigError(f"energy.{name}.source must name the figure's source, "
@@ -380,6 +381,9 @@ def _check_type(name: str, hint: Any, value: Any) -> None:
     else:  # pragma: no cover - a new field type must be added above
         raise TypeError(f"no validator for {name}: {hint}")
     if not ok:
+        if origin is tuple:  # files hold lists; say so rather than "tuple"
+            shown = list(value) if isinstance(value, tuple) else value
+            raise ConfigError(f"{name} must be a list of strings, not {shown!r}")
         expected = getattr(hint, "__name__", str(hint))
         raise ConfigError(f"{name} must be of type {expected}, not {value!r}")
 
