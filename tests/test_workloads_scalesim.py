@@ -126,7 +126,7 @@ def test_load_returns_layer_nm(tmp_path):
     loaded = load(str(path), batch=3)
     assert loaded.workload.batch == 3 and loaded.workload.name == "sparse"
     assert dict(loaded.layer_nm) == {"G1": NM(2, 8)}
-    assert loaded.source == "scalesim-v3 gemm"
+    assert loaded.source == "SCALE-Sim v3 gemm"
     with pytest.raises(ValueError, match="has no sequence length"):
         load(str(path), seq_len=8)
 

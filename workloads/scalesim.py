@@ -404,4 +404,4 @@ def load_workload(path: str | os.PathLike, batch: int | None = None,
                          f"(seq_len={seq_len!r})")
     topo = read(path)
     return LoadedWorkload(topo.workload(batch), topo.layer_nm,
-                          f"scalesim-{topo.dialect} {topo.form}")
+                          f"SCALE-Sim {topo.dialect} {topo.form}")

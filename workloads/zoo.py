@@ -22,6 +22,7 @@ Use :func:`get` (a :class:`Workload` bound to a batch size), :func:`model` (the
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import math
 import os
@@ -59,6 +60,8 @@ class ZooModel:
     params
         Trainable parameters, counted like ``sum(p.numel() for p in model.parameters())``
         (weights, biases, normalisation affine parameters, embeddings; tied weights once).
+    seq_len
+        The sequence length of a language model, ``None`` for the others.
     """
 
     name: str
@@ -68,6 +71,7 @@ class ZooModel:
     inputs: Mapping[str, tuple[str, ...]]
     gathers: frozenset[str]
     params: int
+    seq_len: int | None = None
 
     def workload(self, batch: int = 1) -> Workload:
         """The layers bound to ``batch`` samples."""
@@ -566,7 +570,7 @@ def model(name: str, seq_len: int | None = None) -> ZooModel:
         raise ValueError(f"seq_len must be a positive integer, not {seq_len!r}")
     if entry.max_seq_len is not None and seq_len > entry.max_seq_len:
         raise ValueError(f"seq_len {seq_len} exceeds {name}'s {entry.max_seq_len} positions")
-    return entry.factory(seq_len)
+    return dataclasses.replace(entry.factory(seq_len), seq_len=seq_len)
 
 
 def get(name: str, batch: int = 1, seq_len: int | None = None) -> Workload:
