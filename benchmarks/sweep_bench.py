@@ -1,0 +1,84 @@
+"""Sweep throughput: a 1,000-point design-space sweep over ResNet-18 training, run with 1 and
+with 2 local Dask workers; prints points per second of each and their ratio.
+
+    python benchmarks/sweep_bench.py [--points N] [--workers 1 2]
+
+The sweep: BDWP/SR-STE training of ResNet-18 (batch 32) on the vcu1525 preset, over array
+rows and columns, weight-buffer size, DRAM channels, method and N:M pattern (1,024 grid
+points), of which a seeded random sample of ``--points`` is run. Throughput is points stored
+per second from the first submission to the last stored point, with the local cluster
+already up; its start-up time is printed separately. Each run writes its own store in a
+temporary folder; the stores are checked to hold identical results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from nmsat.simulator import sweep, sweep_spec
+
+SPEC = {
+    "name": "resnet18-bench",
+    "base": "vcu1525",
+    "workloads": ["resnet18"],
+    "options": {"batch": 32, "mode": "train"},
+    "axes": {
+        "array.rows": [8, 16, 32, 64],
+        "array.cols": [8, 16, 32, 64],
+        "buffers.weight.kib": [256, 512, 1024, 2048],
+        "dram.channels": [1, 2, 3, 4],
+        "method": ["srste", "bdwp"],
+        "nm": ["2:4", "2:8"],
+    },
+}
+
+
+def result_columns(path: Path) -> list[tuple]:
+    cols = [c for c in sweep._POINT_COLUMNS if c not in sweep.HOST_COLUMNS]
+    with sqlite3.connect(path) as conn:
+        return conn.execute(f"SELECT {', '.join(cols)} FROM points ORDER BY key").fetchall()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--points", type=int, default=1000, help="points to run (default 1000)")
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                    help="local worker counts to compare (default: 1 2)")
+    args = ap.parse_args(argv)
+
+    spec = sweep_spec.from_dict(dict(SPEC, sample={"count": args.points, "seed": 1}),
+                                "sweep_bench")
+    print(f"{args.points} points of {spec.grid_size} (ResNet-18 training, batch 32); "
+          f"{sweep.default_workers()} CPUs", flush=True)
+    rates: dict[int, float] = {}
+    stores: dict[int, Path] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in args.workers:
+            store = Path(tmp) / f"w{n}.sqlite"
+            t0 = time.perf_counter()
+            plan = sweep.plan(spec, store, resume=False)
+            t_plan = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            with sweep.DaskCluster(workers=n) as cluster:
+                t_up = time.perf_counter() - t0
+                summary = sweep.run(plan, store, cluster)
+            rates[n] = summary.points_per_second
+            stores[n] = store
+            print(f"workers={n}: {summary.ok} ok, {summary.failed} failed in "
+                  f"{summary.seconds:.1f} s -> {rates[n]:.2f} points/s "
+                  f"(plan {t_plan:.1f} s, cluster start {t_up:.1f} s)", flush=True)
+        ref = result_columns(stores[args.workers[0]])
+        same = all(result_columns(stores[n]) == ref for n in args.workers[1:])
+        print(f"stores identical across worker counts: {same}")
+    if 1 in rates and 2 in rates:
+        print(f"speedup 2 workers / 1 worker: {rates[2] / rates[1]:.2f}x (target >= 1.8x)")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
