@@ -638,6 +638,7 @@ class SweepSpec:
         points = []
         cache: dict[tuple[Any, ...], tuple[AcceleratorConfig, dict[str, Any]]] = {}
         cfg_axes = [i for i, a in enumerate(self.axes) if a.target is AxisTarget.CONFIG]
+        seen: dict[str, int] = {}
         for index, (wl, values) in enumerate(combos):
             cfg_values = tuple(values[i] for i in cfg_axes)
             if cfg_values not in cache:
@@ -658,8 +659,13 @@ class SweepSpec:
                     opts[a.name] = _plain(_coerce_option(a.name, v, f"axes.{a.name}"))
             opts = {k: opts[k] for k in option_fields()}
             params = tuple((a.name, v) for a, v in zip(self.axes, values))
-            points.append(Point(index, wl, params, cfg, tuple(opts.items()),
-                                point_key(cfg_dict, wl, opts)))
+            key = point_key(cfg_dict, wl, opts)
+            if key in seen:
+                raise SweepSpecError(f"points {seen[key]} and {index} are the same point "
+                                     f"({points[seen[key]].describe()}; "
+                                     f"{wl}, {', '.join(f'{k}={v!r}' for k, v in params)})")
+            seen[key] = index
+            points.append(Point(index, wl, params, cfg, tuple(opts.items()), key))
         return tuple(points)
 
 

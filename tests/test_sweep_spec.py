@@ -155,6 +155,7 @@ def test_key_covers_config_workload_options_and_version():
     ('workloads = ["mlp"]\nconstraints = ["array.rows +"]\n', "is not an expression"),
     ('workloads = ["mlp"]\nconstraints = ["array.rows + 1"]\n', "must give true or false, not 17"),
     ('workloads = ["mlp"]\n[sample]\ncount = 2\nseed = 1\n', "sample.count 2 exceeds the 1 points"),
+    ('workloads = ["mlp"]\n[axes]\nclock_mhz = [100, 100.0]\n', "points 0 and 1 are the same point"),
     ('workloads = ["mlp"]\n[axes]\n"array.act_window" = [2, 16]\n',
      "point 0 (array.act_window=2) is not a valid accelerator"),
 ])
