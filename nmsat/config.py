@@ -345,7 +345,7 @@ def validate(cfg: AcceleratorConfig) -> None:
         _check_type(name, hints[f.name], value)
         lo, hi = f.metadata.get("min"), f.metadata.get("max")
         if lo is not None and value < lo or hi is not None and value > hi:
-            raise ConfigError(f"{name} must be between {lo:g} and {hi:g}, not {value!r}")
+            raise ConfigError(f"{name} must be between {_num(lo)} and {_num(hi)}, not {value!r}")
     cfg.array._check()
     cfg.numerics._check()
     cfg.energy._check()
@@ -355,6 +355,11 @@ def validate(cfg: AcceleratorConfig) -> None:
             raise ConfigError(f"buffers.{b}.kib must split into two halves, not {buf.kib}")
     if cfg.dram.bytes_per_cycle % 1:
         raise ConfigError(f"dram.bytes_per_cycle must be whole, not {cfg.dram.bytes_per_cycle}")
+
+
+def _num(v: float | None) -> str:
+    """A range limit as written: ints in full (1048576, not 1.04858e+06), floats short."""
+    return str(v) if v is None or isinstance(v, int) else f"{v:g}"
 
 
 def _owner(cfg: Any, dotted: str) -> Any:
