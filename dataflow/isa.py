@@ -27,9 +27,9 @@ Execution model (normative, see ``docs/isa.md``)
     * ``BARRIER`` stops dispatch until every instruction dispatched earlier to the named
       units has completed (data dependencies through DRAM, and SORE results).
     * ``LOOP count, body`` runs the next ``body`` instructions ``count`` times. Loops nest
-      up to :data:`MAX_LOOP_DEPTH`; ``LOAD``/``STORE`` tile coordinates may step with the
-      iteration index of an enclosing loop (``row_loop``/``col_loop``), so the program's
-      size never depends on the batch size.
+      up to :data:`MAX_LOOP_DEPTH`; ``LOAD``/``STORE`` tile coordinates step with the
+      iteration indices of the enclosing loops (``row_steps``/``col_steps``, one step per
+      depth), so the program's size never depends on the batch size.
 """
 
 from __future__ import annotations
@@ -46,15 +46,13 @@ from nmsat.types import NM, Dataflow, DType, Phase
 from nmsat.workloads.layers import OpKind
 
 ISA_VERSION = 1
-INSTR_BITS = 256
+INSTR_BITS = 512
 """Width of one encoded instruction word (opcode in bits 0..3, fields LSB-first after it)."""
 TENSOR_BITS = 256
 """Width of one encoded tensor descriptor."""
 OPCODE_BITS = 4
 MAX_LOOP_DEPTH = 4
 """Loop nesting the controller supports (a 4-entry loop-counter stack)."""
-NO_LOOP = 0
-"""``row_loop``/``col_loop`` value meaning "does not step"; depth d is encoded as d + 1."""
 
 
 class IsaError(NmsatError, ValueError):
@@ -146,9 +144,10 @@ _CODE_OPKIND = {v: k for k, v in _OPKIND_CODE.items()}
 # The one definition of every field's width (bits). Field order = bit order (LSB first,
 # after the 4-bit opcode). Enum fields hold their integer code; NM patterns are two fields
 # (n, m; dense = 1:1); bools are 1 bit; loop references are 0 (none) or depth + 1.
-_REGION = (("tensor", 16), ("transform", 2), ("row0", 32), ("col0", 32), ("rows", 24),
-           ("cols", 24), ("row_loop", 3), ("row_step", 32), ("col_loop", 3),
-           ("col_step", 32), ("bytes", 32))
+_REGION = ((("tensor", 16), ("transform", 2), ("row0", 32), ("col0", 32), ("rows", 24),
+            ("cols", 24), ("bytes", 32))
+           + tuple((f"row_step{d}", 32) for d in range(4))
+           + tuple((f"col_step{d}", 32) for d in range(4)))
 ENCODING: dict[Opcode, tuple[tuple[str, int], ...]] = {
     Opcode.LOOP: (("count", 32), ("body", 16)),
     Opcode.LOAD: (("buffer", 2),) + _REGION,
@@ -188,6 +187,8 @@ def _check_fields(obj: Any, table: tuple[tuple[str, int], ...], what: str) -> No
 
 
 def _field_int(obj: Any, name: str) -> int:
+    if name[:-1] in ("row_step", "col_step"):
+        return getattr(obj, name[:-1] + "s")[int(name[-1])]
     if name in ("nm_n", "nm_m"):
         nm = obj.nm
         return nm.n if name == "nm_n" else nm.m
@@ -355,9 +356,9 @@ class _Transfer(Instr):
     """Common region fields of LOAD and STORE.
 
     The tile is rows ``r0 .. r0 + rows`` and columns ``c0 .. c0 + cols`` of the tensor's
-    view (after ``transform``), with ``r0 = row0 + i[row_loop - 1] * row_step`` (``row_loop``
-    0: ``r0 = row0``) and likewise for columns; ``i[d]`` is the iteration index of the
-    enclosing loop at depth d (0 = outermost). ``bytes`` is what crosses the DRAM interface
+    view (after ``transform``), with ``r0 = row0 + sum_d i[d] * row_steps[d]`` and likewise
+    for columns; ``i[d]`` is the iteration index of the enclosing loop at depth d
+    (0 = outermost; a step at a depth with no enclosing loop must be 0). ``bytes`` is what crosses the DRAM interface
     (exact, compressed weights including index bits; computed by the compiler).
     """
 
@@ -368,10 +369,8 @@ class _Transfer(Instr):
     cols: int
     bytes: int
     transform: Transform = Transform.NONE
-    row_loop: int = NO_LOOP
-    row_step: int = 0
-    col_loop: int = NO_LOOP
-    col_step: int = 0
+    row_steps: tuple[int, ...] = (0,) * MAX_LOOP_DEPTH
+    col_steps: tuple[int, ...] = (0,) * MAX_LOOP_DEPTH
 
     def __post_init__(self) -> None:
         what = type(self).__name__
@@ -380,11 +379,12 @@ class _Transfer(Instr):
         _pos("bytes", self.bytes, what)
         if not isinstance(self.transform, Transform):
             raise IsaError(f"{what}.transform must be a Transform, not {self.transform!r}")
-        for name in ("row_loop", "col_loop"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or not 0 <= v <= MAX_LOOP_DEPTH:
-                raise IsaError(f"{what}.{name} must be 0 (none) or a loop depth + 1 "
-                               f"(1..{MAX_LOOP_DEPTH}), not {v!r}")
+        for name in ("row_steps", "col_steps"):
+            v = tuple(getattr(self, name))
+            object.__setattr__(self, name, v)
+            if len(v) != MAX_LOOP_DEPTH or not all(isinstance(x, int) for x in v):
+                raise IsaError(f"{what}.{name} must be {MAX_LOOP_DEPTH} integers (one step "
+                               f"per loop depth), not {v!r}")
         super().__post_init__()
 
 
@@ -583,7 +583,7 @@ class Program:
 
     Validated on construction: tensor and layer references in range, loops well nested
     (a body never crosses the end of its enclosing body, depth <= ``MAX_LOOP_DEPTH``), and
-    every ``row_loop``/``col_loop`` naming an enclosing loop.
+    no ``row_steps``/``col_steps`` entry for a loop depth that does not enclose it.
     """
 
     instructions: tuple[Instr, ...]
@@ -612,12 +612,12 @@ class Program:
                 raise IsaError(f"instruction {i} ({ins.OPCODE.name}): layer {ins.layer} "
                                f"is not a layer (0..{nl - 1})")
             if isinstance(ins, _Transfer):
-                for name in ("row_loop", "col_loop"):
+                for name in ("row_steps", "col_steps"):
                     v = getattr(ins, name)
-                    if v > depth:
+                    if any(v[depth:]):
                         raise IsaError(f"instruction {i} ({ins.OPCODE.name}): {name}={v} "
-                                       f"names loop depth {v - 1}, but only {depth} "
-                                       f"loop(s) enclose it")
+                                       f"steps with a loop depth >= {depth}, but only "
+                                       f"{depth} loop(s) enclose it")
                 t = self.tensors[ins.tensor]
                 if ins.transform in (Transform.IM2COL, Transform.COL2IM) and t.conv is None:
                     raise IsaError(f"instruction {i}: {ins.transform.name} needs tensor "
@@ -791,6 +791,9 @@ def decode(raw: bytes) -> Instr:
 def _build(op: Opcode, f: dict[str, Any]) -> Instr:
     cls = INSTRUCTION_TYPES[op]
     kw: dict[str, Any] = {}
+    if "row_step0" in f:
+        for axis in ("row", "col"):
+            kw[f"{axis}_steps"] = tuple(f.pop(f"{axis}_step{d}") for d in range(MAX_LOOP_DEPTH))
     if "nm_n" in f:
         kw["nm"] = NM(f.pop("nm_n"), f.pop("nm_m"))
     for name, v in f.items():
@@ -892,6 +895,8 @@ def _instr_from(d: Any, i: int) -> Instr:
                 kw[name] = OpKind.parse(v)
             elif name == "view":
                 kw[name] = SoreView[str(v).upper()]
+            elif name in ("row_steps", "col_steps"):
+                kw[name] = tuple(v)
             elif name == "units":
                 u = Unit(0)
                 for s in v:
