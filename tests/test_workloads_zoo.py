@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given, settings, strategies as st
-
-from nmsat.types import Phase
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from nmsat.workloads import zoo
 from nmsat.workloads.layers import Conv2d, Elementwise, Linear, Matmul, OpKind
+
+from nmsat.types import Phase
 
 ALL = zoo.names()
 

@@ -84,8 +84,9 @@ def _layer_json(layer: Any, batch: int, nm: Any) -> dict:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from nmsat.types import Phase
     from nmsat.workloads import zoo
+
+    from nmsat.types import Phase
 
     loaded = zoo.load(args.workload, batch=args.batch, seq_len=args.seq_len)
     w = loaded.workload

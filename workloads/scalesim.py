@@ -36,13 +36,14 @@ Errors are :class:`~nmsat.errors.NmsatError` naming the file, line and column.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
+
+from nmsat.workloads.layers import Conv2d, Layer, Linear, Workload
 
 from nmsat.errors import NmsatError
 from nmsat.types import NM, _Choice
-from nmsat.workloads.layers import Conv2d, Layer, Linear, Workload
 
 
 class Form(_Choice):

@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
+
+from nmsat.workloads.layers import Conv2d, Elementwise, Layer, Linear, Matmul, OpKind, Workload
 
 from nmsat.errors import NmsatError
-from nmsat.workloads.layers import (Conv2d, Elementwise, Layer, Linear, Matmul, OpKind,
-                                    Workload)
 
 _BATCH = 2  # traced batch; 2 (not 1) so that a lost batch dimension is detected
 
@@ -75,7 +76,7 @@ _MOVE = ("flatten", "reshape", "view", "permute", "transpose", "contiguous", "si
 def _torch():
     try:
         import torch
-        import torch.fx  # noqa: F401
+        import torch.fx
         from torch.fx.passes.shape_prop import ShapeProp  # noqa: F401
     except ImportError:
         raise NmsatError("importing a PyTorch model needs PyTorch: pip install 'nmsat[torch]'") \

@@ -26,14 +26,15 @@ import dataclasses
 import importlib
 import math
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Callable, Mapping, NamedTuple
+from typing import NamedTuple
+
+from nmsat.workloads.layers import Conv2d, Elementwise, Layer, Linear, Matmul, OpKind, Workload
 
 from nmsat.errors import NmsatError
 from nmsat.types import NM
-from nmsat.workloads.layers import (Conv2d, Elementwise, Layer, Linear, Matmul, OpKind,
-                                    Workload)
 
 INPUT = "input"
 """Producer name of the model's input tensor in :attr:`ZooModel.inputs`."""
