@@ -34,7 +34,7 @@ from nmsat.types import NM, Method
 __all__ = [
     "nm_mask_torch", "working_copy", "layer_masks_torch", "NMLinearFunction",
     "NMConv2dFunction", "NMLinear", "NMConv2d", "MLP", "CNN", "build_model", "MODELS",
-    "sparse_modules",
+    "sparse_modules", "EngineSGD",
 ]
 
 
@@ -272,6 +272,43 @@ class NMConv2d(nn.Conv2d, _NMMixin):
             y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, 1, self.groups)
         self._record(x, y)
         return y
+
+
+# --------------------------------------------------------------------------- weight update
+
+
+class EngineSGD(torch.optim.Optimizer):
+    """SGD with momentum rounded exactly as the weight-update engine.
+
+    Per fp32 master weight: ``v' = fl(fl(momentum * v) + g)``; ``w' = fl(w - fl(lr * v'))``,
+    each operation rounded on its own (:func:`nmsat.reference.weight_update`).
+    ``torch.optim.SGD`` computes the same update but may fuse ``w - lr * v`` into one
+    rounding, which differs from the engine by up to 1 ulp.
+    """
+
+    def __init__(self, params, lr: float, momentum: float = 0.9) -> None:
+        if not lr > 0:
+            raise ValueError(f"lr must be positive, not {lr!r}")
+        if not 0 <= momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), not {momentum!r}")
+        super().__init__(params, dict(lr=lr, momentum=momentum))
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: D102 - torch's Optimizer.step contract
+        if closure is not None:
+            raise ValueError("EngineSGD does not take a closure")
+        for group in self.param_groups:
+            lr = torch.tensor(group["lr"], dtype=torch.float32)
+            mu = torch.tensor(group["momentum"], dtype=torch.float32)
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                v = state.get("momentum_buffer")
+                if v is None:
+                    v = state["momentum_buffer"] = torch.zeros_like(p)
+                v.copy_(v * mu + p.grad)  # two separately rounded fp32 operations
+                p.copy_(p - v * lr)
 
 
 # --------------------------------------------------------------------------- models

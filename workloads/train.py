@@ -206,7 +206,7 @@ def train(cfg: TrainConfig, progress: Callable[[Progress], None] | None = None,
     import torch
     import torch.nn.functional as F
 
-    from .sparse_torch import build_model, sparse_modules
+    from .sparse_torch import EngineSGD, build_model, sparse_modules
 
     data = dataset if dataset is not None else load_dataset(cfg.dataset, cfg.train_limit)
     n_train = len(data.y_train)
@@ -232,7 +232,8 @@ def train(cfg: TrainConfig, progress: Callable[[Progress], None] | None = None,
         mods = sparse_modules(model)
         for _, m in mods:
             m.capture = True
-        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+        # The weight update rounds exactly as the accelerator's weight-update engine.
+        opt = EngineSGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
         # Cosine decay to 0 over the run, stepped per iteration: a smooth end makes the
         # final accuracy (the dense vs sparse comparison) less noisy than a constant rate.
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
