@@ -211,3 +211,37 @@ def test_falls_back_to_a_real_run_when_meta_fails():
     layers = layers_from_torch(CpuOnly(), (5, 6))
     assert [(l.name, l.in_shape, l.out_shape) for l in layers] == [
         ("fc", (5, 6), (5, 3)), ("relu", (5, 3), (5, 3))]
+
+
+class _Masked(torch.autograd.Function):
+    """A custom autograd function in forward, as N:M sparse training layers have."""
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        return F.linear(x, w * (w.abs() > 0), b)
+
+    @staticmethod
+    def backward(ctx, g):
+        raise NotImplementedError
+
+
+class MaskedLinear(nn.Linear):
+    def forward(self, x):
+        return _Masked.apply(x, self.weight, self.bias)
+
+
+class DigitsMLP(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = MaskedLinear(64, 256)
+        self.relu1 = nn.ReLU()
+        self.fc2 = MaskedLinear(256, 256)
+        self.relu2 = nn.ReLU()
+        self.fc3 = MaskedLinear(256, 10)
+
+    def forward(self, x):
+        return self.fc3(self.relu2(self.fc2(self.relu1(self.fc1(x)))))
+
+
+def test_subclassed_sparse_layers_import_as_their_base():
+    assert layers_from_torch(DigitsMLP(), (64,)) == zoo.model("mlp").layers

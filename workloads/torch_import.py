@@ -3,9 +3,10 @@
 PyTorch is optional: it is imported when :func:`from_torch` runs, and a missing install is
 a one-line :class:`~nmsat.errors.NmsatError`.
 
-The module is traced with :func:`torch.fx.symbolic_trace` and run once on a zero input of
-two samples (in eval mode, without gradients; the modules' train/eval flags are restored),
-so every node gets its exact output shape. Dimension 0 must stay the batch throughout: a
+The module is traced with ``torch.fx`` (subclasses of the torch modules below are leaves,
+so an N:M sparse ``nn.Linear`` with its own ``forward`` imports as a linear layer) and run
+once on a zero input of two samples (in eval mode, without gradients; the modules'
+train/eval flags are restored), so every node gets its exact output shape. Dimension 0 must stay the batch throughout: a
 tensor whose first dimension is not 2 is reported, because per-sample shapes could not be
 told from it. Nodes become layers as follows:
 
@@ -119,7 +120,7 @@ def layers_from_torch(module: Any, input_shape: Sequence[int],
     if not shape or not all(isinstance(d, int) and d >= 1 for d in shape):
         raise ValueError(f"input_shape must be positive integers, not {input_shape!r}")
     try:
-        gm = torch.fx.symbolic_trace(module)
+        gm = _trace(torch, module)
     except Exception as e:  # fx raises many types (TraceError, TypeError, NotImplementedError)
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise NmsatError(f"torch.fx cannot trace {type(module).__name__}: {msg}") from None
@@ -135,6 +136,31 @@ def layers_from_torch(module: Any, input_shape: Sequence[int],
         for m, training in modes.items():
             m.training = training
     return tuple(_Converter(gm).run())
+
+
+def _known(mod: Any) -> str | None:
+    """The torch class (by name, over the MRO) that ``mod`` is, if this module maps it."""
+    for cls in type(mod).__mro__:
+        name = cls.__name__
+        if cls.__module__.startswith("torch.nn") and (
+                name in ("Conv2d", "Linear") or name in _MODULE_SKIP
+                or any(name in names for names in _MODULE_KINDS.values())):
+            return name
+    return None
+
+
+def _trace(torch: Any, module: Any) -> Any:
+    """``torch.fx`` trace in which subclasses of the mapped torch modules are leaves too,
+    so a custom ``forward`` (an N:M sparse ``nn.Linear`` whose forward is an autograd
+    function, as ``nmsat train`` uses) is imported as the layer it is."""
+
+    class Tracer(torch.fx.Tracer):
+        def is_leaf_module(self, m: Any, qualname: str) -> bool:
+            return _known(m) is not None or super().is_leaf_module(m, qualname)
+
+    tracer = Tracer()
+    graph = tracer.trace(module)
+    return torch.fx.GraphModule(tracer.root, graph, type(module).__name__)
 
 
 def _propagate(torch: Any, gm: Any, shape: tuple[int, ...], dtype: Any) -> Any:
@@ -221,7 +247,7 @@ class _Converter:
 
     def _module(self, node: Any) -> None:
         mod = self.gm.get_submodule(node.target)
-        cls = type(mod).__name__
+        cls = _known(mod) or type(mod).__name__
         if cls in _MODULE_SKIP:
             return
         name = self._name(node.target)
