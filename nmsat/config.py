@@ -644,5 +644,5 @@ def resolve(spec: str | Path | AcceleratorConfig | None) -> AcceleratorConfig:
         return PRESETS[s]
     if Path(s).suffix.lower() in (".toml", ".yaml", ".yml", ".json"):
         return load(s)
-    raise ConfigError(f"--config must be a preset ({', '.join(PRESETS)}) or a "
-                      f".toml/.yaml/.json file, not {s!r}")
+    raise ConfigError(f"{s!r} is neither a preset ({', '.join(PRESETS)}) nor a "
+                      f".toml/.yaml/.yml/.json config file")
