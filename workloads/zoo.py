@@ -79,7 +79,7 @@ class ZooModel:
         return Workload(self.name, self.layers, batch)
 
 
-class T(NamedTuple):
+class _T(NamedTuple):
     """A tensor while building: the layer that produced it and its per-sample shape."""
 
     src: str
@@ -97,27 +97,27 @@ class _Builder:
         self.gathers: set[str] = set()
         self.params = 0
 
-    def input(self) -> T:
-        return T(INPUT, self.input_shape)
+    def input(self) -> _T:
+        return _T(INPUT, self.input_shape)
 
-    def _add(self, layer: Layer, *srcs: T) -> T:
+    def _add(self, layer: Layer, *srcs: _T) -> _T:
         self.layers.append(layer)
         self.inputs[layer.name] = tuple(s.src for s in srcs)
         if any(s.gathered for s in srcs):
             self.gathers.add(layer.name)
-        return T(layer.name, layer.out_shape)
+        return _T(layer.name, layer.out_shape)
 
     # -- GEMM layers ------------------------------------------------------------------
-    def conv(self, x: T, name: str, out_ch: int, k: int, stride: int = 1, padding: int = 0,
-             groups: int = 1, bias: bool = False) -> T:
+    def conv(self, x: _T, name: str, out_ch: int, k: int, stride: int = 1, padding: int = 0,
+             groups: int = 1, bias: bool = False) -> _T:
         c, h, w = x.shape
         layer = Conv2d(name, in_ch=c, out_ch=out_ch, in_h=h, in_w=w, kh=k, kw=k,
                        stride=stride, padding=padding, groups=groups)
         self.params += layer.weights + (out_ch if bias else 0)
         return self._add(layer, x)
 
-    def linear(self, x: T, name: str, out_features: int, bias: bool = True,
-               params: bool = True) -> T:
+    def linear(self, x: _T, name: str, out_features: int, bias: bool = True,
+               params: bool = True) -> _T:
         """A linear layer over the last axis; leading axes are tokens (a flattened
         ``[C, 1, 1]`` pooling output is one token). ``params=False`` for tied weights."""
         tokens = math.prod(x.shape[:-1]) if len(x.shape) == 2 else 1
@@ -127,56 +127,56 @@ class _Builder:
             self.params += layer.weights + (out_features if bias else 0)
         return self._add(layer, x)
 
-    def matmul(self, a: T, b: T, name: str, m: int, n: int, k: int, heads: int) -> T:
+    def matmul(self, a: _T, b: _T, name: str, m: int, n: int, k: int, heads: int) -> _T:
         return self._add(Matmul(name, m=m, n=n, k=k, count=heads), a, b)
 
     # -- non-GEMM ops -----------------------------------------------------------------
-    def _elementwise(self, kind: OpKind, name: str, shape: tuple[int, ...], *srcs: T,
-                     input_shape: tuple[int, ...] = ()) -> T:
+    def _elementwise(self, kind: OpKind, name: str, shape: tuple[int, ...], *srcs: _T,
+                     input_shape: tuple[int, ...] = ()) -> _T:
         layer = Elementwise(name, kind=kind, elements=math.prod(shape), shape=shape,
                             input_shape=input_shape)
         return self._add(layer, *srcs)
 
-    def norm(self, x: T, name: str) -> T:
+    def norm(self, x: _T, name: str) -> _T:
         """Batch norm over ``[C, H, W]`` or layer norm over the last axis of
         ``[tokens, d]``: 2 affine parameters per channel / feature either way."""
         self.params += 2 * (x.shape[0] if len(x.shape) == 3 else x.shape[-1])
         return self._elementwise(OpKind.NORM, name, x.shape, x)
 
-    def act(self, x: T, name: str) -> T:
+    def act(self, x: _T, name: str) -> _T:
         return self._elementwise(OpKind.ACT, name, x.shape, x)
 
-    def softmax(self, x: T, name: str) -> T:
+    def softmax(self, x: _T, name: str) -> _T:
         return self._elementwise(OpKind.SOFTMAX, name, x.shape, x)
 
-    def add(self, a: T, b: T, name: str) -> T:
+    def add(self, a: _T, b: _T, name: str) -> _T:
         if math.prod(a.shape) != math.prod(b.shape):
             raise AssertionError(f"{name}: adding {a.shape} to {b.shape}")
         return self._elementwise(OpKind.ADD, name, a.shape, a, b)
 
-    def pool(self, x: T, name: str, k: int, stride: int, padding: int = 0) -> T:
+    def pool(self, x: _T, name: str, k: int, stride: int, padding: int = 0) -> _T:
         c, h, w = x.shape
         out = (c, (h + 2 * padding - k) // stride + 1, (w + 2 * padding - k) // stride + 1)
         return self._elementwise(OpKind.POOL, name, out, x, input_shape=x.shape)
 
-    def global_pool(self, x: T, name: str, size: int = 1) -> T:
+    def global_pool(self, x: _T, name: str, size: int = 1) -> _T:
         """Adaptive average pooling to ``size x size``."""
         c = x.shape[0]
         return self._elementwise(OpKind.POOL, name, (c, size, size), x, input_shape=x.shape)
 
-    def reshape(self, x: T, shape: tuple[int, ...]) -> T:
+    def reshape(self, x: _T, shape: tuple[int, ...]) -> _T:
         """A view of ``x`` with another shape (heads split or merged, flattening)."""
         if math.prod(shape) != math.prod(x.shape):
             raise AssertionError(f"cannot view {x.shape} as {shape}")
-        return T(x.src, shape, x.gathered)
+        return _T(x.src, shape, x.gathered)
 
-    def gather(self, x: T, shape: tuple[int, ...], params: int = 0) -> T:
+    def gather(self, x: _T, shape: tuple[int, ...], params: int = 0) -> _T:
         """Data movement that is not a layer: an embedding look-up, a class-token concat or
         a slice of ``x``, giving ``shape``; ``params`` counts the tables it reads."""
         self.params += params
-        return T(x.src, shape, True)
+        return _T(x.src, shape, True)
 
-    def embed_sum(self, x: T, name: str, shape: tuple[int, ...]) -> T:
+    def embed_sum(self, x: _T, name: str, shape: tuple[int, ...]) -> _T:
         """The elementwise sum of gathered embeddings (token + position [+ type])."""
         return self._elementwise(OpKind.ADD, name, shape, x)
 
@@ -223,7 +223,7 @@ def cnn() -> ZooModel:
 # 10 classes.
 # ----------------------------------------------------------------------------------------
 
-def _basic_block(b: _Builder, x: T, name: str, planes: int, stride: int) -> T:
+def _basic_block(b: _Builder, x: _T, name: str, planes: int, stride: int) -> _T:
     identity = x
     y = b.conv(x, f"{name}.conv1", planes, 3, stride, 1)
     y = b.norm(y, f"{name}.bn1")
@@ -237,7 +237,7 @@ def _basic_block(b: _Builder, x: T, name: str, planes: int, stride: int) -> T:
     return b.act(y, f"{name}.relu2")
 
 
-def _bottleneck(b: _Builder, x: T, name: str, planes: int, stride: int) -> T:
+def _bottleneck(b: _Builder, x: _T, name: str, planes: int, stride: int) -> _T:
     identity = x
     y = b.conv(x, f"{name}.conv1", planes, 1)
     y = b.norm(y, f"{name}.bn1")
@@ -358,8 +358,8 @@ _MBV2 = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 
          (6, 160, 3, 2), (6, 320, 1, 1))  # expansion t, channels c, repeats n, stride s
 
 
-def _conv_bn_act(b: _Builder, x: T, name: str, out_ch: int, k: int, stride: int = 1,
-                 groups: int = 1, act: bool = True) -> T:
+def _conv_bn_act(b: _Builder, x: _T, name: str, out_ch: int, k: int, stride: int = 1,
+                 groups: int = 1, act: bool = True) -> _T:
     x = b.conv(x, f"{name}.0", out_ch, k, stride, (k - 1) // 2, groups)
     x = b.norm(x, f"{name}.1")
     return b.act(x, f"{name}.2") if act else x
@@ -415,8 +415,8 @@ def mobilenet_v2_cifar() -> ZooModel:
 # softmax; dropout is the identity at the shapes level.
 # ----------------------------------------------------------------------------------------
 
-def _attention(b: _Builder, x: T, name: str, heads: int, q: str = "q", k: str = "k",
-               v: str = "v") -> T:
+def _attention(b: _Builder, x: _T, name: str, heads: int, q: str = "q", k: str = "k",
+               v: str = "v") -> _T:
     """Self-attention over ``x = [seq, d]``: the q/k/v projections, the two products and
     the softmax; returns the context ``[seq, d]`` before the output projection."""
     seq, d = x.shape
@@ -430,7 +430,7 @@ def _attention(b: _Builder, x: T, name: str, heads: int, q: str = "q", k: str = 
     return b.reshape(ctx, (seq, d))
 
 
-def _pre_ln_block(b: _Builder, x: T, name: str, heads: int, ff: int, names: dict) -> T:
+def _pre_ln_block(b: _Builder, x: _T, name: str, heads: int, ff: int, names: dict) -> _T:
     """A pre-LN encoder/decoder block (ViT, GPT-2): x + attn(ln(x)), then x + mlp(ln(x))."""
     y = b.norm(x, f"{name}.{names['ln_1']}")
     y = _attention(b, y, f"{name}.{names['attn']}", heads)
