@@ -85,6 +85,15 @@ def test_v3_sparsity_column_conv_and_gemm():
     assert gemm.layers[0] == Linear("GEMM_1", in_features=16, out_features=5, tokens=3)
 
 
+def test_optional_columns_may_be_empty_or_missing():
+    topo = scalesim.parse("Layer, M, N, K, Batch Size, Sparsity,\nG1, 2, 3, 4, 8, 1:4,\n"
+                          "G2, 2, 3, 4, 8,\nG3, 2, 3, 4, , ,\n")
+    assert dict(topo.layer_nm) == {"G1": NM(1, 4)} and topo.batch == 8
+    with pytest.raises(NmsatError, match=r"line 2: expected 6 fields as in the header on line "
+                                         r"1, found 3$"):
+        scalesim.parse("Layer, M, N, K, Batch Size, Sparsity,\nG1, 2, 3,\n")
+
+
 def test_v2_stride_width_column_and_headerless():
     # SCALE-Sim v2 writes separate stride columns; a 9th integer without a header is one too.
     text = ("Layer name,IFMAP height,IFMAP width,Filter height,Filter width,Channels,"

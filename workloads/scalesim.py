@@ -103,6 +103,8 @@ _ALIASES = {
 
 _WHAT = {"sparsity": "an N:M pattern (v3)", "stride_w": "a stride width (v2)"}
 
+_OPTIONAL = ("stride_w", "batch", "sparsity")
+
 _REQUIRED = {
     Form.CONV: ("name", "ifmap_h", "ifmap_w", "filt_h", "filt_w", "channels", "filters",
                 "stride"),
@@ -281,10 +283,13 @@ def parse(text: str, name: str = "topology", form: Form | str | None = None,
         if columns is not None and not (columns == list(_REQUIRED[form_row])
                                         and len(fields) == len(columns) + 1):
             # (a header of just the common columns leaves an extra column positional)
-            if len(fields) != len(columns):
+            # a row may stop before trailing optional columns (v3 reads them as absent)
+            short = len(fields) < len(columns) and all(
+                k in _OPTIONAL for k in columns[len(fields):])
+            if len(fields) != len(columns) and not short:
                 raise w.error(line, f"expected {len(columns)} fields as in the header on line "
                                     f"{header_line}, found {len(fields)}")
-            row_cols = columns
+            row_cols = columns[:len(fields)]
         else:
             base = list(_REQUIRED[form_row])
             allowed = (len(base), len(base) + 1)
@@ -315,9 +320,10 @@ def parse(text: str, name: str = "topology", form: Form | str | None = None,
                 if not raw:
                     raise w.error(line, "empty layer name", col, key)
                 values[key] = raw
+            elif key in _OPTIONAL and not raw:
+                continue  # an empty optional field: the default
             elif key == "sparsity":
-                if raw:
-                    values[key] = _pattern(w, line, col, raw)
+                values[key] = _pattern(w, line, col, raw)
             else:
                 values[key] = _positive(w, line, col, key, raw)
         col_of = {key: i for i, key in enumerate(row_cols, 1)}
