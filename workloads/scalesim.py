@@ -228,107 +228,24 @@ def parse(text: str, name: str = "topology", form: Form | str | None = None,
     """
     w = _Where(source or name)
     geometry = Geometry.parse(geometry)
-    want = Form.parse(form) if form is not None else None
     rows = [(i, line.strip()) for i, line in enumerate(text.splitlines(), 1)
             if line.strip() and not line.strip().startswith("#")]
     if not rows:
         raise NmsatError(f"{w.source}: no layers (the file is empty)")
-
-    # Header detection: a first row without a number in column 2.
-    first_line, first = rows[0]
-    head = [f.strip() for f in first.split(",")]
-    while head and not head[-1]:
-        head.pop()
-    columns: list[str] | None = None
-    header_line = None
-    if len(head) < 2 or not _is_int(head[1]):  # data rows have a number in column 2
-        header_line = first_line
-        rows = rows[1:]
-        forms = [want] if want else [Form.GEMM, Form.CONV]
-        for f in forms:
-            columns = _header_columns(head, f)
-            if columns is not None:
-                want = f
-                break
-        if columns is not None:
-            missing = [k for k in _REQUIRED[want] if k not in columns]
-            if missing:
-                raise w.error(first_line, f"the header lacks the {_TITLES[missing[0]]!r} column")
-            dup = next((k for k in columns if columns.count(k) > 1), None)
-            if dup is not None:
-                raise w.error(first_line, f"the header names the {_TITLES[dup]!r} column twice")
-            if want is Form.CONV and "stride" not in columns:
-                raise w.error(first_line, "the header lacks the 'Strides' column")
-    if not rows:
-        raise NmsatError(f"{w.source}: no layers (only a header on line {header_line})")
+    reader = _Rows(w, Form.parse(form) if form is not None else None)
+    rows = reader.header(rows)
 
     layers: list[Layer] = []
     layer_nm: dict[str, NM] = {}
     lines: dict[str, int] = {}
     batch: tuple[int, int] | None = None  # (value, line)
-    ninth: tuple[str, int] | None = None  # what a positional 9th conv column holds, and where
-    used: set[str] = set()
     for line, text_row in rows:
         fields = _data_fields(w, line, text_row)
-        form_row = want
-        if form_row is None:  # no usable header: decide by the first row's column count
-            if len(fields) in (4, 5):
-                form_row = Form.GEMM
-            elif len(fields) in (8, 9):
-                form_row = Form.CONV
-            else:
-                raise w.error(line, f"expected 8 or 9 fields (conv) or 4 or 5 fields (GEMM), "
-                                    f"found {len(fields)}")
-            want = form_row
-        if columns is not None and not (columns == list(_REQUIRED[form_row])
-                                        and len(fields) == len(columns) + 1):
-            # (a header of just the common columns leaves an extra column positional)
-            # a row may stop before trailing optional columns (v3 reads them as absent)
-            short = len(fields) < len(columns) and all(
-                k in _OPTIONAL for k in columns[len(fields):])
-            if len(fields) != len(columns) and not short:
-                raise w.error(line, f"expected {len(columns)} fields as in the header on line "
-                                    f"{header_line}, found {len(fields)}")
-            row_cols = columns[:len(fields)]
-        else:
-            base = list(_REQUIRED[form_row])
-            allowed = (len(base), len(base) + 1)
-            if len(fields) not in allowed:
-                kind = "conv" if form_row is Form.CONV else "GEMM"
-                raise w.error(line, f"expected {allowed[0]} or {allowed[1]} fields for a {kind} "
-                                    f"row, found {len(fields)}")
-            row_cols = base
-            if len(fields) == len(base) + 1:
-                extra = fields[-1]
-                if form_row is Form.GEMM or ":" in extra:
-                    kind = "sparsity"
-                elif _is_int(extra):
-                    kind = "stride_w"
-                else:
-                    raise w.error(line, f"expected a stride width (v2) or an N:M pattern (v3), "
-                                        f"not {extra!r}", len(fields))
-                if form_row is Form.CONV:
-                    if ninth is not None and ninth[0] != kind:
-                        raise w.error(line, f"{_WHAT[kind]} here but {_WHAT[ninth[0]]} in the "
-                                            f"same column on line {ninth[1]}", len(fields))
-                    ninth = ninth or (kind, line)
-                row_cols = base + [kind]
-
-        values: dict[str, object] = {}
-        for col, (key, raw) in enumerate(zip(row_cols, fields), 1):
-            if key == "name":
-                if not raw:
-                    raise w.error(line, "empty layer name", col, key)
-                values[key] = raw
-            elif key in _OPTIONAL and not raw:
-                continue  # an empty optional field: the default
-            elif key == "sparsity":
-                values[key] = _pattern(w, line, col, raw)
-            else:
-                values[key] = _positive(w, line, col, key, raw)
+        row_cols = reader.columns_of(line, fields)
+        values = _values(w, line, row_cols, fields)
         col_of = {key: i for i, key in enumerate(row_cols, 1)}
         lname = str(values["name"])
-        if lname in used:
+        if lname in lines:
             raise w.error(line, f"duplicate layer name {lname!r} (first on line {lines[lname]})",
                           col_of["name"], "name")
         if "batch" in values:
@@ -338,22 +255,120 @@ def parse(text: str, name: str = "topology", form: Form | str | None = None,
             elif b != batch[0]:
                 raise w.error(line, f"batch size {b} differs from {batch[0]} on line {batch[1]} "
                                     f"(one topology has one batch size)", col_of["batch"], "batch")
-        layers.append(_layer(w, line, form_row, values, col_of, geometry))
-        used.add(lname)
+        assert reader.form is not None  # columns_of decided it
+        layers.append(_layer(w, line, reader.form, values, col_of, geometry))
         lines[lname] = line
         if "sparsity" in values:
             layer_nm[lname] = values["sparsity"]  # type: ignore[assignment]
 
-    assert want is not None
-    keys = set(columns) if columns is not None else ({ninth[0]} if ninth else set())
-    if layer_nm or "sparsity" in keys or "batch" in keys:
-        dialect = Dialect.V3
-    elif "stride_w" in keys:
-        dialect = Dialect.V2
-    else:
-        dialect = Dialect.COMMON
-    return Topology(name, want, dialect, tuple(layers), MappingProxyType(layer_nm),
-                    batch[0] if batch else None, MappingProxyType(lines))
+    assert reader.form is not None
+    return Topology(name, reader.form, reader.dialect(bool(layer_nm)), tuple(layers),
+                    MappingProxyType(layer_nm), batch[0] if batch else None,
+                    MappingProxyType(lines))
+
+
+class _Rows:
+    """Which column each field of a row is: from the header, or by SCALE-Sim's positions."""
+
+    def __init__(self, w: _Where, form: Form | None) -> None:
+        self.w = w
+        self.form = form  # None until the header or the first row decides it
+        self.columns: list[str] | None = None  # column keys named by a usable header
+        self.header_line: int | None = None
+        self.ninth: tuple[str, int] | None = None  # a positional 9th conv column: kind, line
+
+    def header(self, rows: list[tuple[int, str]]) -> list[tuple[int, str]]:
+        """Detect and read a header (a first row without a number in column 2); returns
+        the data rows."""
+        w = self.w
+        first_line, first = rows[0]
+        head = [f.strip() for f in first.split(",")]
+        while head and not head[-1]:
+            head.pop()
+        if len(head) >= 2 and _is_int(head[1]):
+            return rows
+        self.header_line = first_line
+        for form in [self.form] if self.form else [Form.GEMM, Form.CONV]:
+            self.columns = _header_columns(head, form)
+            if self.columns is not None:
+                self.form = form
+                break
+        if self.columns is not None:
+            assert self.form is not None
+            missing = [k for k in _REQUIRED[self.form] if k not in self.columns]
+            if missing:
+                raise w.error(first_line, f"the header lacks the {_TITLES[missing[0]]!r} column")
+            dup = next((k for k in self.columns if self.columns.count(k) > 1), None)
+            if dup is not None:
+                raise w.error(first_line, f"the header names the {_TITLES[dup]!r} column twice")
+        if len(rows) == 1:
+            raise NmsatError(f"{w.source}: no layers (only a header on line {first_line})")
+        return rows[1:]
+
+    def columns_of(self, line: int, fields: list[str]) -> list[str]:
+        """The column keys of a data row's fields."""
+        w = self.w
+        if self.form is None:  # no usable header: the first row's column count decides
+            if len(fields) in (4, 5):
+                self.form = Form.GEMM
+            elif len(fields) in (8, 9):
+                self.form = Form.CONV
+            else:
+                raise w.error(line, f"expected 8 or 9 fields (conv) or 4 or 5 fields (GEMM), "
+                                    f"found {len(fields)}")
+        base = list(_REQUIRED[self.form])
+        cols = self.columns
+        # A header of just the common columns leaves an extra (9th / 5th) column positional.
+        if cols is not None and not (cols == base and len(fields) == len(cols) + 1):
+            # a row may stop before trailing optional columns (v3 reads them as absent)
+            short = len(fields) < len(cols) and all(k in _OPTIONAL for k in cols[len(fields):])
+            if len(fields) != len(cols) and not short:
+                raise w.error(line, f"expected {len(cols)} fields as in the header on line "
+                                    f"{self.header_line}, found {len(fields)}")
+            return cols[:len(fields)]
+        if len(fields) not in (len(base), len(base) + 1):
+            kind = "conv" if self.form is Form.CONV else "GEMM"
+            raise w.error(line, f"expected {len(base)} or {len(base) + 1} fields for a {kind} "
+                                f"row, found {len(fields)}")
+        if len(fields) == len(base):
+            return base
+        extra = fields[-1]
+        if self.form is Form.GEMM or ":" in extra:
+            kind = "sparsity"
+        elif _is_int(extra):
+            kind = "stride_w"
+        else:
+            raise w.error(line, f"expected a stride width (v2) or an N:M pattern (v3), "
+                                f"not {extra!r}", len(fields))
+        if self.form is Form.CONV:  # v2 and v3 read a 9th column differently: one per file
+            if self.ninth is not None and self.ninth[0] != kind:
+                raise w.error(line, f"{_WHAT[kind]} here but {_WHAT[self.ninth[0]]} in the "
+                                    f"same column on line {self.ninth[1]}", len(fields))
+            self.ninth = self.ninth or (kind, line)
+        return base + [kind]
+
+    def dialect(self, has_nm: bool) -> Dialect:
+        keys = set(self.columns or ()) | ({self.ninth[0]} if self.ninth else set())
+        if has_nm or "sparsity" in keys or "batch" in keys:
+            return Dialect.V3
+        return Dialect.V2 if "stride_w" in keys else Dialect.COMMON
+
+
+def _values(w: _Where, line: int, row_cols: list[str], fields: list[str]) -> dict[str, object]:
+    """A row's fields by column key, validated (empty optional fields are left out)."""
+    values: dict[str, object] = {}
+    for col, (key, raw) in enumerate(zip(row_cols, fields), 1):
+        if key == "name":
+            if not raw:
+                raise w.error(line, "empty layer name", col, key)
+            values[key] = raw
+        elif key in _OPTIONAL and not raw:
+            continue
+        elif key == "sparsity":
+            values[key] = _pattern(w, line, col, raw)
+        else:
+            values[key] = _positive(w, line, col, key, raw)
+    return values
 
 
 def _layer(w: _Where, line: int, form: Form, v: dict, col_of: dict[str, int],
