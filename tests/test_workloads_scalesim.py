@@ -227,3 +227,25 @@ def test_gemm_rows(m, n, k, nm):
     topo = scalesim.parse(f"Layer,M,N,K,\nG,{m},{n},{k},{nm + ',' if nm else ''}\n")
     assert topo.workload().macs_per_sample == m * n * k
     assert dict(topo.layer_nm) == ({"G": NM.parse(nm)} if nm else {})
+
+
+_ROW = st.builds(
+    lambda name, fields, comma: ",".join([name, *fields]) + ("," if comma else ""),
+    st.sampled_from(["L", "L_DP", "", "L"]),
+    st.lists(st.sampled_from(["1", "2", "3", "7", "9", "0", "x", "2:4", "9:8", "", "-1"]),
+             max_size=10),
+    st.booleans())
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.one_of(st.text(alphabet=",:0123456789 DPx#\n-", max_size=120),
+                      st.lists(_ROW, min_size=1, max_size=4).map("\n".join)),
+       header=st.sampled_from(["", CONV_HEADER, "Layer, M, N, K, Sparsity,\n"]))
+def test_any_text_parses_or_fails_with_one_located_error(text, header):
+    try:
+        topo = scalesim.parse(header + text, name="f.csv")
+    except NmsatError as e:
+        msg = str(e)
+        assert msg.startswith("f.csv: ") and "\n" not in msg
+    else:
+        assert topo.layers and topo.workload().macs_per_sample > 0
