@@ -294,4 +294,10 @@ def test_unsupported_pattern_and_bad_shapes():
         R.engine_gemm(a, np.ones((7, 1), np.float16), "fp16", 4, 16)
     with pytest.raises(ValueError, match=r"^compressed weight operand must be 2-D and grouped "
                                          r"along K \(axis 0\)$"):
-        R.engine_gemm(a.T, R.compress(a.T.copy().T, "2:4", 1), "fp16", 4, 16)
+        R.engine_gemm(np.ones((1, 1), np.float16), R.compress(a, "2:4", 1), "fp16", 4, 16)
+    # bug fixed: an explicit pattern different from the compressed operand's was ignored
+    c = R.compress(b, "2:4", 0)
+    with pytest.raises(ValueError, match=r"^weight operand is compressed 2:4, not 2:8$"):
+        R.engine_gemm(a, c, "fp16", 4, 16, "2:8")
+    np.testing.assert_array_equal(R.engine_gemm(a, c, "fp16", 4, 16, "2:4"),
+                                  R.engine_gemm(a, c, "fp16", 4, 16))
