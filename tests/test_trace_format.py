@@ -355,3 +355,15 @@ def test_manifest_not_json(blob):
     files = members(blob)
     files["manifest.json"] = b"{not json"
     expect_error(rezip(files), "manifest.json is not valid JSON")
+
+
+def test_zoo_load_resolves_a_trace_file(cnn_trace, tmp_path):
+    p = tmp_path / "run.nmt"
+    save_trace(cnn_trace, p)
+    lw = zoo.load(p)
+    assert lw.workload.layers == zoo.get("cnn").layers and lw.workload.batch == 16
+    assert dict(lw.layer_nm) == {n: NM(2, 8) for n in ("conv1", "conv2", "fc1", "fc2")}
+    assert lw.source == "trace bdwp 2:8"
+    assert zoo.load(p, batch=4).workload.batch == 4
+    with pytest.raises(ValueError, match="no sequence length"):
+        zoo.load(p, seq_len=128)

@@ -302,15 +302,34 @@ def _validate(t: Trace) -> None:
 # --------------------------------------------------------------------------- workload
 
 
-def trace_to_workload(trace: Trace) -> Workload:
-    """The traced model as a :class:`Workload` at the trace's batch size.
+def trace_to_workload(trace: Trace, batch: int | None = None) -> Workload:
+    """The traced model as a :class:`Workload` at ``batch`` (default: the trace's batch).
 
     Per-layer sparsity is not a field of ``Workload``: the simulator takes ``trace.method``
     and ``trace.nm`` and asks each layer's ``nm_applies``, which the loader has checked
     reproduces the trace's per-layer ``sparse_ff``/``sparse_bp``.
     """
     return Workload(name=trace.model, layers=tuple(t.layer for t in trace.layers),
-                    batch=trace.batch)
+                    batch=trace.batch if batch is None else batch)
+
+
+def load_workload(path: str | Path, batch: int | None = None, seq_len: int | None = None):
+    """:data:`nmsat.workloads.zoo.FILE_LOADERS` entry for ``.nmt`` training traces.
+
+    Returns a :class:`~nmsat.workloads.zoo.LoadedWorkload` whose ``layer_nm`` fixes every
+    weight layer to the pattern it was trained with (``1:1`` for a dense run) and whose
+    ``source`` is ``"trace <method> <N:M>"``; ``batch=None`` takes the trace's batch.
+    """
+    from .zoo import LoadedWorkload
+
+    if seq_len is not None:
+        raise ValueError(f"{path}: a training trace has no sequence length "
+                         f"(seq_len={seq_len!r})")
+    t = load_trace(path)
+    nm = NM(1, 1) if t.method is Method.DENSE else t.nm
+    return LoadedWorkload(trace_to_workload(t, batch),
+                          types.MappingProxyType({x.name: nm for x in t.weight_layers}),
+                          source=f"trace {t.method} {t.nm}")
 
 
 # --------------------------------------------------------------------------- writing

@@ -609,6 +609,7 @@ class LoadedWorkload:
 
 FILE_LOADERS: dict[str, tuple[str, str]] = {
     ".csv": ("nmsat.workloads.scalesim", "load_workload"),
+    ".nmt": ("nmsat.workloads.trace", "load_workload"),  # training traces (nmsat train)
 }
 """File suffix -> (module, function) that :func:`load` calls for a file of that kind.
 
