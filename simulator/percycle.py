@@ -121,7 +121,8 @@ def _step_to_cycle(needs: list[tuple[bool, bool]], in_valid, out_ready):
 
 def simulate(a: np.ndarray, b, *, cfg: AcceleratorConfig, dataflow: Dataflow | str,
              nm: NM | str = "1:1", interleave: bool = True, dtype: DType | str | None = None,
-             acc: np.ndarray | None = None, in_valid=None, out_ready=None) -> PerCycleResult:
+             acc: np.ndarray | None = None, in_valid=None, out_ready=None,
+             _hooks: dict | None = None) -> PerCycleResult:
     """Run ``acc + A[m, k] @ B[k, n]`` on the array, step by step.
 
     ``a``, ``b`` hold values representable in ``dtype`` (default: the config's operand
@@ -145,6 +146,8 @@ def simulate(a: np.ndarray, b, *, cfg: AcceleratorConfig, dataflow: Dataflow | s
         sim = _OS(ops, out, arr.rows, arr.cols, arr.acc_latency, interleave)
     else:
         sim = _WS(ops, out, arr.rows, arr.cols, arr.acc_latency, interleave)
+    for name, v in (_hooks or {}).items():
+        setattr(sim, name, v)
     needs, busy, lanes = sim.run()
     cyc, total, stalled = _step_to_cycle(needs, in_valid, out_ready)
     busy_c = np.zeros(total, np.int64)
@@ -165,6 +168,9 @@ class _OS:
                  interleave: bool):
         self.ops, self.out, self.R, self.C, self.La = ops, out, R, C, La
         self.interleave = interleave
+        # Feeder issue interval of dependent chunks; the schedule uses La. Tests lower it to
+        # show that the accumulator hazard check fires.
+        self.ii = La
         m, n = out.shape
         self.sigma = La if interleave else 1
         rb = -(-m // R)
@@ -259,13 +265,13 @@ class _OS:
                 if st <= step < st + (kc - 1) * La + s + max(R, C) - 1:
                     need_in = True
                 for i in range(R):  # activation of array row i
-                    c, b = divmod(step - st - i, La)
+                    c, b = divmod(step - st - i, self.ii)
                     if step - st - i >= 0 and c < kc and b < s:
                         row = r0 + b * R + i
                         a_val[i, 0] = ops.a_win[row, c] if row < m else 0
                         a_tag[i, 0] = (q, b, c)
                 for j in range(C):  # weight of array column j (re-sent for each slot)
-                    c, b = divmod(step - st - j, La)
+                    c, b = divmod(step - st - j, self.ii)
                     if step - st - j >= 0 and c < kc and b < s:
                         col = c0 + j
                         if col < n:
@@ -325,6 +331,9 @@ class _WS:
                  interleave: bool):
         self.ops, self.out, self.R, self.C, self.La = ops, out, R, C, La
         self.interleave = interleave
+        # Cycles taken off the interleaved tile-to-tile rules; tests set 1 to show the
+        # hazard checks fire when a rule is broken.
+        self.slack = 0
         m, n = out.shape
         kt = -(-ops.kc // R)
         nt = -(-n // C)
@@ -365,14 +374,16 @@ class _WS:
                 elif not self.interleave:
                     can = (t_load - 1) in last_out and step >= last_out[t_load - 1]
                 else:
-                    can = len(starts) == t_load and step >= starts[-1] + (R - 1) * La + C - 1
+                    can = len(starts) == t_load and (
+                        step >= starts[-1] + (R - 1) * La + C - 1 - self.slack)
                 if can:
                     loads.append(step)
             t_start = len(starts)
             if t_start < T and t_start < len(loads):
                 ok = step >= loads[t_start] + R
                 if t_start > 0 and self.interleave:
-                    ok = ok and step >= starts[-1] + m and step >= starts[-1] + R * La + 1
+                    ok = ok and step >= starts[-1] + m and (
+                        step >= starts[-1] + R * La + 1 - self.slack)
                 if ok:
                     starts.append(step)
                     last_out[t_start] = step + m + R * La + C - 1

@@ -1,0 +1,138 @@
+"""The closed-form tile model equals the per-cycle model cycle for cycle (random shapes,
+N:M patterns, dataflows, accumulator latencies, interleave, stall masks), and the
+closed forms of docs/architecture.md section 4.1 hold."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nmsat.config import SMALL, VCU1525
+from nmsat.dataflow.isa import Compute, Sore, SoreView, WeightUpdate
+from nmsat.reference import gemm_chunks
+from nmsat.simulator import tile_model
+from nmsat.simulator.percycle import simulate
+from nmsat.types import NM, Dataflow
+
+PATTERNS = ["1:1", "1:2", "1:4", "2:4", "2:8", "1:8", "4:8", "3:4"]
+
+
+@st.composite
+def blocks(draw, stalls: bool):
+    rows, cols = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    lanes = draw(st.sampled_from([1, 2, 4]))
+    window = draw(st.sampled_from([w for w in (1, 2, 4, 8, 16) if w >= lanes]))
+    la = draw(st.integers(1, 5))
+    nm = draw(st.sampled_from([p for p in PATTERNS
+                               if NM.parse(p).n <= lanes and NM.parse(p).m <= window]))
+    m, n, k = draw(st.integers(1, 13)), draw(st.integers(1, 9)), draw(st.integers(1, 48))
+    cfg = SMALL.replace(**{"array.rows": rows, "array.cols": cols,
+                           "array.macs_per_pe": lanes, "array.act_window": window,
+                           "array.acc_latency": la, "array.nm_patterns": []})
+    df = draw(st.sampled_from([Dataflow.OS, Dataflow.WS]))
+    inter = draw(st.booleans())
+    iv = orr = None
+    if stalls:
+        seed = draw(st.integers(0, 2**31))
+        rng = np.random.default_rng(seed)
+        length = draw(st.integers(0, 600))
+        iv = rng.random(length) < draw(st.floats(0.2, 1.0))
+        orr = rng.random(draw(st.integers(0, 600))) < draw(st.floats(0.2, 1.0))
+    return cfg, df, inter, NM.parse(nm), m, n, k, iv, orr
+
+
+def _run(cfg, df, inter, nm, m, n, k, iv, orr):
+    rng = np.random.default_rng(m * 1000 + n * 100 + k)
+    a = rng.integers(-3, 4, (m, k))
+    b = rng.integers(-3, 4, (k, n))
+    res = simulate(a, b, cfg=cfg, dataflow=df, nm=nm, interleave=inter, dtype="int8",
+                   in_valid=iv, out_ready=orr)
+    fast = tile_model.block_cycles(df, m, n, k, nm, inter, cfg, iv, orr)
+    return res, fast
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(blocks(stalls=False))
+def test_fast_equals_percycle(case):
+    res, fast = _run(*case)
+    assert res.cycles == fast
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(blocks(stalls=True))
+def test_fast_equals_percycle_under_stalls(case):
+    res, fast = _run(*case)
+    assert res.cycles == fast
+
+
+def test_single_tile_formulas():
+    """Section 4: OS kc La + 2R + C - 2; WS R + m + R La + C - 1 (one array tile)."""
+    cfg = VCU1525
+    R, C, La = 16, 16, 4
+    for k in (4, 64, 1000):
+        kc = gemm_chunks(k, 4, 16, "1:1")
+        assert tile_model.block_cycles(Dataflow.OS, 16, 16, k, NM(1, 1), False, cfg) == \
+            kc * La + 2 * R + C - 2
+    for m in (1, 16, 300):
+        assert tile_model.block_cycles(Dataflow.WS, m, 16, 64, NM(1, 1), False, cfg) == \
+            R + m + R * La + C - 1
+
+
+def test_interleave_never_slower_and_reaches_peak_on_large_blocks():
+    cfg = VCU1525
+    peak = cfg.array.peak_macs_per_cycle
+    for df in (Dataflow.OS, Dataflow.WS):
+        for nm in (NM(1, 1), NM(2, 8), NM(2, 4)):
+            for (m, n, k) in ((64, 16, 4096), (1024, 64, 1024), (7, 3, 50)):
+                on = tile_model.block_cycles(df, m, n, k, nm, True, cfg)
+                off = tile_model.block_cycles(df, m, n, k, nm, False, cfg)
+                assert on <= off
+    # A big dense block is within 10% of the peak with interleave.
+    c = Compute(Dataflow.OS, NM(1, 1), 4096, 256, 4096)
+    assert c.macs / tile_model.compute_cycles(c, cfg) > 0.9 * peak
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from([Dataflow.OS, Dataflow.WS]), st.booleans(),
+       st.sampled_from(["1:1", "2:8", "2:4", "1:4", "4:8", "1:8"]),
+       st.integers(1, 5000), st.integers(1, 2000), st.integers(1, 5000))
+def test_physics_cycles_at_least_macs_over_peak(df, inter, nm, m, n, k):
+    c = Compute(df, NM.parse(nm), m, n, k, inter)
+    cyc = tile_model.compute_cycles(c, VCU1525)
+    assert cyc * VCU1525.array.peak_macs_per_cycle >= c.macs
+    # and never below the sparse peak: K per cycle is capped by the window
+    kpc = VCU1525.array.k_per_cycle(NM.parse(nm))
+    assert cyc * VCU1525.array.pes * kpc >= c.dense_macs
+
+
+def test_sore_and_weight_update_cycles():
+    cfg = VCU1525
+    s = Sore(0, 1, SoreView.FF, NM(2, 8), weights=8 * 100, groups=100, read_bytes=1600,
+             write_bytes=500)
+    assert tile_model.sore_cycles(s, cfg) == math.ceil(100 / 32) * 8 + 4
+    w = WeightUpdate(0, weights=1000, read_bytes=12000, write_bytes=10000)
+    assert tile_model.weight_update_cycles(w, cfg) == math.ceil(1000 / 16) + 8
+
+
+def test_stall_mapping_examples():
+    """A hand-checked case: one feed step that is invalid for 3 cycles."""
+    cfg = SMALL.replace(**{"array.rows": 1, "array.cols": 1, "array.acc_latency": 1})
+    free = tile_model.block_cycles(Dataflow.OS, 1, 1, 4, NM(1, 1), False, cfg)
+    assert free == 1 + 2 + 1 - 2  # kc La + 2R + C - 2 with kc = 1
+    iv = np.array([False, False, False])
+    assert tile_model.block_cycles(Dataflow.OS, 1, 1, 4, NM(1, 1), False, cfg, iv) == free + 3
+    # output backpressure only delays the drain step
+    orr = np.array([True, False, False])
+    assert tile_model.block_cycles(Dataflow.OS, 1, 1, 4, NM(1, 1), False, cfg, None, orr) \
+        == free + 2
+
+
+@pytest.mark.parametrize("df", [Dataflow.OS, Dataflow.WS])
+def test_large_blocks_are_fast(df):
+    import time
+    t = time.perf_counter()
+    for i in range(2000):
+        tile_model.block_cycles(df, 50000 + i, 4096, 4608, NM(2, 8), True, VCU1525)
+    assert time.perf_counter() - t < 1.0
