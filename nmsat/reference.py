@@ -464,6 +464,11 @@ class ConvGeom:
     groups: int = 1
 
     def __post_init__(self) -> None:
+        for name in ("n", "c", "h", "w", "cout", "kh", "kw", "stride", "padding", "groups"):
+            v = getattr(self, name)
+            least = 0 if name == "padding" else 1
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < least:
+                raise ValueError(f"ConvGeom.{name} must be an integer >= {least}, not {v!r}")
         if self.c % self.groups or self.cout % self.groups:
             raise ValueError(f"channels ({self.c}, {self.cout}) must divide into "
                              f"groups={self.groups}")

@@ -168,3 +168,13 @@ def test_conv_geometry_errors():
         R.ConvGeom(1, 2, 2, 2, 2, 3, 3)
     g = R.ConvGeom(1, 2, 5, 5, 2, 3, 3, stride=2, padding=1)
     assert (g.ho, g.wo) == (3, 3)
+    # bug fixed: stride=0 or groups=0 raised ZeroDivisionError, negative padding a NumPy error
+    for kw, msg in [({"stride": 0}, "ConvGeom.stride must be an integer >= 1, not 0"),
+                    ({"groups": 0}, "ConvGeom.groups must be an integer >= 1, not 0"),
+                    ({"padding": -1}, "ConvGeom.padding must be an integer >= 0, not -1"),
+                    ({"stride": 1.5}, "ConvGeom.stride must be an integer >= 1, not 1.5")]:
+        with pytest.raises(ValueError) as e:
+            R.ConvGeom(1, 2, 5, 5, 2, 3, 3, **kw)
+        assert str(e.value) == msg
+    with pytest.raises(ValueError, match=r"^ConvGeom.n must be an integer >= 1, not 0$"):
+        R.ConvGeom(0, 2, 5, 5, 2, 3, 3)
