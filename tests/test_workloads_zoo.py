@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -213,15 +214,17 @@ def test_load_resolves_names_and_rejects_unknown(tmp_path):
     loaded = zoo.load("resnet18", batch=4)
     assert loaded.workload.batch == 4 and loaded.source == "zoo" and not loaded.layer_nm
     assert zoo.load("gpt2_small", seq_len=16).workload.layer("lm_head").tokens == 16
+    kinds = re.escape(", ".join(zoo.FILE_LOADERS))
+    assert ".csv" in zoo.FILE_LOADERS
     with pytest.raises(ValueError, match=r"^unknown workload 'nope': not a model \(resnet18, "
-                                         r".*\) nor a file \(\.csv\)$"):
+                                         rf".*\) nor a file \({kinds}\)$"):
         zoo.load("nope")
     with pytest.raises(FileNotFoundError, match="no such workload file: missing.csv"):
         zoo.load("missing.csv")
     other = tmp_path / "model.onnx"
     other.write_text("x")
     from nmsat.errors import NmsatError
-    with pytest.raises(NmsatError, match=r"unknown workload file type '\.onnx' \(known: \.csv\)"):
+    with pytest.raises(NmsatError, match=rf"unknown workload file type '\.onnx' \(known: {kinds}\)"):
         zoo.load(str(other))
 
 
