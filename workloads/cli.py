@@ -21,9 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     show = wsub.add_parser("show", help="layers, shapes and per-phase GEMM dims of a workload")
     show.add_argument("workload", metavar="NAME", help="zoo model name (see `nmsat workloads "
-                      "list`) or SCALE-Sim topology .csv file")
+                      "list`), SCALE-Sim topology .csv or training trace .nmt file")
     show.add_argument("--batch", type=int, default=None, metavar="B",
-                      help="samples per batch (default 1, or the file's batch size)")
+                      help="samples per batch (default 1, or the file's own batch)")
     show.add_argument("--seq-len", type=int, default=None, metavar="L",
                       help="sequence length of bert_base (default 128) or gpt2_small (1024)")
     show.add_argument("--json", action="store_true", help="print the workload as JSON")
