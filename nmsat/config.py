@@ -485,11 +485,36 @@ class _UniqueKeyLoader:  # built lazily so PyYAML stays optional for TOML users
                 seen[key] = loader.construct_object(value_node, deep=deep)
             return seen
 
+        def check_paths(node: Any, prefix: str, seen_nodes: set[int]) -> None:
+            """Name a duplicate by its dotted path (the constructor only sees the key)."""
+            if id(node) in seen_nodes:  # aliases may repeat (or nest) a node
+                return
+            seen_nodes.add(id(node))
+            if isinstance(node, yaml.MappingNode):
+                keys: set[tuple[str, str]] = set()
+                for key_node, value_node in node.value:
+                    if isinstance(key_node, yaml.ScalarNode):
+                        if (key_node.tag, key_node.value) in keys:
+                            raise ConfigError(f"duplicate key '{prefix}{key_node.value}' "
+                                              f"(line {key_node.start_mark.line + 1})")
+                        keys.add((key_node.tag, key_node.value))
+                    check_paths(value_node, f"{prefix}{getattr(key_node, 'value', '?')}.",
+                                seen_nodes)
+            elif isinstance(node, yaml.SequenceNode):
+                for item in node.value:
+                    check_paths(item, prefix, seen_nodes)
+
         Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
         try:
+            check_paths(yaml.compose(text, Loader=yaml.SafeLoader), "", set())
             return yaml.load(text, Loader=Loader)  # noqa: S506 - SafeLoader subclass
         except yaml.YAMLError as e:
-            raise ConfigError(f"invalid YAML: {str(e).splitlines()[0]}") from None
+            mark = getattr(e, "problem_mark", None)
+            if getattr(e, "problem", None) and mark is not None:
+                what = f"{e.problem} (line {mark.line + 1}, column {mark.column + 1})"
+            else:
+                what = " ".join(str(e).split())
+            raise ConfigError(f"invalid YAML: {what}") from None
 
 
 def _toml_duplicate(text: str, err: Exception) -> str | None:

@@ -91,7 +91,9 @@ def _load_error(tmp_path, name, text):
     ("d.toml", "[array]\nrows = 4\n[array]\ncols = 4\n", "duplicate key 'array' (line 3: [array])"),
     ("d.toml", "[energy.mac_fp16]\npj = 1.0\npj = 2.0\n",
      "duplicate key 'energy.mac_fp16.pj' (line 3: pj = 2.0)"),
-    ("d.yaml", "array:\n  rows: 4\n  rows: 5\n", "duplicate key 'rows' (line 3)"),
+    ("d.yaml", "array:\n  rows: 4\n  rows: 5\n", "duplicate key 'array.rows' (line 3)"),
+    ("d.yaml", "energy:\n  mac_fp16: {pj: 1, pj: 2}\n",
+     "duplicate key 'energy.mac_fp16.pj' (line 2)"),
     ("d.yaml", "name: a\nname: b\n", "duplicate key 'name' (line 2)"),
     ("d.json", '{"array": {"rows": 4, "rows": 5}}', "duplicate key 'rows' (values 4 and 5)"),
     # unknown keys
@@ -132,7 +134,10 @@ def test_bad_files_are_rejected(tmp_path, name, text, message):
 
 def test_syntax_errors(tmp_path):
     assert _load_error(tmp_path, "x.toml", "[array\n").startswith("invalid TOML: ")
-    assert _load_error(tmp_path, "x.yaml", "a: [1\n").startswith("invalid YAML: ")
+    assert _load_error(tmp_path, "x.yaml", "a: [1\n") == (
+        "invalid YAML: expected ',' or ']', but got '<stream end>' (line 2, column 1)")
+    assert _load_error(tmp_path, "y.yaml", "a: b: c\n") == (
+        "invalid YAML: mapping values are not allowed here (line 1, column 5)")
     assert _load_error(tmp_path, "x.json", "{").startswith("invalid JSON: ")
 
 
