@@ -615,9 +615,11 @@ def pregeneration(low: Lowered, on: bool) -> list[Task | str]:
             continue
         if isinstance(t, GemmTask) and t.needs_sore:
             out.append("sore_barrier")
-            if t.phase is Phase.FF and t.layer in hoist_before:
-                out.extend(sores_of[hoist_before[t.layer]])
+        if isinstance(t, GemmTask) and t.phase is Phase.FF and t.layer in hoist_before:
+            out.extend(sores_of[hoist_before[t.layer]])
         out.append(t)
+    placed = sum(isinstance(t, SoreTask) for t in out)
+    assert placed == sum(isinstance(t, SoreTask) for t in tasks), "SORE work lost"
     return out
 
 

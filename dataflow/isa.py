@@ -648,6 +648,28 @@ class Program:
             else:
                 yield i, ins, mult
 
+    def unrolled(self) -> Iterator[tuple[Instr, int, int]]:
+        """Every executed non-loop instruction in order, as (instruction, r0, c0) with
+        the tile coordinates of LOAD/STORE resolved (0, 0 for others). O(executions):
+        for RTL runs and tests on small programs, not for simulating large ones."""
+        def run(lo: int, hi: int, idx: list[int]) -> Iterator[tuple[Instr, int, int]]:
+            i = lo
+            while i < hi:
+                ins = self.instructions[i]
+                if isinstance(ins, Loop):
+                    for it in range(ins.count):
+                        yield from run(i + 1, i + 1 + ins.body, idx + [it])
+                    i += 1 + ins.body
+                    continue
+                if isinstance(ins, _Transfer):
+                    r0 = ins.row0 + sum(s * v for s, v in zip(ins.row_steps, idx))
+                    c0 = ins.col0 + sum(s * v for s, v in zip(ins.col_steps, idx))
+                    yield ins, r0, c0
+                else:
+                    yield ins, 0, 0
+                i += 1
+        yield from run(0, len(self.instructions), [])
+
     def totals(self) -> dict[str, int]:
         """Executed totals: MACs, dense MACs, load/store bytes, instruction count."""
         out = {"macs": 0, "dense_macs": 0, "load_bytes": 0, "store_bytes": 0,
