@@ -100,7 +100,8 @@ def test_config_check_presets_and_files(capsys, tmp_path):
 def test_config_list(capsys):
     code, out, err = run(capsys, "config", "list")
     assert code == 0 and err == ""
-    assert out.splitlines() == ["vcu1525    16x16x4 fp16 @ 200 MHz", "small      4x4x4 fp16 @ 200 MHz"]
+    assert out.splitlines() == ["vcu1525    16x16x4 fp16 @ 200 MHz",
+                                "small      4x4x4 fp16 @ 200 MHz"]
 
 
 def test_demo(capsys):
@@ -156,7 +157,8 @@ def test_bad_and_missing_files(capsys, tmp_path):
                        f"{bad}: array.rows must be between 1 and 256, not 0")
     dup = tmp_path / "dup.yaml"
     dup.write_text("name: a\nname: b\n")
-    assert_usage_error(capsys, ["config", "check", str(dup)], f"{dup}: duplicate key 'name' (line 2)")
+    assert_usage_error(capsys, ["config", "check", str(dup)],
+                       f"{dup}: duplicate key 'name' (line 2)")
     lst = tmp_path / "list.yaml"  # bug fixed: a YAML list used to end in a TypeError traceback
     lst.write_text("- 1\n- 2\n")
     assert_usage_error(capsys, ["config", "check", str(lst)],

@@ -42,7 +42,8 @@ def test_yml_suffix(tmp_path):
     assert C.load(p) == C.SMALL
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(database=None, max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.integers(1, 256), clock=st.floats(1.0, 5000.0), pj=st.floats(0.0, 1e6),
        momentum=st.floats(0.0, 1.0), patterns=st.lists(st.sampled_from(
            ["1:4", "2:4", "1:8", "2:8", "4:8"]), unique=True), fmt=st.sampled_from(list(FORMATS)),

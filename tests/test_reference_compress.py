@@ -61,7 +61,7 @@ def cases(draw):
     return shape, axis, n, m, dtype, seed
 
 
-@settings(max_examples=150, deadline=None)
+@settings(database=None, max_examples=150, deadline=None)
 @given(cases())
 def test_compress_decompress_pack_unpack(case):
     shape, axis, n, m, dtype, seed = case

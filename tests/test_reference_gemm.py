@@ -18,7 +18,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nmsat import reference as R
-from nmsat.types import NM
 
 F32 = np.float32
 U = 2.0 ** -24  # unit roundoff of binary32
@@ -112,7 +111,7 @@ def tiles(draw, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["fp16", "bf16"])
-@settings(max_examples=80, deadline=None)
+@settings(database=None, max_examples=80, deadline=None)
 @given(data=st.data())
 def test_engine_gemm_matches_scalar_order_bit_for_bit(dtype, data):
     a, b, lanes, window, nm = data.draw(tiles(dtype))
@@ -191,7 +190,7 @@ def test_idle_lanes_give_plus_zero():
     assert bits(R.engine_gemm(a4, b4, "fp16", 4, 16, acc=acc))[0, 0] == 0x80000000
 
 
-@settings(max_examples=60, deadline=None)
+@settings(database=None, max_examples=60, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.sampled_from(GEOMS), st.data())
 def test_sparse_gemm_equals_dense_gemm_of_masked_weights(seed, geom, data):
     lanes, window, patterns = geom
@@ -213,7 +212,7 @@ def test_sparse_gemm_equals_dense_gemm_of_masked_weights(seed, geom, data):
 
 
 @pytest.mark.parametrize("dtype, lo, hi", [("int8", -128, 127), ("int16", -32768, 32767)])
-@settings(max_examples=40, deadline=None)
+@settings(database=None, max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), geom=st.sampled_from(GEOMS), data=st.data())
 def test_integer_gemm_exact_with_wraparound(dtype, lo, hi, seed, geom, data):
     lanes, window, patterns = geom
@@ -247,7 +246,7 @@ def test_int32_wraparound_by_hand():
                          acc=acc)[0, 0] == -(2**31)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(database=None, max_examples=30, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(1, 5), st.integers(1, 5))
 def test_acc_continues_a_split_reduction(seed, c1, c2):
     # splitting K at a chunk boundary and passing acc gives the same bits as one call

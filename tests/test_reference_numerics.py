@@ -91,7 +91,7 @@ def test_bf16_from_float64_rounds_once():
     assert int(R.bf16_bits(np.float64(-1e-50))) == 0x8000
 
 
-@settings(max_examples=300, deadline=None)
+@settings(database=None, max_examples=300, deadline=None)
 @given(st.integers(0, 2**32 - 1))
 def test_bf16_bits_from_float32_equals_exact_rounding(b):
     x = np.array([b], np.uint32).view(np.float32)
@@ -103,7 +103,7 @@ def test_bf16_bits_from_float32_equals_exact_rounding(b):
     assert int(R.bf16_bits(x)[0]) == exact_bf16(Fraction(float(x[0])), bool(b >> 31))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(database=None, max_examples=300, deadline=None)
 @given(st.floats(-3.3e38, 3.3e38, allow_nan=False, allow_infinity=False, allow_subnormal=True))
 def test_bf16_bits_from_float64_equals_exact_rounding(v):
     got = int(R.bf16_bits(np.array([v], np.float64))[0])
@@ -165,7 +165,7 @@ def test_nm_properties():
         NM(2.0, 4)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(database=None, max_examples=200, deadline=None)
 @given(st.integers(0x0000, 0x7F7E), st.integers(-3, 3), st.integers(30, 50), st.booleans())
 def test_bf16_bits_from_float64_near_ties(pattern, k, shift, negative):
     # values within a few float64 ulps-of-float32 of a bf16 midpoint: where a detour through

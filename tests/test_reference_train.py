@@ -60,7 +60,8 @@ def conv64(x, w, g):
         c0 = (o // og) * cg
         for i in range(g.kh):
             for j in range(g.kw):
-                win = xp[:, c0:c0 + cg, i:i + g.stride * g.ho:g.stride, j:j + g.stride * g.wo:g.stride]
+                win = xp[:, c0:c0 + cg, i:i + g.stride * g.ho:g.stride,
+                         j:j + g.stride * g.wo:g.stride]
                 y[:, o] += np.tensordot(w[o, :, i, j], win, axes=([0], [1]))
     return y
 
@@ -73,8 +74,10 @@ def conv64_dx(dy, w, g):
         c0 = (o // og) * cg
         for i in range(g.kh):
             for j in range(g.kw):
-                dxp[:, c0:c0 + cg, i:i + g.stride * g.ho:g.stride, j:j + g.stride * g.wo:g.stride] += (
-                    w[o, :, i, j][None, :, None, None] * dy[:, o][:, None])
+                rows = slice(i, i + g.stride * g.ho, g.stride)
+                cols = slice(j, j + g.stride * g.wo, g.stride)
+                dxp[:, c0:c0 + cg, rows, cols] += (w[o, :, i, j][None, :, None, None]
+                                                   * dy[:, o][:, None])
     return dxp[:, :, g.padding:g.padding + g.h, g.padding:g.padding + g.w]
 
 
@@ -86,7 +89,8 @@ def conv64_dw(x, dy, g):
         c0 = (o // og) * cg
         for i in range(g.kh):
             for j in range(g.kw):
-                win = xp[:, c0:c0 + cg, i:i + g.stride * g.ho:g.stride, j:j + g.stride * g.wo:g.stride]
+                win = xp[:, c0:c0 + cg, i:i + g.stride * g.ho:g.stride,
+                         j:j + g.stride * g.wo:g.stride]
                 dw[o, :, i, j] = np.einsum("nchw,nhw->c", win, dy[:, o])
     return dw
 
@@ -181,7 +185,7 @@ def test_train_step_against_float64(layer, method, nm, dtype):
 def test_train_step_depthwise_runs_dense_and_rejects_nm():
     w, x, dy, g = make_inputs("dw", 2, "fp16")
     s = R.train_step(w, x, dy, method="dense", nm="2:4", conv=g)
-    wq, xq, dyq = (R.quantize(a, "fp16").astype(np.float64) for a in (w, x, dy))
+    wq, xq = (R.quantize(a, "fp16").astype(np.float64) for a in (w, x))
     assert (np.abs(s.y - conv64(xq, wq, g)) <= 13 * U * conv64(np.abs(xq), np.abs(wq), g)).all()
     with pytest.raises(ValueError, match=r"^N:M conv needs M=4 to divide the input channels "
                                          r"per group \(1\); keep this layer dense$"):
@@ -276,7 +280,7 @@ def test_train_step_against_torch_autograd(layer, method, nm, dtype):
 # --------------------------------------------------------------------------- weight update
 
 
-@settings(max_examples=40, deadline=None)
+@settings(database=None, max_examples=40, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.floats(1e-4, 1.0), st.floats(0.0, 0.99))
 def test_weight_update_matches_fp32_scalar_ops(seed, lr, mu):
     rng = np.random.default_rng(seed)
