@@ -172,3 +172,18 @@ def test_save_json_loads_back(tmp_path):
     C.save(C.SMALL, p)
     assert json.loads(p.read_text()) == C.to_dict(C.SMALL)
     assert C.load(p) == C.SMALL
+
+
+def test_save_gives_normal_file_permissions(tmp_path):
+    # bug fixed: the atomic write renamed a mkstemp file over the target, so every saved
+    # file was created 0o600 (unreadable by the group) and an existing file lost its mode
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    p = tmp_path / "c.toml"
+    C.save(C.SMALL, p)
+    assert p.stat().st_mode & 0o777 == 0o666 & ~mask
+    p.chmod(0o640)
+    C.save(C.VCU1525, p)
+    assert p.stat().st_mode & 0o777 == 0o640 and C.load(p) == C.VCU1525
