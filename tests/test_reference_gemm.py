@@ -300,3 +300,20 @@ def test_unsupported_pattern_and_bad_shapes():
         R.engine_gemm(a, c, "fp16", 4, 16, "2:8")
     np.testing.assert_array_equal(R.engine_gemm(a, c, "fp16", 4, 16, "2:4"),
                                   R.engine_gemm(a, c, "fp16", 4, 16))
+
+
+@settings(database=None, max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from(GEOMS), st.data())
+def test_sparse_gemm_exact_on_small_integers(seed, geom, data):
+    # small integers: every product and partial sum is exact in fp32, so whatever the
+    # order, the engine must equal the dense GEMM of the masked weights exactly
+    lanes, window, patterns = geom
+    nm_s = "{}:{}".format(*data.draw(st.sampled_from(patterns)))
+    dtype = data.draw(st.sampled_from(["fp16", "bf16"]))
+    rng = np.random.default_rng(seed)
+    rows, k, cols = rng.integers(1, 5), rng.integers(1, 50), rng.integers(1, 5)
+    a = R.quantize(rng.integers(-8, 9, (rows, k)), dtype)
+    b = R.quantize(rng.integers(-8, 9, (k, cols)), dtype)
+    exact = a.astype(np.float64) @ np.where(R.nm_mask(b, nm_s, 0), b, 0).astype(np.float64)
+    np.testing.assert_array_equal(R.engine_gemm(a, R.compress(b, nm_s, 0), dtype, lanes, window),
+                                  exact)
