@@ -1,48 +1,65 @@
-"""SimPy system model: the accelerator's units running a tile program concurrently.
+"""SimPy system model: the accelerator's units executing a tile program concurrently.
 
-The units are SimPy processes:
+The program is the dataflow compiler's :class:`~nmsat.dataflow.isa.Program`, run with the
+execution model of ``docs/isa.md``. Four SimPy processes:
 
-* ``engine`` - the N:M sparse tensor engine. A compute instruction occupies it for the
-  cycles given by :mod:`nmsat.simulator.tile_model`.
-* ``dma`` - the DMA engine. It issues transfer descriptors in program order and keeps
-  several in flight: each DRAM channel has its own data bus (``dram.bytes_per_cycle``),
-  a request's first byte arrives ``dram.latency_cycles`` after it is issued, transfers
-  are rounded up to ``dram.burst_bytes`` and striped burst by burst across the channels
-  (address interleaving). A transfer completes when its last channel finishes.
-* ``sore`` - the sparse online reduction engine (mask generation).
-* ``wu`` - the weight-update vector engine (also non-GEMM vector ops).
-* ``ctl`` - the tile controller's barriers (zero-cycle ops that join dependencies).
+``engine``
+    The tensor engine: ``COMPUTE`` (busy for :func:`nmsat.simulator.tile_model.compute_cycles`)
+    and ``RELEASE`` (zero cycles).
+``dma``
+    One DMA engine with two in-order descriptor queues, ``LOAD`` and ``STORE``. A descriptor
+    is issued once its dependencies are met and the previous one of its queue was issued;
+    when both queue heads are ready the earlier-ready one goes first (a tie: the load).
+    Several requests may be in flight. Each of the ``dram.channels`` channels has its own
+    data bus of ``dram.bytes_per_cycle``; a transfer is rounded up to ``dram.burst_bytes``
+    bursts striped over the channels (address interleaving, first burst on channel 0),
+    its first byte leaves a channel ``dram.latency_cycles`` after issue, and it completes
+    when its last channel finishes (completions are reported in queue order). Loads and
+    stores share the channels.
+``sore``
+    The sparse online reduction engine (``SORE``).
+``wu``
+    The weight-update / vector engine (``WEIGHT_UPDATE``, ``VECTOR``).
 
-Each unit runs its own instructions in program order; an instruction starts when the
-unit is free and all its dependencies have completed. Double buffering is expressed as
-dependencies too: a load into a buffer half depends on the last instruction that read
-that half (see :mod:`nmsat.simulator.lowering`), so a load may start only after the
-engine released the half.
+The SORE and vector engine stream their operands from DRAM themselves: an instruction
+takes ``max(lane cycles, latency + bytes / (channels x bytes_per_cycle))``. Their traffic
+is not arbitrated against the DMA's tile traffic (for the zoo models it is well under
+1% of the DMA's bytes; see ``docs/simulator.md``).
 
-Repeated blocks
-    Programs use repeat counts, so a layer's tile loop is one :class:`Block` whose body
-    runs ``repeat`` times. All timing updates are of the max-plus form
-    ``t = max(a + x, b + y)``, so if the complete timing state after iteration ``i`` (the
-    issue and completion times of every op that later iterations can depend on, and
-    each unit's internal state) equals the state after iteration ``i - p`` shifted by a
-    constant ``d``, every later iteration repeats iteration ``(j - p)`` shifted by ``d``.
-    The model checks exactly this equality (integers, no tolerance) and then skips
-    ``q`` whole periods: each unit, having finished iteration ``J``, advances its clock by
-    ``q * d`` and adds ``q`` times its busy and stall cycles of the last period.
-    ``tests/test_system_extrapolation.py`` proves the result identical to simulating
-    every repetition on random programs. Simulation cost therefore depends on the
-    number of distinct blocks, not on the batch size.
+Synchronisation is the ISA's: the ACT, WGT and OUT buffers are rings of halves (two when
+``double_buffered``, else one). The n-th ``LOAD`` into a buffer waits for the (n-2)-th
+half to be freed (``COMPUTE`` with ``pop`` or ``RELEASE``); a ``COMPUTE`` reads the oldest
+filled halves; a ``COMPUTE`` writing output group s waits for ``STORE`` number s-2; a
+``STORE`` waits for the engine instruction before it; a ``BARRIER`` holds every later
+instruction until the named units' earlier instructions completed.
+
+Loops and extrapolation
+    Every process walks the program with its own cursor; a loop without any instruction of
+    a process is stepped over in O(1). Inside a loop, when every participating process has
+    finished iteration ``i``, the model compares the complete timing state with the state
+    after iteration ``i - p`` (for p = 1..:data:`MAX_PERIOD`): the processes' clocks,
+    positions and pending barriers, the DMA's channel state, and the recent completion
+    times of every synchronisation stream the loop reads or writes. All updates are of the
+    max-plus form ``max(a + x, b + y)`` and every decision compares times, so if the new
+    state equals the old one shifted by ``d`` cycles (integers, exactly), every later
+    iteration repeats the one ``p`` before it ``d`` cycles later. Each process then skips
+    ``q`` whole periods at its next boundary: its clock advances ``q*d``, its counters
+    ``q`` periods, its busy/stall cycles grow by ``q`` times those of its last period, and
+    the skipped completions are answered as ``base + m*d``.
+    ``tests/test_system_extrapolation.py`` checks the result is identical to simulating
+    every iteration, on random programs.
 
 Stall attribution
-    When a unit has an instruction pending but cannot start it, the waiting cycles are
-    charged to the dependency that completed last (the binding one): a DMA transfer is
-    ``memory``, a SORE op is ``sore``, anything else (engine, weight update, a barrier
-    joining those) is ``dependency``. A barrier passes on the cause of its own binding
-    dependency.
+    A unit with an instruction pending that cannot start is stalled; the waiting cycles
+    go to the cause of the dependency that was satisfied last: a load or store completion
+    is ``memory``, a SORE completion is ``sore``, an engine or vector-engine completion is
+    ``dependency``. A barrier passes on the cause of its latest unit. The DMA is stalled
+    while nothing is in flight and its next descriptor waits.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -50,128 +67,177 @@ from dataclasses import dataclass, field
 import simpy
 
 from nmsat.config import AcceleratorConfig
-from nmsat.simulator.energy import ZERO_COUNTS, ActivityCounts
+from nmsat.dataflow.isa import (Barrier, Buffer, Compute, Load, Loop, Program, Release, Sore,
+                                Store, Unit, Vector, WeightUpdate)
+from nmsat.simulator import tile_model
 from nmsat.types import Phase
+from nmsat.workloads.layers import OpKind
 
-ENGINE, DMA, SORE, WU, CTL = "engine", "dma", "sore", "wu", "ctl"
-UNITS: tuple[str, ...] = (ENGINE, DMA, SORE, WU, CTL)
+MAX_PERIOD = 6
+"""Longest period (in loop iterations) the steady-state detector looks for."""
 
+# Counters: how many instructions of each kind precede a position in execution order.
+(C_LOAD, C_LACT, C_LWGT, C_PACT, C_PWGT, C_ENG, C_ST, C_SO, C_WU) = range(9)
+NCOUNT = 9
+# Streams of completion times, indexed by sequence number.
+S_LOAD, S_LACT, S_LWGT, S_FACT, S_FWGT, S_ENG, S_ST, S_SO, S_WU = range(9)
+NSTREAM = 9
+_STREAM_OF_COUNTER = {C_LOAD: S_LOAD, C_LACT: S_LACT, C_LWGT: S_LWGT, C_PACT: S_FACT,
+                      C_PWGT: S_FWGT, C_ENG: S_ENG, C_ST: S_ST, C_SO: S_SO, C_WU: S_WU}
 MEMORY, SORE_CAUSE, DEPENDENCY = "memory", "sore", "dependency"
-_CAUSE_OF_UNIT = {DMA: MEMORY, SORE: SORE_CAUSE, ENGINE: DEPENDENCY, WU: DEPENDENCY,
-                  CTL: DEPENDENCY}
+STREAM_CAUSE = {S_LOAD: MEMORY, S_LACT: MEMORY, S_LWGT: MEMORY, S_ST: MEMORY,
+                S_SO: SORE_CAUSE, S_FACT: DEPENDENCY, S_FWGT: DEPENDENCY, S_ENG: DEPENDENCY,
+                S_WU: DEPENDENCY}
+_UNIT_STREAM = ((Unit.LOAD, S_LOAD, C_LOAD), (Unit.ENGINE, S_ENG, C_ENG),
+                (Unit.STORE, S_ST, C_ST), (Unit.SORE, S_SO, C_SO), (Unit.WU, S_WU, C_WU))
 
-MAX_PERIOD = 8
-"""Longest period (in iterations) the steady-state detector looks for."""
+# Cursor kinds (which instructions a cursor executes) and the processes that own them.
+K_ENGINE, K_LOAD, K_STORE, K_SORE, K_WU = range(5)
+ENGINE, DMA, SORE, WU = "engine", "dma", "sore", "wu"
+UNITS: tuple[str, ...] = (ENGINE, DMA, SORE, WU)
+_PROC_KINDS = {ENGINE: (K_ENGINE,), DMA: (K_LOAD, K_STORE), SORE: (K_SORE,), WU: (K_WU,)}
 
-
-@dataclass(frozen=True)
-class OpRef:
-    """An op of an earlier block, in that block's last iteration."""
-
-    block: int
-    op: int
-
-
-@dataclass(frozen=True)
-class SimOp:
-    """One instruction of a lowered program, for one unit.
-
-    Parameters
-    ----------
-    unit
-        One of :data:`UNITS`.
-    cycles
-        Busy cycles (engine, sore, wu; 0 for ctl). Unused for DMA.
-    nbytes
-        Bytes of a DMA transfer (before burst rounding). Unused for other units.
-    deps
-        ``(body index, iteration distance)`` pairs: this op of iteration ``i`` waits for
-        body op ``index`` of iteration ``i - distance``. Distance 0 must name an earlier
-        body op. A pair whose iteration would be negative is ignored.
-    ext
-        Ops of earlier blocks (their last iteration) this op waits for. They constrain
-        every iteration; since each unit issues in order, they are checked on the first.
-    layer, phase, kind
-        Attribution: which layer and phase the op belongs to, and what it is
-        (``load``, ``store``, ``compute``, ``sore``, ``wu``, ``vector``, ``barrier``).
-    counts
-        Activity of one execution, for the energy model.
-    dense_macs
-        Dense-equivalent MACs of one execution (effective utilisation).
-    """
-
-    unit: str
-    cycles: int = 0
-    nbytes: int = 0
-    deps: tuple[tuple[int, int], ...] = ()
-    ext: tuple[OpRef, ...] = ()
-    layer: str = ""
-    phase: Phase = Phase.FF
-    kind: str = "compute"
-    counts: ActivityCounts = ZERO_COUNTS
-    dense_macs: int = 0
-
-    def __post_init__(self) -> None:
-        if self.unit not in UNITS:
-            raise ValueError(f"SimOp.unit must be one of {', '.join(UNITS)}, not {self.unit!r}")
-        for name in ("cycles", "nbytes", "dense_macs"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 0:
-                raise ValueError(f"SimOp.{name} must be a non-negative integer, not {v!r}")
-        for d in self.deps:
-            if len(d) != 2 or d[1] < 0:
-                raise ValueError(f"SimOp.deps entries are (index, distance >= 0), not {d!r}")
+_VECTOR_PASSES = {OpKind.NORM: 2, OpKind.SOFTMAX: 2, OpKind.ACT: 1, OpKind.POOL: 1,
+                  OpKind.ADD: 1}
+"""Passes over the data a vector op makes on the lanes: normalisation and softmax need
+statistics (mean/variance, max/sum) before they can transform, the others one pass."""
 
 
-@dataclass(frozen=True)
-class Block:
-    """A body of ops run ``repeat`` times in a row."""
-
-    ops: tuple[SimOp, ...]
-    repeat: int = 1
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.repeat, int) or self.repeat < 1:
-            raise ValueError(f"Block.repeat must be a positive integer, not {self.repeat!r}")
-        if not self.ops:
-            raise ValueError("Block.ops must not be empty")
-        for i, op in enumerate(self.ops):
-            for k, dist in op.deps:
-                if not 0 <= k < len(self.ops):
-                    raise ValueError(f"op {i}: dependency index {k} outside the body "
-                                     f"(0..{len(self.ops) - 1})")
-                if dist == 0 and k >= i:
-                    raise ValueError(f"op {i}: a same-iteration dependency must name an "
-                                     f"earlier op, not {k}")
-
-    @property
-    def window(self) -> int:
-        """Iterations of history later iterations can reach (max distance + 1)."""
-        return 1 + max((d for op in self.ops for _, d in op.deps), default=0)
+def _kind_of(ins) -> int | None:
+    if isinstance(ins, (Compute, Release)):
+        return K_ENGINE
+    if isinstance(ins, Load):
+        return K_LOAD
+    if isinstance(ins, Store):
+        return K_STORE
+    if isinstance(ins, Sore):
+        return K_SORE
+    if isinstance(ins, (WeightUpdate, Vector)):
+        return K_WU
+    return None
 
 
-@dataclass(frozen=True)
-class SysProgram:
-    """A lowered program: blocks in program order."""
+def _delta(ins) -> tuple[int, ...]:
+    d = [0] * NCOUNT
+    if isinstance(ins, Load):
+        d[C_LOAD] = 1
+        d[C_LACT if ins.buffer is Buffer.ACT else C_LWGT] = 1
+    elif isinstance(ins, Compute):
+        d[C_ENG] = 1
+        d[C_PACT] = int(ins.pop_a)
+        d[C_PWGT] = int(ins.pop_b)
+    elif isinstance(ins, Release):
+        d[C_ENG] = 1
+        d[C_PACT if ins.buffer is Buffer.ACT else C_PWGT] = 1
+    elif isinstance(ins, Store):
+        d[C_ST] = 1
+    elif isinstance(ins, Sore):
+        d[C_SO] = 1
+    elif isinstance(ins, (WeightUpdate, Vector)):
+        d[C_WU] = 1
+    return tuple(d)
 
-    blocks: tuple[Block, ...]
 
-    def __post_init__(self) -> None:
-        for b, blk in enumerate(self.blocks):
-            for i, op in enumerate(blk.ops):
-                for ref in op.ext:
-                    if not 0 <= ref.block < b:
-                        raise ValueError(f"block {b} op {i}: external dependency on block "
-                                         f"{ref.block}, which is not an earlier block")
-                    if not 0 <= ref.op < len(self.blocks[ref.block].ops):
-                        raise ValueError(f"block {b} op {i}: external dependency on op "
-                                         f"{ref.op} of block {ref.block}, which has "
-                                         f"{len(self.blocks[ref.block].ops)} ops")
+def _reads(ins) -> set[int]:
+    """Streams an instruction's dependencies read."""
+    if isinstance(ins, Load):
+        return {S_FACT if ins.buffer is Buffer.ACT else S_FWGT}
+    if isinstance(ins, Compute):
+        return {S_LACT, S_LWGT, S_ST}
+    if isinstance(ins, Release):
+        return {S_LACT if ins.buffer is Buffer.ACT else S_LWGT}
+    if isinstance(ins, Store):
+        return {S_ENG}
+    if isinstance(ins, Barrier):
+        return {s for u, s, _ in _UNIT_STREAM if ins.units & u}
+    return set()
+
+
+def _add(a, b, times: int = 1) -> tuple[int, ...]:
+    return tuple(x + y * times for x, y in zip(a, b))
+
+
+_ZERO = (0,) * NCOUNT
+
+
+class _Node:
+    """A loop of the program tree (the root is a loop of count 1)."""
+
+    __slots__ = ("nid", "count", "items", "delta", "own", "reads", "writes", "last_barrier",
+                 "has_barrier")
+
+    def __init__(self, nid: int, count: int) -> None:
+        self.nid = nid
+        self.count = count
+        self.items: list = []  # instruction indices and child _Nodes
+        self.delta = _ZERO  # counter increments of one iteration
+        self.own: set[int] = set()  # cursor kinds with instructions inside
+        self.reads: set[int] = set()
+        self.writes: set[int] = set()
+        # (units, counters after the last barrier up to the end of one iteration), or None
+        self.last_barrier: tuple[Unit, tuple[int, ...]] | None = None
+        self.has_barrier = False
+
+
+def _build_tree(prog: Program) -> _Node:
+    instrs = prog.instructions
+    nodes = [0]
+
+    def build(start: int, end: int, count: int) -> _Node:
+        node = _Node(nodes[0], count)
+        nodes[0] += 1
+        i = start
+        while i < end:
+            ins = instrs[i]
+            if isinstance(ins, Loop):
+                child = build(i + 1, i + 1 + ins.body, ins.count)
+                node.items.append(child)
+                i += 1 + ins.body
+            else:
+                node.items.append(i)
+                i += 1
+        delta = _ZERO
+        for it in node.items:
+            if isinstance(it, _Node):
+                delta = _add(delta, it.delta, it.count)
+                node.own |= it.own
+                node.reads |= it.reads
+                node.writes |= it.writes
+            else:
+                ins = instrs[it]
+                delta = _add(delta, _delta(ins))
+                k = _kind_of(ins)
+                if k is not None:
+                    node.own.add(k)
+                node.reads |= _reads(ins)
+                node.has_barrier |= isinstance(ins, Barrier)
+        node.has_barrier |= any(isinstance(x, _Node) and x.has_barrier for x in node.items)
+        node.delta = delta
+        node.writes |= {_STREAM_OF_COUNTER[c] for c in range(NCOUNT) if delta[c]}
+        tail = _ZERO
+        for it in reversed(node.items):
+            if isinstance(it, _Node):
+                if it.last_barrier is not None:
+                    node.last_barrier = (it.last_barrier[0], _add(tail, it.last_barrier[1]))
+                    break
+                tail = _add(tail, it.delta, it.count)
+            else:
+                ins = instrs[it]
+                if isinstance(ins, Barrier):
+                    node.last_barrier = (ins.units, tail)
+                    break
+                tail = _add(tail, _delta(ins))
+        return node
+
+    return build(0, len(instrs), 1)
+
+
+# --------------------------------------------------------------------------- results
 
 
 @dataclass(frozen=True)
 class Interval:
-    """A logged interval: unit (``dma0``.. for channels), cycles, attribution, kind."""
+    """A logged interval of one unit (``dma0``.. for DRAM channels)."""
 
     unit: str
     start: int
@@ -183,12 +249,12 @@ class Interval:
 
 @dataclass
 class SystemRun:
-    """Timing of one program run (mutable while the simulation fills it in).
+    """Timing of one program run.
 
-    ``busy[unit][(layer, phase)]`` and ``stall[unit][(layer, phase, cause)]`` are cycles;
-    ``engine_time[(layer, phase)]`` partitions the engine's timeline from 0 to its last
-    completion (its busy cycles, and its stalls charged to ``sore`` when the cause is
-    the SORE, else to the waiting op's phase).
+    ``busy[unit][(layer, phase)]`` and ``stall[unit][(layer, phase, cause)]`` are cycles
+    (DMA busy = channel-cycles). ``engine_time[(layer, phase)]`` partitions the engine's
+    timeline from 0 to its last completion: busy cycles, and stalls charged to ``sore``
+    when the SORE caused them, else to the waiting instruction's phase.
     """
 
     total_cycles: int = 0
@@ -199,463 +265,844 @@ class SystemRun:
     engine_time: dict[tuple[str, str], int] = field(default_factory=dict)
     channel_busy: list[int] = field(default_factory=list)
     intervals: list[Interval] = field(default_factory=list)
-    steady: list[Interval] = field(default_factory=list)
-    jumps: list[tuple[int, int, int, int, int]] = field(default_factory=list)
-    simulated_ops: int = 0
+    jumps: list[tuple[int, int, int, int]] = field(default_factory=list)
+    simulated_instructions: int = 0
     tail_key: tuple[str, str] = ("", "")
+
+
+# --------------------------------------------------------------------------- cursor
+
+
+class _Frame:
+    __slots__ = ("node", "it", "child", "key", "marks", "entry", "depth")
+
+    def __init__(self, node: _Node, key, entry) -> None:
+        self.node = node
+        self.it = 0
+        self.child = 0
+        self.key = key
+        self.entry = entry
+        self.depth = 0
+        self.marks: dict[tuple, int] = {}
+
+
+class _Cursor:
+    """Walks the program for one instruction kind, counting every instruction it passes.
+
+    :meth:`next` stops *at* the next own instruction (the position before it);
+    :meth:`commit` moves past it once executed. ``barrier`` is the latest barrier passed:
+    (units, counters there, ids of the loop frames it was passed in).
+    """
+
+    def __init__(self, sim: "_Sim", kind: int, root: _Node) -> None:
+        self.sim = sim
+        self.kind = kind
+        self.counters = list(_ZERO)
+        self.barrier: tuple[Unit, tuple[int, ...], frozenset] | None = None
+        self.frames = [_Frame(root, (root.nid, _ZERO), _ZERO)]
+        self.log: list[tuple[dict, object, int]] = []  # accumulations, for skipped periods
+        self.done = False
+
+    def _ids(self) -> frozenset:
+        return frozenset(id(f) for f in self.frames)
+
+    def next(self):
+        """The next own instruction's index (the cursor stays before it), or None."""
+        sim = self.sim
+        instrs = sim.instrs
+        while self.frames:
+            f = self.frames[-1]
+            node = f.node
+            if f.child >= len(node.items):
+                # End of an iteration.
+                f.it += 1
+                f.child = 0
+                if len(self.frames) > 1:
+                    sim.iteration_done(self, f)
+                if f.it >= node.count:
+                    self.frames.pop()
+                    if self.frames:
+                        self.frames[-1].child += 1
+                continue
+            item = node.items[f.child]
+            if isinstance(item, _Node):
+                if self.kind in item.own:
+                    key = (item.nid, tuple(self.counters))
+                    nf = _Frame(item, key, tuple(self.counters))
+                    nf.depth = len(self.frames)
+                    self.frames.append(nf)
+                    sim.loop_entered(self, key, item)
+                    continue
+                if item.last_barrier is not None:
+                    exit_c = _add(self.counters, item.delta, item.count)
+                    units, tail = item.last_barrier
+                    self.barrier = (units, tuple(a - b for a, b in zip(exit_c, tail)),
+                                    self._ids())
+                self.counters = list(_add(self.counters, item.delta, item.count))
+                f.child += 1
+                continue
+            ins = instrs[item]
+            if _kind_of(ins) == self.kind:
+                self.mark()
+                return item
+            f.child += 1
+            if isinstance(ins, Barrier):
+                self.barrier = (ins.units, tuple(self.counters), self._ids())
+            d = sim.deltas[item]
+            if d is not _ZERO:
+                for c in range(NCOUNT):
+                    if d[c]:
+                        self.counters[c] += d[c]
+        self.done = True
+        return None
+
+    def subpos(self, depth: int) -> tuple:
+        """Position relative to the frame at ``depth``: its child and everything deeper."""
+        fr = self.frames
+        return (fr[depth].child,) + tuple((g.it, g.child) for g in fr[depth + 1:])
+
+    def mark(self) -> None:
+        """Remember the accumulation log length at this position, in every loop frame."""
+        n = len(self.log)
+        fr = self.frames
+        for depth in range(1, len(fr)):
+            f = fr[depth]
+            f.marks.setdefault((f.it,) + self.subpos(depth), n)
+
+    def commit(self, idx: int) -> None:
+        d = self.sim.deltas[idx]
+        for c in range(NCOUNT):
+            if d[c]:
+                self.counters[c] += d[c]
+        self.frames[-1].child += 1
+
+    def frame_of(self, key) -> _Frame | None:
+        for f in self.frames:
+            if f.key == key:
+                return f
+        return None
+
+    def can_skip(self, frame: _Frame, p: int) -> bool:
+        return (frame.it - p,) + self.subpos(frame.depth) in frame.marks
+
+    def skip(self, frame: _Frame, q: int, p: int) -> None:
+        """Skip ``q`` periods of ``p`` iterations of ``frame`` from the current position
+        (anywhere inside it), adding the last period's accumulations ``q`` times."""
+        span = q * p
+        mark = frame.marks[(frame.it - p,) + self.subpos(frame.depth)]
+        agg: dict[tuple[int, object], list] = {}
+        for d, key, amount in self.log[mark:]:
+            e = agg.get((id(d), key))
+            if e is None:
+                agg[(id(d), key)] = [d, key, amount]
+            else:
+                e[2] += amount
+        for d, key, amount in agg.values():
+            d[key] = d.get(key, 0) + amount * q
+            self.log.append((d, key, amount * q))
+        delta = frame.node.delta
+        self.counters = list(_add(self.counters, delta, span))
+        if self.barrier is not None and id(frame) in self.barrier[2]:
+            units, cnt, ids = self.barrier
+            self.barrier = (units, _add(cnt, delta, span), ids)
+        frame.it += span
+        # Loop instances inside the skipped frame are now later instances.
+        for g in self.frames[frame.depth + 1:]:
+            g.entry = _add(g.entry, delta, span)
+            old = g.key
+            g.key = (g.node.nid, g.entry)
+            self.sim.rename_instance(self, old, g.key, g.node)
+            g.marks.clear()
+        frame.marks.clear()
+        self.mark()
+
+
+# --------------------------------------------------------------------------- simulation
 
 
 @dataclass(frozen=True)
 class _Jump:
-    J: int  # last real iteration before the skipped range
-    p: int  # period in iterations
-    q: int  # periods skipped
+    i: int  # iteration whose state proved the period
+    p: int  # period, iterations
     d: int  # cycles per period
-
-    @property
-    def span(self) -> int:
-        return self.q * self.p
-
-    @property
-    def shift(self) -> int:
-        return self.q * self.d
+    span: int  # iterations every process skips
 
 
-class _Acc:
-    """Per-unit, per-iteration busy/stall accumulator (needed to scale skipped periods)."""
+class _Instance:
+    """Book-keeping of one execution of a loop (for steady-state detection)."""
 
-    __slots__ = ("busy", "stall", "etime")
+    __slots__ = ("node", "kinds", "finished", "states", "jump", "segments")
 
-    def __init__(self) -> None:
-        self.busy: dict[tuple[str, str], int] = defaultdict(int)
-        self.stall: dict[tuple[str, str, str], int] = defaultdict(int)
-        self.etime: dict[tuple[str, str], int] = defaultdict(int)
-
-
-def _add_into(dst: dict, src: dict, times: int = 1) -> None:
-    for k, v in src.items():
-        dst[k] = dst.get(k, 0) + v * times
+    def __init__(self, node: _Node, kinds: set[int]) -> None:
+        self.node = node
+        self.kinds = kinds
+        self.finished: dict[int, int] = defaultdict(int)
+        self.states: dict[int, tuple] = {}
+        self.jump: _Jump | None = None
 
 
 class _Sim:
-    """One run of a :class:`SysProgram` (use :func:`run`)."""
-
-    def __init__(self, prog: SysProgram, cfg: AcceleratorConfig, extrapolate: bool,
+    def __init__(self, prog: Program, cfg: AcceleratorConfig, extrapolate: bool,
                  record: bool) -> None:
         self.prog = prog
         self.cfg = cfg
         self.extrapolate = extrapolate
         self.record = record
+        self.instrs = prog.instructions
+        self.deltas = [_delta(ins) for ins in self.instrs]
+        self.root = _build_tree(prog)
         self.env = simpy.Environment()
-        dram = cfg.dram
-        self.channels = dram.channels
-        self.latency = dram.latency_cycles
-        self.burst = dram.burst_bytes
-        self.bpc = dram.bytes_per_cycle
-        self.bus_free = [0] * self.channels
-        self.channel_busy = [0] * self.channels
-        self.last_issue = 0
+        d = cfg.dram
+        self.channels, self.latency = d.channels, d.latency_cycles
+        self.burst, self.bpc = d.burst_bytes, d.bytes_per_cycle
+        b = cfg.buffers
+        self.halves = {S_FACT: 2 if b.activation.double_buffered else 1,
+                       S_FWGT: 2 if b.weight.double_buffered else 1,
+                       S_ST: 2 if b.output.double_buffered else 1}
+        self.rec: list[dict[int, int]] = [dict() for _ in range(NSTREAM)]
+        self.count = [0] * NSTREAM  # next sequence number per stream (incl. skipped)
+        self.segments: list[list[tuple[int, int, int, int]]] = [[] for _ in range(NSTREAM)]
+        self.waiters: dict[tuple[int, int], list[simpy.Event]] = {}
+        self.instances: dict[tuple, _Instance] = {}
+        self.attr = self._attribution()
+        self.cycles = self._cycles()
+        self.cursors = {k: _Cursor(self, k, self.root) for k in range(5)}
+        self.proc_of_kind = {k: p for p, ks in _PROC_KINDS.items() for k in ks}
+        self.clock = {u: 0 for u in UNITS}  # completion time of the last op, per process
+        self.busy = {u: {} for u in UNITS}
+        self.stall = {u: {} for u in UNITS}
+        self.etime: dict = {}
+        self.bus = [0] * self.channels
+        self.chan_busy = [0] * self.channels
+        self.last_issue = [0, 0]
+        self.last_done = [0, 0]
         self.dma_end = 0
-        nblocks = len(prog.blocks)
-        # Per block: iteration -> list of done times / issue times / causes (None = not yet).
-        self.done: list[dict[int, list]] = [dict() for _ in range(nblocks)]
-        self.issue: list[dict[int, list]] = [dict() for _ in range(nblocks)]
-        self.cause: list[dict[int, list]] = [dict() for _ in range(nblocks)]
-        self.snap: list[dict[int, dict[str, tuple]]] = [dict() for _ in range(nblocks)]
-        self.finished_units: list[dict[int, int]] = [defaultdict(int) for _ in range(nblocks)]
-        self.waiters: dict[tuple[int, int, int], list[simpy.Event]] = {}
-        self.jumps: dict[int, _Jump] = {}
-        self.cur_iter: dict[str, tuple[int, int]] = {}
-        # Static structure: each unit's ops per block.
-        self.unit_ops: list[dict[str, tuple[int, ...]]] = []
-        for blk in prog.blocks:
-            per: dict[str, list[int]] = defaultdict(list)
-            for i, op in enumerate(blk.ops):
-                per[op.unit].append(i)
-            self.unit_ops.append({u: tuple(v) for u, v in per.items()})
-        self.out = SystemRun()
-        self.out.busy = {u: defaultdict(int) for u in UNITS}
-        self.out.stall = {u: defaultdict(int) for u in UNITS}
-        self.out.engine_time = defaultdict(int)
-        self.acc: dict[str, dict[tuple[int, int], _Acc]] = {u: {} for u in UNITS}
-        self.ops_run = 0
+        self.intervals: list[Interval] = []
+        self.jumps: list = []
+        self.executed = 0
         self.last_key: dict[str, tuple[str, str]] = {}
+        self.pending_jump: dict[str, list[tuple]] = {u: [] for u in UNITS}
+        self.dma_heads: list = [None, None]
+        self.dma_deps: list = [None, None]
 
-    # ------------------------------------------------------------------ time lookup
+    # ------------------------------------------------------------------ static tables
 
-    def _map(self, b: int, it: int) -> tuple[int, int]:
-        """(real iteration, cycle shift) holding iteration ``it``'s times."""
-        j = self.jumps.get(b)
-        if j is not None and j.J < it <= j.J + j.span:
-            return it - j.span, j.shift
-        return it, 0
+    def _attribution(self) -> list[tuple[str, str]]:
+        """(layer, phase) of each instruction. Loads belong to the next COMPUTE in program
+        order, stores and releases to the previous one."""
+        layers = self.prog.layers
+        name = (lambda i: layers[i] if i < len(layers) else str(i))
+        out: list[tuple[str, str]] = [("", "")] * len(self.instrs)
+        prev = ("", Phase.FF.value)
+        for i, ins in enumerate(self.instrs):
+            if isinstance(ins, Compute):
+                prev = (name(ins.layer), ins.phase.value)
+                out[i] = prev
+            elif isinstance(ins, Sore):
+                out[i] = (name(ins.layer), Phase.SORE.value)
+            elif isinstance(ins, WeightUpdate):
+                out[i] = (name(ins.layer), Phase.WU.value)
+            elif isinstance(ins, Vector):
+                out[i] = (name(ins.layer), ins.phase.value)
+            elif isinstance(ins, (Store, Release)):
+                out[i] = prev
+        nxt = None
+        for i in range(len(self.instrs) - 1, -1, -1):
+            ins = self.instrs[i]
+            if isinstance(ins, Compute):
+                nxt = out[i]
+            elif isinstance(ins, Load):
+                out[i] = nxt if nxt is not None else prev
+        return out
 
-    def _lookup(self, b: int, it: int, k: int) -> tuple[int, str] | None:
-        real, shift = self._map(b, it)
-        row = self.done[b].get(real)
-        if row is None or row[k] is None:
-            return None
-        return row[k] + shift, self.cause[b][real][k]
+    def _stream_cycles(self, nbytes: int) -> int:
+        """Cycles to stream ``nbytes`` over all channels, first byte after the latency."""
+        if nbytes <= 0:
+            return 0
+        bursts = -(-nbytes // self.burst)
+        per = -(-bursts // self.channels)
+        return self.latency + -(-(per * self.burst) // self.bpc)
 
-    def _wait(self, b: int, it: int, k: int):
-        """Generator: block until (b, it, k) has a scheduled completion; return it."""
-        got = self._lookup(b, it, k)
-        while got is None:
-            real, _ = self._map(b, it)
+    def _cycles(self) -> list[int]:
+        cfg = self.cfg
+        out = [0] * len(self.instrs)
+        lanes = cfg.weight_update.lanes
+        for i, ins in enumerate(self.instrs):
+            if isinstance(ins, Compute):
+                out[i] = tile_model.compute_cycles(ins, cfg)
+            elif isinstance(ins, Sore):
+                out[i] = max(tile_model.sore_cycles(ins, cfg),
+                             self._stream_cycles(ins.read_bytes + ins.write_bytes))
+            elif isinstance(ins, WeightUpdate):
+                out[i] = max(tile_model.weight_update_cycles(ins, cfg),
+                             self._stream_cycles(ins.read_bytes + ins.write_bytes))
+            elif isinstance(ins, Vector):
+                lane = (-(-ins.elements // lanes) * _VECTOR_PASSES[ins.kind]
+                        + cfg.weight_update.pipeline_latency)
+                out[i] = max(lane, self._stream_cycles(ins.read_bytes + ins.write_bytes))
+        return out
+
+    # ------------------------------------------------------------------ streams
+
+    def _resolve(self, s: int, n: int) -> tuple[int, int]:
+        """(real sequence number, cycle shift) holding completion ``n`` of stream ``s``."""
+        shift = 0
+        segs = self.segments[s]
+        while segs:
+            # Segments are in increasing order; the base of a skipped completion can lie
+            # in an earlier (inner loop's) skipped range, hence the loop.
+            j = bisect.bisect_left(segs, (n,)) - 1
+            if j < 0:
+                break
+            start, length, per, d = segs[j]
+            if not start < n <= start + length:
+                break
+            m = -(-(n - start) // per)
+            n -= m * per
+            shift += m * d
+        return n, shift
+
+    def _get(self, s: int, n: int):
+        """Generator: completion time of ``n`` of stream ``s`` (waits until scheduled)."""
+        while True:
+            real, shift = self._resolve(s, n)
+            t = self.rec[s].get(real)
+            if t is not None:
+                return t + shift
             ev = self.env.event()
-            self.waiters.setdefault((b, real, k), []).append(ev)
+            self.waiters.setdefault((s, real), []).append(ev)
             yield ev
-            got = self._lookup(b, it, k)
-        return got
 
-    def _row(self, table: list[dict[int, list]], b: int, it: int) -> list:
-        row = table[b].get(it)
-        if row is None:
-            row = [None] * len(self.prog.blocks[b].ops)
-            table[b][it] = row
-        return row
+    def _peek(self, s: int, n: int) -> int | None:
+        real, shift = self._resolve(s, n)
+        t = self.rec[s].get(real)
+        return None if t is None else t + shift
 
-    def _record(self, b: int, it: int, k: int, issue: int, done: int, cause: str) -> None:
-        self._row(self.issue, b, it)[k] = issue
-        self._row(self.done, b, it)[k] = done
-        self._row(self.cause, b, it)[k] = cause
-        ws = self.waiters.pop((b, it, k), None)
+    def _put(self, s: int, t: int) -> None:
+        n = self.count[s]
+        self.count[s] = n + 1
+        self.rec[s][n] = t
+        ws = self.waiters.pop((s, n), None)
         if ws:
             for ev in ws:
                 ev.succeed()
 
-    # ------------------------------------------------------------------ unit processes
+    def _deps(self, kind: int, idx: int, cur: _Cursor) -> list[tuple[int, int]]:
+        """(stream, sequence number) pairs instruction ``idx`` waits for, at the cursor's
+        counters (which are the counts before it)."""
+        ins = self.instrs[idx]
+        c = cur.counters
+        deps = []
+        if isinstance(ins, Load):
+            s, cn = (S_FACT, C_LACT) if ins.buffer is Buffer.ACT else (S_FWGT, C_LWGT)
+            n = c[cn] - self.halves[s]
+            if n >= 0:
+                deps.append((s, n))
+        elif isinstance(ins, Compute):
+            deps.append((S_LACT, c[C_PACT]))
+            deps.append((S_LWGT, c[C_PWGT]))
+            n = c[C_ST] - self.halves[S_ST]
+            if n >= 0:
+                deps.append((S_ST, n))
+        elif isinstance(ins, Release):
+            if ins.buffer is Buffer.ACT:
+                deps.append((S_LACT, c[C_PACT]))
+            else:
+                deps.append((S_LWGT, c[C_PWGT]))
+        elif isinstance(ins, Store):
+            if c[C_ENG] > 0:
+                deps.append((S_ENG, c[C_ENG] - 1))
+        if cur.barrier is not None:
+            units, cnt, _ = cur.barrier
+            for u, s, cn in _UNIT_STREAM:
+                if units & u and cnt[cn] > 0:
+                    deps.append((s, cnt[cn] - 1))
+        return deps
 
-    def _deps(self, b: int, it: int, op: SimOp):
-        """Generator: wait until every dependency is scheduled; return (ready, cause)."""
-        ready, cause = -1, DEPENDENCY
-        for k, dist in op.deps:
-            src = it - dist
-            if src < 0:
-                continue
-            t, c = yield from self._wait(b, src, k)
+    def _ready(self, deps):
+        """Generator: (time all deps are done, cause of the latest)."""
+        ready, cause = 0, DEPENDENCY
+        for s, n in deps:
+            t = yield from self._get(s, n)
             if t > ready:
-                ready, cause = t, c
-        if it == 0:
-            for ref in op.ext:
-                last = self.prog.blocks[ref.block].repeat - 1
-                t, c = yield from self._wait(ref.block, last, ref.op)
-                if t > ready:
-                    ready, cause = t, c
+                ready, cause = t, STREAM_CAUSE[s]
         return ready, cause
 
-    def _acc(self, unit: str, b: int, it: int) -> _Acc:
-        key = (b, it)
-        a = self.acc[unit].get(key)
-        if a is None:
-            a = self.acc[unit][key] = _Acc()
-        return a
+    # ------------------------------------------------------------------ accounting
 
-    def _log(self, unit: str, start: int, end: int, op: SimOp, kind: str) -> None:
-        if end > start:
-            self.out.intervals.append(Interval(unit, start, end, op.layer, op.phase.value, kind))
+    def _acc(self, cur: _Cursor, d: dict, key: tuple, amount: int) -> None:
+        if amount:
+            d[key] = d.get(key, 0) + amount
+            if len(cur.frames) > 1:
+                cur.log.append((d, key, amount))
 
-    def _exec_seq(self, unit: str, b: int, it: int, k: int, op: SimOp, acc: _Acc):
+    def _log(self, unit: str, start: int, end: int, key: tuple[str, str], kind: str) -> None:
+        if self.record and end > start:
+            self.intervals.append(Interval(unit, start, end, key[0], key[1], kind))
+
+    # ------------------------------------------------------------------ processes
+
+    def _seq_proc(self, unit: str):
+        """Engine, SORE and vector engine: one in-order queue, busy for the op's cycles."""
         env = self.env
-        now = env.now
-        ready, cause = yield from self._deps(b, it, op)
-        start = max(now, ready)
-        stall = start - now
-        layer, phase = op.layer, op.phase.value
-        if stall:
-            acc.stall[(layer, phase, cause)] += stall
-            if unit == ENGINE:
-                acc.etime[(layer, "sore" if cause == SORE_CAUSE else phase)] += stall
-            if self.record:
-                self._log(unit, now, start, op, f"stall:{cause}")
-        done = start + op.cycles
-        own_cause = cause if unit == CTL else _CAUSE_OF_UNIT[unit]
-        self._record(b, it, k, start, done, own_cause)
-        if op.cycles:
-            acc.busy[(layer, phase)] += op.cycles
-            if unit == ENGINE:
-                acc.etime[(layer, phase)] += op.cycles
-            if self.record:
-                self._log(unit, start, done, op, op.kind)
-        if done > env.now:
-            yield env.timeout(done - env.now)
+        cur = self.cursors[_PROC_KINDS[unit][0]]
+        is_engine = unit == ENGINE
+        while True:
+            shift = self._maybe_jump(unit)
+            if shift:
+                yield env.timeout(shift)
+            idx = cur.next()
+            if idx is None:
+                break
+            self.executed += 1
+            ins = self.instrs[idx]
+            key = self.attr[idx]
+            deps = self._deps(cur.kind, idx, cur)
+            ready, cause = yield from self._ready(deps)
+            now = env.now
+            prev = self.clock[unit]
+            start = max(prev, ready)
+            if start > prev:
+                self._acc(cur, self.stall[unit], (key[0], key[1], cause), start - prev)
+                if is_engine:
+                    ek = (key[0], Phase.SORE.value if cause == SORE_CAUSE else key[1])
+                    self._acc(cur, self.etime, ek, start - prev)
+                self._log(unit, prev, start, key, f"stall:{cause}")
+            cyc = self.cycles[idx]
+            done = start + cyc
+            self.clock[unit] = done
+            if cyc:
+                self._acc(cur, self.busy[unit], key, cyc)
+                if is_engine:
+                    self._acc(cur, self.etime, key, cyc)
+                self._log(unit, start, done, key, type(ins).__name__.lower())
+            if is_engine:
+                self._put(S_ENG, done)
+                if isinstance(ins, Compute):
+                    if ins.pop_a:
+                        self._put(S_FACT, done)
+                    if ins.pop_b:
+                        self._put(S_FWGT, done)
+                else:
+                    self._put(S_FACT if ins.buffer is Buffer.ACT else S_FWGT, done)
+            elif unit == SORE:
+                self._put(S_SO, done)
+            else:
+                self._put(S_WU, done)
+            cur.commit(idx)
+            cur.mark()
+            self.last_key[unit] = key
+            if done > now:
+                yield env.timeout(done - now)
+        self.clock[unit] = max(self.clock[unit], env.now)
 
-    def _exec_dma(self, b: int, it: int, k: int, op: SimOp, acc: _Acc):
+    def _dma_issue(self, q: int, idx: int, cur: _Cursor, ready: int, cause: str) -> None:
         env = self.env
-        ready, cause = yield from self._deps(b, it, op)
-        if ready > env.now:
-            yield env.timeout(ready - env.now)
+        ins = self.instrs[idx]
+        key = self.attr[idx]
         issue = env.now
-        # The DMA is idle (stalled) once everything issued has drained.
-        idle_from = self.dma_end
+        idle_from = max(self.dma_end, self.last_issue[q])
         if issue > idle_from:
-            acc.stall[(op.layer, op.phase.value, cause)] += issue - idle_from
-        self.last_issue = issue
-        bursts = -(-op.nbytes // self.burst) if op.nbytes else 0
+            self._acc(cur, self.stall[DMA], (key[0], key[1], cause), issue - idle_from)
+            self._log(DMA, idle_from, issue, key, f"stall:{cause}")
+        self.last_issue[q] = issue
+        bursts = -(-ins.bytes // self.burst)
         base, extra = divmod(bursts, self.channels)
-        done = issue
         first = issue + self.latency
-        for c in range(self.channels):
-            nb = base + (1 if c < extra else 0)
+        done = max(issue, self.last_done[q])
+        kind = "load" if q == 0 else "store"
+        for ch in range(self.channels):
+            nb = base + (1 if ch < extra else 0)
             if not nb:
                 continue
             cyc = -(-(nb * self.burst) // self.bpc)
-            s = max(first, self.bus_free[c])
+            s = max(first, self.bus[ch])
             e = s + cyc
-            self.bus_free[c] = e
-            self.channel_busy[c] += cyc
-            acc.busy[(op.layer, op.phase.value)] += cyc
-            if self.record:
-                self._log(f"dma{c}", s, e, op, op.kind)
+            self.bus[ch] = e
+            self._acc(cur, self.chan_acc, ch, cyc)
+            self._acc(cur, self.busy[DMA], key, cyc)
+            self._log(f"dma{ch}", s, e, key, kind)
             if e > done:
                 done = e
+        self.last_done[q] = done
         if done > self.dma_end:
             self.dma_end = done
-        self._record(b, it, k, issue, done, MEMORY)
+        if q == 0:
+            self._put(S_LOAD, done)
+            self._put(S_LACT if ins.buffer is Buffer.ACT else S_LWGT, done)
+        else:
+            self._put(S_ST, done)
+        cur.commit(idx)
+        cur.mark()
+        self.last_key[DMA] = key
 
-    def _unit(self, unit: str):
+    def _dma_proc(self):
         env = self.env
-        blocks = self.prog.blocks
-        for b, blk in enumerate(blocks):
-            idxs = self.unit_ops[b].get(unit)
-            if not idxs:
+        curs = (self.cursors[K_LOAD], self.cursors[K_STORE])
+        heads: list[int | None] = [None, None]
+        deps: list = [None, None]
+        for q in (0, 1):
+            heads[q] = curs[q].next()
+            if heads[q] is not None:
+                deps[q] = self._deps(curs[q].kind, heads[q], curs[q])
+        self.dma_heads = heads
+        self.dma_deps = deps
+        while heads[0] is not None or heads[1] is not None:
+            shift = self._maybe_jump(DMA)
+            if shift:
+                for q in (0, 1):
+                    if heads[q] is not None:
+                        deps[q] = self._deps(curs[q].kind, heads[q], curs[q])
+                yield env.timeout(shift)
+            known: list = [None, None]
+            pending: list[simpy.Event] = []
+            for q in (0, 1):
+                if heads[q] is None:
+                    continue
+                ready, cause, missing = 0, DEPENDENCY, None
+                for s, n in deps[q]:
+                    t = self._peek(s, n)
+                    if t is None:
+                        missing = (s, n)
+                        break
+                    if t > ready:
+                        ready, cause = t, STREAM_CAUSE[s]
+                if missing is None:
+                    known[q] = (max(ready, self.last_issue[q]), cause)
+                else:
+                    real, _ = self._resolve(*missing)
+                    ev = env.event()
+                    self.waiters.setdefault((missing[0], real), []).append(ev)
+                    pending.append(ev)
+            cand = [(known[q][0], q) for q in (0, 1) if known[q] is not None]
+            if not cand:
+                yield simpy.AnyOf(env, pending)
                 continue
-            ops = blk.ops
-            it = 0
-            while it < blk.repeat:
-                self.cur_iter[unit] = (b, it)
-                acc = self._acc(unit, b, it)
-                for k in idxs:
-                    self.ops_run += 1
-                    if unit == DMA:
-                        yield from self._exec_dma(b, it, k, ops[k], acc)
-                    else:
-                        yield from self._exec_seq(unit, b, it, k, ops[k], acc)
-                self._commit(unit, acc)
-                if unit == DMA:
-                    lim = self.last_issue + self.latency
-                    self.snap[b].setdefault(it, {})[unit] = (
-                        self.last_issue, (self.dma_end,) + tuple(max(f, lim) for f in self.bus_free))
-                self._unit_finished_iteration(b, it)
-                j = self.jumps.get(b)
-                if j is not None and j.J == it:
-                    self._apply_jump(unit, b, j)
-                    if unit == DMA:
-                        # Shift the clamped channel state (a bus free before the next
-                        # request's first byte cannot bind, see _state).
-                        lim = self.last_issue + self.latency
-                        self.bus_free = [max(f, lim) + j.shift for f in self.bus_free]
-                        self.last_issue += j.shift
-                        self.dma_end += j.shift
-                    yield env.timeout(j.shift)
-                    it += j.span
-                self._prune(unit, b, it)
-                it += 1
-            if unit != DMA:
-                self.out.unit_end[unit] = env.now
-            last = ops[idxs[-1]]
-            self.last_key[unit] = (last.layer, last.phase.value)
-        if unit == DMA:
-            self.out.unit_end[DMA] = self.dma_end
-
-    def _commit(self, unit: str, acc: _Acc) -> None:
-        _add_into(self.out.busy[unit], acc.busy)
-        _add_into(self.out.stall[unit], acc.stall)
-        if unit == ENGINE:
-            _add_into(self.out.engine_time, acc.etime)
-
-    def _apply_jump(self, unit: str, b: int, j: _Jump) -> None:
-        """Charge ``q`` more periods of this unit's busy and stall cycles, and log them."""
-        start = self.env.now if unit != DMA else max(self.bus_free)
-        for it in range(j.J - j.p + 1, j.J + 1):
-            a = self.acc[unit][(b, it)]
-            _add_into(self.out.busy[unit], a.busy, j.q)
-            _add_into(self.out.stall[unit], a.stall, j.q)
-            if unit == ENGINE:
-                _add_into(self.out.engine_time, a.etime, j.q)
-        if unit == DMA:
-            # Per-channel busy cycles of the period, from the channel counters' growth.
-            per = self._dma_period_channel_busy(b, j)
-            for c, cyc in enumerate(per):
-                self.channel_busy[c] += cyc * j.q
-        op = self.prog.blocks[b].ops[self.unit_ops[b][unit][0]]
-        name = unit if unit != DMA else "dma"
-        self.out.steady.append(Interval(name, start, start + j.shift, op.layer,
-                                        op.phase.value, f"steady x{j.span}"))
-
-    def _dma_period_channel_busy(self, b: int, j: _Jump) -> list[int]:
-        blk = self.prog.blocks[b]
-        per = [0] * self.channels
-        for k in self.unit_ops[b][DMA]:
-            op = blk.ops[k]
-            bursts = -(-op.nbytes // self.burst) if op.nbytes else 0
-            base, extra = divmod(bursts, self.channels)
-            for c in range(self.channels):
-                nb = base + (1 if c < extra else 0)
-                if nb:
-                    per[c] += -(-(nb * self.burst) // self.bpc)
-        return [x * j.p for x in per]
-
-    def _prune(self, unit: str, b: int, it: int) -> None:
-        accs = self.acc[unit]
-        old = (b, it - MAX_PERIOD - 1)
-        accs.pop(old, None)
+            t, q = min(cand)
+            if t > env.now:
+                # Wait for the earliest known head, unless an unknown one resolves first.
+                yield simpy.AnyOf(env, pending + [env.timeout(t - env.now)])
+                continue
+            self.executed += 1
+            self._dma_issue(q, heads[q], curs[q], t, known[q][1])
+            heads[q] = curs[q].next()
+            deps[q] = (self._deps(curs[q].kind, heads[q], curs[q])
+                       if heads[q] is not None else None)
+        self.clock[DMA] = self.dma_end
 
     # ------------------------------------------------------------------ steady state
 
-    def _unit_finished_iteration(self, b: int, it: int) -> None:
-        fin = self.finished_units[b]
-        fin[it] += 1
-        if fin[it] == len(self.unit_ops[b]):
-            del fin[it]
-            if self.extrapolate and b not in self.jumps:
-                self._detect(b, it)
+    def loop_entered(self, cur: _Cursor, key, node: _Node) -> None:
+        if key not in self.instances:
+            self.instances[key] = _Instance(node, set(node.own))
 
-    def _state(self, b: int, i: int, w: int) -> list[int] | None:
-        out: list[int] = []
-        for t in range(i - w + 1, i + 1):
-            d, s = self.done[b].get(t), self.issue[b].get(t)
-            if d is None or s is None:
-                return None
-            out.extend(d)
-            out.extend(s)
-        snap = self.snap[b].get(i)
-        if snap is not None:
-            for u in sorted(snap):
-                last, bus = snap[u]
-                out.append(last)
-                out.extend(bus)
-        return out
+    def _has_jump(self, key) -> bool:
+        inst = self.instances.get(key)
+        return inst is not None and inst.jump is not None
 
-    def _detect(self, b: int, i: int) -> None:
-        blk = self.prog.blocks[b]
-        w = blk.window
-        cur = self._state(b, i, w)
-        if cur is None:
+    def rename_instance(self, cur: _Cursor, old, new, node: _Node) -> None:
+        """A cursor skipped into a later instance of an inner loop: carry its pending
+        jump (if any) over to the new instance."""
+        inst = self.instances.get(old)
+        if new not in self.instances:
+            ni = _Instance(node, set(node.own))
+            if inst is not None and inst.jump is not None:
+                ni.jump = inst.jump
+            self.instances[new] = ni
+        unit = self.proc_of_kind[cur.kind]
+        pend = self.pending_jump[unit]
+        if old in pend:
+            pend.remove(old)
+            if new not in pend:
+                pend.append(new)
+
+    def iteration_done(self, cur: _Cursor, frame: _Frame) -> None:
+        inst = self.instances.get(frame.key)
+        if inst is None:
+            inst = self.instances[frame.key] = _Instance(frame.node, set(frame.node.own))
+        if inst.jump is not None:
             return
+        i = frame.it - 1
+        inst.finished[i] += 1
+        if inst.finished[i] < len(inst.kinds):
+            return
+        del inst.finished[i]
+        if not self.extrapolate or frame.node.count - i < 8:
+            return
+        state = self._state(frame.key, inst)
+        if state is None:
+            inst.states.clear()
+            return
+        inst.states[i] = state
+        inst.states.pop(i - MAX_PERIOD - 1, None)
         for p in range(1, MAX_PERIOD + 1):
-            if i - p - w + 1 < 0:
-                break
-            prev = self._state(b, i - p, w)
-            if prev is None or len(prev) != len(cur):
+            old = inst.states.get(i - p)
+            if old is None:
                 continue
-            # Stall causes propagate through barriers, so they are state too.
-            if any(self.cause[b][i - t] != self.cause[b][i - p - t] for t in range(w)):
+            dd = self._period(old, state, p)
+            if dd is None:
                 continue
-            d = cur[0] - prev[0]
-            if d < 0 or any(x - y != d for x, y in zip(cur, prev)):
-                continue
-            # Every unit of the block must be able to stop after the same iteration J.
-            J = i + p
-            for u in self.unit_ops[b]:
-                ub, uit = self.cur_iter.get(u, (b, 0))
-                if ub == b:
-                    J = max(J, uit)
-            q = (blk.repeat - 1 - J) // p
+            # All processes skip the same span; leave the last iterations real so the
+            # loop's exit (when the leading unit moves on to later work) is simulated.
+            its = state[2]
+            gap = max(its) - min(its)
+            last = max(its) + 1
+            q = (frame.node.count - 1 - last - gap - 1) // p
             if q < 1:
                 return
-            jump = _Jump(J=J, p=p, q=q, d=d)
-            self.jumps[b] = jump
-            self.out.jumps.append((b, J, p, q, d))
-            # Waiters on iterations that are now virtual wait for their base instead.
-            for key in [k for k in self.waiters if k[0] == b and J < k[1] <= J + jump.span]:
-                evs = self.waiters.pop(key)
-                if self._lookup(b, key[1], key[2]) is not None:
-                    for ev in evs:
-                        ev.succeed()
-                else:
-                    self.waiters.setdefault((b, key[1] - jump.span, key[2]), []).extend(evs)
+            span = q * p
+            if DMA in self._units_of(inst) and not self._other_queue_waits(inst, span):
+                return
+            inst.jump = _Jump(i, p, dd, span)
+            inst.states.clear()
+            for u in self._units_of(inst):
+                self.pending_jump[u].append(frame.key)
             return
+
+    @staticmethod
+    def _units_of(inst: _Instance) -> list[str]:
+        return [u for u, ks in _PROC_KINDS.items() if any(k in inst.kinds for k in ks)]
+
+    def _state(self, key, inst: _Instance):
+        """The timing state now: (times that must all shift by the same d, values that
+        must match exactly, iteration indices that must advance by p, counts with their
+        growth per iteration, constant completion times that must not bind); None if
+        it cannot be captured (a cursor left the loop, a completion not yet scheduled)."""
+        now = self.env.now
+        times: list[int] = [now]
+        exact: list = []
+        its: list[int] = []
+        counts: list[tuple[int, int]] = []
+        fixed: list[int] = []
+        node = inst.node
+        for u, ks in _PROC_KINDS.items():
+            part = [k for k in ks if k in inst.kinds]
+            if not part:
+                continue
+            if u == DMA:
+                lim = now + self.latency
+                times.extend(max(b, lim) for b in self.bus)
+                times.append(self.dma_end)
+                times.extend(max(x, now) for x in self.last_done)
+                for q, k in ((0, K_LOAD), (1, K_STORE)):
+                    if k not in inst.kinds:
+                        # A queue outside the loop must sit at the same instruction.
+                        exact.append(("idle", q, self.dma_heads[q]))
+            else:
+                times.append(self.clock[u])
+            for k in part:
+                cur = self.cursors[k]
+                f = cur.frame_of(key)
+                if f is None:
+                    return None
+                exact.append((k, cur.subpos(f.depth), tuple(
+                    (g.key in self.pending_jump[u], self._has_jump(g.key))
+                    for g in cur.frames[f.depth + 1:])))
+                its.append(f.it)
+                counts.extend(zip(cur.counters, node.delta))
+                if cur.barrier is not None:
+                    units, cnt, ids = cur.barrier
+                    inside = id(f) in ids
+                    exact.append((int(units), inside))
+                    counts.extend(zip(cnt, node.delta if inside else _ZERO))
+                    if not inside:
+                        for uu, st, cn in _UNIT_STREAM:
+                            if units & uu and cnt[cn] > 0:
+                                t = self._peek(st, cnt[cn] - 1)
+                                if t is None:
+                                    return None
+                                fixed.append(t)
+                else:
+                    exact.append(None)
+        for st in sorted(node.reads | node.writes):
+            n = self.count[st]
+            per = node.delta[self._counter_of(st)]
+            counts.append((n, per))
+            window = per * (MAX_PERIOD + 3) + 4
+            if window > 4096:
+                return None
+            for j in range(max(0, n - window), n):
+                t = self._peek(st, j)
+                if t is None:
+                    return None
+                if per:
+                    times.append(t)
+                else:
+                    fixed.append(t)
+        return times, exact, its, counts, fixed
+
+    @staticmethod
+    def _counter_of(s: int) -> int:
+        return {S_LOAD: C_LOAD, S_LACT: C_LACT, S_LWGT: C_LWGT, S_FACT: C_PACT,
+                S_FWGT: C_PWGT, S_ENG: C_ENG, S_ST: C_ST, S_SO: C_SO, S_WU: C_WU}[s]
+
+    @staticmethod
+    def _period(old, new, p: int) -> int | None:
+        """d if ``new`` is ``old`` shifted by d cycles and p iterations, else None."""
+        t0, e0, i0, c0, f0 = old
+        t1, e1, i1, c1, f1 = new
+        if len(t0) != len(t1) or e0 != e1 or len(c0) != len(c1) or len(f0) != len(f1):
+            return None
+        d = t1[0] - t0[0]
+        if d <= 0 or any(b - a != d for a, b in zip(t0, t1)):
+            return None
+        if any(b - a != p for a, b in zip(i0, i1)):
+            return None
+        if any(nb - na != p * g for (na, g), (nb, _) in zip(c0, c1)):
+            return None
+        # Completions that do not move with the loop must be equal and already past
+        # (so they can never bind a later instruction: every start is >= now).
+        if f0 != f1 or any(t > t0[0] for t in f0):
+            return None
+        return d
+
+    def _maybe_jump(self, unit: str) -> int:
+        """Skip the proven periods for ``unit`` once each of its cursors in the loop is
+        at or past iteration i + p; returns the cycles to advance its clock (0: none)."""
+        pend = self.pending_jump[unit]
+        if not pend:
+            return 0
+        total = 0
+        for key in list(pend):
+            inst = self.instances[key]
+            j = inst.jump
+            frames = []
+            ready = True
+            for k in _PROC_KINDS[unit]:
+                if k not in inst.kinds:
+                    continue
+                cur = self.cursors[k]
+                f = cur.frame_of(key)
+                if f is None or f.it < j.i + j.p or not cur.can_skip(f, j.p):
+                    ready = False
+                    break
+                frames.append((cur, f))
+            if not ready:
+                continue
+            pend.remove(key)
+            q = j.span // j.p
+            shift = q * j.d
+            for cur, f in frames:
+                if f.it + j.span > f.node.count - 1:  # pragma: no cover - guarded by span
+                    raise AssertionError("skip past the end of a loop")
+                before = tuple(cur.counters)
+                cur.skip(f, q, j.p)
+                for c in range(NCOUNT):
+                    per = f.node.delta[c] * j.p
+                    st = _STREAM_OF_COUNTER[c]
+                    if per and _kind_produces(cur.kind, st):
+                        start = before[c] - 1
+                        self.segments[st].append((start, q * per, per, j.d))
+                        self.count[st] = before[c] + q * per
+                        self._rewake(st, start, q * per)
+            now = self.env.now
+            kinds = {cur.kind for cur, _ in frames}
+            if unit == DMA:
+                lim = now + self.latency
+                self.bus = [max(b, lim) + shift for b in self.bus]
+                self.dma_end += shift
+                for q_, k in ((0, K_LOAD), (1, K_STORE)):
+                    if k in kinds:
+                        self.last_issue[q_] += shift
+                        self.last_done[q_] = max(self.last_done[q_], now) + shift
+            else:
+                self.clock[unit] += shift
+            self.jumps.append((unit, inst.node.nid, j.p, q, j.d))
+            total += shift
+        return total
+
+    def _other_queue_waits(self, inst: _Instance, span: int) -> bool:
+        """A DMA queue with no instruction in the loop must be done, or wait for a
+        completion the loop produces after the skipped iterations (else it could issue
+        in the middle of them and share the channels)."""
+        node = inst.node
+        for q, k in ((0, K_LOAD), (1, K_STORE)):
+            if k in inst.kinds or self.dma_heads[q] is None:
+                continue
+            ok = False
+            for st, n in self.dma_deps[q] or ():
+                per = node.delta[self._counter_of(st)]
+                if per and st in node.writes and n >= self.count[st] + span * per:
+                    ok = True
+            if not ok:
+                return False
+        return True
+
+    def _rewake(self, s: int, start: int, length: int) -> None:
+        for key in [k for k in self.waiters if k[0] == s and start < k[1] <= start + length]:
+            for ev in self.waiters.pop(key):
+                ev.succeed()
 
     # ------------------------------------------------------------------ run
 
     def run(self) -> SystemRun:
-        present = {op.unit for blk in self.prog.blocks for op in blk.ops}
+        self.chan_acc: dict = {}
+        procs = {}
+        kinds_present = set(self.root.own)
         for u in UNITS:
-            if u in present:
-                self.env.process(self._unit(u))
+            if any(k in kinds_present for k in _PROC_KINDS[u]):
+                procs[u] = self.env.process(self._dma_proc() if u == DMA
+                                            else self._seq_proc(u))
         self.env.run()
-        if self.waiters:
-            key = next(iter(self.waiters))
-            raise RuntimeError(f"deadlock: block {key[0]} iteration {key[1]} op {key[2]} "
-                               f"never scheduled (a dependency cycle in the program)")
-        for u in UNITS:
-            if u in present and u not in self.out.unit_end:
-                raise RuntimeError(f"unit {u} did not finish its program (deadlock)")
-        out = self.out
+        for u, p in procs.items():
+            if p.is_alive or not all(self.cursors[k].done for k in _PROC_KINDS[u]
+                                     if k in kinds_present):
+                raise RuntimeError(f"deadlock: the {u} unit never finished the program "
+                                   f"(a wait that nothing satisfies)")
+        out = SystemRun()
+        out.unit_end = {u: self.clock[u] for u in procs}
         out.total_cycles = max(out.unit_end.values(), default=0)
         out.engine_end = out.unit_end.get(ENGINE, 0)
+        out.busy = {u: dict(v) for u, v in self.busy.items()}
+        out.stall = {u: dict(v) for u, v in self.stall.items()}
+        out.engine_time = dict(self.etime)
+        out.channel_busy = [self.chan_acc.get(c, 0) for c in range(self.channels)]
+        out.intervals = self.intervals
+        out.jumps = self.jumps
+        out.simulated_instructions = self.executed
         if out.unit_end:
-            # The unit that ends last (ties: UNITS order) owns the tail.
-            last_unit = max(UNITS, key=lambda u: (out.unit_end.get(u, -1), -UNITS.index(u)))
-            out.tail_key = self.last_key[last_unit]
-        out.channel_busy = list(self.channel_busy)
-        out.simulated_ops = self.ops_run
-        out.busy = {u: dict(v) for u, v in out.busy.items()}
-        out.stall = {u: dict(v) for u, v in out.stall.items()}
-        out.engine_time = dict(out.engine_time)
+            last = max(procs, key=lambda u: (out.unit_end[u], -UNITS.index(u)))
+            out.tail_key = self.last_key.get(last, ("", ""))
         return out
 
 
-def run(prog: SysProgram, cfg: AcceleratorConfig, *, extrapolate: bool = True,
+def _kind_produces(kind: int, s: int) -> bool:
+    return {K_ENGINE: (S_ENG, S_FACT, S_FWGT), K_LOAD: (S_LOAD, S_LACT, S_LWGT),
+            K_STORE: (S_ST,), K_SORE: (S_SO,), K_WU: (S_WU,)}[kind].__contains__(s)
+
+
+def run(prog: Program, cfg: AcceleratorConfig, *, extrapolate: bool = True,
         record: bool = True) -> SystemRun:
-    """Run ``prog`` on ``cfg``'s units; return its timing.
+    """Run tile program ``prog`` on ``cfg``'s units and return its timing.
 
     Parameters
     ----------
     prog
-        A lowered program (:func:`nmsat.simulator.lowering.lower` builds one from a tile
-        program).
+        A tile program (:mod:`nmsat.dataflow.isa`).
     cfg
-        The accelerator (DRAM channels, bandwidth, latency and burst size are read here;
-        op cycles were fixed by the lowering).
+        The accelerator.
     extrapolate
-        Skip whole periods of a repeated block once its steady state is proven (exact;
-        see the module docstring). ``False`` simulates every repetition.
+        Skip whole periods of loops once their steady state is proven (exact, see the
+        module docstring). ``False`` simulates every iteration.
     record
-        Log every unit's busy and stall intervals (and one ``steady`` interval per unit
-        for each skipped range) for the timeline.
+        Log every unit's busy and stall intervals for the timeline (skipped periods are
+        not logged interval by interval).
     """
     return _Sim(prog, cfg, extrapolate, record).run()
-
-
-def static_counts(prog: SysProgram) -> dict[tuple[str, str], tuple[ActivityCounts, int]]:
-    """(layer, phase) -> (activity counts, dense-equivalent MACs) of the whole program.
-
-    Counts do not depend on timing, so they are summed statically: each block's body
-    times its repeat count.
-    """
-    out: dict[tuple[str, str], tuple[ActivityCounts, int]] = {}
-    for blk in prog.blocks:
-        for op in blk.ops:
-            key = (op.layer, op.phase.value)
-            c, dm = out.get(key, (ZERO_COUNTS, 0))
-            out[key] = (c + op.counts.scaled(blk.repeat), dm + op.dense_macs * blk.repeat)
-    return out
 
 
 def attribute_wall_time(r: SystemRun) -> dict[tuple[str, str], int]:
     """Partition ``[0, total_cycles)`` into (layer, phase) cycles.
 
-    Up to the engine's last completion, each cycle belongs to what the engine was doing
-    or waiting for (``engine_time``). The tail after it (the last weight update and its
-    stores, typically) is charged to the last instruction of the unit that finishes
-    last: a rule that depends only on the program and the end times, so extrapolated
-    and fully simulated runs attribute it identically.
+    Up to the engine's last completion each cycle belongs to what the engine was doing or
+    waiting for (``engine_time``); the tail after it (the last weight updates and stores,
+    typically) goes to the last instruction of the unit that finishes last.
     """
     out: dict[tuple[str, str], int] = dict(r.engine_time)
+    covered = sum(out.values())
+    if covered != r.engine_end:  # pragma: no cover - an accounting bug
+        raise AssertionError(f"engine timeline {covered} != engine end {r.engine_end}")
     tail = r.total_cycles - r.engine_end
     if tail > 0:
-        key = r.tail_key
-        out[key] = out.get(key, 0) + tail
+        out[r.tail_key] = out.get(r.tail_key, 0) + tail
     return out
-
-
-def burst_cycles(cfg: AcceleratorConfig, nbytes: int) -> int:
-    """Data-bus cycles of an ``nbytes`` transfer striped over all channels (the slowest
-    channel's share), excluding latency."""
-    if nbytes <= 0:
-        return 0
-    bursts = -(-nbytes // cfg.dram.burst_bytes)
-    per = math.ceil(bursts / cfg.dram.channels)
-    return -(-(per * cfg.dram.burst_bytes) // cfg.dram.bytes_per_cycle)
