@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass, field
+from typing import Any
 
 from nmsat.config import AcceleratorConfig
 from nmsat.errors import NmsatError
@@ -366,14 +367,28 @@ class _TaskCtx:
         self.m, self.n, self.k, self.count = d.m, d.n, d.k, d.count
         self.ku = cfg.array.k_per_cycle(task.nm)  # K per chunk: K-block granularity
         self.acc_bytes = 4
+        self.geom = Geometry.of(cfg)
+        self._memo: dict[tuple, Any] = {}
 
     def a_bytes(self, mb: int, kb: int) -> int:
+        key = ("a", mb, kb)
+        if key not in self._memo:
+            self._memo[key] = self._a_bytes(mb, kb)
+        return self._memo[key]
+
+    def b_bytes(self, kb: int, nb: int) -> int:
+        key = ("b", kb, nb)
+        if key not in self._memo:
+            self._memo[key] = self._b_bytes(kb, nb)
+        return self._memo[key]
+
+    def _a_bytes(self, mb: int, kb: int) -> int:
         v, t = self.task.a, self.ta
         if v.transform is Transform.IM2COL:
             return _im2col_bytes(t, mb, kb, kb == self.k)
         return isa.region_bytes(mb, kb, t.elem)
 
-    def b_bytes(self, kb: int, nb: int) -> int:
+    def _b_bytes(self, kb: int, nb: int) -> int:
         v, t = self.task.b, self.tb
         if v.transform is Transform.IM2COL:  # WG of a conv: rows = pixels (K), cols = kk
             return _im2col_bytes(t, kb, nb, nb == self.n)
@@ -429,30 +444,41 @@ def _splits(total: int, b: int) -> list[tuple[int, int]]:
     return out
 
 
-def estimate_cycles(ctx: _TaskCtx, t: Tiling) -> int:
-    """Estimated cycles of a task under a tiling: max(engine cycles from the tile model,
-    DRAM bytes / total DRAM bandwidth) - the double-buffered pipeline hides the shorter."""
-    g = Geometry.of(ctx.cfg)
-    m, n, k, nm = ctx.m, ctx.n, ctx.k, ctx.task.nm
+def estimate_cost(ctx: _TaskCtx, t: Tiling) -> tuple[int, int]:
+    """(estimated cycles, DRAM bytes) of a task under a tiling. Cycles: max(engine cycles
+    from the tile model, DRAM bytes / total DRAM bandwidth), as the double-buffered
+    pipeline hides the shorter of the two; bytes break ties (energy, contention)."""
+    m, n, k = ctx.m, ctx.n, ctx.k
     ms, ns, ks = _splits(m, t.mb), _splits(n, t.nb), _splits(k, t.kb)
-    engine = 0
-    for cm, sm in ms:
-        for cn, sn in ns:
-            for ck, sk in ks:
-                engine += cm * cn * ck * _block_cycles(t.dataflow, sm, sn, sk, nm,
-                                                       t.interleave, g)
+    ekey = ("engine", t.dataflow, t.mb, t.nb, t.kb, t.interleave)
+    engine = ctx._memo.get(ekey)
+    if engine is None:
+        g, nm = ctx.geom, ctx.task.nm
+        engine = sum(cm * cn * ck * _block_cycles(t.dataflow, sm, sn, sk, nm, t.interleave, g)
+                     for cm, sm in ms for cn, sn in ns for ck, sk in ks)
+        ctx._memo[ekey] = engine
+    bkey = ("bytes", t.mb, t.nb, t.kb)
+    sums = ctx._memo.get(bkey)
+    if sums is None:
+        sums = (sum(cm * ck * ctx.a_bytes(sm, sk) for cm, sm in ms for ck, sk in ks),
+                sum(cn * ck * ctx.b_bytes(sk, sn) for cn, sn in ns for ck, sk in ks),
+                sum(cm * cn * ctx.store_bytes(sm, sn) for cm, sm in ms for cn, sn in ns),
+                sum(c for c, _ in ms), sum(c for c, _ in ns))
+        ctx._memo[bkey] = sums
+    a_all, b_all, c_all, nmb, nnb = sums
     resident = t.kb == k
-    nmb, nnb = sum(c for c, _ in ms), sum(c for c, _ in ns)
-    a_all = sum(cm * ck * ctx.a_bytes(sm, sk) for cm, sm in ms for ck, sk in ks)
-    b_all = sum(cn * ck * ctx.b_bytes(sk, sn) for cn, sn in ns for ck, sk in ks)
-    c_all = sum(cm * cn * ctx.store_bytes(sm, sn) for cm, sm in ms for cn, sn in ns)
     if t.order == "nm":  # A reloaded per column block; B once per column block if resident
         dram = a_all * nnb + b_all * (1 if resident else nmb)
     else:
         dram = b_all * nmb + a_all * (1 if resident else nnb)
     dram += c_all
     mem = -(-dram // ctx.cfg.dram.total_bytes_per_cycle)
-    return ctx.count * max(engine, mem)
+    return ctx.count * max(engine, mem), ctx.count * dram
+
+
+def estimate_cycles(ctx: _TaskCtx, t: Tiling) -> int:
+    """Estimated cycles of a task under a tiling (see :func:`estimate_cost`)."""
+    return estimate_cost(ctx, t)[0]
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -502,19 +528,21 @@ def _largest(lo: int, hi: int, unit: int, ok) -> int | None:
 
 
 def default_tiling(ctx: _TaskCtx, dataflow: Dataflow) -> Tiling:
-    """The fixed tiling used without offline scheduling: one array column tile
-    (nb = C), the whole K when it fits, and the most rows that fit, in multiples of the
-    array's rows x accumulator latency."""
+    """The fixed tiling used without offline scheduling: greedy largest blocks, in the
+    order K, N, M: the whole K when it fits (else the most chunks), then the most columns
+    (multiples of C), then the most rows (multiples of R x La), B-stationary loop order."""
     a = ctx.cfg.array
-    mb0, nb, kb0 = _min_block(ctx)
-    kb = _largest(kb0, ctx.k, ctx.ku, lambda x: ctx.fits(mb0, nb, x) is None)
+    mb0, nb0, kb0 = _min_block(ctx)
+    kb = _largest(kb0, ctx.k, ctx.ku, lambda x: ctx.fits(mb0, nb0, x) is None)
     assert kb is not None
+    nb = _largest(nb0, ctx.n, a.cols, lambda x: ctx.fits(mb0, x, kb) is None)
+    assert nb is not None
     mb = _largest(mb0, ctx.m, a.rows * a.acc_latency, lambda x: ctx.fits(x, nb, kb) is None)
     assert mb is not None
     return Tiling(dataflow, "nm", mb, nb, kb)
 
 
-def _candidates(ctx: _TaskCtx, dataflows: tuple[Dataflow, ...]):
+def _candidates(ctx: _TaskCtx, dataflows: tuple[Dataflow, ...], interleave: bool):
     a = ctx.cfg.array
     mb0, nb0, kb0 = _min_block(ctx)
     nbs, x = {ctx.n}, nb0
@@ -536,7 +564,7 @@ def _candidates(ctx: _TaskCtx, dataflows: tuple[Dataflow, ...]):
                 continue
             for df in dataflows:
                 for order in ("nm", "mn"):
-                    yield Tiling(df, order, mb, nb, kb)
+                    yield Tiling(df, order, mb, nb, kb, interleave)
 
 
 def offline_schedule(low: Lowered, cfg: AcceleratorConfig, opts: CompileOptions) -> None:
@@ -557,9 +585,13 @@ def offline_schedule(low: Lowered, cfg: AcceleratorConfig, opts: CompileOptions)
         if key not in cache:
             if opts.offline_schedule:
                 best = None
-                for t in _candidates(ctx, dataflows):
-                    t = dataclasses.replace(t, interleave=opts.interleave)
-                    cost = (estimate_cycles(ctx, t), t.mb * t.nb * t.kb)
+                # The fixed default tilings are candidates too, so the search is never
+                # worse than the schedule it replaces.
+                cands = list(_candidates(ctx, dataflows, opts.interleave))
+                cands += [dataclasses.replace(default_tiling(ctx, df), interleave=opts.interleave)
+                          for df in dataflows]
+                for t in cands:
+                    cost = estimate_cost(ctx, t)
                     if best is None or cost < best[0]:
                         best = (cost, t)
                 assert best is not None

@@ -41,8 +41,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Iterator
 
 from nmsat.errors import NmsatError
-from nmsat.reference import compressed_bytes
-from nmsat.types import NM, Dataflow, DType, Phase
+from nmsat.types import NM, Dataflow, Phase
 from nmsat.workloads.layers import OpKind
 
 ISA_VERSION = 1
@@ -301,7 +300,10 @@ def region_bytes(rows: int, cols: int, elem: ElemType, nm: NM = NM(1, 1)) -> int
         return rows * cols * elem.bytes
     if elem.bytes not in (1, 2):
         raise IsaError(f"N:M-compressed tensors hold 1- or 2-byte operands, not {elem.name}")
-    return compressed_bytes((rows, cols), nm, 0, DType.INT8 if elem.bytes == 1 else DType.FP16)
+    # compressed_bytes((rows, cols), nm, 0, dtype) inlined (the compiler calls this often);
+    # tests check the two agree.
+    slots = cols * -(-rows // nm.m) * nm.n
+    return slots * elem.bytes + (slots * nm.index_bits + 7) // 8
 
 
 # --------------------------------------------------------------------------- instructions
