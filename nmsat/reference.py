@@ -345,14 +345,11 @@ def lane_map(b: np.ndarray | Compressed, lanes: int, act_window: int,
     ``b`` is a dense ``[K, N]`` array (dense mode, or N:M mode selecting with
     :func:`nm_mask` along K) or a :class:`Compressed` along axis 0.
     """
+    nm = NM.parse(nm)
     if isinstance(b, Compressed):
-        asked = NM.parse(nm)
-        if not asked.dense and asked != b.nm:  # never silently run another pattern
-            raise ValueError(f"weight operand is compressed {b.nm}, not {asked}")
+        if not nm.dense and nm != b.nm:  # never silently run another pattern
+            raise ValueError(f"weight operand is compressed {b.nm}, not {nm}")
         nm = b.nm
-    else:
-        nm = NM.parse(nm)
-    if isinstance(b, Compressed):
         if b.axis != 0 or len(b.shape) != 2:
             raise ValueError("compressed weight operand must be 2-D and grouped along K (axis 0)")
         comp = b
