@@ -515,6 +515,12 @@ class _Entry:
     max_seq_len: int | None = None  # position-embedding table size
 
 
+def _llm_prefill(name: str, seq_len: int) -> ZooModel:
+    """LLM serving workloads live in ``workloads/llm.py`` (which imports this module); the
+    zoo entry is their prefill graph (the decode phase: ``llm.workload``)."""
+    return importlib.import_module("nmsat.workloads.llm").zoo_factory(name)(seq_len)
+
+
 _REGISTRY: dict[str, _Entry] = {
     "resnet18": _Entry(resnet18),
     "resnet50": _Entry(resnet50),
@@ -529,6 +535,8 @@ _REGISTRY: dict[str, _Entry] = {
     "gpt2_small": _Entry(gpt2_small, default_seq_len=1024, max_seq_len=1024),
     "mlp": _Entry(mlp),
     "cnn": _Entry(cnn),
+    "llama_7b": _Entry(lambda seq_len: _llm_prefill("llama_7b", seq_len), default_seq_len=2048,
+                       max_seq_len=4096),
 }
 
 
