@@ -16,6 +16,11 @@ Stages, each a plain function over an intermediate list of *tasks*:
 5. :func:`codegen` - loop nests of LOAD / COMPUTE / STORE with barriers.
 
 Entry point: :func:`compile_workload`.
+
+Modelling choices (also in ``docs/isa.md``): every layer's BP runs, the first layer's too
+(as :meth:`Workload.macs` counts it); ReLU-type activations are fused into the output path
+(no instruction); each layer has its own DRAM tensors (no aliasing between a layer's output
+and the next layer's input); grouped convolutions keep their feature maps group-major.
 """
 
 from __future__ import annotations
@@ -75,8 +80,9 @@ class CompileOptions:
 
     @property
     def sparse_nm(self) -> NM:
-        """The pattern N:M weights use: dense for dense training."""
-        if self.mode is Mode.TRAIN and self.method is Method.DENSE:
+        """The pattern N:M weights use: dense when ``method`` is dense. Inference with a
+        sparse method runs FF on ``nm``-compressed weights."""
+        if self.method is Method.DENSE:
             return NM(1, 1)
         return self.nm
 
