@@ -630,8 +630,9 @@ def train_step(w_master: np.ndarray, x: np.ndarray, dy: np.ndarray, *, method: s
     """One training step of a linear (``conv=None``) or conv layer on the engine.
 
     Linear: ``w[out, in]``, ``x[B, in]``, ``dy[B, out]``. Conv: ``w[Cout, C/g, kh, kw]``,
-    ``x[N, C, H, W]``, ``dy[N, Cout, Ho, Wo]``. Masks come from the fp32 master weights;
-    the engine uses the dtype copy. Float dtypes only (training is fp16/bf16).
+    ``x[N, C, H, W]``, ``dy[N, Cout, Ho, Wo]``. Masks are selected from the working
+    (dtype) copy of the fp32 master weights, as the SORE sees it (docs/architecture.md,
+    section 5), and the engine uses that copy. Float dtypes only (training is fp16/bf16).
 
     FF uses the FF mask, BP the BP mask (SR-STE: the same forward mask; BDWP: the
     output-dimension mask), WG is dense. SR-STE adds ``srste_decay * (1 - mask) * w`` to

@@ -311,3 +311,15 @@ def test_weight_update_rounds_each_operation_no_fma():
     differ = fused != unfused
     assert differ.sum() > 0
     np.testing.assert_array_equal(w_new[differ], unfused[differ])
+
+
+def test_masks_come_from_the_working_copy():
+    # 1 and 1 + 2**-12 differ in fp32 but are both 1.0 in fp16: the SORE sees a tie, which
+    # the lower index wins (an fp32 selection would keep index 1)
+    w = np.array([[1.0, 1.0 + 2.0 ** -12, 0.25, 0.0]], F32)
+    x = np.ones((2, 4), F32)
+    dy = np.ones((2, 1), F32)
+    s = R.train_step(w, x, dy, method="srste", nm="1:4")
+    np.testing.assert_array_equal(s.w_ff, [[1.0, 0.0, 0.0, 0.0]])
+    # the update still applies to the fp32 master weights (decay on the pruned ones)
+    np.testing.assert_array_equal(s.dw[0, 1], F32(F32(2.0) + F32(F32(2e-4) * w[0, 1])))
