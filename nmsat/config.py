@@ -6,7 +6,7 @@ show``) and in ``docs/config.md``. The simulator, dataflow compiler, RTL generat
 and tests all read the same object.
 
 Presets are deltas on :data:`VCU1525` made with :func:`dataclasses.replace`.
-Files are TOML or YAML; unknown keys, duplicate keys and out-of-range values are
+Files are TOML, YAML or JSON; unknown keys, duplicate keys and out-of-range values are
 rejected with a :class:`~nmsat.errors.ConfigError` that names the field and value.
 """
 
