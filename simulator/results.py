@@ -91,6 +91,9 @@ class LayerResult:
     energy_pj: dict[str, float]
     dense_total_cycles: int
     speedup_vs_dense: float
+    dram_bytes_by_operand: dict[str, int] = field(default_factory=dict)
+    buffer_bytes: dict[str, int] = field(default_factory=dict)
+    engine_busy_cycles: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,6 +109,9 @@ class LayerResult:
             "energy_pj": dict(self.energy_pj),
             "dense_total_cycles": self.dense_total_cycles,
             "speedup_vs_dense": self.speedup_vs_dense,
+            "dram_bytes_by_operand": dict(self.dram_bytes_by_operand),
+            "buffer_bytes": dict(self.buffer_bytes),
+            "engine_busy_cycles": self.engine_busy_cycles,
         }
 
 
@@ -144,6 +150,8 @@ class SimResult:
     layers: tuple[LayerResult, ...]
     events: tuple[Event, ...] = field(default=(), repr=False)
     events_truncated: bool = False
+    simulated_instructions: int = 0
+    executed_instructions: int = 0
     simulate_seconds: float | None = field(default=None, compare=False)
     version: str = __version__
 
@@ -182,6 +190,8 @@ class SimResult:
             "counts": dict(self.counts),
             "dense_total_cycles": self.dense_total_cycles,
             "speedup_vs_dense": self.speedup_vs_dense,
+            "executed_instructions": self.executed_instructions,
+            "simulated_instructions": self.simulated_instructions,
             "layers": [layer.to_dict() for layer in self.layers],
             "config": self.config,
         }
@@ -230,3 +240,58 @@ def load_json(path: str | Path) -> SimResult:
     if not isinstance(data, dict):
         raise ValueError(f"{p}: not a result JSON file")
     return from_dict(data)
+
+
+# --------------------------------------------------------------------------- SCALE-Sim
+
+
+COMPUTE_REPORT_HEADER = ("LayerID, Total Cycles, Stall Cycles, Overall Util %, "
+                         "Mapping Efficiency %, Compute Util %,")
+"""SCALE-Sim v2's header (scale-sim-v2 ``simulator.py``), trailing comma included."""
+
+BANDWIDTH_REPORT_HEADER = ("LayerID, Avg IFMAP SRAM BW, Avg FILTER SRAM BW, Avg OFMAP SRAM BW, "
+                           "Avg IFMAP DRAM BW, Avg FILTER DRAM BW, Avg OFMAP DRAM BW,")
+
+
+def _row(lid: int, values: list[float]) -> str:
+    # SCALE-Sim writes "id, v1, v2, ...," with ", " separators and a trailing comma.
+    return f"{lid}, " + ", ".join(repr(float(v)) if isinstance(v, float) else str(v)
+                                  for v in values) + ","
+
+
+def compute_report_csv(r: SimResult, cfg) -> str:
+    """SCALE-Sim-style ``COMPUTE_REPORT.csv``: one row per layer, all phases together.
+
+    Total Cycles = the layer's share of the run; Stall Cycles = engine stall cycles;
+    Overall Util % = MACs / (Total Cycles x peak MACs per cycle); Compute Util % = MACs /
+    ((Total - Stall) x peak); Mapping Efficiency % = MACs / (engine busy cycles x peak):
+    how well the tiles fill the array while it runs (fill/drain and edge tiles lower it).
+    """
+    peak = cfg.array.peak_macs_per_cycle
+    lines = [COMPUTE_REPORT_HEADER]
+    for lid, layer in enumerate(r.layers):
+        stall = sum(layer.stall_cycles.values())
+        tot = layer.total_cycles
+        busy = layer.engine_busy_cycles
+        overall = 100.0 * layer.macs / (tot * peak) if tot else 0.0
+        mapping = 100.0 * layer.macs / (busy * peak) if busy else 0.0
+        comp = 100.0 * layer.macs / ((tot - stall) * peak) if tot > stall else 0.0
+        lines.append(_row(lid, [tot, stall, overall, mapping, comp]))
+    return "\n".join(lines) + "\n"
+
+
+def bandwidth_report_csv(r: SimResult, cfg) -> str:
+    """SCALE-Sim-style ``BANDWIDTH_REPORT.csv`` in words (operand elements) per cycle of
+    the layer: SRAM = buffer bytes read and written, DRAM = bytes moved for that
+    operand (IFMAP: activation loads, FILTER: weight loads, OFMAP: stores)."""
+    word = cfg.numerics.operand.bytes
+    lines = [BANDWIDTH_REPORT_HEADER]
+    for lid, layer in enumerate(r.layers):
+        tot = layer.total_cycles or 1
+        b = layer.buffer_bytes
+        d = layer.dram_bytes_by_operand
+        vals = [b.get("activation", 0) / word / tot, b.get("weight", 0) / word / tot,
+                b.get("output", 0) / word / tot, d.get("activation", 0) / word / tot,
+                d.get("weight", 0) / word / tot, d.get("output", 0) / word / tot]
+        lines.append(_row(lid, vals))
+    return "\n".join(lines) + "\n"

@@ -88,11 +88,13 @@ MEMORY, SORE_CAUSE, DEPENDENCY = "memory", "sore", "dependency"
 STREAM_CAUSE = {S_LOAD: MEMORY, S_LACT: MEMORY, S_LWGT: MEMORY, S_ST: MEMORY,
                 S_SO: SORE_CAUSE, S_FACT: DEPENDENCY, S_FWGT: DEPENDENCY, S_ENG: DEPENDENCY,
                 S_WU: DEPENDENCY}
-_UNIT_STREAM = ((Unit.LOAD, S_LOAD, C_LOAD), (Unit.ENGINE, S_ENG, C_ENG),
-                (Unit.STORE, S_ST, C_ST), (Unit.SORE, S_SO, C_SO), (Unit.WU, S_WU, C_WU))
+_UNIT_STREAM = ((int(Unit.LOAD), S_LOAD, C_LOAD), (int(Unit.ENGINE), S_ENG, C_ENG),
+                (int(Unit.STORE), S_ST, C_ST), (int(Unit.SORE), S_SO, C_SO),
+                (int(Unit.WU), S_WU, C_WU))
 
 # Cursor kinds (which instructions a cursor executes) and the processes that own them.
 K_ENGINE, K_LOAD, K_STORE, K_SORE, K_WU = range(5)
+_BARRIER = -1
 ENGINE, DMA, SORE, WU = "engine", "dma", "sore", "wu"
 UNITS: tuple[str, ...] = (ENGINE, DMA, SORE, WU)
 _PROC_KINDS = {ENGINE: (K_ENGINE,), DMA: (K_LOAD, K_STORE), SORE: (K_SORE,), WU: (K_WU,)}
@@ -149,7 +151,7 @@ def _reads(ins) -> set[int]:
     if isinstance(ins, Store):
         return {S_ENG}
     if isinstance(ins, Barrier):
-        return {s for u, s, _ in _UNIT_STREAM if ins.units & u}
+        return {s for u, s, _ in _UNIT_STREAM if int(ins.units) & u}
     return set()
 
 
@@ -224,7 +226,7 @@ def _build_tree(prog: Program) -> _Node:
             else:
                 ins = instrs[it]
                 if isinstance(ins, Barrier):
-                    node.last_barrier = (ins.units, tail)
+                    node.last_barrier = (int(ins.units), tail)
                     break
                 tail = _add(tail, _delta(ins))
         return node
@@ -302,6 +304,9 @@ class _Cursor:
         self.frames = [_Frame(root, (root.nid, _ZERO), _ZERO)]
         self.log: list[tuple[dict, object, int]] = []  # accumulations, for skipped periods
         self.done = False
+        # Where skips can happen: the DMA skips with its queue heads fetched, the other
+        # units between instructions.
+        self.mark_on_stop = kind in (K_LOAD, K_STORE)
 
     def _ids(self) -> frozenset:
         return frozenset(id(f) for f in self.frames)
@@ -341,13 +346,14 @@ class _Cursor:
                 self.counters = list(_add(self.counters, item.delta, item.count))
                 f.child += 1
                 continue
-            ins = instrs[item]
-            if _kind_of(ins) == self.kind:
-                self.mark()
+            kind = sim.kinds[item]
+            if kind == self.kind:
+                if self.mark_on_stop:
+                    self.mark()
                 return item
             f.child += 1
-            if isinstance(ins, Barrier):
-                self.barrier = (ins.units, tuple(self.counters), self._ids())
+            if kind == _BARRIER:
+                self.barrier = (sim.barrier_units[item], tuple(self.counters), self._ids())
             d = sim.deltas[item]
             if d is not _ZERO:
                 for c in range(NCOUNT):
@@ -450,6 +456,10 @@ class _Sim:
         self.record = record
         self.instrs = prog.instructions
         self.deltas = [_delta(ins) for ins in self.instrs]
+        self.kinds = [(_BARRIER if isinstance(ins, Barrier) else _kind_of(ins))
+                      for ins in self.instrs]
+        self.barrier_units = [int(ins.units) if isinstance(ins, Barrier) else 0
+                              for ins in self.instrs]
         self.root = _build_tree(prog)
         self.env = simpy.Environment()
         d = cfg.dram
@@ -465,6 +475,8 @@ class _Sim:
         self.waiters: dict[tuple[int, int], list[simpy.Event]] = {}
         self.instances: dict[tuple, _Instance] = {}
         self.attr = self._attribution()
+        self.recipes = self._recipes()
+        self.puts = self._puts()
         self.cycles = self._cycles()
         self.cursors = {k: _Cursor(self, k, self.root) for k in range(5)}
         self.proc_of_kind = {k: p for p, ks in _PROC_KINDS.items() for k in ks}
@@ -564,6 +576,11 @@ class _Sim:
 
     def _get(self, s: int, n: int):
         """Generator: completion time of ``n`` of stream ``s`` (waits until scheduled)."""
+        segs = self.segments[s]
+        if not segs or n > segs[-1][0] + segs[-1][1]:
+            t = self.rec[s].get(n)
+            if t is not None:
+                return t
         while True:
             real, shift = self._resolve(s, n)
             t = self.rec[s].get(real)
@@ -574,6 +591,9 @@ class _Sim:
             yield ev
 
     def _peek(self, s: int, n: int) -> int | None:
+        segs = self.segments[s]
+        if not segs or n > segs[-1][0] + segs[-1][1]:
+            return self.rec[s].get(n)
         real, shift = self._resolve(s, n)
         t = self.rec[s].get(real)
         return None if t is None else t + shift
@@ -587,36 +607,62 @@ class _Sim:
             for ev in ws:
                 ev.succeed()
 
+    def _recipes(self) -> list[tuple[tuple[int, int, int], ...]]:
+        """Per instruction: (stream, counter, back) triples; the instruction waits for
+        completion ``counters[counter] - back`` of the stream when that is >= 0."""
+        h = self.halves
+        out = []
+        for ins in self.instrs:
+            if isinstance(ins, Load):
+                r = ((S_FACT, C_LACT, h[S_FACT]),) if ins.buffer is Buffer.ACT else (
+                    (S_FWGT, C_LWGT, h[S_FWGT]),)
+            elif isinstance(ins, Compute):
+                r = ((S_LACT, C_PACT, 0), (S_LWGT, C_PWGT, 0), (S_ST, C_ST, h[S_ST]))
+            elif isinstance(ins, Release):
+                r = ((S_LACT, C_PACT, 0),) if ins.buffer is Buffer.ACT else (
+                    (S_LWGT, C_PWGT, 0),)
+            elif isinstance(ins, Store):
+                r = ((S_ENG, C_ENG, 1),)
+            else:
+                r = ()
+            out.append(r)
+        return out
+
+    def _puts(self) -> list[tuple[int, ...]]:
+        """Per instruction: the streams its completion is recorded in."""
+        out = []
+        for ins in self.instrs:
+            if isinstance(ins, Compute):
+                r = (S_ENG,) + ((S_FACT,) if ins.pop_a else ()) + ((S_FWGT,) if ins.pop_b else ())
+            elif isinstance(ins, Release):
+                r = (S_ENG, S_FACT if ins.buffer is Buffer.ACT else S_FWGT)
+            elif isinstance(ins, Load):
+                r = (S_LOAD, S_LACT if ins.buffer is Buffer.ACT else S_LWGT)
+            elif isinstance(ins, Store):
+                r = (S_ST,)
+            elif isinstance(ins, Sore):
+                r = (S_SO,)
+            elif isinstance(ins, (WeightUpdate, Vector)):
+                r = (S_WU,)
+            else:
+                r = ()
+            out.append(r)
+        return out
+
     def _deps(self, kind: int, idx: int, cur: _Cursor) -> list[tuple[int, int]]:
         """(stream, sequence number) pairs instruction ``idx`` waits for, at the cursor's
         counters (which are the counts before it)."""
-        ins = self.instrs[idx]
         c = cur.counters
         deps = []
-        if isinstance(ins, Load):
-            s, cn = (S_FACT, C_LACT) if ins.buffer is Buffer.ACT else (S_FWGT, C_LWGT)
-            n = c[cn] - self.halves[s]
+        for st, cn, back in self.recipes[idx]:
+            n = c[cn] - back
             if n >= 0:
-                deps.append((s, n))
-        elif isinstance(ins, Compute):
-            deps.append((S_LACT, c[C_PACT]))
-            deps.append((S_LWGT, c[C_PWGT]))
-            n = c[C_ST] - self.halves[S_ST]
-            if n >= 0:
-                deps.append((S_ST, n))
-        elif isinstance(ins, Release):
-            if ins.buffer is Buffer.ACT:
-                deps.append((S_LACT, c[C_PACT]))
-            else:
-                deps.append((S_LWGT, c[C_PWGT]))
-        elif isinstance(ins, Store):
-            if c[C_ENG] > 0:
-                deps.append((S_ENG, c[C_ENG] - 1))
+                deps.append((st, n))
         if cur.barrier is not None:
             units, cnt, _ = cur.barrier
-            for u, s, cn in _UNIT_STREAM:
+            for u, st, cn in _UNIT_STREAM:
                 if units & u and cnt[cn] > 0:
-                    deps.append((s, cnt[cn] - 1))
+                    deps.append((st, cnt[cn] - 1))
         return deps
 
     def _ready(self, deps):
@@ -671,24 +717,10 @@ class _Sim:
             cyc = self.cycles[idx]
             done = start + cyc
             self.clock[unit] = done
-            if cyc:
-                self._acc(cur, self.busy[unit], key, cyc)
-                if is_engine:
-                    self._acc(cur, self.etime, key, cyc)
+            if cyc and self.record:
                 self._log(unit, start, done, key, type(ins).__name__.lower())
-            if is_engine:
-                self._put(S_ENG, done)
-                if isinstance(ins, Compute):
-                    if ins.pop_a:
-                        self._put(S_FACT, done)
-                    if ins.pop_b:
-                        self._put(S_FWGT, done)
-                else:
-                    self._put(S_FACT if ins.buffer is Buffer.ACT else S_FWGT, done)
-            elif unit == SORE:
-                self._put(S_SO, done)
-            else:
-                self._put(S_WU, done)
+            for st in self.puts[idx]:
+                self._put(st, done)
             cur.commit(idx)
             cur.mark()
             self.last_key[unit] = key
@@ -719,21 +751,16 @@ class _Sim:
             s = max(first, self.bus[ch])
             e = s + cyc
             self.bus[ch] = e
-            self._acc(cur, self.chan_acc, ch, cyc)
-            self._acc(cur, self.busy[DMA], key, cyc)
-            self._log(f"dma{ch}", s, e, key, kind)
+            if self.record:
+                self._log(f"dma{ch}", s, e, key, kind)
             if e > done:
                 done = e
         self.last_done[q] = done
         if done > self.dma_end:
             self.dma_end = done
-        if q == 0:
-            self._put(S_LOAD, done)
-            self._put(S_LACT if ins.buffer is Buffer.ACT else S_LWGT, done)
-        else:
-            self._put(S_ST, done)
+        for st in self.puts[idx]:
+            self._put(st, done)
         cur.commit(idx)
-        cur.mark()
         self.last_key[DMA] = key
 
     def _dma_proc(self):
@@ -828,6 +855,7 @@ class _Sim:
             return
         del inst.finished[i]
         if not self.extrapolate or frame.node.count - i < 8:
+            # Too few iterations left for a skip to pay for the comparison.
             return
         state = self._state(frame.key, inst)
         if state is None:
@@ -918,7 +946,8 @@ class _Sim:
             n = self.count[st]
             per = node.delta[self._counter_of(st)]
             counts.append((n, per))
-            window = per * (MAX_PERIOD + 3) + 4
+            # Consumers look back at most a couple of iterations (two buffer halves).
+            window = per * 3 + 4
             if window > 4096:
                 return None
             for j in range(max(0, n - window), n):
@@ -1035,8 +1064,35 @@ class _Sim:
 
     # ------------------------------------------------------------------ run
 
+    def _static_busy(self) -> tuple[dict[str, dict[tuple[str, str], int]], list[int]]:
+        """Busy cycles do not depend on timing: each instruction's cycles (per channel for
+        transfers) times the number of times it executes."""
+        busy: dict[str, dict[tuple[str, str], int]] = {u: {} for u in UNITS}
+        chan = [0] * self.channels
+        unit_of = {K_ENGINE: ENGINE, K_LOAD: DMA, K_STORE: DMA, K_SORE: SORE, K_WU: WU}
+        for idx, ins, times in self.prog.executions():
+            kind = self.kinds[idx]
+            if kind is None or kind == _BARRIER:
+                continue
+            u = unit_of[kind]
+            key = self.attr[idx]
+            if u == DMA:
+                bursts = -(-ins.bytes // self.burst)
+                base, extra = divmod(bursts, self.channels)
+                cyc = 0
+                for ch in range(self.channels):
+                    nb = base + (1 if ch < extra else 0)
+                    if nb:
+                        c = -(-(nb * self.burst) // self.bpc)
+                        chan[ch] += c * times
+                        cyc += c
+            else:
+                cyc = self.cycles[idx]
+            if cyc:
+                busy[u][key] = busy[u].get(key, 0) + cyc * times
+        return busy, chan
+
     def run(self) -> SystemRun:
-        self.chan_acc: dict = {}
         procs = {}
         kinds_present = set(self.root.own)
         for u in UNITS:
@@ -1053,10 +1109,14 @@ class _Sim:
         out.unit_end = {u: self.clock[u] for u in procs}
         out.total_cycles = max(out.unit_end.values(), default=0)
         out.engine_end = out.unit_end.get(ENGINE, 0)
-        out.busy = {u: dict(v) for u, v in self.busy.items()}
+        busy, chan = self._static_busy()
+        out.busy = busy
         out.stall = {u: dict(v) for u, v in self.stall.items()}
-        out.engine_time = dict(self.etime)
-        out.channel_busy = [self.chan_acc.get(c, 0) for c in range(self.channels)]
+        etime = dict(self.etime)
+        for key, cyc in busy[ENGINE].items():
+            etime[key] = etime.get(key, 0) + cyc
+        out.engine_time = etime
+        out.channel_busy = chan
         out.intervals = self.intervals
         out.jumps = self.jumps
         out.simulated_instructions = self.executed

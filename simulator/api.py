@@ -1,0 +1,355 @@
+"""``simulate(workload, cfg, options) -> SimResult``: the simulator's Python API.
+
+One call compiles the workload to a tile program (:mod:`nmsat.dataflow.compiler`), runs
+it on the SimPy system model (:mod:`nmsat.simulator.system`), counts activity for the
+energy model (:mod:`nmsat.simulator.energy`), and does the same for dense training (or
+dense inference) of the same workload on the same hardware with the same dataflow
+options, for ``speedup_vs_dense``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from nmsat import config as config_mod
+from nmsat.config import AcceleratorConfig
+from nmsat.errors import ConfigError
+from nmsat.simulator import system
+from nmsat.simulator.energy import ActivityCounts, energy
+from nmsat.simulator.results import PHASES, STALL_CAUSES, Event, LayerResult, SimResult
+from nmsat.types import NM, Method, Mode, Phase
+
+MAX_EVENTS = 200_000
+"""Timeline intervals kept in a result (the rest are dropped and ``events_truncated``
+is set); the figures only need the shape of one iteration."""
+
+
+@dataclass(frozen=True)
+class SimOptions:
+    """What to simulate: method, pattern, mode and the SAT dataflow optimisations."""
+
+    method: Method = Method.BDWP
+    nm: NM = NM(2, 8)
+    mode: Mode = Mode.TRAIN
+    interleave: bool = True
+    pregen: bool = True
+    offline_schedule: bool = True
+    events: bool = True
+
+    def __post_init__(self) -> None:
+        for name, typ in (("method", Method), ("mode", Mode)):
+            v = getattr(self, name)
+            if not isinstance(v, typ):
+                raise ValueError(f"SimOptions.{name} must be a {typ.__name__}, not {v!r}")
+        if not isinstance(self.nm, NM):
+            raise ValueError(f"SimOptions.nm must be an NM, not {self.nm!r}")
+        for name in ("interleave", "pregen", "offline_schedule", "events"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"SimOptions.{name} must be a bool, not "
+                                 f"{getattr(self, name)!r}")
+
+    @classmethod
+    def create(cls, method: str | Method = "bdwp", nm: str | NM = "2:8",
+               mode: str | Mode = "train", **flags: bool) -> "SimOptions":
+        """Parse names (``"bdwp"``, ``"2:8"``, ``"train"``) into options."""
+        return cls(method=Method.parse(method), nm=NM.parse(nm), mode=Mode.parse(mode),
+                   **flags)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method.value, "nm": str(self.nm), "mode": self.mode.value,
+                "interleave": self.interleave, "pregen": self.pregen,
+                "offline_schedule": self.offline_schedule}
+
+
+def load_workload(spec: str, batch: int = 32, seq_len: int | None = None):
+    """A zoo name, a SCALE-Sim topology CSV or a training trace -> a loaded workload
+    (:class:`nmsat.workloads.LoadedWorkload`)."""
+    from nmsat.workloads import load
+
+    return load(spec, batch=batch, seq_len=seq_len)
+
+
+def check_supported(cfg: AcceleratorConfig, options: SimOptions) -> None:
+    """Raise :class:`ConfigError` if the array cannot run the requested pattern."""
+    sparse = not options.nm.dense and (options.mode is Mode.INFERENCE
+                                       or options.method is not Method.DENSE)
+    if sparse and str(options.nm) not in cfg.array.nm_patterns:
+        raise ConfigError(f"N:M pattern {options.nm} is not supported by config "
+                          f"{cfg.name!r} (array.nm_patterns = "
+                          f"{', '.join(cfg.array.nm_patterns)})")
+
+
+# --------------------------------------------------------------------------- one run
+
+
+@dataclass(frozen=True)
+class _Run:
+    program: Any
+    timing: system.SystemRun
+    wall: dict[tuple[str, str], int]
+    counts: dict[tuple[str, str], ActivityCounts]
+    macs: dict[tuple[str, str], int]
+    dense_macs: dict[tuple[str, str], int]
+    dram_operand: dict[str, dict[str, int]]
+
+
+def _burst(nbytes: int, burst: int) -> int:
+    return -(-nbytes // burst) * burst
+
+
+def activity(prog, cfg: AcceleratorConfig, attr: list[tuple[str, str]]):
+    """Static activity of a program per (layer, phase): energy counts, MACs, dense MACs,
+    and DRAM bytes per operand per layer (for the SCALE-Sim bandwidth report).
+
+    Counting rules (``docs/simulator.md``): a COMPUTE's multiplier lanes fire ``macs``
+    times; PE registers move two operands per MAC and an fp32 accumulator read and write
+    per output per chunk; the buffers supply A once per column tile of the array and B
+    once per row pass (OS) or once (WS), and take an fp32 read and write per output (per
+    K-tile for WS); a LOAD writes its bytes into its buffer, a STORE reads the fp32 half.
+    DRAM bytes are burst-rounded. The SORE compares each weight of a view with the N
+    kept so far; a weight update is 4 fp32 operations per weight (two multiplies, an add
+    and a subtract); a vector op is ``passes`` operations per element.
+    """
+    from nmsat.dataflow.isa import (Buffer, Compute, Load, Sore, Store, Vector,
+                                    WeightUpdate, region_bytes, ElemType)
+    from nmsat.simulator.tile_model import Geometry, chunks
+
+    g = Geometry.of(cfg)
+    opb = cfg.numerics.operand.bytes
+    elem = ElemType.INT8 if opb == 1 else ElemType.FP16
+    burst = cfg.dram.burst_bytes
+    R, C = cfg.array.rows, cfg.array.cols
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    macs: dict[tuple[str, str], int] = {}
+    dense: dict[tuple[str, str], int] = {}
+    dram_op: dict[str, dict[str, int]] = {}
+
+    def add(key, **kw):
+        d = counts.setdefault(key, {})
+        for k, v in kw.items():
+            d[k] = d.get(k, 0) + v
+
+    for idx, ins, times in prog.executions():
+        key = attr[idx]
+        if isinstance(ins, Compute):
+            kc = chunks(ins.k, ins.nm, g)
+            col_tiles = -(-ins.n // C)
+            a_bytes = ins.m * ins.k * opb * col_tiles
+            b_once = region_bytes(ins.k, ins.n, elem, ins.nm)
+            if ins.dataflow.value == "os":
+                sigma = cfg.array.acc_latency if ins.interleave else 1
+                passes = -(-(-(-ins.m // R)) // sigma)
+                b_bytes = b_once * passes
+                out_bytes = ins.m * ins.n * 8
+            else:
+                b_bytes = b_once
+                out_bytes = ins.m * ins.n * 8 * -(-kc // R)
+            add(key, macs=ins.macs * times,
+                register_bytes=(ins.macs * 2 * opb + ins.m * ins.n * kc * 8) * times,
+                act_buffer_bytes=a_bytes * times, weight_buffer_bytes=b_bytes * times,
+                output_buffer_bytes=out_bytes * times)
+            macs[key] = macs.get(key, 0) + ins.macs * times
+            dense[key] = dense.get(key, 0) + ins.dense_macs * times
+        elif isinstance(ins, Load):
+            which = "act" if ins.buffer is Buffer.ACT else "weight"
+            add(key, dram_bytes=_burst(ins.bytes, burst) * times,
+                **{f"{which}_buffer_bytes": ins.bytes * times})
+            d = dram_op.setdefault(key[0], {"activation": 0, "weight": 0, "output": 0})
+            d["activation" if which == "act" else "weight"] += _burst(ins.bytes, burst) * times
+        elif isinstance(ins, Store):
+            add(key, dram_bytes=_burst(ins.bytes, burst) * times,
+                output_buffer_bytes=ins.rows * ins.cols * 4 * times)
+            d = dram_op.setdefault(key[0], {"activation": 0, "weight": 0, "output": 0})
+            d["output"] += _burst(ins.bytes, burst) * times
+        elif isinstance(ins, Sore):
+            add(key, compares=ins.weights * ins.nm.n * times,
+                dram_bytes=(_burst(ins.read_bytes, burst) + _burst(ins.write_bytes, burst))
+                * times)
+        elif isinstance(ins, WeightUpdate):
+            add(key, wu_ops=4 * ins.weights * times,
+                dram_bytes=(_burst(ins.read_bytes, burst) + _burst(ins.write_bytes, burst))
+                * times)
+        elif isinstance(ins, Vector):
+            add(key, wu_ops=ins.elements * system._VECTOR_PASSES[ins.kind] * times,
+                dram_bytes=(_burst(ins.read_bytes, burst) + _burst(ins.write_bytes, burst))
+                * times)
+    return ({k: ActivityCounts(**v) for k, v in counts.items()}, macs, dense, dram_op)
+
+
+def _run(workload, cfg: AcceleratorConfig, options: SimOptions, record: bool) -> _Run:
+    from nmsat.dataflow.compiler import CompileOptions, compile_workload
+
+    copts = CompileOptions(method=options.method, nm=options.nm, mode=options.mode,
+                           interleave=options.interleave, pregen=options.pregen,
+                           offline_schedule=options.offline_schedule)
+    prog = compile_workload(workload, cfg, copts)
+    sim = system._Sim(prog, cfg, True, record)
+    timing = sim.run()
+    wall = system.attribute_wall_time(timing)
+    counts, macs, dense, dram_op = activity(prog, cfg, sim.attr)
+    return _Run(prog, timing, wall, counts, macs, dense, dram_op)
+
+
+# --------------------------------------------------------------------------- assembly
+
+
+def _sum_counts(items) -> ActivityCounts:
+    total = ActivityCounts()
+    for c in items:
+        total = total + c
+    return total
+
+
+def _layer_order(workload, run: _Run) -> list[str]:
+    names = [layer.name for layer in workload.layers]
+    seen = set(names)
+    extra = sorted({k[0] for k in list(run.wall) + list(run.counts)} - seen)
+    return names + extra
+
+
+def simulate(workload, cfg: AcceleratorConfig | str | None = None,
+             options: SimOptions | None = None) -> SimResult:
+    """Simulate one training iteration (or inference pass) of ``workload``.
+
+    Parameters
+    ----------
+    workload
+        A :class:`nmsat.workloads.layers.Workload` (its batch is used) or a
+        :class:`nmsat.workloads.LoadedWorkload`.
+    cfg
+        Accelerator config, preset name or config file (default ``vcu1525``).
+    options
+        Method, pattern, mode and optimisation switches (default BDWP 2:8 training).
+
+    Raises
+    ------
+    ConfigError
+        The array does not support the pattern, or the compiler cannot fit the workload.
+    """
+    t0 = time.perf_counter()
+    cfg = config_mod.resolve(cfg)
+    options = options or SimOptions()
+    check_supported(cfg, options)
+    loaded = workload
+    if hasattr(workload, "workload"):  # a LoadedWorkload
+        workload = loaded.workload
+    main = _run(workload, cfg, options, options.events)
+    dense_opts = SimOptions(method=Method.DENSE, nm=NM(1, 1), mode=options.mode,
+                            interleave=options.interleave, pregen=options.pregen,
+                            offline_schedule=options.offline_schedule, events=False)
+    if options.method is Method.DENSE and (options.nm.dense or options.mode is Mode.TRAIN):
+        dense = main
+    else:
+        dense = _run(workload, cfg, dense_opts, False)
+    result = _assemble(workload, cfg, options, main, dense)
+    object.__setattr__(result, "simulate_seconds", time.perf_counter() - t0)
+    return result
+
+
+def _phase_util(cycles: int, macs: int, peak: int) -> float | None:
+    return macs / (cycles * peak) if cycles else None
+
+
+def _assemble(workload, cfg: AcceleratorConfig, options: SimOptions, main: _Run,
+              dense: _Run) -> SimResult:
+    peak = cfg.array.peak_macs_per_cycle
+    t = main.timing
+    total = t.total_cycles
+    sec = total * cfg.cycle_seconds
+    names = _layer_order(workload, main)
+
+    def by_layer(d: dict[tuple[str, str], int], name: str) -> dict[str, int]:
+        out = {p: 0 for p in PHASES}
+        for (layer, phase), v in d.items():
+            if layer == name:
+                out[phase] = out.get(phase, 0) + v
+        return out
+
+    dense_wall = dense.wall
+    layers = []
+    stall_engine = t.stall.get(system.ENGINE, {})
+    for name in names:
+        pc = by_layer(main.wall, name)
+        cyc = sum(pc.values())
+        lc = _sum_counts(c for (ly, _), c in main.counts.items() if ly == name)
+        lmacs = sum(v for (ly, _), v in main.macs.items() if ly == name)
+        ldense = sum(v for (ly, _), v in main.dense_macs.items() if ly == name)
+        if cyc == 0 and lc == ActivityCounts():
+            continue
+        st = {c: 0 for c in STALL_CAUSES}
+        for (ly, _ph, cause), v in stall_engine.items():
+            if ly == name:
+                st[cause] += v
+        dcyc = sum(by_layer(dense_wall, name).values())
+        e = energy(lc, cfg, cyc).to_dict()
+        layers.append(LayerResult(
+            name=name, total_cycles=cyc, seconds=cyc * cfg.cycle_seconds, phase_cycles=pc,
+            stall_cycles=st, macs=lmacs, dense_macs=ldense,
+            utilization=lmacs / (cyc * peak) if cyc else 0.0,
+            dram_bytes=lc.dram_bytes, energy_pj=e, dense_total_cycles=dcyc,
+            speedup_vs_dense=dcyc / cyc if cyc else 0.0,
+            dram_bytes_by_operand=main.dram_operand.get(name,
+                                                        {"activation": 0, "weight": 0,
+                                                         "output": 0}),
+            buffer_bytes={"activation": lc.act_buffer_bytes, "weight": lc.weight_buffer_bytes,
+                          "output": lc.output_buffer_bytes},
+            engine_busy_cycles=sum(v for (ly, _), v in t.busy[system.ENGINE].items()
+                                   if ly == name)))
+    phase_cycles = {p: 0 for p in PHASES}
+    for (_, phase), v in main.wall.items():
+        phase_cycles[phase] += v
+    phase_macs = {p: 0 for p in PHASES}
+    for (_, phase), v in main.macs.items():
+        phase_macs[phase] += v
+    stall = {c: 0 for c in STALL_CAUSES}
+    for (_, _, cause), v in stall_engine.items():
+        stall[cause] += v
+    unit_stall = {}
+    for u, d in t.stall.items():
+        us = {c: 0 for c in STALL_CAUSES}
+        for (_, _, cause), v in d.items():
+            us[cause] += v
+        unit_stall[u] = us
+    unit_busy = {u: sum(d.values()) for u, d in t.busy.items()}
+    counts = _sum_counts(main.counts.values())
+    macs = sum(main.macs.values())
+    dmacs = sum(main.dense_macs.values())
+    events: list[Event] = []
+    truncated = False
+    if options.events:
+        ivs = sorted(t.intervals, key=lambda iv: (iv.start, iv.end, iv.unit))
+        if len(ivs) > MAX_EVENTS:
+            ivs, truncated = ivs[:MAX_EVENTS], True
+        events = [Event(iv.unit, iv.start, iv.end, iv.layer, iv.phase, iv.kind) for iv in ivs]
+    dense_total = dense.timing.total_cycles
+    return SimResult(
+        workload=workload.name, config=config_mod.to_dict(cfg), method=options.method.value,
+        nm=str(options.nm), batch=workload.batch, mode=options.mode.value,
+        options=options.to_dict(), total_cycles=total, seconds=sec,
+        phase_cycles=phase_cycles, stall_cycles=stall, unit_stall_cycles=unit_stall,
+        unit_busy_cycles=unit_busy,
+        phase_utilization={p: _phase_util(phase_cycles[p], phase_macs[p], peak)
+                           for p in PHASES},
+        utilization=macs / (total * peak) if total else 0.0,
+        effective_utilization=dmacs / (total * peak) if total else 0.0,
+        macs=macs, dense_macs=dmacs, dram_bytes=counts.dram_bytes,
+        energy_pj=energy(counts, cfg, total).to_dict(), counts=counts.to_dict(),
+        dense_total_cycles=dense_total,
+        speedup_vs_dense=dense_total / total if total else 0.0,
+        layers=tuple(layers), events=tuple(events), events_truncated=truncated,
+        simulated_instructions=t.simulated_instructions,
+        executed_instructions=main.program.totals()["executed"])
+
+
+def peak_bound(method: Method, nm: NM) -> float:
+    """The physics bound on the training speedup over dense with equal FF, BP and WG MACs
+    (``SAT-NOTES.md``): BDWP 3/(2N/M + 1), SR-STE 3/(N/M + 2), dense 1."""
+    r = nm.n / nm.m
+    if method is Method.BDWP:
+        return 3 / (2 * r + 1)
+    if method is Method.SRSTE:
+        return 3 / (r + 2)
+    return 1.0
+

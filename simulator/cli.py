@@ -1,0 +1,142 @@
+"""``nmsat simulate``: run a workload on the configured accelerator and print where time goes.
+
+The argument parser is built by :func:`add_arguments` so other subcommands (and the report
+layer's ``--report DIR``) can extend it; :func:`run` does the work and returns the exit
+status. Every output file is written atomically and only after the whole simulation
+succeeded, so bad input leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_WORKLOAD = "resnet18"
+DEFAULT_METHOD = "bdwp"
+DEFAULT_NM = "2:8"
+DEFAULT_BATCH = 32
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return v
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the ``simulate`` options to ``p`` (kept separate so callers can extend them)."""
+    p.add_argument("workload", nargs="?", default=DEFAULT_WORKLOAD, metavar="WORKLOAD",
+                   help="zoo model name (see `nmsat workloads list`), a training trace or a "
+                        f"SCALE-Sim topology CSV (default: {DEFAULT_WORKLOAD})")
+    p.add_argument("--config", default="vcu1525", metavar="PRESET|FILE",
+                   help="accelerator preset (vcu1525, small) or .toml/.yaml file "
+                        "(default: vcu1525)")
+    p.add_argument("--method", default=DEFAULT_METHOD, choices=("dense", "srste", "bdwp"),
+                   help=f"training method (default: {DEFAULT_METHOD})")
+    p.add_argument("--nm", default=DEFAULT_NM, metavar="N:M",
+                   help=f"N:M pattern of the sparse weights (default: {DEFAULT_NM})")
+    p.add_argument("--batch", type=_positive_int, default=DEFAULT_BATCH, metavar="B",
+                   help=f"samples per batch (default: {DEFAULT_BATCH})")
+    p.add_argument("--seq-len", type=_positive_int, default=None, metavar="L",
+                   help="sequence length of a language model (default: the model's)")
+    p.add_argument("--mode", default="train", choices=("train", "inference"),
+                   help="a training iteration (FF, BP, WG, WU, SORE) or inference (FF only)")
+    p.add_argument("--no-interleave", action="store_true",
+                   help="disable interleave mapping (ablation)")
+    p.add_argument("--no-pregen", action="store_true",
+                   help="disable SORE pre-generation: masks are made just before each layer "
+                        "(ablation)")
+    p.add_argument("--no-offline-schedule", action="store_true",
+                   help="disable offline scheduling: one fixed dataflow and tiling (ablation)")
+    p.add_argument("--json", metavar="OUT", type=Path, default=None,
+                   help="write the full result (with the event timeline) as JSON")
+    p.add_argument("--scalesim-reports", metavar="DIR", type=Path, default=None,
+                   help="write SCALE-Sim-style COMPUTE_REPORT.csv and BANDWIDTH_REPORT.csv")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("simulate", help="simulate a training iteration or inference pass",
+                       description="Simulate WORKLOAD on the accelerator: cycles per phase, "
+                                   "stalls, utilisation, energy, and the speedup over dense "
+                                   "training on the same hardware.")
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def options_from_args(args: argparse.Namespace):
+    """Build :class:`~nmsat.simulator.api.SimOptions` from parsed arguments (validates)."""
+    from nmsat.simulator.api import SimOptions
+
+    return SimOptions.create(method=args.method, nm=args.nm, mode=args.mode,
+                             interleave=not args.no_interleave, pregen=not args.no_pregen,
+                             offline_schedule=not args.no_offline_schedule)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handle ``nmsat simulate``; returns the exit status."""
+    from nmsat import config
+    from nmsat.simulator import api
+    from nmsat.simulator.results import bandwidth_report_csv, compute_report_csv
+    from nmsat.util import atomic_write_text
+
+    cfg = config.resolve(args.config)
+    options = options_from_args(args)
+    loaded = api.load_workload(args.workload, batch=args.batch, seq_len=args.seq_len)
+    result = api.simulate(loaded, cfg, options)
+
+    # Render everything first: nothing is written unless all of it succeeded.
+    outputs: list[tuple[Path, str]] = []
+    if args.json is not None:
+        outputs.append((args.json, result.to_json()))
+    if args.scalesim_reports is not None:
+        d = args.scalesim_reports
+        if d.exists() and not d.is_dir():
+            raise NotADirectoryError(f"--scalesim-reports: {d} exists and is not a folder")
+        outputs.append((d / "COMPUTE_REPORT.csv", compute_report_csv(result, cfg)))
+        outputs.append((d / "BANDWIDTH_REPORT.csv", bandwidth_report_csv(result, cfg)))
+    for path, text in outputs:
+        if path.exists() and path.is_dir():
+            raise IsADirectoryError(f"{path} is a folder")
+    for path, text in outputs:
+        atomic_write_text(path, text)
+
+    sys.stdout.write(format_table(result))
+    for path, _ in outputs:
+        print(f"wrote {path}")
+    return 0
+
+
+def format_table(r) -> str:
+    """The human-readable summary printed by ``nmsat simulate``."""
+    lines = []
+    lines.append(f"{r.workload}  {r.mode}  method={r.method}  nm={r.nm}  batch={r.batch}  "
+                 f"on {r.config['name']} ({r.config['array']['rows']}x{r.config['array']['cols']}"
+                 f"x{r.config['array']['macs_per_pe']} @ {r.config['clock_mhz']:g} MHz)")
+    off = [k for k, v in r.options.items() if v is False]
+    if off:
+        lines.append("disabled: " + ", ".join(off))
+    lines.append("")
+    lines.append(f"{'phase':<8}{'cycles':>16}{'share':>9}{'util':>8}")
+    total = r.total_cycles
+    for ph, cyc in r.phase_cycles.items():
+        share = cyc / total if total else 0.0
+        util = r.phase_utilization.get(ph)
+        util_s = f"{util:7.1%}" if util is not None else "      -"
+        lines.append(f"{ph:<8}{cyc:>16,}{share:>9.1%}{util_s:>8}")
+    lines.append(f"{'total':<8}{total:>16,}{1.0:>9.1%}{r.utilization:>8.1%}")
+    lines.append("")
+    lines.append(f"time            {r.seconds * 1e3:,.3f} ms at {r.config['clock_mhz']:g} MHz")
+    stalls = ", ".join(f"{k} {v:,}" for k, v in r.stall_cycles.items())
+    lines.append(f"engine stalls   {stalls} cycles")
+    lines.append(f"DRAM traffic    {r.dram_bytes / 2**20:,.1f} MiB")
+    e = r.energy_pj
+    parts = ", ".join(f"{k} {e[k] / e['total']:.0%}" for k in e if k != "total" and e["total"])
+    lines.append(f"energy          {e['total'] / 1e9:,.3f} mJ ({parts})")
+    lines.append(f"dense           {r.dense_total_cycles:,} cycles on the same hardware")
+    lines.append(f"speedup         {r.speedup_vs_dense:.3f}x over dense")
+    return "\n".join(lines) + "\n"
