@@ -34,7 +34,7 @@ from nmsat.config import AcceleratorConfig
 from nmsat.errors import NmsatError
 from nmsat.reference import gemm_chunks
 from nmsat.simulator.tile_model import Geometry, block_cycles
-from nmsat.types import NM, Dataflow, Method, Mode, Phase
+from nmsat.types import NM, Dataflow, Method, Mode, Phase, _Choice
 from nmsat.workloads.layers import (Conv2d, Elementwise, GemmDims, Layer, Linear, Matmul,
                                     OpKind, Workload)
 
@@ -145,15 +145,19 @@ class VecTask:
 Task = GemmTask | SoreTask | WuTask | VecTask
 
 
+class LoopOrder(_Choice):
+    """Block loop order of a GEMM task."""
+
+    NM = "nm"  # column blocks outer, row blocks inner: B stays resident when kb = K
+    MN = "mn"  # row blocks outer, column blocks inner: A stays resident when kb = K
+
+
 @dataclass(frozen=True)
 class Tiling:
-    """Block sizes, loop order and dataflow of one GEMM task.
-
-    ``order`` "nm": column blocks outer, row blocks inner (B reused when kb = K);
-    "mn": row blocks outer (A reused when kb = K)."""
+    """Block sizes, loop order and dataflow of one GEMM task."""
 
     dataflow: Dataflow
-    order: str
+    order: LoopOrder
     mb: int
     nb: int
     kb: int
@@ -473,7 +477,7 @@ def estimate_cost(ctx: _TaskCtx, t: Tiling) -> tuple[int, int]:
         ctx._memo[bkey] = sums
     a_all, b_all, c_all, nmb, nnb = sums
     resident = t.kb == k
-    if t.order == "nm":  # A reloaded per column block; B once per column block if resident
+    if t.order is LoopOrder.NM:  # A reloaded per column block; B once if resident
         dram = a_all * nnb + b_all * (1 if resident else nmb)
     else:
         dram = b_all * nmb + a_all * (1 if resident else nnb)
@@ -545,7 +549,7 @@ def default_tiling(ctx: _TaskCtx, dataflow: Dataflow) -> Tiling:
     assert nb is not None
     mb = _largest(mb0, ctx.m, a.rows * a.acc_latency, lambda x: ctx.fits(x, nb, kb) is None)
     assert mb is not None
-    return Tiling(dataflow, "nm", mb, nb, kb)
+    return Tiling(dataflow, LoopOrder.NM, mb, nb, kb)
 
 
 def _candidates(ctx: _TaskCtx, dataflows: tuple[Dataflow, ...], interleave: bool):
@@ -569,7 +573,7 @@ def _candidates(ctx: _TaskCtx, dataflows: tuple[Dataflow, ...], interleave: bool
             if mb is None:
                 continue
             for df in dataflows:
-                for order in ("nm", "mn"):
+                for order in LoopOrder:
                     yield Tiling(df, order, mb, nb, kb, interleave)
 
 
@@ -619,45 +623,46 @@ def interleave_mapping(low: Lowered, on: bool) -> None:
 # --------------------------------------------------------------------------- pass: pregen
 
 
-def pregeneration(low: Lowered, on: bool) -> list[Task | str]:
-    """Pass: order SORE work. Returns the task list with ``"sore_barrier"`` markers.
+SORE_BARRIER = "sore_barrier"
+"""Marker in the ordered task list: the masks of the next GEMM must be in DRAM."""
+
+
+def pregeneration(low: Lowered, on: bool) -> list[int | str]:
+    """Pass: order SORE work. Returns task indices in issue order, with
+    :data:`SORE_BARRIER` markers.
 
     Off: each layer's SORE tasks run right before its FF GEMM, followed by a barrier, so
     the engine waits. On: each layer's SORE tasks are issued one weighted layer earlier
     (the first layer's at the start), so they run while the engine computes the previous
     layer; the barrier before a layer's FF then waits only for its own masks."""
-    out: list[Task | str] = []
     tasks = low.tasks
+    out: list[int | str] = []
     if not on:
-        for t in tasks:
+        for i, t in enumerate(tasks):
             if isinstance(t, GemmTask) and t.needs_sore:
-                out.append("sore_barrier")
-            out.append(t)
+                out.append(SORE_BARRIER)
+            out.append(i)
         return out
-    # Group SORE tasks by the FF GEMM that needs them; hoist them before the previous
-    # sparse FF GEMM.
-    sores_of: dict[int, list[SoreTask]] = {}
-    for t in tasks:
+    sores_of: dict[int, list[int]] = {}
+    for i, t in enumerate(tasks):
         if isinstance(t, SoreTask):
-            sores_of.setdefault(t.layer, []).append(t)
+            sores_of.setdefault(t.layer, []).append(i)
     ff_layers = [t.layer for t in tasks if isinstance(t, GemmTask) and t.phase is Phase.FF
                  and t.layer in sores_of]
-    hoist_before: dict[int, int] = {}  # layer whose FF GEMM gets the next layer's SOREs
-    for prev, nxt in zip(ff_layers, ff_layers[1:]):
-        hoist_before[prev] = nxt
-    first = ff_layers[0] if ff_layers else None
-    if first is not None:
-        out.extend(sores_of[first])
-    for t in tasks:
+    # the FF GEMM of layer prev gets layer nxt's SORE work issued just before it
+    hoist_before = dict(zip(ff_layers, ff_layers[1:]))
+    if ff_layers:
+        out.extend(sores_of[ff_layers[0]])
+    for i, t in enumerate(tasks):
         if isinstance(t, SoreTask):
             continue
         if isinstance(t, GemmTask) and t.needs_sore:
-            out.append("sore_barrier")
+            out.append(SORE_BARRIER)
         if isinstance(t, GemmTask) and t.phase is Phase.FF and t.layer in hoist_before:
             out.extend(sores_of[hoist_before[t.layer]])
-        out.append(t)
-    placed = sum(isinstance(t, SoreTask) for t in out)
-    assert placed == sum(isinstance(t, SoreTask) for t in tasks), "SORE work lost"
+        out.append(i)
+    placed = sum(1 for x in out if x != SORE_BARRIER)
+    assert placed == len(tasks), "pre-generation lost or duplicated a task"
     return out
 
 
@@ -682,13 +687,14 @@ def _nest(em: _Emitter, ctx: _TaskCtx, t: Tiling) -> None:
     """Emit the loop nest of one GEMM task:
     group loop > outer block loop > inner block loop > K-block loop."""
     task = ctx.task
-    outer, inner = ("n", "m") if t.order == "nm" else ("m", "n")
+    outer, inner = ("n", "m") if t.order is LoopOrder.NM else ("m", "n")
+    keep_a = t.kb == ctx.k and t.order is LoopOrder.MN
+    keep_b = t.kb == ctx.k and t.order is LoopOrder.NM
     resident = t.kb == ctx.k  # the outer loop's operand stays in its buffer half
     totals = {"m": ctx.m, "n": ctx.n, "k": ctx.k}
     blocks = {"m": t.mb, "n": t.nb, "k": t.kb}
 
-    def transfer(cls, view: View, tensor: Tensor, rdim: str, cdim: str, size, off, steps,
-                 nbytes: int, **kw):
+    def transfer(cls, view: View, rdim: str, cdim: str, size, off, steps, nbytes: int, **kw):
         # row/col coordinates: block offset + group offset; steps per loop depth.
         rs, cs = [0] * isa.MAX_LOOP_DEPTH, [0] * isa.MAX_LOOP_DEPTH
         r0, c0 = off[rdim], off[cdim]
@@ -704,15 +710,15 @@ def _nest(em: _Emitter, ctx: _TaskCtx, t: Tiling) -> None:
                    transform=view.transform, row_steps=tuple(rs), col_steps=tuple(cs), **kw)
 
     def load_a(size, off, steps):
-        return transfer(Load, task.a, ctx.ta, "m", "k", size, off, steps,
+        return transfer(Load, task.a, "m", "k", size, off, steps,
                         ctx.a_bytes(size["m"], size["k"]), buffer=Buffer.ACT)
 
     def load_b(size, off, steps):
-        return transfer(Load, task.b, ctx.tb, "k", "n", size, off, steps,
+        return transfer(Load, task.b, "k", "n", size, off, steps,
                         ctx.b_bytes(size["k"], size["n"]), buffer=Buffer.WGT)
 
     def store_c(size, off, steps):
-        return transfer(Store, task.c, ctx.tc, "m", "n", size, off, steps,
+        return transfer(Store, task.c, "m", "n", size, off, steps,
                         ctx.store_bytes(size["m"], size["n"]))
 
     def level(dims: list[str], size: dict, off: dict, steps: dict, depth: int,
@@ -741,13 +747,12 @@ def _nest(em: _Emitter, ctx: _TaskCtx, t: Tiling) -> None:
 
     def kloop(size, off, steps, depth):
         def body(s, o, st, d):
-            if not (resident and t.order == "mn"):
+            if not keep_a:
                 em.emit(load_a(s, o, st))
-            if not (resident and t.order == "nm"):
+            if not keep_b:
                 em.emit(load_b(s, o, st))
             em.emit(Compute(t.dataflow, task.nm, s["m"], s["n"], s["k"], t.interleave,
-                            pop_a=not (resident and t.order == "mn"),
-                            pop_b=not (resident and t.order == "nm"),
+                            pop_a=not keep_a, pop_b=not keep_b,
                             layer=task.layer, phase=task.phase))
         level(["k"], size, off, steps, depth, body)
         em.emit(store_c(size, off, steps))
@@ -756,10 +761,10 @@ def _nest(em: _Emitter, ctx: _TaskCtx, t: Tiling) -> None:
         if resident:
             full = dict(size, k=ctx.k)
             o = dict(off, k=0)
-            em.emit(load_b(full, o, steps) if t.order == "nm" else load_a(full, o, steps))
+            em.emit(load_b(full, o, steps) if keep_b else load_a(full, o, steps))
         level([inner], size, off, steps, depth, kloop)
         if resident:
-            em.emit(Release(Buffer.WGT if t.order == "nm" else Buffer.ACT))
+            em.emit(Release(Buffer.WGT if keep_b else Buffer.ACT))
 
     totals["g"], blocks["g"] = ctx.count, 1
     size0 = {"m": t.mb, "n": t.nb, "k": t.kb, "g": 1}
@@ -769,22 +774,25 @@ def _nest(em: _Emitter, ctx: _TaskCtx, t: Tiling) -> None:
     level(["g", outer], size0, off0, {}, 0, outer_body)
 
 
-def codegen(low: Lowered, ordered: list[Task | str], cfg: AcceleratorConfig,
+def codegen(low: Lowered, ordered: list[int | str], cfg: AcceleratorConfig,
             meta: dict[str, str]) -> Program:
+    """Instructions for the tasks in ``ordered`` (indices into ``low.tasks`` and
+    :data:`SORE_BARRIER` markers), with their tilings."""
     em = _Emitter(low, cfg)
     elem_b = _elem(cfg).bytes
     pending = Unit(0)  # units whose results the next engine work must wait for
-    for item in ordered:
-        if item == "sore_barrier":
+    for entry in ordered:
+        if entry == SORE_BARRIER:
             # The masks this GEMM reads must be in DRAM; SORE work issued after this
             # point (pre-generation of later layers) is not waited for.
             em.emit(Barrier(Unit.SORE | Unit.STORE | pending))
             pending = Unit(0)
             continue
+        item = low.tasks[entry]
         if isinstance(item, GemmTask):
             em.emit(Barrier(pending | Unit.STORE))
             pending = Unit(0)
-            _nest(em, _TaskCtx(item, low, cfg), _tiling_of(low, item))
+            _nest(em, _TaskCtx(item, low, cfg), low.tilings[entry])
         elif isinstance(item, SoreTask):
             src, dst = low.tensors[item.src], low.tensors[item.dst]
             em.emit(Sore(em.tid(item.src), em.tid(item.dst), item.view, item.nm,
@@ -803,18 +811,6 @@ def codegen(low: Lowered, ordered: list[Task | str], cfg: AcceleratorConfig,
             pending |= Unit.WU  # the next engine work reads the vector op's output
     return Program(tuple(em.out), tuple(low.tensors.values()), tuple(low.layers),
                    tuple(sorted(meta.items())))
-
-
-def _tiling_of(low: Lowered, task: GemmTask) -> Tiling:
-    return low.tilings[_task_index(low, task)]
-
-
-def _task_index(low: Lowered, task: GemmTask) -> int:
-    idx = getattr(low, "_index", None)
-    if idx is None:
-        idx = {id(t): i for i, t in enumerate(low.tasks)}
-        low._index = idx  # type: ignore[attr-defined]
-    return idx[id(task)]
 
 
 # --------------------------------------------------------------------------- entry point
