@@ -66,8 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):
-            parser.print_help(sys.stderr)
-            return 2
+            raise UsageError("a command is required (see nmsat --help)")
         result = args.func(args)
         return int(result or 0)
     except (NmsatError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as e:

@@ -349,12 +349,6 @@ def validate(cfg: AcceleratorConfig) -> None:
     cfg.array._check()
     cfg.numerics._check()
     cfg.energy._check()
-    for b in ("activation", "weight", "output"):
-        buf = getattr(cfg.buffers, b)
-        if buf.double_buffered and buf.bytes % 2:
-            raise ConfigError(f"buffers.{b}.kib must split into two halves, not {buf.kib}")
-    if cfg.dram.bytes_per_cycle % 1:
-        raise ConfigError(f"dram.bytes_per_cycle must be whole, not {cfg.dram.bytes_per_cycle}")
 
 
 def _num(v: float | None) -> str:

@@ -55,9 +55,10 @@ def test_version(capsys):
     assert capsys.readouterr().out == f"nmsat {__version__}\n"
 
 
-def test_no_command_prints_help_and_fails(capsys):
+def test_no_command_is_one_line_error(capsys):
     code, out, err = run(capsys)
-    assert code == 2 and out == "" and err.startswith("usage: nmsat")
+    assert code == 2 and out == ""
+    assert err == "nmsat: error: a command is required (see nmsat --help)\n"
 
 
 def test_config_show_table(capsys):
