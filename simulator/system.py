@@ -177,7 +177,9 @@ class _Node:
         self.reads: set[int] = set()
         self.writes: set[int] = set()
         # (units, counters after the last barrier up to the end of one iteration), or None
-        self.last_barrier: tuple[Unit, tuple[int, ...]] | None = None
+        # Per unit (index into _UNIT_STREAM): instructions of that unit after the last
+        # barrier naming it, to the end of one iteration; None: no such barrier inside.
+        self.last_barrier: list[int | None] = [None] * len(_UNIT_STREAM)
         self.has_barrier = False
 
 
@@ -218,17 +220,18 @@ def _build_tree(prog: Program) -> _Node:
         node.writes |= {_STREAM_OF_COUNTER[c] for c in range(NCOUNT) if delta[c]}
         tail = _ZERO
         for it in reversed(node.items):
+            for u, (mask, _, cn) in enumerate(_UNIT_STREAM):
+                if node.last_barrier[u] is not None:
+                    continue
+                if isinstance(it, _Node):
+                    if it.last_barrier[u] is not None:
+                        node.last_barrier[u] = tail[cn] + it.last_barrier[u]
+                elif isinstance(instrs[it], Barrier) and int(instrs[it].units) & mask:
+                    node.last_barrier[u] = tail[cn]
             if isinstance(it, _Node):
-                if it.last_barrier is not None:
-                    node.last_barrier = (it.last_barrier[0], _add(tail, it.last_barrier[1]))
-                    break
                 tail = _add(tail, it.delta, it.count)
             else:
-                ins = instrs[it]
-                if isinstance(ins, Barrier):
-                    node.last_barrier = (int(ins.units), tail)
-                    break
-                tail = _add(tail, _delta(ins))
+                tail = _add(tail, _delta(instrs[it]))
         return node
 
     return build(0, len(instrs), 1)
@@ -300,7 +303,9 @@ class _Cursor:
         self.sim = sim
         self.kind = kind
         self.counters = list(_ZERO)
-        self.barrier: tuple[Unit, tuple[int, ...], frozenset] | None = None
+        # Per unit: (count of its instructions before the latest barrier naming it, ids
+        # of the loop frames that barrier was passed in); None: no such barrier yet.
+        self.barrier: list[tuple[int, frozenset] | None] = [None] * len(_UNIT_STREAM)
         self.frames = [_Frame(root, (root.nid, _ZERO), _ZERO)]
         self.log: list[tuple[dict, object, int]] = []  # accumulations, for skipped periods
         self.done = False
@@ -338,11 +343,13 @@ class _Cursor:
                     self.frames.append(nf)
                     sim.loop_entered(self, key, item)
                     continue
-                if item.last_barrier is not None:
+                if item.has_barrier:
                     exit_c = _add(self.counters, item.delta, item.count)
-                    units, tail = item.last_barrier
-                    self.barrier = (units, tuple(a - b for a, b in zip(exit_c, tail)),
-                                    self._ids())
+                    ids = self._ids()
+                    for u, (_, _, cn) in enumerate(_UNIT_STREAM):
+                        tail = item.last_barrier[u]
+                        if tail is not None:
+                            self.barrier[u] = (exit_c[cn] - tail, ids)
                 self.counters = list(_add(self.counters, item.delta, item.count))
                 f.child += 1
                 continue
@@ -353,7 +360,11 @@ class _Cursor:
                 return item
             f.child += 1
             if kind == _BARRIER:
-                self.barrier = (sim.barrier_units[item], tuple(self.counters), self._ids())
+                units = sim.barrier_units[item]
+                ids = self._ids()
+                for u, (mask, _, cn) in enumerate(_UNIT_STREAM):
+                    if units & mask:
+                        self.barrier[u] = (self.counters[cn], ids)
             d = sim.deltas[item]
             if d is not _ZERO:
                 for c in range(NCOUNT):
@@ -408,9 +419,10 @@ class _Cursor:
             self.log.append((d, key, amount * q))
         delta = frame.node.delta
         self.counters = list(_add(self.counters, delta, span))
-        if self.barrier is not None and id(frame) in self.barrier[2]:
-            units, cnt, ids = self.barrier
-            self.barrier = (units, _add(cnt, delta, span), ids)
+        for u, (_, _, cn) in enumerate(_UNIT_STREAM):
+            b = self.barrier[u]
+            if b is not None and id(frame) in b[1]:
+                self.barrier[u] = (b[0] + delta[cn] * span, b[1])
         frame.it += span
         # Loop instances inside the skipped frame are now later instances.
         for g in self.frames[frame.depth + 1:]:
@@ -658,11 +670,9 @@ class _Sim:
             n = c[cn] - back
             if n >= 0:
                 deps.append((st, n))
-        if cur.barrier is not None:
-            units, cnt, _ = cur.barrier
-            for u, st, cn in _UNIT_STREAM:
-                if units & u and cnt[cn] > 0:
-                    deps.append((st, cnt[cn] - 1))
+        for u, b in enumerate(cur.barrier):
+            if b is not None and b[0] > 0:
+                deps.append((_UNIT_STREAM[u][1], b[0] - 1))
         return deps
 
     def _ready(self, deps):
@@ -928,20 +938,19 @@ class _Sim:
                     for g in cur.frames[f.depth + 1:])))
                 its.append(f.it)
                 counts.extend(zip(cur.counters, node.delta))
-                if cur.barrier is not None:
-                    units, cnt, ids = cur.barrier
-                    inside = id(f) in ids
-                    exact.append((int(units), inside))
-                    counts.extend(zip(cnt, node.delta if inside else _ZERO))
-                    if not inside:
-                        for uu, st, cn in _UNIT_STREAM:
-                            if units & uu and cnt[cn] > 0:
-                                t = self._peek(st, cnt[cn] - 1)
-                                if t is None:
-                                    return None
-                                fixed.append(t)
-                else:
-                    exact.append(None)
+                for u, b in enumerate(cur.barrier):
+                    if b is None:
+                        exact.append(None)
+                        continue
+                    inside = id(f) in b[1]
+                    cn, st = _UNIT_STREAM[u][2], _UNIT_STREAM[u][1]
+                    exact.append(inside)
+                    counts.append((b[0], node.delta[cn] if inside else 0))
+                    if not inside and b[0] > 0:
+                        t = self._peek(st, b[0] - 1)
+                        if t is None:
+                            return None
+                        fixed.append(t)
         for st in sorted(node.reads | node.writes):
             n = self.count[st]
             per = node.delta[self._counter_of(st)]
