@@ -231,9 +231,8 @@ def lower(workload: Workload, cfg: AcceleratorConfig, opts: CompileOptions) -> L
                 continue  # fused into the output buffer's write path (architecture s. 6)
             reads = 2 if layer.kind is OpKind.ADD else 1
             ff.append(VecTask(li, Phase.FF, layer.kind, layer.elements * batch, reads))
-            if train:
-                back.append(VecTask(li, Phase.BP, layer.kind, layer.elements * batch,
-                                    reads))
+            if train:  # backward runs in reverse layer order
+                back[:0] = [VecTask(li, Phase.BP, layer.kind, layer.elements * batch, reads)]
             continue
         if not layer.gemms(Phase.FF, batch):
             continue
@@ -781,6 +780,19 @@ def codegen(low: Lowered, ordered: list[int | str], cfg: AcceleratorConfig,
     em = _Emitter(low, cfg)
     elem_b = _elem(cfg).bytes
     pending = Unit(0)  # units whose results the next engine work must wait for
+    # Weight updates are issued right after the next GEMM's barrier (which waits for the
+    # weight gradient's stores): issued earlier, the in-order vector unit would put them
+    # ahead of the next layer's vector op, which that GEMM waits for.
+    deferred: list[WuTask] = []
+
+    def flush() -> None:
+        for wu in deferred:
+            # per weight: read fp32 master, velocity, gradient; write master, velocity and
+            # the fp16 working copy (architecture section 6)
+            em.emit(WeightUpdate(em.tid(wu.tensor), wu.weights, 12 * wu.weights,
+                                 10 * wu.weights, wu.layer))
+        deferred.clear()
+
     for entry in ordered:
         if entry == SORE_BARRIER:
             # The masks this GEMM reads must be in DRAM; SORE work issued after this
@@ -792,23 +804,23 @@ def codegen(low: Lowered, ordered: list[int | str], cfg: AcceleratorConfig,
         if isinstance(item, GemmTask):
             em.emit(Barrier(pending | Unit.STORE))
             pending = Unit(0)
+            flush()
             _nest(em, _TaskCtx(item, low, cfg), low.tilings[entry])
         elif isinstance(item, SoreTask):
             src, dst = low.tensors[item.src], low.tensors[item.dst]
             em.emit(Sore(em.tid(item.src), em.tid(item.dst), item.view, item.nm,
                          item.weights, item.groups, src.bytes, dst.bytes, item.layer))
         elif isinstance(item, WuTask):
-            em.emit(Barrier(Unit.STORE))  # the weight gradient is in DRAM
-            # per weight: read fp32 master, velocity, gradient; write master, velocity and
-            # the fp16 working copy (architecture section 6)
-            em.emit(WeightUpdate(em.tid(item.tensor), item.weights, 12 * item.weights,
-                                 10 * item.weights, item.layer))
+            deferred.append(item)
         elif isinstance(item, VecTask):
             em.emit(Barrier(Unit.STORE | pending))
             pending = Unit(0)
             em.emit(Vector(item.kind, item.elements, item.reads * item.elements * elem_b,
                            item.elements * elem_b, item.layer, item.phase))
             pending |= Unit.WU  # the next engine work reads the vector op's output
+    if deferred:
+        em.emit(Barrier(Unit.STORE))  # the last weight gradients are in DRAM
+        flush()
     return Program(tuple(em.out), tuple(low.tensors.values()), tuple(low.layers),
                    tuple(sorted(meta.items())))
 

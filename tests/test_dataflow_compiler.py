@@ -314,3 +314,28 @@ def test_tensor_bytes_match_reference():
             assert t.bytes == compressed_bytes((t.rows, t.cols), t.nm, 0, "fp16")
         else:
             assert t.bytes == region_bytes(t.rows, t.cols, t.elem)
+
+
+def test_backward_order_and_weight_updates_overlap_the_engine():
+    w = Workload("bn", (
+        Conv2d("c1", in_ch=8, out_ch=16, in_h=8, in_w=8, kh=3, kw=3, padding=1),
+        Elementwise("n1", kind=OpKind.NORM, elements=16 * 64),
+        Conv2d("c2", in_ch=16, out_ch=16, in_h=8, in_w=8, kh=3, kw=3, padding=1),
+        Elementwise("n2", kind=OpKind.NORM, elements=16 * 64),
+        Linear("fc", in_features=1024, out_features=10)), 2)
+    prog = compile_workload(w, VCU1525)
+    names = [layer.name for layer in w.layers]
+    seq = [(type(i).__name__, names[i.layer], getattr(i, "phase", None))
+           for i in prog.instructions if isinstance(i, (Compute, Vector))]
+    bp = [(t, n) for t, n, ph in seq if ph is Phase.BP]
+    order = [n for i, (t, n) in enumerate(bp) if i == 0 or bp[i - 1][1] != n]
+    assert order == ["fc", "n2", "c2", "n1", "c1"]
+    # every weight update is followed by engine work before anything waits for it
+    ins = prog.instructions
+    for i, x in enumerate(ins):
+        if isinstance(x, WeightUpdate):
+            nxt = next((j for j in range(i + 1, len(ins)) if isinstance(ins[j], Compute)
+                        or isinstance(ins[j], Barrier) and ins[j].units & Unit.WU), None)
+            if nxt is not None:
+                assert isinstance(ins[nxt], Compute)
+    assert sum(isinstance(x, WeightUpdate) for x in ins) == 3
