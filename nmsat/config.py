@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .types import NM, Dataflow, DType
+from .types import NM, ActZero, Dataflow, DType
 
 
 def _f(default: Any, doc: str, lo: float | None = None, hi: float | None = None, **kw: Any) -> Any:
@@ -59,6 +59,11 @@ class ArrayConfig:
                           "UltraScale+ LUT/DSP fabric at 200 MHz needs 3-4 stages; decided 4). "
                           "Without interleave mapping a dependent accumulation waits this long.",
                           1, 16)
+    act_zero: str = _f("none", "Zero-activation handling in the PE: none, gate (a zero-detect "
+                       "on the activation operand gates the multiplier: MAC energy only) or "
+                       "skip (gate, and in WS the feeder skips an activation row whose whole "
+                       "K-tile slice is zero). Decided: none, as SAT states no activation "
+                       "sparsity; docs/architecture.md section 3.3.")
 
     @property
     def pes(self) -> int:
@@ -112,6 +117,10 @@ class ArrayConfig:
                     f"(macs_per_pe={self.macs_per_pe}, act_window={self.act_window})")
         if len(set(self.nm_patterns)) != len(self.nm_patterns):
             raise ConfigError(f"array.nm_patterns has duplicates: {list(self.nm_patterns)}")
+        try:
+            ActZero.parse(self.act_zero)
+        except ValueError as e:
+            raise ConfigError(f"array.act_zero: {e}") from None
         if not self.dataflows:
             raise ConfigError("array.dataflows must name at least one of os, ws")
         for d in self.dataflows:

@@ -56,6 +56,15 @@ class Mode(_Choice):
     INFERENCE = "inference"
 
 
+class ActZero(_Choice):
+    """What the PE does with zero activations (dynamic activation sparsity, e.g. after ReLU;
+    ``docs/architecture.md`` section 3.3)."""
+
+    NONE = "none"  # multiply them like any other value
+    GATE = "gate"  # zero-detect gates the multiplier: saves MAC energy, no cycles
+    SKIP = "skip"  # gate, and the WS feeder skips activation rows whose K-tile is all zero
+
+
 class DType(_Choice):
     """Operand type of the tensor engine; the accumulator type follows from it."""
 

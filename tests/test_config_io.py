@@ -99,7 +99,8 @@ def _load_error(tmp_path, name, text):
     ("d.json", '{"array": {"rows": 4, "rows": 5}}', "duplicate key 'rows' (values 4 and 5)"),
     # unknown keys
     ("u.toml", "[array]\nrowz = 4\n", "unknown config field 'array.rowz' (known: acc_latency, "
-                                       "act_window, cols, dataflows, macs_per_pe, nm_patterns, "
+                                       "act_window, act_zero, cols, dataflows, macs_per_pe, "
+                                       "nm_patterns, "
                                        "rows)"),
     ("u.yaml", "colour: red\n", "unknown config field 'colour' (known: array, buffers, "
                                 "clock_mhz, dram, energy, name, numerics, sore, weight_update)"),

@@ -189,7 +189,7 @@ def test_from_dict_base_and_preset_key():
     with pytest.raises(ConfigError, match=r"^unknown config field 'array.rowz'$"):
         C.from_dict({"preset": "small", "array": {"rowz": 8}})
     with pytest.raises(ConfigError, match=r"^unknown config field 'array.rowz' \(known: "
-                                          r"acc_latency, act_window, cols, dataflows, "
+                                          r"acc_latency, act_window, act_zero, cols, dataflows, "
                                           r"macs_per_pe, nm_patterns, rows\)$"):
         C.from_dict({"array": {"rowz": 8}})
 
