@@ -111,17 +111,18 @@ class Run:
 
 
 def speedup_bound(method: str, nm: str) -> float | None:
-    """Upper bound of a training speedup over dense when FF, BP and WG cost the same.
+    """The simulator's physics bound on a training speedup over dense, ``None`` for dense.
 
-    BDWP runs FF and BP at density d = N/M and WG dense: 3 / (2d + 1). SR-STE runs only FF
-    sparse: 3 / (d + 2). ``None`` for dense runs. (See ``../shared/SAT-NOTES.md``.)
+    BDWP 3/(2N/M + 1), SR-STE 3/(N/M + 2) (:func:`nmsat.simulator.api.peak_bound`, see
+    ``../shared/SAT-NOTES.md``).
     """
-    d = NM.parse(nm).density
-    if method == "bdwp":
-        return 3.0 / (2.0 * d + 1.0)
-    if method == "srste":
-        return 3.0 / (d + 2.0)
-    return None
+    from nmsat.simulator.api import peak_bound
+    from nmsat.types import Method
+
+    m = Method.parse(method)
+    if m is Method.DENSE:
+        return None
+    return peak_bound(m, NM.parse(nm))
 
 
 # --------------------------------------------------------------------------- run naming
@@ -159,7 +160,8 @@ def make_runs(results: Sequence[Any], sources: Sequence[str]) -> list[Run]:
         "mode": len({r.mode for r in results}) > 1,
         "config": len({cfg_name(r) for r in results}) > 1,
     }
-    option_keys = sorted({k for r in results for k in r.options})
+    # method, pattern and mode are in the series already; the rest are simulator switches
+    option_keys = sorted({k for r in results for k in r.options} - {"method", "nm", "mode"})
     varying_options = [k for k in option_keys
                        if len({repr(r.options.get(k)) for r in results}) > 1]
     series: list[str] = []
@@ -523,18 +525,19 @@ def timeline_figure(run: Run) -> Plot | None:
         for (what, key), spans in sorted(by_unit[unit].items()):
             merged = merge_intervals(spans)
             length = sum(e - s for s, e in merged)
+            # Busy work is a full-height bar; waiting is a thin bar in the cause's colour
+            # (hatching would be clearer but costs seconds on tens of thousands of bars).
             if what == "busy":
-                color, hatch = style.phase_color(key), None
+                color, half = style.phase_color(key), 0.35
                 phases_seen.add(key)
                 busy_total += length
             else:
-                color, hatch = style.stall_color(key), "xx"
+                color, half = style.stall_color(key), 0.12
                 causes_seen.add(key)
                 stall_by_cause[key] = stall_by_cause.get(key, 0) + length
             coll = ax.broken_barh([(s / scale, (e - s) / scale) for s, e in merged],
-                                  (y - 0.35, 0.7), facecolors=color, hatch=hatch,
-                                  edgecolor=color if hatch is None else "white",
-                                  linewidth=0.0 if hatch is None else 0.3)
+                                  (y - half, 2 * half), facecolors=color, edgecolor="none",
+                                  linewidth=0.0)
             collections[(unit, what, key)] = coll
         rows.append((unit, busy_total, 100.0 * busy_total / r.total_cycles,
                      sum(stall_by_cause.values()),
@@ -559,14 +562,14 @@ def timeline_figure(run: Run) -> Plot | None:
                           for p in PHASES if p in phases_seen]
     handles += [Patch(color=style.phase_color(p), label=f"busy: {p}")
                 for p in sorted(phases_seen - set(PHASES))]
-    handles += [Patch(facecolor=style.stall_color(c), hatch="xx", edgecolor="white",
-                      label=f"stall: {c}") for c in sorted(causes_seen)]
+    handles += [Line2D([], [], color=style.stall_color(c), linewidth=4,
+                       label=f"waiting: {style.stall_label(c)}") for c in sorted(causes_seen)]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     table = Table(("unit", "busy cycles", "busy (% of iteration)", "stalled cycles",
                    "stalls by cause (cycles)"), tuple(rows))
-    caption = ("Each row is a unit; bars show when it worked (coloured by the phase of the "
-               "work) and when it waited with an instruction pending (hatched, coloured by "
-               "cause), from the SimPy system model's event log of one training iteration.")
+    caption = ("Each row is a unit; wide bars show when it worked (coloured by the phase of "
+               "the work), thin bars when it waited with an instruction pending (coloured by "
+               "cause), from the SimPy system model's event log of one iteration.")
     if r.events_truncated:
         caption += " The simulator truncated the event log, so the chart ends early."
     return Plot(f"timeline-{run.slug}", f"Timeline: {run.label}", caption, fig, table,

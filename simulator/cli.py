@@ -57,6 +57,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write the full result (with the event timeline) as JSON")
     p.add_argument("--scalesim-reports", metavar="DIR", type=Path, default=None,
                    help="write SCALE-Sim-style COMPUTE_REPORT.csv and BANDWIDTH_REPORT.csv")
+    p.add_argument("--report", metavar="DIR", type=Path, default=None,
+                   help="write figures and an HTML report (DIR/index.html) of this run and "
+                        "its dense baseline (see docs/reports.md)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -102,12 +105,27 @@ def run(args: argparse.Namespace) -> int:
     for path, text in outputs:
         if path.exists() and path.is_dir():
             raise IsADirectoryError(f"{path} is a folder")
+    if args.report is not None and args.report.exists() and not args.report.is_dir():
+        from nmsat.reports import ReportError
+        raise ReportError(f"--report: {args.report} exists and is not a folder")
     for path, text in outputs:
         atomic_write_text(path, text)
+
+    index = None
+    if args.report is not None:  # the dense run too, for the dense-vs-sparse phase figure
+        import dataclasses
+
+        from nmsat.reports import build_report
+        from nmsat.types import Method
+        runs = [result] if options.method is Method.DENSE else [
+            api.simulate(loaded, cfg, dataclasses.replace(options, method=Method.DENSE)), result]
+        index = build_report(runs, args.report)
 
     sys.stdout.write(format_table(result))
     for path, _ in outputs:
         print(f"wrote {path}")
+    if index is not None:
+        print(f"wrote {index}")
     return 0
 
 

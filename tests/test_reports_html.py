@@ -1,0 +1,222 @@
+"""The report page and the ``nmsat report`` / ``nmsat simulate --report`` commands.
+
+The page is opened in headless Chromium (Debian's, at /usr/bin/chromium, driven by the
+``playwright`` package): no console errors, every image loaded, no network requests.
+"""
+
+from __future__ import annotations
+
+import html.parser
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from nmsat.cli import main
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def _simulate(path: Path, workload: str, method: str, nm: str = "2:8", *extra: str) -> Path:
+    rc = main(["simulate", workload, "--config", "small", "--method", method, "--nm", nm,
+               "--batch", "8", "--json", str(path), *extra])
+    assert rc == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def result_files(tmp_path_factory) -> list[Path]:
+    d = tmp_path_factory.mktemp("results")
+    return [_simulate(d / "dense.json", "mlp", "dense"),
+            _simulate(d / "bdwp.json", "mlp", "bdwp"),
+            _simulate(d / "srste.json", "mlp", "srste"),
+            _simulate(d / "cnn.json", "cnn", "bdwp", "2:4")]
+
+
+@pytest.fixture(scope="module")
+def report(result_files, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report")
+    assert main(["report", *map(str, result_files), "-o", str(out)]) == 0
+    return out / "index.html"
+
+
+class _Page(html.parser.HTMLParser):
+    """Image sources, links and table cells of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[str] = []
+        self.links: list[str] = []
+        self.cells: list[str] = []
+        self.external: list[str] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img":
+            self.images.append(a["src"])
+        if tag == "a" and "href" in a:
+            self.links.append(a["href"])
+        if tag in ("script", "link", "iframe"):
+            self.external.append(tag)
+        for v in a.values():
+            if v and re.match(r"(https?:)?//", v):
+                self.external.append(v)
+        if tag in ("td", "th"):
+            self._cell = []
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self.cells.append("".join(self._cell).strip())
+            self._cell = None
+
+
+def _parse(index: Path) -> _Page:
+    p = _Page()
+    p.feed(index.read_text(encoding="utf-8"))
+    return p
+
+
+def test_page_references_only_local_files_that_exist(report):
+    page = _parse(report)
+    assert page.external == []
+    assert len(page.images) >= 3 + 2 * 4  # speedup, phases, energy; layers+timeline per run
+    for src in page.images + [h for h in page.links if not h.startswith("#")]:
+        assert (report.parent / src).is_file(), src
+        assert (report.parent / src).stat().st_size > 0
+    for src in page.images:
+        assert (report.parent / src.replace(".svg", ".png")).is_file()
+
+
+def test_page_tables_show_the_numbers(report, result_files):
+    cells = _parse(report).cells
+    for path in result_files:
+        data = json.loads(path.read_text())
+        assert f"{data['total_cycles']:,}" in cells
+        for layer in data["layers"]:
+            assert layer["name"] in cells
+        for phase in ("ff", "bp", "wg"):
+            assert f"{data['phase_cycles'][phase]:,}" in cells
+
+
+@pytest.mark.browser
+def test_page_renders_in_chromium(report):
+    pw = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Chromium is not installed (scripts/test.sh installs it)")
+    problems: list[str] = []
+    requests: list[str] = []
+    with pw.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+                    if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on("requestfailed", lambda r: problems.append(f"failed: {r.url}"))
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(report.as_uri(), wait_until="load")
+            images = page.evaluate(
+                "Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, "
+                "i.naturalWidth, i.naturalHeight])")
+            title = page.title()
+            headings = page.evaluate(
+                "Array.from(document.querySelectorAll('h2')).map(h => h.textContent)")
+        finally:
+            browser.close()
+    assert problems == []
+    assert images and len(images) == len(_parse(report).images)
+    for src, complete, width, height in images:
+        assert complete and width > 0 and height > 0, src
+    assert all(u.startswith("file://") for u in requests), requests
+    assert title.startswith("nmsat report")
+    assert "Speedup over dense" in headings and "Phase breakdown" in headings
+
+
+def _run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.mark.parametrize("content", [
+    None,  # missing file
+    "{not json",
+    "[1, 2]",
+    "{}",
+    "drop:total_cycles",
+    "set:total_cycles=-5",
+    "set:speedup_vs_dense=\"fast\"",
+    "set:phase_cycles={\"ff\": 1, \"xx\": 2}",
+])
+def test_bad_result_one_line_exit_2_no_output(content, result_files, tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    if content is not None:
+        if content.startswith(("drop:", "set:")):
+            data = json.loads(result_files[1].read_text())
+            if content.startswith("drop:"):
+                del data[content[5:]]
+            else:
+                key, _, value = content[4:].partition("=")
+                data[key] = json.loads(value)
+            bad.write_text(json.dumps(data))
+        else:
+            bad.write_text(content)
+    out = tmp_path / "out"
+    rc, stdout, err = _run_cli(capsys, "report", str(result_files[0]), str(bad), "-o", str(out))
+    assert rc == 2
+    assert stdout == ""
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("nmsat: error: ") and "bad.json" in err
+    assert not out.exists()
+
+
+def test_bad_trace_leaves_existing_report_untouched(report, result_files, tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(report.parent, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    bad = tmp_path / "t.nmt"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    rc, stdout, err = _run_cli(capsys, "report", str(result_files[1]), "--trace", str(bad),
+                               "-o", str(out))
+    assert rc == 2 and stdout == "" and len(err.strip().splitlines()) == 1
+    assert "t.nmt" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_report_without_inputs_is_a_usage_error(capsys, tmp_path):
+    rc, stdout, err = _run_cli(capsys, "report", "-o", str(tmp_path / "o"))
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_output_path_that_is_a_file(result_files, tmp_path, capsys):
+    target = tmp_path / "file"
+    target.write_text("keep")
+    rc, _, err = _run_cli(capsys, "report", str(result_files[0]), "-o", str(target))
+    assert rc == 2 and "not a folder" in err
+    assert target.read_text() == "keep"
+
+
+def test_simulate_report_option(tmp_path, capsys):
+    out = tmp_path / "out"
+    rc, stdout, err = _run_cli(capsys, "simulate", "mlp", "--config", "small", "--method",
+                               "bdwp", "--nm", "2:8", "--batch", "8", "--report", str(out))
+    assert rc == 0, err
+    assert f"wrote {out / 'index.html'}" in stdout
+    page = _parse(out / "index.html")
+    names = {Path(s).stem for s in page.images}
+    assert {"speedup", "phases", "energy"} <= names
+    assert any(n.startswith("timeline-") for n in names)
+    assert any(n.startswith("layers-") for n in names)
+    # the dense baseline is simulated too, so the phase breakdown is dense vs sparse
+    assert "mlp · dense" in page.cells
