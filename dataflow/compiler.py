@@ -253,6 +253,16 @@ def lower(workload: Workload, cfg: AcceleratorConfig, opts: CompileOptions) -> L
             if train:
                 lt.append(wu)
         back[:0] = lt  # reverse layer order, each layer's own order kept
+    # A backward vector op (e.g. batch-norm backward of layer l) needs only the data
+    # gradient of the layer after it, not its weight gradient: issue it before that
+    # layer's WG GEMM (and weight update) so the vector lanes overlap the WG on the engine.
+    for i in range(len(back)):
+        j = i
+        while (j > 0 and isinstance(back[j], VecTask)
+               and (isinstance(back[j - 1], WuTask)
+                    or isinstance(back[j - 1], GemmTask) and back[j - 1].phase is Phase.WG)):
+            back[j - 1], back[j] = back[j], back[j - 1]
+            j -= 1
     tasks = ff + (back if train else [])
     return Lowered(tt.table, layers, tasks)
 
@@ -802,8 +812,12 @@ def codegen(low: Lowered, ordered: list[int | str], cfg: AcceleratorConfig,
             continue
         item = low.tasks[entry]
         if isinstance(item, GemmTask):
-            em.emit(Barrier(pending | Unit.STORE))
-            pending = Unit(0)
+            if item.phase is Phase.WG:
+                # a WG GEMM never reads a vector op's output (see lower): only the stores
+                em.emit(Barrier(Unit.STORE))
+            else:
+                em.emit(Barrier(pending | Unit.STORE))
+                pending = Unit(0)
             flush()
             _nest(em, _TaskCtx(item, low, cfg), low.tilings[entry])
         elif isinstance(item, SoreTask):

@@ -330,6 +330,13 @@ def test_backward_order_and_weight_updates_overlap_the_engine():
     bp = [(t, n) for t, n, ph in seq if ph is Phase.BP]
     order = [n for i, (t, n) in enumerate(bp) if i == 0 or bp[i - 1][1] != n]
     assert order == ["fc", "n2", "c2", "n1", "c1"]
+    # the vector op runs beside the previous layer's WG GEMM: no barrier on WU between
+    # the vector op and that WG's computes
+    ins = prog.instructions
+    v = next(i for i, x in enumerate(ins) if isinstance(x, Vector) and x.phase is Phase.BP)
+    wg = next(i for i in range(v, len(ins)) if isinstance(ins[i], Compute))
+    assert ins[wg].phase is Phase.WG and names[ins[wg].layer] == "fc"
+    assert not any(isinstance(x, Barrier) and x.units & Unit.WU for x in ins[v:wg])
     # every weight update is followed by engine work before anything waits for it
     ins = prog.instructions
     for i, x in enumerate(ins):
