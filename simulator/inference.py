@@ -1,0 +1,478 @@
+"""Inference simulation: one FF pass (or one LLM prefill / decode step) on the configured
+accelerator, against dense inference on the same hardware.
+
+:func:`simulate_inference` compiles the pass with pre-compressed N:M weights
+(:mod:`nmsat.dataflow.inference`), runs the tile program on the SimPy system model
+(:func:`nmsat.simulator.system.run`), and returns an :class:`InferenceResult`: cycles,
+seconds, tokens per second (LLMs), DRAM traffic split into compressed weights and KV-cache
+reads, energy, the speedup over dense inference, and per layer the bytes moved, the
+arithmetic intensity and the roofline classification (:mod:`nmsat.simulator.roofline`).
+
+Dense baseline: the same workload, batch and hardware with dense weights and no
+activation sparsity (``act_zero = none``): both sparsities are switched off.
+
+Identical decoder layers
+    An LLM's decoder layers are identical, so a decode or prefill step of L layers is
+    simulated with 1, 2 and 3 layers (plus embeddings and head) and extended: the result
+    is used only if the 1->2 and 2->3 increments of the total cycles are equal and the
+    middle layer's attributed cycles equal that increment; otherwise (or with
+    ``exact=True``) the whole program is simulated. Traffic, MACs and energy counts always
+    come from the whole program. ``tests/test_inference_llm.py`` checks the extension
+    equals the full simulation.
+
+Energy (pJ, ``cfg.energy``): MACs (with ``act_zero`` gate or skip, only multiplies with
+a nonzero activation: MACs x density), DRAM bytes (burst-rounded per transfer), buffer
+bytes (each loaded byte written once and read once by the engine; each COMPUTE reads
+and writes its fp32 partial sums once; each STORE reads its bytes), vector-lane fp32
+operations (one per element and pass) and static power. PE register traffic is not
+counted here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from nmsat import __version__
+from nmsat.config import AcceleratorConfig, to_dict
+from nmsat.dataflow.inference import ActDensity, compile_inference
+from nmsat.dataflow.isa import Buffer, Compute, Load, Program, Store, Vector
+from nmsat.reference import compressed_bytes, dense_bytes
+from nmsat.simulator import energy as en
+from nmsat.simulator import system
+from nmsat.simulator.roofline import Bound, LayerTraffic, Roof, layer_traffic
+from nmsat.types import NM, ActZero, DType, Method, Phase
+from nmsat.workloads import llm
+from nmsat.workloads.layers import Conv2d, Linear, Workload
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """What to simulate. ``phase`` is for LLM workloads (``prefill`` or ``decode``);
+    ``seq_len`` is the prompt length (prefill, and the zoo's language models), ``kv_len``
+    the KV-cache positions of a decode step."""
+
+    nm: NM = NM(2, 4)
+    batch: int = 1
+    phase: llm.LlmPhase | None = None
+    seq_len: int | None = None
+    kv_len: int | None = None
+    density: ActDensity = field(default_factory=ActDensity.dense)
+    interleave: bool = True
+    offline_schedule: bool = True
+    exact: bool = False  # simulate every decoder layer (no identical-layer extension)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "nm", NM.parse(self.nm))
+        if self.phase is not None:
+            object.__setattr__(self, "phase", llm.LlmPhase.parse(self.phase))
+        for f in ("batch",):
+            v = getattr(self, f)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"batch must be a positive integer, not {v!r}")
+        for f in ("seq_len", "kv_len"):
+            v = getattr(self, f)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise ValueError(f"{f} must be a positive integer, not {v!r}")
+        if not isinstance(self.density, ActDensity):
+            raise ValueError(f"density must be an ActDensity, not {self.density!r}")
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One layer of an inference result."""
+
+    name: str
+    nm: str
+    total_cycles: int
+    seconds: float
+    macs: int
+    dense_macs: int
+    dram_bytes: int
+    weight_bytes: int
+    kv_cache_bytes: int
+    engine_cycles: int
+    dram_cycles: float
+    intensity: float
+    bound: str
+    ideal_bound: str
+    act_density: float
+    dense_total_cycles: int
+    speedup_vs_dense: float
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        if math.isinf(self.intensity):
+            d["intensity"] = None  # a layer without DRAM traffic
+        return d
+
+
+@dataclass(frozen=True)
+class InferenceResult:
+    """The result of one inference simulation (see the module docstring)."""
+
+    workload: str
+    config: dict[str, Any]
+    phase: str | None
+    nm: str
+    batch: int
+    seq_len: int | None
+    kv_len: int | None
+    act_zero: str
+    act_density: str
+    tokens: int
+    total_cycles: int
+    seconds: float
+    stall_cycles: dict[str, int]
+    utilization: float
+    macs: int
+    dense_macs: int
+    dram_bytes: int
+    weight_bytes: int
+    kv_cache_bytes: int
+    weight_byte_ratio: float
+    energy_pj: dict[str, float]
+    dense_total_cycles: int
+    speedup_vs_dense: float
+    tokens_per_second: float | None
+    dense_tokens_per_second: float | None
+    roofline: dict[str, float]
+    layers: tuple[LayerRow, ...]
+    extended_layers: bool
+    simulate_seconds: float | None = field(default=None, compare=False)
+
+    @property
+    def bytes_per_layer(self) -> dict[str, int]:
+        return {r.name: r.dram_bytes for r in self.layers}
+
+    def to_dict(self, *, timing: bool = False) -> dict[str, Any]:
+        """Plain data for JSON: the training result's fields that apply to inference
+        (``phase_cycles`` has only ``ff``), plus ``tokens_per_second``,
+        ``bytes_per_layer`` and per layer ``bound``."""
+        out: dict[str, Any] = {
+            "nmsat_version": __version__,
+            "workload": self.workload,
+            "mode": "inference",
+            "method": "inference",
+            "phase": self.phase,
+            "nm": self.nm,
+            "batch": self.batch,
+            "seq_len": self.seq_len,
+            "kv_len": self.kv_len,
+            "act_zero": self.act_zero,
+            "act_density": self.act_density,
+            "tokens": self.tokens,
+            "total_cycles": self.total_cycles,
+            "seconds": self.seconds,
+            "phase_cycles": {"ff": self.total_cycles, "bp": 0, "wg": 0, "wu": 0, "sore": 0},
+            "stall_cycles": dict(self.stall_cycles),
+            "utilization": self.utilization,
+            "macs": self.macs,
+            "dense_macs": self.dense_macs,
+            "dram_bytes": self.dram_bytes,
+            "weight_bytes": self.weight_bytes,
+            "kv_cache_bytes": self.kv_cache_bytes,
+            "weight_byte_ratio": self.weight_byte_ratio,
+            "energy_pj": dict(self.energy_pj),
+            "dense_total_cycles": self.dense_total_cycles,
+            "speedup_vs_dense": self.speedup_vs_dense,
+            "tokens_per_second": self.tokens_per_second,
+            "dense_tokens_per_second": self.dense_tokens_per_second,
+            "roofline": dict(self.roofline),
+            "bytes_per_layer": self.bytes_per_layer,
+            "layers": [r.to_dict() for r in self.layers],
+            "extended_layers": self.extended_layers,
+            "config": self.config,
+        }
+        if timing and self.simulate_seconds is not None:
+            out["simulate_seconds"] = self.simulate_seconds
+        return out
+
+    def to_json(self, *, timing: bool = False) -> str:
+        return json.dumps(self.to_dict(timing=timing), indent=1, allow_nan=False) + "\n"
+
+
+# --------------------------------------------------------------------------- workloads
+
+
+@dataclass(frozen=True)
+class InferenceWorkload:
+    """A workload to serve, with what the LLM machinery needs to know about it."""
+
+    workload: Workload
+    spec: llm.DecoderSpec | None = None
+    phase: llm.LlmPhase | None = None
+    seq_len: int | None = None
+    kv_len: int | None = None
+
+    @property
+    def tokens(self) -> int:
+        """Tokens produced (decode) or consumed (prefill, language models) per pass."""
+        if self.phase is llm.LlmPhase.DECODE:
+            return self.workload.batch
+        if self.seq_len is not None:
+            return self.workload.batch * self.seq_len
+        return 0
+
+
+def load(spec: str, opts: InferenceOptions) -> InferenceWorkload:
+    """Resolve WORKLOAD for inference: an LLM preset (``gpt2_small``, ``llama_7b``) in the
+    given phase (prefill when none is given), or any other zoo name or workload file
+    (``phase`` must then be unset)."""
+    if llm.is_llm(spec):
+        s = llm.spec(spec)
+        phase = opts.phase or llm.LlmPhase.PREFILL
+        if phase is llm.LlmPhase.DECODE:
+            if opts.seq_len is not None:
+                raise ValueError("the decode phase takes --kv-len (cache positions), "
+                                 "not --seq-len")
+            if opts.kv_len is None:
+                raise ValueError("the decode phase needs --kv-len (cache positions)")
+            w = llm.workload(s, phase, opts.batch, kv_len=opts.kv_len)
+            return InferenceWorkload(w, s, phase, None, opts.kv_len)
+        if opts.kv_len is not None:
+            raise ValueError("--kv-len is for the decode phase")
+        seq = opts.seq_len if opts.seq_len is not None else min(1024, s.max_positions)
+        w = llm.workload(s, phase, opts.batch, seq_len=seq)
+        return InferenceWorkload(w, s, phase, seq, None)
+    if opts.phase is not None:
+        raise ValueError(f"--phase is for LLM workloads ({', '.join(llm.PRESETS)}), "
+                         f"not {spec}")
+    if opts.kv_len is not None:
+        raise ValueError(f"--kv-len is for LLM workloads ({', '.join(llm.PRESETS)})")
+    from nmsat.workloads import zoo
+
+    loaded = zoo.load(spec, batch=opts.batch, seq_len=opts.seq_len)
+    seq = opts.seq_len
+    if seq is None and spec in zoo.names():
+        seq = zoo.model(spec).seq_len
+    return InferenceWorkload(loaded.workload, seq_len=seq)
+
+
+def weight_byte_ratio(workload: Workload, nm: NM, cfg: AcceleratorConfig) -> float:
+    """Dense weight bytes over stored weight bytes under ``nm`` (layers N:M cannot apply
+    to stay dense), computed with :func:`nmsat.reference.compressed_bytes`."""
+    dt = DType.parse(cfg.numerics.dtype)
+    dense = sparse = 0
+    for layer in workload.layers:
+        if not isinstance(layer, (Linear, Conv2d)):
+            continue
+        if isinstance(layer, Conv2d):
+            shape = (layer.kh * layer.kw * (layer.in_ch // layer.groups), layer.out_ch)
+        else:
+            shape = (layer.in_features, layer.out_features)
+        d = dense_bytes(shape, dt)
+        dense += d
+        if not nm.dense and layer.nm_applies(Phase.FF, Method.BDWP, nm):
+            sparse += compressed_bytes(shape, nm, 0, dt)
+        else:
+            sparse += d
+    return dense / sparse if sparse else 1.0
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass
+class _Run:
+    total: int
+    attributed: dict[str, int]  # layer name -> cycles
+    stalls: dict[str, int]
+    extended: bool
+
+
+def _run_program(prog: Program, cfg: AcceleratorConfig) -> _Run:
+    r = system.run(prog, cfg, record=False)
+    wall = system.attribute_wall_time(r)
+    per: dict[str, int] = {}
+    for (layer, _phase), c in wall.items():
+        per[layer] = per.get(layer, 0) + c
+    stalls = {"memory": 0, "sore": 0, "dependency": 0}
+    for (_, _, cause), c in r.stall.get(system.ENGINE, {}).items():
+        stalls[cause] = stalls.get(cause, 0) + c
+    return _Run(r.total_cycles, per, stalls, False)
+
+
+def _layer_index_name(spec: llm.DecoderSpec, i: int) -> str:
+    return f"model.layers.{i}." if spec.hf_names == "llama" else f"h.{i}."
+
+
+def _run_llm(iw: InferenceWorkload, cfg: AcceleratorConfig, nm: NM, batch: int,
+             density: ActDensity, compile_opts: dict) -> _Run | None:
+    """The identical-layer extension (module docstring); None when it does not apply."""
+    s = iw.spec
+    assert s is not None and iw.phase is not None
+    L = s.layers
+    if L <= 3:
+        return None
+    runs = []
+    for n in (1, 2, 3):
+        sn = dataclasses.replace(s, layers=n)
+        w = llm.workload(sn, iw.phase, batch, seq_len=iw.seq_len if iw.phase is
+                         llm.LlmPhase.PREFILL else None, kv_len=iw.kv_len)
+        _, prog = compile_inference(w, cfg, nm, None, density, **compile_opts)
+        runs.append(_run_program(prog, cfg))
+    d1, d2 = runs[1].total - runs[0].total, runs[2].total - runs[1].total
+    if d1 != d2:
+        return None
+    r3 = runs[2]
+    p = [_layer_index_name(s, i) for i in range(3)]
+    mid = sum(c for n, c in r3.attributed.items() if n.startswith(p[1]))
+    if mid != d2:
+        return None
+    per: dict[str, int] = {}
+    for name, c in r3.attributed.items():
+        if name.startswith(p[1]):
+            for i in range(1, L - 1):
+                per[_layer_index_name(s, i) + name[len(p[1]):]] = c
+        elif name.startswith(p[2]):
+            per[_layer_index_name(s, L - 1) + name[len(p[2]):]] = c
+        else:
+            per[name] = c
+    total = r3.total + (L - 3) * d2
+    if sum(per.values()) != total:
+        return None
+    stalls = {k: runs[2].stalls[k] + (L - 3) * (runs[2].stalls[k] - runs[1].stalls[k])
+              for k in runs[2].stalls}
+    return _Run(total, per, stalls, True)
+
+
+def _counts(prog: Program, wl: Workload, density: ActDensity, act: ActZero,
+            cfg: AcceleratorConfig) -> en.ActivityCounts:
+    dens = [density.of(layer) for layer in wl.layers]
+    burst = cfg.dram.burst_bytes
+    macs = 0.0
+    act_b = wgt_b = out_b = dram = wu = 0
+    for _, ins, times in prog.executions():
+        if isinstance(ins, Compute):
+            d = dens[ins.layer] if act is not ActZero.NONE and ins.layer < len(dens) else 1.0
+            macs += ins.macs * times * d
+            out_b += 2 * ins.m * ins.n * 4 * times
+        elif isinstance(ins, Load):
+            dram += -(-ins.bytes // burst) * burst * times
+            if ins.buffer is Buffer.ACT:
+                act_b += 2 * ins.bytes * times
+            else:
+                wgt_b += 2 * ins.bytes * times
+        elif isinstance(ins, Store):
+            dram += -(-ins.bytes // burst) * burst * times
+            out_b += ins.bytes * times
+        elif isinstance(ins, Vector):
+            dram += -(-(ins.read_bytes + ins.write_bytes) // burst) * burst * times
+            wu += ins.elements * times
+    return en.ActivityCounts(macs=int(round(macs)), act_buffer_bytes=act_b,
+                             weight_buffer_bytes=wgt_b, output_buffer_bytes=out_b,
+                             dram_bytes=dram, wu_ops=wu)
+
+
+@dataclass
+class _Pass:
+    scheduled: Program
+    executed: Program
+    run: _Run
+    traffic: list[LayerTraffic]
+    counts: en.ActivityCounts
+
+
+def _simulate_pass(iw: InferenceWorkload, cfg: AcceleratorConfig, nm: NM,
+                   density: ActDensity, opts: InferenceOptions) -> _Pass:
+    compile_opts = {"interleave": opts.interleave, "offline_schedule": opts.offline_schedule}
+    wl = iw.workload
+    sched, prog = compile_inference(wl, cfg, nm, None, density, **compile_opts)
+    run = None
+    if iw.spec is not None and not opts.exact:
+        run = _run_llm(iw, cfg, nm, wl.batch, density, compile_opts)
+    if run is None:
+        run = _run_program(prog, cfg)
+    kv = llm.kv_cache_layers(wl) if iw.phase is llm.LlmPhase.DECODE else ()
+    traffic = layer_traffic(prog, cfg, kv)
+    counts = _counts(prog, wl, density, ActZero.parse(cfg.array.act_zero), cfg)
+    return _Pass(sched, prog, run, traffic, counts)
+
+
+def simulate_inference(spec: str | InferenceWorkload, cfg: AcceleratorConfig,
+                       opts: InferenceOptions | None = None) -> InferenceResult:
+    """Simulate one inference pass of ``spec`` (see :func:`load`) and its dense baseline.
+
+    Raises
+    ------
+    ValueError, NmsatError
+        Bad options for the workload (the message names the option), an N:M pattern the
+        array does not support, or buffers too small for a layer.
+    """
+    t0 = time.perf_counter()
+    opts = opts or InferenceOptions()
+    iw = load(spec, opts) if isinstance(spec, str) else spec
+    wl = iw.workload
+    nm = opts.nm
+    act = ActZero.parse(cfg.array.act_zero)
+    sparse = _simulate_pass(iw, cfg, nm, opts.density, opts)
+    dense_cfg = cfg if act is ActZero.NONE else cfg.replace(**{"array.act_zero": "none"})
+    if nm.dense and act is ActZero.NONE:
+        dense = sparse
+    else:
+        dense = _simulate_pass(iw, dense_cfg, NM(1, 1), ActDensity.dense(), opts)
+    roof = Roof.of(cfg, nm)
+    secs = cfg.cycle_seconds
+    dense_by_layer = dense.run.attributed
+    dens_of = {layer.name: opts.density.of(layer) for layer in wl.layers}
+    rows = []
+    traffic_by = {t.name: t for t in sparse.traffic}
+    sched_macs = {t.name: t.dense_macs for t in layer_traffic(sparse.scheduled, cfg)}
+    names = [layer.name for layer in wl.layers]
+    for name in names:
+        cyc = sparse.run.attributed.get(name, 0)
+        t = traffic_by.get(name)
+        if t is None and cyc == 0:
+            continue
+        t = t or LayerTraffic(name)
+        dmacs = sched_macs.get(name, t.dense_macs)
+        dcyc = dense_by_layer.get(name, 0)
+        lroof = Roof.of(cfg, NM.parse(t.nm))
+        intensity = dmacs / t.dram_bytes if t.dram_bytes else math.inf
+        rows.append(LayerRow(
+            name=name, nm=t.nm, total_cycles=cyc, seconds=cyc * secs, macs=t.macs,
+            dense_macs=dmacs, dram_bytes=t.dram_bytes, weight_bytes=t.weight_bytes,
+            kv_cache_bytes=t.kv_bytes, engine_cycles=t.engine_cycles,
+            dram_cycles=t.dram_cycles(lroof), intensity=intensity,
+            bound=str(t.bound(lroof)),
+            ideal_bound=str(lroof.classify(intensity) if dmacs else t.bound(lroof)),
+            act_density=dens_of.get(name, 1.0), dense_total_cycles=dcyc,
+            speedup_vs_dense=dcyc / cyc if cyc else 1.0))
+    total = sparse.run.total
+    dense_total = dense.run.total
+    tokens = iw.tokens
+    seconds = total * secs
+    dense_seconds = dense_total * secs
+    peak = cfg.array.peak_macs_per_cycle
+    macs = sum(t.macs for t in sparse.traffic)
+    energy = en.energy(sparse.counts, cfg, total).to_dict()
+    return InferenceResult(
+        workload=wl.name, config=to_dict(cfg), phase=str(iw.phase) if iw.phase else None,
+        nm=str(nm), batch=wl.batch, seq_len=iw.seq_len, kv_len=iw.kv_len,
+        act_zero=str(act), act_density=opts.density.source, tokens=tokens,
+        total_cycles=total, seconds=seconds, stall_cycles=sparse.run.stalls,
+        utilization=macs / (total * peak) if total else 0.0, macs=macs,
+        dense_macs=sum(sched_macs.values()),
+        dram_bytes=sum(t.dram_bytes for t in sparse.traffic),
+        weight_bytes=sum(t.weight_bytes for t in sparse.traffic),
+        kv_cache_bytes=sum(t.kv_bytes for t in sparse.traffic),
+        weight_byte_ratio=weight_byte_ratio(wl, nm, cfg), energy_pj=energy,
+        dense_total_cycles=dense_total,
+        speedup_vs_dense=dense_total / total if total else 1.0,
+        tokens_per_second=tokens / seconds if tokens and iw.spec is not None else None,
+        dense_tokens_per_second=(tokens / dense_seconds if tokens and iw.spec is not None
+                                 else None),
+        roofline={"peak_macs_per_cycle": roof.peak_macs_per_cycle,
+                  "dense_peak_macs_per_cycle": float(peak),
+                  "dram_bytes_per_cycle": roof.dram_bytes_per_cycle, "ridge": roof.ridge},
+        layers=tuple(rows), extended_layers=sparse.run.extended,
+        simulate_seconds=time.perf_counter() - t0)
+
+
+__all__ = ["InferenceOptions", "InferenceResult", "InferenceWorkload", "LayerRow", "Bound",
+           "load", "simulate_inference", "weight_byte_ratio"]
