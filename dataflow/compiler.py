@@ -855,3 +855,32 @@ def compile_workload(workload: Workload, cfg: AcceleratorConfig,
             "interleave": str(opts.interleave), "pregen": str(opts.pregen),
             "offline_schedule": str(opts.offline_schedule), "config": cfg.name}
     return codegen(low, ordered, cfg, meta)
+
+
+def compile_layer(workload: Workload, layer: str, phase: Phase, cfg: AcceleratorConfig,
+                  options: CompileOptions | None = None) -> Program:
+    """The tile program of one layer's GEMM(s) in one phase (FF, BP or WG) alone: no SORE,
+    weight update or vector work; N:M weight views are expected in DRAM. For running a
+    layer on the RTL or the functional executor."""
+    opts = options or CompileOptions()
+    phase = Phase.parse(phase)
+    names = [x.name for x in workload.layers]
+    if layer not in names:
+        raise NmsatError(f"{workload.name} has no layer {layer!r}")
+    li = names.index(layer)
+    low = lower(workload, cfg, opts)
+    keep = [t for t in low.tasks if isinstance(t, GemmTask) and t.layer == li
+            and t.phase is phase]
+    if not keep:
+        raise NmsatError(f"layer {layer!r} has no {phase} GEMM in this compilation "
+                         f"(mode {opts.mode})")
+    low.tasks = [dataclasses.replace(t, needs_sore=False) for t in keep]
+    used = {v.tensor for t in low.tasks for v in (t.a, t.b, t.c)}
+    low.tensors = {k: v for k, v in low.tensors.items() if k in used}
+    offline_schedule(low, cfg, opts)
+    interleave_mapping(low, opts.interleave)
+    meta = {"workload": workload.name, "layer": layer, "phase": str(phase),
+            "mode": str(opts.mode), "method": str(opts.method), "nm": str(opts.sparse_nm),
+            "batch": str(opts.batch or workload.batch), "interleave": str(opts.interleave),
+            "offline_schedule": str(opts.offline_schedule), "config": cfg.name}
+    return codegen(low, list(range(len(low.tasks))), cfg, meta)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from nmsat.config import SMALL
-from nmsat.dataflow.compiler import CompileOptions, compile_workload
+from nmsat.dataflow.compiler import CompileOptions, compile_layer, compile_workload
+from nmsat.errors import NmsatError
 from nmsat.dataflow.execute import execute
 from nmsat.dataflow.isa import Compute, Loop
 from nmsat.reference import ConvGeom, col2im, engine_gemm, im2col, nm_mask, quantize
@@ -110,3 +111,21 @@ def test_inference_program_uses_precompressed_weights():
     wt = quantize(rng.standard_normal((64, 24)), "fp16")
     out = execute(prog, CFG, {"fc.x": x, "fc.w.ff": _masked(wt, nm)})
     assert np.array_equal(out["fc.y"], _gemm(x, wt, nm).astype(np.float16))
+
+
+def test_compile_layer_runs_one_gemm():
+    w = _workload(2)
+    prog = compile_layer(w, "conv", Phase.FF, CFG, CompileOptions(nm=NM(2, 4)))
+    assert {i.phase for i in prog.instructions if isinstance(i, Compute)} == {Phase.FF}
+    assert {t.name for t in prog.tensors} == {"conv.x", "conv.w.ff", "conv.y"}
+    rng = np.random.default_rng(13)
+    x = quantize(rng.standard_normal((2 * 9 * 7, 8)), "fp16")
+    wt = quantize(rng.standard_normal((72, 12)), "fp16")
+    out = execute(prog, CFG, {"conv.x": x, "conv.w.ff": _masked(wt, NM(2, 4))})
+    geom = ConvGeom(2, 8, 9, 7, 12, 3, 3, 2, 1)
+    cols = im2col(x.reshape(2, 9, 7, 8).transpose(0, 3, 1, 2), geom)
+    assert np.array_equal(out["conv.y"], _gemm(cols, wt, "2:4").astype(np.float16))
+    with pytest.raises(NmsatError, match="no layer 'nope'"):
+        compile_layer(w, "nope", Phase.FF, CFG)
+    with pytest.raises(NmsatError, match="no wg GEMM"):
+        compile_layer(w, "conv", Phase.WG, CFG, CompileOptions(mode=Mode.INFERENCE))
