@@ -75,6 +75,8 @@ from nmsat.workloads.layers import OpKind
 
 MAX_PERIOD = 6
 """Longest period (in loop iterations) the steady-state detector looks for."""
+MIN_SKIP_COUNT = 8
+"""Loops shorter than this are always simulated iteration by iteration."""
 
 # Counters: how many instructions of each kind precede a position in execution order.
 (C_LOAD, C_LACT, C_LWGT, C_PACT, C_PWGT, C_ENG, C_ST, C_SO, C_WU) = range(9)
@@ -379,12 +381,14 @@ class _Cursor:
         return (fr[depth].child,) + tuple((g.it, g.child) for g in fr[depth + 1:])
 
     def mark(self) -> None:
-        """Remember the accumulation log length at this position, in every loop frame."""
+        """Remember the accumulation log length at this position, in every loop frame
+        long enough to be skipped (see :data:`MIN_SKIP_COUNT`)."""
         n = len(self.log)
         fr = self.frames
         for depth in range(1, len(fr)):
             f = fr[depth]
-            f.marks.setdefault((f.it,) + self.subpos(depth), n)
+            if f.node.count >= MIN_SKIP_COUNT:
+                f.marks.setdefault((f.it,) + self.subpos(depth), n)
 
     def commit(self, idx: int) -> None:
         d = self.sim.deltas[idx]
@@ -449,13 +453,14 @@ class _Jump:
 class _Instance:
     """Book-keeping of one execution of a loop (for steady-state detection)."""
 
-    __slots__ = ("node", "kinds", "finished", "states", "jump", "segments")
+    __slots__ = ("node", "kinds", "finished", "states", "jump", "windows")
 
     def __init__(self, node: _Node, kinds: set[int]) -> None:
         self.node = node
         self.kinds = kinds
         self.finished: dict[int, int] = defaultdict(int)
         self.states: dict[int, tuple] = {}
+        self.windows: dict[int, tuple | None] = {}
         self.jump: _Jump | None = None
 
 
@@ -784,47 +789,53 @@ class _Sim:
                 deps[q] = self._deps(curs[q].kind, heads[q], curs[q])
         self.dma_heads = heads
         self.dma_deps = deps
+        known: list = [None, None]  # (ready time, cause) once every dependency is known
+        wait_ev: list = [None, None]  # pending wake-up for a head with an unknown dependency
+
+        def resolve(q: int) -> None:
+            ready, cause = 0, DEPENDENCY
+            for s_, n in deps[q]:
+                t_ = self._peek(s_, n)
+                if t_ is None:
+                    if wait_ev[q] is None or wait_ev[q].triggered:
+                        real, _ = self._resolve(s_, n)
+                        ev = env.event()
+                        self.waiters.setdefault((s_, real), []).append(ev)
+                        wait_ev[q] = ev
+                    return
+                if t_ > ready:
+                    ready, cause = t_, STREAM_CAUSE[s_]
+            known[q] = (max(ready, self.last_issue[q]), cause)
+            wait_ev[q] = None
+
         while heads[0] is not None or heads[1] is not None:
             shift = self._maybe_jump(DMA)
             if shift:
                 for q in (0, 1):
+                    known[q] = wait_ev[q] = None
                     if heads[q] is not None:
                         deps[q] = self._deps(curs[q].kind, heads[q], curs[q])
                 yield env.timeout(shift)
-            known: list = [None, None]
-            pending: list[simpy.Event] = []
             for q in (0, 1):
-                if heads[q] is None:
-                    continue
-                ready, cause, missing = 0, DEPENDENCY, None
-                for s, n in deps[q]:
-                    t = self._peek(s, n)
-                    if t is None:
-                        missing = (s, n)
-                        break
-                    if t > ready:
-                        ready, cause = t, STREAM_CAUSE[s]
-                if missing is None:
-                    known[q] = (max(ready, self.last_issue[q]), cause)
-                else:
-                    real, _ = self._resolve(*missing)
-                    ev = env.event()
-                    self.waiters.setdefault((missing[0], real), []).append(ev)
-                    pending.append(ev)
+                if heads[q] is not None and known[q] is None:
+                    resolve(q)
             cand = [(known[q][0], q) for q in (0, 1) if known[q] is not None]
+            evs = [ev for ev in wait_ev if ev is not None]
             if not cand:
-                yield simpy.AnyOf(env, pending)
+                yield simpy.AnyOf(env, evs)
                 continue
             t, q = min(cand)
             if t > env.now:
                 # Wait for the earliest known head, unless an unknown one resolves first.
-                yield simpy.AnyOf(env, pending + [env.timeout(t - env.now)])
+                to = env.timeout(t - env.now)
+                yield simpy.AnyOf(env, evs + [to]) if evs else to
                 continue
             self.executed += 1
             self._dma_issue(q, heads[q], curs[q], t, known[q][1])
             heads[q] = curs[q].next()
             deps[q] = (self._deps(curs[q].kind, heads[q], curs[q])
                        if heads[q] is not None else None)
+            known[q] = wait_ev[q] = None
         self.clock[DMA] = self.dma_end
 
     # ------------------------------------------------------------------ steady state
@@ -864,7 +875,7 @@ class _Sim:
         if inst.finished[i] < len(inst.kinds):
             return
         del inst.finished[i]
-        if not self.extrapolate or frame.node.count - i < 8:
+        if not self.extrapolate or frame.node.count - i < MIN_SKIP_COUNT:
             # Too few iterations left for a skip to pay for the comparison.
             return
         state = self._state(frame.key, inst)
@@ -873,12 +884,23 @@ class _Sim:
             return
         inst.states[i] = state
         inst.states.pop(i - MAX_PERIOD - 1, None)
+        inst.windows.pop(i - MAX_PERIOD - 1, None)
         for p in range(1, MAX_PERIOD + 1):
             old = inst.states.get(i - p)
             if old is None:
                 continue
             dd = self._period(old, state, p)
             if dd is None:
+                continue
+            w0 = inst.windows.get(i - p)
+            if w0 is None:
+                w0 = inst.windows[i - p] = self._windows(old, inst.node)
+            w1 = inst.windows.get(i)
+            if w1 is None:
+                w1 = inst.windows[i] = self._windows(state, inst.node)
+            if (w0 is None or w1 is None or len(w0[0]) != len(w1[0]) or w0[1] != w1[1]
+                    or any(b - a != dd for a, b in zip(w0[0], w1[0]))
+                    or any(t > old[0][0] for t in w0[1])):
                 continue
             # All processes skip the same span; leave the last iterations real so the
             # loop's exit (when the leading unit moves on to later work) is simulated.
@@ -952,22 +974,26 @@ class _Sim:
                             return None
                         fixed.append(t)
         for st in sorted(node.reads | node.writes):
-            n = self.count[st]
-            per = node.delta[self._counter_of(st)]
-            counts.append((n, per))
+            counts.append((self.count[st], node.delta[self._counter_of(st)]))
+        return times, exact, its, counts, fixed
+
+    def _windows(self, state, node: _Node):
+        """The recent completions of the loop's streams at a captured state (completions
+        never change once scheduled, so this can be read later): (moving, fixed) times,
+        or None if one is not scheduled yet."""
+        moving: list[int] = []
+        fixed: list[int] = []
+        counts = state[3]
+        streams = sorted(node.reads | node.writes)
+        for st, (n, per) in zip(streams, counts[len(counts) - len(streams):]):
             # Consumers look back at most a couple of iterations (two buffer halves).
-            window = per * 3 + 4
-            if window > 4096:
-                return None
+            window = min(per * 3 + 4, 64)
             for j in range(max(0, n - window), n):
                 t = self._peek(st, j)
                 if t is None:
                     return None
-                if per:
-                    times.append(t)
-                else:
-                    fixed.append(t)
-        return times, exact, its, counts, fixed
+                (moving if per else fixed).append(t)
+        return moving, fixed
 
     @staticmethod
     def _counter_of(s: int) -> int:
