@@ -27,23 +27,51 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
+from nmsat.simulator.tile_model import Geometry, block_cycles
+from nmsat.workloads.layers import (
+    Conv2d,
+    Elementwise,
+    GemmDims,
+    Layer,
+    Linear,
+    Matmul,
+    OpKind,
+    Workload,
+)
+
 from nmsat.config import AcceleratorConfig
 from nmsat.errors import NmsatError
-from nmsat.reference import gemm_chunks
-from nmsat.simulator.tile_model import Geometry, block_cycles
-from nmsat.types import NM, Dataflow, Method, Mode, Phase, _Choice
-from nmsat.workloads.layers import (Conv2d, Elementwise, GemmDims, Layer, Linear, Matmul,
-                                    OpKind, Workload)
+from nmsat.types import DENSE, NM, Dataflow, Method, Mode, Phase, _Choice
 
 from . import isa
-from .isa import (Barrier, Buffer, Compute, ConvView, ElemType, Instr, Load, Loop, Program,
-                  Release, Sore, SoreView, Store, Tensor, Transform, Unit, Vector,
-                  WeightUpdate)
+from .isa import (
+    Barrier,
+    Buffer,
+    Compute,
+    ConvView,
+    ElemType,
+    Instr,
+    Load,
+    Loop,
+    Program,
+    Release,
+    Sore,
+    SoreView,
+    Store,
+    Tensor,
+    Transform,
+    Unit,
+    Vector,
+    WeightUpdate,
+)
 
 # --------------------------------------------------------------------------- options
+
+_DEFAULT_NM = NM(2, 8)  # the SAT paper's headline pattern
 
 
 @dataclass(frozen=True)
@@ -55,7 +83,7 @@ class CompileOptions:
     """
 
     method: Method = Method.BDWP
-    nm: NM = NM(2, 8)
+    nm: NM = _DEFAULT_NM
     mode: Mode = Mode.TRAIN
     batch: int | None = None
     interleave: bool = True
@@ -72,7 +100,7 @@ class CompileOptions:
             object.__setattr__(self, "nm", NM.parse(self.nm))
         for name in ("interleave", "pregen", "offline_schedule"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"CompileOptions.{name} must be a bool, "
+                raise TypeError(f"CompileOptions.{name} must be a bool, "
                                  f"not {getattr(self, name)!r}")
         if self.batch is not None and (not isinstance(self.batch, int) or self.batch < 1):
             raise ValueError(f"CompileOptions.batch must be a positive integer, "
@@ -187,7 +215,7 @@ class _Tensors:
         self.table: dict[str, Tensor] = {}
         self.addr = 0
 
-    def add(self, name: str, rows: int, cols: int, elem: ElemType, nm: NM = NM(1, 1),
+    def add(self, name: str, rows: int, cols: int, elem: ElemType, nm: NM = DENSE,
             conv: ConvView | None = None) -> str:
         if name not in self.table:
             t = Tensor(name, rows, cols, elem, nm, self.addr, conv)
@@ -578,7 +606,7 @@ def _candidates(ctx: _TaskCtx, dataflows: tuple[Dataflow, ...], interleave: bool
             if ctx.fits(mb0, nb, kb) is not None:
                 continue
             mb = _largest(mb0, ctx.m, a.rows * a.acc_latency,
-                          lambda v: ctx.fits(v, nb, kb) is None)
+                          lambda v, nb=nb, kb=kb: ctx.fits(v, nb, kb) is None)
             if mb is None:
                 continue
             for df in dataflows:
@@ -659,7 +687,7 @@ def pregeneration(low: Lowered, on: bool) -> list[int | str]:
     ff_layers = [t.layer for t in tasks if isinstance(t, GemmTask) and t.phase is Phase.FF
                  and t.layer in sores_of]
     # the FF GEMM of layer prev gets layer nxt's SORE work issued just before it
-    hoist_before = dict(zip(ff_layers, ff_layers[1:]))
+    hoist_before = dict(itertools.pairwise(ff_layers))
     if ff_layers:
         out.extend(sores_of[ff_layers[0]])
     for i, t in enumerate(tasks):

@@ -25,8 +25,23 @@ from nmsat.config import AcceleratorConfig
 from nmsat.reference import ConvGeom, col2im, engine_gemm, im2col, nm_mask, quantize
 from nmsat.types import DType
 
-from .isa import (Barrier, Buffer, Compute, ElemType, IsaError, Load, Program, Release, Sore,
-                  SoreView, Store, Tensor, Transform, Vector, WeightUpdate)
+from .isa import (
+    Barrier,
+    Buffer,
+    Compute,
+    ElemType,
+    IsaError,
+    Load,
+    Program,
+    Release,
+    Sore,
+    SoreView,
+    Store,
+    Tensor,
+    Transform,
+    Vector,
+    WeightUpdate,
+)
 
 _NP = {ElemType.INT8: np.int8, ElemType.INT16: np.int16, ElemType.FP16: np.float16,
        ElemType.BF16: np.float32, ElemType.FP32: np.float32, ElemType.INT32: np.int32}

@@ -37,12 +37,14 @@ from __future__ import annotations
 import enum
 import json
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar
+
+from nmsat.workloads.layers import OpKind
 
 from nmsat.errors import NmsatError
-from nmsat.types import NM, Dataflow, Phase
-from nmsat.workloads.layers import OpKind
+from nmsat.types import DENSE, NM, Dataflow, Phase
 
 ISA_VERSION = 1
 INSTR_BITS = 512
@@ -91,7 +93,7 @@ class Unit(enum.IntFlag):
     WU = 16  # weight-update / vector engine
 
     @classmethod
-    def all(cls) -> "Unit":
+    def all(cls) -> Unit:
         return cls.LOAD | cls.ENGINE | cls.STORE | cls.SORE | cls.WU
 
 
@@ -119,7 +121,7 @@ class ElemType(enum.IntEnum):
         return {0: 1, 1: 2, 2: 2, 3: 2, 4: 4, 5: 4}[int(self)]
 
     @classmethod
-    def of(cls, name: str) -> "ElemType":
+    def of(cls, name: str) -> ElemType:
         try:
             return cls[str(name).upper()]
         except KeyError:
@@ -267,7 +269,7 @@ class Tensor:
     rows: int
     cols: int
     elem: ElemType = ElemType.FP16
-    nm: NM = NM(1, 1)
+    nm: NM = DENSE
     dram_addr: int = 0
     conv: ConvView | None = None
 
@@ -293,7 +295,7 @@ class Tensor:
         return region_bytes(self.rows, self.cols, self.elem, self.nm)
 
 
-def region_bytes(rows: int, cols: int, elem: ElemType, nm: NM = NM(1, 1)) -> int:
+def region_bytes(rows: int, cols: int, elem: ElemType, nm: NM = DENSE) -> int:
     """Bytes of a ``[rows, cols]`` tile; N:M-compressed along rows when ``nm`` is sparse
     (exactly :func:`nmsat.reference.compressed_bytes`, index bits included)."""
     if nm.dense:
@@ -702,12 +704,12 @@ class Program:
         return json.dumps(self.to_dict(), indent=indent)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Program":
+    def from_dict(cls, data: dict[str, Any]) -> Program:
         if not isinstance(data, dict):
             raise IsaError(f"a program must be a JSON object, not {type(data).__name__}")
         unknown = set(data) - {"version", "meta", "layers", "tensors", "instructions"}
         if unknown:
-            raise IsaError(f"unknown program field {sorted(unknown)[0]!r}")
+            raise IsaError(f"unknown program field {min(unknown)!r}")
         if data.get("version") != ISA_VERSION:
             raise IsaError(f"program version must be {ISA_VERSION}, not "
                            f"{data.get('version')!r}")
@@ -717,7 +719,7 @@ class Program:
         return cls(instrs, tensors, tuple(data.get("layers", [])), meta)
 
     @classmethod
-    def from_json(cls, text: str) -> "Program":
+    def from_json(cls, text: str) -> Program:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
@@ -743,7 +745,7 @@ class Program:
         return head + body + strings
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Program":
+    def from_bytes(cls, data: bytes) -> Program:
         n0 = len(cls._MAGIC)
         if data[:n0] != cls._MAGIC:
             raise IsaError("not an nmsat tile program (bad magic)")
@@ -880,7 +882,7 @@ def _tensor_from(d: Any, i: int) -> Tensor:
         raise IsaError(f"tensor {i} must be an object, not {d!r}")
     known = {"name", "rows", "cols", "elem", "nm", "dram_addr", "conv"}
     if set(d) - known:
-        raise IsaError(f"tensor {i}: unknown field {sorted(set(d) - known)[0]!r}")
+        raise IsaError(f"tensor {i}: unknown field {min(set(d) - known)!r}")
     try:
         conv = ConvView(**d["conv"]) if d.get("conv") is not None else None
         return Tensor(d["name"], d["rows"], d["cols"], ElemType.of(d.get("elem", "fp16")),
@@ -900,7 +902,7 @@ def _instr_from(d: Any, i: int) -> Instr:
     names = {f.name for f in fields(cls)}
     extra = set(d) - names - {"op"}
     if extra:
-        raise IsaError(f"instruction {i} ({op.name}): unknown field {sorted(extra)[0]!r}")
+        raise IsaError(f"instruction {i} ({op.name}): unknown field {min(extra)!r}")
     kw: dict[str, Any] = {}
     try:
         for name in names & set(d):

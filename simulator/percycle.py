@@ -334,7 +334,7 @@ class _WS:
         # Cycles taken off the interleaved tile-to-tile rules; tests set 1 to show the
         # hazard checks fire when a rule is broken.
         self.slack = 0
-        m, n = out.shape
+        n = out.shape[1]
         kt = -(-ops.kc // R)
         nt = -(-n // C)
         self.tiles = [(t, k) for t in range(nt) for k in range(kt)]  # (col tile, K-tile)

@@ -20,12 +20,13 @@ Terms (all in cycles = *steps* when nothing stalls)
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
+from nmsat.dataflow.isa import Compute, Sore, WeightUpdate
 
 from nmsat.config import AcceleratorConfig
-from nmsat.dataflow.isa import Compute, Sore, WeightUpdate
 from nmsat.reference import gemm_chunks
 from nmsat.types import NM, Dataflow
 
@@ -45,7 +46,7 @@ class Geometry:
     acc_latency: int
 
     @classmethod
-    def of(cls, cfg: AcceleratorConfig) -> "Geometry":
+    def of(cls, cfg: AcceleratorConfig) -> Geometry:
         a = cfg.array
         return cls(a.rows, a.cols, a.macs_per_pe, a.act_window, a.acc_latency)
 
@@ -88,7 +89,7 @@ def os_cycles(m: int, n: int, k: int, nm: NM, interleave: bool, g: Geometry) -> 
 def os_windows(m: int, n: int, k: int, nm: NM, interleave: bool, g: Geometry):
     """(feed windows, drain windows) of an OS block as [start, end) step arrays."""
     R, C, La = g.rows, g.cols, g.acc_latency
-    kc, sigma, rb, pp, s_r, nt = _os_terms(m, n, k, nm, interleave, g)
+    kc, sigma, _, pp, s_r, nt = _os_terms(m, n, k, nm, interleave, g)
     s = np.full(nt * pp, sigma, dtype=np.int64)
     s[pp - 1::pp] = s_r
     if interleave:
@@ -190,7 +191,7 @@ def map_stalls(total_steps: int, feed: np.ndarray, drain: np.ndarray,
         return i >= 0 and x < w[1][i]
 
     cycle = 0
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
+    for lo, hi in itertools.pairwise(bounds):
         if hi <= lo:
             continue
         cls = int(inside(lo, fs, bool(fu))) + 2 * int(inside(lo, ds, bool(du)))

@@ -5,17 +5,29 @@ from collections import Counter, defaultdict
 
 import numpy as np
 import pytest
-
-from nmsat.config import SMALL, VCU1525
 from nmsat.dataflow import compiler
 from nmsat.dataflow.compiler import CompileOptions, compile_workload
-from nmsat.dataflow.isa import (Barrier, Buffer, Compute, Load, Release, Sore, Store,
-                                Transform, Unit, Vector, WeightUpdate, region_bytes)
+from nmsat.dataflow.isa import (
+    Barrier,
+    Buffer,
+    Compute,
+    Load,
+    Release,
+    Sore,
+    Store,
+    Transform,
+    Unit,
+    Vector,
+    WeightUpdate,
+    region_bytes,
+)
+from nmsat.simulator import tile_model
+from nmsat.workloads.layers import Conv2d, Elementwise, Linear, Matmul, OpKind, Workload
+
+from nmsat.config import SMALL, VCU1525
 from nmsat.errors import NmsatError
 from nmsat.reference import compressed_bytes
-from nmsat.simulator import tile_model
 from nmsat.types import NM, Dataflow, Method, Mode, Phase
-from nmsat.workloads.layers import Conv2d, Elementwise, Linear, Matmul, OpKind, Workload
 
 
 def tiny(batch=4):
@@ -75,7 +87,7 @@ def test_macs_per_phase_and_nm_fraction(method, cfg):
 def test_nm_fraction_is_n_over_m_where_k_divides():
     w = tiny()
     prog = compile_workload(w, VCU1525, CompileOptions(method=Method.BDWP, nm=NM(2, 8)))
-    dense, macs = by_phase(prog)
+    _, macs = by_phase(prog)
     c2 = [layer.name for layer in w.layers].index("c2")
     for ph in (Phase.FF, Phase.BP):
         assert macs[(c2, ph)] * 8 == w.layers[c2].gemms(ph, 4)[0].macs * 2

@@ -5,16 +5,36 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from nmsat.config import SMALL, VCU1525
 from nmsat.dataflow import isa
 from nmsat.dataflow.compiler import CompileOptions, compile_workload
-from nmsat.dataflow.isa import (ENCODING, INSTR_BITS, Barrier, Buffer, Compute, ConvView,
-                                ElemType, IsaError, Load, Loop, Program, Release, Sore,
-                                SoreView, Store, Tensor, Transform, Unit, Vector,
-                                WeightUpdate, decode, encode)
-from nmsat.types import NM, Dataflow, Method, Mode, Phase
+from nmsat.dataflow.isa import (
+    ENCODING,
+    INSTR_BITS,
+    Barrier,
+    Buffer,
+    Compute,
+    ConvView,
+    ElemType,
+    IsaError,
+    Load,
+    Loop,
+    Program,
+    Release,
+    Sore,
+    SoreView,
+    Store,
+    Tensor,
+    Transform,
+    Unit,
+    Vector,
+    WeightUpdate,
+    decode,
+    encode,
+)
 from nmsat.workloads.layers import Conv2d, Elementwise, Linear, Matmul, OpKind, Workload
+
+from nmsat.config import SMALL, VCU1525
+from nmsat.types import NM, Dataflow, Method, Mode, Phase
 
 
 def _workload():
@@ -42,12 +62,12 @@ def test_compiled_program_round_trips(cfg, opts):
 
 
 def _region(draw):
-    return dict(tensor=0, row0=draw(st.integers(0, 2**32 - 1)),
-                col0=draw(st.integers(0, 2**32 - 1)), rows=draw(st.integers(1, 2**24 - 1)),
-                cols=draw(st.integers(1, 2**24 - 1)), bytes=draw(st.integers(1, 2**32 - 1)),
-                transform=draw(st.sampled_from([Transform.NONE, Transform.TRANSPOSE])),
-                row_steps=(draw(st.integers(0, 2**32 - 1)), 0, 0, 0),
-                col_steps=(draw(st.integers(0, 2**32 - 1)), 0, 0, 0))
+    u32 = st.integers(0, 2**32 - 1)
+    return {"tensor": 0, "row0": draw(u32), "col0": draw(u32),
+            "rows": draw(st.integers(1, 2**24 - 1)), "cols": draw(st.integers(1, 2**24 - 1)),
+            "bytes": draw(st.integers(1, 2**32 - 1)),
+            "transform": draw(st.sampled_from([Transform.NONE, Transform.TRANSPOSE])),
+            "row_steps": (draw(u32), 0, 0, 0), "col_steps": (draw(u32), 0, 0, 0)}
 
 
 @st.composite
@@ -97,7 +117,7 @@ def test_random_instructions_round_trip(items):
 
 
 def test_encoding_table_fits_the_word():
-    for op, fields in ENCODING.items():
+    for fields in ENCODING.values():
         assert isa.OPCODE_BITS + sum(b for _, b in fields) <= INSTR_BITS
         names = [n for n, _ in fields]
         assert len(names) == len(set(names))

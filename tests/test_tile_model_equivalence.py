@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from nmsat.config import SMALL, VCU1525
 from nmsat.dataflow.isa import Compute, Sore, SoreView, WeightUpdate
-from nmsat.reference import gemm_chunks
 from nmsat.simulator import tile_model
 from nmsat.simulator.percycle import simulate
+
+from nmsat.config import SMALL, VCU1525
+from nmsat.reference import gemm_chunks
 from nmsat.types import NM, Dataflow
 
 PATTERNS = ["1:1", "1:2", "1:4", "2:4", "2:8", "1:8", "4:8", "3:4"]
