@@ -72,6 +72,11 @@ WORKLOAD_OPTIONS: tuple[str, ...] = ("batch", "seq_len")
 sequence length) rather than how it is simulated; a sweep treats them like the others."""
 
 
+NOT_SWEPT: Mapping[str, Any] = {"events": False}
+"""Simulate options a sweep fixes: the event timeline is for one run's Gantt chart, not
+for a store of thousands of points, and does not change any stored figure."""
+
+
 @functools.cache
 def option_fields() -> Mapping[str, tuple[Any, Any]]:
     """Options a sweep may set: name -> (type, default). The simulate options come from the
@@ -84,6 +89,8 @@ def option_fields() -> Mapping[str, tuple[Any, Any]]:
     out: dict[str, tuple[Any, Any]] = {"batch": (int, DEFAULT_BATCH),
                                        "seq_len": (int | None, None)}
     for f in dataclasses.fields(SimOptions):
+        if f.name in NOT_SWEPT:
+            continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         out[f.name] = (hints[f.name], default)
     return out
@@ -673,7 +680,8 @@ def options_object(options: Mapping[str, Any]) -> Any:
     """The simulator's typed options object for a point's plain options."""
     from nmsat.simulator.api import SimOptions
 
-    return SimOptions(**{k: _coerce_option(k, v, f"options.{k}") for k, v in options.items()})
+    typed = {k: _coerce_option(k, v, f"options.{k}") for k, v in options.items()}
+    return SimOptions(**typed, **NOT_SWEPT)
 
 
 # --------------------------------------------------------------------------- loading

@@ -29,7 +29,6 @@ from nmsat.simulator import sweep, sweep_spec
 
 DATA = Path(__file__).parent / "data" / "sweeps"
 SMALL = DATA / "small.toml"
-KILL = DATA / "kill.toml"
 
 
 def nmsat(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -121,14 +120,10 @@ def test_external_scheduler_gives_identical_results(reference, tmp_path):
             p.wait(timeout=30)
 
 
-def test_sigkill_then_resume_stores_every_point_exactly_once(tmp_path):
-    points = sweep_spec.load(KILL).points()
-    ref = tmp_path / "ref.sqlite"
-    r = nmsat("sweep", KILL, "-o", ref, "--workers", "1", "--no-progress")
-    assert r.returncode == 0, r.stderr
-
+def test_sigkill_then_resume_stores_every_point_exactly_once(reference, tmp_path):
+    points = sweep_spec.load(SMALL).points()
     store = tmp_path / "killed.sqlite"
-    proc = subprocess.Popen([sys.executable, "-m", "nmsat", "sweep", str(KILL), "-o", str(store),
+    proc = subprocess.Popen([sys.executable, "-m", "nmsat", "sweep", str(SMALL), "-o", str(store),
                              "--workers", "1", "--no-progress"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 60
@@ -142,13 +137,13 @@ def test_sigkill_then_resume_stores_every_point_exactly_once(tmp_path):
     partial = stored_count(store)
     assert 3 <= partial < len(points), partial
 
-    r = nmsat("sweep", KILL, "-o", store, "--workers", "1", "--resume", "--no-progress")
+    r = nmsat("sweep", SMALL, "-o", store, "--workers", "1", "--resume", "--no-progress")
     assert r.returncode == 0, r.stderr
     assert f"{len(points)} points, {partial} already stored" in r.stderr
     rows = result_columns(store)
     keys = [row[0] for row in rows]
     assert len(keys) == len(set(keys)) == len(points)
-    assert rows == result_columns(ref)  # bit-identical: same JSON text, same REAL bits
+    assert rows == result_columns(reference)  # bit-identical: same JSON text, same REAL bits
     with sqlite3.connect(store) as conn:
         assert conn.execute("SELECT count(*) FROM runs").fetchone() == (2,)
 
