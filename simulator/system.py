@@ -87,6 +87,7 @@ NSTREAM = 9
 _STREAM_OF_COUNTER = {C_LOAD: S_LOAD, C_LACT: S_LACT, C_LWGT: S_LWGT, C_PACT: S_FACT,
                       C_PWGT: S_FWGT, C_ENG: S_ENG, C_ST: S_ST, C_SO: S_SO, C_WU: S_WU}
 MEMORY, SORE_CAUSE, DEPENDENCY = "memory", "sore", "dependency"
+_OWN_CAUSE = {"engine": DEPENDENCY, "sore": SORE_CAUSE, "wu": DEPENDENCY}
 STREAM_CAUSE = {S_LOAD: MEMORY, S_LACT: MEMORY, S_LWGT: MEMORY, S_ST: MEMORY,
                 S_SO: SORE_CAUSE, S_FACT: DEPENDENCY, S_FWGT: DEPENDENCY, S_ENG: DEPENDENCY,
                 S_WU: DEPENDENCY}
@@ -487,6 +488,9 @@ class _Sim:
                        S_FWGT: 2 if b.weight.double_buffered else 1,
                        S_ST: 2 if b.output.double_buffered else 1}
         self.rec: list[dict[int, int]] = [dict() for _ in range(NSTREAM)]
+        # A completion that was itself held up by a dependency passes that dependency's
+        # cause on (a load held by a SORE barrier makes the engine's wait a SORE stall).
+        self.rcause: list[dict[int, str]] = [dict() for _ in range(NSTREAM)]
         self.count = [0] * NSTREAM  # next sequence number per stream (incl. skipped)
         self.segments: list[list[tuple[int, int, int, int]]] = [[] for _ in range(NSTREAM)]
         self.waiters: dict[tuple[int, int], list[simpy.Event]] = {}
@@ -504,6 +508,9 @@ class _Sim:
         self.bus = [0] * self.channels
         self.chan_busy = [0] * self.channels
         self.last_issue = [0, 0]
+        self.issue_cause = [MEMORY, MEMORY]
+        self.done_cause = [MEMORY, MEMORY]
+        self.bus_cause = [MEMORY] * self.channels
         self.last_done = [0, 0]
         self.dma_end = 0
         self.intervals: list[Interval] = []
@@ -615,10 +622,17 @@ class _Sim:
         t = self.rec[s].get(real)
         return None if t is None else t + shift
 
-    def _put(self, s: int, t: int) -> None:
+    def _cause(self, s: int, n: int) -> str:
+        """Cause a wait for completion ``n`` of stream ``s`` is charged to."""
+        real, _ = self._resolve(s, n)
+        return self.rcause[s].get(real, STREAM_CAUSE[s])
+
+    def _put(self, s: int, t: int, cause: str) -> None:
         n = self.count[s]
         self.count[s] = n + 1
         self.rec[s][n] = t
+        if cause != STREAM_CAUSE[s]:
+            self.rcause[s][n] = cause
         ws = self.waiters.pop((s, n), None)
         if ws:
             for ev in ws:
@@ -682,12 +696,12 @@ class _Sim:
 
     def _ready(self, deps):
         """Generator: (time all deps are done, cause of the latest)."""
-        ready, cause = 0, DEPENDENCY
+        ready, binding = 0, None
         for s, n in deps:
             t = yield from self._get(s, n)
             if t > ready:
-                ready, cause = t, STREAM_CAUSE[s]
-        return ready, cause
+                ready, binding = t, (s, n)
+        return ready, (self._cause(*binding) if binding else DEPENDENCY)
 
     # ------------------------------------------------------------------ accounting
 
@@ -734,8 +748,9 @@ class _Sim:
             self.clock[unit] = done
             if cyc and self.record:
                 self._log(unit, start, done, key, type(ins).__name__.lower())
+            own = cause if start > prev else _OWN_CAUSE[unit]
             for st in self.puts[idx]:
-                self._put(st, done)
+                self._put(st, done, own)
             cur.commit(idx)
             cur.mark()
             self.last_key[unit] = key
@@ -743,7 +758,13 @@ class _Sim:
                 yield env.timeout(done - now)
         self.clock[unit] = max(self.clock[unit], env.now)
 
-    def _dma_issue(self, q: int, idx: int, cur: _Cursor, ready: int, cause: str) -> None:
+    def _dma_issue(self, q: int, idx: int, cur: _Cursor, held: bool, cause: str) -> None:
+        """Issue the head of queue ``q`` now. ``held``: its dependencies (not the queue
+        order) decided the issue time; ``cause``: the cause of the binding dependency.
+
+        The completion's own cause follows whatever bound it: the channel busy with an
+        earlier transfer (that transfer's cause), the issue (the dependency's cause, or
+        the previous issue's), or nothing (a plain transfer: memory)."""
         env = self.env
         ins = self.instrs[idx]
         key = self.attr[idx]
@@ -752,29 +773,38 @@ class _Sim:
         if issue > idle_from:
             self._acc(cur, self.stall[DMA], (key[0], key[1], cause), issue - idle_from)
             self._log(DMA, idle_from, issue, key, f"stall:{cause}")
+        icause = cause if held else self.issue_cause[q]
+        self.issue_cause[q] = icause
         self.last_issue[q] = issue
         bursts = -(-ins.bytes // self.burst)
         base, extra = divmod(bursts, self.channels)
         first = issue + self.latency
         done = max(issue, self.last_done[q])
+        own = self.done_cause[q] if self.last_done[q] > issue else icause
         kind = "load" if q == 0 else "store"
         for ch in range(self.channels):
             nb = base + (1 if ch < extra else 0)
             if not nb:
                 continue
             cyc = -(-(nb * self.burst) // self.bpc)
-            s = max(first, self.bus[ch])
+            b = self.bus[ch]
+            if b > first:
+                s, ccause = b, self.bus_cause[ch]
+            else:
+                s, ccause = first, icause
             e = s + cyc
             self.bus[ch] = e
+            self.bus_cause[ch] = ccause
             if self.record:
                 self._log(f"dma{ch}", s, e, key, kind)
             if e > done:
-                done = e
+                done, own = e, ccause
         self.last_done[q] = done
+        self.done_cause[q] = own
         if done > self.dma_end:
             self.dma_end = done
         for st in self.puts[idx]:
-            self._put(st, done)
+            self._put(st, done, own)
         cur.commit(idx)
         self.last_key[DMA] = key
 
@@ -804,8 +834,9 @@ class _Sim:
                         wait_ev[q] = ev
                     return
                 if t_ > ready:
-                    ready, cause = t_, STREAM_CAUSE[s_]
-            known[q] = (max(ready, self.last_issue[q]), cause)
+                    ready, cause = t_, self._cause(s_, n)
+            held = ready > 0 and ready >= self.last_issue[q]
+            known[q] = (max(ready, self.last_issue[q]), cause, held)
             wait_ev[q] = None
 
         while heads[0] is not None or heads[1] is not None:
@@ -831,7 +862,7 @@ class _Sim:
                 yield simpy.AnyOf(env, evs + [to]) if evs else to
                 continue
             self.executed += 1
-            self._dma_issue(q, heads[q], curs[q], t, known[q][1])
+            self._dma_issue(q, heads[q], curs[q], known[q][2], known[q][1])
             heads[q] = curs[q].next()
             deps[q] = (self._deps(curs[q].kind, heads[q], curs[q])
                        if heads[q] is not None else None)
@@ -899,6 +930,7 @@ class _Sim:
             if w1 is None:
                 w1 = inst.windows[i] = self._windows(state, inst.node)
             if (w0 is None or w1 is None or len(w0[0]) != len(w1[0]) or w0[1] != w1[1]
+                    or w0[2] != w1[2]
                     or any(b - a != dd for a, b in zip(w0[0], w1[0]))
                     or any(t > old[0][0] for t in w0[1])):
                 continue
@@ -944,6 +976,9 @@ class _Sim:
                 times.extend(max(b, lim) for b in self.bus)
                 times.append(self.dma_end)
                 times.extend(max(x, now) for x in self.last_done)
+                exact.append((tuple(self.issue_cause), tuple(self.done_cause),
+                              tuple(c if b > lim else None
+                                    for b, c in zip(self.bus, self.bus_cause))))
                 for q, k in ((0, K_LOAD), (1, K_STORE)):
                     if k not in inst.kinds:
                         # A queue outside the loop must sit at the same instruction.
@@ -985,6 +1020,7 @@ class _Sim:
         fixed: list[int] = []
         counts = state[3]
         streams = sorted(node.reads | node.writes)
+        causes: list[str] = []
         for st, (n, per) in zip(streams, counts[len(counts) - len(streams):]):
             # Consumers look back at most a couple of iterations (two buffer halves).
             window = min(per * 3 + 4, 64)
@@ -993,7 +1029,8 @@ class _Sim:
                 if t is None:
                     return None
                 (moving if per else fixed).append(t)
-        return moving, fixed
+                causes.append(self._cause(st, j))
+        return moving, fixed, causes
 
     @staticmethod
     def _counter_of(s: int) -> int:

@@ -1,0 +1,145 @@
+"""The system model on hand-built tile programs whose timing and stalls are known."""
+
+from __future__ import annotations
+
+import pytest
+
+from nmsat import config
+from nmsat.dataflow.isa import (Barrier, Buffer, Compute, Load, Loop, Program, Release, Sore,
+                                SoreView, Store, Tensor, Unit, Vector)
+from nmsat.simulator import tile_model
+from nmsat.simulator.system import DMA, ENGINE, attribute_wall_time, run
+from nmsat.types import NM, Dataflow, Phase
+from nmsat.workloads.layers import OpKind
+
+CFG = config.VCU1525
+T = (Tensor("t", 1 << 20, 64),)
+
+
+def ld(nbytes, buf=Buffer.ACT):
+    return Load(tensor=0, row0=0, col0=0, rows=1, cols=1, bytes=nbytes, buffer=buf)
+
+
+def st(nbytes):
+    return Store(tensor=0, row0=0, col0=0, rows=1, cols=1, bytes=nbytes)
+
+
+def mm(m=16, n=16, k=4, pop_b=True, phase=Phase.FF):
+    return Compute(Dataflow.OS, NM(1, 1), m, n, k, pop_b=pop_b, phase=phase)
+
+
+def prog(*instrs, layers=("l0",)):
+    return Program(tuple(instrs), T, layers)
+
+
+def xfer(nbytes, cfg=CFG):
+    """Data-bus cycles of a transfer striped over every channel (it divides evenly)."""
+    d = cfg.dram
+    return nbytes // (d.channels * d.bytes_per_cycle)
+
+
+@pytest.mark.parametrize("n", [1, 3, 20, 200])
+def test_memory_bound_loop_is_bytes_over_bandwidth_plus_latency(n):
+    """Streaming n activation blocks past a resident weight block: the channels never
+    idle, so the run takes latency + all bytes / bandwidth + the last compute."""
+    c = tile_model.compute_cycles(mm(), CFG)
+    block = 32768
+    assert xfer(block) > CFG.dram.latency_cycles + c  # the bus, not the engine, limits
+    p = prog(ld(256, Buffer.WGT), Loop(n, 2), ld(block), mm(pop_b=False),
+             Release(Buffer.WGT))
+    r = run(p, CFG)
+    expected = CFG.dram.latency_cycles + xfer(256 + n * block) + c
+    assert r.total_cycles == expected
+    # The engine computed n blocks and waited for memory the rest of the time.
+    assert r.busy[ENGINE] == {("l0", "ff"): n * c}
+    assert r.stall[ENGINE] == {("l0", "ff", "memory"): expected - n * c}
+    assert sum(r.channel_busy) == (256 + n * block) // CFG.dram.bytes_per_cycle
+
+
+def test_compute_bound_loop_hides_memory():
+    """Big computes on small blocks: after the first load the engine never waits."""
+    c = tile_model.compute_cycles(mm(m=512, n=64, k=512), CFG)
+    n = 50
+    p = prog(ld(4096, Buffer.WGT), Loop(n, 2), ld(4096), mm(m=512, n=64, k=512, pop_b=False),
+             Release(Buffer.WGT))
+    r = run(p, CFG)
+    first = CFG.dram.latency_cycles + xfer(4096 * 2)  # both first blocks share the bus
+    assert r.total_cycles == first + n * c
+    assert r.stall[ENGINE] == {("l0", "ff", "memory"): first}
+
+
+def test_single_load_latency_and_burst_rounding():
+    """One 1-byte load is one burst on one channel: latency + one burst's cycles."""
+    r = run(prog(ld(1)), CFG)
+    burst_cycles = -(-CFG.dram.burst_bytes // CFG.dram.bytes_per_cycle)
+    assert r.total_cycles == CFG.dram.latency_cycles + burst_cycles
+    assert r.channel_busy == [burst_cycles, 0, 0, 0]
+
+
+def test_sore_wait_is_a_sore_stall():
+    """Without pre-generation the engine waits at a SORE barrier: the wait (including the
+    loads held behind the barrier) is charged to the SORE."""
+    sore = Sore(src=0, dst=0, view=SoreView.FF, nm=NM(2, 8), weights=1 << 16,
+                groups=1 << 13, read_bytes=64, write_bytes=64, layer=0)
+    s_cyc = tile_model.sore_cycles(sore, CFG)
+    c = tile_model.compute_cycles(mm(), CFG)
+    r = run(prog(sore, Barrier(Unit.SORE), ld(256), ld(256, Buffer.WGT), mm()), CFG)
+    load_done = s_cyc + CFG.dram.latency_cycles + xfer(512)
+    assert r.total_cycles == load_done + c
+    assert r.stall[ENGINE] == {("l0", "ff", "sore"): load_done}
+    wall = attribute_wall_time(r)
+    assert wall == {("l0", "sore"): load_done, ("l0", "ff"): c}
+
+
+def test_vector_wait_is_a_dependency_stall():
+    vec = Vector(kind=OpKind.NORM, elements=1600, read_bytes=64, write_bytes=64, layer=0,
+                 phase=Phase.FF)
+    wu = CFG.weight_update
+    v_cyc = -(-1600 // wu.lanes) * 2 + wu.pipeline_latency
+    c = tile_model.compute_cycles(mm(), CFG)
+    r = run(prog(ld(256), ld(256, Buffer.WGT), vec, Barrier(Unit.WU), mm()), CFG)
+    assert v_cyc > CFG.dram.latency_cycles + xfer(512)
+    assert r.total_cycles == v_cyc + c
+    assert r.stall[ENGINE] == {("l0", "ff", "dependency"): v_cyc}
+
+
+def test_output_halves_make_compute_wait_for_stores():
+    """Three output blocks with a slow store: the third compute waits for the first
+    store to free its output half (a memory stall), the others overlap."""
+    big = 1 << 20
+    r = run(prog(Loop(3, 4), ld(256), ld(256, Buffer.WGT), mm(), st(big)), CFG)
+    stores = [i for i in r.intervals if i.unit == "dma0" and i.kind == "store"]
+    assert len(stores) == 3
+    computes = [i for i in r.intervals if i.unit == ENGINE and i.kind == "compute"]
+    assert computes[2].start == stores[0].end  # waited for store 0 to finish
+    assert r.stall[ENGINE][("l0", "ff", "memory")] >= stores[0].end - computes[1].end
+    assert r.total_cycles == stores[2].end
+    assert r.unit_end[DMA] == r.total_cycles
+
+
+def test_single_buffered_config_serialises_loads_and_compute():
+    """With single-buffered activations a load waits for the previous block's compute."""
+    cfg = CFG.replace(**{"buffers.activation.double_buffered": False})
+    c = tile_model.compute_cycles(mm(m=256, n=64, k=256), cfg)
+    n = 10
+    block = 32768
+    p = prog(ld(256, Buffer.WGT), Loop(n, 2), ld(block), mm(m=256, n=64, k=256, pop_b=False),
+             Release(Buffer.WGT))
+    r = run(p, cfg)
+    per = CFG.dram.latency_cycles + xfer(block)
+    assert r.total_cycles == CFG.dram.latency_cycles + xfer(256 + block) + c + (n - 1) * (per + c)
+
+
+def test_deadlock_is_reported():
+    """A compute with no loaded operand can never start."""
+    with pytest.raises(RuntimeError, match="deadlock"):
+        run(prog(mm()), CFG)
+
+
+def test_busy_cycles_are_instruction_cycles_times_executions():
+    c = tile_model.compute_cycles(mm(m=64, n=32, k=100), CFG)
+    p = prog(Loop(7, 3), ld(128), ld(128, Buffer.WGT), mm(m=64, n=32, k=100))
+    r = run(p, CFG)
+    assert r.busy[ENGINE] == {("l0", "ff"): 7 * c}
+    assert sum(attribute_wall_time(r).values()) == r.total_cycles
+
