@@ -674,6 +674,35 @@ class Program:
                 i += 1
         yield from run(0, len(self.instructions), [])
 
+    def listing(self) -> str:
+        """Readable assembly: one line per instruction, loop bodies indented."""
+        lines, ends = [], []
+        for i, ins in enumerate(self.instructions):
+            while ends and i >= ends[-1]:
+                ends.pop()
+            d = ins.to_dict()
+            op = d.pop("op").upper()
+            if isinstance(ins, _Transfer):
+                t = self.tensors[ins.tensor].name if ins.tensor < len(self.tensors) else "?"
+                steps = "".join(f" +i{k}*({r},{c})" for k, (r, c) in
+                                enumerate(zip(ins.row_steps, ins.col_steps)) if r or c)
+                text = (f"{op:<8} {t}[{ins.row0}:+{ins.rows}, {ins.col0}:+{ins.cols}]{steps}"
+                        f" {ins.transform.name.lower()} {ins.bytes} B")
+                if isinstance(ins, Load):
+                    text += f" -> {ins.buffer.name}"
+            elif isinstance(ins, Compute):
+                name = self.layers[ins.layer] if ins.layer < len(self.layers) else ins.layer
+                text = (f"{op:<8} {ins.dataflow.value} {ins.nm} m={ins.m} n={ins.n} k={ins.k}"
+                        f"{' interleave' if ins.interleave else ''}"
+                        f"{'' if ins.pop_a else ' keep_a'}{'' if ins.pop_b else ' keep_b'}"
+                        f"  # {name} {ins.phase.value}")
+            else:
+                text = f"{op:<8} " + " ".join(f"{k}={v}" for k, v in d.items())
+            lines.append("  " * len(ends) + text)
+            if isinstance(ins, Loop):
+                ends.append(i + 1 + ins.body)
+        return "\n".join(lines)
+
     def totals(self) -> dict[str, int]:
         """Executed totals: MACs, dense MACs, load/store bytes, instruction count."""
         out = {"macs": 0, "dense_macs": 0, "load_bytes": 0, "store_bytes": 0,

@@ -185,3 +185,14 @@ def test_conv_view_and_tensor_checks():
         Tensor("x", 100, 3, conv=cv)
     with pytest.raises(IsaError, match="does not fit"):
         ConvView(1, 2, 2, 1, 5, 5)
+
+
+def test_listing_indents_loop_bodies():
+    p = Program((Loop(2, 2), Load(0, 0, 0, 4, 4, 32, row_steps=(4, 0, 0, 0)),
+                 Compute(Dataflow.WS, NM(2, 8), 4, 4, 8, pop_b=False, layer=0),
+                 Release(Buffer.WGT)), (Tensor("x", 8, 4),), ("fc",))
+    lines = p.listing().splitlines()
+    assert lines[0].startswith("LOOP")
+    assert lines[1].startswith("  LOAD     x[0:+4, 0:+4] +i0*(4,0) none 32 B -> ACT")
+    assert lines[2].startswith("  COMPUTE  ws 2:8 m=4 n=4 k=8 interleave keep_b  # fc ff")
+    assert lines[3].startswith("RELEASE")
