@@ -20,12 +20,10 @@ Identical decoder layers
     come from the whole program. ``tests/test_inference_llm.py`` checks the extension
     equals the full simulation.
 
-Energy (pJ, ``cfg.energy``): MACs (with ``act_zero`` gate or skip, only multiplies with
-a nonzero activation: MACs x density), DRAM bytes (burst-rounded per transfer), buffer
-bytes (each loaded byte written once and read once by the engine; each COMPUTE reads
-and writes its fp32 partial sums once; each STORE reads its bytes), vector-lane fp32
-operations (one per element and pass) and static power. PE register traffic is not
-counted here.
+Energy (pJ, ``cfg.energy``): the training simulator's activity counts
+(:func:`nmsat.simulator.api.activity`: MACs, buffer, register and DRAM bytes, vector-lane
+operations) and static power; with ``act_zero`` gate or skip a layer's MACs count only
+multiplies with a nonzero activation (MACs x density).
 """
 
 from __future__ import annotations
@@ -40,11 +38,11 @@ from typing import Any
 from nmsat import __version__
 from nmsat.config import AcceleratorConfig, to_dict
 from nmsat.dataflow.inference import ActDensity, compile_inference
-from nmsat.dataflow.isa import Buffer, Compute, Load, Program, Store, Vector
+from nmsat.dataflow.isa import Program
 from nmsat.reference import compressed_bytes, dense_bytes
 from nmsat.simulator import energy as en
 from nmsat.simulator import system
-from nmsat.simulator.roofline import Bound, LayerTraffic, Roof, layer_traffic
+from nmsat.simulator.roofline import Bound, LayerTraffic, Roof, attribution, layer_traffic
 from nmsat.types import NM, ActZero, DType, Method, Phase
 from nmsat.workloads import llm
 from nmsat.workloads.layers import Conv2d, Linear, Workload
@@ -301,78 +299,97 @@ def _layer_index_name(spec: llm.DecoderSpec, i: int) -> str:
     return f"model.layers.{i}." if spec.hf_names == "llama" else f"h.{i}."
 
 
-def _run_llm(iw: InferenceWorkload, cfg: AcceleratorConfig, nm: NM, batch: int,
-             density: ActDensity, compile_opts: dict) -> _Run | None:
-    """The identical-layer extension (module docstring); None when it does not apply."""
+def _rename(name: str, s: llm.DecoderSpec, src: int, dst: int) -> str:
+    pre = _layer_index_name(s, src)
+    return _layer_index_name(s, dst) + name[len(pre):] if name.startswith(pre) else name
+
+
+def _extend_counts(c: list[en.ActivityCounts], L: int) -> en.ActivityCounts | None:
+    d = [c[i + 1].to_dict() for i in range(2)]
+    base = [x.to_dict() for x in c]
+    inc1 = {k: d[0][k] - base[0][k] for k in base[0]}
+    inc2 = {k: d[1][k] - base[1][k] for k in base[0]}
+    if inc1 != inc2 or any(v < 0 for v in inc2.values()):
+        return None
+    return en.ActivityCounts(**{k: base[2][k] + (L - 3) * inc2[k] for k in base[0]})
+
+
+def _pass_llm(iw: InferenceWorkload, cfg: AcceleratorConfig, nm: NM, batch: int,
+              density: ActDensity, compile_opts: dict) -> "_Pass | None":
+    """The identical-layer extension (module docstring) of a whole pass: timing from the
+    1-, 2- and 3-layer runs, traffic and activity counts from the 3-layer program with its
+    middle layer repeated. None when the increments differ (then simulate in full)."""
     s = iw.spec
     assert s is not None and iw.phase is not None
     L = s.layers
     if L <= 3:
         return None
-    runs = []
+    runs, progs, counts = [], [], []
+    act = ActZero.parse(cfg.array.act_zero)
     for n in (1, 2, 3):
         sn = dataclasses.replace(s, layers=n)
         w = llm.workload(sn, iw.phase, batch, seq_len=iw.seq_len if iw.phase is
                          llm.LlmPhase.PREFILL else None, kv_len=iw.kv_len)
         _, prog = compile_inference(w, cfg, nm, None, density, **compile_opts)
         runs.append(_run_program(prog, cfg))
+        progs.append((w, prog))
+        counts.append(_counts(prog, w, density, act, cfg))
     d1, d2 = runs[1].total - runs[0].total, runs[2].total - runs[1].total
     if d1 != d2:
         return None
     r3 = runs[2]
-    p = [_layer_index_name(s, i) for i in range(3)]
-    mid = sum(c for n, c in r3.attributed.items() if n.startswith(p[1]))
+    p1 = _layer_index_name(s, 1)
+    mid = sum(c for n, c in r3.attributed.items() if n.startswith(p1))
     if mid != d2:
         return None
     per: dict[str, int] = {}
     for name, c in r3.attributed.items():
-        if name.startswith(p[1]):
+        if name.startswith(p1):
             for i in range(1, L - 1):
-                per[_layer_index_name(s, i) + name[len(p[1]):]] = c
-        elif name.startswith(p[2]):
-            per[_layer_index_name(s, L - 1) + name[len(p[2]):]] = c
+                per[_rename(name, s, 1, i)] = c
         else:
-            per[name] = c
+            per[_rename(name, s, 2, L - 1)] = c
     total = r3.total + (L - 3) * d2
     if sum(per.values()) != total:
         return None
-    stalls = {k: runs[2].stalls[k] + (L - 3) * (runs[2].stalls[k] - runs[1].stalls[k])
-              for k in runs[2].stalls}
-    return _Run(total, per, stalls, True)
+    stalls = {k: r3.stalls[k] + (L - 3) * (r3.stalls[k] - runs[1].stalls[k])
+              for k in r3.stalls}
+    extended = _extend_counts(counts, L)
+    if extended is None:
+        return None
+    w3, prog3 = progs[2]
+    kv = llm.kv_cache_layers(w3) if iw.phase is llm.LlmPhase.DECODE else ()
+    traffic = []
+    for t in layer_traffic(prog3, cfg, kv):
+        if t.name.startswith(p1):
+            traffic.extend(dataclasses.replace(t, name=_rename(t.name, s, 1, i))
+                           for i in range(1, L - 1))
+        else:
+            traffic.append(dataclasses.replace(t, name=_rename(t.name, s, 2, L - 1)))
+    return _Pass(_Run(total, per, stalls, True), traffic, extended)
 
 
 def _counts(prog: Program, wl: Workload, density: ActDensity, act: ActZero,
             cfg: AcceleratorConfig) -> en.ActivityCounts:
-    dens = [density.of(layer) for layer in wl.layers]
-    burst = cfg.dram.burst_bytes
-    macs = 0.0
-    act_b = wgt_b = out_b = dram = wu = 0
-    for _, ins, times in prog.executions():
-        if isinstance(ins, Compute):
-            d = dens[ins.layer] if act is not ActZero.NONE and ins.layer < len(dens) else 1.0
-            macs += ins.macs * times * d
-            out_b += 2 * ins.m * ins.n * 4 * times
-        elif isinstance(ins, Load):
-            dram += -(-ins.bytes // burst) * burst * times
-            if ins.buffer is Buffer.ACT:
-                act_b += 2 * ins.bytes * times
-            else:
-                wgt_b += 2 * ins.bytes * times
-        elif isinstance(ins, Store):
-            dram += -(-ins.bytes // burst) * burst * times
-            out_b += ins.bytes * times
-        elif isinstance(ins, Vector):
-            dram += -(-(ins.read_bytes + ins.write_bytes) // burst) * burst * times
-            wu += ins.elements * times
-    return en.ActivityCounts(macs=int(round(macs)), act_buffer_bytes=act_b,
-                             weight_buffer_bytes=wgt_b, output_buffer_bytes=out_b,
-                             dram_bytes=dram, wu_ops=wu)
+    """Activity of the run by the simulator's counting rules (:func:`api.activity`); with
+    ``act_zero`` gate or skip, a layer's multiplier-lane operations are scaled by its
+    activation density (a zero activation gates its multiplier)."""
+    from nmsat.simulator import api
+
+    attr = attribution(prog)
+    per, _, _, _ = api.activity(prog, cfg, attr)
+    dens = {layer.name: density.of(layer) for layer in wl.layers}
+    total = en.ActivityCounts()
+    for (layer, _phase), c in per.items():
+        d = dens.get(layer, 1.0) if act is not ActZero.NONE else 1.0
+        if d < 1.0:
+            c = dataclasses.replace(c, macs=int(round(c.macs * d)))
+        total = total + c
+    return total
 
 
 @dataclass
 class _Pass:
-    scheduled: Program
-    executed: Program
     run: _Run
     traffic: list[LayerTraffic]
     counts: en.ActivityCounts
@@ -382,16 +399,16 @@ def _simulate_pass(iw: InferenceWorkload, cfg: AcceleratorConfig, nm: NM,
                    density: ActDensity, opts: InferenceOptions) -> _Pass:
     compile_opts = {"interleave": opts.interleave, "offline_schedule": opts.offline_schedule}
     wl = iw.workload
-    sched, prog = compile_inference(wl, cfg, nm, None, density, **compile_opts)
-    run = None
     if iw.spec is not None and not opts.exact:
-        run = _run_llm(iw, cfg, nm, wl.batch, density, compile_opts)
-    if run is None:
-        run = _run_program(prog, cfg)
+        done = _pass_llm(iw, cfg, nm, wl.batch, density, compile_opts)
+        if done is not None:
+            return done
+    _, prog = compile_inference(wl, cfg, nm, None, density, **compile_opts)
+    run = _run_program(prog, cfg)
     kv = llm.kv_cache_layers(wl) if iw.phase is llm.LlmPhase.DECODE else ()
     traffic = layer_traffic(prog, cfg, kv)
     counts = _counts(prog, wl, density, ActZero.parse(cfg.array.act_zero), cfg)
-    return _Pass(sched, prog, run, traffic, counts)
+    return _Pass(run, traffic, counts)
 
 
 def simulate_inference(spec: str | InferenceWorkload, cfg: AcceleratorConfig,
@@ -422,7 +439,7 @@ def simulate_inference(spec: str | InferenceWorkload, cfg: AcceleratorConfig,
     dens_of = {layer.name: opts.density.of(layer) for layer in wl.layers}
     rows = []
     traffic_by = {t.name: t for t in sparse.traffic}
-    sched_macs = {t.name: t.dense_macs for t in layer_traffic(sparse.scheduled, cfg)}
+    sched_macs = {layer.name: layer.macs(wl.batch) for layer in wl.layers}
     names = [layer.name for layer in wl.layers]
     for name in names:
         cyc = sparse.run.attributed.get(name, 0)

@@ -148,6 +148,37 @@ def layer_traffic(prog: Program, cfg: AcceleratorConfig,
     return [rows[i] for i in sorted(rows)]
 
 
+def attribution(prog: Program) -> list[tuple[str, str]]:
+    """(layer, phase) of each instruction, by the system model's rule: a COMPUTE, SORE,
+    WEIGHT_UPDATE or VECTOR its own; a LOAD the next COMPUTE's; a STORE or RELEASE the
+    previous COMPUTE's (loop and barrier instructions get ``("", "")``)."""
+    from nmsat.dataflow.isa import Release, Sore, WeightUpdate
+
+    layers = prog.layers
+    name = (lambda i: layers[i] if i < len(layers) else str(i))
+    out: list[tuple[str, str]] = [("", "")] * len(prog.instructions)
+    prev = ("", "ff")
+    for i, ins in enumerate(prog.instructions):
+        if isinstance(ins, Compute):
+            prev = out[i] = (name(ins.layer), ins.phase.value)
+        elif isinstance(ins, Sore):
+            out[i] = (name(ins.layer), "sore")
+        elif isinstance(ins, WeightUpdate):
+            out[i] = (name(ins.layer), "wu")
+        elif isinstance(ins, Vector):
+            out[i] = (name(ins.layer), ins.phase.value)
+        elif isinstance(ins, (Store, Release)):
+            out[i] = prev
+    nxt = None
+    for i in range(len(prog.instructions) - 1, -1, -1):
+        ins = prog.instructions[i]
+        if isinstance(ins, Compute):
+            nxt = out[i]
+        elif isinstance(ins, Load):
+            out[i] = nxt if nxt is not None else prev
+    return out
+
+
 def _row(rows: dict[int, LayerTraffic], li: int, names) -> LayerTraffic:
     r = rows.get(li)
     if r is None:
