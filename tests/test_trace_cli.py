@@ -8,9 +8,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from nmsat.cli import main  # noqa: E402
-from nmsat.workloads.trace import save_trace  # noqa: E402
-from nmsat.workloads.train import TrainConfig, train  # noqa: E402
+from nmsat.workloads.trace import save_trace
+from nmsat.workloads.train import TrainConfig, train
+
+from nmsat.cli import main
 
 pytestmark = pytest.mark.torch
 

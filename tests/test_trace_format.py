@@ -14,15 +14,25 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from nmsat import __version__  # noqa: E402
-from nmsat import reference as R  # noqa: E402
-from nmsat.errors import NmsatError  # noqa: E402
-from nmsat.types import NM, Method, Phase  # noqa: E402
-from nmsat.workloads import zoo  # noqa: E402
-from nmsat.workloads.trace import (  # noqa: E402
-    STAT_NAMES, TENSOR_NAMES, Trace, TraceError, dumps_trace, load_trace, loads_trace,
-    save_trace, summarize, trace_to_workload)
-from nmsat.workloads.train import TrainConfig, dense_config, train, with_baseline  # noqa: E402
+from nmsat.workloads import zoo
+from nmsat.workloads.trace import (
+    STAT_NAMES,
+    TENSOR_NAMES,
+    Trace,
+    TraceError,
+    dumps_trace,
+    load_trace,
+    loads_trace,
+    save_trace,
+    summarize,
+    trace_to_workload,
+)
+from nmsat.workloads.train import TrainConfig, dense_config, train, with_baseline
+
+from nmsat import __version__
+from nmsat import reference as R
+from nmsat.errors import NmsatError
+from nmsat.types import NM, Method, Phase
 
 pytestmark = pytest.mark.torch
 
@@ -30,7 +40,7 @@ pytestmark = pytest.mark.torch
 @pytest.fixture(scope="module")
 def cnn_trace() -> Trace:
     cfg = TrainConfig(model="cnn", method="bdwp", nm="2:8", epochs=2, batch=16,
-                      train_limit=64, sample_iterations=(0, -1))
+                      train_limit=64, sample_iterations=(0, 1, -1))
     return with_baseline(train(cfg), train(dense_config(cfg)))
 
 
@@ -110,7 +120,7 @@ def test_trace_records_the_run(cnn_trace):
     assert ((st["act_zero"] >= 0) & (st["act_zero"] <= 1)).all()
     assert (st["act_zero"][:, 1:] > 0.05).all()  # post-ReLU inputs have zeros
     assert len(t.accuracy) == 2 and t.baseline is not None and len(t.baseline.accuracy) == 2
-    assert [s.iteration for s in t.samples] == [0, t.iterations - 1]
+    assert [s.iteration for s in t.samples] == [0, 1, t.iterations - 1]
 
 
 def test_gemm_dims_per_phase_come_from_the_layer_model(cnn_trace, blob):
@@ -134,6 +144,37 @@ def test_stored_masks_are_the_reference_masks_of_the_stored_fp16_weights(cnn_tra
             np.testing.assert_array_equal(lt.w_bp, np.where(lt.bp_mask, lt.w_fp16, 0))
             np.testing.assert_array_equal(lt.x_fp16, R.quantize(lt.x, "fp16"))
             np.testing.assert_array_equal(lt.dy_fp16, R.quantize(lt.dy, "fp16"))
+
+
+def test_weight_update_replays_bit_for_bit_on_the_engine_model(cnn_trace):
+    """Iteration 0's stored update operands give iteration 1's master weights and
+    momentum exactly under reference.weight_update: training's update is the engine's."""
+    s0, s1 = cnn_trace.samples[0], cnn_trace.samples[1]
+    assert (s0.iteration, s1.iteration) == (0, 1)
+    for name, a in s0.layers.items():
+        w, v = R.weight_update(a.w_master, a.dw, a.velocity, s0.lr, cnn_trace.momentum)
+        np.testing.assert_array_equal(w, s1.layers[name].w_master)
+        np.testing.assert_array_equal(v, s1.layers[name].velocity)
+
+
+@pytest.mark.parametrize("name", ["conv2", "fc1"])
+def test_reference_train_step_on_stored_tensors(cnn_trace, name):
+    """The replay recipe of docs/trace-format.md: train_step on the stored fp32 tensors
+    uses exactly the stored fp16 operands and weights, and its fp16-operand gradient is
+    within fp16 input rounding of the fp32 one the training used."""
+    s = cnn_trace.samples[-1]
+    a, layer = s.layers[name], cnn_trace.layer(name).layer
+    conv = None
+    if name.startswith("conv"):
+        conv = R.ConvGeom(n=cnn_trace.batch, c=layer.in_ch, h=layer.in_h, w=layer.in_w,
+                          cout=layer.out_ch, kh=layer.kh, kw=layer.kw, stride=layer.stride,
+                          padding=layer.padding, groups=layer.groups)
+    r = R.train_step(a.w_master, a.x, a.dy, method="bdwp", nm="2:8", lr=s.lr,
+                     momentum=cnn_trace.momentum, velocity=a.velocity, conv=conv)
+    np.testing.assert_array_equal(r.w_ff, a.w_ff)
+    np.testing.assert_array_equal(r.w_bp, a.w_bp)
+    scale = np.abs(a.dw).max()
+    np.testing.assert_allclose(r.dw, a.dw, atol=2e-2 * scale)
 
 
 def test_sampled_weight_gradient_is_dense_dy_t_x(cnn_trace):

@@ -10,10 +10,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from nmsat.cli import main  # noqa: E402
-from nmsat.workloads import train_cli  # noqa: E402
-from nmsat.workloads.trace import STAT_NAMES, TENSOR_NAMES, load_trace  # noqa: E402
-from nmsat.workloads.train import TrainConfig, load_dataset, train  # noqa: E402
+from nmsat.workloads.trace import STAT_NAMES, TENSOR_NAMES, load_trace
+from nmsat.workloads.train import TrainConfig, load_dataset, train
+
+from nmsat.cli import main
 
 pytestmark = pytest.mark.torch
 QUICK = ["--epochs", "1", "--train-limit", "64", "--batch", "16"]
@@ -70,6 +70,7 @@ def test_bad_input_one_line_exit_2_nothing_written(capsys, tmp_path, argv, messa
     code, out, err = run(capsys, "train", *QUICK, "--trace", str(p), *argv)
     assert code == 2
     assert err.count("\n") == 1 and message in err, err
+    assert "epoch" not in out  # rejected before any training
     assert not p.exists() and list(tmp_path.iterdir()) == []
 
 
@@ -86,15 +87,20 @@ def test_unwritable_trace_path_fails_before_training(capsys, tmp_path):
 def test_missing_torch_gives_install_hint(capsys, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ImportError
     code, out, err = run(capsys, "train", *QUICK, "--trace", str(tmp_path / "t.nmt"))
-    assert code == 2
+    assert code == 2 and "epoch" not in out
     assert "pip install 'nmsat[torch]'" in err and err.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cli_defaults_match_train_config():
+def test_cli_defaults_are_train_config_defaults():
+    from nmsat.cli import build_parser
+
+    args = build_parser().parse_args(["train"])
     cfg = TrainConfig()
-    for k, v in train_cli.DEFAULTS.items():
-        assert str(getattr(cfg, k)) == str(v), k
+    for f in ("model", "dataset", "epochs", "seed", "batch", "lr", "momentum", "srste_decay",
+              "threads"):
+        assert getattr(args, f) == getattr(cfg, f), f
+    assert (args.method, args.nm) == (cfg.method.value, cfg.nm)
 
 
 def test_same_seed_same_trace_bit_for_bit():

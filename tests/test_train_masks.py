@@ -10,9 +10,9 @@ from hypothesis.extra import numpy as hnp
 
 torch = pytest.importorskip("torch")
 
-from nmsat import reference as R  # noqa: E402
-from nmsat.workloads.sparse_torch import (  # noqa: E402
-    NMConv2d, NMLinear, layer_masks_torch, nm_mask_torch)
+from nmsat.workloads.sparse_torch import NMConv2d, NMLinear, layer_masks_torch, nm_mask_torch
+
+from nmsat import reference as R
 
 pytestmark = pytest.mark.torch
 

@@ -19,9 +19,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from nmsat import reference as R  # noqa: E402
-from nmsat.workloads.sparse_torch import (  # noqa: E402
-    EngineSGD, NMConv2dFunction, NMLinearFunction, layer_masks_torch)
+from nmsat.workloads.sparse_torch import (
+    EngineSGD,
+    NMConv2dFunction,
+    NMLinearFunction,
+    layer_masks_torch,
+)
+
+from nmsat import reference as R
 
 pytestmark = pytest.mark.torch
 U = 2.0 ** -24

@@ -32,9 +32,19 @@ from torch import Tensor, nn
 from nmsat.types import NM, Method
 
 __all__ = [
-    "nm_mask_torch", "working_copy", "layer_masks_torch", "NMLinearFunction",
-    "NMConv2dFunction", "NMLinear", "NMConv2d", "MLP", "CNN", "build_model", "MODELS",
-    "sparse_modules", "EngineSGD",
+    "CNN",
+    "MLP",
+    "MODELS",
+    "EngineSGD",
+    "NMConv2d",
+    "NMConv2dFunction",
+    "NMLinear",
+    "NMLinearFunction",
+    "build_model",
+    "layer_masks_torch",
+    "nm_mask_torch",
+    "sparse_modules",
+    "working_copy",
 ]
 
 
@@ -291,10 +301,10 @@ class EngineSGD(torch.optim.Optimizer):
             raise ValueError(f"lr must be positive, not {lr!r}")
         if not 0 <= momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), not {momentum!r}")
-        super().__init__(params, dict(lr=lr, momentum=momentum))
+        super().__init__(params, {"lr": lr, "momentum": momentum})
 
     @torch.no_grad()
-    def step(self, closure=None):  # noqa: D102 - torch's Optimizer.step contract
+    def step(self, closure=None):
         if closure is not None:
             raise ValueError("EngineSGD does not take a closure")
         for group in self.param_groups:
@@ -322,7 +332,7 @@ class MLP(nn.Module):
     def __init__(self, method: Method | str = "dense", nm: NM | str = "1:1",
                  decay: float = 2e-4) -> None:
         super().__init__()
-        kw = dict(method=method, nm=nm, decay=decay)
+        kw = {"method": method, "nm": nm, "decay": decay}
         self.fc1 = NMLinear(64, 256, **kw)
         self.relu1 = nn.ReLU()
         self.fc2 = NMLinear(256, 256, **kw)
@@ -344,7 +354,7 @@ class CNN(nn.Module):
     def __init__(self, method: Method | str = "dense", nm: NM | str = "1:1",
                  decay: float = 2e-4) -> None:
         super().__init__()
-        kw = dict(method=method, nm=nm, decay=decay)
+        kw = {"method": method, "nm": nm, "decay": decay}
         self.conv1 = NMConv2d(1, 16, 3, padding=1, **kw)
         self.relu1 = nn.ReLU()
         self.conv2 = NMConv2d(16, 32, 3, padding=1, **kw)

@@ -23,9 +23,10 @@ import math
 import os
 import types
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -249,7 +250,7 @@ def _validate(t: Trace) -> None:
     names = [x.name for x in t.layers]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
-        raise TraceError(f"duplicate layer name {sorted(dup)[0]!r}")
+        raise TraceError(f"duplicate layer name {min(dup)!r}")
     for tl in t.layers:
         if tl.method is not t.method or tl.nm != t.nm:
             raise TraceError(f"layer {tl.name}: method/N:M {tl.method} {tl.nm} differs from "
@@ -570,7 +571,7 @@ def _build(m: dict, arrays: dict[str, np.ndarray]) -> Trace:
         # The stored GEMM dims are for readers without nmsat; they must be what the
         # layer model computes, or the file was edited inconsistently.
         want = {p.value: [[g.m, g.n, g.k, g.count] for g in gs]
-                for p, gs in tl.gemms(run["batch"] if run["batch"] >= 1 else 1).items()}
+                for p, gs in tl.gemms(max(run["batch"], 1)).items()}
         if d["gemms"] != want:
             raise TraceError(f"layer {layer.name}: stored GEMM dims {d['gemms']} disagree "
                              f"with its shape at batch {run['batch']} ({want})")
@@ -693,7 +694,7 @@ def _nanmean(a: np.ndarray) -> float | None:
 def summarize(trace: Trace) -> dict:
     """A JSON-ready summary (what ``nmsat trace inspect`` prints)."""
     per_layer = []
-    last = trace.epochs and trace.iterations // trace.epochs
+    last = trace.iterations // trace.epochs  # iterations of the last epoch
     for tl in trace.layers:
         row: dict[str, Any] = {"name": tl.name, "type": type(tl.layer).__name__,
                                "sparse_ff": tl.sparse_ff, "sparse_bp": tl.sparse_bp}

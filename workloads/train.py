@@ -22,8 +22,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -31,14 +31,14 @@ from nmsat import __version__
 from nmsat.types import NM, Method
 
 from .layers import Layer, Phase
-from .trace import (EpochRecord, LayerTensors, Sample, Trace, TraceLayer, Baseline,
-                    STAT_NAMES)
+from .trace import STAT_NAMES, Baseline, EpochRecord, LayerTensors, Sample, Trace, TraceLayer
 
 DATASETS = ("digits",)
 TRAINABLE_MODELS = ("mlp", "cnn")
 SPLIT_SEED = 0
 """Seed of the fixed train/test split (independent of the run's ``seed``)."""
 TEST_FRACTION = 0.2
+DEFAULT_NM = NM(2, 8)
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class TrainConfig:
     model: str = "mlp"
     dataset: str = "digits"
     method: Method = Method.BDWP
-    nm: NM = NM(2, 8)
+    nm: NM = DEFAULT_NM
     epochs: int = 30
     seed: int = 0
     batch: int = 32
@@ -196,6 +196,18 @@ def _resolve_samples(spec: tuple[int, ...], total: int) -> tuple[int, ...]:
     return tuple(sorted(out))
 
 
+def plan(cfg: TrainConfig, n_train: int) -> tuple[int, int, tuple[int, ...]]:
+    """(iterations per epoch, total iterations, sampled iterations) of a run on
+    ``n_train`` samples; raises ``ValueError`` if the run is impossible."""
+    if cfg.batch > n_train:
+        raise ValueError(f"batch {cfg.batch} is larger than the training set ({n_train})")
+    # drop_last: every iteration has the configured batch, so every iteration's GEMMs
+    # are the ones the trace's layers state; reshuffling each epoch still uses all data.
+    per_epoch = n_train // cfg.batch
+    total = per_epoch * cfg.epochs
+    return per_epoch, total, _resolve_samples(cfg.sample_iterations, total)
+
+
 def train(cfg: TrainConfig, progress: Callable[[Progress], None] | None = None,
           dataset: Dataset | None = None) -> Trace:
     """Run one training and return its trace (no baseline; see :func:`with_baseline`).
@@ -210,13 +222,7 @@ def train(cfg: TrainConfig, progress: Callable[[Progress], None] | None = None,
 
     data = dataset if dataset is not None else load_dataset(cfg.dataset, cfg.train_limit)
     n_train = len(data.y_train)
-    if cfg.batch > n_train:
-        raise ValueError(f"batch {cfg.batch} is larger than the training set ({n_train})")
-    # drop_last: every iteration has the configured batch, so every iteration's GEMMs
-    # are the ones the trace's layers state; reshuffling each epoch still uses all data.
-    per_epoch = n_train // cfg.batch
-    total = per_epoch * cfg.epochs
-    sampled = _resolve_samples(cfg.sample_iterations, total)
+    per_epoch, total, sampled = plan(cfg, n_train)
 
     saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())
     torch.set_num_threads(cfg.threads)

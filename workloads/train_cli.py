@@ -15,10 +15,9 @@ from pathlib import Path
 from nmsat.errors import NmsatError
 from nmsat.types import NM, Method
 
-DEFAULTS = dict(model="mlp", dataset="digits", method="bdwp", nm="2:8", epochs=30, seed=0,
-                batch=32, lr=0.05, momentum=0.9, srste_decay=2e-4, threads=1)
-"""Defaults of the command (the same as :class:`nmsat.workloads.train.TrainConfig`'s,
-repeated here so the parser stays torch-free; a test holds them equal)."""
+# Light: train.py imports torch only inside its functions, so the parser stays torch-free
+# and shows TrainConfig's own defaults.
+from .train import TrainConfig
 
 
 def _nm(text: str) -> NM:
@@ -45,14 +44,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train a small model on scikit-learn's handwritten digits with N:M "
                     "sparse layers (SR-STE or BDWP), report test accuracy next to a dense run "
                     "with the same seed, and write the run as a trace (docs/trace-format.md).")
-    d = DEFAULTS
+    d = {f: getattr(TrainConfig, f) for f in ("model", "dataset", "method", "nm", "epochs",
+                                               "seed", "batch", "lr", "momentum",
+                                               "srste_decay", "threads")}
     p.add_argument("--model", choices=("mlp", "cnn"), default=d["model"],
                    help=f"zoo model to train (default {d['model']})")
     p.add_argument("--dataset", choices=("digits",), default=d["dataset"],
                    help="dataset (digits: 1,797 8x8 images, fixed 80/20 split)")
-    p.add_argument("--method", choices=[m.value for m in Method], default=d["method"],
+    p.add_argument("--method", choices=[m.value for m in Method], default=d["method"].value,
                    help=f"training method (default {d['method']})")
-    p.add_argument("--nm", type=_nm, default=NM.parse(d["nm"]), metavar="N:M",
+    p.add_argument("--nm", type=_nm, default=d["nm"], metavar="N:M",
                    help=f"N:M pattern (default {d['nm']})")
     p.add_argument("--epochs", type=int, default=d["epochs"],
                    help=f"epochs (default {d['epochs']})")
@@ -112,16 +113,15 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
 
-def _fit(cfg, label: str, quiet: bool):
+def _fit(cfg, data, label: str):
     """Train ``cfg`` with a tqdm bar and one line per epoch."""
     from tqdm import tqdm
 
-    from .train import load_dataset, train
+    from .train import plan, train
 
-    data = load_dataset(cfg.dataset, cfg.train_limit)
-    per_epoch = len(data.y_train) // cfg.batch
+    per_epoch = plan(cfg, len(data.y_train))[0]
     bar = tqdm(total=per_epoch * cfg.epochs, desc=label, unit="it", leave=False,
-               disable=quiet or None, file=sys.stderr)
+               disable=None, file=sys.stderr)
 
     def progress(pr) -> None:
         bar.update(1)
@@ -141,19 +141,21 @@ def run(args: argparse.Namespace) -> int:
     out = check_writable(args.trace) if args.trace else None
     _need_torch()
     from .trace import save_trace
-    from .train import TrainConfig, dense_config, with_baseline
+    from .train import dense_config, load_dataset, plan, with_baseline
 
     cfg = TrainConfig(model=args.model, dataset=args.dataset, method=args.method, nm=args.nm,
                       epochs=args.epochs, seed=args.seed, batch=args.batch, lr=args.lr,
                       momentum=args.momentum, srste_decay=args.srste_decay,
                       train_limit=args.train_limit, sample_iterations=args.sample_iters,
                       threads=args.threads)
+    data = load_dataset(cfg.dataset, cfg.train_limit)
+    plan(cfg, len(data.y_train))  # reject an impossible run before printing anything
     label = "dense" if cfg.method is Method.DENSE else f"{cfg.method} {cfg.nm}"
     print(f"training {cfg.model} on {cfg.dataset}: {label}, {cfg.epochs} epochs, batch "
           f"{cfg.batch}, lr {cfg.lr:g}, seed {cfg.seed}")
-    trace = _fit(cfg, label, quiet=False)
+    trace = _fit(cfg, data, label)
     if cfg.method is not Method.DENSE and not args.no_compare:
-        base = _fit(dense_config(cfg), "dense", quiet=False)
+        base = _fit(dense_config(cfg), data, "dense")
         trace = with_baseline(trace, base)
     print()
     print(f"test accuracy, {cfg.model} on {cfg.dataset} ({trace.test_size} test images), "
