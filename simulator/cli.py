@@ -46,6 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="sequence length of a language model (default: the model's)")
     p.add_argument("--mode", default="train", choices=("train", "inference"),
                    help="a training iteration (FF, BP, WG, WU, SORE) or inference (FF only)")
+    from nmsat.simulator import inference  # --phase, --kv-len, --act-density, --act-zero
+    inference.add_arguments(p)
     p.add_argument("--no-interleave", action="store_true",
                    help="disable interleave mapping (ablation)")
     p.add_argument("--no-pregen", action="store_true",
@@ -87,6 +89,10 @@ def run(args: argparse.Namespace) -> int:
     from nmsat.simulator.results import bandwidth_report_csv, compute_report_csv
     from nmsat.util import atomic_write_text
 
+    from nmsat.simulator import inference
+    if args.mode == "inference":
+        return inference.run_cli(args)
+    inference.check_train_args(args)
     cfg = config.resolve(args.config)
     options = options_from_args(args)
     loaded = api.load_workload(args.workload, batch=args.batch, seq_len=args.seq_len)

@@ -493,3 +493,134 @@ def simulate_inference(spec: str | InferenceWorkload, cfg: AcceleratorConfig,
 
 __all__ = ["InferenceOptions", "InferenceResult", "InferenceWorkload", "LayerRow", "Bound",
            "load", "simulate_inference", "weight_byte_ratio"]
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+INFERENCE_ONLY = ("phase", "kv_len", "act_density", "act_zero")
+"""``nmsat simulate`` options that only apply with ``--mode inference``."""
+
+
+def add_arguments(p) -> None:
+    """The inference options of ``nmsat simulate`` (called by its parser)."""
+    p.add_argument("--phase", default=None, choices=tuple(x.value for x in llm.LlmPhase),
+                   help="LLM serving phase with --mode inference: prefill (the whole prompt "
+                        "of --seq-len tokens) or decode (one token per sequence against a "
+                        f"KV cache of --kv-len positions); LLM workloads: "
+                        f"{', '.join(llm.PRESETS)} (default: prefill)")
+    p.add_argument("--kv-len", type=_positive, default=None, metavar="L",
+                   help="KV-cache positions of a decode step")
+    p.add_argument("--act-density", type=_fraction, default=None, metavar="D",
+                   help="fraction of nonzero activations at every weighted layer's input "
+                        "(default: measured per layer from a .nmt training trace, else 1)")
+    p.add_argument("--act-zero", default=None, choices=tuple(x.value for x in ActZero),
+                   help="override the config's array.act_zero: what the PE does with zero "
+                        "activations (none, gate: energy only, skip: gate and skip all-zero "
+                        "WS rows)")
+
+
+def _positive(text: str) -> int:
+    import argparse
+
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return v
+
+
+def _fraction(text: str) -> float:
+    import argparse
+
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, not {text!r}")
+    return v
+
+
+def check_train_args(args) -> None:
+    """Reject inference-only options in a training run."""
+    for name in INFERENCE_ONLY:
+        if getattr(args, name, None) is not None:
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"{flag} is only for --mode inference")
+
+
+def options_from_args(args) -> InferenceOptions:
+    if args.act_density is not None:
+        density = ActDensity.uniform(args.act_density)
+    elif str(args.workload).lower().endswith(".nmt"):
+        density = ActDensity.from_trace(args.workload)
+    else:
+        density = ActDensity.dense()
+    return InferenceOptions(nm=NM.parse(args.nm), batch=args.batch, phase=args.phase,
+                            seq_len=args.seq_len, kv_len=args.kv_len, density=density,
+                            interleave=not args.no_interleave,
+                            offline_schedule=not args.no_offline_schedule)
+
+
+def run_cli(args) -> int:
+    """``nmsat simulate ... --mode inference``: simulate, print the table, write the JSON."""
+    import sys
+
+    from nmsat import config
+    from nmsat.util import atomic_write_text
+
+    for name in ("scalesim_reports", "report"):
+        if getattr(args, name, None) is not None:
+            raise ValueError(f"--{name.replace('_', '-')} is not available with "
+                             f"--mode inference")
+    cfg = config.resolve(args.config)
+    if args.act_zero is not None:
+        cfg = cfg.replace(**{"array.act_zero": args.act_zero})
+    result = simulate_inference(str(args.workload), cfg, options_from_args(args))
+    if args.json is not None:
+        if args.json.exists() and args.json.is_dir():
+            raise IsADirectoryError(f"{args.json} is a folder")
+        atomic_write_text(args.json, result.to_json())
+    sys.stdout.write(format_table(result))
+    if args.json is not None:
+        print(f"wrote {args.json}")
+    return 0
+
+
+def format_table(r: InferenceResult) -> str:
+    """The summary ``nmsat simulate --mode inference`` prints."""
+    c = r.config
+    what = f"  phase={r.phase}" if r.phase else ""
+    lens = "".join(f"  {k}={v}" for k, v in (("seq_len", r.seq_len), ("kv_len", r.kv_len))
+                   if v is not None)
+    lines = [f"{r.workload}  inference{what}  nm={r.nm}  batch={r.batch}{lens}  on "
+             f"{c['name']} ({c['array']['rows']}x{c['array']['cols']}x"
+             f"{c['array']['macs_per_pe']} @ {c['clock_mhz']:g} MHz)",
+             f"activations: act_zero={r.act_zero}, density from {r.act_density}", ""]
+    rf = r.roofline
+    lines.append(f"{'layer':<44}{'cycles':>14}{'MiB':>9}{'MAC/B':>8}{'bound':>9}"
+                 f"{'ideal':>8}{'speedup':>9}")
+    for x in r.layers:
+        inten = "-" if math.isinf(x.intensity) else f"{x.intensity:.1f}"
+        lines.append(f"{x.name[:43]:<44}{x.total_cycles:>14,}{x.dram_bytes / 2**20:>9.2f}"
+                     f"{inten:>8}{x.bound:>9}{x.ideal_bound:>8}{x.speedup_vs_dense:>8.2f}x")
+    lines.append("")
+    n_mem = sum(x.bound == "memory" for x in r.layers)
+    lines.append(f"total           {r.total_cycles:,} cycles, {r.seconds * 1e3:,.3f} ms")
+    if r.tokens_per_second is not None:
+        lines.append(f"tokens/s        {r.tokens_per_second:,.2f} (dense "
+                     f"{r.dense_tokens_per_second:,.2f})")
+    lines.append(f"DRAM traffic    {r.dram_bytes / 2**20:,.1f} MiB (weights "
+                 f"{r.weight_bytes / 2**20:,.1f}, KV cache {r.kv_cache_bytes / 2**20:,.1f})")
+    lines.append(f"roofline        peak {rf['peak_macs_per_cycle']:,.0f} MAC/cycle, DRAM "
+                 f"{rf['dram_bytes_per_cycle']:,.0f} B/cycle, ridge {rf['ridge']:.2f} MAC/B; "
+                 f"{n_mem} of {len(r.layers)} layers memory-bound")
+    e = r.energy_pj
+    lines.append(f"energy          {e['total'] / 1e9:,.3f} mJ")
+    lines.append(f"dense           {r.dense_total_cycles:,} cycles on the same hardware")
+    lines.append(f"speedup         {r.speedup_vs_dense:.3f}x over dense (weight bytes "
+                 f"{r.weight_byte_ratio:.3f}x smaller)")
+    return "\n".join(lines) + "\n"
