@@ -43,11 +43,12 @@ def run_comb(dut: Any, vectors: Iterable[dict[str, int]], outputs: list[str],
 
 
 def run_clocked(dut: Any, bench: Callable, name: str = "clocked",
-                extra: Iterable[Callable] = ()) -> None:
-    """Run ``bench(ctx)`` (and ``extra`` testbenches) against ``dut`` on a 1 us clock."""
+                extra: Iterable[Callable] = (), background: bool = False) -> None:
+    """Run ``bench(ctx)`` against ``dut`` on a 1 us clock until it returns; ``extra``
+    testbenches run beside it (as background processes when ``background``)."""
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     for b in extra:
-        sim.add_testbench(b)
+        sim.add_testbench(b, background=background)
     _simulate(sim, name)

@@ -1,0 +1,103 @@
+"""The N:M processing element: A:1 activation muxes, P multipliers, pairwise adder tree, accumulator.
+
+docs/architecture.md section 3.1. :class:`ChunkDot` is the combinational datapath (one
+chunk -> its tree sum); :class:`NMPE` wraps it with stream ports and the La-cycle
+accumulator for stand-alone use; the systolic array cells reuse :class:`ChunkDot`.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .layouts import EngineShape
+
+
+def lane_select(shape: EngineShape, lane: int, mode, index) -> tuple[Signal, Signal]:
+    """(window position, idle) of multiplier ``lane`` for the runtime ``mode`` code.
+
+    Dense (mode 0): position ``lane``. Pattern N:M: with g = min(P // N, A // M) groups per
+    chunk, lanes below gN take ``(lane // N) * M + index``; the others are idle.
+    """
+    cases = [(0, Const(lane), Const(0))]
+    for code, nm in enumerate(shape.patterns, start=1):
+        g = min(shape.lanes // nm.n, shape.window // nm.m)
+        if lane < g * nm.n:
+            cases.append((code, (lane // nm.n) * nm.m + index[:max(1, nm.index_bits)]
+                          if nm.index_bits else Const((lane // nm.n) * nm.m), Const(0)))
+        else:
+            cases.append((code, Const(0), Const(1)))
+    pos, idle = Const(0), Const(1)
+    for code, p, i in reversed(cases):
+        pos, idle = Mux(mode == code, p, pos), Mux(mode == code, i, idle)
+    return pos, idle
+
+
+class ChunkDot(wiring.Component):
+    """Combinational: tree sum of one chunk (``act`` window, weight ``w`` slots, ``mode``).
+
+    Idle lanes give exactly +0; the P products are summed pairwise, an odd level padded
+    with +0 (reference ``_tree_sum_fp32``).
+    """
+
+    def __init__(self, shape: EngineShape):
+        self.shape = shape
+        super().__init__({"act": In(shape.window_layout), "w": In(shape.slots_layout),
+                          "mode": In(shape.mode_bits), "sum": Out(32)})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        num = self.shape.numeric
+        level = []
+        for p in range(self.shape.lanes):
+            pos, idle = lane_select(self.shape, p, self.mode, self.w[p].index)
+            a = Signal(num.width, name=f"a{p}")
+            m.d.comb += a.eq(self.act[pos])
+            prod = num.mul(m, a, self.w[p].value)
+            level.append(Mux(idle, 0, prod))
+        while len(level) > 1:
+            if len(level) % 2:
+                level.append(Const(0, 32))
+            level = [num.add(m, level[i], level[i + 1]) for i in range(0, len(level), 2)]
+        m.d.comb += self.sum.eq(level[0])
+        return m
+
+
+class NMPE(wiring.Component):
+    """One PE as a stream unit: chunks in (``first``/``last`` delimit a dot product),
+    the accumulated fp32/int32 result out after the ``last`` chunk.
+
+    The accumulate takes La cycles, so a chunk is accepted at most every La cycles (no
+    interleave in a stand-alone PE): ``acc = acc + tree`` from +0, chunks in order.
+    """
+
+    def __init__(self, shape: EngineShape):
+        self.shape = shape
+        super().__init__({"mode": In(shape.mode_bits),
+                          "chunk": In(stream.Signature(shape.chunk_layout)),
+                          "result": Out(stream.Signature(32))})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.submodules.dot = dot = ChunkDot(self.shape)
+        la = self.shape.acc_latency
+        acc = Signal(32)
+        busy = Signal(range(la))  # accumulator stages still in flight
+        pending = Signal()  # acc holds a finished dot product
+        m.d.comb += [dot.act.eq(self.chunk.payload.act), dot.w.eq(self.chunk.payload.w),
+                     dot.mode.eq(self.mode)]
+        total = self.shape.numeric.add(m, Mux(self.chunk.payload.first, 0, acc), dot.sum)
+        m.d.comb += [self.result.valid.eq(pending & (busy == 0)),
+                     self.chunk.ready.eq((busy == 0) & (~pending | self.result.ready))]
+        with m.If(self.result.valid & self.result.ready):
+            m.d.sync += pending.eq(0)
+        with m.If(busy != 0):
+            m.d.sync += busy.eq(busy - 1)
+        with m.If(self.chunk.valid & self.chunk.ready):
+            m.d.sync += [acc.eq(total), busy.eq(la - 1), pending.eq(self.chunk.payload.last)]
+        m.d.comb += self.result.payload.eq(acc)
+        return m
+
+
+__all__ = ["ChunkDot", "NMPE", "lane_select"]
