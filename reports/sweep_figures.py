@@ -3,10 +3,10 @@
 :func:`sweep_figures` writes, per workload, as PNG and SVG:
 
 * ``sweep_pareto_<workload>``: speed (training iterations or inference passes per second)
-  against area (LUTs, from the resource estimate) and energy per iteration; the points on
-  the Pareto front (no other point is at least as fast, as small and as frugal, and better
-  in one) are ringed and listed by :func:`pareto_front`. Without a resource estimate the
-  front is speed against energy only, and the figure says so.
+  against area (LUTs, from the resource estimate) and against energy per iteration; the
+  points on the Pareto front (no other point is at least as fast, as small and as frugal,
+  and better in one) are ringed (:func:`pareto_front`). Without a resource estimate the
+  multiplier count (rows x cols x macs_per_pe) stands in for area, labelled as such.
 * ``sweep_sensitivity_<workload>``: one panel per swept axis: time and energy per iteration
   against the axis value, the median over all other axes with their min-max range.
 
@@ -35,6 +35,7 @@ class SweepPoint:
     seconds: float
     energy_j: float
     lut: int | None
+    multipliers: int
 
     @property
     def speed(self) -> float:
@@ -51,8 +52,10 @@ def load_points(store_path: str | Path) -> tuple[list[SweepPoint], int]:
         if r["status"] != "ok":
             failed += 1
             continue
+        a = r["config"]["array"]
         ok.append(SweepPoint(r["key"], r["workload"], r["params"], r["seconds"],
-                             r["energy_pj"] * 1e-12, r["lut"]))
+                             r["energy_pj"] * 1e-12, r["lut"],
+                             a["rows"] * a["cols"] * a["macs_per_pe"]))
     return ok, failed
 
 
@@ -72,8 +75,9 @@ def pareto_front(objectives: Sequence[Sequence[float]]) -> list[int]:
 
 
 def _objectives(points: Sequence[SweepPoint], with_area: bool) -> list[tuple[float, ...]]:
-    # minimise time (= maximise speed), energy and, when known, LUTs
-    return [(p.seconds, p.energy_j, float(p.lut)) if with_area else (p.seconds, p.energy_j)
+    # minimise time (= maximise speed), energy and hardware: LUTs when estimated, else the
+    # multiplier count as a plain structural measure of size
+    return [(p.seconds, p.energy_j, float(p.lut if with_area else p.multipliers))
             for p in points]
 
 
@@ -163,35 +167,30 @@ def _pareto_figure(plt: Any, workload: str, pts: list[SweepPoint], failed: int) 
     front = set(pareto_front(_objectives(pts, with_area)))
     speed = [p.speed for p in pts]
     energy_mj = [p.energy_j * 1e3 for p in pts]
-    ncols = 2 if with_area else 1
-    fig, axs = plt.subplots(1, ncols, figsize=(6.4 * ncols, 4.8), squeeze=False)
-    if with_area:
-        ax = axs[0][0]
-        lut = [p.lut for p in pts]
-        sc = ax.scatter(lut, speed, c=energy_mj, cmap="viridis", s=18, zorder=2)
-        fx = sorted((lut[i], speed[i]) for i in front)
-        ax.scatter([x for x, _ in fx], [y for _, y in fx], s=70, facecolors="none",
-                   edgecolors="black", linewidths=1.2, zorder=3, label="Pareto front")
-        ax.set_xlabel("area (LUTs, estimated)")
-        ax.set_ylabel("speed (iterations / s)")
-        ax.set_title("speed vs area (colour: energy)")
-        fig.colorbar(sc, ax=ax, label="energy per iteration (mJ)")
+    size = [p.lut if with_area else p.multipliers for p in pts]
+    fig, (ax_a, ax_e) = plt.subplots(1, 2, figsize=(12.8, 4.8))
+    sc = ax_a.scatter(size, speed, c=energy_mj, cmap="viridis", s=18, zorder=2)
+    ax_a.scatter([size[i] for i in sorted(front)], [speed[i] for i in sorted(front)], s=70,
+                 facecolors="none", edgecolors="black", linewidths=1.2, zorder=3,
+                 label="Pareto front")
+    ax_a.set_xlabel("area (LUTs, estimated)" if with_area
+                    else "multipliers (rows x cols x macs_per_pe; no area estimate)")
+    ax_a.set_ylabel("speed (iterations / s)")
+    ax_a.set_title(f"speed vs {'area' if with_area else 'array size'} (colour: energy)")
+    fig.colorbar(sc, ax=ax_a, label="energy per iteration (mJ)")
+    ax_e.scatter(energy_mj, speed, s=18, color="#4e79a7", zorder=2, label="points")
+    ax_e.scatter([energy_mj[i] for i in sorted(front)], [speed[i] for i in sorted(front)],
+                 s=70, facecolors="none", edgecolors="black", linewidths=1.2, zorder=3,
+                 label="Pareto front")
+    ax_e.set_xlabel("energy per iteration (mJ)")
+    ax_e.set_ylabel("speed (iterations / s)")
+    ax_e.set_title("speed vs energy")
+    for ax in (ax_a, ax_e):
         ax.legend(loc="best")
         ax.grid(True, alpha=0.3)
-    ax = axs[0][ncols - 1]
-    ax.scatter(energy_mj, speed, s=18, color="#4e79a7", zorder=2, label="points")
-    fe = sorted((energy_mj[i], speed[i]) for i in front)
-    ax.scatter([x for x, _ in fe], [y for _, y in fe], s=70, facecolors="none",
-               edgecolors="black", linewidths=1.2, zorder=3, label="Pareto front")
-    ax.set_xlabel("energy per iteration (mJ)")
-    ax.set_ylabel("speed (iterations / s)")
-    ax.set_title("speed vs energy" + ("" if with_area else " (no area estimate: the "
-                                                            "front ignores area)"))
-    ax.legend(loc="best")
-    ax.grid(True, alpha=0.3)
     extra = f", {failed} failed" if failed else ""
-    fig.suptitle(f"{workload}: {len(pts)} design points{extra}, {len(front)} on the "
-                 f"Pareto front")
+    fig.suptitle(f"{workload}: {len(pts)} design points{extra}, {len(front)} on the Pareto "
+                 f"front (speed, energy, {'area' if with_area else 'multipliers'})")
     fig.tight_layout()
     return fig
 

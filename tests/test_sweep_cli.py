@@ -205,3 +205,19 @@ def test_export_csv_and_json(reference, tmp_path):
                      ([SMALL, "--csv"], "are for `nmsat sweep export STORE`")):
         r = nmsat("sweep", *bad)
         assert r.returncode == 2 and msg in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+
+
+def test_sweep_figures_from_a_real_store(reference, tmp_path):
+    from nmsat.reports.sweep_figures import load_points, pareto_front, sweep_figures
+
+    files = sweep_figures(reference, tmp_path)
+    assert sorted(p.name for p in files) == sorted(
+        f"sweep_{kind}_{wl}.{fmt}" for kind in ("pareto", "sensitivity")
+        for wl in ("mlp", "cnn") for fmt in ("png", "svg"))
+    points, failed = load_points(reference)
+    assert failed == 0 and len(points) == 32 and all(p.lut is None for p in points)
+    # no resource estimate: the front is over time, energy and multiplier count
+    cnn = [p for p in points if p.workload == "cnn"]
+    front = pareto_front([(p.seconds, p.energy_j, p.multipliers) for p in cnn])
+    best = min(range(len(cnn)), key=lambda i: (cnn[i].seconds, cnn[i].energy_j))
+    assert best in front
