@@ -81,6 +81,9 @@ def result_from_dict(data: Any, where: str = "result") -> Any:
 
     if not isinstance(data, dict):
         raise ReportError(f"{where}: not an nmsat result (expected a JSON object)")
+    if "schema" not in data and data.get("mode") == "inference":
+        raise ReportError(f"{where}: an inference result (nmsat simulate --mode inference); "
+                          "the report reads training results of nmsat simulate --json")
     try:
         result = from_dict(data)
     except KeyError as e:

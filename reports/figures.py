@@ -197,6 +197,16 @@ def _new_figure(width: float, height: float) -> Figure:
                   dpi=style.DPI)
 
 
+def _per_what(runs: Sequence[Run]) -> str:
+    """What one run's numbers are per: a training iteration, an inference pass, or either."""
+    modes = {r.result.mode for r in runs}
+    if modes == {"train"}:
+        return "training iteration"
+    if modes == {"inference"}:
+        return "inference pass"
+    return "iteration or pass"
+
+
 def _groups(runs: Sequence[Run]) -> dict[str, list[Run]]:
     """Runs by workload, in first-seen order."""
     out: dict[str, list[Run]] = {}
@@ -252,7 +262,8 @@ def speedup_figure(runs: Sequence[Run]) -> Plot | None:
     ax.set_ylim(0, top * 1.18)
     ax.set_xlabel("model")
     ax.set_ylabel("speedup over dense on the same hardware (×)")
-    fig.suptitle("Training speedup over dense, per model and N:M pattern")
+    what = "Training speedup" if _per_what(sparse) == "training iteration" else "Speedup"
+    fig.suptitle(f"{what} over dense, per model and N:M pattern")
     handles: list[Any] = []
     for s in series:
         run = next(r for r in sparse if r.series == s)
@@ -341,11 +352,15 @@ def phase_figure(runs: Sequence[Run]) -> Plot | None:
             bottom += c
         rows.append((r.workload, run.series, *(r.phase_cycles.get(p, 0) for p in PHASES),
                      r.total_cycles, r.speedup_vs_dense))
+    tallest = max(max(r.result.total_cycles for r in runs),
+                  max((src.result.dense_total_cycles for _, run, src in bars if run is None),
+                      default=0))
+    ax.set_ylim(0, 1.08 * tallest / scale)
     ax.set_xticks(xs, [name for name, _, _ in bars], rotation=30, ha="right")
     sec = ax.secondary_xaxis("top")
     sec.set_xticks([c for c, _ in centres], [w for _, w in centres])
     sec.tick_params(length=0)
-    ax.set_ylabel(f"cycles per training iteration ({unit})")
+    ax.set_ylabel(f"cycles per {_per_what(runs)} ({unit})")
     ax.set_xlabel("run")
     fig.suptitle("Where the cycles go: phase breakdown, dense vs sparse")
     handles = [Patch(color=style.phase_color(p), label=style.phase_label(p)) for p in PHASES]
@@ -395,8 +410,9 @@ def energy_figure(runs: Sequence[Run]) -> Plot | None:
                     textcoords="offset points", ha="center", va="bottom", fontsize=8)
         rows.append((run.label, *(float(e.get(c, 0.0)) / scale for c in comps), total / scale,
                      total / run.result.total_cycles))
+    ax.set_ylim(0, 1.12 * peak / scale)
     ax.set_xticks(range(len(runs)), [r.label for r in runs], rotation=30, ha="right")
-    ax.set_ylabel(f"energy per iteration ({unit})")
+    ax.set_ylabel(f"energy per {_per_what(runs)} ({unit})")
     ax.set_xlabel("run")
     fig.suptitle("Energy breakdown by component")
     ax.legend(handles=[Patch(color=style.component_color(c), label=style.component_label(c))

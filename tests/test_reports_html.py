@@ -39,9 +39,25 @@ def result_files(tmp_path_factory) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def report(result_files, tmp_path_factory) -> Path:
+def trace_files(tmp_path_factory) -> list[Path]:
+    """A BDWP trace with its dense baseline and an SR-STE trace (tiny training runs)."""
+    pytest.importorskip("torch")
+    from nmsat.workloads.trace import save_trace
+    from nmsat.workloads.train import TrainConfig, dense_config, train, with_baseline
+
+    d = tmp_path_factory.mktemp("traces")
+    cfg = TrainConfig(model="mlp", method="bdwp", nm="2:8", epochs=1, train_limit=128)
+    save_trace(with_baseline(train(cfg), train(dense_config(cfg))), d / "bdwp.nmt")
+    save_trace(train(TrainConfig(model="mlp", method="srste", nm="2:4", epochs=1,
+                                 train_limit=128)), d / "srste.nmt")
+    return [d / "bdwp.nmt", d / "srste.nmt"]
+
+
+@pytest.fixture(scope="module")
+def report(result_files, trace_files, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("report")
-    assert main(["report", *map(str, result_files), "-o", str(out)]) == 0
+    traces = [a for t in trace_files for a in ("--trace", str(t))]
+    assert main(["report", *map(str, result_files), *traces, "-o", str(out)]) == 0
     return out / "index.html"
 
 
@@ -89,7 +105,10 @@ def _parse(index: Path) -> _Page:
 def test_page_references_only_local_files_that_exist(report):
     page = _parse(report)
     assert page.external == []
-    assert len(page.images) >= 3 + 2 * 4  # speedup, phases, energy; layers+timeline per run
+    names = [Path(src).stem for src in page.images]
+    # speedup, phases, energy, accuracy, flip rates; per run: layers and timeline
+    assert names[:5] == ["speedup", "phases", "energy", "accuracy", "flip-rates"]
+    assert len(names) == 5 + 2 * 4
     for src in page.images + [h for h in page.links if not h.startswith("#")]:
         assert (report.parent / src).is_file(), src
         assert (report.parent / src).stat().st_size > 0
@@ -97,8 +116,13 @@ def test_page_references_only_local_files_that_exist(report):
         assert (report.parent / src.replace(".svg", ".png")).is_file()
 
 
-def test_page_tables_show_the_numbers(report, result_files):
+def test_page_tables_show_the_numbers(report, result_files, trace_files):
+    from nmsat.workloads.trace import load_trace
+
     cells = _parse(report).cells
+    for path in trace_files:
+        t = load_trace(path)
+        assert f"{100 * t.final_accuracy:.3f}".rstrip("0").rstrip(".") in cells
     for path in result_files:
         data = json.loads(path.read_text())
         assert f"{data['total_cycles']:,}" in cells
