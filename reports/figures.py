@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -91,7 +92,7 @@ class Plot:
     figure: Figure
     table: Table
     artists: dict[str, Any] = field(default_factory=dict)
-    run: "Run | None" = None
+    run: Run | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ def speedup_bound(method: str, nm: str) -> float | None:
     ``../shared/SAT-NOTES.md``).
     """
     from nmsat.simulator.api import peak_bound
+
     from nmsat.types import Method
 
     m = Method.parse(method)

@@ -123,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
 
         from nmsat.reports import build_report
         from nmsat.types import Method
+
         runs = [result] if options.method is Method.DENSE else [
             api.simulate(loaded, cfg, dataclasses.replace(options, method=Method.DENSE)), result]
         index = build_report(runs, args.report)

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from nmsat.reports import build_report, figures, load_results, style
 
 from nmsat.cli import main
-from nmsat.reports import build_report, load_results
-from nmsat.reports import figures, style
 
 RUNS = {
     "dense": ("mlp", "dense", "2:8"),
@@ -73,7 +72,7 @@ def test_speedup_bars_and_bounds_equal_results(runs, raw):
         ys = bounds[key].get_ydata()
         assert list(ys) == pytest.approx([BOUNDS[(raw[k]["method"], raw[k]["nm"])]] * 2)
         # the bound line spans its own bar
-        x0, x1 = bounds[key].get_xdata()
+        x0 = bounds[key].get_xdata()[0]
         assert x0 == pytest.approx(bars[key].get_x(), abs=0.1 * bars[key].get_width() + 1e-9)
     # the two models are the two x groups
     labels = [t.get_text() for t in plot.figure.axes[0].get_xticklabels()]
@@ -140,7 +139,7 @@ def test_layer_figure_equals_layer_rows(runs, raw):
 def _coverage(spans, n: int) -> np.ndarray:
     cover = np.zeros(n, dtype=bool)
     for s, e in spans:
-        cover[int(round(s)):int(round(e))] = True
+        cover[round(s):round(e)] = True
     return cover
 
 

@@ -218,7 +218,7 @@ def test_bad_trace_leaves_existing_report_untouched(report, result_files, tmp_pa
 
 
 def test_report_without_inputs_is_a_usage_error(capsys, tmp_path):
-    rc, stdout, err = _run_cli(capsys, "report", "-o", str(tmp_path / "o"))
+    rc, _, err = _run_cli(capsys, "report", "-o", str(tmp_path / "o"))
     assert rc == 2 and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
 
