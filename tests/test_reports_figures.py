@@ -280,3 +280,11 @@ def test_flip_rate_figure_equals_trace_stats(traces):
         assert len(got) == t.iterations
         assert np.isnan(got[0]) and np.isnan(expected[0])  # no previous iteration
         assert list(got[1:]) == pytest.approx(expected[1:], rel=1e-5)
+
+
+def test_same_file_twice_gets_distinct_names(result_files):
+    results = load_results([result_files["bdwp28"]] * 2)
+    a, b = figures.make_runs(results, ["x", "x"])
+    assert (a.label, b.label) == ("mlp · BDWP 2:8", "mlp · BDWP 2:8 #2")
+    plots = figures.build_plots([a, b])
+    assert len({p.name for p in plots}) == len(plots)

@@ -244,3 +244,14 @@ def test_simulate_report_option(tmp_path, capsys):
     assert any(n.startswith("layers-") for n in names)
     # the dense baseline is simulated too, so the phase breakdown is dense vs sparse
     assert "mlp · dense" in page.cells
+
+
+def test_simulate_report_into_a_file_writes_nothing(tmp_path, capsys):
+    target = tmp_path / "file"
+    target.write_text("keep")
+    out_json = tmp_path / "r.json"
+    rc, stdout, err = _run_cli(capsys, "simulate", "mlp", "--config", "small", "--batch", "8",
+                               "--json", str(out_json), "--report", str(target))
+    assert rc == 2 and stdout == "" and len(err.strip().splitlines()) == 1
+    assert "not a folder" in err
+    assert target.read_text() == "keep" and not out_json.exists()
