@@ -372,12 +372,14 @@ def phase_figure(runs: Sequence[Run]) -> Plot | None:
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     table = Table(("model", "run", *(p.upper() for p in PHASES), "total cycles",
                    "speedup (×)"), tuple(rows))
-    return Plot("phases", "Phase breakdown",
-                "Wall-clock cycles of one training iteration charged to each phase (the "
-                "simulator charges every cycle to exactly one phase, so a stack's height is "
-                "the iteration's total). Hatched: the dense total the simulator computed for "
-                "a sparse run when no dense run of the same model is part of the report "
-                "(simulate with --method dense and add it to split it by phase).",
+    caption = (f"Wall-clock cycles of one {_per_what(runs)} charged to each phase (the "
+               "simulator charges every cycle to exactly one phase, so a stack's height is "
+               "the total).")
+    if totals:
+        caption += (" Hatched: the dense total the simulator computed for a sparse run whose "
+                    "dense run is not part of the report (simulate with --method dense and "
+                    "add it to split it by phase).")
+    return Plot("phases", "Phase breakdown", caption,
                 fig, table, {"segments": segments, "dense_totals": totals, "cycle_scale": scale})
 
 
