@@ -231,7 +231,7 @@ def speedup_figure(runs: Sequence[Run]) -> Plot | None:
         return None
     groups = _groups(sparse)
     series = list(dict.fromkeys(r.series for r in sparse))
-    width = 0.8 / len(series)
+    width = min(0.8 / len(series), 0.35)
     fig = _new_figure(1.6 + 1.2 * len(groups) * max(1, len(series) * 0.6), 4.8)
     ax = fig.add_subplot()
     bars: dict[tuple[str, str], Any] = {}
