@@ -615,16 +615,17 @@ def accuracy_figure(traces: Sequence[Any]) -> Plot | None:
     # points: (model, method, sparsity, accuracy, source)
     points: list[tuple[str, str, float, float, str]] = []
     seen_baselines: set[tuple] = set()
-    for i, t in enumerate(traces):
+    for t in traces:
         points.append((t.model, str(t.method), 1.0 - NM.parse(str(t.nm)).density
-                       if str(t.method) != "dense" else 0.0, t.final_accuracy, f"trace {i + 1}"))
+                       if str(t.method) != "dense" else 0.0, t.final_accuracy,
+                       f"{t.model} {trace_series(t)} (seed {t.seed})"))
         b = t.baseline
         if b is not None:
             key = (t.model, t.dataset, t.seed, b.final_accuracy)
             if key not in seen_baselines:
                 seen_baselines.add(key)
-                points.append((t.model, "dense", 0.0, b.final_accuracy,
-                               f"trace {i + 1} baseline"))
+                source = f"dense baseline of {t.model} {trace_series(t)} (seed {t.seed})"
+                points.append((t.model, "dense", 0.0, b.final_accuracy, source))
     markers_drawn: dict[tuple[str, str], Line2D] = {}
     for model in models:
         for method in dict.fromkeys(p[1] for p in points if p[0] == model):
@@ -658,7 +659,7 @@ def accuracy_figure(traces: Sequence[Any]) -> Plot | None:
     fig.suptitle("Sparse training accuracy (from training traces)")
     rows = tuple((model, style.method_label(method), 100 * s, 100 * a, src)
                  for model, method, s, a, src in points)
-    table = Table(("model", "method", "sparsity (%)", "final test accuracy (%)", "from"), rows)
+    table = Table(("model", "method", "sparsity (%)", "final test accuracy (%)", "run"), rows)
     return Plot("accuracy", "Accuracy against sparsity and method",
                 "Left: final test accuracy of each traced run against its weight sparsity "
                 "(1 - N/M), one colour per method; dense runs (including the dense baseline "
