@@ -366,7 +366,18 @@ class _WS:
         finished = 0
         last_out = {}
         while finished < T:
-            # Controller: weight loads and activation-stream starts.
+            # Controller: activation-stream starts, then weight loads (a tile's shadow
+            # load may begin in the step the previous tile starts: the swap reads the
+            # shadow before the load's first shift overwrites it).
+            t_start = len(starts)
+            if t_start < T and t_start < len(loads):
+                ok = step >= loads[t_start] + R
+                if t_start > 0 and self.interleave:
+                    ok = ok and step >= starts[-1] + m and (
+                        step >= starts[-1] + R * La + 1 - self.slack)
+                if ok:
+                    starts.append(step)
+                    last_out[t_start] = step + m + R * La + C - 1
             t_load = len(loads)
             if t_load < T:
                 if t_load == 0:
@@ -378,15 +389,6 @@ class _WS:
                         step >= starts[-1] + (R - 1) * La + C - 1 - self.slack)
                 if can:
                     loads.append(step)
-            t_start = len(starts)
-            if t_start < T and t_start < len(loads):
-                ok = step >= loads[t_start] + R
-                if t_start > 0 and self.interleave:
-                    ok = ok and step >= starts[-1] + m and (
-                        step >= starts[-1] + R * La + 1 - self.slack)
-                if ok:
-                    starts.append(step)
-                    last_out[t_start] = step + m + R * La + C - 1
             need_in = any(ld <= step < ld + R for ld in loads) or any(
                 st <= step < st + m + (R - 1) * La for st in starts)
             need_out = any(st + R * La <= step < st + m + R * La + C - 1 for st in starts)

@@ -136,3 +136,14 @@ def test_large_blocks_are_fast(df):
     for i in range(2000):
         tile_model.block_cycles(df, 50000 + i, 4096, 4608, NM(2, 8), True, VCU1525)
     assert time.perf_counter() - t < 1.0
+
+
+def test_ws_shadow_load_in_the_start_step_regression():
+    """R = C = 1: the next tile's shadow load starts in the very step the current tile
+    starts ((R - 1) La + C - 1 = 0); with input gaps the two models once disagreed."""
+    cfg = SMALL.replace(**{"array.rows": 1, "array.cols": 1, "array.macs_per_pe": 1,
+                           "array.act_window": 1, "array.acc_latency": 1,
+                           "array.nm_patterns": []})
+    iv = np.array([0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0], bool)
+    res, fast = _run(cfg, Dataflow.WS, True, NM(1, 1), 1, 1, 3, iv, np.array([], bool))
+    assert res.cycles == fast == 16
