@@ -77,6 +77,8 @@ MAX_PERIOD = 6
 """Longest period (in loop iterations) the steady-state detector looks for."""
 MIN_SKIP_COUNT = 8
 """Loops shorter than this are always simulated iteration by iteration."""
+MAX_PROBE = 40
+"""Iterations of a loop after which the detector stops looking for a steady state."""
 
 # Counters: how many instructions of each kind precede a position in execution order.
 (C_LOAD, C_LACT, C_LWGT, C_PACT, C_PWGT, C_ENG, C_ST, C_SO, C_WU) = range(9)
@@ -906,8 +908,9 @@ class _Sim:
         if inst.finished[i] < len(inst.kinds):
             return
         del inst.finished[i]
-        if not self.extrapolate or frame.node.count - i < MIN_SKIP_COUNT:
-            # Too few iterations left for a skip to pay for the comparison.
+        if not self.extrapolate or frame.node.count - i < MIN_SKIP_COUNT or i > MAX_PROBE:
+            # Too few iterations left for a skip to pay for the comparison, or no steady
+            # state after many tries: simulate the rest as it comes.
             return
         state = self._state(frame.key, inst)
         if state is None:

@@ -1,0 +1,1 @@
+"""nmsat benchmarks: ``python -m benchmarks`` (see ``docs/simulator.md``)."""
