@@ -1,0 +1,134 @@
+"""LLM serving workloads (workloads/llm.py) and the inference CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from nmsat.cli import main
+from nmsat.config import SMALL, VCU1525
+from nmsat.simulator.inference import InferenceOptions, simulate_inference
+from nmsat.workloads import llm, zoo
+from nmsat.workloads.layers import Linear, Matmul
+
+
+def test_presets_match_published_parameter_counts():
+    assert llm.build(llm.LLAMA_7B, "prefill", 16).params == 6_738_415_616  # Llama-2-7B
+    assert llm.build(llm.GPT2_SMALL, "prefill", 16).params == zoo.model("gpt2_small").params
+    # GPT-2 prefill is the zoo's full-sequence model, MAC for MAC.
+    assert llm.workload("gpt2_small", "prefill", seq_len=1024).macs_per_sample == \
+        zoo.get("gpt2_small").macs_per_sample
+    assert zoo.model("llama_7b", seq_len=64).params == 6_738_415_616
+
+
+def test_decode_shapes_with_grouped_query_attention():
+    s = dataclasses.replace(llm.LLAMA_7B, kv_heads=8)
+    w = llm.workload(s, "decode", batch=3, kv_len=500)
+    q = w.layer("model.layers.0.self_attn.q_proj")
+    k = w.layer("model.layers.0.self_attn.k_proj")
+    sc = w.layer("model.layers.0.self_attn.scores")
+    ctx = w.layer("model.layers.0.self_attn.context")
+    assert (q.tokens, q.in_features, q.out_features) == (1, 4096, 4096)
+    assert k.out_features == 8 * 128
+    # 4 query heads share each KV head's cache: [4, 128] x [128, 500] per KV head.
+    assert (sc.m, sc.n, sc.k, sc.count) == (4, 500, 128, 8)
+    assert (ctx.m, ctx.n, ctx.k, ctx.count) == (4, 128, 500, 8)
+    assert {l.name for l in w.layers if isinstance(l, Matmul)} == set(llm.kv_cache_layers(w))
+    # FFN: SwiGLU gate, up and down projections
+    assert w.layer("model.layers.0.mlp.gate_proj").out_features == 11008
+    assert w.layer("model.layers.0.mlp.down_proj").in_features == 11008
+    # Decode MACs: 2 d^2 (1 + kv/heads) + 3 d ffn per layer, attention 2 kv_len d, the head.
+    d, L = 4096, 32
+    per_layer = 2 * d * d + 2 * d * 1024 + 3 * d * 11008 + 2 * 500 * d
+    assert w.macs() == 3 * (L * per_layer + d * 32000)
+
+
+@pytest.mark.parametrize("kw,msg", [
+    ({"kv_heads": 5}, r"^DecoderSpec.kv_heads must divide heads \(32\), not 5$"),
+    ({"hidden": 100}, r"^DecoderSpec.hidden \(100\) must be a multiple of heads \(32\)$"),
+    ({"layers": 0}, r"^DecoderSpec.layers must be a positive integer, not 0$"),
+])
+def test_spec_validation(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        dataclasses.replace(llm.LLAMA_7B, **kw)
+
+
+def test_phase_length_errors():
+    with pytest.raises(ValueError, match=r"^the decode phase needs kv_len"):
+        llm.workload("llama_7b", "decode")
+    with pytest.raises(ValueError, match=r"^kv_len 5000 exceeds llama_7b's 4096 positions$"):
+        llm.workload("llama_7b", "decode", kv_len=5000)
+    with pytest.raises(ValueError, match=r"^unknown LlmPhase 'train'"):
+        llm.workload("llama_7b", "train")
+    with pytest.raises(ValueError, match=r"^'bert_base' is not an LLM workload"):
+        llm.spec("bert_base")
+
+
+@pytest.mark.parametrize("cfg,name,kw", [
+    (VCU1525, "gpt2_small", {"phase": "decode", "kv_len": 700, "batch": 3}),
+    (VCU1525, "gpt2_small", {"phase": "prefill", "seq_len": 64, "batch": 2}),
+    (SMALL, "gpt2_small", {"phase": "decode", "kv_len": 100}),
+    (VCU1525, "llama_7b", {"phase": "decode", "kv_len": 2048}),
+])
+def test_identical_layer_extension_equals_full_simulation(cfg, name, kw):
+    opts = InferenceOptions(nm="2:8", **kw)
+    fast = simulate_inference(name, cfg, opts)
+    full = simulate_inference(name, cfg, dataclasses.replace(opts, exact=True))
+    assert fast.extended_layers and not full.extended_layers
+    assert dataclasses.replace(fast, extended_layers=False).to_dict() == full.to_dict()
+
+
+def test_tokens_per_second():
+    d = simulate_inference("gpt2_small", VCU1525, InferenceOptions(
+        nm="2:4", phase="decode", kv_len=128, batch=4))
+    assert d.tokens == 4 and d.tokens_per_second == pytest.approx(4 / d.seconds)
+    assert d.dense_tokens_per_second == pytest.approx(4 / (d.dense_total_cycles
+                                                           * VCU1525.cycle_seconds))
+    p = simulate_inference("gpt2_small", VCU1525, InferenceOptions(
+        nm="2:4", phase="prefill", seq_len=32, batch=2))
+    assert p.tokens == 64 and p.tokens_per_second == pytest.approx(64 / p.seconds)
+    assert simulate_inference("mlp", VCU1525, InferenceOptions()).tokens_per_second is None
+
+
+def test_cli_json(tmp_path, capsys):
+    out = tmp_path / "d.json"
+    assert main(["simulate", "gpt2_small", "--mode", "inference", "--phase", "decode",
+                 "--kv-len", "256", "--batch", "1", "--nm", "2:4", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "tokens/s" in text and "speedup" in text
+    data = json.loads(out.read_text())
+    for key in ("workload", "config", "method", "nm", "batch", "total_cycles", "seconds",
+                "phase_cycles", "stall_cycles", "utilization", "dram_bytes", "energy_pj",
+                "dense_total_cycles", "speedup_vs_dense", "layers", "tokens_per_second",
+                "bytes_per_layer", "kv_cache_bytes", "weight_bytes", "roofline"):
+        assert key in data, key
+    assert data["phase"] == "decode" and data["kv_len"] == 256 and data["mode"] == "inference"
+    assert all(x["bound"] in ("compute", "memory") for x in data["layers"])
+    assert data["bytes_per_layer"] == {x["name"]: x["dram_bytes"] for x in data["layers"]}
+    assert sum(data["phase_cycles"].values()) == data["total_cycles"]
+    # deterministic: the same run gives the same bytes
+    out2 = tmp_path / "d2.json"
+    main(["simulate", "gpt2_small", "--mode", "inference", "--phase", "decode", "--kv-len",
+          "256", "--batch", "1", "--nm", "2:4", "--json", str(out2)])
+    assert out2.read_bytes() == out.read_bytes()
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["resnet18", "--phase", "decode"], "--phase is only for --mode inference"),
+    (["resnet18", "--mode", "inference", "--phase", "decode"],
+     "--phase is for LLM workloads (gpt2_small, llama_7b), not resnet18"),
+    (["llama_7b", "--mode", "inference", "--phase", "decode"],
+     "the decode phase needs --kv-len (cache positions)"),
+    (["llama_7b", "--mode", "inference", "--kv-len", "9"], "--kv-len is for the decode phase"),
+    (["mlp", "--mode", "inference", "--act-density", "x"],
+     "argument --act-density: must be a number between 0 and 1, not 'x'"),
+    (["mlp", "--mode", "inference", "--act-zero", "maybe"], "argument --act-zero: invalid"),
+    (["mlp", "--mode", "inference", "--report", "r"],
+     "--report is not available with --mode inference"),
+])
+def test_cli_bad_input_is_one_line_and_status_2(argv, msg, capsys):
+    assert main(["simulate", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and msg in err, err
