@@ -69,15 +69,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError("a command is required (see nmsat --help)")
         result = args.func(args)
         return int(result or 0)
-    except (NmsatError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
+    except BrokenPipeError:  # e.g. `nmsat config show vcu1525 | head`
+        return 0
+    except (NmsatError, ValueError, OSError) as e:
+        # OSError covers missing files, permissions, a file where a folder was expected.
         msg = str(e) if str(e) else type(e).__name__
         print(f"nmsat: error: {msg.splitlines()[0]}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("nmsat: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # e.g. `nmsat config show vcu1525 | head`
-        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
