@@ -108,3 +108,21 @@ class EngineShape:
 
 
 __all__ = ["EngineShape"]
+
+
+# ---- buffer layouts: where the host (DMA model) puts each word; the RTL reads the same.
+
+def act_location(row: int, chunk: int, kcr: int, rows: int) -> tuple[int, int]:
+    """ACT window (row, chunk) -> (bank, address): diagonal banking ``(row + chunk) mod R``
+    so OS (R rows, one chunk) and WS (one row, R chunks) both read R distinct banks."""
+    return (row + chunk) % rows, row * kcr + chunk // rows
+
+
+def wgt_location(col: int, chunk: int, kc: int, cols: int) -> tuple[int, int]:
+    """WGT slot vector (column, chunk) -> (bank = column mod C, address)."""
+    return col % cols, (col // cols) * kc + chunk
+
+
+def out_location(row: int, col: int, nt: int, rows: int, cols: int) -> tuple[int, int, int]:
+    """OUT word (row, column) -> (bank row, bank column, address)."""
+    return row % rows, col % cols, (row // rows) * nt + col // cols

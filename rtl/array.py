@@ -1,0 +1,191 @@
+"""The tensor-engine array with the flexible systolic interconnect (docs/architecture.md 4).
+
+One array serves both dataflows; the ``df`` input (0 = OS, 1 = WS) switches the links at
+run time. Every register advances only when the engine's clock enable is high (the
+engine wraps the array in an ``EnableInserter``), which is how input gaps and output
+backpressure freeze the whole array, as the per-cycle model specifies.
+
+Links between cells are plain registered signals (a systolic array has no per-link
+handshake); the valid bits travel with the data in tags.
+
+* OS: windows move right, weight slots move down; each cell keeps La accumulator slots as
+  an La-stage adder pipeline (slot b issues every La steps), starts a dot product from the
+  OUT buffer's value, moves a finished sum to its shadow register for that slot; the
+  shadow registers of one slot drain down the column, bottom row first.
+* WS: weights shift down a shadow chain during a load and are swapped in when the tile's
+  first activation row reaches the cell; partial sums flow down through each cell's
+  La-stage adder pipeline; the top cell starts from the OUT buffer's value.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .layouts import EngineShape
+from .pe import ChunkDot
+
+OS, WS = 0, 1
+
+
+def tag_layouts(shape: EngineShape, row_bits: int, ct_bits: int):
+    """(activation tag, weight tag, partial-sum tag) layouts."""
+    slot_bits = max(1, (shape.acc_latency - 1).bit_length())
+    atag = data.StructLayout({"valid": 1, "first": 1, "last": 1, "slot": slot_bits,
+                              "lastslot": 1, "swap": 1, "row": row_bits, "ct": ct_bits})
+    wtag = data.StructLayout({"valid": 1})
+    ptag = data.StructLayout({"valid": 1, "row": row_bits, "ct": ct_bits})
+    return atag, wtag, ptag
+
+
+class Cell(wiring.Component):
+    """PE(i, j) of the array: a :class:`ChunkDot` plus the systolic registers of both
+    dataflows. ``init`` is the OUT buffer word at (``rd_row``, ``rd_ct``), read
+    combinationally (OS: the first chunk's start value; WS, row 0: the partial sum)."""
+
+    def __init__(self, shape: EngineShape, row: int, row_bits: int, ct_bits: int):
+        self.shape, self.row = shape, row
+        atag, wtag, ptag = tag_layouts(shape, row_bits, ct_bits)
+        la = shape.acc_latency
+        super().__init__({
+            "df": In(1), "mode": In(shape.mode_bits), "ws_shift": In(1),
+            "drain": In(1), "drain_slot": In(atag["slot"].shape),
+            "act_in": In(shape.window_layout), "atag_in": In(atag),
+            "w_in": In(shape.slots_layout), "wtag_in": In(wtag),
+            "psum_in": In(32), "ptag_in": In(ptag),
+            "shadow_in": In(data.ArrayLayout(32, la)), "init": In(32),
+            "act_out": Out(shape.window_layout), "atag_out": Out(atag),
+            "w_out": Out(shape.slots_layout), "wtag_out": Out(wtag),
+            "psum_out": Out(32), "ptag_out": Out(ptag),
+            "shadow_out": Out(data.ArrayLayout(32, la)),
+            "rd_row": Out(row_bits), "rd_ct": Out(ct_bits)})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        sh, la = self.shape, self.shape.acc_latency
+        m.submodules.dot = dot = ChunkDot(sh)
+        wact = Signal(sh.slots_layout)  # WS: stationary weights and their valid bit
+        wact_v = Signal()
+        pipe = [Signal(32, name=f"acc{s}") for s in range(la)]
+        ptag = [Signal(self.ptag_out.shape(), name=f"ptag{s}") for s in range(la)]
+        done = [Signal(self.atag_in.shape(), name=f"done{s}") for s in range(la)]
+        ws = self.df == WS
+        at = self.atag_in
+        swap = ws & at.valid & at.swap  # the tile's first row uses the new weights already
+        w_now, wv_now = Mux(swap, self.w_out, wact), Mux(swap, self.wtag_out.valid, wact_v)
+        m.d.comb += [dot.act.eq(self.act_in), dot.mode.eq(self.mode),
+                     dot.w.eq(Mux(ws, w_now, self.w_in))]
+        m.d.sync += [self.act_out.eq(self.act_in), self.atag_out.eq(at)]
+        # ---- vertical weight link: OS streams slots, WS shifts the shadow chain on loads
+        with m.If(~ws | self.ws_shift):
+            m.d.sync += [self.w_out.eq(self.w_in), self.wtag_out.eq(self.wtag_in)]
+        with m.If(swap):
+            m.d.sync += [wact.eq(self.w_out), wact_v.eq(self.wtag_out.valid)]
+        # ---- accumulate / partial-sum pipeline (La stages)
+        if self.row == 0:  # WS: the column's partial sum starts from the OUT buffer
+            psum_in = self.init
+            ptag_in = Signal(self.ptag_in.shape())
+            m.d.comb += [ptag_in.valid.eq(at.valid), ptag_in.row.eq(at.row),
+                         ptag_in.ct.eq(at.ct)]
+        else:
+            psum_in, ptag_in = self.psum_in, self.ptag_in
+        issue = at.valid & Mux(ws, 1, self.wtag_in.valid)
+        start = Mux(ws, psum_in, Mux(at.first, self.init, pipe[la - 1]))
+        add = sh.numeric.add(m, start, dot.sum)
+        m.d.sync += [pipe[0].eq(Mux(ws & ~wv_now, psum_in, add)),
+                     ptag[0].eq(ptag_in), done[0].eq(at)]
+        with m.If(~issue | ~ws):
+            m.d.sync += ptag[0].valid.eq(0)
+        with m.If(~issue | ws | ~at.last):
+            m.d.sync += done[0].valid.eq(0)
+        for s in range(1, la):
+            m.d.sync += [pipe[s].eq(pipe[s - 1]), ptag[s].eq(ptag[s - 1]),
+                         done[s].eq(done[s - 1])]
+        m.d.comb += [self.psum_out.eq(pipe[la - 1]), self.ptag_out.eq(ptag[la - 1])]
+        # ---- OS shadow registers: capture finished sums, drain one slot down the column
+        # The sum is in its shadow register in the step its last add completes (La steps
+        # after issue), so it is captured from the stage before the pipeline's end.
+        if la == 1:
+            fin, val = Signal.like(at), add
+            m.d.comb += fin.eq(at)
+            fin_ok = issue & ~ws & at.last
+        else:
+            fin, val, fin_ok = done[la - 2], pipe[la - 2], done[la - 2].valid
+        for b in range(la):
+            with m.If(self.drain & (self.drain_slot == b)):
+                m.d.sync += self.shadow_out[b].eq(self.shadow_in[b])
+            with m.If(fin_ok & (fin.slot == b)):
+                m.d.sync += self.shadow_out[b].eq(val)
+        m.d.comb += [self.rd_row.eq(at.row + Mux(ws, 0, self.row)), self.rd_ct.eq(at.ct)]
+        return m
+
+
+def _delay(m: Module, value, depth_os: int, depth_ws: int, ws, name: str):
+    """``value`` delayed by ``depth_os`` (OS) or ``depth_ws`` (WS) steps (registers)."""
+    depth = max(depth_os, depth_ws)
+    taps = [value]
+    for d in range(depth):
+        r = Signal.like(value, name=f"{name}_d{d + 1}")
+        m.d.sync += r.eq(taps[-1])
+        taps.append(r)
+    return Mux(ws, taps[depth_ws], taps[depth_os])
+
+
+class SystolicArray(wiring.Component):
+    """R x C :class:`Cell` grid with the edge skew lines of both dataflows.
+
+    Inputs are unskewed *beats*: R activation windows with one tag, C weight-slot vectors
+    with one tag. Row i's windows are delayed i steps (OS) or i La steps (WS); column j's
+    weights j steps (OS) or not at all (WS loads shift all columns together). Outputs are
+    the bottom edge: partial sums with their tags (WS) and the bottom shadow registers
+    (OS drain). ``rd_row``/``rd_ct`` ask the OUT buffer for each cell's ``init`` word.
+    """
+
+    def __init__(self, shape: EngineShape, row_bits: int, ct_bits: int):
+        self.shape, self.row_bits, self.ct_bits = shape, row_bits, ct_bits
+        atag, wtag, ptag = tag_layouts(shape, row_bits, ct_bits)
+        R, C, la = shape.rows, shape.cols, shape.acc_latency
+        grid = lambda lay: data.ArrayLayout(data.ArrayLayout(lay, C), R)  # noqa: E731
+        super().__init__({
+            "df": In(1), "mode": In(shape.mode_bits), "ws_shift": In(1),
+            "drain": In(1), "drain_slot": In(atag["slot"].shape),
+            "act": In(shape.act_row_layout), "atag": In(atag),
+            "wgt": In(shape.wgt_row_layout), "wtag": In(wtag),
+            "psum": Out(shape.acc_row_layout), "ptag": Out(data.ArrayLayout(ptag, C)),
+            "shadow": Out(data.ArrayLayout(data.ArrayLayout(32, la), C)),
+            "rd_row": Out(grid(row_bits)), "rd_ct": Out(grid(ct_bits)), "init": In(grid(32))})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        sh = self.shape
+        R, C, la = sh.rows, sh.cols, sh.acc_latency
+        ws = self.df == WS
+        cells = [[Cell(sh, i, self.row_bits, self.ct_bits) for j in range(C)] for i in range(R)]
+        for i in range(R):
+            act = _delay(m, self.act[i], i, i * la, ws, f"act{i}")
+            atag = _delay(m, self.atag.as_value(), i, i * la, ws, f"atag{i}")
+            for j in range(C):
+                c = cells[i][j]
+                m.submodules[f"pe_{i}_{j}"] = c
+                m.d.comb += [c.df.eq(self.df), c.mode.eq(self.mode),
+                             c.ws_shift.eq(self.ws_shift), c.drain.eq(self.drain),
+                             c.drain_slot.eq(self.drain_slot), c.init.eq(self.init[i][j]),
+                             self.rd_row[i][j].eq(c.rd_row), self.rd_ct[i][j].eq(c.rd_ct)]
+                left = cells[i][j - 1] if j else None
+                m.d.comb += [c.act_in.eq(left.act_out if left else act),
+                             c.atag_in.eq(left.atag_out if left else atag)]
+                if i:
+                    up = cells[i - 1][j]
+                    m.d.comb += [c.w_in.eq(up.w_out), c.wtag_in.eq(up.wtag_out),
+                                 c.psum_in.eq(up.psum_out), c.ptag_in.eq(up.ptag_out),
+                                 c.shadow_in.eq(up.shadow_out)]
+                else:
+                    m.d.comb += [c.w_in.eq(_delay(m, self.wgt[j], j, 0, ws, f"w{j}")),
+                                 c.wtag_in.eq(_delay(m, self.wtag.as_value(), j, 0, ws,
+                                                     f"wtag{j}"))]
+        for j in range(C):
+            b = cells[R - 1][j]
+            m.d.comb += [self.psum[j].eq(b.psum_out), self.ptag[j].eq(b.ptag_out),
+                         self.shadow[j].eq(b.shadow_out)]
+        return m

@@ -1,0 +1,204 @@
+"""The tensor engine: buffers, the two schedules, the systolic array, and the store path.
+
+Commands arrive as tile-program instruction words (``nmsat.dataflow.isa``; the payload
+layout is built from ``isa.ENCODING``): ``COMPUTE`` runs one block ``OUT += A @ B`` from
+the ACT and WGT buffers; ``STORE`` streams the OUT region out (fp32/int32 words, C per
+beat, row-major by array column tile) and clears it. Other opcodes are ignored here.
+The ACT and WGT buffers are written by the load streams (the DMA side) with explicit
+bank/address words laid out by :func:`~nmsat.rtl.layouts.act_location` and
+:func:`~nmsat.rtl.layouts.wgt_location`.
+
+Stalls: ``in_valid`` and ``out_ready`` are the feeder's and the output port's readiness;
+a step inside a feed (drain) window without them freezes the schedule and the array
+(docs/architecture.md 4.1), so cycle counts follow ``tile_model.block_cycles`` with masks.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import EnableInserter, Module, Mux, Signal
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from nmsat.config import AcceleratorConfig
+from nmsat.dataflow import isa
+
+from .array import WS, SystolicArray
+from .layouts import EngineShape
+from .schedule import DIM, OSSchedule, WSSchedule
+
+
+def instr_layout(op: isa.Opcode) -> data.StructLayout:
+    """An instruction word's fields as a layout, from the ISA's one field table."""
+    fields = {"opcode": isa.OPCODE_BITS}
+    fields.update(dict(isa.ENCODING[op]))
+    fields["_pad"] = isa.INSTR_BITS - sum(fields.values())
+    return data.StructLayout(fields)
+
+
+def load_layout(banks: int, depth: int, width) -> data.StructLayout:
+    return data.StructLayout({"bank": range(banks), "addr": range(depth), "data": width})
+
+
+class BankedMemory(wiring.Component):
+    """``banks`` independent ``amaranth.lib.memory`` banks, each one write port and one
+    combinational read port."""
+
+    def __init__(self, banks: int, depth: int, width):
+        self.banks, self.depth, self.width = banks, depth, width
+        vec = lambda s: data.ArrayLayout(s, banks)  # noqa: E731
+        super().__init__({"rd_addr": In(vec(range(depth))), "rd_data": Out(vec(width)),
+                          "wr_addr": In(vec(range(depth))), "wr_data": In(vec(width)),
+                          "wr_en": In(vec(1))})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        for b in range(self.banks):
+            mem = memory.Memory(shape=self.width, depth=self.depth, init=[])
+            m.submodules[f"bank{b}"] = mem
+            wr, rd = mem.write_port(), mem.read_port(domain="comb")
+            m.d.comb += [wr.addr.eq(self.wr_addr[b]), wr.data.eq(self.wr_data[b]),
+                         wr.en.eq(self.wr_en[b]), rd.addr.eq(self.rd_addr[b]),
+                         self.rd_data[b].eq(rd.data)]
+        return m
+
+
+class TensorEngine(wiring.Component):
+    """ACT/WGT/OUT buffers + OS/WS schedules + :class:`SystolicArray` + store stream."""
+
+    def __init__(self, cfg: AcceleratorConfig, dtype=None):
+        sh = self.shape = EngineShape.from_config(cfg, dtype)
+        R, C, elem = sh.rows, sh.cols, sh.numeric.width // 8
+        for name, v in (("array.rows", R), ("array.cols", C)):
+            if v & (v - 1):
+                raise ValueError(f"{name} must be a power of two for the RTL, not {v}")
+        for nm in (None,) + sh.patterns:
+            kpc = sh.lanes if nm is None else min(sh.lanes // nm.n, sh.window // nm.m) * nm.m
+            if kpc & (kpc - 1):
+                raise ValueError(f"K per cycle must be a power of two for the RTL, not {kpc}")
+        self.act_depth = max(2, cfg.buffers.activation.bytes // (R * sh.window * elem))
+        self.wgt_depth = max(2, cfg.buffers.weight.bytes // (C * sh.lanes * (elem + 1)))
+        self.out_depth = max(2, cfg.buffers.output.bytes // (R * C * 4))
+        self.row_bits = max(1, (self.out_depth * R - 1).bit_length())
+        self.ct_bits = max(1, (self.out_depth - 1).bit_length())
+        super().__init__({
+            "cmd": In(stream.Signature(isa.INSTR_BITS)),
+            "act_load": In(stream.Signature(load_layout(R, self.act_depth, sh.window_layout))),
+            "wgt_load": In(stream.Signature(load_layout(C, self.wgt_depth, sh.slots_layout))),
+            "store": Out(stream.Signature(sh.acc_row_layout)),
+            "in_valid": In(1, init=1), "out_ready": In(1, init=1), "busy": Out(1)})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        sh = self.shape
+        R, C = sh.rows, sh.cols
+        m.submodules.act = act = BankedMemory(R, self.act_depth, sh.window_layout)
+        m.submodules.wgt = wgt = BankedMemory(C, self.wgt_depth, sh.slots_layout)
+        m.submodules.out = out = BankedMemory(R * C, self.out_depth, 32)
+        arr = SystolicArray(sh, self.row_bits, self.ct_bits)
+        ab = max(self.act_depth, self.wgt_depth).bit_length()
+        scheds = [cls(sh, ab, self.row_bits, self.ct_bits) for cls in (OSSchedule, WSSchedule)]
+        p = self._decode(m)
+        en = Signal()
+        beat = Signal(scheds[0].beat.shape())
+        m.d.comb += beat.eq(Mux(p["df"], scheds[1].beat.as_value(), scheds[0].beat.as_value()))
+        m.d.comb += en.eq(p["start"] | ((~beat.feed | self.in_valid)
+                                        & (~beat.drain_win | self.out_ready)))
+        m.submodules.array = EnableInserter(en)(arr)
+        for i, s in enumerate(scheds):
+            m.submodules[f"sched{i}"] = EnableInserter(en)(s)
+            m.d.comb += [s.start.eq(p["start"] & (p["df"] == i)), s.interleave.eq(p["il"]),
+                         s.m.eq(p["m"]), s.kc.eq(p["kc"]), s.kcr.eq(p["kcr"]),
+                         s.nt.eq(p["nt"]), s.kt.eq(p["kcr"])]
+        m.d.comb += [self.busy.eq(beat.busy), arr.df.eq(p["df"]), arr.mode.eq(p["mode"]),
+                     arr.ws_shift.eq(beat.ws_shift), arr.drain.eq(beat.drain),
+                     arr.drain_slot.eq(beat.drain_slot), arr.atag.eq(beat.atag),
+                     arr.wtag.valid.eq(beat.w_valid)]
+        for k in range(R):
+            m.d.comb += act.rd_addr[k].eq(beat.act_addr[k])
+            m.d.comb += arr.act[k].eq(act.rd_data[(k + beat.act_rot) % R])
+        for j in range(C):
+            m.d.comb += [wgt.rd_addr[j].eq(beat.w_addr), arr.wgt[j].eq(wgt.rd_data[j])]
+        self._loads(m, act, wgt)
+        self._out_port(m, out, arr, beat, p, en)
+        return m
+
+    def _decode(self, m: Module) -> dict:
+        """Accept a command when idle; COMPUTE starts a schedule, STORE the store path."""
+        sh, R, C = self.shape, self.shape.rows, self.shape.cols
+        word = data.View(instr_layout(isa.Opcode.COMPUTE), self.cmd.payload)
+        st = data.View(instr_layout(isa.Opcode.STORE), self.cmd.payload)
+        regs = {k: Signal(DIM, name=f"p_{k}") for k in ("m", "n", "kc", "kcr", "nt")}
+        df, il, mode = Signal(), Signal(), Signal(sh.mode_bits)
+        self._store_on, self._srows, self._snt = Signal(), Signal(DIM), Signal(DIM)
+        idle = ~self.busy & ~self._store_on
+        m.d.comb += self.cmd.ready.eq(idle)
+        take = self.cmd.valid & idle
+        start = take & (word.opcode == isa.Opcode.COMPUTE)
+        code, kc_new = Signal(sh.mode_bits), Signal(DIM)
+        m.d.comb += [code.eq(0), kc_new.eq((word.k + sh.lanes - 1) >> (sh.lanes.bit_length() - 1))]
+        for i, nm in enumerate(sh.patterns, start=1):
+            kpc = min(sh.lanes // nm.n, sh.window // nm.m) * nm.m
+            with m.If((word.nm_n == nm.n) & (word.nm_m == nm.m)):
+                m.d.comb += [code.eq(i), kc_new.eq((word.k + kpc - 1) >> (kpc.bit_length() - 1))]
+        new = {"m": word.m, "n": word.n, "kc": kc_new, "kcr": (kc_new + R - 1) // R,
+               "nt": (word.n + C - 1) // C}
+        with m.If(start):
+            m.d.sync += [df.eq(word.dataflow), il.eq(word.interleave), mode.eq(code)]
+            m.d.sync += [regs[k].eq(v) for k, v in new.items()]
+        with m.If(take & (st.opcode == isa.Opcode.STORE)):
+            m.d.sync += [self._store_on.eq(1), self._srows.eq(st.rows),
+                         self._snt.eq((st.cols + C - 1) // C)]
+        p = {k: Mux(start, new[k], regs[k]) for k in regs}
+        p.update(start=start, df=Mux(start, word.dataflow, df), il=Mux(start, word.interleave, il),
+                 mode=Mux(start, code, mode))
+        return p
+
+    def _loads(self, m: Module, act: BankedMemory, wgt: BankedMemory) -> None:
+        for port, mem in ((self.act_load, act), (self.wgt_load, wgt)):
+            m.d.comb += port.ready.eq(1)
+            for b in range(mem.banks):
+                m.d.comb += [mem.wr_addr[b].eq(port.payload.addr),
+                             mem.wr_data[b].eq(port.payload.data),
+                             mem.wr_en[b].eq(port.valid & (port.payload.bank == b))]
+
+    def _out_port(self, m: Module, out: BankedMemory, arr, beat, p, en) -> None:
+        """OUT bank (i, j) holds rows = i mod R, columns = j mod C: OS init reads and drain
+        writes, WS top reads and bottom writes, and the store path's read-and-clear."""
+        R, C = self.shape.rows, self.shape.cols
+        lr = R.bit_length() - 1
+        s_row, s_ct = Signal(DIM), Signal(DIM)
+        addr = lambda row, ct, nt: (row >> lr) * nt + ct  # noqa: E731
+        ws = p["df"] == WS
+        fire = self.store.valid & self.store.ready
+        m.d.comb += self.store.valid.eq(self._store_on)
+        for j in range(C):
+            col_ok = beat.drain_ct * C + j < p["n"]
+            top = (arr.rd_row[0][j] % R)
+            m.d.comb += arr.init[0][j].eq(Mux(ws, out.rd_data[top * C + j], out.rd_data[j]))
+            m.d.comb += self.store.payload[j].eq(out.rd_data[(s_row % R) * C + j])
+            pt = arr.ptag[j]
+            for i in range(R):
+                b = i * C + j
+                if i:
+                    m.d.comb += arr.init[i][j].eq(out.rd_data[b])
+                rd = Mux(ws, addr(arr.rd_row[0][j], arr.rd_ct[0][j], p["nt"]),
+                         addr(arr.rd_row[i][j], arr.rd_ct[i][j], p["nt"]))
+                m.d.comb += out.rd_addr[b].eq(Mux(self._store_on, addr(s_row, s_ct, self._snt), rd))
+                os_w = beat.drain & (beat.drain_row % R == i) & (beat.drain_row < p["m"]) & col_ok
+                ws_w = pt.valid & (pt.row % R == i) & (pt.ct * C + j < p["n"])
+                with m.If(self._store_on):
+                    m.d.comb += [out.wr_addr[b].eq(addr(s_row, s_ct, self._snt)),
+                                 out.wr_data[b].eq(0),
+                                 out.wr_en[b].eq(fire & (s_row % R == i))]
+                with m.Elif(ws):
+                    m.d.comb += [out.wr_addr[b].eq(addr(pt.row, pt.ct, p["nt"])),
+                                 out.wr_data[b].eq(arr.psum[j]), out.wr_en[b].eq(en & ws_w)]
+                with m.Else():
+                    m.d.comb += [out.wr_addr[b].eq(addr(beat.drain_row, beat.drain_ct, p["nt"])),
+                                 out.wr_data[b].eq(arr.shadow[j][beat.drain_slot]),
+                                 out.wr_en[b].eq(en & os_w)]
+        with m.If(fire):
+            last_ct = s_ct + 1 >= self._snt
+            m.d.sync += [s_ct.eq(Mux(last_ct, 0, s_ct + 1)), s_row.eq(s_row + last_ct)]
+            with m.If(last_ct & (s_row + 1 >= self._srows)):
+                m.d.sync += [self._store_on.eq(0), s_row.eq(0), s_ct.eq(0)]
