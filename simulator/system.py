@@ -735,7 +735,18 @@ class _Sim:
             ins = self.instrs[idx]
             key = self.attr[idx]
             deps = self._deps(cur.kind, idx, cur)
-            ready, cause = yield from self._ready(deps)
+            ready, binding = 0, None
+            for s_, n_ in deps:  # fast path: every dependency already scheduled
+                t_ = self._peek(s_, n_)
+                if t_ is None:
+                    binding = False
+                    break
+                if t_ > ready:
+                    ready, binding = t_, (s_, n_)
+            if binding is False:
+                ready, cause = yield from self._ready(deps)
+            else:
+                cause = self._cause(*binding) if binding else DEPENDENCY
             now = env.now
             prev = self.clock[unit]
             start = max(prev, ready)
