@@ -75,7 +75,9 @@ def nm_mask_torch(x: Tensor, nm: NM | str, dim: int = -1) -> Tensor:
     length = mag.shape[-1]
     groups = -(-length // nm.m)
     key = torch.full(mag.shape[:-1] + (groups * nm.m,), -1, dtype=torch.int64, device=x.device)
-    if mag.numel() == 0 or int(mag.max()) < 2**32:
+    narrow = x.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.int8,
+                         torch.int16, torch.uint8, torch.bool)
+    if narrow or mag.numel() == 0 or int(mag.max()) < 2**32:
         idx = torch.arange(length, device=x.device) % nm.m
         key[..., :length] = mag * nm.m + (nm.m - 1 - idx)
         g = key.reshape(mag.shape[:-1] + (groups, nm.m))
