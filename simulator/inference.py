@@ -141,6 +141,8 @@ class InferenceResult:
     roofline: dict[str, float]
     layers: tuple[LayerRow, ...]
     extended_layers: bool
+    options: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
     simulate_seconds: float | None = field(default=None, compare=False)
 
     @property
@@ -151,12 +153,15 @@ class InferenceResult:
         """Plain data for JSON: the training result's fields that apply to inference
         (``phase_cycles`` has only ``ff``), plus ``tokens_per_second``,
         ``bytes_per_layer`` and per layer ``bound``."""
+        peak = self.config["array"]["rows"] * self.config["array"]["cols"] * \
+            self.config["array"]["macs_per_pe"]
         out: dict[str, Any] = {
             "nmsat_version": __version__,
             "workload": self.workload,
             "mode": "inference",
             "method": "inference",
             "phase": self.phase,
+            "options": dict(self.options),
             "nm": self.nm,
             "batch": self.batch,
             "seq_len": self.seq_len,
@@ -169,6 +174,8 @@ class InferenceResult:
             "phase_cycles": {"ff": self.total_cycles, "bp": 0, "wg": 0, "wu": 0, "sore": 0},
             "stall_cycles": dict(self.stall_cycles),
             "utilization": self.utilization,
+            "effective_utilization": (self.dense_macs / (self.total_cycles * peak)
+                                      if self.total_cycles else 0.0),
             "macs": self.macs,
             "dense_macs": self.dense_macs,
             "dram_bytes": self.dram_bytes,
@@ -176,6 +183,7 @@ class InferenceResult:
             "kv_cache_bytes": self.kv_cache_bytes,
             "weight_byte_ratio": self.weight_byte_ratio,
             "energy_pj": dict(self.energy_pj),
+            "counts": dict(self.counts),
             "dense_total_cycles": self.dense_total_cycles,
             "speedup_vs_dense": self.speedup_vs_dense,
             "tokens_per_second": self.tokens_per_second,
@@ -488,6 +496,8 @@ def simulate_inference(spec: str | InferenceWorkload, cfg: AcceleratorConfig,
                   "dense_peak_macs_per_cycle": float(peak),
                   "dram_bytes_per_cycle": roof.dram_bytes_per_cycle, "ridge": roof.ridge},
         layers=tuple(rows), extended_layers=sparse.run.extended,
+        options={"interleave": opts.interleave, "offline_schedule": opts.offline_schedule},
+        counts=sparse.counts.to_dict(),
         simulate_seconds=time.perf_counter() - t0)
 
 
@@ -572,6 +582,9 @@ def run_cli(args) -> int:
     from nmsat import config
     from nmsat.util import atomic_write_text
 
+    if args.method in ("dense", "srste"):
+        raise ValueError(f"--method {args.method} is for training; inference takes the "
+                         f"weights' pattern from --nm (dense: --nm 1:1)")
     for name in ("scalesim_reports", "report"):
         if getattr(args, name, None) is not None:
             raise ValueError(f"--{name.replace('_', '-')} is not available with "

@@ -102,7 +102,8 @@ def test_cli_json(tmp_path, capsys):
     for key in ("workload", "config", "method", "nm", "batch", "total_cycles", "seconds",
                 "phase_cycles", "stall_cycles", "utilization", "dram_bytes", "energy_pj",
                 "dense_total_cycles", "speedup_vs_dense", "layers", "tokens_per_second",
-                "bytes_per_layer", "kv_cache_bytes", "weight_bytes", "roofline"):
+                "bytes_per_layer", "kv_cache_bytes", "weight_bytes", "roofline", "options",
+                "effective_utilization", "counts"):
         assert key in data, key
     assert data["phase"] == "decode" and data["kv_len"] == 256 and data["mode"] == "inference"
     assert all(x["bound"] in ("compute", "memory") for x in data["layers"])
@@ -125,6 +126,8 @@ def test_cli_json(tmp_path, capsys):
     (["mlp", "--mode", "inference", "--act-density", "x"],
      "argument --act-density: must be a number between 0 and 1, not 'x'"),
     (["mlp", "--mode", "inference", "--act-zero", "maybe"], "argument --act-zero: invalid"),
+    (["mlp", "--mode", "inference", "--method", "dense"],
+     "--method dense is for training; inference takes the weights' pattern from --nm"),
     (["mlp", "--mode", "inference", "--report", "r"],
      "--report is not available with --mode inference"),
 ])
