@@ -1022,9 +1022,46 @@ class _Sim:
                         if t is None:
                             return None
                         fixed.append(t)
+        reads = self._next_reads()
+        entry = key[1]
         for st in sorted(node.reads | node.writes):
-            counts.append((self.count[st], node.delta[self._counter_of(st)]))
+            n = self.count[st]
+            first = entry[self._counter_of(st)]
+            # Completions from before the loop that a cursor can still wait for (an
+            # earlier barrier's) never move: they must be equal and already past.
+            for j in sorted({r for r in reads[st] if r < first}):
+                t = self._peek(st, j)
+                if t is None:
+                    return None
+                fixed.append(t)
+            # From the loop's own completions, every one a cursor can still read.
+            low = min([r for r in reads[st] if r >= first] + [n])
+            counts.append((n, node.delta[self._counter_of(st)]))
+            counts.append((n - low, 0))
         return times, exact, its, counts, fixed
+
+    def _next_reads(self) -> list[list[int]]:
+        """Per stream, the sequence numbers the cursors' next waits need (reads only move
+        forward, so nothing older is ever read again)."""
+        h = self.halves
+        out: list[list[int]] = [[] for _ in range(NSTREAM)]
+        for cur in self.cursors.values():
+            if cur.done:
+                continue
+            c = cur.counters
+            if cur.kind == K_LOAD:
+                out[S_FACT].append(c[C_LACT] - h[S_FACT])
+                out[S_FWGT].append(c[C_LWGT] - h[S_FWGT])
+            elif cur.kind == K_ENGINE:
+                out[S_LACT].append(c[C_PACT])
+                out[S_LWGT].append(c[C_PWGT])
+                out[S_ST].append(c[C_ST] - h[S_ST])
+            elif cur.kind == K_STORE:
+                out[S_ENG].append(c[C_ENG] - 1)
+            for u, b in enumerate(cur.barrier):
+                if b is not None:
+                    out[_UNIT_STREAM[u][1]].append(b[0] - 1)
+        return [[r for r in rs if r >= 0] for rs in out]
 
     def _windows(self, state, node: _Node):
         """The recent completions of the loop's streams at a captured state (completions
@@ -1035,10 +1072,12 @@ class _Sim:
         counts = state[3]
         streams = sorted(node.reads | node.writes)
         causes: list[str] = []
-        for st, (n, per) in zip(streams, counts[len(counts) - len(streams):]):
-            # Consumers look back at most a couple of iterations (two buffer halves).
-            window = min(per * 3 + 4, 64)
-            for j in range(max(0, n - window), n):
+        tail = counts[len(counts) - 2 * len(streams):]
+        for k, st in enumerate(streams):
+            (n, per), (window, _) = tail[2 * k], tail[2 * k + 1]
+            if window > 4096:
+                return None
+            for j in range(n - window, n):
                 t = self._peek(st, j)
                 if t is None:
                     return None

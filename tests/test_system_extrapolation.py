@@ -119,3 +119,22 @@ def test_long_loop_is_simulated_in_a_few_iterations():
     assert fast.simulated_instructions < 300
     full = run(prog, config.VCU1525, extrapolate=False, record=False)
     assert _summary(fast) == _summary(full)
+
+
+@pytest.mark.parametrize("name, batch, method, flags", [
+    ("resnet18", 16, "bdwp", {"pregen": False, "interleave": False}),
+    ("bert_base", 2, "srste", {}),
+    ("mobilenet_v2", 2, "bdwp", {"offline_schedule": False}),
+])
+def test_compiled_programs_extrapolate_exactly(name, batch, method, flags):
+    """The compiler's real programs: the extrapolated run equals the full one."""
+    from nmsat.dataflow.compiler import CompileOptions, compile_workload
+    from nmsat.workloads import zoo
+
+    cfg = config.VCU1525
+    prog = compile_workload(zoo.get(name, batch=batch), cfg,
+                            CompileOptions(method=method, **flags))
+    fast = run(prog, cfg, record=False)
+    full = run(prog, cfg, extrapolate=False, record=False)
+    assert fast.jumps and fast.simulated_instructions < full.simulated_instructions
+    assert _summary(fast) == _summary(full)
