@@ -33,11 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from nmsat.config import AcceleratorConfig
 from nmsat.dataflow.compiler import CompileOptions, compile_workload
 from nmsat.dataflow.isa import Compute, Program
-from nmsat.types import NM, ActZero, Dataflow, Mode
 from nmsat.workloads.layers import Conv2d, Linear, Workload
+
+from nmsat.config import AcceleratorConfig
+from nmsat.types import NM, ActZero, Dataflow, Mode
 
 
 def _density(v: float, what: str) -> float:
@@ -66,16 +67,16 @@ class ActDensity:
             {k: _density(v, f"activation density of {k}") for k, v in self.per_layer.items()}))
 
     @classmethod
-    def dense(cls) -> "ActDensity":
+    def dense(cls) -> ActDensity:
         return cls()
 
     @classmethod
-    def uniform(cls, density: float) -> "ActDensity":
+    def uniform(cls, density: float) -> ActDensity:
         """One figure (``--act-density D``) for every weighted layer."""
         return cls(default=density, source=f"--act-density {density:g}")
 
     @classmethod
-    def from_trace(cls, trace_or_path) -> "ActDensity":
+    def from_trace(cls, trace_or_path) -> ActDensity:
         """Densities measured in a training trace: 1 - the fraction of exact zeros in each
         weight layer's input activations (statistic ``act_zero``) at the last recorded
         iteration, i.e. the trained model that is served. Layers not in the trace are

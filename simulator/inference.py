@@ -35,17 +35,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from nmsat import __version__
-from nmsat.config import AcceleratorConfig, to_dict
 from nmsat.dataflow.inference import ActDensity, compile_inference
 from nmsat.dataflow.isa import Program
-from nmsat.reference import compressed_bytes, dense_bytes
 from nmsat.simulator import energy as en
 from nmsat.simulator import system
 from nmsat.simulator.roofline import Bound, LayerTraffic, Roof, attribution, layer_traffic
-from nmsat.types import NM, ActZero, DType, Method, Phase
 from nmsat.workloads import llm
 from nmsat.workloads.layers import Conv2d, Linear, Workload
+
+from nmsat import __version__
+from nmsat.config import AcceleratorConfig, to_dict
+from nmsat.reference import compressed_bytes, dense_bytes
+from nmsat.types import NM, ActZero, DType, Method, Phase
 
 
 @dataclass(frozen=True)
@@ -323,7 +324,7 @@ def _extend_counts(c: list[en.ActivityCounts], L: int) -> en.ActivityCounts | No
 
 
 def _pass_llm(iw: InferenceWorkload, cfg: AcceleratorConfig, nm: NM, batch: int,
-              density: ActDensity, compile_opts: dict) -> "_Pass | None":
+              density: ActDensity, compile_opts: dict) -> _Pass | None:
     """The identical-layer extension (module docstring) of a whole pass: timing from the
     1-, 2- and 3-layer runs, traffic and activity counts from the 3-layer program with its
     middle layer repeated. None when the increments differ (then simulate in full)."""
@@ -501,8 +502,16 @@ def simulate_inference(spec: str | InferenceWorkload, cfg: AcceleratorConfig,
         simulate_seconds=time.perf_counter() - t0)
 
 
-__all__ = ["InferenceOptions", "InferenceResult", "InferenceWorkload", "LayerRow", "Bound",
-           "load", "simulate_inference", "weight_byte_ratio"]
+__all__ = [
+    "Bound",
+    "InferenceOptions",
+    "InferenceResult",
+    "InferenceWorkload",
+    "LayerRow",
+    "load",
+    "simulate_inference",
+    "weight_byte_ratio",
+]
 
 
 # --------------------------------------------------------------------------- CLI

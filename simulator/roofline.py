@@ -26,9 +26,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from nmsat.config import AcceleratorConfig
 from nmsat.dataflow.isa import Buffer, Compute, Load, Program, Store, Vector
 from nmsat.simulator import tile_model
+
+from nmsat.config import AcceleratorConfig
 from nmsat.types import NM, _Choice
 
 
@@ -45,7 +46,7 @@ class Roof:
     dram_bytes_per_cycle: float
 
     @classmethod
-    def of(cls, cfg: AcceleratorConfig, nm: NM = NM(1, 1)) -> "Roof":
+    def of(cls, cfg: AcceleratorConfig, nm: NM = NM(1, 1)) -> Roof:
         a = cfg.array
         ratio = 1.0 if nm.dense else a.sparse_speedup(nm)
         return cls(a.peak_macs_per_cycle * ratio, float(cfg.dram.total_bytes_per_cycle))

@@ -7,14 +7,19 @@ from __future__ import annotations
 import math
 
 import pytest
-
-from nmsat.config import VCU1525
-from nmsat.dataflow.inference import (ActDensity, apply_activation_skip, compile_inference,
-                                      row_skip_fraction, skip_rows)
+from nmsat.dataflow.inference import (
+    ActDensity,
+    apply_activation_skip,
+    compile_inference,
+    row_skip_fraction,
+    skip_rows,
+)
 from nmsat.dataflow.isa import Compute
 from nmsat.simulator.inference import InferenceOptions, simulate_inference
-from nmsat.types import NM, Dataflow
 from nmsat.workloads import zoo
+
+from nmsat.config import VCU1525
+from nmsat.types import NM, Dataflow
 
 WS = VCU1525.replace(**{"name": "ws_only", "array.dataflows": ["ws"]})
 OS = VCU1525.replace(**{"name": "os_only", "array.dataflows": ["os"]})
@@ -106,9 +111,10 @@ def test_attention_products_stay_dense():
 
 @pytest.mark.torch
 def test_densities_from_a_training_trace(tmp_path):
-    from nmsat.cli import main
     from nmsat.workloads.trace import save_trace
     from nmsat.workloads.train import TrainConfig, train
+
+    from nmsat.cli import main
 
     t = train(TrainConfig(model="mlp", epochs=1, batch=16, train_limit=64))
     path = tmp_path / "run.nmt"

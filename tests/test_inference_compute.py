@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import pytest
+from nmsat.simulator.inference import InferenceOptions, InferenceWorkload, simulate_inference
+from nmsat.workloads.layers import Linear, Workload
 
 from nmsat.config import SMALL, VCU1525
-from nmsat.simulator.inference import (InferenceOptions, InferenceWorkload, simulate_inference)
 from nmsat.types import NM
-from nmsat.workloads.layers import Linear, Workload
 
 # Peak sparse-over-dense throughput per pattern, as tabulated in architecture.md 3.1
 # (written out here, not read from the config, so a change to either is caught).

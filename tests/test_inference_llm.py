@@ -6,12 +6,12 @@ import dataclasses
 import json
 
 import pytest
+from nmsat.simulator.inference import InferenceOptions, simulate_inference
+from nmsat.workloads import llm, zoo
+from nmsat.workloads.layers import Matmul
 
 from nmsat.cli import main
 from nmsat.config import SMALL, VCU1525
-from nmsat.simulator.inference import InferenceOptions, simulate_inference
-from nmsat.workloads import llm, zoo
-from nmsat.workloads.layers import Linear, Matmul
 
 
 def test_presets_match_published_parameter_counts():

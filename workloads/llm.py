@@ -35,9 +35,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nmsat.types import _Choice
 from nmsat.workloads.layers import Matmul, OpKind, Workload
-from nmsat.workloads.zoo import ZooModel, _Builder, _T  # the zoo's graph builder
+from nmsat.workloads.zoo import _T, ZooModel, _Builder  # the zoo's graph builder
+
+from nmsat.types import _Choice
 
 _ADD = OpKind.ADD
 
