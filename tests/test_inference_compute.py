@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from nmsat.simulator.inference import InferenceOptions, InferenceWorkload, simulate_inference
+from nmsat.workloads import llm, zoo
 from nmsat.workloads.layers import Linear, Workload
 
 from nmsat.config import SMALL, VCU1525
@@ -63,3 +64,27 @@ def test_dense_mode_loses_nothing_against_a_dense_only_array(spec, kw):
 def test_dense_only_array_rejects_sparse_patterns():
     with pytest.raises(Exception, match="not supported"):
         simulate_inference("mlp", DENSE_ONLY, InferenceOptions(nm="2:4"))
+
+
+@pytest.mark.parametrize("name", zoo.names())
+def test_every_zoo_model_lowers_to_ff_only_with_compressed_weights(name):
+    from nmsat.dataflow.inference import compile_inference
+    from nmsat.dataflow.isa import Compute, Sore, WeightUpdate
+    from nmsat.simulator.inference import load
+    from nmsat.types import Method, Phase
+
+    kw = {"phase": "decode", "kv_len": 64} if llm.is_llm(name) else {}
+    opts = InferenceOptions(nm="2:8", batch=1, **kw)
+    wl = load(name, opts).workload
+    prog, _ = compile_inference(wl, VCU1525, "2:8")
+    ins = prog.instructions
+    assert not any(isinstance(i, (Sore, WeightUpdate)) for i in ins)  # no online masks
+    assert {i.phase for i in ins if isinstance(i, Compute)} == {Phase.FF}
+    tensors = {t.name: t for t in prog.tensors}
+    for layer in wl.layers:
+        if layer.has_weights and layer.nm_applies(Phase.FF, Method.BDWP, NM(2, 8)):
+            assert tensors[f"{layer.name}.w.ff"].nm == NM(2, 8), layer.name
+    r = simulate_inference(name, VCU1525, opts)
+    assert sum(r.bytes_per_layer.values()) == r.dram_bytes
+    assert 1.0 <= r.speedup_vs_dense <= VCU1525.array.sparse_speedup(NM(2, 8))
+    assert r.dense_macs == wl.macs()
