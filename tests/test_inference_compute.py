@@ -71,6 +71,7 @@ def test_every_zoo_model_lowers_to_ff_only_with_compressed_weights(name):
     from nmsat.dataflow.inference import compile_inference
     from nmsat.dataflow.isa import Compute, Sore, WeightUpdate
     from nmsat.simulator.inference import load
+
     from nmsat.types import Method, Phase
 
     kw = {"phase": "decode", "kv_len": 64} if llm.is_llm(name) else {}
