@@ -24,10 +24,11 @@ import platform
 import sys
 import time
 
-from nmsat import __version__, config
 from nmsat.simulator.api import SimOptions, _run, peak_bound, simulate
-from nmsat.types import NM, Method
 from nmsat.workloads import zoo
+
+from nmsat import __version__, config
+from nmsat.types import NM, Method
 
 MODELS = ("resnet18", "resnet50", "vgg16", "vit_b_16", "bert_base")
 ABLATIONS = ("interleave", "pregen", "offline_schedule")

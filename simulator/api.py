@@ -13,13 +13,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from nmsat import config as config_mod
-from nmsat.config import AcceleratorConfig
-from nmsat.errors import ConfigError
 from nmsat.simulator import system
 from nmsat.simulator.energy import ActivityCounts, energy
 from nmsat.simulator.results import PHASES, STALL_CAUSES, Event, LayerResult, SimResult
-from nmsat.types import NM, Method, Mode, Phase
+
+from nmsat import config as config_mod
+from nmsat.config import AcceleratorConfig
+from nmsat.errors import ConfigError
+from nmsat.types import NM, Method, Mode
 
 MAX_EVENTS = 200_000
 """Timeline intervals kept in a result (the rest are dropped and ``events_truncated``
@@ -52,7 +53,7 @@ class SimOptions:
 
     @classmethod
     def create(cls, method: str | Method = "bdwp", nm: str | NM = "2:8",
-               mode: str | Mode = "train", **flags: bool) -> "SimOptions":
+               mode: str | Mode = "train", **flags: bool) -> SimOptions:
         """Parse names (``"bdwp"``, ``"2:8"``, ``"train"``) into options."""
         return cls(method=Method.parse(method), nm=NM.parse(nm), mode=Mode.parse(mode),
                    **flags)
@@ -112,8 +113,17 @@ def activity(prog, cfg: AcceleratorConfig, attr: list[tuple[str, str]]):
     kept so far; a weight update is 4 fp32 operations per weight (two multiplies, an add
     and a subtract); a vector op is ``passes`` operations per element.
     """
-    from nmsat.dataflow.isa import (Buffer, Compute, Load, Sore, Store, Vector,
-                                    WeightUpdate, region_bytes, ElemType)
+    from nmsat.dataflow.isa import (
+        Buffer,
+        Compute,
+        ElemType,
+        Load,
+        Sore,
+        Store,
+        Vector,
+        WeightUpdate,
+        region_bytes,
+    )
     from nmsat.simulator.tile_model import Geometry, chunks
 
     g = Geometry.of(cfg)

@@ -79,13 +79,13 @@ class ActivityCounts:
                 raise ValueError(f"ActivityCounts.{f.name} must be a non-negative integer, "
                                  f"not {v!r}")
 
-    def __add__(self, other: "ActivityCounts") -> "ActivityCounts":
+    def __add__(self, other: ActivityCounts) -> ActivityCounts:
         if not isinstance(other, ActivityCounts):
             return NotImplemented
         return ActivityCounts(**{f.name: getattr(self, f.name) + getattr(other, f.name)
                                  for f in fields(self)})
 
-    def scaled(self, times: int) -> "ActivityCounts":
+    def scaled(self, times: int) -> ActivityCounts:
         """These counts repeated ``times`` times (``times`` >= 0)."""
         if not isinstance(times, int) or times < 0:
             raise ValueError(f"times must be a non-negative integer, not {times!r}")

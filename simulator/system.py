@@ -60,18 +60,29 @@ Stall attribution
 from __future__ import annotations
 
 import bisect
-import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 import simpy
+from nmsat.dataflow.isa import (
+    Barrier,
+    Buffer,
+    Compute,
+    Load,
+    Loop,
+    Program,
+    Release,
+    Sore,
+    Store,
+    Unit,
+    Vector,
+    WeightUpdate,
+)
+from nmsat.simulator import tile_model
+from nmsat.workloads.layers import OpKind
 
 from nmsat.config import AcceleratorConfig
-from nmsat.dataflow.isa import (Barrier, Buffer, Compute, Load, Loop, Program, Release, Sore,
-                                Store, Unit, Vector, WeightUpdate)
-from nmsat.simulator import tile_model
 from nmsat.types import Phase
-from nmsat.workloads.layers import OpKind
 
 MAX_PERIOD = 6
 """Longest period (in loop iterations) the steady-state detector looks for."""
@@ -304,7 +315,7 @@ class _Cursor:
     (units, counters there, ids of the loop frames it was passed in).
     """
 
-    def __init__(self, sim: "_Sim", kind: int, root: _Node) -> None:
+    def __init__(self, sim: _Sim, kind: int, root: _Node) -> None:
         self.sim = sim
         self.kind = kind
         self.counters = list(_ZERO)
@@ -324,7 +335,6 @@ class _Cursor:
     def next(self):
         """The next own instruction's index (the cursor stays before it), or None."""
         sim = self.sim
-        instrs = sim.instrs
         while self.frames:
             f = self.frames[-1]
             node = f.node
@@ -529,7 +539,10 @@ class _Sim:
         """(layer, phase) of each instruction. Loads belong to the next COMPUTE in program
         order, stores and releases to the previous one."""
         layers = self.prog.layers
-        name = (lambda i: layers[i] if i < len(layers) else str(i))
+
+        def name(i: int) -> str:
+            return layers[i] if i < len(layers) else str(i)
+
         out: list[tuple[str, str]] = [("", "")] * len(self.instrs)
         prev = ("", Phase.FF.value)
         for i, ins in enumerate(self.instrs):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from nmsat.simulator.api import SimOptions, simulate
+from nmsat.simulator.energy import COMPONENTS, ActivityCounts, energy, static_pj
+from nmsat.workloads import zoo
 
 from nmsat import config
 from nmsat.config import EnergyEntry
-from nmsat.simulator.energy import COMPONENTS, ActivityCounts, energy, static_pj
-from nmsat.simulator.api import SimOptions, simulate
-from nmsat.workloads import zoo
 
 COUNTS = ActivityCounts(macs=1000, act_buffer_bytes=10, weight_buffer_bytes=20,
                         output_buffer_bytes=30, register_bytes=40, dram_bytes=50,

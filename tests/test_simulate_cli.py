@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 
 import pytest
+from nmsat.simulator.api import SimOptions, simulate
+from nmsat.simulator.results import (
+    BANDWIDTH_REPORT_HEADER,
+    COMPUTE_REPORT_HEADER,
+    PHASES,
+    from_dict,
+    load_json,
+)
+from nmsat.workloads import zoo
 
 from nmsat.cli import main
-from nmsat.simulator.api import SimOptions, simulate
-from nmsat.simulator.results import (BANDWIDTH_REPORT_HEADER, COMPUTE_REPORT_HEADER, PHASES,
-                                     from_dict, load_json)
-from nmsat.workloads import zoo
 
 SMALL = ["cnn", "--config", "small", "--batch", "4"]
 

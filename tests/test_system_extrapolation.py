@@ -12,13 +12,27 @@ from __future__ import annotations
 import random
 
 import pytest
+from nmsat.dataflow.isa import (
+    Barrier,
+    Buffer,
+    Compute,
+    Load,
+    Loop,
+    Program,
+    Release,
+    Sore,
+    SoreView,
+    Store,
+    Tensor,
+    Unit,
+    Vector,
+    WeightUpdate,
+)
+from nmsat.simulator.system import attribute_wall_time, run
+from nmsat.workloads.layers import OpKind
 
 from nmsat import config
-from nmsat.dataflow.isa import (Barrier, Buffer, Compute, Load, Loop, Program, Release, Sore,
-                                SoreView, Store, Tensor, Unit, Vector, WeightUpdate)
-from nmsat.simulator.system import attribute_wall_time, run
 from nmsat.types import NM, Dataflow, Phase
-from nmsat.workloads.layers import OpKind
 
 NMS = (NM(1, 1), NM(2, 8), NM(2, 4))
 

@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import pytest
-
-from nmsat import config
-from nmsat.dataflow.isa import (Barrier, Buffer, Compute, Load, Loop, Program, Release, Sore,
-                                SoreView, Store, Tensor, Unit, Vector)
+from nmsat.dataflow.isa import (
+    Barrier,
+    Buffer,
+    Compute,
+    Load,
+    Loop,
+    Program,
+    Release,
+    Sore,
+    SoreView,
+    Store,
+    Tensor,
+    Unit,
+    Vector,
+)
 from nmsat.simulator import tile_model
 from nmsat.simulator.system import DMA, ENGINE, attribute_wall_time, run
-from nmsat.types import NM, Dataflow, Phase
 from nmsat.workloads.layers import OpKind
+
+from nmsat import config
+from nmsat.types import NM, Dataflow, Phase
 
 CFG = config.VCU1525
 T = (Tensor("t", 1 << 20, 64),)
