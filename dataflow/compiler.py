@@ -257,6 +257,8 @@ def lower(workload: Workload, cfg: AcceleratorConfig, opts: CompileOptions) -> L
         if isinstance(layer, Elementwise):
             if layer.kind is OpKind.ACT:
                 continue  # fused into the output buffer's write path (architecture s. 6)
+            if not train and layer.kind is OpKind.NORM and len(layer.shape) == 3:
+                continue  # inference batch norm is its affine part: fused likewise (s. 6)
             reads = 2 if layer.kind is OpKind.ADD else 1
             ff.append(VecTask(li, Phase.FF, layer.kind, layer.elements * batch, reads))
             if train:  # backward runs in reverse layer order

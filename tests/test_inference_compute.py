@@ -89,3 +89,18 @@ def test_every_zoo_model_lowers_to_ff_only_with_compressed_weights(name):
     assert sum(r.bytes_per_layer.values()) == r.dram_bytes
     assert 1.0 <= r.speedup_vs_dense <= VCU1525.array.sparse_speedup(NM(2, 8))
     assert r.dense_macs == wl.macs()
+
+
+def test_inference_batch_norm_is_fused_layer_norm_is_not():
+    # architecture.md section 6: the inference-time affine parts are fused into the output
+    # write path; layer norm still needs its statistics on the vector lanes.
+    from nmsat.dataflow.inference import compile_inference
+    from nmsat.dataflow.isa import Vector
+    from nmsat.workloads.layers import OpKind
+
+    def norms(name, **kw):
+        prog, _ = compile_inference(zoo.get(name, **kw), VCU1525)
+        return sum(isinstance(i, Vector) and i.kind is OpKind.NORM for i in prog.instructions)
+
+    assert norms("resnet18") == 0
+    assert norms("bert_base", seq_len=16) == 25  # embeddings + 2 per encoder layer
