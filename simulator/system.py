@@ -1175,8 +1175,26 @@ class _Sim:
             else:
                 self.clock[unit] += shift
             self.jumps.append((unit, inst.node.nid, j.p, q, j.d))
+            if self.record:
+                # One interval stands for the skipped iterations on the timeline.
+                cur0 = frames[0][0]
+                idx = self._first_own(cur0, frames[0][1])
+                key = self.attr[idx] if idx is not None else ("", "")
+                self._log(unit, now, now + shift, key, f"repeat x{j.span}")
             total += shift
         return total
+
+    def _first_own(self, cur: _Cursor, frame: _Frame) -> int | None:
+        """An instruction of ``cur``'s kind in ``frame``'s loop body (for labels)."""
+        stack = [frame.node]
+        while stack:
+            node = stack.pop()
+            for it in node.items:
+                if isinstance(it, _Node):
+                    stack.append(it)
+                elif self.kinds[it] == cur.kind:
+                    return it
+        return None
 
     def _other_queue_waits(self, inst: _Instance, span: int) -> bool:
         """A DMA queue with no instruction in the loop must be done, or wait for a
