@@ -153,13 +153,17 @@ def speedup_vs_seq_len(spec: str, cfg: AcceleratorConfig, patterns: Sequence[str
 
 def _sweep_figure(d: dict[str, Any], name: str, xlabel: str, what: str) -> Plot:
     fig = _figure()
-    lines, limits = {}, {}
+    lines, limits, memory = {}, {}, {}
     with matplotlib.rc_context(style.RC):
         ax = fig.add_subplot()
         ax.axhline(1.0, color=style.method_color("dense"), linewidth=1.5, label="dense")
         for nm, ys in d["speedup"].items():
             c = _color(nm)
             (lines[nm],) = ax.plot(d["values"], ys, marker="o", color=c, label=f"{nm}")
+            mem = [i for i, b in enumerate(d["bound"][nm]) if b == "memory"]
+            memory[nm] = ax.scatter([d["values"][i] for i in mem], [ys[i] for i in mem],
+                                    marker="o", s=70, facecolor="white", edgecolor=c,
+                                    zorder=3)
             b = ax.axhline(d["byte_ratio"][nm], color=c, linestyle="--", linewidth=1)
             p = ax.axhline(d["peak_ratio"][nm], color=c, linestyle=":", linewidth=1)
             limits[nm] = (b, p)
@@ -167,14 +171,16 @@ def _sweep_figure(d: dict[str, Any], name: str, xlabel: str, what: str) -> Plot:
         ax.set_xlabel(xlabel)
         ax.set_ylabel("speedup over dense inference (x)")
         ax.set_title(f"N:M inference speedup vs {what}: {d['workload']}")
-        ax.legend(title="dashed: weight-byte ratio; dotted: engine peak", loc="best")
+        ax.legend(title="dashed: weight-byte ratio; dotted: engine peak;\nopen: "
+                        "memory-bound", loc="best")
     rows = tuple((nm, v, s, b) for nm in d["speedup"]
                  for v, s, b in zip(d["values"], d["speedup"][nm], d["bound"][nm]))
     return Plot(name, f"Speedup vs {what}", f"Speedup of N:M over dense inference on the "
                 f"same hardware against {what}. Memory-bound points tend to the weight-byte "
-                f"ratio (dashed), compute-bound ones to the engine's peak ratio (dotted).",
+                f"ratio (dashed), compute-bound ones to the engine's peak ratio (dotted); "
+                f"open markers: most GEMM cycles memory-bound on this hardware.",
                 fig, Table(("N:M", d["axis"], "speedup", "bound"), rows),
-                {"lines": lines, "limits": limits})
+                {"lines": lines, "limits": limits, "memory_points": memory})
 
 
 def speedup_batch_figure(d: dict[str, Any]) -> Plot:

@@ -40,8 +40,13 @@ def test_speedup_sweeps_plot_their_data():
         b, peak = p.artists["limits"][nm]
         assert b.get_ydata()[0] == d["byte_ratio"][nm]
         assert peak.get_ydata()[0] == d["peak_ratio"][nm] == 2.0
-    # The memory- to compute-bound transition as the batch grows.
+    # The memory- to compute-bound transition as the batch grows, drawn as open markers.
     assert d["bound"]["2:4"][0] == "memory" and d["bound"]["2:4"][-1] == "compute"
+    for nm in ("2:4", "2:8"):
+        pts = p.artists["memory_points"][nm].get_offsets()
+        want = [[v, s_] for v, s_, b in zip(d["values"], d["speedup"][nm], d["bound"][nm])
+                if b == "memory"]
+        assert np.array_equal(np.asarray(pts), np.array(want).reshape(-1, 2))
     s = F.speedup_vs_seq_len("gpt2_small", VCU1525, ["2:4"], [8, 32], phase="prefill")
     ps = F.speedup_seq_figure(s)
     assert list(ps.artists["lines"]["2:4"].get_data()[1]) == s["speedup"]["2:4"]
