@@ -119,3 +119,19 @@ def test_config_that_cannot_fit_is_rejected(tmp_path, capsys):
     assert "buffers.output is too small" in err
     assert len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_json_is_identical_across_processes(tmp_path):
+    """Bit-identical output in fresh interpreters with different hash seeds."""
+    import os
+    import subprocess
+    import sys
+
+    outs = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"r{seed}.json"
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        subprocess.run([sys.executable, "-m", "nmsat", "simulate", *SMALL, "--json",
+                        str(out)], check=True, env=env, capture_output=True)
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
