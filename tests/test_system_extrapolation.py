@@ -121,18 +121,25 @@ def test_random_programs_do_extrapolate():
     assert jumped >= 50
 
 
-def test_long_loop_is_simulated_in_a_few_iterations():
+def _long_loop(n: int) -> Program:
     body = [Load(tensor=0, row0=0, col0=0, rows=16, cols=16, bytes=32768, buffer=Buffer.ACT),
             Compute(Dataflow.OS, NM(2, 8), 256, 64, 512, layer=0, phase=Phase.FF, pop_b=False),
             Store(tensor=0, row0=0, col0=0, rows=16, cols=16, bytes=8192)]
-    prog = Program((Load(tensor=0, row0=0, col0=0, rows=16, cols=16, bytes=4096,
-                         buffer=Buffer.WGT), Loop(200_000, 3), *body, Release(Buffer.WGT)),
+    return Program((Load(tensor=0, row0=0, col0=0, rows=16, cols=16, bytes=4096,
+                         buffer=Buffer.WGT), Loop(n, 3), *body, Release(Buffer.WGT)),
                    tensors=(Tensor("t", 1 << 20, 64),), layers=("l0",))
-    fast = run(prog, config.VCU1525, record=False)
+
+
+def test_long_loop_is_simulated_in_a_few_iterations():
+    """The simulated work does not grow with the repeat count."""
+    fast = run(_long_loop(20_000), config.VCU1525, record=False)
     assert fast.jumps
     assert fast.simulated_instructions < 300
-    full = run(prog, config.VCU1525, extrapolate=False, record=False)
+    full = run(_long_loop(20_000), config.VCU1525, extrapolate=False, record=False)
     assert _summary(fast) == _summary(full)
+    huge = run(_long_loop(20_000_000), config.VCU1525, record=False)
+    assert huge.simulated_instructions == fast.simulated_instructions
+    assert huge.total_cycles > 999 * fast.total_cycles
 
 
 @pytest.mark.parametrize("name, batch, method, flags", [
