@@ -280,17 +280,7 @@ def train(cfg: TrainConfig, progress: Callable[[Progress], None] | None = None,
                                      "lower --lr")
                 losses[it] = lv
                 correct += int((out.argmax(1) == yb).sum())
-                with torch.no_grad():
-                    for j, (_, m) in enumerate(mods):
-                        ff, bp = m.ff_mask, m.bp_mask
-                        stats["ff_density"][it, j] = ff.float().mean()
-                        stats["bp_density"][it, j] = bp.float().mean()
-                        if prev[j] is not None:
-                            stats["ff_flip"][it, j] = (ff != prev[j][0]).float().mean()
-                            stats["bp_flip"][it, j] = (bp != prev[j][1]).float().mean()
-                        prev[j] = (ff, bp)
-                        stats["act_zero"][it, j] = (m.last_input == 0).float().mean()
-                        stats["grad_zero"][it, j] = (m.last_grad_output == 0).float().mean()
+                _record_stats(stats, it, mods, prev)
                 if it in sampled:
                     samples.append(_sample(it, epoch, mods, opt))
                 opt.step()
@@ -319,6 +309,24 @@ def train(cfg: TrainConfig, progress: Callable[[Progress], None] | None = None,
         test_size=len(data.y_test), threads=cfg.threads, wall_seconds=wall, layers=tlayers,
         loss=losses, stats=stats, accuracy=tuple(curve), baseline=None,
         samples=tuple(samples))
+
+
+def _record_stats(stats: dict[str, np.ndarray], it: int, mods, prev: list) -> None:
+    """Fill row ``it`` of every statistic from what the modules saw this iteration;
+    ``prev`` holds each layer's masks of the previous iteration (updated here)."""
+    import torch
+
+    with torch.no_grad():
+        for j, (_, m) in enumerate(mods):
+            ff, bp = m.ff_mask, m.bp_mask
+            stats["ff_density"][it, j] = ff.float().mean()
+            stats["bp_density"][it, j] = bp.float().mean()
+            if prev[j] is not None:  # iteration 0 keeps NaN: nothing to compare with
+                stats["ff_flip"][it, j] = (ff != prev[j][0]).float().mean()
+                stats["bp_flip"][it, j] = (bp != prev[j][1]).float().mean()
+            prev[j] = (ff, bp)
+            stats["act_zero"][it, j] = (m.last_input == 0).float().mean()
+            stats["grad_zero"][it, j] = (m.last_grad_output == 0).float().mean()
 
 
 def _sample(it: int, epoch: int, mods, opt) -> Sample:
