@@ -86,7 +86,7 @@ from nmsat.types import Phase
 
 MAX_PERIOD = 6
 """Longest period (in loop iterations) the steady-state detector looks for."""
-MIN_SKIP_COUNT = 8
+MIN_SKIP_COUNT = 5
 """Loops shorter than this are always simulated iteration by iteration."""
 MAX_PROBE = 40
 """Iterations of a loop after which the detector stops looking for a steady state."""
