@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"training {cfg.model} on {cfg.dataset}: {label}, {cfg.epochs} epochs, batch "
           f"{cfg.batch}, lr {cfg.lr:g}, seed {cfg.seed}")
     trace = _fit(cfg, data, label)
-    if cfg.method is not Method.DENSE and not args.no_compare:
+    if cfg.is_sparse and not args.no_compare:  # a dense pattern is its own baseline
         base = _fit(dense_config(cfg), data, "dense")
         trace = with_baseline(trace, base)
     print()
