@@ -109,7 +109,8 @@ class TensorEngine(wiring.Component):
             m.d.comb += [s.start.eq(p["start"] & (p["df"] == i)), s.interleave.eq(p["il"]),
                          s.m.eq(p["m"]), s.kc.eq(p["kc"]), s.kcr.eq(p["kcr"]),
                          s.nt.eq(p["nt"]), s.kt.eq(p["kcr"])]
-        m.d.comb += [self.busy.eq(beat.busy), arr.df.eq(p["df"]), arr.mode.eq(p["mode"]),
+        m.d.comb += [self.busy.eq(scheds[0].beat.busy | scheds[1].beat.busy),
+                     arr.df.eq(p["df"]), arr.mode.eq(p["mode"]),
                      arr.ws_shift.eq(beat.ws_shift), arr.drain.eq(beat.drain),
                      arr.drain_slot.eq(beat.drain_slot), arr.atag.eq(beat.atag),
                      arr.wtag.valid.eq(beat.w_valid)]

@@ -62,25 +62,30 @@ def leading_one(m: Module, x: Signal) -> Signal:
     return pos
 
 
-def round_pack_f32(m: Module, sign, sig: Signal, exp) -> Signal:
-    """fp32 bits of ``(-1)^sign * sig * 2^exp`` rounded to nearest even (subnormals kept).
+def round_pack(m: Module, sign, sig: Signal, exp, fmt: "FloatFormat | None" = None) -> Signal:
+    """Bits of ``(-1)^sign * sig * 2^exp`` in ``fmt`` (default fp32), rounded to nearest
+    even with subnormals kept.
 
     ``sig`` is an unsigned integer, ``exp`` a signed value. The result's least significant
-    kept bit has weight ``lsb = max(exp + lead - 23, -149)``; the packed word is
-    ``((lsb + 149) << 23) + q`` with ``q`` the rounded significand, which carries a rounding
-    overflow into the exponent, and saturates to Inf at the top (RNE overflows to Inf).
+    kept bit has weight ``lsb = max(exp + lead - frac, emin)`` (emin = the subnormal lsb);
+    the packed word is ``((lsb - emin) << frac) + q`` with ``q`` the rounded significand,
+    which carries a rounding overflow into the exponent, and saturates to Inf at the top
+    (RNE overflows to Inf).
     """
+    fmt = fmt or FP32
+    frac, emin = fmt.frac_bits, 1 - fmt.bias - fmt.frac_bits
+    inf = ((1 << fmt.exp_bits) - 1) << frac
     w = len(sig)
     lead = leading_one(m, sig)
     ew = max(len(exp), _bits_for(w) + 2) + 2
     lsb = Signal(signed(ew))
-    lsb_norm = exp + lead - F32_FRAC
-    m.d.comb += lsb.eq(Mux(lsb_norm > -149, lsb_norm, -149))
+    lsb_norm = exp + lead - frac
+    m.d.comb += lsb.eq(Mux(lsb_norm > emin, lsb_norm, emin))
     shift = Signal(signed(ew))  # > 0: drop bits (round); <= 0: exact left shift
     m.d.comb += shift.eq(lsb - exp)
     sw = _bits_for(w + 2)
     rsh = Signal(sw)
-    lsh = Signal(range(F32_FRAC + 2))
+    lsh = Signal(range(frac + 2))
     m.d.comb += [rsh.eq(Mux(shift > w + 1, w + 1, Mux(shift > 0, shift, 0))),
                  lsh.eq(Mux(shift < 0, -shift, 0))]
     kept = Signal(w)
@@ -90,18 +95,24 @@ def round_pack_f32(m: Module, sign, sig: Signal, exp) -> Signal:
     rnd = (sig & half[:w]).any()
     sticky = (sig & (half[:w] - 1)[:w]).any() & (rsh > 0)
     up = rnd & (sticky | kept[0])
-    q = Signal(F32_FRAC + 2)
-    m.d.comb += q.eq(Mux(shift > 0, kept + up, (sig << lsh)[:F32_FRAC + 2]))
-    packed = Signal(ew + F32_FRAC + 2)
-    m.d.comb += packed.eq(((lsb + 149).as_unsigned() << F32_FRAC) + q)
-    out = Signal(32)
+    q = Signal(frac + 2)
+    m.d.comb += q.eq(Mux(shift > 0, kept + up, (sig << lsh)[:frac + 2]))
+    packed = Signal(ew + frac + 2)
+    m.d.comb += packed.eq(((lsb - emin).as_unsigned() << frac) + q)
+    out = Signal(fmt.width)
+    body = fmt.width - 1
     with m.If(sig == 0):
-        m.d.comb += out.eq(Cat(Const(0, 31), sign))
-    with m.Elif(packed >= F32_INF):
-        m.d.comb += out.eq(Cat(Const(F32_INF, 31), sign))
+        m.d.comb += out.eq(Cat(Const(0, body), sign))
+    with m.Elif(packed >= inf):
+        m.d.comb += out.eq(Cat(Const(inf, body), sign))
     with m.Else():
-        m.d.comb += out.eq(Cat(packed[:31], sign))
+        m.d.comb += out.eq(Cat(packed[:body], sign))
     return out
+
+
+def round_pack_f32(m: Module, sign, sig: Signal, exp) -> Signal:
+    """:func:`round_pack` to fp32."""
+    return round_pack(m, sign, sig, exp, FP32)
 
 
 def _unpack(m: Module, bits, fmt: FloatFormat):
@@ -288,3 +299,16 @@ class IntMac(wiring.Component):
 
 __all__ = ["FloatFormat", "FP16", "BF16", "FP32", "Numeric", "FloatMul", "F32Add", "IntMac",
            "float_mul", "f32_add", "round_pack_f32", "same_bits", "CANONICAL_NAN"]
+
+
+def f32_to_f16(m: Module, a) -> Signal:
+    """fp16 bits of fp32 ``a`` (RNE, subnormals kept, overflow to Inf, NaN -> 0x7E00)."""
+    s, sig, exp, inf, nan, _ = _unpack(m, a, FP32)
+    out = Signal(16)
+    with m.If(nan):
+        m.d.comb += out.eq(0x7E00)
+    with m.Elif(inf):
+        m.d.comb += out.eq(Cat(Const(0x7C00, 15), s))
+    with m.Else():
+        m.d.comb += out.eq(round_pack(m, s, sig, exp, FP16))
+    return out

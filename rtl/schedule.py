@@ -192,6 +192,6 @@ class WSSchedule(Schedule):
                          d_rem.eq(0), ev["load"][0].eq(0), ev["load"][1].eq(1),
                          ev["stream"][0].eq(R), ev["stream"][1].eq(1), ev["drain"][1].eq(0)]
         m.d.comb += [bt.feed.eq(lon | (af != 0)), bt.drain_win.eq(dr != 0),
-                     bt.busy.eq(lon | aon | (af != 0) | (dr != 0) | ev["load"][1]
-                                | ev["stream"][1] | ev["drain"][1])]
+                     bt.busy.eq(l_on | a_on | (a_feed != 0) | (d_rem != 0) | ev["load"][1]
+                                | ev["stream"][1] | ev["drain"][1])]  # registers only
         return m

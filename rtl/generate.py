@@ -1,0 +1,113 @@
+"""Verilog generation: the top level and each unit, plus a JSON manifest.
+
+Generated files are build outputs: they go to a directory the caller names (``nmsat rtl
+generate -o DIR``) or to the per-user cache (``NMSAT_RTL_CACHE``, default
+``~/.cache/nmsat/rtl``) for simulation, keyed by a hash of the configuration and the RTL
+sources so an edit regenerates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from amaranth.back import verilog
+from amaranth.hdl import Shape
+from amaranth.lib import wiring
+
+from nmsat.config import AcceleratorConfig, to_dict
+from nmsat.types import DType
+
+TOP = "nmsat_engine"
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A generated unit: Verilog module name and how to build its component."""
+
+    name: str
+    build: Callable[[AcceleratorConfig, DType], wiring.Component]
+    instances: Callable[[AcceleratorConfig], int]
+
+
+def units() -> list[Unit]:
+    """The top level first, then the units that per-unit synthesis scales by count."""
+    from .array import Cell
+    from .engine import TensorEngine
+    from .layouts import EngineShape
+    from .pe import ChunkDot
+    from .sore import Sore
+    from .wu import WeightUpdateEngine
+
+    def cell(cfg, dt):
+        sh = EngineShape.from_config(cfg, dt)
+        eng = TensorEngine(cfg, dt)
+        return Cell(sh, 1, eng.row_bits, eng.ct_bits)
+
+    return [
+        Unit(TOP, lambda cfg, dt: TensorEngine(cfg, dt), lambda cfg: 1),
+        Unit("nmsat_pe_cell", cell, lambda cfg: cfg.array.rows * cfg.array.cols),
+        Unit("nmsat_chunk_dot", lambda cfg, dt: ChunkDot(EngineShape.from_config(cfg, dt)),
+             lambda cfg: cfg.array.rows * cfg.array.cols),
+        Unit("nmsat_sore", lambda cfg, dt: Sore(cfg), lambda cfg: 1),
+        Unit("nmsat_weight_update", lambda cfg, dt: WeightUpdateEngine(cfg), lambda cfg: 1),
+    ]
+
+
+def ports(component: wiring.Component) -> list[dict]:
+    """Port list of a component as the Verilog sees it (flattened names), plus clk/rst."""
+    out = [{"name": "clk", "dir": "in", "width": 1}, {"name": "rst", "dir": "in", "width": 1}]
+    for path, member, _ in component.signature.flatten(component):
+        out.append({"name": "__".join(str(p) for p in path),
+                    "dir": "in" if member.flow is wiring.In else "out",
+                    "width": Shape.cast(member.shape).width})
+    return out
+
+
+def to_verilog(component: wiring.Component, name: str) -> str:
+    return verilog.convert(component, name=name, emit_src=False)
+
+
+def generate(cfg: AcceleratorConfig, out_dir: str | Path, dtype: DType | str | None = None,
+             which: list[str] | None = None) -> dict:
+    """Write ``<unit>.v`` for the top level and every unit, and ``manifest.json``."""
+    dt = DType.parse(dtype or cfg.numerics.dtype)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = {"top": TOP, "dtype": dt.value, "config": to_dict(cfg), "units": {}}
+    for u in units():
+        if which is not None and u.name not in which:
+            continue
+        comp = u.build(cfg, dt)
+        (out / f"{u.name}.v").write_text(to_verilog(comp, u.name), encoding="utf-8")
+        manifest["units"][u.name] = {"file": f"{u.name}.v", "instances": u.instances(cfg),
+                                     "ports": ports(comp)}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest
+
+
+def source_hash(cfg: AcceleratorConfig, dtype: DType | str) -> str:
+    h = hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode())
+    h.update(str(DType.parse(dtype)).encode())
+    for f in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cached_top(cfg: AcceleratorConfig, dtype: DType | str) -> Path:
+    """The top level's Verilog for simulation, generated once per config/source hash."""
+    root = Path(os.environ.get("NMSAT_RTL_CACHE", Path.home() / ".cache" / "nmsat" / "rtl"))
+    d = root / source_hash(cfg, dtype)
+    f = d / f"{TOP}.v"
+    if not f.exists():
+        d.mkdir(parents=True, exist_ok=True)
+        from .engine import TensorEngine
+
+        tmp = d / f"{TOP}.v.tmp{os.getpid()}"
+        tmp.write_text(to_verilog(TensorEngine(cfg, dtype), TOP), encoding="utf-8")
+        tmp.replace(f)
+    return f
