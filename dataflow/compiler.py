@@ -90,6 +90,9 @@ class CompileOptions:
     pregen: bool = True
     offline_schedule: bool = True
     fixed_dataflow: Dataflow = Dataflow.OS
+    layer_nm: tuple[tuple[str, NM], ...] = ()
+    """Per-layer patterns that replace ``nm`` for the named layers (``1:1`` keeps a layer
+    dense): what a training trace or a SCALE-Sim v3 ``Sparsity`` column fixes."""
 
     def __post_init__(self) -> None:
         for name, typ in (("method", Method), ("mode", Mode), ("fixed_dataflow", Dataflow)):
@@ -102,6 +105,8 @@ class CompileOptions:
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"CompileOptions.{name} must be a bool, "
                                  f"not {getattr(self, name)!r}")
+        object.__setattr__(self, "layer_nm", tuple(
+            (str(name), NM.parse(pat)) for name, pat in dict(self.layer_nm).items()))
         if self.batch is not None and (not isinstance(self.batch, int) or self.batch < 1):
             raise ValueError(f"CompileOptions.batch must be a positive integer, "
                              f"not {self.batch!r}")
@@ -113,6 +118,12 @@ class CompileOptions:
         if self.method is Method.DENSE:
             return NM(1, 1)
         return self.nm
+
+    def layer_pattern(self, name: str) -> NM:
+        """The pattern of layer ``name``: its ``layer_nm`` entry, else :attr:`sparse_nm`."""
+        if self.method is Method.DENSE:
+            return NM(1, 1)
+        return dict(self.layer_nm).get(name, self.nm)
 
 
 # --------------------------------------------------------------------------- operand views
@@ -243,9 +254,9 @@ def lower(workload: Workload, cfg: AcceleratorConfig, opts: CompileOptions) -> L
     """Layers and phases -> tasks in execution order (FF forward; then per layer in
     reverse BP, WG and its weight update). Inference: FF only, weights pre-compressed."""
     batch = opts.batch or workload.batch
-    nm = opts.sparse_nm
-    if not nm.dense:
-        cfg.array.k_per_cycle(nm)  # raises if the array does not support the pattern
+    for pattern in {opts.sparse_nm, *(opts.layer_pattern(n) for n, _ in opts.layer_nm)}:
+        if not pattern.dense:
+            cfg.array.k_per_cycle(pattern)  # raises if the array does not support it
     method = opts.method if opts.mode is Mode.TRAIN else Method.BDWP
     train = opts.mode is Mode.TRAIN
     elem = _elem(cfg)
@@ -266,6 +277,7 @@ def lower(workload: Workload, cfg: AcceleratorConfig, opts: CompileOptions) -> L
             continue
         if not layer.gemms(Phase.FF, batch):
             continue
+        nm = opts.layer_pattern(layer.name)
         sparse_ff = layer.nm_applies(Phase.FF, method, nm) if not nm.dense else False
         sparse_bp = (train and not nm.dense and layer.nm_applies(Phase.BP, method, nm))
         lt: list[Task] = []  # this layer's backward tasks, in order

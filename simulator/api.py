@@ -38,6 +38,7 @@ class SimOptions:
     pregen: bool = True
     offline_schedule: bool = True
     events: bool = True
+    layer_nm: tuple[tuple[str, NM], ...] = ()  # per-layer patterns fixed by the workload source
 
     def __post_init__(self) -> None:
         for name, typ in (("method", Method), ("mode", Mode)):
@@ -46,6 +47,8 @@ class SimOptions:
                 raise ValueError(f"SimOptions.{name} must be a {typ.__name__}, not {v!r}")
         if not isinstance(self.nm, NM):
             raise ValueError(f"SimOptions.nm must be an NM, not {self.nm!r}")
+        object.__setattr__(self, "layer_nm", tuple(
+            (str(k), NM.parse(v)) for k, v in dict(self.layer_nm).items()))
         for name in ("interleave", "pregen", "offline_schedule", "events"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"SimOptions.{name} must be a bool, not "
@@ -53,15 +56,18 @@ class SimOptions:
 
     @classmethod
     def create(cls, method: str | Method = "bdwp", nm: str | NM = "2:8",
-               mode: str | Mode = "train", **flags: bool) -> SimOptions:
+               mode: str | Mode = "train", **flags: Any) -> SimOptions:
         """Parse names (``"bdwp"``, ``"2:8"``, ``"train"``) into options."""
         return cls(method=Method.parse(method), nm=NM.parse(nm), mode=Mode.parse(mode),
                    **flags)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method.value, "nm": str(self.nm), "mode": self.mode.value,
-                "interleave": self.interleave, "pregen": self.pregen,
-                "offline_schedule": self.offline_schedule}
+        d = {"method": self.method.value, "nm": str(self.nm), "mode": self.mode.value,
+             "interleave": self.interleave, "pregen": self.pregen,
+             "offline_schedule": self.offline_schedule}
+        if self.layer_nm:
+            d["layer_nm"] = {name: str(p) for name, p in self.layer_nm}
+        return d
 
 
 def load_workload(spec: str, batch: int = 32, seq_len: int | None = None):
@@ -74,12 +80,13 @@ def load_workload(spec: str, batch: int = 32, seq_len: int | None = None):
 
 def check_supported(cfg: AcceleratorConfig, options: SimOptions) -> None:
     """Raise :class:`ConfigError` if the array cannot run the requested pattern."""
-    sparse = not options.nm.dense and (options.mode is Mode.INFERENCE
-                                       or options.method is not Method.DENSE)
-    if sparse and str(options.nm) not in cfg.array.nm_patterns:
-        raise ConfigError(f"N:M pattern {options.nm} is not supported by config "
-                          f"{cfg.name!r} (array.nm_patterns = "
-                          f"{', '.join(cfg.array.nm_patterns)})")
+    if not (options.mode is Mode.INFERENCE or options.method is not Method.DENSE):
+        return
+    for nm in {options.nm, *(p for _, p in options.layer_nm)}:
+        if not nm.dense and str(nm) not in cfg.array.nm_patterns:
+            raise ConfigError(f"N:M pattern {nm} is not supported by config "
+                              f"{cfg.name!r} (array.nm_patterns = "
+                              f"{', '.join(cfg.array.nm_patterns)})")
 
 
 # --------------------------------------------------------------------------- one run
@@ -193,7 +200,8 @@ def _run(workload, cfg: AcceleratorConfig, options: SimOptions, record: bool) ->
 
     copts = CompileOptions(method=options.method, nm=options.nm, mode=options.mode,
                            interleave=options.interleave, pregen=options.pregen,
-                           offline_schedule=options.offline_schedule)
+                           offline_schedule=options.offline_schedule,
+                           layer_nm=options.layer_nm)
     prog = compile_workload(workload, cfg, copts)
     sim = system._Sim(prog, cfg, True, record)
     timing = sim.run()

@@ -36,12 +36,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="vcu1525", metavar="PRESET|FILE",
                    help="accelerator preset (vcu1525, small) or .toml/.yaml file "
                         "(default: vcu1525)")
-    p.add_argument("--method", default=DEFAULT_METHOD, choices=("dense", "srste", "bdwp"),
-                   help=f"training method (default: {DEFAULT_METHOD})")
-    p.add_argument("--nm", default=DEFAULT_NM, metavar="N:M",
-                   help=f"N:M pattern of the sparse weights (default: {DEFAULT_NM})")
-    p.add_argument("--batch", type=_positive_int, default=DEFAULT_BATCH, metavar="B",
-                   help=f"samples per batch (default: {DEFAULT_BATCH})")
+    p.add_argument("--method", default=None, choices=("dense", "srste", "bdwp"),
+                   help="training method (default: a trace's own, else "
+                        f"{DEFAULT_METHOD})")
+    p.add_argument("--nm", default=None, metavar="N:M",
+                   help="N:M pattern of every layer's sparse weights (default: the per-layer "
+                        f"patterns a trace or SCALE-Sim v3 file fixes, else {DEFAULT_NM})")
+    p.add_argument("--batch", type=_positive_int, default=None, metavar="B",
+                   help="samples per batch (default: a trace's or SCALE-Sim file's own, "
+                        f"else {DEFAULT_BATCH})")
     p.add_argument("--seq-len", type=_positive_int, default=None, metavar="L",
                    help="sequence length of a language model (default: the model's)")
     p.add_argument("--mode", default="train", choices=("train", "inference"),
@@ -79,7 +82,31 @@ def options_from_args(args: argparse.Namespace):
 
     return SimOptions.create(method=args.method, nm=args.nm, mode=args.mode,
                              interleave=not args.no_interleave, pregen=not args.no_pregen,
-                             offline_schedule=not args.no_offline_schedule)
+                             offline_schedule=not args.no_offline_schedule,
+                             layer_nm=getattr(args, "layer_nm", ()))
+
+
+def load_and_resolve(args: argparse.Namespace):
+    """Load WORKLOAD and fill in ``--method``, ``--nm`` and ``--batch`` left unset.
+
+    Flags given on the command line win. Otherwise a training trace fixes its method, its
+    per-layer patterns and its batch, and a SCALE-Sim v3 file its per-layer patterns and
+    batch; a zoo model takes the defaults (BDWP, 2:8, batch 32).
+    """
+    from nmsat.workloads import load
+
+    loaded = load(args.workload, batch=args.batch, seq_len=args.seq_len)
+    if args.batch is None and loaded.source == "zoo":
+        loaded = load(args.workload, batch=DEFAULT_BATCH, seq_len=args.seq_len)
+    args.batch = loaded.workload.batch
+    if args.method is None:
+        args.method = str(loaded.method) if loaded.method is not None else DEFAULT_METHOD
+    args.layer_nm = ()
+    if args.nm is None:
+        patterns = {str(p) for p in loaded.layer_nm.values()}
+        args.nm = patterns.pop() if len(patterns) == 1 else DEFAULT_NM
+        args.layer_nm = tuple(sorted(loaded.layer_nm.items()))
+    return loaded
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,11 +118,14 @@ def run(args: argparse.Namespace) -> int:
 
     from nmsat.simulator import inference
     if args.mode == "inference":
+        args.method = args.method or DEFAULT_METHOD
+        args.nm = args.nm or DEFAULT_NM
+        args.batch = args.batch or DEFAULT_BATCH
         return inference.run_cli(args)
     inference.check_train_args(args)
     cfg = config.resolve(args.config)
+    loaded = load_and_resolve(args)
     options = options_from_args(args)
-    loaded = api.load_workload(args.workload, batch=args.batch, seq_len=args.seq_len)
     result = api.simulate(loaded, cfg, options)
 
     # Render everything first: nothing is written unless all of it succeeded.

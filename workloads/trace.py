@@ -330,7 +330,7 @@ def load_workload(path: str | Path, batch: int | None = None, seq_len: int | Non
     nm = NM(1, 1) if t.method is Method.DENSE else t.nm
     return LoadedWorkload(trace_to_workload(t, batch),
                           types.MappingProxyType({x.name: nm for x in t.weight_layers}),
-                          source=f"trace {t.method} {t.nm}")
+                          source=f"trace {t.method} {t.nm}", method=t.method)
 
 
 # --------------------------------------------------------------------------- writing

@@ -34,7 +34,7 @@ from typing import NamedTuple
 from nmsat.workloads.layers import Conv2d, Elementwise, Layer, Linear, Matmul, OpKind, Workload
 
 from nmsat.errors import NmsatError
-from nmsat.types import NM
+from nmsat.types import NM, Method
 
 INPUT = "input"
 """Producer name of the model's input tensor in :attr:`ZooModel.inputs`."""
@@ -608,11 +608,14 @@ class LoadedWorkload:
         for (``--nm``); a zoo model fixes none, so the mapping is empty.
     source
         ``"zoo"`` or the file's kind (such as ``"scalesim-v3 conv"``).
+    method
+        The training method the source fixes (a training trace), else ``None``.
     """
 
     workload: Workload
     layer_nm: Mapping[str, NM] = field(default_factory=lambda: MappingProxyType({}))
     source: str = "zoo"
+    method: Method | None = None
 
 
 FILE_LOADERS: dict[str, tuple[str, str]] = {
@@ -654,6 +657,8 @@ def load(spec: str | os.PathLike, batch: int | None = None,
     text = os.fspath(spec)
     suffix = os.path.splitext(text)[1].lower()
     if suffix in FILE_LOADERS:
+        if os.path.isdir(text):
+            raise IsADirectoryError(f"{text}: is a folder, not a workload file")
         if not os.path.isfile(text):
             raise FileNotFoundError(f"no such workload file: {text}")
         module, func = FILE_LOADERS[suffix]
