@@ -81,7 +81,9 @@ for a store of thousands of points, and does not change any stored figure."""
 def option_fields() -> Mapping[str, tuple[Any, Any]]:
     """Options a sweep may set: name -> (type, default). The simulate options come from the
     simulator's options dataclass, so a new option is sweepable without touching this
-    module; ``batch`` and ``seq_len`` are the workload's (defaults as ``nmsat simulate``)."""
+    module; ``batch`` and ``seq_len`` are the workload's (defaults as ``nmsat simulate``).
+    Options whose type a spec scalar cannot express, and :data:`NOT_SWEPT`, are left out:
+    every point runs with their default."""
     from nmsat.simulator.api import SimOptions
     from nmsat.simulator.cli import DEFAULT_BATCH
 
@@ -89,11 +91,20 @@ def option_fields() -> Mapping[str, tuple[Any, Any]]:
     out: dict[str, tuple[Any, Any]] = {"batch": (int, DEFAULT_BATCH),
                                        "seq_len": (int | None, None)}
     for f in dataclasses.fields(SimOptions):
-        if f.name in NOT_SWEPT:
-            continue
+        if f.name in NOT_SWEPT or not _spec_type(hints[f.name]):
+            continue  # e.g. per-layer patterns from a trace: the simulator's default holds
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         out[f.name] = (hints[f.name], default)
     return out
+
+
+def _spec_type(hint: Any) -> bool:
+    """Whether a spec value (a TOML/YAML scalar) can express an option of type ``hint``."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        rest = [a for a in typing.get_args(hint) if a is not type(None)]
+        return len(rest) == 1 and _spec_type(rest[0])
+    return hint in (bool, int, float, str, NM) or (isinstance(hint, type)
+                                                   and issubclass(hint, enum.Enum))
 
 
 def _coerce_option(name: str, value: Any, where: str) -> Any:
