@@ -38,10 +38,13 @@ SPEC = {
 }
 
 
+RESULT_COLUMNS = [c for c in sweep._POINT_COLUMNS if c not in sweep.HOST_COLUMNS]
+
+
 def result_columns(path: Path) -> list[tuple]:
-    cols = [c for c in sweep._POINT_COLUMNS if c not in sweep.HOST_COLUMNS]
     with sqlite3.connect(path) as conn:
-        return conn.execute(f"SELECT {', '.join(cols)} FROM points ORDER BY key").fetchall()
+        return conn.execute(f"SELECT {', '.join(RESULT_COLUMNS)} FROM points "
+                            f"ORDER BY key").fetchall()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +76,17 @@ def main(argv: list[str] | None = None) -> int:
                   f"{summary.seconds:.1f} s -> {rates[n]:.2f} points/s "
                   f"(plan {t_plan:.1f} s, cluster start {t_up:.1f} s)", flush=True)
         ref = result_columns(stores[args.workers[0]])
-        same = all(result_columns(stores[n]) == ref for n in args.workers[1:])
+        same = True
+        for n in args.workers[1:]:
+            other = result_columns(stores[n])
+            diff = [(a, b) for a, b in zip(ref, other) if a != b]
+            if diff or len(other) != len(ref):
+                same = False
+                a, b = diff[0] if diff else (None, None)
+                cols = [c for c, x, y in zip(RESULT_COLUMNS, a or (), b or ()) if x != y]
+                print(f"workers={n}: {len(diff)} of {len(ref)} points differ from "
+                      f"workers={args.workers[0]} (first: {a and a[0][:12]}, columns "
+                      f"{', '.join(cols)})")
         print(f"stores identical across worker counts: {same}")
     if 1 in rates and 2 in rates:
         print(f"speedup 2 workers / 1 worker: {rates[2] / rates[1]:.2f}x (target >= 1.8x)")
