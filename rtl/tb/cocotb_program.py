@@ -1,0 +1,65 @@
+"""cocotb test module: replay a layer's engine operations (:mod:`nmsat.rtl.tb.program`).
+
+``NMSAT_TB_PARAMS`` names a JSON file with the config and the pickled operations' path;
+results (per-COMPUTE RTL cycles, stored words, mismatches) go to ``NMSAT_TB_RESULT``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import time
+
+import cocotb
+import numpy as np
+from cocotb.simtime import get_sim_time
+from cocotb.triggers import FallingEdge
+
+from ..fp import same_bits
+from ..layouts import EngineShape
+from .cocotb_engine import config_of, run_compute, start_engine
+from .cocotb_parts import StreamDriver, StreamMonitor
+from .engine_model import pack_fields, store, unpack_store, word
+
+__all__ = ["replay"]
+
+
+@cocotb.test()
+async def replay(dut):
+    with open(os.environ["NMSAT_TB_PARAMS"], encoding="utf-8") as f:
+        p = json.load(f)
+    cfg = config_of(p)
+    shape = EngineShape.from_config(cfg, p["dtype"])
+    with open(p["ops"], "rb") as f:
+        ops = pickle.load(f)
+    rng = np.random.default_rng(0)
+    act, wgt, mon, layouts = await start_engine(dut, cfg, shape, rng, gap=0.0, ready=1.0)
+    cycles, words, bad, t0 = [], 0, 0, time.perf_counter()
+    for op in ops:
+        if op["kind"] == "compute":
+            lw = op["loads"]
+            ta = cocotb.start_soon(act.send(
+                [pack_fields(layouts[0], bank=b, addr=a, data=w) for b, a, w in lw.act]))
+            tw = cocotb.start_soon(wgt.send(
+                [pack_fields(layouts[1], bank=b, addr=a, data=w) for b, a, w in lw.wgt]))
+            await ta
+            await tw
+            cyc, _, _ = await run_compute(dut, dut.clk, op["word"], rng, 0.0)
+            cycles.append(cyc)
+        else:
+            m, n = op["rows"], op["cols"]
+            await StreamDriver(dut, "cmd", dut.clk, rng).send([word(store(m, n))])
+            need = m * -(-n // shape.cols)
+            while len(mon.beats) < need:
+                await FallingEdge(dut.clk)
+            got = unpack_store(shape, [mon.beats.popleft() for _ in range(need)], m, n)
+            want = shape.numeric.acc_to_bits(op["expected"])
+            ok = same_bits(got, want, shape.dtype.is_float)
+            words += ok.size
+            bad += int((~ok).sum())
+    rep = {"compute_cycles": cycles, "words": words, "mismatches": bad,
+           "cycles": int(get_sim_time("ns")) // 10, "seconds": time.perf_counter() - t0}
+    with open(os.environ["NMSAT_TB_RESULT"], "w", encoding="utf-8") as f:
+        json.dump(rep, f)
+

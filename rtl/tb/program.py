@@ -1,0 +1,101 @@
+"""``nmsat rtl run``: one layer's tile program on the RTL, against the golden executor.
+
+The dataflow compiler's program (``compile_layer``) is run by the functional executor
+(``nmsat.dataflow.execute``), which records every COMPUTE's A and B blocks and every
+STORE's OUT contents. The DMA side of the RTL run (LOAD) is this host model: it writes
+each COMPUTE's blocks into the engine's ACT/WGT buffers; the engine then executes the
+COMPUTE and STORE instruction words itself. Values must equal the executor's bit for bit;
+each COMPUTE's cycles must equal ``tile_model.compute_cycles``.
+"""
+
+from __future__ import annotations
+
+import pickle
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from nmsat.config import AcceleratorConfig
+from nmsat.dataflow import execute as ex
+from nmsat.dataflow import isa
+from nmsat.dataflow.compiler import CompileOptions, compile_layer
+from nmsat.simulator.tile_model import compute_cycles
+from nmsat.types import DType, Phase
+
+from ..layouts import EngineShape
+from .engine_model import load_words, word
+from .tiles import encode, random_operands
+
+
+class _Recorder(ex.Executor):
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.ops: list[dict] = []
+
+    def _store(self, ins, r0, c0):
+        val = self.out[0]
+        self.ops.append({"kind": "store", "rows": ins.rows, "cols": ins.cols,
+                         "expected": np.asarray(val).copy()})
+        super()._store(ins, r0, c0)
+
+
+def layer_ops(program: isa.Program, cfg: AcceleratorConfig, dram: dict) -> list[dict]:
+    """Engine operations of a program: computes (with load words) and stores (with the
+    executor's OUT contents), in program order."""
+    shape = EngineShape.from_config(cfg)
+    rec = _Recorder(program, cfg, dram)
+    computes = iter([ins for ins, _, _ in program.unrolled() if isinstance(ins, isa.Compute)])
+    orig = ex.engine_gemm
+
+    def recording(a, b, dtype, lanes, window, nm, acc=None):
+        ins = next(computes)
+        t = encode(shape, np.asarray(a), np.asarray(b), nm)
+        rec.ops.append({"kind": "compute", "word": word(ins), "instr": _describe(ins),
+                        "model_cycles": compute_cycles(ins, cfg), "loads": load_words(shape, t)})
+        return orig(a, b, dtype, lanes, window, nm, acc=acc)
+
+    ex.engine_gemm = recording
+    try:
+        rec.run()
+    finally:
+        ex.engine_gemm = orig
+    return rec.ops
+
+
+def _describe(ins: isa.Compute) -> str:
+    return (f"{ins.dataflow} {ins.nm} {ins.m}x{ins.k}x{ins.n}"
+            f"{' il' if ins.interleave else ''}")
+
+
+def random_dram(program: isa.Program, dtype: DType, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {t.name: random_operands(rng, dtype, (t.rows, t.cols)).astype(np.float64)
+            if dtype.is_float else random_operands(rng, dtype, (t.rows, t.cols))
+            for t in program.tensors}
+
+
+def run_layer(workload: str, layer: str, phase: str, cfg: AcceleratorConfig, nm: str = "2:8",
+              method: str = "bdwp", batch: int | None = None, sim: str | None = None,
+              seed: int = 0) -> dict:
+    from nmsat.workloads.zoo import load
+
+    from .runner import run_cocotb, simulator
+
+    wl = load(workload, batch=batch)
+    opts = CompileOptions(method=method, nm=nm, batch=batch)
+    prog = compile_layer(wl.workload, layer, Phase.parse(phase), cfg, opts)
+    ops = layer_ops(prog, cfg, random_dram(prog, cfg.numerics.operand, seed))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "ops.pkl"
+        path.write_bytes(pickle.dumps(ops))
+        res = run_cocotb(cfg, cfg.numerics.dtype, "nmsat.rtl.tb.cocotb_program",
+                         {"ops": str(path)}, sim=sim)
+    comps = [o for o in ops if o["kind"] == "compute"]
+    rows = [{"instr": c["instr"], "rtl_cycles": r, "model_cycles": c["model_cycles"]}
+            for c, r in zip(comps, res["compute_cycles"])]
+    return {"workload": workload, "layer": layer, "phase": phase, "sim": sim or simulator(),
+            "computes": rows, "rtl_cycles": sum(res["compute_cycles"]),
+            "model_cycles": sum(c["model_cycles"] for c in comps),
+            "words": res["words"], "mismatches": res["mismatches"],
+            "sim_cycles": res["cycles"], "seconds": res["seconds"]}
