@@ -23,7 +23,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--dtype")
     s.add_argument("--per-unit", action="store_true",
                    help="synthesise the units and scale by instance counts (large presets)")
-    s.add_argument("--timeout", type=float, default=None, help="seconds per Yosys run")
     s.add_argument("--json", action="store_true", help="print the figures as JSON")
     s.set_defaults(func=_synth)
 
@@ -58,21 +57,25 @@ def _generate(args: argparse.Namespace) -> int:
 def _synth(args: argparse.Namespace) -> int:
     from nmsat.config import resolve
 
-    from .synth import synth_config
+    from .synth import synth_units, synth_whole
 
     cfg = resolve(args.config)
-    res = synth_config(cfg, args.dtype, per_unit=args.per_unit, timeout=args.timeout)
-    d = res.as_dict()
-    d["config"] = cfg.name
+    progress = None if args.json else (lambda msg: print(msg, file=sys.stderr))
+    rep = (synth_units if args.per_unit else synth_whole)(cfg, dtype=args.dtype,
+                                                          progress=progress)
+    d = rep.as_dict()
     if args.json:
         json.dump(d, sys.stdout, indent=2)
         print()
         return 0
-    print(f"{cfg.name} ({res.method}, {res.seconds:.0f} s) on the XCVU9P:")
-    for k, dev in d["device"].items():
-        print(f"  {k.upper():<7} {getattr(res, k):>12,.1f} / {dev:>9,}  "
+    print(f"{cfg.name} {d['dtype']} on the {d['device'].upper()}: {d['label']}")
+    for u in d["units"]:
+        print(f"  {u['name']:<22} x{u['instances']:<5} {u['seconds']:>7.1f} s  "
+              + "  ".join(f"{k} {v:,.1f}" for k, v in u["total"].items()))
+    for k, cap in d["capacity"].items():
+        print(f"  {k.upper():<7} {d['total'][k]:>12,.1f} / {cap:>9,}  "
               f"{100 * d['utilisation'][k]:6.2f} %")
-    print(f"  fits: {'yes' if res.fits else 'no'}")
+    print(f"  fits: {'yes' if d['fits'] else 'no'}")
     return 0
 
 

@@ -23,6 +23,9 @@ from nmsat.config import AcceleratorConfig, to_dict
 from nmsat.types import DType
 
 TOP = "nmsat_engine"
+HARDWARE_SOURCES = ("fp.py", "layouts.py", "pe.py", "array.py", "schedule.py", "engine.py",
+                    "sore.py", "wu.py", "generate.py")
+"""The files that define the generated hardware (the simulation cache key)."""
 
 
 @dataclass(frozen=True)
@@ -93,8 +96,8 @@ def generate(cfg: AcceleratorConfig, out_dir: str | Path, dtype: DType | str | N
 def source_hash(cfg: AcceleratorConfig, dtype: DType | str) -> str:
     h = hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode())
     h.update(str(DType.parse(dtype)).encode())
-    for f in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(f.read_bytes())
+    for name in HARDWARE_SOURCES:
+        h.update((Path(__file__).parent / name).read_bytes())
     return h.hexdigest()[:16]
 
 
