@@ -427,7 +427,7 @@ class _TaskCtx:
         d = task.dims
         self.m, self.n, self.k, self.count = d.m, d.n, d.k, d.count
         self.ku = cfg.array.k_per_cycle(task.nm)  # K per chunk: K-block granularity
-        self.acc_bytes = 4
+        self.acc_bytes = ElemType.of(cfg.numerics.operand.accumulator).bytes  # fp32 / int32
         self.geom = Geometry.of(cfg)
         self._memo: dict[tuple, Any] = {}
 
@@ -837,12 +837,14 @@ def codegen(low: Lowered, ordered: list[int | str], cfg: AcceleratorConfig,
     # ahead of the next layer's vector op, which that GEMM waits for.
     deferred: list[WuTask] = []
 
+    master_b = ElemType.of(cfg.numerics.master_dtype).bytes
+    wu_read_b = 3 * master_b  # per weight: master, velocity and gradient, all fp32
+    wu_write_b = 2 * master_b + elem_b  # master, velocity and the engine-dtype working copy
+
     def flush() -> None:
-        for wu in deferred:
-            # per weight: read fp32 master, velocity, gradient; write master, velocity and
-            # the fp16 working copy (architecture section 6)
-            em.emit(WeightUpdate(em.tid(wu.tensor), wu.weights, 12 * wu.weights,
-                                 10 * wu.weights, wu.layer))
+        for wu in deferred:  # (architecture section 6)
+            em.emit(WeightUpdate(em.tid(wu.tensor), wu.weights, wu_read_b * wu.weights,
+                                 wu_write_b * wu.weights, wu.layer))
         deferred.clear()
 
     for entry in ordered:

@@ -34,6 +34,26 @@ class UsageError(NmsatError):
     """Bad command-line usage (unknown flag, missing argument)."""
 
 
+def positive_int(text: str) -> int:
+    """argparse ``type=`` for counts that must be at least 1 (``--batch``, ``--kv-len``)."""
+    return _int_at_least(text, 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    """argparse ``type=`` for values that must be at least 0 (``--seed``)."""
+    return _int_at_least(text, 0, "a non-negative integer")
+
+
+def _int_at_least(text: str, lo: int, what: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}, not {text!r}") from None
+    if v < lo:
+        raise argparse.ArgumentTypeError(f"must be {what}, not {text!r}")
+    return v
+
+
 class Parser(argparse.ArgumentParser):
     """An argparse parser whose errors are exceptions, so main prints exactly one line."""
 

@@ -11,13 +11,14 @@ import argparse
 import numpy as np
 
 from . import config, reference
-from .types import NM, DType
+from .cli import non_negative_int
+from .types import NM
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="demonstrate the NumPy reference model on one layer")
     p.add_argument("--nm", default="2:8", help="N:M pattern (default 2:8)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random layer (default 0)")
     p.add_argument("--config", default="vcu1525", metavar="PRESET|FILE")
     p.set_defaults(func=run)
 
@@ -27,30 +28,35 @@ def run(args: argparse.Namespace) -> int:
     cfg = config.resolve(args.config)
     arr = cfg.array
     arr.k_per_cycle(nm)  # raises if the array does not support the pattern
+    dtype = cfg.numerics.operand
+    if not dtype.is_float:
+        raise ValueError(f"the demo runs a training step, which needs a float numerics.dtype "
+                         f"(fp16 or bf16), not {dtype}")
     rng = np.random.default_rng(args.seed)
     out_f, in_f, batch = 64, 128, 16
     w = rng.standard_normal((out_f, in_f)).astype(np.float32) * 0.1
     x = rng.standard_normal((batch, in_f)).astype(np.float32)
     dy = rng.standard_normal((batch, out_f)).astype(np.float32)
-    step = reference.train_step(w, x, dy, method="bdwp", nm=nm, dtype="fp16",
-                                lanes=arr.macs_per_pe, act_window=arr.act_window)
-    m_ff, m_bp = reference.bdwp_masks(reference.quantize(w, "fp16").astype(np.float32), nm)
-    dense_b = reference.dense_bytes(w.shape, DType.FP16)
-    comp_b = reference.compressed_bytes(w.shape, nm, 1, DType.FP16)
-    x16 = reference.quantize(x, "fp16").astype(np.float64)
-    dy16 = reference.quantize(dy, "fp16").astype(np.float64)
+    step = reference.train_step(w, x, dy, method="bdwp", nm=nm, dtype=dtype,
+                                lanes=arr.macs_per_pe, act_window=arr.act_window,
+                                momentum=cfg.weight_update.momentum)
+    m_ff, m_bp = reference.bdwp_masks(reference.quantize(w, dtype).astype(np.float32), nm)
+    dense_b = reference.dense_bytes(w.shape, dtype)
+    comp_b = reference.compressed_bytes(w.shape, nm, 1, dtype)
+    x16 = reference.quantize(x, dtype).astype(np.float64)
+    dy16 = reference.quantize(dy, dtype).astype(np.float64)
     y64 = x16 @ step.w_ff.astype(np.float64).T
     dx64 = dy16 @ step.w_bp.astype(np.float64)
     dw64 = dy16.T @ x16
     print(f"nmsat reference model: one BDWP {nm} training step of a {in_f}->{out_f} linear "
-          f"layer, batch {batch}, fp16 x fp16 -> fp32 on {cfg.name} lanes (P={arr.macs_per_pe}, "
-          f"A={arr.act_window})")
+          f"layer, batch {batch}, {dtype} x {dtype} -> fp32 on {cfg.name} lanes "
+          f"(P={arr.macs_per_pe}, A={arr.act_window})")
     rows = [
         ("FF mask density (groups along in)", f"{m_ff.mean():.4f}", f"{nm.density:.4f} expected"),
         ("BP mask density (groups along out)", f"{m_bp.mean():.4f}", f"{nm.density:.4f} expected"),
         ("FF and BP masks agree on", f"{(m_ff == m_bp).mean():.1%}", "of weights"),
-        ("compressed weight bytes (fp16)", f"{comp_b}", f"{comp_b / dense_b:.2%} of dense "
-                                                         f"{dense_b}"),
+        (f"compressed weight bytes ({dtype})", f"{comp_b}",
+         f"{comp_b / dense_b:.2%} of dense {dense_b}"),
         ("engine K per cycle, dense -> N:M", f"{arr.macs_per_pe} -> {arr.k_per_cycle(nm)}",
          f"peak speedup {arr.sparse_speedup(nm):g}x"),
         ("FF  max |engine - float64|", f"{np.abs(step.y - y64).max():.2e}", "fp32 rounding"),

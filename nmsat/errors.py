@@ -11,3 +11,7 @@ class NmsatError(Exception):
 
 class ConfigError(NmsatError, ValueError):
     """An accelerator configuration field has an invalid value or an unknown name."""
+
+
+class OutputError(NmsatError, OSError):
+    """An output file or folder cannot be written (the message names the path and why)."""

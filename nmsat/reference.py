@@ -439,7 +439,8 @@ def gemm_chunks(k: int, lanes: int, act_window: int, nm: NM | str = "1:1") -> in
     if g < 1:
         raise ValueError(f"{nm} needs N <= lanes and M <= act_window "
                          f"(lanes={lanes}, act_window={act_window})")
-    return -(-(-(-k // nm.m)) // g)
+    groups = -(-k // nm.m)  # ceil(K / M), a partial trailing group counts
+    return -(-groups // g)
 
 
 # --------------------------------------------------------------------------- convolution
@@ -624,9 +625,10 @@ def layer_masks(w: np.ndarray, method: str, nm: NM | str) -> tuple[np.ndarray, n
 
 
 def train_step(w_master: np.ndarray, x: np.ndarray, dy: np.ndarray, *, method: str,
-               nm: NM | str, dtype: DType | str = "fp16", lanes: int = 4, act_window: int = 16,
-               lr: float = 0.01, momentum: float = 0.9, velocity: np.ndarray | None = None,
-               srste_decay: float = 2e-4, conv: ConvGeom | None = None) -> StepResult:
+               nm: NM | str, dtype: DType | str = "fp16", lanes: int | None = None,
+               act_window: int | None = None, lr: float = 0.01, momentum: float | None = None,
+               velocity: np.ndarray | None = None, srste_decay: float = 2e-4,
+               conv: ConvGeom | None = None) -> StepResult:
     """One training step of a linear (``conv=None``) or conv layer on the engine.
 
     Linear: ``w[out, in]``, ``x[B, in]``, ``dy[B, out]``. Conv: ``w[Cout, C/g, kh, kw]``,
@@ -638,8 +640,16 @@ def train_step(w_master: np.ndarray, x: np.ndarray, dy: np.ndarray, *, method: s
     output-dimension mask), WG is dense. SR-STE adds ``srste_decay * (1 - mask) * w`` to
     the gradient. Every GEMM goes through :func:`engine_gemm`; FF and BP use N:M mode
     where their mask groups along the GEMM's K (BDWP FF and BP, SR-STE FF).
+
+    ``lanes`` (P), ``act_window`` (A) and ``momentum`` default to the ``vcu1525`` preset's
+    ``array.macs_per_pe``, ``array.act_window`` and ``weight_update.momentum``.
     """
+    from .config import VCU1525
     from .types import Method
+
+    lanes = VCU1525.array.macs_per_pe if lanes is None else lanes
+    act_window = VCU1525.array.act_window if act_window is None else act_window
+    momentum = VCU1525.weight_update.momentum if momentum is None else momentum
 
     method = Method.parse(method)
     nm = NM.parse(nm)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nmsat import __version__
+from nmsat.errors import OutputError
 from nmsat.util import atomic_write_bytes, atomic_write_text
 
 from .figures import Plot, Run, Table, speedup_bound
@@ -178,7 +179,10 @@ def render_page(runs: Sequence[Run], traces: Sequence[Any], plots: Sequence[Plot
 def write_report(out_dir: Path, files: dict[str, bytes], page: str) -> Path:
     """Write ``files`` (name -> bytes) and then ``index.html`` into ``out_dir``, atomically."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create report folder {out}: {e.strerror or e}") from None
     for name, data in files.items():
         atomic_write_bytes(out / name, data)
     index = out / "index.html"

@@ -528,7 +528,9 @@ def add_arguments(p) -> None:
                         "of --seq-len tokens) or decode (one token per sequence against a "
                         f"KV cache of --kv-len positions); LLM workloads: "
                         f"{', '.join(llm.PRESETS)} (default: prefill)")
-    p.add_argument("--kv-len", type=_positive, default=None, metavar="L",
+    from nmsat.cli import positive_int
+
+    p.add_argument("--kv-len", type=positive_int, default=None, metavar="L",
                    help="KV-cache positions of a decode step")
     p.add_argument("--act-density", type=_fraction, default=None, metavar="D",
                    help="fraction of nonzero activations at every weighted layer's input "
@@ -537,18 +539,6 @@ def add_arguments(p) -> None:
                    help="override the config's array.act_zero: what the PE does with zero "
                         "activations (none, gate: energy only, skip: gate and skip all-zero "
                         "WS rows)")
-
-
-def _positive(text: str) -> int:
-    import argparse
-
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
-    return v
 
 
 def _fraction(text: str) -> float:
@@ -598,6 +588,8 @@ def run_cli(args) -> int:
         if getattr(args, name, None) is not None:
             raise ValueError(f"--{name.replace('_', '-')} is not available with "
                              f"--mode inference")
+    if getattr(args, "no_pregen", False):  # inference makes no masks: nothing to pre-generate
+        raise ValueError("--no-pregen is for training: inference has no SORE mask generation")
     cfg = config.resolve(args.config)
     if args.act_zero is not None:
         cfg = cfg.replace(**{"array.act_zero": args.act_zero})

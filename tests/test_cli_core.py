@@ -126,7 +126,7 @@ def test_demo(capsys):
      "'vcu9' is neither a preset (vcu1525, small) nor a .toml/.yaml/.yml/.json config file"),
     (["config", "check", "big"],
      "'big' is neither a preset (vcu1525, small) nor a .toml/.yaml/.yml/.json config file"),
-    (["demo", "--seed", "x"], "demo: argument --seed: invalid int value: 'x'"),
+    (["demo", "--seed", "x"], "demo: argument --seed: must be a non-negative integer, not 'x'"),
     (["demo", "--nm", "9:8"], "N must be between 1 and M, not 9 (M=8)"),
     (["demo", "--nm", "1:16"], "N:M pattern 1:16 is not supported by this array "
                                "(array.nm_patterns = 1:4, 2:4, 1:8, 2:8, 4:8)"),
