@@ -1,24 +1,32 @@
 """FPGA resource estimate (LUT, FF, DSP, BRAM) of an accelerator config, for sweeps.
 
-The estimate is a linear model per resource over structural counts of the config
-(:func:`features`): PEs, multipliers, activation index-mux inputs, accumulator pipeline
-stages, array edge length, SORE and weight-update lanes. Its coefficients are fitted by
-least squares to :data:`CALIBRATION`, a committed table of Yosys ``synth_xilinx`` results
-of generated configurations, each with the command that produced it; operand types are
-fitted separately (an fp16 multiplier and an int8 one cost different fabric).
+The model follows the RTL's own structure (:mod:`nmsat.rtl.synth`): the design is units
+(PE cell, SORE lane, weight-update lane, one bank of each buffer) times their instance
+counts in the config. Each unit's per-instance resources are linear in a few structural
+counts of the config (:data:`UNIT_FEATURES`: for a PE cell its multipliers P, index-mux
+inputs P x A and accumulator stages La; for a buffer bank its KiB), with coefficients
+fitted by least squares, per operand type, to the calibration table that ``nmsat rtl
+synth --calibrate`` writes (``rtl/data/synth_calibration.json``: Yosys ``synth_xilinx``
+per-unit results of generated configurations, with the command and Yosys version that
+produced them). Glue between units is not in the per-unit figures (see
+:mod:`nmsat.rtl.synth`), so the estimate is a lower bound on logic like the per-unit
+synthesis it is fitted to.
 
-:func:`calibration_error` states the model's error as the leave-one-out relative error
-over the table. A config whose operand type has no calibration gets no estimate
-(:func:`estimate` returns ``None``): the sweep then leaves the resource columns empty
-rather than report numbers nobody measured.
+:func:`calibration_error` is the leave-one-out error of the fit on the table's totals. An
+operand type without enough calibration points to fit every coefficient gets no estimate:
+:func:`estimate` returns ``None`` and a sweep leaves the resource columns empty rather than
+report numbers nobody measured. BRAM is in RAMB36 units (a RAMB18 counts a half); UltraRAM
+is not modelled (the generated buffers map to block RAM).
 """
 
 from __future__ import annotations
 
 import functools
-import math
+import json
 from dataclasses import dataclass
-from typing import Any, Mapping
+from importlib import resources as importlib_resources
+from pathlib import Path
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -27,158 +35,230 @@ from nmsat.config import AcceleratorConfig
 
 RESOURCES: tuple[str, ...] = ("lut", "ff", "dsp", "bram")
 
-FEATURES: tuple[str, ...] = ("fixed", "pes", "multipliers", "mux_inputs", "acc_stages",
-                             "edge", "sore_lanes", "wu_lanes", "buffer_bram36")
-"""Structural counts the resources are linear in (see :func:`features`)."""
+TABLE = "data/synth_calibration.json"
+"""The calibration table inside the ``nmsat.rtl`` package."""
 
 
-def features(cfg: AcceleratorConfig) -> dict[str, float]:
-    """The structural counts of ``cfg`` that the model is linear in.
-
-    ``mux_inputs`` = multipliers x A (each multiplier's A:1 activation mux);
-    ``acc_stages`` = PEs x La (the accumulator pipeline, La accumulators per PE under
-    interleave mapping); ``edge`` = rows + cols (operand feeders and skew registers);
-    ``buffer_bram36`` = :func:`buffer_bram36`.
-    """
+def _pe(cfg: AcceleratorConfig) -> dict[str, float]:
     a = cfg.array
-    mults = a.pes * a.macs_per_pe
-    return {
-        "fixed": 1.0,
-        "pes": float(a.pes),
-        "multipliers": float(mults),
-        "mux_inputs": float(mults * a.act_window),
-        "acc_stages": float(a.pes * a.acc_latency),
-        "edge": float(a.rows + a.cols),
-        "sore_lanes": float(cfg.sore.lanes),
-        "wu_lanes": float(cfg.weight_update.lanes),
-        "buffer_bram36": float(buffer_bram36(cfg)),
-    }
+    return {"fixed": 1.0, "multipliers": float(a.macs_per_pe),
+            "mux_inputs": float(a.macs_per_pe * a.act_window),
+            "acc_stages": float(a.acc_latency)}
 
 
-def buffer_bram36(cfg: AcceleratorConfig) -> int:
-    """RAMB36 blocks the three buffers need in Xilinx's mapping of a simple dual-port
-    memory: per bank, ceil(width / 72 bits) x ceil(depth / 512) blocks in the 512 x 72
-    shape (UltraScale+ RAMB36E2), width = ``bank_bytes_per_cycle`` bytes."""
-    total = 0
-    for b in (cfg.buffers.activation, cfg.buffers.weight, cfg.buffers.output):
-        width_bits = 8 * b.bank_bytes_per_cycle
-        depth = math.ceil(b.bytes / b.banks / b.bank_bytes_per_cycle)
-        total += b.banks * math.ceil(width_bits / 72) * math.ceil(depth / 512)
-    return total
+def _bank(buffer: str, banks: Callable[[AcceleratorConfig], int]
+          ) -> Callable[[AcceleratorConfig], dict[str, float]]:
+    def f(cfg: AcceleratorConfig) -> dict[str, float]:
+        return {"fixed": 1.0, "kib": getattr(cfg.buffers, buffer).kib / banks(cfg)}
+    return f
+
+
+UNIT_FEATURES: Mapping[str, Callable[[AcceleratorConfig], dict[str, float]]] = {
+    "pe_cell": _pe,
+    "sore_lane": lambda cfg: {"fixed": 1.0},
+    "wu_lane": lambda cfg: {"fixed": 1.0},
+    "act_bank": _bank("activation", lambda cfg: cfg.array.rows),
+    "wgt_bank": _bank("weight", lambda cfg: cfg.array.cols),
+    "out_bank": _bank("output", lambda cfg: cfg.array.pes),
+}
+"""Per synthesis unit: the structural counts its per-instance resources are linear in. The
+bank sizes follow the RTL's banking (one activation bank per row, one weight bank per
+column, one output bank per PE)."""
 
 
 @dataclass(frozen=True)
 class Resources:
-    """FPGA resources: LUTs, flip-flops, DSP slices and RAMB36 blocks."""
+    """FPGA resources: LUTs, flip-flops, DSP slices and block RAM (RAMB36 units)."""
 
     lut: int
     ff: int
     dsp: int
-    bram: int
+    bram: float
 
     def __post_init__(self) -> None:
         for name in RESOURCES:
             v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise ValueError(f"{name} must be a non-negative integer, not {v!r}")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                raise ValueError(f"{name} must be a number >= 0, not {v!r}")
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, float]:
         return {r: getattr(self, r) for r in RESOURCES}
 
 
 @dataclass(frozen=True)
+class UnitSample:
+    """One unit's per-instance synthesis result in one calibration configuration."""
+
+    unit: str
+    config: AcceleratorConfig
+    each: Resources
+
+
+@dataclass(frozen=True)
 class CalibrationPoint:
-    """One synthesised configuration: changes to a preset, what Yosys reported, and the
-    command that reproduces it."""
+    """One synthesised configuration: its per-unit results and the scaled total."""
 
-    preset: str
-    changes: tuple[tuple[str, Any], ...]
-    resources: Resources
+    label: str
+    config: AcceleratorConfig
+    units: tuple[UnitSample, ...]
+    total: Resources
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The calibration table: points plus the command and tool that produced them."""
+
     command: str
-
-    @functools.cached_property
-    def config(self) -> AcceleratorConfig:
-        return nmconfig.preset(self.preset).replace(**dict(self.changes))
+    tool: str
+    points: tuple[CalibrationPoint, ...]
 
 
-CALIBRATION: tuple[CalibrationPoint, ...] = ()
-"""Yosys synthesis results the model is fitted to (see the module docstring)."""
+def _resources(d: Mapping[str, Any]) -> Resources:
+    return Resources(int(d["lut"]), int(d["ff"]), int(d["dsp"]), float(d["bram36"]))
+
+
+def parse_table(data: Mapping[str, Any]) -> Calibration:
+    """Read the JSON written by ``nmsat rtl synth --calibrate`` (raises ``ValueError`` on a
+    malformed table)."""
+    try:
+        points = []
+        for row in data["points"]:
+            cfg = nmconfig.preset(row["preset"]).replace(
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in row["changes"]})
+            units = tuple(UnitSample(u["name"], cfg, _resources(u["each"]))
+                          for u in row["units"] if u["name"] in UNIT_FEATURES)
+            label = row["preset"] + "".join(f", {k}={v}" for k, v in row["changes"])
+            points.append(CalibrationPoint(label, cfg, units, _resources(row["total"])))
+        return Calibration(str(data["command"]), str(data.get("tool", "unknown")),
+                           tuple(points))
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"malformed synthesis calibration table: {e!r}") from None
+
+
+@functools.cache
+def calibration() -> Calibration | None:
+    """The committed calibration table, or ``None`` if the RTL has not produced one."""
+    try:
+        path = importlib_resources.files("nmsat.rtl").joinpath(TABLE)
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, ModuleNotFoundError):
+        return None
+    return parse_table(json.loads(text))
+
+
+def _instances(unit: str, cfg: AcceleratorConfig) -> int:
+    from nmsat.rtl.synth import unit as synth_unit
+
+    return synth_unit(unit).instances(cfg)
 
 
 @dataclass(frozen=True)
 class AreaModel:
-    """Per-resource linear coefficients over :data:`FEATURES` for one operand type."""
+    """Fitted per-instance coefficients, per unit and resource, for one operand type."""
 
     dtype: str
-    coefficients: tuple[tuple[str, tuple[float, ...]], ...]
+    coefficients: tuple[tuple[str, tuple[tuple[str, tuple[float, ...]], ...]], ...]
 
-    def estimate(self, cfg: AcceleratorConfig) -> Resources:
-        x = np.array([features(cfg)[f] for f in FEATURES])
-        coef = dict(self.coefficients)
-        return Resources(**{r: max(0, int(round(float(x @ np.array(coef[r])))))
-                            for r in RESOURCES})
+    def estimate(self, cfg: AcceleratorConfig,
+                 instances: Callable[[str, AcceleratorConfig], int] = _instances) -> Resources:
+        totals = dict.fromkeys(RESOURCES, 0.0)
+        for unit, per_resource in self.coefficients:
+            feats = UNIT_FEATURES[unit](cfg)
+            names = sorted(feats)
+            x = np.array([feats[f] for f in names])
+            n = instances(unit, cfg)
+            for r, coef in per_resource:
+                totals[r] += n * max(0.0, float(x @ np.array(coef)))
+        return Resources(int(round(totals["lut"])), int(round(totals["ff"])),
+                         int(round(totals["dsp"])), round(totals["bram"], 1))
 
 
 def fit(points: tuple[CalibrationPoint, ...], dtype: str) -> AreaModel:
-    """Least-squares coefficients from the calibration points of operand type ``dtype``.
-
-    Features that do not vary over the points (other than ``fixed``) cannot be separated
-    from the constant and get coefficient 0. Raises ``ValueError`` if there are fewer
-    points than free coefficients.
-    """
+    """Least-squares per-instance coefficients of every unit from the points of operand type
+    ``dtype``. A feature that does not vary over the samples of its unit is not separable
+    from the constant and raises, like too few points for the coefficients: the model does
+    not extrapolate along a direction it was never shown."""
     pts = [p for p in points if p.config.numerics.dtype == dtype]
     if not pts:
         raise ValueError(f"no calibration points for operand type {dtype!r}")
-    X = np.array([[features(p.config)[f] for f in FEATURES] for p in pts])
-    free = [0] + [j for j in range(1, len(FEATURES)) if np.ptp(X[:, j]) > 0]
-    if len(pts) < len(free):
-        raise ValueError(f"{len(pts)} calibration points cannot fit {len(free)} coefficients "
-                         f"for {dtype}")
     coefficients = []
-    for r in RESOURCES:
-        y = np.array([getattr(p.resources, r) for p in pts], dtype=float)
-        sol, *_ = np.linalg.lstsq(X[:, free], y, rcond=None)
-        full = np.zeros(len(FEATURES))
-        full[free] = sol
-        coefficients.append((r, tuple(float(c) for c in full)))
+    for unit, features in UNIT_FEATURES.items():
+        samples = [u for p in pts for u in p.units if u.unit == unit]
+        if not samples:
+            raise ValueError(f"no calibration samples of unit {unit!r} for {dtype}")
+        names = sorted(features(samples[0].config))
+        X = np.array([[features(s.config)[f] for f in names] for s in samples])
+        for j, f in enumerate(names):
+            if f != "fixed" and np.ptp(X[:, j]) == 0:
+                raise ValueError(f"{unit}: feature {f} does not vary over the {dtype} "
+                                 f"calibration points")
+        if np.linalg.matrix_rank(X) < len(names):
+            raise ValueError(f"{unit}: {len(samples)} {dtype} samples cannot fit "
+                             f"{len(names)} coefficients")
+        per_resource = []
+        for r in RESOURCES:
+            y = np.array([getattr(s.each, r) for s in samples], dtype=float)
+            sol, *_ = np.linalg.lstsq(X, y, rcond=None)
+            per_resource.append((r, tuple(float(c) for c in sol)))
+        coefficients.append((unit, tuple(per_resource)))
     return AreaModel(dtype, tuple(coefficients))
 
 
 @functools.cache
 def models() -> Mapping[str, AreaModel]:
-    """The fitted model per calibrated operand type."""
-    dtypes = sorted({p.config.numerics.dtype for p in CALIBRATION})
-    return {d: fit(CALIBRATION, d) for d in dtypes}
+    """The fitted model per operand type that the table calibrates fully."""
+    cal = calibration()
+    if cal is None:
+        return {}
+    out = {}
+    for dtype in sorted({p.config.numerics.dtype for p in cal.points}):
+        try:
+            out[dtype] = fit(cal.points, dtype)
+        except ValueError:
+            continue  # not enough points for this type: no estimate, see the docstring
+    return out
 
 
 def estimate(cfg: AcceleratorConfig) -> Resources | None:
-    """Resources of ``cfg``, or ``None`` if its operand type has no calibration."""
+    """Resources of ``cfg``, or ``None`` if its operand type is not calibrated."""
     model = models().get(cfg.numerics.dtype)
     return None if model is None else model.estimate(cfg)
 
 
-def calibration_error(points: tuple[CalibrationPoint, ...] = CALIBRATION
+def calibration_error(points: tuple[CalibrationPoint, ...] | None = None,
+                      instances: Callable[[str, AcceleratorConfig], int] = _instances
                       ) -> dict[str, dict[str, float]]:
-    """Leave-one-out error per operand type and resource: each point is predicted by a
-    model fitted to the others. Returns ``{dtype: {resource: mean |relative error|,
-    resource + "_max": max |relative error|}}`` (points measuring 0 are skipped)."""
+    """Leave-one-out error per operand type and resource: each point's total is predicted by
+    a model fitted to the other points (skipped when those cannot fit it). Returns
+    ``{dtype: {resource: mean |relative error|, resource + "_max": max, "points": n}}``;
+    resources measuring 0 are skipped."""
+    if points is None:
+        cal = calibration()
+        points = cal.points if cal is not None else ()
     out: dict[str, dict[str, float]] = {}
     for dtype in sorted({p.config.numerics.dtype for p in points}):
         pts = tuple(p for p in points if p.config.numerics.dtype == dtype)
         errs: dict[str, list[float]] = {r: [] for r in RESOURCES}
+        n = 0
         for i, p in enumerate(pts):
             try:
                 model = fit(pts[:i] + pts[i + 1:], dtype)
             except ValueError:
                 continue
-            est = model.estimate(p.config)
+            n += 1
+            est = model.estimate(p.config, instances)
             for r in RESOURCES:
-                true = getattr(p.resources, r)
+                true = getattr(p.total, r)
                 if true:
                     errs[r].append(abs(getattr(est, r) - true) / true)
-        out[dtype] = {}
+        out[dtype] = {"points": float(n)}
         for r in RESOURCES:
             if errs[r]:
                 out[dtype][r] = float(np.mean(errs[r]))
                 out[dtype][f"{r}_max"] = float(np.max(errs[r]))
     return out
+
+
+def load_table(path: str | Path) -> Calibration:
+    """Parse a calibration table file (e.g. a fresh ``nmsat rtl synth --calibrate`` run)."""
+    return parse_table(json.loads(Path(path).read_text(encoding="utf-8")))

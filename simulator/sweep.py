@@ -44,7 +44,7 @@ METRICS: tuple[str, ...] = ("total_cycles", "seconds", "energy_pj", "speedup_vs_
 """Scalar result columns of the store (``energy_pj`` is the total)."""
 
 AREA: tuple[str, ...] = ("lut", "ff", "dsp", "bram")
-"""Resource-estimate columns (from :mod:`nmsat.simulator.area`)."""
+"""Resource-estimate columns (from :mod:`nmsat.simulator.area`; BRAM in RAMB36 units)."""
 
 HOST_COLUMNS: tuple[str, ...] = ("run", "worker", "elapsed_s", "finished_at")
 """Columns that describe where and when a point ran, not its result (they differ between
@@ -71,7 +71,7 @@ CREATE TABLE points (
     error TEXT,
     {", ".join(f"{m} {'INTEGER' if m in ('total_cycles', 'dram_bytes') else 'REAL'}"
                for m in METRICS)},
-    {", ".join(f"{a} INTEGER" for a in AREA)},
+    lut INTEGER, ff INTEGER, dsp INTEGER, bram REAL,
     result TEXT,
     run INTEGER NOT NULL REFERENCES runs(id),
     worker TEXT,

@@ -167,41 +167,68 @@ def sweep_figures_front(pts):
     return pareto_front(pts)
 
 
-def test_area_fit_recovers_a_linear_table_and_reports_its_error():
-    true = {"fixed": 500.0, "pes": 30.0, "multipliers": 12.0, "mux_inputs": 2.0,
-            "acc_stages": 40.0, "edge": 9.0, "sore_lanes": 70.0, "wu_lanes": 110.0,
-            "buffer_bram36": 0.0}
-    configs = [{"array.rows": r, "array.cols": c, "array.act_window": a,
-                "array.acc_latency": la, "sore.lanes": s, "weight_update.lanes": w}
-               for r, c, a, la, s, w in [(1, 1, 12, 1, 1, 1), (2, 1, 8, 2, 2, 1),
-                                         (2, 2, 12, 1, 4, 2), (4, 2, 8, 3, 1, 4),
-                                         (4, 4, 16, 2, 2, 2), (3, 2, 12, 4, 8, 1),
-                                         (1, 4, 8, 1, 2, 8), (2, 3, 16, 2, 1, 3),
-                                         (3, 3, 8, 1, 4, 4), (4, 1, 12, 2, 2, 1)]]
+TRUE = {  # per-instance resources of each unit, linear in its features (synthetic)
+    "pe_cell": lambda c: (40 + 90 * c.array.macs_per_pe + 6 * c.array.macs_per_pe
+                          * c.array.act_window + 35 * c.array.acc_latency),
+    "sore_lane": lambda c: 310, "wu_lane": lambda c: 900,
+    "act_bank": lambda c: 20 + 3 * c.buffers.activation.kib / c.array.rows,
+    "wgt_bank": lambda c: 20 + 3 * c.buffers.weight.kib / c.array.cols,
+    "out_bank": lambda c: 10 + 2 * c.buffers.output.kib / c.array.pes,
+}
+
+
+def synthetic_table(changes_list):
+    """A table in the format of `nmsat rtl synth --calibrate`, from the TRUE costs."""
+    from nmsat.rtl.synth import unit
+
     points = []
-    for ch in configs:
-        cfg = nmconfig.SMALL.replace(**ch)
-        f = area.features(cfg)
-        v = int(round(sum(true[k] * f[k] for k in area.FEATURES)))
-        points.append(area.CalibrationPoint("small", tuple(ch.items()),
-                                            area.Resources(v, v // 2, 4 * cfg.array.pes,
-                                                           area.buffer_bram36(cfg)),
-                                            "synthetic"))
-    model = area.fit(tuple(points), "fp16")
-    big = nmconfig.SMALL.replace(**{"array.rows": 8, "array.cols": 8, "sore.lanes": 16})
-    f = area.features(big)
-    assert model.estimate(big).lut == int(round(sum(true[k] * f[k] for k in area.FEATURES)))
-    assert model.estimate(big).dsp == 4 * 64
-    err = area.calibration_error(tuple(points))["fp16"]
-    assert err["lut"] < 1e-6 and err["dsp"] < 1e-6
+    for changes in changes_list:
+        cfg = nmconfig.SMALL.replace(**dict(changes))
+        units, total = [], dict.fromkeys(("lut", "ff", "dsp", "bram36", "uram"), 0)
+        for name, cost in TRUE.items():
+            lut = int(round(cost(cfg)))
+            each = {"lut": lut, "ff": lut // 2, "dsp": cfg.array.macs_per_pe
+                    if name == "pe_cell" else 0, "bram36": 0.5 if name.endswith("bank") else 0,
+                    "uram": 0}
+            n = unit(name).instances(cfg)
+            units.append({"name": name, "instances": n, "each": each})
+            for k in total:
+                total[k] += n * each[k]
+        points.append({"preset": "small", "changes": [list(c) for c in changes],
+                       "units": units, "total": total})
+    return {"command": "synthetic", "tool": "none", "points": points}
+
+
+def test_area_fit_recovers_the_per_unit_costs_and_reports_its_error():
+    changes = [(), (("array.rows", 8), ("array.cols", 8)),
+               (("array.macs_per_pe", 2), ("array.act_window", 4),
+                ("array.nm_patterns", ["1:4", "2:4"])),
+               (("array.macs_per_pe", 8), ("array.act_window", 16)),
+               (("array.acc_latency", 4),), (("array.act_window", 16),),
+               (("buffers.activation.kib", 64), ("buffers.weight.kib", 32),
+                ("buffers.output.kib", 128)),
+               (("array.rows", 2), ("array.cols", 4), ("array.acc_latency", 2))]
+    cal = area.parse_table(synthetic_table(changes))
+    model = area.fit(cal.points, "fp16")
+    big = nmconfig.VCU1525  # 16 x 16, P = 4, A = 16, La = 4, 2 MiB buffers: far outside
+    est = model.estimate(big)
+    from nmsat.rtl.synth import unit
+
+    want = sum(unit(n).instances(big) * int(round(c(big))) for n, c in TRUE.items())
+    assert abs(est.lut - want) <= len(TRUE) * 256  # per-instance rounding only
+    assert est.dsp == big.array.pes * 4
+    err = area.calibration_error(cal.points)["fp16"]
+    assert err["points"] >= 1 and err["lut"] < 0.01 and err["dsp"] < 1e-9
     with pytest.raises(ValueError, match="no calibration points for operand type 'int8'"):
-        area.fit(tuple(points), "int8")
-    with pytest.raises(ValueError, match="cannot fit"):
-        area.fit(tuple(points[:3]), "fp16")
+        area.fit(cal.points, "int8")
+    with pytest.raises(ValueError, match="does not vary"):
+        area.fit(cal.points[:1], "fp16")
+    with pytest.raises(ValueError, match="malformed"):
+        area.parse_table({"points": [{"preset": "small"}]})
 
 
-def test_buffer_bram36_follows_the_ramb36_geometry():
-    # vcu1525: 3 buffers x 16 banks x 128 KiB, 16 B wide -> 2 x 16 blocks of 512 x 72 per bank
-    assert area.buffer_bram36(nmconfig.VCU1525) == 3 * 16 * 2 * 16
-    # small: 16 KiB over 4 banks of 16 B -> depth 256 -> 2 blocks (128 bits wide) per bank
-    assert area.buffer_bram36(nmconfig.SMALL) == 3 * 4 * 2 * 1
+def test_no_calibration_table_means_no_estimate():
+    if area.calibration() is not None:
+        pytest.skip("the RTL's calibration table exists")
+    assert area.estimate(nmconfig.SMALL) is None
+    assert area.calibration_error() == {}
