@@ -28,6 +28,7 @@ import logging
 import os
 import sqlite3
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -452,9 +453,13 @@ class DaskCluster:
                 raise SweepError(f"cannot reach the Dask scheduler at {self.address}: "
                                  f"{msg}") from None
             return self
-        self.cluster = LocalCluster(n_workers=self.requested, threads_per_worker=1,
-                                    processes=True, dashboard_address=None,
-                                    silence_logs=quiet)
+        with warnings.catch_warnings():
+            # without a dashboard the scheduler still serves HTTP, on any free port if its
+            # default is taken (e.g. by another sweep): nothing to warn the user about
+            warnings.filterwarnings("ignore", "Port .* is already in use", UserWarning)
+            self.cluster = LocalCluster(n_workers=self.requested, threads_per_worker=1,
+                                        processes=True, dashboard_address=None,
+                                        silence_logs=quiet)
         self.client = Client(self.cluster)
         return self
 
