@@ -75,6 +75,41 @@ def random_dram(program: isa.Program, dtype: DType, seed: int) -> dict[str, np.n
             for t in program.tensors}
 
 
+def trace_dram(program: isa.Program, path: str, layer: str) -> dict[str, np.ndarray]:
+    """A training trace's tensors of ``layer`` (last sample) as the program's DRAM image:
+    fp16 ``x``/``dy`` (feature maps NHWC ``[batch*h*w, c]``), the GEMM views of the FF/BP
+    weights (``w.ff`` / ``w`` as ``[K, N]``, ``w.bp`` as ``[out, K]``); outputs start at 0."""
+    from nmsat import reference as ref
+    from nmsat.workloads.trace import load_trace
+
+    trace = load_trace(path)
+    tensors = trace.samples[-1].layers
+    if layer not in tensors:
+        raise ValueError(f"trace {path} has no tensors for layer {layer!r}")
+    lt = tensors[layer]
+
+    def fmap(x):
+        x = np.asarray(x)
+        return x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1]) if x.ndim == 4 else x
+
+    def wmat(w):
+        w = np.asarray(w)
+        return ref.conv_weight_matrix(w) if w.ndim == 4 else w  # [out, K]
+
+    views = {".x": fmap(lt.x_fp16), ".dy": fmap(lt.dy_fp16), ".w.ff": wmat(lt.w_ff).T,
+             ".w.bp": wmat(lt.w_bp), ".w": wmat(lt.w_fp16).T}
+    dram = {}
+    for t in program.tensors:
+        suffix = t.name[len(layer):] if t.name.startswith(layer + ".") else None
+        if suffix in views:
+            v = np.asarray(views[suffix], np.float64)
+            if v.shape != (t.rows, t.cols):
+                raise ValueError(f"trace tensor {t.name} has shape {v.shape}, the program "
+                                 f"expects {(t.rows, t.cols)}")
+            dram[t.name] = v
+    return dram
+
+
 def run_layer(workload: str, layer: str, phase: str, cfg: AcceleratorConfig, nm: str = "2:8",
               method: str = "bdwp", batch: int | None = None, sim: str | None = None,
               seed: int = 0) -> dict:
@@ -83,9 +118,14 @@ def run_layer(workload: str, layer: str, phase: str, cfg: AcceleratorConfig, nm:
     from .runner import run_cocotb, simulator
 
     wl = load(workload, batch=batch)
-    opts = CompileOptions(method=method, nm=nm, batch=batch)
+    opts = CompileOptions(method=wl.method or method, nm=nm, batch=batch,
+                          layer_nm=tuple(wl.layer_nm.items()))
     prog = compile_layer(wl.workload, layer, Phase.parse(phase), cfg, opts)
-    ops = layer_ops(prog, cfg, random_dram(prog, cfg.numerics.operand, seed))
+    if wl.source == "zoo":
+        dram = random_dram(prog, cfg.numerics.operand, seed)
+    else:
+        dram = trace_dram(prog, workload, layer)
+    ops = layer_ops(prog, cfg, dram)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "ops.pkl"
         path.write_bytes(pickle.dumps(ops))

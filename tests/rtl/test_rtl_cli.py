@@ -39,3 +39,26 @@ def test_run_layer_closes_the_loop(capsys):
     assert rc == 0
     assert rep["mismatches"] == 0 and rep["words"] == 4 * 10
     assert rep["rtl_cycles"] == rep["model_cycles"] > 0
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+@pytest.mark.torch
+@pytest.mark.skipif(not shutil.which("iverilog"), reason="needs an HDL simulator")
+def test_replay_a_trained_layer_through_the_rtl(tmp_path, capsys):
+    """A real layer's tensors from a training trace (digits MLP, BDWP 2:8) through the RTL:
+    its BP GEMM (sparse along the output dimension) bit-exact and cycle-exact."""
+    pytest.importorskip("torch")
+    from nmsat.workloads.trace import save_trace
+    from nmsat.workloads.train import TrainConfig, train
+
+    cfg = TrainConfig(model="mlp", method="bdwp", nm="2:8", epochs=1, batch=8,
+                      train_limit=32, sample_iterations=(-1,))
+    path = tmp_path / "mlp.nmt"
+    save_trace(train(cfg), path)
+    rc = main(["rtl", "run", str(path), "--layer", "fc3", "--phase", "bp", "--config", "small",
+               "--json"])
+    rep = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert rep["mismatches"] == 0 and rep["words"] == 8 * 256
+    assert rep["rtl_cycles"] == rep["model_cycles"] > 0
