@@ -23,6 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--dtype")
     s.add_argument("--per-unit", action="store_true",
                    help="synthesise the units and scale by instance counts (large presets)")
+    s.add_argument("--unit", action="append", metavar="NAME",
+                   help="per-unit synthesis of just this unit (repeatable): pe_cell, "
+                   "sore_lane, wu_lane, act_bank, wgt_bank, out_bank")
+    s.add_argument("--calibrate", metavar="FILE", help="synthesise the calibration "
+                   "configurations per unit and write the table (JSON) for the area model")
     s.add_argument("--json", action="store_true", help="print the figures as JSON")
     s.set_defaults(func=_synth)
 
@@ -59,10 +64,19 @@ def _synth(args: argparse.Namespace) -> int:
 
     from .synth import synth_units, synth_whole
 
-    cfg = resolve(args.config)
     progress = None if args.json else (lambda msg: print(msg, file=sys.stderr))
-    rep = (synth_units if args.per_unit else synth_whole)(cfg, dtype=args.dtype,
-                                                          progress=progress)
+    if args.calibrate:
+        from .synth import calibrate, write_json
+
+        write_json(calibrate(progress=progress), args.calibrate)
+        print(args.calibrate)
+        return 0
+    cfg = resolve(args.config)
+    if args.unit:
+        rep = synth_units(cfg, args.unit, dtype=args.dtype, progress=progress)
+    else:
+        rep = (synth_units if args.per_unit else synth_whole)(cfg, dtype=args.dtype,
+                                                              progress=progress)
     d = rep.as_dict()
     if args.json:
         json.dump(d, sys.stdout, indent=2)

