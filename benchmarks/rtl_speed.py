@@ -24,13 +24,13 @@ import tempfile
 import time
 
 import numpy as np
-
-from nmsat.config import SMALL
 from nmsat.rtl.layouts import EngineShape
 from nmsat.rtl.tb.runner import run_engine_tb
 from nmsat.rtl.tb.tiles import random_tile
 from nmsat.simulator import percycle
 from nmsat.simulator.tile_model import block_cycles
+
+from nmsat.config import SMALL
 from nmsat.types import NM, Dataflow
 
 PATTERNS = ["1:1", "1:4", "2:4", "2:8", "1:8", "4:8"]

@@ -146,7 +146,7 @@ class SystolicArray(wiring.Component):
         self.shape, self.row_bits, self.ct_bits = shape, row_bits, ct_bits
         atag, wtag, ptag = tag_layouts(shape, row_bits, ct_bits)
         R, C, la = shape.rows, shape.cols, shape.acc_latency
-        grid = lambda lay: data.ArrayLayout(data.ArrayLayout(lay, C), R)  # noqa: E731
+        grid = lambda lay: data.ArrayLayout(data.ArrayLayout(lay, C), R)
         super().__init__({
             "df": In(1), "mode": In(shape.mode_bits), "ws_shift": In(1),
             "drain": In(1), "drain_slot": In(atag["slot"].shape),

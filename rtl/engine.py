@@ -18,9 +18,9 @@ from __future__ import annotations
 from amaranth.hdl import EnableInserter, Module, Mux, Signal
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
+from nmsat.dataflow import isa
 
 from nmsat.config import AcceleratorConfig
-from nmsat.dataflow import isa
 
 from .array import WS, SystolicArray
 from .layouts import EngineShape
@@ -45,7 +45,7 @@ class BankedMemory(wiring.Component):
 
     def __init__(self, banks: int, depth: int, width):
         self.banks, self.depth, self.width = banks, depth, width
-        vec = lambda s: data.ArrayLayout(s, banks)  # noqa: E731
+        vec = lambda s: data.ArrayLayout(s, banks)
         super().__init__({"rd_addr": In(vec(range(depth))), "rd_data": Out(vec(width)),
                           "wr_addr": In(vec(range(depth))), "wr_data": In(vec(width)),
                           "wr_en": In(vec(1))})
@@ -168,7 +168,7 @@ class TensorEngine(wiring.Component):
         R, C = self.shape.rows, self.shape.cols
         lr = R.bit_length() - 1
         s_row, s_ct = Signal(DIM), Signal(DIM)
-        addr = lambda row, ct, nt: (row >> lr) * nt + ct  # noqa: E731
+        addr = lambda row, ct, nt: (row >> lr) * nt + ct
         ws = p["df"] == WS
         fire = self.store.valid & self.store.ready
         m.d.comb += self.store.valid.eq(self._store_on)

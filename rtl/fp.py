@@ -62,7 +62,7 @@ def leading_one(m: Module, x: Signal) -> Signal:
     return pos
 
 
-def round_pack(m: Module, sign, sig: Signal, exp, fmt: "FloatFormat | None" = None) -> Signal:
+def round_pack(m: Module, sign, sig: Signal, exp, fmt: FloatFormat | None = None) -> Signal:
     """Bits of ``(-1)^sign * sig * 2^exp`` in ``fmt`` (default fp32), rounded to nearest
     even with subnormals kept.
 
@@ -297,8 +297,21 @@ class IntMac(wiring.Component):
         return m
 
 
-__all__ = ["FloatFormat", "FP16", "BF16", "FP32", "Numeric", "FloatMul", "F32Add", "IntMac",
-           "float_mul", "f32_add", "round_pack_f32", "same_bits", "CANONICAL_NAN"]
+__all__ = [
+    "BF16",
+    "CANONICAL_NAN",
+    "FP16",
+    "FP32",
+    "F32Add",
+    "FloatFormat",
+    "FloatMul",
+    "IntMac",
+    "Numeric",
+    "f32_add",
+    "float_mul",
+    "round_pack_f32",
+    "same_bits",
+]
 
 
 def f32_to_f16(m: Module, a) -> Signal:

@@ -31,7 +31,7 @@ class EngineShape:
     dtype: DType
 
     @classmethod
-    def from_config(cls, cfg: AcceleratorConfig, dtype: DType | str | None = None) -> "EngineShape":
+    def from_config(cls, cfg: AcceleratorConfig, dtype: DType | str | None = None) -> EngineShape:
         a = cfg.array
         return cls(a.rows, a.cols, a.macs_per_pe, a.act_window, a.acc_latency, a.patterns,
                    DType.parse(dtype or cfg.numerics.dtype))

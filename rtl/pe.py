@@ -1,4 +1,4 @@
-"""The N:M processing element: A:1 activation muxes, P multipliers, pairwise adder tree, accumulator.
+"""The N:M processing element: A:1 activation muxes, P multipliers, pairwise tree, accumulator.
 
 docs/architecture.md section 3.1. :class:`ChunkDot` is the combinational datapath (one
 chunk -> its tree sum); :class:`NMPE` wraps it with stream ports and the La-cycle
@@ -100,4 +100,4 @@ class NMPE(wiring.Component):
         return m
 
 
-__all__ = ["ChunkDot", "NMPE", "lane_select"]
+__all__ = ["NMPE", "ChunkDot", "lane_select"]

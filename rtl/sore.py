@@ -43,7 +43,7 @@ class SoreLane(wiring.Component):
         self.dtype, self.n_max, self.m_max = DType.parse(dtype), n_max, m_max
         self.width = 8 if self.dtype is DType.INT8 else 16
         self.idx_bits = max(1, (m_max - 1).bit_length())
-        slot, group, _, _ = sore_layouts(self.width, n_max, self.idx_bits, 1)
+        _, group, _, _ = sore_layouts(self.width, n_max, self.idx_bits, 1)
         super().__init__({"n": In(range(n_max + 1)), "m": In(range(m_max + 1)),
                           "w": In(stream.Signature(data.StructLayout({"value": self.width,
                                                                       "last": 1}))),

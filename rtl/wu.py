@@ -42,7 +42,8 @@ class WeightUpdateEngine(wiring.Component):
             v_new = f32_add(m, float_mul(m, self.momentum, x.v, FP32), x.g)
             lr_v = float_mul(m, self.lr, v_new, FP32)
             w_new = f32_add(m, x.w, lr_v ^ (1 << 31))  # w - lr v' (sign flip is exact)
-            m.d.comb += [res[i].w.eq(w_new), res[i].v.eq(v_new), res[i].w16.eq(f32_to_f16(m, w_new))]
+            m.d.comb += [res[i].w.eq(w_new), res[i].v.eq(v_new),
+                         res[i].w16.eq(f32_to_f16(m, w_new))]
         stages = [(Signal(name=f"v{s}"), Signal.like(res, name=f"d{s}"))
                   for s in range(self.latency)]
         move = ~self.out.valid | self.out.ready

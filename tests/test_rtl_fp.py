@@ -4,9 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from nmsat.rtl.fp import (BF16, CANONICAL_NAN, FP16, FP32, F32Add, FloatMul, IntMac,
-                          same_bits)
+from nmsat.rtl.fp import BF16, CANONICAL_NAN, FP16, FP32, F32Add, FloatMul, IntMac, same_bits
 from nmsat.rtl.tb.amsim import run_comb
 
 F32 = np.float32
@@ -17,7 +15,7 @@ def _f32_bits(x) -> int:
 
 
 def _rtl_add(pairs):
-    out = run_comb(F32Add(), [dict(a=int(a), b=int(b)) for a, b in pairs], ["s"])
+    out = run_comb(F32Add(), [{"a": int(a), "b": int(b)} for a, b in pairs], ["s"])
     return np.array([o[0] for o in out], np.uint64)
 
 
@@ -42,7 +40,7 @@ def _to64_raw(fmt, u):
 
 
 def _check_mul(fmt, pairs):
-    out = run_comb(FloatMul(fmt), [dict(a=int(a), b=int(b)) for a, b in pairs], ["p"])
+    out = run_comb(FloatMul(fmt), [{"a": int(a), "b": int(b)} for a, b in pairs], ["p"])
     got = np.array([o[0] for o in out], np.uint64)
     a = _to64(fmt, [p[0] for p in pairs])
     b = _to64(fmt, [p[1] for p in pairs])
@@ -112,7 +110,7 @@ def test_fp16_products_are_exact():
     rng = np.random.default_rng(5)
     pairs = [tuple(int(v) for v in p) for p in rng.integers(0, 1 << 16, (300, 2))]
     pairs = [(a, b) for a, b in pairs if (a >> 10) & 31 != 31 and (b >> 10) & 31 != 31]
-    out = run_comb(FloatMul(FP16), [dict(a=a, b=b) for a, b in pairs], ["p"])
+    out = run_comb(FloatMul(FP16), [{"a": a, "b": b} for a, b in pairs], ["p"])
     exact = _to64(FP16, [p[0] for p in pairs]) * _to64(FP16, [p[1] for p in pairs])
     assert np.array_equal(np.array([o[0] for o in out], np.uint32).view(F32), exact)
 
@@ -163,7 +161,7 @@ def test_mul_random(fmt, data):
                 min_size=40, max_size=40))
 def test_bf16_mul_underflow_region(items):
     """Products near and below fp32's subnormal range, where bf16 products round."""
-    bf = lambda s, e, f: s << 15 | e << 7 | f  # noqa: E731
+    bf = lambda s, e, f: s << 15 | e << 7 | f
     _check_mul(BF16, [(bf(s, e, f), bf(t, u, g)) for s, e, f, t, u, g in items])
 
 
@@ -175,7 +173,7 @@ def test_int_mac_wraps(width):
     b = rng.integers(lo, hi + 1, 200)
     acc = rng.integers(-(1 << 31), 1 << 31, 200)
     a[:4], b[:4], acc[:4] = [lo, lo, hi, lo], [lo, hi, hi, lo], [2**31 - 1, -(2**31), 2**31 - 1, -1]
-    out = run_comb(IntMac(width), [dict(a=int(x), b=int(y), acc=int(c)) for x, y, c in
+    out = run_comb(IntMac(width), [{"a": int(x), "b": int(y), "acc": int(c)} for x, y, c in
                                    zip(a, b, acc)], ["s"])
     ref = ((acc + a * b + 2**31) % 2**32 - 2**31)
     assert [o[0] for o in out] == list(ref)

@@ -3,15 +3,15 @@ reference model, with their cycle formulas (Amaranth simulator)."""
 
 import numpy as np
 import pytest
-
-from nmsat import reference as ref
-from nmsat.config import SMALL
 from nmsat.rtl.fp import same_bits
 from nmsat.rtl.sore import Sore
 from nmsat.rtl.tb.amsim import run_clocked
 from nmsat.rtl.tb.sore_model import beats, expected_groups, view_groups
 from nmsat.rtl.tb.tiles import random_operands
 from nmsat.rtl.wu import WeightUpdateEngine
+
+from nmsat import reference as ref
+from nmsat.config import SMALL
 from nmsat.types import NM, DType
 
 
@@ -61,7 +61,7 @@ def test_sore_views_equal_reference_compress(dtype, nm):
     w[0, :5] = w[0, 0]  # ties: the lower index must win
     for axis in (1, 0):  # FF view (along the input dim), BP view (along the output dim)
         groups = view_groups(dt_bits(dt, w), nm, axis)
-        dut, got, _ = run_sore(SMALL, dt, groups, nm, ready_p=0.6, seed=axis)
+        _, got, _ = run_sore(SMALL, dt, groups, nm, ready_p=0.6, seed=axis)
         vals, idx = expected_groups(w, nm, axis, dt)
         flat = [g for blk in got for g in blk][:len(vals)]
         gv = np.array([[s["value"] for s in g[:nm.n]] for g in flat], np.uint64)
@@ -79,7 +79,7 @@ def dt_bits(dt, w):
 def test_sore_cycles_follow_formula():
     nm = NM.parse("2:8")
     groups = np.arange(11 * 8, dtype=np.uint64).reshape(11, 8) % 300
-    dut, got, t = run_sore(SMALL, DType.FP16, groups, nm)
+    _, _, t = run_sore(SMALL, DType.FP16, groups, nm)
     cfg = SMALL.sore
     lanes_blocks = -(-11 // cfg.lanes)
     assert t["cycles"] == lanes_blocks * nm.m * cfg.cycles_per_weight + cfg.pipeline_latency

@@ -20,9 +20,9 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import FallingEdge, RisingEdge
+from nmsat.simulator.tile_model import block_cycles
 
 from nmsat.config import from_dict, preset
-from nmsat.simulator.tile_model import block_cycles
 from nmsat.types import NM, Dataflow
 
 from ..layouts import EngineShape
@@ -117,6 +117,6 @@ async def random_tiles(dut):
     rep = chk.report
     rep.update(compute_cycles=cycles_total, seconds=time.perf_counter() - t0,
                cycles=int(get_sim_time("ns")) // 10)
-    with open(os.environ["NMSAT_TB_RESULT"], "w", encoding="utf-8") as f:
+    with open(os.environ["NMSAT_TB_RESULT"], "w", encoding="utf-8") as f:  # noqa: ASYNC230
         json.dump(rep, f)
     assert rep["mismatches"] == 0 and rep["cycle_mismatches"] == 0, rep["notes"]

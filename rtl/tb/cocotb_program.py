@@ -19,7 +19,7 @@ from cocotb.triggers import FallingEdge
 from ..fp import same_bits
 from ..layouts import EngineShape
 from .cocotb_engine import config_of, run_compute, start_engine
-from .cocotb_parts import StreamDriver, StreamMonitor
+from .cocotb_parts import StreamDriver
 from .engine_model import pack_fields, store, unpack_store, word
 
 __all__ = ["replay"]
@@ -27,11 +27,11 @@ __all__ = ["replay"]
 
 @cocotb.test()
 async def replay(dut):
-    with open(os.environ["NMSAT_TB_PARAMS"], encoding="utf-8") as f:
+    with open(os.environ["NMSAT_TB_PARAMS"], encoding="utf-8") as f:  # noqa: ASYNC230
         p = json.load(f)
     cfg = config_of(p)
     shape = EngineShape.from_config(cfg, p["dtype"])
-    with open(p["ops"], "rb") as f:
+    with open(p["ops"], "rb") as f:  # noqa: ASYNC230
         ops = pickle.load(f)
     rng = np.random.default_rng(0)
     act, wgt, mon, layouts = await start_engine(dut, cfg, shape, rng, gap=0.0, ready=1.0)
@@ -60,6 +60,6 @@ async def replay(dut):
             bad += int((~ok).sum())
     rep = {"compute_cycles": cycles, "words": words, "mismatches": bad,
            "cycles": int(get_sim_time("ns")) // 10, "seconds": time.perf_counter() - t0}
-    with open(os.environ["NMSAT_TB_RESULT"], "w", encoding="utf-8") as f:
+    with open(os.environ["NMSAT_TB_RESULT"], "w", encoding="utf-8") as f:  # noqa: ASYNC230
         json.dump(rep, f)
 

@@ -69,7 +69,7 @@ def run_blocks(eng: TensorEngine, runs: list[BlockRun], seed: int | None = None,
             ctx.set(eng.cmd.valid, 1)
             await ctx.tick().until(eng.cmd.ready)
             ctx.set(eng.cmd.valid, 0)
-            while runs[idx].out is None:
+            while r.out is None:
                 ctx.set(eng.store.ready, not gap())
                 await ctx.tick()
             ctx.set(eng.store.ready, 0)

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from nmsat.dataflow import isa
+
 from nmsat.types import NM, Dataflow
 
 from ..layouts import EngineShape, act_location, out_location, wgt_location

