@@ -56,6 +56,26 @@ def test_engine_edge_shapes():
     check(SMALL, run_blocks(eng, runs))
 
 
+def test_blocks_accumulate_into_out():
+    """A K range split over two COMPUTEs: the second starts from OUT (OS: accumulator
+    init; WS: top partial sum) and gives engine_gemm(..., acc=first) bit for bit."""
+    from nmsat.rtl.tb.tiles import encode, random_operands
+
+    cfg = SMALL.replace(**{"array.acc_latency": 2})
+    eng = TensorEngine(cfg, "bf16")
+    rng = np.random.default_rng(8)
+    runs = []
+    for df in ("os", "ws"):
+        a1, a2 = (random_operands(rng, eng.shape.dtype, (5, 16)) for _ in range(2))
+        b1, b2 = (random_operands(rng, eng.shape.dtype, (16, 3)) for _ in range(2))
+        t1 = encode(eng.shape, a1, b1, "2:8")
+        t2 = encode(eng.shape, a2, b2, "2:8", acc=t1.expected.astype(np.uint32).view(np.float32))
+        runs += [BlockRun(t1, df, True, store=False), BlockRun(t2, df, False)]
+    run_blocks(eng, runs)
+    for r in runs[1::2]:
+        assert same_bits(r.out, r.tile.expected).all(), r.dataflow
+
+
 def test_wrong_geometry_is_rejected():
     with pytest.raises(ValueError, match="array.rows must be a power of two"):
         TensorEngine(SMALL.replace(**{"array.rows": 3}), "int8")

@@ -21,6 +21,7 @@ class BlockRun:
     out_ready: np.ndarray | None = None
     cycles: int = -1
     out: np.ndarray | None = None
+    store: bool = True  # False: leave OUT for the next block to accumulate into
 
 
 def run_blocks(eng: TensorEngine, runs: list[BlockRun], seed: int | None = None,
@@ -65,6 +66,8 @@ def run_blocks(eng: TensorEngine, runs: list[BlockRun], seed: int | None = None,
             ctx.set(eng.in_valid, 1)
             ctx.set(eng.out_ready, 1)
             r.cycles = cyc
+            if not r.store:
+                continue
             ctx.set(eng.cmd.payload, word(store(m_rows, n_cols)))
             ctx.set(eng.cmd.valid, 1)
             await ctx.tick().until(eng.cmd.ready)
@@ -81,6 +84,8 @@ def run_blocks(eng: TensorEngine, runs: list[BlockRun], seed: int | None = None,
     async def monitor(ctx):
         async for _, _, valid, ready, payload in ctx.tick().sample(
                 eng.store.valid, eng.store.ready, eng.store.payload.as_value()):
+            while not runs[state["i"]].store:
+                state["i"] += 1
             if valid and ready:
                 collected[state["i"]].append(payload)
                 r = runs[state["i"]]

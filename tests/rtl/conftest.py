@@ -16,3 +16,19 @@ def rtl_cache(tmp_path_factory):
         os.environ.pop("NMSAT_RTL_CACHE", None)
     else:
         os.environ["NMSAT_RTL_CACHE"] = old
+
+
+SMALL_2X2_TOML = 'preset = "small"\n\n[array]\nrows = 2\ncols = 2\n'
+"""The ``small`` preset with a 2 x 2 array (same PE: P = 4, A = 8, La = 1, every pattern):
+the float engines' Verilator builds take minutes per type at 4 x 4, so the float cocotb
+regressions and the layer runs use this; the 4 x 4 float engine is covered in Amaranth's
+simulator (``tests/test_rtl_engine.py``)."""
+
+
+@pytest.fixture(scope="session")
+def small_2x2(tmp_path_factory):
+    from nmsat.config import load
+
+    path = tmp_path_factory.mktemp("cfg") / "small_2x2.toml"
+    path.write_text(SMALL_2X2_TOML)
+    return path, load(path)

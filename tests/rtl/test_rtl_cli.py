@@ -29,12 +29,18 @@ def test_generate_rejects_unknown_preset(capsys):
     assert "'nope' is neither a preset" in capsys.readouterr().err
 
 
+def _sim_ok():
+    from nmsat.rtl.tb.runner import simulator
+
+    return simulator() == "verilator" or shutil.which("iverilog")
+
+
 @pytest.mark.rtl
 @pytest.mark.slow
-@pytest.mark.skipif(not shutil.which("iverilog"), reason="needs an HDL simulator")
-def test_run_layer_closes_the_loop(capsys):
-    rc = main(["rtl", "run", "mlp", "--layer", "fc3", "--phase", "ff", "--config", "small",
-               "--batch", "4", "--json"])
+@pytest.mark.skipif(not _sim_ok(), reason="needs an HDL simulator")
+def test_run_layer_closes_the_loop(capsys, small_2x2):
+    rc = main(["rtl", "run", "mlp", "--layer", "fc3", "--phase", "ff", "--config",
+               str(small_2x2[0]), "--batch", "4", "--json"])
     rep = json.loads(capsys.readouterr().out)
     assert rc == 0
     assert rep["mismatches"] == 0 and rep["words"] == 4 * 10
@@ -44,8 +50,8 @@ def test_run_layer_closes_the_loop(capsys):
 @pytest.mark.rtl
 @pytest.mark.slow
 @pytest.mark.torch
-@pytest.mark.skipif(not shutil.which("iverilog"), reason="needs an HDL simulator")
-def test_replay_a_trained_layer_through_the_rtl(tmp_path, capsys):
+@pytest.mark.skipif(not _sim_ok(), reason="needs an HDL simulator")
+def test_replay_a_trained_layer_through_the_rtl(tmp_path, capsys, small_2x2):
     """A real layer's tensors from a training trace (digits MLP, BDWP 2:8) through the RTL:
     its BP GEMM (sparse along the output dimension) bit-exact and cycle-exact."""
     pytest.importorskip("torch")
@@ -56,8 +62,8 @@ def test_replay_a_trained_layer_through_the_rtl(tmp_path, capsys):
                       train_limit=32, sample_iterations=(-1,))
     path = tmp_path / "mlp.nmt"
     save_trace(train(cfg), path)
-    rc = main(["rtl", "run", str(path), "--layer", "fc3", "--phase", "bp", "--config", "small",
-               "--json"])
+    rc = main(["rtl", "run", str(path), "--layer", "fc3", "--phase", "bp", "--config",
+               str(small_2x2[0]), "--json"])
     rep = json.loads(capsys.readouterr().out)
     assert rc == 0
     assert rep["mismatches"] == 0 and rep["words"] == 8 * 256
