@@ -14,6 +14,8 @@ temporary folder; the stores are checked to hold identical results.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sqlite3
 import sys
 import tempfile
@@ -52,29 +54,42 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--points", type=int, default=1000, help="points to run (default 1000)")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2],
                     help="local worker counts to compare (default: 1 2)")
+    ap.add_argument("--rounds", type=int, default=10,
+                    help="interleave the worker counts over this many slices of the points "
+                         "(default 10)")
     args = ap.parse_args(argv)
 
     spec = sweep_spec.from_dict(dict(SPEC, sample={"count": args.points, "seed": 1}),
                                 "sweep_bench")
     print(f"{args.points} points of {spec.grid_size} (ResNet-18 training, batch 32); "
           f"{sweep.default_workers()} CPUs", flush=True)
-    rates: dict[int, float] = {}
+    points = spec.points()
+    chunks = [points[i::args.rounds] for i in range(args.rounds)]
+    busy = {n: 0.0 for n in args.workers}
+    done = {n: 0 for n in args.workers}
     stores: dict[int, Path] = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        clusters = {}
         for n in args.workers:
-            store = Path(tmp) / f"w{n}.sqlite"
             t0 = time.perf_counter()
-            plan = sweep.plan(spec, store, resume=False)
-            t_plan = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            with sweep.DaskCluster(workers=n) as cluster:
-                t_up = time.perf_counter() - t0
-                summary = sweep.run(plan, store, cluster)
-            rates[n] = summary.points_per_second
-            stores[n] = store
-            print(f"workers={n}: {summary.ok} ok, {summary.failed} failed in "
-                  f"{summary.seconds:.1f} s -> {rates[n]:.2f} points/s "
-                  f"(plan {t_plan:.1f} s, cluster start {t_up:.1f} s)", flush=True)
+            clusters[n] = stack.enter_context(sweep.DaskCluster(workers=n))
+            print(f"local cluster with {n} workers up in {time.perf_counter() - t0:.1f} s",
+                  flush=True)
+            stores[n] = Path(tmp) / f"w{n}.sqlite"
+        for r, chunk in enumerate(chunks):
+            # alternate the order so a drift in the machine's other load hits both alike
+            for n in (args.workers if r % 2 == 0 else args.workers[::-1]):
+                part = sweep.SweepPlan(spec, chunk, chunk)
+                summary = sweep.run(part, stores[n], clusters[n])
+                busy[n] += summary.seconds
+                done[n] += summary.ok + summary.failed
+                print(f"round {r + 1}/{args.rounds} workers={n}: {summary.ok} ok, "
+                      f"{summary.failed} failed, {summary.points_per_second:.2f} points/s "
+                      f"(load average {os.getloadavg()[0]:.1f})", flush=True)
+        rates = {n: done[n] / busy[n] for n in args.workers}
+        for n in args.workers:
+            print(f"workers={n}: {done[n]} points in {busy[n]:.1f} s -> {rates[n]:.2f} "
+                  f"points/s", flush=True)
         ref = result_columns(stores[args.workers[0]])
         same = True
         for n in args.workers[1:]:
