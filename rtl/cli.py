@@ -66,9 +66,9 @@ def _synth(args: argparse.Namespace) -> int:
 
     progress = None if args.json else (lambda msg: print(msg, file=sys.stderr))
     if args.calibrate:
-        from .synth import calibrate, write_json
+        from .synth import calibrate
 
-        write_json(calibrate(progress=progress), args.calibrate)
+        calibrate(progress=progress, out=args.calibrate)
         print(args.calibrate)
         return 0
     cfg = resolve(args.config)

@@ -320,15 +320,15 @@ def compare(whole: Report, per_unit: Report) -> dict[str, float]:
 
 CALIBRATION_POINTS: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = (
     ("small", ()),
-    ("small", (("array.rows", 8), ("array.cols", 8))),
-    ("small", (("array.rows", 2), ("array.cols", 4))),
+    ("small", (("sore.lanes", 8), ("weight_update.lanes", 8))),
+    ("small", (("array.macs_per_pe", 8), ("array.act_window", 16))),
     ("small", (("array.macs_per_pe", 2), ("array.act_window", 4),
                ("array.nm_patterns", ("1:4", "2:4")))),
-    ("small", (("array.macs_per_pe", 8), ("array.act_window", 16))),
-    ("small", (("array.acc_latency", 4),)),
     ("small", (("numerics.dtype", "bf16"),)),
     ("small", (("numerics.dtype", "int8"),)),
-    ("small", (("sore.lanes", 8), ("weight_update.lanes", 8))),
+    ("small", (("array.acc_latency", 4),)),
+    ("small", (("array.rows", 8), ("array.cols", 8))),
+    ("small", (("array.rows", 2), ("array.cols", 4))),
     ("small", (("buffers.activation.kib", 64), ("buffers.weight.kib", 64),
                ("buffers.output.kib", 64))),
 )
@@ -337,21 +337,29 @@ CALIBRATION_POINTS: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = (
 CALIBRATION_COMMAND = "nmsat rtl synth --calibrate rtl/data/synth_calibration.json"
 
 
-def calibrate(points=CALIBRATION_POINTS,
-              progress: Callable[[str], None] | None = None) -> dict:
+def calibrate(points=CALIBRATION_POINTS, progress: Callable[[str], None] | None = None,
+              out: str | Path | None = None) -> dict:
     """Per-unit synthesis of each calibration configuration: the table for
-    ``simulator/area.py`` (units and per-unit-scaled totals, each with its config)."""
+    ``simulator/area.py`` (per point its config, each unit's Yosys result and instance
+    count, and the per-unit-scaled total). With ``out`` the table is rewritten after every
+    point (``complete`` false until the last), so a long run leaves what it finished."""
     from nmsat.config import preset
 
-    rows = []
+    data = {"tool": _yosys_version(),
+            "flow": "synth_xilinx -family xcup -flatten, coarse step without share",
+            "method": "per-unit synthesis scaled by instance counts (glue logic not counted)",
+            "command": CALIBRATION_COMMAND, "complete": False, "points": []}
     for name, changes in points:
         cfg = preset(name).replace(**dict(changes)) if changes else preset(name)
         rep = synth_units(cfg, progress=progress)
-        rows.append({"preset": name, "changes": [list(c) for c in changes],
-                     "config": to_dict(cfg), **rep.as_dict()})
-    return {"tool": _yosys_version(),
-            "flow": "synth_xilinx -family xcup -flatten, coarse step without share",
-            "command": CALIBRATION_COMMAND, "points": rows}
+        data["points"].append({"preset": name, "changes": [list(c) for c in changes],
+                               "config": to_dict(cfg), **rep.as_dict()})
+        if out is not None:
+            write_json(data, out)
+    data["complete"] = True
+    if out is not None:
+        write_json(data, out)
+    return data
 
 
 def _yosys_version() -> str:
