@@ -70,14 +70,8 @@ def build_parser() -> Parser:
     )
     parser.add_argument("--version", action="version", version=f"nmsat {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for name, module in SUBCOMMANDS.items():
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name is None or not module.startswith(e.name):
-                raise  # a real missing dependency inside the module
-            continue  # that part of the tool is not in this build
-        mod.register(sub)
+    for module in SUBCOMMANDS.values():
+        importlib.import_module(module).register(sub)
     return parser
 
 

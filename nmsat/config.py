@@ -28,10 +28,7 @@ from .types import NM, ActZero, Dataflow, DType
 
 def _f(default: Any, doc: str, lo: float | None = None, hi: float | None = None, **kw: Any) -> Any:
     """A config field with a doc string (source/reasoning) and an inclusive valid range."""
-    meta = {"doc": doc, "min": lo, "max": hi}
-    if isinstance(default, tuple):
-        return field(default=default, metadata=meta, **kw)
-    return field(default=default, metadata=meta, **kw)
+    return field(default=default, metadata={"doc": doc, "min": lo, "max": hi}, **kw)
 
 
 # --------------------------------------------------------------------------- units
