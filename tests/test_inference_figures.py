@@ -16,7 +16,14 @@ def test_roofline_plots_every_gemm_layer_at_its_intensity(tmp_path):
     d = F.roofline_data(r)
     gemm = [x for x in r.layers if x.dense_macs]
     assert d["layers"]["name"] == [x.name for x in gemm]
-    assert d["ridge"] == r.roofline["ridge"] == d["peak"] / d["bandwidth"]
+    assert d["layers"]["intensity"] == [x.intensity for x in gemm]
+    assert d["layers"]["performance"] == [x.dense_macs / x.total_cycles for x in gemm]
+    assert d["layers"]["bound"] == [x.bound for x in gemm]
+    # from the config, not from the result: 2:4 doubles the 1,024 MACs/cycle; 4 x 64 B/cycle
+    a, m = VCU1525.array, VCU1525.dram
+    assert (d["peak_dense"], d["peak"]) == (a.peak_macs_per_cycle, 2 * a.peak_macs_per_cycle)
+    assert d["bandwidth"] == m.channels * m.bytes_per_cycle
+    assert d["ridge"] == 2 * a.peak_macs_per_cycle / (m.channels * m.bytes_per_cycle)
     p = F.roofline_figure(r)
     drawn = {b: p.artists["points"][b].get_offsets() for b in ("memory", "compute")}
     for b, pts in drawn.items():
