@@ -625,7 +625,7 @@ def layer_masks(w: np.ndarray, method: str, nm: NM | str) -> tuple[np.ndarray, n
 
 
 def train_step(w_master: np.ndarray, x: np.ndarray, dy: np.ndarray, *, method: str,
-               nm: NM | str, dtype: DType | str = "fp16", lanes: int | None = None,
+               nm: NM | str, dtype: DType | str | None = None, lanes: int | None = None,
                act_window: int | None = None, lr: float = 0.01, momentum: float | None = None,
                velocity: np.ndarray | None = None, srste_decay: float = 2e-4,
                conv: ConvGeom | None = None) -> StepResult:
@@ -641,12 +641,14 @@ def train_step(w_master: np.ndarray, x: np.ndarray, dy: np.ndarray, *, method: s
     the gradient. Every GEMM goes through :func:`engine_gemm`; FF and BP use N:M mode
     where their mask groups along the GEMM's K (BDWP FF and BP, SR-STE FF).
 
-    ``lanes`` (P), ``act_window`` (A) and ``momentum`` default to the ``vcu1525`` preset's
-    ``array.macs_per_pe``, ``array.act_window`` and ``weight_update.momentum``.
+    ``dtype``, ``lanes`` (P), ``act_window`` (A) and ``momentum`` default to the ``vcu1525``
+    preset's ``numerics.dtype``, ``array.macs_per_pe``, ``array.act_window`` and
+    ``weight_update.momentum``.
     """
     from .config import VCU1525
     from .types import Method
 
+    dtype = VCU1525.numerics.dtype if dtype is None else dtype
     lanes = VCU1525.array.macs_per_pe if lanes is None else lanes
     act_window = VCU1525.array.act_window if act_window is None else act_window
     momentum = VCU1525.weight_update.momentum if momentum is None else momentum
