@@ -88,8 +88,11 @@ def main(argv: list[str] | None = None) -> int:
                       f"(load average {os.getloadavg()[0]:.1f})", flush=True)
         rates = {n: done[n] / busy[n] for n in args.workers}
         for n in args.workers:
+            with sqlite3.connect(stores[n]) as conn:
+                (per_point,) = conn.execute("SELECT avg(elapsed_s) FROM points").fetchone()
+            # a worker's wall time per point grows only when the workers lack CPU
             print(f"workers={n}: {done[n]} points in {busy[n]:.1f} s -> {rates[n]:.2f} "
-                  f"points/s", flush=True)
+                  f"points/s; {per_point:.3f} s per point inside a worker", flush=True)
         ref = result_columns(stores[args.workers[0]])
         same = True
         for n in args.workers[1:]:
