@@ -39,6 +39,24 @@ def load_layout(banks: int, depth: int, width) -> data.StructLayout:
     return data.StructLayout({"bank": range(banks), "addr": range(depth), "data": width})
 
 
+def buffer_geometry(cfg: AcceleratorConfig, sh: EngineShape) -> dict[str, int]:
+    """Words per bank of ACT (windows), WGT (slot vectors) and OUT (fp32/int32), from the
+    configured capacities, and the tag widths that address OUT."""
+    R, C, elem = sh.rows, sh.cols, sh.numeric.width // 8
+    out = max(2, cfg.buffers.output.bytes // (R * C * 4))
+    return {"act": max(2, cfg.buffers.activation.bytes // (R * sh.window * elem)),
+            "wgt": max(2, cfg.buffers.weight.bytes // (C * sh.lanes * (elem + 1))),
+            "out": out, "row_bits": max(1, (out * R - 1).bit_length()),
+            "ct_bits": max(1, (out - 1).bit_length())}
+
+
+def load_layouts(cfg: AcceleratorConfig, sh: EngineShape):
+    """Payload layouts of the ACT and WGT load streams."""
+    g = buffer_geometry(cfg, sh)
+    return (load_layout(sh.rows, g["act"], sh.window_layout),
+            load_layout(sh.cols, g["wgt"], sh.slots_layout))
+
+
 class BankedMemory(wiring.Component):
     """``banks`` independent ``amaranth.lib.memory`` banks, each one write port and one
     combinational read port."""
@@ -67,7 +85,7 @@ class TensorEngine(wiring.Component):
 
     def __init__(self, cfg: AcceleratorConfig, dtype=None):
         sh = self.shape = EngineShape.from_config(cfg, dtype)
-        R, C, elem = sh.rows, sh.cols, sh.numeric.width // 8
+        R, C = sh.rows, sh.cols
         for name, v in (("array.rows", R), ("array.cols", C)):
             if v & (v - 1):
                 raise ValueError(f"{name} must be a power of two for the RTL, not {v}")
@@ -75,15 +93,13 @@ class TensorEngine(wiring.Component):
             kpc = sh.lanes if nm is None else min(sh.lanes // nm.n, sh.window // nm.m) * nm.m
             if kpc & (kpc - 1):
                 raise ValueError(f"K per cycle must be a power of two for the RTL, not {kpc}")
-        self.act_depth = max(2, cfg.buffers.activation.bytes // (R * sh.window * elem))
-        self.wgt_depth = max(2, cfg.buffers.weight.bytes // (C * sh.lanes * (elem + 1)))
-        self.out_depth = max(2, cfg.buffers.output.bytes // (R * C * 4))
-        self.row_bits = max(1, (self.out_depth * R - 1).bit_length())
-        self.ct_bits = max(1, (self.out_depth - 1).bit_length())
+        g = buffer_geometry(cfg, sh)
+        self.act_depth, self.wgt_depth, self.out_depth = g["act"], g["wgt"], g["out"]
+        self.row_bits, self.ct_bits = g["row_bits"], g["ct_bits"]
+        act_l, wgt_l = load_layouts(cfg, sh)
         super().__init__({
             "cmd": In(stream.Signature(isa.INSTR_BITS)),
-            "act_load": In(stream.Signature(load_layout(R, self.act_depth, sh.window_layout))),
-            "wgt_load": In(stream.Signature(load_layout(C, self.wgt_depth, sh.slots_layout))),
+            "act_load": In(stream.Signature(act_l)), "wgt_load": In(stream.Signature(wgt_l)),
             "store": Out(stream.Signature(sh.acc_row_layout)),
             "in_valid": In(1, init=1), "out_ready": In(1, init=1), "busy": Out(1)})
 

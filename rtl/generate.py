@@ -40,7 +40,7 @@ class Unit:
 def units() -> list[Unit]:
     """The top level first, then the units that per-unit synthesis scales by count."""
     from .array import Cell
-    from .engine import TensorEngine
+    from .engine import TensorEngine, buffer_geometry
     from .layouts import EngineShape
     from .pe import ChunkDot
     from .sore import Sore
@@ -48,8 +48,8 @@ def units() -> list[Unit]:
 
     def cell(cfg, dt):
         sh = EngineShape.from_config(cfg, dt)
-        eng = TensorEngine(cfg, dt)
-        return Cell(sh, 1, eng.row_bits, eng.ct_bits)
+        g = buffer_geometry(cfg, sh)
+        return Cell(sh, 1, g["row_bits"], g["ct_bits"])
 
     return [
         Unit(TOP, lambda cfg, dt: TensorEngine(cfg, dt), lambda cfg: 1),

@@ -60,10 +60,9 @@ async def run_compute(dut, clk, instr: int, rng, stall: float):
 
 async def start_engine(dut, cfg, shape: EngineShape, rng, gap: float, ready: float):
     """Clock, reset, the two load drivers, the store monitor, and the load payload layouts."""
-    from ..engine import TensorEngine
+    from ..engine import load_layouts
 
-    eng = TensorEngine(cfg, shape.dtype)  # for its payload layouts only
-    layouts = (eng.act_load.payload.shape(), eng.wgt_load.payload.shape())
+    layouts = load_layouts(cfg, shape)
     clk = dut.clk
     cocotb.start_soon(Clock(clk, 10, unit="ns").start())
     dut.rst.value = 1
