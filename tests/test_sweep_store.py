@@ -227,8 +227,9 @@ def test_area_fit_recovers_the_per_unit_costs_and_reports_its_error():
         area.parse_table({"points": [{"preset": "small"}]})
 
 
-def test_no_calibration_table_means_no_estimate():
-    if area.calibration() is not None:
-        pytest.skip("the RTL's calibration table exists")
-    assert area.estimate(nmconfig.SMALL) is None
-    assert area.calibration_error() == {}
+def test_uncalibrated_operand_types_get_no_estimate():
+    # no table, or one too small to fit every coefficient (e.g. still being synthesised)
+    fitted = area.models()
+    for cfg in (nmconfig.SMALL, nmconfig.SMALL.replace(**{"numerics.dtype": "int16"})):
+        assert (area.estimate(cfg) is None) == (cfg.numerics.dtype not in fitted)
+    assert "int16" not in fitted
