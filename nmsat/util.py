@@ -15,7 +15,30 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     The data goes to a temporary file in the same folder, is flushed to disk, then renamed
     over ``path``; on any error the temporary file is removed and ``path`` is untouched.
     """
-    p = Path(path)
+    atomic_write_many([(path, data)])
+
+
+def atomic_write_many(files: list[tuple[str | Path, bytes]]) -> None:
+    """Write several files all or nothing: every file is first staged completely as a
+    temporary file beside its target, and only then are they renamed into place. If any
+    staging fails, every temporary file is removed and no target is touched."""
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, data in files:
+            staged.append((_stage(Path(path), data), Path(path)))
+        for tmp, p in staged:
+            os.replace(tmp, p)
+    except BaseException:
+        for tmp, _ in staged:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+        raise
+
+
+def _stage(p: Path, data: bytes) -> str:
+    """A flushed temporary copy of ``data`` in ``p``'s folder with ``p``'s future mode."""
     if p.is_dir():
         raise OutputError(f"cannot write {p}: it is a folder")
     try:
@@ -35,13 +58,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, p)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        os.unlink(tmp)
         raise
+    return tmp
 
 
 def _umask() -> int:

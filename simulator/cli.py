@@ -12,20 +12,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from nmsat.cli import positive_int
+
 DEFAULT_WORKLOAD = "resnet18"
 DEFAULT_METHOD = "bdwp"
 DEFAULT_NM = "2:8"
 DEFAULT_BATCH = 32
 
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
-    return v
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,10 +35,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nm", default=None, metavar="N:M",
                    help="N:M pattern of every layer's sparse weights (default: the per-layer "
                         f"patterns a trace or SCALE-Sim v3 file fixes, else {DEFAULT_NM})")
-    p.add_argument("--batch", type=_positive_int, default=None, metavar="B",
+    p.add_argument("--batch", type=positive_int, default=None, metavar="B",
                    help="samples per batch (default: a trace's or SCALE-Sim file's own, "
                         f"else {DEFAULT_BATCH})")
-    p.add_argument("--seq-len", type=_positive_int, default=None, metavar="L",
+    p.add_argument("--seq-len", type=positive_int, default=None, metavar="L",
                    help="sequence length of a language model (default: the model's)")
     p.add_argument("--mode", default="train", choices=("train", "inference"),
                    help="a training iteration (FF, BP, WG, WU, SORE) or inference (FF only)")
@@ -114,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
     from nmsat import config
     from nmsat.simulator import api
     from nmsat.simulator.results import bandwidth_report_csv, compute_report_csv
-    from nmsat.util import atomic_write_text
+    from nmsat.errors import OutputError
+    from nmsat.util import atomic_write_many
 
     from nmsat.simulator import inference
     if args.mode == "inference":
@@ -141,11 +135,16 @@ def run(args: argparse.Namespace) -> int:
     for path, text in outputs:
         if path.exists() and path.is_dir():
             raise IsADirectoryError(f"{path} is a folder")
-    if args.report is not None and args.report.exists() and not args.report.is_dir():
-        from nmsat.reports import ReportError
-        raise ReportError(f"--report: {args.report} exists and is not a folder")
-    for path, text in outputs:
-        atomic_write_text(path, text)
+    if args.report is not None:
+        if args.report.exists() and not args.report.is_dir():
+            from nmsat.reports import ReportError
+            raise ReportError(f"--report: {args.report} exists and is not a folder")
+        try:  # before anything is written, so a bad report folder leaves no output behind
+            args.report.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"cannot create report folder {args.report}: "
+                              f"{e.strerror or e}") from None
+    atomic_write_many([(path, text.encode("utf-8")) for path, text in outputs])
 
     index = None
     if args.report is not None:  # the dense run too, for the dense-vs-sparse phase figure

@@ -94,3 +94,23 @@ def test_inference_rejects_no_pregen(capsys, tree):
     assert_one_line_error(capsys, ["simulate", *SMALL, "--mode", "inference", "--no-pregen",
                                    "--json", tree / "keep.json"],
                           "--no-pregen is for training", tree)
+
+
+@pytest.mark.parametrize("bad", [["--report", "afile/report"],
+                                 ["--scalesim-reports", "afile/csv"]])
+@pytest.mark.parametrize("json_name", ["keep.json", "new.json"])
+def test_one_bad_output_writes_no_other_output(capsys, tree, bad, json_name):
+    """--json with a bad --report or --scalesim-reports folder: the JSON is neither
+    created nor overwritten."""
+    argv = ["simulate", *SMALL, "--json", tree / json_name, bad[0], tree / bad[1]]
+    assert_one_line_error(capsys, argv, "afile", tree)
+
+
+def test_atomic_write_many_is_all_or_nothing(tree):
+    from nmsat.util import atomic_write_many
+
+    with pytest.raises(OutputError):
+        atomic_write_many([(tree / "keep.json", b"NEW\n"), (tree / "afile" / "x", b"x")])
+    assert (tree / "keep.json").read_text() == "KEEP\n"
+    assert sorted(p.name for p in tree.iterdir()) == sorted(
+        ["afile", "folder.nmt", "folder.csv", "keep.json", "int8.toml"])
