@@ -18,9 +18,10 @@ from __future__ import annotations
 import io
 import re
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 FORMATS: tuple[str, ...] = ("png", "svg")
 

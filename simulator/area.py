@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources as importlib_resources
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -169,8 +170,8 @@ class AreaModel:
             n = instances(unit, cfg)
             for r, coef in per_resource:
                 totals[r] += n * max(0.0, float(x @ np.array(coef)))
-        return Resources(int(round(totals["lut"])), int(round(totals["ff"])),
-                         int(round(totals["dsp"])), round(totals["bram"], 1))
+        return Resources(round(totals["lut"]), round(totals["ff"]),
+                         round(totals["dsp"]), round(totals["bram"], 1))
 
 
 def fit(points: tuple[CalibrationPoint, ...], dtype: str) -> AreaModel:

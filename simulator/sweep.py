@@ -29,14 +29,16 @@ import os
 import sqlite3
 import time
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Self
+
+from nmsat.simulator.sweep_spec import Point, SweepSpec
 
 from nmsat import __version__
 from nmsat.errors import NmsatError
-from nmsat.simulator.sweep_spec import Point, SweepSpec
 
 SCHEMA_VERSION = 1
 
@@ -132,7 +134,7 @@ class ResultStore:
                              f"not {SCHEMA_VERSION}")
 
     @classmethod
-    def create(cls, path: str | Path) -> "ResultStore":
+    def create(cls, path: str | Path) -> ResultStore:
         """Create a new store at ``path`` (which must not exist). The file is built under a
         temporary name and renamed into place, so ``path`` is either absent or complete."""
         p = Path(path)
@@ -158,17 +160,17 @@ class ResultStore:
         return cls(p, cls._connect(p))
 
     @classmethod
-    def open(cls, path: str | Path) -> "ResultStore":
+    def open(cls, path: str | Path) -> ResultStore:
         cls.check(path)
         return cls(Path(path), cls._connect(Path(path)))
 
     def close(self) -> None:
         self._conn.close()
 
-    def __enter__(self) -> "ResultStore":
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def keys(self) -> set[str]:
@@ -234,7 +236,7 @@ class _transaction:
     def __enter__(self) -> None:
         self.conn.execute("BEGIN IMMEDIATE")
 
-    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
@@ -248,7 +250,7 @@ def _read_only(path: Path) -> sqlite3.Connection:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 # --------------------------------------------------------------------------- export
@@ -313,7 +315,7 @@ class PointTask:
     options: dict[str, Any]
 
     @classmethod
-    def of(cls, point: Point) -> "PointTask":
+    def of(cls, point: Point) -> PointTask:
         from nmsat.config import to_dict
 
         return cls(point.key, point.workload, to_dict(point.config), point.options_dict)
@@ -333,9 +335,10 @@ def evaluate_point(task: PointTask) -> dict[str, Any]:
     Never raises for a failing simulation: the record then has ``status = 'failed'`` and
     the error's one-line description, so one bad point does not stop a sweep.
     """
-    from nmsat import config as nmconfig
     from nmsat.simulator import api, area
     from nmsat.simulator.sweep_spec import WORKLOAD_OPTIONS, options_object
+
+    from nmsat import config as nmconfig
 
     t0 = time.perf_counter()
     worker = f"{os.uname().nodename}:{os.getpid()}"
@@ -439,7 +442,7 @@ class DaskCluster:
         self.cluster: Any = None
         self.client: Any = None
 
-    def __enter__(self) -> "DaskCluster":
+    def __enter__(self) -> Self:
         from dask.distributed import Client, LocalCluster
 
         quiet = logging.CRITICAL
@@ -469,7 +472,7 @@ class DaskCluster:
         info = self.client.scheduler_info(n_workers=-1)
         return sum(w["nthreads"] for w in info["workers"].values())
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.client is not None:
             self.client.close()
         if self.cluster is not None:

@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _export(store: Path, fmt: str, out: Path | None) -> int:
     from nmsat.simulator import sweep
+
     from nmsat.util import atomic_write_text
 
     text = sweep.export_csv(store) if fmt == "csv" else sweep.export_json(store)
@@ -107,9 +108,8 @@ def _export(store: Path, fmt: str, out: Path | None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from nmsat.simulator import sweep, sweep_spec
+    from tqdm import tqdm
 
     spec_path = Path(args.target[0])
     spec = sweep_spec.load(spec_path)

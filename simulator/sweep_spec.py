@@ -27,9 +27,10 @@ import random
 import tomllib
 import types
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from nmsat import __version__
 from nmsat import config as nmconfig
@@ -288,7 +289,7 @@ class Constraint:
     names: frozenset[str] = field(compare=False, repr=False)
 
     @classmethod
-    def parse(cls, text: Any, known: frozenset[str], where: str) -> "Constraint":
+    def parse(cls, text: Any, known: frozenset[str], where: str) -> Constraint:
         if not isinstance(text, str):
             raise SweepSpecError(f"{where}: a constraint must be a string, not {text!r}")
         try:
@@ -484,7 +485,7 @@ def _range_values(where: str, raw: Mapping[str, Any]) -> tuple[Any, ...]:
         if not _number(step) or step <= 0:
             raise SweepSpecError(f"{where}.step must be a positive number, not {step!r}")
         ints = ints and _int_like(step)
-        n = int(math.floor((stop - start) / step + 1e-9)) + 1
+        n = math.floor((stop - start) / step + 1e-9) + 1
         values = [start + i * step for i in range(n)]
     else:
         factor = raw["factor"]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from nmsat import config as nmconfig
 from nmsat.simulator import sweep_spec
 from nmsat.simulator.sweep_spec import AxisKind, AxisTarget, Constraint, SweepSpecError
+
+from nmsat import config as nmconfig
 
 BASE = """
 name = "t"
@@ -142,10 +142,10 @@ def test_key_covers_config_workload_options_and_version():
     ('workloads = ["mlp"]\n[axes]\n"array.rows" = {start = 1, stop = 4}\n', "exactly one of step"),
     ('workloads = ["mlp"]\n[axes]\n"array.rows" = {start = 1, stop = 4, stp = 1}\n',
      "unknown key 'stp'"),
-    ('workloads = ["mlp"]\n[axes]\n"array.rows" = {random = "int", low = 1, high = 3, count = 5, '
-     'seed = 1}\n', "count 5 exceeds the 3 integers"),
-    ('workloads = ["mlp"]\n[axes]\n"array.rows" = {random = "gauss", low = 1, high = 3, count = 1, '
-     'seed = 1}\n', "unknown RandomDistribution 'gauss'"),
+    (('workloads = ["mlp"]\n[axes]\n"array.rows" = {random = "int", low = 1, high = 3, count = 5, '
+     'seed = 1}\n'), "count 5 exceeds the 3 integers"),
+    (('workloads = ["mlp"]\n[axes]\n"array.rows" = {random = "gauss", low = 1, high = 3, count = 1, '
+     'seed = 1}\n'), "unknown RandomDistribution 'gauss'"),
     ('workloads = ["mlp"]\n[axes]\n"array.rows" = {random = "int", low = 1, high = 3, count = 1}\n',
      "needs seed"),
     ('workloads = ["mlp"]\nconstraints = ["array.rowz < 3"]\n', "unknown name 'array.rowz'"),

@@ -14,10 +14,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
-from nmsat import config as nmconfig
 from nmsat.simulator import area, sweep, sweep_spec
 from nmsat.simulator.sweep import DaskCluster, ResultStore, SweepError
+
+from nmsat import config as nmconfig
 
 SPEC = """
 name = "store"
@@ -109,9 +109,9 @@ def test_existing_store_needs_resume_and_a_store(tmp_path):
 
 
 def test_unreachable_scheduler_raises_before_anything(tmp_path):
-    with pytest.raises(SweepError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
-        with DaskCluster(address="tcp://127.0.0.1:9", timeout_s=1):
-            pass
+    with (pytest.raises(SweepError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"),
+          DaskCluster(address="tcp://127.0.0.1:9", timeout_s=1)):
+        pass
 
 
 def test_export_round_trips_exactly(tmp_path, cluster):
@@ -186,7 +186,7 @@ def synthetic_table(changes_list):
         cfg = nmconfig.SMALL.replace(**dict(changes))
         units, total = [], dict.fromkeys(("lut", "ff", "dsp", "bram36", "uram"), 0)
         for name, cost in TRUE.items():
-            lut = int(round(cost(cfg)))
+            lut = round(cost(cfg))
             each = {"lut": lut, "ff": lut // 2, "dsp": cfg.array.macs_per_pe
                     if name == "pe_cell" else 0, "bram36": 0.5 if name.endswith("bank") else 0,
                     "uram": 0}
@@ -214,7 +214,7 @@ def test_area_fit_recovers_the_per_unit_costs_and_reports_its_error():
     est = model.estimate(big)
     from nmsat.rtl.synth import unit
 
-    want = sum(unit(n).instances(big) * int(round(c(big))) for n, c in TRUE.items())
+    want = sum(unit(n).instances(big) * round(c(big)) for n, c in TRUE.items())
     assert abs(est.lut - want) <= len(TRUE) * 256  # per-instance rounding only
     assert est.dsp == big.array.pes * 4
     err = area.calibration_error(cal.points)["fp16"]
