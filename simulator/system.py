@@ -79,6 +79,7 @@ from nmsat.dataflow.isa import (
     WeightUpdate,
 )
 from nmsat.simulator import tile_model
+from nmsat.simulator.roofline import attribution
 from nmsat.workloads.layers import OpKind
 
 from nmsat.config import AcceleratorConfig
@@ -507,7 +508,7 @@ class _Sim:
         self.segments: list[list[tuple[int, int, int, int]]] = [[] for _ in range(NSTREAM)]
         self.waiters: dict[tuple[int, int], list[simpy.Event]] = {}
         self.instances: dict[tuple, _Instance] = {}
-        self.attr = self._attribution()
+        self.attr = attribution(prog)
         self.recipes = self._recipes()
         self.puts = self._puts()
         self.cycles = self._cycles()
@@ -534,37 +535,6 @@ class _Sim:
         self.dma_deps: list = [None, None]
 
     # ------------------------------------------------------------------ static tables
-
-    def _attribution(self) -> list[tuple[str, str]]:
-        """(layer, phase) of each instruction. Loads belong to the next COMPUTE in program
-        order, stores and releases to the previous one."""
-        layers = self.prog.layers
-
-        def name(i: int) -> str:
-            return layers[i] if i < len(layers) else str(i)
-
-        out: list[tuple[str, str]] = [("", "")] * len(self.instrs)
-        prev = ("", Phase.FF.value)
-        for i, ins in enumerate(self.instrs):
-            if isinstance(ins, Compute):
-                prev = (name(ins.layer), ins.phase.value)
-                out[i] = prev
-            elif isinstance(ins, Sore):
-                out[i] = (name(ins.layer), Phase.SORE.value)
-            elif isinstance(ins, WeightUpdate):
-                out[i] = (name(ins.layer), Phase.WU.value)
-            elif isinstance(ins, Vector):
-                out[i] = (name(ins.layer), ins.phase.value)
-            elif isinstance(ins, (Store, Release)):
-                out[i] = prev
-        nxt = None
-        for i in range(len(self.instrs) - 1, -1, -1):
-            ins = self.instrs[i]
-            if isinstance(ins, Compute):
-                nxt = out[i]
-            elif isinstance(ins, Load):
-                out[i] = nxt if nxt is not None else prev
-        return out
 
     def _stream_cycles(self, nbytes: int) -> int:
         """Cycles to stream ``nbytes`` over all channels, first byte after the latency."""
