@@ -45,15 +45,14 @@ except ImportError:  # imported for its helpers outside a simulator run
     cocotb = None
 
 if cocotb is not None:
-    from cocotb.clock import Clock
     from cocotb.triggers import FallingEdge
 
     from ..fp import Numeric
     from ..sore import Sore
-    from ..tb.cocotb_parts import Checker, StreamDriver
+    from ..tb.cocotb_parts import Checker
     from ..tb.sore_model import beats, expected_groups, view_groups
     from .codec import pack, payload_layout, unpack
-    from .timing import CycleCounter, TimedDriver, TimedMonitor
+    from .timing import start_timed_bench
 
     @cocotb.test()
     async def sore_views_equal_reference(dut):
@@ -64,17 +63,7 @@ if cocotb is not None:
         model = Sore(cfg, dt)
         lin, lout = payload_layout(model, "inp"), payload_layout(model, "out")
         clk = dut.clk
-        cocotb.start_soon(Clock(clk, 10, unit="ns").start())
-        counter = CycleCounter(clk)
-        cocotb.start_soon(counter.run())
-        dut.rst.value = 1
-        await FallingEdge(clk)
-        dut.rst.value = 0
-        driver = StreamDriver(dut, "inp", clk, rng, p["gap"])
-        taken = TimedDriver(dut, "inp", clk, counter)
-        monitor = TimedMonitor(dut, "out", clk, rng, counter, p["ready"])
-        cocotb.start_soon(taken.run())
-        cocotb.start_soon(monitor.run())
+        driver, taken, monitor = await start_timed_bench(dut, rng, p["gap"], p["ready"])
         check = Checker(is_float=False)
         measured = []
         for job in range(p["jobs"]):

@@ -55,3 +55,28 @@ class TimedDriver:
             await ReadOnly()
             if int(self.valid.value) and int(self.ready.value):
                 self.cycles.append(self.counter.now)
+
+
+async def start_timed_bench(dut, rng, gap: float, ready_p: float):
+    """Start the clock and a cycle counter, pulse reset, and attach the timed stream parts
+    to the unit's ``inp`` and ``out`` ports: returns (driver, input stamps, output monitor).
+
+    The setup shared by the SORE and weight-update testbenches."""
+    import cocotb
+    from cocotb.clock import Clock
+
+    from ..tb.cocotb_parts import StreamDriver
+
+    clk = dut.clk
+    cocotb.start_soon(Clock(clk, 10, unit="ns").start())
+    counter = CycleCounter(clk)
+    cocotb.start_soon(counter.run())
+    dut.rst.value = 1
+    await FallingEdge(clk)
+    dut.rst.value = 0
+    driver = StreamDriver(dut, "inp", clk, rng, gap)
+    taken = TimedDriver(dut, "inp", clk, counter)
+    monitor = TimedMonitor(dut, "out", clk, rng, counter, ready_p)
+    cocotb.start_soon(taken.run())
+    cocotb.start_soon(monitor.run())
+    return driver, taken, monitor
