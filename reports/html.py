@@ -188,3 +188,36 @@ def write_report(out_dir: Path, files: dict[str, bytes], page: str) -> Path:
     index = out / "index.html"
     atomic_write_text(index, page)
     return index
+
+
+def render_sweep_page(store_name: str, summary: Table, failed: Table,
+                      plots: Sequence[Plot]) -> str:
+    """The report page of a design-space sweep (``nmsat sweep report``): a summary per
+    workload, the failed points (listed, not plotted) and every figure with its table,
+    grouped by workload (the figures' names end in ``_<workload>``)."""
+    nav = ['<a href="#summary">Summary</a>']
+    parts = [_section("summary", "Sweep", '<p class="caption">Points of the store per '
+                      "workload. Times and energies are per training iteration (or inference "
+                      "pass); the Pareto front is over time, energy and area (LUTs, or the "
+                      "multiplier count where there is no resource estimate).</p>\n"
+                      + table_html(summary))]
+    if failed.rows:
+        nav.append('<a href="#failed">Failed points</a>')
+        parts.append(_section("failed", f"Failed points ({len(failed.rows)})",
+                              '<p class="caption">Points whose simulation failed, with their '
+                              "error. They are counted here and not plotted; "
+                              "<code>nmsat sweep ... --resume</code> does not retry them "
+                              "(delete their rows to retry).</p>\n" + table_html(failed)))
+    for p in plots:
+        nav.append(f'<a href="#{html.escape(p.name)}">{html.escape(p.title)}</a>')
+        parts.append(_plot_section(p))
+    title = f"nmsat sweep report: {store_name}"
+    ok = sum(int(r[2]) for r in summary.rows)
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+            f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+            f"<header><h1>{html.escape(title)}</h1><p>{ok} successful point(s), "
+            f"{len(failed.rows)} failed, {len(summary.rows)} workload(s)</p></header>\n"
+            f"<nav>{' '.join(nav)}</nav>\n<main>\n" + "\n".join(parts) + "\n</main>\n"
+            f"<footer>Made by nmsat {html.escape(__version__)} "
+            "(<code>nmsat sweep report</code>).</footer>\n</body>\n</html>\n")

@@ -119,19 +119,42 @@ class ResultStore:
         """Raise :class:`SweepError` unless ``path`` is a sweep store of this schema (opens it
         read-only, so nothing is changed)."""
         p = Path(path)
+        if not p.exists():
+            blocker = _blocking_file(p)
+            why = f"{blocker} is not a folder" if blocker else "no such file"
+            raise SweepError(f"no sweep store at {p}: {why}")
+        if p.is_dir():
+            raise SweepError(f"{p} is a folder, not a sweep store")
         if not p.is_file():
-            raise SweepError(f"no sweep store at {p}")
+            raise SweepError(f"{p} is not a regular file, not a sweep store")
+        try:
+            with open(p, "rb") as f:
+                head = f.read(16)
+        except OSError as e:
+            raise SweepError(f"cannot read sweep store {p}: {e.strerror or e}") from None
+        if head != b"SQLite format 3\x00":
+            what = "an empty file" if not head else "not an SQLite database"
+            raise SweepError(f"{p} is not a sweep store ({what})")
         try:
             conn = _read_only(p)
             try:
-                row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+                tables = {t for (t,) in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
+                row = (conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+                       if "meta" in tables else None)
             finally:
                 conn.close()
         except sqlite3.DatabaseError as e:
             raise SweepError(f"{p} is not a sweep store ({e})") from None
-        if row is None or row[0] != str(SCHEMA_VERSION):
-            raise SweepError(f"{p} is a sweep store of schema {row and row[0]!r}, "
-                             f"not {SCHEMA_VERSION}")
+        if not {"meta", "points", "runs"} <= tables:
+            raise SweepError(f"{p} is an SQLite database but not a sweep store (no "
+                             f"{' and no '.join(sorted({'meta', 'points', 'runs'} - tables))} "
+                             f"table)")
+        if row is None:
+            raise SweepError(f"{p} is not a sweep store (no schema version in its meta table)")
+        if row[0] != str(SCHEMA_VERSION):
+            raise SweepError(f"{p} is a sweep store of schema {row[0]!r}, not "
+                             f"{SCHEMA_VERSION} (made by another nmsat version)")
 
     @classmethod
     def create(cls, path: str | Path) -> ResultStore:
@@ -153,9 +176,11 @@ class ResultStore:
             finally:
                 conn.close()  # checkpoints the WAL into the file and removes it
             os.replace(tmp, p)
-        except BaseException:
+        except BaseException as e:
             for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
                 leftover.unlink(missing_ok=True)
+            if isinstance(e, sqlite3.Error):  # e.g. a read-only folder: one line, no trace
+                raise SweepError(f"cannot create store {p}: {e}") from None
             raise
         return cls(p, cls._connect(p))
 
@@ -247,6 +272,11 @@ def _read_only(path: Path) -> sqlite3.Connection:
     wal = path.with_name(path.name + "-wal")
     flags = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
     return sqlite3.connect(f"file:{path}?{flags}", uri=True)
+
+
+def _blocking_file(p: Path) -> Path | None:
+    """The existing non-folder among ``p``'s ancestors, if any (``p`` cannot exist then)."""
+    return next((a for a in p.parents if a.exists() and not a.is_dir()), None)
 
 
 def _now() -> str:
@@ -414,6 +444,8 @@ def plan(spec: SweepSpec, store: str | Path, resume: bool) -> SweepPlan:
     points = spec.points()
     p = Path(store)
     done: set[str] = set()
+    if p.is_dir():
+        raise SweepError(f"store {p} is a folder, not a sweep store; choose another -o")
     if p.exists():
         if not resume:
             raise SweepError(f"store {p} already exists; pass --resume to continue it or "
@@ -421,7 +453,20 @@ def plan(spec: SweepSpec, store: str | Path, resume: bool) -> SweepPlan:
         ResultStore.check(p)
         with ResultStore(p, _read_only(p)) as s:
             done = s.keys()
+    else:
+        _check_creatable(p)
     return SweepPlan(spec, points, tuple(pt for pt in points if pt.key not in done))
+
+
+def _check_creatable(p: Path) -> None:
+    """Raise :class:`SweepError` unless a new store can be created at ``p`` (its nearest
+    existing ancestor is a writable folder). Creates nothing."""
+    blocker = _blocking_file(p)
+    if blocker is not None:
+        raise SweepError(f"cannot create store {p}: {blocker} is not a folder")
+    parent = next(a for a in p.parents if a.exists())
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SweepError(f"cannot create store {p}: {parent} is not writable")
 
 
 class DaskCluster:

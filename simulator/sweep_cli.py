@@ -1,8 +1,9 @@
-"""``nmsat sweep``: run a design-space sweep on Dask, or export its result store.
+"""``nmsat sweep``: run a design-space sweep on Dask, export its result store, or report it.
 
 ``nmsat sweep SPEC [-o STORE] [--workers N | --scheduler ADDRESS] [--resume]`` runs the
 points of SPEC (see ``docs/sweeps.md``); ``nmsat sweep export STORE --csv|--json`` prints
-the store. Before the store is created or changed the spec is fully validated (every
+the store; ``nmsat sweep report STORE [-o DIR]`` writes its Pareto and sensitivity figures
+and ``DIR/index.html``. Before the store is created or changed the spec is fully validated (every
 point's config built) and Dask is reached, so a bad spec, an unknown axis or an unreachable
 scheduler ends with one line and exit status 2 and leaves no store behind.
 """
@@ -14,7 +15,12 @@ import sys
 from pathlib import Path
 
 USAGE = ("nmsat sweep SPEC [-o STORE] [--workers N | --scheduler ADDRESS] [--resume]\n"
-         "       nmsat sweep export STORE (--csv | --json) [--out FILE]")
+         "       nmsat sweep export STORE (--csv | --json) [--out FILE]\n"
+         "       nmsat sweep report STORE [-o DIR]")
+
+REPORT_SUFFIX = "-report"
+"""``nmsat sweep report STORE`` without ``-o`` writes into STORE's name without its suffix
+plus this, beside it (``my-sweep.sqlite`` -> ``my-sweep-report/``)."""
 
 
 def _positive_int(text: str) -> int:
@@ -38,11 +44,13 @@ def _positive_float(text: str) -> float:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", nargs="+", metavar="SPEC | export STORE",
-                   help="a sweep spec (.toml/.yaml) to run, or `export STORE`")
+    p.add_argument("target", nargs="+", metavar="SPEC | export STORE | report STORE",
+                   help="a sweep spec (.toml/.yaml) to run, `export STORE` or `report STORE`")
     run = p.add_argument_group("running a sweep")
-    run.add_argument("-o", "--store", type=Path, default=None, metavar="STORE",
-                     help="SQLite result store to create (default: SPEC with suffix .sqlite)")
+    run.add_argument("-o", "--store", type=Path, default=None, metavar="STORE | DIR",
+                     help="SQLite result store to create (default: SPEC with suffix "
+                          ".sqlite); with `report`, the report folder (default: STORE "
+                          f"without its suffix plus {REPORT_SUFFIX})")
     where = run.add_mutually_exclusive_group()
     where.add_argument("--workers", type=_positive_int, default=None, metavar="N",
                        help="worker processes of the local Dask cluster (default: one per "
@@ -63,12 +71,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sweep", help="run a design-space sweep on Dask; export its results",
+    p = sub.add_parser("sweep", help="run a design-space sweep on Dask; export or report "
+                                     "its results",
                        usage=USAGE,
                        description="Run every point of a sweep spec (axes over config fields "
                                    "and simulate options, workloads, constraints) on a local "
                                    "or existing Dask cluster into a crash-safe SQLite store, "
-                                   "or export a store as CSV or JSON.")
+                                   "export a store as CSV or JSON, or report it: Pareto "
+                                   "front and per-axis sensitivity figures in an HTML page.")
     add_arguments(p)
     p.set_defaults(func=run)
 
@@ -86,6 +96,19 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("sweep export: -o/--workers/--scheduler/--resume are for running "
                              "a sweep (use --out FILE)")
         return _export(Path(args.target[1]), "csv" if args.csv else "json", args.out)
+    if args.target[0] == "report":
+        if len(args.target) != 2:
+            raise UsageError("sweep report: give exactly one STORE")
+        if args.resume or args.workers or args.scheduler:
+            raise UsageError("sweep report: --workers/--scheduler/--resume are for running "
+                             "a sweep")
+        if args.csv or args.json or args.out:
+            raise UsageError("sweep report: --csv/--json/--out are for `nmsat sweep export`; "
+                             "give the report folder with -o DIR")
+        store = Path(args.target[1])
+        out = args.store if args.store is not None else store.with_name(
+            store.stem + REPORT_SUFFIX)
+        return _report(store, out)
     if len(args.target) != 1:
         raise UsageError(f"sweep: give one SPEC, not {' '.join(args.target)}")
     if args.csv or args.json or args.out:
@@ -104,6 +127,14 @@ def _export(store: Path, fmt: str, out: Path | None) -> int:
     else:
         atomic_write_text(out, text)
         print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def _report(store: Path, out: Path) -> int:
+    from nmsat.reports.sweep_figures import build_sweep_report
+
+    index = build_sweep_report(store, out)
+    print(f"wrote {index}")
     return 0
 
 
