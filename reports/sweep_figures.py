@@ -217,12 +217,11 @@ def pareto_plot(workload: str, pts: Sequence[SweepPoint], failed: int = 0) -> An
     speed = [p.speed for p in pts]
     energy = [p.energy_j * 1e12 / e_scale for p in pts]
     size = [float(p.lut if with_area else p.multipliers) for p in pts]
-    size_name = "LUTs, estimated" if with_area else "multipliers"
     fig = _figure(12.8, 4.8)
     ax_a, ax_e = fig.subplots(1, 2)
     sc = ax_a.scatter(size, speed, c=energy, cmap="viridis", s=18, zorder=2, label="points")
-    ring = dict(s=70, facecolors="none", edgecolors="black", linewidths=1.2, zorder=3,
-                label="Pareto front")
+    ring = {"s": 70, "facecolors": "none", "edgecolors": "black", "linewidths": 1.2,
+            "zorder": 3, "label": "Pareto front"}
     fa = ax_a.scatter([size[i] for i in front], [speed[i] for i in front], **ring)
     ax_a.set_xlabel("area (LUTs, estimated)" if with_area
                     else "multipliers (rows x cols x macs_per_pe; no area estimate)")
@@ -422,6 +421,9 @@ def _write_all(out: Path, files: list[tuple[str, bytes]]) -> list[Path]:
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} exists and is not a folder")
     missing = [d for d in (out, *out.parents) if not d.exists()]
+    blocker = next((a for a in out.parents if a.exists() and not a.is_dir()), None)
+    if blocker is not None:
+        raise OutputError(f"cannot create report folder {out}: {blocker} is not a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

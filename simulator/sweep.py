@@ -147,8 +147,10 @@ class ResultStore:
         except sqlite3.DatabaseError as e:
             raise SweepError(f"{p} is not a sweep store ({e})") from None
         if not {"meta", "points", "runs"} <= tables:
-            raise SweepError(f"{p} is an SQLite database but not a sweep store (no "
-                             f"{' and no '.join(sorted({'meta', 'points', 'runs'} - tables))} "
+            missing = sorted({"meta", "points", "runs"} - tables)
+            names = (f"{', '.join(missing[:-1])} or {missing[-1]}" if len(missing) > 1
+                     else missing[0])
+            raise SweepError(f"{p} is an SQLite database but not a sweep store (no {names} "
                              f"table)")
         if row is None:
             raise SweepError(f"{p} is not a sweep store (no schema version in its meta table)")

@@ -862,6 +862,14 @@ def load(path: str | Path) -> SweepSpec:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SweepSpecError(f"sweep spec not found: {p}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SweepSpecError(f"cannot read sweep spec {p}: {e}") from None
+    except IsADirectoryError:
+        raise SweepSpecError(f"sweep spec {p} is a folder, not a file") from None
+    except NotADirectoryError:
+        raise SweepSpecError(f"sweep spec not found: {p} (a parent is a file, not a "
+                             f"folder)") from None
+    except UnicodeDecodeError as e:
+        raise SweepSpecError(f"cannot read sweep spec {p}: not UTF-8 text ({e.reason} at "
+                             f"byte {e.start})") from None
+    except OSError as e:
+        raise SweepSpecError(f"cannot read sweep spec {p}: {e.strerror or e}") from None
     return loads(text, fmt, str(p), p.parent)

@@ -101,7 +101,7 @@ def test_existing_store_needs_resume_and_a_store(tmp_path):
     plain = tmp_path / "plain.sqlite"
     with sqlite3.connect(plain) as conn:
         conn.execute("CREATE TABLE meta (key TEXT, value TEXT)")
-    with pytest.raises(SweepError, match=r"not a sweep store \(no points and no runs table\)"):
+    with pytest.raises(SweepError, match=r"not a sweep store \(no points or runs table\)"):
         sweep.plan(spec, plain, resume=True)
     assert not sweep.plan(spec, tmp_path / "new.sqlite", resume=True).skipped
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.sqlite", "plain.sqlite",
