@@ -442,8 +442,11 @@ def _write_all(out: Path, files: list[tuple[str, bytes]]) -> list[Path]:
 
 
 def _summary_table(points: Sequence[SweepPoint], failed: Sequence[FailedPoint]) -> Any:
+    from . import style
     from .figures import Table
 
+    t_unit, t_scale = time_unit(max(p.seconds for p in points))
+    e_unit, e_scale = style.energy_unit(max(p.energy_j for p in points) * 1e12)
     rows = []
     for wl in dict.fromkeys([p.workload for p in points] + [f.workload for f in failed]):
         pts = [p for p in points if p.workload == wl]
@@ -452,12 +455,12 @@ def _summary_table(points: Sequence[SweepPoint], failed: Sequence[FailedPoint]) 
         best = min(pts, key=lambda p: (p.seconds, p.energy_j, p.idx)) if pts else None
         rows.append((wl, len(pts) + n_failed, len(pts), n_failed, front,
                      ", ".join(varying_axes(pts)) or "–",
-                     None if best is None else best.seconds * 1e3,
+                     None if best is None else best.seconds / t_scale,
                      None if best is None else best.speedup,
-                     None if not pts else min(p.energy_j for p in pts) * 1e3))
+                     None if not pts else min(p.energy_j for p in pts) * 1e12 / e_scale))
     return Table(("workload", "points", "ok", "failed", "on the Pareto front", "swept axes",
-                  "fastest (ms)", "fastest's speedup vs dense (×)", "least energy (mJ)"),
-                 tuple(rows))
+                  f"fastest ({t_unit})", "fastest's speedup vs dense (×)",
+                  f"least energy ({e_unit})"), tuple(rows))
 
 
 def _failed_table(failed: Sequence[FailedPoint]) -> Any:

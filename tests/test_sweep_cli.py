@@ -228,3 +228,32 @@ def test_sweep_figures_from_a_real_store(reference, tmp_path):
                           for p in cnn])
     best = min(range(len(cnn)), key=lambda i: (cnn[i].seconds, cnn[i].energy_j))
     assert best in front
+
+
+def test_sweep_report_of_a_real_store(reference, tmp_path):
+    from nmsat.reports import sweep_figures as sf
+
+    out = tmp_path / "report"
+    r = nmsat("sweep", "report", reference, "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"wrote {out / 'index.html'}\n"
+    page = (out / "index.html").read_text()
+    for wl in ("mlp", "cnn"):
+        for kind in ("pareto", "sensitivity"):
+            assert f'<img src="sweep_{kind}_{wl}.svg"' in page
+            assert (out / f"sweep_{kind}_{wl}.png").stat().st_size > 1000
+    # the figure's points are the store's, and the page lists the front with its cycles
+    rows = [row for row in sweep.export_rows(reference) if row["workload"] == "cnn"]
+    points, failed = sf.load_store(reference)
+    (plot,) = [p for p in sf.sweep_plots(points, failed) if p.name == "sweep_pareto_cnn"]
+    want = [(row["energy_pj"] / plot.artists["energy_scale"], 1.0 / row["seconds"])
+            for row in rows]
+    got = plot.artists["energy"].get_offsets()
+    assert len(got) == len(want) == 16
+    for (x, y), (wx, wy) in zip(got, want):
+        assert x == pytest.approx(wx, rel=1e-12) and y == wy
+    by_key = {row["key"]: row for row in rows}
+    assert plot.artists["front"]
+    for key in plot.artists["front"]:
+        assert f"<td>{key[:12]}</td>" in page
+        assert f'<td class="num">{by_key[key]["total_cycles"]:,}</td>' in page
