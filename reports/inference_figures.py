@@ -69,6 +69,10 @@ def roofline_data(result) -> dict[str, Any]:
             "layers": {"name": names, "intensity": xs, "performance": ys, "bound": bounds}}
 
 
+BOUND_MARKERS = (("memory", "o"), ("compute", "^"), ("dependency", "s"))
+"""Marker of each ``bound`` a layer can have (``nmsat.simulator.roofline.Bound``)."""
+
+
 def roofline_figure(result) -> Plot:
     d = roofline_data(result)
     fig = _figure()
@@ -86,7 +90,7 @@ def roofline_figure(result) -> Plot:
             label = "dense roof" if key == "dense" else f"{d['nm']} roof"
             (roofs[key],) = ax.plot(x, y, color=_color(nm), linewidth=2, label=label)
         points = {}
-        for bound, marker in (("memory", "o"), ("compute", "^")):
+        for bound, marker in BOUND_MARKERS:
             sel = [i for i, b in enumerate(lay["bound"]) if b == bound]
             points[bound] = ax.scatter([lay["intensity"][i] for i in sel],
                                        [lay["performance"][i] for i in sel], marker=marker,
@@ -102,8 +106,8 @@ def roofline_figure(result) -> Plot:
     return Plot("inference-roofline", f"Roofline of {d['workload']}",
                 "Each GEMM layer at its arithmetic intensity and achieved dense-equivalent "
                 "MACs per cycle; the lines are the DRAM and peak ceilings (dense, and at the "
-                "run's N:M pattern). Triangles are compute-bound on this hardware, circles "
-                "memory-bound.", fig,
+                "run's N:M pattern). Triangles are bound by the array on this hardware, circles "
+                "by DRAM, squares mostly wait for another unit (dependency).", fig,
                 Table(("layer", "MAC/B", "MAC/cycle", "bound"), rows),
                 {"roofs": roofs, "points": points})
 

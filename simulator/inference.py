@@ -39,7 +39,14 @@ from nmsat.dataflow.inference import ActDensity, compile_inference
 from nmsat.dataflow.isa import Program
 from nmsat.simulator import energy as en
 from nmsat.simulator import system
-from nmsat.simulator.roofline import Bound, LayerTraffic, Roof, attribution, layer_traffic
+from nmsat.simulator.roofline import (
+    Bound,
+    LayerTraffic,
+    Roof,
+    attribution,
+    layer_traffic,
+    simulated_bound,
+)
 from nmsat.workloads import llm
 from nmsat.workloads.layers import Conv2d, Linear, Workload
 
@@ -102,6 +109,13 @@ class LayerRow:
     act_density: float
     dense_total_cycles: int
     speedup_vs_dense: float
+    dense_dram_bytes: int = 0  # the dense baseline's DRAM bytes for this layer
+    dense_bound: str = ""  # the dense baseline's ``bound`` for this layer
+
+    @property
+    def byte_ratio(self) -> float:
+        """Dense over N:M DRAM bytes this layer really moved (1 without traffic)."""
+        return self.dense_dram_bytes / self.dram_bytes if self.dram_bytes else 1.0
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -445,6 +459,8 @@ def simulate_inference(spec: str | InferenceWorkload, cfg: AcceleratorConfig,
     roof = Roof.of(cfg, nm)
     secs = cfg.cycle_seconds
     dense_by_layer = dense.run.attributed
+    dense_traffic_by = {t.name: t for t in dense.traffic}
+    dense_roof = Roof.of(cfg, NM(1, 1))
     dens_of = {layer.name: opts.density.of(layer) for layer in wl.layers}
     rows = []
     traffic_by = {t.name: t for t in sparse.traffic}
@@ -459,16 +475,19 @@ def simulate_inference(spec: str | InferenceWorkload, cfg: AcceleratorConfig,
         dmacs = sched_macs.get(name, t.dense_macs)
         dcyc = dense_by_layer.get(name, 0)
         lroof = Roof.of(cfg, NM.parse(t.nm))
+        dt = dense_traffic_by.get(name) or LayerTraffic(name)
         intensity = dmacs / t.dram_bytes if t.dram_bytes else math.inf
         rows.append(LayerRow(
             name=name, nm=t.nm, total_cycles=cyc, seconds=cyc * secs, macs=t.macs,
             dense_macs=dmacs, dram_bytes=t.dram_bytes, weight_bytes=t.weight_bytes,
             kv_cache_bytes=t.kv_bytes, engine_cycles=t.engine_cycles,
             dram_cycles=t.dram_cycles(lroof), intensity=intensity,
-            bound=str(t.bound(lroof)),
+            bound=str(simulated_bound(t, lroof, cyc)),
             ideal_bound=str(lroof.classify(intensity) if dmacs else t.bound(lroof)),
             act_density=dens_of.get(name, 1.0), dense_total_cycles=dcyc,
-            speedup_vs_dense=dcyc / cyc if cyc else 1.0))
+            speedup_vs_dense=dcyc / cyc if cyc else 1.0,
+            dense_dram_bytes=dt.dram_bytes,
+            dense_bound=str(simulated_bound(dt, dense_roof, dcyc))))
     total = sparse.run.total
     dense_total = dense.run.total
     tokens = iw.tokens

@@ -15,6 +15,14 @@ Two classifications are given per layer, because on a systolic array they differ
     1) has I < 1 MAC/B, far below the ridge, yet on a 16 x 16 OS/WS array it uses one PE
     row and is limited by the array, not by DRAM: ``ideal_bound`` says memory, ``bound``
     says compute. Vector-engine layers compare their lane cycles with their streaming.
+    :func:`simulated_bound` adds what only the simulation knows: a layer whose simulated
+    cycles are more than twice both of its own lower bounds spends most of its time
+    waiting for other units (typically a pooling or normalisation op on the vector lanes
+    that produces its input), so neither its array work nor its DRAM traffic sets its
+    time: ``dependency``.
+    ``tests/test_inference_memory.py`` checks the rule against the simulated cycles of
+    every zoo model's layers on both presets: the named limiter is the one the simulated
+    time follows.
 
 Traffic attribution follows the system model: a LOAD belongs to the next COMPUTE's layer,
 a STORE to the previous one's, a VECTOR op to its own layer. Bytes are the instructions'
@@ -34,8 +42,9 @@ from nmsat.types import NM, _Choice
 
 
 class Bound(_Choice):
-    COMPUTE = "compute"
-    MEMORY = "memory"
+    COMPUTE = "compute"  # the array (or, for a non-GEMM layer, the vector lanes)
+    MEMORY = "memory"  # DRAM
+    DEPENDENCY = "dependency"  # neither: its time is mostly spent waiting for other units
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,24 @@ class LayerTraffic:
         (engine blocks, or vector lanes for a non-GEMM layer)."""
         busy = self.engine_cycles if self.dense_macs else self.vector_cycles
         return Bound.MEMORY if self.dram_cycles(roof) > busy else Bound.COMPUTE
+
+
+DEPENDENCY_FACTOR = 2
+"""A layer whose simulated cycles exceed this many times its own lower bound
+(``max(engine or vector cycles, DRAM cycles)``) is ``dependency``-bound: more than half of
+its time is explained neither by its array nor by its DRAM traffic."""
+
+
+def simulated_bound(traffic: LayerTraffic, roof: Roof, cycles: int) -> Bound:
+    """What set a layer's simulated time (``cycles``, its attributed wall time):
+    ``dependency`` when ``cycles > DEPENDENCY_FACTOR x`` its own lower bound, else the
+    larger of its two own lower bounds (:meth:`LayerTraffic.bound`). A layer without
+    attributed cycles (a vector op hidden behind the engine) keeps its own bound."""
+    own = max(traffic.engine_cycles if traffic.dense_macs else traffic.vector_cycles,
+              traffic.dram_cycles(roof))
+    if cycles > DEPENDENCY_FACTOR * own:
+        return Bound.DEPENDENCY
+    return traffic.bound(roof)
 
 
 def layer_traffic(prog: Program, cfg: AcceleratorConfig,

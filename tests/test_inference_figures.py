@@ -25,7 +25,8 @@ def test_roofline_plots_every_gemm_layer_at_its_intensity(tmp_path):
     assert d["bandwidth"] == m.channels * m.bytes_per_cycle
     assert d["ridge"] == 2 * a.peak_macs_per_cycle / (m.channels * m.bytes_per_cycle)
     p = F.roofline_figure(r)
-    drawn = {b: p.artists["points"][b].get_offsets() for b in ("memory", "compute")}
+    assert set(d["layers"]["bound"]) <= {b for b, _ in F.BOUND_MARKERS}
+    drawn = {b: p.artists["points"][b].get_offsets() for b, _ in F.BOUND_MARKERS}
     for b, pts in drawn.items():
         sel = [i for i, x in enumerate(d["layers"]["bound"]) if x == b]
         want = np.array([[d["layers"]["intensity"][i], d["layers"]["performance"][i]]

@@ -106,7 +106,8 @@ def test_cli_json(tmp_path, capsys):
                 "effective_utilization", "counts"):
         assert key in data, key
     assert data["phase"] == "decode" and data["kv_len"] == 256 and data["mode"] == "inference"
-    assert all(x["bound"] in ("compute", "memory") for x in data["layers"])
+    assert all(x["bound"] in ("compute", "memory", "dependency") for x in data["layers"])
+    assert all(x["dense_bound"] in ("compute", "memory", "dependency") for x in data["layers"])
     assert data["bytes_per_layer"] == {x["name"]: x["dram_bytes"] for x in data["layers"]}
     assert sum(data["phase_cycles"].values()) == data["total_cycles"]
     # deterministic: the same run gives the same bytes
@@ -119,7 +120,7 @@ def test_cli_json(tmp_path, capsys):
 @pytest.mark.parametrize("argv,msg", [
     (["resnet18", "--phase", "decode"], "--phase is only for --mode inference"),
     (["resnet18", "--mode", "inference", "--phase", "decode"],
-     "--phase is for LLM workloads (gpt2_small, llama_7b), not resnet18"),
+     f"--phase is for LLM workloads ({', '.join(llm.PRESETS)}), not resnet18"),
     (["llama_7b", "--mode", "inference", "--phase", "decode"],
      "the decode phase needs --kv-len (cache positions)"),
     (["llama_7b", "--mode", "inference", "--kv-len", "9"], "--kv-len is for the decode phase"),
