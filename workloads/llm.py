@@ -1,10 +1,11 @@
 """LLM serving workloads: decoder-only transformers in two phases, prefill and decode.
 
 A :class:`DecoderSpec` holds the shape of a decoder (hidden size, layers, query heads, KV
-heads for grouped-query attention, FFN size and kind, vocabulary). Two presets:
+heads for grouped-query attention, FFN size and kind, vocabulary). Presets:
 :data:`GPT2_SMALL` (the zoo's ``gpt2_small``: LayerNorm, GELU MLP, multi-head attention,
 tied LM head) and :data:`LLAMA_7B` (a 7B-shaped Llama: RMSNorm, SwiGLU gate/up/down, untied
-LM head; hidden 4096, 32 layers, 32 heads, 32 KV heads, FFN 11008, vocabulary 32000).
+LM head; hidden 4096, 32 layers, 32 heads, 32 KV heads, FFN 11008, vocabulary 32000), plus
+:data:`STORIES_260K` (llama2.c's 260K-parameter Llama, small enough for the RTL).
 
 Phases (:class:`LlmPhase`)
 
@@ -137,11 +138,21 @@ LLAMA_7B = DecoderSpec("llama_7b", hidden=4096, layers=32, heads=32, kv_heads=32
                        bias=False, hf_names="llama")
 """A 7B-shaped Llama (Llama-2-7B's shapes): 6,738,415,616 parameters."""
 
-PRESETS: dict[str, DecoderSpec] = {s.name: s for s in (GPT2_SMALL, LLAMA_7B)}
+STORIES_260K = DecoderSpec("stories260k", hidden=64, layers=5, heads=8, kv_heads=4, ffn=172,
+                           vocab=512, max_positions=512, mlp=Mlp.SWIGLU, rms_norm=True,
+                           tied_head=True, bias=False, hf_names="llama")
+"""The smallest Llama of Karpathy's llama2.c (``stories260K`` in Hugging Face
+``karpathy/tinyllamas``, trained on TinyStories): dim 64, 5 layers, 8 heads, 4 KV heads
+(grouped-query attention, head dim 8), SwiGLU FFN 172 (llama2.c's ``multiple_of = 4``
+rounding of 2/3 x 4 x 64), a 512-token vocabulary, 512 positions, embedding and output
+weights tied; 260,032 parameters. Small enough that its layers run on the RTL
+(``nmsat rtl run stories260k --mode inference``). Not registered in the zoo."""
+
+PRESETS: dict[str, DecoderSpec] = {s.name: s for s in (GPT2_SMALL, LLAMA_7B, STORIES_260K)}
 
 
 def spec(name: str) -> DecoderSpec:
-    """The decoder preset ``name`` (``gpt2_small``, ``llama_7b``)."""
+    """The decoder preset ``name`` (``gpt2_small``, ``llama_7b``, ``stories260k``)."""
     try:
         return PRESETS[name]
     except KeyError:
