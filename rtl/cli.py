@@ -4,7 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
+from pathlib import Path
+
+from nmsat.cli import non_negative_int, positive_int
+
+MAX_GENERATE_CELLS = 1024
+"""Largest array (rows x cols PE cells) ``nmsat rtl generate`` and ``run`` build without
+``--force``: Amaranth flattens the top level (it does not share modules between
+instances), so generation time and Verilog size grow with the cell count; the 256-cell
+``vcu1525`` takes several minutes, and time and size grow linearly with the cells (the
+4 x 4 int8 ``small`` engine: 4.6 s, 1.1 MB here)."""
+
+
+_LLM_PHASES = ("prefill", "decode")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,7 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = rsub.add_parser("generate", help="write Verilog (top level and units) and a manifest")
     g.add_argument("--config", default="vcu1525", metavar="PRESET|FILE")
     g.add_argument("--dtype", help="operand type (default: the config's numerics.dtype)")
-    g.add_argument("-o", "--out", required=True, metavar="DIR", help="output directory")
+    g.add_argument("-o", "--out", required=True, metavar="DIR", help="output directory "
+                   "(created; files of the same names in it are replaced)")
+    g.add_argument("--force", action="store_true", help="generate an array larger than "
+                   f"{MAX_GENERATE_CELLS:,} PE cells anyway (hours, gigabytes of Verilog)")
     g.set_defaults(func=_generate)
 
     s = rsub.add_parser("synth", help="Yosys synth_xilinx (UltraScale+): LUT/FF/DSP/BRAM, "
@@ -35,15 +53,68 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "compare values and cycles with the reference and the tile model")
     r.add_argument("workload", metavar="WORKLOAD|TRACE")
     r.add_argument("--layer", required=True)
-    r.add_argument("--phase", default="ff", choices=["ff", "bp", "wg"])
+    r.add_argument("--mode", default="train", choices=["train", "inference"],
+                   help="train: one training phase's GEMM (--phase ff|bp|wg); inference: the "
+                   "layer's FF program as `nmsat simulate --mode inference` compiles it "
+                   "(pre-compressed N:M weights, no SORE; LLMs: --phase prefill|decode)")
+    r.add_argument("--phase", default=None, choices=["ff", "bp", "wg", *_LLM_PHASES],
+                   help="training phase (default ff), or with --mode inference the LLM "
+                   "serving phase (default prefill)")
+    r.add_argument("--seq-len", type=positive_int, default=None, metavar="L",
+                   help="--mode inference: prompt tokens of an LLM prefill (or a zoo language "
+                   "model's sequence length)")
+    r.add_argument("--kv-len", type=positive_int, default=None, metavar="L",
+                   help="--mode inference: KV-cache positions of an LLM decode step")
     r.add_argument("--config", default="small", metavar="PRESET|FILE")
-    r.add_argument("--nm", default="2:8", help="N:M pattern of the sparse phases (default 2:8)")
-    r.add_argument("--method", default="bdwp", choices=["dense", "srste", "bdwp"])
-    r.add_argument("--batch", type=int, default=None)
+    r.add_argument("--nm", default="2:8", help="N:M pattern of the sparse phases, or of the "
+                   "weights with --mode inference (dense: 1:1; default 2:8)")
+    r.add_argument("--method", default=None, choices=["dense", "srste", "bdwp"],
+                   help="training method (default: a trace's own, else bdwp)")
+    r.add_argument("--batch", type=positive_int, default=None, metavar="B",
+                   help="samples (sequences) per batch (default: the workload's; "
+                   "--mode inference: 1)")
     r.add_argument("--sim", choices=["icarus", "verilator"], default=None)
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=non_negative_int, default=0)
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=_run)
+
+
+def check_config(cfg, force: bool = False, hint: str = "") -> None:
+    """Refuse, in one line naming the field, a config the RTL does not implement or is too
+    large to generate (see :data:`MAX_GENERATE_CELLS`)."""
+    if cfg.sore.cycles_per_weight != 1:
+        raise ValueError(f"sore.cycles_per_weight = {cfg.sore.cycles_per_weight}: the RTL "
+                         "SORE reads one weight per lane per cycle (needs 1)")
+    if cfg.sore.pipeline_latency < 1:
+        raise ValueError(f"sore.pipeline_latency = {cfg.sore.pipeline_latency}: the RTL SORE "
+                         "has at least one output stage (needs >= 1)")
+    if cfg.weight_update.pipeline_latency < 1:
+        raise ValueError(f"weight_update.pipeline_latency = "
+                         f"{cfg.weight_update.pipeline_latency}: the RTL weight-update engine "
+                         "has at least one pipeline stage (needs >= 1)")
+    cells = cfg.array.rows * cfg.array.cols
+    if cells > MAX_GENERATE_CELLS and not force:
+        raise ValueError(f"array.rows x array.cols = {cfg.array.rows} x {cfg.array.cols} = "
+                         f"{cells:,} PE cells: over the {MAX_GENERATE_CELLS:,} the RTL "
+                         "generator builds in reasonable time (the top level is flattened: "
+                         f"about {cells // 256}x the vcu1525's minutes){hint}")
+
+
+def _output_dir(out: Path) -> Path:
+    """Check ``-o DIR`` before any work: a folder (or one that can be created) that can be
+    written. Returns the nearest existing folder (where the staging folder goes)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"-o {out}: exists and is not a folder")
+    base = out
+    while not base.exists():
+        if base.parent == base:
+            break
+        base = base.parent
+    if not base.is_dir():
+        raise ValueError(f"-o {out}: {base} is not a folder")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise ValueError(f"-o {out}: {base} is not writable")
+    return base
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -52,7 +123,27 @@ def _generate(args: argparse.Namespace) -> int:
     from .generate import generate
 
     cfg = resolve(args.config)
-    man = generate(cfg, args.out, args.dtype)
+    check_config(cfg, force=args.force, hint="; --force generates it anyway")
+    out = Path(args.out)
+    base = _output_dir(out)
+    # Generate into a staging folder beside the output, then move the files in: an error
+    # (or Ctrl-C) leaves no partial output, and other files in DIR are left alone.
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=".nmsat-rtl-", dir=base))
+    except OSError as e:
+        raise ValueError(f"-o {out}: cannot write in {base} ({e.strerror or e})") from None
+    try:
+        man = generate(cfg, stage, args.dtype)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            for f in sorted(stage.iterdir()):
+                os.replace(f, out / f.name)
+        except OSError as e:
+            raise ValueError(f"-o {out}: cannot write the output ({e.strerror or e})") from None
+    finally:
+        for f in stage.iterdir():
+            f.unlink()
+        stage.rmdir()
     for name, u in man["units"].items():
         print(f"{args.out}/{u['file']:<28} {name} x{u['instances']}  {len(u['ports'])} ports")
     print(f"{args.out}/manifest.json")
@@ -72,6 +163,8 @@ def _synth(args: argparse.Namespace) -> int:
         print(args.calibrate)
         return 0
     cfg = resolve(args.config)
+    check_config(cfg, force=bool(args.unit or args.per_unit),
+                 hint="; --per-unit synthesises it unit by unit")
     if args.unit:
         rep = synth_units(cfg, args.unit, dtype=args.dtype, progress=progress)
     else:
@@ -93,22 +186,66 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_options(args: argparse.Namespace) -> None:
+    """Reject options of the other mode (one line each)."""
+    if args.mode == "train":
+        if args.phase in _LLM_PHASES:
+            raise ValueError(f"--phase {args.phase} is an LLM serving phase: use it with "
+                             "--mode inference")
+        for flag in ("seq_len", "kv_len"):
+            if getattr(args, flag) is not None:
+                raise ValueError(f"--{flag.replace('_', '-')} is only for --mode inference")
+        args.phase = args.phase or "ff"
+        args.method = args.method or "bdwp"
+        return
+    if args.phase in ("ff", "bp", "wg"):
+        raise ValueError(f"--phase {args.phase} is a training phase: --mode inference runs "
+                         "the FF pass (LLM phases: prefill, decode)")
+    if args.method in ("dense", "srste"):
+        raise ValueError(f"--method {args.method} is for training; inference takes the "
+                         "weights' pattern from --nm (dense: --nm 1:1)")
+    args.batch = args.batch or 1
+
+
 def _run(args: argparse.Namespace) -> int:
     from nmsat.config import resolve
 
-    from .tb.program import run_layer
-
+    _run_options(args)
     cfg = resolve(args.config)
-    rep = run_layer(args.workload, args.layer, args.phase, cfg, nm=args.nm, method=args.method,
-                    batch=args.batch, sim=args.sim, seed=args.seed)
+    check_config(cfg)
+    if args.mode == "inference":
+        from .tb.inference import run_inference_layer
+
+        rep = run_inference_layer(args.workload, args.layer, cfg, nm=args.nm,
+                                  batch=args.batch, phase=args.phase, seq_len=args.seq_len,
+                                  kv_len=args.kv_len, sim=args.sim, seed=args.seed)
+    else:
+        from .tb.program import run_layer
+
+        rep = run_layer(args.workload, args.layer, args.phase, cfg, nm=args.nm,
+                        method=args.method, batch=args.batch, sim=args.sim, seed=args.seed)
+    ok = (rep["mismatches"] == 0 and rep["rtl_cycles"] == rep["model_cycles"]
+          and all(c["rtl_cycles"] == c["model_cycles"] for c in rep["computes"])
+          and rep.get("same_program", True))
     if args.json:
         json.dump(rep, sys.stdout, indent=2)
         print()
-        return 0
-    print(f"{rep['workload']} {rep['layer']} {rep['phase']} on {cfg.name} ({rep['sim']}):")
+        return 0 if ok else 1
+    if args.mode == "inference":
+        lens = "".join(f" {k}={rep[k]}" for k in ("seq_len", "kv_len") if rep[k] is not None)
+        what = f"inference{' ' + rep['phase'] if rep['phase'] else ''} nm={rep['nm']} " \
+               f"batch={rep['batch']}{lens}"
+    else:
+        what = rep["phase"]
+    print(f"{rep['workload']} {rep['layer']} {what} on {cfg.name} ({rep['sim']}):")
     print(f"  {'COMPUTE':<40} {'RTL cycles':>11} {'model':>9}")
     for c in rep["computes"]:
-        print(f"  {c['instr']:<40} {c['rtl_cycles']:>11} {c['model_cycles']:>9}")
+        flag = "" if c["rtl_cycles"] == c["model_cycles"] else "  DIFFERENT"
+        print(f"  {c['instr']:<40} {c['rtl_cycles']:>11} {c['model_cycles']:>9}{flag}")
     print(f"  total engine cycles: RTL {rep['rtl_cycles']}, simulator {rep['model_cycles']}")
     print(f"  values: {rep['words']} words stored, {rep['mismatches']} mismatches")
-    return 0 if rep["mismatches"] == 0 and rep["rtl_cycles"] == rep["model_cycles"] else 1
+    if "same_program" in rep:
+        print(f"  program: {'the same' if rep['same_program'] else 'NOT the same'} COMPUTE "
+              "words and LOAD/STORE tiles as this layer's part of the simulator's program")
+    print(f"  RTL simulation: {rep['sim_cycles']} cycles in {rep['seconds']:.1f} s")
+    return 0 if ok else 1

@@ -116,8 +116,6 @@ def run_layer(workload: str, layer: str, phase: str, cfg: AcceleratorConfig, nm:
               seed: int = 0) -> dict:
     from nmsat.workloads.zoo import load
 
-    from .runner import run_cocotb, simulator
-
     wl = load(workload, batch=batch)
     opts = CompileOptions(method=wl.method or method, nm=nm, batch=batch,
                           layer_nm=tuple(wl.layer_nm.items()))
@@ -126,6 +124,16 @@ def run_layer(workload: str, layer: str, phase: str, cfg: AcceleratorConfig, nm:
         dram = random_dram(prog, cfg.numerics.operand, seed)
     else:
         dram = trace_dram(prog, workload, layer)
+    return {"workload": workload, "layer": layer, "phase": phase,
+            **run_program(prog, cfg, dram, sim=sim)}
+
+
+def run_program(prog: isa.Program, cfg: AcceleratorConfig, dram: dict,
+                sim: str | None = None) -> dict:
+    """Run a layer program on the golden executor and the RTL (:func:`layer_ops`, then the
+    cocotb replay); per-COMPUTE RTL and tile-model cycles, stored words and mismatches."""
+    from .runner import run_cocotb, simulator
+
     ops = layer_ops(prog, cfg, dram)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "ops.pkl"
@@ -135,8 +143,8 @@ def run_layer(workload: str, layer: str, phase: str, cfg: AcceleratorConfig, nm:
     comps = [o for o in ops if o["kind"] == "compute"]
     rows = [{"instr": c["instr"], "rtl_cycles": r, "model_cycles": c["model_cycles"]}
             for c, r in zip(comps, res["compute_cycles"])]
-    return {"workload": workload, "layer": layer, "phase": phase, "sim": sim or simulator(),
-            "computes": rows, "rtl_cycles": sum(res["compute_cycles"]),
+    return {"sim": sim or simulator(), "computes": rows,
+            "rtl_cycles": sum(res["compute_cycles"]),
             "model_cycles": sum(c["model_cycles"] for c in comps),
             "words": res["words"], "mismatches": res["mismatches"],
             "sim_cycles": res["cycles"], "seconds": res["seconds"]}
