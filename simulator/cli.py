@@ -112,8 +112,7 @@ def run(args: argparse.Namespace) -> int:
 
     from nmsat.simulator import inference
     if args.mode == "inference":
-        args.method = args.method or DEFAULT_METHOD
-        args.nm = args.nm or DEFAULT_NM
+        args.method = args.method or DEFAULT_METHOD  # --nm: a file's own patterns, else 2:8
         args.batch = args.batch or DEFAULT_BATCH
         return inference.run_cli(args)
     inference.check_train_args(args)

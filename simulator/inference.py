@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,9 +72,15 @@ class InferenceOptions:
     interleave: bool = True
     offline_schedule: bool = True
     exact: bool = False  # simulate every decoder layer (no identical-layer extension)
+    layer_nm: tuple[tuple[str, NM], ...] = ()
+    """Per-layer patterns that replace ``nm`` for the named layers (``1:1``: dense), as a
+    training trace or a SCALE-Sim v3 ``Sparsity`` column fixes them (the CLI takes them
+    from the workload file unless ``--nm`` is given)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "nm", NM.parse(self.nm))
+        object.__setattr__(self, "layer_nm", tuple(
+            (str(k), NM.parse(v)) for k, v in dict(self.layer_nm).items()))
         if self.phase is not None:
             object.__setattr__(self, "phase", llm.LlmPhase.parse(self.phase))
         for f in ("batch",):
@@ -274,10 +281,14 @@ def load(spec: str, opts: InferenceOptions) -> InferenceWorkload:
     return InferenceWorkload(loaded.workload, seq_len=seq)
 
 
-def weight_byte_ratio(workload: Workload, nm: NM, cfg: AcceleratorConfig) -> float:
-    """Dense weight bytes over stored weight bytes under ``nm`` (layers N:M cannot apply
-    to stay dense), computed with :func:`nmsat.reference.compressed_bytes`."""
+def weight_byte_ratio(workload: Workload, nm: NM, cfg: AcceleratorConfig,
+                      layer_nm: tuple[tuple[str, NM], ...] = ()) -> float:
+    """Dense weight bytes over stored weight bytes under ``nm`` (or a layer's
+    ``layer_nm`` pattern; layers N:M cannot apply to stay dense), computed with
+    :func:`nmsat.reference.compressed_bytes`."""
     dt = DType.parse(cfg.numerics.dtype)
+    per = dict(layer_nm)
+    default = nm
     dense = sparse = 0
     for layer in workload.layers:
         if not isinstance(layer, (Linear, Conv2d)):
@@ -288,6 +299,7 @@ def weight_byte_ratio(workload: Workload, nm: NM, cfg: AcceleratorConfig) -> flo
             shape = (layer.in_features, layer.out_features)
         d = dense_bytes(shape, dt)
         dense += d
+        nm = per.get(layer.name, default)
         if not nm.dense and layer.nm_applies(Phase.FF, Method.BDWP, nm):
             sparse += compressed_bytes(shape, nm, 0, dt)
         else:
@@ -419,10 +431,13 @@ class _Pass:
 
 
 def _simulate_pass(iw: InferenceWorkload, cfg: AcceleratorConfig, nm: NM,
-                   density: ActDensity, opts: InferenceOptions) -> _Pass:
+                   density: ActDensity, opts: InferenceOptions,
+                   layer_nm: tuple[tuple[str, NM], ...] = ()) -> _Pass:
     compile_opts = {"interleave": opts.interleave, "offline_schedule": opts.offline_schedule}
+    if layer_nm:
+        compile_opts["layer_nm"] = layer_nm
     wl = iw.workload
-    if iw.spec is not None and not opts.exact:
+    if iw.spec is not None and not opts.exact and not layer_nm:
         done = _pass_llm(iw, cfg, nm, wl.batch, density, compile_opts)
         if done is not None:
             return done
@@ -450,9 +465,10 @@ def simulate_inference(spec: str | InferenceWorkload, cfg: AcceleratorConfig,
     wl = iw.workload
     nm = opts.nm
     act = ActZero.parse(cfg.array.act_zero)
-    sparse = _simulate_pass(iw, cfg, nm, opts.density, opts)
+    sparse = _simulate_pass(iw, cfg, nm, opts.density, opts, opts.layer_nm)
     dense_cfg = cfg if act is ActZero.NONE else cfg.replace(**{"array.act_zero": "none"})
-    if nm.dense and act is ActZero.NONE:
+    all_dense = nm.dense and all(p.dense for _, p in opts.layer_nm)
+    if all_dense and act is ActZero.NONE:
         dense = sparse
     else:
         dense = _simulate_pass(iw, dense_cfg, NM(1, 1), ActDensity.dense(), opts)
@@ -506,7 +522,7 @@ def simulate_inference(spec: str | InferenceWorkload, cfg: AcceleratorConfig,
         dram_bytes=sum(t.dram_bytes for t in sparse.traffic),
         weight_bytes=sum(t.weight_bytes for t in sparse.traffic),
         kv_cache_bytes=sum(t.kv_bytes for t in sparse.traffic),
-        weight_byte_ratio=weight_byte_ratio(wl, nm, cfg), energy_pj=energy,
+        weight_byte_ratio=weight_byte_ratio(wl, nm, cfg, opts.layer_nm), energy_pj=energy,
         dense_total_cycles=dense_total,
         speedup_vs_dense=dense_total / total if total else 1.0,
         tokens_per_second=tokens / seconds if tokens and iw.spec is not None else None,
@@ -516,7 +532,9 @@ def simulate_inference(spec: str | InferenceWorkload, cfg: AcceleratorConfig,
                   "dense_peak_macs_per_cycle": float(peak),
                   "dram_bytes_per_cycle": roof.dram_bytes_per_cycle, "ridge": roof.ridge},
         layers=tuple(rows), extended_layers=sparse.run.extended,
-        options={"interleave": opts.interleave, "offline_schedule": opts.offline_schedule},
+        options={"interleave": opts.interleave, "offline_schedule": opts.offline_schedule,
+                 **({"layer_nm": {k: str(v) for k, v in opts.layer_nm}}
+                    if opts.layer_nm else {})},
         counts=sparse.counts.to_dict(),
         simulate_seconds=time.perf_counter() - t0)
 
@@ -587,10 +605,30 @@ def options_from_args(args) -> InferenceOptions:
         density = ActDensity.from_trace(args.workload)
     else:
         density = ActDensity.dense()
-    return InferenceOptions(nm=NM.parse(args.nm), batch=args.batch, phase=args.phase,
+    nm, layer_nm = _patterns_from_args(args)
+    return InferenceOptions(nm=nm, batch=args.batch, phase=args.phase,
                             seq_len=args.seq_len, kv_len=args.kv_len, density=density,
                             interleave=not args.no_interleave,
-                            offline_schedule=not args.no_offline_schedule)
+                            offline_schedule=not args.no_offline_schedule, layer_nm=layer_nm)
+
+
+def _patterns_from_args(args) -> tuple[NM, tuple[tuple[str, NM], ...]]:
+    """``--nm`` wins for every layer; without it a workload file's per-layer patterns
+    (a training trace: every weight layer's trained pattern, ``1:1`` for a dense run; a
+    SCALE-Sim v3 ``Sparsity`` column) apply, as in training mode
+    (:func:`nmsat.simulator.cli.load_and_resolve`), and other layers take the default."""
+    from nmsat.simulator.cli import DEFAULT_NM
+    from nmsat.workloads import zoo
+
+    if args.nm is not None:
+        return NM.parse(args.nm), ()
+    spec = str(args.workload)
+    if llm.is_llm(spec) or os.path.splitext(spec)[1].lower() not in zoo.FILE_LOADERS:
+        return NM.parse(DEFAULT_NM), ()
+    loaded = zoo.load(spec, batch=args.batch, seq_len=args.seq_len)
+    patterns = {str(p) for p in loaded.layer_nm.values()}
+    nm = patterns.pop() if len(patterns) == 1 else DEFAULT_NM
+    return NM.parse(nm), tuple(sorted(loaded.layer_nm.items()))
 
 
 def run_cli(args) -> int:

@@ -100,3 +100,44 @@ def test_unsupported_layer_pattern_is_one_line(tmp_path, capsys):
     assert main(["simulate", str(csv), "--config", "small"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "3:16" in err and "not supported" in err
+
+
+# --------------------------------------------------------------------------- inference
+
+
+def test_inference_takes_the_trace_patterns(srste_trace, tmp_path, capsys):
+    r = _json(tmp_path, capsys, str(srste_trace), "--mode", "inference", "--batch", "4")
+    assert r["nm"] == "1:4"
+    assert r["options"]["layer_nm"] == {"fc1": "1:4", "fc2": "1:4", "fc3": "1:4"}
+    assert {x["name"]: x["nm"] for x in r["layers"] if x["dense_macs"]} == \
+        {"fc1": "1:4", "fc2": "1:4", "fc3": "1:4"}
+    # the byte ratio is the trace's pattern's, not the default 2:8's
+    from nmsat.reference import compressed_bytes, dense_bytes
+    shapes = [(64, 256), (256, 128), (128, 10)]  # mlp: 64 -> 256 -> 128 -> 10
+    want = sum(dense_bytes(s, "fp16") for s in shapes) / \
+        sum(compressed_bytes(s, "1:4", 0, "fp16") for s in shapes)
+    assert r["weight_byte_ratio"] == pytest.approx(want)
+
+
+def test_inference_flags_override_the_trace(srste_trace, tmp_path, capsys):
+    r = _json(tmp_path, capsys, str(srste_trace), "--mode", "inference", "--batch", "4",
+              "--nm", "2:8")
+    assert r["nm"] == "2:8" and "layer_nm" not in r["options"]
+    assert {x["nm"] for x in r["layers"] if x["dense_macs"]} == {"2:8"}
+
+
+def test_inference_per_layer_patterns_from_a_scalesim_file(tmp_path, capsys):
+    csv = tmp_path / "v3.csv"
+    csv.write_text(V3_GEMM)
+    r = _json(tmp_path, capsys, str(csv), "--mode", "inference", "--config", "small")
+    # two patterns in the file: the default (2:8) is the run's label, the layers keep theirs
+    assert r["options"]["layer_nm"] == {"dense_one": "1:1", "sparse_one": "2:4"}
+    by = {x["name"]: x for x in r["layers"]}
+    assert by["dense_one"]["nm"] == "1:1" and by["sparse_one"]["nm"] == "2:4"
+    assert by["dense_one"]["speedup_vs_dense"] == pytest.approx(1.0, abs=0.02)
+    assert by["sparse_one"]["speedup_vs_dense"] > 1.2
+    forced = _json(tmp_path, capsys, str(csv), "--mode", "inference", "--config", "small",
+                   "--nm", "2:4")
+    assert {x["nm"] for x in forced["layers"]} == {"2:4"}
+    assert forced["total_cycles"] < r["total_cycles"]  # dense_one is sparse now
+    assert forced["dense_total_cycles"] == r["dense_total_cycles"]
