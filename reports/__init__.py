@@ -83,8 +83,7 @@ def result_from_dict(data: Any, where: str = "result") -> Any:
     if not isinstance(data, dict):
         raise ReportError(f"{where}: not an nmsat result (expected a JSON object)")
     if "schema" not in data and data.get("mode") == "inference":
-        raise ReportError(f"{where}: an inference result (nmsat simulate --mode inference); "
-                          "the report reads training results of nmsat simulate --json")
+        return inference_result_from_dict(data, where)
     try:
         result = from_dict(data)
     except KeyError as e:
@@ -97,6 +96,21 @@ def result_from_dict(data: Any, where: str = "result") -> Any:
     except ReportError as e:
         raise ReportError(f"{where}: malformed result: {e}") from None
     return result
+
+
+def inference_result_from_dict(data: Any, where: str = "result") -> Any:
+    """A validated ``InferenceResult`` from the dict form of ``nmsat simulate --mode
+    inference --json``."""
+    from nmsat.simulator.inference import result_from_dict as from_dict
+
+    try:
+        return from_dict(data)
+    except KeyError as e:
+        raise ReportError(f"{where}: not an nmsat inference result: missing field "
+                          f"{e.args[0]!r}") from None
+    except (TypeError, ValueError, AttributeError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ReportError(f"{where}: malformed inference result: {first}") from None
 
 
 def load_result(path: str | Path) -> Any:
@@ -141,8 +155,11 @@ def load_traces(paths: Sequence[str | Path]) -> list[Any]:
 
 def _as_result(item: Any, index: int) -> tuple[Any, str]:
     """(validated SimResult, source name) from a SimResult, its dict or a path."""
+    from nmsat.simulator.inference import InferenceResult
     from nmsat.simulator.results import SimResult
 
+    if isinstance(item, InferenceResult):
+        return item, "simulate"
     if isinstance(item, SimResult):
         try:
             _check(item)
@@ -153,23 +170,32 @@ def _as_result(item: Any, index: int) -> tuple[Any, str]:
         return result_from_dict(item, f"result {index + 1}"), "simulate"
     if isinstance(item, (str, Path)):
         return load_result(item), str(item)
-    raise TypeError(f"a report input must be a SimResult, a dict or a path, not "
-                    f"{type(item).__name__}")
+    raise TypeError(f"a report input must be a SimResult, an InferenceResult, a dict or a "
+                    f"path, not {type(item).__name__}")
 
 
 def build_report(results: Sequence[Any], out_dir: str | Path,
-                 traces: Sequence[Any] = ()) -> Path:
+                 traces: Sequence[Any] = (), *,
+                 inference_sweeps: Sequence[dict[str, Any]] | None = None) -> Path:
     """Write every figure (PNG and SVG) and ``index.html`` for ``results`` into ``out_dir``.
 
     Parameters
     ----------
     results
-        ``SimResult`` objects, their dict form or paths of result JSON files.
+        ``SimResult`` or ``InferenceResult`` objects, their dict form or paths of result
+        JSON files. Training and inference results may be mixed: each kind gets its own
+        runs table and figures on the one page (a training result is compared with dense
+        training, an inference result with dense inference; no figure mixes the two).
     out_dir
         Folder to write into (created if missing).
     traces
         ``Trace`` objects or paths of training traces (``.nmt``), for the accuracy and
         mask-flip figures.
+    inference_sweeps
+        Speedup-vs-batch / sequence-length data of the inference runs
+        (:func:`nmsat.reports.inference_figures.simulate_sweeps`); by default the sweeps
+        the given inference results themselves form
+        (:func:`~nmsat.reports.inference_figures.sweeps_from_results`).
 
     Returns
     -------
@@ -187,10 +213,27 @@ def build_report(results: Sequence[Any], out_dir: str | Path,
     loaded = [_as_result(item, i) for i, item in enumerate(results)]
     trace_objs = [load_traces([t])[0] if isinstance(t, (str, Path)) else t for t in traces]
 
+    from nmsat.simulator.inference import InferenceResult
+
     from . import figures, html
 
-    runs = figures.make_runs([r for r, _ in loaded], [s for _, s in loaded])
-    plots = figures.build_plots(runs, trace_objs)
-    page = html.render_page(runs, trace_objs, plots)
+    train = [(r, s) for r, s in loaded if not isinstance(r, InferenceResult)]
+    infer = [(r, s) for r, s in loaded if isinstance(r, InferenceResult)]
+    runs = figures.make_runs([r for r, _ in train], [s for _, s in train])
+    plots = figures.build_plots(runs, trace_objs) if train or trace_objs else []
+    inference_runs = []
+    if infer:
+        import matplotlib
+
+        from . import inference_figures, style
+
+        inference_runs = inference_figures.make_runs([r for r, _ in infer],
+                                                     [s for _, s in infer])
+        with matplotlib.rc_context(style.RC):
+            plots += inference_figures.report_plots(inference_runs, inference_sweeps)
+        names = [p.name for p in plots]
+        if len(set(names)) != len(names):
+            raise ReportError(f"two figures share a file name: {names}")
+    page = html.render_page(runs, trace_objs, plots, inference_runs=inference_runs)
     files = {f"{p.name}.{fmt}": figures.render(p, fmt) for p in plots for fmt in figures.FORMATS}
     return html.write_report(out, files, page)

@@ -134,8 +134,27 @@ def _plot_section(plot: Plot) -> str:
     return _section(plot.name, plot.title, body)
 
 
-def render_page(runs: Sequence[Run], traces: Sequence[Any], plots: Sequence[Plot]) -> str:
-    """The report page for ``runs`` and ``traces`` showing ``plots`` (files next to it)."""
+def _inference_runs_table(runs: Sequence[Run]) -> Table:
+    rows = []
+    for run in runs:
+        r = run.result
+        rows.append((run.label, str(r.config.get("name", "?")), r.phase or "–",
+                     r.nm, r.batch, r.seq_len, r.kv_len, r.total_cycles, r.seconds * 1e3,
+                     r.tokens_per_second, r.speedup_vs_dense, r.weight_byte_ratio,
+                     r.roofline["peak_macs_per_cycle"] / r.roofline["dense_peak_macs_per_cycle"],
+                     sum(x.bound == "memory" for x in r.layers if x.dense_macs),
+                     sum(1 for x in r.layers if x.dense_macs), r.dram_bytes / 2**20,
+                     float(r.energy_pj.get("total", 0.0)) / 1e9, run.source))
+    return Table(("run", "config", "phase", "N:M", "batch", "seq len", "KV len", "cycles",
+                  "time (ms)", "tokens/s", "speedup vs dense (×)", "weight-byte ratio (×)",
+                  "engine peak ratio (×)", "memory-bound GEMM layers", "GEMM layers",
+                  "DRAM (MiB)", "energy (mJ)", "from"), tuple(rows))
+
+
+def render_page(runs: Sequence[Run], traces: Sequence[Any], plots: Sequence[Plot],
+                inference_runs: Sequence[Run] = ()) -> str:
+    """The report page for ``runs`` and ``traces`` showing ``plots`` (files next to it);
+    ``inference_runs`` (inference results) get their own runs table."""
     parts = []
     nav = []
     if runs:
@@ -151,6 +170,18 @@ def render_page(runs: Sequence[Run], traces: Sequence[Any], plots: Sequence[Plot
                               "sparse-training trace; the dense baseline is the dense run "
                               "recorded with the trace (same model, data and seed).</p>\n"
                               + table_html(_traces_table(traces))))
+    if inference_runs:
+        nav.append('<a href="#inference-runs">Inference runs</a>')
+        mixed = (" This report also has training runs: those are compared with dense "
+                 "training, these with dense inference, and no figure mixes the two."
+                 if runs else "")
+        parts.append(_section(
+            "inference-runs", "Inference runs", '<p class="caption">One row per inference '
+            "result (nmsat simulate --mode inference). Speedups are over dense inference "
+            "(dense weights, no activation sparsity) of the same workload on the same "
+            "hardware; a memory-bound pass tends to the weight-byte ratio (dense over "
+            "compressed weight bytes), an array-bound one to the engine's peak ratio."
+            f"{mixed}</p>\n" + table_html(_inference_runs_table(inference_runs))))
     current: Run | None = None
     for p in plots:
         if p.run is None:
@@ -162,14 +193,15 @@ def render_page(runs: Sequence[Run], traces: Sequence[Any], plots: Sequence[Plot
             parts.append(f'<h2 class="run" id="{html.escape(anchor)}">'
                          f"{html.escape(current.label)}</h2>")
         parts.append(_plot_section(p))
-    workloads = list(dict.fromkeys(r.result.workload for r in runs))
+    workloads = list(dict.fromkeys(r.result.workload for r in [*runs, *inference_runs]))
     models = list(dict.fromkeys(t.model for t in traces))
     subject = ", ".join(workloads + [m for m in models if m not in workloads])
     title = f"nmsat report: {subject}"
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
             f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
-            f"<header><h1>{html.escape(title)}</h1><p>{len(runs)} simulation result(s), "
+            f"<header><h1>{html.escape(title)}</h1><p>{len(runs) + len(inference_runs)} "
+            f"simulation result(s), "
             f"{len(traces)} training trace(s)</p></header>\n"
             f"<nav>{' '.join(nav)}</nav>\n<main>\n" + "\n".join(parts) + "\n</main>\n"
             f"<footer>Made by nmsat {html.escape(__version__)} (<code>nmsat report</code>)."

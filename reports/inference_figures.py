@@ -21,6 +21,9 @@ by pattern, since inference weights are the ones BDWP trains).
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +35,7 @@ from nmsat.config import AcceleratorConfig
 from nmsat.types import NM
 
 from . import style
-from .figures import Plot, Table, write_plot
+from .figures import Plot, Run, Table, write_plot
 
 
 def _color(nm: str) -> str:
@@ -117,25 +120,28 @@ def roofline_figure(result) -> Plot:
 
 def _sweep(spec: str, cfg: AcceleratorConfig, patterns: Sequence[str], axis: str,
            values: Sequence[int], fixed: dict[str, Any]) -> dict[str, Any]:
-    from nmsat.simulator.inference import InferenceOptions, simulate_inference
+    from nmsat.simulator.inference import InferenceOptions, simulate_patterns
 
     out: dict[str, Any] = {"workload": spec, "axis": axis, "values": list(values),
                            "speedup": {}, "byte_ratio": {}, "peak_ratio": {},
-                           "bound": {}}
+                           "bound": {}, "config": cfg.name}
+    runs = {v: simulate_patterns(spec, cfg, patterns, InferenceOptions(**{axis: v}, **fixed))
+            for v in values}
     for nm in patterns:
-        sp, br, bd = [], [], []
-        for v in values:
-            r = simulate_inference(spec, cfg, InferenceOptions(nm=nm, **{axis: v}, **fixed))
-            sp.append(r.speedup_vs_dense)
-            br.append(r.weight_byte_ratio)
-            gemm = [x for x in r.layers if x.dense_macs]
-            mem = sum(x.total_cycles for x in gemm if x.bound == "memory")
-            bd.append("memory" if 2 * mem > sum(x.total_cycles for x in gemm) else "compute")
-        out["speedup"][nm] = sp
-        out["byte_ratio"][nm] = br[0]
+        rs = [runs[v][str(nm)] for v in values]
+        out["speedup"][nm] = [r.speedup_vs_dense for r in rs]
+        out["byte_ratio"][nm] = rs[0].weight_byte_ratio
         out["peak_ratio"][nm] = cfg.array.sparse_speedup(NM.parse(nm))
-        out["bound"][nm] = bd
+        out["bound"][nm] = [majority_bound(r) for r in rs]
     return out
+
+
+def majority_bound(result) -> str:
+    """``memory`` when memory-bound GEMM layers take more than half of ``result``'s GEMM
+    cycles, else ``compute``."""
+    gemm = [x for x in result.layers if x.dense_macs]
+    mem = sum(x.total_cycles for x in gemm if x.bound == "memory")
+    return "memory" if 2 * mem > sum(x.total_cycles for x in gemm) else "compute"
 
 
 def speedup_vs_batch(spec: str, cfg: AcceleratorConfig, patterns: Sequence[str],
@@ -155,15 +161,20 @@ def speedup_vs_seq_len(spec: str, cfg: AcceleratorConfig, patterns: Sequence[str
     return _sweep(spec, cfg, patterns, axis, lengths, fixed)
 
 
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">")
+"""Line markers of the patterns of a sweep figure, in order (patterns of one colour differ)."""
+
+
 def _sweep_figure(d: dict[str, Any], name: str, xlabel: str, what: str) -> Plot:
     fig = _figure()
     lines, limits, memory = {}, {}, {}
     with matplotlib.rc_context(style.RC):
         ax = fig.add_subplot()
         ax.axhline(1.0, color=style.method_color("dense"), linewidth=1.5, label="dense")
-        for nm, ys in d["speedup"].items():
+        for i, (nm, ys) in enumerate(d["speedup"].items()):
             c = _color(nm)
-            (lines[nm],) = ax.plot(d["values"], ys, marker="o", color=c, label=f"{nm}")
+            (lines[nm],) = ax.plot(d["values"], ys, marker=_MARKERS[i % len(_MARKERS)],
+                                   color=c, label=f"{nm}")
             mem = [i for i, b in enumerate(d["bound"][nm]) if b == "memory"]
             memory[nm] = ax.scatter([d["values"][i] for i in mem], [ys[i] for i in mem],
                                     marker="o", s=70, facecolor="white", edgecolor=c,
@@ -203,3 +214,199 @@ def write_figures(plots: Sequence[Plot], out_dir: str | Path) -> list[Path]:
     for p in plots:
         paths.extend(write_plot(p, out_dir).values())
     return paths
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def layers_figure(result) -> Plot:
+    """DRAM bytes of every layer with traffic, dense baseline against the run's weights,
+    coloured by what bounds the layer; the table has every per-layer number of the run."""
+    rows = [x for x in result.layers if x.dram_bytes or x.dense_dram_bytes]
+    fig = _figure(max(7.5, min(28.0, 0.12 * len(rows) + 3)), 4.8)
+    bars = {}
+    with matplotlib.rc_context(style.RC):
+        ax = fig.add_subplot()
+        xs = list(range(len(rows)))
+        bars["dense"] = ax.bar([x - 0.2 for x in xs], [r.dense_dram_bytes for r in rows],
+                               width=0.4, color=_color("1:1"), label="dense")
+        colors = {"memory": style.STALL_COLORS["memory"], "compute": _color(result.nm),
+                  "dependency": style.STALL_COLORS["dependency"]}
+        bars["nm"] = ax.bar([x + 0.2 for x in xs], [r.dram_bytes for r in rows], width=0.4,
+                            color=[colors.get(r.bound, "#777777") for r in rows])
+        from matplotlib.patches import Patch
+
+        handles = [Patch(color=_color("1:1"), label="dense baseline")] + [
+            Patch(color=colors[b], label=f"{result.nm}, {b}-bound")
+            for b in ("compute", "memory", "dependency")]
+        ax.set_yscale("log")
+        ax.set_ylabel("DRAM bytes per pass")
+        if len(rows) <= 40:
+            ax.set_xticks(xs, [r.name for r in rows], rotation=90, fontsize=7)
+        else:
+            ax.set_xlabel(f"layer index (0 to {len(rows) - 1} in program order; names in "
+                          f"the table)")
+        ax.set_title(f"DRAM bytes per layer: {result.workload} inference, {result.nm}")
+        ax.legend(handles=handles, loc="best")
+    table = Table(("layer", "N:M", "cycles", "dense cycles", "speedup", "DRAM bytes",
+                   "dense DRAM bytes", "byte ratio", "weight bytes", "KV-cache bytes",
+                   "MAC/B", "bound", "dense bound", "textbook bound"),
+                  tuple((x.name, x.nm, x.total_cycles, x.dense_total_cycles,
+                         x.speedup_vs_dense, x.dram_bytes, x.dense_dram_bytes,
+                         x.byte_ratio, x.weight_bytes, x.kv_cache_bytes,
+                         None if math.isinf(x.intensity) else x.intensity, x.bound,
+                         x.dense_bound or None, x.ideal_bound) for x in result.layers))
+    return Plot("inference-layers", f"Bytes and bound per layer of {result.workload}",
+                "DRAM bytes each layer moves per pass (loads, stores, vector streams; N:M "
+                "weights compressed with their indices), dense baseline grey, the run's "
+                "pattern coloured by the layer's bound on this hardware: compute (the "
+                "array sets its time), memory (DRAM does) or dependency (it mostly waits "
+                "for another unit). The table lists every layer.", fig, table,
+                {"bars": bars, "rows": [x.name for x in rows]})
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def make_runs(results: Sequence[Any], sources: Sequence[str]) -> list[Run]:
+    """Name each inference result (workload, pattern, plus the settings that differ
+    between the report's inference runs); slugs start with ``i`` so they never clash with
+    training runs' (``01-...``)."""
+    def cfg_name(r: Any) -> str:
+        return str(r.config.get("name", "?"))
+
+    keys = {"phase": lambda r: r.phase, "batch": lambda r: r.batch,
+            "seq_len": lambda r: r.seq_len, "kv_len": lambda r: r.kv_len,
+            "config": cfg_name, "act_zero": lambda r: r.act_zero,
+            "act_density": lambda r: r.act_density,
+            "options": lambda r: json.dumps(r.options, sort_keys=True)}
+    varies = [k for k, f in keys.items() if len({f(r) for r in results}) > 1]
+    runs: list[Run] = []
+    seen: dict[tuple[str, str], int] = {}
+    for i, (r, src) in enumerate(zip(results, sources)):
+        words = [f"inference {r.nm}" if not NM.parse(r.nm).dense else "inference dense"]
+        for k in varies:
+            v = keys[k](r)
+            if k == "options":
+                words += [f"{o}={r.options[o]}" for o in sorted(r.options)
+                          if len({json.dumps(x.options.get(o)) for x in results}) > 1]
+            elif v is not None:
+                words.append(f"{k.replace('_', ' ')} {v}" if k != "config" else str(v))
+        series = " ".join(words)
+        key = (r.workload, series)
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] > 1:
+            series = f"{series} #{seen[key]}"
+        runs.append(Run(result=r, label=f"{r.workload} · {series}", series=series,
+                        slug=f"i{i + 1:02d}-{_slug(r.workload + ' ' + series)}", source=src))
+    return runs
+
+
+def sweeps_from_results(results: Sequence[Any]) -> list[dict[str, Any]]:
+    """Sweep data (as :func:`speedup_vs_batch` returns) built from the given results
+    only: runs of one workload and configuration that differ only in batch (or only in
+    prefill ``seq_len`` / decode ``kv_len``) form a sweep over that axis, one series per
+    pattern, when the group has at least two values. Nothing is simulated."""
+    out = []
+    for axis in ("batch", "seq_len", "kv_len"):
+        fixed = [a for a in ("batch", "seq_len", "kv_len") if a != axis]
+        groups: dict[tuple, list] = {}
+        for r in results:
+            if getattr(r, axis) is None or NM.parse(r.nm).dense:
+                continue
+            key = (r.workload, json.dumps(r.config, sort_keys=True), r.phase, r.act_zero,
+                   r.act_density, json.dumps(r.options, sort_keys=True),
+                   *(getattr(r, a) for a in fixed))
+            groups.setdefault(key, []).append(r)
+        for key, rs in groups.items():
+            values = sorted({getattr(r, axis) for r in rs})
+            if len(values) < 2:
+                continue
+            d: dict[str, Any] = {"workload": rs[0].workload, "axis": axis, "values": values,
+                                 "speedup": {}, "byte_ratio": {}, "peak_ratio": {},
+                                 "bound": {}, "config": rs[0].config.get("name", "?")}
+            for nm in sorted({r.nm for r in rs}, key=lambda p: NM.parse(p).n / NM.parse(p).m):
+                by = {getattr(r, axis): r for r in rs if r.nm == nm}
+                if len(by) != len(values):
+                    continue  # a pattern must cover every value of the sweep
+                d["speedup"][nm] = [by[v].speedup_vs_dense for v in values]
+                d["byte_ratio"][nm] = by[values[0]].weight_byte_ratio
+                rf = by[values[0]].roofline
+                d["peak_ratio"][nm] = rf["peak_macs_per_cycle"] / rf["dense_peak_macs_per_cycle"]
+                d["bound"][nm] = [majority_bound(by[v]) for v in values]
+            if d["speedup"]:
+                out.append(d)
+    return out
+
+
+BATCHES = (1, 4, 16, 64, 256)
+"""Batch sizes of ``nmsat simulate --mode inference --report`` (plus the run's own)."""
+SEQ_LENS = (16, 64, 256, 1024, 4096)
+"""Prefill sequence lengths (decode: KV-cache lengths) of the report, up to the model's
+positions (plus the run's own)."""
+
+
+def simulate_sweeps(spec: str, cfg: AcceleratorConfig, result, opts) -> list[dict[str, Any]]:
+    """The report's sweeps for the run ``result`` of ``spec`` with ``opts``
+    (:class:`~nmsat.simulator.inference.InferenceOptions`): speedup against batch size
+    for every pattern the array supports (``array.nm_patterns``), and for language models
+    against prefill sequence length (decode: KV-cache length), other settings as in the
+    run. A sweep is simulated (dense baseline once per point)."""
+    import dataclasses
+
+    from nmsat.workloads import llm, zoo
+
+    patterns = list(cfg.array.nm_patterns)
+    fixed = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)
+             if f.name not in ("nm", "batch", "layer_nm")}
+    if opts.layer_nm:
+        fixed["layer_nm"] = ()  # a sweep compares uniform patterns
+    out = [speedup_vs_batch(spec, cfg, patterns, sorted({*BATCHES, result.batch}),
+                            **{k: v for k, v in fixed.items()})]
+    max_pos = None
+    if llm.is_llm(spec):
+        max_pos = llm.spec(spec).max_positions
+    elif spec in zoo.names() and zoo.model(spec).seq_len is not None:
+        max_pos = zoo.model(spec).seq_len
+    if max_pos is not None:
+        axis = "kv_len" if result.kv_len is not None else "seq_len"
+        own = getattr(result, axis)
+        values = sorted({v for v in SEQ_LENS if v <= max_pos} | ({own} if own else set()))
+        if len(values) >= 2:
+            rest = {k: v for k, v in fixed.items() if k not in ("seq_len", "kv_len")}
+            out.append(speedup_vs_seq_len(spec, cfg, patterns, values, axis=axis,
+                                          batch=result.batch, **rest))
+    return out
+
+
+def report_plots(runs: Sequence[Run], sweeps: Sequence[dict[str, Any]] | None = None
+                 ) -> list[Plot]:
+    """Every inference figure of a report: the sweeps (``sweeps``, else those the runs
+    themselves form, :func:`sweeps_from_results`), then per run its roofline and its
+    per-layer bytes and bounds."""
+    plots: list[Plot] = []
+    data = list(sweeps) if sweeps is not None else sweeps_from_results(
+        [r.result for r in runs])
+    counts: dict[str, int] = {}
+    for d in data:
+        counts[d["axis"]] = counts.get(d["axis"], 0) + 1
+    seen: dict[str, int] = {}
+    for d in data:
+        p = speedup_batch_figure(d) if d["axis"] == "batch" else speedup_seq_figure(d)
+        if counts[d["axis"]] > 1:  # several sweeps over one axis: number them
+            seen[d["axis"]] = seen.get(d["axis"], 0) + 1
+            p.name = (f"{p.name}-{seen[d['axis']]}-"
+                      f"{_slug(d['workload'] + ' ' + str(d.get('config', '')))}")
+            p.title = f"{p.title}: {d['workload']} ({d.get('config', '')})"
+        plots.append(p)
+    for run in runs:
+        for f in (roofline_figure, layers_figure):
+            p = f(run.result)
+            p.name = f"{p.name}-{run.slug}"
+            p.run = run
+            plots.append(p)
+    names = [p.name for p in plots]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two inference figures share a file name: {names}")
+    return plots

@@ -34,6 +34,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from nmsat.dataflow.inference import ActDensity, compile_inference
@@ -118,6 +119,8 @@ class LayerRow:
     speedup_vs_dense: float
     dense_dram_bytes: int = 0  # the dense baseline's DRAM bytes for this layer
     dense_bound: str = ""  # the dense baseline's ``bound`` for this layer
+    buffer_bytes: dict[str, int] = field(default_factory=dict)  # activation, weight, output
+    dram_bytes_by_operand: dict[str, int] = field(default_factory=dict)  # burst-rounded
 
     @property
     def byte_ratio(self) -> float:
@@ -222,6 +225,95 @@ class InferenceResult:
 
     def to_json(self, *, timing: bool = False) -> str:
         return json.dumps(self.to_dict(timing=timing), indent=1, allow_nan=False) + "\n"
+
+
+def result_from_dict(data: dict[str, Any]) -> InferenceResult:
+    """The :class:`InferenceResult` of :meth:`InferenceResult.to_dict` (a ``--json``
+    file of ``nmsat simulate --mode inference``). Checks what the report reads: raises
+    ``KeyError`` for a missing field and ``ValueError`` naming a malformed one."""
+    if not isinstance(data, dict) or data.get("mode") != "inference":
+        raise ValueError("not an inference result (mode is not 'inference')")
+
+    def num(where: str, v: Any, *, integer: bool = False, optional: bool = False) -> Any:
+        if v is None and optional:
+            return None
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or \
+                (integer and not isinstance(v, int)) or not math.isfinite(v) or v < 0:
+            kind = "an integer" if integer else "a finite number"
+            raise ValueError(f"{where} must be {kind} >= 0, not {v!r}")
+        return v
+
+    def text(where: str, v: Any, *, optional: bool = False) -> Any:
+        if v is None and optional:
+            return None
+        if not isinstance(v, str):
+            raise ValueError(f"{where} must be a string, not {v!r}")
+        return v
+
+    def obj(where: str, v: Any) -> dict:
+        if not isinstance(v, dict):
+            raise ValueError(f"{where} must be an object, not {v!r}")
+        return v
+
+    ints = ("batch", "tokens", "total_cycles", "macs", "dense_macs", "dram_bytes",
+            "weight_bytes", "kv_cache_bytes", "dense_total_cycles")
+    floats = ("seconds", "utilization", "weight_byte_ratio", "speedup_vs_dense")
+    kw: dict[str, Any] = {k: num(k, data[k], integer=True) for k in ints}
+    kw.update({k: num(k, data[k]) for k in floats})
+    if kw["total_cycles"] == 0:
+        raise ValueError("total_cycles must be positive, not 0")
+    for k in ("workload", "nm", "act_zero", "act_density"):
+        kw[k] = text(k, data[k])
+    kw["phase"] = text("phase", data["phase"], optional=True)
+    for k in ("seq_len", "kv_len"):
+        kw[k] = num(k, data[k], integer=True, optional=True)
+    for k in ("tokens_per_second", "dense_tokens_per_second"):
+        kw[k] = num(k, data[k], optional=True)
+    kw["config"] = obj("config", data["config"])
+    arr = obj("config.array", kw["config"].get("array"))
+    for k in ("rows", "cols", "macs_per_pe"):
+        num(f"config.array.{k}", arr.get(k), integer=True)
+    kw["options"] = obj("options", data.get("options", {}))
+    kw["stall_cycles"] = {k: num(f"stall_cycles.{k}", v, integer=True)
+                          for k, v in obj("stall_cycles", data["stall_cycles"]).items()}
+    kw["energy_pj"] = {k: num(f"energy_pj.{k}", v)
+                       for k, v in obj("energy_pj", data["energy_pj"]).items()}
+    kw["counts"] = dict(obj("counts", data.get("counts", {})))
+    kw["roofline"] = {k: num(f"roofline.{k}", data["roofline"][k])
+                      for k in ("peak_macs_per_cycle", "dense_peak_macs_per_cycle",
+                                "dram_bytes_per_cycle", "ridge")}
+    kw["extended_layers"] = bool(data.get("extended_layers", False))
+    if not isinstance(data["layers"], list):
+        raise ValueError(f"layers must be a list, not {data['layers']!r}")
+    rows = []
+    bounds = {str(b) for b in Bound}
+    for i, x in enumerate(data["layers"]):
+        w = f"layers[{i}]"
+        obj(w, x)
+        row: dict[str, Any] = {}
+        for f in dataclasses.fields(LayerRow):
+            if f.name not in x:
+                if f.default is dataclasses.MISSING:
+                    raise KeyError(f"{w}.{f.name}")
+                continue
+            v = x[f.name]
+            if f.name in ("name", "nm"):
+                v = text(f"{w}.{f.name}", v)
+            elif f.name in ("bound", "ideal_bound", "dense_bound"):
+                if v not in bounds and not (f.name == "dense_bound" and v == ""):
+                    raise ValueError(f"{w}.{f.name} must be one of {sorted(bounds)}, "
+                                     f"not {v!r}")
+            elif f.name == "intensity":
+                v = math.inf if v is None else num(f"{w}.intensity", v)
+            elif f.name in ("buffer_bytes", "dram_bytes_by_operand"):
+                v = {k: num(f"{w}.{f.name}.{k}", n, integer=True)
+                     for k, n in obj(f"{w}.{f.name}", v).items()}
+            else:
+                v = num(f"{w}.{f.name}", v, integer=f.type in (int, "int"))
+            row[f.name] = v
+        rows.append(LayerRow(**row))
+    kw["layers"] = tuple(rows)
+    return InferenceResult(**kw)
 
 
 # --------------------------------------------------------------------------- workloads
@@ -368,7 +460,7 @@ def _pass_llm(iw: InferenceWorkload, cfg: AcceleratorConfig, nm: NM, batch: int,
         _, prog = compile_inference(w, cfg, nm, None, density, **compile_opts)
         runs.append(_run_program(prog, cfg))
         progs.append((w, prog))
-        counts.append(_counts(prog, w, density, act, cfg))
+        counts.append(_counts(prog, w, density, act, cfg)[0])
     d1, d2 = runs[1].total - runs[0].total, runs[2].total - runs[1].total
     if d1 != d2:
         return None
@@ -393,6 +485,12 @@ def _pass_llm(iw: InferenceWorkload, cfg: AcceleratorConfig, nm: NM, batch: int,
     if extended is None:
         return None
     w3, prog3 = progs[2]
+    operands = {}
+    for name, o in _counts(prog3, w3, density, act, cfg)[1].items():
+        if name.startswith(p1):
+            operands.update({_rename(name, s, 1, i): o for i in range(1, L - 1)})
+        else:
+            operands[_rename(name, s, 2, L - 1)] = o
     kv = llm.kv_cache_layers(w3) if iw.phase is llm.LlmPhase.DECODE else ()
     traffic = []
     for t in layer_traffic(prog3, cfg, kv):
@@ -401,26 +499,39 @@ def _pass_llm(iw: InferenceWorkload, cfg: AcceleratorConfig, nm: NM, batch: int,
                            for i in range(1, L - 1))
         else:
             traffic.append(dataclasses.replace(t, name=_rename(t.name, s, 2, L - 1)))
-    return _Pass(_Run(total, per, stalls, True), traffic, extended)
+    return _Pass(_Run(total, per, stalls, True), traffic, extended, operands)
 
 
 def _counts(prog: Program, wl: Workload, density: ActDensity, act: ActZero,
-            cfg: AcceleratorConfig) -> en.ActivityCounts:
+            cfg: AcceleratorConfig) -> tuple[en.ActivityCounts, dict[str, dict]]:
     """Activity of the run by the simulator's counting rules (:func:`api.activity`); with
     ``act_zero`` gate or skip, a layer's multiplier-lane operations are scaled by its
-    activation density (a zero activation gates its multiplier)."""
+    activation density (a zero activation gates its multiplier). Also per layer its
+    buffer bytes and burst-rounded DRAM bytes by operand (``buffer``, ``dram``: activation,
+    weight, output), as the training result's layers have them."""
     from nmsat.simulator import api
 
     attr = attribution(prog)
-    per, _, _, _ = api.activity(prog, cfg, attr)
+    per, _, _, dram_op = api.activity(prog, cfg, attr)
     dens = {layer.name: density.of(layer) for layer in wl.layers}
     total = en.ActivityCounts()
+    operands: dict[str, dict] = {}
     for (layer, _phase), c in per.items():
         d = dens.get(layer, 1.0) if act is not ActZero.NONE else 1.0
         if d < 1.0:
             c = dataclasses.replace(c, macs=int(round(c.macs * d)))
         total = total + c
-    return total
+        b = operands.setdefault(layer, {"buffer": {"activation": 0, "weight": 0,
+                                                   "output": 0}})["buffer"]
+        b["activation"] += c.act_buffer_bytes
+        b["weight"] += c.weight_buffer_bytes
+        b["output"] += c.output_buffer_bytes
+    for layer, d in dram_op.items():
+        operands.setdefault(layer, {"buffer": {"activation": 0, "weight": 0, "output": 0}})
+        operands[layer]["dram"] = dict(d)
+    for o in operands.values():
+        o.setdefault("dram", {"activation": 0, "weight": 0, "output": 0})
+    return total, operands
 
 
 @dataclass
@@ -428,6 +539,7 @@ class _Pass:
     run: _Run
     traffic: list[LayerTraffic]
     counts: en.ActivityCounts
+    operands: dict[str, dict] = field(default_factory=dict)  # _counts' per-layer bytes
 
 
 def _simulate_pass(iw: InferenceWorkload, cfg: AcceleratorConfig, nm: NM,
@@ -445,12 +557,27 @@ def _simulate_pass(iw: InferenceWorkload, cfg: AcceleratorConfig, nm: NM,
     run = _run_program(prog, cfg)
     kv = llm.kv_cache_layers(wl) if iw.phase is llm.LlmPhase.DECODE else ()
     traffic = layer_traffic(prog, cfg, kv)
-    counts = _counts(prog, wl, density, ActZero.parse(cfg.array.act_zero), cfg)
-    return _Pass(run, traffic, counts)
+    counts, operands = _counts(prog, wl, density, ActZero.parse(cfg.array.act_zero), cfg)
+    return _Pass(run, traffic, counts, operands)
+
+
+def simulate_patterns(spec: str | InferenceWorkload, cfg: AcceleratorConfig,
+                      patterns, opts: InferenceOptions | None = None
+                      ) -> dict[str, InferenceResult]:
+    """:func:`simulate_inference` of ``spec`` for each N:M pattern in ``patterns`` (``opts``
+    gives everything else), simulating the shared dense baseline once. Returns pattern
+    (as given) -> result, each equal to its own :func:`simulate_inference` result."""
+    opts = opts or InferenceOptions()
+    iw = load(spec, opts) if isinstance(spec, str) else spec
+    shared: dict = {}
+    return {str(nm): simulate_inference(iw, cfg, dataclasses.replace(opts, nm=NM.parse(nm)),
+                                        _baseline=shared)
+            for nm in patterns}
 
 
 def simulate_inference(spec: str | InferenceWorkload, cfg: AcceleratorConfig,
-                       opts: InferenceOptions | None = None) -> InferenceResult:
+                       opts: InferenceOptions | None = None, *,
+                       _baseline: dict | None = None) -> InferenceResult:
     """Simulate one inference pass of ``spec`` (see :func:`load`) and its dense baseline.
 
     Raises
@@ -470,8 +597,12 @@ def simulate_inference(spec: str | InferenceWorkload, cfg: AcceleratorConfig,
     all_dense = nm.dense and all(p.dense for _, p in opts.layer_nm)
     if all_dense and act is ActZero.NONE:
         dense = sparse
+    elif _baseline is not None and "dense" in _baseline:  # simulate_patterns: same baseline
+        dense = _baseline["dense"]
     else:
         dense = _simulate_pass(iw, dense_cfg, NM(1, 1), ActDensity.dense(), opts)
+    if _baseline is not None:
+        _baseline["dense"] = dense
     roof = Roof.of(cfg, nm)
     secs = cfg.cycle_seconds
     dense_by_layer = dense.run.attributed
@@ -503,7 +634,9 @@ def simulate_inference(spec: str | InferenceWorkload, cfg: AcceleratorConfig,
             act_density=dens_of.get(name, 1.0), dense_total_cycles=dcyc,
             speedup_vs_dense=dcyc / cyc if cyc else 1.0,
             dense_dram_bytes=dt.dram_bytes,
-            dense_bound=str(simulated_bound(dt, dense_roof, dcyc))))
+            dense_bound=str(simulated_bound(dt, dense_roof, dcyc)),
+            buffer_bytes=dict(sparse.operands.get(name, {}).get("buffer", {})),
+            dram_bytes_by_operand=dict(sparse.operands.get(name, {}).get("dram", {}))))
     total = sparse.run.total
     dense_total = dense.run.total
     tokens = iw.tokens
@@ -546,7 +679,9 @@ __all__ = [
     "InferenceWorkload",
     "LayerRow",
     "load",
+    "result_from_dict",
     "simulate_inference",
+    "simulate_patterns",
     "weight_byte_ratio",
 ]
 
@@ -631,33 +766,108 @@ def _patterns_from_args(args) -> tuple[NM, tuple[tuple[str, NM], ...]]:
     return NM.parse(nm), tuple(sorted(loaded.layer_nm.items()))
 
 
+def _gemm_rows(r: InferenceResult) -> list[LayerRow]:
+    return [x for x in r.layers if x.dense_macs]
+
+
+def compute_report_csv(r: InferenceResult) -> str:
+    """SCALE-Sim-style ``COMPUTE_REPORT.csv`` of an inference pass: one row per GEMM
+    layer (SCALE-Sim topologies list only conv and GEMM layers, and SCALE-Sim simulates
+    inference, so the row ids line up with a topology's), columns as in
+    :func:`nmsat.simulator.results.compute_report_csv`; Stall Cycles = the layer's
+    cycles minus its engine busy cycles (its attributed wall time is busy plus waits)."""
+    from nmsat.simulator.results import COMPUTE_REPORT_HEADER, _row
+
+    a = r.config["array"]
+    peak = a["rows"] * a["cols"] * a["macs_per_pe"]
+    lines = [COMPUTE_REPORT_HEADER]
+    for lid, x in enumerate(_gemm_rows(r)):
+        tot, busy = x.total_cycles, x.engine_cycles
+        stall = max(0, tot - busy)
+        overall = 100.0 * x.macs / (tot * peak) if tot else 0.0
+        mapping = 100.0 * x.macs / (busy * peak) if busy else 0.0
+        comp = 100.0 * x.macs / ((tot - stall) * peak) if tot > stall else 0.0
+        lines.append(_row(lid, [tot, stall, overall, mapping, comp]))
+    return "\n".join(lines) + "\n"
+
+
+def bandwidth_report_csv(r: InferenceResult) -> str:
+    """SCALE-Sim-style ``BANDWIDTH_REPORT.csv`` of an inference pass, one row per GEMM
+    layer, in operand words per cycle of the layer (as
+    :func:`nmsat.simulator.results.bandwidth_report_csv`): SRAM = buffer bytes read and
+    written, DRAM = burst-rounded bytes moved (IFMAP: activation loads, FILTER: the
+    compressed weight loads, OFMAP: stores)."""
+    from nmsat.simulator.results import BANDWIDTH_REPORT_HEADER, _row
+
+    word = DType.parse(r.config["numerics"]["dtype"]).bytes
+    lines = [BANDWIDTH_REPORT_HEADER]
+    for lid, x in enumerate(_gemm_rows(r)):
+        tot = x.total_cycles or 1
+        b, d = x.buffer_bytes, x.dram_bytes_by_operand
+        vals = [b.get("activation", 0) / word / tot, b.get("weight", 0) / word / tot,
+                b.get("output", 0) / word / tot, d.get("activation", 0) / word / tot,
+                d.get("weight", 0) / word / tot, d.get("output", 0) / word / tot]
+        lines.append(_row(lid, vals))
+    return "\n".join(lines) + "\n"
+
+
 def run_cli(args) -> int:
-    """``nmsat simulate ... --mode inference``: simulate, print the table, write the JSON."""
+    """``nmsat simulate ... --mode inference``: simulate, print the table, write the JSON,
+    the SCALE-Sim-style reports and the HTML report. Everything is rendered (and the
+    report's sweeps simulated) before the first file is written."""
     import sys
 
     from nmsat import config
-    from nmsat.util import atomic_write_text
+    from nmsat.errors import OutputError
+    from nmsat.util import atomic_write_many
 
     if args.method in ("dense", "srste"):
         raise ValueError(f"--method {args.method} is for training; inference takes the "
                          f"weights' pattern from --nm (dense: --nm 1:1)")
-    for name in ("scalesim_reports", "report"):
-        if getattr(args, name, None) is not None:
-            raise ValueError(f"--{name.replace('_', '-')} is not available with "
-                             f"--mode inference")
     if getattr(args, "no_pregen", False):  # inference makes no masks: nothing to pre-generate
         raise ValueError("--no-pregen is for training: inference has no SORE mask generation")
     cfg = config.resolve(args.config)
     if args.act_zero is not None:
         cfg = cfg.replace(**{"array.act_zero": args.act_zero})
-    result = simulate_inference(str(args.workload), cfg, options_from_args(args))
+    opts = options_from_args(args)
+    result = simulate_inference(str(args.workload), cfg, opts)
+
+    outputs: list[tuple[Path, str]] = []
     if args.json is not None:
-        if args.json.exists() and args.json.is_dir():
-            raise IsADirectoryError(f"{args.json} is a folder")
-        atomic_write_text(args.json, result.to_json())
+        outputs.append((args.json, result.to_json()))
+    if args.scalesim_reports is not None:
+        d = args.scalesim_reports
+        if d.exists() and not d.is_dir():
+            raise NotADirectoryError(f"--scalesim-reports: {d} exists and is not a folder")
+        outputs.append((d / "COMPUTE_REPORT.csv", compute_report_csv(result)))
+        outputs.append((d / "BANDWIDTH_REPORT.csv", bandwidth_report_csv(result)))
+    for path, _ in outputs:
+        if path.exists() and path.is_dir():
+            raise IsADirectoryError(f"{path} is a folder")
+    sweeps = None
+    if args.report is not None:
+        from nmsat.reports import ReportError
+        from nmsat.reports.inference_figures import simulate_sweeps
+
+        if args.report.exists() and not args.report.is_dir():
+            raise ReportError(f"--report: {args.report} exists and is not a folder")
+        sweeps = simulate_sweeps(str(args.workload), cfg, result, opts)
+        try:  # before anything is written, so a bad report folder leaves no output behind
+            args.report.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"cannot create report folder {args.report}: "
+                              f"{e.strerror or e}") from None
+    atomic_write_many([(path, text.encode("utf-8")) for path, text in outputs])
+    index = None
+    if args.report is not None:
+        from nmsat.reports import build_report
+
+        index = build_report([result], args.report, inference_sweeps=sweeps)
     sys.stdout.write(format_table(result))
-    if args.json is not None:
-        print(f"wrote {args.json}")
+    for path, _ in outputs:
+        print(f"wrote {path}")
+    if index is not None:
+        print(f"wrote {index}")
     return 0
 
 

@@ -129,8 +129,8 @@ def test_cli_json(tmp_path, capsys):
     (["mlp", "--mode", "inference", "--act-zero", "maybe"], "argument --act-zero: invalid"),
     (["mlp", "--mode", "inference", "--method", "dense"],
      "--method dense is for training; inference takes the weights' pattern from --nm"),
-    (["mlp", "--mode", "inference", "--report", "r"],
-     "--report is not available with --mode inference"),
+    (["mlp", "--mode", "inference", "--no-pregen"],
+     "--no-pregen is for training: inference has no SORE mask generation"),
 ])
 def test_cli_bad_input_is_one_line_and_status_2(argv, msg, capsys):
     assert main(["simulate", *argv]) == 2
