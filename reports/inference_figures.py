@@ -124,7 +124,7 @@ def _sweep(spec: str, cfg: AcceleratorConfig, patterns: Sequence[str], axis: str
 
     out: dict[str, Any] = {"workload": spec, "axis": axis, "values": list(values),
                            "speedup": {}, "byte_ratio": {}, "peak_ratio": {},
-                           "bound": {}, "config": cfg.name}
+                           "bound": {}, "ideal_bound": {}, "config": cfg.name}
     runs = {v: simulate_patterns(spec, cfg, patterns, InferenceOptions(**{axis: v}, **fixed))
             for v in values}
     for nm in patterns:
@@ -133,15 +133,29 @@ def _sweep(spec: str, cfg: AcceleratorConfig, patterns: Sequence[str], axis: str
         out["byte_ratio"][nm] = rs[0].weight_byte_ratio
         out["peak_ratio"][nm] = cfg.array.sparse_speedup(NM.parse(nm))
         out["bound"][nm] = [majority_bound(r) for r in rs]
+        out["ideal_bound"][nm] = [majority_bound(r, "ideal_bound") for r in rs]
     return out
 
 
-def majority_bound(result) -> str:
-    """``memory`` when memory-bound GEMM layers take more than half of ``result``'s GEMM
-    cycles, else ``compute``."""
+def majority_bound(result, which: str = "bound") -> str:
+    """``memory`` when GEMM layers whose ``which`` (``bound``: on the hardware;
+    ``ideal_bound``: the textbook roofline) is memory take more than half of ``result``'s
+    GEMM cycles, else ``compute``."""
     gemm = [x for x in result.layers if x.dense_macs]
-    mem = sum(x.total_cycles for x in gemm if x.bound == "memory")
+    mem = sum(x.total_cycles for x in gemm if getattr(x, which) == "memory")
     return "memory" if 2 * mem > sum(x.total_cycles for x in gemm) else "compute"
+
+
+def ridge_crossing(d: dict[str, Any], nm: str) -> Any:
+    """The first sweep value from which the textbook roofline says compute-bound (the
+    run's intensity has crossed the ridge), or None if it never does or always is."""
+    ideal = d.get("ideal_bound", {}).get(nm)
+    if not ideal or ideal[0] != "memory":
+        return None
+    for v, b in zip(d["values"], ideal):
+        if b == "compute":
+            return v
+    return None
 
 
 def speedup_vs_batch(spec: str, cfg: AcceleratorConfig, patterns: Sequence[str],
@@ -167,7 +181,7 @@ _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">")
 
 def _sweep_figure(d: dict[str, Any], name: str, xlabel: str, what: str) -> Plot:
     fig = _figure()
-    lines, limits, memory = {}, {}, {}
+    lines, limits, memory, crossing = {}, {}, {}, {}
     with matplotlib.rc_context(style.RC):
         ax = fig.add_subplot()
         ax.axhline(1.0, color=style.method_color("dense"), linewidth=1.5, label="dense")
@@ -182,20 +196,29 @@ def _sweep_figure(d: dict[str, Any], name: str, xlabel: str, what: str) -> Plot:
             b = ax.axhline(d["byte_ratio"][nm], color=c, linestyle="--", linewidth=1)
             p = ax.axhline(d["peak_ratio"][nm], color=c, linestyle=":", linewidth=1)
             limits[nm] = (b, p)
+            x = ridge_crossing(d, nm)
+            crossing[nm] = None if x is None else ax.axvline(x, color=c, linestyle="-.",
+                                                             linewidth=1)
         ax.set_xscale("log", base=2)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("speedup over dense inference (x)")
         ax.set_title(f"N:M inference speedup vs {what}: {d['workload']}")
         ax.legend(title="dashed: weight-byte ratio; dotted: engine peak;\nopen: "
-                        "memory-bound", loc="best")
-    rows = tuple((nm, v, s, b) for nm in d["speedup"]
-                 for v, s, b in zip(d["values"], d["speedup"][nm], d["bound"][nm]))
+                        "memory-bound; dash-dot: textbook ridge crossed", loc="best")
+    ideal = d.get("ideal_bound", {})
+    rows = tuple((nm, v, s, b, i) for nm in d["speedup"]
+                 for v, s, b, i in zip(d["values"], d["speedup"][nm], d["bound"][nm],
+                                       ideal.get(nm, [None] * len(d["values"]))))
     return Plot(name, f"Speedup vs {what}", f"Speedup of N:M over dense inference on the "
                 f"same hardware against {what}. Memory-bound points tend to the weight-byte "
                 f"ratio (dashed), compute-bound ones to the engine's peak ratio (dotted); "
-                f"open markers: most GEMM cycles memory-bound on this hardware.",
-                fig, Table(("N:M", d["axis"], "speedup", "bound"), rows),
-                {"lines": lines, "limits": limits, "memory_points": memory})
+                f"open markers: most GEMM cycles memory-bound on this hardware; dash-dot "
+                f"vertical line: where the textbook roofline (intensity against the ridge) "
+                f"turns compute-bound. The array can turn compute-bound earlier (small "
+                f"row counts do not fill it) but never later.",
+                fig, Table(("N:M", d["axis"], "speedup", "bound", "textbook bound"), rows),
+                {"lines": lines, "limits": limits, "memory_points": memory,
+                 "ridge_crossing": crossing})
 
 
 def speedup_batch_figure(d: dict[str, Any]) -> Plot:
@@ -325,7 +348,8 @@ def sweeps_from_results(results: Sequence[Any]) -> list[dict[str, Any]]:
                 continue
             d: dict[str, Any] = {"workload": rs[0].workload, "axis": axis, "values": values,
                                  "speedup": {}, "byte_ratio": {}, "peak_ratio": {},
-                                 "bound": {}, "config": rs[0].config.get("name", "?")}
+                                 "bound": {}, "ideal_bound": {},
+                                 "config": rs[0].config.get("name", "?")}
             for nm in sorted({r.nm for r in rs}, key=lambda p: NM.parse(p).n / NM.parse(p).m):
                 by = {getattr(r, axis): r for r in rs if r.nm == nm}
                 if len(by) != len(values):
@@ -335,6 +359,7 @@ def sweeps_from_results(results: Sequence[Any]) -> list[dict[str, Any]]:
                 rf = by[values[0]].roofline
                 d["peak_ratio"][nm] = rf["peak_macs_per_cycle"] / rf["dense_peak_macs_per_cycle"]
                 d["bound"][nm] = [majority_bound(by[v]) for v in values]
+                d["ideal_bound"][nm] = [majority_bound(by[v], "ideal_bound") for v in values]
             if d["speedup"]:
                 out.append(d)
     return out

@@ -230,3 +230,43 @@ def test_simulated_transition_on_small_matches_the_roofline():
         sim.append(r.layers[0].bound)
         ideal.append("memory" if _intensity(k, n, b, "1:1") < ridge else "compute")
     assert sim == ideal, (sim, ideal)
+
+
+def test_transition_figure_matches_independent_intensity(tmp_path):
+    # The speedup-vs-batch figure of one 1024 x 1024 GEMM: its textbook transition (the
+    # dash-dot line) is where the independently computed intensity crosses the ridge;
+    # the simulated memory-bound points (open markers) never lie beyond it, because past
+    # the ridge DRAM delivers the bytes faster than even the array's peak could use them.
+    from nmsat.reports import inference_figures as F
+
+    csv = tmp_path / "fc.csv"
+    csv.write_text("Layer, M, N, K, Batch Size,\nfc, 1, 1024, 1024, 1,\n")
+    k = n = 1024
+    for cfg, batches in ((VCU1525, BATCHES), (SMALL, tuple(range(1, 21)))):
+        d = F.speedup_vs_batch(str(csv), cfg, ["2:4", "2:8"], batches)
+        p = F.speedup_batch_figure(d)
+        for nm in ("2:4", "2:8"):
+            ridge = cfg.array.peak_macs_per_cycle * cfg.array.sparse_speedup(NM.parse(nm)) \
+                / cfg.dram.total_bytes_per_cycle
+            want = ["memory" if _intensity(k, n, b, nm) < ridge else "compute"
+                    for b in batches]
+            ideal = d["ideal_bound"][nm]
+            if cfg is VCU1525:  # the schedule moves only compulsory bytes: exact
+                assert ideal == want, (cfg.name, nm)
+            else:  # 16 KiB buffers re-read some operands: the intensity can only be lower
+                assert all(i == "memory" for i, w in zip(ideal, want) if w == "memory")
+            first = next(b for b, i in zip(batches, ideal) if i == "compute")
+            line = p.artists["ridge_crossing"][nm]
+            assert list(line.get_xdata()) == [first, first]
+            sim = d["bound"][nm]
+            assert sim[0] == "memory" or cfg is VCU1525, (cfg.name, nm, sim)
+            assert all(s == "compute" for s, i in zip(sim, ideal) if i == "compute"), \
+                (cfg.name, nm, sim)
+            pts = p.artists["memory_points"][nm].get_offsets()
+            assert [float(x) for x, _ in pts] == [b for b, s in zip(batches, sim)
+                                                  if s == "memory"]
+            assert [row[4] for row in p.table.rows if row[0] == nm] == ideal
+        # memory-bound batch-1 GEMV on small: the speedup is the byte ratio's, not the
+        # engine's (2x on small for both patterns)
+        if cfg is SMALL:
+            assert d["speedup"]["2:8"][0] == pytest.approx(byte_ratio(k, n, "2:8"), rel=0.03)
