@@ -53,61 +53,133 @@ def _bits_for(n: int) -> int:
     return max(1, int(n).bit_length())
 
 
-def leading_one(m: Module, x: Signal) -> Signal:
+# --------------------------------------------------------------------------- building blocks
+#
+# The datapaths below are written as the structures they should synthesise to, so Yosys
+# sees log-depth trees and log shifters rather than priority chains and generic masks:
+# a leading-zero counter tree, shifters of log2 stages (the right shifter ORs what it
+# drops into a sticky bit), one adder for add/subtract, and rounding as an increment of
+# the packed word (a carry out of the significand moves into the exponent field).
+
+
+def leading_zeros(m: Module, x) -> Signal:
+    """Leading-zero count of ``x`` (``len(x)`` when ``x`` is 0), a log-depth tree.
+
+    ``x`` is padded below with ones to a power of two wider than itself, so an all-zero
+    ``x`` counts exactly ``len(x)``; each level merges two halves' (all-zero, count)
+    pairs with a 2:1 mux per count bit.
+    """
+    w = len(x)
+    n = 1 << _bits_for(w)
+    xp = Cat(Const((1 << (n - w)) - 1, n - w), x)
+    level = [(~xp[i], None) for i in reversed(range(n))]  # most significant first
+    while len(level) > 1:
+        nxt = []
+        for (zh, ch), (zl, cl) in zip(level[0::2], level[1::2]):
+            if ch is None:
+                cnt = Mux(zh, Const(1, 1), Const(0, 1))
+            else:
+                cnt = Mux(zh, Cat(cl, Const(1, 1)), Cat(ch, Const(0, 1)))
+            nxt.append((zh & zl, cnt))
+        level = nxt
+    out = Signal(range(n), name="lzc")
+    m.d.comb += out.eq(level[0][1])
+    return out
+
+
+def leading_one(m: Module, x) -> Signal:
     """Position of the most significant set bit of ``x`` (0 when ``x`` is 0)."""
+    lz = leading_zeros(m, x)
     pos = Signal(range(max(2, len(x))))
-    for i in range(len(x)):  # later assignments win: the highest set bit
-        with m.If(x[i]):
-            m.d.comb += pos.eq(i)
+    m.d.comb += pos.eq(Mux(lz >= len(x), 0, len(x) - 1 - lz))
     return pos
 
 
-def round_pack(m: Module, sign, sig: Signal, exp, fmt: FloatFormat | None = None) -> Signal:
-    """Bits of ``(-1)^sign * sig * 2^exp`` in ``fmt`` (default fp32), rounded to nearest
-    even with subnormals kept.
+def _shl(x, s, width: int):
+    """``(x << s)[:width]`` as ``len(s)`` stages of 2:1 muxes."""
+    x = x[:width] if len(x) >= width else Cat(x, Const(0, width - len(x)))
+    for i in range(len(s)):
+        k = 1 << i
+        x = Mux(s[i], 0 if k >= width else Cat(Const(0, k), x[:width - k]), x)
+    return x
 
-    ``sig`` is an unsigned integer, ``exp`` a signed value. The result's least significant
-    kept bit has weight ``lsb = max(exp + lead - frac, emin)`` (emin = the subnormal lsb);
-    the packed word is ``((lsb - emin) << frac) + q`` with ``q`` the rounded significand,
-    which carries a rounding overflow into the exponent, and saturates to Inf at the top
-    (RNE overflows to Inf).
+
+def _shr_sticky(x, s):
+    """``x >> s`` with every dropped bit ORed into bit 0 (the sticky position).
+
+    Log stages; a shift amount of ``len(x)`` or more leaves only the sticky bit.
     """
-    fmt = fmt or FP32
-    frac, emin = fmt.frac_bits, 1 - fmt.bias - fmt.frac_bits
+    w = len(x)
+    sb = _bits_for(w)  # 2^sb - 1 >= w: the saturated shift drops every bit
+    if len(s) > sb:
+        s = Mux(s[sb:].any(), (1 << sb) - 1, s[:sb])
+    sticky = Const(0, 1)
+    for i in range(min(sb, len(s))):
+        k = 1 << i
+        sticky = sticky | (s[i] & x[:min(k, w)].any())
+        x = Mux(s[i], x[k:] if k < w else 0, x)
+    return Cat(x[0] | sticky, x[1:w])
+
+
+def _max1(e):
+    """``max(e, 1)`` of an unsigned exponent field (the subnormal scale is that of 1)."""
+    return Cat(e[0] | (e == 0), e[1:])
+
+
+def _round_normal(m: Module, sign, t, e, zero, fmt: FloatFormat) -> Signal:
+    """Bits in ``fmt`` of ``(-1)^sign * t`` rounded to nearest even, subnormals kept.
+
+    ``t`` has ``frac + 3`` bits: the significand with its leading one at the top (the
+    hidden-bit position), ``frac`` fraction bits, a guard bit and a sticky bit (bit 0).
+    ``e`` (signed) is the biased exponent of the top bit. Below the normal range the word
+    is shifted right (sticky) to the subnormal scale; the rounding increment is added to
+    the packed word, so a carry moves into the exponent and the top rounds to Inf.
+    ``zero``: the value is 0 (the result is a signed zero).
+    """
+    frac = fmt.frac_bits
     inf = ((1 << fmt.exp_bits) - 1) << frac
-    w = len(sig)
-    lead = leading_one(m, sig)
-    ew = max(len(exp), _bits_for(w) + 2) + 2
-    lsb = Signal(signed(ew))
-    lsb_norm = exp + lead - frac
-    m.d.comb += lsb.eq(Mux(lsb_norm > emin, lsb_norm, emin))
-    shift = Signal(signed(ew))  # > 0: drop bits (round); <= 0: exact left shift
-    m.d.comb += shift.eq(lsb - exp)
-    sw = _bits_for(w + 2)
-    rsh = Signal(sw)
-    lsh = Signal(range(frac + 2))
-    m.d.comb += [rsh.eq(Mux(shift > w + 1, w + 1, Mux(shift > 0, shift, 0))),
-                 lsh.eq(Mux(shift < 0, -shift, 0))]
-    kept = Signal(w)
-    m.d.comb += kept.eq(sig >> rsh)
-    half = Signal(w + 2)  # bit (rsh - 1): the round bit; bits below it: sticky
-    m.d.comb += half.eq(Mux(rsh > 0, Const(1, w + 2) << (rsh - 1)[:sw], 0))
-    rnd = (sig & half[:w]).any()
-    sticky = (sig & (half[:w] - 1)[:w]).any() & (rsh > 0)
-    up = rnd & (sticky | kept[0])
-    q = Signal(frac + 2)
-    m.d.comb += q.eq(Mux(shift > 0, kept + up, (sig << lsh)[:frac + 2]))
-    packed = Signal(ew + frac + 2)
-    m.d.comb += packed.eq(((lsb - emin).as_unsigned() << frac) + q)
+    under = e < 1
+    r = Signal(len(e), name="under_shift")
+    e1 = Signal(len(e), name="exp_m1")
+    m.d.comb += [r.eq(Mux(under, 1 - e, 0)), e1.eq(Mux(under, 0, e - 1))]
+    u = _shr_sticky(t, r)
+    kept = u[2:]
+    up = u[1] & (u[0] | u[2])
+    packed = Signal(frac + len(e) + 1, name="packed")
+    m.d.comb += packed.eq((e1 << frac) + kept + up)
     out = Signal(fmt.width)
     body = fmt.width - 1
-    with m.If(sig == 0):
+    with m.If(zero):
         m.d.comb += out.eq(Cat(Const(0, body), sign))
     with m.Elif(packed >= inf):
         m.d.comb += out.eq(Cat(Const(inf, body), sign))
     with m.Else():
         m.d.comb += out.eq(Cat(packed[:body], sign))
     return out
+
+
+def round_pack(m: Module, sign, sig: Signal, exp, fmt: FloatFormat | None = None) -> Signal:
+    """Bits of ``(-1)^sign * sig * 2^exp`` in ``fmt`` (default fp32), rounded to nearest
+    even with subnormals kept.
+
+    ``sig`` is an unsigned integer, ``exp`` a signed value. ``sig`` is normalised by a
+    leading-zero count and a left shift, cut to the kept bits, a guard bit and a sticky
+    bit, and :func:`_round_normal` rounds and packs it (shifting right first when the
+    result is subnormal; RNE overflows to Inf).
+    """
+    fmt = fmt or FP32
+    frac = fmt.frac_bits
+    w, rw = len(sig), frac + 3
+    lz = leading_zeros(m, sig)
+    n = _shl(sig, lz, w)  # leading one at bit w - 1
+    if w <= rw - 1:  # every bit fits above the sticky bit
+        t = Cat(Const(0, rw - w), n)
+    else:
+        t = Cat(n[:w - rw + 1].any(), n[w - rw + 1:])
+    ew = max(len(exp), _bits_for(w + fmt.bias)) + 2
+    e = Signal(signed(ew), name="exp_top")
+    m.d.comb += e.eq(exp + (w - 1 + fmt.bias) - lz)
+    return _round_normal(m, sign, t, e, sig == 0, fmt)
 
 
 def round_pack_f32(m: Module, sign, sig: Signal, exp) -> Signal:
@@ -128,15 +200,56 @@ def _unpack(m: Module, bits, fmt: FloatFormat):
     return sign, sig, exp, (e == top) & (frac == 0), (e == top) & (frac != 0), sig == 0
 
 
+def _exact_in_f32(fmt: FloatFormat) -> bool:
+    """Whether every finite nonzero ``fmt x fmt`` product is a normal fp32 number whose
+    significand fits fp32's (so it needs normalising but never rounding): fp16."""
+    sig = fmt.frac_bits + 1
+    lo = 2 * (1 - fmt.bias - fmt.frac_bits)  # exponent of the smallest product (>= 2^lo)
+    hi = 2 * (fmt.bias + 1)  # the largest product is below 2^hi
+    return 2 * sig <= FP32.frac_bits + 1 and lo >= 1 - FP32.bias and hi <= FP32.bias
+
+
+def _exact_product(m: Module, sign, a, b, fmt: FloatFormat) -> Signal:
+    """fp32 bits of the finite product ``a * b`` when it is exact (:func:`_exact_in_f32`):
+    a leading-zero count and a left shift normalise it (the count is 0 or 1 unless an
+    input is subnormal), the exponent is the sum of the fields."""
+    fb, eb = fmt.frac_bits, fmt.exp_bits
+    ea_f, eb_f = a[fb:fb + eb], b[fb:fb + eb]
+    ma, mb = Cat(a[:fb], ea_f != 0), Cat(b[:fb], eb_f != 0)
+    pw = 2 * (fb + 1)
+    prod = Signal(pw)
+    m.d.comb += prod.eq(ma * mb)
+    lz = leading_zeros(m, prod)
+    n = _shl(prod, lz, pw)  # leading one at bit pw - 1 (unless the product is 0)
+    # value = prod * 2^(ea + eb - 2 (bias + frac)); top bit pw - 1 - lz; fp32 bias 127
+    e = Signal(9, name="exp_field")
+    m.d.comb += e.eq(_max1(ea_f) + _max1(eb_f)
+                     + (pw - 1 + FP32.bias - 2 * (fmt.bias + fb)) - lz)
+    out = Signal(32)
+    with m.If(prod == 0):
+        m.d.comb += out.eq(Cat(Const(0, 31), sign))
+    with m.Else():
+        m.d.comb += out.eq(Cat(Const(0, FP32.frac_bits - (pw - 1)), n[:pw - 1], e[:8], sign))
+    return out
+
+
 def float_mul(m: Module, a, b, fmt: FloatFormat) -> Signal:
-    """fp32 bits of ``a * b`` (both in ``fmt``), the exact product rounded once (RNE)."""
+    """fp32 bits of ``a * b`` (both in ``fmt``), the exact product rounded once (RNE).
+
+    fp16 products are exact in fp32 (:func:`_exact_product`: normalise only); bf16 and
+    fp32 products go through :func:`round_pack` (bf16 rounds only at fp32's overflow and
+    subnormal range).
+    """
     sa, ma, ea, ia, na, za = _unpack(m, a, fmt)
     sb, mb, eb, ib, nb, zb = _unpack(m, b, fmt)
     sign = sa ^ sb
-    prod = Signal(2 * len(ma))
-    exp = Signal(signed(len(ea) + 1))
-    m.d.comb += [prod.eq(ma * mb), exp.eq(ea + eb)]
-    finite = round_pack_f32(m, sign, prod, exp)
+    if _exact_in_f32(fmt):
+        finite = _exact_product(m, sign, a, b, fmt)
+    else:
+        prod = Signal(2 * len(ma))
+        exp = Signal(signed(len(ea) + 1))
+        m.d.comb += [prod.eq(ma * mb), exp.eq(ea + eb)]
+        finite = round_pack_f32(m, sign, prod, exp)
     out = Signal(32)
     with m.If(na | nb | (ia & zb) | (ib & za)):
         m.d.comb += out.eq(CANONICAL_NAN)
@@ -150,38 +263,48 @@ def float_mul(m: Module, a, b, fmt: FloatFormat) -> Signal:
 def f32_add(m: Module, a, b) -> Signal:
     """fp32 bits of ``a + b`` rounded to nearest even, subnormals kept.
 
-    Align the smaller magnitude to the larger with 3 extra bits (guard, round, sticky),
-    add or subtract, then :func:`round_pack_f32`. An exact zero sum is +0 unless both
-    operands are -0 (round to nearest).
+    Order the operands by magnitude (one 31-bit compare), align the smaller to the larger
+    with 3 extra bits (guard, round, sticky; the right shifter ORs the dropped bits into
+    the sticky bit), add or subtract with one adder, normalise with a leading-zero count
+    and a left shift limited so the exponent stays >= 1 (subnormal results), then round
+    by incrementing the packed word. An exact zero sum is +0 unless both operands are -0
+    (round to nearest).
     """
-    sa, ma, ea, ia, na, _ = _unpack(m, a, FP32)
-    sb, mb, eb, ib, nb, _ = _unpack(m, b, FP32)
+    sa, sb = a[31], b[31]
+    ea_f, eb_f = a[23:31], b[23:31]
+    ia, na = (ea_f == 255) & (a[:23] == 0), (ea_f == 255) & (a[:23] != 0)
+    ib, nb = (eb_f == 255) & (b[:23] == 0), (eb_f == 255) & (b[:23] != 0)
     swap = b[:31] > a[:31]
-    big_s, big_m, big_e = Mux(swap, sb, sa), Mux(swap, mb, ma), Mux(swap, eb, ea)
-    sml_m, sml_e = Mux(swap, ma, mb), Mux(swap, ea, eb)
-    d = Signal(range(32))
-    diff = big_e - sml_e
-    m.d.comb += d.eq(Mux(diff > 30, 30, diff))
-    ext = Signal(27)
-    m.d.comb += ext.eq(Cat(Const(0, 3), sml_m))
-    aligned = Signal(27)
-    lost = (ext & ((Const(1, 28) << d)[:27] - 1)[:27]).any()
-    m.d.comb += aligned.eq((ext >> d) | lost)
-    total = Signal(28)
-    m.d.comb += total.eq(Mux(sa ^ sb, Cat(Const(0, 3), big_m) - aligned,
-                             Cat(Const(0, 3), big_m) + aligned))
-    exp = Signal(signed(12))
-    m.d.comb += exp.eq(big_e - 3)
-    finite = round_pack_f32(m, big_s, total, exp)
+    big, sml = Signal(31, name="big"), Signal(31, name="sml")
+    m.d.comb += [big.eq(Mux(swap, b[:31], a[:31])), sml.eq(Mux(swap, a[:31], b[:31]))]
+    big_s = Mux(swap, sb, sa)
+    be, se = _max1(big[23:]), _max1(sml[23:])
+    d = Signal(8, name="exp_diff")  # >= 0: |big| >= |sml|
+    m.d.comb += d.eq(be - se)
+    aligned = _shr_sticky(Cat(Const(0, 3), sml[:23], sml[23:] != 0), d)
+    sub = sa ^ sb
+    total = Signal(28, name="total")
+    m.d.comb += total.eq(Cat(Const(0, 3), big[:23], big[23:] != 0)
+                         + (Cat(aligned, Const(0, 1)) ^ sub.replicate(28)) + sub)
+    lz = leading_zeros(m, total)  # 28 when the sum is 0
+    s = Signal(5, name="norm_shift")
+    m.d.comb += s.eq(Mux(lz > be, be, lz))  # the exponent field stays >= 1
+    n = _shl(total, s, 28)
+    kept = n[4:]
+    up = n[3] & (n[:3].any() | n[4])
+    packed = Signal(33, name="packed")  # exponent field of bit 27 is be + 1 - s
+    m.d.comb += packed.eq(((be - s)[:8] << 23) + kept + up)
     out = Signal(32)
-    with m.If(na | nb | (ia & ib & (sa ^ sb))):
+    with m.If(na | nb | (ia & ib & sub)):
         m.d.comb += out.eq(CANONICAL_NAN)
     with m.Elif(ia | ib):
         m.d.comb += out.eq(Cat(Const(F32_INF, 31), Mux(ia, sa, sb)))
-    with m.Elif(total == 0):
+    with m.Elif(lz == 28):
         m.d.comb += out.eq(Cat(Const(0, 31), sa & sb))
+    with m.Elif(packed >= F32_INF):
+        m.d.comb += out.eq(Cat(Const(F32_INF, 31), big_s))
     with m.Else():
-        m.d.comb += out.eq(finite)
+        m.d.comb += out.eq(Cat(packed[:31], big_s))
     return out
 
 
@@ -315,13 +438,23 @@ __all__ = [
 
 
 def f32_to_f16(m: Module, a) -> Signal:
-    """fp16 bits of fp32 ``a`` (RNE, subnormals kept, overflow to Inf, NaN -> 0x7E00)."""
-    s, sig, exp, inf, nan, _ = _unpack(m, a, FP32)
+    """fp16 bits of fp32 ``a`` (RNE, subnormals kept, overflow to Inf, NaN -> 0x7E00).
+
+    An fp32 subnormal (below 2^-126) is under half the smallest fp16 subnormal and gives
+    a signed zero; a normal one is already normalised, so it goes straight to
+    :func:`_round_normal` (13 bits: 11 kept, guard, sticky).
+    """
+    s, e, f = a[31], a[23:31], a[:23]
+    nan, inf = (e == 255) & (f != 0), (e == 255) & (f == 0)
+    sig = Cat(f, Const(1, 1))
+    t = Cat(sig[:12].any(), sig[12:])
+    e16 = Signal(signed(10), name="exp16")
+    m.d.comb += e16.eq(e - (F32_BIAS - FP16.bias))
     out = Signal(16)
     with m.If(nan):
         m.d.comb += out.eq(0x7E00)
     with m.Elif(inf):
         m.d.comb += out.eq(Cat(Const(0x7C00, 15), s))
     with m.Else():
-        m.d.comb += out.eq(round_pack(m, s, sig, exp, FP16))
+        m.d.comb += out.eq(_round_normal(m, s, t, e16, e == 0, FP16))
     return out
