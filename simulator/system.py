@@ -53,8 +53,12 @@ Stall attribution
     A unit with an instruction pending that cannot start is stalled; the waiting cycles
     go to the cause of the dependency that was satisfied last: a load or store completion
     is ``memory``, a SORE completion is ``sore``, an engine or vector-engine completion is
-    ``dependency``. A barrier passes on the cause of its latest unit. The DMA is stalled
-    while nothing is in flight and its next descriptor waits.
+    ``dependency``. A barrier passes on the cause of its latest unit. A transfer whose
+    issue was held by a dependency carries that cause if the channel was free for it;
+    one that waited for a channel busy with an earlier transfer waited for bandwidth
+    (``memory``), unless the two were issued in the same cycle (released by one event,
+    such as a SORE barrier; then it shares the other's cause). The DMA is stalled while
+    nothing is in flight and its next descriptor waits.
 """
 
 from __future__ import annotations
@@ -524,6 +528,7 @@ class _Sim:
         self.issue_cause = [MEMORY, MEMORY]
         self.done_cause = [MEMORY, MEMORY]
         self.bus_cause = [MEMORY] * self.channels
+        self.bus_issue = [-1] * self.channels  # issue time of each channel's last transfer
         self.last_done = [0, 0]
         self.dma_end = 0
         self.intervals: list[Interval] = []
@@ -785,12 +790,17 @@ class _Sim:
             cyc = -(-(nb * self.burst) // self.bpc)
             b = self.bus[ch]
             if b > first:
-                s, ccause = b, self.bus_cause[ch]
+                # Waiting for a channel busy with an earlier transfer is waiting for
+                # bandwidth, unless that transfer was issued in this same cycle (both
+                # released by one event, e.g. a SORE barrier): then it shares its cause.
+                s = b
+                ccause = self.bus_cause[ch] if self.bus_issue[ch] == issue else MEMORY
             else:
                 s, ccause = first, icause
             e = s + cyc
             self.bus[ch] = e
             self.bus_cause[ch] = ccause
+            self.bus_issue[ch] = issue
             if self.record:
                 self._log(f"dma{ch}", s, e, key, kind)
             if e > done:
@@ -974,8 +984,9 @@ class _Sim:
                 times.append(self.dma_end)
                 times.extend(max(x, now) for x in self.last_done)
                 exact.append((tuple(self.issue_cause), tuple(self.done_cause),
-                              tuple(c if b > lim else None
-                                    for b, c in zip(self.bus, self.bus_cause))))
+                              tuple((c, bi == now) if b > lim else None
+                                    for b, c, bi in zip(self.bus, self.bus_cause,
+                                                        self.bus_issue))))
                 for q, k in ((0, K_LOAD), (1, K_STORE)):
                     if k not in inst.kinds:
                         # A queue outside the loop must sit at the same instruction.
@@ -1139,6 +1150,7 @@ class _Sim:
             if unit == DMA:
                 lim = now + self.latency
                 self.bus = [max(b, lim) + shift for b in self.bus]
+                self.bus_issue = [bi + shift for bi in self.bus_issue]
                 self.dma_end += shift
                 for q_, k in ((0, K_LOAD), (1, K_STORE)):
                     if k in kinds:

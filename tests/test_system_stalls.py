@@ -69,6 +69,30 @@ def test_memory_bound_loop_is_bytes_over_bandwidth_plus_latency(n):
     assert sum(r.channel_busy) == (256 + n * block) // CFG.dram.bytes_per_cycle
 
 
+@pytest.mark.parametrize("n", [3, 5, 40])
+def test_streamed_weights_wait_for_bandwidth_not_for_the_engine(n):
+    """Decode-like: every block loads its own weights, the first one held behind a vector
+    op (a dependency). The later loads queue on channels busy with the earlier ones, so
+    every later wait of the engine is a wait for bandwidth, not an inherited dependency."""
+    vec = Vector(kind=OpKind.NORM, elements=1600, read_bytes=64, write_bytes=64, layer=0,
+                 phase=Phase.FF)
+    c = tile_model.compute_cycles(mm(), CFG)
+    block = 32768
+    assert xfer(block) > CFG.dram.latency_cycles + c
+    p = prog(vec, Barrier(Unit.WU), ld(256), Loop(n, 2), ld(block, Buffer.WGT),
+             Compute(Dataflow.OS, NM(1, 1), 16, 16, 4, pop_a=False, phase=Phase.FF),
+             Release(Buffer.ACT))
+    r = run(p, CFG, record=True)
+    comp = sorted(i.start for i in r.intervals if i.unit == ENGINE and i.kind == "compute")
+    assert r.busy[ENGINE] == {("l0", "ff"): n * c}
+    # The first two loads leave the barrier together (both weight halves are free): the
+    # waits for them are the vector op's. Every later load was issued while the channels
+    # still carried the one before it.
+    held = comp[1] - c
+    assert r.stall[ENGINE] == {("l0", "ff", "dependency"): held,
+                               ("l0", "ff", "memory"): comp[-1] - (n - 1) * c - held}
+
+
 def test_compute_bound_loop_hides_memory():
     """Big computes on small blocks: after the first load the engine never waits."""
     c = tile_model.compute_cycles(mm(m=512, n=64, k=512), CFG)
