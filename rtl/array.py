@@ -41,8 +41,9 @@ def tag_layouts(shape: EngineShape, row_bits: int, ct_bits: int):
 
 class Cell(wiring.Component):
     """PE(i, j) of the array: a :class:`ChunkDot` plus the systolic registers of both
-    dataflows. ``init`` is the OUT buffer word at (``rd_row``, ``rd_ct``), read
-    combinationally (OS: the first chunk's start value; WS, row 0: the partial sum)."""
+    dataflows. ``init`` is the OUT buffer word at (``rd_row``, ``rd_ct``) in this step
+    (OS: the first chunk's start value; WS, row 0: the partial sum); the engine reads it
+    synchronously, addressed one step ahead (:class:`SystolicArray` ``nx_row``/``nx_ct``)."""
 
     def __init__(self, shape: EngineShape, row: int, row_bits: int, ct_bits: int):
         self.shape, self.row = shape, row
@@ -121,15 +122,21 @@ class Cell(wiring.Component):
         return m
 
 
-def _delay(m: Module, value, depth_os: int, depth_ws: int, ws, name: str):
-    """``value`` delayed by ``depth_os`` (OS) or ``depth_ws`` (WS) steps (registers)."""
+def _delay(m: Module, value, depth_os: int, depth_ws: int, ws, name: str, nxt=None):
+    """``value`` delayed by ``depth_os`` (OS) or ``depth_ws`` (WS) steps (registers). With
+    ``nxt`` (the next step's ``value``) also returns the delayed value's next step: the
+    tap before it (a register loads its input at the next enabled edge)."""
     depth = max(depth_os, depth_ws)
     taps = [value]
     for d in range(depth):
         r = Signal.like(value, name=f"{name}_d{d + 1}")
         m.d.sync += r.eq(taps[-1])
         taps.append(r)
-    return Mux(ws, taps[depth_ws], taps[depth_os])
+    cur = Mux(ws, taps[depth_ws], taps[depth_os])
+    if nxt is None:
+        return cur
+    before = [nxt] + taps
+    return cur, Mux(ws, before[depth_ws], before[depth_os])
 
 
 class SystolicArray(wiring.Component):
@@ -139,7 +146,10 @@ class SystolicArray(wiring.Component):
     with one tag. Row i's windows are delayed i steps (OS) or i La steps (WS); column j's
     weights j steps (OS) or not at all (WS loads shift all columns together). Outputs are
     the bottom edge: partial sums with their tags (WS) and the bottom shadow registers
-    (OS drain). ``rd_row``/``rd_ct`` ask the OUT buffer for each cell's ``init`` word.
+    (OS drain). ``rd_row``/``rd_ct`` are the OUT word of each cell's ``init`` in this step,
+    ``nx_row``/``nx_ct`` the one of the next step (the OUT buffer reads synchronously, so
+    the engine addresses it one step ahead); ``nrow``/``nct`` are the next beat's tag
+    row and column tile (the beat's are ``atag``).
     """
 
     def __init__(self, shape: EngineShape, row_bits: int, ct_bits: int):
@@ -151,10 +161,12 @@ class SystolicArray(wiring.Component):
             "df": In(1), "mode": In(shape.mode_bits), "ws_shift": In(1),
             "drain": In(1), "drain_slot": In(atag["slot"].shape),
             "act": In(shape.act_row_layout), "atag": In(atag),
+            "nrow": In(row_bits), "nct": In(ct_bits),
             "wgt": In(shape.wgt_row_layout), "wtag": In(wtag),
             "psum": Out(shape.acc_row_layout), "ptag": Out(data.ArrayLayout(ptag, C)),
             "shadow": Out(data.ArrayLayout(data.ArrayLayout(32, la), C)),
-            "rd_row": Out(grid(row_bits)), "rd_ct": Out(grid(ct_bits)), "init": In(grid(32))})
+            "rd_row": Out(grid(row_bits)), "rd_ct": Out(grid(ct_bits)),
+            "nx_row": Out(grid(row_bits)), "nx_ct": Out(grid(ct_bits)), "init": In(grid(32))})
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -162,12 +174,20 @@ class SystolicArray(wiring.Component):
         R, C, la = sh.rows, sh.cols, sh.acc_latency
         ws = self.df == WS
         cells = [[Cell(sh, i, self.row_bits, self.ct_bits) for j in range(C)] for i in range(R)]
+        atag_l = self.atag.shape()
+        beat_nx = Signal(atag_l)  # the next beat's tag: only row and ct are used
+        m.d.comb += [beat_nx.row.eq(self.nrow), beat_nx.ct.eq(self.nct)]
         for i in range(R):
             act = _delay(m, self.act[i], i, i * la, ws, f"act{i}")
-            atag = _delay(m, self.atag.as_value(), i, i * la, ws, f"atag{i}")
+            atag, atag_nx = _delay(m, self.atag.as_value(), i, i * la, ws, f"atag{i}",
+                                   nxt=beat_nx.as_value())
             for j in range(C):
                 c = cells[i][j]
                 m.submodules[f"pe_{i}_{j}"] = c
+                # next step's tag here: the left neighbour's now, or the delay line's
+                nx = data.View(atag_l, cells[i][j - 1].atag_in.as_value() if j else atag_nx)
+                m.d.comb += [self.nx_row[i][j].eq(nx.row + Mux(ws, 0, i)),
+                             self.nx_ct[i][j].eq(nx.ct)]
                 m.d.comb += [c.df.eq(self.df), c.mode.eq(self.mode),
                              c.ws_shift.eq(self.ws_shift), c.drain.eq(self.drain),
                              c.drain_slot.eq(self.drain_slot), c.init.eq(self.init[i][j]),

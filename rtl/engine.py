@@ -50,6 +50,16 @@ def buffer_geometry(cfg: AcceleratorConfig, sh: EngineShape) -> dict[str, int]:
             "ct_bits": max(1, (out - 1).bit_length())}
 
 
+def buffer_specs(cfg: AcceleratorConfig, sh: EngineShape) -> dict[str, dict]:
+    """The ACT, WGT and OUT buffers as :class:`BankedMemory` arguments: banks, words per
+    bank, word shape, and whether the read port is transparent to the bank's write port."""
+    g = buffer_geometry(cfg, sh)
+    R, C = sh.rows, sh.cols
+    return {"act": {"banks": R, "depth": g["act"], "width": sh.window_layout},
+            "wgt": {"banks": C, "depth": g["wgt"], "width": sh.slots_layout},
+            "out": {"banks": R * C, "depth": g["out"], "width": 32, "transparent": True}}
+
+
 def load_layouts(cfg: AcceleratorConfig, sh: EngineShape):
     """Payload layouts of the ACT and WGT load streams."""
     g = buffer_geometry(cfg, sh)
@@ -59,24 +69,30 @@ def load_layouts(cfg: AcceleratorConfig, sh: EngineShape):
 
 class BankedMemory(wiring.Component):
     """``banks`` independent ``amaranth.lib.memory`` banks, each one write port and one
-    combinational read port."""
+    synchronous read port (block RAM / UltraRAM after synthesis): ``rd_data`` is the word
+    at the ``rd_addr`` of the previous cycle in which ``rd_en`` was high (held while it is
+    low). ``transparent``: a read and a write of the same address in the same cycle read
+    the new word (the OUT buffer, whose WS partial sums are read back one step after they
+    are written); otherwise the old one (ACT/WGT: written only between blocks)."""
 
-    def __init__(self, banks: int, depth: int, width):
+    def __init__(self, banks: int, depth: int, width, transparent: bool = False):
         self.banks, self.depth, self.width = banks, depth, width
+        self.transparent = transparent
         vec = lambda s: data.ArrayLayout(s, banks)
-        super().__init__({"rd_addr": In(vec(range(depth))), "rd_data": Out(vec(width)),
-                          "wr_addr": In(vec(range(depth))), "wr_data": In(vec(width)),
-                          "wr_en": In(vec(1))})
+        super().__init__({"rd_addr": In(vec(range(depth))), "rd_en": In(vec(1)),
+                          "rd_data": Out(vec(width)), "wr_addr": In(vec(range(depth))),
+                          "wr_data": In(vec(width)), "wr_en": In(vec(1))})
 
     def elaborate(self, platform) -> Module:
         m = Module()
         for b in range(self.banks):
             mem = memory.Memory(shape=self.width, depth=self.depth, init=[])
             m.submodules[f"bank{b}"] = mem
-            wr, rd = mem.write_port(), mem.read_port(domain="comb")
+            wr = mem.write_port()
+            rd = mem.read_port(transparent_for=(wr,) if self.transparent else ())
             m.d.comb += [wr.addr.eq(self.wr_addr[b]), wr.data.eq(self.wr_data[b]),
                          wr.en.eq(self.wr_en[b]), rd.addr.eq(self.rd_addr[b]),
-                         self.rd_data[b].eq(rd.data)]
+                         rd.en.eq(self.rd_en[b]), self.rd_data[b].eq(rd.data)]
         return m
 
 
@@ -84,6 +100,7 @@ class TensorEngine(wiring.Component):
     """ACT/WGT/OUT buffers + OS/WS schedules + :class:`SystolicArray` + store stream."""
 
     def __init__(self, cfg: AcceleratorConfig, dtype=None):
+        self.cfg = cfg
         sh = self.shape = EngineShape.from_config(cfg, dtype)
         R, C = sh.rows, sh.cols
         for name, v in (("array.rows", R), ("array.cols", C)):
@@ -103,13 +120,16 @@ class TensorEngine(wiring.Component):
             "store": Out(stream.Signature(sh.acc_row_layout)),
             "in_valid": In(1, init=1), "out_ready": In(1, init=1), "busy": Out(1)})
 
+    def buffers(self) -> dict[str, dict]:
+        """:func:`buffer_specs` of this engine."""
+        return buffer_specs(self.cfg, self.shape)
+
     def elaborate(self, platform) -> Module:
         m = Module()
         sh = self.shape
         R, C = sh.rows, sh.cols
-        m.submodules.act = act = BankedMemory(R, self.act_depth, sh.window_layout)
-        m.submodules.wgt = wgt = BankedMemory(C, self.wgt_depth, sh.slots_layout)
-        m.submodules.out = out = BankedMemory(R * C, self.out_depth, 32)
+        bufs = {k: BankedMemory(**v) for k, v in self.buffers().items()}
+        m.submodules.act, m.submodules.wgt, m.submodules.out = act, wgt, out = bufs.values()
         arr = SystolicArray(sh, self.row_bits, self.ct_bits)
         ab = max(self.act_depth, self.wgt_depth).bit_length()
         scheds = [cls(sh, ab, self.row_bits, self.ct_bits) for cls in (OSSchedule, WSSchedule)]
@@ -129,12 +149,16 @@ class TensorEngine(wiring.Component):
                      arr.df.eq(p["df"]), arr.mode.eq(p["mode"]),
                      arr.ws_shift.eq(beat.ws_shift), arr.drain.eq(beat.drain),
                      arr.drain_slot.eq(beat.drain_slot), arr.atag.eq(beat.atag),
-                     arr.wtag.valid.eq(beat.w_valid)]
+                     arr.wtag.valid.eq(beat.w_valid), arr.nrow.eq(beat.nrow),
+                     arr.nct.eq(beat.nct)]
+        # Synchronous reads: the beat's addresses are the next step's; a frozen cycle
+        # (en low) does not read, so the repeated step keeps its data.
         for k in range(R):
-            m.d.comb += act.rd_addr[k].eq(beat.act_addr[k])
+            m.d.comb += [act.rd_addr[k].eq(beat.act_addr[k]), act.rd_en[k].eq(en)]
             m.d.comb += arr.act[k].eq(act.rd_data[(k + beat.act_rot) % R])
         for j in range(C):
-            m.d.comb += [wgt.rd_addr[j].eq(beat.w_addr), arr.wgt[j].eq(wgt.rd_data[j])]
+            m.d.comb += [wgt.rd_addr[j].eq(beat.w_addr), wgt.rd_en[j].eq(en),
+                         arr.wgt[j].eq(wgt.rd_data[j])]
         self._loads(m, act, wgt)
         self._out_port(m, out, arr, beat, p, en)
         return m
@@ -162,9 +186,11 @@ class TensorEngine(wiring.Component):
         with m.If(start):
             m.d.sync += [df.eq(word.dataflow), il.eq(word.interleave), mode.eq(code)]
             m.d.sync += [regs[k].eq(v) for k, v in new.items()]
-        with m.If(take & (st.opcode == isa.Opcode.STORE)):
+        self._store_take = take & (st.opcode == isa.Opcode.STORE)
+        self._snt_new = (st.cols + C - 1) // C
+        with m.If(self._store_take):
             m.d.sync += [self._store_on.eq(1), self._srows.eq(st.rows),
-                         self._snt.eq((st.cols + C - 1) // C)]
+                         self._snt.eq(self._snt_new)]
         p = {k: Mux(start, new[k], regs[k]) for k in regs}
         p.update(start=start, df=Mux(start, word.dataflow, df), il=Mux(start, word.interleave, il),
                  mode=Mux(start, code, mode))
@@ -180,13 +206,23 @@ class TensorEngine(wiring.Component):
 
     def _out_port(self, m: Module, out: BankedMemory, arr, beat, p, en) -> None:
         """OUT bank (i, j) holds rows = i mod R, columns = j mod C: OS init reads and drain
-        writes, WS top reads and bottom writes, and the store path's read-and-clear."""
+        writes, WS top reads and bottom writes, and the store path's read-and-clear.
+
+        Reads are synchronous and addressed one step ahead: the array's ``nx_row``/``nx_ct``
+        during a COMPUTE, the store path's next (row, column tile) during a STORE (from
+        the STORE's acceptance, so the first beat is valid the cycle after, as before).
+        The read port is transparent: a WS partial sum written at step s and read back at
+        the top of the column at step s + 1 (interleaved tiles whose Delta is R La + 1)
+        reads the new word, as a combinational read after the write would."""
         R, C = self.shape.rows, self.shape.cols
         lr = R.bit_length() - 1
         s_row, s_ct = Signal(DIM), Signal(DIM)
+        s_row_nx, s_ct_nx = Signal(DIM), Signal(DIM)
         addr = lambda row, ct, nt: (row >> lr) * nt + ct
         ws = p["df"] == WS
         fire = self.store.valid & self.store.ready
+        on_nx = self._store_on | self._store_take  # the store path owns the read port
+        snt_nx = Mux(self._store_take, self._snt_new, self._snt)
         m.d.comb += self.store.valid.eq(self._store_on)
         for j in range(C):
             col_ok = beat.drain_ct * C + j < p["n"]
@@ -198,9 +234,10 @@ class TensorEngine(wiring.Component):
                 b = i * C + j
                 if i:
                     m.d.comb += arr.init[i][j].eq(out.rd_data[b])
-                rd = Mux(ws, addr(arr.rd_row[0][j], arr.rd_ct[0][j], p["nt"]),
-                         addr(arr.rd_row[i][j], arr.rd_ct[i][j], p["nt"]))
-                m.d.comb += out.rd_addr[b].eq(Mux(self._store_on, addr(s_row, s_ct, self._snt), rd))
+                rd = Mux(ws, addr(arr.nx_row[0][j], arr.nx_ct[0][j], p["nt"]),
+                         addr(arr.nx_row[i][j], arr.nx_ct[i][j], p["nt"]))
+                m.d.comb += [out.rd_addr[b].eq(Mux(on_nx, addr(s_row_nx, s_ct_nx, snt_nx), rd)),
+                             out.rd_en[b].eq(on_nx | en)]
                 os_w = beat.drain & (beat.drain_row % R == i) & (beat.drain_row < p["m"]) & col_ok
                 ws_w = pt.valid & (pt.row % R == i) & (pt.ct * C + j < p["n"])
                 with m.If(self._store_on):
@@ -214,8 +251,11 @@ class TensorEngine(wiring.Component):
                     m.d.comb += [out.wr_addr[b].eq(addr(beat.drain_row, beat.drain_ct, p["nt"])),
                                  out.wr_data[b].eq(arr.shadow[j][beat.drain_slot]),
                                  out.wr_en[b].eq(en & os_w)]
+        m.d.comb += [s_row_nx.eq(s_row), s_ct_nx.eq(s_ct)]
         with m.If(fire):
             last_ct = s_ct + 1 >= self._snt
-            m.d.sync += [s_ct.eq(Mux(last_ct, 0, s_ct + 1)), s_row.eq(s_row + last_ct)]
+            m.d.comb += [s_ct_nx.eq(Mux(last_ct, 0, s_ct + 1)), s_row_nx.eq(s_row + last_ct)]
             with m.If(last_ct & (s_row + 1 >= self._srows)):
-                m.d.sync += [self._store_on.eq(0), s_row.eq(0), s_ct.eq(0)]
+                m.d.sync += self._store_on.eq(0)
+                m.d.comb += [s_row_nx.eq(0), s_ct_nx.eq(0)]
+        m.d.sync += [s_row.eq(s_row_nx), s_ct.eq(s_ct_nx)]

@@ -168,14 +168,11 @@ def _one_lane(cfg: AcceleratorConfig, field_: str) -> AcceleratorConfig:
 
 def _buffer_bank(which: str):
     def build(cfg: AcceleratorConfig, dtype: DType):
-        from .engine import BankedMemory, TensorEngine
+        from .engine import BankedMemory, buffer_specs
+        from .layouts import EngineShape
 
-        eng = TensorEngine(cfg, dtype)
-        sh = eng.shape
-        depth, width = {"act": (eng.act_depth, sh.window_layout),
-                        "wgt": (eng.wgt_depth, sh.slots_layout),
-                        "out": (eng.out_depth, 32)}[which]
-        return BankedMemory(1, depth, width)
+        spec = buffer_specs(cfg, EngineShape.from_config(cfg, dtype))[which]
+        return BankedMemory(**{**spec, "banks": 1})  # one of the engine's banks
     return build
 
 

@@ -7,7 +7,7 @@ import pytest
 from nmsat.rtl.engine import TensorEngine
 from nmsat.rtl.fp import same_bits
 from nmsat.rtl.tb.engine_amsim import BlockRun, run_blocks
-from nmsat.rtl.tb.tiles import random_tile
+from nmsat.rtl.tb.tiles import encode, random_tile
 from nmsat.simulator.tile_model import block_cycles
 
 from nmsat.config import SMALL
@@ -34,7 +34,8 @@ def check(cfg, runs):
         want = block_cycles(Dataflow.parse(r.dataflow), m, n, k, r.tile.nm, r.interleave, cfg,
                             r.in_valid, r.out_ready)
         assert r.cycles == want, (r.dataflow, r.interleave, str(r.tile.nm), (m, k, n))
-        assert same_bits(r.out, r.tile.expected, r.tile.expected.dtype != np.float32).all()
+        if r.store:  # otherwise the next block accumulates into OUT
+            assert same_bits(r.out, r.tile.expected, r.tile.expected.dtype != np.float32).all()
 
 
 @pytest.mark.parametrize("la", [1, 2, 3])
@@ -87,3 +88,56 @@ def test_engine_float_blocks():
     eng = TensorEngine(cfg, "bf16")
     rng = np.random.default_rng(7)
     check(cfg, run_blocks(eng, random_runs(rng, eng.shape, 4, max_dim=6), seed=1))
+
+
+# ---- synchronous buffer reads: addressed one step ahead, held on frozen cycles
+
+
+def _stalled_ends(cfg, r: BlockRun) -> BlockRun:
+    """``r`` with in_valid low in the first two cycles (step 0, in a feed window, repeats)
+    and out_ready low in the two cycles of the last step (in a drain window)."""
+    (m, n), k = r.tile.expected.shape, r.tile.a.shape[1]
+    t = block_cycles(Dataflow.parse(r.dataflow), m, n, k, r.tile.nm, r.interleave, cfg)
+    iv, orr = np.ones(t + 8, bool), np.ones(t + 8, bool)
+    iv[:2] = False
+    orr[t + 1:t + 3] = False
+    r.in_valid, r.out_ready = iv, orr
+    return r
+
+
+def test_stalls_on_the_first_and_last_step_back_to_back():
+    """Each block frozen on its first step (buffer data of step 0 held two cycles) and its
+    last step, then the next COMPUTE on the same buffers (no loads) in the first idle cycle,
+    OS then WS and back, accumulating into OUT; the STORE follows the last COMPUTE at once.
+    A read timed one step off, or not held on a frozen cycle, breaks the values."""
+    cfg = SMALL.replace(**{"array.acc_latency": 2})
+    eng = TensorEngine(cfg, "int8")
+    rng = np.random.default_rng(21)
+    runs = []
+    for il in (False, True):
+        a = random_tile(rng, eng.shape, 6, 40, 7, "2:4")  # kc 5 > R: two WS K-tiles
+        acc = None
+        for i, df in enumerate(("os", "ws", "os")):
+            t = encode(eng.shape, a.a, a.b, "2:4", acc=acc)
+            runs.append(_stalled_ends(cfg, BlockRun(t, df, il, store=i == 2, load=i == 0)))
+            acc = t.expected.astype(np.uint32).view(np.int32)
+    check(cfg, run_blocks(eng, runs))
+    for r in runs:
+        (m, n), k = r.tile.expected.shape, r.tile.a.shape[1]
+        free = block_cycles(Dataflow.parse(r.dataflow), m, n, k, r.tile.nm, r.interleave, cfg)
+        assert r.cycles == free + 4  # both stalls hit the block
+    assert [r.out is not None for r in runs] == [False, False, True] * 2
+
+
+def test_ws_partial_sum_read_in_the_step_after_its_write():
+    """2 x 2 array, La = 2, WS interleaved: Delta = R La + 1, so a row's partial sum leaves
+    the bottom of a column at step s and is read back at its top at step s + 1 for the next
+    K-tile. The OUT read port must be transparent (a non-transparent one reads the stale
+    word), with and without stalls."""
+    cfg = SMALL.replace(**{"array.rows": 2, "array.cols": 2, "array.acc_latency": 2})
+    eng = TensorEngine(cfg, "int8")
+    rng = np.random.default_rng(5)
+    runs = [BlockRun(random_tile(rng, eng.shape, m, 4 * 8, 3, "1:1"), "ws", True,
+                     *((rng.random(200) < 0.7, rng.random(200) < 0.7) if stall else ()))
+            for m in (1, 4, 5) for stall in (False, True)]
+    check(cfg, run_blocks(eng, runs, seed=2))

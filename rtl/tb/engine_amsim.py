@@ -22,12 +22,15 @@ class BlockRun:
     cycles: int = -1
     out: np.ndarray | None = None
     store: bool = True  # False: leave OUT for the next block to accumulate into
+    load: bool = True  # False: compute on the buffers the previous block loaded
 
 
 def run_blocks(eng: TensorEngine, runs: list[BlockRun], seed: int | None = None,
                name: str = "engine") -> list[BlockRun]:
     """Load, COMPUTE, STORE each block in turn; ``seed`` adds random load-stream gaps and
-    store backpressure. Fills ``cycles`` (busy cycles of the COMPUTE) and ``out``."""
+    store backpressure. Fills ``cycles`` (busy cycles of the COMPUTE) and ``out``.
+    A STORE, and a COMPUTE that follows a COMPUTE without STORE or loads, are offered in
+    the first cycle the engine is idle again (back to back)."""
     sh = eng.shape
     rng = np.random.default_rng(seed)
 
@@ -38,7 +41,7 @@ def run_blocks(eng: TensorEngine, runs: list[BlockRun], seed: int | None = None,
         for idx, r in enumerate(runs):
             t = r.tile
             lw = load_words(sh, t)
-            for port, words in ((eng.act_load, lw.act), (eng.wgt_load, lw.wgt)):
+            for port, words in ((eng.act_load, lw.act), (eng.wgt_load, lw.wgt)) * r.load:
                 for b, a, w in words:
                     while gap():
                         ctx.set(port.valid, 0)
