@@ -2,8 +2,10 @@
 
 import json
 import shutil
+import time
 
 import pytest
+from nmsat.rtl.cli import MAX_GENERATE_CELLS, check_config
 
 from nmsat.cli import main
 
@@ -68,3 +70,127 @@ def test_replay_a_trained_layer_through_the_rtl(tmp_path, capsys, small_2x2):
     assert rc == 0
     assert rep["mismatches"] == 0 and rep["words"] == 8 * 256
     assert rep["rtl_cycles"] == rep["model_cycles"] > 0
+
+
+# ------------------------------------------------------------------- usage errors: one line
+
+
+def _one_line_error(capsys, argv, *needles):
+    """The CLI rule: exit 2, one line ``nmsat: error: ...`` on stderr, nothing on stdout."""
+    assert main(argv) == 2
+    cap = capsys.readouterr()
+    assert cap.out == ""
+    assert cap.err.startswith("nmsat: error: ") and cap.err.count("\n") == 1, cap.err
+    assert "Traceback" not in cap.err and "Errno" not in cap.err
+    for n in needles:
+        assert n in cap.err, cap.err
+    return cap.err
+
+
+@pytest.mark.parametrize("flag,value", [("--seed", "-1"), ("--seed", "x"), ("--batch", "0"),
+                                        ("--kv-len", "0")])
+def test_run_rejects_bad_numbers(capsys, flag, value):
+    _one_line_error(capsys, ["rtl", "run", "mlp", "--layer", "fc1", flag, value], flag)
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--phase", "decode"], "--mode inference"),
+    (["--seq-len", "4"], "--seq-len is only for --mode inference"),
+    (["--mode", "inference", "--phase", "bp"], "--phase bp is a training phase"),
+    (["--mode", "inference", "--method", "srste"], "--method srste is for training"),
+    (["--mode", "inference", "--phase", "decode"], "--phase is for LLM workloads"),
+])
+def test_run_rejects_options_of_the_other_mode(capsys, argv, needle):
+    _one_line_error(capsys, ["rtl", "run", "mlp", "--layer", "fc1", *argv], needle)
+
+
+def test_run_inference_needs_the_kv_length_and_a_gemm_layer(capsys):
+    base = ["rtl", "run", "stories260k", "--mode", "inference", "--phase", "decode"]
+    _one_line_error(capsys, [*base, "--layer", "model.layers.0.self_attn.q_proj"],
+                    "--kv-len")
+    _one_line_error(capsys, [*base, "--kv-len", "4", "--layer", "nope"], "no layer 'nope'")
+    _one_line_error(capsys, [*base, "--kv-len", "4", "--layer",
+                             "model.layers.0.input_layernorm"], "has no ff GEMM")
+
+
+def test_generate_into_proc_is_one_line(capsys):
+    _one_line_error(capsys, ["rtl", "generate", "--config", "small", "-o", "/proc/x"],
+                    "-o /proc/x")
+
+
+def test_generate_onto_an_existing_file_keeps_it(tmp_path, capsys):
+    f = tmp_path / "notes.txt"
+    f.write_text("keep me")
+    _one_line_error(capsys, ["rtl", "generate", "--config", "small", "-o", str(f)],
+                    "not a folder")
+    _one_line_error(capsys, ["rtl", "generate", "--config", "small", "-o",
+                             str(f / "sub")], "not a folder")
+    assert f.read_text() == "keep me" and sorted(tmp_path.iterdir()) == [f]
+
+
+def test_generate_failure_leaves_no_partial_output(tmp_path, capsys, monkeypatch):
+    """Units are generated into a staging folder and moved in only when all succeeded:
+    a failure half-way writes nothing and leaves what DIR held alone."""
+    from nmsat.rtl import generate as gen
+
+    def half(cfg, out, dtype=None, which=None):
+        (out / "nmsat_engine.v").write_text("module nmsat_engine(); endmodule\n")
+        raise ValueError("the SORE failed to elaborate")
+
+    monkeypatch.setattr(gen, "generate", half)
+    out = tmp_path / "rtl"
+    out.mkdir()
+    (out / "nmsat_engine.v").write_text("earlier\n")
+    _one_line_error(capsys, ["rtl", "generate", "--config", "small", "-o", str(out)],
+                    "the SORE failed")
+    assert [p.name for p in tmp_path.iterdir()] == ["rtl"]  # no staging folder left
+    assert [p.name for p in out.iterdir()] == ["nmsat_engine.v"]
+    assert (out / "nmsat_engine.v").read_text() == "earlier\n"
+    _one_line_error(capsys, ["rtl", "generate", "--config", "small", "-o",
+                             str(tmp_path / "new")], "the SORE failed")
+    assert not (tmp_path / "new").exists()
+
+
+def _cfg(tmp_path, text):
+    p = tmp_path / "cfg.toml"
+    p.write_text('preset = "small"\n' + text)
+    return str(p)
+
+
+def test_generate_refuses_a_huge_array_at_once(tmp_path, capsys):
+    cfg = _cfg(tmp_path, "[array]\nrows = 256\ncols = 256\n")
+    t0 = time.perf_counter()
+    err = _one_line_error(capsys, ["rtl", "generate", "--config", cfg, "-o",
+                                   str(tmp_path / "out")], "256 x 256 = 65,536 PE cells",
+                          "--force")
+    assert f"{MAX_GENERATE_CELLS:,}" in err
+    _one_line_error(capsys, ["rtl", "run", "mlp", "--layer", "fc1", "--config", cfg],
+                    "65,536 PE cells")
+    _one_line_error(capsys, ["rtl", "synth", "--config", cfg], "65,536 PE cells",
+                    "--per-unit")
+    assert time.perf_counter() - t0 < 30 and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("text,field", [
+    ("[sore]\ncycles_per_weight = 2\n", "sore.cycles_per_weight = 2"),
+    ("[sore]\npipeline_latency = 0\n", "sore.pipeline_latency = 0"),
+    ("[weight_update]\npipeline_latency = 0\n", "weight_update.pipeline_latency = 0"),
+])
+def test_rtl_refuses_what_the_sore_and_wu_do_not_implement(tmp_path, capsys, text, field):
+    cfg = _cfg(tmp_path, text)
+    out = tmp_path / "out"
+    _one_line_error(capsys, ["rtl", "generate", "--config", cfg, "-o", str(out)], field)
+    _one_line_error(capsys, ["rtl", "run", "mlp", "--layer", "fc1", "--config", cfg], field)
+    _one_line_error(capsys, ["rtl", "synth", "--config", cfg], field)
+    _one_line_error(capsys, ["rtl", "synth", "--config", cfg, "--per-unit"], field)
+    assert not out.exists()
+
+
+def test_the_cell_limit_admits_the_presets():
+    from nmsat.config import SMALL, VCU1525
+
+    for cfg in (SMALL, VCU1525):
+        check_config(cfg)
+    with pytest.raises(ValueError, match="PE cells"):
+        check_config(VCU1525.replace(**{"array.rows": 64, "array.cols": 32}))
+    check_config(VCU1525.replace(**{"array.rows": 64, "array.cols": 32}), force=True)
