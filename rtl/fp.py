@@ -260,7 +260,50 @@ def float_mul(m: Module, a, b, fmt: FloatFormat) -> Signal:
     return out
 
 
-def f32_add(m: Module, a, b) -> Signal:
+def _pow2(m: Module, k, width: int) -> Signal:
+    """``2^k`` as a ``width``-bit one-hot word (a decoder)."""
+    oh = Signal(width, name="pow2")
+    m.d.comb += oh.eq((Const(1, width) << k)[:width])
+    return oh
+
+
+def _align_dsp(m: Module, sig, d) -> Signal:
+    """``(sig << 3) >> d`` for a 24-bit ``sig`` with the dropped bits ORed into bit 0
+    (27 bits: guard, round, sticky below the significand), for any 8-bit ``d``.
+
+    ``d`` saturates at 31 (= 16 h + lo); the shift by 15 - lo is a product with a one-hot
+    power of two (a DSP), ``(sig << 15) >> lo``; a 2:1 mux takes its bits from 12 or
+    (h) 28 up, and the bits below are the dropped ones.
+    """
+    ds = Mux(d[5:].any(), 31, d[:5])
+    h, lo = ds[4], ds[:4]
+    prod = Signal(39, name="align_prod")
+    m.d.comb += prod.eq(sig * _pow2(m, ~lo, 16))  # ~lo = 15 - lo
+    sticky = prod[:12].any() | (h & prod[12:28].any())
+    x = Signal(27, name="align_coarse")
+    m.d.comb += x.eq(Mux(h, prod[28:], prod[12:]))
+    return Cat(x[0] | sticky, x[1:])
+
+
+def _normalise_dsp(m: Module, total, s):
+    """(kept 24 bits, guard, sticky) of ``total << s`` (28 bits, ``s`` <= 28) as
+    :func:`f32_add` needs them, with the shift by 0..15 a DSP product.
+
+    The product takes ``total[2:]`` (26 bits): a shift of 3 or more only happens after
+    cancellation with exponents at most 1 apart, when ``total[1:0]`` is 0; for shifts of
+    0..2 those two bits reach the guard and sticky positions directly.
+    """
+    x = Signal(26, name="norm_coarse")
+    m.d.comb += x.eq(Mux(s[4], Cat(Const(0, 16), total[2:12]), total[2:]))
+    y = Signal(42, name="norm_prod")
+    m.d.comb += y.eq(x * _pow2(m, s[:4], 16))
+    lo = total[0] | total[1]
+    guard = y[1] | ((s == 2) & total[1])
+    sticky = y[0] | (((s == 0) | (s == 1)) & lo) | ((s == 2) & total[0])
+    return y[2:26], guard, sticky
+
+
+def f32_add(m: Module, a, b, dsp_shifts: bool = True, no_subnormal: bool = False) -> Signal:
     """fp32 bits of ``a + b`` rounded to nearest even, subnormals kept.
 
     Order the operands by magnitude (one 31-bit compare), align the smaller to the larger
@@ -269,6 +312,12 @@ def f32_add(m: Module, a, b) -> Signal:
     and a left shift limited so the exponent stays >= 1 (subnormal results), then round
     by incrementing the packed word. An exact zero sum is +0 unless both operands are -0
     (round to nearest).
+
+    ``dsp_shifts``: the alignment and normalisation shifts by 0..15 are products with a
+    one-hot power of two (two DSPs, about 100 LUTs fewer); otherwise log shifters in LUTs.
+    ``no_subnormal``: the caller guarantees that neither operand is subnormal and that no
+    finite sum is subnormal or overflows (the PE's fp16 product tree: see
+    :meth:`Numeric.tree_add`), so the exponent clamp and the overflow check are left out.
     """
     sa, sb = a[31], b[31]
     ea_f, eb_f = a[23:31], b[23:31]
@@ -278,20 +327,30 @@ def f32_add(m: Module, a, b) -> Signal:
     big, sml = Signal(31, name="big"), Signal(31, name="sml")
     m.d.comb += [big.eq(Mux(swap, b[:31], a[:31])), sml.eq(Mux(swap, a[:31], b[:31]))]
     big_s = Mux(swap, sb, sa)
-    be, se = _max1(big[23:]), _max1(sml[23:])
+    if no_subnormal:
+        be, se = big[23:], sml[23:]
+    else:
+        be, se = _max1(big[23:]), _max1(sml[23:])
     d = Signal(8, name="exp_diff")  # >= 0: |big| >= |sml|
     m.d.comb += d.eq(be - se)
-    aligned = _shr_sticky(Cat(Const(0, 3), sml[:23], sml[23:] != 0), d)
+    sml_m = Cat(sml[:23], sml[23:] != 0)
+    if dsp_shifts:
+        aligned = _align_dsp(m, sml_m, d)
+    else:
+        aligned = _shr_sticky(Cat(Const(0, 3), sml_m), d)
     sub = sa ^ sb
     total = Signal(28, name="total")
     m.d.comb += total.eq(Cat(Const(0, 3), big[:23], big[23:] != 0)
                          + (Cat(aligned, Const(0, 1)) ^ sub.replicate(28)) + sub)
     lz = leading_zeros(m, total)  # 28 when the sum is 0
     s = Signal(5, name="norm_shift")
-    m.d.comb += s.eq(Mux(lz > be, be, lz))  # the exponent field stays >= 1
-    n = _shl(total, s, 28)
-    kept = n[4:]
-    up = n[3] & (n[:3].any() | n[4])
+    m.d.comb += s.eq(lz if no_subnormal else Mux(lz > be, be, lz))  # exponent field >= 1
+    if dsp_shifts:
+        kept, guard, sticky = _normalise_dsp(m, total, s)
+    else:
+        n = _shl(total, s, 28)
+        kept, guard, sticky = n[4:], n[3], n[:3].any()
+    up = guard & (sticky | kept[0])
     packed = Signal(33, name="packed")  # exponent field of bit 27 is be + 1 - s
     m.d.comb += packed.eq(((be - s)[:8] << 23) + kept + up)
     out = Signal(32)
@@ -301,7 +360,7 @@ def f32_add(m: Module, a, b) -> Signal:
         m.d.comb += out.eq(Cat(Const(F32_INF, 31), Mux(ia, sa, sb)))
     with m.Elif(lz == 28):
         m.d.comb += out.eq(Cat(Const(0, 31), sa & sb))
-    with m.Elif(packed >= F32_INF):
+    with m.Elif((packed >= F32_INF) if not no_subnormal else Const(0, 1)):
         m.d.comb += out.eq(Cat(Const(F32_INF, 31), big_s))
     with m.Else():
         m.d.comb += out.eq(Cat(packed[:31], big_s))
@@ -343,6 +402,19 @@ class Numeric:
         s = Signal(32)
         m.d.comb += s.eq(x + y)
         return s
+
+    def tree_add(self, m: Module, x, y, level: int) -> Signal:
+        """:meth:`add` for the PE's pairwise product tree, ``level`` = 1 for the sums of two
+        products.
+
+        fp16 products are multiples of 2^-48 and below 2^32, so a nonzero sum at level k
+        is at least 2^-(48 + 23 (k - 1)) and below 2^(32 + k): for k <= 4 (P <= 16) neither
+        operand nor sum is subnormal and nothing overflows, and the adder leaves those
+        cases out (``f32_add(no_subnormal=True)``). Otherwise the general adder.
+        """
+        if self.dtype is DType.FP16 and level <= 4:
+            return f32_add(m, x, y, no_subnormal=True)
+        return self.add(m, x, y)
 
     # ---- host-side views used by drivers and checkers
     def to_bits(self, x: np.ndarray) -> np.ndarray:
@@ -393,14 +465,16 @@ class FloatMul(wiring.Component):
 
 
 class F32Add(wiring.Component):
-    """Combinational fp32 adder (RNE, subnormals kept, canonical NaN)."""
+    """Combinational fp32 adder (RNE, subnormals kept, canonical NaN); ``dsp_shifts`` and
+    ``no_subnormal`` as in :func:`f32_add`."""
 
-    def __init__(self):
+    def __init__(self, dsp_shifts: bool = True, no_subnormal: bool = False):
+        self.dsp_shifts, self.no_subnormal = dsp_shifts, no_subnormal
         super().__init__({"a": In(32), "b": In(32), "s": Out(32)})
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        m.d.comb += self.s.eq(f32_add(m, self.a, self.b))
+        m.d.comb += self.s.eq(f32_add(m, self.a, self.b, self.dsp_shifts, self.no_subnormal))
         return m
 
 

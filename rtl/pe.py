@@ -56,10 +56,13 @@ class ChunkDot(wiring.Component):
             m.d.comb += a.eq(self.act[pos])
             prod = num.mul(m, a, self.w[p].value)
             level.append(Mux(idle, 0, prod))
+        depth = 0
         while len(level) > 1:
             if len(level) % 2:
                 level.append(Const(0, 32))
-            level = [num.add(m, level[i], level[i + 1]) for i in range(0, len(level), 2)]
+            depth += 1
+            level = [num.tree_add(m, level[i], level[i + 1], depth)
+                     for i in range(0, len(level), 2)]
         m.d.comb += self.sum.eq(level[0])
         return m
 
