@@ -410,10 +410,18 @@ class Numeric:
         fp16 products are multiples of 2^-48 and below 2^32, so a nonzero sum at level k
         is at least 2^-(48 + 23 (k - 1)) and below 2^(32 + k): for k <= 4 (P <= 16) neither
         operand nor sum is subnormal and nothing overflows, and the adder leaves those
-        cases out (``f32_add(no_subnormal=True)``). Otherwise the general adder.
+        cases out (``f32_add(no_subnormal=True)``). int8: the tree's sums are exact in
+        16 + k bits, so its adders are that wide. Otherwise the general adder.
         """
         if self.dtype is DType.FP16 and level <= 4:
             return f32_add(m, x, y, no_subnormal=True)
+        if self.dtype is DType.INT8 and level <= 16:
+            # int8 products lie in [-2^14 + 128, 2^14]: a level-k sum is exact in 16 + k
+            # signed bits, so the adder is that wide and the sum is sign-extended.
+            w = 15 + level
+            s = Signal(signed(32))
+            m.d.comb += s.eq(x[:w].as_signed() + y[:w].as_signed())
+            return s
         return self.add(m, x, y)
 
     # ---- host-side views used by drivers and checkers

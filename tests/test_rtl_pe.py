@@ -75,3 +75,20 @@ def test_pe_gaps_backpressure_and_latency(nm):
         got = run_pe(shape, tiles, seed=la)
         exp = [int(t.expected[0, 0]) for t in tiles]
         assert same_bits(np.array(got), np.array(exp)).all()
+
+
+def test_int8_tree_extremes():
+    """The int8 product tree's narrow adders (``Numeric.tree_add``) at the extremes:
+    every lane -128 x -128 (sum 2^16) or -128 x 127, dense mode, int32 result exact."""
+    from nmsat.rtl.pe import ChunkDot
+    from nmsat.rtl.tb.amsim import run_comb
+
+    shape = EngineShape.from_config(SMALL, "int8")
+    lanes, window = shape.lanes, shape.window
+    cases = [([-128] * window, [-128] * lanes), ([-128] * window, [127] * lanes),
+             ([127] * window, [127] * lanes), ([-128, 127] * (window // 2), [-128] * lanes)]
+    vecs = [{"act": [a & 0xFF for a in act], "w": [{"value": w & 0xFF, "index": 0} for w in ws],
+             "mode": 0} for act, ws in cases]
+    out = run_comb(ChunkDot(shape), vecs, ["sum"])
+    exp = [sum(a * w for a, w in zip(act[:lanes], ws)) % 2**32 for act, ws in cases]
+    assert [o[0] for o in out] == exp
