@@ -80,7 +80,7 @@ def leading_zeros(m: Module, x) -> Signal:
                 cnt = Mux(zh, Const(1, 1), Const(0, 1))
             else:
                 cnt = Mux(zh, Cat(cl, Const(1, 1)), Cat(ch, Const(0, 1)))
-            nxt.append((zh & zl, cnt))
+            nxt.append((_stage(m, zh & zl, "lz_z"), _stage(m, cnt, "lz_c")))
         level = nxt
     out = Signal(range(n), name="lzc")
     m.d.comb += out.eq(level[0][1])
@@ -95,16 +95,27 @@ def leading_one(m: Module, x) -> Signal:
     return pos
 
 
-def _shl(x, s, width: int):
+def _stage(m: Module | None, value, name: str):
+    """``value`` as a named signal (with a module): each shifter stage reads the previous
+    one twice, so without a signal per stage the expression tree doubles per stage."""
+    if m is None:
+        return value
+    sig = Signal(len(value), name=name)
+    m.d.comb += sig.eq(value)
+    return sig
+
+
+def _shl(x, s, width: int, m: Module | None = None):
     """``(x << s)[:width]`` as ``len(s)`` stages of 2:1 muxes."""
     x = x[:width] if len(x) >= width else Cat(x, Const(0, width - len(x)))
     for i in range(len(s)):
         k = 1 << i
-        x = Mux(s[i], 0 if k >= width else Cat(Const(0, k), x[:width - k]), x)
+        x = _stage(m, Mux(s[i], 0 if k >= width else Cat(Const(0, k), x[:width - k]), x),
+                   f"shl{i}")
     return x
 
 
-def _shr_sticky(x, s):
+def _shr_sticky(x, s, m: Module | None = None):
     """``x >> s`` with every dropped bit ORed into bit 0 (the sticky position).
 
     Log stages; a shift amount of ``len(x)`` or more leaves only the sticky bit.
@@ -117,7 +128,7 @@ def _shr_sticky(x, s):
     for i in range(min(sb, len(s))):
         k = 1 << i
         sticky = sticky | (s[i] & x[:min(k, w)].any())
-        x = Mux(s[i], x[k:] if k < w else 0, x)
+        x = _stage(m, Mux(s[i], x[k:] if k < w else 0, x), f"shr{i}")
     return Cat(x[0] | sticky, x[1:w])
 
 
@@ -142,7 +153,7 @@ def _round_normal(m: Module, sign, t, e, zero, fmt: FloatFormat) -> Signal:
     r = Signal(len(e), name="under_shift")
     e1 = Signal(len(e), name="exp_m1")
     m.d.comb += [r.eq(Mux(under, 1 - e, 0)), e1.eq(Mux(under, 0, e - 1))]
-    u = _shr_sticky(t, r)
+    u = _shr_sticky(t, r, m)
     kept = u[2:]
     up = u[1] & (u[0] | u[2])
     packed = Signal(frac + len(e) + 1, name="packed")
@@ -171,7 +182,7 @@ def round_pack(m: Module, sign, sig: Signal, exp, fmt: FloatFormat | None = None
     frac = fmt.frac_bits
     w, rw = len(sig), frac + 3
     lz = leading_zeros(m, sig)
-    n = _shl(sig, lz, w)  # leading one at bit w - 1
+    n = _shl(sig, lz, w, m)  # leading one at bit w - 1
     if w <= rw - 1:  # every bit fits above the sticky bit
         t = Cat(Const(0, rw - w), n)
     else:
@@ -220,7 +231,7 @@ def _exact_product(m: Module, sign, a, b, fmt: FloatFormat) -> Signal:
     prod = Signal(pw)
     m.d.comb += prod.eq(ma * mb)
     lz = leading_zeros(m, prod)
-    n = _shl(prod, lz, pw)  # leading one at bit pw - 1 (unless the product is 0)
+    n = _shl(prod, lz, pw, m)  # leading one at bit pw - 1 (unless the product is 0)
     # value = prod * 2^(ea + eb - 2 (bias + frac)); top bit pw - 1 - lz; fp32 bias 127
     e = Signal(9, name="exp_field")
     m.d.comb += e.eq(_max1(ea_f) + _max1(eb_f)
@@ -337,7 +348,7 @@ def f32_add(m: Module, a, b, dsp_shifts: bool = True, no_subnormal: bool = False
     if dsp_shifts:
         aligned = _align_dsp(m, sml_m, d)
     else:
-        aligned = _shr_sticky(Cat(Const(0, 3), sml_m), d)
+        aligned = _shr_sticky(Cat(Const(0, 3), sml_m), d, m)
     sub = sa ^ sb
     total = Signal(28, name="total")
     m.d.comb += total.eq(Cat(Const(0, 3), big[:23], big[23:] != 0)
@@ -348,7 +359,7 @@ def f32_add(m: Module, a, b, dsp_shifts: bool = True, no_subnormal: bool = False
     if dsp_shifts:
         kept, guard, sticky = _normalise_dsp(m, total, s)
     else:
-        n = _shl(total, s, 28)
+        n = _shl(total, s, 28, m)
         kept, guard, sticky = n[4:], n[3], n[:3].any()
     up = guard & (sticky | kept[0])
     packed = Signal(33, name="packed")  # exponent field of bit 27 is be + 1 - s
