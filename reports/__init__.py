@@ -26,6 +26,24 @@ class ReportError(NmsatError, ValueError):
     """An input of the report is missing or malformed; the message names the file."""
 
 
+def check_report_folder(path: Path) -> None:
+    """``--report PATH`` must be a folder or not exist yet (one line otherwise)."""
+    if path.exists() and not path.is_dir():
+        raise ReportError(f"--report: {path} exists and is not a folder")
+
+
+def make_report_folder(path: Path) -> None:
+    """Create the report folder before anything is written, so a folder that cannot be
+    made leaves no output behind."""
+    from nmsat.errors import OutputError
+
+    check_report_folder(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create report folder {path}: {e.strerror or e}") from None
+
+
 def _check_number(where: str, value: Any, *, integer: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ReportError(f"{where} must be a number, not {value!r}")

@@ -107,7 +107,6 @@ def run(args: argparse.Namespace) -> int:
     from nmsat import config
     from nmsat.simulator import api
     from nmsat.simulator.results import bandwidth_report_csv, compute_report_csv
-    from nmsat.errors import OutputError
     from nmsat.util import atomic_write_many
 
     from nmsat.simulator import inference
@@ -135,14 +134,9 @@ def run(args: argparse.Namespace) -> int:
         if path.exists() and path.is_dir():
             raise IsADirectoryError(f"{path} is a folder")
     if args.report is not None:
-        if args.report.exists() and not args.report.is_dir():
-            from nmsat.reports import ReportError
-            raise ReportError(f"--report: {args.report} exists and is not a folder")
-        try:  # before anything is written, so a bad report folder leaves no output behind
-            args.report.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise OutputError(f"cannot create report folder {args.report}: "
-                              f"{e.strerror or e}") from None
+        from nmsat.reports import make_report_folder
+
+        make_report_folder(args.report)
     atomic_write_many([(path, text.encode("utf-8")) for path, text in outputs])
 
     index = None

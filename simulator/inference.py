@@ -818,7 +818,6 @@ def run_cli(args) -> int:
     import sys
 
     from nmsat import config
-    from nmsat.errors import OutputError
     from nmsat.util import atomic_write_many
 
     if args.method in ("dense", "srste"):
@@ -846,17 +845,12 @@ def run_cli(args) -> int:
             raise IsADirectoryError(f"{path} is a folder")
     sweeps = None
     if args.report is not None:
-        from nmsat.reports import ReportError
+        from nmsat.reports import check_report_folder, make_report_folder
         from nmsat.reports.inference_figures import simulate_sweeps
 
-        if args.report.exists() and not args.report.is_dir():
-            raise ReportError(f"--report: {args.report} exists and is not a folder")
+        check_report_folder(args.report)
         sweeps = simulate_sweeps(str(args.workload), cfg, result, opts)
-        try:  # before anything is written, so a bad report folder leaves no output behind
-            args.report.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise OutputError(f"cannot create report folder {args.report}: "
-                              f"{e.strerror or e}") from None
+        make_report_folder(args.report)
     atomic_write_many([(path, text.encode("utf-8")) for path, text in outputs])
     index = None
     if args.report is not None:

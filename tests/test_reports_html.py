@@ -16,10 +16,8 @@ import pytest
 
 from nmsat.cli import main
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+from chromium_page import render
+
 
 
 def _simulate(path: Path, workload: str, method: str, nm: str = "2:8", *extra: str) -> Path:
@@ -134,29 +132,9 @@ def test_page_tables_show_the_numbers(report, result_files, trace_files):
 
 @pytest.mark.browser
 def test_page_renders_in_chromium(report):
-    pw = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Chromium is not installed (scripts/test.sh installs it)")
-    problems: list[str] = []
-    requests: list[str] = []
-    with pw.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
-                    if m.type in ("error", "warning") else None)
-            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-            page.on("requestfailed", lambda r: problems.append(f"failed: {r.url}"))
-            page.on("request", lambda r: requests.append(r.url))
-            page.goto(report.as_uri(), wait_until="load")
-            images = page.evaluate(
-                "Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, "
-                "i.naturalWidth, i.naturalHeight])")
-            title = page.title()
-            headings = page.evaluate(
-                "Array.from(document.querySelectorAll('h2')).map(h => h.textContent)")
-        finally:
-            browser.close()
+    r = render(report)
+    problems, requests, images = r.problems, r.requests, r.images
+    title, headings = r.title, r.headings
     assert problems == []
     assert images and len(images) == len(_parse(report).images)
     for src, complete, width, height in images:
