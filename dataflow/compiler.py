@@ -94,14 +94,14 @@ class CompileOptions:
     """Per-layer patterns that replace ``nm`` for the named layers (``1:1`` keeps a layer
     dense): what a training trace or a SCALE-Sim v3 ``Sparsity`` column fixes."""
     engine_words: bool = True
-    """Also limit blocks to what the engine's word-organised buffers hold
+    """Also limit blocks to what the engine's word-organised WGT and OUT banks hold
     (:func:`engine_buffer_words`, the RTL's geometry). The byte budget alone assumes N:M
-    weights packed at their exact bits and dense activations packed P per chunk; the
-    engine keeps one A-wide window per (row, chunk) and one P-slot vector per (column,
-    chunk), so dense activations (A > P) and patterns that leave lanes idle (g N < P) take
-    more words than bytes suggest, and a block sized by bytes alone can overflow a bank.
-    On the presets this changes zoo results by under 0.05% (ResNet-50 and BERT-base,
-    batch 32: speedups equal to three decimals). False: bytes only."""
+    weights packed at their exact bits; the engine keeps one P-slot vector per (column,
+    chunk), so patterns that leave lanes idle (g N < P) take more words than bytes
+    suggest, and a block sized by bytes alone overflowed the RTL's weight bank. On the
+    presets this changes zoo results by under 0.05% (ResNet-50 and BERT-base, batch 32:
+    speedups equal to three decimals). ACT stays limited by bytes (see :meth:`fits`).
+    False: bytes only."""
 
     def __post_init__(self) -> None:
         for name, typ in (("method", Method), ("mode", Mode), ("fixed_dataflow", Dataflow)):
@@ -487,8 +487,11 @@ class _TaskCtx:
         if self.words is not None:
             a = self.cfg.array
             kc, nt = -(-kb // self.ku), -(-nb // a.cols)
-            need = {"buffers.activation": mb * -(-kc // a.rows), "buffers.weight": nt * kc,
-                    "buffers.output": -(-mb // a.rows) * nt}
+            # ACT is held to its bytes only: its A-wide windows take A / P times the
+            # words of densely packed chunks in dense mode, and limiting dense blocks to
+            # them would make dense mode lose to a dense-only array (issue #7). A block
+            # can therefore need more ACT words than the RTL's banks hold (docs/rtl.md).
+            need = {"buffers.weight": nt * kc, "buffers.output": -(-mb // a.rows) * nt}
             for name, words in need.items():
                 if words > self.words[name]:
                     return name
