@@ -94,14 +94,14 @@ class CompileOptions:
     """Per-layer patterns that replace ``nm`` for the named layers (``1:1`` keeps a layer
     dense): what a training trace or a SCALE-Sim v3 ``Sparsity`` column fixes."""
     engine_words: bool = True
-    """Also limit blocks to what the engine's word-organised WGT and OUT banks hold
+    """Also limit blocks to what the engine's word-organised banks hold
     (:func:`engine_buffer_words`, the RTL's geometry). The byte budget alone assumes N:M
     weights packed at their exact bits; the engine keeps one P-slot vector per (column,
     chunk), so patterns that leave lanes idle (g N < P) take more words than bytes
     suggest, and a block sized by bytes alone overflowed the RTL's weight bank. On the
     presets this changes zoo results by under 0.05% (ResNet-50 and BERT-base, batch 32:
-    speedups equal to three decimals). ACT stays limited by bytes (see :meth:`fits`).
-    False: bytes only."""
+    speedups equal to three decimals). ACT words are limited for N:M blocks only (see
+    :meth:`_TaskCtx.fits`). False: bytes only."""
 
     def __post_init__(self) -> None:
         for name, typ in (("method", Method), ("mode", Mode), ("fixed_dataflow", Dataflow)):
@@ -487,11 +487,13 @@ class _TaskCtx:
         if self.words is not None:
             a = self.cfg.array
             kc, nt = -(-kb // self.ku), -(-nb // a.cols)
-            # ACT is held to its bytes only: its A-wide windows take A / P times the
-            # words of densely packed chunks in dense mode, and limiting dense blocks to
-            # them would make dense mode lose to a dense-only array (issue #7). A block
-            # can therefore need more ACT words than the RTL's banks hold (docs/rtl.md).
             need = {"buffers.weight": nt * kc, "buffers.output": -(-mb // a.rows) * nt}
+            # ACT: N:M blocks fill the A-wide windows (K per chunk = g M); dense ones use
+            # P of A elements per window, and limiting them to the RTL's words would make
+            # dense mode lose to a dense-only array (issue #7), so dense ACT stays limited
+            # by bytes and can exceed the RTL's banks (docs/rtl.md).
+            if not self.task.nm.dense:
+                need["buffers.activation"] = mb * -(-kc // a.rows)
             for name, words in need.items():
                 if words > self.words[name]:
                     return name
