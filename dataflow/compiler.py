@@ -100,7 +100,7 @@ class CompileOptions:
     chunk), so patterns that leave lanes idle (g N < P) take more words than bytes
     suggest, and a block sized by bytes alone overflowed the RTL's weight bank. On the
     presets this changes zoo results by under 0.05% (ResNet-50 and BERT-base, batch 32:
-    speedups equal to three decimals). ACT words are limited for N:M blocks only (see
+    speedups equal to three decimals). ACT is limited by bytes only (see
     :meth:`_TaskCtx.fits`). False: bytes only."""
 
     def __post_init__(self) -> None:
@@ -487,13 +487,12 @@ class _TaskCtx:
         if self.words is not None:
             a = self.cfg.array
             kc, nt = -(-kb // self.ku), -(-nb // a.cols)
+            # ACT stays limited by bytes: the model buffers a convolution's feature map and
+            # dense chunks packed P to a chunk, the RTL expanded im2col rows in A-wide
+            # windows. Limiting ACT to the RTL's words made dense mode lose to a dense-only
+            # array (issue #7) and, for N:M only, let a sparse plan beat the engine ratio;
+            # a block can need more ACT words than the RTL's banks hold (docs/rtl.md).
             need = {"buffers.weight": nt * kc, "buffers.output": -(-mb // a.rows) * nt}
-            # ACT: N:M blocks fill the A-wide windows (K per chunk = g M); dense ones use
-            # P of A elements per window, and limiting them to the RTL's words would make
-            # dense mode lose to a dense-only array (issue #7), so dense ACT stays limited
-            # by bytes and can exceed the RTL's banks (docs/rtl.md).
-            if not self.task.nm.dense:
-                need["buffers.activation"] = mb * -(-kc // a.rows)
             for name, words in need.items():
                 if words > self.words[name]:
                     return name

@@ -368,16 +368,13 @@ def _bank_words(ins, cfg):
     a = cfg.array
     kc = -(-ins.k // a.k_per_cycle(ins.nm))
     nt = -(-ins.n // a.cols)
-    words = {"buffers.weight": nt * kc, "buffers.output": -(-ins.m // a.rows) * nt}
-    if not ins.nm.dense:
-        words["buffers.activation"] = ins.m * -(-kc // a.rows)
-    return words
+    return {"buffers.weight": nt * kc, "buffers.output": -(-ins.m // a.rows) * nt}
 
 
 @pytest.mark.parametrize("nm", ["1:1", "2:8", "1:8", "2:4"])
 def test_blocks_fit_the_engine_banks(nm):
     """Every COMPUTE of the digits MLP on the small preset's 2 x 2 variant fits the RTL
-    engine's WGT and OUT banks (and, N:M blocks, its ACT banks); sized by bytes alone, 2:8 and 1:8 blocks (two or one of the four
+    engine's WGT and OUT banks; sized by bytes alone, 2:8 and 1:8 blocks (two or one of the four
     lanes busy) overflow the weight bank (the RTL then wrapped addresses)."""
     from nmsat.dataflow.compiler import CompileOptions, compile_workload, engine_buffer_words
     from nmsat.dataflow.isa import Compute
