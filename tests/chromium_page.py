@@ -4,7 +4,9 @@ errors, failed and all requests, every image's load state, the title and the h2 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -50,3 +52,49 @@ def render(page_path: Path) -> Rendered:
         finally:
             browser.close()
     return Rendered(problems, requests, images, title, headings)
+
+
+class PageParser(HTMLParser):
+    """What a report page holds, read without a browser: image sources, link targets,
+    element ids, table cells, and anything that would load from elsewhere (``external``:
+    script/link/iframe tags and any http(s) or protocol-relative attribute value)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[str] = []
+        self.links: list[str] = []
+        self.ids: list[str] = []
+        self.cells: list[str] = []
+        self.external: list[str] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img":
+            self.images.append(a["src"])
+        if tag == "a" and "href" in a:
+            self.links.append(a["href"])
+        if "id" in a:
+            self.ids.append(a["id"])
+        if tag in ("script", "link", "iframe"):
+            self.external.append(tag)
+        for v in a.values():
+            if v and re.match(r"(https?:)?//", v):
+                self.external.append(v)
+        if tag in ("td", "th"):
+            self._cell = []
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self.cells.append("".join(self._cell).strip())
+            self._cell = None
+
+
+def parse(index: Path) -> PageParser:
+    p = PageParser()
+    p.feed(index.read_text(encoding="utf-8"))
+    return p

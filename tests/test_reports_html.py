@@ -6,9 +6,7 @@ The page is opened in headless Chromium (Debian's, at /usr/bin/chromium, driven 
 
 from __future__ import annotations
 
-import html.parser
 import json
-import re
 import shutil
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import pytest
 
 from nmsat.cli import main
 
+from chromium_page import parse as _parse
 from chromium_page import render
 
 
@@ -59,45 +58,6 @@ def report(result_files, trace_files, tmp_path_factory) -> Path:
     return out / "index.html"
 
 
-class _Page(html.parser.HTMLParser):
-    """Image sources, links and table cells of a page."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.images: list[str] = []
-        self.links: list[str] = []
-        self.cells: list[str] = []
-        self.external: list[str] = []
-        self._cell: list[str] | None = None
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if tag == "img":
-            self.images.append(a["src"])
-        if tag == "a" and "href" in a:
-            self.links.append(a["href"])
-        if tag in ("script", "link", "iframe"):
-            self.external.append(tag)
-        for v in a.values():
-            if v and re.match(r"(https?:)?//", v):
-                self.external.append(v)
-        if tag in ("td", "th"):
-            self._cell = []
-
-    def handle_data(self, data):
-        if self._cell is not None:
-            self._cell.append(data)
-
-    def handle_endtag(self, tag):
-        if tag in ("td", "th") and self._cell is not None:
-            self.cells.append("".join(self._cell).strip())
-            self._cell = None
-
-
-def _parse(index: Path) -> _Page:
-    p = _Page()
-    p.feed(index.read_text(encoding="utf-8"))
-    return p
 
 
 def test_page_references_only_local_files_that_exist(report):

@@ -18,7 +18,6 @@ not depend on simulator speed; test_sweep_cli.py reports a store of the real sim
 
 from __future__ import annotations
 
-import html.parser
 import json
 import sqlite3
 import statistics
@@ -32,6 +31,7 @@ from nmsat.simulator import sweep, sweep_spec
 
 from nmsat.cli import main
 
+from chromium_page import parse as _parse
 from chromium_page import render
 
 
@@ -212,40 +212,6 @@ def test_pareto_front_on_random_floats(rows):
 # --------------------------------------------------------------------------- the page
 
 
-class _Page(html.parser.HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.images: list[str] = []
-        self.links: list[str] = []
-        self.cells: list[str] = []
-        self.ids: list[str] = []
-        self._cell: list[str] | None = None
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if tag == "img":
-            self.images.append(a["src"])
-        if tag == "a" and "href" in a:
-            self.links.append(a["href"])
-        if "id" in a:
-            self.ids.append(a["id"])
-        if tag in ("td", "th"):
-            self._cell = []
-
-    def handle_data(self, data):
-        if self._cell is not None:
-            self._cell.append(data)
-
-    def handle_endtag(self, tag):
-        if tag in ("td", "th") and self._cell is not None:
-            self.cells.append("".join(self._cell).strip())
-            self._cell = None
-
-
-def _parse(index: Path) -> _Page:
-    p = _Page()
-    p.feed(index.read_text(encoding="utf-8"))
-    return p
 
 
 def test_page_embeds_every_figure_and_lists_front_and_failures(report, store):
