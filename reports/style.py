@@ -156,13 +156,19 @@ ENERGY_UNITS: tuple[tuple[str, float], ...] = (("pJ", 1.0), ("nJ", 1e3), ("µJ",
                                                ("mJ", 1e9), ("J", 1e12))
 
 
-def energy_unit(max_pj: float) -> tuple[str, float]:
-    """The unit (name, pJ per unit) that shows ``max_pj`` as a number from 1 to 1,000."""
-    chosen = ENERGY_UNITS[0]
-    for name, scale in ENERGY_UNITS:
-        if max_pj >= scale:
+def pick_unit(value: float, units: tuple[tuple[str, float], ...]) -> tuple[str, float]:
+    """The largest (name, scale) of ``units`` (ascending scales) with ``value >= scale``,
+    else the smallest."""
+    chosen = units[0]
+    for name, scale in units:
+        if value >= scale:
             chosen = (name, scale)
     return chosen
+
+
+def energy_unit(max_pj: float) -> tuple[str, float]:
+    """The unit (name, pJ per unit) that shows ``max_pj`` as a number from 1 to 1,000."""
+    return pick_unit(max_pj, ENERGY_UNITS)
 
 
 CYCLE_UNITS: tuple[tuple[str, float], ...] = (("cycles", 1.0), ("thousand cycles", 1e3),

@@ -183,11 +183,9 @@ def _value_text(v: Any) -> str:
 
 def time_unit(max_seconds: float) -> tuple[str, float]:
     """The unit (name, seconds per unit) that shows ``max_seconds`` as a number >= 1."""
-    chosen = TIME_UNITS[0]
-    for name, scale in TIME_UNITS:
-        if max_seconds >= scale:
-            chosen = (name, scale)
-    return chosen
+    from .style import pick_unit
+
+    return pick_unit(max_seconds, TIME_UNITS)
 
 
 def _figure(width: float, height: float) -> Any:

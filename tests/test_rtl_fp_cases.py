@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from nmsat.rtl.fp import (BF16, FP16, FP32, F32Add, FloatMul, Numeric, f32_to_f16,
                           same_bits)
 from nmsat.rtl.tb.amsim import run_comb
+from test_rtl_fp import _to64  # fp bits -> float64, NaN-quiet
 
 from nmsat.types import DType
 
@@ -165,16 +166,6 @@ def test_add_specials_all_pairs(variant):
 
 
 # ------------------------------------------------------------------ multipliers, fp32 -> fp16
-
-
-def _to64(fmt, u):
-    u = np.asarray(u, np.uint64)
-    with np.errstate(invalid="ignore"):
-        if fmt is FP16:
-            return u.astype(np.uint16).view(np.float16).astype(np.float64)
-        if fmt is BF16:
-            return (u.astype(np.uint32) << 16).view(F32).astype(np.float64)
-        return u.astype(np.uint32).view(F32).astype(np.float64)
 
 
 def _check_mul(fmt, pairs):
