@@ -391,13 +391,20 @@ def lane_map(b: np.ndarray | Compressed, lanes: int, act_window: int,
 
 def engine_gemm(a: np.ndarray, b: np.ndarray | Compressed, dtype: DType | str,
                 lanes: int, act_window: int, nm: NM | str = "1:1",
-                acc: np.ndarray | None = None) -> np.ndarray:
+                acc: np.ndarray | None = None, skip_rows: int | None = None) -> np.ndarray:
     """``A[M, K] @ B[K, N]`` exactly as the tensor engine computes it.
 
     ``a`` and ``b`` must hold values representable in ``dtype`` (see :func:`quantize`).
     ``acc`` (fp32/int32 ``[M, N]``) continues an earlier partial sum: the engine adds its
     chunks to it in order, exactly as if the K ranges had been one. Returns fp32 for
     float dtypes and int32 for integer dtypes.
+
+    ``skip_rows`` = R: a weight-stationary block on an R-row array with ``act_zero =
+    skip``: the chunks of a row's K-tile that :func:`skip_row_lists` drops are not added
+    at all (the accumulator keeps its value). Integers give the same result as without
+    skipping; floats differ only where an add of the dropped slice's +0 or -0 products
+    would have changed the sum (``-0 + +0 = +0``) or a 0 x Inf/NaN product would have
+    made it NaN.
     """
     dtype = DType.parse(dtype)
     a = np.asarray(a)
@@ -409,6 +416,12 @@ def engine_gemm(a: np.ndarray, b: np.ndarray | Compressed, dtype: DType | str,
     m_rows = a.shape[0]
     n_cols = lm.k.shape[0]
     k_total = a.shape[1]
+    chunks = lm.k.shape[1]
+    adds = np.ones((m_rows, chunks), bool)  # [row, chunk]: the chunk is added
+    if skip_rows is not None:
+        adds[:] = False
+        for kt, kept in enumerate(skip_row_lists(a, lanes, act_window, nm, skip_rows)):
+            adds[np.ix_(kept, np.arange(kt * skip_rows, min(chunks, (kt + 1) * skip_rows)))] = True
     if dtype.is_float:
         a64 = np.concatenate([a.astype(np.float64), np.zeros((m_rows, 1))], 1)
         out = np.zeros((m_rows, n_cols), np.float32) if acc is None else acc.astype(np.float32)
@@ -419,15 +432,38 @@ def engine_gemm(a: np.ndarray, b: np.ndarray | Compressed, dtype: DType | str,
             tree = _tree_sum_fp32(prod)  # [M, chunks]
             col = out[:, n]
             for c in range(tree.shape[1]):
-                col = col + tree[:, c]
+                col = np.where(adds[:, c], col + tree[:, c], col)
             out[:, n] = col
         return out
     a64 = np.concatenate([a.astype(np.int64), np.zeros((m_rows, 1), np.int64)], 1)
     total = np.zeros((m_rows, n_cols), np.int64) if acc is None else acc.astype(np.int64)
     for n in range(n_cols):
         kk = np.where(lm.k[n] < 0, k_total, lm.k[n])
-        total[:, n] += (a64[:, kk] * lm.w[n].astype(np.int64)[None]).sum(axis=(1, 2))
+        prod = a64[:, kk] * lm.w[n].astype(np.int64)[None]  # [M, chunks, lanes]
+        total[:, n] += (prod * adds[:, :, None]).sum(axis=(1, 2))
     return ((total + 2**31) % 2**32 - 2**31).astype(np.int32)
+
+
+def skip_row_lists(a: np.ndarray, lanes: int, act_window: int, nm: NM | str,
+                   rows: int) -> list[np.ndarray]:
+    """Rows a weight-stationary block streams per K-tile under ``act_zero = skip``.
+
+    K-tile ``kt`` of an R-row array (``rows``) covers chunks ``kt R .. kt R + R - 1``, the
+    K elements ``kt R kpc .. (kt + 1) R kpc - 1`` (kpc = K per chunk). Its list holds, in
+    increasing order, every row of ``a`` with a nonzero element (+0 and -0 are zero) in
+    that slice; a K-tile whose slice is zero in every row keeps row 0, so every tile
+    streams at least one row (its weight load, swap and drain are unchanged)."""
+    nm = NM.parse(nm)
+    a = np.asarray(a)
+    k_total = a.shape[1]
+    kpc = lanes if nm.dense else min(lanes // nm.n, act_window // nm.m) * nm.m
+    tiles = -(-gemm_chunks(k_total, lanes, act_window, nm) // rows)
+    out = []
+    for kt in range(tiles):
+        nz = (a[:, kt * rows * kpc:(kt + 1) * rows * kpc] != 0).any(axis=1)
+        kept = np.flatnonzero(nz)
+        out.append(kept if kept.size else np.zeros(1, np.int64))
+    return out
 
 
 def gemm_chunks(k: int, lanes: int, act_window: int, nm: NM | str = "1:1") -> int:

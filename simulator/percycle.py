@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from nmsat.config import AcceleratorConfig
-from nmsat.reference import _tree_sum_fp32, gemm_chunks, lane_map
-from nmsat.types import NM, Dataflow, DType
+from nmsat.reference import _tree_sum_fp32, gemm_chunks, lane_map, skip_row_lists
+from nmsat.types import NM, ActZero, Dataflow, DType
 
 
 class ScheduleHazard(RuntimeError):
@@ -128,7 +128,8 @@ def simulate(a: np.ndarray, b, *, cfg: AcceleratorConfig, dataflow: Dataflow | s
     ``a``, ``b`` hold values representable in ``dtype`` (default: the config's operand
     type); ``b`` may be a :class:`nmsat.reference.Compressed` along K. ``acc`` is the OUT
     half's contents (default +0). ``in_valid`` / ``out_ready`` are per-cycle masks (True
-    past their end).
+    past their end). With ``cfg.array.act_zero = skip`` a WS block streams, per K-tile,
+    only the rows :func:`nmsat.reference.skip_row_lists` keeps.
     """
     dataflow = Dataflow.parse(dataflow)
     nm = NM.parse(nm)
@@ -145,7 +146,10 @@ def simulate(a: np.ndarray, b, *, cfg: AcceleratorConfig, dataflow: Dataflow | s
     if dataflow is Dataflow.OS:
         sim = _OS(ops, out, arr.rows, arr.cols, arr.acc_latency, interleave)
     else:
-        sim = _WS(ops, out, arr.rows, arr.cols, arr.acc_latency, interleave)
+        lists = None
+        if ActZero.parse(arr.act_zero) is ActZero.SKIP:
+            lists = skip_row_lists(a, arr.macs_per_pe, arr.act_window, nm, arr.rows)
+        sim = _WS(ops, out, arr.rows, arr.cols, arr.acc_latency, interleave, lists)
     for name, v in (_hooks or {}).items():
         setattr(sim, name, v)
     needs, busy, lanes = sim.run()
@@ -325,19 +329,26 @@ class _OS:
 
 
 class _WS:
-    """Weight stationary: PE(i, j) holds chunk kt*R + i of column j; rows stream in."""
+    """Weight stationary: PE(i, j) holds chunk kt*R + i of column j; rows stream in.
+    ``lists[kt]``: the rows K-tile kt streams, in order (default: every row)."""
 
     def __init__(self, ops: _Operands, out: np.ndarray, R: int, C: int, La: int,
-                 interleave: bool):
+                 interleave: bool, lists: list[np.ndarray] | None = None):
         self.ops, self.out, self.R, self.C, self.La = ops, out, R, C, La
         self.interleave = interleave
         # Cycles taken off the interleaved tile-to-tile rules; tests set 1 to show the
         # hazard checks fire when a rule is broken.
         self.slack = 0
-        n = out.shape[1]
+        # The partial-sum lag of dropped rows (act_zero = skip); tests switch it off to
+        # show the hazard check fires.
+        self.lag_rule = True
+        m, n = out.shape
         kt = -(-ops.kc // R)
         nt = -(-n // C)
         self.tiles = [(t, k) for t in range(nt) for k in range(kt)]  # (col tile, K-tile)
+        if lists is None:
+            lists = [np.arange(m)] * kt
+        self.rows = [[int(r) for r in lists[k]] for _, k in self.tiles]  # per tile
 
     def run(self):
         ops, R, C, La = self.ops, self.R, self.C, self.La
@@ -359,6 +370,9 @@ class _WS:
         ps_val = np.zeros((R, C, La), accdt)  # psum delay lines, index 0 newest
         ps_tag = np.full((R, C, La, 2), -1, np.int64)
         written = np.full((m, n), -1, np.int64)  # step each OUT element was last written
+        wtile = np.full((m, n), -1, np.int64)  # tile that last wrote it
+        rows = self.rows
+        L = [len(x) for x in rows]
         loads: list[int] = []
         starts: list[int] = []
         needs, busy_l, lanes_l = [], [], []
@@ -373,11 +387,19 @@ class _WS:
             if t_start < T and t_start < len(loads):
                 ok = step >= loads[t_start] + R
                 if t_start > 0 and self.interleave:
-                    ok = ok and step >= starts[-1] + m and (
-                        step >= starts[-1] + R * La + 1 - self.slack)
+                    # Rows entered, and each row's partial sum from the previous K-tile
+                    # written before this tile reads it (a row may stream earlier here
+                    # than there when rows were dropped).
+                    dep = R * La + 1
+                    if self.tiles[t_start][1] > 0 and self.lag_rule:
+                        prev = {r: j for j, r in enumerate(rows[t_start - 1])}
+                        dep += max([0] + [prev[r] - j for j, r in enumerate(rows[t_start])
+                                          if r in prev])
+                    ok = ok and step >= starts[-1] + L[t_start - 1] and (
+                        step >= starts[-1] + dep - self.slack)
                 if ok:
                     starts.append(step)
-                    last_out[t_start] = step + m + R * La + C - 1
+                    last_out[t_start] = step + L[t_start] + R * La + C - 1
             t_load = len(loads)
             if t_load < T:
                 if t_load == 0:
@@ -390,18 +412,21 @@ class _WS:
                 if can:
                     loads.append(step)
             need_in = any(ld <= step < ld + R for ld in loads) or any(
-                st <= step < st + m + (R - 1) * La for st in starts)
-            need_out = any(st + R * La <= step < st + m + R * La + C - 1 for st in starts)
+                st <= step < st + L[t] + (R - 1) * La for t, st in enumerate(starts))
+            need_out = any(st + R * La <= step < st + L[t] + R * La + C - 1
+                           for t, st in enumerate(starts))
             # (a) partial sums leaving the bottom edge are written to OUT.
             bot_v, bot_t = ps_val[R - 1, :, La - 1].copy(), ps_tag[R - 1, :, La - 1].copy()
             for j in range(C):
-                t, r = bot_t[j]
+                t, x = bot_t[j]  # (tile, stream position)
                 if t >= 0:
+                    r = rows[t][x]
                     col = self.tiles[t][0] * C + j
                     if col < n:
                         self.out[r, col] = bot_v[j]
                         written[r, col] = step
-                    if r == m - 1 and j == C - 1:
+                        wtile[r, col] = t
+                    if x == L[t] - 1 and j == C - 1:
                         finished += 1
             # psum arriving at PE row i (from row i-1) this step.
             arriving_v = ps_val[:, :, La - 1].copy()
@@ -415,17 +440,18 @@ class _WS:
             for t, st in enumerate(starts):
                 ct, kt = self.tiles[t]
                 for i in range(R):
-                    r = step - st - i * La
-                    if 0 <= r < m:
+                    x = step - st - i * La  # stream position
+                    if 0 <= x < L[t]:
                         c = kt * R + i
-                        a_val[i, 0] = ops.a_win[r, c] if c < kc else 0
-                        a_tag[i, 0] = (t, r)
+                        a_val[i, 0] = ops.a_win[rows[t][x], c] if c < kc else 0
+                        a_tag[i, 0] = (t, x)
             # (d) PEs: swap in shadow weights on a tile's first row, then add.
             nb = nl = 0
             active = a_tag[..., 0] >= 0
             for i, j in zip(*np.nonzero(active)):
-                t, r = a_tag[i, j]
-                if r == 0:
+                t, x = a_tag[i, j]
+                r = rows[t][x]
+                if x == 0:
                     if ws_tag[i, j] != t or ws_state[i, j] != 1:
                         raise ScheduleHazard(f"step {step}: PE({i},{j}) needs tile {t}'s "
                                              f"weights, shadow holds {ws_tag[i, j]}")
@@ -441,16 +467,18 @@ class _WS:
                         if written[r, col] >= step:
                             raise ScheduleHazard(f"step {step}: partial sum ({r},{col}) "
                                                  f"read before it was written")
-                        if kt > 0 and written[r, col] < 0:
+                        # the last earlier K-tile of this column tile that streamed row r
+                        prev = [u for u in range(t - kt, t) if r in rows[u]]
+                        if prev and wtile[r, col] != prev[-1]:
                             raise ScheduleHazard(f"step {step}: partial sum ({r},{col}) of "
-                                                 f"K-tile {kt - 1} was never written")
+                                                 f"tile {prev[-1]} was never written")
                         psum = self.out[r, col]
                     else:
                         psum = accdt(0)
                 else:
-                    if tuple(arriving_t[i - 1, j]) != (t, r):
+                    if tuple(arriving_t[i - 1, j]) != (t, x):
                         raise ScheduleHazard(f"step {step}: PE({i},{j}) expected the "
-                                             f"partial sum of ({t},{r}), got "
+                                             f"partial sum of ({t},{x}), got "
                                              f"{tuple(arriving_t[i - 1, j])}")
                     psum = arriving_v[i - 1, j]
                 if (wa_idx[i, j] == -2).all():  # no chunk: pass the partial sum through
@@ -463,7 +491,7 @@ class _WS:
                     nb += 1
                     nl += int(real[0])
                 ps_val[i, j, 0] = new
-                ps_tag[i, j, 0] = (t, r)
+                ps_tag[i, j, 0] = (t, x)
             # (e) shadow weight loading (after this step's swaps read the shadows): shift
             # down, bottom row's chunk first.
             for t, ld in enumerate(loads):

@@ -147,6 +147,85 @@ def ws_windows(m: int, n: int, k: int, nm: NM, interleave: bool, g: Geometry):
     return feed, out
 
 
+# ------------------------------------------------------------- WS with act_zero = skip
+
+
+@dataclass(frozen=True)
+class WSStream:
+    """Per-tile stream of a WS block under ``act_zero = skip`` (tiles column tile outer,
+    K-tile inner). ``lengths[t]`` = rows tile t streams (``L_t``); ``lags[t]`` = how many
+    stream steps earlier than in tile t - 1 some row that both stream enters tile t (0 for
+    the first K-tile of a column tile): that row's partial sum must be in the output
+    buffer before tile t reads it back, so tile t starts at least ``R La + 1 + lag`` after
+    tile t - 1. Without dropped rows every length is m and every lag 0."""
+
+    lengths: tuple[int, ...]
+    lags: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.lengths) != len(self.lags) or not self.lengths:
+            raise ValueError("a WS stream needs one length and one lag per tile")
+        if min(self.lengths) < 1 or min(self.lags) < 0:
+            raise ValueError("WS stream lengths must be at least 1 and lags at least 0")
+
+    @classmethod
+    def dense(cls, m: int, tiles: int) -> WSStream:
+        return cls((m,) * tiles, (0,) * tiles)
+
+
+def ws_row_lag(prev: np.ndarray, cur: np.ndarray) -> int:
+    """max over rows in both increasing lists of (position in ``prev`` - position in
+    ``cur``), at least 0."""
+    both, ip, ic = np.intersect1d(prev, cur, assume_unique=True, return_indices=True)
+    return int(max(0, (ip - ic).max())) if both.size else 0
+
+
+def ws_skip_stream(a: np.ndarray, n: int, nm: NM | str, g: Geometry) -> WSStream:
+    """The :class:`WSStream` of a WS block ``a[m, k] x [k, n]`` whose feeder drops the
+    rows :func:`nmsat.reference.skip_row_lists` drops (the one function the simulator,
+    the RTL testbench and the tests use)."""
+    from nmsat.reference import skip_row_lists
+
+    lists = skip_row_lists(a, g.lanes, g.window, nm, g.rows)
+    lens = [len(x) for x in lists]
+    lags = [0] + [ws_row_lag(p, c) for p, c in itertools.pairwise(lists)]
+    nt = _cdiv(n, g.cols)
+    return WSStream(tuple(lens) * nt, tuple(lags) * nt)
+
+
+def _ws_stream_starts(s: WSStream, interleave: bool, g: Geometry):
+    """(activation-stream starts A_t, weight-load starts) of the tiles of ``s``."""
+    R, C, La = g.rows, g.cols, g.acc_latency
+    L = np.asarray(s.lengths, np.int64)
+    if not interleave:
+        a = R + np.concatenate([[0], np.cumsum(R + L + R * La + C - 1)[:-1]])
+        return a, a - R
+    delta = np.maximum(np.maximum(L[:-1], (R - 1) * La + R + C - 1),
+                       R * La + 1 + np.asarray(s.lags[1:], np.int64))
+    a = R + np.concatenate([[0], np.cumsum(delta)])
+    load = np.concatenate([[0], a[:-1] + (R - 1) * La + C - 1])
+    return a, load
+
+
+def ws_stream_cycles(s: WSStream, interleave: bool, g: Geometry) -> int:
+    """Cycles of a WS block with per-tile stream lengths, without stalls: the last tile
+    ends at ``A_last + L_last + R La + C - 1`` (no interleave: the sum of the tiles'
+    ``R + L_t + R La + C - 1``)."""
+    a, _ = _ws_stream_starts(s, interleave, g)
+    return int(a[-1]) + s.lengths[-1] + g.rows * g.acc_latency + g.cols - 1
+
+
+def ws_stream_windows(s: WSStream, interleave: bool, g: Geometry):
+    """:func:`ws_windows` with per-tile stream lengths."""
+    R, C, La = g.rows, g.cols, g.acc_latency
+    a, load = _ws_stream_starts(s, interleave, g)
+    L = np.asarray(s.lengths, np.int64)
+    feed = np.concatenate([np.stack([load, load + R], 1),
+                           np.stack([a, a + L + (R - 1) * La], 1)])
+    out = np.stack([a + R * La, a + L + R * La + C - 1], 1)
+    return feed, out
+
+
 # --------------------------------------------------------------------------- stalls
 
 
@@ -215,18 +294,31 @@ def map_stalls(total_steps: int, feed: np.ndarray, drain: np.ndarray,
 
 def block_cycles(dataflow: Dataflow, m: int, n: int, k: int, nm: NM, interleave: bool,
                  cfg: AcceleratorConfig | Geometry, in_valid: np.ndarray | None = None,
-                 out_ready: np.ndarray | None = None) -> int:
-    """Cycles of one compute block ``[m, k] x [k, n]``, optionally under stall masks."""
+                 out_ready: np.ndarray | None = None, stream: WSStream | None = None) -> int:
+    """Cycles of one compute block ``[m, k] x [k, n]``, optionally under stall masks.
+    ``stream``: a WS block's per-tile stream lengths under ``act_zero = skip``
+    (:func:`ws_skip_stream`); OS blocks never skip and must not pass one."""
     g = cfg if isinstance(cfg, Geometry) else Geometry.of(cfg)
     nm = NM.parse(nm)
-    if dataflow is Dataflow.OS:
+    if stream is not None:
+        if dataflow is not Dataflow.WS:
+            raise ValueError("only WS blocks stream per-tile row lists (OS cannot skip)")
+        tiles = _ws_terms(m, n, k, nm, g)[1]
+        if len(stream.lengths) != tiles or max(stream.lengths) > m:
+            raise ValueError(f"the WS stream has {len(stream.lengths)} tiles of at most "
+                             f"{max(stream.lengths)} rows; the block has {tiles} of {m}")
+        steps = ws_stream_cycles(stream, interleave, g)
+    elif dataflow is Dataflow.OS:
         steps = os_cycles(m, n, k, nm, interleave, g)
     else:
         steps = ws_cycles(m, n, k, nm, interleave, g)
     if in_valid is None and out_ready is None:
         return steps
-    win = os_windows if dataflow is Dataflow.OS else ws_windows
-    feed, drain = win(m, n, k, nm, interleave, g)
+    if stream is not None:
+        feed, drain = ws_stream_windows(stream, interleave, g)
+    else:
+        win = os_windows if dataflow is Dataflow.OS else ws_windows
+        feed, drain = win(m, n, k, nm, interleave, g)
     return map_stalls(steps, feed, drain, in_valid, out_ready)
 
 

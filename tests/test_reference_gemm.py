@@ -317,3 +317,33 @@ def test_sparse_gemm_exact_on_small_integers(seed, geom, data):
     exact = a.astype(np.float64) @ np.where(R.nm_mask(b, nm_s, 0), b, 0).astype(np.float64)
     np.testing.assert_array_equal(R.engine_gemm(a, R.compress(b, nm_s, 0), dtype, lanes, window),
                                   exact)
+
+
+def test_skip_rows_semantics():
+    """act_zero = skip (WS, R-row array): a row's K-tile slice that is all zero (+0 or -0)
+    is not added. Integers: the plain result. Floats: the plain result except where the
+    dropped slice's add mattered: -0 + +0 (the accumulator keeps -0) and 0 x Inf (NaN)."""
+    rng = np.random.default_rng(4)
+    a = rng.integers(-5, 6, (6, 24))
+    a[1, :8] = 0  # row 1, K-tile 0 (R = 2 chunks of P = 4)
+    a[:, 16:] = 0  # K-tile 2 zero in every row: row 0 still streams
+    b = rng.integers(-5, 6, (24, 3))
+    lists = R.skip_row_lists(a, 4, 8, "1:1", 2)
+    assert [x.tolist() for x in lists] == [[0, 2, 3, 4, 5], list(range(6)), [0]]
+    assert np.array_equal(R.engine_gemm(a, b, "int8", 4, 8, skip_rows=2),
+                          R.engine_gemm(a, b, "int8", 4, 8))
+    f = np.array([[0.0, -0.0, 0.0, 0.0, 1.0, 2.0, 0.0, 0.0],
+                  [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+                  [-0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -0.0]], np.float16)
+    w = np.ones((8, 2), np.float16)
+    w[0, 1] = np.inf
+    acc = np.array([[-0.0, -0.0], [-0.0, 1.0], [-0.0, -0.0]], np.float32)
+    # P = 4, R = 1: a K-tile is one chunk. Lists [1] and [0]: row 2 is all zero in both
+    # K-tiles; row 0 of K-tile 1 is kept because a kept row is never empty
+    assert [x.tolist() for x in R.skip_row_lists(f, 4, 4, "1:1", 1)] == [[1], [0]]
+    got = R.engine_gemm(f, w, "fp16", 4, 4, acc=acc, skip_rows=1)
+    plain = R.engine_gemm(f, w, "fp16", 4, 4, acc=acc)
+    assert got[0].tolist() == [3.0, 3.0] and np.isnan(plain[0, 1])  # 0 x Inf dropped
+    assert got[1].tolist() == [1.0, np.inf] and plain[1].tolist() == [1.0, np.inf]
+    assert np.signbit(got[2]).all() and not np.signbit(plain[2, 0])  # -0 kept
+    assert np.isnan(plain[2, 1])  # -0 x Inf

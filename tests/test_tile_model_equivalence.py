@@ -148,3 +148,129 @@ def test_ws_shadow_load_in_the_start_step_regression():
     res, fast = _run(cfg, Dataflow.WS, True, NM(1, 1), 1, 1, 3, iv, np.array([], bool))
     # steps needing input: 0, 1, 3, 5 (loads at 0, 1, 3; rows at 1, 3, 5); 7 steps
     assert res.cycles == fast == 15
+
+
+# ---- act_zero = skip: WS blocks stream, per K-tile, only rows with a nonzero activation
+
+
+def zero_row_slices(rng, a: np.ndarray, cfg, nm, p_zero: float, empty_tile: bool):
+    """``a`` with each (row, K-tile slice) set to zero with probability ``p_zero`` (zeros
+    of either sign for floats), and one whole K-tile zero when ``empty_tile``."""
+    arr = cfg.array
+    kpc = arr.macs_per_pe if nm.dense else \
+        min(arr.macs_per_pe // nm.n, arr.act_window // nm.m) * nm.m
+    span = arr.rows * kpc
+    a = a.copy()
+    kts = -(-a.shape[1] // span)
+    for kt in range(kts):
+        sl = slice(kt * span, (kt + 1) * span)
+        for r in range(a.shape[0]):
+            if rng.random() < p_zero:
+                a[r, sl] = 0
+        if empty_tile and kt == kts // 2:
+            a[:, sl] = 0
+    if a.dtype.kind == "f":  # signed zeros: -0 is zero for the detector too
+        a = np.where((a == 0) & (rng.random(a.shape) < 0.5), -0.0, a).astype(a.dtype)
+    return a
+
+
+@st.composite
+def skip_blocks(draw, stalls: bool):
+    cfg, _, inter, nm, m, n, k, iv, orr = draw(blocks(stalls))
+    cfg = cfg.replace(**{"array.act_zero": "skip"})
+    dtype = draw(st.sampled_from(["int8", "fp16"]))
+    seed = draw(st.integers(0, 2**31))
+    p_zero = draw(st.sampled_from([0.0, 0.3, 0.7, 1.0]))
+    return cfg, inter, nm, m, n, k, iv, orr, dtype, seed, p_zero, draw(st.booleans())
+
+
+def _run_skip(cfg, inter, nm, m, n, k, iv, orr, dtype, seed, p_zero, empty_tile):
+    from nmsat.reference import engine_gemm, quantize
+
+    rng = np.random.default_rng(seed)
+    a = rng.integers(-3, 4, (m, k))
+    b = rng.integers(-3, 4, (k, n))
+    if dtype == "fp16":
+        a, b = quantize(a * 1.5, dtype), quantize(b * 0.75, dtype)
+    a = zero_row_slices(rng, a, cfg, nm, p_zero, empty_tile)
+    res = simulate(a, b, cfg=cfg, dataflow=Dataflow.WS, nm=nm, interleave=inter,
+                   dtype=dtype, in_valid=iv, out_ready=orr)
+    g = tile_model.Geometry.of(cfg)
+    stream = tile_model.ws_skip_stream(a, n, nm, g)
+    fast = tile_model.block_cycles(Dataflow.WS, m, n, k, nm, inter, cfg, iv, orr, stream)
+    want = engine_gemm(a, b, dtype, g.lanes, g.window, nm, skip_rows=g.rows)
+    same = (res.out.view(np.uint32) == want.view(np.uint32)) if dtype == "fp16" else \
+        res.out == want
+    return res, fast, stream, bool(same.all())
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(skip_blocks(stalls=False))
+def test_ws_skip_fast_equals_percycle(case):
+    res, fast, _, same = _run_skip(*case)
+    assert res.cycles == fast
+    assert same
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(skip_blocks(stalls=True))
+def test_ws_skip_fast_equals_percycle_under_stalls(case):
+    res, fast, _, same = _run_skip(*case)
+    assert res.cycles == fast
+    assert same
+
+
+def test_ws_skip_without_zero_rows_is_the_dense_timing():
+    """No all-zero slice: every tile streams m rows, lag 0, today's formula."""
+    cfg = SMALL.replace(**{"array.acc_latency": 2, "array.act_zero": "skip"})
+    g = tile_model.Geometry.of(cfg)
+    a = np.arange(1, 7 * 50 + 1).reshape(7, 50)
+    s = tile_model.ws_skip_stream(a, 9, NM(2, 4), g)
+    assert s == tile_model.WSStream.dense(7, len(s.lengths))
+    for inter in (False, True):
+        assert tile_model.block_cycles(Dataflow.WS, 7, 9, 50, NM(2, 4), inter, cfg,
+                                       stream=s) == \
+            tile_model.block_cycles(Dataflow.WS, 7, 9, 50, NM(2, 4), inter, cfg)
+
+
+def test_ws_skip_example_and_the_lag_rule():
+    """R = 2, C = 1, La = 1, P = A = 1, three K-tiles: K-tile 0 streams rows 0-5, K-tile 1
+    only row 5 (lag 5: row 5's partial sum leaves K-tile 0 at A_0 + 5 + R La and is read
+    at A_1 + 0), K-tile 2 is all zero (row 0). Without the lag term the per-cycle model
+    reads a partial sum before it is written."""
+    from nmsat.simulator.percycle import ScheduleHazard
+
+    cfg = SMALL.replace(**{"array.rows": 2, "array.cols": 1, "array.macs_per_pe": 1,
+                           "array.act_window": 1, "array.acc_latency": 1,
+                           "array.nm_patterns": [], "array.act_zero": "skip"})
+    a = np.zeros((6, 6), np.int64)
+    a[:, 0] = 1
+    a[5, 2] = 1
+    b = np.ones((6, 1), np.int64)
+    g = tile_model.Geometry.of(cfg)
+    s = tile_model.ws_skip_stream(a, 1, NM(1, 1), g)
+    assert s == tile_model.WSStream((6, 1, 1), (0, 5, 0))
+    # A_0 = 2; Delta_1 = max(6, (R-1) La + R + C - 1 = 3, R La + 1 + 5 = 8) = 8;
+    # Delta_2 = max(1, 3, 3) = 3; end = A_2 + L_2 + R La + C - 1 = 13 + 1 + 2 = 16
+    assert tile_model.block_cycles(Dataflow.WS, 6, 1, 6, NM(1, 1), True, cfg, stream=s) == 16
+    res = simulate(a, b, cfg=cfg, dataflow=Dataflow.WS, nm="1:1", interleave=True,
+                   dtype="int8")
+    assert res.cycles == 16 and res.out[:, 0].tolist() == [1, 1, 1, 1, 1, 2]
+    with pytest.raises(ScheduleHazard, match=r"step 8: partial sum \(5,0\) of tile 0"):
+        simulate(a, b, cfg=cfg, dataflow=Dataflow.WS, nm="1:1", interleave=True,
+                 dtype="int8", _hooks={"lag_rule": False})
+    # without skipping the same block streams 6 rows per K-tile
+    dense = cfg.replace(**{"array.act_zero": "none"})
+    assert simulate(a, b, cfg=dense, dataflow=Dataflow.WS, nm="1:1", interleave=True,
+                    dtype="int8").cycles == \
+        tile_model.block_cycles(Dataflow.WS, 6, 1, 6, NM(1, 1), True, dense) == 2 + 2 * 6 + 6 + 2
+
+
+def test_ws_skip_stream_must_fit_the_block():
+    cfg = SMALL
+    with pytest.raises(ValueError, match="OS cannot skip"):
+        tile_model.block_cycles(Dataflow.OS, 4, 4, 8, NM(1, 1), True, cfg,
+                                stream=tile_model.WSStream((4,), (0,)))
+    with pytest.raises(ValueError, match="the block has 1 of 4"):
+        tile_model.block_cycles(Dataflow.WS, 4, 4, 8, NM(1, 1), True, cfg,
+                                stream=tile_model.WSStream((4, 4), (0, 0)))
