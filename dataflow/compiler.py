@@ -100,8 +100,9 @@ class CompileOptions:
     chunk), so patterns that leave lanes idle (g N < P) take more words than bytes
     suggest, and a block sized by bytes alone overflowed the RTL's weight bank. On the
     presets this changes zoo results by under 0.05% (ResNet-50 and BERT-base, batch 32:
-    speedups equal to three decimals). ACT is limited by bytes only (see
-    :meth:`_TaskCtx.fits`). False: bytes only."""
+    speedups equal to three decimals). ACT is limited to the engine's words only with
+    ``buffers.act_layout = "windows"`` (the RTL's organisation); with ``fmap`` by bytes.
+    False: bytes only."""
 
     def __post_init__(self) -> None:
         for name, typ in (("method", Method), ("mode", Mode), ("fixed_dataflow", Dataflow)):
@@ -487,12 +488,11 @@ class _TaskCtx:
         if self.words is not None:
             a = self.cfg.array
             kc, nt = -(-kb // self.ku), -(-nb // a.cols)
-            # ACT stays limited by bytes: the model buffers a convolution's feature map and
-            # dense chunks packed P to a chunk, the RTL expanded im2col rows in A-wide
-            # windows. Limiting ACT to the RTL's words made dense mode lose to a dense-only
-            # array (issue #7) and, for N:M only, let a sparse plan beat the engine ratio;
-            # a block can need more ACT words than the RTL's banks hold (docs/rtl.md).
             need = {"buffers.weight": nt * kc, "buffers.output": -(-mb // a.rows) * nt}
+            if self.cfg.buffers.act_layout == "windows":
+                # one A-element window per (im2col row, chunk), R diagonal banks
+                # (rtl/layouts.act_location); with "fmap" ACT is limited by bytes only
+                need["buffers.activation"] = mb * -(-kc // a.rows)
             for name, words in need.items():
                 if words > self.words[name]:
                     return name

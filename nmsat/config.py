@@ -172,6 +172,10 @@ class BufferConfig:
         return self.banks * self.bank_bytes_per_cycle * self.ports
 
 
+ACT_LAYOUTS = ("fmap", "windows")
+"""Values of ``buffers.act_layout``."""
+
+
 @dataclass(frozen=True)
 class BuffersConfig:
     """The three engine-side buffers. Sizes: XCVU9P has 960 URAM (36 KiB each, 33.75 MiB) and
@@ -184,6 +188,18 @@ class BuffersConfig:
                                            "compressed values and indices."})
     output: BufferConfig = field(default_factory=lambda: BufferConfig(kib=2048),
                                  metadata={"doc": "Output / fp32 partial-sum buffer."})
+    act_layout: str = _f(
+        "fmap", "What the activation buffer holds: fmap (a convolution's input rows, from "
+        "which the feeder forms im2col windows as it reads; dense chunks packed P to a "
+        "chunk: blocks are limited by bytes) or windows (one A-element window per (im2col "
+        "row, chunk) in R diagonal banks, formed by the DMA as it writes: blocks are also "
+        "limited to those words). Decided: fmap, the design the simulator models; the RTL "
+        "implements windows (docs/rtl.md), so the small preset uses it.")
+
+    def _check(self) -> None:
+        if self.act_layout not in ACT_LAYOUTS:
+            raise ConfigError(f"buffers.act_layout must be one of {', '.join(ACT_LAYOUTS)}, "
+                              f"not {self.act_layout!r}")
 
 
 @dataclass(frozen=True)
@@ -354,6 +370,7 @@ def validate(cfg: AcceleratorConfig) -> None:
             raise ConfigError(f"{name} must be between {_num(lo)} and {_num(hi)}, not {value!r}")
     cfg.array._check()
     cfg.numerics._check()
+    cfg.buffers._check()
     cfg.energy._check()
 
 
@@ -640,13 +657,15 @@ SMALL = dataclasses.replace(
     array=ArrayConfig(rows=4, cols=4, macs_per_pe=4, act_window=8, acc_latency=1),
     buffers=BuffersConfig(activation=BufferConfig(kib=16, banks=4),
                           weight=BufferConfig(kib=16, banks=4),
-                          output=BufferConfig(kib=16, banks=4)),
+                          output=BufferConfig(kib=16, banks=4), act_layout="windows"),
     dram=dataclasses.replace(VCU1525.dram, channels=1, bytes_per_cycle=16, latency_cycles=10),
     sore=SoreConfig(lanes=4),
     weight_update=WeightUpdateConfig(lanes=4),
 )
 """A tiny array for RTL tests: 4x4 PEs x 4 multipliers, an 8-wide activation window
-(so 1:4, 2:4, 2:8, 1:8 and 4:8 all run), a single-cycle accumulator, 16 KiB buffers."""
+(so 1:4, 2:4, 2:8, 1:8 and 4:8 all run), a single-cycle accumulator, 16 KiB buffers, and
+the RTL's activation-buffer organisation (``buffers.act_layout = "windows"``), so that what
+``nmsat simulate --config small`` compiles is what the RTL runs."""
 
 PRESETS: dict[str, AcceleratorConfig] = {"vcu1525": VCU1525, "small": SMALL}
 

@@ -213,6 +213,12 @@ def _run(args: argparse.Namespace) -> int:
     _run_options(args)
     cfg = resolve(args.config)
     check_config(cfg)
+    if cfg.buffers.act_layout != "windows":
+        # The RTL's ACT holds im2col windows: compile the program for what it implements.
+        print(f"note: {cfg.name} has buffers.act_layout = {cfg.buffers.act_layout}; the RTL's "
+              "activation buffer holds windows, so the program (and the simulator's "
+              "prediction) is compiled with buffers.act_layout = windows", file=sys.stderr)
+        cfg = cfg.replace(**{"buffers.act_layout": "windows"})
     if args.mode == "inference":
         from .tb.inference import run_inference_layer
 

@@ -20,7 +20,7 @@ UNITS = {
     "name": "-", "clock_mhz": "MHz",
     "array.rows": "PEs", "array.cols": "PEs", "array.macs_per_pe": "multipliers",
     "array.act_window": "K elements", "array.nm_patterns": "N:M list",
-    "array.dataflows": "os/ws list", "array.acc_latency": "cycles", "array.act_zero": "mode",
+    "array.dataflows": "os/ws list", "array.acc_latency": "cycles", "array.act_zero": "mode", "buffers.act_layout": "layout",
     "numerics.dtype": "type", "numerics.master_dtype": "type",
     "dram.channels": "channels", "dram.bytes_per_cycle": "B/cycle/channel",
     "dram.latency_cycles": "cycles", "dram.burst_bytes": "B",

@@ -47,7 +47,7 @@ def test_small_is_a_delta_on_vcu1525():
         "array.acc_latency": 1,
         "buffers.activation.kib": 16, "buffers.activation.banks": 4,
         "buffers.weight.kib": 16, "buffers.weight.banks": 4,
-        "buffers.output.kib": 16, "buffers.output.banks": 4,
+        "buffers.output.kib": 16, "buffers.output.banks": 4, "buffers.act_layout": "windows",
         "dram.channels": 1, "dram.bytes_per_cycle": 16, "dram.latency_cycles": 10,
         "sore.lanes": 4, "weight_update.lanes": 4,
     }
@@ -128,6 +128,8 @@ def test_k_per_cycle_rejects_unsupported_and_normalises():
     ({"buffers.activation.double_buffered": 1},
      "buffers.activation.double_buffered must be of type bool, not 1"),
     ({"buffers.weight.ports": 3}, "buffers.weight.ports must be between 1 and 2, not 3"),
+    ({"buffers.act_layout": "im2col"},
+     "buffers.act_layout must be one of fmap, windows, not 'im2col'"),
     # bug fixed: the limit was printed as 1.04858e+06
     ({"buffers.output.kib": 0}, "buffers.output.kib must be between 1 and 1048576, not 0"),
     ({"dram.channels": 0}, "dram.channels must be between 1 and 64, not 0"),

@@ -368,30 +368,40 @@ def _bank_words(ins, cfg):
     a = cfg.array
     kc = -(-ins.k // a.k_per_cycle(ins.nm))
     nt = -(-ins.n // a.cols)
-    return {"buffers.weight": nt * kc, "buffers.output": -(-ins.m // a.rows) * nt}
+    return {"buffers.weight": nt * kc, "buffers.output": -(-ins.m // a.rows) * nt,
+            # one window per (row, chunk), R diagonal banks (layouts.act_location)
+            "buffers.activation": ins.m * -(-kc // a.rows)}
 
 
 @pytest.mark.parametrize("nm", ["1:1", "2:8", "1:8", "2:4"])
-def test_blocks_fit_the_engine_banks(nm):
-    """Every COMPUTE of the digits MLP on the small preset's 2 x 2 variant fits the RTL
-    engine's WGT and OUT banks; sized by bytes alone, 2:8 and 1:8 blocks (two or one of the four
-    lanes busy) overflow the weight bank (the RTL then wrapped addresses)."""
+@pytest.mark.parametrize("spec", ["mlp", "cnn"])
+def test_blocks_fit_the_engine_banks(spec, nm):
+    """Every COMPUTE of the digits MLP and CNN on the small preset's 2 x 2 variant fits the
+    RTL engine's ACT, WGT and OUT banks. Sized by bytes alone, 2:8 and 1:8 blocks (two or
+    one of the four lanes busy) overflow the weight bank (the RTL then wrapped addresses);
+    with ``buffers.act_layout = fmap`` (a conv's feature map, not its im2col windows)
+    the CNN's conv2 overflows the activation bank."""
     from nmsat.dataflow.compiler import CompileOptions, compile_workload, engine_buffer_words
     from nmsat.dataflow.isa import Compute
     from nmsat.workloads import zoo
 
     from nmsat.config import SMALL
 
+    assert SMALL.buffers.act_layout == "windows"
     cfg = SMALL.replace(**{"array.rows": 2, "array.cols": 2})
     words = engine_buffer_words(cfg)
-    wl = zoo.load("mlp", batch=8).workload
+    wl = zoo.load(spec, batch=8).workload
     over = {}
-    for engine_words in (True, False):
-        prog = compile_workload(wl, cfg, CompileOptions(nm=nm, engine_words=engine_words))
+    for engine_words, layout in ((True, "windows"), (False, "windows"), (True, "fmap")):
+        c = cfg.replace(**{"buffers.act_layout": layout})
+        prog = compile_workload(wl, c, CompileOptions(nm=nm, engine_words=engine_words))
         blocks = [i for i, _, _ in prog.unrolled() if isinstance(i, Compute)]
         assert blocks
-        over[engine_words] = sum(any(w > words[b] for b, w in _bank_words(i, cfg).items())
-                                 for i in blocks)
-    assert over[True] == 0
+        over[engine_words, layout] = {
+            b for i in blocks for b, w in _bank_words(i, cfg).items() if w > words[b]}
+    assert over[True, "windows"] == set()
+    assert "buffers.weight" not in over[True, "fmap"]
     if nm in ("2:8", "1:8"):
-        assert over[False] > 0
+        assert "buffers.weight" in over[False, "windows"]
+    if spec == "cnn":
+        assert "buffers.activation" in over[True, "fmap"]

@@ -55,10 +55,9 @@ CASES = [
     ("mlp", "fc2", ("--nm", "2:4", "--batch", "2"), 2 * 256),
     ("mlp", "fc2", ("--nm", "2:8", "--batch", "2"), 2 * 256),
     ("mlp", "fc3", ("--nm", "1:1", "--batch", "4"), 4 * 10),
-    pytest.param("cnn", "conv2", ("--nm", "2:8", "--batch", "1"), 8 * 8 * 32, marks=pytest.mark.xfail(
-        strict=True, reason="known gap (docs/rtl.md): the 64x144x32 block needs 576 words per "
-        "ACT bank (expanded im2col rows in A-wide windows), the 2 x 2 engine's banks hold 512; "
-        "the compiler limits ACT by bytes only")),
+    # a 3 x 3 conv: ACT holds expanded im2col windows (buffers.act_layout = windows)
+    ("cnn", "conv2", ("--nm", "2:8", "--batch", "1"), 8 * 8 * 32),
+    ("cnn", "conv2", ("--nm", "1:1", "--batch", "1"), 8 * 8 * 32),
     # stories260k decode, batch 1 against an 8-position KV cache: GEMVs (m = 1, OS)
     ("stories260k", f"{ATTN}.q_proj", ("--phase", "decode", "--kv-len", "8", "--nm", "2:4"),
      64),
