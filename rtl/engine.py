@@ -22,8 +22,11 @@ from nmsat.dataflow import isa
 
 from nmsat.config import AcceleratorConfig
 
+from nmsat.types import ActZero
+
 from .array import WS, SystolicArray
 from .layouts import EngineShape
+from .rowlist import RowLists, rowlist_load_layout
 from .schedule import DIM, OSSchedule, WSSchedule
 
 
@@ -117,9 +120,14 @@ class TensorEngine(wiring.Component):
         self.act_depth, self.wgt_depth, self.out_depth = g["act"], g["wgt"], g["out"]
         self.row_bits, self.ct_bits = g["row_bits"], g["ct_bits"]
         act_l, wgt_l = load_layouts(cfg, sh)
+        # act_zero = skip: the WS row lists and their load stream (rtl/rowlist.py)
+        self.skip = ActZero.parse(cfg.array.act_zero) is ActZero.SKIP
+        skip_port = ({"rowlist_load": In(stream.Signature(rowlist_load_layout(self.act_depth)))}
+                     if self.skip else {})
         super().__init__({
             "cmd": In(stream.Signature(isa.INSTR_BITS)),
             "act_load": In(stream.Signature(act_l)), "wgt_load": In(stream.Signature(wgt_l)),
+            **skip_port,
             "store": Out(stream.Signature(sh.acc_row_layout)),
             "in_valid": In(1, init=1), "out_ready": In(1, init=1), "busy": Out(1)})
 
@@ -137,7 +145,13 @@ class TensorEngine(wiring.Component):
         arr = SystolicArray(sh, self.row_bits, self.ct_bits,
                             shared_en=en if self.shared_cells else None)
         ab = max(self.act_depth, self.wgt_depth).bit_length()
-        scheds = [cls(sh, ab, self.row_bits, self.ct_bits) for cls in (OSSchedule, WSSchedule)]
+        scheds = [OSSchedule(sh, ab, self.row_bits, self.ct_bits),
+                  WSSchedule(sh, ab, self.row_bits, self.ct_bits,
+                             self.act_depth if self.skip else None)]
+        if self.skip:
+            m.submodules.rowlists = rl = RowLists(self.act_depth)
+            wiring.connect(m, wiring.flipped(self.rowlist_load), rl.load)
+            wiring.connect(m, scheds[1].lookup, rl.lookup)
         p = self._decode(m)
         beat = Signal(scheds[0].beat.shape())
         m.d.comb += beat.eq(Mux(p["df"], scheds[1].beat.as_value(), scheds[0].beat.as_value()))

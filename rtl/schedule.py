@@ -70,11 +70,13 @@ def _max(a, b):
 class Schedule(wiring.Component):
     """Common ports: block parameters in (held while busy), beats out."""
 
-    def __init__(self, shape: EngineShape, addr_bits: int, row_bits: int, ct_bits: int):
+    def __init__(self, shape: EngineShape, addr_bits: int, row_bits: int, ct_bits: int,
+                 extra: dict | None = None):
         self.shape = shape
         super().__init__({"start": In(1), "interleave": In(1), "m": In(DIM), "kc": In(DIM),
                           "kcr": In(DIM), "nt": In(DIM), "kt": In(DIM),
-                          "beat": Out(beat_layout(shape, addr_bits, row_bits, ct_bits))})
+                          "beat": Out(beat_layout(shape, addr_bits, row_bits, ct_bits))}
+                         | (extra or {}))
 
     def act_read(self, m: Module, rows_base, chunk):
         """ACT bank k holds window (row, c) with (row + c) mod R == k at address
@@ -173,7 +175,21 @@ class OSSchedule(Schedule):
 class WSSchedule(Schedule):
     """Weight stationary: tiles (column tile outer, K-tile inner) load R weight rows in R
     steps, then stream the m activation rows; the next load / stream start NL / NS steps
-    after this tile's stream start A_t (no interleave: after its end)."""
+    after this tile's stream start A_t (no interleave: after its end).
+
+    ``rowlist_depth`` (``act_zero = skip`` builds only): tile (ct, kt) streams the
+    ``L_kt`` rows of K-tile kt's row list (:mod:`nmsat.rtl.rowlist`, looked up through
+    the ``lookup`` port) instead of rows 0 .. m - 1, and the next tile's stream waits for
+    its lag too; otherwise the hardware is the plain schedule."""
+
+    def __init__(self, shape: EngineShape, addr_bits: int, row_bits: int, ct_bits: int,
+                 rowlist_depth: int | None = None):
+        from .rowlist import rowlist_lookup
+
+        self.skip = rowlist_depth is not None
+        extra = ({"lookup": Out(wiring.Signature(rowlist_lookup(rowlist_depth)))}
+                 if self.skip else {})
+        super().__init__(shape, addr_bits, row_bits, ct_bits, extra)
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -181,7 +197,6 @@ class WSSchedule(Schedule):
         R, C, la = sh.rows, sh.cols, sh.acc_latency
         st = _State(m)
         reg, N = st.reg, st.nx
-        mm = self.m
         l_on, l_s, l_kt = reg(1, "l_on"), reg(range(R), "l_s"), reg(DIM, "l_kt")
         l_ct, a_on, a_r = reg(DIM, "l_ct"), reg(1, "a_on"), reg(DIM, "a_r")
         a_kt, a_ct = reg(DIM, "a_kt"), reg(DIM, "a_ct")
@@ -200,6 +215,18 @@ class WSSchedule(Schedule):
                     "kt": Mux(fs, v(l_kt), v(a_kt)), "ct": Mux(fs, v(l_ct), v(a_ct))}
 
         now, nxt = position(lambda r: r), position(N)
+        # Stream length of the current tile, its rows (position -> row), and the lag of
+        # the next K-tile (docs/architecture.md 4.1, WS with skipped rows).
+        last_kt = l_kt + 1 >= self.kt
+        if self.skip:
+            lk = self.lookup
+            m.d.comb += [lk.cnt_addr.eq(now["kt"]), lk.lag_addr.eq(l_kt + 1),
+                         lk.now_addr.eq(now["ar"] * self.kcr + now["kt"]),
+                         lk.nx_addr.eq(nxt["ar"] * self.kcr + nxt["kt"])]
+            mm, row_now, row_nx = lk.cnt, lk.now_row, lk.nx_row
+            lag = Mux(last_kt, 0, lk.lag)
+        else:
+            mm, row_now, row_nx, lag = self.m, now["ar"], nxt["ar"], 0
         fire = {k: armed & (cd == 0) for k, (cd, armed) in ev.items()}
         for k, (cd, armed) in ev.items():
             with m.If(armed & ~self.start):
@@ -217,17 +244,17 @@ class WSSchedule(Schedule):
         ar = now["ar"]
         aon = fire["stream"] | a_on
         at = bt.atag
-        m.d.comb += [at.valid.eq(aon), at.swap.eq(ar == 0), at.row.eq(ar), at.ct.eq(now["ct"]),
-                     bt.act_rot.eq(ar % R), bt.nrow.eq(nxt["ar"]), bt.nct.eq(nxt["ct"])]
+        m.d.comb += [at.valid.eq(aon), at.swap.eq(ar == 0), at.row.eq(row_now),
+                     at.ct.eq(now["ct"]), bt.act_rot.eq(row_now % R), bt.nrow.eq(row_nx),
+                     bt.nct.eq(nxt["ct"])]
         for k in range(R):
-            m.d.comb += bt.act_addr[k].eq(nxt["ar"] * self.kcr + nxt["kt"])
+            m.d.comb += bt.act_addr[k].eq(row_nx * self.kcr + nxt["kt"])
         with m.If(aon & ~self.start):
             m.d.comb += [N(a_r).eq(ar + 1), N(a_on).eq(ar != mm - 1)]
         # ---- tile sequencing at the stream start A_t
-        last_kt = l_kt + 1 >= self.kt
         more = ~last_kt | (l_ct + 1 < self.nt)
         nl = Mux(self.interleave, (R - 1) * la + C - 1, mm + R * la + C - 1)
-        ns = Mux(self.interleave, _max(_max(mm, (R - 1) * la + R + C - 1), R * la + 1),
+        ns = Mux(self.interleave, _max(_max(mm, (R - 1) * la + R + C - 1), R * la + 1 + lag),
                  mm + R * la + C - 1 + R)
         af = Mux(fire["stream"], _max(a_feed, mm + (R - 1) * la), a_feed)
         dr = Mux(fire["drain"], _max(d_rem, mm + C - 1), d_rem)

@@ -41,13 +41,16 @@ def run_blocks(eng: TensorEngine, runs: list[BlockRun], seed: int | None = None,
         for idx, r in enumerate(runs):
             t = r.tile
             lw = load_words(sh, t)
-            for port, words in ((eng.act_load, lw.act), (eng.wgt_load, lw.wgt)) * r.load:
-                for b, a, w in words:
+            loads = [(eng.act_load, [{"bank": b, "addr": a, "data": w} for b, a, w in lw.act]),
+                     (eng.wgt_load, [{"bank": b, "addr": a, "data": w} for b, a, w in lw.wgt])]
+            if lw.rows:
+                loads.append((eng.rowlist_load, lw.rows))
+            for port, words in loads * r.load:
+                for fields in words:
                     while gap():
                         ctx.set(port.valid, 0)
                         await ctx.tick()
-                    ctx.set(port.payload.as_value(),
-                            pack_fields(port.payload.shape(), bank=b, addr=a, data=w))
+                    ctx.set(port.payload.as_value(), pack_fields(port.payload.shape(), **fields))
                     ctx.set(port.valid, 1)
                     await ctx.tick().until(port.ready)
                 ctx.set(port.valid, 0)

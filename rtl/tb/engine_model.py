@@ -9,7 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from nmsat.dataflow import isa
+from nmsat.simulator.tile_model import Geometry, WSStream, ws_row_lag, ws_skip_stream
 
+from nmsat.reference import skip_row_lists
 from nmsat.types import NM, Dataflow
 
 from ..layouts import EngineShape, act_location, out_location, wgt_location
@@ -32,10 +34,12 @@ def store(rows: int, cols: int) -> isa.Store:
 
 @dataclass(frozen=True)
 class LoadWords:
-    """(bank, address, packed word) writes for the ACT and WGT load streams."""
+    """(bank, address, packed word) writes for the ACT and WGT load streams, and the
+    row-list writes (``rowlist_load`` payload fields) of a WS block under skip."""
 
     act: list[tuple[int, int, int]]
     wgt: list[tuple[int, int, int]]
+    rows: list[dict[str, int]]
 
 
 def load_words(shape: EngineShape, tile: Tile) -> LoadWords:
@@ -52,7 +56,35 @@ def load_words(shape: EngineShape, tile: Tile) -> LoadWords:
         for c in range(kc):
             bank, addr = wgt_location(n, c, kc, C)
             wgt.append((bank, addr, shape.pack_slots(tile.w_value[n, c], tile.w_index[n, c])))
-    return LoadWords(act, wgt)
+    return LoadWords(act, wgt, rowlist_words(shape, tile) if tile.skip_rows else [])
+
+
+def rowlist_words(shape: EngineShape, tile: Tile) -> list[dict[str, int]]:
+    """The row lists of a WS block under ``act_zero = skip`` as ``rowlist_load`` writes
+    (:mod:`nmsat.rtl.rowlist`): the DMA's zero-detector sees the activations it writes,
+    so it knows which rows of each K-tile hold a nonzero one
+    (:func:`nmsat.reference.skip_row_lists`). Per K-tile kt: the table word (count, lag)
+    at kt, then list entry j at ``j * kcr + kt``."""
+    lists = skip_row_lists(tile.a, shape.lanes, shape.window, tile.nm, shape.rows)
+    kcr = len(lists)
+    words = []
+    for kt, rows in enumerate(lists):
+        lag = ws_row_lag(lists[kt - 1], rows) if kt else 0
+        words.append({"table": 1, "addr": kt, "count": len(rows), "lag": lag})
+        words += [{"table": 0, "addr": j * kcr + kt, "row": int(r)} for j, r in enumerate(rows)]
+    return words
+
+
+def geometry(shape: EngineShape) -> Geometry:
+    return Geometry(shape.rows, shape.cols, shape.lanes, shape.window, shape.acc_latency)
+
+
+def ws_stream(shape: EngineShape, tile: Tile) -> WSStream | None:
+    """The tile's per-tile WS stream (``tile_model.block_cycles(..., stream=)``) when it
+    runs with skip, else None."""
+    if not tile.skip_rows:
+        return None
+    return ws_skip_stream(tile.a, tile.expected.shape[1], tile.nm, geometry(shape))
 
 
 def unpack_store(shape: EngineShape, beats: list[int], rows: int, cols: int) -> np.ndarray:
@@ -73,7 +105,8 @@ def out_words_needed(shape: EngineShape, m: int, n: int) -> int:
     return addr + 1
 
 
-__all__ = ["LoadWords", "compute", "load_words", "pack_fields", "store", "unpack_store", "word"]
+__all__ = ["LoadWords", "compute", "load_words", "pack_fields", "rowlist_words", "store",
+           "unpack_store", "word", "ws_stream"]
 
 
 def pack_fields(layout, **fields: int) -> int:

@@ -29,6 +29,7 @@ class Tile:
     w_value: np.ndarray  # [N, kc, P] weight bit patterns
     w_index: np.ndarray  # [N, kc, P] compressed indices
     expected: np.ndarray  # [M, N] accumulator bit patterns (reference.engine_gemm)
+    skip_rows: int | None = None  # WS with act_zero = skip on an R-row array: R
 
     @property
     def chunks(self) -> int:
@@ -53,8 +54,10 @@ def random_operands(rng: np.random.Generator, dtype: DType, shape: tuple[int, in
 
 
 def encode(shape: EngineShape, a: np.ndarray, b: np.ndarray, nm: NM | str = "1:1",
-           acc: np.ndarray | None = None) -> Tile:
-    """Chunk encoding of ``a @ b`` for the engine ``shape`` (B selected N:M along K)."""
+           acc: np.ndarray | None = None, skip: bool = False) -> Tile:
+    """Chunk encoding of ``a @ b`` for the engine ``shape`` (B selected N:M along K).
+    ``skip``: the block runs WS on an engine with ``act_zero = skip`` (the expected values
+    follow ``engine_gemm(..., skip_rows=R)``, the DMA model loads row lists)."""
     nm = NM.parse(nm)
     num = shape.numeric
     m_rows, k = a.shape
@@ -87,8 +90,9 @@ def encode(shape: EngineShape, a: np.ndarray, b: np.ndarray, nm: NM | str = "1:1
                     w_value[:, c, p] = vbits[q * nm.n + p % nm.n]
                     w_index[:, c, p] = comp.indices[q * nm.n + p % nm.n]
     del per
-    out = ref.engine_gemm(a, b, shape.dtype, P, A, nm, acc=acc)
-    return Tile(a, b, nm, act, w_value, w_index, num.acc_to_bits(out))
+    skip_rows = shape.rows if skip else None
+    out = ref.engine_gemm(a, b, shape.dtype, P, A, nm, acc=acc, skip_rows=skip_rows)
+    return Tile(a, b, nm, act, w_value, w_index, num.acc_to_bits(out), skip_rows)
 
 
 def random_tile(rng: np.random.Generator, shape: EngineShape, m: int, k: int, n: int,
@@ -98,4 +102,34 @@ def random_tile(rng: np.random.Generator, shape: EngineShape, m: int, k: int, n:
     return encode(shape, a, b, nm)
 
 
-__all__ = ["Tile", "encode", "random_operands", "random_tile"]
+def zero_row_slices(rng: np.random.Generator, shape: EngineShape, a: np.ndarray,
+                    nm: NM | str, p_zero: float, empty_tile: int | None = None) -> np.ndarray:
+    """``a`` with each row's K-tile slice (R chunks) set to zero with probability
+    ``p_zero``, every row's slice of K-tile ``empty_tile`` zero, and (floats) half of the
+    zeros negative: stimulus for ``act_zero = skip``."""
+    nm = NM.parse(nm)
+    kpc = shape.lanes if nm.dense else min(shape.lanes // nm.n, shape.window // nm.m) * nm.m
+    span = shape.rows * kpc
+    a = a.copy()
+    for kt in range(-(-a.shape[1] // span)):
+        sl = slice(kt * span, (kt + 1) * span)
+        a[rng.random(a.shape[0]) < p_zero, sl] = 0
+        if kt == empty_tile:
+            a[:, sl] = 0
+    if shape.dtype.is_float:
+        a = np.where((a == 0) & (rng.random(a.shape) < 0.5), -0.0, a).astype(a.dtype)
+    return a
+
+
+def random_skip_tile(rng: np.random.Generator, shape: EngineShape, m: int, k: int, n: int,
+                     nm: NM | str, p_zero: float, empty_tile: int | None = None,
+                     special: float = 0.05) -> Tile:
+    """A WS tile for an ``act_zero = skip`` engine with zero row slices injected."""
+    a = random_operands(rng, shape.dtype, (m, k), special)
+    a = zero_row_slices(rng, shape, a, nm, p_zero, empty_tile)
+    b = random_operands(rng, shape.dtype, (k, n), special)
+    return encode(shape, a, b, nm, skip=True)
+
+
+__all__ = ["Tile", "encode", "random_operands", "random_skip_tile", "random_tile",
+           "zero_row_slices"]
