@@ -194,3 +194,24 @@ def test_the_cell_limit_admits_the_presets():
     with pytest.raises(ValueError, match="PE cells"):
         check_config(VCU1525.replace(**{"array.rows": 64, "array.cols": 32}))
     check_config(VCU1525.replace(**{"array.rows": 64, "array.cols": 32}), force=True)
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+@pytest.mark.skipif(not _sim_ok(), reason="needs an HDL simulator")
+def test_run_compiles_for_the_rtl_act_layout(tmp_path, capsys, small_2x2):
+    """A config with ``buffers.act_layout = fmap`` (a feature-map buffer the RTL does not
+    implement): ``rtl run`` says so and compiles for the RTL's windows, so the CNN's conv2
+    at 2:8 (whose block overflows the ACT banks when sized by the feature map) still runs
+    bit- and cycle-exact."""
+    cfg = tmp_path / "fmap.toml"
+    cfg.write_text(small_2x2[0].read_text() + '\n[buffers]\nact_layout = "fmap"\n')
+    rc = main(["rtl", "run", "cnn", "--layer", "conv2", "--mode", "inference", "--nm", "2:8",
+               "--config", str(cfg), "--json"])
+    out, err = capsys.readouterr()
+    rep = json.loads(out)
+    assert "buffers.act_layout = fmap" in err and "compiled with buffers.act_layout = windows" \
+        in err
+    assert rep["mismatches"] == 0 and rep["words"] == 8 * 8 * 32
+    assert rep["rtl_cycles"] == rep["model_cycles"] > 0
+    assert rc == 0
