@@ -23,8 +23,8 @@ from nmsat.config import AcceleratorConfig, to_dict
 from nmsat.types import DType
 
 TOP = "nmsat_engine"
-HARDWARE_SOURCES = ("fp.py", "layouts.py", "pe.py", "array.py", "schedule.py", "engine.py",
-                    "sore.py", "wu.py", "generate.py")
+HARDWARE_SOURCES = ("fp.py", "layouts.py", "pe.py", "array.py", "schedule.py", "rowlist.py",
+                    "engine.py", "sore.py", "wu.py", "generate.py")
 """The files that define the generated hardware (the simulation cache key)."""
 
 

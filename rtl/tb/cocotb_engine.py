@@ -6,7 +6,12 @@ output-ready probabilities. The totals (tiles, mismatches, cycle mismatches, sim
 cycles) go to ``NMSAT_TB_RESULT``. Each tile: load ACT/WGT through the load streams
 (random gaps), COMPUTE with random ``in_valid``/``out_ready`` stalls (cycles must equal
 ``tile_model.block_cycles`` under the same masks), STORE under random backpressure
-(values must equal ``reference.engine_gemm`` bit for bit).
+(values must equal ``reference.engine_gemm`` bit for bit). On an ``act_zero = skip``
+engine every WS tile gets all-zero row slices (none, 40 % or 80 % of the rows per K-tile,
+every third tile one K-tile zero in every row), its row lists go through the
+``rowlist_load`` stream, and its expected values and cycles are the skip ones
+(``engine_gemm(..., skip_rows=R)``, ``block_cycles(..., stream=)``); the report adds the
+rows dropped and the cycles they saved.
 """
 
 from __future__ import annotations
@@ -23,12 +28,12 @@ from cocotb.triggers import FallingEdge, RisingEdge
 from nmsat.simulator.tile_model import block_cycles
 
 from nmsat.config import from_dict, preset
-from nmsat.types import NM, Dataflow
+from nmsat.types import NM, ActZero, Dataflow
 
 from ..layouts import EngineShape
 from .cocotb_parts import Checker, StreamDriver, StreamMonitor
-from .engine_model import compute, load_words, pack_fields, store, unpack_store, word
-from .tiles import random_tile
+from .engine_model import compute, load_words, pack_fields, store, unpack_store, word, ws_stream
+from .tiles import random_skip_tile, random_tile
 
 PATTERNS = ["1:1", "1:4", "2:4", "2:8", "1:8", "4:8"]
 
@@ -58,11 +63,28 @@ async def run_compute(dut, clk, instr: int, rng, stall: float):
     return len(iv), np.array(iv), np.array(orr)
 
 
-async def start_engine(dut, cfg, shape: EngineShape, rng, gap: float, ready: float):
-    """Clock, reset, the two load drivers, the store monitor, and the load payload layouts."""
-    from ..engine import load_layouts
+async def send_loads(drivers, layouts, lw) -> None:
+    """Send a block's load words through the ACT, WGT (and row-list) load drivers, all
+    three streams at once."""
+    tasks = [cocotb.start_soon(drivers[0].send(
+        [pack_fields(layouts[0], bank=b, addr=a, data=w) for b, a, w in lw.act])),
+        cocotb.start_soon(drivers[1].send(
+            [pack_fields(layouts[1], bank=b, addr=a, data=w) for b, a, w in lw.wgt]))]
+    if lw.rows:
+        tasks.append(cocotb.start_soon(drivers[2].send(
+            [pack_fields(layouts[2], **f) for f in lw.rows])))
+    for t in tasks:
+        await t
 
-    layouts = load_layouts(cfg, shape)
+
+async def start_engine(dut, cfg, shape: EngineShape, rng, gap: float, ready: float):
+    """Clock, reset, the load drivers (ACT, WGT, and the row lists of a skip engine, else
+    None), the store monitor, and the load payload layouts."""
+    from ..engine import buffer_geometry, load_layouts
+    from ..rowlist import rowlist_load_layout
+
+    layouts = load_layouts(cfg, shape) + (
+        rowlist_load_layout(buffer_geometry(cfg, shape)["act"]),)
     clk = dut.clk
     cocotb.start_soon(Clock(clk, 10, unit="ns").start())
     dut.rst.value = 1
@@ -72,9 +94,11 @@ async def start_engine(dut, cfg, shape: EngineShape, rng, gap: float, ready: flo
     dut.rst.value = 0
     act = StreamDriver(dut, "act_load", clk, rng, gap)
     wgt = StreamDriver(dut, "wgt_load", clk, rng, gap)
+    rows = (StreamDriver(dut, "rowlist_load", clk, rng, gap)
+            if ActZero.parse(cfg.array.act_zero) is ActZero.SKIP else None)
     mon = StreamMonitor(dut, "store", clk, rng, ready)
     cocotb.start_soon(mon.run())
-    return act, wgt, mon, layouts
+    return (act, wgt, rows), mon, layouts
 
 
 @cocotb.test()
@@ -84,26 +108,31 @@ async def random_tiles(dut):
     shape = EngineShape.from_config(cfg, p["dtype"])
     rng = np.random.default_rng(p["seed"])
     clk = dut.clk
-    act, wgt, mon, layouts = await start_engine(dut, cfg, shape, rng, p["gap"], p["ready"])
+    drivers, mon, layouts = await start_engine(dut, cfg, shape, rng, p["gap"], p["ready"])
+    skip = drivers[2] is not None
+    patterns = p.get("patterns", PATTERNS)
     chk = Checker(shape.dtype.is_float)
-    cycles_total, t0 = 0, time.perf_counter()
+    cycles_total, dropped, saved, t0 = 0, 0, 0, time.perf_counter()
     for i in range(p["tiles"]):
-        nm = PATTERNS[i % len(PATTERNS)]
-        df = ["os", "ws"][(i // len(PATTERNS)) % 2]
+        nm = patterns[i % len(patterns)]
+        df = ["os", "ws"][(i // len(patterns)) % 2]
         il = bool(rng.integers(2))
         m, n = (int(x) for x in rng.integers(1, p["max_mn"] + 1, 2))
         k = int(rng.integers(1, p["max_k"] + 1))
-        tile = random_tile(rng, shape, m, k, n, nm)
-        lw = load_words(shape, tile)
-        ta = cocotb.start_soon(act.send(
-            [pack_fields(layouts[0], bank=b, addr=a, data=w) for b, a, w in lw.act]))
-        tw = cocotb.start_soon(wgt.send(
-            [pack_fields(layouts[1], bank=b, addr=a, data=w) for b, a, w in lw.wgt]))
-        await ta
-        await tw
+        if skip and df == "ws":
+            tile = random_skip_tile(rng, shape, m, k, n, nm, (0.0, 0.4, 0.8)[i % 3],
+                                    0 if i % 3 == 2 else None)
+        else:
+            tile = random_tile(rng, shape, m, k, n, nm)
+        await send_loads(drivers, layouts, load_words(shape, tile))
         cyc, iv, orr = await run_compute(dut, clk, word(compute(df, nm, m, n, k, il)), rng,
                                          p["stall"] if i % 2 else 0.0)
-        want = block_cycles(Dataflow.parse(df), m, n, k, NM.parse(nm), il, cfg, iv, orr)
+        stream = ws_stream(shape, tile)
+        want = block_cycles(Dataflow.parse(df), m, n, k, NM.parse(nm), il, cfg, iv, orr, stream)
+        if stream is not None:
+            dropped += sum(m - x for x in stream.lengths)
+            saved += block_cycles(Dataflow.WS, m, n, k, NM.parse(nm), il, cfg) - \
+                block_cycles(Dataflow.WS, m, n, k, NM.parse(nm), il, cfg, stream=stream)
         name = f"tile {i} {df} {'il' if il else 'no-il'} {nm} {m}x{k}x{n}"
         chk.cycles(name, cyc, want)
         cycles_total += cyc
@@ -115,7 +144,7 @@ async def random_tiles(dut):
         chk.values(name, unpack_store(shape, beats, m, n), tile.expected)
     rep = chk.report
     rep.update(compute_cycles=cycles_total, seconds=time.perf_counter() - t0,
-               cycles=int(get_sim_time("ns")) // 10)
+               cycles=int(get_sim_time("ns")) // 10, dropped_rows=dropped, saved_cycles=saved)
     with open(os.environ["NMSAT_TB_RESULT"], "w", encoding="utf-8") as f:  # noqa: ASYNC230
         json.dump(rep, f)
     assert rep["mismatches"] == 0 and rep["cycle_mismatches"] == 0, rep["notes"]

@@ -18,9 +18,9 @@ from cocotb.triggers import FallingEdge
 
 from ..fp import same_bits
 from ..layouts import EngineShape
-from .cocotb_engine import config_of, run_compute, start_engine
+from .cocotb_engine import config_of, run_compute, send_loads, start_engine
 from .cocotb_parts import StreamDriver
-from .engine_model import pack_fields, store, unpack_store, word
+from .engine_model import store, unpack_store, word
 
 __all__ = ["replay"]
 
@@ -34,17 +34,11 @@ async def replay(dut):
     with open(p["ops"], "rb") as f:  # noqa: ASYNC230
         ops = pickle.load(f)
     rng = np.random.default_rng(0)
-    act, wgt, mon, layouts = await start_engine(dut, cfg, shape, rng, gap=0.0, ready=1.0)
+    drivers, mon, layouts = await start_engine(dut, cfg, shape, rng, gap=0.0, ready=1.0)
     cycles, words, bad, t0 = [], 0, 0, time.perf_counter()
     for op in ops:
         if op["kind"] == "compute":
-            lw = op["loads"]
-            ta = cocotb.start_soon(act.send(
-                [pack_fields(layouts[0], bank=b, addr=a, data=w) for b, a, w in lw.act]))
-            tw = cocotb.start_soon(wgt.send(
-                [pack_fields(layouts[1], bank=b, addr=a, data=w) for b, a, w in lw.wgt]))
-            await ta
-            await tw
+            await send_loads(drivers, layouts, op["loads"])
             cyc, _, _ = await run_compute(dut, dut.clk, op["word"], rng, 0.0)
             cycles.append(cyc)
         else:
