@@ -250,6 +250,10 @@ def _run(args: argparse.Namespace) -> int:
         print(f"  {c['instr']:<40} {c['rtl_cycles']:>11} {c['model_cycles']:>9}{flag}")
     print(f"  total engine cycles: RTL {rep['rtl_cycles']}, simulator {rep['model_cycles']}")
     print(f"  values: {rep['words']} words stored, {rep['mismatches']} mismatches")
+    if rep["act_zero"] == "skip":
+        print(f"  act_zero = skip: {rep['dropped_rows']} of {rep['ws_row_slices']} WS row "
+              f"slices dropped (all-zero K-tile slices), {rep['skip_saved_cycles']} engine "
+              "cycles saved")
     if "same_program" in rep:
         print(f"  program: {'the same' if rep['same_program'] else 'NOT the same'} COMPUTE "
               "words and LOAD/STORE tiles as this layer's part of the simulator's program")

@@ -6,6 +6,11 @@ STORE's OUT contents. The DMA side of the RTL run (LOAD) is this host model: it 
 each COMPUTE's blocks into the engine's ACT/WGT buffers; the engine then executes the
 COMPUTE and STORE instruction words itself. Values must equal the executor's bit for bit;
 each COMPUTE's cycles must equal ``tile_model.compute_cycles``.
+
+With ``array.act_zero = skip`` the DMA model also writes each WS COMPUTE's row lists
+(its zero-detector sees the activations it loads), the golden values are
+``engine_gemm(..., skip_rows=R)`` and the expected cycles ``block_cycles`` with the
+block's ``ws_skip_stream``; the report counts the row slices dropped.
 """
 
 from __future__ import annotations
@@ -18,13 +23,13 @@ import numpy as np
 from nmsat.dataflow import execute as ex
 from nmsat.dataflow import isa
 from nmsat.dataflow.compiler import CompileOptions, compile_layer
-from nmsat.simulator.tile_model import compute_cycles
+from nmsat.simulator.tile_model import block_cycles, compute_cycles
 
 from nmsat.config import AcceleratorConfig
-from nmsat.types import DType, Phase
+from nmsat.types import ActZero, Dataflow, DType, Phase
 
 from ..layouts import EngineShape
-from .engine_model import load_words, word
+from .engine_model import load_words, word, ws_stream
 from .tiles import encode, random_operands
 
 
@@ -47,13 +52,24 @@ def layer_ops(program: isa.Program, cfg: AcceleratorConfig, dram: dict) -> list[
     rec = _Recorder(program, cfg, dram)
     computes = iter([ins for ins, _, _ in program.unrolled() if isinstance(ins, isa.Compute)])
     orig = ex.engine_gemm
+    skip = ActZero.parse(cfg.array.act_zero) is ActZero.SKIP
 
     def recording(a, b, dtype, lanes, window, nm, acc=None):
         ins = next(computes)
-        t = encode(shape, np.asarray(a), np.asarray(b), nm)
+        ws_skip = skip and ins.dataflow is Dataflow.WS
+        t = encode(shape, np.asarray(a), np.asarray(b), nm, skip=ws_skip)
+        stream = ws_stream(shape, t)
+        full = compute_cycles(ins, cfg)
+        cyc = full if stream is None else block_cycles(
+            ins.dataflow, ins.m, ins.n, ins.k, ins.nm, ins.interleave, cfg, stream=stream)
         rec.ops.append({"kind": "compute", "word": word(ins), "instr": _describe(ins),
-                        "model_cycles": compute_cycles(ins, cfg), "loads": load_words(shape, t)})
-        return orig(a, b, dtype, lanes, window, nm, acc=acc)
+                        "model_cycles": cyc, "full_cycles": full,
+                        "row_slices": 0 if stream is None else ins.m * len(stream.lengths),
+                        "dropped_rows": 0 if stream is None else
+                        sum(ins.m - x for x in stream.lengths),
+                        "loads": load_words(shape, t)})
+        return orig(a, b, dtype, lanes, window, nm, acc=acc,
+                    skip_rows=shape.rows if ws_skip else None)
 
     ex.engine_gemm = recording
     try:
@@ -147,4 +163,10 @@ def run_program(prog: isa.Program, cfg: AcceleratorConfig, dram: dict,
             "rtl_cycles": sum(res["compute_cycles"]),
             "model_cycles": sum(c["model_cycles"] for c in comps),
             "words": res["words"], "mismatches": res["mismatches"],
-            "sim_cycles": res["cycles"], "seconds": res["seconds"]}
+            "sim_cycles": res["cycles"], "seconds": res["seconds"],
+            "act_zero": str(ActZero.parse(cfg.array.act_zero)),
+            # act_zero = skip: WS row slices (rows x tiles) streamed without skipping, those
+            # the row lists dropped, and the engine cycles that saved
+            "ws_row_slices": sum(c["row_slices"] for c in comps),
+            "dropped_rows": sum(c["dropped_rows"] for c in comps),
+            "skip_saved_cycles": sum(c["full_cycles"] - c["model_cycles"] for c in comps)}

@@ -38,3 +38,45 @@ def test_ws_skip_random_tiles_bit_exact_and_cycle_exact(dtype, tiles, small_2x2)
     assert rep["mismatches"] == 0, rep["notes"]
     assert rep["cycle_mismatches"] == 0, rep["notes"]
     assert rep["dropped_rows"] > 0 and rep["saved_cycles"] > 0
+
+
+SKIP_WS_TOML = ('preset = "small"\n\n[array]\nrows = 2\ncols = 2\nact_zero = "skip"\n'
+                'dataflows = ["ws"]\n')
+"""The 2 x 2 fp16 ``small`` variant with skip, WS only (the compiler picks OS for this
+layer otherwise, which never skips)."""
+
+
+@pytest.mark.rtl
+@pytest.mark.torch
+@icarus
+def test_real_layer_with_skip_on_the_rtl(tmp_path, capsys):
+    """The digits CNN's conv2 on recorded activations (a one-sample training trace: ReLU
+    outputs, and im2col windows in the zero padding, whose K-tile slices are all zero),
+    inference at 2:4: ``nmsat rtl run --mode inference`` drops rows, stores every word
+    bit-exact and takes the simulator's cycles for every COMPUTE."""
+    import json
+
+    from nmsat.workloads.trace import save_trace
+    from nmsat.workloads.train import TrainConfig, train
+
+    from nmsat.cli import main
+
+    trace = tmp_path / "cnn.nmt"
+    save_trace(train(TrainConfig(model="cnn", epochs=1, batch=1, train_limit=2)), trace)
+    cfg = tmp_path / "skip.toml"
+    cfg.write_text(SKIP_WS_TOML)
+    rc = main(["rtl", "run", str(trace), "--layer", "conv2", "--mode", "inference", "--nm",
+               "2:4", "--batch", "1", "--config", str(cfg), "--sim", "icarus", "--json"])
+    rep = json.loads(capsys.readouterr().out)
+    with capsys.disabled():
+        print(f"\nconv2 2:4 skip: {rep['dropped_rows']} of {rep['ws_row_slices']} WS row "
+              f"slices dropped, {rep['skip_saved_cycles']} of "
+              f"{rep['rtl_cycles'] + rep['skip_saved_cycles']} cycles saved, "
+              f"{rep['words']} words, {rep['mismatches']} mismatches")
+    assert rep["act_zero"] == "skip" and rep["same_program"] is True
+    assert {c["instr"].split()[0] for c in rep["computes"]} == {"ws"}
+    for c in rep["computes"]:
+        assert c["rtl_cycles"] == c["model_cycles"] > 0, c
+    assert rep["mismatches"] == 0 and rep["words"] == 8 * 8 * 32
+    assert rep["dropped_rows"] > 0 and rep["skip_saved_cycles"] > 0
+    assert rc == 0
