@@ -22,6 +22,12 @@ adds what serving needs on top of it:
   sigma rows of a pass, so it could be dropped only if all of them were zero, with
   probability ``(1 - d) ** (R * sigma * K per cycle)`` (below 1e-70 at d = 0.5 on
   vcu1525); it is counted as zero.
+
+  This is the whole-model view, which has no activation data. Given a block's operands
+  the dropped rows are exact: :func:`nmsat.reference.skip_row_lists` per K-tile and
+  :func:`nmsat.simulator.tile_model.ws_skip_stream` for the cycles, which the per-cycle
+  model and the RTL (``nmsat rtl run`` on a skip config) match; that view also has the
+  partial-sum lag of section 4.1, which this rewrite ignores.
 """
 
 from __future__ import annotations

@@ -153,7 +153,7 @@ def ws_windows(m: int, n: int, k: int, nm: NM, interleave: bool, g: Geometry):
 @dataclass(frozen=True)
 class WSStream:
     """Per-tile stream of a WS block under ``act_zero = skip`` (tiles column tile outer,
-    K-tile inner). ``lengths[t]`` = rows tile t streams (``L_t``); ``lags[t]`` = how many
+    K-tile inner). ``lengths[t]`` = rows tile t streams (``m_t``); ``lags[t]`` = how many
     stream steps earlier than in tile t - 1 some row that both stream enters tile t (0 for
     the first K-tile of a column tile): that row's partial sum must be in the output
     buffer before tile t reads it back, so tile t starts at least ``R La + 1 + lag`` after
