@@ -178,7 +178,7 @@ class WSSchedule(Schedule):
     after this tile's stream start A_t (no interleave: after its end).
 
     ``rowlist_depth`` (``act_zero = skip`` builds only): tile (ct, kt) streams the
-    ``L_kt`` rows of K-tile kt's row list (:mod:`nmsat.rtl.rowlist`, looked up through
+    ``m_kt`` rows of K-tile kt's row list (:mod:`nmsat.rtl.rowlist`, looked up through
     the ``lookup`` port) instead of rows 0 .. m - 1, and the next tile's stream waits for
     its lag too; otherwise the hardware is the plain schedule."""
 
