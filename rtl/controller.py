@@ -1,0 +1,383 @@
+"""The tile controller: executes a tile program (``docs/isa.md``) in hardware.
+
+:class:`Sequencer` holds the program in an instruction memory (written through the
+``prog`` stream while idle) and walks it from ``start``: a program counter and a loop
+stack of :data:`~nmsat.dataflow.isa.MAX_LOOP_DEPTH` entries (body start and end, count,
+iteration index). It emits every executed non-LOOP instruction with the iteration indices
+of its enclosing loops, one per cycle; a loop's back edge or exit takes one cycle.
+
+:class:`TileController` dispatches them in program order into one in-order queue per
+unit (load DMA, engine, store DMA, SORE, weight-update/vector engine), resolving LOAD and
+STORE tiles (``r0 = row0 + sum_d i[d] * row_steps[d]``, likewise ``c0``) on the way, and
+stops dispatch at a ``BARRIER`` until every instruction dispatched earlier to the masked
+units has completed. Each queue's head is issued to its unit's command stream when the
+execution model's waits hold (the ACT, WGT and OUT buffers are rings of ``halves``
+halves, from ``buffers.*.double_buffered``):
+
+* the n-th LOAD into a buffer waits for the (n - halves)-th free of that buffer (a
+  COMPUTE with ``pop_a``/``pop_b`` or a RELEASE completing);
+* a COMPUTE waits until its oldest ACT and WGT halves are filled (their LOADs completed)
+  and until the STORE ``halves`` before its output group completed; a RELEASE waits for
+  the half it frees to be filled;
+* a STORE waits for the engine instruction before it.
+
+Units report completions by one-cycle ``*_done`` pulses, in order, at least one cycle
+after the command's handshake. All counters are 32-bit and compared by differences, so
+they may wrap.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Module, Signal
+from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+from nmsat.dataflow import isa
+
+from nmsat.config import AcceleratorConfig
+
+from .engine import instr_layout
+
+CNT = 32  # completion / dispatch counters
+COORD = 32  # resolved tile coordinates
+UNITS = ("load", "engine", "store", "sore", "wu")  # order = isa.Unit bit order
+_UNIT_OF = {isa.Opcode.LOAD: 0, isa.Opcode.COMPUTE: 1, isa.Opcode.RELEASE: 1,
+            isa.Opcode.STORE: 2, isa.Opcode.SORE: 3, isa.Opcode.WEIGHT_UPDATE: 4,
+            isa.Opcode.VECTOR: 4}
+
+region_layout = data.StructLayout({
+    "buffer": 2, "tensor": 16, "transform": 2, "r0": COORD, "c0": COORD, "rows": 24,
+    "cols": 24, "bytes": 32})
+"""A resolved LOAD/STORE tile as the DMA command streams carry it (``buffer`` is 0 for a
+STORE)."""
+
+queue_layout = data.StructLayout({"word": isa.INSTR_BITS, "r0": COORD, "c0": COORD,
+                                  "before": CNT})
+"""A unit queue entry: the instruction word, its resolved tile, and for a COMPUTE the
+number of STOREs dispatched before it (for a STORE: engine instructions before it)."""
+
+
+def ring_halves(cfg: AcceleratorConfig) -> tuple[int, int, int]:
+    """Halves of the ACT, WGT and OUT rings: 2 when ``double_buffered``, else 1."""
+    b = cfg.buffers
+    return tuple(2 if x.double_buffered else 1 for x in (b.activation, b.weight, b.output))
+
+
+class Sequencer(wiring.Component):
+    """Instruction memory, program counter and loop stack (see the module docstring).
+
+    ``prog`` writes word ``data`` at ``addr`` (accepted while not ``busy``); ``start``
+    (with ``length``, the instruction count) runs the program; ``instr`` carries each
+    executed non-LOOP instruction with ``idx[d]``, the iteration index of the enclosing
+    loop at depth d (0 where no loop encloses). ``error``: a LOOP nested deeper than
+    MAX_LOOP_DEPTH (sticky until the next ``start``; the loop is then run once as if its
+    body were straight-line code).
+    """
+
+    def __init__(self, depth: int):
+        if depth < 1:
+            raise ValueError(f"instruction memory depth must be at least 1, not {depth}")
+        self.depth = depth
+        D = isa.MAX_LOOP_DEPTH
+        super().__init__({
+            "prog": In(stream.Signature(data.StructLayout(
+                {"addr": range(depth), "data": isa.INSTR_BITS}))),
+            "start": In(1), "length": In(range(depth + 1)),
+            "instr": Out(stream.Signature(data.StructLayout(
+                {"word": isa.INSTR_BITS, "idx": data.ArrayLayout(CNT, D)}))),
+            "busy": Out(1), "error": Out(1)})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        D = isa.MAX_LOOP_DEPTH
+        m.submodules.mem = mem = memory.Memory(shape=isa.INSTR_BITS, depth=self.depth, init=[])
+        wr, rd = mem.write_port(), mem.read_port()
+        m.d.comb += [wr.addr.eq(self.prog.payload.addr), wr.data.eq(self.prog.payload.data),
+                     wr.en.eq(self.prog.valid & ~self.busy), self.prog.ready.eq(~self.busy)]
+        pc, pc_nx = Signal(range(self.depth + 1)), Signal(range(self.depth + 1))
+        length = Signal.like(self.length)
+        # rd.data is always the word at pc: the read port is addressed with the next pc
+        m.d.comb += [pc_nx.eq(pc), rd.addr.eq(pc_nx), rd.en.eq(1)]
+        m.d.sync += pc.eq(pc_nx)
+        sp = Signal(range(D + 1))
+        first = [Signal(range(self.depth + 1), name=f"first{d}") for d in range(D)]
+        end = [Signal(range(self.depth + 1), name=f"end{d}") for d in range(D)]
+        count = [Signal(CNT, name=f"count{d}") for d in range(D)]
+        idx = [Signal(CNT, name=f"idx{d}") for d in range(D)]
+        top_end = Array(end)[sp - 1]
+        loop = data.View(instr_layout(isa.Opcode.LOOP), rd.data)
+        m.d.comb += [self.instr.payload.word.eq(rd.data),
+                     *[self.instr.payload.idx[d].eq(idx[d]) for d in range(D)]]
+        with m.If(self.start & ~self.busy):
+            m.d.sync += [self.busy.eq(1), length.eq(self.length), sp.eq(0), self.error.eq(0)]
+            m.d.comb += pc_nx.eq(0)
+        with m.Elif(self.busy):
+            with m.If((sp != 0) & (pc == top_end)):  # end of the innermost body
+                for d in range(D):
+                    with m.If(sp == d + 1):
+                        with m.If(idx[d] + 1 < count[d]):
+                            m.d.sync += idx[d].eq(idx[d] + 1)
+                            m.d.comb += pc_nx.eq(first[d])
+                        with m.Else():
+                            m.d.sync += [idx[d].eq(0), sp.eq(d)]
+            with m.Elif(pc >= length):
+                m.d.sync += self.busy.eq(0)
+            with m.Elif(loop.opcode == isa.Opcode.LOOP):
+                m.d.comb += pc_nx.eq(pc + 1)
+                with m.If(sp == D):
+                    m.d.sync += self.error.eq(1)
+                for d in range(D):
+                    with m.If(sp == d):
+                        m.d.sync += [first[d].eq(pc + 1), end[d].eq(pc + 1 + loop.body),
+                                     count[d].eq(loop.count), idx[d].eq(0), sp.eq(d + 1)]
+            with m.Else():
+                m.d.comb += self.instr.valid.eq(1)
+                with m.If(self.instr.ready):
+                    m.d.comb += pc_nx.eq(pc + 1)
+        return m
+
+
+class TileController(wiring.Component):
+    """Sequencer + in-order dispatch + per-unit issue under the ring and barrier rules.
+
+    Streams out: ``load`` and ``store`` (:data:`region_layout`, resolved tiles), ``engine``
+    (COMPUTE and RELEASE words), ``sore`` (SORE words), ``wu`` (WEIGHT_UPDATE and VECTOR
+    words). In: one ``*_done`` pulse per completed command of each unit. ``start`` runs
+    the ``length`` instructions written through ``prog``; ``done`` pulses once every
+    instruction has completed; ``error``: an opcode that is not an instruction (dropped)
+    or loops nested too deep.
+    """
+
+    def __init__(self, cfg: AcceleratorConfig, depth: int = 256, queue_depth: int = 4):
+        self.halves = ring_halves(cfg)
+        self.depth, self.queue_depth = depth, queue_depth
+        words = data.StructLayout({"addr": range(depth), "data": isa.INSTR_BITS})
+        super().__init__({
+            "prog": In(stream.Signature(words)), "start": In(1),
+            "length": In(range(depth + 1)), "done": Out(1), "busy": Out(1), "error": Out(1),
+            "load": Out(stream.Signature(region_layout)), "load_done": In(1),
+            "engine": Out(stream.Signature(isa.INSTR_BITS)), "engine_done": In(1),
+            "store": Out(stream.Signature(region_layout)), "store_done": In(1),
+            "sore": Out(stream.Signature(isa.INSTR_BITS)), "sore_done": In(1),
+            "wu": Out(stream.Signature(isa.INSTR_BITS)), "wu_done": In(1)})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.submodules.seq = seq = Sequencer(self.depth)
+        wiring.connect(m, wiring.flipped(self.prog), seq.prog)
+        m.d.comb += [seq.start.eq(self.start & ~self.busy), seq.length.eq(self.length)]
+        qs = [fifo.SyncFIFOBuffered(width=queue_layout.size, depth=self.queue_depth)
+              for _ in UNITS]
+        for name, q in zip(UNITS, qs):
+            m.submodules[f"q_{name}"] = q
+        self.dispatched = [Signal(CNT, name=f"dispatched_{u}") for u in UNITS]
+        self.completed = [Signal(CNT, name=f"completed_{u}") for u in UNITS]
+        self._dispatch(m, seq, qs)
+        heads = [data.View(queue_layout, q.r_data) for q in qs]
+        self._issue_load(m, qs[0], heads[0])
+        self._issue_engine(m, qs[1], heads[1])
+        self._issue_store(m, qs[2], heads[2])
+        for q, h, port in ((qs[3], heads[3], self.sore), (qs[4], heads[4], self.wu)):
+            m.d.comb += [port.valid.eq(q.r_rdy), port.payload.eq(h.word), q.r_en.eq(port.ready)]
+        for u, pulse in enumerate((self.load_done, self.engine_done, self.store_done,
+                                   self.sore_done, self.wu_done)):
+            m.d.sync += self.completed[u].eq(self.completed[u] + pulse)
+        idle = Signal()
+        m.d.comb += idle.eq(~seq.busy & ~seq.start & (Cat(self.dispatched[u] == self.completed[u]
+                                                          for u in range(len(UNITS))).all()))
+        with m.If(self.start & ~self.busy):
+            m.d.sync += self.busy.eq(1)
+        with m.Elif(self.busy & idle):
+            m.d.sync += self.busy.eq(0)
+            m.d.comb += self.done.eq(1)
+        return m
+
+    def _dispatch(self, m: Module, seq: Sequencer, qs) -> None:
+        """Program order into the unit queues; BARRIERs hold dispatch; tiles resolved."""
+        word = seq.instr.payload.word
+        op = word[:isa.OPCODE_BITS]
+        bar = data.View(instr_layout(isa.Opcode.BARRIER), word)
+        entry = data.View(queue_layout, Signal(queue_layout.size))
+        m.d.comb += entry.word.eq(word)
+        for opcode in (isa.Opcode.LOAD, isa.Opcode.STORE):
+            v = data.View(instr_layout(opcode), word)
+            with m.If(op == opcode):
+                r0, c0 = v.row0, v.col0
+                for d in range(isa.MAX_LOOP_DEPTH):
+                    i = seq.instr.payload.idx[d]
+                    r0 = r0 + i * getattr(v, f"row_step{d}")
+                    c0 = c0 + i * getattr(v, f"col_step{d}")
+                m.d.comb += [entry.r0.eq(r0), entry.c0.eq(c0)]
+        with m.If(op == isa.Opcode.COMPUTE):
+            m.d.comb += entry.before.eq(self.dispatched[2])
+        with m.If(op == isa.Opcode.STORE):
+            m.d.comb += entry.before.eq(self.dispatched[1])
+        settled = Cat(~bar.units[u] | (self.dispatched[u] == self.completed[u])
+                      for u in range(len(UNITS))).all()
+        with m.Switch(op):
+            with m.Case(isa.Opcode.BARRIER):
+                m.d.comb += seq.instr.ready.eq(settled)
+            for opcode, u in _UNIT_OF.items():
+                with m.Case(opcode):
+                    m.d.comb += [seq.instr.ready.eq(qs[u].w_rdy), qs[u].w_data.eq(entry),
+                                 qs[u].w_en.eq(seq.instr.valid)]
+                    with m.If(seq.instr.valid & qs[u].w_rdy):
+                        m.d.sync += self.dispatched[u].eq(self.dispatched[u] + 1)
+            with m.Default():
+                m.d.comb += seq.instr.ready.eq(1)
+                with m.If(seq.instr.valid):
+                    m.d.sync += self.error.eq(1)
+        with m.If(seq.error):
+            m.d.sync += self.error.eq(1)
+        with m.If(self.start & ~self.busy):
+            m.d.sync += self.error.eq(0)
+
+    def _ring_counters(self, m: Module) -> None:
+        """Per buffer (ACT, WGT): loads issued and completed, halves popped by the engine
+        at issue, halves freed (the popping instruction completed)."""
+        mk = lambda n: Array([Signal(CNT, name=f"{n}_{b}") for b in ("act", "wgt")])
+        self.ld_iss, self.ld_done, self.pop_iss, self.freed = (
+            mk("ld_iss"), mk("ld_done"), mk("pop_iss"), mk("freed"))
+
+    def _issue_load(self, m: Module, q, head) -> None:
+        self._ring_counters(m)
+        ld = data.View(instr_layout(isa.Opcode.LOAD), head.word)
+        m.submodules.ld_inflight = infl = fifo.SyncFIFO(width=1, depth=4)
+        buf = ld.buffer[0]
+        halves = Array(self.halves[:2])[buf]
+        free = (self.ld_iss[buf] - self.freed[buf])[:CNT] < halves
+        p = self.load.payload
+        m.d.comb += [self.load.valid.eq(q.r_rdy & free & infl.w_rdy),
+                     p.buffer.eq(ld.buffer), p.tensor.eq(ld.tensor),
+                     p.transform.eq(ld.transform), p.r0.eq(head.r0), p.c0.eq(head.c0),
+                     p.rows.eq(ld.rows), p.cols.eq(ld.cols), p.bytes.eq(ld.bytes)]
+        fire = self.load.valid & self.load.ready
+        m.d.comb += [q.r_en.eq(fire), infl.w_en.eq(fire), infl.w_data.eq(buf),
+                     infl.r_en.eq(self.load_done)]
+        with m.If(fire):
+            m.d.sync += self.ld_iss[buf].eq(self.ld_iss[buf] + 1)
+        with m.If(self.load_done):
+            m.d.sync += self.ld_done[infl.r_data].eq(self.ld_done[infl.r_data] + 1)
+
+    def _issue_engine(self, m: Module, q, head) -> None:
+        cp = data.View(instr_layout(isa.Opcode.COMPUTE), head.word)
+        rel = data.View(instr_layout(isa.Opcode.RELEASE), head.word)
+        is_cp = cp.opcode == isa.Opcode.COMPUTE
+        filled = [(self.ld_done[b] - self.pop_iss[b])[:CNT] != 0 for b in range(2)]
+        out_free = (head.before - self.completed[2])[:CNT] < self.halves[2]
+        pops = Signal(2)  # halves this instruction frees when it completes (ACT, WGT)
+        with m.If(is_cp):
+            m.d.comb += pops.eq(Cat(cp.pop_a, cp.pop_b))
+        with m.Else():
+            m.d.comb += pops.eq(Cat(rel.buffer == isa.Buffer.ACT, rel.buffer == isa.Buffer.WGT))
+        ok = Signal()
+        with m.If(is_cp):
+            m.d.comb += ok.eq(filled[0] & filled[1] & out_free)
+        with m.Else():
+            m.d.comb += ok.eq(Array(filled)[rel.buffer[0]])
+        m.submodules.eng_inflight = infl = fifo.SyncFIFO(width=2, depth=4)
+        m.d.comb += [self.engine.valid.eq(q.r_rdy & ok & infl.w_rdy),
+                     self.engine.payload.eq(head.word)]
+        fire = self.engine.valid & self.engine.ready
+        m.d.comb += [q.r_en.eq(fire), infl.w_en.eq(fire), infl.w_data.eq(pops),
+                     infl.r_en.eq(self.engine_done)]
+        for b in range(2):
+            with m.If(fire & pops[b]):
+                m.d.sync += self.pop_iss[b].eq(self.pop_iss[b] + 1)
+            with m.If(self.engine_done & infl.r_data[b]):
+                m.d.sync += self.freed[b].eq(self.freed[b] + 1)
+
+    def _issue_store(self, m: Module, q, head) -> None:
+        st = data.View(instr_layout(isa.Opcode.STORE), head.word)
+        after = (self.completed[1] - head.before)[:CNT].as_signed() >= 0
+        p = self.store.payload
+        m.d.comb += [self.store.valid.eq(q.r_rdy & after), p.tensor.eq(st.tensor),
+                     p.transform.eq(st.transform), p.r0.eq(head.r0), p.c0.eq(head.c0),
+                     p.rows.eq(st.rows), p.cols.eq(st.cols), p.bytes.eq(st.bytes),
+                     q.r_en.eq(self.store.valid & self.store.ready)]
+
+
+class ControlledEngine(wiring.Component):
+    """:class:`TileController` driving a :class:`~nmsat.rtl.engine.TensorEngine`.
+
+    The engine is single-buffered, so every buffer's ``double_buffered`` must be false
+    (rings of one half). The controller's ``engine`` stream (COMPUTE, RELEASE) and its
+    STOREs share the engine's ``cmd`` port: a STORE first goes to the store DMA
+    (``store_cmd``, the resolved tile), then its word to the engine, which streams the OUT
+    half out on ``store_data`` (the DMA's side, as ``TensorEngine.store``); the DMA pulses
+    ``store_done`` when the tile is in DRAM. A COMPUTE completes when the engine is idle
+    again after it, a RELEASE (ignored by the engine) the cycle after it was accepted. The
+    DMA writes operand blocks through ``act_load`` / ``wgt_load`` (engine chunk layout) and
+    pulses ``load_done`` per LOAD command (``load_cmd``) it has written.
+    """
+
+    def __init__(self, cfg: AcceleratorConfig, dtype=None, depth: int = 256):
+        from .engine import TensorEngine
+
+        for name, b in (("activation", cfg.buffers.activation), ("weight", cfg.buffers.weight),
+                        ("output", cfg.buffers.output)):
+            if b.double_buffered:
+                raise ValueError(f"buffers.{name}.double_buffered must be false for the "
+                                 f"controlled engine (the RTL engine is single-buffered)")
+        self.cfg, self.depth = cfg, depth
+        self.engine = TensorEngine(cfg, dtype)
+        self.shape = self.engine.shape
+        eng = self.engine.signature.members
+        words = data.StructLayout({"addr": range(depth), "data": isa.INSTR_BITS})
+        super().__init__({
+            "prog": In(stream.Signature(words)), "start": In(1),
+            "length": In(range(depth + 1)), "done": Out(1), "busy": Out(1), "error": Out(1),
+            "load_cmd": Out(stream.Signature(region_layout)), "load_done": In(1),
+            "act_load": eng["act_load"], "wgt_load": eng["wgt_load"],
+            "store_cmd": Out(stream.Signature(region_layout)), "store_done": In(1),
+            "store_data": eng["store"],
+            "sore": Out(stream.Signature(isa.INSTR_BITS)), "sore_done": In(1),
+            "wu": Out(stream.Signature(isa.INSTR_BITS)), "wu_done": In(1),
+            "in_valid": In(1, init=1), "out_ready": In(1, init=1), "engine_busy": Out(1)})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.submodules.ctrl = ctrl = TileController(self.cfg, self.depth)
+        m.submodules.engine = eng = self.engine
+        wiring.connect(m, wiring.flipped(self.prog), ctrl.prog)
+        for name in ("sore", "wu"):
+            wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(ctrl, name))
+        wiring.connect(m, wiring.flipped(self.load_cmd), ctrl.load)
+        for name in ("act_load", "wgt_load"):
+            wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(eng, name))
+        wiring.connect(m, wiring.flipped(self.store_data), eng.store)
+        m.d.comb += [ctrl.start.eq(self.start), ctrl.length.eq(self.length),
+                     self.done.eq(ctrl.done), self.busy.eq(ctrl.busy), self.error.eq(ctrl.error),
+                     ctrl.load_done.eq(self.load_done), ctrl.store_done.eq(self.store_done),
+                     ctrl.sore_done.eq(self.sore_done), ctrl.wu_done.eq(self.wu_done),
+                     eng.in_valid.eq(self.in_valid), eng.out_ready.eq(self.out_ready),
+                     self.engine_busy.eq(eng.busy)]
+        # A STORE: tile to the store DMA, then its word to the engine (priority over the
+        # engine queue: a RELEASE may wait behind it, a COMPUTE cannot, rings of one half).
+        sent = Signal()
+        st_word = data.View(instr_layout(isa.Opcode.STORE), Signal(isa.INSTR_BITS))
+        m.d.comb += [st_word.opcode.eq(isa.Opcode.STORE), st_word.rows.eq(ctrl.store.payload.rows),
+                     st_word.cols.eq(ctrl.store.payload.cols),
+                     self.store_cmd.payload.eq(ctrl.store.payload),
+                     self.store_cmd.valid.eq(ctrl.store.valid & ~sent)]
+        with m.If(self.store_cmd.valid & self.store_cmd.ready):
+            m.d.sync += sent.eq(1)
+        with m.If(sent):
+            m.d.comb += [eng.cmd.valid.eq(1), eng.cmd.payload.eq(st_word.as_value()),
+                         ctrl.store.ready.eq(eng.cmd.ready)]
+            with m.If(eng.cmd.ready):
+                m.d.sync += sent.eq(0)
+        with m.Else():
+            m.d.comb += [eng.cmd.valid.eq(ctrl.engine.valid), eng.cmd.payload.eq(ctrl.engine.payload),
+                         ctrl.engine.ready.eq(eng.cmd.ready)]
+        # Engine completions: a COMPUTE when the engine is idle again, a RELEASE next cycle.
+        running, released = Signal(), Signal()
+        op = ctrl.engine.payload[:isa.OPCODE_BITS]
+        took = ctrl.engine.valid & ctrl.engine.ready
+        finished = running & ~eng.busy
+        m.d.comb += ctrl.engine_done.eq(finished | released)
+        m.d.sync += released.eq(took & (op == isa.Opcode.RELEASE))
+        with m.If(finished):
+            m.d.sync += running.eq(0)
+        with m.If(took & (op == isa.Opcode.COMPUTE)):
+            m.d.sync += running.eq(1)
+        return m
