@@ -76,6 +76,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--sim", choices=["icarus", "verilator"], default=None)
     r.add_argument("--seed", type=non_negative_int, default=0)
     r.add_argument("--json", action="store_true")
+    r.add_argument("--controller", action="store_true", help="run the program through the RTL "
+                   "tile controller (instruction memory, loops, rings; the testbench is only "
+                   "the DMA; needs double_buffered = false on all three buffers, Icarus)")
     r.set_defaults(func=_run)
 
 
@@ -219,7 +222,15 @@ def _run(args: argparse.Namespace) -> int:
               "activation buffer holds windows, so the program (and the simulator's "
               "prediction) is compiled with buffers.act_layout = windows", file=sys.stderr)
         cfg = cfg.replace(**{"buffers.act_layout": "windows"})
-    if args.mode == "inference":
+    if args.controller:
+        from .tb.controller_run import run_layer_controller
+
+        if args.mode == "inference":
+            raise ValueError("--controller runs training-phase layer programs (--mode train)")
+        rep = run_layer_controller(args.workload, args.layer, args.phase, cfg, nm=args.nm,
+                                   method=args.method, batch=args.batch, sim=args.sim,
+                                   seed=args.seed)
+    elif args.mode == "inference":
         from .tb.inference import run_inference_layer
 
         rep = run_inference_layer(args.workload, args.layer, cfg, nm=args.nm,

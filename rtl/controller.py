@@ -296,6 +296,21 @@ class TileController(wiring.Component):
                      q.r_en.eq(self.store.valid & self.store.ready)]
 
 
+def check_controlled(cfg: AcceleratorConfig) -> None:
+    """Raise ``ValueError`` naming the field when :class:`ControlledEngine` cannot run
+    ``cfg``: double-buffered buffers (the engine has one half each) or ``act_zero = skip``
+    (its row lists need a DMA side this top level does not have)."""
+    from nmsat.types import ActZero
+
+    for name in ("activation", "weight", "output"):
+        if getattr(cfg.buffers, name).double_buffered:
+            raise ValueError(f"buffers.{name}.double_buffered must be false for the tile "
+                             f"controller (the RTL engine is single-buffered)")
+    if ActZero.parse(cfg.array.act_zero) is ActZero.SKIP:
+        raise ValueError("array.act_zero = skip is not supported by the tile controller "
+                         "(its DMA side writes no row lists)")
+
+
 class ControlledEngine(wiring.Component):
     """:class:`TileController` driving a :class:`~nmsat.rtl.engine.TensorEngine`.
 
@@ -313,11 +328,7 @@ class ControlledEngine(wiring.Component):
     def __init__(self, cfg: AcceleratorConfig, dtype=None, depth: int = 256):
         from .engine import TensorEngine
 
-        for name, b in (("activation", cfg.buffers.activation), ("weight", cfg.buffers.weight),
-                        ("output", cfg.buffers.output)):
-            if b.double_buffered:
-                raise ValueError(f"buffers.{name}.double_buffered must be false for the "
-                                 f"controlled engine (the RTL engine is single-buffered)")
+        check_controlled(cfg)
         self.cfg, self.depth = cfg, depth
         self.engine = TensorEngine(cfg, dtype)
         self.shape = self.engine.shape

@@ -12,7 +12,7 @@ from amaranth.sim import Simulator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nmsat.dataflow import isa
-from nmsat.rtl.controller import ControlledEngine, TileController
+from nmsat.rtl.controller import TileController, check_controlled
 from nmsat.rtl.tb.controller_model import UNIT_NAMES, check_trace, reference
 from nmsat.rtl.tb.engine_model import word
 from nmsat.workloads.layers import OpKind
@@ -221,6 +221,12 @@ def test_deep_loops_and_error():
     assert [(t[2] is not None, t[3]) for t in traces] == [(True, 0), (True, 1), (True, 0)]
 
 
-def test_controlled_engine_refuses_double_buffering():
+def test_controlled_engine_refuses_what_the_engine_lacks():
     with pytest.raises(ValueError, match=r"buffers\.activation\.double_buffered must be false"):
-        ControlledEngine(SMALL)
+        check_controlled(SMALL)
+    single = _cfg((1, 1, 1))
+    check_controlled(single)
+    with pytest.raises(ValueError, match=r"buffers\.output\.double_buffered must be false"):
+        check_controlled(_cfg((1, 1, 2)))
+    with pytest.raises(ValueError, match=r"array\.act_zero = skip is not supported"):
+        check_controlled(single.replace(**{"array.act_zero": "skip"}))

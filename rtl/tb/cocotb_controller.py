@@ -1,0 +1,180 @@
+"""cocotb test module: a whole tile program on the controlled engine
+(:mod:`nmsat.rtl.tb.controller_run` prepares it).
+
+The testbench writes the program into the instruction memory, pulses ``start`` and is
+then only the DMA and DRAM: LOAD commands (checked against the program's resolved tiles)
+write their tile's buffer words; STORE commands collect the engine's store stream and
+compare it with the golden executor; completions follow the system model's DMA timing
+(:class:`DmaTiming`). Results (per-COMPUTE busy cycles, start-to-done cycles, words,
+mismatches, tile errors) go to ``NMSAT_TB_RESULT``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import time
+from collections import deque
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.simtime import get_sim_time
+from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+
+from ..controller import region_layout
+from ..fp import same_bits
+from ..layouts import EngineShape
+from .cocotb_engine import config_of
+from .engine_model import pack_fields, unpack_store
+
+__all__ = ["program"]
+
+
+class DmaTiming:
+    """The system model's DMA (``simulator/system.py``, ``_Sim._dma_issue``): queue 0
+    loads, 1 stores; returns the completion cycle of a transfer issued at ``t``."""
+
+    def __init__(self, channels: int, bytes_per_cycle: int, latency: int, burst: int):
+        self.ch, self.bpc, self.lat, self.burst = channels, bytes_per_cycle, latency, burst
+        self.bus = [0] * channels
+        self.last_done = [0, 0]
+
+    def issue(self, q: int, t: int, nbytes: int) -> int:
+        base, extra = divmod(-(-nbytes // self.burst), self.ch)
+        done = max(t, self.last_done[q])
+        for ch in range(self.ch):
+            nb = base + (1 if ch < extra else 0)
+            if nb:
+                e = max(self.bus[ch], t + self.lat) + -(-(nb * self.burst) // self.bpc)
+                self.bus[ch] = e
+                done = max(done, e)
+        self.last_done[q] = done
+        return done
+
+
+@cocotb.test()
+async def program(dut):
+    with open(os.environ["NMSAT_TB_PARAMS"], encoding="utf-8") as f:  # noqa: ASYNC230
+        p = json.load(f)
+    cfg = config_of(p)
+    shape = EngineShape.from_config(cfg, p["dtype"])
+    with open(p["host"], "rb") as f:  # noqa: ASYNC230
+        host = pickle.load(f)
+    clk = dut.clk
+    cocotb.start_soon(Clock(clk, 10, unit="ns").start())
+    for s in ("start", "load_done", "store_done", "sore_done", "wu_done", "prog__valid",
+              "act_load__valid", "wgt_load__valid"):
+        getattr(dut, s).value = 0
+    for s in ("load_cmd__ready", "store_cmd__ready", "store_data__ready", "sore__ready",
+              "wu__ready", "in_valid", "out_ready"):
+        getattr(dut, s).value = 1
+    dut.rst.value = 1
+    for _ in range(3):
+        await RisingEdge(clk)
+    dut.rst.value = 0
+    t0 = time.perf_counter()
+    await FallingEdge(clk)
+    for a, w in enumerate(host["words"]):
+        dut.prog__payload.value = (w << (len(dut.prog__payload) - 512)) | a
+        dut.prog__valid.value = 1
+        await FallingEdge(clk)
+    dut.prog__valid.value = 0
+    dut.length.value = len(host["words"])
+    dut.start.value = 1
+    await FallingEdge(clk)
+    dut.start.value = 0
+    rep = await _serve(dut, clk, shape, host)
+    rep.update(seconds=time.perf_counter() - t0, cycles=int(get_sim_time("ns")) // 10)
+    with open(os.environ["NMSAT_TB_RESULT"], "w", encoding="utf-8") as f:  # noqa: ASYNC230
+        json.dump(rep, f)
+
+
+async def _serve(dut, clk, shape: EngineShape, host: dict) -> dict:
+    """The DMA, cycle by cycle from the cycle after ``start`` until ``done``."""
+    dma = DmaTiming(**host["dram"])
+    loads, stores = deque(host["loads"]), deque(host["stores"])
+    writes = {0: deque(), 1: deque()}  # ACT / WGT port words still to write
+    ports = {0: (dut.act_load__valid, dut.act_load__payload),
+             1: (dut.wgt_load__valid, dut.wgt_load__payload)}
+    pending = {"load": deque(), "store": deque()}  # [due cycle, words or beats left]
+    beats: list[int] = []
+    st_cur = None
+    busy_run, compute_cycles, words, bad, errors = 0, [], 0, 0, []
+    timeline = {"load": [], "store": [], "compute": []}  # (issue, model due, done) / start
+    cyc = quiet = 0  # cycles since start (model time 0); cycles with nothing in flight
+    while True:
+        for q in ("load", "store"):  # completion pulses, one per cycle per queue, in order
+            head = pending[q][0] if pending[q] else None
+            fire = head is not None and head["due"] <= cyc and head["left"] == 0
+            getattr(dut, f"{q}_done").value = int(fire)
+            if fire:
+                e = pending[q].popleft()
+                timeline[q].append((e["issue"], e["due"], cyc))
+        for b in (0, 1):
+            valid, payload = ports[b]
+            valid.value = int(bool(writes[b]))
+            if writes[b]:
+                payload.value = writes[b][0][1]
+        await ReadOnly()
+        for b, port in ((0, dut.act_load__ready), (1, dut.wgt_load__ready)):
+            if writes[b] and int(port.value):
+                writes[b].popleft()[0]["left"] -= 1
+        if int(dut.load_cmd__valid.value):
+            got = _region(int(dut.load_cmd__payload.value))
+            ld = loads.popleft() if loads else None
+            if ld is None or got != ld["tile"]:
+                errors.append(f"cycle {cyc}: LOAD {got}, the program's next is "
+                              f"{ld and ld['tile']}")
+            else:
+                entry = {"issue": cyc, "due": dma.issue(0, cyc, got["bytes"]),
+                         "left": len(ld["words"])}
+                pending["load"].append(entry)
+                writes[ld["port"]].extend((entry, w) for w in ld["words"])
+        if int(dut.store_cmd__valid.value):
+            got = _region(int(dut.store_cmd__payload.value))
+            st = stores.popleft() if stores else None
+            if st is None or got != st["tile"]:
+                errors.append(f"cycle {cyc}: STORE {got}, the program's next is "
+                              f"{st and st['tile']}")
+            else:
+                need = st["rows"] * -(-st["cols"] // shape.cols)
+                st_cur = {"issue": cyc, "due": dma.issue(1, cyc, got["bytes"]), "left": need,
+                          "st": st}
+                pending["store"].append(st_cur)
+        if int(dut.store_data__valid.value) and st_cur is not None:
+            beats.append(int(dut.store_data__payload.value))
+            st_cur["left"] -= 1
+            if st_cur["left"] == 0:
+                s = st_cur["st"]
+                got = unpack_store(shape, beats, s["rows"], s["cols"])
+                ok = same_bits(got, s["expected"], shape.dtype.is_float)
+                words += ok.size
+                bad += int((~ok).sum())
+                beats, st_cur = [], None
+        if int(dut.engine_busy.value):
+            if not busy_run:
+                timeline["compute"].append(cyc)
+            busy_run += 1
+        elif busy_run:
+            compute_cycles.append(busy_run)
+            busy_run = 0
+        if int(dut.sore__valid.value) or int(dut.wu__valid.value):
+            errors.append(f"cycle {cyc}: a SORE or vector command in a layer program")
+        finished = int(dut.done.value)
+        active = (any(pending.values()) or writes[0] or writes[1] or busy_run
+                  or int(dut.load_cmd__valid.value) or int(dut.store_cmd__valid.value))
+        quiet = 0 if active else quiet + 1
+        await FallingEdge(clk)
+        cyc += 1
+        if finished or quiet > 5000:  # nothing in flight for 5,000 cycles: stuck
+            break
+    return {"compute_cycles": compute_cycles, "words": words, "mismatches": bad,
+            "tile_errors": errors + ([] if finished else ["done never came"]),
+            "program_cycles": cyc, "error": int(dut.error.value), "timeline": timeline}
+
+
+def _region(v: int) -> dict:
+    return {name: (v >> region_layout[name].offset) & ((1 << region_layout[name].width) - 1)
+            for name in ("buffer", "tensor", "transform", "r0", "c0", "rows", "cols", "bytes")}

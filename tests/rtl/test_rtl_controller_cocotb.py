@@ -1,0 +1,34 @@
+"""Whole layer programs on the RTL tile controller (cocotb, Icarus): the compiled program
+is written into the instruction memory and runs from ``start`` to ``done``; the testbench
+is only the DMA (LOAD tiles written as engine words, STOREs collected) with the system
+model's DMA timing. Values equal the golden executor, every COMPUTE takes
+``tile_model.compute_cycles``, every LOAD/STORE tile is the program's."""
+
+import pytest
+from nmsat.dataflow.compiler import CompileOptions, compile_layer
+from nmsat.rtl.tb.controller_run import run_controller_program
+from nmsat.rtl.tb.program import random_dram
+from nmsat.workloads.zoo import load
+
+from nmsat.types import Phase
+
+pytestmark = pytest.mark.rtl
+
+SINGLE = {f"buffers.{b}.double_buffered": False for b in ("activation", "weight", "output")}
+
+
+@pytest.mark.parametrize(("workload", "layer", "batch", "nm"), [
+    ("mlp", "fc2", 2, "2:8"), ("cnn", "conv2", 1, "2:8")])
+def test_layer_program_runs_on_the_controller(small_2x2, workload, layer, batch, nm):
+    cfg = small_2x2[1].replace(**SINGLE)
+    wl = load(workload, batch=batch)
+    prog = compile_layer(wl.workload, layer, Phase.FF, cfg,
+                         CompileOptions(method=wl.method or "bdwp", nm=nm, batch=batch,
+                                        layer_nm=tuple(wl.layer_nm.items())))
+    rep = run_controller_program(prog, cfg, random_dram(prog, cfg.numerics.operand, 5),
+                                 sim="icarus")
+    assert rep["tile_errors"] == [] and rep["error"] == 0
+    assert rep["words"] == sum(t.rows * t.cols for t in prog.tensors if t.name.endswith(".y"))
+    assert rep["mismatches"] == 0
+    assert [c["rtl_cycles"] for c in rep["computes"]] == [c["model_cycles"]
+                                                           for c in rep["computes"]]
