@@ -163,10 +163,12 @@ def run_controller_program(prog: isa.Program, cfg: AcceleratorConfig, dram: dict
             "words": res["words"], "mismatches": res["mismatches"],
             "tile_errors": res["tile_errors"], "program_cycles": res["program_cycles"],
             "system_cycles": model.total_cycles, "system_engine_end": model.engine_end,
-            # where the RTL's time goes relative to the model: LOAD completions held by the
-            # engine's one-word-per-cycle load ports beyond the DMA timing, and each
-            # COMPUTE's first busy cycle on the RTL beside its start in the model
+            # where the RTL's time goes relative to the model: LOAD (STORE) completions
+            # held beyond the DMA timing by the engine's one-word-per-cycle load ports (its
+            # store stream of one row x C words per cycle), and each COMPUTE's first busy
+            # cycle on the RTL beside its start in the model
             "load_port_cycles": sum(max(0, d - due) for _, due, d in tl["load"]),
+            "store_port_cycles": sum(max(0, d - due) for _, due, d in tl["store"]),
             "compute_starts": list(zip(tl["compute"], starts)),
             "sim_cycles": res["cycles"], "seconds": res["seconds"], "error": res["error"],
             "act_zero": str(ActZero.parse(cfg.array.act_zero))}

@@ -32,3 +32,5 @@ def test_layer_program_runs_on_the_controller(small_2x2, workload, layer, batch,
     assert rep["mismatches"] == 0
     assert [c["rtl_cycles"] for c in rep["computes"]] == [c["model_cycles"]
                                                            for c in rep["computes"]]
+    # the system model charges no dispatch cycles and DRAM-rate buffer writes: a lower bound
+    assert rep["program_cycles"] > rep["system_cycles"]
