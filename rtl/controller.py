@@ -172,6 +172,7 @@ class TileController(wiring.Component):
         self.dispatched = [Signal(CNT, name=f"dispatched_{u}") for u in UNITS]
         self.completed = [Signal(CNT, name=f"completed_{u}") for u in UNITS]
         self._dispatch(m, seq, qs)
+        self._ring_counters()
         heads = [data.View(queue_layout, q.r_data) for q in qs]
         self._issue_load(m, qs[0], heads[0])
         self._issue_engine(m, qs[1], heads[1])
@@ -231,7 +232,7 @@ class TileController(wiring.Component):
         with m.If(self.start & ~self.busy):
             m.d.sync += self.error.eq(0)
 
-    def _ring_counters(self, m: Module) -> None:
+    def _ring_counters(self) -> None:
         """Per buffer (ACT, WGT): loads issued and completed, halves popped by the engine
         at issue, halves freed (the popping instruction completed)."""
         mk = lambda n: Array([Signal(CNT, name=f"{n}_{b}") for b in ("act", "wgt")])
@@ -239,7 +240,6 @@ class TileController(wiring.Component):
             mk("ld_iss"), mk("ld_done"), mk("pop_iss"), mk("freed"))
 
     def _issue_load(self, m: Module, q, head) -> None:
-        self._ring_counters(m)
         ld = data.View(instr_layout(isa.Opcode.LOAD), head.word)
         m.submodules.ld_inflight = infl = fifo.SyncFIFO(width=1, depth=4)
         buf = ld.buffer[0]

@@ -108,9 +108,11 @@ def _same(iss, payload):
     return payload == word(ins)
 
 
-def run_controller(dut, programs, seed, ready_p=0.6, max_latency=12, max_cycles=3000):
-    """Write and run each program (instruction words) in turn on ``dut``; per program the trace
-    (issued, done, finish cycle) of :func:`check_trace`."""
+def run_controller(dut, programs, seed, ready_p=0.6, max_latency=12, max_cycles=3000,
+                   latency=None):
+    """Write and run each program (instruction words) in turn on ``dut``; per program the
+    trace (issued, done, finish cycle, error) of :func:`check_trace`. ``latency``: fixed
+    cycles from handshake to completion per unit (default random below ``max_latency``)."""
     rng = random.Random(seed)
     ports = [dut.load, dut.engine, dut.store, dut.sore, dut.wu]
     pulses = [dut.load_done, dut.engine_done, dut.store_done, dut.sore_done, dut.wu_done]
@@ -148,7 +150,8 @@ def run_controller(dut, programs, seed, ready_p=0.6, max_latency=12, max_cycles=
                                   "cols", "bytes")}
                         issued[u].append((cyc, p))
                         last = due[u][-1] if due[u] else (done[u][-1] if done[u] else cyc)
-                        due[u].append(max(last + 1, cyc + rng.randrange(1, max_latency)))
+                        lat = latency[u] if latency else rng.randrange(1, max_latency)
+                        due[u].append(max(last + 1, cyc + lat))
                 if ctx.get(dut.done):
                     finish = cyc
                 await ctx.tick()
@@ -230,3 +233,28 @@ def test_controlled_engine_refuses_what_the_engine_lacks():
         check_controlled(_cfg((1, 1, 2)))
     with pytest.raises(ValueError, match=r"array\.act_zero = skip is not supported"):
         check_controlled(single.replace(**{"array.act_zero": "skip"}))
+
+
+def test_a_met_wait_issues_the_next_cycle():
+    """Always-ready units with fixed latencies: a command whose last wait is a completion
+    pulse at cycle t issues at t + 1 (the pulse is registered in the controller's
+    counters), as docs/rtl.md states for the whole-program cycles."""
+    rng = random.Random(7)
+    blocks = []
+    for _ in range(3):
+        blocks += [_load(rng, 0, isa.Buffer.ACT), _load(rng, 0, isa.Buffer.WGT),
+                   _compute(rng), _store(rng, 0)]
+    prog = isa.Program(blocks, TENSORS, ("l0",))
+    lat = {"load": 20, "engine": 30, "store": 15, "sore": 1, "wu": 1}
+    dut = TileController(_cfg((1, 1, 1)), depth=16)
+    (issued, done, finish, _), = run_controller(dut, [[word(i) for i in blocks]], 0,
+                                                ready_p=1.0, latency=lat)
+    assert not check_trace(reference(prog, (1, 1, 1)), issued, done, finish, _same)
+    ld, eng, st = done["load"], done["engine"], done["store"]
+    for k in range(3):
+        waits = [ld[2 * k], ld[2 * k + 1]] + ([st[k - 1]] if k else [])
+        assert issued["engine"][k][0] == max(waits) + 1
+        assert issued["store"][k][0] == eng[k] + 1
+        if k:  # the next block's loads wait for the previous COMPUTE's frees
+            assert issued["load"][2 * k][0] == eng[k - 1] + 1
+    assert finish == st[-1] + 1

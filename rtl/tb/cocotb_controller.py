@@ -18,7 +18,6 @@ import time
 from collections import deque
 
 import cocotb
-import numpy as np
 from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
@@ -27,7 +26,7 @@ from ..controller import region_layout
 from ..fp import same_bits
 from ..layouts import EngineShape
 from .cocotb_engine import config_of
-from .engine_model import pack_fields, unpack_store
+from .engine_model import unpack_store
 
 __all__ = ["program"]
 
