@@ -258,3 +258,28 @@ def test_a_met_wait_issues_the_next_cycle():
         if k:  # the next block's loads wait for the previous COMPUTE's frees
             assert issued["load"][2 * k][0] == eng[k - 1] + 1
     assert finish == st[-1] + 1
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3])
+def test_testbench_dma_timing_is_the_system_models(channels):
+    """The cocotb DMA (rtl/tb/cocotb_controller.py) completes transfers when the system
+    model's DMA does: loads released one after the other, a store beside them."""
+    from nmsat.rtl.tb.cocotb_controller import DmaTiming
+    from nmsat.simulator import system
+
+    cfg = _cfg((1, 1, 1)).replace(**{"dram.channels": channels})
+    sizes = [1000, 64, 4097, 300]
+    prog = isa.Program([isa.Store(2, 0, 0, 8, 8, 700)] + [
+        x for i, b in enumerate(sizes) for x in (
+            isa.Load(i % 2, 0, 0, 8, 8, b, buffer=isa.Buffer(i % 2)),
+            isa.Release(isa.Buffer(i % 2)))], TENSORS, ("l0",))
+    d = cfg.dram
+    dma = DmaTiming(d.channels, d.bytes_per_cycle, d.latency_cycles, d.burst_bytes)
+    # loads 0 and 1 (ACT, WGT) issue at 0 (the load wins the tie), then the store; load
+    # 2 (ACT) waits for load 0's release, load 3 (WGT) for load 1's and load 2's issue
+    l0 = dma.issue(0, 0, sizes[0])
+    l1 = dma.issue(0, 0, sizes[1])
+    s = dma.issue(1, 0, 700)
+    l2 = dma.issue(0, l0, sizes[2])
+    l3 = dma.issue(0, max(l1, l0), sizes[3])
+    assert system.run(prog, cfg, extrapolate=False).unit_end["dma"] == max(l2, l3, s)
