@@ -154,8 +154,13 @@ class BufferConfig:
 
     kib: int = _f(1024, "Capacity in KiB (both halves when double buffered).", 1, 1 << 20)
     banks: int = _f(16, "Independent banks (one per array row or column edge).", 1, 1024)
-    bank_bytes_per_cycle: int = _f(16, "Bytes one bank delivers per cycle per port.", 1, 4096)
-    ports: int = _f(2, "Ports per bank (1 or 2: true dual-port BRAM/URAM).", 1, 2)
+    bank_bytes_per_cycle: int = _f(16, "Bytes one bank delivers per cycle per port. A LOAD "
+                                   "or STORE streams through the buffer's DMA port at banks "
+                                   "x this (transfers of one buffer take turns); the "
+                                   "presets' ports are at least as fast as DRAM.", 1, 4096)
+    ports: int = _f(2, "Ports per bank (1 or 2: true dual-port BRAM/URAM). With 2 the DMA has "
+                    "a port of its own; with 1 it shares the engine's and gets every other "
+                    "cycle.", 1, 2)
     double_buffered: bool = _f(True, "Two halves: DMA fills one while the engine uses the other.")
 
     @property

@@ -15,7 +15,10 @@ execution model of ``docs/isa.md``. Four SimPy processes:
     bursts striped over the channels (address interleaving, first burst on channel 0),
     its first byte leaves a channel ``dram.latency_cycles`` after issue, and it completes
     when its last channel finishes (completions are reported in queue order). Loads and
-    stores share the channels.
+    stores share the channels. A transfer also streams through its buffer's DMA port
+    (``banks x bank_bytes_per_cycle`` bytes per cycle, half that with one port per bank),
+    from its first byte on, after the buffer's previous transfer: it completes no earlier
+    than that (``docs/architecture.md`` section 7).
 ``sore``
     The sparse online reduction engine (``SORE``).
 ``wu``
@@ -523,6 +526,13 @@ class _Sim:
         self.stall = {u: {} for u in UNITS}
         self.etime: dict = {}
         self.bus = [0] * self.channels
+        # Each buffer's DMA port (docs/architecture.md 7): a transfer streams through it at
+        # banks x bank_bytes_per_cycle (one of two ports; every other cycle with one port),
+        # and transfers into / out of one buffer take turns on it.
+        bufs = {Buffer.ACT: b.activation, Buffer.WGT: b.weight, Buffer.OUT: b.output}
+        self.port_rate = {k: (v.banks * v.bank_bytes_per_cycle, 1 if v.ports > 1 else 2)
+                          for k, v in bufs.items()}  # (bytes, cycles)
+        self.port = {k: 0 for k in bufs}
         self.chan_busy = [0] * self.channels
         self.last_issue = [0, 0]
         self.issue_cause = [MEMORY, MEMORY]
@@ -805,6 +815,13 @@ class _Sim:
                 self._log(f"dma{ch}", s, e, key, kind)
             if e > done:
                 done, own = e, ccause
+        buf = ins.buffer if isinstance(ins, Load) else Buffer.OUT
+        ps = max(first, self.port[buf])
+        nbytes, per = self.port_rate[buf]
+        pe = ps + -(-ins.bytes * per // nbytes)
+        self.port[buf] = pe
+        if pe > done:  # the buffer's port, not DRAM, bounds this transfer: bandwidth
+            done, own = pe, MEMORY
         self.last_done[q] = done
         self.done_cause[q] = own
         if done > self.dma_end:
@@ -981,6 +998,7 @@ class _Sim:
             if u == DMA:
                 lim = now + self.latency
                 times.extend(max(b, lim) for b in self.bus)
+                times.extend(max(b, lim) for b in self.port.values())
                 times.append(self.dma_end)
                 times.extend(max(x, now) for x in self.last_done)
                 exact.append((tuple(self.issue_cause), tuple(self.done_cause),
@@ -1150,6 +1168,7 @@ class _Sim:
             if unit == DMA:
                 lim = now + self.latency
                 self.bus = [max(b, lim) + shift for b in self.bus]
+                self.port = {k: max(b, lim) + shift for k, b in self.port.items()}
                 self.bus_issue = [bi + shift for bi in self.bus_issue]
                 self.dma_end += shift
                 for q_, k in ((0, K_LOAD), (1, K_STORE)):

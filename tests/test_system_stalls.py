@@ -180,3 +180,43 @@ def test_busy_cycles_are_instruction_cycles_times_executions():
     assert r.busy[ENGINE] == {("l0", "ff"): 7 * c}
     assert sum(attribute_wall_time(r).values()) == r.total_cycles
 
+
+
+# ------------------------------------------------------------------ buffer ports
+
+SLOW_ACT = CFG.replace(**{"buffers.activation.banks": 2,
+                          "buffers.activation.bank_bytes_per_cycle": 8})  # 16 B/cycle
+
+
+@pytest.mark.parametrize("n", [1, 4, 60])
+def test_a_narrow_buffer_port_bounds_its_loads(n):
+    """ACT's DMA port (2 banks x 8 B = 16 B/cycle) is 16x slower than the four channels:
+    activation loads take bytes / 16 after the first byte, back to back through the one
+    port, while the weight load beside them still moves at DRAM speed."""
+    block = 4096
+    p = prog(ld(256, Buffer.WGT), Loop(n, 2), ld(block), mm(pop_b=False),
+             Release(Buffer.WGT))
+    r = run(p, SLOW_ACT)
+    c = tile_model.compute_cycles(mm(), CFG)
+    lat = CFG.dram.latency_cycles
+    assert r.total_cycles == lat + n * (block // 16) + c
+    assert run(p, CFG).total_cycles < r.total_cycles  # the preset: DRAM-speed ports
+    assert r.stall[ENGINE] == {("l0", "ff", "memory"): r.total_cycles - n * c}
+    # extrapolated loops and the fully simulated ones agree
+    assert run(p, SLOW_ACT, extrapolate=False).total_cycles == r.total_cycles
+
+
+def test_one_port_gives_the_dma_every_other_cycle():
+    """With a single port per bank the engine and the DMA share it: the DMA gets half."""
+    two = CFG.replace(**{"buffers.weight.banks": 1, "buffers.weight.bank_bytes_per_cycle": 16})
+    one = two.replace(**{"buffers.weight.ports": 1})
+    lat = CFG.dram.latency_cycles
+    assert run(prog(ld(4096, Buffer.WGT)), two).total_cycles == lat + 4096 // 16
+    assert run(prog(ld(4096, Buffer.WGT)), one).total_cycles == lat + 4096 // 8
+
+
+def test_stores_use_the_output_buffers_port():
+    slow = CFG.replace(**{"buffers.output.banks": 1, "buffers.output.bank_bytes_per_cycle": 4})
+    lat = CFG.dram.latency_cycles
+    assert run(prog(st(1000)), slow).total_cycles == lat + 250
+    assert run(prog(ld(1000)), slow).total_cycles == run(prog(ld(1000)), CFG).total_cycles
