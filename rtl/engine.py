@@ -4,9 +4,9 @@ Commands arrive as tile-program instruction words (``nmsat.dataflow.isa``; the p
 layout is built from ``isa.ENCODING``): ``COMPUTE`` runs one block ``OUT += A @ B`` from
 the ACT and WGT buffers; ``STORE`` streams the OUT region out (fp32/int32 words, C per
 beat, row-major by array column tile) and clears it. Other opcodes are ignored here.
-The ACT and WGT buffers are written by the load streams (the DMA side) with explicit
-bank/address words laid out by :func:`~nmsat.rtl.layouts.act_location` and
-:func:`~nmsat.rtl.layouts.wgt_location`.
+The ACT and WGT buffers are written by the load streams (the DMA side): each beat writes
+one word into every bank whose enable is set, all at one address, as laid out by
+:func:`~nmsat.rtl.layouts.act_location` and :func:`~nmsat.rtl.layouts.wgt_location`.
 
 Stalls: ``in_valid`` and ``out_ready`` are the feeder's and the output port's readiness;
 a step inside a feed (drain) window without them freezes the schedule and the array
@@ -39,7 +39,10 @@ def instr_layout(op: isa.Opcode) -> data.StructLayout:
 
 
 def load_layout(banks: int, depth: int, width) -> data.StructLayout:
-    return data.StructLayout({"bank": range(banks), "addr": range(depth), "data": width})
+    """A load beat: one word per bank (``data[b]``), all at ``addr``, written where
+    ``en[b]`` is set, so a beat moves up to ``banks`` words (the buffer's full width)."""
+    return data.StructLayout({"addr": range(depth), "data": data.ArrayLayout(width, banks),
+                              "en": banks})
 
 
 def buffer_geometry(cfg: AcceleratorConfig, sh: EngineShape) -> dict[str, int]:
@@ -219,8 +222,8 @@ class TensorEngine(wiring.Component):
             m.d.comb += port.ready.eq(1)
             for b in range(mem.banks):
                 m.d.comb += [mem.wr_addr[b].eq(port.payload.addr),
-                             mem.wr_data[b].eq(port.payload.data),
-                             mem.wr_en[b].eq(port.valid & (port.payload.bank == b))]
+                             mem.wr_data[b].eq(port.payload.data[b]),
+                             mem.wr_en[b].eq(port.valid & port.payload.en[b])]
 
     def _out_port(self, m: Module, out: BankedMemory, arr, beat, p, en) -> None:
         """OUT bank (i, j) holds rows = i mod R, columns = j mod C: OS init reads and drain

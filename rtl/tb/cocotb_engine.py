@@ -64,12 +64,10 @@ async def run_compute(dut, clk, instr: int, rng, stall: float):
 
 
 async def send_loads(drivers, layouts, lw) -> None:
-    """Send a block's load words through the ACT, WGT (and row-list) load drivers, all
+    """Send a block's load beats through the ACT, WGT (and row-list) load drivers, all
     three streams at once."""
-    tasks = [cocotb.start_soon(drivers[0].send(
-        [pack_fields(layouts[0], bank=b, addr=a, data=w) for b, a, w in lw.act])),
-        cocotb.start_soon(drivers[1].send(
-            [pack_fields(layouts[1], bank=b, addr=a, data=w) for b, a, w in lw.wgt]))]
+    tasks = [cocotb.start_soon(drivers[i].send([b.pack(layouts[i]) for b in beats]))
+             for i, beats in enumerate((lw.act, lw.wgt))]
     if lw.rows:
         tasks.append(cocotb.start_soon(drivers[2].send(
             [pack_fields(layouts[2], **f) for f in lw.rows])))

@@ -39,7 +39,6 @@ from nmsat.config import AcceleratorConfig, to_dict
 from nmsat.types import ActZero
 
 from ..layouts import EngineShape
-from .engine_model import pack_fields
 from .program import layer_ops
 
 TOP = "nmsat_controlled_engine"
@@ -69,7 +68,7 @@ def controller_host(prog: isa.Program, cfg: AcceleratorConfig, dram: dict) -> di
             lw = c["loads"]
             for buf, lay, words, pop in ((isa.Buffer.ACT, act_l, lw.act, ins.pop_a),
                                          (isa.Buffer.WGT, wgt_l, lw.wgt, ins.pop_b)):
-                packed = [pack_fields(lay, bank=b, addr=a, data=w) for b, a, w in words]
+                packed = [b.pack(lay) for b in words]
                 j = pending[buf][0]
                 if loads[j]["words"] is None:
                     loads[j]["words"] = packed

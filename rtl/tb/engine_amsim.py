@@ -41,16 +41,17 @@ def run_blocks(eng: TensorEngine, runs: list[BlockRun], seed: int | None = None,
         for idx, r in enumerate(runs):
             t = r.tile
             lw = load_words(sh, t)
-            loads = [(eng.act_load, [{"bank": b, "addr": a, "data": w} for b, a, w in lw.act]),
-                     (eng.wgt_load, [{"bank": b, "addr": a, "data": w} for b, a, w in lw.wgt])]
+            loads = [(p, [b.pack(p.payload.shape()) for b in beats])
+                     for p, beats in ((eng.act_load, lw.act), (eng.wgt_load, lw.wgt))]
             if lw.rows:
-                loads.append((eng.rowlist_load, lw.rows))
+                lay = eng.rowlist_load.payload.shape()
+                loads.append((eng.rowlist_load, [pack_fields(lay, **f) for f in lw.rows]))
             for port, words in loads * r.load:
-                for fields in words:
+                for w in words:
                     while gap():
                         ctx.set(port.valid, 0)
                         await ctx.tick()
-                    ctx.set(port.payload.as_value(), pack_fields(port.payload.shape(), **fields))
+                    ctx.set(port.payload.as_value(), w)
                     ctx.set(port.valid, 1)
                     await ctx.tick().until(port.ready)
                 ctx.set(port.valid, 0)

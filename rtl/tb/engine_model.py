@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from amaranth.hdl import Shape
 from nmsat.dataflow import isa
 from nmsat.simulator.tile_model import Geometry, WSStream, ws_row_lag, ws_skip_stream
 
@@ -33,30 +34,56 @@ def store(rows: int, cols: int) -> isa.Store:
 
 
 @dataclass(frozen=True)
-class LoadWords:
-    """(bank, address, packed word) writes for the ACT and WGT load streams, and the
-    row-list writes (``rowlist_load`` payload fields) of a WS block under skip."""
+class LoadBeat:
+    """One beat of a load stream: ``words[b]`` goes into bank b at ``addr``; None leaves
+    bank b alone (its ``en`` bit is clear)."""
 
-    act: list[tuple[int, int, int]]
-    wgt: list[tuple[int, int, int]]
+    addr: int
+    words: tuple[int | None, ...]
+
+    def pack(self, layout) -> int:
+        """The beat as a payload of ``layout`` (``engine.load_layout``)."""
+        bits = Shape.cast(layout["data"].shape.elem_shape).width
+        on = [(b, w) for b, w in enumerate(self.words) if w is not None]
+        return pack_fields(layout, addr=self.addr, data=sum(w << (bits * b) for b, w in on),
+                           en=sum(1 << b for b, _ in on))
+
+
+@dataclass(frozen=True)
+class LoadWords:
+    """The beats of the ACT and WGT load streams, and the row-list writes
+    (``rowlist_load`` payload fields) of a WS block under skip."""
+
+    act: list[LoadBeat]
+    wgt: list[LoadBeat]
     rows: list[dict[str, int]]
 
 
+def load_beats(words, banks: int) -> list[LoadBeat]:
+    """Group (bank, address, word) writes into beats, one per address in order of first
+    use: the layouts put a beat's words at one address in distinct banks (ACT: the R
+    chunks of one row and K-tile; WGT: the C columns of one column tile and chunk)."""
+    beats: dict[int, list[int | None]] = {}
+    for bank, addr, w in words:
+        beat = beats.setdefault(addr, [None] * banks)
+        if beat[bank] is not None:
+            raise ValueError(f"two words for bank {bank} at address {addr}")
+        beat[bank] = w
+    return [LoadBeat(a, tuple(ws)) for a, ws in beats.items()]
+
+
 def load_words(shape: EngineShape, tile: Tile) -> LoadWords:
+    """The DMA model: a tile's ACT windows and WGT slot vectors at their buffer locations,
+    as load-stream beats."""
     R, C = shape.rows, shape.cols
     m_rows, kc, _ = tile.act.shape
     kcr = -(-kc // R)
-    act = []
-    for r in range(m_rows):
-        for c in range(kc):
-            bank, addr = act_location(r, c, kcr, R)
-            act.append((bank, addr, shape.pack_window(tile.act[r, c])))
-    wgt = []
-    for n in range(tile.w_value.shape[0]):
-        for c in range(kc):
-            bank, addr = wgt_location(n, c, kc, C)
-            wgt.append((bank, addr, shape.pack_slots(tile.w_value[n, c], tile.w_index[n, c])))
-    return LoadWords(act, wgt, rowlist_words(shape, tile) if tile.skip_rows else [])
+    act = [(*act_location(r, c, kcr, R), shape.pack_window(tile.act[r, c]))
+           for r in range(m_rows) for c in range(kc)]
+    wgt = [(*wgt_location(n, c, kc, C), shape.pack_slots(tile.w_value[n, c], tile.w_index[n, c]))
+           for n in range(tile.w_value.shape[0]) for c in range(kc)]
+    return LoadWords(load_beats(act, R), load_beats(wgt, C),
+                     rowlist_words(shape, tile) if tile.skip_rows else [])
 
 
 def rowlist_words(shape: EngineShape, tile: Tile) -> list[dict[str, int]]:
@@ -105,7 +132,7 @@ def out_words_needed(shape: EngineShape, m: int, n: int) -> int:
     return addr + 1
 
 
-__all__ = ["LoadWords", "compute", "load_words", "pack_fields", "rowlist_words", "store",
+__all__ = ["LoadBeat", "LoadWords", "compute", "load_beats", "load_words", "pack_fields", "rowlist_words", "store",
            "unpack_store", "word", "ws_stream"]
 
 
