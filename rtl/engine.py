@@ -2,8 +2,10 @@
 
 Commands arrive as tile-program instruction words (``nmsat.dataflow.isa``; the payload
 layout is built from ``isa.ENCODING``): ``COMPUTE`` runs one block ``OUT += A @ B`` from
-the ACT and WGT buffers; ``STORE`` streams the OUT region out (fp32/int32 words, C per
-beat, row-major by array column tile) and clears it. Other opcodes are ignored here.
+the ACT and WGT buffers; ``STORE`` streams the OUT region out and clears it: each beat is the
+R x C fp32/int32 words of one (row block, column tile), row blocks in order, column tiles
+inside; in a last row block past ``rows`` the rows beyond it are neither cleared nor meant
+(the collector drops them). Other opcodes are ignored here.
 The ACT and WGT buffers are written by the load streams (the DMA side): each beat writes
 one word into every bank whose enable is set, all at one address, as laid out by
 :func:`~nmsat.rtl.layouts.act_location` and :func:`~nmsat.rtl.layouts.wgt_location`.
@@ -131,7 +133,7 @@ class TensorEngine(wiring.Component):
             "cmd": In(stream.Signature(isa.INSTR_BITS)),
             "act_load": In(stream.Signature(act_l)), "wgt_load": In(stream.Signature(wgt_l)),
             **skip_port,
-            "store": Out(stream.Signature(sh.acc_row_layout)),
+            "store": Out(stream.Signature(sh.acc_block_layout)),
             "in_valid": In(1, init=1), "out_ready": In(1, init=1), "busy": Out(1)})
 
     def buffers(self) -> dict[str, dict]:
@@ -227,7 +229,8 @@ class TensorEngine(wiring.Component):
 
     def _out_port(self, m: Module, out: BankedMemory, arr, beat, p, en) -> None:
         """OUT bank (i, j) holds rows = i mod R, columns = j mod C: OS init reads and drain
-        writes, WS top reads and bottom writes, and the store path's read-and-clear.
+        writes, WS top reads and bottom writes, and the store path's read-and-clear of all
+        R x C banks at one address per beat (``s_row`` steps by R).
 
         Reads are synchronous and addressed one step ahead: the array's ``nx_row``/``nx_ct``
         during a COMPUTE, the store path's next (row, column tile) during a STORE (from
@@ -249,12 +252,12 @@ class TensorEngine(wiring.Component):
             col_ok = beat.drain_ct * C + j < p["n"]
             top = (arr.rd_row[0][j] % R)
             m.d.comb += arr.init[0][j].eq(Mux(ws, out.rd_data[top * C + j], out.rd_data[j]))
-            m.d.comb += self.store.payload[j].eq(out.rd_data[(s_row % R) * C + j])
             pt = arr.ptag[j]
             for i in range(R):
                 b = i * C + j
                 if i:
                     m.d.comb += arr.init[i][j].eq(out.rd_data[b])
+                m.d.comb += self.store.payload[i][j].eq(out.rd_data[b])
                 rd = Mux(ws, addr(arr.nx_row[0][j], arr.nx_ct[0][j], p["nt"]),
                          addr(arr.nx_row[i][j], arr.nx_ct[i][j], p["nt"]))
                 m.d.comb += [out.rd_addr[b].eq(Mux(on_nx, addr(s_row_nx, s_ct_nx, snt_nx), rd)),
@@ -264,7 +267,7 @@ class TensorEngine(wiring.Component):
                 with m.If(self._store_on):
                     m.d.comb += [out.wr_addr[b].eq(addr(s_row, s_ct, self._snt)),
                                  out.wr_data[b].eq(0),
-                                 out.wr_en[b].eq(fire & (s_row % R == i))]
+                                 out.wr_en[b].eq(fire & (s_row + i < self._srows))]
                 with m.Elif(ws):
                     m.d.comb += [out.wr_addr[b].eq(addr(pt.row, pt.ct, p["nt"])),
                                  out.wr_data[b].eq(arr.psum[j]), out.wr_en[b].eq(en & ws_w)]
@@ -276,8 +279,9 @@ class TensorEngine(wiring.Component):
         m.d.comb += [s_row_nx.eq(Mux(rst, 0, s_row)), s_ct_nx.eq(Mux(rst, 0, s_ct))]
         with m.If(fire):
             last_ct = s_ct + 1 >= self._snt
-            m.d.comb += [s_ct_nx.eq(Mux(last_ct, 0, s_ct + 1)), s_row_nx.eq(s_row + last_ct)]
-            with m.If(last_ct & (s_row + 1 >= self._srows)):
+            m.d.comb += [s_ct_nx.eq(Mux(last_ct, 0, s_ct + 1)),
+                         s_row_nx.eq(s_row + Mux(last_ct, R, 0))]
+            with m.If(last_ct & (s_row + R >= self._srows)):
                 m.d.sync += self._store_on.eq(0)
                 m.d.comb += [s_row_nx.eq(0), s_ct_nx.eq(0)]
         m.d.sync += [s_row.eq(s_row_nx), s_ct.eq(s_ct_nx)]

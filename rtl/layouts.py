@@ -93,6 +93,11 @@ class EngineShape:
         """Bottom edge: one accumulator word per column."""
         return data.ArrayLayout(32, self.cols)
 
+    @property
+    def acc_block_layout(self) -> data.ArrayLayout:
+        """A store beat: the R x C OUT words of one (row block, column tile), by row."""
+        return data.ArrayLayout(self.acc_row_layout, self.rows)
+
     # ---- host-side packing (drivers)
     def pack_window(self, bits: np.ndarray) -> int:
         w = self.numeric.width

@@ -3,9 +3,10 @@
 
 The testbench writes the program into the instruction memory, pulses ``start`` and is
 then only the DMA and DRAM: LOAD commands (checked against the program's resolved tiles)
-write their tile's buffer words; STORE commands collect the engine's store stream and
-compare it with the golden executor; completions follow the system model's DMA timing
-(:class:`DmaTiming`). Results (per-COMPUTE busy cycles, start-to-done cycles, words,
+write their tile's buffer words, one load beat per cycle; STORE commands collect the
+engine's store stream and compare it with the golden executor; completions follow the
+system model's DMA timing (:class:`DmaTiming`), and none comes before the transfer's
+last beat crossed the engine's port. Results (per-COMPUTE busy cycles, start-to-done cycles, words,
 mismatches, tile errors) go to ``NMSAT_TB_RESULT``.
 """
 
@@ -26,7 +27,7 @@ from ..controller import region_layout
 from ..fp import same_bits
 from ..layouts import EngineShape
 from .cocotb_engine import config_of
-from .engine_model import unpack_store
+from .engine_model import store_beats, unpack_store
 
 __all__ = ["program"]
 
@@ -94,10 +95,10 @@ async def _serve(dut, clk, shape: EngineShape, host: dict) -> dict:
     """The DMA, cycle by cycle from the cycle after ``start`` until ``done``."""
     dma = DmaTiming(**host["dram"])
     loads, stores = deque(host["loads"]), deque(host["stores"])
-    writes = {0: deque(), 1: deque()}  # ACT / WGT port words still to write
+    writes = {0: deque(), 1: deque()}  # ACT / WGT port beats still to write
     ports = {0: (dut.act_load__valid, dut.act_load__payload),
              1: (dut.wgt_load__valid, dut.wgt_load__payload)}
-    pending = {"load": deque(), "store": deque()}  # [due cycle, words or beats left]
+    pending = {"load": deque(), "store": deque()}  # [due cycle, port beats left]
     beats: list[int] = []
     st_cur = None
     busy_run, compute_cycles, words, bad, errors = 0, [], 0, 0, []
@@ -138,7 +139,7 @@ async def _serve(dut, clk, shape: EngineShape, host: dict) -> dict:
                 errors.append(f"cycle {cyc}: STORE {got}, the program's next is "
                               f"{st and st['tile']}")
             else:
-                need = st["rows"] * -(-st["cols"] // shape.cols)
+                need = store_beats(shape, st["rows"], st["cols"])
                 st_cur = {"issue": cyc, "due": dma.issue(1, cyc, got["bytes"]), "left": need,
                           "st": st}
                 pending["store"].append(st_cur)

@@ -32,7 +32,8 @@ from nmsat.types import NM, ActZero, Dataflow
 
 from ..layouts import EngineShape
 from .cocotb_parts import Checker, StreamDriver, StreamMonitor
-from .engine_model import compute, load_words, pack_fields, store, unpack_store, word, ws_stream
+from .engine_model import (compute, load_words, pack_fields, store, store_beats, unpack_store,
+                           word, ws_stream)
 from .tiles import random_skip_tile, random_tile
 
 PATTERNS = ["1:1", "1:4", "2:4", "2:8", "1:8", "4:8"]
@@ -135,7 +136,7 @@ async def random_tiles(dut):
         chk.cycles(name, cyc, want)
         cycles_total += cyc
         await StreamDriver(dut, "cmd", clk, rng).send([word(store(m, n))])
-        beats_needed = m * -(-n // shape.cols)
+        beats_needed = store_beats(shape, m, n)
         while len(mon.beats) < beats_needed:
             await FallingEdge(clk)
         beats = [mon.beats.popleft() for _ in range(beats_needed)]

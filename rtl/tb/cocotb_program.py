@@ -20,7 +20,7 @@ from ..fp import same_bits
 from ..layouts import EngineShape
 from .cocotb_engine import config_of, run_compute, send_loads, start_engine
 from .cocotb_parts import StreamDriver
-from .engine_model import store, unpack_store, word
+from .engine_model import store, store_beats, unpack_store, word
 
 __all__ = ["replay"]
 
@@ -44,7 +44,7 @@ async def replay(dut):
         else:
             m, n = op["rows"], op["cols"]
             await StreamDriver(dut, "cmd", dut.clk, rng).send([word(store(m, n))])
-            need = m * -(-n // shape.cols)
+            need = store_beats(shape, m, n)
             while len(mon.beats) < need:
                 await FallingEdge(dut.clk)
             got = unpack_store(shape, [mon.beats.popleft() for _ in range(need)], m, n)

@@ -18,7 +18,8 @@ DMA timing is the system model's (``simulator/system.py``): transfers striped in
 ``dram.burst_bytes`` bursts over ``dram.channels`` channels of ``dram.bytes_per_cycle``,
 first byte ``dram.latency_cycles`` after issue, loads and stores sharing the channels,
 completions in queue order; a completion is also no earlier than the cycle the tile's
-last word crossed the engine port.
+last beat crossed the engine port (a LOAD: one beat of R windows or C slot vectors per
+cycle; a STORE: one beat of R x C OUT words per cycle).
 """
 
 from __future__ import annotations
@@ -163,8 +164,8 @@ def run_controller_program(prog: isa.Program, cfg: AcceleratorConfig, dram: dict
             "tile_errors": res["tile_errors"], "program_cycles": res["program_cycles"],
             "system_cycles": model.total_cycles, "system_engine_end": model.engine_end,
             # where the RTL's time goes relative to the model: LOAD (STORE) completions
-            # held beyond the DMA timing by the engine's one-word-per-cycle load ports (its
-            # store stream of one row x C words per cycle), and each COMPUTE's first busy
+            # held beyond the DMA timing by the engine's load ports, one beat of R (C) words
+            # per cycle (its store port, R x C words per cycle), and each COMPUTE's first busy
             # cycle on the RTL beside its start in the model
             "load_port_cycles": sum(max(0, d - due) for _, due, d in tl["load"]),
             "store_port_cycles": sum(max(0, d - due) for _, due, d in tl["store"]),

@@ -8,7 +8,8 @@ import numpy as np
 
 from ..engine import TensorEngine
 from .amsim import run_clocked
-from .engine_model import compute, load_words, pack_fields, store, unpack_store, word
+from .engine_model import (compute, load_words, pack_fields, store, store_beats, unpack_store,
+                           word)
 from .tiles import Tile
 
 
@@ -97,7 +98,7 @@ def run_blocks(eng: TensorEngine, runs: list[BlockRun], seed: int | None = None,
                 collected[state["i"]].append(payload)
                 r = runs[state["i"]]
                 m_rows, n_cols = r.tile.expected.shape
-                if len(collected[state["i"]]) == m_rows * -(-n_cols // sh.cols):
+                if len(collected[state["i"]]) == store_beats(sh, m_rows, n_cols):
                     r.out = unpack_store(sh, collected[state["i"]], m_rows, n_cols)
                     state["i"] += 1
                     if state["i"] == len(runs):

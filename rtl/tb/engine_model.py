@@ -114,16 +114,26 @@ def ws_stream(shape: EngineShape, tile: Tile) -> WSStream | None:
     return ws_skip_stream(tile.a, tile.expected.shape[1], tile.nm, geometry(shape))
 
 
+def store_beats(shape: EngineShape, rows: int, cols: int) -> int:
+    """Beats of a STORE of ``rows`` x ``cols``: one per (row block, column tile)."""
+    return -(-rows // shape.rows) * -(-cols // shape.cols)
+
+
 def unpack_store(shape: EngineShape, beats: list[int], rows: int, cols: int) -> np.ndarray:
-    """STORE beats (C words each, row-major by column tile) -> [rows, cols] uint32 words."""
-    C = shape.cols
+    """STORE beats (R x C words each, by row block, column tiles inside) -> [rows, cols]
+    uint32 words; the rows of a last row block beyond ``rows`` are dropped."""
+    R, C = shape.rows, shape.cols
     nt = -(-cols // C)
-    out = np.zeros((rows, nt * C), np.uint64)
-    for i, b in enumerate(beats):
-        r, t = divmod(i, nt)
-        for j in range(C):
-            out[r, t * C + j] = (b >> (32 * j)) & 0xFFFFFFFF
-    return out[:, :cols]
+    if len(beats) != store_beats(shape, rows, cols):
+        raise ValueError(f"{len(beats)} store beats for {rows} x {cols}, not "
+                         f"{store_beats(shape, rows, cols)}")
+    out = np.zeros((-(-rows // R) * R, nt * C), np.uint64)
+    for n, b in enumerate(beats):
+        rb, t = divmod(n, nt)
+        for i in range(R):
+            for j in range(C):
+                out[rb * R + i, t * C + j] = (b >> (32 * (i * C + j))) & 0xFFFFFFFF
+    return out[:rows, :cols]
 
 
 def out_words_needed(shape: EngineShape, m: int, n: int) -> int:
@@ -132,7 +142,7 @@ def out_words_needed(shape: EngineShape, m: int, n: int) -> int:
     return addr + 1
 
 
-__all__ = ["LoadBeat", "LoadWords", "compute", "load_beats", "load_words", "pack_fields", "rowlist_words", "store",
+__all__ = ["LoadBeat", "LoadWords", "compute", "load_beats", "load_words", "pack_fields", "rowlist_words", "store", "store_beats",
            "unpack_store", "word", "ws_stream"]
 
 
