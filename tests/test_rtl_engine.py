@@ -141,3 +141,25 @@ def test_ws_partial_sum_read_in_the_step_after_its_write():
                      *((rng.random(200) < 0.7, rng.random(200) < 0.7) if stall else ()))
             for m in (1, 4, 5) for stall in (False, True)]
     check(cfg, run_blocks(eng, runs, seed=2))
+
+
+@pytest.mark.parametrize("nm", ["1:1", "2:8"])
+def test_load_beats_fill_the_banks(nm):
+    """A load beat carries a whole row's K-tile (ACT: R chunks) or a column tile's chunk
+    (WGT: C columns), so a block takes m x ceil(kc / R) ACT and ceil(n / C) x kc WGT beats,
+    every word once; only a last partial K-tile or column tile leaves enables clear."""
+    from nmsat.rtl.layouts import EngineShape
+    from nmsat.rtl.tb.engine_model import load_beats, load_words
+
+    shape = EngineShape.from_config(SMALL, "int8")
+    R, C = shape.rows, shape.cols
+    m, k, n = 5, 72, 6
+    tile = random_tile(np.random.default_rng(3), shape, m, k, n, nm)
+    kc = tile.act.shape[1]
+    lw = load_words(shape, tile)
+    assert len(lw.act) == m * -(-kc // R) and len(lw.wgt) == -(-n // C) * kc
+    assert sum(w is not None for b in lw.act for w in b.words) == m * kc
+    assert sum(w is not None for b in lw.wgt for w in b.words) == n * kc
+    assert sum(None in b.words for b in lw.wgt) == kc * (n % C > 0)
+    with pytest.raises(ValueError, match="two words for bank 1 at address 7"):
+        load_beats([(1, 7, 0), (2, 7, 0), (1, 7, 5)], 4)
