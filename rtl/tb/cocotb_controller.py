@@ -23,6 +23,8 @@ from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
+from nmsat.dataflow import isa
+
 from ..controller import region_layout
 from ..fp import same_bits
 from ..layouts import EngineShape
@@ -36,12 +38,15 @@ class DmaTiming:
     """The system model's DMA (``simulator/system.py``, ``_Sim._dma_issue``): queue 0
     loads, 1 stores; returns the completion cycle of a transfer issued at ``t``."""
 
-    def __init__(self, channels: int, bytes_per_cycle: int, latency: int, burst: int):
+    def __init__(self, channels: int, bytes_per_cycle: int, latency: int, burst: int,
+                 ports: dict[int, tuple[int, int]]):
+        # ports: isa.Buffer -> (bytes, cycles) of the buffer's DMA port
         self.ch, self.bpc, self.lat, self.burst = channels, bytes_per_cycle, latency, burst
         self.bus = [0] * channels
         self.last_done = [0, 0]
+        self.rate, self.port = dict(ports), {b: 0 for b in ports}
 
-    def issue(self, q: int, t: int, nbytes: int) -> int:
+    def issue(self, q: int, t: int, nbytes: int, buffer: int) -> int:
         base, extra = divmod(-(-nbytes // self.burst), self.ch)
         done = max(t, self.last_done[q])
         for ch in range(self.ch):
@@ -50,6 +55,9 @@ class DmaTiming:
                 e = max(self.bus[ch], t + self.lat) + -(-(nb * self.burst) // self.bpc)
                 self.bus[ch] = e
                 done = max(done, e)
+        nbytes_, per = self.rate[buffer]
+        self.port[buffer] = max(t + self.lat, self.port[buffer]) + -(-nbytes * per // nbytes_)
+        done = max(done, self.port[buffer])
         self.last_done[q] = done
         return done
 
@@ -128,7 +136,8 @@ async def _serve(dut, clk, shape: EngineShape, host: dict) -> dict:
                 errors.append(f"cycle {cyc}: LOAD {got}, the program's next is "
                               f"{ld and ld['tile']}")
             else:
-                entry = {"issue": cyc, "due": dma.issue(0, cyc, got["bytes"]),
+                due = dma.issue(0, cyc, got["bytes"], got["buffer"])
+                entry = {"issue": cyc, "due": due,
                          "left": len(ld["words"])}
                 pending["load"].append(entry)
                 writes[ld["port"]].extend((entry, w) for w in ld["words"])
@@ -140,7 +149,8 @@ async def _serve(dut, clk, shape: EngineShape, host: dict) -> dict:
                               f"{st and st['tile']}")
             else:
                 need = store_beats(shape, st["rows"], st["cols"])
-                st_cur = {"issue": cyc, "due": dma.issue(1, cyc, got["bytes"]), "left": need,
+                st_cur = {"issue": cyc, "due": dma.issue(1, cyc, got["bytes"], isa.Buffer.OUT),
+                          "left": need,
                           "st": st}
                 pending["store"].append(st_cur)
         if int(dut.store_data__valid.value) and st_cur is not None:

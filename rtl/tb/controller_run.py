@@ -88,7 +88,17 @@ def controller_host(prog: isa.Program, cfg: AcceleratorConfig, dram: dict) -> di
     return {"words": [int.from_bytes(isa.encode(i), "little") for i in prog.instructions],
             "loads": loads, "stores": stores, "computes": computes,
             "dram": {"channels": cfg.dram.channels, "bytes_per_cycle": cfg.dram.bytes_per_cycle,
-                     "latency": cfg.dram.latency_cycles, "burst": cfg.dram.burst_bytes}}
+                     "latency": cfg.dram.latency_cycles, "burst": cfg.dram.burst_bytes,
+                     "ports": dma_ports(cfg)}}
+
+
+def dma_ports(cfg) -> dict[int, tuple[int, int]]:
+    """Each buffer's DMA port as the system model charges it: (banks x
+    bank_bytes_per_cycle bytes, per 1 cycle, or 2 with one port per bank)."""
+    b = cfg.buffers
+    return {int(k): (v.banks * v.bank_bytes_per_cycle, 1 if v.ports > 1 else 2)
+            for k, v in ((isa.Buffer.ACT, b.activation), (isa.Buffer.WGT, b.weight),
+                         (isa.Buffer.OUT, b.output))}
 
 
 def _tile(ins, r0: int, c0: int, buffer: int) -> dict:
