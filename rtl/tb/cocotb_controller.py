@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import time
 from collections import deque
 
@@ -28,7 +27,7 @@ from nmsat.dataflow import isa
 from ..controller import region_layout
 from ..fp import same_bits
 from ..layouts import EngineShape
-from .cocotb_engine import config_of
+from .cocotb_engine import run_inputs
 from .engine_model import store_beats, unpack_store
 
 __all__ = ["program"]
@@ -64,12 +63,7 @@ class DmaTiming:
 
 @cocotb.test()
 async def program(dut):
-    with open(os.environ["NMSAT_TB_PARAMS"], encoding="utf-8") as f:  # noqa: ASYNC230
-        p = json.load(f)
-    cfg = config_of(p)
-    shape = EngineShape.from_config(cfg, p["dtype"])
-    with open(p["host"], "rb") as f:  # noqa: ASYNC230
-        host = pickle.load(f)
+    cfg, shape, host = run_inputs("host")
     clk = dut.clk
     cocotb.start_soon(Clock(clk, 10, unit="ns").start())
     for s in ("start", "load_done", "store_done", "sore_done", "wu_done", "prog__valid",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import time
 
 import cocotb
@@ -46,6 +47,16 @@ def _params() -> dict:
 
 def config_of(p: dict):
     return from_dict(p.get("overrides", {}), base=preset(p["preset"]))
+
+
+def run_inputs(key: str):
+    """(config, engine shape, the pickled object at ``params[key]``) of a run whose
+    ``NMSAT_TB_PARAMS`` JSON names the config and a pickle file (the host's part)."""
+    with open(os.environ["NMSAT_TB_PARAMS"], encoding="utf-8") as f:
+        p = json.load(f)
+    cfg = config_of(p)
+    with open(p[key], "rb") as f:
+        return cfg, EngineShape.from_config(cfg, p["dtype"]), pickle.load(f)
 
 
 async def run_compute(dut, clk, instr: int, rng, stall: float):

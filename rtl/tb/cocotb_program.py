@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import time
 
 import cocotb
@@ -17,8 +16,7 @@ from cocotb.simtime import get_sim_time
 from cocotb.triggers import FallingEdge
 
 from ..fp import same_bits
-from ..layouts import EngineShape
-from .cocotb_engine import config_of, run_compute, send_loads, start_engine
+from .cocotb_engine import run_compute, run_inputs, send_loads, start_engine
 from .cocotb_parts import StreamDriver
 from .engine_model import store, store_beats, unpack_store, word
 
@@ -27,12 +25,7 @@ __all__ = ["replay"]
 
 @cocotb.test()
 async def replay(dut):
-    with open(os.environ["NMSAT_TB_PARAMS"], encoding="utf-8") as f:  # noqa: ASYNC230
-        p = json.load(f)
-    cfg = config_of(p)
-    shape = EngineShape.from_config(cfg, p["dtype"])
-    with open(p["ops"], "rb") as f:  # noqa: ASYNC230
-        ops = pickle.load(f)
+    cfg, shape, ops = run_inputs("ops")
     rng = np.random.default_rng(0)
     drivers, mon, layouts = await start_engine(dut, cfg, shape, rng, gap=0.0, ready=1.0)
     cycles, words, bad, t0 = [], 0, 0, time.perf_counter()
