@@ -241,7 +241,9 @@ class TileController(wiring.Component):
 
     def _issue_load(self, m: Module, q, head) -> None:
         ld = data.View(instr_layout(isa.Opcode.LOAD), head.word)
-        m.submodules.ld_inflight = infl = fifo.SyncFIFO(width=1, depth=4)
+        # loads in flight: at most one per half of ACT and WGT (the ring rule), so
+        # this FIFO never holds issue back
+        m.submodules.ld_inflight = infl = fifo.SyncFIFO(width=1, depth=sum(self.halves[:2]))
         buf = ld.buffer[0]
         halves = Array(self.halves[:2])[buf]
         free = (self.ld_iss[buf] - self.freed[buf])[:CNT] < halves
@@ -274,6 +276,8 @@ class TileController(wiring.Component):
             m.d.comb += ok.eq(filled[0] & filled[1] & out_free)
         with m.Else():
             m.d.comb += ok.eq(Array(filled)[rel.buffer[0]])
+        # engine instructions in flight (issued, completion not yet seen): the engine
+        # takes a command only when idle, so a few entries never hold issue back
         m.submodules.eng_inflight = infl = fifo.SyncFIFO(width=2, depth=4)
         m.d.comb += [self.engine.valid.eq(q.r_rdy & ok & infl.w_rdy),
                      self.engine.payload.eq(head.word)]

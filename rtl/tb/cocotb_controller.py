@@ -125,11 +125,8 @@ async def _serve(dut, clk, shape: EngineShape, host: dict) -> dict:
                 writes[b].popleft()[0]["left"] -= 1
         if int(dut.load_cmd__valid.value):
             got = _region(int(dut.load_cmd__payload.value))
-            ld = loads.popleft() if loads else None
-            if ld is None or got != ld["tile"]:
-                errors.append(f"cycle {cyc}: LOAD {got}, the program's next is "
-                              f"{ld and ld['tile']}")
-            else:
+            ld = _expected("LOAD", got, loads, cyc, errors)
+            if ld is not None:
                 due = dma.issue(0, cyc, got["bytes"], got["buffer"])
                 entry = {"issue": cyc, "due": due,
                          "left": len(ld["words"])}
@@ -137,11 +134,8 @@ async def _serve(dut, clk, shape: EngineShape, host: dict) -> dict:
                 writes[ld["port"]].extend((entry, w) for w in ld["words"])
         if int(dut.store_cmd__valid.value):
             got = _region(int(dut.store_cmd__payload.value))
-            st = stores.popleft() if stores else None
-            if st is None or got != st["tile"]:
-                errors.append(f"cycle {cyc}: STORE {got}, the program's next is "
-                              f"{st and st['tile']}")
-            else:
+            st = _expected("STORE", got, stores, cyc, errors)
+            if st is not None:
                 need = store_beats(shape, st["rows"], st["cols"])
                 st_cur = {"issue": cyc, "due": dma.issue(1, cyc, got["bytes"], isa.Buffer.OUT),
                           "left": need,
@@ -182,3 +176,14 @@ async def _serve(dut, clk, shape: EngineShape, host: dict) -> dict:
 def _region(v: int) -> dict:
     return {name: (v >> region_layout[name].offset) & ((1 << region_layout[name].width) - 1)
             for name in ("buffer", "tensor", "transform", "r0", "c0", "rows", "cols", "bytes")}
+
+
+def _expected(kind: str, got: dict, queue: deque, cyc: int, errors: list) -> dict | None:
+    """The program's next transfer of this queue if the command's tile is it; else the
+    mismatch is recorded and None returned."""
+    want = queue.popleft() if queue else None
+    if want is None or got != want["tile"]:
+        errors.append(f"cycle {cyc}: {kind} {got}, the program's next is "
+                      f"{want and want['tile']}")
+        return None
+    return want
