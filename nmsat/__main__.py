@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from nmsat.commands import main
 
 sys.exit(main())

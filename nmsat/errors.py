@@ -5,7 +5,7 @@ class NmsatError(Exception):
     """Bad user input: a malformed file, an impossible setting, a missing resource.
 
     Library code raises this (or ``ValueError``) with a message that names the
-    offending field and value; only :mod:`nmsat.cli` prints it.
+    offending field and value; only :mod:`nmsat.commands` prints it.
     """
 
 

@@ -700,7 +700,7 @@ def add_arguments(p) -> None:
                         "of --seq-len tokens) or decode (one token per sequence against a "
                         f"KV cache of --kv-len positions); LLM workloads: "
                         f"{', '.join(llm.PRESETS)} (default: prefill)")
-    from nmsat.cli import positive_int
+    from nmsat.commands import positive_int
 
     p.add_argument("--kv-len", type=positive_int, default=None, metavar="L",
                    help="KV-cache positions of a decode step")
@@ -751,8 +751,8 @@ def _patterns_from_args(args) -> tuple[NM, tuple[tuple[str, NM], ...]]:
     """``--nm`` wins for every layer; without it a workload file's per-layer patterns
     (a training trace: every weight layer's trained pattern, ``1:1`` for a dense run; a
     SCALE-Sim v3 ``Sparsity`` column) apply, as in training mode
-    (:func:`nmsat.simulator.cli.load_and_resolve`), and other layers take the default."""
-    from nmsat.simulator.cli import DEFAULT_NM
+    (:func:`nmsat.commands.simulate.load_and_resolve`), and other layers take the default."""
+    from nmsat.commands.simulate import DEFAULT_NM
     from nmsat.workloads import zoo
 
     if args.nm is not None:

@@ -86,7 +86,7 @@ def option_fields() -> Mapping[str, tuple[Any, Any]]:
     Options whose type a spec scalar cannot express, and :data:`NOT_SWEPT`, are left out:
     every point runs with their default."""
     from nmsat.simulator.api import SimOptions
-    from nmsat.simulator.cli import DEFAULT_BATCH
+    from nmsat.commands.simulate import DEFAULT_BATCH
 
     hints = typing.get_type_hints(SimOptions)
     out: dict[str, tuple[Any, Any]] = {"batch": (int, DEFAULT_BATCH),

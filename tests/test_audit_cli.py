@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nmsat.cli import main
+from nmsat.commands import main
 from nmsat.errors import OutputError
 from nmsat.util import atomic_write_text
 

@@ -12,7 +12,7 @@ import pytest
 
 from nmsat import __version__
 from nmsat import config as C
-from nmsat.cli import SUBCOMMANDS, build_parser, main
+from nmsat.commands import SUBCOMMANDS, build_parser, main
 
 
 def run(capsys, *argv):

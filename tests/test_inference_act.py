@@ -114,7 +114,7 @@ def test_densities_from_a_training_trace(tmp_path):
     from nmsat.workloads.trace import save_trace
     from nmsat.workloads.train import TrainConfig, train
 
-    from nmsat.cli import main
+    from nmsat.commands import main
 
     t = train(TrainConfig(model="mlp", epochs=1, batch=16, train_limit=64))
     path = tmp_path / "run.nmt"

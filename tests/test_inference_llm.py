@@ -10,7 +10,7 @@ from nmsat.simulator.inference import InferenceOptions, simulate_inference
 from nmsat.workloads import llm, zoo
 from nmsat.workloads.layers import Matmul
 
-from nmsat.cli import main
+from nmsat.commands import main
 from nmsat.config import SMALL, VCU1525
 
 

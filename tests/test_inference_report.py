@@ -15,7 +15,7 @@ from nmsat.reports import inference_figures as F
 from nmsat.simulator import inference as I
 from nmsat.simulator.inference import InferenceOptions, simulate_inference
 
-from nmsat.cli import main
+from nmsat.commands import main
 from nmsat.config import SMALL
 
 

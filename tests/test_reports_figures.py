@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from nmsat.reports import build_report, figures, load_results, style
 
-from nmsat.cli import main
+from nmsat.commands import main
 
 RUNS = {
     "dense": ("mlp", "dense", "2:8"),

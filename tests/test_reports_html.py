@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from nmsat.cli import main
+from nmsat.commands import main
 
 from chromium_page import parse as _parse
 from chromium_page import render

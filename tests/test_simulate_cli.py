@@ -15,7 +15,7 @@ from nmsat.simulator.results import (
 )
 from nmsat.workloads import zoo
 
-from nmsat.cli import main
+from nmsat.commands import main
 
 SMALL = ["cnn", "--config", "small", "--batch", "4"]
 

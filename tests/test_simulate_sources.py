@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from nmsat.cli import main
+from nmsat.commands import main
 from nmsat.config import SMALL
 from nmsat.dataflow.compiler import CompileOptions, compile_workload
 from nmsat.dataflow.isa import Compute

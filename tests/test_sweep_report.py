@@ -29,7 +29,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from nmsat.simulator import sweep, sweep_spec
 
-from nmsat.cli import main
+from nmsat.commands import main
 
 from chromium_page import parse as _parse
 from chromium_page import render

@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 from nmsat.workloads.trace import save_trace
 from nmsat.workloads.train import TrainConfig, train
 
-from nmsat.cli import main
+from nmsat.commands import main
 
 pytestmark = pytest.mark.torch
 

@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 from nmsat.workloads.trace import STAT_NAMES, TENSOR_NAMES, load_trace
 from nmsat.workloads.train import TrainConfig, load_dataset, train
 
-from nmsat.cli import main
+from nmsat.commands import main
 
 pytestmark = pytest.mark.torch
 QUICK = ["--epochs", "1", "--train-limit", "64", "--batch", "16"]
@@ -93,7 +93,7 @@ def test_missing_torch_gives_install_hint(capsys, monkeypatch, tmp_path):
 
 
 def test_cli_defaults_are_train_config_defaults():
-    from nmsat.cli import build_parser
+    from nmsat.commands import build_parser
 
     args = build_parser().parse_args(["train"])
     cfg = TrainConfig()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from nmsat.workloads import zoo
 
-from nmsat.cli import main
+from nmsat.commands import main
 
 DATA = Path(__file__).parent / "data" / "scalesim" / "topologies"
 

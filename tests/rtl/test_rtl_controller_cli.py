@@ -2,7 +2,7 @@
 
 import pytest
 
-from nmsat.cli import main
+from nmsat.commands import main
 
 SINGLE_2X2_TOML = ('preset = "small"\n\n[array]\nrows = 2\ncols = 2\n\n'
                    + "".join(f"[buffers.{b}]\ndouble_buffered = false\n\n"

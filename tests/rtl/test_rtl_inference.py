@@ -20,7 +20,7 @@ from nmsat.dataflow import isa
 from nmsat.rtl.tb import inference as inf
 from nmsat.simulator.tile_model import compute_cycles
 
-from nmsat.cli import main
+from nmsat.commands import main
 from nmsat.reference import nm_mask
 
 ATTN = "model.layers.0.self_attn"

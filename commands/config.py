@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import config
+from nmsat import config
 
 
 def register(sub: argparse._SubParsersAction) -> None:

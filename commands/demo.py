@@ -10,9 +10,9 @@ import argparse
 
 import numpy as np
 
-from . import config, reference
-from .cli import non_negative_int
-from .types import NM
+from nmsat import config, reference
+from nmsat.commands import non_negative_int
+from nmsat.types import NM
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -25,7 +25,7 @@ def _f(x: float | None, pct: bool = False) -> str:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from .trace import load_trace, summarize
+    from nmsat.workloads.trace import load_trace, summarize
 
     s = summarize(load_trace(args.file))
     if args.json:

@@ -17,7 +17,7 @@ from nmsat.types import NM, Method
 
 # Light: train.py imports torch only inside its functions, so the parser stays torch-free
 # and shows TrainConfig's own defaults.
-from .train import TrainConfig
+from nmsat.workloads.train import TrainConfig
 
 
 def _nm(text: str) -> NM:
@@ -117,7 +117,7 @@ def _fit(cfg, data, label: str):
     """Train ``cfg`` with a tqdm bar and one line per epoch."""
     from tqdm import tqdm
 
-    from .train import plan, train
+    from nmsat.workloads.train import plan, train
 
     per_epoch = plan(cfg, len(data.y_train))[0]
     bar = tqdm(total=per_epoch * cfg.epochs, desc=label, unit="it", leave=False,
@@ -140,8 +140,8 @@ def _fit(cfg, data, label: str):
 def run(args: argparse.Namespace) -> int:
     out = check_writable(args.trace) if args.trace else None
     _need_torch()
-    from .trace import save_trace
-    from .train import dense_config, load_dataset, plan, with_baseline
+    from nmsat.workloads.trace import save_trace
+    from nmsat.workloads.train import dense_config, load_dataset, plan, with_baseline
 
     cfg = TrainConfig(model=args.model, dataset=args.dataset, method=args.method, nm=args.nm,
                       epochs=args.epochs, seed=args.seed, batch=args.batch, lr=args.lr,

@@ -13,20 +13,20 @@ import importlib
 import sys
 from typing import Sequence
 
-from . import __version__
-from .errors import NmsatError
+from nmsat import __version__
+from nmsat.errors import NmsatError
 
 # subcommand -> module providing register(subparsers). Order is the order in --help.
 SUBCOMMANDS: dict[str, str] = {
-    "simulate": "nmsat.simulator.cli",
-    "train": "nmsat.workloads.train_cli",
-    "trace": "nmsat.workloads.trace_cli",
-    "workloads": "nmsat.workloads.cli",
-    "rtl": "nmsat.rtl.cli",
-    "report": "nmsat.reports.cli",
-    "sweep": "nmsat.simulator.sweep_cli",
-    "config": "nmsat.config_cli",
-    "demo": "nmsat.demo",
+    "simulate": "nmsat.commands.simulate",
+    "train": "nmsat.commands.train",
+    "trace": "nmsat.commands.trace",
+    "workloads": "nmsat.commands.workloads",
+    "rtl": "nmsat.commands.rtl",
+    "report": "nmsat.commands.report",
+    "sweep": "nmsat.commands.sweep",
+    "config": "nmsat.commands.config",
+    "demo": "nmsat.commands.demo",
 }
 
 

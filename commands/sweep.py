@@ -85,7 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Handle ``nmsat sweep``; returns the exit status."""
-    from nmsat.cli import UsageError
+    from nmsat.commands import UsageError
 
     if args.target[0] == "export":
         if len(args.target) != 2:

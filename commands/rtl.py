@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from nmsat.cli import non_negative_int, positive_int
+from nmsat.commands import non_negative_int, positive_int
 
 MAX_GENERATE_CELLS = 1024
 """Largest array (rows x cols PE cells) ``nmsat rtl generate`` and ``run`` build without
@@ -123,7 +123,7 @@ def _output_dir(out: Path) -> Path:
 def _generate(args: argparse.Namespace) -> int:
     from nmsat.config import resolve
 
-    from .generate import generate
+    from nmsat.rtl.generate import generate
 
     cfg = resolve(args.config)
     check_config(cfg, force=args.force, hint="; --force generates it anyway")
@@ -156,11 +156,11 @@ def _generate(args: argparse.Namespace) -> int:
 def _synth(args: argparse.Namespace) -> int:
     from nmsat.config import resolve
 
-    from .synth import synth_units, synth_whole
+    from nmsat.rtl.synth import synth_units, synth_whole
 
     progress = None if args.json else (lambda msg: print(msg, file=sys.stderr))
     if args.calibrate:
-        from .synth import calibrate
+        from nmsat.rtl.synth import calibrate
 
         calibrate(progress=progress, out=args.calibrate)
         print(args.calibrate)
@@ -223,7 +223,7 @@ def _run(args: argparse.Namespace) -> int:
               "prediction) is compiled with buffers.act_layout = windows", file=sys.stderr)
         cfg = cfg.replace(**{"buffers.act_layout": "windows"})
     if args.controller:
-        from .tb.controller_run import run_layer_controller
+        from nmsat.rtl.tb.controller_run import run_layer_controller
 
         if args.mode == "inference":
             raise ValueError("--controller runs training-phase layer programs (--mode train)")
@@ -231,13 +231,13 @@ def _run(args: argparse.Namespace) -> int:
                                    method=args.method, batch=args.batch, sim=args.sim,
                                    seed=args.seed)
     elif args.mode == "inference":
-        from .tb.inference import run_inference_layer
+        from nmsat.rtl.tb.inference import run_inference_layer
 
         rep = run_inference_layer(args.workload, args.layer, cfg, nm=args.nm,
                                   batch=args.batch, phase=args.phase, seq_len=args.seq_len,
                                   kv_len=args.kv_len, sim=args.sim, seed=args.seed)
     else:
-        from .tb.program import run_layer
+        from nmsat.rtl.tb.program import run_layer
 
         rep = run_layer(args.workload, args.layer, args.phase, cfg, nm=args.nm,
                         method=args.method, batch=args.batch, sim=args.sim, seed=args.seed)

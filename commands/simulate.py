@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nmsat.cli import positive_int
+from nmsat.commands import positive_int
 
 DEFAULT_WORKLOAD = "resnet18"
 DEFAULT_METHOD = "bdwp"
