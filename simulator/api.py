@@ -16,6 +16,7 @@ from typing import Any
 from nmsat.simulator import system
 from nmsat.simulator.energy import ActivityCounts, energy
 from nmsat.simulator.results import PHASES, STALL_CAUSES, Event, LayerResult, SimResult
+from nmsat.simulator.units import VECTOR_PASSES
 
 from nmsat import config as config_mod
 from nmsat.config import AcceleratorConfig
@@ -189,7 +190,7 @@ def activity(prog, cfg: AcceleratorConfig, attr: list[tuple[str, str]]):
                 dram_bytes=(_burst(ins.read_bytes, burst) + _burst(ins.write_bytes, burst))
                 * times)
         elif isinstance(ins, Vector):
-            add(key, wu_ops=ins.elements * system._VECTOR_PASSES[ins.kind] * times,
+            add(key, wu_ops=ins.elements * VECTOR_PASSES[ins.kind] * times,
                 dram_bytes=(_burst(ins.read_bytes, burst) + _burst(ins.write_bytes, burst))
                 * times)
     return ({k: ActivityCounts(**v) for k, v in counts.items()}, macs, dense, dram_op)

@@ -267,13 +267,15 @@ def test_a_met_wait_issues_the_next_cycle():
          "buffers.output.banks": 1, "buffers.output.bank_bytes_per_cycle": 2,
          "buffers.weight.banks": 1, "buffers.weight.ports": 1})])
 def test_testbench_dma_timing_is_the_system_models(channels, ports):
-    """The cocotb DMA (rtl/tb/cocotb_controller.py) completes transfers when the system
-    model's DMA does: loads released one after the other, a store beside them, through
-    DRAM channels and the buffers' DMA ports."""
-    from nmsat.rtl.tb.cocotb_controller import DmaTiming
-    from nmsat.rtl.tb.controller_run import dma_ports
+    """The cocotb DMA (rtl/tb/cocotb_controller.py) times transfers with the memory model
+    the system model runs on (one definition, nmsat.dataflow.memory), and completes them
+    when the system model's DMA does: loads released one after the other, a store beside
+    them, through DRAM channels and the buffers' DMA ports."""
+    from nmsat.dataflow.memory import Dma
+    from nmsat.rtl.tb import cocotb_controller
     from nmsat.simulator import system
 
+    assert cocotb_controller.Dma is Dma
     cfg = _cfg((1, 1, 1)).replace(**{"dram.channels": channels, **ports})
     sizes = [1000, 64, 4097, 300]
     prog = isa.Program([isa.Store(2, 0, 0, 8, 8, 700)] + [
@@ -281,16 +283,15 @@ def test_testbench_dma_timing_is_the_system_models(channels, ports):
             isa.Load(i % 2, 0, 0, 8, 8, b, buffer=isa.Buffer(i % 2)),
             isa.Release(isa.Buffer(i % 2)))], TENSORS, ("l0",))
     d = cfg.dram
-    dma = DmaTiming(d.channels, d.bytes_per_cycle, d.latency_cycles, d.burst_bytes,
-                    dma_ports(cfg))
+    dma = Dma.from_config(cfg)
     # loads 0 and 1 (ACT, WGT) issue at 0 (the load wins the tie), then the store; load
     # 2 (ACT) waits for load 0's release, load 3 (WGT) for load 1's and load 2's issue
     act, wgt, out = isa.Buffer.ACT, isa.Buffer.WGT, isa.Buffer.OUT
-    l0 = dma.issue(0, 0, sizes[0], act)
-    l1 = dma.issue(0, 0, sizes[1], wgt)
-    s = dma.issue(1, 0, 700, out)
-    l2 = dma.issue(0, l0, sizes[2], act)
-    l3 = dma.issue(0, max(l1, l0), sizes[3], wgt)
+    l0 = dma.issue(0, 0, sizes[0], act).done
+    l1 = dma.issue(0, 0, sizes[1], wgt).done
+    s = dma.issue(1, 0, 700, out).done
+    l2 = dma.issue(0, l0, sizes[2], act).done
+    l3 = dma.issue(0, max(l1, l0), sizes[3], wgt).done
     assert system.run(prog, cfg, extrapolate=False).unit_end["dma"] == max(l2, l3, s)
     if ports:  # the ports bound it: the store alone takes 700 / 2 cycles after the latency
         assert s == d.latency_cycles + 350

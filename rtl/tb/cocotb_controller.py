@@ -5,9 +5,10 @@ The testbench writes the program into the instruction memory, pulses ``start`` a
 then only the DMA and DRAM: LOAD commands (checked against the program's resolved tiles)
 write their tile's buffer words, one load beat per cycle; STORE commands collect the
 engine's store stream and compare it with the golden executor; completions follow the
-system model's DMA timing (:class:`DmaTiming`), and none comes before the transfer's
-last beat crossed the engine's port. Results (per-COMPUTE busy cycles, start-to-done cycles, words,
-mismatches, tile errors) go to ``NMSAT_TB_RESULT``.
+memory model the system model uses (:class:`nmsat.dataflow.memory.Dma`, the one
+definition of the DRAM timing, from the run's config), and none comes before the
+transfer's last beat crossed the engine's port. Results (per-COMPUTE busy cycles,
+start-to-done cycles, words, mismatches, tile errors) go to ``NMSAT_TB_RESULT``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from cocotb.simtime import get_sim_time
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
 from nmsat.dataflow import isa
+from nmsat.dataflow.memory import Dma
 
 from ..controller import region_layout
 from ..fp import same_bits
@@ -31,34 +33,6 @@ from .cocotb_engine import run_inputs
 from .engine_model import store_beats, unpack_store
 
 __all__ = ["program"]
-
-
-class DmaTiming:
-    """The system model's DMA (``simulator/system.py``, ``_Sim._dma_issue``): queue 0
-    loads, 1 stores; returns the completion cycle of a transfer issued at ``t``."""
-
-    def __init__(self, channels: int, bytes_per_cycle: int, latency: int, burst: int,
-                 ports: dict[int, tuple[int, int]]):
-        # ports: isa.Buffer -> (bytes, cycles) of the buffer's DMA port
-        self.ch, self.bpc, self.lat, self.burst = channels, bytes_per_cycle, latency, burst
-        self.bus = [0] * channels
-        self.last_done = [0, 0]
-        self.rate, self.port = dict(ports), {b: 0 for b in ports}
-
-    def issue(self, q: int, t: int, nbytes: int, buffer: int) -> int:
-        base, extra = divmod(-(-nbytes // self.burst), self.ch)
-        done = max(t, self.last_done[q])
-        for ch in range(self.ch):
-            nb = base + (1 if ch < extra else 0)
-            if nb:
-                e = max(self.bus[ch], t + self.lat) + -(-(nb * self.burst) // self.bpc)
-                self.bus[ch] = e
-                done = max(done, e)
-        nbytes_, per = self.rate[buffer]
-        self.port[buffer] = max(t + self.lat, self.port[buffer]) + -(-nbytes * per // nbytes_)
-        done = max(done, self.port[buffer])
-        self.last_done[q] = done
-        return done
 
 
 @cocotb.test()
@@ -87,15 +61,15 @@ async def program(dut):
     dut.start.value = 1
     await FallingEdge(clk)
     dut.start.value = 0
-    rep = await _serve(dut, clk, shape, host)
+    rep = await _serve(dut, clk, shape, host, Dma.from_config(cfg))
     rep.update(seconds=time.perf_counter() - t0, cycles=int(get_sim_time("ns")) // 10)
     with open(os.environ["NMSAT_TB_RESULT"], "w", encoding="utf-8") as f:  # noqa: ASYNC230
         json.dump(rep, f)
 
 
-async def _serve(dut, clk, shape: EngineShape, host: dict) -> dict:
-    """The DMA, cycle by cycle from the cycle after ``start`` until ``done``."""
-    dma = DmaTiming(**host["dram"])
+async def _serve(dut, clk, shape: EngineShape, host: dict, dma: Dma) -> dict:
+    """The DMA, cycle by cycle from the cycle after ``start`` until ``done``; ``dma``
+    times the transfers (model time 0 is the cycle after ``start``)."""
     loads, stores = deque(host["loads"]), deque(host["stores"])
     writes = {0: deque(), 1: deque()}  # ACT / WGT port beats still to write
     ports = {0: (dut.act_load__valid, dut.act_load__payload),
@@ -127,7 +101,7 @@ async def _serve(dut, clk, shape: EngineShape, host: dict) -> dict:
             got = _region(int(dut.load_cmd__payload.value))
             ld = _expected("LOAD", got, loads, cyc, errors)
             if ld is not None:
-                due = dma.issue(0, cyc, got["bytes"], got["buffer"])
+                due = dma.issue(0, cyc, got["bytes"], isa.Buffer(got["buffer"])).done
                 entry = {"issue": cyc, "due": due,
                          "left": len(ld["words"])}
                 pending["load"].append(entry)
@@ -137,7 +111,7 @@ async def _serve(dut, clk, shape: EngineShape, host: dict) -> dict:
             st = _expected("STORE", got, stores, cyc, errors)
             if st is not None:
                 need = store_beats(shape, st["rows"], st["cols"])
-                st_cur = {"issue": cyc, "due": dma.issue(1, cyc, got["bytes"], isa.Buffer.OUT),
+                st_cur = {"issue": cyc, "due": dma.issue(1, cyc, got["bytes"], isa.Buffer.OUT).done,
                           "left": need,
                           "st": st}
                 pending["store"].append(st_cur)

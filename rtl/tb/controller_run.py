@@ -14,12 +14,11 @@ half (execution model: a COMPUTE reads the oldest filled halves) and takes that 
 words from :func:`nmsat.rtl.tb.program.layer_ops`. A hardware DMA would need the pattern
 (or the words' layout) in the LOAD.
 
-DMA timing is the system model's (``simulator/system.py``): transfers striped in
-``dram.burst_bytes`` bursts over ``dram.channels`` channels of ``dram.bytes_per_cycle``,
-first byte ``dram.latency_cycles`` after issue, loads and stores sharing the channels,
-completions in queue order; a completion is also no earlier than the cycle the tile's
-last beat crossed the engine port (a LOAD: one beat of R windows or C slot vectors per
-cycle; a STORE: one beat of R x C OUT words per cycle).
+DMA timing is the memory model the system model uses (:class:`nmsat.dataflow.memory.Dma`
+from the config: the DRAM model ``dram.model`` selects, the buffers' DMA ports,
+completions in queue order; one definition, not a copy); a completion is also no
+earlier than the cycle the tile's last beat crossed the engine port (a LOAD: one beat of
+R windows or C slot vectors per cycle; a STORE: one beat of R x C OUT words per cycle).
 """
 
 from __future__ import annotations
@@ -86,19 +85,7 @@ def controller_host(prog: isa.Program, cfg: AcceleratorConfig, dram: dict) -> di
             stores.append({"tile": _tile(ins, r0, c0, 0), "rows": ins.rows, "cols": ins.cols,
                            "expected": shape.numeric.acc_to_bits(o["expected"])})
     return {"words": [int.from_bytes(isa.encode(i), "little") for i in prog.instructions],
-            "loads": loads, "stores": stores, "computes": computes,
-            "dram": {"channels": cfg.dram.channels, "bytes_per_cycle": cfg.dram.bytes_per_cycle,
-                     "latency": cfg.dram.latency_cycles, "burst": cfg.dram.burst_bytes,
-                     "ports": dma_ports(cfg)}}
-
-
-def dma_ports(cfg) -> dict[int, tuple[int, int]]:
-    """Each buffer's DMA port as the system model charges it: (banks x
-    bank_bytes_per_cycle bytes, per 1 cycle, or 2 with one port per bank)."""
-    b = cfg.buffers
-    return {int(k): (v.banks * v.bank_bytes_per_cycle, 1 if v.ports > 1 else 2)
-            for k, v in ((isa.Buffer.ACT, b.activation), (isa.Buffer.WGT, b.weight),
-                         (isa.Buffer.OUT, b.output))}
+            "loads": loads, "stores": stores, "computes": computes}
 
 
 def _tile(ins, r0: int, c0: int, buffer: int) -> dict:

@@ -1,0 +1,203 @@
+"""The compute units' processes and the per-instruction tables every process reads.
+
+The engine (``COMPUTE`` busy for :func:`nmsat.simulator.tile_model.compute_cycles`,
+``RELEASE`` in zero cycles), the SORE and the weight-update / vector engine each run one
+in-order queue (:func:`unit_process`). The SORE and vector engine stream their operands
+from DRAM themselves: an instruction takes ``max(lane cycles, the memory model's stream
+time of its bytes)`` (:func:`instruction_cycles`). Their traffic is not arbitrated
+against the DMA's tile traffic (for the zoo models it is well under 1% of the DMA's
+bytes; ``docs/simulator.md``).
+
+Synchronisation is the ISA's (:func:`wait_recipes`): the ACT, WGT and OUT buffers are
+rings of halves (two when ``double_buffered``, else one). The n-th ``LOAD`` into a buffer
+waits for the (n-2)-th half to be freed (``COMPUTE`` with ``pop`` or ``RELEASE``); a
+``COMPUTE`` reads the oldest filled halves; a ``COMPUTE`` writing output group s waits for
+``STORE`` number s-2; a ``STORE`` waits for the engine instruction before it; a
+``BARRIER`` holds every later instruction until the named units' earlier instructions
+completed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from nmsat.dataflow.isa import (
+    Buffer,
+    Compute,
+    Load,
+    Release,
+    Sore,
+    Store,
+    Vector,
+    WeightUpdate,
+)
+from nmsat.simulator import tile_model
+from nmsat.workloads.layers import OpKind
+
+from .program_walk import (
+    C_ENG,
+    C_LACT,
+    C_LWGT,
+    C_PACT,
+    C_PWGT,
+    C_ST,
+    PROC_KINDS,
+    S_ENG,
+    S_FACT,
+    S_FWGT,
+    S_LACT,
+    S_LOAD,
+    S_LWGT,
+    S_SO,
+    S_ST,
+    S_WU,
+    UNIT_STREAM,
+    Cursor,
+)
+from .stalls import DEPENDENCY, OWN_CAUSE
+
+if TYPE_CHECKING:
+    from nmsat.dataflow.memory import MemoryModel
+
+    from nmsat.config import AcceleratorConfig
+
+    from .system import _Sim
+
+VECTOR_PASSES = {OpKind.NORM: 2, OpKind.SOFTMAX: 2, OpKind.ACT: 1, OpKind.POOL: 1,
+                 OpKind.ADD: 1}
+"""Passes over the data a vector op makes on the lanes: normalisation and softmax need
+statistics (mean/variance, max/sum) before they can transform, the others one pass."""
+
+
+def instruction_cycles(instrs, cfg: AcceleratorConfig, memory: MemoryModel) -> list[int]:
+    """Per instruction, the cycles its unit is busy with it (0 for transfers: the DMA's
+    time is the memory model's, per issue)."""
+    out = [0] * len(instrs)
+    lanes = cfg.weight_update.lanes
+    for i, ins in enumerate(instrs):
+        if isinstance(ins, Compute):
+            out[i] = tile_model.compute_cycles(ins, cfg)
+        elif isinstance(ins, Sore):
+            out[i] = max(tile_model.sore_cycles(ins, cfg),
+                         memory.stream_cycles(ins.read_bytes + ins.write_bytes))
+        elif isinstance(ins, WeightUpdate):
+            out[i] = max(tile_model.weight_update_cycles(ins, cfg),
+                         memory.stream_cycles(ins.read_bytes + ins.write_bytes))
+        elif isinstance(ins, Vector):
+            lane = (-(-ins.elements // lanes) * VECTOR_PASSES[ins.kind]
+                    + cfg.weight_update.pipeline_latency)
+            out[i] = max(lane, memory.stream_cycles(ins.read_bytes + ins.write_bytes))
+    return out
+
+
+def wait_recipes(instrs, halves: dict[int, int]) -> list[tuple[tuple[int, int, int], ...]]:
+    """Per instruction: (stream, counter, back) triples; the instruction waits for
+    completion ``counters[counter] - back`` of the stream when that is >= 0.
+    ``halves``: the ring size of the free streams (``S_FACT``, ``S_FWGT``) and of the
+    stores (``S_ST``)."""
+    h = halves
+    out = []
+    for ins in instrs:
+        if isinstance(ins, Load):
+            r = ((S_FACT, C_LACT, h[S_FACT]),) if ins.buffer is Buffer.ACT else (
+                (S_FWGT, C_LWGT, h[S_FWGT]),)
+        elif isinstance(ins, Compute):
+            r = ((S_LACT, C_PACT, 0), (S_LWGT, C_PWGT, 0), (S_ST, C_ST, h[S_ST]))
+        elif isinstance(ins, Release):
+            r = ((S_LACT, C_PACT, 0),) if ins.buffer is Buffer.ACT else (
+                (S_LWGT, C_PWGT, 0),)
+        elif isinstance(ins, Store):
+            r = ((S_ENG, C_ENG, 1),)
+        else:
+            r = ()
+        out.append(r)
+    return out
+
+
+def completion_streams(instrs) -> list[tuple[int, ...]]:
+    """Per instruction: the streams its completion is recorded in."""
+    out = []
+    for ins in instrs:
+        if isinstance(ins, Compute):
+            r = (S_ENG,) + ((S_FACT,) if ins.pop_a else ()) + ((S_FWGT,) if ins.pop_b else ())
+        elif isinstance(ins, Release):
+            r = (S_ENG, S_FACT if ins.buffer is Buffer.ACT else S_FWGT)
+        elif isinstance(ins, Load):
+            r = (S_LOAD, S_LACT if ins.buffer is Buffer.ACT else S_LWGT)
+        elif isinstance(ins, Store):
+            r = (S_ST,)
+        elif isinstance(ins, Sore):
+            r = (S_SO,)
+        elif isinstance(ins, (WeightUpdate, Vector)):
+            r = (S_WU,)
+        else:
+            r = ()
+        out.append(r)
+    return out
+
+
+def deps(recipe, cur: Cursor) -> list[tuple[int, int]]:
+    """(stream, sequence number) pairs the instruction at the cursor waits for (its
+    ``recipe`` from :func:`wait_recipes`, and the barriers the cursor passed)."""
+    c = cur.counters
+    out = []
+    for st, cn, back in recipe:
+        n = c[cn] - back
+        if n >= 0:
+            out.append((st, n))
+    for u, b in enumerate(cur.barrier):
+        if b is not None and b[0] > 0:
+            out.append((UNIT_STREAM[u][1], b[0] - 1))
+    return out
+
+
+def unit_process(sim: _Sim, unit: str):
+    """SimPy process of the engine, SORE or vector engine: one in-order queue, each
+    instruction busy for its cycles once its dependencies completed."""
+    env, streams, ledger, steady = sim.env, sim.streams, sim.ledger, sim.steady
+    cur = sim.cursors[PROC_KINDS[unit][0]]
+    while True:
+        shift = steady.maybe_jump(unit)
+        if shift:
+            yield env.timeout(shift)
+        idx = cur.next()
+        if idx is None:
+            break
+        sim.executed += 1
+        key = sim.attr[idx]
+        dl = deps(sim.recipes[idx], cur)
+        ready, binding = 0, None
+        for s_, n_ in dl:  # fast path: every dependency already scheduled
+            t_ = streams.peek(s_, n_)
+            if t_ is None:
+                binding = False
+                break
+            if t_ > ready:
+                ready, binding = t_, (s_, n_)
+        if binding is False:
+            ready, cause = yield from streams.ready(dl)
+        else:
+            cause = streams.cause(*binding) if binding else DEPENDENCY
+        now = env.now
+        prev = sim.clock[unit]
+        start = max(prev, ready)
+        if start > prev:
+            ledger.stalled(unit, cur, key, prev, start, cause)
+        cyc = sim.cycles[idx]
+        done = start + cyc
+        sim.clock[unit] = done
+        if cyc and ledger.record:
+            ledger.log(unit, start, done, key, type(sim.instrs[idx]).__name__.lower())
+        own = cause if start > prev else OWN_CAUSE[unit]
+        for st in sim.puts[idx]:
+            streams.put(st, done, own)
+        cur.commit(idx)
+        cur.mark()
+        sim.last_key[unit] = key
+        if done > now:
+            yield env.timeout(done - now)
+    sim.clock[unit] = max(sim.clock[unit], env.now)
+
+
+__all__ = ["VECTOR_PASSES", "completion_streams", "deps", "instruction_cycles",
+           "unit_process", "wait_recipes"]
