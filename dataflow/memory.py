@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from nmsat.config import AcceleratorConfig
+from nmsat.config import DRAM_MODELS, AcceleratorConfig
 
 from .isa import Buffer
 
@@ -200,14 +200,15 @@ class RowBufferDram(StripedDram):
         return s, end, end if self.banks > 1 else end + miss
 
 
-MODELS = ("simple", "row_buffer")
-"""Values of ``dram.model``."""
+MODELS = DRAM_MODELS
+"""Values of ``dram.model``: ``simple`` (:class:`SimpleDram`), ``row_buffer``
+(:class:`RowBufferDram`)."""
 
 
 def memory_model(cfg: AcceleratorConfig) -> StripedDram:
     """The DRAM model ``cfg.dram`` selects, with its parameters."""
     d = cfg.dram
-    model = getattr(d, "model", "simple")
+    model = d.model
     if model == "simple":
         return SimpleDram(d.channels, d.bytes_per_cycle, d.latency_cycles, d.burst_bytes)
     if model == "row_buffer":

@@ -207,6 +207,10 @@ class BuffersConfig:
                               f"not {self.act_layout!r}")
 
 
+DRAM_MODELS = ("simple", "row_buffer")
+"""Values of ``dram.model`` (``nmsat.dataflow.memory`` implements them)."""
+
+
 @dataclass(frozen=True)
 class DramConfig:
     """Off-chip memory. VCU1525: four DDR4-2400 x72 (64-bit data) channels, 19.2 GB/s peak each."""
@@ -218,10 +222,33 @@ class DramConfig:
     latency_cycles: int = _f(40, "Request-to-first-data latency in accelerator cycles: ~200 ns "
                              "through the MIG controller and interconnect at 200 MHz.", 0, 10000)
     burst_bytes: int = _f(64, "Transfer granularity: a 64-byte burst (BL8 x 64-bit).", 1, 4096)
+    model: str = _f("simple", "DRAM timing model (nmsat.dataflow.memory): simple (latency, "
+                    "then each channel's bus at bytes_per_cycle) or row_buffer (also banks "
+                    "with an open row each: a transfer opens its rows with a precharge and "
+                    "activate, the next row's bank activated while a row streams). Decided: "
+                    "simple, the model the presets' figures were measured with.")
+    banks: int = _f(16, "Banks per channel (row_buffer model): DDR4 x8 devices have 16 banks "
+                    "in 4 bank groups (Micron DDR4 SDRAM datasheet, Features).", 1, 256)
+    row_bytes: int = _f(8192, "Bytes of one open row per channel (row_buffer model): a 1 KB "
+                        "page per x8 device (Micron DDR4 datasheet, Addressing table) x 8 "
+                        "devices on a 64-bit channel.", 1, 1 << 20)
+    t_rp_cycles: int = _f(3, "Precharge (tRP) in accelerator cycles (row_buffer model): "
+                          "DDR4-2400 at 17-17-17 (Micron 4Gb/8Gb DDR4 SDRAM datasheet, table "
+                          "'DDR4-2400 Speed Bins', grade -083) has tRP = 14.16 ns = 2.8 cycles "
+                          "of 5 ns at 200 MHz, rounded up.", 0, 1000)
+    t_rcd_cycles: int = _f(3, "Activate to read (tRCD) in accelerator cycles (row_buffer "
+                           "model): 14.16 ns at DDR4-2400 17-17-17 (same table as "
+                           "t_rp_cycles) = 3 cycles. The column latency (CL) is part of "
+                           "latency_cycles.", 0, 1000)
 
     @property
     def total_bytes_per_cycle(self) -> int:
         return self.channels * self.bytes_per_cycle
+
+    def _check(self) -> None:
+        if self.model not in DRAM_MODELS:
+            raise ConfigError(f"dram.model must be one of {', '.join(DRAM_MODELS)}, "
+                              f"not {self.model!r}")
 
 
 @dataclass(frozen=True)
@@ -376,6 +403,7 @@ def validate(cfg: AcceleratorConfig) -> None:
     cfg.array._check()
     cfg.numerics._check()
     cfg.buffers._check()
+    cfg.dram._check()
     cfg.energy._check()
 
 

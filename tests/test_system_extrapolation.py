@@ -111,6 +111,10 @@ def test_extrapolation_equals_full_simulation(seed):
     if seed % 4 == 1:  # buffer ports slower than DRAM: they bound transfers too
         cfg = cfg.replace(**{"buffers.activation.banks": 1, "buffers.output.ports": 1,
                              "buffers.weight.bank_bytes_per_cycle": 4})
+    if seed % 5 == 2:  # the row-buffer DRAM: its state is part of the timing state too
+        cfg = cfg.replace(**{"dram.model": "row_buffer", "dram.banks": rng.choice((1, 16)),
+                             "dram.row_bytes": rng.choice((256, 1024, 8192)),
+                             "dram.t_rp_cycles": rng.choice((3, 40))})
     prog = random_program(rng)
     fast = run(prog, cfg, extrapolate=True, record=False)
     full = run(prog, cfg, extrapolate=False, record=False)
