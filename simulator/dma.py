@@ -46,7 +46,7 @@ class DmaService:
         sim = self.sim
         ins = sim.instrs[idx]
         key = sim.attr[idx]
-        issue = sim.env.now
+        issue = int(sim.env.now)
         idle_from = max(self.end, self.last_issue[q])
         if issue > idle_from:
             sim.ledger.stalled(DMA, cur, key, idle_from, issue, cause)

@@ -175,8 +175,9 @@ def build_tree(prog: Program) -> Node:
                 if node.last_barrier[u] is not None:
                     continue
                 if isinstance(it, Node):
-                    if it.last_barrier[u] is not None:
-                        node.last_barrier[u] = tail[cn] + it.last_barrier[u]
+                    inner = it.last_barrier[u]
+                    if inner is not None:
+                        node.last_barrier[u] = tail[cn] + inner
                 elif isinstance(instrs[it], Barrier) and int(instrs[it].units) & mask:
                     node.last_barrier[u] = tail[cn]
             if isinstance(it, Node):

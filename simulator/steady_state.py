@@ -190,7 +190,7 @@ class SteadyState:
         growth per iteration, constant completion times that must not bind); None if
         it cannot be captured (a cursor left the loop, a completion not yet scheduled)."""
         sim = self.sim
-        now = sim.env.now
+        now = int(sim.env.now)
         times: list[int] = [now]
         exact: list = []
         its: list[int] = []
@@ -219,12 +219,12 @@ class SteadyState:
                     for g in cur.frames[f.depth + 1:])))
                 its.append(f.it)
                 counts.extend(zip(cur.counters, node.delta))
-                for u, b in enumerate(cur.barrier):
+                for bu, b in enumerate(cur.barrier):
                     if b is None:
                         exact.append(None)
                         continue
                     inside = id(f) in b[1]
-                    cn, st = UNIT_STREAM[u][2], UNIT_STREAM[u][1]
+                    cn, st = UNIT_STREAM[bu][2], UNIT_STREAM[bu][1]
                     exact.append(inside)
                     counts.append((b[0], node.delta[cn] if inside else 0))
                     if not inside and b[0] > 0:
@@ -330,6 +330,8 @@ class SteadyState:
         for key in list(pend):
             inst = self.instances[key]
             j = inst.jump
+            if j is None:  # pragma: no cover - only loops with a proven jump are pending
+                raise AssertionError("a pending loop without a jump")
             frames = []
             ready = True
             for k in PROC_KINDS[unit]:
@@ -359,7 +361,7 @@ class SteadyState:
                     if per and _kind_produces(cur.kind, st):
                         start = before[c] - 1
                         self.sim.streams.skip(st, start, q * per, per, j.d)
-            now = self.sim.env.now
+            now = int(self.sim.env.now)
             kinds = {cur.kind for cur, _ in frames}
             if unit == DMA:
                 self.sim.dma.shift(now, shift, kinds)

@@ -96,8 +96,9 @@ def wait_recipes(instrs, halves: dict[int, int]) -> list[tuple[tuple[int, int, i
     ``halves``: the ring size of the free streams (``S_FACT``, ``S_FWGT``) and of the
     stores (``S_ST``)."""
     h = halves
-    out = []
+    out: list[tuple[tuple[int, int, int], ...]] = []
     for ins in instrs:
+        r: tuple[tuple[int, int, int], ...]
         if isinstance(ins, Load):
             r = ((S_FACT, C_LACT, h[S_FACT]),) if ins.buffer is Buffer.ACT else (
                 (S_FWGT, C_LWGT, h[S_FWGT]),)
@@ -166,19 +167,19 @@ def unit_process(sim: _Sim, unit: str):
         sim.executed += 1
         key = sim.attr[idx]
         dl = deps(sim.recipes[idx], cur)
-        ready, binding = 0, None
+        ready, binding, unknown = 0, None, False
         for s_, n_ in dl:  # fast path: every dependency already scheduled
             t_ = streams.peek(s_, n_)
             if t_ is None:
-                binding = False
+                unknown = True
                 break
             if t_ > ready:
                 ready, binding = t_, (s_, n_)
-        if binding is False:
+        if unknown:
             ready, cause = yield from streams.ready(dl)
         else:
             cause = streams.cause(*binding) if binding else DEPENDENCY
-        now = env.now
+        now = int(env.now)
         prev = sim.clock[unit]
         start = max(prev, ready)
         if start > prev:
@@ -196,7 +197,7 @@ def unit_process(sim: _Sim, unit: str):
         sim.last_key[unit] = key
         if done > now:
             yield env.timeout(done - now)
-    sim.clock[unit] = max(sim.clock[unit], env.now)
+    sim.clock[unit] = max(sim.clock[unit], int(env.now))
 
 
 __all__ = ["VECTOR_PASSES", "completion_streams", "deps", "instruction_cycles",
