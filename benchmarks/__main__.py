@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
         figures["speedups"] = speedups(cfg)
     if args.json:
-        from nmsat.util import atomic_write_text
+        from nmsat.fileio import atomic_write_text
 
         atomic_write_text(args.json, json.dumps(figures, indent=1) + "\n")
     return 0

@@ -28,8 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from nmsat.reports import ReportError, build_report
 
+    from nmsat.fileio import check_output_dir
+
     if not args.results and not args.trace:
         raise ReportError("report: give at least one RESULT.json or --trace file")
+    check_output_dir(args.out, "-o")
     index = build_report(args.results, args.out, traces=args.trace)
     print(f"wrote {index}")
     return 0

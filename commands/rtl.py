@@ -106,8 +106,9 @@ def check_config(cfg, force: bool = False, hint: str = "") -> None:
 def _output_dir(out: Path) -> Path:
     """Check ``-o DIR`` before any work: a folder (or one that can be created) that can be
     written. Returns the nearest existing folder (where the staging folder goes)."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"-o {out}: exists and is not a folder")
+    from nmsat.fileio import check_output_dir
+
+    check_output_dir(out, "-o")
     base = out
     while not base.exists():
         if base.parent == base:
@@ -125,6 +126,8 @@ def _generate(args: argparse.Namespace) -> int:
 
     from nmsat.rtl.generate import generate
 
+    from nmsat.fileio import check_output_file
+
     cfg = resolve(args.config)
     check_config(cfg, force=args.force, hint="; --force generates it anyway")
     out = Path(args.out)
@@ -139,6 +142,8 @@ def _generate(args: argparse.Namespace) -> int:
         man = generate(cfg, stage, args.dtype)
         try:
             out.mkdir(parents=True, exist_ok=True)
+            for f in sorted(stage.iterdir()):
+                check_output_file(out / f.name, "-o")  # never replace a device or a FIFO
             for f in sorted(stage.iterdir()):
                 os.replace(f, out / f.name)
         except OSError as e:
@@ -160,7 +165,10 @@ def _synth(args: argparse.Namespace) -> int:
 
     progress = None if args.json else (lambda msg: print(msg, file=sys.stderr))
     if args.calibrate:
+        from nmsat.fileio import check_output_file
         from nmsat.rtl.synth import calibrate
+
+        check_output_file(args.calibrate, "--calibrate")
 
         calibrate(progress=progress, out=args.calibrate)
         print(args.calibrate)

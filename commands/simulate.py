@@ -102,14 +102,34 @@ def load_and_resolve(args: argparse.Namespace):
     return loaded
 
 
+SCALESIM_REPORTS = ("COMPUTE_REPORT.csv", "BANDWIDTH_REPORT.csv")
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before any simulation, a destination that cannot be written: a folder or
+    device where a file goes, a file where a folder goes, an unwritable parent."""
+    from nmsat.fileio import check_output_dir, check_output_file
+
+    if args.json is not None:
+        check_output_file(args.json, "--json")
+    if args.scalesim_reports is not None:
+        check_output_dir(args.scalesim_reports, "--scalesim-reports")
+        for name in SCALESIM_REPORTS:
+            check_output_file(args.scalesim_reports / name, "--scalesim-reports")
+    if args.report is not None:
+        check_output_dir(args.report, "--report")
+
+
 def run(args: argparse.Namespace) -> int:
     """Handle ``nmsat simulate``; returns the exit status."""
     from nmsat import config
     from nmsat.simulator import api
     from nmsat.simulator.results import bandwidth_report_csv, compute_report_csv
-    from nmsat.util import atomic_write_many
+    from nmsat.fileio import atomic_write_many
 
     from nmsat.simulator import inference
+
+    check_outputs(args)
     if args.mode == "inference":
         args.method = args.method or DEFAULT_METHOD  # --nm: a file's own patterns, else 2:8
         args.batch = args.batch or DEFAULT_BATCH
@@ -126,13 +146,8 @@ def run(args: argparse.Namespace) -> int:
         outputs.append((args.json, result.to_json()))
     if args.scalesim_reports is not None:
         d = args.scalesim_reports
-        if d.exists() and not d.is_dir():
-            raise NotADirectoryError(f"--scalesim-reports: {d} exists and is not a folder")
-        outputs.append((d / "COMPUTE_REPORT.csv", compute_report_csv(result, cfg)))
-        outputs.append((d / "BANDWIDTH_REPORT.csv", bandwidth_report_csv(result, cfg)))
-    for path, text in outputs:
-        if path.exists() and path.is_dir():
-            raise IsADirectoryError(f"{path} is a folder")
+        outputs.append((d / SCALESIM_REPORTS[0], compute_report_csv(result, cfg)))
+        outputs.append((d / SCALESIM_REPORTS[1], bandwidth_report_csv(result, cfg)))
     if args.report is not None:
         from nmsat.reports import make_report_folder
 

@@ -119,8 +119,10 @@ def run(args: argparse.Namespace) -> int:
 def _export(store: Path, fmt: str, out: Path | None) -> int:
     from nmsat.simulator import sweep
 
-    from nmsat.util import atomic_write_text
+    from nmsat.fileio import atomic_write_text, check_output_file
 
+    if out is not None:
+        check_output_file(out, "--out")
     text = sweep.export_csv(store) if fmt == "csv" else sweep.export_json(store)
     if out is None:
         sys.stdout.write(text)
@@ -131,8 +133,10 @@ def _export(store: Path, fmt: str, out: Path | None) -> int:
 
 
 def _report(store: Path, out: Path) -> int:
+    from nmsat.fileio import check_output_dir
     from nmsat.reports.sweep_figures import build_sweep_report
 
+    check_output_dir(out, "-o")
     index = build_sweep_report(store, out)
     print(f"wrote {index}")
     return 0
@@ -142,9 +146,12 @@ def _run(args: argparse.Namespace) -> int:
     from nmsat.simulator import sweep, sweep_spec
     from tqdm import tqdm
 
+    from nmsat.fileio import check_output_file
+
     spec_path = Path(args.target[0])
-    spec = sweep_spec.load(spec_path)
     store = args.store if args.store is not None else spec_path.with_suffix(".sqlite")
+    check_output_file(store, "-o")
+    spec = sweep_spec.load(spec_path)
     plan = sweep.plan(spec, store, args.resume)  # validates every point; writes nothing
     cluster = sweep.DaskCluster(args.workers, args.scheduler, args.connect_timeout)
     with cluster:  # connects (or starts the local cluster) before the store is touched

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from nmsat.errors import NmsatError
@@ -82,22 +81,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def check_writable(path: str | os.PathLike) -> Path:
-    """Fail now, before any training, if a file cannot be written at ``path``."""
-    p = Path(path)
-    if p.is_dir():
-        raise NmsatError(f"cannot write trace to {p}: it is a directory")
-    anc = p.parent if str(p.parent) else Path(".")
-    while not anc.exists():
-        anc = anc.parent
-    if not anc.is_dir():
-        raise NmsatError(f"cannot write trace to {p}: {anc} is not a directory")
-    try:  # os.access says yes to root even on read-only file systems; really try
-        with tempfile.TemporaryFile(dir=anc):
-            pass
-    except OSError as e:
-        raise NmsatError(f"cannot write trace to {p}: {anc} is not writable "
-                         f"({e.strerror})") from None
-    return p
+    """Fail now, before any training, if the trace cannot be written at ``path``."""
+    from nmsat.fileio import check_output_file
+
+    return check_output_file(path, "--trace")
 
 
 def _need_torch() -> None:

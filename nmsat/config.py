@@ -15,14 +15,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
-import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .fileio import LIMITS, InputError, parse_structured, read_text
 from .types import NM, ActZero, Dataflow, DType
 
 
@@ -108,6 +107,9 @@ class ArrayConfig:
                 raise ConfigError(f"array.nm_patterns: {e}") from None
             if nm.dense:
                 raise ConfigError(f"array.nm_patterns: {p} is dense; dense is always supported")
+            if p != str(nm):  # what simulations and the RTL compare against
+                raise ConfigError(f"array.nm_patterns: write {p!r} as {str(nm)!r} "
+                                  f"(canonical N:M, no spaces or leading zeros)")
             if self.groups_per_cycle(nm) < 1:
                 raise ConfigError(
                     f"array.nm_patterns: {p} needs N <= macs_per_pe and M <= act_window "
@@ -518,119 +520,17 @@ def _merge(base: dict[str, Any], changes: dict[str, Any], prefix: str) -> dict[s
     return out
 
 
-class _UniqueKeyLoader:  # built lazily so PyYAML stays optional for TOML users
-    @staticmethod
-    def load(text: str) -> Any:
-        import yaml
-
-        class Loader(yaml.SafeLoader):
-            pass
-
-        def construct_mapping(loader: Any, node: Any, deep: bool = False) -> dict:
-            seen: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
-                key = loader.construct_object(key_node, deep=deep)
-                if key in seen:
-                    raise ConfigError(f"duplicate key {key!r} (line {key_node.start_mark.line + 1})")
-                seen[key] = loader.construct_object(value_node, deep=deep)
-            return seen
-
-        def check_paths(node: Any, prefix: str, seen_nodes: set[int]) -> None:
-            """Name a duplicate by its dotted path (the constructor only sees the key)."""
-            if id(node) in seen_nodes:  # aliases may repeat (or nest) a node
-                return
-            seen_nodes.add(id(node))
-            if isinstance(node, yaml.MappingNode):
-                keys: set[tuple[str, str]] = set()
-                for key_node, value_node in node.value:
-                    if isinstance(key_node, yaml.ScalarNode):
-                        if (key_node.tag, key_node.value) in keys:
-                            raise ConfigError(f"duplicate key '{prefix}{key_node.value}' "
-                                              f"(line {key_node.start_mark.line + 1})")
-                        keys.add((key_node.tag, key_node.value))
-                    check_paths(value_node, f"{prefix}{getattr(key_node, 'value', '?')}.",
-                                seen_nodes)
-            elif isinstance(node, yaml.SequenceNode):
-                for item in node.value:
-                    check_paths(item, prefix, seen_nodes)
-
-        Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
-        try:
-            check_paths(yaml.compose(text, Loader=yaml.SafeLoader), "", set())
-            return yaml.load(text, Loader=Loader)  # noqa: S506 - SafeLoader subclass
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            if getattr(e, "problem", None) and mark is not None:
-                what = f"{e.problem} (line {mark.line + 1}, column {mark.column + 1})"
-            else:
-                what = " ".join(str(e).split())
-            raise ConfigError(f"invalid YAML: {what}") from None
-
-
-def _toml_duplicate(text: str, err: Exception) -> str | None:
-    """Name the key of a TOML duplicate-key error (tomllib only gives a line number)."""
-    msg = str(err)
-    where = re.search(r"\(at line (\d+), column \d+\)", msg)
-    if not where or not msg.startswith(("Cannot overwrite a value", "Cannot declare")):
-        return None
-    lines = text.splitlines()
-    lineno = int(where.group(1))
-    if lineno > len(lines):
-        return None
-    line = lines[lineno - 1].strip()
-    table = ""
-    for prev in lines[: lineno - 1]:
-        header = re.match(r"\s*\[+\s*([^\]]+?)\s*\]+", prev)
-        if header:
-            table = header.group(1).replace('"', "").replace("'", "").replace(" ", "")
-    header = re.match(r"\[+\s*([^\]]+?)\s*\]+", line)
-    if header:
-        key = header.group(1)
-    else:
-        key, _, _ = line.partition("=")
-        key = key.strip().replace('"', "").replace("'", "").replace(" ", "")
-        key = f"{table}.{key}" if table else key
-    return f"duplicate key {key!r} (line {lineno}: {line})"
-
-
-def _json_unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ConfigError(f"duplicate key {k!r} (values {out[k]!r} and {v!r})")
-        out[k] = v
-    return out
-
-
 def load(path: str | Path) -> AcceleratorConfig:
     """Load a TOML (``.toml``), YAML (``.yaml``/``.yml``) or JSON (``.json``) config file."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {p}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read config file {p}: {e}") from None
-    suffix = p.suffix.lower()
-    if suffix == ".toml":
-        try:
-            data = tomllib.loads(text)  # TOML itself forbids duplicate keys
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{p}: {_toml_duplicate(text, e) or f'invalid TOML: {e}'}") from None
-    elif suffix in (".yaml", ".yml"):
-        try:
-            data = _UniqueKeyLoader.load(text)
-        except ConfigError as e:
-            raise ConfigError(f"{p}: {e}") from None
-    elif suffix == ".json":
-        try:
-            data = json.loads(text, object_pairs_hook=_json_unique)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{p}: invalid JSON: {e}") from None
-        except ConfigError as e:
-            raise ConfigError(f"{p}: {e}") from None
-    else:
+    fmt = {".toml": "toml", ".yaml": "yaml", ".yml": "yaml", ".json": "json"}.get(
+        p.suffix.lower())
+    if fmt is None:
         raise ConfigError(f"config file must end in .toml, .yaml, .yml or .json, not {p.name}")
+    try:
+        data = parse_structured(read_text(p, "config file", LIMITS["config"]), fmt)
+    except InputError as e:
+        raise ConfigError(str(e) if str(p) in str(e) else f"{p}: {e}") from None
     if data is None:
         data = {}
     try:
@@ -661,7 +561,7 @@ def save(cfg: AcceleratorConfig, path: str | Path) -> None:
     fmt = {".toml": "toml", ".yaml": "yaml", ".yml": "yaml", ".json": "json"}.get(p.suffix.lower())
     if fmt is None:
         raise ConfigError(f"config file must end in .toml, .yaml, .yml or .json, not {p.name}")
-    from .util import atomic_write_text
+    from .fileio import atomic_write_text
 
     atomic_write_text(p, dumps(cfg, fmt))
 

@@ -37,7 +37,7 @@ from matplotlib.ticker import MaxNLocator
 
 from nmsat.errors import NmsatError
 from nmsat.types import NM
-from nmsat.util import atomic_write_bytes
+from nmsat.fileio import atomic_write_bytes
 
 from . import style
 

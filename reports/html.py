@@ -16,7 +16,7 @@ from typing import Any
 
 from nmsat import __version__
 from nmsat.errors import OutputError
-from nmsat.util import atomic_write_bytes, atomic_write_text
+from nmsat.fileio import atomic_write_many
 
 from .figures import Plot, Run, Table, speedup_bound
 
@@ -215,10 +215,9 @@ def write_report(out_dir: Path, files: dict[str, bytes], page: str) -> Path:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"cannot create report folder {out}: {e.strerror or e}") from None
-    for name, data in files.items():
-        atomic_write_bytes(out / name, data)
-    index = out / "index.html"
-    atomic_write_text(index, page)
+    index = out / "index.html"  # all or nothing: every target is checked before any write
+    atomic_write_many([(out / name, data) for name, data in files.items()]
+                      + [(index, page.encode("utf-8"))])
     return index
 
 

@@ -412,9 +412,9 @@ def build_sweep_report(store_path: str | Path, out_dir: str | Path) -> Path:
 
 
 def _write_all(out: Path, files: list[tuple[str, bytes]]) -> list[Path]:
-    """Write every file into ``out`` all or nothing (see :func:`nmsat.util.atomic_write_many`)."""
+    """Write every file into ``out`` all or nothing (see :func:`nmsat.fileio.atomic_write_many`)."""
     from nmsat.errors import OutputError
-    from nmsat.util import atomic_write_many
+    from nmsat.fileio import atomic_write_many
 
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} exists and is not a folder")

@@ -413,11 +413,9 @@ def _yosys_version() -> str:
 
 def write_json(data: dict, path: str | Path) -> None:
     """Write ``data`` as indented JSON through a temporary file (atomic replace)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(p)
+    from nmsat.fileio import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 __all__ = ["Resources", "Device", "XCVU9P", "Report", "UnitResult", "SynthUnit", "UNITS",

@@ -818,7 +818,7 @@ def run_cli(args) -> int:
     import sys
 
     from nmsat import config
-    from nmsat.util import atomic_write_many
+    from nmsat.fileio import atomic_write_many
 
     if args.method in ("dense", "srste"):
         raise ValueError(f"--method {args.method} is for training; inference takes the "
@@ -836,13 +836,8 @@ def run_cli(args) -> int:
         outputs.append((args.json, result.to_json()))
     if args.scalesim_reports is not None:
         d = args.scalesim_reports
-        if d.exists() and not d.is_dir():
-            raise NotADirectoryError(f"--scalesim-reports: {d} exists and is not a folder")
         outputs.append((d / "COMPUTE_REPORT.csv", compute_report_csv(result)))
         outputs.append((d / "BANDWIDTH_REPORT.csv", bandwidth_report_csv(result)))
-    for path, _ in outputs:
-        if path.exists() and path.is_dir():
-            raise IsADirectoryError(f"{path} is a folder")
     sweeps = None
     if args.report is not None:
         from nmsat.reports import check_report_folder, make_report_folder

@@ -24,7 +24,6 @@ import json
 import math
 import operator
 import random
-import tomllib
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -36,6 +35,7 @@ from nmsat import __version__
 from nmsat import config as nmconfig
 from nmsat.config import AcceleratorConfig, ConfigError
 from nmsat.errors import NmsatError
+from nmsat.fileio import LIMITS, InputError, parse_structured, read_text
 from nmsat.types import NM, _Choice
 
 
@@ -837,18 +837,12 @@ def _build(data: dict[str, Any], root: Path | None, source: str) -> SweepSpec:
 
 def loads(text: str, fmt: str, source: str = "spec", root: Path | None = None) -> SweepSpec:
     """Parse and validate spec text in ``fmt`` (``toml`` or ``yaml``)."""
-    if fmt == "toml":
-        try:
-            data = tomllib.loads(text)  # TOML itself rejects duplicate keys
-        except tomllib.TOMLDecodeError as e:
-            raise SweepSpecError(f"{source}: invalid TOML: {e}") from None
-    elif fmt == "yaml":
-        try:
-            data = nmconfig._UniqueKeyLoader.load(text)
-        except ConfigError as e:
-            raise SweepSpecError(f"{source}: {e}") from None
-    else:
+    if fmt not in ("toml", "yaml"):
         raise SweepSpecError(f"unknown spec format {fmt!r} (choose from toml, yaml)")
+    try:
+        data = parse_structured(text, fmt)
+    except InputError as e:
+        raise SweepSpecError(f"{source}: {e}") from None
     return from_dict(data if data is not None else {}, source, root)
 
 
@@ -859,17 +853,7 @@ def load(path: str | Path) -> SweepSpec:
     if fmt is None:
         raise SweepSpecError(f"sweep spec must end in .toml, .yaml or .yml, not {p.name}")
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SweepSpecError(f"sweep spec not found: {p}") from None
-    except IsADirectoryError:
-        raise SweepSpecError(f"sweep spec {p} is a folder, not a file") from None
-    except NotADirectoryError:
-        raise SweepSpecError(f"sweep spec not found: {p} (a parent is a file, not a "
-                             f"folder)") from None
-    except UnicodeDecodeError as e:
-        raise SweepSpecError(f"cannot read sweep spec {p}: not UTF-8 text ({e.reason} at "
-                             f"byte {e.start})") from None
-    except OSError as e:
-        raise SweepSpecError(f"cannot read sweep spec {p}: {e.strerror or e}") from None
+        text = read_text(p, "sweep spec", LIMITS["spec"])
+    except InputError as e:
+        raise SweepSpecError(str(e)) from None
     return loads(text, fmt, str(p), p.parent)

@@ -10,7 +10,7 @@ import pytest
 
 from nmsat.commands import main
 from nmsat.errors import OutputError
-from nmsat.util import atomic_write_text
+from nmsat.fileio import atomic_write_text
 
 SMALL = ["mlp", "--config", "small", "--batch", "2"]
 
@@ -43,7 +43,7 @@ def tree(tmp_path) -> Path:
 def test_unwritable_json_names_the_file_not_a_temporary(capsys, tree):
     target = tree / "afile" / "r.json"  # its parent is a file: cannot be created
     assert_one_line_error(capsys, ["simulate", *SMALL, "--json", target],
-                          f"nmsat: error: cannot write {target}: {target.parent} is not a folder",
+                          f"nmsat: error: --json: cannot write {target}: {target.parent} is not a folder",
                           tree)
 
 
@@ -51,13 +51,13 @@ def test_unwritable_json_names_the_file_not_a_temporary(capsys, tree):
 def test_json_under_proc_names_the_file(capsys, tree):
     assert_one_line_error(capsys, ["simulate", *SMALL, "--mode", "inference", "--json",
                                    "/proc/x.json"],
-                          "nmsat: error: cannot write /proc/x.json: ", tree)
+                          "nmsat: error: --json: cannot write /proc/x.json: ", tree)
 
 
 def test_unwritable_report_folder(capsys, tree):
     out = tree / "afile" / "report"
     assert_one_line_error(capsys, ["simulate", *SMALL, "--report", out],
-                          f"cannot create report folder {out}: Not a directory", tree)
+                          f"--report: cannot write {out}: {out.parent} is not a folder", tree)
 
 
 def test_atomic_write_to_a_folder_raises_output_error(tree):
@@ -107,7 +107,7 @@ def test_one_bad_output_writes_no_other_output(capsys, tree, bad, json_name):
 
 
 def test_atomic_write_many_is_all_or_nothing(tree):
-    from nmsat.util import atomic_write_many
+    from nmsat.fileio import atomic_write_many
 
     with pytest.raises(OutputError):
         atomic_write_many([(tree / "keep.json", b"NEW\n"), (tree / "afile" / "x", b"x")])

@@ -84,9 +84,15 @@ def test_k_per_cycle_rejects_unsupported_and_normalises():
     with pytest.raises(ConfigError, match=r"^N:M pattern 1:2 is not supported by this array "
                                           r"\(array.nm_patterns = 1:4, 2:4, 1:8, 2:8, 4:8\)$"):
         C.VCU1525.array.k_per_cycle(NM(1, 2))
-    # bug fixed: a pattern written "2:08" was valid but then reported as unsupported
-    cfg = C.VCU1525.replace(**{"array.nm_patterns": ["2:08"]})
+    cfg = C.VCU1525.replace(**{"array.nm_patterns": ["2:8"]})
     assert cfg.array.k_per_cycle(NM(2, 8)) == 16
+
+
+@pytest.mark.parametrize("written", ["2:08", " 2:8", "2:8 ", "02:8", "2 : 8", "+2:8"])
+def test_nm_patterns_must_be_canonical(written):
+    """A pattern the config accepts is one every simulation and the RTL accept: "2:8" only."""
+    with pytest.raises(ConfigError, match=r"^array.nm_patterns: write .* as '2:8' "):
+        C.VCU1525.replace(**{"array.nm_patterns": [written]})
 
 
 @pytest.mark.parametrize("changes, message", [

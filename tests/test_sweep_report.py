@@ -403,7 +403,7 @@ def test_a_failed_write_leaves_no_partial_output(existing, store, report, tmp_pa
                                                  monkeypatch, capsys):
     """Staging the fifth file fails (e.g. the disk fills): no file is replaced, no
     temporary file is left, and a folder the command made is removed again."""
-    import nmsat.util
+    import nmsat.fileio
 
     out = tmp_path / "a" / "b" / "out"
     before = None
@@ -412,16 +412,16 @@ def test_a_failed_write_leaves_no_partial_output(existing, store, report, tmp_pa
         (out / "index.html").write_text("old page")
         (out / "sweep_pareto_mlp.svg").write_text("old figure")
         before = {p.name: p.read_bytes() for p in out.iterdir()}
-    real = nmsat.util._stage
+    real = nmsat.fileio._stage
     calls = []
 
-    def failing(p, data):
+    def failing(p, *rest):
         calls.append(p)
         if len(calls) == 5:
             raise OSError(28, "No space left on device")
-        return real(p, data)
+        return real(p, *rest)
 
-    monkeypatch.setattr(nmsat.util, "_stage", failing)
+    monkeypatch.setattr(nmsat.fileio, "_stage", failing)
     rc, stdout, err = _run(capsys, "sweep", "report", str(store), "-o", str(out))
     assert rc == 2 and stdout == "" and len(err.splitlines()) == 1
     assert err.startswith("nmsat: error: ") and "No space left on device" in err

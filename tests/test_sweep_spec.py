@@ -123,7 +123,7 @@ def test_key_covers_config_workload_options_and_version():
     ('workloads = ["mlp"]\n[axes]\n"array.rowz" = [1]\n', "unknown axis 'array.rowz'"),
     ('workloads = ["mlp"]\n[axes]\nmethd = ["dense"]\n', "unknown axis 'methd'"),
     ('workloads = ["mlp"]\nfoo = 1\n', "unknown key 'foo'"),
-    ('workloads = ["mlp"]\nworkloads = ["cnn"]\n', "invalid TOML"),
+    ('workloads = ["mlp"]\nworkloads = ["cnn"]\n', "duplicate key 'workloads'"),
     ('workloads = ["nope"]\n', "unknown workload 'nope'"),
     ('base = "tiny"\nworkloads = ["mlp"]\n', "unknown preset 'tiny'"),
     ("[axes]\n", "workloads is missing"),

@@ -77,7 +77,7 @@ def test_bad_input_one_line_exit_2_nothing_written(capsys, tmp_path, argv, messa
 def test_unwritable_trace_path_fails_before_training(capsys, tmp_path):
     f = tmp_path / "file"
     f.write_text("x")
-    for target, message in ((f / "t.nmt", "is not a directory"), (tmp_path, "is a directory")):
+    for target, message in ((f / "t.nmt", "is not a folder"), (tmp_path, "it is a folder")):
         code, out, err = run(capsys, "train", *QUICK, "--trace", str(target))
         assert code == 2 and message in err and err.count("\n") == 1
         assert "epoch" not in out  # no training happened

@@ -32,7 +32,7 @@ import numpy as np
 
 from nmsat.errors import NmsatError
 from nmsat.types import NM, Method
-from nmsat.util import atomic_write_bytes
+from nmsat.fileio import atomic_write_bytes
 
 from .layers import Conv2d, Elementwise, GemmDims, Layer, Linear, Matmul, OpKind, Phase, Workload
 

@@ -41,6 +41,16 @@ TEST_FRACTION = 0.2
 DEFAULT_NM = NM(2, 8)
 
 
+MAX_EPOCHS = 10_000
+"""Most epochs a run may ask for: the per-iteration statistics are held in memory
+(6 x iterations x weight layers x 4 B), and 10,000 digits epochs are ~450,000 iterations
+(~30 MiB of statistics for the mlp, about a day of CPU): far past any useful run, far
+below what would exhaust memory. A larger ``--epochs`` is refused before training."""
+
+MAX_THREADS = 1024
+"""Most torch intra-op threads a run may ask for (torch itself accepts any count)."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One training run. ``sample_iterations`` lists iterations whose full tensors go
@@ -76,12 +86,14 @@ class TrainConfig:
         if self.dataset not in DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r} (choose from "
                              f"{', '.join(DATASETS)})")
-        for name in ("epochs", "batch", "threads"):
+        for name, hi in (("epochs", MAX_EPOCHS), ("batch", None), ("threads", MAX_THREADS)):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, not {self.seed!r}")
+            if hi is not None and v > hi:
+                raise ValueError(f"{name} must be at most {hi:,}, not {v:,}")
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be an integer from 0 to 2**63 - 1, not {self.seed!r}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, not {self.lr!r}")
         if not 0 <= self.momentum < 1:

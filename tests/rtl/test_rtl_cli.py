@@ -115,7 +115,7 @@ def test_run_inference_needs_the_kv_length_and_a_gemm_layer(capsys):
 
 def test_generate_into_proc_is_one_line(capsys):
     _one_line_error(capsys, ["rtl", "generate", "--config", "small", "-o", "/proc/x"],
-                    "-o /proc/x")
+                    "-o: cannot write /proc/x")
 
 
 def test_generate_onto_an_existing_file_keeps_it(tmp_path, capsys):
