@@ -207,7 +207,7 @@ def _load_yaml(text: str) -> Any:
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
     try:
         check_paths(yaml.compose(text, Loader=yaml.SafeLoader))
-        return yaml.load(text, Loader=Loader)  # noqa: S506 - SafeLoader subclass
+        return yaml.load(text, Loader=Loader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         if getattr(e, "problem", None) and mark is not None:
