@@ -16,6 +16,7 @@ from typing import Any
 from nmsat.simulator import system
 from nmsat.simulator.energy import ActivityCounts, energy
 from nmsat.simulator.results import PHASES, STALL_CAUSES, Event, LayerResult, SimResult
+from nmsat.simulator.roofline import attribution
 from nmsat.simulator.units import VECTOR_PASSES
 
 from nmsat import config as config_mod
@@ -204,10 +205,9 @@ def _run(workload, cfg: AcceleratorConfig, options: SimOptions, record: bool) ->
                            offline_schedule=options.offline_schedule,
                            layer_nm=options.layer_nm)
     prog = compile_workload(workload, cfg, copts)
-    sim = system._Sim(prog, cfg, True, record)
-    timing = sim.run()
+    timing = system.run(prog, cfg, record=record)
     wall = system.attribute_wall_time(timing)
-    counts, macs, dense, dram_op = activity(prog, cfg, sim.attr)
+    counts, macs, dense, dram_op = activity(prog, cfg, attribution(prog))
     return _Run(prog, timing, wall, counts, macs, dense, dram_op)
 
 
