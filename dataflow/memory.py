@@ -32,6 +32,15 @@ byte on, after the buffer's previous transfer. :class:`Dma` puts the two togethe
 the DMA's in-order completions per queue (0: loads, 1: stores): its
 :meth:`Dma.issue` is the completion cycle of a LOAD or STORE.
 
+From a cocotb coroutine (the RTL testbench's DRAM), time is the testbench's cycle count
+and the model is called as it is from the simulator::
+
+    dma = Dma.from_config(cfg)
+    ...
+    t = dma.issue(0, cycle, nbytes, Buffer.ACT)   # a LOAD command seen at ``cycle``
+    # complete it at t.done; per channel, t.spans give each channel's first and last
+    # data cycle (to pace an AXI slave's read beats, for example)
+
 Adding a DRAM model: subclass :class:`StripedDram` and write :meth:`StripedDram.serve`
 (one channel's share of one transfer), or implement :class:`MemoryModel` directly;
 add its name to :data:`MODELS`, its parameters to ``DramConfig`` (``nmsat/config.py``)
