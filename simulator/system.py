@@ -101,7 +101,26 @@ class SystemRun:
 
 
 class _Sim:
-    """One run: the shared tables and state the processes read, and the processes."""
+    """One run: the shared tables and state the processes read, and the processes.
+
+    Read-only tables, per instruction index: ``instrs``, ``kinds`` (cursor kind or
+    ``BARRIER``), ``deltas`` (counter increments), ``barrier_units``, ``attr`` (layer,
+    phase), ``recipes`` (what it waits for), ``puts`` (the streams its completion goes
+    to), ``cycles`` (busy cycles); ``halves`` (ring sizes) and ``memory`` (the DRAM model).
+
+    Shared state, and who changes it:
+
+    * ``clock[unit]``: the end of each unit's last instruction (the unit's process;
+      :class:`~.steady_state.SteadyState` adds skipped periods).
+    * ``cursors[kind]``: each kind's position in the program (the processes commit;
+      the steady-state detector skips periods).
+    * ``streams``: completion times (the processes put; skips add segments).
+    * ``ledger``: stall cycles, engine timeline, intervals (processes and skips).
+    * ``dma``: the memory service and its memory model (its process; skips shift it).
+    * ``steady``: the steady-state detector (cursors report loop entries and finished
+      iterations; every process asks it for a pending skip before each instruction).
+    * ``executed``, ``last_key``: simulated instructions, each unit's last (layer, phase).
+    """
 
     def __init__(self, prog: Program, cfg: AcceleratorConfig, extrapolate: bool,
                  record: bool, memory: MemoryModel | None = None) -> None:
