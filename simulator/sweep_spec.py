@@ -14,7 +14,6 @@ constraints naming unknown fields, and points whose combined config is invalid. 
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import enum
 import functools
@@ -22,11 +21,10 @@ import hashlib
 import itertools
 import json
 import math
-import operator
 import random
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,35 +32,36 @@ from typing import Any
 from nmsat import __version__
 from nmsat import config as nmconfig
 from nmsat.config import AcceleratorConfig, ConfigError
-from nmsat.errors import NmsatError
 from nmsat.fileio import LIMITS, InputError, parse_structured, read_text
-from nmsat.types import NM, _Choice
+from nmsat.types import NM
 
+from .sweep_axes import (
+    Axis,
+    AxisKind,
+    AxisTarget,
+    SweepSpecError,
+    _axis_values,
+    _flatten_axes,
+    _int_like,
+)
+from .sweep_constraints import DERIVED, Constraint
 
-class SweepSpecError(NmsatError, ValueError):
-    """A sweep spec is malformed: an unknown key or axis, a bad value, an invalid point."""
-
-
-class AxisKind(_Choice):
-    """How an axis was written in the spec (values are enumerated the same way for all)."""
-
-    LIST = "list"
-    RANGE = "range"
-    RANDOM = "random"
-
-
-class AxisTarget(_Choice):
-    """What an axis changes: an accelerator config field or a simulate option."""
-
-    CONFIG = "config"
-    OPTION = "option"
-
-
-class RandomDistribution(_Choice):
-    UNIFORM = "uniform"
-    LOG_UNIFORM = "log-uniform"
-    INT = "int"
-    CHOICE = "choice"
+__all__ = [
+    "DERIVED",
+    "Axis",
+    "AxisKind",
+    "AxisTarget",
+    "Constraint",
+    "Point",
+    "SampleSpec",
+    "SweepSpec",
+    "SweepSpecError",
+    "from_dict",
+    "load",
+    "loads",
+    "options_object",
+    "point_key",
+]
 
 
 # --------------------------------------------------------------------------- options
@@ -85,8 +84,8 @@ def option_fields() -> Mapping[str, tuple[Any, Any]]:
     module; ``batch`` and ``seq_len`` are the workload's (defaults as ``nmsat simulate``).
     Options whose type a spec scalar cannot express, and :data:`NOT_SWEPT`, are left out:
     every point runs with their default."""
-    from nmsat.simulator.api import SimOptions
     from nmsat.commands.simulate import DEFAULT_BATCH
+    from nmsat.simulator.api import SimOptions
 
     hints = typing.get_type_hints(SimOptions)
     out: dict[str, tuple[Any, Any]] = {"batch": (int, DEFAULT_BATCH),
@@ -226,331 +225,13 @@ def _check_config_value(path: str, info: _FieldInfo, value: Any, where: str) -> 
         raise SweepSpecError(f"{where}: {path} must be {name}, not {value!r}")
     if k in (int, float):
         if info.lo is not None and value < info.lo or info.hi is not None and value > info.hi:
-            raise SweepSpecError(f"{where}: {path} must be between {info.lo:g} and "
-                                 f"{info.hi:g}, not {value!r}")
+            rng = (f"between {info.lo:g} and {info.hi:g}" if info.lo is not None
+                   and info.hi is not None else f"at least {info.lo:g}" if info.lo is not None
+                   else f"at most {info.hi:g}")
+            raise SweepSpecError(f"{where}: {path} must be {rng}, not {value!r}")
         if k is float:
             value = float(value)
     return value
-
-
-# --------------------------------------------------------------------------- constraints
-
-_BINOPS: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-    ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
-    ast.Pow: operator.pow,
-}
-_CMPOPS: dict[type, Callable[[Any, Any], bool]] = {
-    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
-    ast.Gt: operator.gt, ast.GtE: operator.ge,
-    ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
-}
-_FUNCS: dict[str, Callable[..., Any]] = {"min": min, "max": max, "abs": abs}
-
-DERIVED: dict[str, tuple[str, Callable[[Mapping[str, Any]], Any]]] = {
-    "buffer_kib": ("total KiB of the activation, weight and output buffers",
-                   lambda e: e["buffers.activation.kib"] + e["buffers.weight.kib"]
-                   + e["buffers.output.kib"]),
-    "buffer_bytes": ("total bytes of the three buffers",
-                     lambda e: 1024 * (e["buffers.activation.kib"] + e["buffers.weight.kib"]
-                                       + e["buffers.output.kib"])),
-    "pes": ("PEs in the array (rows x cols)", lambda e: e["array.rows"] * e["array.cols"]),
-    "peak_macs_per_cycle": ("dense MACs per cycle (rows x cols x macs_per_pe)",
-                            lambda e: e["array.rows"] * e["array.cols"]
-                            * e["array.macs_per_pe"]),
-    "dram_bytes_per_cycle": ("DRAM bytes per cycle over all channels",
-                             lambda e: e["dram.channels"] * e["dram.bytes_per_cycle"]),
-}
-"""Names a constraint may use besides config fields and options: name -> (doc, function of
-the point's flattened config and options)."""
-
-
-def _dotted(node: ast.AST) -> str | None:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        head = _dotted(node.value)
-        return None if head is None else f"{head}.{node.attr}"
-    return None
-
-
-@dataclass(frozen=True)
-class Constraint:
-    """A boolean expression over config fields (dotted), options and :data:`DERIVED` names.
-
-    The language is a small safe subset of Python expressions, interpreted here (never
-    ``eval``): numbers, strings, booleans, lists; ``+ - * / // % **``; comparisons (also
-    chained, ``in``, ``not in``); ``and``, ``or``, ``not``; ``min``, ``max``, ``abs``.
-    Example: ``"buffer_kib <= 4096 and array.rows * array.cols <= 512"``.
-    """
-
-    text: str
-    tree: ast.Expression = field(compare=False, repr=False)
-    names: frozenset[str] = field(compare=False, repr=False)
-
-    @classmethod
-    def parse(cls, text: Any, known: frozenset[str], where: str) -> Constraint:
-        if not isinstance(text, str):
-            raise SweepSpecError(f"{where}: a constraint must be a string, not {text!r}")
-        try:
-            tree = ast.parse(text.strip(), mode="eval")
-        except SyntaxError as e:
-            raise SweepSpecError(f"{where}: {text!r} is not an expression ({e.msg})") from None
-        names: set[str] = set()
-        cls._check(tree.body, text, where, known, names)
-        return cls(text, tree, frozenset(names))
-
-    @classmethod
-    def _check(cls, node: ast.AST, text: str, where: str, known: frozenset[str],
-               names: set[str]) -> None:
-        def bad(what: str) -> SweepSpecError:
-            return SweepSpecError(f"{where}: {what} is not allowed in a constraint ({text!r})")
-
-        name = _dotted(node)
-        if name is not None:
-            if name in ("true", "false", "True", "False"):
-                return
-            if name not in known:
-                raise SweepSpecError(f"{where}: unknown name {name!r} in constraint {text!r}")
-            names.add(name)
-            return
-        if isinstance(node, ast.Constant):
-            if not isinstance(node.value, (int, float, str, bool)):
-                raise bad(f"constant {node.value!r}")
-            return
-        if isinstance(node, (ast.List, ast.Tuple)):
-            children = node.elts
-        elif isinstance(node, ast.BinOp):
-            if type(node.op) not in _BINOPS:
-                raise bad(f"operator {type(node.op).__name__}")
-            children = [node.left, node.right]
-        elif isinstance(node, ast.UnaryOp):
-            if not isinstance(node.op, (ast.Not, ast.USub, ast.UAdd)):
-                raise bad(f"operator {type(node.op).__name__}")
-            children = [node.operand]
-        elif isinstance(node, ast.BoolOp):
-            children = node.values
-        elif isinstance(node, ast.Compare):
-            for op in node.ops:
-                if type(op) not in _CMPOPS:
-                    raise bad(f"comparison {type(op).__name__}")
-            children = [node.left, *node.comparators]
-        elif isinstance(node, ast.Call):
-            if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCS or node.keywords:
-                raise bad(f"call {ast.unparse(node)!r}")
-            children = node.args
-        else:
-            raise bad(f"{type(node).__name__} {ast.unparse(node)!r}")
-        for c in children:
-            cls._check(c, text, where, known, names)
-
-    def holds(self, env: Mapping[str, Any]) -> bool:
-        """Evaluate on a point; raises :class:`SweepSpecError` if the result is not a
-        boolean or the arithmetic fails (division by zero)."""
-        try:
-            value = self._eval(self.tree.body, env)
-        except (ArithmeticError, TypeError) as e:
-            raise SweepSpecError(f"constraint {self.text!r}: {e}") from None
-        if not isinstance(value, bool):
-            raise SweepSpecError(f"constraint {self.text!r} must give true or false, "
-                                 f"not {value!r}")
-        return value
-
-    def _eval(self, node: ast.AST, env: Mapping[str, Any]) -> Any:
-        name = _dotted(node)
-        if name is not None:
-            if name in ("true", "True"):
-                return True
-            if name in ("false", "False"):
-                return False
-            return env[name]
-        if isinstance(node, ast.Constant):
-            return node.value
-        if isinstance(node, (ast.List, ast.Tuple)):
-            return tuple(self._eval(e, env) for e in node.elts)
-        if isinstance(node, ast.BinOp):
-            return _BINOPS[type(node.op)](self._eval(node.left, env), self._eval(node.right, env))
-        if isinstance(node, ast.UnaryOp):
-            v = self._eval(node.operand, env)
-            return {ast.Not: operator.not_, ast.USub: operator.neg,
-                    ast.UAdd: operator.pos}[type(node.op)](v)
-        if isinstance(node, ast.BoolOp):
-            if isinstance(node.op, ast.And):
-                return all(self._eval(v, env) for v in node.values)
-            return any(self._eval(v, env) for v in node.values)
-        if isinstance(node, ast.Compare):
-            left = self._eval(node.left, env)
-            for op, right_node in zip(node.ops, node.comparators):
-                right = self._eval(right_node, env)
-                if not _CMPOPS[type(op)](left, right):
-                    return False
-                left = right
-            return True
-        if isinstance(node, ast.Call):
-            return _FUNCS[node.func.id](*(self._eval(a, env) for a in node.args))
-        raise AssertionError(f"unchecked node {node!r}")  # _check admits nothing else
-
-
-# --------------------------------------------------------------------------- axes
-
-
-@dataclass(frozen=True)
-class Axis:
-    """One swept quantity: a config field (dotted path) or a simulate option, and its
-    values in enumeration order (plain JSON values, as written in or drawn for the spec)."""
-
-    name: str
-    target: AxisTarget
-    kind: AxisKind
-    values: tuple[Any, ...]
-
-    def __post_init__(self) -> None:
-        if not self.values:
-            raise SweepSpecError(f"axes.{self.name} has no values")
-
-
-_RANGE_KEYS = {"start", "stop", "step", "factor"}
-_RANDOM_KEYS = {"random", "low", "high", "count", "seed", "values"}
-_AXIS_KEYS = _RANGE_KEYS | _RANDOM_KEYS
-
-
-def _is_axis_def(v: Any) -> bool:
-    # config field names are never axis keywords, so one keyword marks an axis table
-    return isinstance(v, list) or (isinstance(v, dict) and bool(set(v) & _AXIS_KEYS))
-
-
-def _flatten_axes(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in data.items():
-        if isinstance(v, dict) and not _is_axis_def(v):
-            out.update(_flatten_axes(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def _int_like(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _axis_values(name: str, raw: Any) -> tuple[AxisKind, tuple[Any, ...]]:
-    where = f"axes.{name}"
-    if isinstance(raw, list):
-        if not raw:
-            raise SweepSpecError(f"{where}: the list of values is empty")
-        seen = []
-        for v in raw:
-            if v in seen and type(v) is type(seen[seen.index(v)]):
-                raise SweepSpecError(f"{where}: duplicate value {v!r}")
-            seen.append(v)
-        return AxisKind.LIST, tuple(raw)
-    if not isinstance(raw, dict):
-        raise SweepSpecError(f"{where} must be a list of values or a table (range or random), "
-                             f"not {raw!r}")
-    keys = set(raw)
-    if "random" in keys:
-        return AxisKind.RANDOM, _random_values(where, raw)
-    if "values" in keys:
-        extra = sorted(keys - {"values"})
-        if extra:
-            raise SweepSpecError(f"{where}: unknown key {extra[0]!r} next to values")
-        return _axis_values(name, raw["values"])
-    return AxisKind.RANGE, _range_values(where, raw)
-
-
-def _range_values(where: str, raw: Mapping[str, Any]) -> tuple[Any, ...]:
-    extra = sorted(set(raw) - _RANGE_KEYS)
-    if extra:
-        raise SweepSpecError(f"{where}: unknown key {extra[0]!r} in a range "
-                             f"(use start, stop and step or factor)")
-    for k in ("start", "stop"):
-        if k not in raw:
-            raise SweepSpecError(f"{where}: a range needs {k}")
-        if not _number(raw[k]):
-            raise SweepSpecError(f"{where}.{k} must be a number, not {raw[k]!r}")
-    if ("step" in raw) == ("factor" in raw):
-        raise SweepSpecError(f"{where}: a range needs exactly one of step (linear) or factor "
-                             f"(geometric)")
-    start, stop = raw["start"], raw["stop"]
-    if stop < start:
-        raise SweepSpecError(f"{where}: stop ({stop!r}) is below start ({start!r})")
-    ints = _int_like(start) and _int_like(stop)
-    values: list[Any] = []
-    if "step" in raw:
-        step = raw["step"]
-        if not _number(step) or step <= 0:
-            raise SweepSpecError(f"{where}.step must be a positive number, not {step!r}")
-        ints = ints and _int_like(step)
-        n = math.floor((stop - start) / step + 1e-9) + 1
-        values = [start + i * step for i in range(n)]
-    else:
-        factor = raw["factor"]
-        if not _number(factor) or factor <= 1:
-            raise SweepSpecError(f"{where}.factor must be a number above 1, not {factor!r}")
-        if start <= 0:
-            raise SweepSpecError(f"{where}: a geometric range needs start > 0, not {start!r}")
-        ints = ints and _int_like(factor)
-        v = start
-        while v <= stop * (1 + 1e-12):
-            values.append(v)
-            v = v * factor
-    if len(values) > 100_000:
-        raise SweepSpecError(f"{where}: the range has {len(values):,} values (limit 100,000)")
-    return tuple(int(v) if ints else float(v) for v in values)
-
-
-def _random_values(where: str, raw: Mapping[str, Any]) -> tuple[Any, ...]:
-    try:
-        dist = RandomDistribution.parse(raw["random"])
-    except ValueError as e:
-        raise SweepSpecError(f"{where}.random: {e}") from None
-    allowed = {"random", "count", "seed"} | ({"values"} if dist is RandomDistribution.CHOICE
-                                            else {"low", "high"})
-    extra = sorted(set(raw) - allowed)
-    if extra:
-        raise SweepSpecError(f"{where}: unknown key {extra[0]!r} for random = \"{dist}\" "
-                             f"(use {', '.join(sorted(allowed))})")
-    need = sorted(allowed - set(raw))
-    if need:
-        raise SweepSpecError(f"{where}: random = \"{dist}\" needs {need[0]}")
-    count, seed = raw["count"], raw["seed"]
-    if not _int_like(count) or count < 1:
-        raise SweepSpecError(f"{where}.count must be a positive integer, not {count!r}")
-    if not _int_like(seed):
-        raise SweepSpecError(f"{where}.seed must be an integer, not {seed!r}")
-    rng = random.Random(seed)
-    if dist is RandomDistribution.CHOICE:
-        pool = raw["values"]
-        if not isinstance(pool, list) or not pool:
-            raise SweepSpecError(f"{where}.values must be a non-empty list, not {pool!r}")
-        if count > len(pool):
-            raise SweepSpecError(f"{where}.count {count} exceeds the {len(pool)} values")
-        picked = sorted(rng.sample(range(len(pool)), count))
-        return tuple(pool[i] for i in picked)
-    low, high = raw["low"], raw["high"]
-    for k, v in (("low", low), ("high", high)):
-        if not _number(v):
-            raise SweepSpecError(f"{where}.{k} must be a number, not {v!r}")
-    if high < low:
-        raise SweepSpecError(f"{where}: high ({high!r}) is below low ({low!r})")
-    if dist is RandomDistribution.INT:
-        if not (_int_like(low) and _int_like(high)):
-            raise SweepSpecError(f"{where}: random = \"int\" needs integer low and high, "
-                                 f"not {low!r} and {high!r}")
-        if count > high - low + 1:
-            raise SweepSpecError(f"{where}.count {count} exceeds the {high - low + 1} integers "
-                                 f"from {low} to {high}")
-        return tuple(sorted(rng.sample(range(low, high + 1), count)))
-    if dist is RandomDistribution.LOG_UNIFORM:
-        if low <= 0:
-            raise SweepSpecError(f"{where}: random = \"log-uniform\" needs low > 0, not {low!r}")
-        a, b = math.log(low), math.log(high)
-        return tuple(sorted(math.exp(rng.uniform(a, b)) for _ in range(count)))
-    return tuple(sorted(float(rng.uniform(low, high)) for _ in range(count)))
 
 
 # --------------------------------------------------------------------------- points
@@ -801,6 +482,8 @@ def _build(data: dict[str, Any], root: Path | None, source: str) -> SweepSpec:
             values = tuple(float(v) for v in values)
         axes.append(Axis(axis_name, target, kind, values))
 
+    _check_workload_options(tuple(workloads), options, axes)
+
     known = frozenset(fields) | frozenset(opt_fields) | frozenset(DERIVED)
     raw_cons = data.get("constraints", [])
     if isinstance(raw_cons, str):
@@ -833,6 +516,23 @@ def _build(data: dict[str, Any], root: Path | None, source: str) -> SweepSpec:
         raise SweepSpecError(f"the grid has {spec.grid_size:,} points (limit 10,000,000); "
                              f"use fewer values or random axes")
     return spec
+
+
+def _check_workload_options(workloads: tuple[str, ...], options: Mapping[str, Any],
+                            axes: list[Axis]) -> None:
+    """Every sequence length the spec can give (its option or its axis) must suit every
+    workload: ``seq_len`` on ``mlp`` is refused here, before any store is made."""
+    from nmsat.workloads import zoo
+
+    axis = next((a for a in axes if a.name == "seq_len"), None)
+    where = "axes.seq_len" if axis is not None else "options.seq_len"
+    values = axis.values if axis is not None else (options.get("seq_len"),)
+    for w in workloads:
+        for v in values:
+            try:
+                zoo.check_seq_len(w, v)
+            except ValueError as e:
+                raise SweepSpecError(f"{where}: {e}") from None
 
 
 def loads(text: str, fmt: str, source: str = "spec", root: Path | None = None) -> SweepSpec:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from nmsat.simulator import sweep_spec
 from nmsat.simulator.sweep_spec import AxisKind, AxisTarget, Constraint, SweepSpecError
@@ -195,3 +197,57 @@ def test_constraint_language_is_interpreted_safely():
             Constraint.parse(bad, known, "x")
     with pytest.raises(SweepSpecError, match="division by zero"):
         Constraint.parse("a.b / (c - 4) > 1", known, "x").holds(env)
+
+
+@pytest.mark.parametrize("axis, fragment", [
+    ("{start = 1, stop = 1e12, step = 1}", "the range has 1,000,000,000,000 values (limit 100,000)"),
+    ("{start = 1, stop = 2, step = 1e-300}", "the range has about 1e+300 values (limit 100"),
+    ("{start = 1, stop = 1e308, step = 1e-300}", "the range has too many values (limit 100"),
+    ("{start = 1, stop = 1e300, factor = 1.000001}", "values (limit 100,000)"),
+    ("{random = \"uniform\", low = 1, high = 2, count = 1000000000, seed = 0}",
+     "count must be an integer from 1 to 100,000"),
+    ("{values = []}", "the list of values is empty"),
+])
+def test_axis_sizes_are_counted_before_values_are_made(axis, fragment):
+    """A range is counted arithmetically: a billion-value range is refused at once, never
+    built (a list of a billion floats would take gigabytes; a tiny step would loop)."""
+    msg = err(BASE + f'[axes]\n"clock_mhz" = {axis}\n')
+    assert fragment in msg
+
+
+def test_integer_geometric_range_is_exact():
+    s = load(BASE + '[axes]\n"buffers.weight.kib" = {start = 1, stop = 1024, factor = 2}\n')
+    assert s.axes[0].values == tuple(2 ** i for i in range(11))
+
+
+@pytest.mark.parametrize("expr, fragment", [
+    ("10 ** 10 ** 10 > 1", "is over 256 bits"),
+    ("len_a * 10 ** 10 == 'x'", "unknown name"),
+    ("'a' * 10 ** 10 == 'x'", "a string or list over 10,000 items"),
+    ("[1, 2] * 10 ** 9 == [1]", "a string or list over 10,000 items"),
+    ("'%0999999999d' % 1 == 'x'", "not string formatting"),
+    ("2 ** 200 * 2 ** 200 > 0", "an integer over 256 bits"),
+    ("min([]) > 0", "min() arg is an empty sequence"),
+    ("-" * 500 + "1 < 0", "nests deeper than 32 levels"),
+    ("array.rows" + " + 1" * 1000 + " > 0", "characters (limit 2,000)"),
+    ("(" * 300 + "1" + ")" * 300 + " > 0", "not an expression"),
+])
+def test_constraint_language_is_bounded(expr, fragment):
+    """Integer size, repetition, formatting and depth are refused before they cost time or
+    memory: each of these would run for minutes or exhaust memory in plain Python."""
+    msg = err(BASE + f"constraints = [{json.dumps(expr)}]\n"
+              + '[axes]\n"array.rows" = [2, 4]\n')
+    assert fragment in msg, msg
+
+
+def test_sequence_length_on_a_model_without_one_is_refused():
+    assert "axes.seq_len: mlp has no sequence length" in err(BASE + "[axes]\nseq_len = [8, 16]\n")
+    assert "options.seq_len: mlp has no sequence length" in err(BASE + "[options]\nseq_len = 8\n")
+    msg = err(BASE.replace('["mlp"]', '["bert_base"]') + "[axes]\nseq_len = [128, 4096]\n")
+    assert "seq_len 4096 exceeds bert_base's 512 positions" in msg
+
+
+def test_a_field_with_only_a_lower_bound_names_it():
+    """This raised a TypeError (formatting a missing upper bound) instead of a message."""
+    msg = err(BASE + '[axes]\n"energy.mac_fp16.pj" = [-1.0, 1.0]\n')
+    assert "energy.mac_fp16.pj must be at least 0, not -1.0" in msg

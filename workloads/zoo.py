@@ -569,17 +569,28 @@ def model(name: str, seq_len: int | None = None) -> ZooModel:
         Unknown name (the message lists the valid ones), or a bad ``seq_len``.
     """
     entry = _entry(name)
+    seq_len = check_seq_len(name, seq_len)
+    if seq_len is None:
+        return entry.factory()
+    return dataclasses.replace(entry.factory(seq_len), seq_len=seq_len)
+
+
+def check_seq_len(name: str, seq_len: int | None) -> int | None:
+    """The sequence length :func:`model` builds ``name`` with (its default for ``None``;
+    ``None`` for a model without one), without building it. Raises ``ValueError`` as
+    :func:`model` does."""
+    entry = _entry(name)
     if entry.default_seq_len is None:
         if seq_len is not None:
             raise ValueError(f"{name} has no sequence length (seq_len={seq_len!r})")
-        return entry.factory()
+        return None
     if seq_len is None:
-        seq_len = entry.default_seq_len
+        return entry.default_seq_len
     if not isinstance(seq_len, int) or isinstance(seq_len, bool) or seq_len < 1:
         raise ValueError(f"seq_len must be a positive integer, not {seq_len!r}")
     if entry.max_seq_len is not None and seq_len > entry.max_seq_len:
         raise ValueError(f"seq_len {seq_len} exceeds {name}'s {entry.max_seq_len} positions")
-    return dataclasses.replace(entry.factory(seq_len), seq_len=seq_len)
+    return seq_len
 
 
 def get(name: str, batch: int = 1, seq_len: int | None = None) -> Workload:
