@@ -10,13 +10,15 @@ options, for ``speedup_vs_dense``.
 from __future__ import annotations
 
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
-from nmsat.simulator import system
+from nmsat.simulator import run_cache, system
 from nmsat.simulator.energy import ActivityCounts, energy
 from nmsat.simulator.results import PHASES, STALL_CAUSES, Event, LayerResult, SimResult
 from nmsat.simulator.roofline import attribution
+from nmsat.simulator.run_cache import RunCache
 from nmsat.simulator.units import VECTOR_PASSES
 
 from nmsat import config as config_mod
@@ -197,18 +199,35 @@ def activity(prog, cfg: AcceleratorConfig, attr: list[tuple[str, str]]):
     return ({k: ActivityCounts(**v) for k, v in counts.items()}, macs, dense, dram_op)
 
 
-def _run(workload, cfg: AcceleratorConfig, options: SimOptions, record: bool) -> _Run:
+def _run(workload, cfg: AcceleratorConfig, options: SimOptions, record: bool,
+         cache: RunCache | None = None, workload_key: Hashable = None) -> _Run:
+    """Compile and run one program; with a ``cache`` (and the workload's key) reuse a
+    program and a run already made for the same key (:mod:`nmsat.simulator.run_cache`)."""
     from nmsat.dataflow.compiler import CompileOptions, compile_workload
 
     copts = CompileOptions(method=options.method, nm=options.nm, mode=options.mode,
                            interleave=options.interleave, pregen=options.pregen,
                            offline_schedule=options.offline_schedule,
                            layer_nm=options.layer_nm)
-    prog = compile_workload(workload, cfg, copts)
+    pkey = rkey = None
+    if cache is not None:
+        pkey = run_cache.program_key(workload_key, cfg, copts)
+        rkey = run_cache.run_key(pkey, cfg, record)
+        hit = cache.get("run", rkey)
+        if hit is not None:
+            return hit
+    prog = cache.get("program", pkey) if cache is not None else None
+    if prog is None:
+        prog = compile_workload(workload, cfg, copts)
+        if cache is not None:
+            cache.put("program", pkey, prog)
     timing = system.run(prog, cfg, record=record)
     wall = system.attribute_wall_time(timing)
     counts, macs, dense, dram_op = activity(prog, cfg, attribution(prog))
-    return _Run(prog, timing, wall, counts, macs, dense, dram_op)
+    out = _Run(prog, timing, wall, counts, macs, dense, dram_op)
+    if cache is not None:
+        cache.put("run", rkey, out)
+    return out
 
 
 # --------------------------------------------------------------------------- assembly
@@ -229,7 +248,8 @@ def _layer_order(workload, run: _Run) -> list[str]:
 
 
 def simulate(workload, cfg: AcceleratorConfig | str | None = None,
-             options: SimOptions | None = None) -> SimResult:
+             options: SimOptions | None = None, *, cache: RunCache | None = None,
+             workload_key: Hashable = None) -> SimResult:
     """Simulate one training iteration (or inference pass) of ``workload``.
 
     Parameters
@@ -241,6 +261,12 @@ def simulate(workload, cfg: AcceleratorConfig | str | None = None,
         Accelerator config, preset name or config file (default ``vcu1525``).
     options
         Method, pattern, mode and optimisation switches (default BDWP 2:8 training).
+    cache, workload_key
+        Optional: a :class:`~nmsat.simulator.run_cache.RunCache` shared between calls and
+        a hashable key naming the workload's content (e.g. zoo name, batch, sequence
+        length). Programs and runs already in the cache under the same key and the
+        config fields they depend on are reused; the result is byte-identical to an
+        uncached call. Without a ``workload_key`` nothing is cached.
 
     Raises
     ------
@@ -254,14 +280,16 @@ def simulate(workload, cfg: AcceleratorConfig | str | None = None,
     loaded = workload
     if hasattr(workload, "workload"):  # a LoadedWorkload
         workload = loaded.workload
-    main = _run(workload, cfg, options, options.events)
+    if workload_key is None:
+        cache = None
+    main = _run(workload, cfg, options, options.events, cache, workload_key)
     dense_opts = SimOptions(method=Method.DENSE, nm=NM(1, 1), mode=options.mode,
                             interleave=options.interleave, pregen=options.pregen,
                             offline_schedule=options.offline_schedule, events=False)
     if options.method is Method.DENSE and (options.nm.dense or options.mode is Mode.TRAIN):
         dense = main
     else:
-        dense = _run(workload, cfg, dense_opts, False)
+        dense = _run(workload, cfg, dense_opts, False, cache, workload_key)
     result = _assemble(workload, cfg, options, main, dense)
     object.__setattr__(result, "simulate_seconds", time.perf_counter() - t0)
     return result

@@ -29,12 +29,13 @@ import os
 import sqlite3
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
+from nmsat.simulator.run_cache import RunCache, program_key, run_key
 from nmsat.simulator.sweep_spec import Point, SweepSpec
 
 from nmsat import __version__
@@ -361,8 +362,24 @@ def _workload(name: str, batch: int, seq_len: int | None) -> Any:
     return api.load_workload(name, batch=batch, seq_len=seq_len)
 
 
+_CACHE: RunCache | None = None
+
+
+def worker_cache() -> RunCache:
+    """This process's cache of compiled programs and system-model runs (one per worker
+    process; it holds a few whole-workload programs, tens of MB at most)."""
+    global _CACHE
+    if _CACHE is None:
+        _CACHE = RunCache()
+    return _CACHE
+
+
 def evaluate_point(task: PointTask) -> dict[str, Any]:
     """Simulate one point (on a worker) and return its record for the store.
+
+    Programs and runs are reused from :func:`worker_cache` when an earlier point of this
+    process had the same workload, compile options and the config fields they depend on
+    (:mod:`nmsat.simulator.run_cache`); the record is byte-identical either way.
 
     Never raises for a failing simulation: the record then has ``status = 'failed'`` and
     the error's one-line description, so one bad point does not stop a sweep.
@@ -379,7 +396,9 @@ def evaluate_point(task: PointTask) -> dict[str, Any]:
         wl_opts = {k: task.options[k] for k in WORKLOAD_OPTIONS}
         sim_opts = {k: v for k, v in task.options.items() if k not in WORKLOAD_OPTIONS}
         result = api.simulate(_workload(task.workload, **wl_opts), cfg,
-                              options_object(sim_opts))
+                              options_object(sim_opts), cache=worker_cache(),
+                              workload_key=(task.workload, wl_opts["batch"],
+                                            wl_opts["seq_len"]))
         data = result.to_dict(events=False, timing=False)
         record: dict[str, Any] = {
             "status": "ok",
@@ -534,6 +553,40 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+GROUP_POINTS = 8
+"""Most points sent to a worker as one Dask task (see :func:`group_points`): enough to
+share a dense baseline between methods and patterns, few enough to keep two workers
+evenly busy on small sweeps and the progress bar moving."""
+
+
+def group_points(points: Sequence[Point], size: int = GROUP_POINTS) -> list[tuple[Point, ...]]:
+    """Split ``points`` into worker tasks of at most ``size`` points that share compiled
+    programs: the same workload, the same options apart from method and pattern, and the
+    same config fields the compiler reads (:data:`~nmsat.simulator.run_cache.PROGRAM_FIELDS`).
+    Inside a task the worker compiles each program once and runs the dense baseline once
+    per hardware point. Groups are in the order of their first point; within a group,
+    points with equal timing fields are adjacent. Which points share a task changes only
+    the speed, never a stored value."""
+    groups: dict[tuple, list[Point]] = {}
+    timing: dict[str, str] = {}
+    for pt in points:
+        shared = {k: v for k, v in pt.options if k not in ("method", "nm")}
+        pkey = program_key(pt.workload, pt.config, json.dumps(shared, sort_keys=True))
+        groups.setdefault(pkey, []).append(pt)
+        timing[pt.key] = run_key((), pt.config, False)[1]
+    out: list[tuple[Point, ...]] = []
+    for members in groups.values():
+        members.sort(key=lambda p: (timing[p.key], p.index))
+        out.extend(tuple(members[i:i + size]) for i in range(0, len(members), size))
+    return out
+
+
+def _evaluate_group(tasks: list[PointTask],
+                    evaluate: Callable[[PointTask], dict[str, Any]]) -> list[dict[str, Any]]:
+    """Worker side: evaluate a group's points in order (they share the worker's cache)."""
+    return [evaluate(t) for t in tasks]
+
+
 def run(sweep: SweepPlan, store: str | Path, cluster: DaskCluster,
         on_record: Callable[[Mapping[str, Any]], None] | None = None,
         evaluate: Callable[[PointTask], dict[str, Any]] = evaluate_point) -> SweepSummary:
@@ -541,7 +594,8 @@ def run(sweep: SweepPlan, store: str | Path, cluster: DaskCluster,
 
     Creates ``store`` if it does not exist. ``on_record`` is called in the client after each
     point is stored (for a progress bar). ``evaluate`` is the worker function; the shipped
-    sweep always uses :func:`evaluate_point`.
+    sweep always uses :func:`evaluate_point`. Points go to the workers in the groups of
+    :func:`group_points`; each point is still stored in its own transaction.
     """
     from dask.distributed import as_completed
 
@@ -551,27 +605,31 @@ def run(sweep: SweepPlan, store: str | Path, cluster: DaskCluster,
     ok = failed = 0
     try:
         run_id = st.begin_run(sweep.spec, len(sweep.points))
-        by_key = {pt.key: pt for pt in sweep.todo}
-        tasks = [PointTask.of(pt) for pt in sweep.todo]
-        futures = cluster.client.map(evaluate, tasks, key=[f"nmsat-point-{t.key}" for t in tasks],
-                                     pure=False)
-        key_of = {f.key: t.key for f, t in zip(futures, tasks)}
+        groups = group_points(sweep.todo)
+        batches = [[PointTask.of(pt) for pt in g] for g in groups]
+        futures = cluster.client.map(_evaluate_group, batches,
+                                     key=[f"nmsat-points-{g[0].key}" for g in groups],
+                                     pure=False, evaluate=evaluate)
+        group_of = {f.key: g for f, g in zip(futures, groups)}
         for fut in as_completed(futures):
-            point = by_key[key_of[fut.key]]
+            group = group_of[fut.key]
             if fut.status == "finished":
-                record = fut.result()
+                records = fut.result()
             else:  # the task itself died (e.g. its worker was killed repeatedly)
                 exc = fut.exception()
                 msg = str(exc).splitlines()[0] if str(exc) else ""
-                record = {"status": "failed", "error": f"{type(exc).__name__}: {msg}".rstrip(": ")}
+                records = [{"status": "failed",
+                            "error": f"{type(exc).__name__}: {msg}".rstrip(": ")}
+                           for _ in group]
             fut.release()
-            st.write(point, record, run_id)
-            if record["status"] == "ok":
-                ok += 1
-            else:
-                failed += 1
-            if on_record is not None:
-                on_record(record)
+            for point, record in zip(group, records):
+                st.write(point, record, run_id)
+                if record["status"] == "ok":
+                    ok += 1
+                else:
+                    failed += 1
+                if on_record is not None:
+                    on_record(record)
         workers = cluster.workers
     finally:
         st.close()
