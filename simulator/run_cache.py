@@ -56,6 +56,8 @@ TIMING_FIELDS: frozenset[str] = frozenset({
     *(f"buffers.{b}.{f}" for b in ("activation", "weight", "output")
       for f in ("banks", "bank_bytes_per_cycle", "ports")),  # each buffer's DMA port
     "dram.latency_cycles",
+    # the DRAM timing model (nmsat.dataflow.memory) and its row-buffer parameters
+    "dram.model", "dram.banks", "dram.row_bytes", "dram.t_rp_cycles", "dram.t_rcd_cycles",
     "sore.lanes", "sore.cycles_per_weight", "sore.pipeline_latency",
     "weight_update.lanes", "weight_update.pipeline_latency",
 })
