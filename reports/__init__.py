@@ -162,7 +162,7 @@ def load_traces(paths: Sequence[str | Path]) -> list[Any]:
     traces = []
     for p in paths:
         if not Path(p).is_file():
-            raise ReportError(f"{p}: no such trace file")
+            raise ReportError(f"{p}: trace not found")
         try:
             traces.append(load_trace(p))
         except NmsatError as e:

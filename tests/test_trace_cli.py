@@ -48,7 +48,7 @@ def test_inspect_json(capsys, trace_file):
 def test_inspect_errors(capsys, tmp_path, trace_file):
     bad = tmp_path / "bad.nmt"
     bad.write_bytes(trace_file.read_bytes()[:1000])
-    for path, message in ((tmp_path / "missing.nmt", "no such trace file"),
+    for path, message in ((tmp_path / "missing.nmt", "trace not found"),
                           (bad, "truncated or corrupted")):
         assert main(["trace", "inspect", str(path)]) == 2
         err = capsys.readouterr().err

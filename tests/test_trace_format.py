@@ -260,9 +260,9 @@ def test_save_is_atomic(cnn_trace, tmp_path, monkeypatch):
 
 
 def test_missing_file_and_directory(tmp_path):
-    with pytest.raises(TraceError, match="no such trace file"):
+    with pytest.raises(TraceError, match="trace not found"):
         load_trace(tmp_path / "nope.nmt")
-    with pytest.raises(TraceError, match="is a directory"):
+    with pytest.raises(TraceError, match="is a folder, not a regular file"):
         load_trace(tmp_path)
 
 
@@ -408,3 +408,62 @@ def test_zoo_load_resolves_a_trace_file(cnn_trace, tmp_path):
     assert zoo.load(p, batch=4).workload.batch == 4
     with pytest.raises(ValueError, match="no sequence length"):
         zoo.load(p, seq_len=128)
+
+
+# --------------------------------------------------------------------------- hostile files
+
+
+def test_a_manifest_that_would_inflate_to_gigabytes_is_refused_unread():
+    """3 MB of deflated zeros declaring a 2 GiB manifest: refused from the directory,
+    before any byte is inflated (this ended in a MemoryError)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        with z.open("manifest.json", "w", force_zip64=True) as f:
+            chunk = b" " * (1 << 20)
+            for _ in range(20):  # 20 MiB is enough to cross the limits; the check is by size
+                f.write(chunk)
+    expect_error(out.getvalue(), "member 'manifest.json' inflates to 20,971,520 bytes",
+                 "limit 16,777,216")
+
+
+def test_unsupported_compression_is_one_line(blob):
+    files = members(blob)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        for n, b in files.items():
+            z.writestr(n, b, compress_type=zipfile.ZIP_BZIP2 if n == "loss.npy" else None)
+    data = bytearray(out.getvalue())
+    expect_error(bytes(data), "member 'loss.npy' uses compression method 12")
+
+
+@pytest.mark.parametrize("tensor", ["w_master", "x", "dw"])
+def test_non_finite_tensors_are_refused_naming_the_member(blob, cnn_trace, tensor):
+    s = cnn_trace.samples[-1]
+    name = next(iter(s.layers))
+    a = getattr(s.layers[name], tensor).copy()
+    a.flat[0] = np.nan
+    path = f"samples/{len(cnn_trace.samples) - 1}/{name}/{tensor}.npy"
+    expect_error(replace_array(blob, path, a, fix_manifest=True), f"{tensor} ({path}) holds "
+                 "NaN or Inf")
+
+
+def test_a_working_copy_that_is_not_fp16_of_the_master_is_refused(blob, cnn_trace):
+    s = cnn_trace.samples[0]
+    name = next(iter(s.layers))
+    a = s.layers[name].w_fp16.copy()
+    a.flat[0] = a.flat[0] + np.float16(1)
+    path = f"samples/0/{name}/w_fp16.npy"
+    expect_error(replace_array(blob, path, a, fix_manifest=True), "w_fp16", "is not what")
+
+
+def test_device_and_fifo_are_refused_without_reading(tmp_path):
+    import os
+
+    from nmsat.workloads.trace import load_trace
+
+    with pytest.raises(TraceError, match="/dev/zero is a device, not a regular file"):
+        load_trace("/dev/zero")
+    fifo = tmp_path / "t.nmt"
+    os.mkfifo(fifo)
+    with pytest.raises(TraceError, match="is a FIFO, not a regular file"):
+        load_trace(fifo)

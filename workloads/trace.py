@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from nmsat.errors import NmsatError
-from nmsat.types import NM, Method
 from nmsat.fileio import atomic_write_bytes
+from nmsat.types import NM, Method
 
 from .layers import Conv2d, Elementwise, GemmDims, Layer, Linear, Matmul, OpKind, Phase, Workload
 
@@ -298,6 +298,44 @@ def _validate(t: Trace) -> None:
                 if shape != tuple(want):
                     raise TraceError(f"sample {s.iteration} layer {name}: {tn} has shape "
                                      f"{shape}, expected {tuple(want)} from the layer shape")
+            _check_values(lt, f"sample {s.iteration} layer {name}",
+                          f"samples/{t.samples.index(s)}/{name}")
+    _check_series(t, iters)
+
+
+def _member(where: str, tn: str) -> str:
+    return f"{where}/{tn}.npy"
+
+
+def _check_values(lt: LayerTensors, what: str, where: str) -> None:
+    """The tensor invariants of ``docs/trace-format.md``: finite values, and the fp16
+    copies and masked operands are the stated expressions of the others."""
+    for tn in TENSOR_NAMES:
+        a = getattr(lt, tn)
+        if a.dtype != np.bool_ and not np.isfinite(a).all():
+            raise TraceError(f"{what}: {tn} ({_member(where, tn)}) holds NaN or Inf")
+    zero = np.float16(0)
+    expect = {"w_fp16": lt.w_master.astype(np.float16),
+              "w_ff": np.where(lt.ff_mask, lt.w_fp16, zero),
+              "w_bp": np.where(lt.bp_mask, lt.w_fp16, zero),
+              "x_fp16": lt.x.astype(np.float16), "dy_fp16": lt.dy.astype(np.float16)}
+    for tn, want in expect.items():
+        if not np.array_equal(getattr(lt, tn).view(np.uint16), want.view(np.uint16)):
+            raise TraceError(f"{what}: {tn} ({_member(where, tn)}) is not what "
+                             f"docs/trace-format.md states it is")
+
+
+def _check_series(t: Trace, iters: int) -> None:
+    """The loss is finite; statistics are fractions, NaN only for flips at iteration 0."""
+    if not np.isfinite(t.loss).all():
+        raise TraceError("loss (loss.npy) holds NaN or Inf")
+    for k, v in t.stats.items():
+        body = v[1:] if k.endswith("_flip") else v
+        if not (np.isfinite(body).all() and ((body >= 0) & (body <= 1)).all()):
+            raise TraceError(f"stats {k} (stats/{k}.npy) must hold fractions in [0, 1]"
+                             + (" (NaN only at iteration 0)" if k.endswith("_flip") else ""))
+        if k.endswith("_flip") and iters and not np.isnan(v[0]).all():
+            raise TraceError(f"stats {k} (stats/{k}.npy) must be NaN at iteration 0")
 
 
 # --------------------------------------------------------------------------- workload
@@ -424,265 +462,6 @@ def save_trace(trace: Trace, path: str | Path) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
-# --------------------------------------------------------------------------- loading
-
-
-def _no_dups(pairs: list[tuple[str, Any]]) -> dict:
-    d: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in d:
-            raise TraceError(f"manifest has duplicate key {k!r}")
-        d[k] = v
-    return d
-
-
-_INT = (int,)
-_NUM = (int, float)
-
-
-def _check(d: Any, where: str, spec: Mapping[str, tuple]) -> dict:
-    """``d`` must be an object with exactly ``spec``'s keys, each of one of its types."""
-    if not isinstance(d, dict):
-        raise TraceError(f"manifest {where}: expected an object, got {type(d).__name__}")
-    missing = [k for k in spec if k not in d]
-    if missing:
-        raise TraceError(f"manifest {where}: missing field {missing[0]!r}")
-    extra = [k for k in d if k not in spec]
-    if extra:
-        raise TraceError(f"manifest {where}: unknown field {extra[0]!r}")
-    for k, typs in spec.items():
-        v = d[k]
-        if isinstance(v, bool) and bool not in typs:
-            ok = False
-        else:
-            ok = isinstance(v, typs)
-        if not ok:
-            names = "/".join(t.__name__ if t is not type(None) else "null" for t in typs)
-            raise TraceError(f"manifest {where}.{k}: expected {names}, got {v!r}")
-    return d
-
-
-_TOP = {"format": (str,), "version": (int,), "tool_version": (str,), "torch_version": (str,),
-        "run": (dict,), "layers": (list,), "iterations": _INT, "stat_layers": (list,),
-        "accuracy": (list,), "baseline": (dict, type(None)), "samples": (list,),
-        "members": (dict,)}
-_RUN = {"model": (str,), "dataset": (str,), "method": (str,), "nm": (str,), "seed": _INT,
-        "split_seed": _INT, "epochs": _INT, "batch": _INT, "lr": _NUM, "momentum": _NUM,
-        "srste_decay": _NUM, "train_size": _INT, "test_size": _INT, "threads": _INT,
-        "wall_seconds": _NUM}
-_LAYER = {"layer": (dict,), "method": (str,), "nm": (str,), "sparse_ff": (bool,),
-          "sparse_bp": (bool,), "gemms": (dict,)}
-_EPOCH = {"epoch": _INT, "train_loss": _NUM, "train_accuracy": _NUM, "test_accuracy": _NUM}
-_BASELINE = {"method": (str,), "accuracy": (list,), "wall_seconds": _NUM}
-_SAMPLE = {"iteration": _INT, "epoch": _INT, "lr": _NUM, "layers": (list,)}
-_MEMBER = {"sha256": (str,), "dtype": (str,), "shape": (list,)}
-
-
-def _parse_layer(d: Any, where: str) -> Layer:
-    if not isinstance(d, dict) or "type" not in d:
-        raise TraceError(f"manifest {where}: a layer needs a 'type'")
-    cls = _LAYER_TYPES.get(d["type"])
-    if cls is None:
-        raise TraceError(f"manifest {where}: unknown layer type {d['type']!r} (choose from "
-                         f"{', '.join(_LAYER_TYPES)})")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for k, v in d.items():
-        if k == "type":
-            continue
-        if k not in fields:
-            raise TraceError(f"manifest {where}: unknown field {k!r} for {d['type']}")
-        if k == "kind":
-            v = OpKind.parse(v)
-        elif isinstance(fields[k].default, tuple):  # shape-like fields
-            if not isinstance(v, list) or not all(
-                    isinstance(i, int) and not isinstance(i, bool) for i in v):
-                raise TraceError(f"manifest {where}.{k}: expected a list of integers, got {v!r}")
-            v = tuple(v)
-        elif k == "name":
-            if not isinstance(v, str):
-                raise TraceError(f"manifest {where}.name: expected a string, got {v!r}")
-        elif not isinstance(v, int) or isinstance(v, bool):
-            raise TraceError(f"manifest {where}.{k}: expected an integer, got {v!r}")
-        kwargs[k] = v
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as e:
-        raise TraceError(f"manifest {where}: {e}") from None
-
-
-def _parse_epochs(lst: list, where: str) -> tuple[EpochRecord, ...]:
-    out = []
-    for i, r in enumerate(lst):
-        r = _check(r, f"{where}[{i}]", _EPOCH)
-        out.append(EpochRecord(r["epoch"], float(r["train_loss"]), float(r["train_accuracy"]),
-                               float(r["test_accuracy"])))
-    return tuple(out)
-
-
-def _parse(value, parser, where: str):
-    try:
-        return parser(value)
-    except ValueError as e:
-        raise TraceError(f"manifest {where}: {e}") from None
-
-
-def _read_members(z: zipfile.ZipFile, members: dict) -> dict[str, np.ndarray]:
-    names = set(z.namelist())
-    extra = sorted(names - set(members) - {MANIFEST})
-    if extra:
-        raise TraceError(f"member {extra[0]!r} is not listed in the manifest")
-    arrays = {}
-    for path, meta in members.items():
-        meta = _check(meta, f"members[{path!r}]", _MEMBER)
-        if path not in names:
-            raise TraceError(f"member {path!r} is missing (truncated or incomplete file)")
-        data = z.read(path)
-        if hashlib.sha256(data).hexdigest() != meta["sha256"]:
-            raise TraceError(f"member {path!r} fails its SHA-256 checksum (corrupted)")
-        try:
-            a = np.load(io.BytesIO(data), allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            raise TraceError(f"member {path!r} is not a valid .npy array ({e})") from None
-        if str(a.dtype) != meta["dtype"] or list(a.shape) != meta["shape"]:
-            raise TraceError(f"member {path!r} holds {a.dtype}{list(a.shape)}, the manifest "
-                             f"says {meta['dtype']}{meta['shape']}")
-        arrays[path] = a
-    return arrays
-
-
-def _build(m: dict, arrays: dict[str, np.ndarray]) -> Trace:
-    _check(m, "top level", _TOP)
-    if m["format"] != FORMAT:
-        raise TraceError(f"not an nmsat trace (format {m['format']!r})")
-    if m["version"] != VERSION:
-        raise TraceError(f"unsupported trace version {m['version']!r} (this nmsat reads "
-                         f"version {VERSION})")
-    run = _check(m["run"], "run", _RUN)
-    method = _parse(run["method"], Method.parse, "run.method")
-    nm = _parse(run["nm"], NM.parse, "run.nm")
-    layers = []
-    for i, d in enumerate(m["layers"]):
-        d = _check(d, f"layers[{i}]", _LAYER)
-        layer = _parse_layer(d["layer"], f"layers[{i}].layer")
-        tl = TraceLayer(layer, _parse(d["method"], Method.parse, f"layers[{i}].method"),
-                        _parse(d["nm"], NM.parse, f"layers[{i}].nm"), d["sparse_ff"],
-                        d["sparse_bp"])
-        # The stored GEMM dims are for readers without nmsat; they must be what the
-        # layer model computes, or the file was edited inconsistently.
-        want = {p.value: [[g.m, g.n, g.k, g.count] for g in gs]
-                for p, gs in tl.gemms(max(run["batch"], 1)).items()}
-        if d["gemms"] != want:
-            raise TraceError(f"layer {layer.name}: stored GEMM dims {d['gemms']} disagree "
-                             f"with its shape at batch {run['batch']} ({want})")
-        layers.append(tl)
-    weight_names = [tl.name for tl in layers if tl.layer.has_weights]
-    if m["stat_layers"] != weight_names:
-        raise TraceError(f"stat_layers {m['stat_layers']} must list the weight layers "
-                         f"{weight_names} in order")
-    baseline = None
-    if m["baseline"] is not None:
-        b = _check(m["baseline"], "baseline", _BASELINE)
-        baseline = Baseline(_parse(b["method"], Method.parse, "baseline.method"),
-                            _parse_epochs(b["accuracy"], "baseline.accuracy"),
-                            float(b["wall_seconds"]))
-    samples = []
-    for i, s in enumerate(m["samples"]):
-        s = _check(s, f"samples[{i}]", _SAMPLE)
-        tensors = {}
-        for name in s["layers"]:
-            try:
-                kw = {tn: arrays[f"samples/{i}/{name}/{tn}.npy"] for tn in TENSOR_NAMES}
-            except KeyError as e:
-                raise TraceError(f"sample {s['iteration']} layer {name}: member {e} is not "
-                                 "in the manifest") from None
-            for tn, a in kw.items():
-                if str(a.dtype) != _TENSOR_DTYPES[tn]:
-                    raise TraceError(f"sample {s['iteration']} layer {name}: {tn} is "
-                                     f"{a.dtype}, expected {_TENSOR_DTYPES[tn]}")
-            tensors[name] = LayerTensors(**kw)
-        samples.append(Sample(s["iteration"], s["epoch"], float(s["lr"]), tensors))
-    for p in ["loss.npy"] + [f"stats/{k}.npy" for k in STAT_NAMES]:
-        if p not in arrays:
-            raise TraceError(f"member {p!r} is not in the manifest")
-    loss = arrays["loss.npy"]
-    if loss.shape != (m["iterations"],):
-        raise TraceError(f"loss has shape {loss.shape}, expected ({m['iterations']},) "
-                         "(iterations)")
-    return Trace(
-        version=m["version"], tool_version=m["tool_version"], torch_version=m["torch_version"],
-        model=run["model"], dataset=run["dataset"], method=method, nm=nm, seed=run["seed"],
-        split_seed=run["split_seed"], epochs=run["epochs"], batch=run["batch"],
-        lr=float(run["lr"]), momentum=float(run["momentum"]),
-        srste_decay=float(run["srste_decay"]), train_size=run["train_size"],
-        test_size=run["test_size"], threads=run["threads"],
-        wall_seconds=float(run["wall_seconds"]), layers=tuple(layers), loss=loss,
-        stats={k: arrays[f"stats/{k}.npy"] for k in STAT_NAMES},
-        accuracy=_parse_epochs(m["accuracy"], "accuracy"), baseline=baseline,
-        samples=tuple(samples))
-
-
-def loads_trace(data: bytes) -> Trace:
-    """Parse and validate a trace from its bytes. Raises :class:`TraceError`."""
-    try:
-        z = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
-        raise TraceError("not a readable zip container (truncated or corrupted file)") from None
-    try:
-        with z:
-            try:
-                raw = z.read(MANIFEST)
-            except KeyError:
-                raise TraceError(f"no {MANIFEST} in the container (not an nmsat trace)") from None
-            try:
-                manifest = json.loads(raw, object_pairs_hook=_no_dups)
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise TraceError(f"{MANIFEST} is not valid JSON ({e})") from None
-            if not isinstance(manifest, dict):
-                raise TraceError(f"{MANIFEST} must hold a JSON object")
-            # Check the header before touching members: a future version may differ there.
-            if manifest.get("format") != FORMAT:
-                raise TraceError(f"not an nmsat trace (format {manifest.get('format')!r})")
-            if manifest.get("version") != VERSION:
-                raise TraceError(f"unsupported trace version {manifest.get('version')!r} "
-                                 f"(this nmsat reads version {VERSION})")
-            if not isinstance(manifest.get("members"), dict):
-                raise TraceError("manifest top level: missing field 'members'")
-            arrays = _read_members(z, manifest["members"])
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as e:
-        # zipfile raises these for damaged entries (bad CRC, bad local header, cut data).
-        raise TraceError(f"corrupted or truncated container ({e})") from None
-    except Exception as e:  # zlib.error has no stable base class; keep one clear line
-        if isinstance(e, TraceError):
-            raise
-        if type(e).__module__ == "zlib":
-            raise TraceError(f"corrupted compressed data ({e})") from None
-        raise
-    return _build(manifest, arrays)
-
-
-def load_trace(path: str | Path) -> Trace:
-    """Load and validate the trace at ``path``.
-
-    Raises :class:`TraceError` (an :class:`~nmsat.errors.NmsatError`) with one line
-    naming the file and the problem: missing file, truncated or corrupted container, bad
-    checksum, wrong version, unknown or missing fields, inconsistent shapes.
-    """
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise TraceError(f"{p}: no such trace file") from None
-    except IsADirectoryError:
-        raise TraceError(f"{p}: is a directory, not a trace file") from None
-    except PermissionError:
-        raise TraceError(f"{p}: permission denied") from None
-    try:
-        return loads_trace(data)
-    except TraceError as e:
-        raise TraceError(f"{p}: {e}") from None
-
-
 # --------------------------------------------------------------------------- summary
 
 
@@ -727,3 +506,6 @@ def summarize(trace: Trace) -> dict:
                      "tensors": sorted(TENSOR_NAMES), "layers": list(s.layers)}
                     for s in trace.samples],
     }
+
+
+from .trace_read import load_trace, loads_trace  # noqa: F401 - reads the types above
