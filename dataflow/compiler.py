@@ -43,6 +43,7 @@ from nmsat.workloads.layers import (
     Workload,
 )
 
+from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig
 from nmsat.errors import NmsatError
 from nmsat.types import DENSE, NM, Dataflow, Method, Mode, Phase, _Choice
@@ -242,7 +243,7 @@ class _Tensors:
             t = Tensor(name, rows, cols, elem, nm, self.addr, conv)
             self.table[name] = t
             burst = self.cfg.dram.burst_bytes
-            self.addr += -(-t.bytes // burst) * burst
+            self.addr += ceil_div(t.bytes, burst) * burst
         return name
 
 
@@ -252,12 +253,12 @@ def _sore_groups(layer: Layer, view: SoreView, nm: NM) -> int:
         cpg, cog = layer.in_ch // g, layer.out_ch // g
         kpos = layer.kh * layer.kw
         if view is SoreView.FF:
-            return layer.out_ch * kpos * -(-cpg // nm.m)
-        return cpg * kpos * g * -(-cog // nm.m)
+            return layer.out_ch * kpos * ceil_div(cpg, nm.m)
+        return cpg * kpos * g * ceil_div(cog, nm.m)
     assert isinstance(layer, Linear)
     if view is SoreView.FF:
-        return layer.out_features * -(-layer.in_features // nm.m)
-    return layer.in_features * -(-layer.out_features // nm.m)
+        return layer.out_features * ceil_div(layer.in_features, nm.m)
+    return layer.in_features * ceil_div(layer.out_features, nm.m)
 
 
 def lower(workload: Workload, cfg: AcceleratorConfig, opts: CompileOptions) -> Lowered:
@@ -420,7 +421,7 @@ def _out_bytes(t: Tensor, v: View, mb: int, nb: int, acc_bytes: int) -> int:
     accumulates its input-region footprint."""
     if v.transform is Transform.COL2IM:
         cv = t.conv
-        spanned = min(-(-mb // cv.out_w) + 1, cv.batch * cv.out_h)
+        spanned = min(ceil_div(mb, cv.out_w) + 1, cv.batch * cv.out_h)
         in_rows = min((spanned - 1) * cv.stride + cv.kh, cv.batch * cv.h)
         return min(mb * nb, in_rows * cv.w * cv.c) * acc_bytes
     return mb * nb * acc_bytes
@@ -487,12 +488,12 @@ class _TaskCtx:
             return "buffers.output"
         if self.words is not None:
             a = self.cfg.array
-            kc, nt = -(-kb // self.ku), -(-nb // a.cols)
-            need = {"buffers.weight": nt * kc, "buffers.output": -(-mb // a.rows) * nt}
+            kc, nt = ceil_div(kb, self.ku), ceil_div(nb, a.cols)
+            need = {"buffers.weight": nt * kc, "buffers.output": ceil_div(mb, a.rows) * nt}
             if self.cfg.buffers.act_layout == "windows":
                 # one A-element window per (im2col row, chunk), R diagonal banks
                 # (rtl/layouts.act_location); with "fmap" ACT is limited by bytes only
-                need["buffers.activation"] = mb * -(-kc // a.rows)
+                need["buffers.activation"] = mb * ceil_div(kc, a.rows)
             for name, words in need.items():
                 if words > self.words[name]:
                     return name
@@ -521,7 +522,7 @@ def _im2col_bytes(t: Tensor, pixels: int, kcols: int, full_k: bool) -> int:
     flat = pixels * kcols * t.elem.bytes
     if not full_k:
         return flat
-    spanned = min(-(-pixels // cv.out_w) + 1, cv.batch * cv.out_h)
+    spanned = min(ceil_div(pixels, cv.out_w) + 1, cv.batch * cv.out_h)
     in_rows = min((spanned - 1) * cv.stride + cv.kh, cv.batch * cv.h)
     return min(flat, in_rows * cv.w * cv.c * t.elem.bytes)
 
@@ -567,7 +568,7 @@ def estimate_cost(ctx: _TaskCtx, t: Tiling) -> tuple[int, int]:
     else:
         dram = b_all * nmb + a_all * (1 if resident else nnb)
     dram += c_all
-    mem = -(-dram // ctx.cfg.dram.total_bytes_per_cycle)
+    mem = ceil_div(dram, ctx.cfg.dram.total_bytes_per_cycle)
     return ctx.count * max(engine, mem), ctx.count * dram
 
 
@@ -609,7 +610,7 @@ def _largest(lo: int, hi: int, unit: int, ok) -> int | None:
     if ok(hi):
         return hi
     cands_hi = hi // unit
-    lo_u = -(-lo // unit)
+    lo_u = ceil_div(lo, unit)
     if cands_hi < lo_u or not ok(lo_u * unit):
         return lo if ok(lo) and lo <= hi else None
     a, b = lo_u, cands_hi

@@ -43,6 +43,7 @@ from typing import Any, ClassVar
 
 from nmsat.workloads.layers import OpKind
 
+from nmsat.arith import ceil_div
 from nmsat.errors import NmsatError
 from nmsat.types import DENSE, NM, Dataflow, Phase
 
@@ -304,7 +305,7 @@ def region_bytes(rows: int, cols: int, elem: ElemType, nm: NM = DENSE) -> int:
         raise IsaError(f"N:M-compressed tensors hold 1- or 2-byte operands, not {elem.name}")
     # compressed_bytes((rows, cols), nm, 0, dtype) inlined (the compiler calls this often);
     # tests check the two agree.
-    slots = cols * -(-rows // nm.m) * nm.n
+    slots = cols * ceil_div(rows, nm.m) * nm.n
     return slots * elem.bytes + (slots * nm.index_bits + 7) // 8
 
 

@@ -54,16 +54,13 @@ from __future__ import annotations
 
 from typing import NamedTuple, Protocol, runtime_checkable
 
+from nmsat.arith import ceil_div
 from nmsat.config import DRAM_MODELS, AcceleratorConfig
 
 from .isa import Buffer
 
 __all__ = ["MODELS", "BufferPorts", "Dma", "Issued", "MemoryModel", "RowBufferDram",
            "SimpleDram", "Span", "StripedDram", "memory_model"]
-
-
-def _ceil(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 class Span(NamedTuple):
@@ -141,7 +138,7 @@ class StripedDram:
 
     def _shares(self, nbytes: int) -> list[int]:
         """Bytes per channel (whole bursts; 0: the channel is not used)."""
-        base, extra = divmod(_ceil(nbytes, self.burst), self.channels)
+        base, extra = divmod(ceil_div(nbytes, self.burst), self.channels)
         return [(base + (1 if ch < extra else 0)) * self.burst for ch in range(self.channels)]
 
     def transfer(self, t: int, nbytes: int) -> tuple[Span, ...]:
@@ -156,7 +153,7 @@ class StripedDram:
         return tuple(out)
 
     def data_cycles(self, nbytes: int) -> tuple[int, ...]:
-        return tuple(_ceil(share, self.bpc) for share in self._shares(nbytes))
+        return tuple(ceil_div(share, self.bpc) for share in self._shares(nbytes))
 
     def stream_cycles(self, nbytes: int) -> int:
         if nbytes <= 0:
@@ -177,7 +174,7 @@ class SimpleDram(StripedDram):
 
     def serve(self, ready: int, t: int, nbytes: int) -> tuple[int, int, int]:
         s = max(ready, t + self.latency)
-        e = s + _ceil(nbytes, self.bpc)
+        e = s + ceil_div(nbytes, self.bpc)
         return s, e, e
 
 
@@ -203,7 +200,7 @@ class RowBufferDram(StripedDram):
             hi = min(lo + rb, nbytes)  # to the end of this row
             if lo:  # a further row: its bank was activated one row ahead, or (one bank) now
                 start = max(end, start + miss) if self.banks > 1 else end + miss
-            end = start + _ceil(hi, bpc) - _ceil(lo, bpc)
+            end = start + ceil_div(hi, bpc) - ceil_div(lo, bpc)
             lo = hi
         # With one bank the next transfer's activate waits for this one's data.
         return s, end, end if self.banks > 1 else end + miss
@@ -245,7 +242,7 @@ class BufferPorts:
     def transfer(self, buffer: Buffer, first: int, nbytes: int) -> int:
         """``nbytes`` through ``buffer``'s port from cycle ``first`` on: the last byte's cycle."""
         nb, per = self.rate[buffer]
-        end = max(first, self.free[buffer]) + _ceil(nbytes * per, nb)
+        end = max(first, self.free[buffer]) + ceil_div(nbytes * per, nb)
         self.free[buffer] = end
         return end
 

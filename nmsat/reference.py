@@ -42,6 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .arith import ceil_div
 from .types import NM, DType
 
 # --------------------------------------------------------------------------- N:M masks
@@ -75,7 +76,7 @@ def nm_mask(x: np.ndarray, nm: NM | str, axis: int = -1) -> np.ndarray:
     ax = _axis(axis, x.ndim)
     moved = np.moveaxis(np.abs(x.astype(np.float64)), ax, -1)
     length = moved.shape[-1]
-    groups = -(-length // nm.m)
+    groups = ceil_div(length, nm.m)
     padded = np.zeros(moved.shape[:-1] + (groups * nm.m,), dtype=np.float64)
     padded[..., :length] = moved
     # Padding gets magnitude -1 so it loses to every real element, zeros included.
@@ -137,7 +138,7 @@ class Compressed:
 
     @property
     def groups(self) -> int:
-        return -(-self.shape[self.axis] // self.nm.m)
+        return ceil_div(self.shape[self.axis], self.nm.m)
 
 
 def compress(x: np.ndarray, nm: NM | str, axis: int = -1,
@@ -158,7 +159,7 @@ def compress(x: np.ndarray, nm: NM | str, axis: int = -1,
     xm = np.moveaxis(np.where(mask, x, 0), ax, -1)
     mm = np.moveaxis(mask, ax, -1)
     length = xm.shape[-1]
-    groups = -(-length // nm.m)
+    groups = ceil_div(length, nm.m)
     pad = groups * nm.m - length
     xg = np.concatenate([xm, np.zeros(xm.shape[:-1] + (pad,), xm.dtype)], -1)
     mg = np.concatenate([mm, np.zeros(mm.shape[:-1] + (pad,), bool)], -1)
@@ -197,7 +198,7 @@ def compressed_bytes(shape: tuple[int, ...], nm: NM | str, axis: int, dtype: DTy
     nm = NM.parse(nm)
     dtype = DType.parse(dtype)
     ax = _axis(axis, len(shape))
-    slots = math.prod(shape) // shape[ax] * (-(-shape[ax] // nm.m)) * nm.n
+    slots = math.prod(shape) // shape[ax] * ceil_div(shape[ax], nm.m) * nm.n
     return slots * dtype.bytes + (slots * nm.index_bits + 7) // 8
 
 
@@ -229,7 +230,7 @@ def unpack(data: bytes, shape: tuple[int, ...], nm: NM | str, axis: int,
     if len(data) != expect:
         raise ValueError(f"packed N:M data has {len(data)} bytes, expected {expect}")
     cshape = list(shape)
-    cshape[ax] = -(-shape[ax] // nm.m) * nm.n
+    cshape[ax] = ceil_div(shape[ax], nm.m) * nm.n
     slots = math.prod(cshape)
     nval = slots * dtype.bytes
     values = _from_storage(np.frombuffer(data[:nval], dtype=_storage_dtype(dtype)), dtype)
@@ -360,7 +361,7 @@ def lane_map(b: np.ndarray | Compressed, lanes: int, act_window: int,
     if comp is None:
         b = np.asarray(b)
         k_total, n_cols = b.shape
-        chunks = -(-k_total // lanes)
+        chunks = ceil_div(k_total, lanes)
         k = np.arange(chunks * lanes).reshape(chunks, lanes)
         valid = k < k_total
         kk = np.where(valid, k, -1)
@@ -373,7 +374,7 @@ def lane_map(b: np.ndarray | Compressed, lanes: int, act_window: int,
                          f"(lanes={lanes}, act_window={act_window})")
     k_total, n_cols = comp.shape
     groups = comp.groups
-    chunks = -(-groups // g)
+    chunks = ceil_div(groups, g)
     vals = comp.values.T.reshape(n_cols, groups, nm.n)  # [n, group, slot]
     idx = comp.indices.T.reshape(n_cols, groups, nm.n).astype(np.int64)
     k = np.full((n_cols, chunks, lanes), -1, dtype=np.int64)
@@ -457,7 +458,7 @@ def skip_row_lists(a: np.ndarray, lanes: int, act_window: int, nm: NM | str,
     a = np.asarray(a)
     k_total = a.shape[1]
     kpc = lanes if nm.dense else min(lanes // nm.n, act_window // nm.m) * nm.m
-    tiles = -(-gemm_chunks(k_total, lanes, act_window, nm) // rows)
+    tiles = ceil_div(gemm_chunks(k_total, lanes, act_window, nm), rows)
     out = []
     for kt in range(tiles):
         nz = (a[:, kt * rows * kpc:(kt + 1) * rows * kpc] != 0).any(axis=1)
@@ -470,13 +471,13 @@ def gemm_chunks(k: int, lanes: int, act_window: int, nm: NM | str = "1:1") -> in
     """Chunks (PE cycles per output) of a K-long reduction: ceil(K / k_per_cycle)."""
     nm = NM.parse(nm)
     if nm.dense:
-        return -(-k // lanes)
+        return ceil_div(k, lanes)
     g = min(lanes // nm.n, act_window // nm.m)
     if g < 1:
         raise ValueError(f"{nm} needs N <= lanes and M <= act_window "
                          f"(lanes={lanes}, act_window={act_window})")
-    groups = -(-k // nm.m)  # ceil(K / M), a partial trailing group counts
-    return -(-groups // g)
+    groups = ceil_div(k, nm.m)  # ceil(K / M), a partial trailing group counts
+    return ceil_div(groups, g)
 
 
 # --------------------------------------------------------------------------- convolution

@@ -22,6 +22,7 @@ from nmsat.simulator.run_cache import RunCache
 from nmsat.simulator.units import VECTOR_PASSES
 
 from nmsat import config as config_mod
+from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig
 from nmsat.errors import ConfigError
 from nmsat.types import NM, Method, Mode
@@ -108,7 +109,7 @@ class _Run:
 
 
 def _burst(nbytes: int, burst: int) -> int:
-    return -(-nbytes // burst) * burst
+    return ceil_div(nbytes, burst) * burst
 
 
 def activity(prog, cfg: AcceleratorConfig, attr: list[tuple[str, str]]):
@@ -156,17 +157,17 @@ def activity(prog, cfg: AcceleratorConfig, attr: list[tuple[str, str]]):
         key = attr[idx]
         if isinstance(ins, Compute):
             kc = chunks(ins.k, ins.nm, g)
-            col_tiles = -(-ins.n // C)
+            col_tiles = ceil_div(ins.n, C)
             a_bytes = ins.m * ins.k * opb * col_tiles
             b_once = region_bytes(ins.k, ins.n, elem, ins.nm)
             if ins.dataflow.value == "os":
                 sigma = cfg.array.acc_latency if ins.interleave else 1
-                passes = -(-(-(-ins.m // R)) // sigma)
+                passes = ceil_div(ceil_div(ins.m, R), sigma)
                 b_bytes = b_once * passes
                 out_bytes = ins.m * ins.n * 8
             else:
                 b_bytes = b_once
-                out_bytes = ins.m * ins.n * 8 * -(-kc // R)
+                out_bytes = ins.m * ins.n * 8 * ceil_div(kc, R)
             add(key, macs=ins.macs * times,
                 register_bytes=(ins.macs * 2 * opb + ins.m * ins.n * kc * 8) * times,
                 act_buffer_bytes=a_bytes * times, weight_buffer_bytes=b_bytes * times,

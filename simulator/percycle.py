@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig
 from nmsat.reference import _tree_sum_fp32, gemm_chunks, lane_map, skip_row_lists
 from nmsat.types import NM, ActZero, Dataflow, DType
@@ -177,9 +178,9 @@ class _OS:
         self.ii = La
         m, n = out.shape
         self.sigma = La if interleave else 1
-        rb = -(-m // R)
-        pp = -(-rb // self.sigma)
-        nt = -(-n // C)
+        rb = ceil_div(m, R)
+        pp = ceil_div(rb, self.sigma)
+        nt = ceil_div(n, C)
         # Passes: (first output row, slots, first output column), column tiles outer.
         self.passes = []
         for t in range(nt):
@@ -343,8 +344,8 @@ class _WS:
         # show the hazard check fires.
         self.lag_rule = True
         m, n = out.shape
-        kt = -(-ops.kc // R)
-        nt = -(-n // C)
+        kt = ceil_div(ops.kc, R)
+        nt = ceil_div(n, C)
         self.tiles = [(t, k) for t in range(nt) for k in range(kt)]  # (col tile, K-tile)
         if lists is None:
             lists = [np.arange(m)] * kt

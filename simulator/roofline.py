@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from nmsat.dataflow.isa import Buffer, Compute, Load, Program, Store, Vector
 from nmsat.simulator import tile_model
 
+from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig
 from nmsat.types import NM, _Choice
 
@@ -172,7 +173,7 @@ def layer_traffic(prog: Program, cfg: AcceleratorConfig,
         elif isinstance(ins, Vector):
             r = _row(rows, ins.layer, names)
             r.vector_bytes += (ins.read_bytes + ins.write_bytes) * times
-            r.vector_cycles += -(-ins.elements // lanes) * times
+            r.vector_cycles += ceil_div(ins.elements, lanes) * times
     return [rows[i] for i in sorted(rows)]
 
 

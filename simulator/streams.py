@@ -15,6 +15,8 @@ import bisect
 
 import simpy
 
+from nmsat.arith import ceil_div
+
 from .program_walk import NSTREAM
 from .stalls import DEPENDENCY, STREAM_CAUSE
 
@@ -45,7 +47,7 @@ class Streams:
             start, length, per, d = segs[j]
             if not start < n <= start + length:
                 break
-            m = -(-(n - start) // per)
+            m = ceil_div(n - start, per)
             n -= m * per
             shift += m * d
         return n, shift

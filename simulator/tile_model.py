@@ -26,13 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 from nmsat.dataflow.isa import Compute, Sore, WeightUpdate
 
+from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig
 from nmsat.reference import gemm_chunks
 from nmsat.types import NM, Dataflow
-
-
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 @dataclass(frozen=True)
@@ -62,10 +59,10 @@ def chunks(k: int, nm: NM, g: Geometry) -> int:
 def _os_terms(m: int, n: int, k: int, nm: NM, interleave: bool, g: Geometry):
     kc = chunks(k, nm, g)
     sigma = g.acc_latency if interleave else 1
-    rb = _cdiv(m, g.rows)
-    pp = _cdiv(rb, sigma)
+    rb = ceil_div(m, g.rows)
+    pp = ceil_div(rb, sigma)
     s_r = rb - (pp - 1) * sigma
-    nt = _cdiv(n, g.cols)
+    nt = ceil_div(n, g.cols)
     return kc, sigma, rb, pp, s_r, nt
 
 
@@ -108,7 +105,7 @@ def os_windows(m: int, n: int, k: int, nm: NM, interleave: bool, g: Geometry):
 
 def _ws_terms(m: int, n: int, k: int, nm: NM, g: Geometry):
     kc = chunks(k, nm, g)
-    return kc, _cdiv(kc, g.rows) * _cdiv(n, g.cols)
+    return kc, ceil_div(kc, g.rows) * ceil_div(n, g.cols)
 
 
 def _ws_period(m: int, g: Geometry) -> int:
@@ -189,7 +186,7 @@ def ws_skip_stream(a: np.ndarray, n: int, nm: NM | str, g: Geometry) -> WSStream
     lists = skip_row_lists(a, g.lanes, g.window, nm, g.rows)
     lens = [len(x) for x in lists]
     lags = [0] + [ws_row_lag(p, c) for p, c in itertools.pairwise(lists)]
-    nt = _cdiv(n, g.cols)
+    nt = ceil_div(n, g.cols)
     return WSStream(tuple(lens) * nt, tuple(lags) * nt)
 
 
@@ -332,11 +329,11 @@ def sore_cycles(instr: Sore, cfg: AcceleratorConfig) -> int:
     """``ceil(groups / lanes) * M * cycles_per_weight + pipeline_latency``
     (``docs/architecture.md`` section 5)."""
     s = cfg.sore
-    return _cdiv(instr.groups, s.lanes) * instr.nm.m * s.cycles_per_weight + s.pipeline_latency
+    return ceil_div(instr.groups, s.lanes) * instr.nm.m * s.cycles_per_weight + s.pipeline_latency
 
 
 def weight_update_cycles(instr: WeightUpdate, cfg: AcceleratorConfig) -> int:
     """``ceil(weights / lanes) + pipeline_latency`` (section 6; DRAM time is the system
     model's)."""
     w = cfg.weight_update
-    return _cdiv(instr.weights, w.lanes) + w.pipeline_latency
+    return ceil_div(instr.weights, w.lanes) + w.pipeline_latency

@@ -34,6 +34,8 @@ from nmsat.dataflow.isa import (
 from nmsat.simulator import tile_model
 from nmsat.workloads.layers import OpKind
 
+from nmsat.arith import ceil_div
+
 from .program_walk import (
     C_ENG,
     C_LACT,
@@ -84,7 +86,7 @@ def instruction_cycles(instrs, cfg: AcceleratorConfig, memory: MemoryModel) -> l
             out[i] = max(tile_model.weight_update_cycles(ins, cfg),
                          memory.stream_cycles(ins.read_bytes + ins.write_bytes))
         elif isinstance(ins, Vector):
-            lane = (-(-ins.elements // lanes) * VECTOR_PASSES[ins.kind]
+            lane = (ceil_div(ins.elements, lanes) * VECTOR_PASSES[ins.kind]
                     + cfg.weight_update.pipeline_latency)
             out[i] = max(lane, memory.stream_cycles(ins.read_bytes + ins.write_bytes))
     return out

@@ -24,6 +24,7 @@ from nmsat.dataflow.isa import (
 from nmsat.simulator import tile_model
 from nmsat.workloads.layers import Conv2d, Elementwise, Linear, Matmul, OpKind, Workload
 
+from nmsat.arith import ceil_div
 from nmsat.config import SMALL, VCU1525
 from nmsat.errors import NmsatError
 from nmsat.reference import compressed_bytes
@@ -366,11 +367,11 @@ def test_backward_order_and_weight_updates_overlap_the_engine():
 def _bank_words(ins, cfg):
     """Words per bank a COMPUTE block occupies in the engine's buffers (rtl/layouts.py)."""
     a = cfg.array
-    kc = -(-ins.k // a.k_per_cycle(ins.nm))
-    nt = -(-ins.n // a.cols)
-    return {"buffers.weight": nt * kc, "buffers.output": -(-ins.m // a.rows) * nt,
+    kc = ceil_div(ins.k, a.k_per_cycle(ins.nm))
+    nt = ceil_div(ins.n, a.cols)
+    return {"buffers.weight": nt * kc, "buffers.output": ceil_div(ins.m, a.rows) * nt,
             # one window per (row, chunk), R diagonal banks (layouts.act_location)
-            "buffers.activation": ins.m * -(-kc // a.rows)}
+            "buffers.activation": ins.m * ceil_div(kc, a.rows)}
 
 
 @pytest.mark.parametrize("nm", ["1:1", "2:8", "1:8", "2:4"])

@@ -23,13 +23,10 @@ from nmsat.dataflow.memory import (
 from nmsat.simulator.system import run
 
 from nmsat import config
+from nmsat.arith import ceil_div
 from nmsat.errors import ConfigError
 
 ROW = {"dram.model": "row_buffer"}
-
-
-def _ceil(a, b):
-    return -(-a // b)
 
 
 def _row_miss_bound(channels, bpc, latency, burst, row_bytes, miss, transfers):
@@ -38,7 +35,7 @@ def _row_miss_bound(channels, bpc, latency, burst, row_bytes, miss, transfers):
     ready = [0] * channels
     ends = []
     for t, nbytes in transfers:
-        base, extra = divmod(_ceil(nbytes, burst), channels)
+        base, extra = divmod(ceil_div(nbytes, burst), channels)
         end = t
         for ch in range(channels):
             share = (base + (ch < extra)) * burst
@@ -47,7 +44,7 @@ def _row_miss_bound(channels, bpc, latency, burst, row_bytes, miss, transfers):
             e = max(ready[ch], t + latency)
             for lo in range(0, share, row_bytes):
                 hi = min(lo + row_bytes, share)
-                e += miss + _ceil(hi, bpc) - _ceil(lo, bpc)
+                e += miss + ceil_div(hi, bpc) - ceil_div(lo, bpc)
             ready[ch] = e
             end = max(end, e)
         ends.append(end)

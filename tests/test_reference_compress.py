@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from nmsat import reference as R
+from nmsat.arith import ceil_div
 from nmsat.types import NM, DType
 
 
@@ -31,8 +32,8 @@ def expected_bytes(shape, n, m, axis, value_bytes):
     for i, s in enumerate(shape):
         if i != axis % len(shape):
             others *= s
-    slots = others * (-(-shape[axis] // m)) * n
-    return slots * value_bytes + -(-(slots * index_bits(m)) // 8)
+    slots = others * ceil_div(shape[axis], m) * n
+    return slots * value_bytes + ceil_div(slots * index_bits(m), 8)
 
 
 def representable(rng, dtype: str, shape):
@@ -72,7 +73,7 @@ def test_compress_decompress_pack_unpack(case):
     c = R.compress(x, nm, axis)
 
     # layout: axis replaced by groups*N, indices in increasing order within each group
-    groups = -(-shape[ax] // m)
+    groups = ceil_div(shape[ax], m)
     cshape = list(shape)
     cshape[ax] = groups * n
     assert c.values.shape == tuple(cshape) and c.indices.shape == tuple(cshape)

@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nmsat import reference as R
+from nmsat.arith import ceil_div
 
 F32 = np.float32
 U = 2.0 ** -24  # unit roundoff of binary32
@@ -39,13 +40,13 @@ def lanes_of_column(col, lanes, window, nm):
     k_total = len(col)
     n, m = nm
     if n == m:  # dense
-        chunks = -(-k_total // lanes)
+        chunks = ceil_div(k_total, lanes)
         return [[k if k < k_total else None for k in range(c * lanes, (c + 1) * lanes)]
                 for c in range(chunks)]
     g = min(lanes // n, window // m)
     slots = kept_slots(col, n, m)
     chunks = []
-    for c in range(-(-len(slots) // g)):
+    for c in range(ceil_div(len(slots), g)):
         chunk = []
         for p in range(lanes):
             grp = c * g + p // n

@@ -10,6 +10,7 @@ from nmsat.rtl.tb.engine_amsim import BlockRun, run_blocks
 from nmsat.rtl.tb.tiles import encode, random_tile
 from nmsat.simulator.tile_model import block_cycles
 
+from nmsat.arith import ceil_div
 from nmsat.config import SMALL
 from nmsat.types import Dataflow
 
@@ -157,7 +158,7 @@ def test_load_beats_fill_the_banks(nm):
     tile = random_tile(np.random.default_rng(3), shape, m, k, n, nm)
     kc = tile.act.shape[1]
     lw = load_words(shape, tile)
-    assert len(lw.act) == m * -(-kc // R) and len(lw.wgt) == -(-n // C) * kc
+    assert len(lw.act) == m * ceil_div(kc, R) and len(lw.wgt) == ceil_div(n, C) * kc
     assert sum(w is not None for b in lw.act for w in b.words) == m * kc
     assert sum(w is not None for b in lw.wgt for w in b.words) == n * kc
     assert sum(None in b.words for b in lw.wgt) == kc * (n % C > 0)

@@ -11,6 +11,7 @@ from nmsat.rtl.tb.tiles import random_operands
 from nmsat.rtl.wu import WeightUpdateEngine
 
 from nmsat import reference as ref
+from nmsat.arith import ceil_div
 from nmsat.config import SMALL
 from nmsat.types import NM, DType
 
@@ -81,7 +82,7 @@ def test_sore_cycles_follow_formula():
     groups = np.arange(11 * 8, dtype=np.uint64).reshape(11, 8) % 300
     _, _, t = run_sore(SMALL, DType.FP16, groups, nm)
     cfg = SMALL.sore
-    lanes_blocks = -(-11 // cfg.lanes)
+    lanes_blocks = ceil_div(11, cfg.lanes)
     assert t["cycles"] == lanes_blocks * nm.m * cfg.cycles_per_weight + cfg.pipeline_latency
 
 
@@ -132,4 +133,4 @@ def test_weight_update_engine_matches_reference():
         w16 = w_ref.astype(np.float16).view(np.uint16)
     assert np.array_equal(np.array([x["w16"] for x in flat], np.uint16), w16)
     # cycles from the first input beat to the last output beat, both included
-    assert cyc["n"] + 1 == -(-n // dut.lanes) + SMALL.weight_update.pipeline_latency
+    assert cyc["n"] + 1 == ceil_div(n, dut.lanes) + SMALL.weight_update.pipeline_latency

@@ -23,6 +23,7 @@ from nmsat.simulator.system import DMA, ENGINE, attribute_wall_time, run
 from nmsat.workloads.layers import OpKind
 
 from nmsat import config
+from nmsat.arith import ceil_div
 from nmsat.types import NM, Dataflow, Phase
 
 CFG = config.VCU1525
@@ -108,7 +109,7 @@ def test_compute_bound_loop_hides_memory():
 def test_single_load_latency_and_burst_rounding():
     """One 1-byte load is one burst on one channel: latency + one burst's cycles."""
     r = run(prog(ld(1)), CFG)
-    burst_cycles = -(-CFG.dram.burst_bytes // CFG.dram.bytes_per_cycle)
+    burst_cycles = ceil_div(CFG.dram.burst_bytes, CFG.dram.bytes_per_cycle)
     assert r.total_cycles == CFG.dram.latency_cycles + burst_cycles
     assert r.channel_busy == [burst_cycles, 0, 0, 0]
 
@@ -132,7 +133,7 @@ def test_vector_wait_is_a_dependency_stall():
     vec = Vector(kind=OpKind.NORM, elements=1600, read_bytes=64, write_bytes=64, layer=0,
                  phase=Phase.FF)
     wu = CFG.weight_update
-    v_cyc = -(-1600 // wu.lanes) * 2 + wu.pipeline_latency
+    v_cyc = ceil_div(1600, wu.lanes) * 2 + wu.pipeline_latency
     c = tile_model.compute_cycles(mm(), CFG)
     r = run(prog(ld(256), ld(256, Buffer.WGT), vec, Barrier(Unit.WU), mm()), CFG)
     assert v_cyc > CFG.dram.latency_cycles + xfer(512)

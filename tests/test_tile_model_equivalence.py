@@ -12,6 +12,7 @@ from nmsat.dataflow.isa import Compute, Sore, SoreView, WeightUpdate
 from nmsat.simulator import tile_model
 from nmsat.simulator.percycle import simulate
 
+from nmsat.arith import ceil_div
 from nmsat.config import SMALL, VCU1525
 from nmsat.reference import gemm_chunks
 from nmsat.types import NM, Dataflow
@@ -161,7 +162,7 @@ def zero_row_slices(rng, a: np.ndarray, cfg, nm, p_zero: float, empty_tile: bool
         min(arr.macs_per_pe // nm.n, arr.act_window // nm.m) * nm.m
     span = arr.rows * kpc
     a = a.copy()
-    kts = -(-a.shape[1] // span)
+    kts = ceil_div(a.shape[1], span)
     for kt in range(kts):
         sl = slice(kt * span, (kt + 1) * span)
         for r in range(a.shape[0]):

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nmsat.arith import ceil_div
 from nmsat.types import NM, Method
 
 __all__ = [
@@ -73,7 +74,7 @@ def nm_mask_torch(x: Tensor, nm: NM | str, dim: int = -1) -> Tensor:
     dim = dim % x.dim()
     mag = _magnitude_bits(x.detach()).movedim(dim, -1)
     length = mag.shape[-1]
-    groups = -(-length // nm.m)
+    groups = ceil_div(length, nm.m)
     key = torch.full(mag.shape[:-1] + (groups * nm.m,), -1, dtype=torch.int64, device=x.device)
     narrow = x.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.int8,
                          torch.int16, torch.uint8, torch.bool)

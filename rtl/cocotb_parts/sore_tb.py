@@ -15,6 +15,7 @@ import os
 
 import numpy as np
 
+from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig, from_dict, to_dict
 from nmsat.types import NM, DType
 
@@ -36,7 +37,7 @@ def random_matrix(rng: np.random.Generator, dtype: str) -> np.ndarray:
 
 def view_cycles(cfg: AcceleratorConfig, groups: int, nm: NM) -> int:
     s = cfg.sore
-    return -(-groups // s.lanes) * nm.m * s.cycles_per_weight + s.pipeline_latency
+    return ceil_div(groups, s.lanes) * nm.m * s.cycles_per_weight + s.pipeline_latency
 
 
 try:

@@ -15,6 +15,7 @@ import os
 
 import numpy as np
 
+from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig, from_dict, to_dict
 
 F32 = np.float32
@@ -38,7 +39,7 @@ def corner_floats(rng: np.random.Generator, n: int, zeros: float = 0.0) -> np.nd
 
 def wu_cycles(cfg: AcceleratorConfig, weights: int) -> int:
     w = cfg.weight_update
-    return -(-weights // w.lanes) + w.pipeline_latency
+    return ceil_div(weights, w.lanes) + w.pipeline_latency
 
 
 try:

@@ -12,6 +12,7 @@ from amaranth.hdl import Shape
 from nmsat.dataflow import isa
 from nmsat.simulator.tile_model import Geometry, WSStream, ws_row_lag, ws_skip_stream
 
+from nmsat.arith import ceil_div
 from nmsat.reference import skip_row_lists
 from nmsat.types import NM, Dataflow
 
@@ -77,7 +78,7 @@ def load_words(shape: EngineShape, tile: Tile) -> LoadWords:
     as load-stream beats."""
     R, C = shape.rows, shape.cols
     m_rows, kc, _ = tile.act.shape
-    kcr = -(-kc // R)
+    kcr = ceil_div(kc, R)
     act = [(*act_location(r, c, kcr, R), shape.pack_window(tile.act[r, c]))
            for r in range(m_rows) for c in range(kc)]
     wgt = [(*wgt_location(n, c, kc, C), shape.pack_slots(tile.w_value[n, c], tile.w_index[n, c]))
@@ -116,18 +117,18 @@ def ws_stream(shape: EngineShape, tile: Tile) -> WSStream | None:
 
 def store_beats(shape: EngineShape, rows: int, cols: int) -> int:
     """Beats of a STORE of ``rows`` x ``cols``: one per (row block, column tile)."""
-    return -(-rows // shape.rows) * -(-cols // shape.cols)
+    return ceil_div(rows, shape.rows) * ceil_div(cols, shape.cols)
 
 
 def unpack_store(shape: EngineShape, beats: list[int], rows: int, cols: int) -> np.ndarray:
     """STORE beats (R x C words each, by row block, column tiles inside) -> [rows, cols]
     uint32 words; the rows of a last row block beyond ``rows`` are dropped."""
     R, C = shape.rows, shape.cols
-    nt = -(-cols // C)
+    nt = ceil_div(cols, C)
     if len(beats) != store_beats(shape, rows, cols):
         raise ValueError(f"{len(beats)} store beats for {rows} x {cols}, not "
                          f"{store_beats(shape, rows, cols)}")
-    out = np.zeros((-(-rows // R) * R, nt * C), np.uint64)
+    out = np.zeros((ceil_div(rows, R) * R, nt * C), np.uint64)
     for n, b in enumerate(beats):
         rb, t = divmod(n, nt)
         for i in range(R):
@@ -137,7 +138,7 @@ def unpack_store(shape: EngineShape, beats: list[int], rows: int, cols: int) -> 
 
 
 def out_words_needed(shape: EngineShape, m: int, n: int) -> int:
-    nt = -(-n // shape.cols)
+    nt = ceil_div(n, shape.cols)
     _, _, addr = out_location(m - 1, n - 1, nt, shape.rows, shape.cols)
     return addr + 1
 

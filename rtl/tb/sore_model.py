@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from nmsat import reference as ref
+from nmsat.arith import ceil_div
 from nmsat.types import NM, DType
 
 from ..fp import Numeric
@@ -18,7 +19,7 @@ def view_groups(w: np.ndarray, nm: NM | str, axis: int) -> np.ndarray:
     nm = NM.parse(nm)
     moved = np.moveaxis(np.asarray(w), axis, -1)
     length = moved.shape[-1]
-    g = -(-length // nm.m)
+    g = ceil_div(length, nm.m)
     pad = np.zeros(moved.shape[:-1] + (g * nm.m,), moved.dtype)
     pad[..., :length] = moved
     return pad.reshape(-1, nm.m)

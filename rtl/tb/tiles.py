@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nmsat import reference as ref
+from nmsat.arith import ceil_div
 from nmsat.types import NM, DType
 
 from ..layouts import EngineShape
@@ -111,7 +112,7 @@ def zero_row_slices(rng: np.random.Generator, shape: EngineShape, a: np.ndarray,
     kpc = shape.lanes if nm.dense else min(shape.lanes // nm.n, shape.window // nm.m) * nm.m
     span = shape.rows * kpc
     a = a.copy()
-    for kt in range(-(-a.shape[1] // span)):
+    for kt in range(ceil_div(a.shape[1], span)):
         sl = slice(kt * span, (kt + 1) * span)
         a[rng.random(a.shape[0]) < p_zero, sl] = 0
         if kt == empty_tile:
