@@ -92,15 +92,16 @@ def speed(repeat: int) -> None:
 
 def figures(out: str) -> None:
     from nmsat.reports import inference_figures as F
+    from nmsat.simulator import inference_sweeps as S
 
     r = simulate_inference("llama_7b", VCU1525, InferenceOptions(
         nm="2:4", phase="decode", kv_len=2048, batch=1))
     plots = [F.roofline_figure(r)]
     for cfg in (VCU1525, SMALL):
-        b = F.speedup_batch_figure(F.speedup_vs_batch(
+        b = F.speedup_batch_figure(S.speedup_vs_batch(
             "gpt2_small", cfg, ["2:4", "2:8"], [1, 2, 4, 8, 16, 32, 64, 128],
             phase="decode", kv_len=128))
-        s = F.speedup_seq_figure(F.speedup_vs_seq_len(
+        s = F.speedup_seq_figure(S.speedup_vs_seq_len(
             "gpt2_small", cfg, ["2:4", "2:8"], [16, 64, 256, 1024], phase="prefill"))
         for p in (b, s):
             plots.append(dataclasses.replace(p, name=f"{p.name}-{cfg.name}"))

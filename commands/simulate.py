@@ -12,12 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from nmsat.commands import positive_int
+from nmsat.commands import positive_int, simulate_inference
+from nmsat.types import DEFAULT_BATCH, DEFAULT_METHOD, DEFAULT_NM
 
 DEFAULT_WORKLOAD = "resnet18"
-DEFAULT_METHOD = "bdwp"
-DEFAULT_NM = "2:8"
-DEFAULT_BATCH = 32
 
 
 
@@ -42,8 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="sequence length of a language model (default: the model's)")
     p.add_argument("--mode", default="train", choices=("train", "inference"),
                    help="a training iteration (FF, BP, WG, WU, SORE) or inference (FF only)")
-    from nmsat.simulator import inference  # --phase, --kv-len, --act-density, --act-zero
-    inference.add_arguments(p)
+    simulate_inference.add_arguments(p)  # --phase, --kv-len, --act-density, --act-zero
     p.add_argument("--no-interleave", action="store_true",
                    help="disable interleave mapping (ablation)")
     p.add_argument("--no-pregen", action="store_true",
@@ -93,11 +90,11 @@ def load_and_resolve(args: argparse.Namespace):
         loaded = load(args.workload, batch=DEFAULT_BATCH, seq_len=args.seq_len)
     args.batch = loaded.workload.batch
     if args.method is None:
-        args.method = str(loaded.method) if loaded.method is not None else DEFAULT_METHOD
+        args.method = str(loaded.method if loaded.method is not None else DEFAULT_METHOD)
     args.layer_nm = ()
     if args.nm is None:
         patterns = {str(p) for p in loaded.layer_nm.values()}
-        args.nm = patterns.pop() if len(patterns) == 1 else DEFAULT_NM
+        args.nm = patterns.pop() if len(patterns) == 1 else str(DEFAULT_NM)
         args.layer_nm = tuple(sorted(loaded.layer_nm.items()))
     return loaded
 
@@ -127,14 +124,12 @@ def run(args: argparse.Namespace) -> int:
     from nmsat.simulator.results import bandwidth_report_csv, compute_report_csv
     from nmsat.fileio import atomic_write_many
 
-    from nmsat.simulator import inference
-
     check_outputs(args)
     if args.mode == "inference":
-        args.method = args.method or DEFAULT_METHOD  # --nm: a file's own patterns, else 2:8
+        args.method = args.method or str(DEFAULT_METHOD)  # --nm: a file's own, else the default
         args.batch = args.batch or DEFAULT_BATCH
-        return inference.run_cli(args)
-    inference.check_train_args(args)
+        return simulate_inference.run(args)
+    simulate_inference.check_train_args(args)
     cfg = config.resolve(args.config)
     loaded = load_and_resolve(args)
     options = options_from_args(args)

@@ -140,3 +140,14 @@ class NM:
 
 
 DENSE = NM(1, 1)
+
+DEFAULT_NM = NM(2, 8)
+"""The one default N:M pattern of every option set and command (``--nm``): the SAT paper's
+headline pattern (2 of every 8 weights kept, the engine's 4x peak on the vcu1525)."""
+
+DEFAULT_METHOD = Method.BDWP
+"""The default training method: SAT's bidirectional weight pruning (sparse FF and BP)."""
+
+DEFAULT_BATCH = 32
+"""The default training batch of ``nmsat simulate`` and sweeps for a zoo model (a trace or
+SCALE-Sim file brings its own)."""

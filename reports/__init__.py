@@ -119,7 +119,7 @@ def result_from_dict(data: Any, where: str = "result") -> Any:
 def inference_result_from_dict(data: Any, where: str = "result") -> Any:
     """A validated ``InferenceResult`` from the dict form of ``nmsat simulate --mode
     inference --json``."""
-    from nmsat.simulator.inference import result_from_dict as from_dict
+    from nmsat.simulator.inference_result import result_from_dict as from_dict
 
     try:
         return from_dict(data)
@@ -173,7 +173,7 @@ def load_traces(paths: Sequence[str | Path]) -> list[Any]:
 
 def _as_result(item: Any, index: int) -> tuple[Any, str]:
     """(validated SimResult, source name) from a SimResult, its dict or a path."""
-    from nmsat.simulator.inference import InferenceResult
+    from nmsat.simulator.inference_result import InferenceResult
     from nmsat.simulator.results import SimResult
 
     if isinstance(item, InferenceResult):
@@ -211,7 +211,7 @@ def build_report(results: Sequence[Any], out_dir: str | Path,
         mask-flip figures.
     inference_sweeps
         Speedup-vs-batch / sequence-length data of the inference runs
-        (:func:`nmsat.reports.inference_figures.simulate_sweeps`); by default the sweeps
+        (:func:`nmsat.simulator.inference_sweeps.simulate_sweeps`); by default the sweeps
         the given inference results themselves form
         (:func:`~nmsat.reports.inference_figures.sweeps_from_results`).
 
@@ -231,7 +231,7 @@ def build_report(results: Sequence[Any], out_dir: str | Path,
     loaded = [_as_result(item, i) for i, item in enumerate(results)]
     trace_objs = [load_traces([t])[0] if isinstance(t, (str, Path)) else t for t in traces]
 
-    from nmsat.simulator.inference import InferenceResult
+    from nmsat.simulator.inference_result import InferenceResult
 
     from . import figures, html
 

@@ -12,11 +12,14 @@ by pattern, since inference weights are the ones BDWP trains).
   peak for dense and for the run's pattern, and one point per GEMM layer of an
   :class:`~nmsat.simulator.inference.InferenceResult` at (intensity, dense MACs / layer
   cycles), marked by its ``bound`` on the hardware.
-* :func:`speedup_vs_batch` / :func:`speedup_batch_figure`: speedup over dense per N:M
-  pattern at each batch size, with the weight-byte ratio (memory-bound limit) and the
+* :func:`speedup_batch_figure`: speedup over dense per N:M pattern at each batch size
+  (data: :func:`nmsat.simulator.inference_sweeps.speedup_vs_batch`, or
+  :func:`sweeps_from_results` from given results), with the weight-byte ratio (memory-bound limit) and the
   engine's peak ratio (compute-bound limit) drawn for each pattern.
-* :func:`speedup_vs_seq_len` / :func:`speedup_seq_figure`: the same against prefill
-  sequence length (or decode KV length) of an LLM.
+* :func:`speedup_seq_figure`: the same against prefill sequence length (or decode KV
+  length) of an LLM (data: :func:`nmsat.simulator.inference_sweeps.speedup_vs_seq_len`).
+
+The figures take results and sweep data; they never run a simulation.
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ from typing import Any
 
 import matplotlib
 from matplotlib.figure import Figure
+from nmsat.simulator.inference_sweeps import majority_bound
 
-from nmsat.config import AcceleratorConfig
 from nmsat.types import NM
 
 from . import style
@@ -118,34 +121,6 @@ def roofline_figure(result) -> Plot:
 # --------------------------------------------------------------------------- sweeps
 
 
-def _sweep(spec: str, cfg: AcceleratorConfig, patterns: Sequence[str], axis: str,
-           values: Sequence[int], fixed: dict[str, Any]) -> dict[str, Any]:
-    from nmsat.simulator.inference import InferenceOptions, simulate_patterns
-
-    out: dict[str, Any] = {"workload": spec, "axis": axis, "values": list(values),
-                           "speedup": {}, "byte_ratio": {}, "peak_ratio": {},
-                           "bound": {}, "ideal_bound": {}, "config": cfg.name}
-    runs = {v: simulate_patterns(spec, cfg, patterns, InferenceOptions(**{axis: v}, **fixed))
-            for v in values}
-    for nm in patterns:
-        rs = [runs[v][str(nm)] for v in values]
-        out["speedup"][nm] = [r.speedup_vs_dense for r in rs]
-        out["byte_ratio"][nm] = rs[0].weight_byte_ratio
-        out["peak_ratio"][nm] = cfg.array.sparse_speedup(NM.parse(nm))
-        out["bound"][nm] = [majority_bound(r) for r in rs]
-        out["ideal_bound"][nm] = [majority_bound(r, "ideal_bound") for r in rs]
-    return out
-
-
-def majority_bound(result, which: str = "bound") -> str:
-    """``memory`` when GEMM layers whose ``which`` (``bound``: on the hardware;
-    ``ideal_bound``: the textbook roofline) is memory take more than half of ``result``'s
-    GEMM cycles, else ``compute``."""
-    gemm = [x for x in result.layers if x.dense_macs]
-    mem = sum(x.total_cycles for x in gemm if getattr(x, which) == "memory")
-    return "memory" if 2 * mem > sum(x.total_cycles for x in gemm) else "compute"
-
-
 def ridge_crossing(d: dict[str, Any], nm: str) -> Any:
     """The first sweep value from which the textbook roofline says compute-bound (the
     run's intensity has crossed the ridge), or None if it never does or always is."""
@@ -156,23 +131,6 @@ def ridge_crossing(d: dict[str, Any], nm: str) -> Any:
         if b == "compute":
             return v
     return None
-
-
-def speedup_vs_batch(spec: str, cfg: AcceleratorConfig, patterns: Sequence[str],
-                     batches: Sequence[int], **fixed: Any) -> dict[str, Any]:
-    """Speedup over dense inference per pattern at each batch size (``fixed``: further
-    :class:`~nmsat.simulator.inference.InferenceOptions`, such as phase and kv_len).
-    ``bound[nm][i]`` says whether most GEMM cycles were memory- or compute-bound."""
-    return _sweep(spec, cfg, patterns, "batch", batches, fixed)
-
-
-def speedup_vs_seq_len(spec: str, cfg: AcceleratorConfig, patterns: Sequence[str],
-                       lengths: Sequence[int], axis: str = "seq_len",
-                       **fixed: Any) -> dict[str, Any]:
-    """Speedup per pattern against prefill ``seq_len`` (or decode ``kv_len``)."""
-    if axis not in ("seq_len", "kv_len"):
-        raise ValueError(f"axis must be seq_len or kv_len, not {axis!r}")
-    return _sweep(spec, cfg, patterns, axis, lengths, fixed)
 
 
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">")
@@ -327,7 +285,7 @@ def make_runs(results: Sequence[Any], sources: Sequence[str]) -> list[Run]:
 
 
 def sweeps_from_results(results: Sequence[Any]) -> list[dict[str, Any]]:
-    """Sweep data (as :func:`speedup_vs_batch` returns) built from the given results
+    """Sweep data (as :func:`nmsat.simulator.inference_sweeps.speedup_vs_batch` returns) built from the given results
     only: runs of one workload and configuration that differ only in batch (or only in
     prefill ``seq_len`` / decode ``kv_len``) form a sweep over that axis, one series per
     pattern, when the group has at least two values. Nothing is simulated."""
@@ -362,46 +320,6 @@ def sweeps_from_results(results: Sequence[Any]) -> list[dict[str, Any]]:
                 d["ideal_bound"][nm] = [majority_bound(by[v], "ideal_bound") for v in values]
             if d["speedup"]:
                 out.append(d)
-    return out
-
-
-BATCHES = (1, 4, 16, 64, 256)
-"""Batch sizes of ``nmsat simulate --mode inference --report`` (plus the run's own)."""
-SEQ_LENS = (16, 64, 256, 1024, 4096)
-"""Prefill sequence lengths (decode: KV-cache lengths) of the report, up to the model's
-positions (plus the run's own)."""
-
-
-def simulate_sweeps(spec: str, cfg: AcceleratorConfig, result, opts) -> list[dict[str, Any]]:
-    """The report's sweeps for the run ``result`` of ``spec`` with ``opts``
-    (:class:`~nmsat.simulator.inference.InferenceOptions`): speedup against batch size
-    for every pattern the array supports (``array.nm_patterns``), and for language models
-    against prefill sequence length (decode: KV-cache length), other settings as in the
-    run. A sweep is simulated (dense baseline once per point)."""
-    import dataclasses
-
-    from nmsat.workloads import llm, zoo
-
-    patterns = list(cfg.array.nm_patterns)
-    fixed = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)
-             if f.name not in ("nm", "batch", "layer_nm")}
-    if opts.layer_nm:
-        fixed["layer_nm"] = ()  # a sweep compares uniform patterns
-    out = [speedup_vs_batch(spec, cfg, patterns, sorted({*BATCHES, result.batch}),
-                            **{k: v for k, v in fixed.items()})]
-    max_pos = None
-    if llm.is_llm(spec):
-        max_pos = llm.spec(spec).max_positions
-    elif spec in zoo.names() and zoo.model(spec).seq_len is not None:
-        max_pos = zoo.model(spec).seq_len
-    if max_pos is not None:
-        axis = "kv_len" if result.kv_len is not None else "seq_len"
-        own = getattr(result, axis)
-        values = sorted({v for v in SEQ_LENS if v <= max_pos} | ({own} if own else set()))
-        if len(values) >= 2:
-            rest = {k: v for k, v in fixed.items() if k not in ("seq_len", "kv_len")}
-            out.append(speedup_vs_seq_len(spec, cfg, patterns, values, axis=axis,
-                                          batch=result.batch, **rest))
     return out
 
 

@@ -84,8 +84,8 @@ def option_fields() -> Mapping[str, tuple[Any, Any]]:
     module; ``batch`` and ``seq_len`` are the workload's (defaults as ``nmsat simulate``).
     Options whose type a spec scalar cannot express, and :data:`NOT_SWEPT`, are left out:
     every point runs with their default."""
-    from nmsat.commands.simulate import DEFAULT_BATCH
     from nmsat.simulator.api import SimOptions
+    from nmsat.types import DEFAULT_BATCH
 
     hints = typing.get_type_hints(SimOptions)
     out: dict[str, tuple[Any, Any]] = {"batch": (int, DEFAULT_BATCH),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from nmsat.reports import inference_figures as F
+from nmsat.simulator import inference_sweeps as S
 from nmsat.simulator.inference import InferenceOptions, simulate_inference
 
 from nmsat.config import SMALL, VCU1525
@@ -40,7 +41,7 @@ def test_roofline_plots_every_gemm_layer_at_its_intensity(tmp_path):
 
 
 def test_speedup_sweeps_plot_their_data():
-    d = F.speedup_vs_batch("mlp", SMALL, ["2:4", "2:8"], [1, 16, 256])
+    d = S.speedup_vs_batch("mlp", SMALL, ["2:4", "2:8"], [1, 16, 256])
     p = F.speedup_batch_figure(d)
     for nm in ("2:4", "2:8"):
         xs, ys = p.artists["lines"][nm].get_data()
@@ -55,9 +56,9 @@ def test_speedup_sweeps_plot_their_data():
         want = [[v, s_] for v, s_, b in zip(d["values"], d["speedup"][nm], d["bound"][nm])
                 if b == "memory"]
         assert np.array_equal(np.asarray(pts), np.array(want).reshape(-1, 2))
-    s = F.speedup_vs_seq_len("gpt2_small", VCU1525, ["2:4"], [8, 32], phase="prefill")
+    s = S.speedup_vs_seq_len("gpt2_small", VCU1525, ["2:4"], [8, 32], phase="prefill")
     ps = F.speedup_seq_figure(s)
     assert list(ps.artists["lines"]["2:4"].get_data()[1]) == s["speedup"]["2:4"]
     assert [row[2] for row in ps.table.rows] == s["speedup"]["2:4"]
     with pytest.raises(ValueError, match="axis must be seq_len or kv_len"):
-        F.speedup_vs_seq_len("gpt2_small", VCU1525, ["2:4"], [8], axis="batch")
+        S.speedup_vs_seq_len("gpt2_small", VCU1525, ["2:4"], [8], axis="batch")

@@ -238,12 +238,13 @@ def test_transition_figure_matches_independent_intensity(tmp_path):
     # the simulated memory-bound points (open markers) never lie beyond it, because past
     # the ridge DRAM delivers the bytes faster than even the array's peak could use them.
     from nmsat.reports import inference_figures as F
+    from nmsat.simulator import inference_sweeps as S
 
     csv = tmp_path / "fc.csv"
     csv.write_text("Layer, M, N, K, Batch Size,\nfc, 1, 1024, 1024, 1,\n")
     k = n = 1024
     for cfg, batches in ((VCU1525, BATCHES), (SMALL, tuple(range(1, 21)))):
-        d = F.speedup_vs_batch(str(csv), cfg, ["2:4", "2:8"], batches)
+        d = S.speedup_vs_batch(str(csv), cfg, ["2:4", "2:8"], batches)
         p = F.speedup_batch_figure(d)
         for nm in ("2:4", "2:8"):
             ridge = cfg.array.peak_macs_per_cycle * cfg.array.sparse_speedup(NM.parse(nm)) \

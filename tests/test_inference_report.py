@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from nmsat.reports import ReportError, build_report, load_result
 from nmsat.reports import inference_figures as F
+from nmsat.simulator import inference_sweeps as S
 from nmsat.simulator import inference as I
 from nmsat.simulator.inference import InferenceOptions, simulate_inference
 
@@ -68,10 +69,10 @@ def test_simulate_report_writes_every_inference_figure(tmp_path, capsys):
     page = (out / "index.html").read_text()
     assert "Inference runs" in page and "dense inference" in page
     # the batch sweep covers every pattern the array supports, at the run's batch too
-    d = F.simulate_sweeps("mlp", SMALL, simulate_inference(
+    d = S.simulate_sweeps("mlp", SMALL, simulate_inference(
         "mlp", SMALL, InferenceOptions(nm="2:4", batch=8)), InferenceOptions(nm="2:4", batch=8))
     assert list(d[0]["speedup"]) == list(SMALL.array.nm_patterns)
-    assert d[0]["values"] == sorted({*F.BATCHES, 8})
+    assert d[0]["values"] == sorted({*S.BATCHES, 8})
     for v in d[0]["speedup"]["2:4"]:
         assert f"{v:.3f}".rstrip("0").rstrip(".") in page
     # same inputs, same bytes

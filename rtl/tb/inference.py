@@ -38,7 +38,7 @@ def load_workload(workload: str, nm: NM | str = "2:8", batch: int = 1,
                   kv_len: int | None = None):
     """The :class:`~nmsat.simulator.inference.InferenceWorkload` ``nmsat simulate --mode
     inference`` serves for these options (same validation and messages)."""
-    from nmsat.simulator.inference import InferenceOptions, load
+    from nmsat.dataflow.inference_workload import InferenceOptions, load
 
     return load(workload, InferenceOptions(nm=NM.parse(nm), batch=batch, phase=phase,
                                            seq_len=seq_len, kv_len=kv_len))

@@ -1,0 +1,180 @@
+"""``nmsat simulate --mode inference``: the inference options of ``nmsat simulate``, the
+run (simulate, print the table, write the JSON, the SCALE-Sim-style reports and the HTML
+report) and the table it prints."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nmsat.commands import positive_int
+from nmsat.types import DEFAULT_NM, NM, ActZero
+from nmsat.workloads import llm
+
+if TYPE_CHECKING:
+    from nmsat.dataflow.inference_workload import InferenceOptions
+    from nmsat.simulator.inference_result import InferenceResult
+
+INFERENCE_ONLY = ("phase", "kv_len", "act_density", "act_zero")
+"""``nmsat simulate`` options that only apply with ``--mode inference``."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The inference options of ``nmsat simulate`` (called by its parser)."""
+    p.add_argument("--phase", default=None, choices=tuple(x.value for x in llm.LlmPhase),
+                   help="LLM serving phase with --mode inference: prefill (the whole prompt "
+                        "of --seq-len tokens) or decode (one token per sequence against a "
+                        f"KV cache of --kv-len positions); LLM workloads: "
+                        f"{', '.join(llm.PRESETS)} (default: prefill)")
+    p.add_argument("--kv-len", type=positive_int, default=None, metavar="L",
+                   help="KV-cache positions of a decode step")
+    p.add_argument("--act-density", type=_fraction, default=None, metavar="D",
+                   help="fraction of nonzero activations at every weighted layer's input "
+                        "(default: measured per layer from a .nmt training trace, else 1)")
+    p.add_argument("--act-zero", default=None, choices=tuple(x.value for x in ActZero),
+                   help="override the config's array.act_zero: what the PE does with zero "
+                        "activations (none, gate: energy only, skip: gate and skip all-zero "
+                        "WS rows)")
+
+
+def _fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, not {text!r}")
+    return v
+
+
+def check_train_args(args: argparse.Namespace) -> None:
+    """Reject inference-only options in a training run."""
+    for name in INFERENCE_ONLY:
+        if getattr(args, name, None) is not None:
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"{flag} is only for --mode inference")
+
+
+def options_from_args(args: argparse.Namespace) -> InferenceOptions:
+    """Build :class:`~nmsat.simulator.inference.InferenceOptions` from parsed arguments."""
+    from nmsat.dataflow.inference import ActDensity
+    from nmsat.dataflow.inference_workload import InferenceOptions
+
+    if args.act_density is not None:
+        density = ActDensity.uniform(args.act_density)
+    elif str(args.workload).lower().endswith(".nmt"):
+        density = ActDensity.from_trace(args.workload)
+    else:
+        density = ActDensity.dense()
+    nm, layer_nm = _patterns_from_args(args)
+    return InferenceOptions(nm=nm, batch=args.batch, phase=args.phase,
+                            seq_len=args.seq_len, kv_len=args.kv_len, density=density,
+                            interleave=not args.no_interleave,
+                            offline_schedule=not args.no_offline_schedule, layer_nm=layer_nm)
+
+
+def _patterns_from_args(args: argparse.Namespace) -> tuple[NM, tuple[tuple[str, NM], ...]]:
+    """``--nm`` wins for every layer; without it a workload file's per-layer patterns
+    (a training trace: every weight layer's trained pattern, ``1:1`` for a dense run; a
+    SCALE-Sim v3 ``Sparsity`` column) apply, as in training mode
+    (:func:`nmsat.commands.simulate.load_and_resolve`), and other layers take the default."""
+    from nmsat.workloads import zoo
+
+    if args.nm is not None:
+        return NM.parse(args.nm), ()
+    spec = str(args.workload)
+    if llm.is_llm(spec) or os.path.splitext(spec)[1].lower() not in zoo.FILE_LOADERS:
+        return NM.parse(DEFAULT_NM), ()
+    loaded = zoo.load(spec, batch=args.batch, seq_len=args.seq_len)
+    patterns = {str(p) for p in loaded.layer_nm.values()}
+    nm = patterns.pop() if len(patterns) == 1 else DEFAULT_NM
+    return NM.parse(nm), tuple(sorted(loaded.layer_nm.items()))
+
+
+def run(args: argparse.Namespace) -> int:
+    """``nmsat simulate ... --mode inference``: simulate, print the table, write the JSON,
+    the SCALE-Sim-style reports and the HTML report. Everything is rendered (and the
+    report's sweeps simulated) before the first file is written."""
+    from nmsat import config
+    from nmsat.simulator.inference import simulate_inference
+    from nmsat.simulator.inference_result import bandwidth_report_csv, compute_report_csv
+    from nmsat.fileio import atomic_write_many
+
+    if args.method in ("dense", "srste"):
+        raise ValueError(f"--method {args.method} is for training; inference takes the "
+                         f"weights' pattern from --nm (dense: --nm 1:1)")
+    if getattr(args, "no_pregen", False):  # inference makes no masks: nothing to pre-generate
+        raise ValueError("--no-pregen is for training: inference has no SORE mask generation")
+    cfg = config.resolve(args.config)
+    if args.act_zero is not None:
+        cfg = cfg.replace(**{"array.act_zero": args.act_zero})
+    opts = options_from_args(args)
+    result = simulate_inference(str(args.workload), cfg, opts)
+
+    outputs: list[tuple[Path, str]] = []
+    if args.json is not None:
+        outputs.append((args.json, result.to_json()))
+    if args.scalesim_reports is not None:
+        d = args.scalesim_reports
+        outputs.append((d / "COMPUTE_REPORT.csv", compute_report_csv(result)))
+        outputs.append((d / "BANDWIDTH_REPORT.csv", bandwidth_report_csv(result)))
+    sweeps = None
+    if args.report is not None:
+        from nmsat.reports import check_report_folder, make_report_folder
+        from nmsat.simulator.inference_sweeps import simulate_sweeps
+
+        check_report_folder(args.report)
+        sweeps = simulate_sweeps(str(args.workload), cfg, result, opts)
+        make_report_folder(args.report)
+    atomic_write_many([(path, text.encode("utf-8")) for path, text in outputs])
+    index = None
+    if args.report is not None:
+        from nmsat.reports import build_report
+
+        index = build_report([result], args.report, inference_sweeps=sweeps)
+    sys.stdout.write(format_table(result))
+    for path, _ in outputs:
+        print(f"wrote {path}")
+    if index is not None:
+        print(f"wrote {index}")
+    return 0
+
+
+def format_table(r: InferenceResult) -> str:
+    """The summary ``nmsat simulate --mode inference`` prints."""
+    c = r.config
+    what = f"  phase={r.phase}" if r.phase else ""
+    lens = "".join(f"  {k}={v}" for k, v in (("seq_len", r.seq_len), ("kv_len", r.kv_len))
+                   if v is not None)
+    lines = [f"{r.workload}  inference{what}  nm={r.nm}  batch={r.batch}{lens}  on "
+             f"{c['name']} ({c['array']['rows']}x{c['array']['cols']}x"
+             f"{c['array']['macs_per_pe']} @ {c['clock_mhz']:g} MHz)",
+             f"activations: act_zero={r.act_zero}, density from {r.act_density}", ""]
+    rf = r.roofline
+    lines.append(f"{'layer':<44}{'cycles':>14}{'MiB':>9}{'MAC/B':>8}{'bound':>9}"
+                 f"{'ideal':>8}{'speedup':>9}")
+    for x in r.layers:
+        inten = "-" if math.isinf(x.intensity) else f"{x.intensity:.1f}"
+        lines.append(f"{x.name[:43]:<44}{x.total_cycles:>14,}{x.dram_bytes / 2**20:>9.2f}"
+                     f"{inten:>8}{x.bound:>9}{x.ideal_bound:>8}{x.speedup_vs_dense:>8.2f}x")
+    lines.append("")
+    n_mem = sum(x.bound == "memory" for x in r.layers)
+    lines.append(f"total           {r.total_cycles:,} cycles, {r.seconds * 1e3:,.3f} ms")
+    if r.tokens_per_second is not None:
+        lines.append(f"tokens/s        {r.tokens_per_second:,.2f} (dense "
+                     f"{r.dense_tokens_per_second:,.2f})")
+    lines.append(f"DRAM traffic    {r.dram_bytes / 2**20:,.1f} MiB (weights "
+                 f"{r.weight_bytes / 2**20:,.1f}, KV cache {r.kv_cache_bytes / 2**20:,.1f})")
+    lines.append(f"roofline        peak {rf['peak_macs_per_cycle']:,.0f} MAC/cycle, DRAM "
+                 f"{rf['dram_bytes_per_cycle']:,.0f} B/cycle, ridge {rf['ridge']:.2f} MAC/B; "
+                 f"{n_mem} of {len(r.layers)} layers memory-bound")
+    e = r.energy_pj
+    lines.append(f"energy          {e['total'] / 1e9:,.3f} mJ")
+    lines.append(f"dense           {r.dense_total_cycles:,} cycles on the same hardware")
+    lines.append(f"speedup         {r.speedup_vs_dense:.3f}x over dense (weight bytes "
+                 f"{r.weight_byte_ratio:.3f}x smaller)")
+    return "\n".join(lines) + "\n"
