@@ -16,6 +16,7 @@ from pathlib import Path
 
 USAGE = ("nmsat sweep SPEC [-o STORE] [--workers N | --scheduler ADDRESS] [--resume]\n"
          "       nmsat sweep export STORE (--csv | --json) [--out FILE]\n"
+         "       nmsat sweep export STORE --parquet --out FILE\n"
          "       nmsat sweep report STORE [-o DIR]")
 
 REPORT_SUFFIX = "-report"
@@ -66,6 +67,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     fmt = exp.add_mutually_exclusive_group()
     fmt.add_argument("--csv", action="store_true", help="one CSV row per point")
     fmt.add_argument("--json", action="store_true", help="a JSON list with full results")
+    fmt.add_argument("--parquet", action="store_true",
+                     help="an Apache Parquet file (needs --out; pip install 'nmsat[parquet]')")
     exp.add_argument("--out", type=Path, default=None, metavar="FILE",
                      help="write the export to FILE (atomically) instead of stdout")
 
@@ -90,39 +93,49 @@ def run(args: argparse.Namespace) -> int:
     if args.target[0] == "export":
         if len(args.target) != 2:
             raise UsageError("sweep export: give exactly one STORE")
-        if not (args.csv or args.json):
-            raise UsageError("sweep export: choose --csv or --json")
+        if not (args.csv or args.json or args.parquet):
+            raise UsageError("sweep export: choose --csv, --json or --parquet")
+        if args.parquet and args.out is None:
+            raise UsageError("sweep export: --parquet writes a binary file: give --out FILE")
         if args.resume or args.workers or args.scheduler or args.store:
             raise UsageError("sweep export: -o/--workers/--scheduler/--resume are for running "
                              "a sweep (use --out FILE)")
-        return _export(Path(args.target[1]), "csv" if args.csv else "json", args.out)
+        fmt = "csv" if args.csv else "json" if args.json else "parquet"
+        return _export(Path(args.target[1]), fmt, args.out)
     if args.target[0] == "report":
         if len(args.target) != 2:
             raise UsageError("sweep report: give exactly one STORE")
         if args.resume or args.workers or args.scheduler:
             raise UsageError("sweep report: --workers/--scheduler/--resume are for running "
                              "a sweep")
-        if args.csv or args.json or args.out:
-            raise UsageError("sweep report: --csv/--json/--out are for `nmsat sweep export`; "
-                             "give the report folder with -o DIR")
+        if args.csv or args.json or args.parquet or args.out:
+            raise UsageError("sweep report: --csv/--json/--parquet/--out are for "
+                             "`nmsat sweep export`; give the report folder with -o DIR")
         store = Path(args.target[1])
         out = args.store if args.store is not None else store.with_name(
             store.stem + REPORT_SUFFIX)
         return _report(store, out)
     if len(args.target) != 1:
         raise UsageError(f"sweep: give one SPEC, not {' '.join(args.target)}")
-    if args.csv or args.json or args.out:
-        raise UsageError("sweep: --csv/--json/--out are for `nmsat sweep export STORE`")
+    if args.csv or args.json or args.parquet or args.out:
+        raise UsageError("sweep: --csv/--json/--parquet/--out are for `nmsat sweep export STORE`")
     return _run(args)
 
 
 def _export(store: Path, fmt: str, out: Path | None) -> int:
     from nmsat.simulator import sweep
 
-    from nmsat.fileio import atomic_write_text, check_output_file
+    from nmsat.fileio import atomic_write_bytes, atomic_write_text, check_output_file
 
     if out is not None:
         check_output_file(out, "--out")
+    if fmt == "parquet":
+        from nmsat.simulator.sweep_parquet import export_parquet
+
+        assert out is not None
+        atomic_write_bytes(out, export_parquet(store))
+        print(f"wrote {out}", file=sys.stderr)
+        return 0
     text = sweep.export_csv(store) if fmt == "csv" else sweep.export_json(store)
     if out is None:
         sys.stdout.write(text)

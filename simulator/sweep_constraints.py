@@ -11,6 +11,8 @@ is refused before it is computed); strings and lists within :data:`MAX_SEQUENCE`
 from __future__ import annotations
 
 import ast
+import dataclasses
+import functools
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -79,7 +81,65 @@ DERIVED: dict[str, tuple[str, Callable[[Mapping[str, Any]], Any]]] = {
                              lambda e: e["dram.channels"] * e["dram.bytes_per_cycle"]),
 }
 """Names a constraint may use besides config fields and options: name -> (doc, function of
-the point's flattened config and options)."""
+the point's flattened config and options). Only the names a spec's constraints use are
+computed."""
+
+
+def _resources(env: Mapping[str, Any]) -> Any:
+    """The area model's estimate (:func:`nmsat.simulator.area.estimate`) of the point's
+    config, or ``None`` when its operand type is not calibrated."""
+    from nmsat.config import AcceleratorConfig
+
+    tops = {f.name for f in dataclasses.fields(AcceleratorConfig)}
+    items = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in env.items()
+                         if k.split(".")[0] in tops))
+    return _estimate(items)
+
+
+@functools.lru_cache(maxsize=4096)
+def _estimate(items: tuple[tuple[str, Any], ...]) -> Any:
+    from nmsat.simulator import area
+
+    from nmsat import config as nmconfig
+
+    nested: dict[str, Any] = {}
+    for key, value in items:
+        node = nested
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = list(value) if isinstance(value, tuple) else value
+    return area.estimate(nmconfig.from_dict(nested))
+
+
+def _resource(name: str) -> Callable[[Mapping[str, Any]], Any]:
+    def get(env: Mapping[str, Any]) -> Any:
+        r = _resources(env)
+        if r is None:
+            raise SweepSpecError(f"{name}: the area model has no estimate for "
+                             f"numerics.dtype {env.get('numerics.dtype')!r}")
+        return getattr(r, name)
+    return get
+
+
+def _fits_xcvu9p(env: Mapping[str, Any]) -> bool:
+    from nmsat.rtl.synth import XCVU9P
+
+    cap = XCVU9P.capacity
+    return (_resource("lut")(env) <= cap.lut and _resource("ff")(env) <= cap.ff
+            and _resource("dsp")(env) <= cap.dsp and _resource("bram")(env) <= cap.bram36)
+
+
+DERIVED.update({
+    "lut": ("LUTs the area model estimates (nmsat.simulator.area)", _resource("lut")),
+    "ff": ("flip-flops the area model estimates", _resource("ff")),
+    "dsp": ("DSP slices the area model estimates", _resource("dsp")),
+    "bram": ("block RAM (RAMB36 units) the area model estimates; its buffer banks count as "
+             "block RAM, URAM is not modelled (docs/sweeps.md, Resources)", _resource("bram")),
+    "fits_xcvu9p": ("the area model's LUT, FF, DSP and RAMB36 estimates are all within the "
+                    "XCVU9P's capacity (1,182,240 LUT, 2,364,480 FF, 6,840 DSP, 2,160 "
+                    "RAMB36)", _fits_xcvu9p),
+})
 
 
 def _dotted(node: ast.AST) -> str | None:

@@ -316,6 +316,8 @@ class SweepSpec:
         base_flat = _flatten(nmconfig.to_dict(self.base))
         fixed_opts = dict(self.options)
         combos: list[tuple[str, tuple[Any, ...]]] = []
+        used = {n for c in self.constraints for n in c.names}
+        derived = [n for n in DERIVED if n in used]  # the area model only when asked
         for wl in self.workloads:
             for values in itertools.product(*(a.values for a in self.axes)):
                 env = dict(base_flat)
@@ -323,8 +325,8 @@ class SweepSpec:
                 for a, v in zip(self.axes, values):
                     env[a.name] = v
                 if self.constraints:
-                    for name, (_, fn) in DERIVED.items():
-                        env[name] = fn(env)
+                    for name in derived:
+                        env[name] = DERIVED[name][1](env)
                     if not all(c.holds(env) for c in self.constraints):
                         continue
                 combos.append((wl, values))

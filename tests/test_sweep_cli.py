@@ -3,7 +3,7 @@
 * bad input (malformed spec, unknown axis, unreachable scheduler, existing store) ends with
   one line and exit status 2, and no store is created or changed;
 * the same sweep gives identical stored results with 1 and 2 local workers and on an
-  external ``dask scheduler`` / ``dask worker`` pair started here;
+  external ``dask scheduler`` and two ``dask worker`` processes started here;
 * a sweep killed with SIGKILL and resumed holds every point exactly once, with values
   identical to an uninterrupted run;
 * export as CSV and JSON.
@@ -101,17 +101,26 @@ def test_external_scheduler_gives_identical_results(reference, tmp_path):
         while not sched_file.exists():
             assert time.monotonic() < deadline, "dask scheduler did not start"
             time.sleep(0.1)
-        procs.append(subprocess.Popen([sys.executable, "-m", "dask", "worker",
-                                       f"tcp://127.0.0.1:{port}", "--nworkers", "1",
-                                       "--nthreads", "1", "--no-dashboard"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                      start_new_session=True))
+        # two worker processes started separately, as on two machines
+        for name in ("w1", "w2"):
+            procs.append(subprocess.Popen([sys.executable, "-m", "dask", "worker",
+                                           f"tcp://127.0.0.1:{port}", "--nworkers", "1",
+                                           "--nthreads", "1", "--no-dashboard", "--name",
+                                           name], stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL, start_new_session=True))
+        from distributed import Client
+
+        with Client(f"tcp://127.0.0.1:{port}", timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
         store = tmp_path / "ext.sqlite"
         r = nmsat("sweep", SMALL, "-o", store, "--scheduler", f"tcp://127.0.0.1:{port}",
                   "--no-progress")
         assert r.returncode == 0, r.stderr
         assert f"on tcp://127.0.0.1:{port}" in r.stderr
         assert result_columns(store) == result_columns(reference)
+        with sqlite3.connect(store) as conn:
+            workers = {w for (w,) in conn.execute("SELECT DISTINCT worker FROM points")}
+        assert len(workers) == 2  # both worker processes evaluated points
     finally:
         for p in reversed(procs):
             os.killpg(p.pid, signal.SIGTERM)
@@ -198,7 +207,12 @@ def test_export_csv_and_json(reference, tmp_path):
     data = json.loads(out.read_text())
     assert [d["key"] for d in data] == [row["key"] for row in rows]
     assert data[0]["result"] == rows[0]["result"]
-    for bad, msg in ((["export", reference], "choose --csv or --json"),
+    out = tmp_path / "points.parquet"
+    r = nmsat("sweep", "export", reference, "--parquet", "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes()[:4] == b"PAR1"
+    for bad, msg in ((["export", reference], "choose --csv, --json or --parquet"),
+                     (["export", reference, "--parquet"], "give --out FILE"),
                      (["export", tmp_path / "none.sqlite", "--csv"], "no sweep store at"),
                      (["export", reference, "--csv", "--json"], "not allowed with"),
                      ([SMALL, "--csv"], "are for `nmsat sweep export STORE`")):

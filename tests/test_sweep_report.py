@@ -435,7 +435,7 @@ def test_a_failed_write_leaves_no_partial_output(existing, store, report, tmp_pa
 @pytest.mark.parametrize("argv, fragment", [
     (["report"], "sweep report: give exactly one STORE"),
     (["report", "a", "b"], "sweep report: give exactly one STORE"),
-    (["report", "{s}", "--csv"], "--csv/--json/--out are for `nmsat sweep export`"),
+    (["report", "{s}", "--csv"], "--csv/--json/--parquet/--out are for"),
     (["report", "{s}", "--out", "x"], "give the report folder with -o DIR"),
     (["report", "{s}", "--workers", "2"], "--workers/--scheduler/--resume are for running"),
 ])

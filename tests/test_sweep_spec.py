@@ -251,3 +251,36 @@ def test_a_field_with_only_a_lower_bound_names_it():
     """This raised a TypeError (formatting a missing upper bound) instead of a message."""
     msg = err(BASE + '[axes]\n"energy.mac_fp16.pj" = [-1.0, 1.0]\n')
     assert "energy.mac_fp16.pj must be at least 0, not -1.0" in msg
+
+
+def test_area_constraints_use_the_area_model():
+    from nmsat.rtl.synth import XCVU9P
+    from nmsat.simulator import area
+
+    spec = load('base = "vcu1525"\nworkloads = ["mlp"]\nconstraints = ["fits_xcvu9p"]\n'
+                '[axes]\n"array.rows" = [8, 16, 24, 32]\n"weight_update.lanes" = [16, 256]\n')
+    kept = {(p.params[0][1], p.params[1][1]) for p in spec.points()}
+    for rows in (8, 16, 24, 32):
+        for lanes in (16, 256):
+            cfg = nmconfig.preset("vcu1525").replace(
+                **{"array.rows": rows, "weight_update.lanes": lanes})
+            r = area.estimate(cfg)
+            fits = (r.lut <= XCVU9P.capacity.lut and r.ff <= XCVU9P.capacity.ff
+                    and r.dsp <= XCVU9P.capacity.dsp and r.bram <= XCVU9P.capacity.bram36)
+            assert ((rows, lanes) in kept) == fits
+    assert (16, 16) in kept and (32, 16) not in kept  # the preset fits, twice its rows not
+    lut = load('base = "vcu1525"\nworkloads = ["mlp"]\nconstraints = ["lut < 700000"]\n'
+               '[axes]\n"array.rows" = [8, 16, 24]\n')
+    assert [p.params[0][1] for p in lut.points()] == [8, 16]
+    msg = err('base = "vcu1525"\nworkloads = ["mlp"]\nconstraints = ["dsp < 9000"]\n'
+              '[config]\n"numerics.dtype" = "bf16"\n[axes]\n"array.rows" = [8]\n')
+    assert "no estimate for numerics.dtype 'bf16'" in msg
+
+
+def test_the_shipped_codesign_spec_is_valid_and_large_enough():
+    from pathlib import Path
+
+    spec = sweep_spec.load(Path(__file__).parent.parent / "examples" / "codesign-vcu1525.toml")
+    assert spec.workloads == ("resnet18", "resnet50", "vgg16", "vit_b_16", "bert_base")
+    assert dict(spec.options)["nm"] == "2:8" and dict(spec.options)["method"] == "bdwp"
+    assert spec.grid_size >= 2000

@@ -134,6 +134,35 @@ def test_export_round_trips_exactly(tmp_path, cluster):
             assert t["seconds"] == "" and t["error"] == r["error"]
 
 
+def test_parquet_export_holds_every_column_exactly(tmp_path, cluster):
+    pq = pytest.importorskip("pyarrow.parquet")
+    from nmsat.simulator.sweep_parquet import export_parquet
+
+    spec = sweep_spec.loads(SPEC, "toml")
+    store = tmp_path / "s.sqlite"
+    sweep.run(sweep.plan(spec, store, False), store, cluster, evaluate=analytic)
+    rows = sweep.export_rows(store)
+    data = export_parquet(store)
+    assert data == export_parquet(store)  # same store, same bytes
+    out = tmp_path / "points.parquet"
+    out.write_bytes(data)
+    table = pq.read_table(out)
+    assert table.schema.field("axis.array.rows").type == "int64"
+    assert table.schema.field("seconds").type == "double"
+    back = table.to_pylist()
+    assert [b["key"] for b in back] == [r["key"] for r in rows]
+    for b, r in zip(back, rows):
+        assert b["axis.array.rows"] == r["params"]["array.rows"]
+        assert b["axis.sore.lanes"] == r["params"]["sore.lanes"]
+        for c in ("idx", "workload", "status", "error", *sweep.METRICS, *sweep.AREA,
+                  "nmsat_version", "run", "worker", "elapsed_s", "finished_at"):
+            assert b[c] == r[c], c  # floats bit-identical, missing values null
+        for c in ("params", "config", "options", "result"):
+            assert (None if b[c] is None else json.loads(b[c])) == r[c], c
+    assert sum(b["status"] == "failed" for b in back) == sum(
+        r["status"] == "failed" for r in rows) > 0
+
+
 def test_sweep_figures_from_the_store(tmp_path, cluster):
     from nmsat.reports import sweep_figures as sf
 
