@@ -1,9 +1,12 @@
-"""The ``nmsat`` command line: one program fronting every part of the tool.
+"""The ``nmsat`` command line: one program fronting every part of the tool (the top floor).
 
-Each subcommand lives in the module that implements it and exposes
-``register(subparsers)``, which adds its parser with ``set_defaults(func=...)``. Parsers
-import nothing heavy; handlers import what they need. Library code raises; :func:`main`
-turns user errors into one line on stderr and exit status 2.
+Every argparse module lives in this package; library code never imports it. Each
+subcommand's module exposes ``register(subparsers)``, which adds its parser (with the
+one-line summary :data:`SUBCOMMANDS` states) and ``set_defaults(func=...)``. Commands load
+the library lazily: :func:`main` imports only the chosen subcommand's module, so
+``nmsat --version`` and ``nmsat --help`` import no part of the library, and a handler
+imports what it needs. Library code raises; :func:`main` turns user errors into one line
+on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -16,18 +19,28 @@ from typing import Sequence
 from nmsat import __version__
 from nmsat.errors import NmsatError
 
-# subcommand -> module providing register(subparsers). Order is the order in --help.
-SUBCOMMANDS: dict[str, str] = {
-    "simulate": "nmsat.commands.simulate",
-    "train": "nmsat.commands.train",
-    "trace": "nmsat.commands.trace",
-    "workloads": "nmsat.commands.workloads",
-    "rtl": "nmsat.commands.rtl",
-    "report": "nmsat.commands.report",
-    "sweep": "nmsat.commands.sweep",
-    "config": "nmsat.commands.config",
-    "demo": "nmsat.commands.demo",
+# subcommand -> (module providing register(subparsers), one-line summary). Order is the
+# order in --help. The summaries live here so `nmsat --help` imports no subcommand.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "simulate": ("nmsat.commands.simulate", "simulate a training iteration or inference pass"),
+    "train": ("nmsat.commands.train",
+              "train mlp/cnn on digits with dense, SR-STE or BDWP N:M and write a trace"),
+    "trace": ("nmsat.commands.trace", "inspect sparse-training traces (nmsat train --trace)"),
+    "workloads": ("nmsat.commands.workloads",
+                  "list the model zoo or show a workload's layers"),
+    "rtl": ("nmsat.commands.rtl", "generate, synthesise and simulate the Amaranth RTL"),
+    "report": ("nmsat.commands.report",
+               "figures and an HTML page from simulation results and traces"),
+    "sweep": ("nmsat.commands.sweep",
+              "run a design-space sweep on Dask; export or report its results"),
+    "config": ("nmsat.commands.config", "show, check or write an accelerator configuration"),
+    "demo": ("nmsat.commands.demo", "demonstrate the NumPy reference model on one layer"),
 }
+
+
+def summary(command: str) -> str:
+    """The one-line ``--help`` summary of ``command`` (its ``register`` passes it)."""
+    return SUBCOMMANDS[command][1]
 
 
 class UsageError(NmsatError):
@@ -62,7 +75,11 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{where}: {message}" if where else message)
 
 
-def build_parser() -> Parser:
+def build_parser(command: str | None = None, *, lazy: bool = False) -> Parser:
+    """The ``nmsat`` parser. By default every subcommand's module is imported and its full
+    parser registered. With ``lazy``, only ``command``'s module is (none if ``command`` is
+    None or unknown): the others are stubs carrying their summary, which is all
+    ``nmsat --help`` shows and all an unknown command's error needs."""
     parser = Parser(
         prog="nmsat",
         description="Co-design tool for N:M sparse DNN training and inference on SAT-class "
@@ -70,13 +87,26 @@ def build_parser() -> Parser:
     )
     parser.add_argument("--version", action="version", version=f"nmsat {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for module in SUBCOMMANDS.values():
-        importlib.import_module(module).register(sub)
+    for name, (module, text) in SUBCOMMANDS.items():
+        if lazy and name != command:
+            sub.add_parser(name, help=text)
+        else:
+            importlib.import_module(module).register(sub)
     return parser
 
 
+def _command(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` names: its first word that is not an option (the top level
+    has only ``--help`` and ``--version``, which take no value)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    """Run ``nmsat`` with ``argv`` (default: the process's arguments); returns the exit
+    status (0, 1 when a check found a difference, 2 for bad input, 130 when interrupted)."""
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(_command(argv), lazy=True)
     try:
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):

@@ -6,10 +6,11 @@ import argparse
 import sys
 
 from nmsat import config
+from nmsat.commands import summary
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("config", help="show, check or write an accelerator configuration")
+    p = sub.add_parser("config", help=summary("config"))
     csub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
 
     show = csub.add_parser("show", help="print a preset or config file with each field's source")

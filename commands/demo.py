@@ -8,22 +8,24 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
-from nmsat import config, reference
-from nmsat.commands import non_negative_int
-from nmsat.types import NM
+from nmsat.commands import non_negative_int, summary
+from nmsat.types import DEFAULT_NM
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="demonstrate the NumPy reference model on one layer")
-    p.add_argument("--nm", default="2:8", help="N:M pattern (default 2:8)")
+    p = sub.add_parser("demo", help=summary("demo"))
+    p.add_argument("--nm", default=str(DEFAULT_NM), help=f"N:M pattern (default {DEFAULT_NM})")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random layer (default 0)")
     p.add_argument("--config", default="vcu1525", metavar="PRESET|FILE")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from nmsat import config, reference
+    from nmsat.types import NM
+
     nm = NM.parse(args.nm)
     cfg = config.resolve(args.config)
     arr = cfg.array

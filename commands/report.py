@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from nmsat.commands import summary
 
 DEFAULT_OUT = Path("report")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "report", help="figures and an HTML page from simulation results and traces",
+        "report", help=summary("report"),
         description="Combine results written by `nmsat simulate --json` (and training traces) "
                     "into one comparison: speedup over dense with the method bounds, phase and "
                     "energy breakdowns, per-layer utilisation and stalls, timelines, and, for "

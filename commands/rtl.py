@@ -9,7 +9,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from nmsat.commands import non_negative_int, positive_int
+from nmsat.commands import non_negative_int, positive_int, summary
+from nmsat.types import DEFAULT_NM
 
 MAX_GENERATE_CELLS = 1024
 """Largest array (rows x cols PE cells) ``nmsat rtl generate`` and ``run`` build without
@@ -23,7 +24,7 @@ _LLM_PHASES = ("prefill", "decode")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("rtl", help="generate, synthesise and simulate the Amaranth RTL")
+    p = sub.add_parser("rtl", help=summary("rtl"))
     rsub = p.add_subparsers(dest="rtl_command", metavar="ACTION", required=True)
 
     g = rsub.add_parser("generate", help="write Verilog (top level and units) and a manifest")
@@ -66,8 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--kv-len", type=positive_int, default=None, metavar="L",
                    help="--mode inference: KV-cache positions of an LLM decode step")
     r.add_argument("--config", default="small", metavar="PRESET|FILE")
-    r.add_argument("--nm", default="2:8", help="N:M pattern of the sparse phases, or of the "
-                   "weights with --mode inference (dense: 1:1; default 2:8)")
+    r.add_argument("--nm", default=str(DEFAULT_NM), help="N:M pattern of the sparse phases, or "
+                   f"of the weights with --mode inference (dense: 1:1; default {DEFAULT_NM})")
     r.add_argument("--method", default=None, choices=["dense", "srste", "bdwp"],
                    help="training method (default: a trace's own, else bdwp)")
     r.add_argument("--batch", type=positive_int, default=None, metavar="B",

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nmsat.commands import positive_int, simulate_inference
+from nmsat.commands import positive_int, simulate_inference, summary
 from nmsat.types import DEFAULT_BATCH, DEFAULT_METHOD, DEFAULT_NM
 
 DEFAULT_WORKLOAD = "resnet18"
@@ -58,7 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("simulate", help="simulate a training iteration or inference pass",
+    p = sub.add_parser("simulate", help=summary("simulate"),
                        description="Simulate WORKLOAD on the accelerator: cycles per phase, "
                                    "stalls, utilisation, energy, and the speedup over dense "
                                    "training on the same hardware.")

@@ -14,6 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from nmsat.commands import summary
+
 USAGE = ("nmsat sweep SPEC [-o STORE] [--workers N | --scheduler ADDRESS] [--resume]\n"
          "       nmsat sweep export STORE (--csv | --json) [--out FILE]\n"
          "       nmsat sweep export STORE --parquet --out FILE\n"
@@ -74,8 +76,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sweep", help="run a design-space sweep on Dask; export or report "
-                                     "its results",
+    p = sub.add_parser("sweep", help=summary("sweep"),
                        usage=USAGE,
                        description="Run every point of a sweep spec (axes over config fields "
                                    "and simulate options, workloads, constraints) on a local "

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from nmsat.commands import summary
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("trace", help="inspect sparse-training traces (nmsat train --trace)")
+    p = sub.add_parser("trace", help=summary("trace"))
     tsub = p.add_subparsers(dest="trace_command", metavar="ACTION", required=True)
     ins = tsub.add_parser("inspect", help="validate a trace and summarise it",
                           description="Validate a trace file (checksums, version, shapes) "

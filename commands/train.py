@@ -17,6 +17,7 @@ from nmsat.types import NM, Method
 # Light: train.py imports torch only inside its functions, so the parser stays torch-free
 # and shows TrainConfig's own defaults.
 from nmsat.workloads.train import TrainConfig
+from nmsat.commands import summary
 
 
 def _nm(text: str) -> NM:
@@ -39,7 +40,7 @@ def _samples(text: str) -> tuple[int, ...]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "train", help="train mlp/cnn on digits with dense, SR-STE or BDWP N:M and write a trace",
+        "train", help=summary("train"),
         description="Train a small model on scikit-learn's handwritten digits with N:M "
                     "sparse layers (SR-STE or BDWP), report test accuracy next to a dense run "
                     "with the same seed, and write the run as a trace (docs/trace-format.md).")

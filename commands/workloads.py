@@ -7,12 +7,13 @@ import dataclasses
 import json
 import sys
 from typing import Any
+from nmsat.commands import summary
 
 _PHASES = ("ff", "bp", "wg")  # the phases that lower to GEMMs (WU and SORE do not)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("workloads", help="list the model zoo or show a workload's layers")
+    p = sub.add_parser("workloads", help=summary("workloads"))
     wsub = p.add_subparsers(dest="workloads_command", metavar="ACTION", required=True)
 
     lst = wsub.add_parser("list", help="list the zoo models with MACs and parameters")

@@ -41,6 +41,9 @@ def test_help_lists_config_and_demo(capsys):
 def test_every_subcommand_has_help(capsys):
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     assert list(sub.choices) == list(SUBCOMMANDS)  # every subcommand, in the listed order
+    lazy = next(a for a in build_parser(lazy=True)._actions if a.dest == "command")
+    assert list(lazy.choices) == list(SUBCOMMANDS)
+    assert [c.help for c in sub._choices_actions] == [c.help for c in lazy._choices_actions]
     for name in sub.choices:
         with pytest.raises(SystemExit) as e:
             main([name, "--help"])
