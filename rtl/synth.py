@@ -45,6 +45,7 @@ from typing import Callable
 
 from nmsat.config import AcceleratorConfig, to_dict
 from nmsat.errors import NmsatError
+from nmsat.synth_table import UNIT_INSTANCES
 from nmsat.types import DType
 
 class SynthError(NmsatError, RuntimeError):
@@ -193,21 +194,21 @@ def _buffer_bank(which: str):
 
 UNITS: tuple[SynthUnit, ...] = (
     SynthUnit("pe_cell", lambda cfg, dt: _generated("nmsat_pe_cell", cfg, dt),
-              lambda cfg: cfg.array.pes, "one PE of the systolic array (muxes, multipliers, "
+              UNIT_INSTANCES["pe_cell"], "one PE of the systolic array (muxes, multipliers, "
               "adder tree, accumulator, OS/WS registers)"),
     SynthUnit("sore_lane", lambda cfg, dt: _generated("nmsat_sore",
                                                       _one_lane(cfg, "sore.lanes"), dt),
-              lambda cfg: cfg.sore.lanes, "the SORE built with one lane (sorter, output "
+              UNIT_INSTANCES["sore_lane"], "the SORE built with one lane (sorter, output "
               "pipeline)"),
     SynthUnit("wu_lane", lambda cfg, dt: _generated("nmsat_weight_update",
                                                     _one_lane(cfg, "weight_update.lanes"), dt),
-              lambda cfg: cfg.weight_update.lanes, "the weight-update engine built with one "
+              UNIT_INSTANCES["wu_lane"], "the weight-update engine built with one "
               "fp32 lane (2 multipliers, 2 adders, fp16 rounding, pipeline)"),
-    SynthUnit("act_bank", _buffer_bank("act"), lambda cfg: cfg.array.rows,
+    SynthUnit("act_bank", _buffer_bank("act"), UNIT_INSTANCES["act_bank"],
               "one bank of the activation buffer (one per array row)"),
-    SynthUnit("wgt_bank", _buffer_bank("wgt"), lambda cfg: cfg.array.cols,
+    SynthUnit("wgt_bank", _buffer_bank("wgt"), UNIT_INSTANCES["wgt_bank"],
               "one bank of the weight buffer (one per array column)"),
-    SynthUnit("out_bank", _buffer_bank("out"), lambda cfg: cfg.array.pes,
+    SynthUnit("out_bank", _buffer_bank("out"), UNIT_INSTANCES["out_bank"],
               "one bank of the output buffer (one per PE)"),
 )
 
@@ -374,7 +375,7 @@ CALIBRATION_POINTS: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = (
 )
 """Generated configurations the calibration table synthesises (preset, changes)."""
 
-CALIBRATION_COMMAND = "nmsat rtl synth --calibrate rtl/data/synth_calibration.json"
+CALIBRATION_COMMAND = "nmsat rtl synth --calibrate nmsat/data/synth_calibration.json"
 
 
 def calibrate(points=CALIBRATION_POINTS, progress: Callable[[str], None] | None = None,

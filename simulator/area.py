@@ -6,7 +6,8 @@ counts in the config. Each unit's per-instance resources are linear in a few str
 counts of the config (:data:`UNIT_FEATURES`: for a PE cell its multipliers P, index-mux
 inputs P x A and accumulator stages La; for a buffer bank its KiB), with coefficients
 fitted by least squares, per operand type, to the calibration table that ``nmsat rtl
-synth --calibrate`` writes (``rtl/data/synth_calibration.json``: Yosys ``synth_xilinx``
+synth --calibrate`` writes (``nmsat/data/synth_calibration.json``, read by
+:mod:`nmsat.synth_table`: Yosys ``synth_xilinx``
 per-unit results of generated configurations, with the command and Yosys version that
 produced them). Glue between units is not in the per-unit figures (see
 :mod:`nmsat.rtl.synth`), so the estimate is a lower bound on logic like the per-unit
@@ -25,19 +26,16 @@ import functools
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from importlib import resources as importlib_resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from nmsat import config as nmconfig
+from nmsat import synth_table
 from nmsat.config import AcceleratorConfig
 
 RESOURCES: tuple[str, ...] = ("lut", "ff", "dsp", "bram")
-
-TABLE = "data/synth_calibration.json"
-"""The calibration table inside the ``nmsat.rtl`` package."""
 
 
 def _pe(cfg: AcceleratorConfig) -> dict[str, float]:
@@ -139,18 +137,12 @@ def parse_table(data: Mapping[str, Any]) -> Calibration:
 @functools.cache
 def calibration() -> Calibration | None:
     """The committed calibration table, or ``None`` if the RTL has not produced one."""
-    try:
-        path = importlib_resources.files("nmsat.rtl").joinpath(TABLE)
-        text = path.read_text(encoding="utf-8")
-    except (FileNotFoundError, ModuleNotFoundError):
-        return None
-    return parse_table(json.loads(text))
+    data = synth_table.read_table()
+    return None if data is None else parse_table(data)
 
 
 def _instances(unit: str, cfg: AcceleratorConfig) -> int:
-    from nmsat.rtl.synth import unit as synth_unit
-
-    return synth_unit(unit).instances(cfg)
+    return synth_table.instances(unit, cfg)
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,18 @@ def test_unit_instances_follow_the_config():
         synth.unit("alu")
 
 
+def test_synthesis_and_area_model_share_one_unit_list():
+    from nmsat import synth_table
+    from nmsat.simulator import area
+
+    names = [u.name for u in synth.UNITS]
+    assert names == list(synth_table.UNIT_INSTANCES) == list(area.UNIT_FEATURES)
+    for cfg in (VCU1525, SMALL):
+        assert {n: area._instances(n, cfg) for n in names} == \
+            {u.name: u.instances(cfg) for u in synth.UNITS}
+    assert area.calibration() is not None  # the committed table is found and parsed
+
+
 class _Known(wiring.Component):
     """A registered 16 x 16 multiply (one DSP48E2, 32 FFs) and a 512 x 36 synchronous
     RAM (one RAMB18E2): resources known in advance."""
