@@ -168,7 +168,8 @@ def _run(args: argparse.Namespace) -> int:
     spec = sweep_spec.load(spec_path)
     plan = sweep.plan(spec, store, args.resume)  # validates every point; writes nothing
     cluster = sweep.DaskCluster(args.workers, args.scheduler, args.connect_timeout)
-    with cluster:  # connects (or starts the local cluster) before the store is touched
+    with sweep.StoreLock(store), cluster:  # one sweep per store; connect before touching it
+        plan = sweep.plan(spec, store, args.resume, plan.points)  # what others stored since
         where = args.scheduler or f"local cluster, {cluster.requested} workers"
         print(f"sweep {spec.name}: {len(plan.points)} points, {plan.skipped} already stored, "
               f"{len(plan.todo)} to run on {where}", file=sys.stderr)

@@ -27,12 +27,14 @@ Reading
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import stat
 import tempfile
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -278,6 +280,28 @@ def parse_structured(text: str, fmt: str) -> Any:
         raise InputError(f"nesting is deeper than {MAX_NESTING} levels") from None
     check_shape(data)
     return data
+
+
+# --------------------------------------------------------------------------- locking
+
+
+@contextlib.contextmanager
+def file_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock (``flock``) on ``path`` for the ``with`` block,
+    waiting while another process holds it. The file is created if missing and left in
+    place (removing it could hand two processes a lock on different files). The kernel
+    drops the lock when its holder dies, so a killed holder never blocks the next one.
+    Used around shared build folders (the RTL simulation cache)."""
+    import fcntl
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(p, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
 
 
 # --------------------------------------------------------------------------- writing

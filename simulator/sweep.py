@@ -456,13 +456,74 @@ class SweepSummary:
         return done / self.seconds if self.seconds > 0 else 0.0
 
 
-def plan(spec: SweepSpec, store: str | Path, resume: bool) -> SweepPlan:
+class StoreLock:
+    """An exclusive lease on a sweep store while one ``nmsat sweep`` runs into it.
+
+    The lease is an advisory ``flock`` on ``.STORE.lock`` beside the store, taken without
+    waiting: a second sweep on the same store is refused with one line naming the holder's
+    pid. The kernel drops a ``flock`` when its process dies, so after ``kill -9`` the next
+    ``--resume`` takes the lease at once (a leftover lock file holds no lease). The lock
+    file is removed on release; a holder re-checks after locking that the file it locked is
+    still the one at the path, so a release racing a new sweep never gives two leases.
+    Readers (``sweep export``, ``sweep report``) need no lease: SQLite's WAL lets them
+    read while a sweep writes.
+    """
+
+    def __init__(self, store: str | Path) -> None:
+        self.store = Path(store)
+        self.path = self.store.with_name(f".{self.store.name}.lock")
+        self._fd: int | None = None
+
+    def __enter__(self) -> Self:
+        import fcntl
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SweepError(f"cannot create store {self.store}: {e.strerror or e}") from None
+        for _ in range(10):
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             0o644)
+            except OSError as e:
+                raise SweepError(f"cannot lock store {self.store}: {self.path}: "
+                                 f"{e.strerror or e}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+                os.close(fd)
+                raise SweepError(f"store {self.store} is in use by another nmsat sweep (pid "
+                                 f"{holder}); wait for it to finish, or choose another "
+                                 f"-o") from None
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+                self._fd = fd
+                return self
+            os.close(fd)  # released and removed under us: lock the new file
+        raise SweepError(f"cannot lock store {self.store}: its lock file keeps changing")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)  # while still holding the lease
+            os.close(self._fd)
+            self._fd = None
+
+
+def plan(spec: SweepSpec, store: str | Path, resume: bool,
+         points: tuple[Point, ...] | None = None) -> SweepPlan:
     """Enumerate the points and, with ``resume``, drop those already in ``store``.
 
     Raises :class:`SweepError` if ``store`` exists without ``resume``, or is not a store.
-    Changes nothing on disk.
+    Changes nothing on disk. ``points`` reuses an enumeration (planning again under the
+    :class:`StoreLock`, to see what another sweep stored meanwhile).
     """
-    points = spec.points()
+    points = spec.points() if points is None else points
     p = Path(store)
     done: set[str] = set()
     if p.is_dir():

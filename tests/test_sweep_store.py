@@ -8,6 +8,7 @@ sweep's evaluator (the real simulator) is exercised end to end in test_sweep_cli
 from __future__ import annotations
 
 import csv
+import os
 import io
 import json
 import sqlite3
@@ -262,3 +263,19 @@ def test_uncalibrated_operand_types_get_no_estimate():
     for cfg in (nmconfig.SMALL, nmconfig.SMALL.replace(**{"numerics.dtype": "int16"})):
         assert (area.estimate(cfg) is None) == (cfg.numerics.dtype not in fitted)
     assert "int16" not in fitted
+
+
+def test_store_lease_refuses_a_second_holder_and_is_released(tmp_path):
+    from nmsat.simulator.sweep import StoreLock, SweepError
+
+    store = tmp_path / "sub" / "s.sqlite"
+    with StoreLock(store) as lease:
+        assert lease.path.read_text() == f"{os.getpid()}\n"
+        with pytest.raises(SweepError, match=r"is in use by another nmsat sweep \(pid \d+\)"):
+            StoreLock(store).__enter__()
+    assert not lease.path.exists()
+    with StoreLock(store):  # released: taken again at once
+        pass
+    lease.path.write_text("12345\n")  # a lock file left by a killed sweep holds no lease
+    with StoreLock(store):
+        pass

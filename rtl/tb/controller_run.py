@@ -36,6 +36,7 @@ from nmsat.dataflow import isa
 from nmsat.simulator import system
 
 from nmsat.config import AcceleratorConfig, to_dict
+from nmsat.fileio import file_lock
 from nmsat.types import ActZero
 
 from ..layouts import EngineShape
@@ -132,9 +133,12 @@ def run_controller_program(prog: isa.Program, cfg: AcceleratorConfig, dram: dict
     src = cached_controlled(cfg, cfg.numerics.dtype, depth)
     build_dir = src.parent / sim
     runner = get_runner(sim)
-    runner.build(sources=[src], hdl_toplevel=TOP, build_dir=build_dir, timescale=("1ns", "1ps"))
     overrides = {k: v for k, v in to_dict(cfg).items() if k != "name"}
-    with tempfile.TemporaryDirectory() as tmp:
+    # the build folder is shared by every process: build and run under its lock
+    with file_lock(build_dir.with_name(build_dir.name + ".lock")), \
+            tempfile.TemporaryDirectory() as tmp:
+        runner.build(sources=[src], hdl_toplevel=TOP, build_dir=build_dir,
+                     timescale=("1ns", "1ps"))
         hp, pfile, result = Path(tmp) / "host.pkl", Path(tmp) / "p.json", Path(tmp) / "r.json"
         hp.write_bytes(pickle.dumps(host))
         pfile.write_text(json.dumps({"preset": "vcu1525", "overrides": overrides,

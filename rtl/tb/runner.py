@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from nmsat.config import AcceleratorConfig, to_dict
+from nmsat.fileio import file_lock
 
 from ..generate import TOP, cached_top, source_hash
 
@@ -57,9 +58,12 @@ def run_cocotb(cfg: AcceleratorConfig, dtype: str, module: str, params: dict,
     waves = os.environ.get("NMSAT_WAVES", "") not in ("", "0")
     runner = get_runner(sim)
     build_args = ["-Wno-fatal", "-Wno-WIDTH", "--x-assign", "0"] if sim == "verilator" else []
-    runner.build(sources=[src], hdl_toplevel=TOP, build_dir=build_dir, build_args=build_args,
-                 timescale=("1ns", "1ps"), waves=waves)
-    with tempfile.TemporaryDirectory() as tmp:
+    # One build folder per config and simulator, shared by every process: build and run
+    # under its lock, so two runs at once take turns instead of compiling over each other.
+    with file_lock(build_dir.with_name(build_dir.name + ".lock")), \
+            tempfile.TemporaryDirectory() as tmp:
+        runner.build(sources=[src], hdl_toplevel=TOP, build_dir=build_dir,
+                     build_args=build_args, timescale=("1ns", "1ps"), waves=waves)
         pfile, result = Path(tmp) / "params.json", Path(tmp) / "result.json"
         pfile.write_text(json.dumps({"preset": "vcu1525", "overrides": overrides,
                                      "dtype": dtype, **params}))

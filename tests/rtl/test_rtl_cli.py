@@ -215,3 +215,26 @@ def test_run_compiles_for_the_rtl_act_layout(tmp_path, capsys, small_2x2):
     assert rep["mismatches"] == 0 and rep["words"] == 8 * 8 * 32
     assert rep["rtl_cycles"] == rep["model_cycles"] > 0
     assert rc == 0
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+@pytest.mark.skipif(not _sim_ok(), reason="needs an HDL simulator")
+def test_two_runs_at_once_share_the_build_cache(tmp_path, small_2x2):
+    """Two `nmsat rtl run` on one empty cache at the same moment both succeed: the shared
+    build folder is locked, so one waits instead of compiling over the other (this failed
+    with a compiler PCH error and a traceback)."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NMSAT_RTL_CACHE=str(tmp_path / "cache"))
+    argv = [sys.executable, "-m", "nmsat", "rtl", "run", "mlp", "--layer", "fc3", "--phase",
+            "ff", "--config", str(small_2x2[0]), "--batch", "4", "--json"]
+    procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=900) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+        rep = json.loads(out)
+        assert rep["mismatches"] == 0 and rep["rtl_cycles"] == rep["model_cycles"] > 0
