@@ -127,15 +127,16 @@ def _fit(cfg, data, label: str):
 
 def run(args: argparse.Namespace) -> int:
     out = check_writable(args.trace) if args.trace else None
-    _need_torch()
-    from nmsat.workloads.trace import save_trace
-    from nmsat.workloads.train import dense_config, load_dataset, plan, with_baseline
-
+    # every flag is checked before torch and scikit-learn are imported (seconds)
     cfg = TrainConfig(model=args.model, dataset=args.dataset, method=args.method, nm=args.nm,
                       epochs=args.epochs, seed=args.seed, batch=args.batch, lr=args.lr,
                       momentum=args.momentum, srste_decay=args.srste_decay,
                       train_limit=args.train_limit, sample_iterations=args.sample_iters,
                       threads=args.threads)
+    _need_torch()
+    from nmsat.workloads.trace import save_trace
+    from nmsat.workloads.train import dense_config, load_dataset, plan, with_baseline
+
     data = load_dataset(cfg.dataset, cfg.train_limit)
     plan(cfg, len(data.y_train))  # reject an impossible run before printing anything
     label = "dense" if cfg.method is Method.DENSE else f"{cfg.method} {cfg.nm}"

@@ -133,20 +133,21 @@ def inference_result_from_dict(data: Any, where: str = "result") -> Any:
 
 def load_result(path: str | Path) -> Any:
     """Read and validate one result file written by ``nmsat simulate --json``."""
+    from nmsat.fileio import LIMITS, InputError, check_shape, read_text
+
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ReportError(f"{p}: no such result file") from None
-    except IsADirectoryError:
-        raise ReportError(f"{p}: is a folder, not a result file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ReportError(f"{p}: cannot read result file: {e}") from None
+        text = read_text(p, "result file", LIMITS["result"])
+    except InputError as e:
+        raise ReportError(str(e)) from None
     try:
         data = json.loads(text)
+        check_shape(data)
     except json.JSONDecodeError as e:
         raise ReportError(f"{p}: not a result JSON file ({e.msg} at line {e.lineno} "
                           f"column {e.colno})") from None
+    except (InputError, RecursionError) as e:
+        raise ReportError(f"{p}: not a result JSON file ({e or 'nested too deeply'})") from None
     return result_from_dict(data, str(p))
 
 

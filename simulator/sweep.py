@@ -473,10 +473,13 @@ class StoreLock:
         self.store = Path(store)
         self.path = self.store.with_name(f".{self.store.name}.lock")
         self._fd: int | None = None
+        self._made: list[Path] = []
 
     def __enter__(self) -> Self:
         import fcntl
 
+        self._made = [d for d in (self.path.parent, *self.path.parent.parents)
+                      if not d.exists()]
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -513,6 +516,11 @@ class StoreLock:
             self.path.unlink(missing_ok=True)  # while still holding the lease
             os.close(self._fd)
             self._fd = None
+        for d in self._made:  # folders made for the lock, if the sweep left them empty
+            try:
+                d.rmdir()
+            except OSError:
+                break
 
 
 def plan(spec: SweepSpec, store: str | Path, resume: bool,

@@ -273,9 +273,10 @@ def test_store_lease_refuses_a_second_holder_and_is_released(tmp_path):
         assert lease.path.read_text() == f"{os.getpid()}\n"
         with pytest.raises(SweepError, match=r"is in use by another nmsat sweep \(pid \d+\)"):
             StoreLock(store).__enter__()
-    assert not lease.path.exists()
+    assert not lease.path.exists() and not store.parent.exists()  # the folder it made too
     with StoreLock(store):  # released: taken again at once
         pass
+    store.parent.mkdir()
     lease.path.write_text("12345\n")  # a lock file left by a killed sweep holds no lease
     with StoreLock(store):
         pass

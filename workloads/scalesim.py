@@ -400,13 +400,18 @@ def _layer(w: _Where, line: int, form: Form, v: dict, col_of: dict[str, int],
 def read(path: str | os.PathLike, form: Form | str | None = None,
          geometry: Geometry | str = Geometry.SCALESIM) -> Topology:
     """Read a SCALE-Sim topology CSV file; see :func:`parse`."""
+    from nmsat.fileio import LIMITS, InputError, read_bytes
+
     text_path = os.fspath(path)
-    with open(text_path, encoding="utf-8-sig") as fh:
-        try:
-            text = fh.read()
-        except UnicodeDecodeError as e:
-            raise NmsatError(f"{text_path}: not a text file ({e.reason} at byte {e.start})") \
-                from None
+    try:
+        data = read_bytes(text_path, "SCALE-Sim topology", LIMITS["csv"])
+    except InputError as e:
+        raise NmsatError(str(e)) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise NmsatError(f"{text_path}: not a text file ({e.reason} at byte {e.start})") \
+            from None
     stem = os.path.splitext(os.path.basename(text_path))[0]
     return parse(text, name=stem, form=form, geometry=geometry, source=text_path)
 

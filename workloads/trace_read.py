@@ -138,6 +138,8 @@ _MEMBER = {"sha256": (str,), "dtype": (str,), "shape": (list,)}
 def _parse_layer(d: Any, where: str) -> Layer:
     if not isinstance(d, dict) or "type" not in d:
         raise TraceError(f"manifest {where}: a layer needs a 'type'")
+    if not isinstance(d["type"], str):
+        raise TraceError(f"manifest {where}.type: expected a string, got {d['type']!r}")
     cls = _LAYER_TYPES.get(d["type"])
     if cls is None:
         raise TraceError(f"manifest {where}: unknown layer type {d['type']!r} (choose from "
@@ -150,6 +152,8 @@ def _parse_layer(d: Any, where: str) -> Layer:
         if k not in fields:
             raise TraceError(f"manifest {where}: unknown field {k!r} for {d['type']}")
         if k == "kind":
+            if not isinstance(v, str):
+                raise TraceError(f"manifest {where}.kind: expected a string, got {v!r}")
             v = OpKind.parse(v)
         elif isinstance(fields[k].default, tuple):  # shape-like fields
             if not isinstance(v, list) or not all(

@@ -1,0 +1,84 @@
+"""Fuzz nmsat's command line with hostile inputs and print the outcomes by kind.
+
+    python benchmarks/fuzz.py [--count 100000] [--seed 0] [--kinds config,trace,...]
+
+Generates ``--count`` inputs, split evenly over the kinds (accelerator configs, training
+traces, SCALE-Sim CSVs, sweep specs, whole command lines; strategies in
+``tests/fuzz_inputs.py``), runs each in-process through ``nmsat.commands.main`` under a
+10 s timer and a 1 GiB address-space limit, and prints the counts of every outcome:
+``ok``, ``refused`` (exit 2, one line naming a file, field or flag) and the defects
+(traceback, over 10 s, over 1 GiB, partial output, non-regular file replaced, another
+exit code, a multi-line message, a refusal naming nothing), with the first examples of
+each defect. Exit status 1 if any defect occurred.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+import fuzz_inputs as F  # noqa: E402
+from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
+
+
+def run_kind(kind: str, count: int, rng_seed: int, sandbox: F.Sandbox,
+             counts: collections.Counter, examples: dict[str, list[str]]) -> None:
+    @seed(rng_seed)
+    @settings(max_examples=count, database=None, deadline=None, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(F.cases(kind))
+    def one(case):
+        files, argv = case
+        sandbox.write_inputs(files)
+        out = sandbox.run(argv)
+        counts[(kind, out.kind)] += 1
+        if out.kind in F.DEFECTS and len(examples[out.kind]) < 5:
+            examples[out.kind].append(f"[{kind}] {out.detail}")
+
+    one()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--count", type=int, default=100_000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--kinds", default=",".join(F.KINDS))
+    args = ap.parse_args(argv)
+    kinds = args.kinds.split(",")
+    counts: collections.Counter = collections.Counter()
+    examples: dict[str, list[str]] = collections.defaultdict(list)
+    sandbox = F.Sandbox()
+    F.valid_trace()  # train the base trace before timing anything
+    t0 = time.perf_counter()
+    try:
+        for i, kind in enumerate(kinds):
+            n = args.count // len(kinds) + (1 if i < args.count % len(kinds) else 0)
+            k0 = time.perf_counter()
+            run_kind(kind, n, args.seed + i, sandbox, counts, examples)
+            done = sum(v for (k, _), v in counts.items() if k == kind)
+            print(f"{kind:<7} {done:>7,} inputs in {time.perf_counter() - k0:7.1f} s",
+                  file=sys.stderr)
+    finally:
+        sandbox.close()
+    total = sum(counts.values())
+    outcomes = ["ok", "refused", *F.DEFECTS]
+    print(f"\n{total:,} inputs in {time.perf_counter() - t0:.0f} s (seed {args.seed})\n")
+    print(f"{'outcome':<28}" + "".join(f"{k:>9}" for k in kinds) + f"{'total':>10}")
+    for o in outcomes:
+        row = [counts[(k, o)] for k in kinds]
+        print(f"{o:<28}" + "".join(f"{v:>9,}" for v in row) + f"{sum(row):>10,}")
+    defects = sum(counts[(k, o)] for k in kinds for o in F.DEFECTS)
+    for o, ex in examples.items():
+        print(f"\n{o}:")
+        for e in ex:
+            print(f"  {e[:300]}")
+    return 1 if defects else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
