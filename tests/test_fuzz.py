@@ -1,6 +1,6 @@
 """Hostile inputs of every kind, through the whole command line (``tests/fuzz_inputs.py``).
 
-Each kind runs 420 generated inputs (2,100 in all): accelerator configs, training traces,
+Each kind runs 400 generated inputs (2,000 in all): accelerator configs, training traces,
 SCALE-Sim CSVs, sweep specs and whole command lines. Every one must end ``ok`` or
 ``refused`` (exit 2, one line naming the file, field or flag), within 10 s and 1 GiB,
 leaving no partial output and every FIFO, socket, device link and folder destination as it
@@ -13,7 +13,7 @@ import fuzz_inputs as F
 import pytest
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 
-EXAMPLES = 420
+EXAMPLES = 400
 
 
 @pytest.fixture(scope="module")
