@@ -41,8 +41,9 @@ from nmsat.fileio import atomic_write_bytes
 
 from . import style
 
-PHASES: tuple[str, ...] = ("ff", "bp", "wg", "wu", "sore")
-"""Phase keys of a result's ``phase_cycles``, in the order the stacks are drawn."""
+PHASES: tuple[str, ...] = ("ff", "bp", "wg", "wu", "sore", "vector")
+"""Phase keys of a result's ``phase_cycles``, in the order the stacks are drawn
+(:data:`nmsat.simulator.results.PHASES`)."""
 
 FORMATS: tuple[str, ...] = ("png", "svg")
 
@@ -514,10 +515,18 @@ def merge_intervals(intervals: Sequence[tuple[int, int]]) -> list[tuple[int, int
 
 
 def _event_key(kind: str, phase: str) -> tuple[str, str]:
-    """(``busy``|``stall``, phase or cause) of an event."""
+    """(``busy``|``stall``, phase or cause) of an event; vector-engine work is its own
+    category (``vector``), whatever phase it belongs to."""
     if kind.startswith("stall"):
         return ("stall", kind.partition(":")[2] or "unknown")
+    if kind == "vector":
+        return ("busy", "vector")
     return ("busy", phase)
+
+
+UNIT_LABELS = {"engine": "tensor engine", "sore": "SORE", "wu": "weight update / vector",
+               "dma": "DMA (queues)"}
+"""Timeline row names of the system model's units (DRAM channels are ``dma0``...)."""
 
 
 def timeline_figure(run: Run) -> Plot | None:
@@ -562,7 +571,7 @@ def timeline_figure(run: Run) -> Plot | None:
         rows.append((unit, busy_total, 100.0 * busy_total / r.total_cycles,
                      sum(stall_by_cause.values()),
                      ", ".join(f"{c} {v}" for c, v in sorted(stall_by_cause.items())) or "-"))
-    ax.set_yticks(range(len(units)), list(reversed(units)))
+    ax.set_yticks(range(len(units)), [UNIT_LABELS.get(u, u) for u in reversed(units)])
     ax.set_ylim(-0.6, len(units) - 0.4)
     ax.set_xlim(0, max(end, r.total_cycles) / scale)
     ax.set_xlabel(f"time ({unit_name})")
@@ -578,7 +587,7 @@ def timeline_figure(run: Run) -> Plot | None:
     if r.events_truncated:
         title += " (event log truncated by the simulator)"
     fig.suptitle(title)
-    handles: list[Any] = [Patch(color=style.phase_color(p), label=f"busy: {p.upper()}")
+    handles: list[Any] = [Patch(color=style.phase_color(p), label=f"busy: {style.phase_label(p)}")
                           for p in PHASES if p in phases_seen]
     handles += [Patch(color=style.phase_color(p), label=f"busy: {p}")
                 for p in sorted(phases_seen - set(PHASES))]

@@ -45,6 +45,11 @@ tbody tr:nth-child(even) { background: #f8fafb; }
 details summary { cursor: pointer; color: #0b3954; margin: .4em 0; }
 .scroll { max-height: 34em; overflow: auto; }
 footer { color: #777; font-size: .85em; padding: 0 2em 2em 2em; }
+.legend { display: flex; flex-wrap: wrap; gap: 0 3em; }
+.legend > div { flex: 1 1 30em; }
+.legend h3 { font-size: 1em; margin: .4em 0; }
+dl { margin: 0; } dt { font-weight: 600; margin-top: .4em; }
+dd { margin: 0 0 0 1.2em; color: #333; font-size: .92em; }
 """
 
 LONG_TABLE = 25
@@ -118,6 +123,35 @@ def _traces_table(traces: Sequence[Any]) -> Table:
                  tuple(rows))
 
 
+PHASE_EXPLANATIONS: dict[str, str] = {
+    "ff": "Forward pass: the layer's output from its (N:M) weights.",
+    "bp": "Backward pass: the data gradient, through the transposed weights (N:M in BDWP).",
+    "wg": "Weight gradient: dense in every method (the full gradient is needed).",
+    "wu": "Weight update on the fp32 master weights (weight-update engine).",
+    "sore": "Mask generation: cycles the engine waited for the SORE to sort the weights "
+            "into N:M masks.",
+    "vector": "Vector work: cycles the engine waited for the vector engine (normalisation, "
+              "pooling, softmax, activation, residual add) that makes a layer's input, "
+              "charged to that layer.",
+}
+"""Phase -> one line for the page's legend of categories."""
+
+
+def legend_html() -> str:
+    """What each phase and each stall cause means: every category the figures use."""
+    from . import style
+
+    phases = "".join(f"<dt>{html.escape(style.phase_label(p))}</dt>"
+                     f"<dd>{html.escape(t)}</dd>" for p, t in PHASE_EXPLANATIONS.items())
+    stalls = "".join(f"<dt>{html.escape(style.stall_label(c))}</dt><dd>{html.escape(t)}</dd>"
+                     for c, t in style.STALL_EXPLANATIONS.items())
+    return ('<p class="caption">Every cycle of a run is charged to exactly one phase. A stall '
+            "is a cycle in which a unit had an instruction pending but could not start it; "
+            "it is charged to the cause of the dependency that was satisfied last.</p>\n"
+            f'<div class="legend"><div><h3>Phases</h3><dl>{phases}</dl></div>'
+            f"<div><h3>Stall causes</h3><dl>{stalls}</dl></div></div>")
+
+
 def _section(anchor: str, title: str, body: str) -> str:
     return (f'<section id="{html.escape(anchor)}">\n<h2>{html.escape(title)}</h2>\n'
             f"{body}\n</section>")
@@ -164,6 +198,9 @@ def render_page(runs: Sequence[Run], traces: Sequence[Any], plots: Sequence[Plot
                               "same model on the same hardware; the bound is the method's "
                               "ideal speedup (BDWP 3/(2N/M+1), SR-STE 3/(N/M+2)).</p>\n"
                               + table_html(_runs_table(runs))))
+    if runs or inference_runs:
+        nav.append('<a href="#categories">Phases and stalls</a>')
+        parts.append(_section("categories", "Phases and stall causes", legend_html()))
     if traces:
         nav.append('<a href="#traces">Traces</a>')
         parts.append(_section("traces", "Training traces", '<p class="caption">One row per '

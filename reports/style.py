@@ -32,12 +32,15 @@ PHASE_COLORS: dict[str, str] = {
     "wg": "#59a14f",
     "wu": "#b07aa1",
     "sore": "#e15759",
+    "vector": "#9c755f",
 }
-"""Phase -> colour (phase breakdown stacks and timeline bars)."""
+"""Phase -> colour (phase breakdown stacks and timeline bars). ``vector`` is the time the
+tensor engine waited for the vector engine (normalisation, pooling, softmax)."""
 
 PHASE_LABELS: dict[str, str] = {"ff": "FF (forward)", "bp": "BP (data gradient)",
                                 "wg": "WG (weight gradient)", "wu": "WU (weight update)",
-                                "sore": "SORE (mask generation)"}
+                                "sore": "SORE (mask generation)",
+                                "vector": "vector (norm, pool, softmax)"}
 
 COMPONENT_COLORS: dict[str, str] = {
     "mac": "#4e79a7",
@@ -57,14 +60,34 @@ COMPONENT_LABELS: dict[str, str] = {"mac": "MAC", "buffer": "buffers (SRAM)",
 
 STALL_COLORS: dict[str, str] = {
     "memory": "#d37295",
-    "sore": "#9d7660",
+    "sore": "#e15759",
+    "vector": "#9c755f",
     "dependency": "#499894",
 }
 """Stall cause -> colour (per-layer stall stacks and stalled intervals in the timeline)."""
 
 STALL_LABELS: dict[str, str] = {"memory": "memory (operand load/store)",
                                 "sore": "SORE (mask not ready)",
+                                "vector": "vector engine (norm, pool, softmax)",
                                 "dependency": "dependency (other unit, barrier)"}
+
+STALL_EXPLANATIONS: dict[str, str] = {
+    "memory": "The engine had an instruction ready but an operand tile was still being "
+              "loaded from DRAM, or the output half it writes was still being stored: DRAM "
+              "or DMA bandwidth sets the pace (more channels, larger tiles or double "
+              "buffering help).",
+    "sore": "The engine waited for the SORE to finish the N:M mask (and compressed "
+            "weights) of the layer it is about to run; pre-generation hides it.",
+    "vector": "The engine waited for the vector engine: normalisation, pooling, softmax, "
+              "activation or a residual add that produces the next layer's input. These "
+              "cost the same in dense and sparse runs, so they cap the N:M speedup (more "
+              "vector lanes help). Charged to the layer that waited (whose input the op "
+              "makes) and shown as the 'vector' phase.",
+    "dependency": "The engine waited for another unit's result that is neither a load, a "
+                  "mask nor vector work: a weight update it must not overtake, or a "
+                  "barrier between phases.",
+}
+"""Stall cause -> what it means and what helps; printed on the report page."""
 
 TRACE_VIEW_STYLES: dict[str, str] = {"ff": "-", "bp": "--"}
 """Mask view -> line style in the flip-rate figure (colour is the method's)."""

@@ -77,7 +77,7 @@ def _run_program(prog: Program, cfg: AcceleratorConfig) -> _Run:
     per: dict[str, int] = {}
     for (layer, _phase), c in wall.items():
         per[layer] = per.get(layer, 0) + c
-    stalls = {"memory": 0, "sore": 0, "dependency": 0}
+    stalls = {"memory": 0, "sore": 0, "vector": 0, "dependency": 0}
     for (_, _, cause), c in r.stall.get(system.ENGINE, {}).items():
         stalls[cause] = stalls.get(cause, 0) + c
     return _Run(r.total_cycles, per, stalls, False)

@@ -10,8 +10,10 @@ Attribution (see ``docs/simulator.md``)
     to exactly one phase, so the phases sum to ``total_cycles``. Per-layer rows partition
     the same cycles by layer. ``stall_cycles`` counts, per cause, the cycles the tensor
     engine waited with work pending (memory: an operand load or a store it depends on;
-    sore: a mask not yet generated; dependency: another unit's result, e.g. the weight
-    update, or a barrier). ``unit_stall_cycles`` gives the same per unit.
+    sore: a mask not yet generated; vector: a vector-engine op such as a normalisation,
+    pooling or softmax; dependency: another unit's result, e.g. the weight update, or a
+    barrier). ``unit_stall_cycles`` gives the same per unit. The engine's vector waits
+    are also the ``vector`` phase (of the waiting layer).
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from typing import Any
 from nmsat import __version__
 from nmsat.types import Phase
 
-PHASES: tuple[str, ...] = tuple(p.value for p in Phase)
-"""Phase keys of ``phase_cycles``: ff, bp, wg, wu, sore."""
+PHASES: tuple[str, ...] = (*(p.value for p in Phase), "vector")
+"""Phase keys of ``phase_cycles``: ff, bp, wg, wu, sore, and vector: the cycles the
+tensor engine waited for the vector engine (normalisation, pooling, softmax, activation,
+residual add), charged to the waiting layer."""
 
-STALL_CAUSES: tuple[str, ...] = ("memory", "sore", "dependency")
+STALL_CAUSES: tuple[str, ...] = ("memory", "sore", "vector", "dependency")
 """Stall causes of ``stall_cycles``."""
 
 SCHEMA_VERSION = 1

@@ -46,9 +46,17 @@ if TYPE_CHECKING:
     from .program_walk import Cursor
     from .system import SystemRun
 
-MEMORY, SORE_CAUSE, DEPENDENCY = "memory", "sore", "dependency"
+MEMORY, SORE_CAUSE, VECTOR, DEPENDENCY = "memory", "sore", "vector", "dependency"
 OWN_CAUSE = {"engine": DEPENDENCY, "sore": SORE_CAUSE, "wu": DEPENDENCY}
-"""The cause an instruction's completion carries when it did not wait itself."""
+"""The cause an instruction's completion carries when it did not wait itself. A
+vector-engine op's completion always carries ``vector``, whether it waited or not
+(:func:`nmsat.simulator.units.vector_causes`): a unit waiting for it waits for the vector
+work itself (normalisation, pooling, softmax, activation, residual add). Unlike a load's,
+a vector op's own wait is not passed on: it waits for the result it reads (the engine's
+output, perhaps itself held up by memory), and that wait ended before the unit that
+needs the op began waiting for it."""
+
+
 STREAM_CAUSE = {S_LOAD: MEMORY, S_LACT: MEMORY, S_LWGT: MEMORY, S_ST: MEMORY,
                 S_SO: SORE_CAUSE, S_FACT: DEPENDENCY, S_FWGT: DEPENDENCY, S_ENG: DEPENDENCY,
                 S_WU: DEPENDENCY}
@@ -94,10 +102,13 @@ class Ledger:
                 cause: str) -> None:
         """``unit`` waited from ``since`` to ``until`` for ``cause`` before the
         instruction of (layer, phase) ``key``. The engine's wait also goes to its
-        timeline: to ``sore`` when the SORE held it up, else to the waiting phase."""
+        timeline: to ``sore`` when the SORE held it up, to ``vector`` when the vector
+        engine did (the layer stays the waiting one, as for the SORE: its input was not
+        ready), else to the waiting phase."""
         self.acc(cur, self.stall[unit], (key[0], key[1], cause), until - since)
         if unit == ENGINE:
-            ek = (key[0], Phase.SORE.value if cause == SORE_CAUSE else key[1])
+            ek = (key[0], Phase.SORE.value if cause == SORE_CAUSE
+                  else VECTOR if cause == VECTOR else key[1])
             self.acc(cur, self.etime, ek, until - since)
         self.log(unit, since, until, key, f"stall:{cause}")
 

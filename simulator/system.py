@@ -64,7 +64,13 @@ from .program_walk import (
 from .stalls import Interval, Ledger, attribute_wall_time
 from .steady_state import SteadyState
 from .streams import Streams
-from .units import completion_streams, instruction_cycles, unit_process, wait_recipes
+from .units import (
+    completion_streams,
+    instruction_cycles,
+    unit_process,
+    vector_causes,
+    wait_recipes,
+)
 
 __all__ = ["DMA", "ENGINE", "SORE", "UNITS", "WU", "Interval", "SystemRun",
            "attribute_wall_time", "run"]
@@ -146,6 +152,7 @@ class _Sim:
         self.recipes = wait_recipes(self.instrs, self.halves)
         self.puts = completion_streams(self.instrs)
         self.cycles = instruction_cycles(self.instrs, cfg, mem)
+        self.vector_own = vector_causes(self.instrs)
         self.ledger = Ledger(record)
         self.steady = SteadyState(self)
         self.cursors = {k: Cursor(self, k, self.root) for k in range(5)}

@@ -56,7 +56,7 @@ from .program_walk import (
     UNIT_STREAM,
     Cursor,
 )
-from .stalls import DEPENDENCY, OWN_CAUSE
+from .stalls import DEPENDENCY, OWN_CAUSE, VECTOR
 
 if TYPE_CHECKING:
     from nmsat.dataflow.memory import MemoryModel
@@ -139,6 +139,12 @@ def completion_streams(instrs) -> list[tuple[int, ...]]:
     return out
 
 
+def vector_causes(instrs) -> list[str | None]:
+    """Per instruction: the cause its completion always carries (``vector`` for a
+    vector-engine op, :data:`nmsat.simulator.stalls.OWN_CAUSE`), else ``None``."""
+    return [VECTOR if isinstance(ins, Vector) else None for ins in instrs]
+
+
 def deps(recipe, cur: Cursor) -> list[tuple[int, int]]:
     """(stream, sequence number) pairs the instruction at the cursor waits for (its
     ``recipe`` from :func:`wait_recipes`, and the barriers the cursor passed)."""
@@ -191,7 +197,8 @@ def unit_process(sim: _Sim, unit: str):
         sim.clock[unit] = done
         if cyc and ledger.record:
             ledger.log(unit, start, done, key, type(sim.instrs[idx]).__name__.lower())
-        own = cause if start > prev else OWN_CAUSE[unit]
+        # a vector op's completion is vector work whatever it waited for (stalls.OWN_CAUSE)
+        own = sim.vector_own[idx] or (cause if start > prev else OWN_CAUSE[unit])
         for st in sim.puts[idx]:
             streams.put(st, done, own)
         cur.commit(idx)
@@ -203,4 +210,4 @@ def unit_process(sim: _Sim, unit: str):
 
 
 __all__ = ["VECTOR_PASSES", "completion_streams", "deps", "instruction_cycles",
-           "unit_process", "wait_recipes"]
+           "unit_process", "vector_causes", "wait_recipes"]

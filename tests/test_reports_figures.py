@@ -88,7 +88,7 @@ def test_phase_stacks_equal_phase_cycles(runs, raw):
     seg, scale = plot.artists["segments"], plot.artists["cycle_scale"]
     for k, run in runs.items():
         top = 0.0
-        for p in ("ff", "bp", "wg", "wu", "sore"):
+        for p in ("ff", "bp", "wg", "wu", "sore", "vector"):
             rect = seg[(run.label, p)]
             assert rect.get_height() * scale == pytest.approx(raw[k]["phase_cycles"][p],
                                                               rel=1e-12, abs=1e-9)
@@ -155,7 +155,7 @@ def test_timeline_shows_every_event(runs, raw):
         expected: dict[tuple[str, str, str], list[tuple[int, int]]] = {}
         for unit, start, end, _layer, phase, kind in events:
             what = ("stall", kind.split(":", 1)[1]) if kind.startswith("stall:") \
-                else ("busy", phase)
+                else ("busy", "vector") if kind == "vector" else ("busy", phase)
             expected.setdefault((unit, *what), []).append((start, end))
         drawn = plot.artists["intervals"]
         assert set(drawn) == {key for key, spans in expected.items()
@@ -167,8 +167,8 @@ def test_timeline_shows_every_event(runs, raw):
                 spans.append((xs.min(), xs.max()))
             assert np.array_equal(_coverage(spans, n), _coverage(expected[key], n)), key
         units = [t.get_text() for t in plot.figure.axes[0].get_yticklabels()]
-        assert set(units) == {e[0] for e in events}
-        assert units[-1] == "engine"  # the engine is the top row
+        assert set(units) == {figures.UNIT_LABELS.get(e[0], e[0]) for e in events}
+        assert units[-1] == "tensor engine"  # the engine is the top row
 
 
 def test_same_name_same_colour_across_figures(runs):

@@ -90,7 +90,7 @@ def test_streamed_weights_wait_for_bandwidth_not_for_the_engine(n):
     # waits for them are the vector op's. Every later load was issued while the channels
     # still carried the one before it.
     held = comp[1] - c
-    assert r.stall[ENGINE] == {("l0", "ff", "dependency"): held,
+    assert r.stall[ENGINE] == {("l0", "ff", "vector"): held,
                                ("l0", "ff", "memory"): comp[-1] - (n - 1) * c - held}
 
 
@@ -129,16 +129,43 @@ def test_sore_wait_is_a_sore_stall():
     assert wall == {("l0", "sore"): load_done, ("l0", "ff"): c}
 
 
-def test_vector_wait_is_a_dependency_stall():
-    vec = Vector(kind=OpKind.NORM, elements=1600, read_bytes=64, write_bytes=64, layer=0,
-                 phase=Phase.FF)
+def _norm(layer=0, elements=1600):
+    vec = Vector(kind=OpKind.NORM, elements=elements, read_bytes=64, write_bytes=64,
+                 layer=layer, phase=Phase.FF)
     wu = CFG.weight_update
-    v_cyc = ceil_div(1600, wu.lanes) * 2 + wu.pipeline_latency
+    return vec, ceil_div(elements, wu.lanes) * 2 + wu.pipeline_latency
+
+
+def test_vector_wait_is_a_vector_stall_of_the_waiting_layer():
+    """The engine waiting for a normalisation is a ``vector`` stall, and the ``vector``
+    phase of the waiting layer (whose input the normalisation makes)."""
+    vec, v_cyc = _norm(layer=1)
     c = tile_model.compute_cycles(mm(), CFG)
-    r = run(prog(ld(256), ld(256, Buffer.WGT), vec, Barrier(Unit.WU), mm()), CFG)
+    r = run(prog(ld(256), ld(256, Buffer.WGT), vec, Barrier(Unit.WU), mm(),
+                 layers=("conv", "bn")), CFG)
     assert v_cyc > CFG.dram.latency_cycles + xfer(512)
     assert r.total_cycles == v_cyc + c
-    assert r.stall[ENGINE] == {("l0", "ff", "dependency"): v_cyc}
+    assert r.stall[ENGINE] == {("conv", "ff", "vector"): v_cyc}
+    assert attribute_wall_time(r) == {("conv", "vector"): v_cyc, ("conv", "ff"): c}
+
+
+def test_vector_op_that_waited_for_the_engine_is_still_vector_work():
+    """GEMM -> norm -> GEMM: the norm waits for the first GEMM, which waited for its
+    operands (so its completion carries ``memory``); the second GEMM waits for the norm's
+    run and then its operands, whose loads the barrier after the norm held: all of that
+    wait follows the norm, so it is ``vector``, not the first GEMM's ``memory``."""
+    vec, v_cyc = _norm(layer=1)
+    c = tile_model.compute_cycles(mm(), CFG)
+    r = run(prog(ld(256), ld(256, Buffer.WGT), mm(), Barrier(Unit.ENGINE), vec,
+                 Barrier(Unit.WU), ld(256), ld(256, Buffer.WGT), mm(),
+                 layers=("conv", "bn")), CFG)
+    load = CFG.dram.latency_cycles + xfer(512)
+    assert r.total_cycles == load + c + v_cyc + load + c
+    assert r.stall[ENGINE] == {("conv", "ff", "memory"): load,
+                               ("conv", "ff", "vector"): v_cyc + load}
+    wall = attribute_wall_time(r)
+    assert wall == {("conv", "ff"): load + 2 * c, ("conv", "vector"): v_cyc + load}
+    assert sum(wall.values()) == r.total_cycles
 
 
 def test_output_halves_make_compute_wait_for_stores():
