@@ -96,7 +96,7 @@ class CompileOptions:
     dense): what a training trace or a SCALE-Sim v3 ``Sparsity`` column fixes."""
     engine_words: bool = True
     """Also limit blocks to what the engine's word-organised banks hold
-    (:func:`engine_buffer_words`, the RTL's geometry). The byte budget alone assumes N:M
+    (:meth:`AcceleratorConfig.bank_words`, the RTL's geometry). The byte budget alone assumes N:M
     weights packed at their exact bits; the engine keeps one P-slot vector per (column,
     chunk), so patterns that leave lanes idle (g N < P) take more words than bytes
     suggest, and a block sized by bytes alone overflowed the RTL's weight bank. On the
@@ -433,7 +433,7 @@ class _TaskCtx:
     def __init__(self, task: GemmTask, low: Lowered, cfg: AcceleratorConfig,
                  engine_words: bool = False):
         self.task, self.cfg = task, cfg
-        self.words = engine_buffer_words(cfg) if engine_words else None
+        self.words = cfg.bank_words() if engine_words else None
         self.ta = low.tensors[task.a.tensor]
         self.tb = low.tensors[task.b.tensor]
         self.tc = low.tensors[task.c.tensor]
@@ -498,17 +498,6 @@ class _TaskCtx:
                 if words > self.words[name]:
                     return name
         return None
-
-
-def engine_buffer_words(cfg: AcceleratorConfig, elem: int | None = None) -> dict[str, int]:
-    """Words per bank of the RTL engine's buffers (``rtl/engine.py``): ACT, R banks of
-    A-element windows; WGT, C banks of P (value, index) slots (a byte for the index);
-    OUT, R x C banks of fp32/int32 words. ``elem``: operand bytes (default the config's)."""
-    a, b = cfg.array, cfg.buffers
-    e = elem or ElemType.of(cfg.numerics.operand).bytes
-    return {"buffers.activation": max(2, b.activation.bytes // (a.rows * a.act_window * e)),
-            "buffers.weight": max(2, b.weight.bytes // (a.cols * a.macs_per_pe * (e + 1))),
-            "buffers.output": max(2, b.output.bytes // (a.rows * a.cols * 4))}
 
 
 def _im2col_bytes(t: Tensor, pixels: int, kcols: int, full_k: bool) -> int:

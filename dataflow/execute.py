@@ -115,8 +115,7 @@ class Executor:
     def run(self) -> dict[str, np.ndarray]:
         arr = self.cfg.array
         bufs = self.cfg.buffers
-        halves = {Buffer.ACT: 2 if bufs.activation.double_buffered else 1,
-                  Buffer.WGT: 2 if bufs.weight.double_buffered else 1}
+        halves = {Buffer.ACT: bufs.activation.halves, Buffer.WGT: bufs.weight.halves}
         for ins, r0, c0 in self.p.unrolled():
             if isinstance(ins, Load):
                 t = self.p.tensors[ins.tensor]

@@ -75,10 +75,11 @@ class ArrayConfig:
         return tuple(NM.parse(p) for p in self.nm_patterns)
 
     def groups_per_cycle(self, nm: NM) -> int:
-        """N:M groups one PE consumes per cycle: min(P // N, A // M); 0 if unsupported."""
+        """N:M groups one PE consumes per cycle (:meth:`NM.groups_per_chunk`); 0 if dense
+        or unsupported."""
         if nm.dense:
             return 0
-        return min(self.macs_per_pe // nm.n, self.act_window // nm.m)
+        return nm.groups_per_chunk(self.macs_per_pe, self.act_window)
 
     def k_per_cycle(self, nm: NM) -> int:
         """Reduction-axis (K) elements one PE consumes per cycle in mode ``nm``.
@@ -90,7 +91,7 @@ class ArrayConfig:
         if nm not in self.patterns:
             raise ConfigError(f"N:M pattern {nm} is not supported by this array "
                               f"(array.nm_patterns = {', '.join(self.nm_patterns)})")
-        return self.groups_per_cycle(nm) * nm.m
+        return nm.k_per_chunk(self.macs_per_pe, self.act_window)
 
     def sparse_speedup(self, nm: NM) -> float:
         """Peak sparse-over-dense throughput ratio of the engine for ``nm``."""
@@ -170,9 +171,15 @@ class BufferConfig:
         return self.kib * 1024
 
     @property
+    def halves(self) -> int:
+        """Ring size: 2 halves when double buffered (the DMA fills one while the engine uses
+        the other), else 1."""
+        return 2 if self.double_buffered else 1
+
+    @property
     def usable_bytes(self) -> int:
-        """Bytes one tile may occupy: half the buffer when double buffered."""
-        return self.bytes // 2 if self.double_buffered else self.bytes
+        """Bytes one tile may occupy: one half of the buffer."""
+        return self.bytes // self.halves
 
     @property
     def bytes_per_cycle(self) -> int:
@@ -361,6 +368,18 @@ class AcceleratorConfig:
     @property
     def cycle_seconds(self) -> float:
         return 1e-6 / self.clock_mhz
+
+    def bank_words(self, elem_bytes: int | None = None) -> dict[str, int]:
+        """Words per bank of the engine's word-organised buffers (``rtl/engine.py``), keyed
+        by config field: ``buffers.activation``, R banks of A-element windows;
+        ``buffers.weight``, C banks of P (value, index) slots (a byte for the index);
+        ``buffers.output``, R x C banks of fp32/int32 words. At least 2 each.
+        ``elem_bytes``: operand bytes (default the configured operand type's)."""
+        a, b = self.array, self.buffers
+        e = elem_bytes or self.numerics.operand.bytes
+        return {"buffers.activation": max(2, b.activation.bytes // (a.rows * a.act_window * e)),
+                "buffers.weight": max(2, b.weight.bytes // (a.cols * a.macs_per_pe * (e + 1))),
+                "buffers.output": max(2, b.output.bytes // (a.rows * a.cols * 4))}
 
     def replace(self, **changes: Any) -> "AcceleratorConfig":
         """A copy with dotted-path changes, e.g. ``cfg.replace(**{"array.rows": 8})``."""

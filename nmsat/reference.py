@@ -368,7 +368,7 @@ def lane_map(b: np.ndarray | Compressed, lanes: int, act_window: int,
         w = np.zeros((n_cols, chunks, lanes), dtype=b.dtype)
         w[:, valid] = b[k[valid]].T
         return LaneMap(np.broadcast_to(kk, (n_cols, chunks, lanes)).copy(), w)
-    g = min(lanes // nm.n, act_window // nm.m)
+    g = nm.groups_per_chunk(lanes, act_window)
     if g < 1:
         raise ValueError(f"{nm} needs N <= lanes and M <= act_window "
                          f"(lanes={lanes}, act_window={act_window})")
@@ -457,7 +457,7 @@ def skip_row_lists(a: np.ndarray, lanes: int, act_window: int, nm: NM | str,
     nm = NM.parse(nm)
     a = np.asarray(a)
     k_total = a.shape[1]
-    kpc = lanes if nm.dense else min(lanes // nm.n, act_window // nm.m) * nm.m
+    kpc = nm.k_per_chunk(lanes, act_window)
     tiles = ceil_div(gemm_chunks(k_total, lanes, act_window, nm), rows)
     out = []
     for kt in range(tiles):
@@ -472,7 +472,7 @@ def gemm_chunks(k: int, lanes: int, act_window: int, nm: NM | str = "1:1") -> in
     nm = NM.parse(nm)
     if nm.dense:
         return ceil_div(k, lanes)
-    g = min(lanes // nm.n, act_window // nm.m)
+    g = nm.groups_per_chunk(lanes, act_window)
     if g < 1:
         raise ValueError(f"{nm} needs N <= lanes and M <= act_window "
                          f"(lanes={lanes}, act_window={act_window})")

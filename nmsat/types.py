@@ -135,6 +135,19 @@ class NM:
         """Bits of one index in the compressed format: ceil(log2 M) (0 for M = 1)."""
         return math.ceil(math.log2(self.m)) if self.m > 1 else 0
 
+    def groups_per_chunk(self, lanes: int, window: int) -> int:
+        """N:M groups one PE consumes per cycle (one *chunk* of the reduction) with ``lanes``
+        multipliers (P) and an activation window of ``window`` elements (A):
+        ``min(P // N, A // M)``, the law of ``docs/architecture.md`` section 3. 0 when the
+        pattern does not fit the PE (N > P or M > A). Dense work is not grouped: see
+        :meth:`k_per_chunk`."""
+        return min(lanes // self.n, window // self.m)
+
+    def k_per_chunk(self, lanes: int, window: int) -> int:
+        """Reduction-axis (K) elements one PE consumes per cycle: P when dense, else
+        :meth:`groups_per_chunk` x M."""
+        return lanes if self.dense else self.groups_per_chunk(lanes, window) * self.m
+
     def __str__(self) -> str:
         return f"{self.n}:{self.m}"
 

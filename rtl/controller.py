@@ -59,7 +59,7 @@ number of STOREs dispatched before it (for a STORE: engine instructions before i
 def ring_halves(cfg: AcceleratorConfig) -> tuple[int, int, int]:
     """Halves of the ACT, WGT and OUT rings: 2 when ``double_buffered``, else 1."""
     b = cfg.buffers
-    return tuple(2 if x.double_buffered else 1 for x in (b.activation, b.weight, b.output))
+    return tuple(x.halves for x in (b.activation, b.weight, b.output))
 
 
 class Sequencer(wiring.Component):

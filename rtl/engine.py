@@ -50,9 +50,7 @@ def load_layout(banks: int, depth: int, width) -> data.StructLayout:
 def buffer_geometry(cfg: AcceleratorConfig, sh: EngineShape) -> dict[str, int]:
     """Words per bank of ACT (windows), WGT (slot vectors) and OUT (fp32/int32), from the
     configured capacities, and the tag widths that address OUT."""
-    from nmsat.dataflow.compiler import engine_buffer_words
-
-    words = engine_buffer_words(cfg, sh.numeric.width // 8)  # what the compiler may assume
+    words = cfg.bank_words(sh.numeric.width // 8)  # what the compiler may assume
     out, R = words["buffers.output"], sh.rows
     return {"act": words["buffers.activation"], "wgt": words["buffers.weight"],
             "out": out, "row_bits": max(1, (out * R - 1).bit_length()),
@@ -118,7 +116,7 @@ class TensorEngine(wiring.Component):
             if v & (v - 1):
                 raise ValueError(f"{name} must be a power of two for the RTL, not {v}")
         for nm in (None,) + sh.patterns:
-            kpc = sh.lanes if nm is None else min(sh.lanes // nm.n, sh.window // nm.m) * nm.m
+            kpc = sh.lanes if nm is None else nm.k_per_chunk(sh.lanes, sh.window)
             if kpc & (kpc - 1):
                 raise ValueError(f"K per cycle must be a power of two for the RTL, not {kpc}")
         g = buffer_geometry(cfg, sh)
@@ -201,7 +199,7 @@ class TensorEngine(wiring.Component):
         code, kc_new = Signal(sh.mode_bits), Signal(DIM)
         m.d.comb += [code.eq(0), kc_new.eq((word.k + sh.lanes - 1) >> (sh.lanes.bit_length() - 1))]
         for i, nm in enumerate(sh.patterns, start=1):
-            kpc = min(sh.lanes // nm.n, sh.window // nm.m) * nm.m
+            kpc = nm.k_per_chunk(sh.lanes, sh.window)
             with m.If((word.nm_n == nm.n) & (word.nm_m == nm.m)):
                 m.d.comb += [code.eq(i), kc_new.eq((word.k + kpc - 1) >> (kpc.bit_length() - 1))]
         new = {"m": word.m, "n": word.n, "kc": kc_new, "kcr": (kc_new + R - 1) // R,

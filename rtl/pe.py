@@ -22,7 +22,7 @@ def lane_select(shape: EngineShape, lane: int, mode, index) -> tuple[Signal, Sig
     """
     cases = [(0, Const(lane), Const(0))]
     for code, nm in enumerate(shape.patterns, start=1):
-        g = min(shape.lanes // nm.n, shape.window // nm.m)
+        g = nm.groups_per_chunk(shape.lanes, shape.window)
         if lane < g * nm.n:
             cases.append((code, (lane // nm.n) * nm.m + index[:max(1, nm.index_bits)]
                           if nm.index_bits else Const((lane // nm.n) * nm.m), Const(0)))

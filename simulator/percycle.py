@@ -60,10 +60,7 @@ class _Operands:
         lm = lane_map(b, lanes, window, nm)
         self.kc = lm.k.shape[1]
         k_total = a.shape[1]
-        if nm.dense:
-            step = lanes
-        else:
-            step = min(lanes // nm.n, window // nm.m) * nm.m
+        step = nm.k_per_chunk(lanes, window)
         base = np.arange(self.kc) * step
         # Weight slot index into the chunk's activation window (-1 = idle lane).
         rel = np.where(lm.k >= 0, lm.k - base[None, :, None], -1)

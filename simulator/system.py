@@ -144,9 +144,8 @@ class _Sim:
         mem = memory if memory is not None else memory_model(cfg)
         self.memory = mem
         b = cfg.buffers
-        self.halves = {S_FACT: 2 if b.activation.double_buffered else 1,
-                       S_FWGT: 2 if b.weight.double_buffered else 1,
-                       S_ST: 2 if b.output.double_buffered else 1}
+        self.halves = {S_FACT: b.activation.halves, S_FWGT: b.weight.halves,
+                       S_ST: b.output.halves}
         self.streams = Streams(self.env)
         self.attr = attribution(prog)
         self.recipes = wait_recipes(self.instrs, self.halves)

@@ -382,7 +382,7 @@ def test_blocks_fit_the_engine_banks(spec, nm):
     one of the four lanes busy) overflow the weight bank (the RTL then wrapped addresses);
     with ``buffers.act_layout = fmap`` (a conv's feature map, not its im2col windows)
     the CNN's conv2 overflows the activation bank."""
-    from nmsat.dataflow.compiler import CompileOptions, compile_workload, engine_buffer_words
+    from nmsat.dataflow.compiler import CompileOptions, compile_workload
     from nmsat.dataflow.isa import Compute
     from nmsat.workloads import zoo
 
@@ -390,7 +390,7 @@ def test_blocks_fit_the_engine_banks(spec, nm):
 
     assert SMALL.buffers.act_layout == "windows"
     cfg = SMALL.replace(**{"array.rows": 2, "array.cols": 2})
-    words = engine_buffer_words(cfg)
+    words = cfg.bank_words()
     wl = zoo.load(spec, batch=8).workload
     over = {}
     for engine_words, layout in ((True, "windows"), (False, "windows"), (True, "fmap")):

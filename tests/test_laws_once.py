@@ -18,7 +18,9 @@ FOLDERS = ["nmsat", "workloads", "dataflow", "simulator", "rtl", "reports", "tes
 
 
 def _sources() -> list[Path]:
-    return sorted(p for d in FOLDERS if (ROOT / d).is_dir() for p in (ROOT / d).rglob("*.py"))
+    here = Path(__file__).resolve()
+    return sorted(p for d in FOLDERS if (ROOT / d).is_dir() for p in (ROOT / d).rglob("*.py")
+                  if p.resolve() != here)
 
 
 def _hits(pattern: str, *, allow: tuple[str, ...] = ()) -> list[str]:
@@ -45,3 +47,44 @@ def test_ceil_division_is_written_once():
 def test_ceil_div_is_the_exact_ceiling(a, b):
     q = ceil_div(a, b)
     assert (q - 1) * b < a <= q * b
+
+
+def test_groups_per_chunk_is_written_once():
+    """``min(P // N, A // M)`` lives only in :meth:`nmsat.types.NM.groups_per_chunk`."""
+    assert _hits(r"min\(\s*[\w.]+\s*//\s*[\w.]*\bn\s*,\s*[\w.]+\s*//\s*[\w.]*\bm\s*\)",
+                 allow=("nmsat/types.py",)) == []
+
+
+def test_halves_are_written_once():
+    """A buffer's ring size lives only in :attr:`BufferConfig.halves`."""
+    assert _hits(r"double_buffered\s+else", allow=("nmsat/config.py",)) == []
+
+
+def test_bank_words_are_the_configs():
+    """The RTL engine's bank depths are the config's :meth:`bank_words`, which the compiler
+    also limits its blocks to; nothing else computes them."""
+    from nmsat.config import SMALL, VCU1525
+    from nmsat.rtl.engine import buffer_geometry
+    from nmsat.rtl.layouts import EngineShape
+
+    assert _hits(r"engine_buffer_words|act_window\s*\*\s*e\b", allow=("nmsat/config.py",)) == []
+    for cfg in (SMALL, VCU1525):
+        sh = EngineShape.from_config(cfg)
+        words = cfg.bank_words(sh.numeric.width // 8)
+        g = buffer_geometry(cfg, sh)
+        assert (g["act"], g["wgt"], g["out"]) == (words["buffers.activation"],
+                                                 words["buffers.weight"], words["buffers.output"])
+
+
+@pytest.mark.parametrize("n,m", [(1, 4), (2, 4), (1, 8), (2, 8), (4, 8), (3, 7)])
+@pytest.mark.parametrize("lanes,window", [(4, 16), (4, 8), (2, 8), (8, 8), (1, 4)])
+def test_groups_per_chunk_law(n, m, lanes, window):
+    """g = min(P // N, A // M): g groups fill at most P lanes and span at most A elements,
+    and one more group would break one of the two."""
+    from nmsat.types import NM
+
+    nm = NM(n, m)
+    g = nm.groups_per_chunk(lanes, window)
+    assert g * n <= lanes and g * m <= window
+    assert (g + 1) * n > lanes or (g + 1) * m > window
+    assert nm.k_per_chunk(lanes, window) == g * m

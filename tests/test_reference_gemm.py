@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from nmsat import reference as R
 from nmsat.arith import ceil_div
+from nmsat.types import NM
 
 F32 = np.float32
 U = 2.0 ** -24  # unit roundoff of binary32
@@ -43,7 +44,7 @@ def lanes_of_column(col, lanes, window, nm):
         chunks = ceil_div(k_total, lanes)
         return [[k if k < k_total else None for k in range(c * lanes, (c + 1) * lanes)]
                 for c in range(chunks)]
-    g = min(lanes // n, window // m)
+    g = NM(n, m).groups_per_chunk(lanes, window)
     slots = kept_slots(col, n, m)
     chunks = []
     for c in range(ceil_div(len(slots), g)):

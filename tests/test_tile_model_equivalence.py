@@ -158,8 +158,7 @@ def zero_row_slices(rng, a: np.ndarray, cfg, nm, p_zero: float, empty_tile: bool
     """``a`` with each (row, K-tile slice) set to zero with probability ``p_zero`` (zeros
     of either sign for floats), and one whole K-tile zero when ``empty_tile``."""
     arr = cfg.array
-    kpc = arr.macs_per_pe if nm.dense else \
-        min(arr.macs_per_pe // nm.n, arr.act_window // nm.m) * nm.m
+    kpc = nm.k_per_chunk(arr.macs_per_pe, arr.act_window)
     span = arr.rows * kpc
     a = a.copy()
     kts = ceil_div(a.shape[1], span)

@@ -77,7 +77,7 @@ def encode(shape: EngineShape, a: np.ndarray, b: np.ndarray, nm: NM | str = "1:1
             act[:, c, :hi - c * P] = abits[:, c * P:hi]
             w_value[:, c, :hi - c * P] = bbits[c * P:hi].T
     else:
-        g = min(P // nm.n, A // nm.m)
+        g = nm.groups_per_chunk(P, A)
         per = g * nm.m
         comp = ref.compress(b, nm, axis=0)
         vbits = num.to_bits(comp.values)  # [groups * N, n]
@@ -109,7 +109,7 @@ def zero_row_slices(rng: np.random.Generator, shape: EngineShape, a: np.ndarray,
     ``p_zero``, every row's slice of K-tile ``empty_tile`` zero, and (floats) half of the
     zeros negative: stimulus for ``act_zero = skip``."""
     nm = NM.parse(nm)
-    kpc = shape.lanes if nm.dense else min(shape.lanes // nm.n, shape.window // nm.m) * nm.m
+    kpc = nm.k_per_chunk(shape.lanes, shape.window)
     span = shape.rows * kpc
     a = a.copy()
     for kt in range(ceil_div(a.shape[1], span)):
