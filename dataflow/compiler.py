@@ -786,11 +786,11 @@ def _nest(em: _Emitter, ctx: _TaskCtx, t: Tiling) -> None:
 
     def load_a(size, off, steps):
         return transfer(Load, task.a, "m", "k", size, off, steps,
-                        ctx.a_bytes(size["m"], size["k"]), buffer=Buffer.ACT)
+                        ctx.a_bytes(size["m"], size["k"]), buffer=Buffer.ACT, nm=task.nm)
 
     def load_b(size, off, steps):
         return transfer(Load, task.b, "k", "n", size, off, steps,
-                        ctx.b_bytes(size["k"], size["n"]), buffer=Buffer.WGT)
+                        ctx.b_bytes(size["k"], size["n"]), buffer=Buffer.WGT, nm=task.nm)
 
     def store_c(size, off, steps):
         return transfer(Store, task.c, "m", "n", size, off, steps,

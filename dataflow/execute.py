@@ -118,14 +118,11 @@ class Executor:
         halves = {Buffer.ACT: bufs.activation.halves, Buffer.WGT: bufs.weight.halves}
         for ins, r0, c0 in self.p.unrolled():
             if isinstance(ins, Load):
-                t = self.p.tensors[ins.tensor]
                 ring = self.rings[ins.buffer]
                 if len(ring) >= halves[ins.buffer]:
                     raise IsaError(f"LOAD into {ins.buffer.name}: both halves are full "
                                    f"(a COMPUTE/RELEASE must free one first)")
-                tile = self._tile(self._view(t, ins.transform), r0, c0, ins.rows, ins.cols,
-                                  f"LOAD {t.name}")
-                ring.append(np.array(tile))
+                ring.append(self._load(ins, r0, c0))
             elif isinstance(ins, Compute):
                 ra, rb = self.rings[Buffer.ACT], self.rings[Buffer.WGT]
                 if not ra or not rb:
@@ -155,6 +152,12 @@ class Executor:
             elif isinstance(ins, (Barrier, Vector, WeightUpdate)):
                 pass  # ordering only; values of non-GEMM work are not modelled here
         return self.dram
+
+    def _load(self, ins: Load, r0: int, c0: int) -> np.ndarray:
+        """The tile a LOAD puts into its half: rows/cols of the tensor's view."""
+        t = self.p.tensors[ins.tensor]
+        return np.array(self._tile(self._view(t, ins.transform), r0, c0, ins.rows, ins.cols,
+                                   f"LOAD {t.name}"))
 
     def _store(self, ins: Store, r0: int, c0: int) -> None:
         t = self.p.tensors[ins.tensor]

@@ -25,11 +25,11 @@ channel serves its share is the model's:
     row miss only shows where a row streams for less than the miss; with one bank every
     row waits for its precharge and activate after the previous row's data.
 
-:class:`BufferPorts` is the other half of a transfer's path: each buffer's DMA port
-(``banks x bank_bytes_per_cycle`` bytes per cycle, half that with one port per bank;
-``docs/architecture.md`` section 7), through which a transfer streams from its first
-byte on, after the buffer's previous transfer. :class:`Dma` puts the two together with
-the DMA's in-order completions per queue (0: loads, 1: stores): its
+:class:`BufferPorts` is the other half of a transfer's path: each buffer's DMA port,
+through which a transfer streams its beats (one word per bank per beat;
+:func:`nmsat.dataflow.machine.port_cycles`, ``docs/architecture.md`` section 7) from its
+first byte on, after the buffer's previous transfer. :class:`Dma` puts the two together
+with the DMA's in-order completions per queue (0: loads, 1: stores; one per cycle): its
 :meth:`Dma.issue` is the completion cycle of a LOAD or STORE.
 
 From a cocotb coroutine (the RTL testbench's DRAM), time is the testbench's cycle count
@@ -37,7 +37,7 @@ and the model is called as it is from the simulator::
 
     dma = Dma.from_config(cfg)
     ...
-    t = dma.issue(0, cycle, nbytes, Buffer.ACT)   # a LOAD command seen at ``cycle``
+    t = dma.issue(0, cycle, nbytes, Buffer.ACT, port_cycles)  # a LOAD seen at ``cycle``
     # complete it at t.done; per channel, t.spans give each channel's first and last
     # data cycle (to pace an AXI slave's read beats, for example)
 
@@ -58,6 +58,7 @@ from nmsat.arith import ceil_div
 from nmsat.config import DRAM_MODELS, AcceleratorConfig
 
 from .isa import Buffer
+from .machine import DMA_ISSUE_INTERVAL
 
 __all__ = ["MODELS", "BufferPorts", "Dma", "Issued", "MemoryModel", "RowBufferDram",
            "SimpleDram", "Span", "StripedDram", "memory_model"]
@@ -224,25 +225,17 @@ def memory_model(cfg: AcceleratorConfig) -> StripedDram:
 
 
 class BufferPorts:
-    """Each buffer's DMA port: ``banks x bank_bytes_per_cycle`` bytes per cycle (one of
-    two ports per bank; every other cycle with one port), transfers of one buffer taking
-    turns on it (``docs/architecture.md`` section 7)."""
+    """Each buffer's DMA port, transfers of one buffer taking turns on it; a transfer
+    occupies it for its port cycles (its beats of the buffer's words, one or two cycles
+    each: :func:`nmsat.dataflow.machine.port_cycles`, ``docs/architecture.md`` section 7)."""
 
-    def __init__(self, rates: dict[Buffer, tuple[int, int]]) -> None:
-        self.rate = dict(rates)  # buffer -> (bytes, per cycles)
-        self.free = {b: 0 for b in rates}
+    def __init__(self) -> None:
+        self.free = {b: 0 for b in Buffer}
 
-    @classmethod
-    def from_config(cls, cfg: AcceleratorConfig) -> BufferPorts:
-        b = cfg.buffers
-        bufs = {Buffer.ACT: b.activation, Buffer.WGT: b.weight, Buffer.OUT: b.output}
-        return cls({k: (v.banks * v.bank_bytes_per_cycle, 1 if v.ports > 1 else 2)
-                    for k, v in bufs.items()})
-
-    def transfer(self, buffer: Buffer, first: int, nbytes: int) -> int:
-        """``nbytes`` through ``buffer``'s port from cycle ``first`` on: the last byte's cycle."""
-        nb, per = self.rate[buffer]
-        end = max(first, self.free[buffer]) + ceil_div(nbytes * per, nb)
+    def transfer(self, buffer: Buffer, first: int, cycles: int) -> int:
+        """A transfer of ``cycles`` port cycles through ``buffer``'s port from cycle
+        ``first`` on: the cycle its last beat is done."""
+        end = max(first, self.free[buffer]) + cycles
         self.free[buffer] = end
         return end
 
@@ -254,8 +247,9 @@ class BufferPorts:
 
 
 class Issued(NamedTuple):
-    """A LOAD or STORE's timing: ``done`` is its completion; ``after`` the queue's
-    previous completion (completions are in queue order), ``spans`` the DRAM channels,
+    """A LOAD or STORE's timing: ``done`` is its completion; ``after`` the earliest it
+    may complete behind the queue's previous completion (in queue order, one per cycle:
+    ``machine.DMA_ISSUE_INTERVAL``), ``spans`` the DRAM channels,
     ``port_end`` the buffer port's last byte."""
 
     done: int
@@ -274,14 +268,16 @@ class Dma:
 
     @classmethod
     def from_config(cls, cfg: AcceleratorConfig) -> Dma:
-        return cls(memory_model(cfg), BufferPorts.from_config(cfg))
+        return cls(memory_model(cfg), BufferPorts())
 
-    def issue(self, q: int, t: int, nbytes: int, buffer: Buffer) -> Issued:
+    def issue(self, q: int, t: int, nbytes: int, buffer: Buffer, port_cycles: int) -> Issued:
         """Issue a transfer of ``nbytes`` into (a load, ``q = 0``) or out of (a store,
-        ``q = 1``) ``buffer`` at cycle ``t``."""
-        after = self.last_done[q]
+        ``q = 1``) ``buffer`` at cycle ``t``, occupying the buffer's port for
+        ``port_cycles`` (``machine.port_cycles`` of the LOAD or STORE)."""
+        last = self.last_done[q]
+        after = last + DMA_ISSUE_INTERVAL if last else 0
         spans = self.memory.transfer(t, nbytes)
-        port_end = self.ports.transfer(buffer, self.memory.first_byte(t), nbytes)
+        port_end = self.ports.transfer(buffer, self.memory.first_byte(t), port_cycles)
         done = max([t, after, port_end] + [s.end for s in spans])
         self.last_done[q] = done
         return Issued(done, after, spans, port_end)

@@ -22,8 +22,11 @@ halves, from ``buffers.*.double_buffered``):
 * a STORE waits for the engine instruction before it.
 
 Units report completions by one-cycle ``*_done`` pulses, in order, at least one cycle
-after the command's handshake. All counters are 32-bit and compared by differences, so
-they may wrap.
+after the command's handshake. A pulse counts in the cycle it arrives: every wait, the
+barrier and ``done`` compare with the counters plus this cycle's pulses (registered at
+the next edge), so a command whose last wait is a pulse at cycle t issues at t, as the
+system model's dependent starts at its producer's completion time. All counters are
+32-bit and compared by differences, so they may wrap.
 """
 
 from __future__ import annotations
@@ -171,6 +174,11 @@ class TileController(wiring.Component):
             m.submodules[f"q_{name}"] = q
         self.dispatched = [Signal(CNT, name=f"dispatched_{u}") for u in UNITS]
         self.completed = [Signal(CNT, name=f"completed_{u}") for u in UNITS]
+        # completions including this cycle's pulses (what every wait compares with)
+        self.done_now = [Signal(CNT, name=f"done_now_{u}") for u in UNITS]
+        for u, pulse in enumerate((self.load_done, self.engine_done, self.store_done,
+                                   self.sore_done, self.wu_done)):
+            m.d.comb += self.done_now[u].eq(self.completed[u] + pulse)
         self._dispatch(m, seq, qs)
         self._ring_counters()
         heads = [data.View(queue_layout, q.r_data) for q in qs]
@@ -183,7 +191,7 @@ class TileController(wiring.Component):
                                    self.sore_done, self.wu_done)):
             m.d.sync += self.completed[u].eq(self.completed[u] + pulse)
         idle = Signal()
-        m.d.comb += idle.eq(~seq.busy & ~seq.start & (Cat(self.dispatched[u] == self.completed[u]
+        m.d.comb += idle.eq(~seq.busy & ~seq.start & (Cat(self.dispatched[u] == self.done_now[u]
                                                           for u in range(len(UNITS))).all()))
         with m.If(self.start & ~self.busy):
             m.d.sync += self.busy.eq(1)
@@ -212,7 +220,7 @@ class TileController(wiring.Component):
             m.d.comb += entry.before.eq(self.dispatched[2])
         with m.If(op == isa.Opcode.STORE):
             m.d.comb += entry.before.eq(self.dispatched[1])
-        settled = Cat(~bar.units[u] | (self.dispatched[u] == self.completed[u])
+        settled = Cat(~bar.units[u] | (self.dispatched[u] == self.done_now[u])
                       for u in range(len(UNITS))).all()
         with m.Switch(op):
             with m.Case(isa.Opcode.BARRIER):
@@ -238,6 +246,8 @@ class TileController(wiring.Component):
         mk = lambda n: Array([Signal(CNT, name=f"{n}_{b}") for b in ("act", "wgt")])
         self.ld_iss, self.ld_done, self.pop_iss, self.freed = (
             mk("ld_iss"), mk("ld_done"), mk("pop_iss"), mk("freed"))
+        # with this cycle's load completions / frees (see the module docstring)
+        self.ld_done_now, self.freed_now = mk("ld_done_now"), mk("freed_now")
 
     def _issue_load(self, m: Module, q, head) -> None:
         ld = data.View(instr_layout(isa.Opcode.LOAD), head.word)
@@ -246,7 +256,7 @@ class TileController(wiring.Component):
         m.submodules.ld_inflight = infl = fifo.SyncFIFO(width=1, depth=sum(self.halves[:2]))
         buf = ld.buffer[0]
         halves = Array(self.halves[:2])[buf]
-        free = (self.ld_iss[buf] - self.freed[buf])[:CNT] < halves
+        free = (self.ld_iss[buf] - self.freed_now[buf])[:CNT] < halves
         p = self.load.payload
         m.d.comb += [self.load.valid.eq(q.r_rdy & free & infl.w_rdy),
                      p.buffer.eq(ld.buffer), p.tensor.eq(ld.tensor),
@@ -259,13 +269,16 @@ class TileController(wiring.Component):
             m.d.sync += self.ld_iss[buf].eq(self.ld_iss[buf] + 1)
         with m.If(self.load_done):
             m.d.sync += self.ld_done[infl.r_data].eq(self.ld_done[infl.r_data] + 1)
+        for b in range(2):
+            m.d.comb += self.ld_done_now[b].eq(self.ld_done[b] + (self.load_done
+                                                                   & (infl.r_data == b)))
 
     def _issue_engine(self, m: Module, q, head) -> None:
         cp = data.View(instr_layout(isa.Opcode.COMPUTE), head.word)
         rel = data.View(instr_layout(isa.Opcode.RELEASE), head.word)
         is_cp = cp.opcode == isa.Opcode.COMPUTE
-        filled = [(self.ld_done[b] - self.pop_iss[b])[:CNT] != 0 for b in range(2)]
-        out_free = (head.before - self.completed[2])[:CNT] < self.halves[2]
+        filled = [(self.ld_done_now[b] - self.pop_iss[b])[:CNT] != 0 for b in range(2)]
+        out_free = (head.before - self.done_now[2])[:CNT] < self.halves[2]
         pops = Signal(2)  # halves this instruction frees when it completes (ACT, WGT)
         with m.If(is_cp):
             m.d.comb += pops.eq(Cat(cp.pop_a, cp.pop_b))
@@ -289,10 +302,11 @@ class TileController(wiring.Component):
                 m.d.sync += self.pop_iss[b].eq(self.pop_iss[b] + 1)
             with m.If(self.engine_done & infl.r_data[b]):
                 m.d.sync += self.freed[b].eq(self.freed[b] + 1)
+            m.d.comb += self.freed_now[b].eq(self.freed[b] + (self.engine_done & infl.r_data[b]))
 
     def _issue_store(self, m: Module, q, head) -> None:
         st = data.View(instr_layout(isa.Opcode.STORE), head.word)
-        after = (self.completed[1] - head.before)[:CNT].as_signed() >= 0
+        after = (self.done_now[1] - head.before)[:CNT].as_signed() >= 0
         p = self.store.payload
         m.d.comb += [self.store.valid.eq(q.r_rdy & after), p.tensor.eq(st.tensor),
                      p.transform.eq(st.transform), p.r0.eq(head.r0), p.c0.eq(head.c0),

@@ -1,8 +1,9 @@
 """The memory service: the DMA engine's SimPy process over a memory model.
 
 One DMA engine with two in-order descriptor queues, ``LOAD`` (queue 0) and ``STORE``
-(queue 1). A descriptor is issued once its dependencies are met and the previous one of
-its queue was issued; when both queue heads are ready the earlier-ready one goes first
+(queue 1). A descriptor is issued once its dependencies are met, a cycle after the
+previous one of its queue (``machine.DMA_ISSUE_INTERVAL``) and not before the
+controller's start (``machine.start_cycles``); when both queue heads are ready the earlier-ready one goes first
 (a tie: the load). Several requests may be in flight. When a transfer completes is the
 memory model's answer (:class:`nmsat.dataflow.memory.Dma`: the DRAM model selected by
 ``dram.model``, the buffers' DMA ports, completions in queue order); this module only
@@ -17,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import simpy
+from nmsat.dataflow import machine
 from nmsat.dataflow.isa import Buffer, Load
 from nmsat.dataflow.memory import Dma
 
@@ -36,6 +38,7 @@ class DmaService:
         self.dma = dma
         self.causes = TransferCauses(dma.memory.channels)
         self.last_issue = [0, 0]
+        self.next_issue = [sim.t0, sim.t0]  # one descriptor per queue per cycle
         self.end = 0  # the latest completion so far
         self.heads: list[int | None] = [None, None]  # queue heads (instruction indices)
         self.deps: list = [None, None]  # and their dependencies
@@ -50,10 +53,12 @@ class DmaService:
         idle_from = max(self.end, self.last_issue[q])
         if issue > idle_from:
             sim.ledger.stalled(DMA, cur, key, idle_from, issue, cause)
+        behind = not held and issue == self.next_issue[q]  # right behind its predecessor
         self.last_issue[q] = issue
+        self.next_issue[q] = issue + machine.DMA_ISSUE_INTERVAL
         buf = ins.buffer if isinstance(ins, Load) else Buffer.OUT
-        t = self.dma.issue(q, issue, ins.bytes, buf)
-        own = self.causes.completion(q, issue, held, cause, t)
+        t = self.dma.issue(q, issue, ins.bytes, buf, sim.port_cycles[idx])
+        own = self.causes.completion(q, issue, held, cause, t, behind)
         if sim.ledger.record:
             kind = "load" if q == 0 else "store"
             for sp in t.spans:
@@ -88,8 +93,8 @@ class DmaService:
                     return
                 if t_ > ready:
                     ready, cause = t_, streams.cause(s_, n)
-            held = ready > 0 and ready >= self.last_issue[q]
-            known[q] = (max(ready, self.last_issue[q]), cause, held)
+            held = ready > 0 and ready >= self.next_issue[q]
+            known[q] = (max(ready, self.next_issue[q]), cause, held)
             wait_ev[q] = None
 
         while heads[0] is not None or heads[1] is not None:
@@ -132,6 +137,7 @@ class DmaService:
         times = times + ports.state(mem.first_byte(now))
         times.append(self.end)
         times.extend(max(x, now) for x in self.dma.last_done)
+        times.extend(max(x, now) for x in self.next_issue)
         exact: list = [self.causes.state(now, busy)]
         for q, k in ((0, K_LOAD), (1, K_STORE)):
             if k not in kinds:
@@ -150,4 +156,5 @@ class DmaService:
         for q, k in ((0, K_LOAD), (1, K_STORE)):
             if k in kinds:
                 self.last_issue[q] += d
+                self.next_issue[q] = max(self.next_issue[q], now) + d
                 self.dma.last_done[q] = max(self.dma.last_done[q], now) + d

@@ -120,31 +120,36 @@ class TransferCauses:
         self.issue_cause = [MEMORY, MEMORY]  # per queue: what bound the last issue
         self.done_cause = [MEMORY, MEMORY]  # per queue: what bound the last completion
         self.bus_cause = [MEMORY] * channels  # per channel: its last transfer's cause
-        self.bus_issue = [-1] * channels  # issue time of each channel's last transfer
+        self.bus_issue = [-1] * channels  # release stamp of each channel's last transfer
+        self.stamp = [-1, -1]  # per queue: release stamp of its last descriptor
 
-    def completion(self, q: int, issue: int, held: bool, cause: str, t: Issued) -> str:
+    def completion(self, q: int, issue: int, held: bool, cause: str, t: Issued,
+                   behind: bool = False) -> str:
         """The cause transfer ``t`` of queue ``q``, issued at ``issue``, carries.
         ``held``: its dependencies (not the queue order) decided the issue time;
-        ``cause``: the cause of the binding dependency.
+        ``cause``: the cause of the binding dependency; ``behind``: issued right behind
+        its queue's previous descriptor (one per cycle), which then shares its release
+        stamp, as two descriptors released by one event are.
 
         The completion's own cause follows whatever bound it: the channel busy with an
         earlier transfer (that transfer's cause), the issue (the dependency's cause, or
         the previous issue's), the buffer port (bandwidth), or nothing (memory)."""
         icause = cause if held else self.issue_cause[q]
         self.issue_cause[q] = icause
+        stamp = self.stamp[q] = self.stamp[q] if behind else issue
         done = max(issue, t.after)
         own = self.done_cause[q] if t.after > issue else icause
         for sp in t.spans:
             ch = sp.channel
             if sp.queued:
                 # Waiting for a channel busy with an earlier transfer is waiting for
-                # bandwidth, unless that transfer was issued in this same cycle (both
-                # released by one event, e.g. a SORE barrier): then it shares its cause.
-                ccause = self.bus_cause[ch] if self.bus_issue[ch] == issue else MEMORY
+                # bandwidth, unless both were released by one event (e.g. a SORE barrier;
+                # the same stamp): then it shares its cause.
+                ccause = self.bus_cause[ch] if self.bus_issue[ch] == stamp else MEMORY
             else:
                 ccause = icause
             self.bus_cause[ch] = ccause
-            self.bus_issue[ch] = issue
+            self.bus_issue[ch] = stamp
             if sp.end > done:
                 done, own = sp.end, ccause
         if t.port_end > done:  # the buffer's port, not DRAM, bounds this transfer
@@ -157,11 +162,12 @@ class TransferCauses:
         and for each channel busy past ``now``'s horizon its cause and whether its last
         transfer was issued now."""
         return (tuple(self.issue_cause), tuple(self.done_cause),
-                tuple((c, bi == now) if b else None
+                tuple((c, bi == now, bi == self.stamp[0], bi == self.stamp[1]) if b else None
                       for b, c, bi in zip(busy, self.bus_cause, self.bus_issue)))
 
     def shift(self, d: int) -> None:
         self.bus_issue = [bi + d for bi in self.bus_issue]
+        self.stamp = [x + d for x in self.stamp]
 
 
 def attribute_wall_time(r: SystemRun) -> dict[tuple[str, str], int]:

@@ -33,7 +33,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import simpy
-from nmsat.dataflow.isa import Barrier, Program
+from nmsat.dataflow import machine
+from nmsat.dataflow.isa import Barrier, Load, Program, Store
 from nmsat.dataflow.memory import BufferPorts, Dma, MemoryModel, memory_model
 from nmsat.simulator.roofline import attribution
 
@@ -157,7 +158,12 @@ class _Sim:
         self.cursors = {k: Cursor(self, k, self.root) for k in range(5)}
         self.proc_of_kind = {k: p for p, ks in PROC_KINDS.items() for k in ks}
         self.clock = {u: 0 for u in UNITS}  # completion time of the last op, per process
-        self.dma = DmaService(self, Dma(mem, BufferPorts.from_config(cfg)))
+        # port cycles of every LOAD / STORE: beats of its buffer's words (dataflow.machine)
+        self.port_cycles = [machine.port_cycles(ins, cfg) if isinstance(ins, (Load, Store))
+                            else 0 for ins in self.instrs]
+        # the controller's start (machine.start_cycles): no unit instruction issues before
+        self.t0 = machine.start_cycles(prog)
+        self.dma = DmaService(self, Dma(mem, BufferPorts()))
         self.executed = 0
         self.last_key: dict[str, tuple[str, str]] = {}
 

@@ -1,7 +1,8 @@
 """The compute units' processes and the per-instruction tables every process reads.
 
-The engine (``COMPUTE`` busy for :func:`nmsat.simulator.tile_model.compute_cycles`,
-``RELEASE`` in zero cycles), the SORE and the weight-update / vector engine each run one
+The engine (``COMPUTE`` busy for its accept cycle and
+:func:`nmsat.simulator.tile_model.compute_cycles`, ``RELEASE`` for its accept cycle:
+:data:`nmsat.dataflow.machine.ENGINE_ISSUE_CYCLES`), the SORE and the weight-update / vector engine each run one
 in-order queue (:func:`unit_process`). The SORE and vector engine stream their operands
 from DRAM themselves: an instruction takes ``max(lane cycles, the memory model's stream
 time of its bytes)`` (:func:`instruction_cycles`). Their traffic is not arbitrated
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from nmsat.dataflow import machine
 from nmsat.dataflow.isa import (
     Buffer,
     Compute,
@@ -77,8 +79,10 @@ def instruction_cycles(instrs, cfg: AcceleratorConfig, memory: MemoryModel) -> l
     out = [0] * len(instrs)
     lanes = cfg.weight_update.lanes
     for i, ins in enumerate(instrs):
-        if isinstance(ins, Compute):
-            out[i] = tile_model.compute_cycles(ins, cfg)
+        if isinstance(ins, Compute):  # the accept cycle, then the block
+            out[i] = machine.ENGINE_ISSUE_CYCLES + tile_model.compute_cycles(ins, cfg)
+        elif isinstance(ins, Release):
+            out[i] = machine.ENGINE_ISSUE_CYCLES
         elif isinstance(ins, Sore):
             out[i] = max(tile_model.sore_cycles(ins, cfg),
                          memory.stream_cycles(ins.read_bytes + ins.write_bytes))
@@ -187,6 +191,9 @@ def unit_process(sim: _Sim, unit: str):
             ready, cause = yield from streams.ready(dl)
         else:
             cause = streams.cause(*binding) if binding else DEPENDENCY
+        started = sim.t0 > ready  # held only by the controller's start
+        if started:  # (machine.start_cycles)
+            ready, cause = sim.t0, DEPENDENCY
         now = int(env.now)
         prev = sim.clock[unit]
         start = max(prev, ready)
@@ -198,7 +205,8 @@ def unit_process(sim: _Sim, unit: str):
         if cyc and ledger.record:
             ledger.log(unit, start, done, key, type(sim.instrs[idx]).__name__.lower())
         # a vector op's completion is vector work whatever it waited for (stalls.OWN_CAUSE)
-        own = sim.vector_own[idx] or (cause if start > prev else OWN_CAUSE[unit])
+        own = sim.vector_own[idx] or (cause if start > prev and not started
+                                      else OWN_CAUSE[unit])
         for st in sim.puts[idx]:
             streams.put(st, done, own)
         cur.commit(idx)

@@ -75,7 +75,9 @@ def instructions(draw):
     kind = draw(st.sampled_from(list(isa.Opcode)))
     u32 = st.integers(1, 2**32 - 1)
     if kind is isa.Opcode.LOAD:
-        return Load(buffer=draw(st.sampled_from([Buffer.ACT, Buffer.WGT])), **_region(draw))
+        return Load(buffer=draw(st.sampled_from([Buffer.ACT, Buffer.WGT])),
+                    nm=draw(st.sampled_from([NM(1, 1), NM(2, 4), NM(2, 8), NM(15, 16)])),
+                    **_region(draw))
     if kind is isa.Opcode.STORE:
         return Store(**_region(draw))
     if kind is isa.Opcode.COMPUTE:
@@ -159,10 +161,10 @@ def test_json_and_binary_errors():
         Program.from_dict(d)
     d = json.loads(p.to_json())
     d["version"] = 99
-    with pytest.raises(IsaError, match="version must be 1"):
+    with pytest.raises(IsaError, match="version must be 2"):
         Program.from_dict(d)
     with pytest.raises(IsaError, match="unknown op 'jump'"):
-        Program.from_dict({"version": 1, "instructions": [{"op": "jump"}]})
+        Program.from_dict({"version": 2, "instructions": [{"op": "jump"}]})
     with pytest.raises(IsaError, match="bad magic"):
         Program.from_bytes(b"hello")
     with pytest.raises(IsaError, match="unknown opcode 15"):

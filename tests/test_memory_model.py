@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from nmsat.dataflow import isa
+from nmsat.dataflow import machine
 from nmsat.dataflow.memory import (
     BufferPorts,
     Dma,
@@ -159,6 +160,10 @@ def _cfg(**changes):
     return config.preset("small").replace(**{**base, **changes})
 
 
+T0 = machine.QUEUE_LATENCY  # the controller's start before the first LOAD
+REL = machine.ENGINE_ISSUE_CYCLES  # a RELEASE's accept cycle after the last load
+
+
 def _loads(*sizes):
     ins = []
     for i, n in enumerate(sizes):
@@ -174,19 +179,21 @@ def _loads(*sizes):
     ({**ROW, "dram.t_rp_cycles": 0, "dram.t_rcd_cycles": 0}, 74),
 ])
 def test_system_model_runs_on_the_selected_dram(changes, cycles):
-    """A program of one 4 KB load: the whole run takes the DRAM model's time."""
+    """A program of one 4 KB load: the DMA takes the DRAM model's time after the
+    controller's start; the RELEASE after it its accept cycle."""
     r = run(_loads(4096), _cfg(**changes), extrapolate=False)
-    assert r.total_cycles == r.unit_end["dma"] == cycles
+    assert r.unit_end["dma"] == T0 + cycles
+    assert r.total_cycles == T0 + cycles + REL
     assert r.channel_busy == [64]  # data cycles: the same in both models
 
 
 def test_system_model_two_loads_hand_checked():
-    """4 KB into ACT then 1 KB into WGT, both issued at 0 (one channel): the second
+    """4 KB into ACT then 1 KB into WGT, issued a cycle apart (one channel): the second
     queues behind the first. Simple: 74, then 74 + 16 = 90. Row buffer, one bank: 98,
-    then its row after a miss: 98 + 6 + 16 = 120."""
-    assert run(_loads(4096, 1024), _cfg(), extrapolate=False).total_cycles == 90
+    then its row after a miss: 98 + 6 + 16 = 120 (after the start, before the RELEASE)."""
+    assert run(_loads(4096, 1024), _cfg(), extrapolate=False).total_cycles == T0 + 90 + REL
     assert run(_loads(4096, 1024), _cfg(**ROW, **{"dram.banks": 1}),
-               extrapolate=False).total_cycles == 120
+               extrapolate=False).total_cycles == T0 + 120 + REL
 
 
 @pytest.mark.parametrize("preset", ["small", "vcu1525"])
@@ -216,18 +223,19 @@ def test_a_custom_memory_model_plugs_in_without_the_config():
     """run(memory=...) takes any MemoryModel: a DRAM twice as slow to the first byte."""
     cfg = _cfg()
     r = run(_loads(4096), cfg, extrapolate=False, memory=SimpleDram(1, 64, 20, 64))
-    assert r.total_cycles == 84
+    assert r.total_cycles == T0 + 84 + REL
 
 
 def test_dma_completions_in_queue_order_and_port_bound():
-    """Dma: a short load issued after a long one completes after it (queue order); a
-    store through a 2 B/cycle OUT port completes after 700 / 2 cycles of port."""
-    dma = Dma(SimpleDram(1, 64, 10, 64), BufferPorts({isa.Buffer.ACT: (64, 1),
-                                                      isa.Buffer.OUT: (2, 1)}))
-    a = dma.issue(0, 0, 4096, isa.Buffer.ACT)
-    b = dma.issue(0, 1, 64, isa.Buffer.ACT)
-    assert (a.done, b.done, b.after) == (74, 75, 74)
-    s = dma.issue(1, 0, 700, isa.Buffer.OUT)
+    """Dma: a short load issued after a long one completes after it (queue order, a
+    cycle apart); a store whose 350 port cycles (its beats) outlast DRAM completes then."""
+    dma = Dma(SimpleDram(1, 64, 10, 64), BufferPorts())
+    a = dma.issue(0, 0, 4096, isa.Buffer.ACT, 64)
+    b = dma.issue(0, 1, 64, isa.Buffer.ACT, 1)
+    assert (a.done, b.done, b.after) == (74, 75, 75)
+    c = dma.issue(0, 2, 64, isa.Buffer.WGT, 1)  # DRAM and port done before b: a cycle after
+    assert (c.done, c.after) == (76, 76)
+    s = dma.issue(1, 0, 700, isa.Buffer.OUT, 350)
     assert s.done == s.port_end == 10 + 350
 
 

@@ -235,10 +235,11 @@ def test_controlled_engine_refuses_what_the_engine_lacks():
         check_controlled(single.replace(**{"array.act_zero": "skip"}))
 
 
-def test_a_met_wait_issues_the_next_cycle():
+def test_a_met_wait_issues_in_the_same_cycle():
     """Always-ready units with fixed latencies: a command whose last wait is a completion
-    pulse at cycle t issues at t + 1 (the pulse is registered in the controller's
-    counters), as docs/rtl.md states for the whole-program cycles."""
+    pulse at cycle t issues at t (the pulse counts in its own cycle), as the system model
+    starts a dependent at its producer's completion time; ``done`` pulses with the last
+    completion."""
     rng = random.Random(7)
     blocks = []
     for _ in range(3):
@@ -253,26 +254,27 @@ def test_a_met_wait_issues_the_next_cycle():
     ld, eng, st = done["load"], done["engine"], done["store"]
     for k in range(3):
         waits = [ld[2 * k], ld[2 * k + 1]] + ([st[k - 1]] if k else [])
-        assert issued["engine"][k][0] == max(waits) + 1
-        assert issued["store"][k][0] == eng[k] + 1
+        assert issued["engine"][k][0] == max(waits)
+        assert issued["store"][k][0] == eng[k]
         if k:  # the next block's loads wait for the previous COMPUTE's frees
-            assert issued["load"][2 * k][0] == eng[k - 1] + 1
-    assert finish == st[-1] + 1
+            assert issued["load"][2 * k][0] == eng[k - 1]
+    assert finish == st[-1]
 
 
 @pytest.mark.parametrize("channels,ports", [
     (1, {}), (2, {}), (3, {}),
-    # buffer ports slower than DRAM (system model: banks x bank_bytes_per_cycle)
-    (2, {"buffers.activation.banks": 1, "buffers.activation.bank_bytes_per_cycle": 4,
-         "buffers.output.banks": 1, "buffers.output.bank_bytes_per_cycle": 2,
-         "buffers.weight.banks": 1, "buffers.weight.ports": 1}),
+    # buffer ports slower than DRAM: one port per bank, every other cycle per beat
+    (2, {"buffers.activation.ports": 1, "buffers.output.ports": 1,
+         "buffers.weight.ports": 1}),
     # the row-buffer DRAM, one bank and short rows: every row's miss shows
     (2, {"dram.model": "row_buffer", "dram.banks": 1, "dram.row_bytes": 256})])
 def test_testbench_dma_timing_is_the_system_models(channels, ports):
     """The cocotb DMA (rtl/tb/cocotb_controller.py) times transfers with the memory model
-    the system model runs on (one definition, nmsat.dataflow.memory), and completes them
-    when the system model's DMA does: loads released one after the other, a store beside
-    them, through DRAM channels and the buffers' DMA ports."""
+    the system model runs on (one definition, nmsat.dataflow.memory) and the port law
+    (``machine.port_cycles``), and completes them when the system model's DMA does: loads
+    released one after the other (one descriptor per cycle, a RELEASE taking its accept
+    cycle), a store beside them, through DRAM channels and the buffers' DMA ports."""
+    from nmsat.dataflow import machine
     from nmsat.dataflow.memory import Dma
     from nmsat.rtl.tb import cocotb_controller
     from nmsat.simulator import system
@@ -280,20 +282,26 @@ def test_testbench_dma_timing_is_the_system_models(channels, ports):
     assert cocotb_controller.Dma is Dma
     cfg = _cfg((1, 1, 1)).replace(**{"dram.channels": channels, **ports})
     sizes = [1000, 64, 4097, 300]
-    prog = isa.Program([isa.Store(2, 0, 0, 8, 8, 700)] + [
-        x for i, b in enumerate(sizes) for x in (
-            isa.Load(i % 2, 0, 0, 8, 8, b, buffer=isa.Buffer(i % 2)),
-            isa.Release(isa.Buffer(i % 2)))], TENSORS, ("l0",))
+    loads = [isa.Load(i % 2, 0, 0, 64, 64, b, buffer=isa.Buffer(i % 2), nm=NM(2, 8))
+             for i, b in enumerate(sizes)]
+    store = isa.Store(2, 0, 0, 64, 64, 700)
+    prog = isa.Program([store] + [x for ld in loads for x in (ld, isa.Release(ld.buffer))],
+                       TENSORS, ("l0",))
     d = cfg.dram
     dma = Dma.from_config(cfg)
-    # loads 0 and 1 (ACT, WGT) issue at 0 (the load wins the tie), then the store; load
-    # 2 (ACT) waits for load 0's release, load 3 (WGT) for load 1's and load 2's issue
+    pc = [machine.port_cycles(x, cfg) for x in loads]
+    # load 0 (ACT) and the store issue at the controller's start t0, load 1 (WGT) a cycle
+    # later; each RELEASE completes a cycle after it is accepted; load 2 (ACT) waits for
+    # release 0, load 3 (WGT) for release 1 and a cycle after load 2
     act, wgt, out = isa.Buffer.ACT, isa.Buffer.WGT, isa.Buffer.OUT
-    l0 = dma.issue(0, 0, sizes[0], act).done
-    l1 = dma.issue(0, 0, sizes[1], wgt).done
-    s = dma.issue(1, 0, 700, out).done
-    l2 = dma.issue(0, l0, sizes[2], act).done
-    l3 = dma.issue(0, max(l1, l0), sizes[3], wgt).done
+    t0 = machine.start_cycles(prog)
+    l0 = dma.issue(0, t0, sizes[0], act, pc[0]).done
+    s = dma.issue(1, t0, 700, out, machine.port_cycles(store, cfg)).done
+    l1 = dma.issue(0, t0 + 1, sizes[1], wgt, pc[1]).done
+    r0 = l0 + 1
+    r1 = max(r0, l1) + 1
+    l2 = dma.issue(0, max(r0, t0 + 2), sizes[2], act, pc[2]).done
+    l3 = dma.issue(0, max(r1, max(r0, t0 + 2) + 1), sizes[3], wgt, pc[3]).done
     assert system.run(prog, cfg, extrapolate=False).unit_end["dma"] == max(l2, l3, s)
-    if "buffers.output.banks" in ports:  # the store alone: 700 / 2 port cycles
-        assert s == d.latency_cycles + 350
+    if "buffers.output.ports" in ports:  # the port bounds the store: 16 x 16 beats, 2 each
+        assert s == t0 + d.latency_cycles + 2 * 256

@@ -169,18 +169,20 @@ def test_compiled_programs_extrapolate_exactly(name, batch, method, flags):
 
 
 @pytest.mark.parametrize("changes", [
-    {"buffers.activation.banks": 1},  # ACT port 16 B/cycle: loads bound by it
-    {"buffers.output.banks": 1, "buffers.output.bank_bytes_per_cycle": 2},  # stores
-    {"buffers.weight.banks": 1, "buffers.weight.ports": 1},
+    {"buffers.activation.banks": 1,  # fmap ACT port 8 B/cycle: loads bound by it
+     "buffers.activation.bank_bytes_per_cycle": 8},
+    {"buffers.output.ports": 1},  # 2,048 store beats at one per two cycles
+    {"buffers.weight.ports": 1},  # 2,048 weight beats (slot vectors) likewise
 ])
 def test_long_loop_with_slow_buffer_ports(changes):
     """Buffer ports slower than DRAM are part of the timing state: the extrapolated run
-    equals the full one, and the ports really bound it."""
+    equals the full one, and the ports really bound it (a 2,145-cycle COMPUTE against
+    4,096 port cycles of the store or the weight load)."""
     cfg = config.VCU1525.replace(**changes)
     body = [Load(tensor=0, row0=0, col0=0, rows=16, cols=16, bytes=32768, buffer=Buffer.ACT),
-            Load(tensor=0, row0=0, col0=0, rows=16, cols=16, bytes=3000, buffer=Buffer.WGT),
+            Load(tensor=0, row0=0, col0=0, rows=8192, cols=16, bytes=3000, buffer=Buffer.WGT),
             Compute(Dataflow.OS, NM(2, 8), 256, 64, 512, layer=0, phase=Phase.FF),
-            Store(tensor=0, row0=0, col0=0, rows=16, cols=16, bytes=8192)]
+            Store(tensor=0, row0=0, col0=0, rows=8192, cols=64, bytes=8192)]
     prog = Program((Loop(3000, 4), *body), tensors=(Tensor("t", 1 << 20, 64),),
                    layers=("l0",))
     fast = run(prog, cfg, record=False)

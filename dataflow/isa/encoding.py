@@ -11,7 +11,7 @@ from nmsat.workloads.layers import OpKind
 from nmsat.errors import NmsatError
 from nmsat.types import Dataflow, Phase
 
-ISA_VERSION = 1
+ISA_VERSION = 2
 INSTR_BITS = 512
 """Width of one encoded instruction word (opcode in bits 0..3, fields LSB-first after it)."""
 TENSOR_BITS = 256
@@ -116,7 +116,7 @@ _REGION = ((("tensor", 16), ("transform", 2), ("row0", 32), ("col0", 32), ("rows
            + tuple((f"col_step{d}", 32) for d in range(4)))
 ENCODING: dict[Opcode, tuple[tuple[str, int], ...]] = {
     Opcode.LOOP: (("count", 32), ("body", 16)),
-    Opcode.LOAD: (("buffer", 2),) + _REGION,
+    Opcode.LOAD: (("buffer", 2), ("nm_n", 4), ("nm_m", 5)) + _REGION,
     Opcode.COMPUTE: (("dataflow", 1), ("nm_n", 4), ("nm_m", 5), ("m", 24), ("n", 24),
                      ("k", 24), ("interleave", 1), ("pop_a", 1), ("pop_b", 1),
                      ("layer", 16), ("phase", 3)),

@@ -205,14 +205,22 @@ class _Transfer(Instr):
 
 @dataclass(frozen=True)
 class Load(_Transfer):
-    """DRAM -> one half of ``buffer``."""
+    """DRAM -> one half of ``buffer``, laid out in the engine's words for pattern ``nm``.
+
+    ``nm`` is the N:M pattern of the COMPUTEs that read the half: it sets the chunk width
+    (K per cycle) of the ACT windows and of the WGT slot vectors, so a hardware DMA knows
+    the word layout from the LOAD alone (``docs/isa.md``; the port's beats of that layout:
+    :func:`nmsat.dataflow.machine.port_beats`)."""
 
     OPCODE: ClassVar[Opcode] = Opcode.LOAD
     buffer: Buffer = Buffer.ACT
+    nm: NM = DENSE
 
     def __post_init__(self) -> None:
         if not isinstance(self.buffer, Buffer) or self.buffer is Buffer.OUT:
             raise IsaError(f"Load.buffer must be ACT or WGT, not {self.buffer!r}")
+        if not isinstance(self.nm, NM):
+            raise IsaError(f"Load.nm must be an NM, not {self.nm!r}")
         if self.transform is Transform.COL2IM:
             raise IsaError("Load.transform cannot be COL2IM (a store-only scatter-add)")
         super().__post_init__()

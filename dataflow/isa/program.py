@@ -130,7 +130,7 @@ class Program:
                 text = (f"{op:<8} {t}[{ins.row0}:+{ins.rows}, {ins.col0}:+{ins.cols}]{steps}"
                         f" {ins.transform.name.lower()} {ins.bytes} B")
                 if isinstance(ins, Load):
-                    text += f" -> {ins.buffer.name}"
+                    text += f" -> {ins.buffer.name}" + ("" if ins.nm.dense else f" {ins.nm}")
             elif isinstance(ins, Compute):
                 name = self.layers[ins.layer] if ins.layer < len(self.layers) else ins.layer
                 text = (f"{op:<8} {ins.dataflow.value} {ins.nm} m={ins.m} n={ins.n} k={ins.k}"

@@ -6,9 +6,10 @@ then only the DMA and DRAM: LOAD commands (checked against the program's resolve
 write their tile's buffer words, one load beat per cycle; STORE commands collect the
 engine's store stream and compare it with the golden executor; completions follow the
 memory model the system model uses (:class:`nmsat.dataflow.memory.Dma`, the one
-definition of the DRAM timing, from the run's config), and none comes before the
-transfer's last beat crossed the engine's port. Results (per-COMPUTE busy cycles,
-start-to-done cycles, words, mismatches, tile errors) go to ``NMSAT_TB_RESULT``.
+definition of the DRAM timing, from each program's config; the port cycles of each
+transfer are ``dataflow.machine.port_cycles``), and none comes before the transfer's
+last beat crossed the engine's port. Results (per-COMPUTE busy cycles, start-to-done
+cycles, words, mismatches, tile errors) go to ``NMSAT_TB_RESULT``, one per program.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ __all__ = ["program"]
 
 @cocotb.test()
 async def program(dut):
+    """Each host program in turn on one controller: written, started, served until
+    ``done``; one report per program (``host["programs"]``)."""
     cfg, shape, host = run_inputs("host")
     clk = dut.clk
     cocotb.start_soon(Clock(clk, 10, unit="ns").start())
@@ -50,21 +53,27 @@ async def program(dut):
     for _ in range(3):
         await RisingEdge(clk)
     dut.rst.value = 0
-    t0 = time.perf_counter()
     await FallingEdge(clk)
-    for a, w in enumerate(host["words"]):
-        dut.prog__payload.value = (w << (len(dut.prog__payload) - 512)) | a
-        dut.prog__valid.value = 1
+    reps = []
+    for one in host["programs"]:
+        t0, c0 = time.perf_counter(), int(get_sim_time("ns")) // 10
+        for a, w in enumerate(one["words"]):
+            dut.prog__payload.value = (w << (len(dut.prog__payload) - 512)) | a
+            dut.prog__valid.value = 1
+            await FallingEdge(clk)
+        dut.prog__valid.value = 0
+        dut.length.value = len(one["words"])
+        dut.start.value = 1
         await FallingEdge(clk)
-    dut.prog__valid.value = 0
-    dut.length.value = len(host["words"])
-    dut.start.value = 1
-    await FallingEdge(clk)
-    dut.start.value = 0
-    rep = await _serve(dut, clk, shape, host, Dma.from_config(cfg))
-    rep.update(seconds=time.perf_counter() - t0, cycles=int(get_sim_time("ns")) // 10)
+        dut.start.value = 0
+        rep = await _serve(dut, clk, shape, one, Dma.from_config(cfg.replace(**one["dma"])))
+        await FallingEdge(clk)  # done pulsed: the controller is idle from the next cycle
+        dut.load_done.value = dut.store_done.value = 0  # the last cycle's pulses end
+        rep.update(seconds=time.perf_counter() - t0,
+                   cycles=int(get_sim_time("ns")) // 10 - c0)
+        reps.append(rep)
     with open(os.environ["NMSAT_TB_RESULT"], "w", encoding="utf-8") as f:  # noqa: ASYNC230
-        json.dump(rep, f)
+        json.dump(reps, f)
 
 
 async def _serve(dut, clk, shape: EngineShape, host: dict, dma: Dma) -> dict:
@@ -101,7 +110,8 @@ async def _serve(dut, clk, shape: EngineShape, host: dict, dma: Dma) -> dict:
             got = _region(int(dut.load_cmd__payload.value))
             ld = _expected("LOAD", got, loads, cyc, errors)
             if ld is not None:
-                due = dma.issue(0, cyc, got["bytes"], isa.Buffer(got["buffer"])).done
+                due = dma.issue(0, cyc, got["bytes"], isa.Buffer(got["buffer"]),
+                                ld["port_cycles"]).done
                 entry = {"issue": cyc, "due": due,
                          "left": len(ld["words"])}
                 pending["load"].append(entry)
@@ -111,7 +121,8 @@ async def _serve(dut, clk, shape: EngineShape, host: dict, dma: Dma) -> dict:
             st = _expected("STORE", got, stores, cyc, errors)
             if st is not None:
                 need = store_beats(shape, st["rows"], st["cols"])
-                st_cur = {"issue": cyc, "due": dma.issue(1, cyc, got["bytes"], isa.Buffer.OUT).done,
+                st_cur = {"issue": cyc, "due": dma.issue(1, cyc, got["bytes"], isa.Buffer.OUT,
+                                                         st["port_cycles"]).done,
                           "left": need,
                           "st": st}
                 pending["store"].append(st_cur)
@@ -138,12 +149,14 @@ async def _serve(dut, clk, shape: EngineShape, host: dict, dma: Dma) -> dict:
         active = (any(pending.values()) or writes[0] or writes[1] or busy_run
                   or int(dut.load_cmd__valid.value) or int(dut.store_cmd__valid.value))
         quiet = 0 if active else quiet + 1
-        await FallingEdge(clk)
-        cyc += 1
         if finished or quiet > 5000:  # nothing in flight for 5,000 cycles: stuck
             break
+        await FallingEdge(clk)
+        cyc += 1
     return {"compute_cycles": compute_cycles, "words": words, "mismatches": bad,
             "tile_errors": errors + ([] if finished else ["done never came"]),
+            # the cycle ``done`` pulsed, counted from the cycle after ``start`` (the system
+            # model's time 0): the last completion's cycle
             "program_cycles": cyc, "error": int(dut.error.value), "timeline": timeline}
 
 

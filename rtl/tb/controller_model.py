@@ -141,7 +141,8 @@ def check_trace(ref: dict[str, list[Issue]], issued: dict[str, list[tuple[int, o
     for u in UNIT_NAMES:
         for k, (iss, (cyc, _)) in enumerate(zip(ref[u], issued[u])):
             for e, n in iss.waits:
-                before = sum(1 for t in events[e] if t < cyc)
+                # a completion pulse counts in its own cycle (rtl/controller.py)
+                before = sum(1 for t in events[e] if t <= cyc)
                 if before < n:
                     errs.append(f"{u} command {k} (instruction {iss.index} "
                                 f"{iss.instr.OPCODE.name}) issued at cycle {cyc} after "
@@ -149,6 +150,6 @@ def check_trace(ref: dict[str, list[Issue]], issued: dict[str, list[tuple[int, o
     last = max((t for ts in done.values() for t in ts), default=-1)
     if finish is None:
         errs.append("done never pulsed")
-    elif finish <= last:
+    elif finish < last:
         errs.append(f"done pulsed at cycle {finish}, before the last completion ({last})")
     return errs

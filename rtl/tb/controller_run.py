@@ -7,18 +7,17 @@ it serves each LOAD command by writing that tile's engine buffer words, and each
 command by collecting the engine's store stream and comparing it with the golden
 executor (``nmsat.dataflow.execute``).
 
-The words a LOAD writes depend on the COMPUTE that consumes the half (the engine's
-ACT/WGT word layout follows its N:M pattern and chunk width), which the ISA's LOAD does
-not carry: :func:`controller_host` pairs each LOAD with the first COMPUTE that reads its
-half (execution model: a COMPUTE reads the oldest filled halves) and takes that COMPUTE's
-words from :func:`nmsat.rtl.tb.program.layer_ops`. A hardware DMA would need the pattern
-(or the words' layout) in the LOAD.
+The words a LOAD writes are its tile (what the golden executor loads) in the engine's
+ACT windows or WGT slot vectors for the LOAD's own pattern (``Load.nm``, the layout field
+a hardware DMA reads): :func:`load_port_words`.
 
 DMA timing is the memory model the system model uses (:class:`nmsat.dataflow.memory.Dma`
-from the config: the DRAM model ``dram.model`` selects, the buffers' DMA ports,
-completions in queue order; one definition, not a copy); a completion is also no
-earlier than the cycle the tile's last beat crossed the engine port (a LOAD: one beat of
-R windows or C slot vectors per cycle; a STORE: one beat of R x C OUT words per cycle).
+from each program's config: the DRAM model ``dram.model`` selects, completions in queue
+order one per cycle; one definition, not a copy), and each transfer's beats through its
+buffer's DMA port (:func:`nmsat.dataflow.machine.port_cycles`, the law both charge); the
+testbench checks
+that a LOAD writes exactly that many beats and a STORE reads that many, and that none
+crosses the port after the transfer's completion.
 """
 
 from __future__ import annotations
@@ -29,10 +28,13 @@ import os
 import pickle
 import sys
 import tempfile
-from collections import deque
 from pathlib import Path
 
-from nmsat.dataflow import isa
+from dataclasses import fields
+
+import numpy as np
+from nmsat.dataflow import execute as ex
+from nmsat.dataflow import isa, machine
 from nmsat.simulator import system
 
 from nmsat.config import AcceleratorConfig, to_dict
@@ -40,53 +42,79 @@ from nmsat.fileio import file_lock
 from nmsat.types import ActZero
 
 from ..layouts import EngineShape
+from .engine_model import load_words, store_beats
 from .program import layer_ops
+from .tiles import encode
 
 TOP = "nmsat_controlled_engine"
 
 
+class _LoadTiles(ex.Executor):
+    """The golden executor, keeping every LOAD's tile (execution order)."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.tiles: list[np.ndarray] = []
+
+    def _load(self, ins, r0, c0):
+        tile = super()._load(ins, r0, c0)
+        self.tiles.append(tile)
+        return tile
+
+
+def load_port_words(shape: EngineShape, ins: isa.Load, tile: np.ndarray, layout) -> list[int]:
+    """A LOAD's tile as the load port's beats (packed ``layout`` payloads): ACT windows
+    or WGT slot vectors for the LOAD's pattern ``ins.nm``, from the LOAD alone."""
+    if ins.buffer is isa.Buffer.ACT:
+        t = encode(shape, tile, np.zeros((tile.shape[1], 1)), ins.nm)
+        beats = load_words(shape, t).act
+    else:
+        t = encode(shape, np.zeros((1, tile.shape[0])), tile, ins.nm)
+        beats = load_words(shape, t).wgt
+    return [b.pack(layout) for b in beats]
+
+
 def controller_host(prog: isa.Program, cfg: AcceleratorConfig, dram: dict) -> dict:
-    """What the testbench needs: the program words, per LOAD (execution order) its tile
-    and packed engine-port words, per STORE its tile and the executor's OUT words, per
-    COMPUTE its description and ``tile_model`` cycles."""
+    """What the testbench needs: the program words, per LOAD (execution order) its tile,
+    its packed engine-port words (from the LOAD and its data alone) and its port cycles,
+    per STORE its tile, port cycles and the executor's OUT words, per COMPUTE its
+    description and ``tile_model`` cycles."""
     from ..engine import load_layouts
 
     shape = EngineShape.from_config(cfg)
-    act_l, wgt_l = load_layouts(cfg, shape)
+    layouts = dict(zip((isa.Buffer.ACT, isa.Buffer.WGT), load_layouts(cfg, shape)))
     ops = layer_ops(prog, cfg, dram)
+    rec = _LoadTiles(prog, cfg, dram)
+    rec.run()
+    tiles = iter(rec.tiles)
     comps = iter([o for o in ops if o["kind"] == "compute"])
     outs = iter([o for o in ops if o["kind"] == "store"])
     loads, stores, computes = [], [], []
-    pending = {isa.Buffer.ACT: deque(), isa.Buffer.WGT: deque()}
     for ins, r0, c0 in prog.unrolled():
         if isinstance(ins, isa.Load):
-            pending[ins.buffer].append(len(loads))
+            words = load_port_words(shape, ins, next(tiles), layouts[ins.buffer])
+            beats = machine.port_beats(ins, cfg)
+            if len(words) != beats:  # the law and the layout disagree
+                raise AssertionError(f"LOAD {len(loads)}: {len(words)} port beats, "
+                                     f"machine.port_beats says {beats}")
             loads.append({"tile": _tile(ins, r0, c0, int(ins.buffer)), "port": int(ins.buffer),
-                          "words": None})
+                          "words": words, "port_cycles": machine.port_cycles(ins, cfg)})
         elif isinstance(ins, isa.Compute):
             c = next(comps)
             computes.append({"instr": c["instr"], "model_cycles": c["model_cycles"]})
-            lw = c["loads"]
-            for buf, lay, words, pop in ((isa.Buffer.ACT, act_l, lw.act, ins.pop_a),
-                                         (isa.Buffer.WGT, wgt_l, lw.wgt, ins.pop_b)):
-                packed = [b.pack(lay) for b in words]
-                j = pending[buf][0]
-                if loads[j]["words"] is None:
-                    loads[j]["words"] = packed
-                elif loads[j]["words"] != packed:  # a resident half read with another layout
-                    raise ValueError(f"LOAD {j} is read by COMPUTEs with different "
-                                     f"{buf.name} word layouts")
-                if pop:
-                    pending[buf].popleft()
-        elif isinstance(ins, isa.Release):
-            j = pending[ins.buffer].popleft()
-            loads[j]["words"] = loads[j]["words"] or []
         elif isinstance(ins, isa.Store):
             o = next(outs)
+            if machine.port_beats(ins, cfg) != store_beats(shape, ins.rows, ins.cols):
+                raise AssertionError(f"STORE {len(stores)}: machine.port_beats disagrees "
+                                     f"with the engine's store beats")
             stores.append({"tile": _tile(ins, r0, c0, 0), "rows": ins.rows, "cols": ins.cols,
+                           "port_cycles": machine.port_cycles(ins, cfg),
                            "expected": shape.numeric.acc_to_bits(o["expected"])})
     return {"words": [int.from_bytes(isa.encode(i), "little") for i in prog.instructions],
-            "loads": loads, "stores": stores, "computes": computes}
+            "loads": loads, "stores": stores, "computes": computes,
+            # the program's DRAM (the testbench's Dma is built from the build's config
+            # with these)
+            "dma": {f"dram.{f.name}": getattr(cfg.dram, f.name) for f in fields(cfg.dram)}}
 
 
 def _tile(ins, r0: int, c0: int, buffer: int) -> dict:
@@ -120,54 +148,85 @@ def run_controller_program(prog: isa.Program, cfg: AcceleratorConfig, dram: dict
     """Run ``prog`` on the controlled engine under cocotb; the report of
     :func:`nmsat.rtl.tb.program.run_program` plus ``program_cycles`` (start to done on
     the RTL) and ``system_cycles`` (the SimPy system model's total for the same program)."""
+    return run_controller_programs([(prog, cfg, dram)], sim)[0]
+
+
+def _engine_key(cfg: AcceleratorConfig) -> tuple:
+    """What the generated RTL depends on (DRAM timing and port counts are the DMA's)."""
+    b = cfg.buffers
+    return (cfg.array, cfg.numerics, b.act_layout,
+            tuple((x.kib, x.double_buffered) for x in (b.activation, b.weight, b.output)))
+
+
+def run_controller_programs(runs: list[tuple[isa.Program, AcceleratorConfig, dict]],
+                            sim: str | None = None) -> list[dict]:
+    """Run several (program, config, DRAM image) on one controlled engine, one after the
+    other in one cocotb session (each config may differ from the first in its DMA: DRAM
+    timing and buffer ports, not in what the RTL builds); one report each, as
+    :func:`run_controller_program`."""
     from cocotb_tools.runner import get_runner
 
     from ..controller import check_controlled
 
-    check_controlled(cfg)
+    cfg0 = runs[0][1]
+    for _, cfg, _ in runs:
+        check_controlled(cfg)
+        if _engine_key(cfg) != _engine_key(cfg0):
+            raise ValueError("programs run in one session must share the engine's config "
+                             "(array, numerics, buffer sizes and halves)")
     sim = sim or "icarus"
     if sim != "icarus":
         raise ValueError(f"the controller testbench runs under icarus, not {sim}")
-    host = controller_host(prog, cfg, dram)
-    depth = max(16, 1 << (len(prog.instructions) - 1).bit_length())
-    src = cached_controlled(cfg, cfg.numerics.dtype, depth)
+    hosts = [controller_host(prog, cfg, dram) for prog, cfg, dram in runs]
+    longest = max(len(prog.instructions) for prog, _, _ in runs)
+    depth = max(16, 1 << (longest - 1).bit_length())
+    src = cached_controlled(cfg0, cfg0.numerics.dtype, depth)
     build_dir = src.parent / sim
     runner = get_runner(sim)
-    overrides = {k: v for k, v in to_dict(cfg).items() if k != "name"}
+    overrides = {k: v for k, v in to_dict(cfg0).items() if k != "name"}
     # the build folder is shared by every process: build and run under its lock
     with file_lock(build_dir.with_name(build_dir.name + ".lock")), \
             tempfile.TemporaryDirectory() as tmp:
         runner.build(sources=[src], hdl_toplevel=TOP, build_dir=build_dir,
                      timescale=("1ns", "1ps"))
         hp, pfile, result = Path(tmp) / "host.pkl", Path(tmp) / "p.json", Path(tmp) / "r.json"
-        hp.write_bytes(pickle.dumps(host))
+        hp.write_bytes(pickle.dumps({"programs": hosts}))
         pfile.write_text(json.dumps({"preset": "vcu1525", "overrides": overrides,
-                                     "dtype": cfg.numerics.dtype, "host": str(hp)}))
+                                     "dtype": cfg0.numerics.dtype, "host": str(hp)}))
         runner.test(hdl_toplevel=TOP, test_module="nmsat.rtl.tb.cocotb_controller",
                     build_dir=build_dir, test_dir=tmp, results_xml=str(Path(tmp) / "x.xml"),
                     extra_env={"NMSAT_TB_PARAMS": str(pfile), "NMSAT_TB_RESULT": str(result),
                                "PYTHONPATH": os.pathsep.join(sys.path)})
         if not result.exists():
             raise RuntimeError(f"cocotb run of the controller on {sim} produced no result")
-        res = json.loads(result.read_text())
+        results = json.loads(result.read_text())
+    if len(results) != len(runs):
+        raise RuntimeError(f"the testbench ran {len(results)} of {len(runs)} programs")
+    return [_report(prog, cfg, host, res, sim)
+            for (prog, cfg, _), host, res in zip(runs, hosts, results)]
+
+
+def _report(prog: isa.Program, cfg: AcceleratorConfig, host: dict, res: dict,
+            sim: str) -> dict:
     comps = host["computes"]
     rows = [{"instr": c["instr"], "rtl_cycles": r, "model_cycles": c["model_cycles"]}
             for c, r in zip(comps, res["compute_cycles"])]
+    errors = list(res["tile_errors"])
     if len(res["compute_cycles"]) != len(comps):
-        raise RuntimeError(f"the RTL ran {len(res['compute_cycles'])} COMPUTEs, the program "
-                           f"has {len(comps)}")
+        errors.append(f"the RTL ran {len(res['compute_cycles'])} COMPUTEs, the program "
+                      f"has {len(comps)}")
     model = system.run(prog, cfg, extrapolate=False)
     tl = res["timeline"]
     starts = [iv.start for iv in model.intervals if iv.unit == "engine" and iv.kind == "compute"]
     return {"sim": sim, "computes": rows, "rtl_cycles": sum(res["compute_cycles"]),
             "model_cycles": sum(c["model_cycles"] for c in comps),
             "words": res["words"], "mismatches": res["mismatches"],
-            "tile_errors": res["tile_errors"], "program_cycles": res["program_cycles"],
+            "tile_errors": errors, "program_cycles": res["program_cycles"],
             "system_cycles": model.total_cycles, "system_engine_end": model.engine_end,
             # where the RTL's time goes relative to the model: LOAD (STORE) completions
-            # held beyond the DMA timing by the engine's load ports, one beat of R (C) words
-            # per cycle (its store port, R x C words per cycle), and each COMPUTE's first busy
-            # cycle on the RTL beside its start in the model
+            # held beyond the DMA timing because their beats had not crossed the engine's
+            # port (0 when the port law holds), and each COMPUTE's first busy cycle on the
+            # RTL beside its accept cycle in the model
             "load_port_cycles": sum(max(0, d - due) for _, due, d in tl["load"]),
             "store_port_cycles": sum(max(0, d - due) for _, due, d in tl["store"]),
             "compute_starts": list(zip(tl["compute"], starts)),

@@ -1,0 +1,82 @@
+"""Machine facts the system model (``simulator/system.py``) and the RTL testbench
+(``rtl/tb``) both charge, stated once (``docs/architecture.md`` sections 4.1 and 7).
+
+* **Buffer DMA ports move beats of the buffer's words.** A LOAD writes, and a STORE
+  reads, one word into (out of) every bank of its buffer at one address per beat; a beat
+  takes one cycle on the DMA's port (two when the banks have one port, shared with the
+  engine). The words are the engine's: ACT windows (``buffers.act_layout = windows``: R
+  banks, window (row, chunk) at address ``row * ceil(kc / R) + chunk // R``), WGT slot
+  vectors (C banks, (column, chunk) at ``(column // C) * kc + chunk``), OUT fp32/int32
+  words (R x C banks, one per PE, (row block, column tile) per address). ``kc`` is the
+  chunks of the K range under the LOAD's pattern (``Load.nm``), so a 2:8 slot vector
+  that fills half its slots, an expanded im2col window or a 32-bit OUT word each take
+  a whole beat whatever DRAM bytes they carry. An ``fmap`` ACT buffer (input rows, no
+  engine words) moves ``banks x bank_bytes_per_cycle`` bytes per beat.
+* **Every engine instruction takes one command cycle.** The engine accepts a COMPUTE
+  or a RELEASE in one cycle; a COMPUTE's block (``tile_model.compute_cycles``) starts
+  the cycle after, because its buffers have synchronous read ports and step 0's
+  operands are read in the accept cycle. Back-to-back COMPUTEs therefore take
+  ``compute_cycles + 1`` each.
+* **A DMA queue takes one descriptor and reports one completion per cycle** (LOADs on
+  one queue, STOREs on the other; completions in issue order).
+* **The controller starts in** :func:`start_cycles`: after ``start`` it reads one
+  instruction per cycle from its synchronous instruction memory, a BARRIER (settled: at
+  the start nothing is outstanding) or a LOOP before the first unit instruction takes
+  its cycle, and a unit's queue hands an entry on :data:`QUEUE_LATENCY` cycles after it
+  was written. From then on dispatch runs ahead of the units (one instruction per cycle,
+  four-entry queues), so a unit never waits for it in a layer program.
+"""
+
+from __future__ import annotations
+
+from nmsat.arith import ceil_div
+from nmsat.config import AcceleratorConfig
+from nmsat.reference import gemm_chunks
+
+from .isa import Barrier, Buffer, Load, Loop, Program, Store
+
+ENGINE_ISSUE_CYCLES = 1
+"""Cycles the engine spends accepting a COMPUTE or RELEASE (the synchronous buffers'
+read of a block's first step; see the module docstring)."""
+
+DMA_ISSUE_INTERVAL = 1
+"""Cycles between two descriptors issued from one DMA queue, and between two of its
+completions."""
+
+QUEUE_LATENCY = 2
+"""Cycles from dispatching an instruction into its unit's queue to the unit seeing it
+(``rtl/controller.py``: ``amaranth.lib.fifo.SyncFIFOBuffered``, a registered output)."""
+
+
+def start_cycles(prog: Program) -> int:
+    """Cycles from the cycle after ``start`` until the first unit instruction can issue:
+    one per instruction before it (BARRIER, LOOP), then the queue's latency."""
+    for i, ins in enumerate(prog.instructions):
+        if not isinstance(ins, (Barrier, Loop)):
+            return i + QUEUE_LATENCY
+    return 0
+
+
+def port_beats(ins: Load | Store, cfg: AcceleratorConfig) -> int:
+    """Beats a LOAD or STORE moves through its buffer's DMA port (module docstring)."""
+    a = cfg.array
+    R, C = a.rows, a.cols
+    if isinstance(ins, Store):
+        return ceil_div(ins.rows, R) * ceil_div(ins.cols, C)
+    if ins.buffer is Buffer.ACT:
+        if cfg.buffers.act_layout != "windows":
+            b = cfg.buffers.activation
+            return ceil_div(ins.bytes, b.banks * b.bank_bytes_per_cycle)
+        kc = gemm_chunks(ins.cols, a.macs_per_pe, a.act_window, ins.nm)
+        return ins.rows * ceil_div(kc, R)
+    kc = gemm_chunks(ins.rows, a.macs_per_pe, a.act_window, ins.nm)
+    return ceil_div(ins.cols, C) * kc
+
+
+def port_cycles(ins: Load | Store, cfg: AcceleratorConfig) -> int:
+    """Cycles a LOAD or STORE occupies its buffer's DMA port: its beats, each one cycle
+    with two ports per bank, two with one."""
+    b = cfg.buffers
+    buf = (b.output if isinstance(ins, Store) else
+           b.activation if ins.buffer is Buffer.ACT else b.weight)
+    return port_beats(ins, cfg) * (1 if buf.ports > 1 else 2)

@@ -1,0 +1,76 @@
+"""Random whole layer programs for the tile controller: a random layer (linear or
+convolution), N:M pattern, dataflow choice, interleave, batch, and a random DMA (DRAM
+channels, bytes per cycle, latency, burst, each buffer's ports), compiled for one engine
+config, with random operands. ``tests/rtl/test_rtl_controller_random.py`` runs them on
+the RTL against the system model and the golden executor.
+"""
+
+from __future__ import annotations
+
+import random
+
+from nmsat.dataflow import isa
+from nmsat.dataflow.compiler import CompileOptions, compile_layer
+from nmsat.workloads.layers import Conv2d, Linear, Workload
+
+from nmsat.config import AcceleratorConfig
+from nmsat.errors import NmsatError
+from nmsat.types import Dataflow, Phase
+
+from .program import random_dram
+
+PATTERNS = ("1:1", "2:4", "1:4", "2:8", "1:8", "4:8")
+
+
+def random_dma(rng: random.Random, cfg: AcceleratorConfig) -> AcceleratorConfig:
+    """``cfg`` with a random DRAM and random buffer ports: what the DMA, not the RTL
+    build, depends on. Latency at least 2 (the testbench's store path streams from the
+    second cycle after the STORE is accepted)."""
+    return cfg.replace(**{
+        "dram.channels": rng.choice((1, 1, 2, 3)),
+        "dram.bytes_per_cycle": rng.choice((1, 2, 4, 8, 16, 32)),
+        "dram.latency_cycles": rng.randint(2, 64),
+        "dram.burst_bytes": rng.choice((8, 16, 32, 64)),
+        **{f"buffers.{b}.ports": rng.choice((1, 2))
+           for b in ("activation", "weight", "output")}})
+
+
+def random_layer(rng: random.Random):
+    if rng.random() < 0.5:
+        return Linear("L", in_features=rng.randint(4, 160), out_features=rng.randint(1, 40),
+                      tokens=rng.randint(1, 4))
+    return Conv2d("L", in_ch=rng.choice((2, 4, 8, 8, 16)), out_ch=rng.randint(1, 8),
+                  in_h=rng.randint(3, 8), in_w=rng.randint(3, 8), kh=rng.randint(1, 3),
+                  kw=rng.randint(1, 3), stride=rng.randint(1, 2), padding=rng.randint(0, 1))
+
+
+def random_case(rng: random.Random, cfg: AcceleratorConfig, seed: int,
+                max_cycles: int | None = None) -> tuple[isa.Program, AcceleratorConfig, dict,
+                                                        str]:
+    """(program, config with a random DMA, DRAM image, description) of one random FF
+    layer program on ``cfg``'s engine; layers the compiler cannot tile, or (with
+    ``max_cycles``) whose system-model run is longer, are drawn again."""
+    from nmsat.simulator import system
+
+    while True:
+        layer = random_layer(rng)
+        nm = rng.choice(PATTERNS)
+        opts = CompileOptions(method="dense" if nm == "1:1" else "bdwp", nm=nm,
+                              batch=rng.randint(1, 2), interleave=rng.random() < 0.7,
+                              offline_schedule=rng.random() < 0.5,
+                              fixed_dataflow=rng.choice(list(Dataflow)))
+        run_cfg = random_dma(rng, cfg)
+        try:
+            prog = compile_layer(Workload("rand", (layer,), opts.batch), "L", Phase.FF,
+                                 run_cfg, opts)
+        except NmsatError:
+            continue
+        if max_cycles and system.run(prog, run_cfg, extrapolate=False,
+                                     record=False).total_cycles > max_cycles:
+            continue
+        d = run_cfg.dram
+        desc = (f"{layer!r} {nm} batch {opts.batch} il={opts.interleave} "
+                f"sched={opts.offline_schedule} df={opts.fixed_dataflow} | DRAM "
+                f"{d.channels}ch x {d.bytes_per_cycle} B/c lat {d.latency_cycles} burst "
+                f"{d.burst_bytes} ports {[getattr(run_cfg.buffers, b).ports for b in ('activation', 'weight', 'output')]}")
+        return prog, run_cfg, random_dram(prog, cfg.numerics.operand, seed), desc
