@@ -18,6 +18,7 @@ the ISA. Cost: O(executed instructions); for small programs.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 
@@ -68,12 +69,15 @@ class Executor:
     """Runs a :class:`Program` on a DRAM image ``{tensor name: 2-D array}``.
 
     Tensors missing from ``dram`` start at zero. After :meth:`run`, ``dram`` holds every
-    tensor's final contents.
+    tensor's final contents. ``gemm`` computes each COMPUTE (default
+    :func:`nmsat.reference.engine_gemm`, same signature): a testbench passes a wrapper that
+    records the blocks it is given.
     """
 
     def __init__(self, program: Program, cfg: AcceleratorConfig,
-                 dram: dict[str, np.ndarray] | None = None):
-        self.p, self.cfg = program, cfg
+                 dram: dict[str, np.ndarray] | None = None,
+                 gemm: Callable[..., np.ndarray] = engine_gemm):
+        self.p, self.cfg, self.gemm = program, cfg, gemm
         self.dtype = DType.parse(cfg.numerics.dtype)
         self.dram: dict[str, np.ndarray] = {}
         for t in program.tensors:
@@ -135,8 +139,8 @@ class Executor:
                 if acc is not None and acc.shape != (ins.m, ins.n):
                     raise IsaError(f"COMPUTE {ins.m}x{ins.n} into an OUT half of "
                                    f"{acc.shape}")
-                self.out[0] = engine_gemm(a, b, self.dtype, arr.macs_per_pe, arr.act_window,
-                                          ins.nm, acc=acc)
+                self.out[0] = self.gemm(a, b, self.dtype, arr.macs_per_pe, arr.act_window,
+                                        ins.nm, acc=acc)
                 if ins.pop_a:
                     ra.popleft()
                 if ins.pop_b:

@@ -26,6 +26,7 @@ from nmsat.dataflow.compiler import CompileOptions, compile_layer
 from nmsat.simulator.tile_model import block_cycles, compute_cycles
 
 from nmsat.config import AcceleratorConfig
+from nmsat.reference import engine_gemm
 from nmsat.types import ActZero, Dataflow, DType, Phase
 
 from ..layouts import EngineShape
@@ -49,9 +50,7 @@ def layer_ops(program: isa.Program, cfg: AcceleratorConfig, dram: dict) -> list[
     """Engine operations of a program: computes (with load words) and stores (with the
     executor's OUT contents), in program order."""
     shape = EngineShape.from_config(cfg)
-    rec = _Recorder(program, cfg, dram)
     computes = iter([ins for ins, _, _ in program.unrolled() if isinstance(ins, isa.Compute)])
-    orig = ex.engine_gemm
     skip = ActZero.parse(cfg.array.act_zero) is ActZero.SKIP
 
     def recording(a, b, dtype, lanes, window, nm, acc=None):
@@ -68,14 +67,11 @@ def layer_ops(program: isa.Program, cfg: AcceleratorConfig, dram: dict) -> list[
                         "dropped_rows": 0 if stream is None else
                         sum(ins.m - x for x in stream.lengths),
                         "loads": load_words(shape, t)})
-        return orig(a, b, dtype, lanes, window, nm, acc=acc,
-                    skip_rows=shape.rows if ws_skip else None)
+        return engine_gemm(a, b, dtype, lanes, window, nm, acc=acc,
+                           skip_rows=shape.rows if ws_skip else None)
 
-    ex.engine_gemm = recording
-    try:
-        rec.run()
-    finally:
-        ex.engine_gemm = orig
+    rec = _Recorder(program, cfg, dram, gemm=recording)
+    rec.run()
     return rec.ops
 
 
