@@ -1,4 +1,5 @@
-"""The synthesis calibration table and the unit instance counts, shared by the RTL's
+"""FPGA resources and devices, the synthesis calibration table and the unit instance
+counts, shared by the RTL's
 synthesis flow (:mod:`nmsat.rtl.synth`, which writes the table) and the area model
 (:mod:`nmsat.simulator.area`, which fits to it), so neither back end imports the other.
 
@@ -13,12 +14,56 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources as importlib_resources
 from typing import Any
 
 from nmsat.config import AcceleratorConfig
 
-__all__ = ["TABLE_PATH", "UNIT_INSTANCES", "instances", "read_table"]
+__all__ = ["RESOURCES", "TABLE_PATH", "UNIT_INSTANCES", "XCVU9P", "Device", "Resources", "instances",
+           "read_table"]
+
+RESOURCES: tuple[str, ...] = ("lut", "ff", "dsp", "bram36", "uram")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """FPGA resources of a design (BRAM in RAMB36 units: a RAMB18 counts a half)."""
+
+    lut: int = 0
+    ff: int = 0
+    dsp: int = 0
+    bram36: float = 0.0
+    uram: int = 0
+
+    def __add__(self, other: "Resources") -> "Resources":
+        return Resources(*(getattr(self, r) + getattr(other, r) for r in RESOURCES))
+
+    def scale(self, k: int) -> "Resources":
+        return Resources(*(getattr(self, r) * k for r in RESOURCES))
+
+    def as_dict(self) -> dict[str, float]:
+        return {r: getattr(self, r) for r in RESOURCES}
+
+
+@dataclass(frozen=True)
+class Device:
+    """An FPGA's capacity."""
+
+    name: str
+    capacity: Resources
+
+    def utilisation(self, used: Resources) -> dict[str, float]:
+        """Fraction of each resource used."""
+        return {r: getattr(used, r) / getattr(self.capacity, r) for r in RESOURCES}
+
+    def fits(self, used: Resources) -> bool:
+        return all(u <= 1.0 for u in self.utilisation(used).values())
+
+
+XCVU9P = Device("xcvu9p", Resources(lut=1_182_240, ff=2_364_480, dsp=6_840, bram36=2_160,
+                                    uram=960))
+"""Xilinx Virtex UltraScale+ VU9P (the VCU1525's FPGA)."""
 
 TABLE_PATH = "data/synth_calibration.json"
 """The committed calibration table, relative to the ``nmsat`` package."""

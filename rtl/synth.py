@@ -45,54 +45,12 @@ from typing import Callable
 
 from nmsat.config import AcceleratorConfig, to_dict
 from nmsat.errors import NmsatError
-from nmsat.synth_table import UNIT_INSTANCES
+from nmsat.synth_table import RESOURCES, UNIT_INSTANCES, XCVU9P, Device, Resources
 from nmsat.types import DType
 
 class SynthError(NmsatError, RuntimeError):
     """Yosys is missing, failed or timed out (one line for the CLI)."""
 
-
-RESOURCES: tuple[str, ...] = ("lut", "ff", "dsp", "bram36", "uram")
-
-
-@dataclass(frozen=True)
-class Resources:
-    """FPGA resources of a design (BRAM in RAMB36 units: a RAMB18 counts a half)."""
-
-    lut: int = 0
-    ff: int = 0
-    dsp: int = 0
-    bram36: float = 0.0
-    uram: int = 0
-
-    def __add__(self, other: "Resources") -> "Resources":
-        return Resources(*(getattr(self, r) + getattr(other, r) for r in RESOURCES))
-
-    def scale(self, k: int) -> "Resources":
-        return Resources(*(getattr(self, r) * k for r in RESOURCES))
-
-    def as_dict(self) -> dict[str, float]:
-        return {r: getattr(self, r) for r in RESOURCES}
-
-
-@dataclass(frozen=True)
-class Device:
-    """An FPGA's capacity."""
-
-    name: str
-    capacity: Resources
-
-    def utilisation(self, used: Resources) -> dict[str, float]:
-        """Fraction of each resource used."""
-        return {r: getattr(used, r) / getattr(self.capacity, r) for r in RESOURCES}
-
-    def fits(self, used: Resources) -> bool:
-        return all(u <= 1.0 for u in self.utilisation(used).values())
-
-
-XCVU9P = Device("xcvu9p", Resources(lut=1_182_240, ff=2_364_480, dsp=6_840, bram36=2_160,
-                                    uram=960))
-"""Xilinx Virtex UltraScale+ VU9P (the VCU1525's FPGA)."""
 
 _LUT_CELLS = {f"LUT{i}": 1 for i in range(1, 7)} | {
     "LUT6_2": 1, "SRL16E": 1, "SRLC32E": 1, "SRLC16E": 1,

@@ -123,7 +123,7 @@ def _resource(name: str) -> Callable[[Mapping[str, Any]], Any]:
 
 
 def _fits_xcvu9p(env: Mapping[str, Any]) -> bool:
-    from nmsat.rtl.synth import XCVU9P
+    from nmsat.synth_table import XCVU9P
 
     cap = XCVU9P.capacity
     return (_resource("lut")(env) <= cap.lut and _resource("ff")(env) <= cap.ff
