@@ -19,12 +19,13 @@
   ``compute_cycles + 1`` each.
 * **A DMA queue takes one descriptor and reports one completion per cycle** (LOADs on
   one queue, STOREs on the other; completions in issue order).
-* **The controller starts in** :func:`start_cycles`: after ``start`` it reads one
-  instruction per cycle from its synchronous instruction memory, a BARRIER (settled: at
-  the start nothing is outstanding) or a LOOP before the first unit instruction takes
-  its cycle, and a unit's queue hands an entry on :data:`QUEUE_LATENCY` cycles after it
-  was written. From then on dispatch runs ahead of the units (one instruction per cycle,
-  four-entry queues), so a unit never waits for it in a layer program.
+* **The controller starts dispatching** (:func:`dispatch_floors`): after ``start`` it
+  reads one instruction per cycle from its synchronous instruction memory, so up to the
+  first loop's back edge instruction i (a BARRIER, settled at the start, and a LOOP take
+  their cycle too) is dispatched in cycle i, and a unit's queue hands an entry on
+  :data:`QUEUE_LATENCY` cycles after it was written: no unit issues it before
+  ``i + QUEUE_LATENCY``. From then on dispatch runs ahead of the units (one instruction
+  per cycle, four-entry queues), so a unit does not wait for it in a layer program.
 """
 
 from __future__ import annotations
@@ -48,12 +49,27 @@ QUEUE_LATENCY = 2
 (``rtl/controller.py``: ``amaranth.lib.fifo.SyncFIFOBuffered``, a registered output)."""
 
 
+def dispatch_floors(prog: Program) -> list[int]:
+    """Per instruction, the first cycle (from the cycle after ``start``) its unit may
+    issue it: ``i + QUEUE_LATENCY`` up to the end of the first loop body to end (the
+    first back edge), 0 after it (dispatch is ahead there)."""
+    ins = prog.instructions
+    first_end = len(ins)
+    for i, x in enumerate(ins):
+        if isinstance(x, Loop):
+            first_end = min(first_end, i + 1 + x.body)
+        if i >= first_end:
+            break
+    return [i + QUEUE_LATENCY if i < first_end else 0 for i in range(len(ins))]
+
+
 def start_cycles(prog: Program) -> int:
     """Cycles from the cycle after ``start`` until the first unit instruction can issue:
     one per instruction before it (BARRIER, LOOP), then the queue's latency."""
+    floors = dispatch_floors(prog)
     for i, ins in enumerate(prog.instructions):
         if not isinstance(ins, (Barrier, Loop)):
-            return i + QUEUE_LATENCY
+            return floors[i]
     return 0
 
 

@@ -2,8 +2,8 @@
 
 One DMA engine with two in-order descriptor queues, ``LOAD`` (queue 0) and ``STORE``
 (queue 1). A descriptor is issued once its dependencies are met, a cycle after the
-previous one of its queue (``machine.DMA_ISSUE_INTERVAL``) and not before the
-controller's start (``machine.start_cycles``); when both queue heads are ready the earlier-ready one goes first
+previous one of its queue (``machine.DMA_ISSUE_INTERVAL``) and not before the controller
+dispatched it (``machine.dispatch_floors``); when both queue heads are ready the earlier-ready one goes first
 (a tie: the load). Several requests may be in flight. When a transfer completes is the
 memory model's answer (:class:`nmsat.dataflow.memory.Dma`: the DRAM model selected by
 ``dram.model``, the buffers' DMA ports, completions in queue order); this module only
@@ -38,7 +38,7 @@ class DmaService:
         self.dma = dma
         self.causes = TransferCauses(dma.memory.channels)
         self.last_issue = [0, 0]
-        self.next_issue = [sim.t0, sim.t0]  # one descriptor per queue per cycle
+        self.next_issue = [0, 0]  # one descriptor per queue per cycle
         self.end = 0  # the latest completion so far
         self.heads: list[int | None] = [None, None]  # queue heads (instruction indices)
         self.deps: list = [None, None]  # and their dependencies
@@ -94,6 +94,9 @@ class DmaService:
                 if t_ > ready:
                     ready, cause = t_, streams.cause(s_, n)
             held = ready > 0 and ready >= self.next_issue[q]
+            floor = sim.floor[heads[q]]  # the controller's dispatch (machine.dispatch_floors)
+            if floor > ready and floor >= self.next_issue[q]:
+                ready, cause, held = floor, DEPENDENCY, False
             known[q] = (max(ready, self.next_issue[q]), cause, held)
             wait_ev[q] = None
 

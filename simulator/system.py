@@ -161,8 +161,9 @@ class _Sim:
         # port cycles of every LOAD / STORE: beats of its buffer's words (dataflow.machine)
         self.port_cycles = [machine.port_cycles(ins, cfg) if isinstance(ins, (Load, Store))
                             else 0 for ins in self.instrs]
-        # the controller's start (machine.start_cycles): no unit instruction issues before
-        self.t0 = machine.start_cycles(prog)
+        # the controller's dispatch at the start (machine.dispatch_floors): no unit issues
+        # an instruction before its floor
+        self.floor = machine.dispatch_floors(prog)
         self.dma = DmaService(self, Dma(mem, BufferPorts()))
         self.executed = 0
         self.last_key: dict[str, tuple[str, str]] = {}

@@ -191,9 +191,9 @@ def unit_process(sim: _Sim, unit: str):
             ready, cause = yield from streams.ready(dl)
         else:
             cause = streams.cause(*binding) if binding else DEPENDENCY
-        started = sim.t0 > ready  # held only by the controller's start
-        if started:  # (machine.start_cycles)
-            ready, cause = sim.t0, DEPENDENCY
+        started = sim.floor[idx] > ready  # held only by the controller's dispatch
+        if started:  # (machine.dispatch_floors)
+            ready, cause = sim.floor[idx], DEPENDENCY
         now = int(env.now)
         prev = sim.clock[unit]
         start = max(prev, ready)

@@ -290,18 +290,21 @@ def test_testbench_dma_timing_is_the_system_models(channels, ports):
     d = cfg.dram
     dma = Dma.from_config(cfg)
     pc = [machine.port_cycles(x, cfg) for x in loads]
-    # load 0 (ACT) and the store issue at the controller's start t0, load 1 (WGT) a cycle
-    # later; each RELEASE completes a cycle after it is accepted; load 2 (ACT) waits for
-    # release 0, load 3 (WGT) for release 1 and a cycle after load 2
+    # straight-line code: instruction i is dispatched in cycle i and its unit may issue it
+    # from f[i] (dispatch_floors); one descriptor per queue per cycle; each RELEASE
+    # completes a cycle after it is accepted; load 2 (ACT) waits for release 0, load 3
+    # (WGT) for release 1
     act, wgt, out = isa.Buffer.ACT, isa.Buffer.WGT, isa.Buffer.OUT
-    t0 = machine.start_cycles(prog)
-    l0 = dma.issue(0, t0, sizes[0], act, pc[0]).done
-    s = dma.issue(1, t0, 700, out, machine.port_cycles(store, cfg)).done
-    l1 = dma.issue(0, t0 + 1, sizes[1], wgt, pc[1]).done
-    r0 = l0 + 1
-    r1 = max(r0, l1) + 1
-    l2 = dma.issue(0, max(r0, t0 + 2), sizes[2], act, pc[2]).done
-    l3 = dma.issue(0, max(r1, max(r0, t0 + 2) + 1), sizes[3], wgt, pc[3]).done
+    f = machine.dispatch_floors(prog)
+    s = dma.issue(1, f[0], 700, out, machine.port_cycles(store, cfg)).done
+    l0 = dma.issue(0, f[1], sizes[0], act, pc[0]).done
+    r0 = max(l0, f[2]) + 1
+    i1 = f[3]
+    l1 = dma.issue(0, i1, sizes[1], wgt, pc[1]).done
+    r1 = max(r0, l1, f[4]) + 1
+    i2 = max(r0, f[5], i1 + 1)
+    l2 = dma.issue(0, i2, sizes[2], act, pc[2]).done
+    l3 = dma.issue(0, max(r1, f[7], i2 + 1), sizes[3], wgt, pc[3]).done
     assert system.run(prog, cfg, extrapolate=False).unit_end["dma"] == max(l2, l3, s)
     if "buffers.output.ports" in ports:  # the port bounds the store: 16 x 16 beats, 2 each
-        assert s == t0 + d.latency_cycles + 2 * 256
+        assert s == f[0] + d.latency_cycles + 2 * 256

@@ -29,6 +29,7 @@ from nmsat.types import NM, Dataflow, Phase
 
 CFG = config.VCU1525
 T0 = machine.QUEUE_LATENCY  # a program that starts with a unit instruction (start_cycles)
+T2 = T0 + 2  # instruction 2 of a program (dispatch_floors), e.g. a load after a LOOP
 T = (Tensor("t", 1 << 20, 64),)
 
 
@@ -70,7 +71,9 @@ def test_memory_bound_loop_is_bytes_over_bandwidth_plus_latency(n):
              Release(Buffer.WGT))
     r = run(p, CFG)
     rel = machine.ENGINE_ISSUE_CYCLES  # the RELEASE after the loop
-    expected = T0 + CFG.dram.latency_cycles + xfer(256 + n * block) + c + rel
+    # the first block load is dispatched after the LOOP, at T2 (the weight load at T0 is
+    # one burst per channel, done by then)
+    expected = T2 + CFG.dram.latency_cycles + xfer(n * block) + c + rel
     assert r.total_cycles == expected
     # The engine computed n blocks and waited for memory the rest of the time.
     assert r.busy[ENGINE] == {("l0", "ff"): n * c + rel}
@@ -152,9 +155,9 @@ def test_vector_wait_is_a_vector_stall_of_the_waiting_layer():
     r = run(prog(ld(256), ld(256, Buffer.WGT), vec, Barrier(Unit.WU), mm(),
                  layers=("conv", "bn")), CFG)
     assert v_cyc > CFG.dram.latency_cycles + xfer(512)
-    assert r.total_cycles == T0 + v_cyc + c
-    assert r.stall[ENGINE] == {("conv", "ff", "vector"): T0 + v_cyc}
-    assert attribute_wall_time(r) == {("conv", "vector"): T0 + v_cyc, ("conv", "ff"): c}
+    assert r.total_cycles == T2 + v_cyc + c  # the vector op is instruction 2
+    assert r.stall[ENGINE] == {("conv", "ff", "vector"): T2 + v_cyc}
+    assert attribute_wall_time(r) == {("conv", "vector"): T2 + v_cyc, ("conv", "ff"): c}
 
 
 def test_vector_op_that_waited_for_the_engine_is_still_vector_work():
@@ -202,7 +205,7 @@ def test_single_buffered_config_serialises_loads_and_compute():
              Release(Buffer.WGT))
     r = run(p, cfg)
     per = CFG.dram.latency_cycles + xfer(block)
-    assert r.total_cycles == (T0 + CFG.dram.latency_cycles + xfer(256 + block) + c
+    assert r.total_cycles == (T2 + CFG.dram.latency_cycles + xfer(block) + c
                               + (n - 1) * (per + c)
                               + machine.ENGINE_ISSUE_CYCLES)  # the RELEASE
 
@@ -241,7 +244,8 @@ def test_a_narrow_buffer_port_bounds_its_loads(n):
     lat = CFG.dram.latency_cycles
     # the first ACT load is issued a cycle after the WGT load (one descriptor per cycle);
     # the RELEASE takes its accept cycle
-    assert r.total_cycles == T0 + machine.DMA_ISSUE_INTERVAL + lat + n * (block // 16) + c + 1
+    # the first ACT load is dispatched after the LOOP (T2); the RELEASE takes its accept cycle
+    assert r.total_cycles == T2 + lat + n * (block // 16) + c + 1
     assert run(p, CFG).total_cycles < r.total_cycles  # the preset: DRAM-speed ports
     assert r.stall[ENGINE] == {("l0", "ff", "memory"): r.total_cycles - n * c - 1}
     # extrapolated loops and the fully simulated ones agree

@@ -230,6 +230,8 @@ def _report(prog: isa.Program, cfg: AcceleratorConfig, host: dict, res: dict,
             "load_port_cycles": sum(max(0, d - due) for _, due, d in tl["load"]),
             "store_port_cycles": sum(max(0, d - due) for _, due, d in tl["store"]),
             "compute_starts": list(zip(tl["compute"], starts)),
+            # per LOAD and STORE (issue, due by the DMA timing, done) cycles on the RTL
+            "transfers": {"load": tl["load"], "store": tl["store"]},
             "sim_cycles": res["cycles"], "seconds": res["seconds"], "error": res["error"],
             "act_zero": str(ActZero.parse(cfg.array.act_zero))}
 

@@ -19,12 +19,17 @@ pytestmark = pytest.mark.rtl
 SINGLE = {f"buffers.{b}.double_buffered": False for b in ("activation", "weight", "output")}
 
 
+SMALL_BUFFERS = {f"buffers.{b}.kib": 2 for b in ("activation", "weight", "output")}
+
+
 def test_random_programs_equal_the_system_model(small_2x2):
     n = int(os.environ.get("NMSAT_RANDOM_PROGRAMS", "50"))
     seed = int(os.environ.get("NMSAT_RANDOM_SEED", str(time.time_ns() % 2**32)))
     print(f"random programs: {n}, seed {seed}")
     rng = random.Random(seed)
-    cfg = small_2x2[1].replace(**SINGLE)
+    # 2 KiB buffers: blocks split M, N and K, so programs loop, keep blocks resident and
+    # accumulate K blocks
+    cfg = small_2x2[1].replace(**SINGLE, **SMALL_BUFFERS)
     cases = [random_case(rng, cfg, seed + i, max_cycles=8000) for i in range(n)]
     reps = run_controller_programs([c[:3] for c in cases], sim="icarus")
     bad = []
