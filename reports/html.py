@@ -259,7 +259,7 @@ def write_report(out_dir: Path, files: dict[str, bytes], page: str) -> Path:
 
 
 def render_sweep_page(store_name: str, summary: Table, failed: Table,
-                      plots: Sequence[Plot]) -> str:
+                      plots: Sequence[Plot], codesign: str | None = None) -> str:
     """The report page of a design-space sweep (``nmsat sweep report``): a summary per
     workload, the failed points (listed, not plotted) and every figure with its table,
     grouped by workload (the figures' names end in ``_<workload>``)."""
@@ -276,6 +276,9 @@ def render_sweep_page(store_name: str, summary: Table, failed: Table,
                               "error. They are counted here and not plotted; "
                               "<code>nmsat sweep ... --resume</code> does not retry them "
                               "(delete their rows to retry).</p>\n" + table_html(failed)))
+    if codesign is not None:  # reports/codesign.py: best designs over all workloads
+        nav.append('<a href="#codesign">Best designs</a>')
+        parts.append(_section("codesign", "Best designs over all workloads", codesign))
     for p in plots:
         nav.append(f'<a href="#{html.escape(p.name)}">{html.escape(p.title)}</a>')
         parts.append(_plot_section(p))

@@ -405,8 +405,13 @@ def build_sweep_report(store_path: str | Path, out_dir: str | Path) -> Path:
         raise ReportError(f"{out} exists and is not a folder")
     points, failed = _loaded(store_path)
     plots = sweep_plots(points, failed)
+    from nmsat.simulator.sweep import export_rows
+
+    from .codesign import section_html
+
     page = html.render_sweep_page(Path(store_path).name, _summary_table(points, failed),
-                                  _failed_table(failed), plots)
+                                  _failed_table(failed), plots,
+                                  section_html(export_rows(store_path)))
     files = _rendered(plots) + [("index.html", page.encode("utf-8"))]
     return _write_all(out, files)[-1]
 
