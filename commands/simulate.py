@@ -51,7 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="OUT", type=Path, default=None,
                    help="write the full result (with the event timeline) as JSON")
     p.add_argument("--scalesim-reports", metavar="DIR", type=Path, default=None,
-                   help="write SCALE-Sim-style COMPUTE_REPORT.csv and BANDWIDTH_REPORT.csv")
+                   help="write SCALE-Sim-style COMPUTE_REPORT.csv and BANDWIDTH_REPORT.csv "
+                        "(and ENERGY_REPORT.csv: energy per layer by unit and phase)")
     p.add_argument("--report", metavar="DIR", type=Path, default=None,
                    help="write figures and an HTML report (DIR/index.html) of this run and "
                         "its dense baseline (see docs/reports.md)")
@@ -99,7 +100,7 @@ def load_and_resolve(args: argparse.Namespace):
     return loaded
 
 
-SCALESIM_REPORTS = ("COMPUTE_REPORT.csv", "BANDWIDTH_REPORT.csv")
+SCALESIM_REPORTS = ("COMPUTE_REPORT.csv", "BANDWIDTH_REPORT.csv", "ENERGY_REPORT.csv")
 
 
 def check_outputs(args: argparse.Namespace) -> None:
@@ -121,7 +122,11 @@ def run(args: argparse.Namespace) -> int:
     """Handle ``nmsat simulate``; returns the exit status."""
     from nmsat import config
     from nmsat.simulator import api
-    from nmsat.simulator.results import bandwidth_report_csv, compute_report_csv
+    from nmsat.simulator.results import (
+        bandwidth_report_csv,
+        compute_report_csv,
+        energy_report_csv,
+    )
     from nmsat.fileio import atomic_write_many
 
     check_outputs(args)
@@ -143,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         d = args.scalesim_reports
         outputs.append((d / SCALESIM_REPORTS[0], compute_report_csv(result, cfg)))
         outputs.append((d / SCALESIM_REPORTS[1], bandwidth_report_csv(result, cfg)))
+        outputs.append((d / SCALESIM_REPORTS[2], energy_report_csv(result.layers)))
     if args.report is not None:
         from nmsat.reports import make_report_folder
 

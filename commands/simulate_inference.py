@@ -102,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
     from nmsat import config
     from nmsat.simulator.inference import simulate_inference
     from nmsat.simulator.inference_result import bandwidth_report_csv, compute_report_csv
+    from nmsat.simulator.results import energy_report_csv
     from nmsat.fileio import atomic_write_many
 
     if args.method in ("dense", "srste"):
@@ -122,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         d = args.scalesim_reports
         outputs.append((d / "COMPUTE_REPORT.csv", compute_report_csv(result)))
         outputs.append((d / "BANDWIDTH_REPORT.csv", bandwidth_report_csv(result)))
+        outputs.append((d / "ENERGY_REPORT.csv", energy_report_csv(result.layers)))
     sweeps = None
     if args.report is not None:
         from nmsat.reports import check_report_folder, make_report_folder

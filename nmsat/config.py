@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .energy_config import EnergyConfig, EnergyEntry
 from .errors import ConfigError
 from .fileio import LIMITS, InputError, parse_structured, read_text
 from .types import NM, ActZero, Dataflow, DType
@@ -284,65 +285,6 @@ class WeightUpdateConfig:
 
 
 @dataclass(frozen=True)
-class EnergyEntry:
-    """One energy figure with its source."""
-
-    pj: float
-    source: str
-
-    def _check(self, name: str) -> None:
-        if not (isinstance(self.pj, (int, float)) and not isinstance(self.pj, bool)
-                and math.isfinite(self.pj) and self.pj >= 0):
-            raise ConfigError(f"energy.{name}.pj must be a finite number >= 0, not {self.pj!r}")
-        if not (isinstance(self.source, str) and self.source.strip()):
-            raise ConfigError(f"energy.{name}.source must name the figure's source, "
-                              f"not {self.source!r}")
-
-
-_H = "Horowitz, ISSCC 2014, 45 nm"
-
-
-def _e(pj: float, source: str) -> Any:
-    return field(default_factory=lambda: EnergyEntry(pj, source), metadata={"doc": source})
-
-
-@dataclass(frozen=True)
-class EnergyConfig:
-    """Energy per operation (pJ) and per byte per memory level (pJ/B).
-
-    The 45 nm ASIC figures are a relative basis, not an FPGA power measurement: an FPGA
-    spends several times more per operation. Swap in measured figures via a config file.
-    """
-
-    mac_fp16: EnergyEntry = _e(2.0, f"{_H}: fp16 mult 1.1 + fp32 add 0.9 pJ")
-    mac_bf16: EnergyEntry = _e(2.0, f"assumed equal to fp16 ({_H}: no bf16 figure)")
-    mac_int8: EnergyEntry = _e(0.3, f"{_H}: int8 mult 0.2 + int32 add 0.1 pJ")
-    mac_int16: EnergyEntry = _e(0.9, f"{_H}: int16 mult ~0.8 (int8 0.2 scaled by width^2) + "
-                                     "int32 add 0.1 pJ")
-    fp32_op: EnergyEntry = _e(2.3, f"{_H}: mean of fp32 add 0.9 and fp32 mult 3.7 pJ (one "
-                                   "weight-update operation)")
-    compare: EnergyEntry = _e(0.05, f"{_H}: 16-bit magnitude compare ~ a 16-bit add, between "
-                                    "int8 add 0.03 and int32 add 0.1 pJ")
-    register_byte: EnergyEntry = _e(0.1, "assumed: PE pipeline register / operand forwarding, "
-                                         "roughly a tenth of an 8 KB SRAM byte")
-    buffer_byte: EnergyEntry = _e(2.5, f"{_H}: 64-bit read of a 32 KB SRAM 20 pJ = 2.5 pJ/B "
-                                       "(each buffer bank is ~32-128 KB)")
-    dram_byte: EnergyEntry = _e(162.5, f"{_H}: 64-bit DRAM access 1.3 nJ (low end of 1.3-2.6) "
-                                       "= 162.5 pJ/B")
-    static_watts: EnergyEntry = _e(3.5, "assumed: XCVU9P static power of a few watts at "
-                                        "typical junction temperature (Xilinx XPE order); "
-                                        "pJ field holds watts")
-
-    def _check(self) -> None:
-        for f in dataclasses.fields(self):
-            getattr(self, f.name)._check(f.name)
-
-    def mac(self, dtype: DType) -> float:
-        return {DType.FP16: self.mac_fp16, DType.BF16: self.mac_bf16,
-                DType.INT8: self.mac_int8, DType.INT16: self.mac_int16}[dtype].pj
-
-
-@dataclass(frozen=True)
 class AcceleratorConfig:
     """A SAT-class accelerator. Build with keyword deltas on a preset, or load a file."""
 
@@ -360,7 +302,7 @@ class AcceleratorConfig:
     weight_update: WeightUpdateConfig = field(default_factory=WeightUpdateConfig,
                                               metadata={"doc": "Weight-update vector engine."})
     energy: EnergyConfig = field(default_factory=EnergyConfig,
-                                 metadata={"doc": "Energy table."})
+                                 metadata={"doc": "Energy model: mode and coefficients."})
 
     def __post_init__(self) -> None:
         validate(self)
@@ -493,6 +435,8 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
         hint = hints[name]
+        if hint is EnergyEntry and isinstance(value, dict):  # a partial entry keeps the rest
+            value = {**to_dict(known[name].default_factory()), **value}  # type: ignore[misc]
         if dataclasses.is_dataclass(hint):
             kwargs[name] = _build(hint, value, f"{prefix}{name}.")
         elif typing.get_origin(hint) is tuple:
@@ -590,8 +534,8 @@ def describe(cfg: AcceleratorConfig) -> list[tuple[str, Any, str]]:
     rows = []
     for name, f, value in _walk(cfg):
         if isinstance(value, EnergyEntry):
-            unit = "W" if name.endswith("static_watts") else "pJ"
-            rows.append((name, f"{value.pj:g} {unit}", value.source))
+            rows.append((name, f"{value.value:g} {f.metadata['unit']}",
+                         f"{value.source} [range {value.low:g} .. {value.high:g}]"))
         else:
             if isinstance(value, tuple):
                 value = ", ".join(value)

@@ -419,15 +419,16 @@ def energy_figure(runs: Sequence[Run]) -> Plot | None:
     ax.set_xticks(range(len(runs)), [r.label for r in runs], rotation=30, ha="right")
     ax.set_ylabel(f"energy per {_per_what(runs)} ({unit})")
     ax.set_xlabel("run")
-    fig.suptitle("Energy breakdown by component")
+    fig.suptitle("Energy breakdown by unit")
     ax.legend(handles=[Patch(color=style.component_color(c), label=style.component_label(c))
                        for c in comps], loc="upper left", bbox_to_anchor=(1.01, 1.0))
     table = Table(("run", *(f"{style.component_label(c)} ({unit})" for c in comps),
                    f"total ({unit})", "pJ per cycle"), tuple(rows))
     return Plot("energy", "Energy breakdown",
-                "Energy of one iteration by component, from the configuration's energy table "
-                "(MAC at the operand type, SRAM buffer and PE register bytes, DRAM bytes, "
-                "SORE comparisons, fp32 weight-update operations, static power x time).",
+                "Energy of one iteration by hardware unit, from the configuration's energy "
+                "model (energy.mode fpga: the units' FPGA resources times their activity, "
+                "plus device static power; asic: per-action energies of a technology node; "
+                "docs/energy.md).",
                 fig, table, {"segments": segments, "energy_scale": scale, "unit": unit})
 
 

@@ -43,19 +43,21 @@ PHASE_LABELS: dict[str, str] = {"ff": "FF (forward)", "bp": "BP (data gradient)"
                                 "vector": "vector (norm, pool, softmax)"}
 
 COMPONENT_COLORS: dict[str, str] = {
-    "mac": "#4e79a7",
-    "buffer": "#f28e2b",
-    "register": "#edc948",
+    "engine": "#4e79a7",
+    "act_buffer": "#f28e2b",
+    "weight_buffer": "#ffbe7d",
+    "output_buffer": "#edc948",
+    "sore": "#76b7b2",
+    "vector": "#59a14f",
     "dram": "#e15759",
-    "sorter": "#76b7b2",
-    "weight_update": "#59a14f",
     "static": "#bab0ac",
 }
-"""Energy component -> colour."""
+"""Energy unit (``nmsat.simulator.energy.UNITS``) -> colour."""
 
-COMPONENT_LABELS: dict[str, str] = {"mac": "MAC", "buffer": "buffers (SRAM)",
-                                    "register": "PE registers", "dram": "DRAM",
-                                    "sorter": "SORE sorters", "weight_update": "weight update",
+COMPONENT_LABELS: dict[str, str] = {"engine": "PE array", "act_buffer": "activation buffer",
+                                    "weight_buffer": "weight buffer",
+                                    "output_buffer": "output buffer", "sore": "SORE",
+                                    "vector": "vector / weight update", "dram": "DRAM",
                                     "static": "static"}
 
 STALL_COLORS: dict[str, str] = {

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nmsat.simulator import run_cache, system
-from nmsat.simulator.energy import ActivityCounts, energy
+from nmsat.simulator.energy import ActivityCounts, report
 from nmsat.simulator.results import PHASES, STALL_CAUSES, Event, LayerResult, SimResult
 from nmsat.simulator.roofline import attribution
 from nmsat.simulator.run_cache import RunCache
@@ -171,13 +171,15 @@ def activity(prog, cfg: AcceleratorConfig, attr: list[tuple[str, str]]):
             add(key, macs=ins.macs * times,
                 register_bytes=(ins.macs * 2 * opb + ins.m * ins.n * kc * 8) * times,
                 act_buffer_bytes=a_bytes * times, weight_buffer_bytes=b_bytes * times,
-                output_buffer_bytes=out_bytes * times)
+                output_buffer_bytes=out_bytes * times,
+                output_buffer_write_bytes=out_bytes // 2 * times)
             macs[key] = macs.get(key, 0) + ins.macs * times
             dense[key] = dense.get(key, 0) + ins.dense_macs * times
         elif isinstance(ins, Load):
             which = "act" if ins.buffer is Buffer.ACT else "weight"
             add(key, dram_bytes=_burst(ins.bytes, burst) * times,
-                **{f"{which}_buffer_bytes": ins.bytes * times})
+                **{f"{which}_buffer_bytes": ins.bytes * times,
+                   f"{which}_buffer_write_bytes": ins.bytes * times})
             d = dram_op.setdefault(key[0], {"activation": 0, "weight": 0, "output": 0})
             d["activation" if which == "act" else "weight"] += _burst(ins.bytes, burst) * times
         elif isinstance(ins, Store):
@@ -187,14 +189,16 @@ def activity(prog, cfg: AcceleratorConfig, attr: list[tuple[str, str]]):
             d["output"] += _burst(ins.bytes, burst) * times
         elif isinstance(ins, Sore):
             add(key, compares=ins.weights * ins.nm.n * times,
+                sore_lane_cycles=ins.weights * cfg.sore.cycles_per_weight * times,
                 dram_bytes=(_burst(ins.read_bytes, burst) + _burst(ins.write_bytes, burst))
                 * times)
         elif isinstance(ins, WeightUpdate):
-            add(key, wu_ops=4 * ins.weights * times,
+            add(key, wu_ops=4 * ins.weights * times, vector_lane_cycles=ins.weights * times,
                 dram_bytes=(_burst(ins.read_bytes, burst) + _burst(ins.write_bytes, burst))
                 * times)
         elif isinstance(ins, Vector):
             add(key, wu_ops=ins.elements * VECTOR_PASSES[ins.kind] * times,
+                vector_lane_cycles=ins.elements * VECTOR_PASSES[ins.kind] * times,
                 dram_bytes=(_burst(ins.read_bytes, burst) + _burst(ins.write_bytes, burst))
                 * times)
     return ({k: ActivityCounts(**v) for k, v in counts.items()}, macs, dense, dram_op)
@@ -316,6 +320,8 @@ def _assemble(workload, cfg: AcceleratorConfig, options: SimOptions, main: _Run,
         return out
 
     dense_wall = dense.wall
+    er = report({key: (main.counts.get(key, ActivityCounts()), main.wall.get(key, 0))
+                 for key in sorted(set(main.wall) | set(main.counts))}, cfg)
     layers = []
     stall_engine = t.stall.get(system.ENGINE, {})
     for name in names:
@@ -331,12 +337,12 @@ def _assemble(workload, cfg: AcceleratorConfig, options: SimOptions, main: _Run,
             if ly == name:
                 st[cause] += v
         dcyc = sum(by_layer(dense_wall, name).values())
-        e = energy(lc, cfg, cyc).to_dict()
         layers.append(LayerResult(
             name=name, total_cycles=cyc, seconds=cyc * cfg.cycle_seconds, phase_cycles=pc,
             stall_cycles=st, macs=lmacs, dense_macs=ldense,
             utilization=lmacs / (cyc * peak) if cyc else 0.0,
-            dram_bytes=lc.dram_bytes, energy_pj=e, dense_total_cycles=dcyc,
+            dram_bytes=lc.dram_bytes, energy_pj=er.by_unit(name),
+            energy_by_phase_pj=er.by_phase(name), dense_total_cycles=dcyc,
             speedup_vs_dense=dcyc / cyc if cyc else 0.0,
             dram_bytes_by_operand=main.dram_operand.get(name,
                                                         {"activation": 0, "weight": 0,
@@ -383,7 +389,8 @@ def _assemble(workload, cfg: AcceleratorConfig, options: SimOptions, main: _Run,
         utilization=macs / (total * peak) if total else 0.0,
         effective_utilization=dmacs / (total * peak) if total else 0.0,
         macs=macs, dense_macs=dmacs, dram_bytes=counts.dram_bytes,
-        energy_pj=energy(counts, cfg, total).to_dict(), counts=counts.to_dict(),
+        energy_pj=er.by_unit(), energy_mode=er.mode, energy_by_phase_pj=er.by_phase(),
+        energy_by_kind_pj=er.by_kind(), counts=counts.to_dict(),
         dense_total_cycles=dense_total,
         speedup_vs_dense=dense_total / total if total else 0.0,
         layers=tuple(layers), events=tuple(events), events_truncated=truncated,

@@ -152,16 +152,24 @@ class AreaModel:
     dtype: str
     coefficients: tuple[tuple[str, tuple[tuple[str, tuple[float, ...]], ...]], ...]
 
+    def per_unit(self, cfg: AcceleratorConfig,
+                 instances: Callable[[str, AcceleratorConfig], int] = _instances
+                 ) -> dict[str, tuple[int, dict[str, float]]]:
+        """Per synthesis unit: (instances, predicted resources of one instance)."""
+        out = {}
+        for unit, per_resource in self.coefficients:
+            feats = UNIT_FEATURES[unit](cfg)
+            x = np.array([feats[f] for f in sorted(feats)])
+            out[unit] = (instances(unit, cfg),
+                         {r: max(0.0, float(x @ np.array(coef))) for r, coef in per_resource})
+        return out
+
     def estimate(self, cfg: AcceleratorConfig,
                  instances: Callable[[str, AcceleratorConfig], int] = _instances) -> Resources:
         totals = dict.fromkeys(RESOURCES, 0.0)
-        for unit, per_resource in self.coefficients:
-            feats = UNIT_FEATURES[unit](cfg)
-            names = sorted(feats)
-            x = np.array([feats[f] for f in names])
-            n = instances(unit, cfg)
-            for r, coef in per_resource:
-                totals[r] += n * max(0.0, float(x @ np.array(coef)))
+        for n, each in self.per_unit(cfg, instances).values():
+            for r in RESOURCES:
+                totals[r] += n * each[r]
         return Resources(round(totals["lut"]), round(totals["ff"]),
                          round(totals["dsp"]), round(totals["bram"], 1))
 
@@ -255,3 +263,40 @@ def calibration_error(points: tuple[CalibrationPoint, ...] | None = None,
 def load_table(path: str | Path) -> Calibration:
     """Parse a calibration table file (e.g. a fresh ``nmsat rtl synth --calibrate`` run)."""
     return parse_table(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def unit_resources(cfg: AcceleratorConfig) -> dict[str, tuple[int, dict[str, float]]] | None:
+    """Per unit (instances, resources of one instance) of ``cfg``, for the FPGA energy
+    model. An operand type the table cannot fit on its own but has a point for, synthesised
+    at the base configuration with only ``numerics.dtype`` changed, is predicted by the
+    fitted model of a type that is calibrated at that base, times that point's per-unit,
+    per-resource ratio between the two types (the type changes each unit by a constant
+    factor). ``None`` when neither applies."""
+    dtype = cfg.numerics.dtype
+    model = models().get(dtype)
+    if model is not None:
+        return model.per_unit(cfg)
+    cal = calibration()
+    if cal is None:
+        return None
+    typed = [p for p in cal.points if p.config.numerics.dtype == dtype
+             and p.config == p.config.replace(**{"numerics.dtype": dtype})]
+    for p in typed:
+        base_cfg = None
+        for ref, m in models().items():
+            try:
+                base_cfg = p.config.replace(**{"numerics.dtype": ref})
+            except ValueError:
+                continue
+            base = [q for q in cal.points if q.config == base_cfg]
+            if not base:
+                continue
+            ratio = {}
+            for u in p.units:
+                b = next(x for x in base[0].units if x.unit == u.unit)
+                ratio[u.unit] = {r: (getattr(u.each, r) / getattr(b.each, r)
+                                     if getattr(b.each, r) else 1.0) for r in RESOURCES}
+            est = m.per_unit(cfg.replace(**{"numerics.dtype": ref}))
+            return {u: (n, {r: each[r] * ratio[u][r] for r in RESOURCES})
+                    for u, (n, each) in est.items()}
+    return None

@@ -182,8 +182,10 @@ def _counts(prog: Program, wl: Workload, density: ActDensity, act: ActZero,
         if d < 1.0:
             c = dataclasses.replace(c, macs=int(round(c.macs * d)))
         total = total + c
-        b = operands.setdefault(layer, {"buffer": {"activation": 0, "weight": 0,
-                                                   "output": 0}})["buffer"]
+        o = operands.setdefault(layer, {"buffer": {"activation": 0, "weight": 0,
+                                                   "output": 0}})
+        o["counts"] = o.get("counts", en.ZERO_COUNTS) + c
+        b = o["buffer"]
         b["activation"] += c.act_buffer_bytes
         b["weight"] += c.weight_buffer_bytes
         b["output"] += c.output_buffer_bytes
@@ -192,6 +194,7 @@ def _counts(prog: Program, wl: Workload, density: ActDensity, act: ActZero,
         operands[layer]["dram"] = dict(d)
     for o in operands.values():
         o.setdefault("dram", {"activation": 0, "weight": 0, "output": 0})
+        o.setdefault("counts", en.ZERO_COUNTS)
     return total, operands
 
 
@@ -270,6 +273,10 @@ def simulate_inference(spec: str | InferenceWorkload, cfg: AcceleratorConfig,
     dense_traffic_by = {t.name: t for t in dense.traffic}
     dense_roof = Roof.of(cfg, NM(1, 1))
     dens_of = {layer.name: opts.density.of(layer) for layer in wl.layers}
+    er = en.report({(name, "ff"): (sparse.operands.get(name, {}).get("counts", en.ZERO_COUNTS),
+                                   sparse.run.attributed.get(name, 0))
+                    for name in sorted(set(sparse.run.attributed) | set(sparse.operands))}, cfg)
+    energy = er.by_unit()
     rows = []
     traffic_by = {t.name: t for t in sparse.traffic}
     sched_macs = {layer.name: layer.macs(wl.batch) for layer in wl.layers}
@@ -297,7 +304,8 @@ def simulate_inference(spec: str | InferenceWorkload, cfg: AcceleratorConfig,
             dense_dram_bytes=dt.dram_bytes,
             dense_bound=str(simulated_bound(dt, dense_roof, dcyc)),
             buffer_bytes=dict(sparse.operands.get(name, {}).get("buffer", {})),
-            dram_bytes_by_operand=dict(sparse.operands.get(name, {}).get("dram", {}))))
+            dram_bytes_by_operand=dict(sparse.operands.get(name, {}).get("dram", {})),
+            energy_pj=er.by_unit(name)))
     total = sparse.run.total
     dense_total = dense.run.total
     tokens = iw.tokens
@@ -305,7 +313,6 @@ def simulate_inference(spec: str | InferenceWorkload, cfg: AcceleratorConfig,
     dense_seconds = dense_total * secs
     peak = cfg.array.peak_macs_per_cycle
     macs = sum(t.macs for t in sparse.traffic)
-    energy = en.energy(sparse.counts, cfg, total).to_dict()
     return InferenceResult(
         workload=wl.name, config=to_dict(cfg), phase=str(iw.phase) if iw.phase else None,
         nm=str(nm), batch=wl.batch, seq_len=iw.seq_len, kv_len=iw.kv_len,
@@ -329,7 +336,8 @@ def simulate_inference(spec: str | InferenceWorkload, cfg: AcceleratorConfig,
         options={"interleave": opts.interleave, "offline_schedule": opts.offline_schedule,
                  **({"layer_nm": {k: str(v) for k, v in opts.layer_nm}}
                     if opts.layer_nm else {})},
-        counts=sparse.counts.to_dict(),
+        counts=sparse.counts.to_dict(), energy_mode=er.mode,
+        energy_by_kind_pj=er.by_kind(),
         simulate_seconds=time.perf_counter() - t0)
 
 

@@ -19,7 +19,9 @@ from nmsat.simulator.roofline import (
 )
 
 from nmsat import __version__
-from nmsat.types import DType
+from nmsat.types import DType, Phase
+
+PHASES: tuple[str, ...] = tuple(p.value for p in Phase)
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class LayerRow:
     dense_bound: str = ""  # the dense baseline's ``bound`` for this layer
     buffer_bytes: dict[str, int] = field(default_factory=dict)  # activation, weight, output
     dram_bytes_by_operand: dict[str, int] = field(default_factory=dict)  # burst-rounded
+    energy_pj: dict[str, float] = field(default_factory=dict)  # per unit and total
 
     @property
     def byte_ratio(self) -> float:
@@ -94,6 +97,8 @@ class InferenceResult:
     extended_layers: bool
     options: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    energy_mode: str = ""
+    energy_by_kind_pj: dict[str, float] = field(default_factory=dict)
     simulate_seconds: float | None = field(default=None, compare=False)
 
     @property
@@ -134,6 +139,10 @@ class InferenceResult:
             "kv_cache_bytes": self.kv_cache_bytes,
             "weight_byte_ratio": self.weight_byte_ratio,
             "energy_pj": dict(self.energy_pj),
+            "energy_mode": self.energy_mode,
+            "energy_by_phase_pj": {**{p: 0.0 for p in PHASES}, "ff": self.energy_pj["total"],
+                                   "total": self.energy_pj["total"]},
+            "energy_by_kind_pj": dict(self.energy_by_kind_pj),
             "counts": dict(self.counts),
             "dense_total_cycles": self.dense_total_cycles,
             "speedup_vs_dense": self.speedup_vs_dense,
@@ -205,6 +214,9 @@ def result_from_dict(data: dict[str, Any]) -> InferenceResult:
     kw["energy_pj"] = {k: num(f"energy_pj.{k}", v)
                        for k, v in obj("energy_pj", data["energy_pj"]).items()}
     kw["counts"] = dict(obj("counts", data.get("counts", {})))
+    kw["energy_mode"] = text("energy_mode", data.get("energy_mode", ""))
+    kw["energy_by_kind_pj"] = {k: num(f"energy_by_kind_pj.{k}", v) for k, v in
+                               obj("energy_by_kind_pj", data.get("energy_by_kind_pj", {})).items()}
     kw["roofline"] = {k: num(f"roofline.{k}", data["roofline"][k])
                       for k in ("peak_macs_per_cycle", "dense_peak_macs_per_cycle",
                                 "dram_bytes_per_cycle", "ridge")}
@@ -231,8 +243,8 @@ def result_from_dict(data: dict[str, Any]) -> InferenceResult:
                                      f"not {v!r}")
             elif f.name == "intensity":
                 v = math.inf if v is None else num(f"{w}.intensity", v)
-            elif f.name in ("buffer_bytes", "dram_bytes_by_operand"):
-                v = {k: num(f"{w}.{f.name}.{k}", n, integer=True)
+            elif f.name in ("buffer_bytes", "dram_bytes_by_operand", "energy_pj"):
+                v = {k: num(f"{w}.{f.name}.{k}", n, integer=f.name != "energy_pj")
                      for k, n in obj(f"{w}.{f.name}", v).items()}
             else:
                 v = num(f"{w}.{f.name}", v, integer=f.type in (int, "int"))

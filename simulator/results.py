@@ -98,6 +98,7 @@ class LayerResult:
     dram_bytes_by_operand: dict[str, int] = field(default_factory=dict)
     buffer_bytes: dict[str, int] = field(default_factory=dict)
     engine_busy_cycles: int = 0
+    energy_by_phase_pj: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -116,6 +117,7 @@ class LayerResult:
             "dram_bytes_by_operand": dict(self.dram_bytes_by_operand),
             "buffer_bytes": dict(self.buffer_bytes),
             "engine_busy_cycles": self.engine_busy_cycles,
+            "energy_by_phase_pj": dict(self.energy_by_phase_pj),
         }
 
 
@@ -156,6 +158,9 @@ class SimResult:
     events_truncated: bool = False
     simulated_instructions: int = 0
     executed_instructions: int = 0
+    energy_mode: str = ""
+    energy_by_phase_pj: dict[str, float] = field(default_factory=dict)
+    energy_by_kind_pj: dict[str, float] = field(default_factory=dict)
     simulate_seconds: float | None = field(default=None, compare=False)
     version: str = __version__
 
@@ -191,6 +196,9 @@ class SimResult:
             "dense_macs": self.dense_macs,
             "dram_bytes": self.dram_bytes,
             "energy_pj": dict(self.energy_pj),
+            "energy_mode": self.energy_mode,
+            "energy_by_phase_pj": dict(self.energy_by_phase_pj),
+            "energy_by_kind_pj": dict(self.energy_by_kind_pj),
             "counts": dict(self.counts),
             "dense_total_cycles": self.dense_total_cycles,
             "speedup_vs_dense": self.speedup_vs_dense,
@@ -214,7 +222,7 @@ class SimResult:
 
 
 def _layer_from_dict(d: dict[str, Any]) -> LayerResult:
-    return LayerResult(**{k: d[k] for k in LayerResult.__dataclass_fields__})
+    return LayerResult(**{k: d[k] for k in LayerResult.__dataclass_fields__ if k in d})
 
 
 def from_dict(d: dict[str, Any]) -> SimResult:
@@ -298,4 +306,21 @@ def bandwidth_report_csv(r: SimResult, cfg) -> str:
                 b.get("output", 0) / word / tot, d.get("activation", 0) / word / tot,
                 d.get("weight", 0) / word / tot, d.get("output", 0) / word / tot]
         lines.append(_row(lid, vals))
+    return "\n".join(lines) + "\n"
+
+
+def energy_report_csv(layers) -> str:
+    """``ENERGY_REPORT.csv`` (not a SCALE-Sim file; written next to them in the same row
+    format): per layer its energy in pJ by unit, by phase, and the total. ``layers`` are
+    result layers with ``energy_pj`` (and, for training, ``energy_by_phase_pj``)."""
+    from nmsat.simulator.energy import UNITS
+
+    header = ("LayerID, Layer, " + ", ".join(f"{u} pJ" for u in UNITS) + ", "
+              + ", ".join(f"{p} pJ" for p in PHASES) + ", total pJ,")
+    lines = [header]
+    for lid, layer in enumerate(layers):
+        e = layer.energy_pj
+        ph = getattr(layer, "energy_by_phase_pj", None) or {"ff": e["total"]}
+        vals = [float(e[u]) for u in UNITS] + [float(ph.get(p, 0.0)) for p in PHASES]
+        lines.append(_row(lid, [layer.name.replace(",", ";"), *vals, float(e["total"])]))
     return "\n".join(lines) + "\n"

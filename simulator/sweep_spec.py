@@ -203,7 +203,7 @@ def _config_fields(cfg: AcceleratorConfig) -> dict[str, _FieldInfo]:
     out = {}
     for path, v in _flatten(nmconfig.to_dict(cfg)).items():
         lo, hi = meta.get(path, (None, None))
-        if path.endswith(".pj") and path.startswith("energy."):
+        if path.startswith("energy.") and path.rsplit(".", 1)[1] in ("value", "low", "high"):
             lo = 0.0
         out[path] = _FieldInfo(type(v) if not isinstance(v, list) else list, lo, hi)
     return out

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 from nmsat import config as C
+from nmsat.energy_config import entries as energy_entries
+from nmsat.energy_config import unit_of
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "config.md"
 BEGIN = "<!-- BEGIN GENERATED FIELDS (python tests/test_config_docs.py) -->"
@@ -29,6 +31,7 @@ UNITS = {
     "sore.lanes": "lanes", "sore.cycles_per_weight": "cycles", "sore.pipeline_latency": "cycles",
     "weight_update.lanes": "fp32 lanes", "weight_update.pipeline_latency": "cycles",
     "weight_update.momentum": "-",
+    "energy.mode": "mode", "energy.asic.node_nm": "nm", "energy.asic.vdd": "V",
     **{f"buffers.{b}.{f}": u for b in ("activation", "weight", "output")
        for f, u in (("kib", "KiB"), ("banks", "banks"), ("bank_bytes_per_cycle", "B/cycle/port"),
                     ("ports", "ports"), ("double_buffered", "bool"))},
@@ -46,10 +49,13 @@ def _ranges(obj, prefix=""):
     return out
 
 
+ENTRIES = {f"energy.{n}": e for n, e in energy_entries(C.VCU1525.energy)}
+"""Energy coefficients (value, source, range): one row each, unit from the field."""
+
+
 def _unit(name: str) -> str:
-    if name.startswith("energy."):
-        return "W" if name.endswith("static_watts") else ("pJ/B" if name.endswith("_byte")
-                                                          else "pJ")
+    if name in ENTRIES:
+        return unit_of(name[len("energy."):])
     return UNITS[name]
 
 
@@ -70,10 +76,10 @@ def render() -> str:
         lo, hi = ranges.get(name, (None, None))
         valid = f"{_num(lo)} .. {_num(hi)}" if lo is not None else ""
         s = small[name] if small[name] != value else "="
-        if name.startswith("energy."):  # "2 pJ": the unit has its own column
-            value = value.rsplit(" ", 1)[0]
-            s = s if s == "=" else s.rsplit(" ", 1)[0]
-            valid = ">= 0"
+        if name in ENTRIES:  # "2 pJ": the unit has its own column
+            value = value.split(" ", 1)[0]
+            s = s if s == "=" else s.split(" ", 1)[0]
+            valid = f"{ENTRIES[name].low:g} .. {ENTRIES[name].high:g}"
         lines.append(f"| `{name}` | {_cell(value)} | {_cell(s)} | {_unit(name)} | {valid} "
                      f"| {_cell(doc)} |")
     return "\n".join(lines)
@@ -86,7 +92,7 @@ def _current() -> str:
 
 
 def test_units_cover_exactly_the_fields():
-    names = [n for n, _, _ in C.describe(C.VCU1525) if not n.startswith("energy.")]
+    names = [n for n, _, _ in C.describe(C.VCU1525) if n not in ENTRIES]
     assert sorted(names) == sorted(UNITS)
 
 

@@ -44,13 +44,13 @@ def test_yml_suffix(tmp_path):
 
 @settings(database=None, max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=st.integers(1, 256), clock=st.floats(1.0, 5000.0), pj=st.floats(0.0, 1e6),
+@given(rows=st.integers(1, 256), clock=st.floats(1.0, 5000.0), pj=st.floats(162.5, 325.0),
        momentum=st.floats(0.0, 1.0), patterns=st.lists(st.sampled_from(
            ["1:4", "2:4", "1:8", "2:8", "4:8"]), unique=True), fmt=st.sampled_from(list(FORMATS)),
        src=st.text(st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]), min_size=1,
                    max_size=20).filter(str.strip))
 def test_round_trip_arbitrary_values(tmp_path, rows, clock, pj, momentum, patterns, fmt, src):
-    cfg = C.VCU1525.replace(**{"array.rows": rows, "clock_mhz": clock, "energy.dram_byte.pj": pj,
+    cfg = C.VCU1525.replace(**{"array.rows": rows, "clock_mhz": clock, "energy.dram_byte.value": pj,
                                "energy.dram_byte.source": src,
                                "weight_update.momentum": momentum, "array.nm_patterns": patterns})
     path = tmp_path / f"x{FORMATS[fmt]}"
@@ -90,11 +90,11 @@ def _load_error(tmp_path, name, text):
     ("d.toml", "[array]\nrows = 4\nrows = 5\n", "duplicate key 'array.rows' (line 3: rows = 5)"),
     ("d.toml", 'name = "a"\nname = "b"\n', "duplicate key 'name' (line 2: name = \"b\")"),
     ("d.toml", "[array]\nrows = 4\n[array]\ncols = 4\n", "duplicate key 'array' (line 3: [array])"),
-    ("d.toml", "[energy.mac_fp16]\npj = 1.0\npj = 2.0\n",
-     "duplicate key 'energy.mac_fp16.pj' (line 3: pj = 2.0)"),
+    ("d.toml", "[energy.mac_fp16]\nvalue = 1.0\nvalue = 2.0\n",
+     "duplicate key 'energy.mac_fp16.value' (line 3: value = 2.0)"),
     ("d.yaml", "array:\n  rows: 4\n  rows: 5\n", "duplicate key 'array.rows' (line 3)"),
-    ("d.yaml", "energy:\n  mac_fp16: {pj: 1, pj: 2}\n",
-     "duplicate key 'energy.mac_fp16.pj' (line 2)"),
+    ("d.yaml", "energy:\n  mac_fp16: {value: 1, value: 2}\n",
+     "duplicate key 'energy.mac_fp16.value' (line 2)"),
     ("d.yaml", "name: a\nname: b\n", "duplicate key 'name' (line 2)"),
     ("d.json", '{"array": {"rows": 4, "rows": 5}}', "duplicate key 'rows' (values 4 and 5)"),
     # unknown keys
@@ -121,8 +121,11 @@ def _load_error(tmp_path, name, text):
      "(macs_per_pe=4, act_window=16)"),
     ("p.toml", "[array]\nact_window = 2\n",
      "array.act_window must be at least macs_per_pe (4), not 2"),
-    ("e.toml", "[energy.mac_fp16]\npj = -2.0\nsource = \"x\"\n",
-     "energy.mac_fp16.pj must be a finite number >= 0, not -2.0"),
+    ("e.toml", "[energy.asic.mac_fp16]\nvalue = -2.0\nsource = \"x\"\n",
+     "energy.asic.mac_fp16.value must be a finite number >= 0, not -2.0"),
+    ("m.toml", "[energy]\nmode = \"gpu\"\n", "energy.mode must be one of fpga, asic, not 'gpu'"),
+    ("r.toml", "[energy.fpga.lut_toggle]\nvalue = 0.5\n",
+     "energy.fpga.lut_toggle.value must lie in its range low .. high (0.005 .. 0.04), not 0.5"),
     # not a table (bug fixed: a YAML list gave a TypeError traceback)
     ("l.yaml", "- 1\n- 2\n", "config must be a table of fields, not [1, 2]"),
     ("s.yaml", "hello\n", "config must be a table of fields, not 'hello'"),

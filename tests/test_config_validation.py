@@ -7,6 +7,8 @@ import dataclasses
 import pytest
 
 from nmsat import config as C
+from nmsat.energy_config import entries as energy_entries
+from nmsat.energy_config import unit_of
 from nmsat.errors import ConfigError
 from nmsat.types import NM
 
@@ -77,7 +79,7 @@ def test_derived_sizes():
     assert v.buffers.weight.bytes_per_cycle == 16 * 16 * 2
     assert v.dram.total_bytes_per_cycle == 256
     assert v.cycle_seconds == pytest.approx(5e-9)
-    assert v.numerics.operand.bytes == 2 and v.energy.mac(v.numerics.operand) == 2.0
+    assert v.numerics.operand.bytes == 2 and v.energy.asic.mac(v.numerics.operand).value == 2.0
 
 
 def test_k_per_cycle_rejects_unsupported_and_normalises():
@@ -142,16 +144,25 @@ def test_nm_patterns_must_be_canonical(written):
     ({"dram.latency_cycles": -1}, "dram.latency_cycles must be between 0 and 10000, not -1"),
     ({"sore.lanes": 0}, "sore.lanes must be between 1 and 1024, not 0"),
     ({"weight_update.momentum": 1.5}, "weight_update.momentum must be between 0 and 1, not 1.5"),
-    ({"energy.mac_fp16.pj": -1.0}, "energy.mac_fp16.pj must be a finite number >= 0, not -1.0"),
-    ({"energy.dram_byte.pj": float("inf")},
-     "energy.dram_byte.pj must be a finite number >= 0, not inf"),
-    ({"energy.mac_int8.pj": True}, "energy.mac_int8.pj must be a finite number >= 0, not True"),
+    ({"energy.asic.mac_fp16.value": -1.0},
+     "energy.asic.mac_fp16.value must be a finite number >= 0, not -1.0"),
+    ({"energy.dram_byte.value": float("inf")},
+     "energy.dram_byte.value must be a finite number >= 0, not inf"),
+    ({"energy.asic.mac_int8.value": True},
+     "energy.asic.mac_int8.value must be a finite number >= 0, not True"),
+    ({"energy.fpga.bram_access.high": 1.0},
+     "energy.fpga.bram_access.value must lie in its range low .. high (2.5 .. 1), not 5"),
+    ({"energy.fpga.dsp_cycle.low": 1.0, "energy.fpga.dsp_cycle.high": 1.0},
+     "energy.fpga.dsp_cycle is an estimate, so it needs a range with low < high, not 1 .. 1"),
+    ({"energy.mode": "fpga2"}, "energy.mode must be one of fpga, asic, not 'fpga2'"),
+    ({"energy.asic.node_nm": 2}, "energy.asic.node_nm must be between 3 and 180, not 2"),
     # bug fixed: an energy figure could lose its source
-    ({"energy.mac_fp16.source": ""}, "energy.mac_fp16.source must name the figure's source, "
-                                     "not ''"),
-    ({"energy.compare.source": 3}, "energy.compare.source must name the figure's source, not 3"),
+    ({"energy.asic.mac_fp16.source": ""},
+     "energy.asic.mac_fp16.source must name the figure's source, not ''"),
+    ({"energy.asic.compare.source": 3},
+     "energy.asic.compare.source must name the figure's source, not 3"),
     ({"array": 5}, "array must be a table, not 5"),
-    ({"energy.mac_fp16": 3}, "energy.mac_fp16 must be a table, not 3"),
+    ({"energy.asic.mac_fp16": 3}, "energy.asic.mac_fp16 must be a table, not 3"),
     ({"array.rowz": 1}, "unknown config field 'array.rowz'"),
     ({"array.rows.x": 1}, "unknown config field 'array.rows.x'"),
     ({"colour": "red"}, "unknown config field 'colour'"),
@@ -164,19 +175,19 @@ def test_invalid_values_are_rejected_naming_field_and_value(changes, message):
 
 
 def test_replace_with_dotted_paths():
-    cfg = C.VCU1525.replace(**{"array.rows": 8, "dram.channels": 2, "energy.mac_fp16.pj": 1.5,
+    cfg = C.VCU1525.replace(**{"array.rows": 8, "dram.channels": 2, "energy.asic.mac_fp16.value": 1.5,
                                "buffers.weight.double_buffered": False,
                                "array.nm_patterns": ("2:4",), "name": "mine"})
     assert cfg.array.rows == 8 and cfg.dram.channels == 2 and cfg.name == "mine"
-    assert cfg.energy.mac_fp16.pj == 1.5 and cfg.energy.mac_fp16.source == (
-        C.VCU1525.energy.mac_fp16.source)
+    assert cfg.energy.asic.mac_fp16.value == 1.5 and cfg.energy.asic.mac_fp16.source == (
+        C.VCU1525.energy.asic.mac_fp16.source)
     assert cfg.buffers.weight.double_buffered is False
     assert cfg.buffers.weight.usable_bytes == cfg.buffers.weight.bytes
     assert cfg.array.nm_patterns == ("2:4",)
     # everything else untouched
     a, b = flatten(C.to_dict(C.VCU1525)), flatten(C.to_dict(cfg))
     assert {k for k in a if a[k] != b[k]} == {
-        "array.rows", "dram.channels", "energy.mac_fp16.pj", "buffers.weight.double_buffered",
+        "array.rows", "dram.channels", "energy.asic.mac_fp16.value", "buffers.weight.double_buffered",
         "array.nm_patterns", "name"}
     # a whole sub-table
     cfg2 = C.SMALL.replace(array={"rows": 2, "cols": 3})
@@ -217,15 +228,17 @@ def test_describe_documents_every_leaf():
     for cfg in C.PRESETS.values():
         rows = C.describe(cfg)
         flat = flatten(C.to_dict(cfg))
-        # one row per leaf; an energy entry (pj + source) is one row
-        leaves = [k.rsplit(".", 1)[0] if k.startswith("energy.") else k for k in flat]
+        # one row per leaf; an energy entry (value, source, low, high) is one row
+        entry = {f"energy.{n}" for n, _ in energy_entries(cfg.energy)}
+        leaves = [k.rsplit(".", 1)[0] if k.rsplit(".", 1)[0] in entry else k for k in flat]
         assert [r[0] for r in rows] == list(dict.fromkeys(leaves))
         for name, value, doc in rows:
             assert isinstance(doc, str) and len(doc.strip()) > 10, name
-            if name.startswith("energy."):
-                pj = flat[f"{name}.pj"]
-                assert value == f"{pj:g} {'W' if name.endswith('static_watts') else 'pJ'}"
-                assert doc == flat[f"{name}.source"]
+            if name in entry:
+                v = flat[f"{name}.value"]
+                assert value == f"{v:g} {unit_of(name[len('energy.'):])}"
+                assert doc == (f"{flat[f'{name}.source']} [range {flat[f'{name}.low']:g} .. "
+                               f"{flat[f'{name}.high']:g}]")
             elif isinstance(flat[name], list):
                 assert value == ", ".join(flat[name])
             else:

@@ -114,7 +114,7 @@ def test_energy_stacks_equal_energy_components(runs, raw):
                 raw[k]["energy_pj"][c], rel=1e-12, abs=1e-6)
             total += seg[(run.label, c)].get_height() * scale
         assert total == pytest.approx(raw[k]["energy_pj"]["total"], rel=1e-9)
-        assert raw[k]["energy_pj"]["mac"] > 0 and raw[k]["energy_pj"]["static"] > 0
+        assert raw[k]["energy_pj"]["engine"] > 0 and raw[k]["energy_pj"]["static"] > 0
 
 
 def test_layer_figure_equals_layer_rows(runs, raw):
