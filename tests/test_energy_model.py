@@ -228,3 +228,21 @@ def test_counts_validate_and_add():
     assert (COUNTS + COUNTS).scaled(3) == COUNTS.scaled(6)
     assert static_pj(config.VCU1525, 0) == 0.0
     assert dataclasses.asdict(COUNTS) == COUNTS.to_dict()
+
+
+def test_energy_report_csv_rows_are_the_layers(tmp_path):
+    d, js = tmp_path / "ss", tmp_path / "r.json"
+    assert main(["simulate", "mlp", "--config", "small", "--batch", "4",
+                 "--scalesim-reports", str(d), "--json", str(js)]) == 0
+    import json
+
+    layers = json.loads(js.read_text())["layers"]
+    rows = (d / "ENERGY_REPORT.csv").read_text().splitlines()
+    assert rows[0].startswith("LayerID, Layer, engine pJ,") and rows[0].endswith("total pJ,")
+    assert len(rows) == len(layers) + 1
+    for lid, (row, layer) in enumerate(zip(rows[1:], layers, strict=True)):
+        cells = [c.strip() for c in row.rstrip(",").split(",")]
+        assert int(cells[0]) == lid and cells[1] == layer["name"]
+        want = [layer["energy_pj"][u] for u in UNITS] + \
+            [layer["energy_by_phase_pj"][p] for p in PHASES] + [layer["energy_pj"]["total"]]
+        assert [float(c) for c in cells[2:]] == want
