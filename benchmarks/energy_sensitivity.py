@@ -47,8 +47,10 @@ def activity(models, batch: int, cfg) -> dict[str, dict[str, tuple[ActivityCount
 
 
 def savings(act, cfg) -> dict[str, float]:
-    return {m: energy(*r["dense"], cfg)["total"] / energy(*r["bdwp"], cfg)["total"]
-            for m, r in act.items()}
+    def total(run: tuple[ActivityCounts, int]) -> float:
+        return energy(run[0], cfg, run[1])["total"]
+
+    return {m: total(r["dense"]) / total(r["bdwp"]) for m, r in act.items()}
 
 
 def ranking(s: dict[str, float]) -> list[str]:
@@ -85,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     act = activity(args.models.split(","), args.batch, config.VCU1525)
     sim = time.perf_counter() - t0
     results = [analyse(act, config.VCU1525, mode) for mode in ("fpga", "asic")]
+    print("static share of a BDWP 2:8 iteration (fpga, default coefficients):")
+    for m, r in act.items():
+        e = energy(r["bdwp"][0], config.VCU1525, r["bdwp"][1])
+        print(f"  {m:<20}{e['static'] / e['total']:6.1%}  ({e['total'] / 1e9:,.1f} mJ)")
     for res in results:
         print(f"\n== energy.mode = {res['mode']}: saving (dense / BDWP 2:8 energy), "
               f"batch {args.batch}")
