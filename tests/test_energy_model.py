@@ -24,7 +24,7 @@ from nmsat.simulator.energy import (
 from nmsat.workloads import zoo
 
 from nmsat import config
-from nmsat.cli import main
+from nmsat.commands import main
 from nmsat.errors import ConfigError
 
 COUNTS = ActivityCounts(macs=1000, act_buffer_bytes=90, weight_buffer_bytes=180,
