@@ -249,8 +249,8 @@ def test_sequence_length_on_a_model_without_one_is_refused():
 
 def test_a_field_with_only_a_lower_bound_names_it():
     """This raised a TypeError (formatting a missing upper bound) instead of a message."""
-    msg = err(BASE + '[axes]\n"energy.mac_fp16.pj" = [-1.0, 1.0]\n')
-    assert "energy.mac_fp16.pj must be at least 0, not -1.0" in msg
+    msg = err(BASE + '[axes]\n"energy.asic.mac_fp16.value" = [-1.0, 1.0]\n')
+    assert "energy.asic.mac_fp16.value must be at least 0, not -1.0" in msg
 
 
 def test_area_constraints_use_the_area_model():
