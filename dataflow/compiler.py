@@ -25,9 +25,11 @@ and the next layer's input); grouped convolutions keep their feature maps group-
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import itertools
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +58,7 @@ from .isa import (
     ConvView,
     ElemType,
     Instr,
+    IsaError,
     Load,
     Loop,
     Program,
@@ -276,36 +279,37 @@ def lower(workload: Workload, cfg: AcceleratorConfig, opts: CompileOptions) -> L
     ff: list[Task] = []
     back: list[Task] = []
     for li, layer in enumerate(workload.layers):
-        if isinstance(layer, Elementwise):
-            if layer.kind is OpKind.ACT:
-                continue  # fused into the output buffer's write path (architecture s. 6)
-            if not train and layer.kind is OpKind.NORM and len(layer.shape) == 3:
-                continue  # inference batch norm is its affine part: fused likewise (s. 6)
-            reads = 2 if layer.kind is OpKind.ADD else 1
-            ff.append(VecTask(li, Phase.FF, layer.kind, layer.elements * batch, reads))
-            if train:  # backward runs in reverse layer order
-                back[:0] = [VecTask(li, Phase.BP, layer.kind, layer.elements * batch, reads)]
-            continue
-        if not layer.gemms(Phase.FF, batch):
-            continue
-        nm = opts.layer_pattern(layer.name)
-        sparse_ff = layer.nm_applies(Phase.FF, method, nm) if not nm.dense else False
-        sparse_bp = (train and not nm.dense and layer.nm_applies(Phase.BP, method, nm))
-        lt: list[Task] = []  # this layer's backward tasks, in order
-        if isinstance(layer, Matmul):
-            ff.extend(_matmul_tasks(layer, li, batch, tt, elem, Phase.FF))
-            if train:
-                lt.extend(_matmul_tasks(layer, li, batch, tt, elem, Phase.BP))
-        else:
-            ffs, bps, wgs, sores, wu = _weighted_tasks(layer, li, batch, tt, elem, nm,
-                                                       sparse_ff, sparse_bp, train)
-            if train:
-                ff.extend(sores)
-            ff.extend(ffs)
-            lt.extend(bps + wgs)
-            if train:
-                lt.append(wu)
-        back[:0] = lt  # reverse layer order, each layer's own order kept
+        with _out_of_reach(layers, li):
+            if isinstance(layer, Elementwise):
+                if layer.kind is OpKind.ACT:
+                    continue  # fused into the output buffer's write path (architecture s. 6)
+                if not train and layer.kind is OpKind.NORM and len(layer.shape) == 3:
+                    continue  # inference batch norm is its affine part: fused likewise (s. 6)
+                reads = 2 if layer.kind is OpKind.ADD else 1
+                ff.append(VecTask(li, Phase.FF, layer.kind, layer.elements * batch, reads))
+                if train:  # backward runs in reverse layer order
+                    back[:0] = [VecTask(li, Phase.BP, layer.kind, layer.elements * batch, reads)]
+                continue
+            if not layer.gemms(Phase.FF, batch):
+                continue
+            nm = opts.layer_pattern(layer.name)
+            sparse_ff = layer.nm_applies(Phase.FF, method, nm) if not nm.dense else False
+            sparse_bp = (train and not nm.dense and layer.nm_applies(Phase.BP, method, nm))
+            lt: list[Task] = []  # this layer's backward tasks, in order
+            if isinstance(layer, Matmul):
+                ff.extend(_matmul_tasks(layer, li, batch, tt, elem, Phase.FF))
+                if train:
+                    lt.extend(_matmul_tasks(layer, li, batch, tt, elem, Phase.BP))
+            else:
+                ffs, bps, wgs, sores, wu = _weighted_tasks(layer, li, batch, tt, elem, nm,
+                                                           sparse_ff, sparse_bp, train)
+                if train:
+                    ff.extend(sores)
+                ff.extend(ffs)
+                lt.extend(bps + wgs)
+                if train:
+                    lt.append(wu)
+            back[:0] = lt  # reverse layer order, each layer's own order kept
     # A backward vector op (e.g. batch-norm backward of layer l) needs only the data
     # gradient of the layer after it, not its weight gradient: issue it before that
     # layer's WG GEMM (and weight update) so the vector lanes overlap the WG on the engine.
@@ -867,8 +871,9 @@ def codegen(low: Lowered, ordered: list[int | str], cfg: AcceleratorConfig,
 
     def flush() -> None:
         for wu in deferred:  # (architecture section 6)
-            em.emit(WeightUpdate(em.tid(wu.tensor), wu.weights, wu_read_b * wu.weights,
-                                 wu_write_b * wu.weights, wu.layer))
+            with _out_of_reach(low.layers, wu.layer):
+                em.emit(WeightUpdate(em.tid(wu.tensor), wu.weights, wu_read_b * wu.weights,
+                                     wu_write_b * wu.weights, wu.layer))
         deferred.clear()
 
     for entry in ordered:
@@ -879,27 +884,28 @@ def codegen(low: Lowered, ordered: list[int | str], cfg: AcceleratorConfig,
             pending = Unit(0)
             continue
         item = low.tasks[entry]
-        if isinstance(item, GemmTask):
-            if item.phase is Phase.WG:
-                # a WG GEMM never reads a vector op's output (see lower): only the stores
-                em.emit(Barrier(Unit.STORE))
-            else:
-                em.emit(Barrier(pending | Unit.STORE))
+        with _out_of_reach(low.layers, item.layer):
+            if isinstance(item, GemmTask):
+                if item.phase is Phase.WG:
+                    # a WG GEMM never reads a vector op's output (see lower): only the stores
+                    em.emit(Barrier(Unit.STORE))
+                else:
+                    em.emit(Barrier(pending | Unit.STORE))
+                    pending = Unit(0)
+                flush()
+                _nest(em, _TaskCtx(item, low, cfg), low.tilings[entry])
+            elif isinstance(item, SoreTask):
+                src, dst = low.tensors[item.src], low.tensors[item.dst]
+                em.emit(Sore(em.tid(item.src), em.tid(item.dst), item.view, item.nm,
+                             item.weights, item.groups, src.bytes, dst.bytes, item.layer))
+            elif isinstance(item, WuTask):
+                deferred.append(item)
+            elif isinstance(item, VecTask):
+                em.emit(Barrier(Unit.STORE | pending))
                 pending = Unit(0)
-            flush()
-            _nest(em, _TaskCtx(item, low, cfg), low.tilings[entry])
-        elif isinstance(item, SoreTask):
-            src, dst = low.tensors[item.src], low.tensors[item.dst]
-            em.emit(Sore(em.tid(item.src), em.tid(item.dst), item.view, item.nm,
-                         item.weights, item.groups, src.bytes, dst.bytes, item.layer))
-        elif isinstance(item, WuTask):
-            deferred.append(item)
-        elif isinstance(item, VecTask):
-            em.emit(Barrier(Unit.STORE | pending))
-            pending = Unit(0)
-            em.emit(Vector(item.kind, item.elements, item.reads * item.elements * elem_b,
-                           item.elements * elem_b, item.layer, item.phase))
-            pending |= Unit.WU  # the next engine work reads the vector op's output
+                em.emit(Vector(item.kind, item.elements, item.reads * item.elements * elem_b,
+                               item.elements * elem_b, item.layer, item.phase))
+                pending |= Unit.WU  # the next engine work reads the vector op's output
     if deferred:
         em.emit(Barrier(Unit.STORE))  # the last weight gradients are in DRAM
         flush()
@@ -908,6 +914,17 @@ def codegen(low: Lowered, ordered: list[int | str], cfg: AcceleratorConfig,
 
 
 # --------------------------------------------------------------------------- entry point
+
+
+@contextlib.contextmanager
+def _out_of_reach(layers: Sequence[str], li: int) -> Iterator[None]:
+    """Name the layer when one of its values does not fit an ISA field (the message
+    names the field and its limit): the workload is out of the tile ISA's reach."""
+    try:
+        yield
+    except IsaError as e:
+        name = layers[li] if 0 <= li < len(layers) else li
+        raise IsaError(f"layer {name!r} is out of the tile ISA's reach: {e}") from None
 
 
 def compile_workload(workload: Workload, cfg: AcceleratorConfig,

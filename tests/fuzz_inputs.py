@@ -299,7 +299,7 @@ def trace_files(draw) -> bytes:
         files["manifest.json"] = (b"[" * (n * 1000)) if draw(st.booleans()) else \
             b" " * (n << 20)
         return _rezip(files)
-    files[draw(st.text(min_size=1, max_size=8))] = draw(st.binary(max_size=64))
+    files["x" + draw(st.text(max_size=8)).replace("/", "_")] = draw(st.binary(max_size=64))
     return _rezip(files)
 
 

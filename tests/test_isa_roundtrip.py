@@ -161,10 +161,10 @@ def test_json_and_binary_errors():
         Program.from_dict(d)
     d = json.loads(p.to_json())
     d["version"] = 99
-    with pytest.raises(IsaError, match="version must be 2"):
+    with pytest.raises(IsaError, match=f"version must be {isa.ISA_VERSION}"):
         Program.from_dict(d)
     with pytest.raises(IsaError, match="unknown op 'jump'"):
-        Program.from_dict({"version": 2, "instructions": [{"op": "jump"}]})
+        Program.from_dict({"version": isa.ISA_VERSION, "instructions": [{"op": "jump"}]})
     with pytest.raises(IsaError, match="bad magic"):
         Program.from_bytes(b"hello")
     with pytest.raises(IsaError, match="unknown opcode 15"):

@@ -11,7 +11,7 @@ from nmsat.workloads.layers import OpKind
 from nmsat.errors import NmsatError
 from nmsat.types import Dataflow, Phase
 
-ISA_VERSION = 2
+ISA_VERSION = 3
 INSTR_BITS = 512
 """Width of one encoded instruction word (opcode in bits 0..3, fields LSB-first after it)."""
 TENSOR_BITS = 256
@@ -107,11 +107,16 @@ _CODE_OPKIND = {v: k for k, v in _OPKIND_CODE.items()}
 
 # --------------------------------------------------------------------------- encoding table
 
+# The one definition of every field's width (bits). Version 2 widened tensor and layer
+# references to 32 bits (a 10,000-layer SCALE-Sim file has over 65,536 tensors) and byte,
+# element, weight and group counts to 48 bits (a GPT-2 prefill's attention softmax at
+# batch 32 reads over 4 GiB), so the zoo and any model within the input limits fit; a value
+# that still does not is refused naming its layer, field and limit.
 # The one definition of every field's width (bits). Field order = bit order (LSB first,
 # after the 4-bit opcode). Enum fields hold their integer code; NM patterns are two fields
 # (n, m; dense = 1:1); bools are 1 bit; loop references are 0 (none) or depth + 1.
-_REGION = ((("tensor", 16), ("transform", 2), ("row0", 32), ("col0", 32), ("rows", 24),
-            ("cols", 24), ("bytes", 32))
+_REGION = ((("tensor", 32), ("transform", 2), ("row0", 32), ("col0", 32), ("rows", 24),
+            ("cols", 24), ("bytes", 48))
            + tuple((f"row_step{d}", 32) for d in range(4))
            + tuple((f"col_step{d}", 32) for d in range(4)))
 ENCODING: dict[Opcode, tuple[tuple[str, int], ...]] = {
@@ -119,22 +124,22 @@ ENCODING: dict[Opcode, tuple[tuple[str, int], ...]] = {
     Opcode.LOAD: (("buffer", 2), ("nm_n", 4), ("nm_m", 5)) + _REGION,
     Opcode.COMPUTE: (("dataflow", 1), ("nm_n", 4), ("nm_m", 5), ("m", 24), ("n", 24),
                      ("k", 24), ("interleave", 1), ("pop_a", 1), ("pop_b", 1),
-                     ("layer", 16), ("phase", 3)),
+                     ("layer", 32), ("phase", 3)),
     Opcode.STORE: _REGION,
     Opcode.RELEASE: (("buffer", 2),),
-    Opcode.SORE: (("src", 16), ("dst", 16), ("view", 1), ("nm_n", 4), ("nm_m", 5),
-                  ("weights", 32), ("groups", 32), ("read_bytes", 32), ("write_bytes", 32),
-                  ("layer", 16)),
-    Opcode.WEIGHT_UPDATE: (("tensor", 16), ("weights", 32), ("read_bytes", 32),
-                           ("write_bytes", 32), ("layer", 16)),
-    Opcode.VECTOR: (("kind", 3), ("elements", 32), ("read_bytes", 32), ("write_bytes", 32),
-                    ("layer", 16), ("phase", 3)),
+    Opcode.SORE: (("src", 32), ("dst", 32), ("view", 1), ("nm_n", 4), ("nm_m", 5),
+                  ("weights", 48), ("groups", 48), ("read_bytes", 48), ("write_bytes", 48),
+                  ("layer", 32)),
+    Opcode.WEIGHT_UPDATE: (("tensor", 32), ("weights", 48), ("read_bytes", 48),
+                           ("write_bytes", 48), ("layer", 32)),
+    Opcode.VECTOR: (("kind", 3), ("elements", 48), ("read_bytes", 48), ("write_bytes", 48),
+                    ("layer", 32), ("phase", 3)),
     Opcode.BARRIER: (("units", 5),),
 }
 TENSOR_ENCODING: tuple[tuple[str, int], ...] = (
     ("rows", 32), ("cols", 32), ("elem", 3), ("nm_n", 4), ("nm_m", 5), ("dram_addr", 48),
     ("conv", 1), ("h", 16), ("w", 16), ("c", 16), ("kh", 5), ("kw", 5), ("stride", 5),
-    ("padding", 4), ("batch", 16))
+    ("padding", 4), ("batch", 32))
 """Tensor descriptor fields (bits). ``conv`` = 1 when the tensor is an NHWC feature map
 ``[batch*h*w, c]`` that IM2COL / COL2IM transfers read / write."""
 
