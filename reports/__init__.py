@@ -255,4 +255,7 @@ def build_report(results: Sequence[Any], out_dir: str | Path,
             raise ReportError(f"two figures share a file name: {names}")
     page = html.render_page(runs, trace_objs, plots, inference_runs=inference_runs)
     files = {f"{p.name}.{fmt}": figures.render(p, fmt) for p in plots for fmt in figures.FORMATS}
+    files |= {f"{p.name}.csv": html.table_csv(p.table) for p in plots}
+    files |= {name: html.table_csv(t) for name, t in
+              html.page_tables(runs, trace_objs, inference_runs).items()}
     return html.write_report(out, files, page)

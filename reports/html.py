@@ -37,9 +37,12 @@ figure { margin: .5em 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption, .caption { color: #444; font-size: .92em; margin: .4em 0; max-width: 75em; }
 .files { font-size: .85em; }
-table { border-collapse: collapse; font-size: .88em; margin: .6em 0; }
-th, td { border: 1px solid #d4dbe0; padding: .25em .6em; }
-th { background: #f0f4f7; text-align: left; position: sticky; top: 0; }
+table { border-collapse: collapse; font-size: .85em; margin: .3em 0 .6em 0; max-width: 100%; }
+th, td { border: 1px solid #d4dbe0; padding: .25em .5em; overflow-wrap: anywhere; }
+th { background: #f0f4f7; text-align: left; position: sticky; top: 0; cursor: pointer; }
+th[aria-sort="ascending"]::after { content: " ▲"; }
+th[aria-sort="descending"]::after { content: " ▼"; }
+.tablefiles { font-size: .8em; margin: .6em 0 0 0; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tbody tr:nth-child(even) { background: #f8fafb; }
 details summary { cursor: pointer; color: #0b3954; margin: .4em 0; }
@@ -51,6 +54,35 @@ footer { color: #777; font-size: .85em; padding: 0 2em 2em 2em; }
 dl { margin: 0; } dt { font-weight: 600; margin-top: .4em; }
 dd { margin: 0 0 0 1.2em; color: #333; font-size: .92em; }
 """
+
+SORT_SCRIPT = """
+document.querySelectorAll("table.sortable").forEach(function (table) {
+  table.querySelectorAll("th").forEach(function (th, col) {
+    th.title = "sort by this column";
+    th.addEventListener("click", function () {
+      var asc = th.getAttribute("aria-sort") !== "ascending";
+      table.querySelectorAll("th").forEach(function (h) { h.removeAttribute("aria-sort"); });
+      th.setAttribute("aria-sort", asc ? "ascending" : "descending");
+      var body = table.tBodies[0];
+      var rows = Array.prototype.slice.call(body.rows);
+      function key(r) {
+        var c = r.cells[col];
+        var v = c.getAttribute("data-v");
+        return v === null ? c.textContent : parseFloat(v);
+      }
+      rows.sort(function (a, b) {
+        var x = key(a), y = key(b);
+        var d = (typeof x === "number" && typeof y === "number") ? x - y
+          : String(x).localeCompare(String(y));
+        return asc ? d : -d;
+      });
+      rows.forEach(function (r) { body.appendChild(r); });
+    });
+  });
+});
+"""
+"""Click a column heading to sort a table by it (numbers by value): the page's only
+script, inline, no network."""
 
 LONG_TABLE = 25
 """Tables with more rows than this are folded (still in the page) under a summary line."""
@@ -76,23 +108,42 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def table_html(table: Table) -> str:
-    """``table`` as an HTML table; numbers are right-aligned with thousands separators."""
+def table_csv(table: Table) -> bytes:
+    """``table`` as CSV (full precision, empty cells for missing values)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(table.columns)
+    for row in table.rows:
+        w.writerow(["" if v is None else repr(v) if isinstance(v, float) else v
+                    for v in row])
+    return buf.getvalue().encode("utf-8")
+
+
+def table_html(table: Table, csv: str | None = None) -> str:
+    """``table`` as a sortable HTML table; numbers are right-aligned with thousands
+    separators and sort by value. ``csv``: the file name of its CSV download."""
     head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
     body = []
     for row in table.rows:
         cells = []
         for v in row:
-            cls = ' class="num"' if isinstance(v, (int, float)) and not isinstance(v, bool) \
-                else ""
-            cells.append(f"<td{cls}>{html.escape(_fmt(v))}</td>")
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and \
+                    math.isfinite(v):
+                cells.append(f'<td class="num" data-v="{v!r}">{html.escape(_fmt(v))}</td>')
+            else:
+                cells.append(f"<td>{html.escape(_fmt(v))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    inner = (f"<table><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(body)
-             + "\n</tbody></table>")
+    inner = (f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>\n'
+             + "\n".join(body) + "\n</tbody></table>")
+    link = (f'<p class="tablefiles">Table: <a href="{html.escape(csv)}" download>'
+            f"{html.escape(csv)}</a> (CSV)</p>" if csv else "")
     if len(table.rows) > LONG_TABLE:
-        return (f"<details><summary>Numbers ({len(table.rows)} rows)</summary>"
+        return (f"{link}<details><summary>Numbers ({len(table.rows)} rows)</summary>"
                 f'<div class="scroll">{inner}</div></details>')
-    return inner
+    return link + inner
 
 
 def _runs_table(runs: Sequence[Run]) -> Table:
@@ -164,7 +215,7 @@ def _plot_section(plot: Plot) -> str:
             f"<figcaption>{html.escape(plot.caption)}</figcaption></figure>\n"
             f'<p class="files">Files: <a href="{name}.svg">{name}.svg</a> · '
             f'<a href="{name}.png">{name}.png</a></p>\n'
-            f"{table_html(plot.table)}")
+            f"{table_html(plot.table, f'{plot.name}.csv')}")
     return _section(plot.name, plot.title, body)
 
 
@@ -185,6 +236,19 @@ def _inference_runs_table(runs: Sequence[Run]) -> Table:
                   "DRAM (MiB)", "energy (mJ)", "from"), tuple(rows))
 
 
+def page_tables(runs: Sequence[Run], traces: Sequence[Any],
+                inference_runs: Sequence[Run] = ()) -> dict[str, Table]:
+    """The page's own tables (not a figure's) by their CSV file name."""
+    out: dict[str, Table] = {}
+    if runs:
+        out["runs.csv"] = _runs_table(runs)
+    if traces:
+        out["traces.csv"] = _traces_table(traces)
+    if inference_runs:
+        out["inference-runs.csv"] = _inference_runs_table(inference_runs)
+    return out
+
+
 def render_page(runs: Sequence[Run], traces: Sequence[Any], plots: Sequence[Plot],
                 inference_runs: Sequence[Run] = ()) -> str:
     """The report page for ``runs`` and ``traces`` showing ``plots`` (files next to it);
@@ -197,7 +261,7 @@ def render_page(runs: Sequence[Run], traces: Sequence[Any], plots: Sequence[Plot
                               "result in this report. Speedups are over dense training of the "
                               "same model on the same hardware; the bound is the method's "
                               "ideal speedup (BDWP 3/(2N/M+1), SR-STE 3/(N/M+2)).</p>\n"
-                              + table_html(_runs_table(runs))))
+                              + table_html(_runs_table(runs), "runs.csv")))
     if runs or inference_runs:
         nav.append('<a href="#categories">Phases and stalls</a>')
         parts.append(_section("categories", "Phases and stall causes", legend_html()))
@@ -206,7 +270,7 @@ def render_page(runs: Sequence[Run], traces: Sequence[Any], plots: Sequence[Plot
         parts.append(_section("traces", "Training traces", '<p class="caption">One row per '
                               "sparse-training trace; the dense baseline is the dense run "
                               "recorded with the trace (same model, data and seed).</p>\n"
-                              + table_html(_traces_table(traces))))
+                              + table_html(_traces_table(traces), "traces.csv")))
     if inference_runs:
         nav.append('<a href="#inference-runs">Inference runs</a>')
         mixed = (" This report also has training runs: those are compared with dense "
@@ -218,7 +282,8 @@ def render_page(runs: Sequence[Run], traces: Sequence[Any], plots: Sequence[Plot
             "(dense weights, no activation sparsity) of the same workload on the same "
             "hardware; a memory-bound pass tends to the weight-byte ratio (dense over "
             "compressed weight bytes), an array-bound one to the engine's peak ratio."
-            f"{mixed}</p>\n" + table_html(_inference_runs_table(inference_runs))))
+            f"{mixed}</p>\n" + table_html(_inference_runs_table(inference_runs),
+                                           "inference-runs.csv")))
     current: Run | None = None
     for p in plots:
         if p.run is None:
@@ -242,7 +307,7 @@ def render_page(runs: Sequence[Run], traces: Sequence[Any], plots: Sequence[Plot
             f"{len(traces)} training trace(s)</p></header>\n"
             f"<nav>{' '.join(nav)}</nav>\n<main>\n" + "\n".join(parts) + "\n</main>\n"
             f"<footer>Made by nmsat {html.escape(__version__)} (<code>nmsat report</code>)."
-            "</footer>\n</body>\n</html>\n")
+            "</footer>\n<script>" + SORT_SCRIPT + "</script>\n</body>\n</html>\n")
 
 
 def write_report(out_dir: Path, files: dict[str, bytes], page: str) -> Path:
@@ -268,14 +333,15 @@ def render_sweep_page(store_name: str, summary: Table, failed: Table,
                       "workload. Times and energies are per training iteration (or inference "
                       "pass); the Pareto front is over time, energy and area (LUTs, or the "
                       "multiplier count where there is no resource estimate).</p>\n"
-                      + table_html(summary))]
+                      + table_html(summary, "summary.csv"))]
     if failed.rows:
         nav.append('<a href="#failed">Failed points</a>')
         parts.append(_section("failed", f"Failed points ({len(failed.rows)})",
                               '<p class="caption">Points whose simulation failed, with their '
                               "error. They are counted here and not plotted; "
                               "<code>nmsat sweep ... --resume</code> does not retry them "
-                              "(delete their rows to retry).</p>\n" + table_html(failed)))
+                              "(delete their rows to retry).</p>\n"
+                              + table_html(failed, "failed.csv")))
     if codesign is not None:  # reports/codesign.py: best designs over all workloads
         nav.append('<a href="#codesign">Best designs</a>')
         parts.append(_section("codesign", "Best designs over all workloads", codesign))
@@ -291,4 +357,5 @@ def render_sweep_page(store_name: str, summary: Table, failed: Table,
             f"{len(failed.rows)} failed, {len(summary.rows)} workload(s)</p></header>\n"
             f"<nav>{' '.join(nav)}</nav>\n<main>\n" + "\n".join(parts) + "\n</main>\n"
             f"<footer>Made by nmsat {html.escape(__version__)} "
-            "(<code>nmsat sweep report</code>).</footer>\n</body>\n</html>\n")
+            "(<code>nmsat sweep report</code>).</footer>\n<script>" + SORT_SCRIPT
+            + "</script>\n</body>\n</html>\n")

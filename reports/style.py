@@ -118,6 +118,8 @@ RC: dict[str, object] = {
     "axes.grid": True,
     "grid.alpha": 0.3,
     "axes.axisbelow": True,
+    "axes.formatter.useoffset": False,  # never an axis offset like "1e6": units instead
+    "axes.formatter.limits": (-4, 6),  # plain numbers up to a million before 1e notation
     "svg.hashsalt": "nmsat",  # reproducible ids in the SVG output
     "svg.fonttype": "path",  # glyphs as paths: the SVG needs no installed fonts
     "font.family": "DejaVu Sans",  # ships with matplotlib, so output is the same everywhere

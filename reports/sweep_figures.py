@@ -367,7 +367,10 @@ def sweep_plots(points: Sequence[SweepPoint], failed: Sequence[FailedPoint] = ()
 def _rendered(plots: Sequence[Any]) -> list[tuple[str, bytes]]:
     from .figures import render
 
-    return [(f"{p.name}.{fmt}", render(p, fmt)) for p in plots for fmt in FORMATS]
+    from .html import table_csv
+
+    return ([(f"{p.name}.{fmt}", render(p, fmt)) for p in plots for fmt in FORMATS]
+            + [(f"{p.name}.csv", table_csv(p.table)) for p in plots])
 
 
 def _loaded(store_path: str | Path) -> tuple[list[SweepPoint], list[FailedPoint]]:
@@ -409,10 +412,13 @@ def build_sweep_report(store_path: str | Path, out_dir: str | Path) -> Path:
 
     from .codesign import section_html
 
-    page = html.render_sweep_page(Path(store_path).name, _summary_table(points, failed),
-                                  _failed_table(failed), plots,
+    summary, failed_table = _summary_table(points, failed), _failed_table(failed)
+    page = html.render_sweep_page(Path(store_path).name, summary, failed_table, plots,
                                   section_html(export_rows(store_path)))
-    files = _rendered(plots) + [("index.html", page.encode("utf-8"))]
+    tables = [("summary.csv", html.table_csv(summary))]
+    if failed_table.rows:
+        tables.append(("failed.csv", html.table_csv(failed_table)))
+    files = _rendered(plots) + tables + [("index.html", page.encode("utf-8"))]
     return _write_all(out, files)[-1]
 
 

@@ -57,7 +57,8 @@ def render(page_path: Path) -> Rendered:
 class PageParser(HTMLParser):
     """What a report page holds, read without a browser: image sources, link targets,
     element ids, table cells, and anything that would load from elsewhere (``external``:
-    script/link/iframe tags and any http(s) or protocol-relative attribute value)."""
+    link/iframe tags, scripts from a file (the page's one inline script is allowed) and
+    any http(s) or protocol-relative attribute value)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -76,7 +77,7 @@ class PageParser(HTMLParser):
             self.links.append(a["href"])
         if "id" in a:
             self.ids.append(a["id"])
-        if tag in ("script", "link", "iframe"):
+        if tag in ("link", "iframe") or (tag == "script" and "src" in a):
             self.external.append(tag)
         for v in a.values():
             if v and re.match(r"(https?:)?//", v):

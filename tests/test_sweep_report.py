@@ -240,7 +240,7 @@ def test_page_embeds_every_figure_and_lists_front_and_failures(report, store):
         off_front = set(range(len(ok))) - brute_front(objs)
         assert not {ok[i]["key"][:12] for i in off_front} & set(page.cells)
     text = report.read_text()
-    assert "<script" not in text and "http" not in text.replace("http-equiv", "")
+    assert "<script src" not in text and "http" not in text.replace("http-equiv", "")
 
 
 @pytest.mark.browser
@@ -275,8 +275,8 @@ def test_default_output_folder_is_beside_the_store(tmp_path, capsys):
     out = tmp_path / "my.sweep-report"
     assert capsys.readouterr().out == f"wrote {out / 'index.html'}\n"
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["index.html"] + [f"sweep_{k}_{w}.{f}" for k in ("pareto", "sensitivity")
-                          for w in ("mlp", "cnn") for f in ("png", "svg")])
+        ["index.html", "summary.csv", "failed.csv"] + [f"sweep_{k}_{w}.{f}" for k in ("pareto", "sensitivity")
+                                         for w in ("mlp", "cnn") for f in ("png", "svg", "csv")])
 
 
 def test_without_area_estimate_the_multiplier_count_stands_in(tmp_path):
