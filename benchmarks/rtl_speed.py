@@ -9,7 +9,7 @@ and WS, with load gaps, stalls and backpressure) run on
 * the generated RTL under cocotb: cycles per second of simulated clock (loads, COMPUTE and
   STORE cycles), wall-clock, build time reported separately;
 * the per-cycle model (``simulator.percycle.simulate``): block cycles per second;
-* the tile model (``simulator.tile_model.block_cycles``): block cycles per second.
+* the tile model (``dataflow.timing.block_cycles``): block cycles per second.
 
 Every RTL run also checks values and cycle counts (a mismatch aborts the benchmark).
 """
@@ -24,11 +24,11 @@ import tempfile
 import time
 
 import numpy as np
+from nmsat.dataflow.timing import block_cycles
 from nmsat.rtl.layouts import EngineShape
 from nmsat.rtl.tb.runner import run_engine_tb
 from nmsat.rtl.tb.tiles import random_tile
 from nmsat.simulator import percycle
-from nmsat.simulator.tile_model import block_cycles
 
 from nmsat.config import SMALL
 from nmsat.types import NM, Dataflow

@@ -33,7 +33,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nmsat.simulator.tile_model import Geometry, block_cycles
+from nmsat.dataflow.timing import Geometry, block_cycles
 from nmsat.workloads.layers import (
     Conv2d,
     Elementwise,

@@ -25,7 +25,7 @@ adds what serving needs on top of it:
 
   This is the whole-model view, which has no activation data. Given a block's operands
   the dropped rows are exact: :func:`nmsat.reference.skip_row_lists` per K-tile and
-  :func:`nmsat.simulator.tile_model.ws_skip_stream` for the cycles, which the per-cycle
+  :func:`nmsat.dataflow.timing.ws_skip_stream` for the cycles, which the per-cycle
   model and the RTL (``nmsat rtl run`` on a skip config) match; that view also has the
   partial-sum lag of section 4.1, which this rewrite ignores.
 """

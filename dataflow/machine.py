@@ -13,7 +13,7 @@
   a whole beat whatever DRAM bytes they carry. An ``fmap`` ACT buffer (input rows, no
   engine words) moves ``banks x bank_bytes_per_cycle`` bytes per beat.
 * **Every engine instruction takes one command cycle.** The engine accepts a COMPUTE
-  or a RELEASE in one cycle; a COMPUTE's block (``tile_model.compute_cycles``) starts
+  or a RELEASE in one cycle; a COMPUTE's block (``timing.compute_cycles``) starts
   the cycle after, because its buffers have synchronous read ports and step 0's
   operands are read in the accept cycle. Back-to-back COMPUTEs therefore take
   ``compute_cycles + 1`` each.

@@ -12,7 +12,7 @@ one word into every bank whose enable is set, all at one address, as laid out by
 
 Stalls: ``in_valid`` and ``out_ready`` are the feeder's and the output port's readiness;
 a step inside a feed (drain) window without them freezes the schedule and the array
-(docs/architecture.md 4.1), so cycle counts follow ``tile_model.block_cycles`` with masks.
+(docs/architecture.md 4.1), so cycle counts follow ``timing.block_cycles`` with masks.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ rows a WS block streams.
 
 The load side (the DMA, whose zero-detector sees every activation it writes into ACT)
 writes, for each K-tile kt of a WS block, a table word (the row count m_kt and the lag of
-the K-tile, see :class:`nmsat.simulator.tile_model.WSStream`) at address kt, and the kept
+the K-tile, see :class:`nmsat.dataflow.timing.WSStream`) at address kt, and the kept
 row indices, in increasing order, into the list at addresses ``j * kcr + kt`` (the ACT
 layout's row-major order, so a block whose ACT fits fits here). Both are small
 register files with asynchronous reads, so the WS schedule looks up the next step's row

@@ -136,7 +136,7 @@ def activity(prog, cfg: AcceleratorConfig, attr: list[tuple[str, str]]):
         WeightUpdate,
         region_bytes,
     )
-    from nmsat.simulator.tile_model import Geometry, chunks
+    from nmsat.dataflow.timing import Geometry, chunks
 
     g = Geometry.of(cfg)
     opb = cfg.numerics.operand.bytes
@@ -161,9 +161,7 @@ def activity(prog, cfg: AcceleratorConfig, attr: list[tuple[str, str]]):
             a_bytes = ins.m * ins.k * opb * col_tiles
             b_once = region_bytes(ins.k, ins.n, elem, ins.nm)
             if ins.dataflow.value == "os":
-                sigma = cfg.array.acc_latency if ins.interleave else 1
-                passes = ceil_div(ceil_div(ins.m, R), sigma)
-                b_bytes = b_once * passes
+                b_bytes = b_once * g.os_passes(ins.m, ins.interleave)
                 out_bytes = ins.m * ins.n * 8
             else:
                 b_bytes = b_once

@@ -16,7 +16,7 @@ Stalls: a step that needs input (inside a feed window) runs only in a cycle whos
 set; otherwise the whole array freezes for that cycle (global clock enable).
 
 :func:`simulate` returns the output values (equal to :func:`nmsat.reference.engine_gemm`
-bit for bit, tested), the cycle count (equal to :mod:`nmsat.simulator.tile_model`, tested)
+bit for bit, tested), the cycle count (equal to :mod:`nmsat.dataflow.timing`, tested)
 and per-cycle activity.
 """
 

@@ -34,8 +34,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from nmsat.dataflow import timing
 from nmsat.dataflow.isa import Buffer, Compute, Load, Program, Store, Vector
-from nmsat.simulator import tile_model
 
 from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig
@@ -151,7 +151,7 @@ def layer_traffic(prog: Program, cfg: AcceleratorConfig,
             r = _row(rows, ins.layer, names)
             r.macs += ins.macs * times
             r.dense_macs += ins.dense_macs * times
-            r.engine_cycles += tile_model.compute_cycles(ins, cfg) * times
+            r.engine_cycles += timing.compute_cycles(ins, cfg) * times
             if not ins.nm.dense:
                 r.nm = str(ins.nm)
         elif isinstance(ins, Load):

@@ -1,7 +1,7 @@
 """The compute units' processes and the per-instruction tables every process reads.
 
 The engine (``COMPUTE`` busy for its accept cycle and
-:func:`nmsat.simulator.tile_model.compute_cycles`, ``RELEASE`` for its accept cycle:
+:func:`nmsat.dataflow.timing.compute_cycles`, ``RELEASE`` for its accept cycle:
 :data:`nmsat.dataflow.machine.ENGINE_ISSUE_CYCLES`), the SORE and the weight-update / vector engine each run one
 in-order queue (:func:`unit_process`). The SORE and vector engine stream their operands
 from DRAM themselves: an instruction takes ``max(lane cycles, the memory model's stream
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from nmsat.dataflow import machine
+from nmsat.dataflow import machine, timing
 from nmsat.dataflow.isa import (
     Buffer,
     Compute,
@@ -33,7 +33,6 @@ from nmsat.dataflow.isa import (
     Vector,
     WeightUpdate,
 )
-from nmsat.simulator import tile_model
 from nmsat.workloads.layers import OpKind
 
 from nmsat.arith import ceil_div
@@ -80,14 +79,14 @@ def instruction_cycles(instrs, cfg: AcceleratorConfig, memory: MemoryModel) -> l
     lanes = cfg.weight_update.lanes
     for i, ins in enumerate(instrs):
         if isinstance(ins, Compute):  # the accept cycle, then the block
-            out[i] = machine.ENGINE_ISSUE_CYCLES + tile_model.compute_cycles(ins, cfg)
+            out[i] = machine.ENGINE_ISSUE_CYCLES + timing.compute_cycles(ins, cfg)
         elif isinstance(ins, Release):
             out[i] = machine.ENGINE_ISSUE_CYCLES
         elif isinstance(ins, Sore):
-            out[i] = max(tile_model.sore_cycles(ins, cfg),
+            out[i] = max(timing.sore_cycles(ins, cfg),
                          memory.stream_cycles(ins.read_bytes + ins.write_bytes))
         elif isinstance(ins, WeightUpdate):
-            out[i] = max(tile_model.weight_update_cycles(ins, cfg),
+            out[i] = max(timing.weight_update_cycles(ins, cfg),
                          memory.stream_cycles(ins.read_bytes + ins.write_bytes))
         elif isinstance(ins, Vector):
             lane = (ceil_div(ins.elements, lanes) * VECTOR_PASSES[ins.kind]

@@ -5,7 +5,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 import pytest
-from nmsat.dataflow import compiler
+from nmsat.dataflow import compiler, timing
 from nmsat.dataflow.compiler import CompileOptions, compile_workload
 from nmsat.dataflow.isa import (
     Barrier,
@@ -21,7 +21,6 @@ from nmsat.dataflow.isa import (
     WeightUpdate,
     region_bytes,
 )
-from nmsat.simulator import tile_model
 from nmsat.workloads.layers import Conv2d, Elementwise, Linear, Matmul, OpKind, Workload
 
 from nmsat.arith import ceil_div
@@ -207,7 +206,7 @@ def test_interleave_pass_changes_only_the_interleave_flag():
     assert _strip(on, True) == _strip(off, True)
     assert all(i.interleave for i in on.instructions if isinstance(i, Compute))
     assert not any(i.interleave for i in off.instructions if isinstance(i, Compute))
-    cyc = [sum(tile_model.compute_cycles(i, VCU1525) * t for _, i, t in p.executions()
+    cyc = [sum(timing.compute_cycles(i, VCU1525) * t for _, i, t in p.executions()
                if isinstance(i, Compute)) for p in (on, off)]
     assert cyc[0] < cyc[1]
 
@@ -272,7 +271,7 @@ def test_physics_every_compute_at_least_macs_over_peak():
     prog = compile_workload(mid(), VCU1525)
     for _, ins, _ in prog.executions():
         if isinstance(ins, Compute):
-            assert tile_model.compute_cycles(ins, VCU1525) * \
+            assert timing.compute_cycles(ins, VCU1525) * \
                 VCU1525.array.peak_macs_per_cycle >= ins.macs
 
 

@@ -88,3 +88,28 @@ def test_groups_per_chunk_law(n, m, lanes, window):
     assert g * n <= lanes and g * m <= window
     assert (g + 1) * n > lanes or (g + 1) * m > window
     assert nm.k_per_chunk(lanes, window) == g * m
+
+
+def test_timing_laws_sit_below_their_readers():
+    """The compiler prices tilings with the closed-form tile timing of
+    :mod:`nmsat.dataflow.timing`, and the RTL engine takes its bank depths from the config:
+    the dataflow floor imports nothing from the back ends, and the RTL generator does not
+    ask the compiler for its own geometry."""
+    up = r"^\s*(from|import)\s+nmsat\.(simulator|rtl|reports|commands)\b"
+    assert [h for h in _hits(up) if h.startswith("dataflow/")] == []
+    compiler = r"^\s*from\s+nmsat\.dataflow(\.compiler|\s+import\s+.*\bcompiler\b)"
+    assert [h for h in _hits(compiler) if h.startswith("rtl/") and "/tb/" not in h] == []
+
+
+@pytest.mark.parametrize("m", [1, 15, 16, 17, 64, 65, 1000])
+@pytest.mark.parametrize("interleave", [False, True])
+def test_os_passes(m, interleave):
+    """OS passes = ceil(row blocks / slots): enough passes for every row block, and one
+    fewer would leave some out."""
+    from nmsat.config import VCU1525
+    from nmsat.dataflow.timing import Geometry
+
+    g = Geometry.of(VCU1525)
+    blocks, s = ceil_div(m, g.rows), g.os_slots(interleave)
+    p = g.os_passes(m, interleave)
+    assert (p - 1) * s < blocks <= p * s

@@ -1,14 +1,14 @@
 """Tensor engine (Amaranth simulator): block values equal reference.engine_gemm bit for bit
-and busy cycles equal tile_model.block_cycles, with and without stall masks, for OS/WS,
+and busy cycles equal timing.block_cycles, with and without stall masks, for OS/WS,
 interleave on/off, N:M patterns and accumulator latencies."""
 
 import numpy as np
 import pytest
+from nmsat.dataflow.timing import block_cycles
 from nmsat.rtl.engine import TensorEngine
 from nmsat.rtl.fp import same_bits
 from nmsat.rtl.tb.engine_amsim import BlockRun, run_blocks
 from nmsat.rtl.tb.tiles import encode, random_tile
-from nmsat.simulator.tile_model import block_cycles
 
 from nmsat.arith import ceil_div
 from nmsat.config import SMALL

@@ -1,17 +1,17 @@
 """``act_zero = skip`` on the RTL (Amaranth simulator): WS blocks with all-zero K-tile
 row slices stream only the rows of each K-tile's row list. Values equal
 ``reference.engine_gemm(..., skip_rows=R)`` bit for bit and busy cycles equal
-``tile_model.block_cycles`` with the block's ``ws_skip_stream``, with and without stalls;
+``timing.block_cycles`` with the block's ``ws_skip_stream``, with and without stalls;
 without the option the engine's Verilog is unchanged."""
 
 import numpy as np
 import pytest
+from nmsat.dataflow.timing import block_cycles
 from nmsat.rtl.engine import TensorEngine
 from nmsat.rtl.fp import same_bits
 from nmsat.rtl.tb.engine_amsim import BlockRun, run_blocks
 from nmsat.rtl.tb.engine_model import ws_stream
 from nmsat.rtl.tb.tiles import encode, random_operands, random_skip_tile, random_tile
-from nmsat.simulator.tile_model import block_cycles
 
 from nmsat.config import SMALL
 from nmsat.types import Dataflow

@@ -17,7 +17,7 @@ from nmsat.dataflow.isa import SoreView
 from nmsat.rtl.fp import Numeric
 from nmsat.rtl.sore import Sore
 from nmsat.rtl.tb.sore_model import beats, expected_groups, view_groups
-from nmsat.simulator import tile_model
+from nmsat.dataflow import timing
 from nmsat.types import NM, DType
 from nmsat.workloads.layers import Linear, Workload
 
@@ -98,7 +98,7 @@ def test_views_equal_reference_under_gaps_and_backpressure(data, seed, gap, stal
 
 def test_compiled_sore_instructions_take_the_simulators_cycles():
     """A BDWP training step's SORE instructions (FF and BP views of two layers), run with
-    each layer's weight shape: RTL cycles = tile_model.sore_cycles, masks = reference."""
+    each layer's weight shape: RTL cycles = timing.sore_cycles, masks = reference."""
     layers = (Linear("fc1", in_features=10, out_features=6), Linear("fc2", 6, 3))
     prog = compile_workload(Workload("mlp", layers, 2), SMALL,
                             CompileOptions(method="bdwp", nm=NM(2, 4)))
@@ -113,6 +113,6 @@ def test_compiled_sore_instructions_take_the_simulators_cycles():
         jobs.append((w, ins.nm, axis))
     got = run_views(SMALL, jobs)
     assert len(instrs) == 4
-    assert [c for _, _, c in got] == [tile_model.sore_cycles(i, SMALL) for i in instrs]
+    assert [c for _, _, c in got] == [timing.sore_cycles(i, SMALL) for i in instrs]
     for (w, nm, axis), (vals, idx, _) in zip(jobs, got):
         assert np.array_equal(idx, expected_groups(w, nm, axis, DType.FP16)[1])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from nmsat.dataflow import machine
+from nmsat.dataflow import machine, timing
 from nmsat.dataflow.isa import (
     Barrier,
     Buffer,
@@ -19,7 +19,6 @@ from nmsat.dataflow.isa import (
     Unit,
     Vector,
 )
-from nmsat.simulator import tile_model
 from nmsat.simulator.system import DMA, ENGINE, attribute_wall_time, run
 from nmsat.workloads.layers import OpKind
 
@@ -47,7 +46,7 @@ def mm(m=16, n=16, k=4, pop_b=True, phase=Phase.FF):
 
 def ecyc(ins, cfg):
     """Engine cycles of a COMPUTE: its accept cycle, then the block."""
-    return machine.ENGINE_ISSUE_CYCLES + tile_model.compute_cycles(ins, cfg)
+    return machine.ENGINE_ISSUE_CYCLES + timing.compute_cycles(ins, cfg)
 
 
 def prog(*instrs, layers=("l0",)):
@@ -130,7 +129,7 @@ def test_sore_wait_is_a_sore_stall():
     loads held behind the barrier) is charged to the SORE."""
     sore = Sore(src=0, dst=0, view=SoreView.FF, nm=NM(2, 8), weights=1 << 16,
                 groups=1 << 13, read_bytes=64, write_bytes=64, layer=0)
-    s_cyc = tile_model.sore_cycles(sore, CFG)
+    s_cyc = timing.sore_cycles(sore, CFG)
     c = ecyc(mm(), CFG)
     r = run(prog(sore, Barrier(Unit.SORE), ld(256), ld(256, Buffer.WGT), mm()), CFG)
     load_done = T0 + s_cyc + CFG.dram.latency_cycles + xfer(512)

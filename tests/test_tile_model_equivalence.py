@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from nmsat.dataflow import timing
 from nmsat.dataflow.isa import Compute, Sore, SoreView, WeightUpdate
-from nmsat.simulator import tile_model
 from nmsat.simulator.percycle import simulate
 
 from nmsat.arith import ceil_div
@@ -50,7 +50,7 @@ def _run(cfg, df, inter, nm, m, n, k, iv, orr):
     b = rng.integers(-3, 4, (k, n))
     res = simulate(a, b, cfg=cfg, dataflow=df, nm=nm, interleave=inter, dtype="int8",
                    in_valid=iv, out_ready=orr)
-    fast = tile_model.block_cycles(df, m, n, k, nm, inter, cfg, iv, orr)
+    fast = timing.block_cycles(df, m, n, k, nm, inter, cfg, iv, orr)
     return res, fast
 
 
@@ -74,10 +74,10 @@ def test_single_tile_formulas():
     R, C, La = 16, 16, 4
     for k in (4, 64, 1000):
         kc = gemm_chunks(k, 4, 16, "1:1")
-        assert tile_model.block_cycles(Dataflow.OS, 16, 16, k, NM(1, 1), False, cfg) == \
+        assert timing.block_cycles(Dataflow.OS, 16, 16, k, NM(1, 1), False, cfg) == \
             kc * La + 2 * R + C - 2
     for m in (1, 16, 300):
-        assert tile_model.block_cycles(Dataflow.WS, m, 16, 64, NM(1, 1), False, cfg) == \
+        assert timing.block_cycles(Dataflow.WS, m, 16, 64, NM(1, 1), False, cfg) == \
             R + m + R * La + C - 1
 
 
@@ -87,12 +87,12 @@ def test_interleave_never_slower_and_reaches_peak_on_large_blocks():
     for df in (Dataflow.OS, Dataflow.WS):
         for nm in (NM(1, 1), NM(2, 8), NM(2, 4)):
             for (m, n, k) in ((64, 16, 4096), (1024, 64, 1024), (7, 3, 50)):
-                on = tile_model.block_cycles(df, m, n, k, nm, True, cfg)
-                off = tile_model.block_cycles(df, m, n, k, nm, False, cfg)
+                on = timing.block_cycles(df, m, n, k, nm, True, cfg)
+                off = timing.block_cycles(df, m, n, k, nm, False, cfg)
                 assert on <= off
     # A big dense block is within 10% of the peak with interleave.
     c = Compute(Dataflow.OS, NM(1, 1), 4096, 256, 4096)
-    assert c.macs / tile_model.compute_cycles(c, cfg) > 0.9 * peak
+    assert c.macs / timing.compute_cycles(c, cfg) > 0.9 * peak
 
 
 @settings(max_examples=200, deadline=None)
@@ -101,7 +101,7 @@ def test_interleave_never_slower_and_reaches_peak_on_large_blocks():
        st.integers(1, 5000), st.integers(1, 2000), st.integers(1, 5000))
 def test_physics_cycles_at_least_macs_over_peak(df, inter, nm, m, n, k):
     c = Compute(df, NM.parse(nm), m, n, k, inter)
-    cyc = tile_model.compute_cycles(c, VCU1525)
+    cyc = timing.compute_cycles(c, VCU1525)
     assert cyc * VCU1525.array.peak_macs_per_cycle >= c.macs
     # and never below the sparse peak: K per cycle is capped by the window
     kpc = VCU1525.array.k_per_cycle(NM.parse(nm))
@@ -112,21 +112,21 @@ def test_sore_and_weight_update_cycles():
     cfg = VCU1525
     s = Sore(0, 1, SoreView.FF, NM(2, 8), weights=8 * 100, groups=100, read_bytes=1600,
              write_bytes=500)
-    assert tile_model.sore_cycles(s, cfg) == math.ceil(100 / 32) * 8 + 4
+    assert timing.sore_cycles(s, cfg) == math.ceil(100 / 32) * 8 + 4
     w = WeightUpdate(0, weights=1000, read_bytes=12000, write_bytes=10000)
-    assert tile_model.weight_update_cycles(w, cfg) == math.ceil(1000 / 16) + 8
+    assert timing.weight_update_cycles(w, cfg) == math.ceil(1000 / 16) + 8
 
 
 def test_stall_mapping_examples():
     """A hand-checked case: one feed step that is invalid for 3 cycles."""
     cfg = SMALL.replace(**{"array.rows": 1, "array.cols": 1, "array.acc_latency": 1})
-    free = tile_model.block_cycles(Dataflow.OS, 1, 1, 4, NM(1, 1), False, cfg)
+    free = timing.block_cycles(Dataflow.OS, 1, 1, 4, NM(1, 1), False, cfg)
     assert free == 1 + 2 + 1 - 2  # kc La + 2R + C - 2 with kc = 1
     iv = np.array([False, False, False])
-    assert tile_model.block_cycles(Dataflow.OS, 1, 1, 4, NM(1, 1), False, cfg, iv) == free + 3
+    assert timing.block_cycles(Dataflow.OS, 1, 1, 4, NM(1, 1), False, cfg, iv) == free + 3
     # output backpressure only delays the drain step
     orr = np.array([True, False, False])
-    assert tile_model.block_cycles(Dataflow.OS, 1, 1, 4, NM(1, 1), False, cfg, None, orr) \
+    assert timing.block_cycles(Dataflow.OS, 1, 1, 4, NM(1, 1), False, cfg, None, orr) \
         == free + 2
 
 
@@ -135,7 +135,7 @@ def test_large_blocks_are_fast(df):
     import time
     t = time.perf_counter()
     for i in range(2000):
-        tile_model.block_cycles(df, 50000 + i, 4096, 4608, NM(2, 8), True, VCU1525)
+        timing.block_cycles(df, 50000 + i, 4096, 4608, NM(2, 8), True, VCU1525)
     assert time.perf_counter() - t < 1.0
 
 
@@ -195,9 +195,9 @@ def _run_skip(cfg, inter, nm, m, n, k, iv, orr, dtype, seed, p_zero, empty_tile)
     a = zero_row_slices(rng, a, cfg, nm, p_zero, empty_tile)
     res = simulate(a, b, cfg=cfg, dataflow=Dataflow.WS, nm=nm, interleave=inter,
                    dtype=dtype, in_valid=iv, out_ready=orr)
-    g = tile_model.Geometry.of(cfg)
-    stream = tile_model.ws_skip_stream(a, n, nm, g)
-    fast = tile_model.block_cycles(Dataflow.WS, m, n, k, nm, inter, cfg, iv, orr, stream)
+    g = timing.Geometry.of(cfg)
+    stream = timing.ws_skip_stream(a, n, nm, g)
+    fast = timing.block_cycles(Dataflow.WS, m, n, k, nm, inter, cfg, iv, orr, stream)
     want = engine_gemm(a, b, dtype, g.lanes, g.window, nm, skip_rows=g.rows)
     same = (res.out.view(np.uint32) == want.view(np.uint32)) if dtype == "fp16" else \
         res.out == want
@@ -223,14 +223,14 @@ def test_ws_skip_fast_equals_percycle_under_stalls(case):
 def test_ws_skip_without_zero_rows_is_the_dense_timing():
     """No all-zero slice: every tile streams m rows, lag 0, today's formula."""
     cfg = SMALL.replace(**{"array.acc_latency": 2, "array.act_zero": "skip"})
-    g = tile_model.Geometry.of(cfg)
+    g = timing.Geometry.of(cfg)
     a = np.arange(1, 7 * 50 + 1).reshape(7, 50)
-    s = tile_model.ws_skip_stream(a, 9, NM(2, 4), g)
-    assert s == tile_model.WSStream.dense(7, len(s.lengths))
+    s = timing.ws_skip_stream(a, 9, NM(2, 4), g)
+    assert s == timing.WSStream.dense(7, len(s.lengths))
     for inter in (False, True):
-        assert tile_model.block_cycles(Dataflow.WS, 7, 9, 50, NM(2, 4), inter, cfg,
+        assert timing.block_cycles(Dataflow.WS, 7, 9, 50, NM(2, 4), inter, cfg,
                                        stream=s) == \
-            tile_model.block_cycles(Dataflow.WS, 7, 9, 50, NM(2, 4), inter, cfg)
+            timing.block_cycles(Dataflow.WS, 7, 9, 50, NM(2, 4), inter, cfg)
 
 
 def test_ws_skip_example_and_the_lag_rule():
@@ -247,12 +247,12 @@ def test_ws_skip_example_and_the_lag_rule():
     a[:, 0] = 1
     a[5, 2] = 1
     b = np.ones((6, 1), np.int64)
-    g = tile_model.Geometry.of(cfg)
-    s = tile_model.ws_skip_stream(a, 1, NM(1, 1), g)
-    assert s == tile_model.WSStream((6, 1, 1), (0, 5, 0))
+    g = timing.Geometry.of(cfg)
+    s = timing.ws_skip_stream(a, 1, NM(1, 1), g)
+    assert s == timing.WSStream((6, 1, 1), (0, 5, 0))
     # A_0 = 2; Delta_1 = max(6, (R-1) La + R + C - 1 = 3, R La + 1 + 5 = 8) = 8;
     # Delta_2 = max(1, 3, 3) = 3; end = A_2 + L_2 + R La + C - 1 = 13 + 1 + 2 = 16
-    assert tile_model.block_cycles(Dataflow.WS, 6, 1, 6, NM(1, 1), True, cfg, stream=s) == 16
+    assert timing.block_cycles(Dataflow.WS, 6, 1, 6, NM(1, 1), True, cfg, stream=s) == 16
     res = simulate(a, b, cfg=cfg, dataflow=Dataflow.WS, nm="1:1", interleave=True,
                    dtype="int8")
     assert res.cycles == 16 and res.out[:, 0].tolist() == [1, 1, 1, 1, 1, 2]
@@ -263,14 +263,14 @@ def test_ws_skip_example_and_the_lag_rule():
     dense = cfg.replace(**{"array.act_zero": "none"})
     assert simulate(a, b, cfg=dense, dataflow=Dataflow.WS, nm="1:1", interleave=True,
                     dtype="int8").cycles == \
-        tile_model.block_cycles(Dataflow.WS, 6, 1, 6, NM(1, 1), True, dense) == 2 + 2 * 6 + 6 + 2
+        timing.block_cycles(Dataflow.WS, 6, 1, 6, NM(1, 1), True, dense) == 2 + 2 * 6 + 6 + 2
 
 
 def test_ws_skip_stream_must_fit_the_block():
     cfg = SMALL
     with pytest.raises(ValueError, match="OS cannot skip"):
-        tile_model.block_cycles(Dataflow.OS, 4, 4, 8, NM(1, 1), True, cfg,
-                                stream=tile_model.WSStream((4,), (0,)))
+        timing.block_cycles(Dataflow.OS, 4, 4, 8, NM(1, 1), True, cfg,
+                                stream=timing.WSStream((4,), (0,)))
     with pytest.raises(ValueError, match="the block has 1 of 4"):
-        tile_model.block_cycles(Dataflow.WS, 4, 4, 8, NM(1, 1), True, cfg,
-                                stream=tile_model.WSStream((4, 4), (0, 0)))
+        timing.block_cycles(Dataflow.WS, 4, 4, 8, NM(1, 1), True, cfg,
+                                stream=timing.WSStream((4, 4), (0, 0)))

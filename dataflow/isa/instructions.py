@@ -246,7 +246,7 @@ class Compute(Instr):
     A is the oldest filled ACT half, B the oldest filled WGT half (N:M-compressed along K
     when ``nm`` is not dense), OUT the current OUT half; the engine maps the block onto the
     array per ``dataflow`` and ``interleave`` (``docs/architecture.md`` section 4; cycles:
-    :func:`nmsat.simulator.tile_model.compute_cycles`). ``layer`` and ``phase`` attribute
+    :func:`nmsat.dataflow.timing.compute_cycles`). ``layer`` and ``phase`` attribute
     the work.
     """
 

@@ -5,7 +5,7 @@ Parameters come from the JSON file named by ``NMSAT_TB_PARAMS``: the engine conf
 output-ready probabilities. The totals (tiles, mismatches, cycle mismatches, simulated
 cycles) go to ``NMSAT_TB_RESULT``. Each tile: load ACT/WGT through the load streams
 (random gaps), COMPUTE with random ``in_valid``/``out_ready`` stalls (cycles must equal
-``tile_model.block_cycles`` under the same masks), STORE under random backpressure
+``timing.block_cycles`` under the same masks), STORE under random backpressure
 (values must equal ``reference.engine_gemm`` bit for bit). On an ``act_zero = skip``
 engine every WS tile gets all-zero row slices (none, 40 % or 80 % of the rows per K-tile,
 every third tile one K-tile zero in every row), its row lists go through the
@@ -26,7 +26,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import FallingEdge, RisingEdge
-from nmsat.simulator.tile_model import block_cycles
+from nmsat.dataflow.timing import block_cycles
 
 from nmsat.config import from_dict, preset
 from nmsat.types import NM, ActZero, Dataflow

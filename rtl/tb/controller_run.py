@@ -78,7 +78,7 @@ def controller_host(prog: isa.Program, cfg: AcceleratorConfig, dram: dict) -> di
     """What the testbench needs: the program words, per LOAD (execution order) its tile,
     its packed engine-port words (from the LOAD and its data alone) and its port cycles,
     per STORE its tile, port cycles and the executor's OUT words, per COMPUTE its
-    description and ``tile_model`` cycles."""
+    description and ``timing`` cycles."""
     from ..engine import load_layouts
 
     shape = EngineShape.from_config(cfg)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth.hdl import Shape
 from nmsat.dataflow import isa
-from nmsat.simulator.tile_model import Geometry, WSStream, ws_row_lag, ws_skip_stream
+from nmsat.dataflow.timing import Geometry, WSStream, ws_row_lag, ws_skip_stream
 
 from nmsat.arith import ceil_div
 from nmsat.reference import skip_row_lists
@@ -108,7 +108,7 @@ def geometry(shape: EngineShape) -> Geometry:
 
 
 def ws_stream(shape: EngineShape, tile: Tile) -> WSStream | None:
-    """The tile's per-tile WS stream (``tile_model.block_cycles(..., stream=)``) when it
+    """The tile's per-tile WS stream (``timing.block_cycles(..., stream=)``) when it
     runs with skip, else None."""
     if not tile.skip_rows:
         return None

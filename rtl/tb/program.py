@@ -5,7 +5,7 @@ The dataflow compiler's program (``compile_layer``) is run by the functional exe
 STORE's OUT contents. The DMA side of the RTL run (LOAD) is this host model: it writes
 each COMPUTE's blocks into the engine's ACT/WGT buffers; the engine then executes the
 COMPUTE and STORE instruction words itself. Values must equal the executor's bit for bit;
-each COMPUTE's cycles must equal ``tile_model.compute_cycles``.
+each COMPUTE's cycles must equal ``timing.compute_cycles``.
 
 With ``array.act_zero = skip`` the DMA model also writes each WS COMPUTE's row lists
 (its zero-detector sees the activations it loads), the golden values are
@@ -23,7 +23,7 @@ import numpy as np
 from nmsat.dataflow import execute as ex
 from nmsat.dataflow import isa
 from nmsat.dataflow.compiler import CompileOptions, compile_layer
-from nmsat.simulator.tile_model import block_cycles, compute_cycles
+from nmsat.dataflow.timing import block_cycles, compute_cycles
 
 from nmsat.config import AcceleratorConfig
 from nmsat.reference import engine_gemm

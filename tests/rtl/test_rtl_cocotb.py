@@ -2,7 +2,7 @@
 random GEMM tiles, dense and N:M (1:4, 2:4, 2:8, 1:8, 4:8), OS and WS, interleave on/off,
 every operand type, random load-stream gaps, COMPUTE stalls and STORE backpressure.
 Values equal reference.engine_gemm bit for bit; COMPUTE cycles equal
-tile_model.block_cycles under the same stall masks. 1,000 tiles in all."""
+timing.block_cycles under the same stall masks. 1,000 tiles in all."""
 
 import shutil
 

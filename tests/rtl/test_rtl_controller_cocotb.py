@@ -2,7 +2,7 @@
 is written into the instruction memory and runs from ``start`` to ``done``; the testbench
 is only the DMA (LOAD tiles written as engine words, STOREs collected) with the system
 model's DMA timing. Values equal the golden executor, every COMPUTE takes
-``tile_model.compute_cycles``, every LOAD/STORE tile is the program's, and the whole
+``timing.compute_cycles``, every LOAD/STORE tile is the program's, and the whole
 program takes exactly the system model's cycles (DRAM fast, and slow enough to stall)."""
 
 import pytest

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from nmsat.dataflow import isa
 from nmsat.rtl.tb import inference as inf
-from nmsat.simulator.tile_model import compute_cycles
+from nmsat.dataflow.timing import compute_cycles
 
 from nmsat.commands import main
 from nmsat.reference import nm_mask

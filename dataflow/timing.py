@@ -1,5 +1,9 @@
 """Fast tile model: closed-form cycle counts of tile-program instructions.
 
+The timing laws of the engine, the SORE and the weight-update engine, on the dataflow floor
+so that the compiler (which prices tilings with them) and both back ends (the system model
+and the RTL testbenches) read one definition without importing each other.
+
 The formulas are those of ``docs/architecture.md`` section 4.1; tests
 (``tests/test_tile_model_*.py``) prove them equal, cycle for cycle, to the per-cycle model
 (:mod:`nmsat.simulator.percycle`), which moves the operands through the array.
@@ -47,6 +51,16 @@ class Geometry:
         a = cfg.array
         return cls(a.rows, a.cols, a.macs_per_pe, a.act_window, a.acc_latency)
 
+    def os_slots(self, interleave: bool) -> int:
+        """Accumulator slots (row blocks) one output-stationary pass interleaves: sigma =
+        La with interleave mapping, else 1."""
+        return self.acc_latency if interleave else 1
+
+    def os_passes(self, m: int, interleave: bool) -> int:
+        """Output-stationary passes per column tile: ceil(ceil(m / R) / sigma); each pass
+        streams the block's weights once."""
+        return ceil_div(ceil_div(m, self.rows), self.os_slots(interleave))
+
 
 def chunks(k: int, nm: NM, g: Geometry) -> int:
     """PE cycles per output for a K range (the block's kc)."""
@@ -58,9 +72,9 @@ def chunks(k: int, nm: NM, g: Geometry) -> int:
 
 def _os_terms(m: int, n: int, k: int, nm: NM, interleave: bool, g: Geometry):
     kc = chunks(k, nm, g)
-    sigma = g.acc_latency if interleave else 1
+    sigma = g.os_slots(interleave)
     rb = ceil_div(m, g.rows)
-    pp = ceil_div(rb, sigma)
+    pp = g.os_passes(m, interleave)
     s_r = rb - (pp - 1) * sigma
     nt = ceil_div(n, g.cols)
     return kc, sigma, rb, pp, s_r, nt
