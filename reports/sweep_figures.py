@@ -111,6 +111,17 @@ def pareto_front(objectives: Sequence[Sequence[float]]) -> list[int]:
     return front
 
 
+def fits_xcvu9p(p: SweepPoint) -> bool | None:
+    """Whether the area model's LUT, FF, DSP and RAMB36 estimates of ``p`` are all within
+    the XCVU9P's capacity (``nmsat.rtl.synth.XCVU9P``); ``None`` without an estimate."""
+    from nmsat.rtl.synth import XCVU9P
+
+    if p.lut is None or p.ff is None or p.dsp is None or p.bram is None:
+        return None
+    cap = XCVU9P.capacity
+    return p.lut <= cap.lut and p.ff <= cap.ff and p.dsp <= cap.dsp and p.bram <= cap.bram36
+
+
 def has_area(points: Sequence[SweepPoint]) -> bool:
     """Whether every point has a LUT estimate (else the multiplier count stands in)."""
     return all(p.lut is not None for p in points)
@@ -231,6 +242,15 @@ def pareto_plot(workload: str, pts: Sequence[SweepPoint], failed: int = 0) -> An
     ax_e.set_xlabel(f"energy per iteration ({e_unit})")
     ax_e.set_ylabel("speed (iterations / s)")
     ax_e.set_title("speed vs energy")
+    over = [i for i, p in enumerate(pts) if fits_xcvu9p(p) is False]
+    misfit = {}
+    if over:
+        cross = {"marker": "x", "s": 60, "color": "#d62728", "linewidths": 1.6, "zorder": 4,
+                 "label": f"does not fit the XCVU9P ({len(over)})"}
+        misfit["area"] = ax_a.scatter([size[i] for i in over], [speed[i] for i in over],
+                                      **cross)
+        misfit["energy"] = ax_e.scatter([energy[i] for i in over], [speed[i] for i in over],
+                                        **cross)
     for ax in (ax_a, ax_e):
         ax.legend(loc="best")
     extra = f", {failed} failed (not shown)" if failed else ""
@@ -259,11 +279,15 @@ def pareto_plot(workload: str, pts: Sequence[SweepPoint], failed: int = 0) -> An
                + " together (no other point is as fast, as frugal and as small, and "
                "strictly better in one), so a ringed point may look dominated in one "
                "two-dimensional view. The table lists the front, fastest first."
-               + (f" {failed} failed point(s) of the store are not plotted." if failed else ""))
+               + (f" {failed} failed point(s) of the store are not plotted." if failed else "")
+               + (f" Red crosses: {len(over)} point(s) whose estimated LUT, FF, DSP or RAMB36 "
+                  "count exceeds the XCVU9P's capacity (they cannot be built on the "
+                  "VCU1525)." if over else ""))
     return Plot(name=f"sweep_pareto_{_slug(workload)}", title=f"{workload}: Pareto front",
                 caption=caption, figure=fig, table=table,
                 artists={"area": sc, "area_front": fa, "energy": se, "energy_front": fe,
-                         "energy_scale": e_scale, "front": [pts[i].key for i in front]})
+                         "energy_scale": e_scale, "front": [pts[i].key for i in front],
+                         "misfit": misfit, "misfit_keys": [pts[i].key for i in over]})
 
 
 def sensitivity_plot(workload: str, pts: Sequence[SweepPoint]) -> Any:

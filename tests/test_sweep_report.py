@@ -533,3 +533,27 @@ def test_changing_any_one_input_changes_the_key():
     keys.add(sweep_spec.point_key(cfg, "cnn", opts))
     keys.add(sweep_spec.point_key(cfg, "mlp", opts, version="0.0.0+other"))
     assert len(keys) == 1 + len(leaves) + len(opts) + 2  # each change: a new, distinct key
+
+
+def test_points_that_do_not_fit_the_xcvu9p_are_marked():
+    """A point over the XCVU9P's LUTs (a 32x16 array needing 1.34 M LUTs, say) is drawn
+    as a red cross in both panels; points within capacity and points without an
+    estimate are not."""
+    import matplotlib
+
+    from nmsat.reports import style
+    from nmsat.reports.sweep_figures import SweepPoint, fits_xcvu9p, pareto_plot
+    from nmsat.rtl.synth import XCVU9P
+
+    cap = XCVU9P.capacity
+    pts = [SweepPoint(f"k{i}", "mlp", {"array.rows": r}, 1e-3 / (i + 1), 1e-3 * (i + 1), lut,
+                      16 * (i + 1), idx=i, total_cycles=1000, speedup=1.0, ff=1000, dsp=10,
+                      bram=5.0)
+           for i, (r, lut) in enumerate([(8, 100_000), (16, cap.lut), (32, 1_340_000)])]
+    assert [fits_xcvu9p(p) for p in pts] == [True, True, False]
+    assert fits_xcvu9p(SweepPoint("n", "mlp", {}, 1.0, 1.0, None, 16)) is None
+    with matplotlib.rc_context(style.RC):
+        plot = pareto_plot("mlp", pts)
+    assert plot.artists["misfit_keys"] == ["k2"]
+    offsets = plot.artists["misfit"]["area"].get_offsets()
+    assert offsets.tolist() == [[1_340_000.0, pts[2].speed]]
