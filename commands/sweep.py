@@ -164,8 +164,8 @@ def _run(args: argparse.Namespace) -> int:
 
     spec_path = Path(args.target[0])
     store = args.store if args.store is not None else spec_path.with_suffix(".sqlite")
+    spec = sweep_spec.load(spec_path)  # the input first: a missing spec is named as such
     check_output_file(store, "-o")
-    spec = sweep_spec.load(spec_path)
     plan = sweep.plan(spec, store, args.resume)  # validates every point; writes nothing
     cluster = sweep.DaskCluster(args.workers, args.scheduler, args.connect_timeout)
     with sweep.StoreLock(store), cluster:  # one sweep per store; connect before touching it

@@ -438,16 +438,25 @@ class Sandbox:
 
     @staticmethod
     def _parser_patch() -> None:
-        """Build the argparse tree once, not per call (15 ms each): what is measured is
-        nmsat's handling of the input, not parser construction."""
+        """Build the full argparse tree once, not per call (15 ms each): what is measured
+        is nmsat's handling of the input, not parser construction. ``close`` undoes it."""
         import nmsat.commands as c
 
         if not hasattr(c, "_fuzz_original"):
             c._fuzz_original = c.build_parser
             parser = c.build_parser()
-            c.build_parser = lambda: parser
+            c.build_parser = lambda *args, **kwargs: parser
+
+    @staticmethod
+    def _parser_unpatch() -> None:
+        import nmsat.commands as c
+
+        if hasattr(c, "_fuzz_original"):
+            c.build_parser = c._fuzz_original
+            del c._fuzz_original
 
     def close(self) -> None:
+        self._parser_unpatch()
         for s in self._socks:
             s.close()
         shutil.rmtree(self.root, ignore_errors=True)

@@ -385,9 +385,9 @@ def test_export_names_what_is_wrong_with_the_store(kind, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("make_out, fragment", [
-    (lambda t: (t / "file").write_text("keep") and t / "file", "{o} exists and is not a folder"),
+    (lambda t: (t / "file").write_text("keep") and t / "file", "-o: cannot write into {o}: it exists and is not a folder"),
     (lambda t: (t / "file").write_text("keep") and t / "file" / "sub",
-     "cannot create report folder {o}: {t}/file is not a folder"),
+     "-o: cannot write {o}: {t}/file is not a folder"),
 ])
 def test_unwritable_output_one_line_exit_2(make_out, fragment, store, tmp_path, capsys):
     out = make_out(tmp_path)
@@ -452,11 +452,11 @@ def test_running_into_a_folder_or_under_a_file_is_refused(tmp_path, capsys):
     (tmp_path / "dir.sqlite").mkdir()
     (tmp_path / "file").write_text("x")
     for store, resume, msg in (
-            ("dir.sqlite", [], ("store {t}/dir.sqlite is a folder, not a sweep store; "
-                               "choose another -o")),
-            ("dir.sqlite", ["--resume"], ("store {t}/dir.sqlite is a folder, not a sweep "
-                                         "store; choose another -o")),
-            ("file/s.sqlite", [], ("cannot create store {t}/file/s.sqlite: {t}/file is not a "
+            ("dir.sqlite", [], ("-o: cannot write {t}/dir.sqlite: it is a folder; nmsat "
+                               "writes regular files only")),
+            ("dir.sqlite", ["--resume"], ("-o: cannot write {t}/dir.sqlite: it is a folder; "
+                                         "nmsat writes regular files only")),
+            ("file/s.sqlite", [], ("-o: cannot write {t}/file/s.sqlite: {t}/file is not a "
                                   "folder"))):
         rc, _, err = _run(capsys, "sweep", str(spec), "-o", str(tmp_path / store), *resume,
                           "--workers", "1")
@@ -467,7 +467,7 @@ def test_running_into_a_folder_or_under_a_file_is_refused(tmp_path, capsys):
     (tmp_path / "d.toml").mkdir()
     rc, _, err = _run(capsys, "sweep", str(tmp_path / "d.toml"))
     assert rc == 2
-    assert err == f"nmsat: error: sweep spec {tmp_path}/d.toml is a folder, not a file\n"
+    assert err == f"nmsat: error: sweep spec {tmp_path}/d.toml is a folder, not a regular file\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.toml", "dir.sqlite", "file",
                                                            "s.toml"]
 
