@@ -254,7 +254,7 @@ def test_offline_schedule_changes_only_tiling_and_never_costs_more():
     compiler.offline_schedule(low_off, VCU1525, CompileOptions(offline_schedule=False))
     for i, task in enumerate(low_on.tasks):
         if isinstance(task, compiler.GemmTask):
-            ctx = compiler._TaskCtx(task, low_on, VCU1525)
+            ctx = compiler.TaskCtx(task, low_on, VCU1525)
             assert compiler.estimate_cycles(ctx, low_on.tilings[i]) <= \
                 compiler.estimate_cycles(ctx, low_off.tilings[i])
 

@@ -1,0 +1,306 @@
+"""Compiler stages 2 and 3: block sizes, loop order and dataflow of every GEMM task.
+
+:class:`TaskCtx` holds what a tiling decision needs about one task (operand bytes per
+block, the buffer limits); :func:`offline_schedule` searches dataflow x loop order x
+block sizes for the least :func:`estimate_cost` (or, without offline scheduling, takes
+:func:`default_tiling`); :func:`interleave_mapping` sets every block's interleave flag.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+from nmsat.dataflow.timing import Geometry, block_cycles
+
+from nmsat.arith import ceil_div
+from nmsat.config import AcceleratorConfig
+from nmsat.errors import NmsatError
+from nmsat.types import NM, Dataflow
+
+from . import isa
+from .isa import ElemType, Tensor, Transform
+from .tasks import CompileOptions, GemmTask, LoopOrder, Lowered, Tiling, View
+
+# --------------------------------------------------------------------------- sizes
+
+
+def _out_bytes(t: Tensor, v: View, mb: int, nb: int, acc_bytes: int) -> int:
+    """OUT-half bytes of an mb x nb result block: fp32/int32 partial sums; a COL2IM block
+    accumulates its input-region footprint."""
+    if v.transform is Transform.COL2IM:
+        cv = t.conv
+        spanned = min(ceil_div(mb, cv.out_w) + 1, cv.batch * cv.out_h)
+        in_rows = min((spanned - 1) * cv.stride + cv.kh, cv.batch * cv.h)
+        return min(mb * nb, in_rows * cv.w * cv.c) * acc_bytes
+    return mb * nb * acc_bytes
+
+
+class TaskCtx:
+    """Everything tiling decisions need about one GEMM task."""
+
+    def __init__(self, task: GemmTask, low: Lowered, cfg: AcceleratorConfig,
+                 engine_words: bool = False):
+        self.task, self.cfg = task, cfg
+        self.words = cfg.bank_words() if engine_words else None
+        self.ta = low.tensors[task.a.tensor]
+        self.tb = low.tensors[task.b.tensor]
+        self.tc = low.tensors[task.c.tensor]
+        d = task.dims
+        self.m, self.n, self.k, self.count = d.m, d.n, d.k, d.count
+        self.ku = cfg.array.k_per_cycle(task.nm)  # K per chunk: K-block granularity
+        self.acc_bytes = ElemType.of(cfg.numerics.operand.accumulator).bytes  # fp32 / int32
+        self.geom = Geometry.of(cfg)
+        self._memo: dict[tuple, Any] = {}
+
+    def a_bytes(self, mb: int, kb: int) -> int:
+        key = ("a", mb, kb)
+        if key not in self._memo:
+            self._memo[key] = self._a_bytes(mb, kb)
+        return self._memo[key]
+
+    def b_bytes(self, kb: int, nb: int) -> int:
+        key = ("b", kb, nb)
+        if key not in self._memo:
+            self._memo[key] = self._b_bytes(kb, nb)
+        return self._memo[key]
+
+    def _a_bytes(self, mb: int, kb: int) -> int:
+        v, t = self.task.a, self.ta
+        if v.transform is Transform.IM2COL:
+            return _im2col_bytes(t, mb, kb, kb == self.k)
+        return isa.region_bytes(mb, kb, t.elem)
+
+    def _b_bytes(self, kb: int, nb: int) -> int:
+        v, t = self.task.b, self.tb
+        if v.transform is Transform.IM2COL:  # WG of a conv: rows = pixels (K), cols = kk
+            return _im2col_bytes(t, kb, nb, nb == self.n)
+        return isa.region_bytes(kb, nb, t.elem, self.task.nm)
+
+    def out_bytes(self, mb: int, nb: int) -> int:
+        return _out_bytes(self.tc, self.task.c, mb, nb, self.acc_bytes)
+
+    def store_bytes(self, mb: int, nb: int) -> int:
+        v, t = self.task.c, self.tc
+        if v.transform is Transform.COL2IM:
+            return _im2col_bytes(t, mb, nb, nb == self.n)
+        return isa.region_bytes(mb, nb, t.elem)
+
+    def fits(self, mb: int, nb: int, kb: int) -> str | None:
+        """None if the block fits, else the name of the first buffer it overflows."""
+        bufs = self.cfg.buffers
+        if self.a_bytes(mb, kb) > bufs.activation.usable_bytes:
+            return "buffers.activation"
+        if self.b_bytes(kb, nb) > bufs.weight.usable_bytes:
+            return "buffers.weight"
+        if self.out_bytes(mb, nb) > bufs.output.usable_bytes:
+            return "buffers.output"
+        if self.words is not None:
+            a = self.cfg.array
+            kc, nt = ceil_div(kb, self.ku), ceil_div(nb, a.cols)
+            need = {"buffers.weight": nt * kc, "buffers.output": ceil_div(mb, a.rows) * nt}
+            if self.cfg.buffers.act_layout == "windows":
+                # one A-element window per (im2col row, chunk), R diagonal banks
+                # (rtl/layouts.act_location); with "fmap" ACT is limited by bytes only
+                need["buffers.activation"] = mb * ceil_div(kc, a.rows)
+            for name, words in need.items():
+                if words > self.words[name]:
+                    return name
+        return None
+
+
+def _im2col_bytes(t: Tensor, pixels: int, kcols: int, full_k: bool) -> int:
+    """DRAM bytes of ``pixels`` consecutive im2col rows x ``kcols`` columns.
+
+    With the whole K range the feeder builds im2col on chip from the input rows the pixels
+    cover (``ceil(pixels / Wo) + 1`` output rows for any alignment, ``(rows - 1) * stride
+    + kh`` input rows), capped by the im2col size; a partial K range is read as im2col."""
+    cv = t.conv
+    assert cv is not None
+    flat = pixels * kcols * t.elem.bytes
+    if not full_k:
+        return flat
+    spanned = min(ceil_div(pixels, cv.out_w) + 1, cv.batch * cv.out_h)
+    in_rows = min((spanned - 1) * cv.stride + cv.kh, cv.batch * cv.h)
+    return min(flat, in_rows * cv.w * cv.c * t.elem.bytes)
+
+
+# --------------------------------------------------------------------------- pass: schedule
+
+
+def _splits(total: int, b: int) -> list[tuple[int, int]]:
+    """(count, size) classes of splitting ``total`` into blocks of ``b``."""
+    out = []
+    if total // b:
+        out.append((total // b, b))
+    if total % b:
+        out.append((1, total % b))
+    return out
+
+
+def estimate_cost(ctx: TaskCtx, t: Tiling) -> tuple[int, int]:
+    """(estimated cycles, DRAM bytes) of a task under a tiling. Cycles: max(engine cycles
+    from the tile model, DRAM bytes / total DRAM bandwidth), as the double-buffered
+    pipeline hides the shorter of the two; bytes break ties (energy, contention)."""
+    m, n, k = ctx.m, ctx.n, ctx.k
+    ms, ns, ks = _splits(m, t.mb), _splits(n, t.nb), _splits(k, t.kb)
+    ekey = ("engine", t.dataflow, t.mb, t.nb, t.kb, t.interleave)
+    engine = ctx._memo.get(ekey)
+    if engine is None:
+        g, nm = ctx.geom, ctx.task.nm
+        engine = sum(cm * cn * ck * _block_cycles(t.dataflow, sm, sn, sk, nm, t.interleave, g)
+                     for cm, sm in ms for cn, sn in ns for ck, sk in ks)
+        ctx._memo[ekey] = engine
+    bkey = ("bytes", t.mb, t.nb, t.kb)
+    sums = ctx._memo.get(bkey)
+    if sums is None:
+        sums = (sum(cm * ck * ctx.a_bytes(sm, sk) for cm, sm in ms for ck, sk in ks),
+                sum(cn * ck * ctx.b_bytes(sk, sn) for cn, sn in ns for ck, sk in ks),
+                sum(cm * cn * ctx.store_bytes(sm, sn) for cm, sm in ms for cn, sn in ns),
+                sum(c for c, _ in ms), sum(c for c, _ in ns))
+        ctx._memo[bkey] = sums
+    a_all, b_all, c_all, nmb, nnb = sums
+    resident = t.kb == k
+    if t.order is LoopOrder.NM:  # A reloaded per column block; B once if resident
+        dram = a_all * nnb + b_all * (1 if resident else nmb)
+    else:
+        dram = b_all * nmb + a_all * (1 if resident else nnb)
+    dram += c_all
+    mem = ceil_div(dram, ctx.cfg.dram.total_bytes_per_cycle)
+    return ctx.count * max(engine, mem), ctx.count * dram
+
+
+def estimate_cycles(ctx: TaskCtx, t: Tiling) -> int:
+    """Estimated cycles of a task under a tiling (see :func:`estimate_cost`)."""
+    return estimate_cost(ctx, t)[0]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _block_cycles(df: Dataflow, m: int, n: int, k: int, nm: NM, inter: bool,
+                  g: Geometry) -> int:
+    return block_cycles(df, m, n, k, nm, inter, g)
+
+
+def _min_block(ctx: TaskCtx) -> tuple[int, int, int]:
+    """The smallest block the engine runs: one array tile (R rows x C columns, one chunk
+    of K), or the whole dimension when smaller."""
+    a = ctx.cfg.array
+    return min(ctx.m, a.rows), min(ctx.n, a.cols), min(ctx.k, ctx.ku)
+
+
+def _check_min(ctx: TaskCtx, layer: str) -> None:
+    mb, nb, kb = _min_block(ctx)
+    bad = ctx.fits(mb, nb, kb)
+    if bad:
+        need = {"buffers.activation": ctx.a_bytes(mb, kb), "buffers.weight":
+                ctx.b_bytes(kb, nb), "buffers.output": ctx.out_bytes(mb, nb)}[bad]
+        half = {"buffers.activation": ctx.cfg.buffers.activation,
+                "buffers.weight": ctx.cfg.buffers.weight,
+                "buffers.output": ctx.cfg.buffers.output}[bad].usable_bytes
+        raise NmsatError(f"{bad} is too small for layer {layer!r} ({ctx.task.phase}): one "
+                         f"minimum tile {mb}x{nb}x{kb} needs {need} bytes, a buffer half "
+                         f"holds {half}")
+
+
+def _largest(lo: int, hi: int, unit: int, ok) -> int | None:
+    """Largest multiple of ``unit`` in [lo, hi] (or ``hi`` itself) with ok(x); binary
+    search (``ok`` is monotone: smaller blocks need fewer bytes)."""
+    if ok(hi):
+        return hi
+    cands_hi = hi // unit
+    lo_u = ceil_div(lo, unit)
+    if cands_hi < lo_u or not ok(lo_u * unit):
+        return lo if ok(lo) and lo <= hi else None
+    a, b = lo_u, cands_hi
+    while a < b:
+        mid = (a + b + 1) // 2
+        if ok(mid * unit):
+            a = mid
+        else:
+            b = mid - 1
+    return a * unit
+
+
+def default_tiling(ctx: TaskCtx, dataflow: Dataflow) -> Tiling:
+    """The fixed tiling used without offline scheduling: greedy largest blocks, in the
+    order K, N, M: the whole K when it fits (else the most chunks), then the most columns
+    (multiples of C), then the most rows (multiples of R x La), B-stationary loop order."""
+    a = ctx.cfg.array
+    mb0, nb0, kb0 = _min_block(ctx)
+    kb = _largest(kb0, ctx.k, ctx.ku, lambda x: ctx.fits(mb0, nb0, x) is None)
+    assert kb is not None
+    nb = _largest(nb0, ctx.n, a.cols, lambda x: ctx.fits(mb0, x, kb) is None)
+    assert nb is not None
+    mb = _largest(mb0, ctx.m, a.rows * a.acc_latency, lambda x: ctx.fits(x, nb, kb) is None)
+    assert mb is not None
+    return Tiling(dataflow, LoopOrder.NM, mb, nb, kb)
+
+
+def _candidates(ctx: TaskCtx, dataflows: tuple[Dataflow, ...], interleave: bool):
+    a = ctx.cfg.array
+    mb0, nb0, kb0 = _min_block(ctx)
+    nbs, x = {ctx.n}, nb0
+    while x < ctx.n:
+        nbs.add(x)
+        x *= 2
+    kbs, x = {ctx.k}, max(kb0, ctx.ku * a.rows)
+    while x < ctx.k:
+        kbs.add(x)
+        x *= 4
+    kbs.add(kb0)
+    for nb in sorted(nbs):
+        for kb in sorted(kbs):
+            if ctx.fits(mb0, nb, kb) is not None:
+                continue
+            mb = _largest(mb0, ctx.m, a.rows * a.acc_latency,
+                          lambda v, nb=nb, kb=kb: ctx.fits(v, nb, kb) is None)
+            if mb is None:
+                continue
+            for df in dataflows:
+                for order in LoopOrder:
+                    yield Tiling(df, order, mb, nb, kb, interleave)
+
+
+def offline_schedule(low: Lowered, cfg: AcceleratorConfig, opts: CompileOptions) -> None:
+    """Pass: choose each GEMM task's tiling (in place). On: search dataflow x loop order x
+    block sizes for the least :func:`estimate_cycles`. Off: ``opts.fixed_dataflow`` and
+    :func:`default_tiling`."""
+    dataflows = tuple(Dataflow.parse(d) for d in cfg.array.dataflows)
+    fixed = opts.fixed_dataflow if opts.fixed_dataflow in dataflows else dataflows[0]
+    cache: dict[tuple, Tiling] = {}
+    for i, task in enumerate(low.tasks):
+        if not isinstance(task, GemmTask):
+            continue
+        ctx = TaskCtx(task, low, cfg, opts.engine_words)
+        _check_min(ctx, low.layers[task.layer])
+        key = (task.dims, task.nm, task.a.transform, task.b.transform, task.c.transform,
+               ctx.ta.conv, ctx.tb.conv, ctx.tc.conv, ctx.tb.elem, ctx.tc.elem,
+               opts.offline_schedule, opts.interleave, opts.engine_words)
+        if key not in cache:
+            if opts.offline_schedule:
+                best = None
+                # The fixed default tilings are candidates too, so the search is never
+                # worse than the schedule it replaces.
+                cands = list(_candidates(ctx, dataflows, opts.interleave))
+                cands += [dataclasses.replace(default_tiling(ctx, df), interleave=opts.interleave)
+                          for df in dataflows]
+                for t in cands:
+                    cost = estimate_cost(ctx, t)
+                    if best is None or cost < best[0]:
+                        best = (cost, t)
+                assert best is not None
+                cache[key] = best[1]
+            else:
+                cache[key] = default_tiling(ctx, fixed)
+        low.tilings[i] = cache[key]
+
+
+# --------------------------------------------------------------------------- pass: interleave
+
+
+def interleave_mapping(low: Lowered, on: bool) -> None:
+    """Pass: interleave mapping on every compute block (in place)."""
+    for i, t in low.tilings.items():
+        low.tilings[i] = dataclasses.replace(t, interleave=on)
+
