@@ -17,99 +17,40 @@ run for a speedup figure, say). A new figure is a function with the same signatu
 appended to the right registry; the HTML page picks it up without further changes.
 
 Colours, sizes and units come from :mod:`nmsat.reports.style`.
+
+The figure machinery (:class:`Plot`, :class:`Table`, :class:`Run`, :func:`make_runs`,
+:func:`render`, :func:`write_plot`) is in :mod:`nmsat.reports.plots` and the trace figures
+in :mod:`nmsat.reports.trace_figures`; this module re-exports both.
 """
 
 from __future__ import annotations
 
-import io
-import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import matplotlib
 import numpy as np
-from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import MaxNLocator
 
 from nmsat.errors import NmsatError
 from nmsat.types import NM
-from nmsat.fileio import atomic_write_bytes
 
 from . import style
+from .plots import FORMATS, Plot, Run, Table, make_runs, new_figure, render, write_plot
+from .trace_figures import accuracy_figure, flip_rate_figure, mean_flip_rate, trace_series
+
+__all__ = [
+    "FORMATS", "PER_RUN_FIGURES", "PHASES", "RUN_SET_FIGURES", "TRACE_FIGURES", "UNIT_LABELS",
+    "Plot", "Run", "Table", "accuracy_figure", "build_plots", "energy_figure",
+    "flip_rate_figure", "layer_figure", "make_runs", "mean_flip_rate", "merge_intervals",
+    "new_figure", "phase_figure", "render", "speedup_bound", "speedup_figure",
+    "timeline_figure", "trace_series", "write_plot",
+]
 
 PHASES: tuple[str, ...] = ("ff", "bp", "wg", "wu", "sore", "vector")
 """Phase keys of a result's ``phase_cycles``, in the order the stacks are drawn
 (:data:`nmsat.simulator.results.PHASES`)."""
-
-FORMATS: tuple[str, ...] = ("png", "svg")
-
-
-# --------------------------------------------------------------------------- data types
-
-
-@dataclass(frozen=True)
-class Table:
-    """The numbers behind a figure: column headings and rows of plain values."""
-
-    columns: tuple[str, ...]
-    rows: tuple[tuple[Any, ...], ...]
-
-    def __post_init__(self) -> None:
-        for row in self.rows:
-            if len(row) != len(self.columns):
-                raise ValueError(f"table row {row!r} has {len(row)} values for "
-                                 f"{len(self.columns)} columns")
-
-
-@dataclass
-class Plot:
-    """One drawn figure.
-
-    Attributes
-    ----------
-    name
-        File stem: the figure is written as ``name.png`` and ``name.svg``.
-    title
-        Heading in the HTML report (the figure carries its own title too).
-    caption
-        What the figure shows and how to read it.
-    figure
-        The matplotlib figure.
-    table
-        The numbers behind the figure.
-    artists
-        Plotted artists by what they show, for reading the plotted values back.
-    run
-        For a per-run figure, the run it shows (the page groups those figures by run).
-    """
-
-    name: str
-    title: str
-    caption: str
-    figure: Figure
-    table: Table
-    artists: dict[str, Any] = field(default_factory=dict)
-    run: Run | None = None
-
-
-@dataclass(frozen=True)
-class Run:
-    """A simulation result with the names the report gives it.
-
-    ``series`` names the run within its workload ("BDWP 2:8", plus whatever sets it apart
-    from the other runs of the report: batch, mode, configuration, options);
-    ``label`` is workload and series; ``slug`` is a unique file-name-safe id.
-    """
-
-    result: Any  # nmsat.simulator.results.SimResult
-    label: str
-    series: str
-    slug: str
-    source: str
 
 
 def speedup_bound(method: str, nm: str) -> float | None:
@@ -128,76 +69,7 @@ def speedup_bound(method: str, nm: str) -> float | None:
     return peak_bound(m, NM.parse(nm))
 
 
-# --------------------------------------------------------------------------- run naming
-
-
-def _option_words(options: dict[str, Any], keys: Sequence[str]) -> list[str]:
-    words = []
-    for k in keys:
-        v = options.get(k)
-        name = k.replace("_", "-")
-        if v is True:
-            words.append(name)
-        elif v is False:
-            words.append(f"no-{name}")
-        else:
-            words.append(f"{name}={v}")
-    return words
-
-
-def make_runs(results: Sequence[Any], sources: Sequence[str]) -> list[Run]:
-    """Name each result so that every run of the report has a distinct label.
-
-    The series is the method and pattern, plus each attribute that differs between runs
-    (batch, mode, configuration name, simulator options); a run that is still not unique
-    gets ``#2``, ``#3``...
-    """
-    if len(results) != len(sources):
-        raise ValueError("one source per result")
-
-    def cfg_name(r: Any) -> str:
-        return str(r.config.get("name", "?")) if isinstance(r.config, dict) else "?"
-
-    varies = {
-        "batch": len({r.batch for r in results}) > 1,
-        "mode": len({r.mode for r in results}) > 1,
-        "config": len({cfg_name(r) for r in results}) > 1,
-    }
-    # method, pattern and mode are in the series already; the rest are simulator switches
-    option_keys = sorted({k for r in results for k in r.options} - {"method", "nm", "mode"})
-    varying_options = [k for k in option_keys
-                       if len({repr(r.options.get(k)) for r in results}) > 1]
-    series: list[str] = []
-    for r in results:
-        words = [style.method_label(r.method) if r.method == "dense"
-                 else f"{style.method_label(r.method)} {r.nm}"]
-        if varies["mode"]:
-            words.append(str(r.mode))
-        if varies["batch"]:
-            words.append(f"batch {r.batch}")
-        if varies["config"]:
-            words.append(cfg_name(r))
-        words += _option_words(r.options, varying_options)
-        series.append(" ".join(words))
-    seen: dict[tuple[str, str], int] = {}
-    runs = []
-    for i, (r, s, src) in enumerate(zip(results, series, sources)):
-        key = (r.workload, s)
-        seen[key] = seen.get(key, 0) + 1
-        if seen[key] > 1:
-            s = f"{s} #{seen[key]}"
-        slug = re.sub(r"[^a-z0-9]+", "-", f"{r.workload} {s}".lower()).strip("-")
-        runs.append(Run(result=r, label=f"{r.workload} · {s}", series=s,
-                        slug=f"{i + 1:02d}-{slug}", source=src))
-    return runs
-
-
 # --------------------------------------------------------------------------- helpers
-
-
-def _new_figure(width: float, height: float) -> Figure:
-    return Figure(figsize=(min(max(width, 9.0), 28.0), height), layout="constrained",
-                  dpi=style.DPI)
 
 
 def _per_what(runs: Sequence[Run]) -> str:
@@ -233,7 +105,7 @@ def speedup_figure(runs: Sequence[Run]) -> Plot | None:
     groups = _groups(sparse)
     series = list(dict.fromkeys(r.series for r in sparse))
     width = min(0.8 / len(series), 0.35)
-    fig = _new_figure(1.6 + 1.2 * len(groups) * max(1, len(series) * 0.6), 4.8)
+    fig = new_figure(1.6 + 1.2 * len(groups) * max(1, len(series) * 0.6), 4.8)
     ax = fig.add_subplot()
     bars: dict[tuple[str, str], Any] = {}
     bounds: dict[tuple[str, str], Line2D] = {}
@@ -332,7 +204,7 @@ def phase_figure(runs: Sequence[Run]) -> Plot | None:
         centres.append((sum(group_xs) / len(group_xs), workload))
     peak = max(max(r.result.total_cycles, r.result.dense_total_cycles) for r in runs)
     unit, scale = style.cycle_unit(peak)
-    fig = _new_figure(2.5 + 0.75 * len(bars), 5.2)
+    fig = new_figure(2.5 + 0.75 * len(bars), 5.2)
     ax = fig.add_subplot()
     segments: dict[tuple[str, str], Any] = {}
     totals: dict[str, Any] = {}
@@ -397,7 +269,7 @@ def energy_figure(runs: Sequence[Run]) -> Plot | None:
     comps = _components(runs)
     peak = max(sum(r.result.energy_pj.get(c, 0.0) for c in comps) for r in runs)
     unit, scale = style.energy_unit(peak)
-    fig = _new_figure(2.5 + 0.75 * len(runs), 5.2)
+    fig = new_figure(2.5 + 0.75 * len(runs), 5.2)
     ax = fig.add_subplot()
     segments: dict[tuple[str, str], Any] = {}
     rows = []
@@ -450,7 +322,7 @@ def layer_figure(run: Run) -> Plot | None:
         return None
     causes = _stall_causes([r])
     n = len(layers)
-    fig = _new_figure(3.0 + 0.14 * n, 7.0)
+    fig = new_figure(3.0 + 0.14 * n, 7.0)
     ax_u, ax_s = fig.subplots(2, 1, sharex=True, height_ratios=(1, 1.3))
     xs = np.arange(n)
     util = ax_u.bar(xs, [100.0 * layer.utilization for layer in layers], 0.8,
@@ -542,7 +414,7 @@ def timeline_figure(run: Run) -> Plot | None:
     units = sorted(by_unit, key=_unit_key)
     end = max(ev.end for ev in r.events)
     unit_name, scale = style.cycle_unit(end)
-    fig = _new_figure(13.0, 1.6 + 0.55 * len(units))
+    fig = new_figure(13.0, 1.6 + 0.55 * len(units))
     ax = fig.add_subplot()
     collections: dict[tuple[str, str, str], Any] = {}
     rows = []
@@ -606,132 +478,7 @@ def timeline_figure(run: Run) -> Plot | None:
                 {"intervals": collections, "time_scale": scale})
 
 
-# --------------------------------------------------------------------------- trace figures
-
-
-def trace_series(trace: Any) -> str:
-    m = str(trace.method)
-    return style.method_label(m) if m == "dense" else f"{style.method_label(m)} {trace.nm}"
-
-
-def accuracy_figure(traces: Sequence[Any]) -> Plot | None:
-    """Final test accuracy against sparsity per method (left) and over epochs (right)."""
-    if not traces:
-        return None
-    fig = _new_figure(12.0, 4.8)
-    ax_s, ax_e = fig.subplots(1, 2)
-    models = list(dict.fromkeys(t.model for t in traces))
-    markers = "os^Dvp*hX"
-    # points: (model, method, sparsity, accuracy, source)
-    points: list[tuple[str, str, float, float, str]] = []
-    seen_baselines: set[tuple] = set()
-    for t in traces:
-        points.append((t.model, str(t.method), 1.0 - NM.parse(str(t.nm)).density
-                       if str(t.method) != "dense" else 0.0, t.final_accuracy,
-                       f"{t.model} {trace_series(t)} (seed {t.seed})"))
-        b = t.baseline
-        if b is not None:
-            key = (t.model, t.dataset, t.seed, b.final_accuracy)
-            if key not in seen_baselines:
-                seen_baselines.add(key)
-                source = f"dense baseline of {t.model} {trace_series(t)} (seed {t.seed})"
-                points.append((t.model, "dense", 0.0, b.final_accuracy, source))
-    markers_drawn: dict[tuple[str, str], Line2D] = {}
-    for model in models:
-        for method in dict.fromkeys(p[1] for p in points if p[0] == model):
-            pts = sorted((p[2], p[3]) for p in points if p[0] == model and p[1] == method)
-            (line,) = ax_s.plot([100 * s for s, _ in pts], [100 * a for _, a in pts],
-                                marker=markers[models.index(model) % len(markers)],
-                                color=style.method_color(method), linestyle="-",
-                                markersize=7)
-            markers_drawn[(model, method)] = line
-    ax_s.set_xlabel("weight sparsity 1 - N/M (%)")
-    ax_s.set_ylabel("final test accuracy (%)")
-    ax_s.set_title("Test accuracy against sparsity")
-    handles: list[Any] = [Line2D([], [], color=style.method_color(m), linewidth=3,
-                                 label=style.method_label(m))
-                          for m in dict.fromkeys(p[1] for p in points)]
-    handles += [Line2D([], [], color="black", linestyle="", label=model,
-                       marker=markers[i % len(markers)]) for i, model in enumerate(models)]
-    ax_s.legend(handles=handles, loc="lower left")
-    curves: dict[int, Line2D] = {}
-    for i, t in enumerate(traces):
-        color = style.series_color(str(t.method), str(t.nm))
-        (line,) = ax_e.plot([e.epoch for e in t.accuracy],
-                            [100 * e.test_accuracy for e in t.accuracy], marker=".",
-                            color=color, label=f"{t.model} {trace_series(t)}")
-        curves[i] = line
-    ax_e.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax_e.set_xlabel("epoch")
-    ax_e.set_ylabel("test accuracy (%)")
-    ax_e.set_title("Test accuracy over training")
-    ax_e.legend(loc="lower right")
-    fig.suptitle("Sparse training accuracy (from training traces)")
-    rows = tuple((model, style.method_label(method), 100 * s, 100 * a, src)
-                 for model, method, s, a, src in points)
-    table = Table(("model", "method", "sparsity (%)", "final test accuracy (%)", "run"), rows)
-    return Plot("accuracy", "Accuracy against sparsity and method",
-                "Left: final test accuracy of each traced run against its weight sparsity "
-                "(1 - N/M), one colour per method; dense runs (including the dense baseline "
-                "recorded in a sparse trace) sit at 0%. Right: test accuracy after each epoch.",
-                fig, table, {"points": markers_drawn, "curves": curves})
-
-
-def mean_flip_rate(trace: Any, view: str) -> np.ndarray | None:
-    """Fraction of a trace's mask bits (FF or BP view) that changed, per iteration.
-
-    Over the weight layers whose ``view`` phase the run makes N:M (an SR-STE run has no
-    BP mask), each layer's flip rate weighted by its number of weights; NaN where there
-    is no previous iteration to compare against. ``None`` if no layer uses the view.
-    """
-    use = np.array([getattr(t, f"sparse_{view}") for t in trace.weight_layers], dtype=bool)
-    if not use.any():
-        return None
-    rates = np.asarray(trace.stats[f"{view}_flip"], dtype=np.float64)[:, use]
-    weights = np.array([t.layer.weights for t in trace.weight_layers],
-                       dtype=np.float64)[use]
-    return rates @ weights / weights.sum()
-
-
-def flip_rate_figure(traces: Sequence[Any]) -> Plot | None:
-    """FF and BP mask flip rates over training, one curve per sparse trace and view."""
-    sparse = [t for t in traces if str(t.method) != "dense"]
-    if not sparse:
-        return None
-    fig = _new_figure(11.0, 4.8)
-    ax = fig.add_subplot()
-    lines: dict[tuple[int, str], Line2D] = {}
-    rows = []
-    for i, t in enumerate(traces):
-        if str(t.method) == "dense":
-            continue
-        color = style.series_color(str(t.method), str(t.nm))
-        for view in ("ff", "bp"):
-            rate = mean_flip_rate(t, view)
-            if rate is None or np.all(np.isnan(rate)):
-                continue
-            its = np.arange(len(rate))
-            (line,) = ax.plot(its, 100 * rate, color=color, linewidth=1.0,
-                              linestyle=style.TRACE_VIEW_STYLES[view],
-                              label=f"{t.model} {trace_series(t)}, {view.upper()} mask")
-            lines[(i, view)] = line
-            finite = rate[~np.isnan(rate)]
-            rows.append((t.model, trace_series(t), view.upper(), 100 * float(finite[0]),
-                         100 * float(finite.mean()), 100 * float(finite[-1])))
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("training iteration")
-    ax.set_ylabel("mask bits flipped since previous iteration (%)")
-    fig.suptitle("N:M mask flip rate over training")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    table = Table(("model", "run", "mask", "first (%)", "mean (%)", "last (%)"), tuple(rows))
-    return Plot("flip-rates", "Mask flip rates",
-                "Share of the N:M mask bits (all weight layers, weighted by their number of "
-                "weights) that changed since the previous iteration, for the FF mask (solid) "
-                "and the BP mask of W^T (dashed). Falling curves mean the masks settle.",
-                fig, table, {"lines": lines})
-
-
-# --------------------------------------------------------------------------- registry, output
+# --------------------------------------------------------------------------- registry
 
 RUN_SET_FIGURES: list[Callable[[Sequence[Run]], Plot | None]] = [
     speedup_figure, phase_figure, energy_figure]
@@ -767,25 +514,3 @@ def build_plots(runs: Sequence[Run], traces: Sequence[Any] = ()) -> list[Plot]:
     if len(set(names)) != len(names):
         raise NmsatError(f"two figures share a file name: {names}")
     return plots
-
-
-def render(plot: Plot, fmt: str) -> bytes:
-    """The figure as PNG or SVG bytes; the same plot gives the same bytes every time."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown figure format {fmt!r} (choose from {', '.join(FORMATS)})")
-    buf = io.BytesIO()
-    metadata = {"Date": None} if fmt == "svg" else {"Software": None}
-    with matplotlib.rc_context(style.RC):
-        plot.figure.savefig(buf, format=fmt, dpi=style.DPI, metadata=metadata)
-    return buf.getvalue()
-
-
-def write_plot(plot: Plot, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``plot`` as ``name.png`` and ``name.svg`` into ``out_dir``, each atomically."""
-    out = Path(out_dir)
-    paths = {}
-    for fmt in FORMATS:
-        path = out / f"{plot.name}.{fmt}"
-        atomic_write_bytes(path, render(plot, fmt))
-        paths[fmt] = path
-    return paths

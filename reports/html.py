@@ -18,7 +18,8 @@ from nmsat import __version__
 from nmsat.errors import OutputError
 from nmsat.fileio import atomic_write_many
 
-from .figures import Plot, Run, Table, speedup_bound
+from .figures import speedup_bound
+from .plots import Plot, Run, Table
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0;

@@ -3,7 +3,7 @@ dense inference against batch size and against sequence length.
 
 Each figure has a data function returning exactly what is plotted (plain dicts of lists,
 so tests compare the drawn artists with it) and a ``*_figure`` function drawing it as a
-:class:`nmsat.reports.figures.Plot` (written with :func:`nmsat.reports.figures.write_plot`;
+:class:`nmsat.reports.plots.Plot` (written with :func:`nmsat.reports.plots.write_plot`;
 colours from :mod:`nmsat.reports.style`: dense grey, N:M patterns in the BDWP hue tinted
 by pattern, since inference weights are the ones BDWP trains).
 
@@ -38,7 +38,7 @@ from nmsat.simulator.inference_sweeps import majority_bound
 from nmsat.types import NM
 
 from . import style
-from .figures import Plot, Run, Table, write_plot
+from .plots import Plot, Run, Table, write_plot
 
 
 def _color(nm: str) -> str:

@@ -14,7 +14,7 @@ Per workload, each as PNG and SVG:
   their min-max range.
 
 Only successful points are plotted; failed ones are counted in the titles and listed on the
-page. :func:`sweep_plots` returns the figures as :class:`~nmsat.reports.figures.Plot`
+page. :func:`sweep_plots` returns the figures as :class:`~nmsat.reports.plots.Plot`
 objects (with the artists that hold each plotted value); :func:`build_sweep_report` writes
 them with ``index.html``; :func:`sweep_figures` writes only the figure files.
 """
@@ -218,7 +218,7 @@ def pareto_plot(workload: str, pts: Sequence[SweepPoint], failed: int = 0) -> An
     is the pJ per axis unit. The table lists the front's points.
     """
     from . import style
-    from .figures import Plot, Table
+    from .plots import Plot, Table
 
     with_area = has_area(pts)
     front = pareto_front(objectives(pts, with_area))
@@ -301,7 +301,7 @@ def sensitivity_plot(workload: str, pts: Sequence[SweepPoint]) -> Any:
     ``"energy_j"``.
     """
     from . import style
-    from .figures import Plot, Table
+    from .plots import Plot, Table
 
     axes = varying_axes(pts)
     if not axes:
@@ -389,7 +389,7 @@ def sweep_plots(points: Sequence[SweepPoint], failed: Sequence[FailedPoint] = ()
 
 
 def _rendered(plots: Sequence[Any]) -> list[tuple[str, bytes]]:
-    from .figures import render
+    from .plots import render
 
     from .html import table_csv
 
@@ -476,7 +476,7 @@ def _write_all(out: Path, files: list[tuple[str, bytes]]) -> list[Path]:
 
 def _summary_table(points: Sequence[SweepPoint], failed: Sequence[FailedPoint]) -> Any:
     from . import style
-    from .figures import Table
+    from .plots import Table
 
     t_unit, t_scale = time_unit(max(p.seconds for p in points))
     e_unit, e_scale = style.energy_unit(max(p.energy_j for p in points) * 1e12)
@@ -497,7 +497,7 @@ def _summary_table(points: Sequence[SweepPoint], failed: Sequence[FailedPoint]) 
 
 
 def _failed_table(failed: Sequence[FailedPoint]) -> Any:
-    from .figures import Table
+    from .plots import Table
 
     return Table(("point", "workload", "axis values", "error", "key"),
                  tuple((f.idx, f.workload,
