@@ -1,6 +1,7 @@
 """Fuzz nmsat's command line with hostile inputs and print the outcomes by kind.
 
     python benchmarks/fuzz.py [--count 100000] [--seed 0] [--kinds config,trace,...]
+                              [--jobs 2]
 
 Generates ``--count`` inputs, split evenly over the kinds (accelerator configs, training
 traces, SCALE-Sim CSVs, sweep specs, whole command lines; strategies in
@@ -43,41 +44,68 @@ def run_kind(kind: str, count: int, rng_seed: int, sandbox: F.Sandbox,
     one()
 
 
+def _one_kind(job: tuple[str, int, int]) -> tuple[str, collections.Counter, dict, float]:
+    """Run ``count`` inputs of ``kind`` in a sandbox of their own (a worker process)."""
+    kind, count, rng_seed = job
+    counts: collections.Counter = collections.Counter()
+    examples: dict[str, list[str]] = collections.defaultdict(list)
+    sandbox = F.Sandbox()
+    F.valid_trace()  # train the base trace before timing anything
+    k0 = time.perf_counter()
+    try:
+        run_kind(kind, count, rng_seed, sandbox, counts, examples)
+    finally:
+        sandbox.close()
+    return kind, counts, dict(examples), time.perf_counter() - k0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--kinds", default=",".join(F.KINDS))
+    ap.add_argument("--jobs", type=int, default=1, help="kinds run in this many processes "
+                    "at once (each kind keeps its own seed: the counts do not depend on it)")
     args = ap.parse_args(argv)
     kinds = args.kinds.split(",")
+    jobs = [(kind, args.count // len(kinds) + (1 if i < args.count % len(kinds) else 0),
+             args.seed + i) for i, kind in enumerate(kinds)]
     counts: collections.Counter = collections.Counter()
     examples: dict[str, list[str]] = collections.defaultdict(list)
-    sandbox = F.Sandbox()
-    F.valid_trace()  # train the base trace before timing anything
     t0 = time.perf_counter()
-    try:
-        for i, kind in enumerate(kinds):
-            n = args.count // len(kinds) + (1 if i < args.count % len(kinds) else 0)
-            k0 = time.perf_counter()
-            run_kind(kind, n, args.seed + i, sandbox, counts, examples)
-            done = sum(v for (k, _), v in counts.items() if k == kind)
-            print(f"{kind:<7} {done:>7,} inputs in {time.perf_counter() - k0:7.1f} s",
-                  file=sys.stderr)
-    finally:
-        sandbox.close()
+    if args.jobs > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(min(args.jobs, len(jobs))) as pool:
+            results = pool.imap_unordered(_one_kind, jobs)
+            done = list(_report_each(results))
+    else:
+        done = list(_report_each(map(_one_kind, jobs)))
+    for _kind, c, ex, _s in done:
+        counts.update(c)
+        for o, e in ex.items():
+            examples[o] += e[: 5 - len(examples[o])]
     total = sum(counts.values())
     outcomes = ["ok", "refused", *F.DEFECTS]
-    print(f"\n{total:,} inputs in {time.perf_counter() - t0:.0f} s (seed {args.seed})\n")
-    print(f"{'outcome':<28}" + "".join(f"{k:>9}" for k in kinds) + f"{'total':>10}")
+    print(f"\n{total:,} inputs in {time.perf_counter() - t0:.0f} s (seed {args.seed}, "
+          f"{args.jobs} job{'s' if args.jobs > 1 else ''})\n")
+    print(f"{'outcome':<30}" + "".join(f"{k:>9}" for k in kinds) + f"{'total':>10}")
     for o in outcomes:
         row = [counts[(k, o)] for k in kinds]
-        print(f"{o:<28}" + "".join(f"{v:>9,}" for v in row) + f"{sum(row):>10,}")
+        print(f"{o:<30}" + "".join(f"{v:>9,}" for v in row) + f"{sum(row):>10,}")
     defects = sum(counts[(k, o)] for k in kinds for o in F.DEFECTS)
     for o, ex in examples.items():
         print(f"\n{o}:")
         for e in ex:
             print(f"  {e[:300]}")
     return 1 if defects else 0
+
+
+def _report_each(results):
+    for kind, c, ex, secs in results:
+        print(f"{kind:<7} {sum(c.values()):>7,} inputs in {secs:7.1f} s", file=sys.stderr,
+              flush=True)
+        yield kind, c, ex, secs
 
 
 if __name__ == "__main__":

@@ -67,6 +67,18 @@ def _int_at_least(text: str, lo: int, what: str) -> int:
     return v
 
 
+def nm_pattern(text: str) -> str:
+    """argparse ``type=`` for ``--nm``: the text, once :meth:`NM.parse` accepts it, so a bad
+    pattern is refused naming the flag before any work."""
+    from nmsat.types import NM
+
+    try:
+        NM.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 class Parser(argparse.ArgumentParser):
     """An argparse parser whose errors are exceptions, so main prints exactly one line."""
 

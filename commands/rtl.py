@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from nmsat.commands import non_negative_int, positive_int, summary
+from nmsat.commands import nm_pattern, non_negative_int, positive_int, summary
 from nmsat.types import DEFAULT_NM
 
 MAX_GENERATE_CELLS = 1024
@@ -67,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--kv-len", type=positive_int, default=None, metavar="L",
                    help="--mode inference: KV-cache positions of an LLM decode step")
     r.add_argument("--config", default="small", metavar="PRESET|FILE")
-    r.add_argument("--nm", default=str(DEFAULT_NM), help="N:M pattern of the sparse phases, or "
+    r.add_argument("--nm", type=nm_pattern, default=str(DEFAULT_NM), help="N:M pattern of the sparse phases, or "
                    f"of the weights with --mode inference (dense: 1:1; default {DEFAULT_NM})")
     r.add_argument("--method", default=None, choices=["dense", "srste", "bdwp"],
                    help="training method (default: a trace's own, else bdwp)")

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nmsat.commands import positive_int, simulate_inference, summary
+from nmsat.commands import nm_pattern, positive_int, simulate_inference, summary
 from nmsat.types import DEFAULT_BATCH, DEFAULT_METHOD, DEFAULT_NM
 
 DEFAULT_WORKLOAD = "resnet18"
@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default=None, choices=("dense", "srste", "bdwp"),
                    help="training method (default: a trace's own, else "
                         f"{DEFAULT_METHOD})")
-    p.add_argument("--nm", default=None, metavar="N:M",
+    p.add_argument("--nm", type=nm_pattern, default=None, metavar="N:M",
                    help="N:M pattern of every layer's sparse weights (default: the per-layer "
                         f"patterns a trace or SCALE-Sim v3 file fixes, else {DEFAULT_NM})")
     p.add_argument("--batch", type=positive_int, default=None, metavar="B",

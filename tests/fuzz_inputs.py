@@ -9,7 +9,9 @@ under a time limit and an address-space limit, and classifies the outcome:
 ``traceback``, ``over 10 s``, ``over 1 GiB``, ``partial output`` (a refusal that left or
 changed a file), ``non-regular file replaced`` (a FIFO, socket, device link or folder
 destination no longer what it was), ``exit code N``, ``multi-line message``,
-``refusal not naming`` (no file, field or flag in the message).
+``refusal not naming`` (no file, field or flag in the message), ``library error passed
+through`` (the refusal is an exception that NumPy or the standard library raised, printed
+as it came, not a message of nmsat's about the input; seen by wrapping each command).
 
 Used by ``tests/test_fuzz.py`` (CI: a few thousand inputs) and ``benchmarks/fuzz.py``
 (100,000 and more, counts by outcome).
@@ -30,6 +32,8 @@ import socket
 import stat
 import tempfile
 import time
+import traceback
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +47,11 @@ MEMORY_LIMIT = 1 << 30
 
 DEFECTS = ("traceback", "over 10 s", "over 1 GiB", "partial output",
            "non-regular file replaced", "exit code", "multi-line message",
-           "refusal not naming")
+           "refusal not naming", "library error passed through")
+
+PROJECT = Path(__file__).resolve().parents[1]
+"""The source tree: an exception raised outside it (NumPy, the standard library) and
+printed as a refusal was not translated into a message about the input."""
 
 # ---------------------------------------------------------------------------- values
 
@@ -404,6 +412,54 @@ def command_lines(draw) -> list[str]:
 # ---------------------------------------------------------------------------- running
 
 
+_RAISED: list[BaseException] = []
+"""The exception the last command raised to :func:`nmsat.commands.main`, if any."""
+
+
+def _wrap_commands(parser: Any) -> None:
+    """Make every subcommand's handler record the exception it raises (then re-raise it),
+    so the judge can tell a translated refusal from a library error ``main`` printed."""
+    import argparse
+
+    func = parser._defaults.get("func")
+    if func is not None and not getattr(func, "_fuzz_wrapped", False):
+        def wrapped(args: Any, _f: Any = func) -> Any:
+            try:
+                return _f(args)
+            except BaseException as e:
+                _RAISED.append(e)
+                raise
+        wrapped._fuzz_wrapped = True  # type: ignore[attr-defined]
+        parser.set_defaults(func=wrapped)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in {id(p): p for p in action.choices.values()}.values():
+                _wrap_commands(sub)
+
+
+def _untranslated(e: BaseException) -> str | None:
+    """``Type: message (file:line)`` if ``e`` is not an nmsat error and no nmsat code chose
+    its message: its innermost frame is outside the project, or is a project line that is
+    not a ``raise`` (a call into NumPy or a builtin such as ``int()`` raised it)."""
+    from nmsat.errors import NmsatError
+
+    if isinstance(e, NmsatError):
+        return None
+    frames = traceback.extract_tb(e.__traceback__)
+    if not frames:
+        return None
+    last = frames[-1]
+    path = Path(last.filename)
+    if (path.is_relative_to(PROJECT) and "site-packages" not in path.parts
+            and (last.line or "").lstrip().startswith("raise")):
+        return None
+    return f"{type(e).__name__}: {str(e)[:100]} ({path.name}:{last.lineno})"
+
+
+def _device_null() -> str:
+    return stat.filemode(os.stat("/dev/null").st_mode)[0]
+
+
 class _Timeout(BaseException):
     """Raised in the run by the interval timer (a BaseException: no handler swallows it)."""
 
@@ -434,6 +490,7 @@ class Sandbox:
         (out / "dir").mkdir()
         (out / "keep.json").write_text("KEEP\n")
         self._special = {n: self._kind(out / n) for n in ("fifo", "sock", "null", "dir")}
+        self._devnull = _device_null()  # out/null and a DEST lead here: never replaced
         self._parser_patch()
 
     @staticmethod
@@ -445,6 +502,7 @@ class Sandbox:
         if not hasattr(c, "_fuzz_original"):
             c._fuzz_original = c.build_parser
             parser = c.build_parser()
+            _wrap_commands(parser)
             c.build_parser = lambda *args, **kwargs: parser
 
     @staticmethod
@@ -471,12 +529,15 @@ class Sandbox:
 
     def _snapshot(self) -> dict[str, tuple]:
         out = {}
-        for dirpath, dirnames, filenames in os.walk(self.root / "out"):
+        for dirpath, dirnames, filenames in os.walk(self.root):
             for n in dirnames + filenames:
                 p = Path(dirpath) / n
                 st_ = os.lstat(p)
-                out[str(p.relative_to(self.root))] = (stat.S_IFMT(st_.st_mode), st_.st_size,
-                                                      st_.st_mtime_ns)
+                # a folder's own times change when a file is made and removed in it: not
+                # an output; what it holds is compared entry by entry
+                out[str(p.relative_to(self.root))] = (
+                    (stat.S_IFDIR,) if stat.S_ISDIR(st_.st_mode) else
+                    (stat.S_IFMT(st_.st_mode), st_.st_size, st_.st_mtime_ns))
         return out
 
     def _reset_out(self) -> None:
@@ -502,13 +563,17 @@ class Sandbox:
         base = _vm_bytes()
         code: int | None = None
         kind = None
+        _RAISED.clear()
         t0 = time.perf_counter()
         os.chdir(self.root)
         old = signal.signal(signal.SIGALRM, _alarm)
         try:
             resource.setrlimit(resource.RLIMIT_AS, (base + MEMORY_LIMIT, hard))
             signal.setitimer(signal.ITIMER_REAL, TIME_LIMIT_S)
-            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+            # every warning shows, as in a fresh process (the default shows each once)
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out), \
+                    warnings.catch_warnings():
+                warnings.simplefilter("always")
                 try:
                     code = main(argv)
                 except SystemExit as e:  # --help, --version
@@ -529,6 +594,8 @@ class Sandbox:
         for n, k in self._special.items():
             if self._kind(self.root / "out" / n) != k:
                 return Outcome("non-regular file replaced", f"out/{n} <- {argv}")
+        if _device_null() != self._devnull:
+            return Outcome("non-regular file replaced", f"/dev/null <- {argv}")
         if kind is not None:
             return kind
         msg = err.getvalue()
@@ -536,14 +603,21 @@ class Sandbox:
             return Outcome("ok")
         if code != 2:
             return Outcome("exit code", f"{code}: {msg[:200]} <- {argv}")
-        if self._snapshot() != before:
-            return Outcome("partial output", f"{argv}")
+        after = self._snapshot()
+        if after != before:
+            changed = sorted(k for k in before.keys() | after.keys()
+                             if before.get(k) != after.get(k))
+            return Outcome("partial output", f"{changed[:3]} <- {argv}")
+        if out.getvalue():  # a refusal prints nothing but its line on stderr
+            return Outcome("partial output", f"stdout {out.getvalue()[:100]!r} <- {argv}")
         lines = msg.strip().splitlines()
         if len(lines) != 1 or not lines[0].startswith("nmsat: error: "):
-            if "usage:" not in msg:  # argparse's own usage line plus error is fine
-                return Outcome("multi-line message", f"{msg[:300]!r} <- {argv}")
+            return Outcome("multi-line message", f"{msg[:300]!r} <- {argv}")
         if not _names_something(msg, argv):
             return Outcome("refusal not naming", f"{msg.strip()[:200]} <- {argv}")
+        lib = next((w for w in map(_untranslated, _RAISED) if w), None)
+        if lib is not None:
+            return Outcome("library error passed through", f"{lib} <- {argv}")
         return Outcome("refused")
 
 

@@ -130,7 +130,7 @@ def test_demo(capsys):
     (["config", "check", "big"],
      "'big' is neither a preset (vcu1525, small) nor a .toml/.yaml/.yml/.json config file"),
     (["demo", "--seed", "x"], "demo: argument --seed: must be a non-negative integer, not 'x'"),
-    (["demo", "--nm", "9:8"], "N must be between 1 and M, not 9 (M=8)"),
+    (["demo", "--nm", "9:8"], "demo: argument --nm: N must be between 1 and M, not 9 (M=8)"),
     (["demo", "--nm", "1:16"], "N:M pattern 1:16 is not supported by this array "
                                "(array.nm_patterns = 1:4, 2:4, 1:8, 2:8, 4:8)"),
     (["demo", "--config", "tiny"],

@@ -456,6 +456,23 @@ def test_a_working_copy_that_is_not_fp16_of_the_master_is_refused(blob, cnn_trac
     expect_error(replace_array(blob, path, a, fix_manifest=True), "w_fp16", "is not what")
 
 
+@pytest.mark.parametrize("tensor", ["w_master", "x", "dy"])
+def test_a_finite_value_beyond_fp16_is_refused_without_a_warning(blob, cnn_trace, tensor):
+    """A finite fp32 value over fp16's range (its fp16 copy would be Inf) is refused as a
+    mismatch of the fp16 copy, in one line and with no NumPy overflow warning on stderr
+    (the fuzz run found `RuntimeWarning: overflow encountered in cast` before the line)."""
+    import warnings
+
+    s = cnn_trace.samples[0]
+    name = next(iter(s.layers))
+    a = getattr(s.layers[name], tensor).copy()
+    a.flat[0] = np.float32(1e6)
+    path = f"samples/0/{name}/{tensor}.npy"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        expect_error(replace_array(blob, path, a, fix_manifest=True), "is not what")
+
+
 def test_device_and_fifo_are_refused_without_reading(tmp_path):
     import os
 
