@@ -618,7 +618,7 @@ class Sandbox:
         lib = next((w for w in map(_untranslated, _RAISED) if w), None)
         if lib is not None:
             return Outcome("library error passed through", f"{lib} <- {argv}")
-        return Outcome("refused")
+        return Outcome("refused", f"{lines[0]} <- {argv}")
 
 
 def _alarm(signum, frame):  # noqa: ARG001
