@@ -313,14 +313,15 @@ def energy_report_csv(layers) -> str:
     """``ENERGY_REPORT.csv`` (not a SCALE-Sim file; written next to them in the same row
     format): per layer its energy in pJ by unit, by phase, and the total. ``layers`` are
     result layers with ``energy_pj`` (and, for training, ``energy_by_phase_pj``)."""
+    from nmsat.simulator.energy import PHASES as ENERGY_PHASES  # training phases, no 'vector'
     from nmsat.simulator.energy import UNITS
 
     header = ("LayerID, Layer, " + ", ".join(f"{u} pJ" for u in UNITS) + ", "
-              + ", ".join(f"{p} pJ" for p in PHASES) + ", total pJ,")
+              + ", ".join(f"{p} pJ" for p in ENERGY_PHASES) + ", total pJ,")
     lines = [header]
     for lid, layer in enumerate(layers):
         e = layer.energy_pj
         ph = getattr(layer, "energy_by_phase_pj", None) or {"ff": e["total"]}
-        vals = [float(e[u]) for u in UNITS] + [float(ph.get(p, 0.0)) for p in PHASES]
+        vals = [float(e[u]) for u in UNITS] + [float(ph.get(p, 0.0)) for p in ENERGY_PHASES]
         lines.append(_row(lid, [layer.name.replace(",", ";"), *vals, float(e["total"])]))
     return "\n".join(lines) + "\n"

@@ -231,7 +231,7 @@ def test_sweep_figures_from_a_real_store(reference, tmp_path):
     files = sweep_figures(reference, tmp_path)
     assert sorted(p.name for p in files) == sorted(
         f"sweep_{kind}_{wl}.{fmt}" for kind in ("pareto", "sensitivity")
-        for wl in ("mlp", "cnn") for fmt in ("png", "svg"))
+        for wl in ("mlp", "cnn") for fmt in ("png", "svg", "csv"))
     from nmsat.config import SMALL
     from nmsat.simulator import area
 
@@ -275,4 +275,5 @@ def test_sweep_report_of_a_real_store(reference, tmp_path):
     assert plot.artists["front"]
     for key in plot.artists["front"]:
         assert f"<td>{key[:12]}</td>" in page
-        assert f'<td class="num">{by_key[key]["total_cycles"]:,}</td>' in page
+        cycles = by_key[key]["total_cycles"]
+        assert f'<td class="num" data-v="{cycles!r}">{cycles:,}</td>' in page
