@@ -40,7 +40,7 @@ SPEC = {
 }
 
 
-RESULT_COLUMNS = [c for c in sweep._POINT_COLUMNS if c not in sweep.HOST_COLUMNS]
+RESULT_COLUMNS = [c for c in sweep.POINT_COLUMNS if c not in sweep.HOST_COLUMNS]
 
 
 def result_columns(path: Path) -> list[tuple]:

@@ -37,7 +37,7 @@ def nmsat(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProces
 
 def result_columns(path: Path) -> list[tuple]:
     """Every stored column except where/when a point ran, in key order."""
-    cols = [c for c in sweep._POINT_COLUMNS if c not in sweep.HOST_COLUMNS]
+    cols = [c for c in sweep.POINT_COLUMNS if c not in sweep.HOST_COLUMNS]
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
         return conn.execute(f"SELECT {', '.join(cols)} FROM points ORDER BY key").fetchall()
 

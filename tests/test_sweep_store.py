@@ -50,7 +50,7 @@ def cluster():
 
 
 def result_columns(path: Path) -> list[tuple]:
-    cols = [c for c in sweep._POINT_COLUMNS if c not in sweep.HOST_COLUMNS]
+    cols = [c for c in sweep.POINT_COLUMNS if c not in sweep.HOST_COLUMNS]
     with sqlite3.connect(path) as conn:
         return conn.execute(f"SELECT {', '.join(cols)} FROM points ORDER BY key").fetchall()
 
