@@ -186,134 +186,17 @@ class _OS:
                 self.passes.append((p * self.sigma * R, s, t * C))
 
     def run(self):
-        ops, R, C, La = self.ops, self.R, self.C, self.La
-        kc, W, P = ops.kc, ops.a_win.shape[2], ops.w_idx.shape[2]
-        m, n = self.out.shape
-        num = ops.num
-        # Array state.
-        a_val = np.zeros((R, C, W), num)
-        a_tag = np.full((R, C, 3), -1, np.int64)  # (pass, slot, chunk); -1 = empty
-        w_val = np.zeros((R, C, P), num)
-        w_idx = np.full((R, C, P), -1, np.int64)
-        w_tag = np.full((R, C, 3), -1, np.int64)
-        acc_val = np.zeros((R, C, self.sigma), np.float32 if ops.dtype.is_float else np.int64)
-        acc_ready = np.zeros((R, C, self.sigma), np.int64)  # step the last add completes
-        acc_next = np.zeros((R, C, self.sigma), np.int64)  # next chunk expected
-        acc_pass = np.full((R, C, self.sigma), -1, np.int64)
-        sh_val = np.zeros_like(acc_val)
-        sh_pass = np.full((R, C, self.sigma), -1, np.int64)  # -1 = empty
-        starts: list[int] = []
-        drains: list[int] = []  # drain start step per pass
+        """Step until every pass has drained: returns per step (needs input, needs output),
+        busy PEs and busy lanes."""
+        self._reset()
         needs, busy_l, lanes_l = [], [], []
-        q_next = 0  # next pass to start
         step = 0
-        done_passes = 0
-        ends: dict[int, int] = {}
-        while done_passes < len(self.passes):
-            # Controller: start the next pass when the schedule rule allows it.
-            if q_next < len(self.passes):
-                if q_next == 0:
-                    can = True
-                elif not self.interleave:
-                    can = (q_next - 1) in ends and step >= ends[q_next - 1]
-                else:
-                    # Accumulators free again (kc La after the previous start) and the
-                    # previous pass drained before this pass's results reach the shadow.
-                    prev = q_next - 1
-                    can = step >= starts[prev] + kc * La and step >= ends[prev] - kc * La
-                if can:
-                    starts.append(step)
-                    s = self.passes[q_next][1]
-                    drains.append(step + kc * La + s + R + C - 3)
-                    ends[q_next] = drains[-1] + s * R
-                    q_next += 1
-            # (a) accumulators whose final add completes now move to the shadow registers.
-            fin = (acc_pass >= 0) & (acc_next == kc) & (acc_ready == step)
-            if fin.any():
-                if (sh_pass[fin] >= 0).any():
-                    raise ScheduleHazard(f"step {step}: shadow register overwritten "
-                                         f"before it was drained")
-                sh_val[fin] = acc_val[fin]
-                sh_pass[fin] = acc_pass[fin]
-                acc_pass[fin] = -1
-            # (b) drain: one row of C results per step, bottom row first.
-            need_out = False
-            for q, d in enumerate(drains):
-                s = self.passes[q][1]
-                if d <= step < d + s * R:
-                    need_out = True
-                    x = step - d
-                    b, i = x // R, R - 1 - x % R
-                    if (sh_pass[i, :, b] != q).any():
-                        raise ScheduleHazard(f"step {step}: drain of pass {q} found "
-                                             f"PE row {i} slot {b} not ready")
-                    r0, _, c0 = self.passes[q]
-                    row = r0 + b * R + i
-                    cols = np.arange(c0, min(c0 + C, n))
-                    if row < m:
-                        self.out[row, cols] = sh_val[i, : len(cols), b]
-                    sh_pass[i, :, b] = -1
-                    if x == s * R - 1:
-                        done_passes += 1
-            # (c) shift operands one PE and inject at the edges.
-            a_val[:, 1:], a_tag[:, 1:] = a_val[:, :-1].copy(), a_tag[:, :-1].copy()
-            w_val[1:], w_idx[1:], w_tag[1:] = w_val[:-1].copy(), w_idx[:-1].copy(), \
-                w_tag[:-1].copy()
-            a_tag[:, 0] = -1
-            w_tag[0] = -1
-            need_in = False
-            for q, st in enumerate(starts):
-                r0, s, c0 = self.passes[q]
-                if st <= step < st + (kc - 1) * La + s + max(R, C) - 1:
-                    need_in = True
-                for i in range(R):  # activation of array row i
-                    c, b = divmod(step - st - i, self.ii)
-                    if step - st - i >= 0 and c < kc and b < s:
-                        row = r0 + b * R + i
-                        a_val[i, 0] = ops.a_win[row, c] if row < m else 0
-                        a_tag[i, 0] = (q, b, c)
-                for j in range(C):  # weight of array column j (re-sent for each slot)
-                    c, b = divmod(step - st - j, self.ii)
-                    if step - st - j >= 0 and c < kc and b < s:
-                        col = c0 + j
-                        if col < n:
-                            w_val[0, j], w_idx[0, j] = ops.w_val[col, c], ops.w_idx[col, c]
-                        else:
-                            w_val[0, j], w_idx[0, j] = 0, -1
-                        w_tag[0, j] = (q, b, c)
-            # (d) PEs with both operands accumulate.
-            av = a_tag[..., 0] >= 0
-            wv = w_tag[..., 0] >= 0
-            if (av != wv).any() or (a_tag[av] != w_tag[av]).any():
-                raise ScheduleHazard(f"step {step}: activation and weight chunks mismatch")
-            nb, nl = 0, 0
-            if av.any():
-                ii, jj = np.nonzero(av)
-                tree, real = _pe_products(a_val[ii, jj], w_val[ii, jj], w_idx[ii, jj], ops)
-                for x in range(len(ii)):
-                    i, j = ii[x], jj[x]
-                    q, b, c = a_tag[i, j]
-                    if c == 0:
-                        if acc_pass[i, j, b] >= 0:
-                            raise ScheduleHazard(f"step {step}: PE({i},{j}) slot {b} still "
-                                                 f"holds pass {acc_pass[i, j, b]}")
-                        r0, _, c0 = self.passes[q]
-                        row, col = r0 + b * R + i, c0 + j
-                        init = self.out[row, col] if row < m and col < n else 0
-                        acc_val[i, j, b] = init
-                        acc_pass[i, j, b] = q
-                        acc_next[i, j, b] = 0
-                    elif acc_pass[i, j, b] != q or acc_next[i, j, b] != c:
-                        raise ScheduleHazard(f"step {step}: PE({i},{j}) got chunk {c} out "
-                                             f"of order")
-                    elif step < acc_ready[i, j, b]:
-                        raise ScheduleHazard(f"step {step}: PE({i},{j}) slot {b} "
-                                             f"accumulates before its previous add "
-                                             f"completed (step {acc_ready[i, j, b]})")
-                    acc_val[i, j, b] = _acc_add(acc_val[i, j, b], tree[x], ops.dtype)
-                    acc_ready[i, j, b] = step + La
-                    acc_next[i, j, b] = c + 1
-                nb, nl = len(ii), int(real.sum())
+        while self.done_passes < len(self.passes):
+            self._control(step)
+            self._to_shadow(step)
+            need_out = self._drain(step)
+            need_in = self._shift_and_feed(step)
+            nb, nl = self._accumulate(step)
             needs.append((need_in, need_out))
             busy_l.append(nb)
             lanes_l.append(nl)
@@ -321,6 +204,164 @@ class _OS:
             if step > 10_000_000:  # pragma: no cover - a livelock is a model bug
                 raise ScheduleHazard("OS schedule does not terminate")
         return needs, busy_l, lanes_l
+
+    def _reset(self) -> None:
+        """Empty array state, before the first step."""
+        ops, R, C = self.ops, self.R, self.C
+        W, P = ops.a_win.shape[2], ops.w_idx.shape[2]
+        num = ops.num
+        self.a_val = np.zeros((R, C, W), num)
+        self.a_tag = np.full((R, C, 3), -1, np.int64)  # (pass, slot, chunk); -1 = empty
+        self.w_val = np.zeros((R, C, P), num)
+        self.w_idx = np.full((R, C, P), -1, np.int64)
+        self.w_tag = np.full((R, C, 3), -1, np.int64)
+        self.acc_val = np.zeros((R, C, self.sigma),
+                                np.float32 if ops.dtype.is_float else np.int64)
+        self.acc_ready = np.zeros((R, C, self.sigma), np.int64)  # step the last add completes
+        self.acc_next = np.zeros((R, C, self.sigma), np.int64)  # next chunk expected
+        self.acc_pass = np.full((R, C, self.sigma), -1, np.int64)
+        self.sh_val = np.zeros_like(self.acc_val)
+        self.sh_pass = np.full((R, C, self.sigma), -1, np.int64)  # -1 = empty
+        self.starts: list[int] = []
+        self.drains: list[int] = []  # drain start step per pass
+        self.ends: dict[int, int] = {}
+        self.q_next = 0  # next pass to start
+        self.done_passes = 0
+
+    def _control(self, step: int) -> None:
+        """Controller: start the next pass when the schedule rule allows it."""
+        kc, R, C, La = self.ops.kc, self.R, self.C, self.La
+        q_next, starts, ends = self.q_next, self.starts, self.ends
+        if q_next < len(self.passes):
+            if q_next == 0:
+                can = True
+            elif not self.interleave:
+                can = (q_next - 1) in ends and step >= ends[q_next - 1]
+            else:
+                # Accumulators free again (kc La after the previous start) and the
+                # previous pass drained before this pass's results reach the shadow.
+                prev = q_next - 1
+                can = step >= starts[prev] + kc * La and step >= ends[prev] - kc * La
+            if can:
+                starts.append(step)
+                s = self.passes[q_next][1]
+                self.drains.append(step + kc * La + s + R + C - 3)
+                ends[q_next] = self.drains[-1] + s * R
+                self.q_next = q_next + 1
+
+    def _to_shadow(self, step: int) -> None:
+        """(a) accumulators whose final add completes now move to the shadow registers."""
+        acc_pass, sh_pass = self.acc_pass, self.sh_pass
+        fin = (acc_pass >= 0) & (self.acc_next == self.ops.kc) & (self.acc_ready == step)
+        if fin.any():
+            if (sh_pass[fin] >= 0).any():
+                raise ScheduleHazard(f"step {step}: shadow register overwritten "
+                                     f"before it was drained")
+            self.sh_val[fin] = self.acc_val[fin]
+            sh_pass[fin] = acc_pass[fin]
+            acc_pass[fin] = -1
+
+    def _drain(self, step: int) -> bool:
+        """(b) drain: one row of C results per step, bottom row first. True if a pass is
+        draining (the step writes results)."""
+        R, C = self.R, self.C
+        m, n = self.out.shape
+        sh_pass = self.sh_pass
+        need_out = False
+        for q, d in enumerate(self.drains):
+            s = self.passes[q][1]
+            if d <= step < d + s * R:
+                need_out = True
+                x = step - d
+                b, i = x // R, R - 1 - x % R
+                if (sh_pass[i, :, b] != q).any():
+                    raise ScheduleHazard(f"step {step}: drain of pass {q} found "
+                                         f"PE row {i} slot {b} not ready")
+                r0, _, c0 = self.passes[q]
+                row = r0 + b * R + i
+                cols = np.arange(c0, min(c0 + C, n))
+                if row < m:
+                    self.out[row, cols] = self.sh_val[i, : len(cols), b]
+                sh_pass[i, :, b] = -1
+                if x == s * R - 1:
+                    self.done_passes += 1
+        return need_out
+
+    def _shift_and_feed(self, step: int) -> bool:
+        """(c) shift operands one PE and inject at the edges. True if a pass is inside its
+        feed window (the step needs input)."""
+        ops, R, C, La = self.ops, self.R, self.C, self.La
+        kc = ops.kc
+        m, n = self.out.shape
+        a_val, a_tag = self.a_val, self.a_tag
+        w_val, w_idx, w_tag = self.w_val, self.w_idx, self.w_tag
+        a_val[:, 1:], a_tag[:, 1:] = a_val[:, :-1].copy(), a_tag[:, :-1].copy()
+        w_val[1:], w_idx[1:], w_tag[1:] = w_val[:-1].copy(), w_idx[:-1].copy(), \
+            w_tag[:-1].copy()
+        a_tag[:, 0] = -1
+        w_tag[0] = -1
+        need_in = False
+        for q, st in enumerate(self.starts):
+            r0, s, c0 = self.passes[q]
+            if st <= step < st + (kc - 1) * La + s + max(R, C) - 1:
+                need_in = True
+            for i in range(R):  # activation of array row i
+                c, b = divmod(step - st - i, self.ii)
+                if step - st - i >= 0 and c < kc and b < s:
+                    row = r0 + b * R + i
+                    a_val[i, 0] = ops.a_win[row, c] if row < m else 0
+                    a_tag[i, 0] = (q, b, c)
+            for j in range(C):  # weight of array column j (re-sent for each slot)
+                c, b = divmod(step - st - j, self.ii)
+                if step - st - j >= 0 and c < kc and b < s:
+                    col = c0 + j
+                    if col < n:
+                        w_val[0, j], w_idx[0, j] = ops.w_val[col, c], ops.w_idx[col, c]
+                    else:
+                        w_val[0, j], w_idx[0, j] = 0, -1
+                    w_tag[0, j] = (q, b, c)
+        return need_in
+
+    def _accumulate(self, step: int) -> tuple[int, int]:
+        """(d) PEs with both operands accumulate. Returns (busy PEs, busy lanes)."""
+        ops, R, La = self.ops, self.R, self.La
+        m, n = self.out.shape
+        a_tag, w_tag = self.a_tag, self.w_tag
+        acc_val, acc_pass, acc_next = self.acc_val, self.acc_pass, self.acc_next
+        acc_ready = self.acc_ready
+        av = a_tag[..., 0] >= 0
+        wv = w_tag[..., 0] >= 0
+        if (av != wv).any() or (a_tag[av] != w_tag[av]).any():
+            raise ScheduleHazard(f"step {step}: activation and weight chunks mismatch")
+        if not av.any():
+            return 0, 0
+        ii, jj = np.nonzero(av)
+        tree, real = _pe_products(self.a_val[ii, jj], self.w_val[ii, jj], self.w_idx[ii, jj],
+                                  ops)
+        for x in range(len(ii)):
+            i, j = ii[x], jj[x]
+            q, b, c = a_tag[i, j]
+            if c == 0:
+                if acc_pass[i, j, b] >= 0:
+                    raise ScheduleHazard(f"step {step}: PE({i},{j}) slot {b} still "
+                                         f"holds pass {acc_pass[i, j, b]}")
+                r0, _, c0 = self.passes[q]
+                row, col = r0 + b * R + i, c0 + j
+                init = self.out[row, col] if row < m and col < n else 0
+                acc_val[i, j, b] = init
+                acc_pass[i, j, b] = q
+                acc_next[i, j, b] = 0
+            elif acc_pass[i, j, b] != q or acc_next[i, j, b] != c:
+                raise ScheduleHazard(f"step {step}: PE({i},{j}) got chunk {c} out "
+                                     f"of order")
+            elif step < acc_ready[i, j, b]:
+                raise ScheduleHazard(f"step {step}: PE({i},{j}) slot {b} "
+                                     f"accumulates before its previous add "
+                                     f"completed (step {acc_ready[i, j, b]})")
+            acc_val[i, j, b] = _acc_add(acc_val[i, j, b], tree[x], ops.dtype)
+            acc_ready[i, j, b] = step + La
+            acc_next[i, j, b] = c + 1
+        return len(ii), int(real.sum())
 
 
 # --------------------------------------------------------------------------- WS
@@ -349,173 +390,224 @@ class _WS:
         self.rows = [[int(r) for r in lists[k]] for _, k in self.tiles]  # per tile
 
     def run(self):
-        ops, R, C, La = self.ops, self.R, self.C, self.La
-        kc, W, P = ops.kc, ops.a_win.shape[2], ops.w_idx.shape[2]
-        m, n = self.out.shape
-        num = ops.num
-        T = len(self.tiles)
-        # Weights: active and shadow registers, (tile) tags; -1 = empty.
-        wa_val = np.zeros((R, C, P), num)
-        wa_idx = np.full((R, C, P), -1, np.int64)
-        wa_tag = np.full((R, C), -1, np.int64)
-        ws_val = np.zeros((R, C, P), num)
-        ws_idx = np.full((R, C, P), -1, np.int64)
-        ws_tag = np.full((R, C), -1, np.int64)
-        ws_state = np.zeros((R, C), np.int64)  # 0 free, 1 loading/loaded
-        a_val = np.zeros((R, C, W), num)
-        a_tag = np.full((R, C, 2), -1, np.int64)  # (tile, row)
-        accdt = np.float32 if ops.dtype.is_float else np.int64
-        ps_val = np.zeros((R, C, La), accdt)  # psum delay lines, index 0 newest
-        ps_tag = np.full((R, C, La, 2), -1, np.int64)
-        written = np.full((m, n), -1, np.int64)  # step each OUT element was last written
-        wtile = np.full((m, n), -1, np.int64)  # tile that last wrote it
-        rows = self.rows
-        L = [len(x) for x in rows]
-        loads: list[int] = []
-        starts: list[int] = []
+        """Step until every tile's last partial sum is written: returns per step (needs
+        input, needs output), busy PEs and busy lanes."""
+        self._reset()
         needs, busy_l, lanes_l = [], [], []
         step = 0
-        finished = 0
-        last_out = {}
-        while finished < T:
-            # Controller: activation-stream starts, then weight loads (a tile's shadow
-            # load may begin in the step the previous tile starts: the swap reads the
-            # shadow before the load's first shift overwrites it).
-            t_start = len(starts)
-            if t_start < T and t_start < len(loads):
-                ok = step >= loads[t_start] + R
-                if t_start > 0 and self.interleave:
-                    # Rows entered, and each row's partial sum from the previous K-tile
-                    # written before this tile reads it (a row may stream earlier here
-                    # than there when rows were dropped).
-                    dep = R * La + 1
-                    if self.tiles[t_start][1] > 0 and self.lag_rule:
-                        prev = {r: j for j, r in enumerate(rows[t_start - 1])}
-                        dep += max([0] + [prev[r] - j for j, r in enumerate(rows[t_start])
-                                          if r in prev])
-                    ok = ok and step >= starts[-1] + L[t_start - 1] and (
-                        step >= starts[-1] + dep - self.slack)
-                if ok:
-                    starts.append(step)
-                    last_out[t_start] = step + L[t_start] + R * La + C - 1
-            t_load = len(loads)
-            if t_load < T:
-                if t_load == 0:
-                    can = True
-                elif not self.interleave:
-                    can = (t_load - 1) in last_out and step >= last_out[t_load - 1]
-                else:
-                    can = len(starts) == t_load and (
-                        step >= starts[-1] + (R - 1) * La + C - 1 - self.slack)
-                if can:
-                    loads.append(step)
-            need_in = any(ld <= step < ld + R for ld in loads) or any(
-                st <= step < st + L[t] + (R - 1) * La for t, st in enumerate(starts))
-            need_out = any(st + R * La <= step < st + L[t] + R * La + C - 1
-                           for t, st in enumerate(starts))
-            # (a) partial sums leaving the bottom edge are written to OUT.
-            bot_v, bot_t = ps_val[R - 1, :, La - 1].copy(), ps_tag[R - 1, :, La - 1].copy()
-            for j in range(C):
-                t, x = bot_t[j]  # (tile, stream position)
-                if t >= 0:
-                    r = rows[t][x]
-                    col = self.tiles[t][0] * C + j
-                    if col < n:
-                        self.out[r, col] = bot_v[j]
-                        written[r, col] = step
-                        wtile[r, col] = t
-                    if x == L[t] - 1 and j == C - 1:
-                        finished += 1
-            # psum arriving at PE row i (from row i-1) this step.
-            arriving_v = ps_val[:, :, La - 1].copy()
-            arriving_t = ps_tag[:, :, La - 1].copy()
-            ps_val[:, :, 1:] = ps_val[:, :, :-1].copy()
-            ps_tag[:, :, 1:] = ps_tag[:, :, :-1].copy()
-            ps_tag[:, :, 0] = -1
-            # (c) activations shift right; inject row r of tile t at array row i.
-            a_val[:, 1:], a_tag[:, 1:] = a_val[:, :-1].copy(), a_tag[:, :-1].copy()
-            a_tag[:, 0] = -1
-            for t, st in enumerate(starts):
-                ct, kt = self.tiles[t]
-                for i in range(R):
-                    x = step - st - i * La  # stream position
-                    if 0 <= x < L[t]:
-                        c = kt * R + i
-                        a_val[i, 0] = ops.a_win[rows[t][x], c] if c < kc else 0
-                        a_tag[i, 0] = (t, x)
-            # (d) PEs: swap in shadow weights on a tile's first row, then add.
-            nb = nl = 0
-            active = a_tag[..., 0] >= 0
-            for i, j in zip(*np.nonzero(active)):
-                t, x = a_tag[i, j]
-                r = rows[t][x]
-                if x == 0:
-                    if ws_tag[i, j] != t or ws_state[i, j] != 1:
-                        raise ScheduleHazard(f"step {step}: PE({i},{j}) needs tile {t}'s "
-                                             f"weights, shadow holds {ws_tag[i, j]}")
-                    wa_val[i, j], wa_idx[i, j], wa_tag[i, j] = ws_val[i, j], ws_idx[i, j], t
-                    ws_state[i, j] = 0
-                if wa_tag[i, j] != t:
-                    raise ScheduleHazard(f"step {step}: PE({i},{j}) has tile "
-                                         f"{wa_tag[i, j]}'s weights for tile {t}")
-                ct, kt = self.tiles[t]
-                col = ct * C + j
-                if i == 0:
-                    if col < n:
-                        if written[r, col] >= step:
-                            raise ScheduleHazard(f"step {step}: partial sum ({r},{col}) "
-                                                 f"read before it was written")
-                        # the last earlier K-tile of this column tile that streamed row r
-                        prev = [u for u in range(t - kt, t) if r in rows[u]]
-                        if prev and wtile[r, col] != prev[-1]:
-                            raise ScheduleHazard(f"step {step}: partial sum ({r},{col}) of "
-                                                 f"tile {prev[-1]} was never written")
-                        psum = self.out[r, col]
-                    else:
-                        psum = accdt(0)
-                else:
-                    if tuple(arriving_t[i - 1, j]) != (t, x):
-                        raise ScheduleHazard(f"step {step}: PE({i},{j}) expected the "
-                                             f"partial sum of ({t},{x}), got "
-                                             f"{tuple(arriving_t[i - 1, j])}")
-                    psum = arriving_v[i - 1, j]
-                if (wa_idx[i, j] == -2).all():  # no chunk: pass the partial sum through
-                    new = psum
-                else:
-                    tree, real = _pe_products(a_val[i, j][None], wa_val[i, j][None],
-                                              np.where(wa_idx[i, j] < 0, -1, wa_idx[i, j])[None],
-                                              ops)
-                    new = _acc_add(psum, tree[0], ops.dtype)
-                    nb += 1
-                    nl += int(real[0])
-                ps_val[i, j, 0] = new
-                ps_tag[i, j, 0] = (t, x)
-            # (e) shadow weight loading (after this step's swaps read the shadows): shift
-            # down, bottom row's chunk first.
-            for t, ld in enumerate(loads):
-                x = step - ld
-                if 0 <= x < R:
-                    if x == 0:
-                        if (ws_state == 1).any():
-                            raise ScheduleHazard(f"step {step}: shadow weights of tile "
-                                                 f"{ws_tag.max()} overwritten before use")
-                        ws_state[:] = 1
-                    ct, kt = self.tiles[t]
-                    i_src = R - 1 - x  # array row whose chunk enters now
-                    c = kt * R + i_src
-                    ws_val[1:], ws_idx[1:] = ws_val[:-1].copy(), ws_idx[:-1].copy()
-                    for j in range(C):
-                        col = ct * C + j
-                        if c < kc and col < n:
-                            ws_val[0, j], ws_idx[0, j] = ops.w_val[col, c], ops.w_idx[col, c]
-                        else:
-                            ws_val[0, j], ws_idx[0, j] = 0, -2  # -2: no chunk here
-                    if x == R - 1:
-                        ws_tag[:] = t
-            needs.append((need_in, need_out))
+        while self.finished < len(self.tiles):
+            self._control(step)
+            needs.append(self._needs(step))
+            self._write_out(step)
+            arriving = self._advance_psums()
+            self._shift_and_feed(step)
+            nb, nl = self._compute(step, *arriving)
+            self._load_shadow(step)
             busy_l.append(nb)
             lanes_l.append(nl)
             step += 1
             if step > 10_000_000:  # pragma: no cover
                 raise ScheduleHazard("WS schedule does not terminate")
         return needs, busy_l, lanes_l
+
+    def _reset(self) -> None:
+        """Empty array state, before the first step."""
+        ops, R, C, La = self.ops, self.R, self.C, self.La
+        W, P = ops.a_win.shape[2], ops.w_idx.shape[2]
+        m, n = self.out.shape
+        num = ops.num
+        # Weights: active and shadow registers, (tile) tags; -1 = empty.
+        self.wa_val = np.zeros((R, C, P), num)
+        self.wa_idx = np.full((R, C, P), -1, np.int64)
+        self.wa_tag = np.full((R, C), -1, np.int64)
+        self.ws_val = np.zeros((R, C, P), num)
+        self.ws_idx = np.full((R, C, P), -1, np.int64)
+        self.ws_tag = np.full((R, C), -1, np.int64)
+        self.ws_state = np.zeros((R, C), np.int64)  # 0 free, 1 loading/loaded
+        self.a_val = np.zeros((R, C, W), num)
+        self.a_tag = np.full((R, C, 2), -1, np.int64)  # (tile, row)
+        self.accdt = np.float32 if ops.dtype.is_float else np.int64
+        self.ps_val = np.zeros((R, C, La), self.accdt)  # psum delay lines, index 0 newest
+        self.ps_tag = np.full((R, C, La, 2), -1, np.int64)
+        self.written = np.full((m, n), -1, np.int64)  # step each OUT element was last written
+        self.wtile = np.full((m, n), -1, np.int64)  # tile that last wrote it
+        self.L = [len(x) for x in self.rows]
+        self.loads: list[int] = []
+        self.starts: list[int] = []
+        self.finished = 0
+        self.last_out: dict[int, int] = {}
+
+    def _control(self, step: int) -> None:
+        """Controller: activation-stream starts, then weight loads (a tile's shadow load
+        may begin in the step the previous tile starts: the swap reads the shadow before
+        the load's first shift overwrites it)."""
+        R, C, La = self.R, self.C, self.La
+        rows, L, T = self.rows, self.L, len(self.tiles)
+        starts, loads = self.starts, self.loads
+        t_start = len(starts)
+        if t_start < T and t_start < len(loads):
+            ok = step >= loads[t_start] + R
+            if t_start > 0 and self.interleave:
+                # Rows entered, and each row's partial sum from the previous K-tile
+                # written before this tile reads it (a row may stream earlier here
+                # than there when rows were dropped).
+                dep = R * La + 1
+                if self.tiles[t_start][1] > 0 and self.lag_rule:
+                    prev = {r: j for j, r in enumerate(rows[t_start - 1])}
+                    dep += max([0] + [prev[r] - j for j, r in enumerate(rows[t_start])
+                                      if r in prev])
+                ok = ok and step >= starts[-1] + L[t_start - 1] and (
+                    step >= starts[-1] + dep - self.slack)
+            if ok:
+                starts.append(step)
+                self.last_out[t_start] = step + L[t_start] + R * La + C - 1
+        t_load = len(loads)
+        if t_load < T:
+            if t_load == 0:
+                can = True
+            elif not self.interleave:
+                can = (t_load - 1) in self.last_out and step >= self.last_out[t_load - 1]
+            else:
+                can = len(starts) == t_load and (
+                    step >= starts[-1] + (R - 1) * La + C - 1 - self.slack)
+            if can:
+                loads.append(step)
+
+    def _needs(self, step: int) -> tuple[bool, bool]:
+        """(needs input, needs output) of this step: a weight load or an activation
+        stream is running; partial sums are leaving the bottom edge."""
+        R, C, La, L = self.R, self.C, self.La, self.L
+        need_in = any(ld <= step < ld + R for ld in self.loads) or any(
+            st <= step < st + L[t] + (R - 1) * La for t, st in enumerate(self.starts))
+        need_out = any(st + R * La <= step < st + L[t] + R * La + C - 1
+                       for t, st in enumerate(self.starts))
+        return need_in, need_out
+
+    def _write_out(self, step: int) -> None:
+        """(a) partial sums leaving the bottom edge are written to OUT."""
+        R, C, La = self.R, self.C, self.La
+        n = self.out.shape[1]
+        bot_v = self.ps_val[R - 1, :, La - 1].copy()
+        bot_t = self.ps_tag[R - 1, :, La - 1].copy()
+        for j in range(C):
+            t, x = bot_t[j]  # (tile, stream position)
+            if t >= 0:
+                r = self.rows[t][x]
+                col = self.tiles[t][0] * C + j
+                if col < n:
+                    self.out[r, col] = bot_v[j]
+                    self.written[r, col] = step
+                    self.wtile[r, col] = t
+                if x == self.L[t] - 1 and j == C - 1:
+                    self.finished += 1
+
+    def _advance_psums(self) -> tuple[np.ndarray, np.ndarray]:
+        """Shift the partial-sum delay lines; returns the (values, tags) arriving at PE
+        row i (from row i-1) this step."""
+        ps_val, ps_tag, La = self.ps_val, self.ps_tag, self.La
+        arriving_v = ps_val[:, :, La - 1].copy()
+        arriving_t = ps_tag[:, :, La - 1].copy()
+        ps_val[:, :, 1:] = ps_val[:, :, :-1].copy()
+        ps_tag[:, :, 1:] = ps_tag[:, :, :-1].copy()
+        ps_tag[:, :, 0] = -1
+        return arriving_v, arriving_t
+
+    def _shift_and_feed(self, step: int) -> None:
+        """(c) activations shift right; inject row r of tile t at array row i."""
+        ops, R, La = self.ops, self.R, self.La
+        a_val, a_tag = self.a_val, self.a_tag
+        a_val[:, 1:], a_tag[:, 1:] = a_val[:, :-1].copy(), a_tag[:, :-1].copy()
+        a_tag[:, 0] = -1
+        for t, st in enumerate(self.starts):
+            ct, kt = self.tiles[t]
+            for i in range(R):
+                x = step - st - i * La  # stream position
+                if 0 <= x < self.L[t]:
+                    c = kt * R + i
+                    a_val[i, 0] = ops.a_win[self.rows[t][x], c] if c < ops.kc else 0
+                    a_tag[i, 0] = (t, x)
+
+    def _compute(self, step: int, arriving_v: np.ndarray,
+                 arriving_t: np.ndarray) -> tuple[int, int]:
+        """(d) PEs: swap in shadow weights on a tile's first row, then add. Returns (busy
+        PEs, busy lanes)."""
+        ops, C = self.ops, self.C
+        n = self.out.shape[1]
+        rows, a_tag = self.rows, self.a_tag
+        wa_val, wa_idx, wa_tag = self.wa_val, self.wa_idx, self.wa_tag
+        ws_tag, ws_state = self.ws_tag, self.ws_state
+        nb = nl = 0
+        active = a_tag[..., 0] >= 0
+        for i, j in zip(*np.nonzero(active)):
+            t, x = a_tag[i, j]
+            r = rows[t][x]
+            if x == 0:
+                if ws_tag[i, j] != t or ws_state[i, j] != 1:
+                    raise ScheduleHazard(f"step {step}: PE({i},{j}) needs tile {t}'s "
+                                         f"weights, shadow holds {ws_tag[i, j]}")
+                wa_val[i, j], wa_idx[i, j], wa_tag[i, j] = \
+                    self.ws_val[i, j], self.ws_idx[i, j], t
+                ws_state[i, j] = 0
+            if wa_tag[i, j] != t:
+                raise ScheduleHazard(f"step {step}: PE({i},{j}) has tile "
+                                     f"{wa_tag[i, j]}'s weights for tile {t}")
+            ct, kt = self.tiles[t]
+            col = ct * C + j
+            if i == 0:
+                if col < n:
+                    if self.written[r, col] >= step:
+                        raise ScheduleHazard(f"step {step}: partial sum ({r},{col}) "
+                                             f"read before it was written")
+                    # the last earlier K-tile of this column tile that streamed row r
+                    prev = [u for u in range(t - kt, t) if r in rows[u]]
+                    if prev and self.wtile[r, col] != prev[-1]:
+                        raise ScheduleHazard(f"step {step}: partial sum ({r},{col}) of "
+                                             f"tile {prev[-1]} was never written")
+                    psum = self.out[r, col]
+                else:
+                    psum = self.accdt(0)
+            else:
+                if tuple(arriving_t[i - 1, j]) != (t, x):
+                    raise ScheduleHazard(f"step {step}: PE({i},{j}) expected the "
+                                         f"partial sum of ({t},{x}), got "
+                                         f"{tuple(arriving_t[i - 1, j])}")
+                psum = arriving_v[i - 1, j]
+            if (wa_idx[i, j] == -2).all():  # no chunk: pass the partial sum through
+                new = psum
+            else:
+                tree, real = _pe_products(self.a_val[i, j][None], wa_val[i, j][None],
+                                          np.where(wa_idx[i, j] < 0, -1, wa_idx[i, j])[None],
+                                          ops)
+                new = _acc_add(psum, tree[0], ops.dtype)
+                nb += 1
+                nl += int(real[0])
+            self.ps_val[i, j, 0] = new
+            self.ps_tag[i, j, 0] = (t, x)
+        return nb, nl
+
+    def _load_shadow(self, step: int) -> None:
+        """(e) shadow weight loading (after this step's swaps read the shadows): shift
+        down, bottom row's chunk first."""
+        ops, R, C = self.ops, self.R, self.C
+        n = self.out.shape[1]
+        ws_val, ws_idx, ws_tag, ws_state = self.ws_val, self.ws_idx, self.ws_tag, self.ws_state
+        for t, ld in enumerate(self.loads):
+            x = step - ld
+            if 0 <= x < R:
+                if x == 0:
+                    if (ws_state == 1).any():
+                        raise ScheduleHazard(f"step {step}: shadow weights of tile "
+                                             f"{ws_tag.max()} overwritten before use")
+                    ws_state[:] = 1
+                ct, kt = self.tiles[t]
+                i_src = R - 1 - x  # array row whose chunk enters now
+                c = kt * R + i_src
+                ws_val[1:], ws_idx[1:] = ws_val[:-1].copy(), ws_idx[:-1].copy()
+                for j in range(C):
+                    col = ct * C + j
+                    if c < ops.kc and col < n:
+                        ws_val[0, j], ws_idx[0, j] = ops.w_val[col, c], ops.w_idx[col, c]
+                    else:
+                        ws_val[0, j], ws_idx[0, j] = 0, -2  # -2: no chunk here
+                if x == R - 1:
+                    ws_tag[:] = t
