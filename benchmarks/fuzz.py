@@ -6,7 +6,7 @@
 Generates ``--count`` inputs, split evenly over the kinds (accelerator configs, training
 traces, SCALE-Sim CSVs, sweep specs, whole command lines; strategies in
 ``tests/fuzz_inputs.py``), runs each in-process through ``nmsat.commands.main`` under a
-10 s timer and a 1 GiB address-space limit, and prints the counts of every outcome:
+limit of 10 s of CPU time (60 s of wall time for a blocked run) and 1 GiB of address space, and prints the counts of every outcome:
 ``ok``, ``refused`` (exit 2, one line naming a file, field or flag) and the defects
 (traceback, over 10 s, over 1 GiB, partial output, non-regular file replaced, another
 exit code, a multi-line message, a refusal naming nothing, a library error passed
@@ -41,7 +41,7 @@ def _fold(msg: str) -> str:
 
 def run_kind(kind: str, count: int, rng_seed: Any, sandbox: F.Sandbox,
              counts: collections.Counter, examples: dict[str, list[str]],
-             messages: collections.Counter) -> None:
+             messages: collections.Counter, slowest: collections.Counter) -> None:
     @seed(rng_seed)
     @settings(max_examples=count, database=None, deadline=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
@@ -51,6 +51,8 @@ def run_kind(kind: str, count: int, rng_seed: Any, sandbox: F.Sandbox,
         sandbox.write_inputs(files)
         out = sandbox.run(argv)
         counts[(kind, out.kind)] += 1
+        slowest[kind] = max(slowest[kind], sandbox.last_cpu)
+        slowest[kind + " wall"] = max(slowest[kind + " wall"], sandbox.last_wall)
         if out.kind == "refused":  # distinct messages, numbers and quoted values folded
             messages[(kind, _fold(out.detail.split(" <- ")[0]))] += 1
         if out.kind in F.DEFECTS and len(examples[out.kind]) < 5:
@@ -71,15 +73,16 @@ def _one_chunk(job: tuple[str, int, str]) -> tuple[str, collections.Counter, dic
     kind, count, rng_seed = job
     counts: collections.Counter = collections.Counter()
     messages: collections.Counter = collections.Counter()
+    slowest: collections.Counter = collections.Counter()
     examples: dict[str, list[str]] = collections.defaultdict(list)
     sandbox = F.Sandbox()
     F.valid_trace()  # train the base trace before timing anything
     k0 = time.perf_counter()
     try:
-        run_kind(kind, count, rng_seed, sandbox, counts, examples, messages)
+        run_kind(kind, count, rng_seed, sandbox, counts, examples, messages, slowest)
     finally:
         sandbox.close()
-    return kind, counts, dict(examples), time.perf_counter() - k0, messages
+    return kind, counts, dict(examples), time.perf_counter() - k0, messages, slowest
 
 
 class _Stop(Exception):
@@ -87,6 +90,7 @@ class _Stop(Exception):
 
 
 def _stop(signum, frame):  # noqa: ARG001
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second TERM must not cut the report
     raise _Stop
 
 
@@ -111,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     messages: collections.Counter = collections.Counter()
     examples: dict[str, list[str]] = collections.defaultdict(list)
     secs: collections.Counter = collections.Counter()
+    slowest: collections.Counter = collections.Counter()
     t0 = time.perf_counter()
     signal.signal(signal.SIGTERM, _stop)  # `timeout` ends the run: report what finished
     finished = True
@@ -123,8 +128,10 @@ def main(argv: list[str] | None = None) -> int:
             results = pool.imap_unordered(_one_chunk, jobs)
         else:
             results = map(_one_chunk, jobs)
-        for kind, c, ex, took, msgs in results:
+        for kind, c, ex, took, msgs, slow in results:
             counts.update(c)
+            for k, v in slow.items():
+                slowest[k] = max(slowest[k], v)
             messages.update(msgs)
             secs[kind] += took
             for o, e in ex.items():
@@ -148,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
         row = [counts[(k, o)] for k in kinds]
         print(f"{o:<30}" + "".join(f"{v:>9,}" for v in row) + f"{sum(row):>10,}")
     print(f"{'seconds (summed over chunks)':<30}" + "".join(f"{secs[k]:>9.0f}" for k in kinds))
+    print(f"{'slowest input, CPU s':<30}" + "".join(f"{slowest[k]:>9.2f}" for k in kinds))
+    print(f"{'slowest input, wall s':<30}" + "".join(f"{slowest[k + ' wall']:>9.2f}"
+                                                       for k in kinds))
     defects = sum(counts[(k, o)] for k in kinds for o in F.DEFECTS)
     if args.messages:
         with open(args.messages, "w") as f:

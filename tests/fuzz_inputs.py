@@ -3,7 +3,8 @@
 Hypothesis strategies generate malformed accelerator configs (TOML, YAML, JSON), training
 traces (a real trace, mutated), SCALE-Sim topology CSVs, sweep specs and whole command
 lines; :class:`Sandbox` runs one command line in-process through ``nmsat.commands.main``
-under a time limit and an address-space limit, and classifies the outcome:
+under a CPU-time limit (and a wall-time limit for runs blocked without using the CPU) and
+an address-space limit, and classifies the outcome:
 
 ``ok`` (exit 0), ``refused`` (exit 2, one line naming a file, field or flag) or a defect:
 ``traceback``, ``over 10 s``, ``over 1 GiB``, ``partial output`` (a refusal that left or
@@ -43,6 +44,11 @@ import numpy as np
 from hypothesis import strategies as st
 
 TIME_LIMIT_S = 10.0
+"""Most CPU time (all threads) one input may take. CPU, not wall time: on a shared machine
+a 0.5 s run can take 10 s of wall time, and a verdict must not depend on the neighbours."""
+WALL_LIMIT_S = 60.0
+"""Most wall time one input may take: catches a run blocked without using the CPU (a read
+from a FIFO that never ends, a lock that is never released)."""
 MEMORY_LIMIT = 1 << 30
 
 DEFECTS = ("traceback", "over 10 s", "over 1 GiB", "partial output",
@@ -566,10 +572,13 @@ class Sandbox:
         _RAISED.clear()
         t0 = time.perf_counter()
         os.chdir(self.root)
+        c0 = time.process_time()
         old = signal.signal(signal.SIGALRM, _alarm)
+        old_prof = signal.signal(signal.SIGPROF, _alarm)
         try:
             resource.setrlimit(resource.RLIMIT_AS, (base + MEMORY_LIMIT, hard))
-            signal.setitimer(signal.ITIMER_REAL, TIME_LIMIT_S)
+            signal.setitimer(signal.ITIMER_REAL, WALL_LIMIT_S)
+            signal.setitimer(signal.ITIMER_PROF, TIME_LIMIT_S)
             # every warning shows, as in a fresh process (the default shows each once)
             with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out), \
                     warnings.catch_warnings():
@@ -586,10 +595,13 @@ class Sandbox:
             kind = Outcome("traceback", f"{type(e).__name__}: {str(e)[:120]} <- {argv}")
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.setitimer(signal.ITIMER_PROF, 0)
             signal.signal(signal.SIGALRM, old)
+            signal.signal(signal.SIGPROF, old_prof)
             resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
             os.chdir(self._cwd)
-        if kind is None and time.perf_counter() - t0 > TIME_LIMIT_S:
+        self.last_cpu, self.last_wall = time.process_time() - c0, time.perf_counter() - t0
+        if kind is None and (self.last_cpu > TIME_LIMIT_S or self.last_wall > WALL_LIMIT_S):
             kind = Outcome("over 10 s", " ".join(argv))
         for n, k in self._special.items():
             if self._kind(self.root / "out" / n) != k:

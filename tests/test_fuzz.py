@@ -55,8 +55,12 @@ def _misbehave(how: str, root):
     def func(args):
         if how == "traceback":
             raise KeyError("x")
-        if how == "slow":
-            time.sleep(F.TIME_LIMIT_S + 0.2)
+        if how == "slow":  # busy: CPU time
+            t = time.process_time()
+            while time.process_time() - t < F.TIME_LIMIT_S + 0.2:
+                pass
+        if how == "blocked":  # asleep: wall time
+            time.sleep(F.WALL_LIMIT_S + 0.2)
         if how == "memory":
             np.ones(F.MEMORY_LIMIT // 8 * 2)
         if how == "partial":
@@ -85,7 +89,8 @@ def _misbehave(how: str, root):
 
 
 @pytest.mark.parametrize("how, verdict", [
-    ("traceback", "traceback"), ("slow", "over 10 s"), ("memory", "over 1 GiB"),
+    ("traceback", "traceback"), ("slow", "over 10 s"), ("blocked", "over 10 s"),
+    ("memory", "over 1 GiB"),
     ("partial", "partial output"), ("clobber", "partial output"),
     ("fifo", "non-regular file replaced"), ("stdout", "partial output"),
     ("two lines", "multi-line message"), ("nameless", "refusal not naming"),
@@ -97,6 +102,7 @@ def test_the_judge_sees_each_defect(how, verdict, sandbox, monkeypatch):
     import nmsat.commands as c
 
     monkeypatch.setattr(F, "TIME_LIMIT_S", 0.3)
+    monkeypatch.setattr(F, "WALL_LIMIT_S", 0.6)
     parser = c.build_parser()  # the sandbox's one parser
     demo = parser._subparsers._group_actions[0].choices["demo"]
     old = demo._defaults["func"]

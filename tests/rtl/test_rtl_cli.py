@@ -230,7 +230,7 @@ def test_two_runs_at_once_share_the_build_cache(tmp_path, small_2x2):
 
     env = dict(os.environ, NMSAT_RTL_CACHE=str(tmp_path / "cache"))
     argv = [sys.executable, "-m", "nmsat", "rtl", "run", "mlp", "--layer", "fc3", "--phase",
-            "ff", "--config", str(small_2x2[0]), "--batch", "4", "--json"]
+            "ff", "--config", str(small_2x2[0]), "--batch", "1", "--json"]
     procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(2)]
     outs = [p.communicate(timeout=900) for p in procs]
