@@ -40,18 +40,27 @@ from nmsat.config import AcceleratorConfig
 
 from .engine import instr_layout
 
+_REGION = dict(isa.ENCODING[isa.Opcode.LOAD])
+"""Field widths of a LOAD (a STORE's are the same without ``buffer``): the ISA's one
+table, not restated here."""
 CNT = 32  # completion / dispatch counters
-COORD = 32  # resolved tile coordinates
-UNITS = ("load", "engine", "store", "sore", "wu")  # order = isa.Unit bit order
-_UNIT_OF = {isa.Opcode.LOAD: 0, isa.Opcode.COMPUTE: 1, isa.Opcode.RELEASE: 1,
-            isa.Opcode.STORE: 2, isa.Opcode.SORE: 3, isa.Opcode.WEIGHT_UPDATE: 4,
-            isa.Opcode.VECTOR: 4}
+COORD = _REGION["row0"]  # resolved tile coordinates: as wide as the ISA's row0 / col0
+assert _REGION["col0"] == COORD
+UNITS = tuple(u.name.lower() for u in isa.Unit)
+"""The units' queues, in :class:`~nmsat.dataflow.isa.Unit` bit order (a BARRIER's mask bit
+u is queue u): load, engine, store, sore, wu."""
+
+
+def _q(unit: isa.Unit) -> int:
+    """The queue (and BARRIER mask bit) of ``unit``."""
+    return int(unit).bit_length() - 1
+
 
 region_layout = data.StructLayout({
-    "buffer": 2, "tensor": 16, "transform": 2, "r0": COORD, "c0": COORD, "rows": 24,
-    "cols": 24, "bytes": 32})
+    **{f: _REGION[f] for f in ("buffer", "tensor", "transform")}, "r0": COORD, "c0": COORD,
+    **{f: _REGION[f] for f in ("rows", "cols", "bytes")}})
 """A resolved LOAD/STORE tile as the DMA command streams carry it (``buffer`` is 0 for a
-STORE)."""
+STORE); every width is the ISA field's (:data:`~nmsat.dataflow.isa.ENCODING`)."""
 
 queue_layout = data.StructLayout({"word": isa.INSTR_BITS, "r0": COORD, "c0": COORD,
                                   "before": CNT})
@@ -182,10 +191,12 @@ class TileController(wiring.Component):
         self._dispatch(m, seq, qs)
         self._ring_counters()
         heads = [data.View(queue_layout, q.r_data) for q in qs]
-        self._issue_load(m, qs[0], heads[0])
-        self._issue_engine(m, qs[1], heads[1])
-        self._issue_store(m, qs[2], heads[2])
-        for q, h, port in ((qs[3], heads[3], self.sore), (qs[4], heads[4], self.wu)):
+        ld, eng, st = _q(isa.Unit.LOAD), _q(isa.Unit.ENGINE), _q(isa.Unit.STORE)
+        self._issue_load(m, qs[ld], heads[ld])
+        self._issue_engine(m, qs[eng], heads[eng])
+        self._issue_store(m, qs[st], heads[st])
+        sore, wu = _q(isa.Unit.SORE), _q(isa.Unit.WU)
+        for q, h, port in ((qs[sore], heads[sore], self.sore), (qs[wu], heads[wu], self.wu)):
             m.d.comb += [port.valid.eq(q.r_rdy), port.payload.eq(h.word), q.r_en.eq(port.ready)]
         for u, pulse in enumerate((self.load_done, self.engine_done, self.store_done,
                                    self.sore_done, self.wu_done)):
@@ -217,15 +228,16 @@ class TileController(wiring.Component):
                     c0 = c0 + i * getattr(v, f"col_step{d}")
                 m.d.comb += [entry.r0.eq(r0), entry.c0.eq(c0)]
         with m.If(op == isa.Opcode.COMPUTE):
-            m.d.comb += entry.before.eq(self.dispatched[2])
+            m.d.comb += entry.before.eq(self.dispatched[_q(isa.Unit.STORE)])
         with m.If(op == isa.Opcode.STORE):
-            m.d.comb += entry.before.eq(self.dispatched[1])
+            m.d.comb += entry.before.eq(self.dispatched[_q(isa.Unit.ENGINE)])
         settled = Cat(~bar.units[u] | (self.dispatched[u] == self.done_now[u])
                       for u in range(len(UNITS))).all()
         with m.Switch(op):
             with m.Case(isa.Opcode.BARRIER):
                 m.d.comb += seq.instr.ready.eq(settled)
-            for opcode, u in _UNIT_OF.items():
+            for opcode, unit in isa.UNIT_OF.items():
+                u = _q(unit)
                 with m.Case(opcode):
                     m.d.comb += [seq.instr.ready.eq(qs[u].w_rdy), qs[u].w_data.eq(entry),
                                  qs[u].w_en.eq(seq.instr.valid)]
@@ -278,7 +290,7 @@ class TileController(wiring.Component):
         rel = data.View(instr_layout(isa.Opcode.RELEASE), head.word)
         is_cp = cp.opcode == isa.Opcode.COMPUTE
         filled = [(self.ld_done_now[b] - self.pop_iss[b])[:CNT] != 0 for b in range(2)]
-        out_free = (head.before - self.done_now[2])[:CNT] < self.halves[2]
+        out_free = (head.before - self.done_now[_q(isa.Unit.STORE)])[:CNT] < self.halves[2]
         pops = Signal(2)  # halves this instruction frees when it completes (ACT, WGT)
         with m.If(is_cp):
             m.d.comb += pops.eq(Cat(cp.pop_a, cp.pop_b))
@@ -306,7 +318,7 @@ class TileController(wiring.Component):
 
     def _issue_store(self, m: Module, q, head) -> None:
         st = data.View(instr_layout(isa.Opcode.STORE), head.word)
-        after = (self.done_now[1] - head.before)[:CNT].as_signed() >= 0
+        after = (self.done_now[_q(isa.Unit.ENGINE)] - head.before)[:CNT].as_signed() >= 0
         p = self.store.payload
         m.d.comb += [self.store.valid.eq(q.r_rdy & after), p.tensor.eq(st.tensor),
                      p.transform.eq(st.transform), p.r0.eq(head.r0), p.c0.eq(head.c0),

@@ -235,6 +235,25 @@ def test_controlled_engine_refuses_what_the_engine_lacks():
         check_controlled(single.replace(**{"array.act_zero": "skip"}))
 
 
+def test_dma_commands_carry_every_isa_field_at_full_width():
+    """The load and store command streams carry a LOAD's and a STORE's fields at the ISA's
+    widths (the controller's tile layout is built from ``isa.ENCODING``): the largest value
+    of every field arrives unchanged (a 16-bit tensor or 32-bit byte field would cut them)."""
+    enc = dict(isa.ENCODING[isa.Opcode.LOAD])
+    top = {f: (1 << enc[f]) - 1 for f in ("tensor", "row0", "col0", "rows", "cols", "bytes")}
+    ld = isa.Load(**top, buffer=isa.Buffer.WGT, transform=isa.Transform.TRANSPOSE)
+    st = isa.Store(**top, transform=isa.Transform.TRANSPOSE)
+    words = [word(ld), word(isa.Release(isa.Buffer.WGT)), word(st)]
+    (issued, _, finish, error), = run_controller(TileController(_cfg((1, 1, 1)), depth=4),
+                                                 [words], 0, ready_p=1.0, max_latency=2)
+    assert finish is not None and not error
+    want = {"tensor": top["tensor"], "transform": int(isa.Transform.TRANSPOSE),
+            "r0": top["row0"], "c0": top["col0"], "rows": top["rows"], "cols": top["cols"],
+            "bytes": top["bytes"]}
+    assert [p for _, p in issued["load"]] == [dict(want, buffer=int(isa.Buffer.WGT))]
+    assert [p for _, p in issued["store"]] == [dict(want, buffer=0)]
+
+
 def test_a_met_wait_issues_in_the_same_cycle():
     """Always-ready units with fixed latencies: a command whose last wait is a completion
     pulse at cycle t issues at t (the pulse counts in its own cycle), as the system model
