@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from typing import Sequence
 
-from nmsat import __version__
+from nmsat import __version__, log
 from nmsat.errors import NmsatError
 
 # subcommand -> (module providing register(subparsers), one-line summary). Order is the
@@ -79,8 +80,40 @@ def nm_pattern(text: str) -> str:
     return text
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps descriptions as argparse does, but keeps the lines of a text that has line
+    breaks (the ``examples:`` epilog of every subcommand) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "\n".join(indent + line if line else line for line in text.splitlines())
+        return super()._fill_text(text, width, indent)
+
+
+def examples(*lines: str) -> str:
+    """A subcommand's ``epilog``: ``examples:`` and one command per line."""
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
 class Parser(argparse.ArgumentParser):
-    """An argparse parser whose errors are exceptions, so main prints exactly one line."""
+    """An argparse parser whose errors are exceptions, so main prints exactly one line.
+
+    Every parser (the top level and each subcommand's) takes the global ``-q/--quiet``
+    and ``-v/--verbose``, so they work before or after the subcommand. Their default is
+    "not given" (``SUPPRESS``), so a subcommand's parser does not reset a flag given
+    before it."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+        if self.add_help:
+            g = self.add_argument_group("output")
+            g.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                           help="print results and errors only: no progress, status or "
+                                "notes")
+            g.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                           help="also print detail, such as the HDL simulator's and "
+                                "compiler's own output (otherwise kept in a log file)")
 
     def error(self, message: str) -> None:  # type: ignore[override]
         where = self.prog.removeprefix("nmsat").strip()
@@ -121,6 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(_command(argv), lazy=True)
     try:
         args = parser.parse_args(argv)
+        quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
+        if quiet and verbose:
+            raise UsageError("--quiet and --verbose cannot be given together")
+        log.configure(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
         if not getattr(args, "func", None):
             raise UsageError("a command is required (see nmsat --help)")
         result = args.func(args)

@@ -51,8 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="OUT", type=Path, default=None,
                    help="write the full result (with the event timeline) as JSON")
     p.add_argument("--scalesim-reports", metavar="DIR", type=Path, default=None,
-                   help="write SCALE-Sim-style COMPUTE_REPORT.csv and BANDWIDTH_REPORT.csv "
-                        "(and ENERGY_REPORT.csv: energy per layer by unit and phase)")
+                   help="write SCALE-Sim 3.0.0's COMPUTE_REPORT.csv, BANDWIDTH_REPORT.csv "
+                        "and DETAILED_ACCESS_REPORT.csv (its exact headers, to diff by "
+                        "column) and ENERGY_REPORT.csv (energy per layer by unit and phase)")
     p.add_argument("--report", metavar="DIR", type=Path, default=None,
                    help="write figures and an HTML report (DIR/index.html) of this run and "
                         "its dense baseline (see docs/reports.md)")
@@ -100,7 +101,10 @@ def load_and_resolve(args: argparse.Namespace):
     return loaded
 
 
-SCALESIM_REPORTS = ("COMPUTE_REPORT.csv", "BANDWIDTH_REPORT.csv", "ENERGY_REPORT.csv")
+SCALESIM_REPORTS = ("COMPUTE_REPORT.csv", "BANDWIDTH_REPORT.csv", "DETAILED_ACCESS_REPORT.csv",
+                    "ENERGY_REPORT.csv")
+"""What ``--scalesim-reports DIR`` writes: SCALE-Sim 3.0.0's three reports (its exact
+headers) and nmsat's energy per layer."""
 
 
 def check_outputs(args: argparse.Namespace) -> None:
@@ -125,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
     from nmsat.simulator.results import (
         bandwidth_report_csv,
         compute_report_csv,
+        detailed_access_report_csv,
         energy_report_csv,
     )
     from nmsat.fileio import atomic_write_many
@@ -148,29 +153,29 @@ def run(args: argparse.Namespace) -> int:
         d = args.scalesim_reports
         outputs.append((d / SCALESIM_REPORTS[0], compute_report_csv(result, cfg)))
         outputs.append((d / SCALESIM_REPORTS[1], bandwidth_report_csv(result, cfg)))
-        outputs.append((d / SCALESIM_REPORTS[2], energy_report_csv(result.layers)))
-    if args.report is not None:
-        from nmsat.reports import make_report_folder
-
-        make_report_folder(args.report)
+        outputs.append((d / SCALESIM_REPORTS[2], detailed_access_report_csv(result, cfg)))
+        outputs.append((d / SCALESIM_REPORTS[3], energy_report_csv(result.layers)))
     atomic_write_many([(path, text.encode("utf-8")) for path, text in outputs])
-
-    index = None
-    if args.report is not None:  # the dense run too, for the dense-vs-sparse phase figure
-        import dataclasses
-
-        from nmsat.reports import build_report
-        from nmsat.types import Method
-
-        runs = [result] if options.method is Method.DENSE else [
-            api.simulate(loaded, cfg, dataclasses.replace(options, method=Method.DENSE)), result]
-        index = build_report(runs, args.report)
-
+    # The result first: a report that fails afterwards does not lose it.
     sys.stdout.write(format_table(result))
     for path, _ in outputs:
         print(f"wrote {path}")
-    if index is not None:
-        print(f"wrote {index}")
+    sys.stdout.flush()
+
+    if args.report is not None:  # the dense run too, for the dense-vs-sparse phase figure
+        import dataclasses
+
+        from nmsat.log import status
+        from nmsat.reports import build_report, make_report_folder
+        from nmsat.types import Method
+
+        runs = [result]
+        if options.method is not Method.DENSE:
+            status("report: simulating the dense baseline")
+            runs = [api.simulate(loaded, cfg, dataclasses.replace(options,
+                                                                  method=Method.DENSE)), result]
+        make_report_folder(args.report)
+        print(f"wrote {build_report(runs, args.report)}")
     return 0
 
 

@@ -96,12 +96,16 @@ def _patterns_from_args(args: argparse.Namespace) -> tuple[NM, tuple[tuple[str, 
 
 
 def run(args: argparse.Namespace) -> int:
-    """``nmsat simulate ... --mode inference``: simulate, print the table, write the JSON,
-    the SCALE-Sim-style reports and the HTML report. Everything is rendered (and the
-    report's sweeps simulated) before the first file is written."""
+    """``nmsat simulate ... --mode inference``: simulate, write the JSON and the
+    SCALE-Sim-style reports (all or nothing), print the table, then simulate the report's
+    sweeps and write the HTML report (a report that fails does not lose the result)."""
     from nmsat import config
     from nmsat.simulator.inference import simulate_inference
-    from nmsat.simulator.inference_result import bandwidth_report_csv, compute_report_csv
+    from nmsat.simulator.inference_result import (
+        bandwidth_report_csv,
+        compute_report_csv,
+        detailed_access_report_csv,
+    )
     from nmsat.simulator.results import energy_report_csv
     from nmsat.fileio import atomic_write_many
 
@@ -123,26 +127,27 @@ def run(args: argparse.Namespace) -> int:
         d = args.scalesim_reports
         outputs.append((d / "COMPUTE_REPORT.csv", compute_report_csv(result)))
         outputs.append((d / "BANDWIDTH_REPORT.csv", bandwidth_report_csv(result)))
+        outputs.append((d / "DETAILED_ACCESS_REPORT.csv", detailed_access_report_csv(result)))
         outputs.append((d / "ENERGY_REPORT.csv", energy_report_csv(result.layers)))
-    sweeps = None
     if args.report is not None:
-        from nmsat.reports import check_report_folder, make_report_folder
-        from nmsat.simulator.inference_sweeps import simulate_sweeps
+        from nmsat.reports import check_report_folder
 
         check_report_folder(args.report)
-        sweeps = simulate_sweeps(str(args.workload), cfg, result, opts)
-        make_report_folder(args.report)
     atomic_write_many([(path, text.encode("utf-8")) for path, text in outputs])
-    index = None
-    if args.report is not None:
-        from nmsat.reports import build_report
-
-        index = build_report([result], args.report, inference_sweeps=sweeps)
+    # The result first: a report that fails afterwards does not lose it.
     sys.stdout.write(format_table(result))
     for path, _ in outputs:
         print(f"wrote {path}")
-    if index is not None:
-        print(f"wrote {index}")
+    sys.stdout.flush()
+    if args.report is not None:
+        from nmsat.log import status
+        from nmsat.reports import build_report, make_report_folder
+        from nmsat.simulator.inference_sweeps import simulate_sweeps
+
+        status("report: simulating speedup against batch and sequence length")
+        sweeps = simulate_sweeps(str(args.workload), cfg, result, opts)
+        make_report_folder(args.report)
+        print(f"wrote {build_report([result], args.report, inference_sweeps=sweeps)}")
     return 0
 
 

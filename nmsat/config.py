@@ -574,7 +574,10 @@ def preset(name: str) -> AcceleratorConfig:
 
 
 def resolve(spec: str | Path | AcceleratorConfig | None) -> AcceleratorConfig:
-    """A preset name, a config file path, or a config object -> config (default ``vcu1525``)."""
+    """A preset name, a config file path (``.toml``/``.yaml``/``.json``, or a SCALE-Sim
+    ``.cfg`` read by :mod:`nmsat.scalesim_config`, whose notes on fields that do not map
+    go to the ``nmsat`` logger at INFO), or a config object -> config (default
+    ``vcu1525``)."""
     if spec is None:
         return VCU1525
     if isinstance(spec, AcceleratorConfig):
@@ -584,5 +587,15 @@ def resolve(spec: str | Path | AcceleratorConfig | None) -> AcceleratorConfig:
         return PRESETS[s]
     if Path(s).suffix.lower() in (".toml", ".yaml", ".yml", ".json"):
         return load(s)
+    if Path(s).suffix.lower() == ".cfg":  # a SCALE-Sim config: one note per unmapped field
+        import logging
+
+        from .scalesim_config import read
+
+        cfg, notes = read(s)
+        log = logging.getLogger("nmsat")
+        for note in notes:
+            log.info("note: %s: %s", s, note)
+        return cfg
     raise ConfigError(f"{s!r} is neither a preset ({', '.join(PRESETS)}) nor a "
-                      f".toml/.yaml/.yml/.json config file")
+                      f".toml/.yaml/.yml/.json config file or a SCALE-Sim .cfg")

@@ -234,10 +234,14 @@ def build_report(results: Sequence[Any], out_dir: str | Path,
 
     from nmsat.simulator.inference_result import InferenceResult
 
+    from nmsat.log import status
+
     from . import figures, html
 
     train = [(r, s) for r, s in loaded if not isinstance(r, InferenceResult)]
     infer = [(r, s) for r, s in loaded if isinstance(r, InferenceResult)]
+    status("report: drawing the figures of %d result(s) and %d trace(s)", len(loaded),
+           len(trace_objs))
     runs = figures.make_runs([r for r, _ in train], [s for _, s in train])
     plots = figures.build_plots(runs, trace_objs) if train or trace_objs else []
     inference_runs = []
@@ -254,7 +258,10 @@ def build_report(results: Sequence[Any], out_dir: str | Path,
         if len(set(names)) != len(names):
             raise ReportError(f"two figures share a file name: {names}")
     page = html.render_page(runs, trace_objs, plots, inference_runs=inference_runs)
-    files = {f"{p.name}.{fmt}": figures.render(p, fmt) for p in plots for fmt in figures.FORMATS}
+    files = {}
+    for i, p in enumerate(plots, 1):  # rendering is most of a report's time
+        status("report: rendering figure %d of %d (%s)", i, len(plots), p.name)
+        files |= {f"{p.name}.{fmt}": figures.render(p, fmt) for fmt in figures.FORMATS}
     files |= {f"{p.name}.csv": html.table_csv(p.table) for p in plots}
     files |= {name: html.table_csv(t) for name, t in
               html.page_tables(runs, trace_objs, inference_runs).items()}

@@ -389,12 +389,17 @@ def sweep_plots(points: Sequence[SweepPoint], failed: Sequence[FailedPoint] = ()
 
 
 def _rendered(plots: Sequence[Any]) -> list[tuple[str, bytes]]:
+    from nmsat.log import status
+
     from .plots import render
 
     from .html import table_csv
 
-    return ([(f"{p.name}.{fmt}", render(p, fmt)) for p in plots for fmt in FORMATS]
-            + [(f"{p.name}.csv", table_csv(p.table)) for p in plots])
+    out = []
+    for i, p in enumerate(plots, 1):
+        status("sweep report: rendering figure %d of %d (%s)", i, len(plots), p.name)
+        out += [(f"{p.name}.{fmt}", render(p, fmt)) for fmt in FORMATS]
+    return out + [(f"{p.name}.csv", table_csv(p.table)) for p in plots]
 
 
 def _loaded(store_path: str | Path) -> tuple[list[SweepPoint], list[FailedPoint]]:

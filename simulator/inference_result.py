@@ -275,7 +275,17 @@ def compute_report_csv(r: InferenceResult) -> str:
         overall = 100.0 * x.macs / (tot * peak) if tot else 0.0
         mapping = 100.0 * x.macs / (busy * peak) if busy else 0.0
         comp = 100.0 * x.macs / ((tot - stall) * peak) if tot > stall else 0.0
-        lines.append(_row(lid, [tot, stall, overall, mapping, comp]))
+        lines.append(_row(lid, [tot, tot, stall, overall, mapping, comp]))
+    return "\n".join(lines) + "\n"
+
+
+def detailed_access_report_csv(r: InferenceResult) -> str:
+    """SCALE-Sim 3.0.0's ``DETAILED_ACCESS_REPORT.csv`` of an inference pass, one row per
+    GEMM layer (see :func:`nmsat.simulator.results.detailed_access_rows`)."""
+    from nmsat.simulator.results import DETAILED_ACCESS_REPORT_HEADER, detailed_access_rows
+
+    word = DType.parse(r.config["numerics"]["dtype"]).bytes
+    lines = [DETAILED_ACCESS_REPORT_HEADER, *detailed_access_rows(_gemm_rows(r), word)]
     return "\n".join(lines) + "\n"
 
 

@@ -257,12 +257,20 @@ def load_json(path: str | Path) -> SimResult:
 # --------------------------------------------------------------------------- SCALE-Sim
 
 
-COMPUTE_REPORT_HEADER = ("LayerID, Total Cycles, Stall Cycles, Overall Util %, "
-                         "Mapping Efficiency %, Compute Util %,")
-"""SCALE-Sim v2's header (scale-sim-v2 ``simulator.py``), trailing comma included."""
-
+# SCALE-Sim 3.0.0's report headers, as scale-sim-v3 ``scalesim/simulator.py``
+# (``generate_reports``) writes them: ", " separators and a trailing comma.
+COMPUTE_REPORT_HEADER = ("LayerID, Total Cycles (incl. prefetch), Total Cycles, Stall Cycles, "
+                         "Overall Util %, Mapping Efficiency %, Compute Util %,")
 BANDWIDTH_REPORT_HEADER = ("LayerID, Avg IFMAP SRAM BW, Avg FILTER SRAM BW, Avg OFMAP SRAM BW, "
                            "Avg IFMAP DRAM BW, Avg FILTER DRAM BW, Avg OFMAP DRAM BW,")
+DETAILED_ACCESS_REPORT_HEADER = (
+    "LayerID, "
+    "SRAM IFMAP Start Cycle, SRAM IFMAP Stop Cycle, SRAM IFMAP Reads, "
+    "SRAM Filter Start Cycle, SRAM Filter Stop Cycle, SRAM Filter Reads, "
+    "SRAM OFMAP Start Cycle, SRAM OFMAP Stop Cycle, SRAM OFMAP Writes, "
+    "DRAM IFMAP Start Cycle, DRAM IFMAP Stop Cycle, DRAM IFMAP Reads, "
+    "DRAM Filter Start Cycle, DRAM Filter Stop Cycle, DRAM Filter Reads, "
+    "DRAM OFMAP Start Cycle, DRAM OFMAP Stop Cycle, DRAM OFMAP Writes,")
 
 
 def _row(lid: int, values: list[float]) -> str:
@@ -274,10 +282,12 @@ def _row(lid: int, values: list[float]) -> str:
 def compute_report_csv(r: SimResult, cfg) -> str:
     """SCALE-Sim-style ``COMPUTE_REPORT.csv``: one row per layer, all phases together.
 
-    Total Cycles = the layer's share of the run; Stall Cycles = engine stall cycles;
-    Overall Util % = MACs / (Total Cycles x peak MACs per cycle); Compute Util % = MACs /
-    ((Total - Stall) x peak); Mapping Efficiency % = MACs / (engine busy cycles x peak):
-    how well the tiles fill the array while it runs (fill/drain and edge tiles lower it).
+    Total Cycles = the layer's share of the run; Total Cycles (incl. prefetch) = the same
+    (nmsat charges a layer's DRAM loads to its own cycles and does not count a prefetch
+    window apart, docs/scalesim.md); Stall Cycles = engine stall cycles; Overall Util % =
+    MACs / (Total Cycles x peak MACs per cycle); Compute Util % = MACs / ((Total - Stall)
+    x peak); Mapping Efficiency % = MACs / (engine busy cycles x peak): how well the tiles
+    fill the array while it runs (fill/drain and edge tiles lower it).
     """
     peak = cfg.array.peak_macs_per_cycle
     lines = [COMPUTE_REPORT_HEADER]
@@ -288,7 +298,7 @@ def compute_report_csv(r: SimResult, cfg) -> str:
         overall = 100.0 * layer.macs / (tot * peak) if tot else 0.0
         mapping = 100.0 * layer.macs / (busy * peak) if busy else 0.0
         comp = 100.0 * layer.macs / ((tot - stall) * peak) if tot > stall else 0.0
-        lines.append(_row(lid, [tot, stall, overall, mapping, comp]))
+        lines.append(_row(lid, [tot, tot, stall, overall, mapping, comp]))
     return "\n".join(lines) + "\n"
 
 
@@ -306,6 +316,36 @@ def bandwidth_report_csv(r: SimResult, cfg) -> str:
                 b.get("output", 0) / word / tot, d.get("activation", 0) / word / tot,
                 d.get("weight", 0) / word / tot, d.get("output", 0) / word / tot]
         lines.append(_row(lid, vals))
+    return "\n".join(lines) + "\n"
+
+
+def detailed_access_rows(layers, word: int) -> list[str]:
+    """The rows of ``DETAILED_ACCESS_REPORT.csv`` for layers with ``total_cycles``,
+    ``buffer_bytes`` and ``dram_bytes_by_operand``.
+
+    SCALE-Sim runs each layer on its own clock from cycle 0; so does this report: every
+    start is 0 and every stop the layer's last cycle (``total_cycles - 1``). nmsat
+    overlaps a layer's loads with the previous layer's compute and charges them to the
+    layer; it does not report the first and last access of each operand, so the window
+    is the layer's, not SCALE-Sim's negative-start prefetch window (docs/scalesim.md).
+    Counts are words of ``word`` bytes: SRAM = buffer bytes read (OFMAP: read and
+    written), DRAM = bytes moved (OFMAP: stored)."""
+    rows = []
+    for lid, layer in enumerate(layers):
+        stop = max(0, layer.total_cycles - 1)
+        b, d = layer.buffer_bytes, layer.dram_bytes_by_operand
+        vals: list[int] = []
+        for counts in (b, d):
+            for op in ("activation", "weight", "output"):
+                vals += [0, stop, counts.get(op, 0) // word]
+        rows.append(_row(lid, vals))
+    return rows
+
+
+def detailed_access_report_csv(r: SimResult, cfg) -> str:
+    """SCALE-Sim 3.0.0's ``DETAILED_ACCESS_REPORT.csv`` (:func:`detailed_access_rows`)."""
+    lines = [DETAILED_ACCESS_REPORT_HEADER, *detailed_access_rows(r.layers,
+                                                                   cfg.numerics.operand.bytes)]
     return "\n".join(lines) + "\n"
 
 

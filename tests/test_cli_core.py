@@ -126,15 +126,15 @@ def test_demo(capsys):
     (["config"], "config: the following arguments are required: ACTION"),
     (["config", "show"], "config show: the following arguments are required: PRESET|FILE"),
     (["config", "show", "vcu9"],
-     "'vcu9' is neither a preset (vcu1525, small) nor a .toml/.yaml/.yml/.json config file"),
+     "'vcu9' is neither a preset (vcu1525, small) nor a .toml/.yaml/.yml/.json config file or a SCALE-Sim .cfg"),
     (["config", "check", "big"],
-     "'big' is neither a preset (vcu1525, small) nor a .toml/.yaml/.yml/.json config file"),
+     "'big' is neither a preset (vcu1525, small) nor a .toml/.yaml/.yml/.json config file or a SCALE-Sim .cfg"),
     (["demo", "--seed", "x"], "demo: argument --seed: must be a non-negative integer, not 'x'"),
     (["demo", "--nm", "9:8"], "demo: argument --nm: N must be between 1 and M, not 9 (M=8)"),
     (["demo", "--nm", "1:16"], "N:M pattern 1:16 is not supported by this array "
                                "(array.nm_patterns = 1:4, 2:4, 1:8, 2:8, 4:8)"),
     (["demo", "--config", "tiny"],
-     "'tiny' is neither a preset (vcu1525, small) nor a .toml/.yaml/.yml/.json config file"),
+     "'tiny' is neither a preset (vcu1525, small) nor a .toml/.yaml/.yml/.json config file or a SCALE-Sim .cfg"),
 ])
 def test_bad_usage_is_one_line_and_status_2(capsys, argv, message):
     assert_usage_error(capsys, argv, message)
@@ -188,7 +188,7 @@ def test_installed_console_script(tmp_path):
                          cwd=tmp_path, timeout=60)
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr == ("nmsat: error: 'nope' is neither a preset (vcu1525, small) nor a "
-                          ".toml/.yaml/.yml/.json config file\n")
+                          ".toml/.yaml/.yml/.json config file or a SCALE-Sim .cfg\n")
     ver = subprocess.run([sys.executable, "-m", "nmsat", "--version"], capture_output=True,
                          text=True, cwd=tmp_path, timeout=60)
     assert ver.returncode == 0 and ver.stdout == f"nmsat {__version__}\n"

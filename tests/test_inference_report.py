@@ -197,9 +197,9 @@ def test_scalesim_reports_in_inference_mode(tmp_path, capsys):
     peak = SMALL.array.peak_macs_per_cycle
     for lid, (row, x) in enumerate(zip(comp[1:], gemm)):
         v = [c.strip() for c in row.split(",")]
-        assert int(v[0]) == lid and int(v[1]) == x.total_cycles
-        assert int(v[2]) == max(0, x.total_cycles - x.engine_cycles)
-        assert float(v[3]) == pytest.approx(100 * x.macs / (x.total_cycles * peak))
+        assert int(v[0]) == lid and int(v[1]) == int(v[2]) == x.total_cycles
+        assert int(v[3]) == max(0, x.total_cycles - x.engine_cycles)
+        assert float(v[4]) == pytest.approx(100 * x.macs / (x.total_cycles * peak))
     for row, x in zip(bw[1:], gemm):
         v = [float(c) for c in row.split(",")[1:-1]]
         # FILTER DRAM: the compressed weights (burst-rounded), 2-byte words per cycle
