@@ -40,7 +40,8 @@ def _nmsat(mods: set[str]) -> set[str]:
 @pytest.mark.parametrize("flag", ["--help", "--version"])
 def test_top_level_loads_no_library(flag):
     mods = _loaded(flag)
-    assert _nmsat(mods) == {"nmsat", "nmsat.commands", "nmsat.errors"}
+    # nmsat.log: the --quiet/--verbose logger set-up (imports only logging and sys)
+    assert _nmsat(mods) == {"nmsat", "nmsat.commands", "nmsat.errors", "nmsat.log"}
     assert not {m.split(".")[0] for m in mods} & set(HEAVY)
 
 
