@@ -164,7 +164,9 @@ def _synth(args: argparse.Namespace) -> int:
 
     from nmsat.rtl.synth import synth_units, synth_whole
 
-    progress = None if args.json else (lambda msg: print(msg, file=sys.stderr))
+    from nmsat.log import status
+
+    progress = None if args.json else status  # status lines on stderr (not with --quiet)
     if args.calibrate:
         from nmsat.fileio import check_output_file
         from nmsat.rtl.synth import calibrate
@@ -227,9 +229,11 @@ def _run(args: argparse.Namespace) -> int:
     check_config(cfg)
     if cfg.buffers.act_layout != "windows":
         # The RTL's ACT holds im2col windows: compile the program for what it implements.
-        print(f"note: {cfg.name} has buffers.act_layout = {cfg.buffers.act_layout}; the RTL's "
-              "activation buffer holds windows, so the program (and the simulator's "
-              "prediction) is compiled with buffers.act_layout = windows", file=sys.stderr)
+        from nmsat.log import status
+
+        status(f"note: {cfg.name} has buffers.act_layout = {cfg.buffers.act_layout}; the "
+               "RTL's activation buffer holds windows, so the program (and the simulator's "
+               "prediction) is compiled with buffers.act_layout = windows")
         cfg = cfg.replace(**{"buffers.act_layout": "windows"})
     if args.controller:
         from nmsat.rtl.tb.controller_run import run_layer_controller

@@ -97,9 +97,11 @@ def generate(cfg: AcceleratorConfig, out_dir: str | Path, dtype: DType | str | N
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     manifest = {"top": TOP, "dtype": dt.value, "config": to_dict(cfg), "units": {}}
-    for u in units():
-        if which is not None and u.name not in which:
-            continue
+    from nmsat.log import status
+
+    todo = [u for u in units() if which is None or u.name in which]
+    for i, u in enumerate(todo, 1):
+        status("rtl generate: %s (%d of %d)", u.name, i, len(todo))
         comp = u.build(cfg, dt)
         (out / f"{u.name}.v").write_text(to_verilog(comp, u.name), encoding="utf-8")
         manifest["units"][u.name] = {"file": f"{u.name}.v", "instances": u.instances(cfg),
@@ -123,6 +125,10 @@ def cached_top(cfg: AcceleratorConfig, dtype: DType | str, hierarchical: bool = 
     d = root / source_hash(cfg, dtype)
     f = d / f"{TOP}{'_hier' if hierarchical else ''}.v"
     if not f.exists():
+        from nmsat.log import status
+
+        status("rtl: generating the Verilog of the %s engine (first run for this "
+               "configuration; cached in %s)", cfg.name, d)
         d.mkdir(parents=True, exist_ok=True)
         from .engine import TensorEngine
 

@@ -44,6 +44,7 @@ from nmsat.types import ActZero
 from ..layouts import EngineShape
 from .engine_model import load_words, store_beats
 from .program import layer_ops
+from .runner import build_and_test
 from .tiles import encode
 
 TOP = "nmsat_controlled_engine"
@@ -136,6 +137,10 @@ def cached_controlled(cfg: AcceleratorConfig, dtype: str, depth: int) -> Path:
     d = root / f"ctrl_{h.hexdigest()[:16]}"
     f = d / f"{TOP}.v"
     if not f.exists():
+        from nmsat.log import status
+
+        status("rtl: generating the Verilog of the %s controlled engine (first run for this "
+               "configuration; cached in %s)", cfg.name, d)
         d.mkdir(parents=True, exist_ok=True)
         tmp = d / f"{f.name}.tmp{os.getpid()}"
         tmp.write_text(to_verilog(ControlledEngine(cfg, dtype, depth), TOP), encoding="utf-8")
@@ -187,18 +192,18 @@ def run_controller_programs(runs: list[tuple[isa.Program, AcceleratorConfig, dic
     # the build folder is shared by every process: build and run under its lock
     with file_lock(build_dir.with_name(build_dir.name + ".lock")), \
             tempfile.TemporaryDirectory() as tmp:
-        runner.build(sources=[src], hdl_toplevel=TOP, build_dir=build_dir,
-                     timescale=("1ns", "1ps"))
         hp, pfile, result = Path(tmp) / "host.pkl", Path(tmp) / "p.json", Path(tmp) / "r.json"
         hp.write_bytes(pickle.dumps({"programs": hosts}))
         pfile.write_text(json.dumps({"preset": "vcu1525", "overrides": overrides,
                                      "dtype": cfg0.numerics.dtype, "host": str(hp)}))
-        runner.test(hdl_toplevel=TOP, test_module="nmsat.rtl.tb.cocotb_controller",
-                    build_dir=build_dir, test_dir=tmp, results_xml=str(Path(tmp) / "x.xml"),
-                    extra_env={"NMSAT_TB_PARAMS": str(pfile), "NMSAT_TB_RESULT": str(result),
-                               "PYTHONPATH": os.pathsep.join(sys.path)})
-        if not result.exists():
-            raise RuntimeError(f"cocotb run of the controller on {sim} produced no result")
+        build_and_test(
+            runner, sim, build_dir,
+            dict(sources=[src], hdl_toplevel=TOP, timescale=("1ns", "1ps")),
+            dict(hdl_toplevel=TOP, test_module="nmsat.rtl.tb.cocotb_controller", test_dir=tmp,
+                 results_xml=str(Path(tmp) / "x.xml"),
+                 extra_env={"NMSAT_TB_PARAMS": str(pfile), "NMSAT_TB_RESULT": str(result),
+                            "PYTHONPATH": os.pathsep.join(sys.path)}),
+            result, f"the {cfg0.name} controlled engine")
         results = json.loads(result.read_text())
     if len(results) != len(runs):
         raise RuntimeError(f"the testbench ran {len(results)} of {len(runs)} programs")

@@ -15,7 +15,9 @@ import tempfile
 from pathlib import Path
 
 from nmsat.config import AcceleratorConfig, to_dict
+from nmsat.errors import NmsatError
 from nmsat.fileio import file_lock
+from nmsat.log import status, verbose
 
 from ..generate import TOP, cached_top, source_hash
 
@@ -35,6 +37,46 @@ def simulator() -> str:
             raise ValueError(f"NMSAT_SIM must be icarus or verilator, not {sim!r}")
         return sim
     return "verilator" if _verilator_bin() else "icarus"
+
+
+class RtlRunError(NmsatError):
+    """The HDL simulator or its compile step failed; the message names the log file."""
+
+
+def logs(build_dir: Path) -> tuple[Path, Path]:
+    """Where a build folder's compile and simulation output go (beside the folder, so a
+    failure can name them): ``<build>.build.log`` and ``<build>.run.log``."""
+    return (build_dir.with_name(build_dir.name + ".build.log"),
+            build_dir.with_name(build_dir.name + ".run.log"))
+
+
+def build_and_test(runner, sim: str, build_dir: Path, build: dict, test: dict,
+                   result: Path, what: str) -> None:
+    """``runner.build(**build)`` then ``runner.test(**test)`` with the simulator's and
+    compiler's output in the log files of :func:`logs` (passed through instead with
+    ``nmsat --verbose``); status lines say what runs, and a failure, or a run that
+    writes no ``result``, raises :class:`RtlRunError` naming the log. Call under the
+    build folder's lock."""
+    build_log, run_log = logs(build_dir)
+    keep = not verbose()
+    first = not build_dir.exists()
+    if first:
+        status("rtl: compiling %s with %s (first run for this configuration; it is cached "
+               "in %s; output in %s)", what, sim, build_dir, build_log)
+    try:
+        runner.build(build_dir=build_dir, log_file=build_log if keep else None, **build)
+    except Exception as e:  # cocotb raises RuntimeError or SystemExit-free errors
+        raise RtlRunError(f"{sim} could not compile {what} ({e}); see "
+                          f"{build_log if keep else 'the output above'}") from None
+    status("rtl: simulating %s on %s (output in %s)", what, sim, run_log)
+    try:
+        runner.test(build_dir=build_dir, log_file=run_log if keep else None, **test)
+    except Exception as e:
+        raise RtlRunError(f"the {sim} simulation of {what} failed ({e}); see "
+                          f"{run_log if keep else 'the output above'}") from None
+    if not result.exists():
+        raise RtlRunError(f"the {sim} simulation of {what} produced no result; see "
+                          f"{run_log if keep else 'the output above'}")
 
 
 def run_cocotb(cfg: AcceleratorConfig, dtype: str, module: str, params: dict,
@@ -62,17 +104,18 @@ def run_cocotb(cfg: AcceleratorConfig, dtype: str, module: str, params: dict,
     # under its lock, so two runs at once take turns instead of compiling over each other.
     with file_lock(build_dir.with_name(build_dir.name + ".lock")), \
             tempfile.TemporaryDirectory() as tmp:
-        runner.build(sources=[src], hdl_toplevel=TOP, build_dir=build_dir,
-                     build_args=build_args, timescale=("1ns", "1ps"), waves=waves)
         pfile, result = Path(tmp) / "params.json", Path(tmp) / "result.json"
         pfile.write_text(json.dumps({"preset": "vcu1525", "overrides": overrides,
                                      "dtype": dtype, **params}))
         extra = {"NMSAT_TB_PARAMS": str(pfile), "NMSAT_TB_RESULT": str(result),
                  "PYTHONPATH": os.pathsep.join(sys.path)}
-        runner.test(hdl_toplevel=TOP, test_module=module, build_dir=build_dir, test_dir=tmp,
-                    extra_env=extra, waves=waves, results_xml=str(Path(tmp) / "results.xml"))
-        if not result.exists():
-            raise RuntimeError(f"cocotb run of {module} on {sim} produced no result")
+        build_and_test(
+            runner, sim, build_dir,
+            dict(sources=[src], hdl_toplevel=TOP, build_args=build_args,
+                 timescale=("1ns", "1ps"), waves=waves),
+            dict(hdl_toplevel=TOP, test_module=module, test_dir=tmp, extra_env=extra,
+                 waves=waves, results_xml=str(Path(tmp) / "results.xml")),
+            result, f"the {cfg.name} engine ({module.rsplit('.', 1)[-1]})")
         return json.loads(result.read_text())
 
 
