@@ -19,11 +19,21 @@ DEFAULT_WORKLOAD = "resnet18"
 
 
 
+def _input_shape(text: str) -> tuple[int, ...]:
+    from nmsat.workloads.torch_spec import parse_shape
+
+    try:
+        return parse_shape(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--input-shape ")) from None
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Add the ``simulate`` options to ``p`` (kept separate so callers can extend them)."""
     p.add_argument("workload", nargs="?", default=DEFAULT_WORKLOAD, metavar="WORKLOAD",
-                   help="zoo model name (see `nmsat workloads list`), a training trace or a "
-                        f"SCALE-Sim topology CSV (default: {DEFAULT_WORKLOAD})")
+                   help="zoo model name (see `nmsat workloads list`), a training trace, a "
+                        "SCALE-Sim topology CSV, or a PyTorch model: torchvision:NAME or "
+                        f"FILE.py:FACTORY (default: {DEFAULT_WORKLOAD})")
     p.add_argument("--config", default="vcu1525", metavar="PRESET|FILE",
                    help="accelerator preset (vcu1525, small) or .toml/.yaml file "
                         "(default: vcu1525)")
@@ -38,6 +48,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"else {DEFAULT_BATCH})")
     p.add_argument("--seq-len", type=positive_int, default=None, metavar="L",
                    help="sequence length of a language model (default: the model's)")
+    p.add_argument("--input-shape", type=_input_shape, default=None, metavar="B,C,H,W",
+                   help="input of a PyTorch WORKLOAD (torchvision:NAME or FILE.py:FACTORY, "
+                        "imported through torch.fx), batch first; its batch is --batch's "
+                        "default (default: 1,3,224,224 with --batch's default)")
     p.add_argument("--mode", default="train", choices=("train", "inference"),
                    help="a training iteration (FF, BP, WG, WU, SORE) or inference (FF only)")
     simulate_inference.add_arguments(p)  # --phase, --kv-len, --act-density, --act-zero
@@ -87,8 +101,10 @@ def load_and_resolve(args: argparse.Namespace):
     """
     from nmsat.workloads import load
 
-    loaded = load(args.workload, batch=args.batch, seq_len=args.seq_len)
-    if args.batch is None and loaded.source == "zoo":
+    shape = getattr(args, "input_shape", None)
+    loaded = load(args.workload, batch=args.batch, seq_len=args.seq_len, input_shape=shape)
+    if args.batch is None and (loaded.source == "zoo" or
+                               (loaded.source == "torch" and shape is None)):
         loaded = load(args.workload, batch=DEFAULT_BATCH, seq_len=args.seq_len)
     args.batch = loaded.workload.batch
     if args.method is None:
@@ -135,6 +151,12 @@ def run(args: argparse.Namespace) -> int:
     from nmsat.fileio import atomic_write_many
 
     check_outputs(args)
+    shape = getattr(args, "input_shape", None)
+    if shape is not None:  # batch first, as PyTorch takes it
+        if args.batch is not None and args.batch != shape[0]:
+            raise ValueError(f"--batch {args.batch} disagrees with --input-shape's batch "
+                             f"{shape[0]}")
+        args.batch = shape[0]
     if args.mode == "inference":
         args.method = args.method or str(DEFAULT_METHOD)  # --nm: a file's own, else the default
         args.batch = args.batch or DEFAULT_BATCH

@@ -74,7 +74,9 @@ def options_from_args(args: argparse.Namespace) -> InferenceOptions:
     return InferenceOptions(nm=nm, batch=args.batch, phase=args.phase,
                             seq_len=args.seq_len, kv_len=args.kv_len, density=density,
                             interleave=not args.no_interleave,
-                            offline_schedule=not args.no_offline_schedule, layer_nm=layer_nm)
+                            offline_schedule=not args.no_offline_schedule, layer_nm=layer_nm,
+                            input_shape=(tuple(args.input_shape[1:])
+                                         if getattr(args, "input_shape", None) else None))
 
 
 def _patterns_from_args(args: argparse.Namespace) -> tuple[NM, tuple[tuple[str, NM], ...]]:

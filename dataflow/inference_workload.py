@@ -33,6 +33,9 @@ class InferenceOptions:
     interleave: bool = True
     offline_schedule: bool = True
     exact: bool = False  # simulate every decoder layer (no identical-layer extension)
+    input_shape: tuple[int, ...] | None = None
+    """Per-sample input of a PyTorch workload (``torchvision:NAME``, ``FILE.py:FACTORY``),
+    without the batch (``batch`` gives it); ``None``: the importer's default."""
     layer_nm: tuple[tuple[str, NM], ...] = ()
     """Per-layer patterns that replace ``nm`` for the named layers (``1:1``: dense), as a
     training trace or a SCALE-Sim v3 ``Sparsity`` column fixes them (the CLI takes them
@@ -103,7 +106,8 @@ def load(spec: str, opts: InferenceOptions) -> InferenceWorkload:
         raise ValueError(f"--kv-len is for LLM workloads ({', '.join(llm.PRESETS)})")
     from nmsat.workloads import zoo
 
-    loaded = zoo.load(spec, batch=opts.batch, seq_len=opts.seq_len)
+    shape = None if opts.input_shape is None else (opts.batch, *opts.input_shape)
+    loaded = zoo.load(spec, batch=opts.batch, seq_len=opts.seq_len, input_shape=shape)
     seq = opts.seq_len
     if seq is None and spec in zoo.names():
         seq = zoo.model(spec).seq_len

@@ -26,7 +26,7 @@ import dataclasses
 import importlib
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import NamedTuple
@@ -642,7 +642,8 @@ training trace) is one entry here."""
 
 
 def load(spec: str | os.PathLike, batch: int | None = None,
-         seq_len: int | None = None) -> LoadedWorkload:
+         seq_len: int | None = None, input_shape: Sequence[int] | None = None
+         ) -> LoadedWorkload:
     """Resolve a zoo name or a workload file into a :class:`LoadedWorkload`.
 
     Parameters
@@ -655,6 +656,9 @@ def load(spec: str | os.PathLike, batch: int | None = None,
         column), else 1.
     seq_len
         Sequence length of a language model; see :func:`model`.
+    input_shape
+        A PyTorch spec's input, batch first (:mod:`nmsat.workloads.torch_spec`:
+        ``torchvision:NAME`` or ``FILE.py:FACTORY``); other specs refuse it.
 
     Raises
     ------
@@ -666,6 +670,13 @@ def load(spec: str | os.PathLike, batch: int | None = None,
         A malformed file (the message names the line and column).
     """
     text = os.fspath(spec)
+    torch_spec = importlib.import_module("nmsat.workloads.torch_spec")
+    if torch_spec.is_torch_spec(text):
+        return torch_spec.load_workload(text, batch=batch, seq_len=seq_len,
+                                        input_shape=input_shape)
+    if input_shape is not None:
+        raise ValueError(f"--input-shape is for PyTorch models (torchvision:NAME or "
+                         f"FILE.py:FACTORY), not {text}")
     suffix = os.path.splitext(text)[1].lower()
     if suffix in FILE_LOADERS:
         if os.path.isdir(text):
