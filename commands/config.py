@@ -6,14 +6,20 @@ import argparse
 import sys
 
 from nmsat import config
-from nmsat.commands import summary
+from nmsat.commands import examples, summary
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("config", help=summary("config"))
+    p = sub.add_parser("config", help=summary("config"),
+                       epilog=examples("nmsat config show vcu1525",
+                                       "nmsat config show small --toml",
+                                       "nmsat config check my.toml", "nmsat config list"))
     csub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
 
-    show = csub.add_parser("show", help="print a preset or config file with each field's source")
+    show = csub.add_parser("show", help="print a preset or config file with each field's source",
+                           epilog=examples("nmsat config show vcu1525",
+                                           "nmsat config show small --toml",
+                                           "nmsat config show scale.cfg --toml"))
     show.add_argument("config", metavar="PRESET|FILE", help="preset name (vcu1525, small) or "
                       ".toml/.yaml/.json file")
     fmt = show.add_mutually_exclusive_group()
@@ -21,11 +27,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     fmt.add_argument("--toml", action="store_true", help="print it as TOML (loadable)")
     show.set_defaults(func=_show)
 
-    check = csub.add_parser("check", help="validate a config file")
+    check = csub.add_parser("check", help="validate a config file",
+                            epilog=examples("nmsat config check my.toml",
+                                            "nmsat config check scale.cfg"))
     check.add_argument("config", metavar="PRESET|FILE")
     check.set_defaults(func=_check)
 
-    lst = csub.add_parser("list", help="list the presets")
+    lst = csub.add_parser("list", help="list the presets",
+                          epilog=examples("nmsat config list"))
     lst.set_defaults(func=_list)
 
 

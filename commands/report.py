@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from nmsat.commands import summary
+from nmsat.commands import examples, summary
 
 DEFAULT_OUT = Path("report")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "report", help=summary("report"),
+        "report", help=summary("report"), epilog=examples(
+            "nmsat report a.json b.json -o out/",
+            "nmsat report r.json --trace t.nmt -o out/"),
         description="Combine results written by `nmsat simulate --json` (and training traces) "
                     "into one comparison: speedup over dense with the method bounds, phase and "
                     "energy breakdowns, per-layer utilisation and stalls, timelines, and, for "

@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from nmsat.commands import nm_pattern, non_negative_int, positive_int, summary
+from nmsat.commands import examples, nm_pattern, non_negative_int, positive_int, summary
 from nmsat.types import DEFAULT_NM
 
 MAX_GENERATE_CELLS = 1024
@@ -24,10 +24,16 @@ _LLM_PHASES = ("prefill", "decode")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("rtl", help=summary("rtl"))
+    p = sub.add_parser("rtl", help=summary("rtl"), epilog=examples(
+        "nmsat rtl generate --config small -o rtl_out/",
+        "nmsat rtl synth --config small --json",
+        "nmsat rtl run mlp --layer fc3 --phase ff --config small"))
     rsub = p.add_subparsers(dest="rtl_command", metavar="ACTION", required=True)
 
-    g = rsub.add_parser("generate", help="write Verilog (top level and units) and a manifest")
+    g = rsub.add_parser("generate", help="write Verilog (top level and units) and a manifest",
+                        epilog=examples("nmsat rtl generate --config small -o rtl_out/",
+                                        "nmsat rtl generate --config my.toml --dtype int8 "
+                                        "-o rtl_out/"))
     g.add_argument("--config", default="vcu1525", metavar="PRESET|FILE")
     g.add_argument("--dtype", help="operand type (default: the config's numerics.dtype)")
     g.add_argument("-o", "--out", required=True, metavar="DIR", help="output directory "
@@ -36,7 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    f"{MAX_GENERATE_CELLS:,} PE cells anyway (hours, gigabytes of Verilog)")
     g.set_defaults(func=_generate)
 
-    s = rsub.add_parser("synth", help="Yosys synth_xilinx (UltraScale+): LUT/FF/DSP/BRAM, "
+    s = rsub.add_parser("synth", epilog=examples(
+                            "nmsat rtl synth --config small --json",
+                            "nmsat rtl synth --config vcu1525 --per-unit",
+                            "nmsat rtl synth --config vcu1525 --unit pe_cell"),
+                        help="Yosys synth_xilinx (UltraScale+): LUT/FF/DSP/BRAM, "
                         "fit on the XCVU9P")
     s.add_argument("--config", default="small", metavar="PRESET|FILE")
     s.add_argument("--dtype")
@@ -50,7 +60,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--json", action="store_true", help="print the figures as JSON")
     s.set_defaults(func=_synth)
 
-    r = rsub.add_parser("run", help="run one layer's tile program on the RTL simulator and "
+    r = rsub.add_parser("run", epilog=examples(
+                            "nmsat rtl run mlp --layer fc3 --phase ff --config small",
+                            "nmsat rtl run mlp --layer fc2 --mode inference --nm 2:4 "
+                            "--config small",
+                            "nmsat -v rtl run cnn --layer conv1 --phase bp --config small"),
+                        help="run one layer's tile program on the RTL simulator and "
                         "compare values and cycles with the reference and the tile model")
     r.add_argument("workload", metavar="WORKLOAD|TRACE")
     r.add_argument("--layer", required=True)

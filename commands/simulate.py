@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nmsat.commands import nm_pattern, positive_int, simulate_inference, summary
+from nmsat.commands import examples, nm_pattern, positive_int, simulate_inference, summary
 from nmsat.types import DEFAULT_BATCH, DEFAULT_METHOD, DEFAULT_NM
 
 DEFAULT_WORKLOAD = "resnet18"
@@ -75,6 +75,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("simulate", help=summary("simulate"),
+                       epilog=examples(
+                           "nmsat simulate resnet50 --method bdwp --nm 2:8 --batch 32 --json r.json",
+                           "nmsat simulate mlp --config small --report out/",
+                           "nmsat simulate gpt2_small --mode inference --phase decode --kv-len 512",
+                           "nmsat simulate topology.csv --config scale.cfg --scalesim-reports ss/",
+                           "nmsat simulate torchvision:resnet18 --batch 8",
+                           "nmsat simulate model.py:factory --input-shape 1,3,224,224"),
                        description="Simulate WORKLOAD on the accelerator: cycles per phase, "
                                    "stalls, utilisation, energy, and the speedup over dense "
                                    "training on the same hardware.")

@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nmsat.commands import summary
+from nmsat.commands import examples, summary
 
 USAGE = ("nmsat sweep SPEC [-o STORE] [--workers N | --scheduler ADDRESS] [--resume]\n"
          "       nmsat sweep export STORE (--csv | --json) [--out FILE]\n"
@@ -78,6 +78,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help=summary("sweep"),
                        usage=USAGE,
+                       epilog=examples(
+                           "nmsat sweep examples/sweep-small.toml -o small.sqlite --workers 1",
+                           "nmsat sweep export small.sqlite --csv",
+                           "nmsat sweep report small.sqlite -o small-report/"),
                        description="Run every point of a sweep spec (axes over config fields "
                                    "and simulate options, workloads, constraints) on a local "
                                    "or existing Dask cluster into a crash-safe SQLite store, "
@@ -157,6 +161,7 @@ def _report(store: Path, out: Path) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from nmsat.log import showing_status, status
     from nmsat.simulator import sweep, sweep_spec
     from tqdm import tqdm
 
@@ -171,11 +176,12 @@ def _run(args: argparse.Namespace) -> int:
     with sweep.StoreLock(store), cluster:  # one sweep per store; connect before touching it
         plan = sweep.plan(spec, store, args.resume, plan.points)  # what others stored since
         where = args.scheduler or f"local cluster, {cluster.requested} workers"
-        print(f"sweep {spec.name}: {len(plan.points)} points, {plan.skipped} already stored, "
-              f"{len(plan.todo)} to run on {where}", file=sys.stderr)
+        status(f"sweep {spec.name}: {len(plan.points)} points, {plan.skipped} already "
+               f"stored, {len(plan.todo)} to run on {where}")
         counts = {"ok": 0, "failed": 0}
         with tqdm(total=len(plan.todo), unit="pt", desc=spec.name, file=sys.stderr,
-                  disable=args.no_progress, dynamic_ncols=True) as bar:
+                  disable=args.no_progress or not showing_status(),
+                  dynamic_ncols=True) as bar:
             bar.set_postfix(done=0, failed=0, left=len(plan.todo))
 
             def on_record(record: dict) -> None:

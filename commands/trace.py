@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from nmsat.commands import summary
+from nmsat.commands import examples, summary
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("trace", help=summary("trace"))
+    p = sub.add_parser("trace", help=summary("trace"),
+                       epilog=examples("nmsat trace inspect t.nmt"))
     tsub = p.add_subparsers(dest="trace_command", metavar="ACTION", required=True)
     ins = tsub.add_parser("inspect", help="validate a trace and summarise it",
+                          epilog=examples("nmsat trace inspect t.nmt",
+                                          "nmsat trace inspect t.nmt --json"),
                           description="Validate a trace file (checksums, version, shapes) "
                                       "and print its run, accuracy and per-layer statistics.")
     ins.add_argument("file", metavar="FILE", help="trace file written by nmsat train --trace")

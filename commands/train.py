@@ -17,7 +17,7 @@ from nmsat.types import NM, Method
 # Light: train.py imports torch only inside its functions, so the parser stays torch-free
 # and shows TrainConfig's own defaults.
 from nmsat.workloads.train import TrainConfig
-from nmsat.commands import summary
+from nmsat.commands import examples, summary
 
 
 def _nm(text: str) -> NM:
@@ -41,6 +41,8 @@ def _samples(text: str) -> tuple[int, ...]:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train", help=summary("train"),
+        epilog=examples("nmsat train --model mlp --method bdwp --nm 2:8 --trace t.nmt",
+                        "nmsat train --model cnn --method srste --epochs 10 --seed 1"),
         description="Train a small model on scikit-learn's handwritten digits with N:M "
                     "sparse layers (SR-STE or BDWP), report test accuracy next to a dense run "
                     "with the same seed, and write the run as a trace (docs/trace-format.md).")

@@ -7,20 +7,24 @@ import dataclasses
 import json
 import sys
 from typing import Any
-from nmsat.commands import summary
+from nmsat.commands import examples, summary
 
 _PHASES = ("ff", "bp", "wg")  # the phases that lower to GEMMs (WU and SORE do not)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("workloads", help=summary("workloads"))
+    p = sub.add_parser("workloads", help=summary("workloads"),
+                       epilog=examples("nmsat workloads list", "nmsat workloads show resnet18"))
     wsub = p.add_subparsers(dest="workloads_command", metavar="ACTION", required=True)
 
-    lst = wsub.add_parser("list", help="list the zoo models with MACs and parameters")
+    lst = wsub.add_parser("list", help="list the zoo models with MACs and parameters",
+                          epilog=examples("nmsat workloads list", "nmsat workloads list --json"))
     lst.add_argument("--json", action="store_true", help="print the list as JSON")
     lst.set_defaults(func=_list)
 
-    show = wsub.add_parser("show", help="layers, shapes and per-phase GEMM dims of a workload")
+    show = wsub.add_parser("show", help="layers, shapes and per-phase GEMM dims of a workload",
+                           epilog=examples("nmsat workloads show resnet18 --batch 32",
+                                           "nmsat workloads show topology.csv --json"))
     show.add_argument("workload", metavar="NAME", help="zoo model name (see `nmsat workloads "
                       "list`), SCALE-Sim topology .csv or training trace .nmt file")
     show.add_argument("--batch", type=int, default=None, metavar="B",
