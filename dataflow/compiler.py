@@ -60,22 +60,28 @@ from .tiling import (
     estimate_cycles,
     interleave_mapping,
     offline_schedule,
+    tiling_key,
 )
 
 __all__ = [
     "SORE_BARRIER", "CompileOptions", "GemmTask", "LoopOrder", "Lowered", "SoreTask", "Task",
     "TaskCtx", "Tiling", "VecTask", "View", "WuTask", "codegen", "compile_layer",
     "compile_workload", "default_tiling", "estimate_cost", "estimate_cycles",
-    "interleave_mapping", "lower", "offline_schedule", "pregeneration",
+    "interleave_mapping", "lower", "offline_schedule", "pregeneration", "tiling_key",
 ]
 
 
 def compile_workload(workload: Workload, cfg: AcceleratorConfig,
-                     options: CompileOptions | None = None) -> Program:
-    """Compile one training iteration (or one inference pass) of ``workload``."""
+                     options: CompileOptions | None = None,
+                     tilings: dict[tuple, Tiling] | None = None) -> Program:
+    """Compile one training iteration (or one inference pass) of ``workload``.
+
+    ``tilings``: a memo of tiling searches shared with other compilations on a config equal
+    in every field the compiler reads (see :func:`offline_schedule`); the program is the
+    same with or without it."""
     opts = options or CompileOptions()
     low = lower(workload, cfg, opts)
-    offline_schedule(low, cfg, opts)
+    offline_schedule(low, cfg, opts, tilings)
     interleave_mapping(low, opts.interleave)
     ordered = pregeneration(low, opts.pregen)
     meta = {"workload": workload.name, "mode": str(opts.mode), "method": str(opts.method),

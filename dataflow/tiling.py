@@ -262,21 +262,37 @@ def _candidates(ctx: TaskCtx, dataflows: tuple[Dataflow, ...], interleave: bool)
                     yield Tiling(df, order, mb, nb, kb, interleave)
 
 
-def offline_schedule(low: Lowered, cfg: AcceleratorConfig, opts: CompileOptions) -> None:
+def tiling_key(task: GemmTask, low: Lowered, opts: CompileOptions) -> tuple:
+    """Everything of a GEMM task and the compile options that its tiling depends on, for a
+    fixed config: the GEMM's dimensions and group count, its pattern, its operands'
+    transforms, convolution geometry and element types, and the options the search reads.
+    Two tasks with equal keys get the same tiling (``tests/test_tiling_memo.py``)."""
+    ta, tb, tc = (low.tensors[v.tensor] for v in (task.a, task.b, task.c))
+    return (task.dims, task.nm, task.a.transform, task.b.transform, task.c.transform,
+            ta.conv, tb.conv, tc.conv, ta.elem, tb.elem, tc.elem,
+            opts.offline_schedule, opts.interleave, opts.engine_words, opts.fixed_dataflow)
+
+
+def offline_schedule(low: Lowered, cfg: AcceleratorConfig, opts: CompileOptions,
+                     memo: dict[tuple, Tiling] | None = None) -> None:
     """Pass: choose each GEMM task's tiling (in place). On: search dataflow x loop order x
     block sizes for the least :func:`estimate_cycles`. Off: ``opts.fixed_dataflow`` and
-    :func:`default_tiling`."""
+    :func:`default_tiling`.
+
+    Tasks with equal :func:`tiling_key` share one search. ``memo`` carries those results
+    between compilations: the caller passes one dict only to compilations whose configs
+    agree in every field the compiler reads (``nmsat.simulator.run_cache.PROGRAM_FIELDS``;
+    a sweep keeps one per such projection), so the same layer shape is searched once across
+    the methods, patterns and dense baseline of a hardware point."""
     dataflows = tuple(Dataflow.parse(d) for d in cfg.array.dataflows)
     fixed = opts.fixed_dataflow if opts.fixed_dataflow in dataflows else dataflows[0]
-    cache: dict[tuple, Tiling] = {}
+    cache: dict[tuple, Tiling] = {} if memo is None else memo
     for i, task in enumerate(low.tasks):
         if not isinstance(task, GemmTask):
             continue
         ctx = TaskCtx(task, low, cfg, opts.engine_words)
         _check_min(ctx, low.layers[task.layer])
-        key = (task.dims, task.nm, task.a.transform, task.b.transform, task.c.transform,
-               ctx.ta.conv, ctx.tb.conv, ctx.tc.conv, ctx.tb.elem, ctx.tc.elem,
-               opts.offline_schedule, opts.interleave, opts.engine_words)
+        key = tiling_key(task, low, opts)
         if key not in cache:
             if opts.offline_schedule:
                 best = None

@@ -215,15 +215,18 @@ def _run(workload, cfg: AcceleratorConfig, options: SimOptions, record: bool,
     pkey = rkey = None
     if cache is not None:
         pkey = run_cache.program_key(workload_key, cfg, copts)
-        rkey = run_cache.run_key(pkey, cfg, record)
+        # the run's key depends on which units the program uses: look the program up first
+        # (runs outlive programs in the cache only when they were made from them)
+        prog = cache.get("program", pkey)
+        if prog is None:
+            prog = compile_workload(workload, cfg, copts, cache.tilings(pkey))
+            cache.put("program", pkey, prog)
+        rkey = run_cache.run_key(pkey, cfg, record, prog)
         hit = cache.get("run", rkey)
         if hit is not None:
             return hit
-    prog = cache.get("program", pkey) if cache is not None else None
-    if prog is None:
+    else:
         prog = compile_workload(workload, cfg, copts)
-        if cache is not None:
-            cache.put("program", pkey, prog)
     timing = system.run(prog, cfg, record=record)
     wall = system.attribute_wall_time(timing)
     counts, macs, dense, dram_op = activity(prog, cfg, attribution(prog))
@@ -310,11 +313,17 @@ def _assemble(workload, cfg: AcceleratorConfig, options: SimOptions, main: _Run,
     sec = total * cfg.cycle_seconds
     names = _layer_order(workload, main)
 
-    def by_layer(d: dict[tuple[str, str], int], name: str) -> dict[str, int]:
+    def grouped(d: dict) -> dict[str, list]:
+        # each table's entries per layer, in the table's order (sums as a filter gives)
+        out: dict[str, list] = {}
+        for key, v in d.items():
+            out.setdefault(key[0], []).append((key, v))
+        return out
+
+    def by_layer(g: dict[str, list], name: str) -> dict[str, int]:
         out = {p: 0 for p in PHASES}
-        for (layer, phase), v in d.items():
-            if layer == name:
-                out[phase] = out.get(phase, 0) + v
+        for (_layer, phase), v in g.get(name, ()):
+            out[phase] = out.get(phase, 0) + v
         return out
 
     dense_wall = dense.wall
@@ -322,19 +331,22 @@ def _assemble(workload, cfg: AcceleratorConfig, options: SimOptions, main: _Run,
                  for key in sorted(set(main.wall) | set(main.counts))}, cfg)
     layers = []
     stall_engine = t.stall.get(system.ENGINE, {})
+    g_wall, g_dense_wall = grouped(main.wall), grouped(dense_wall)
+    g_counts, g_macs = grouped(main.counts), grouped(main.macs)
+    g_dense_macs, g_stall = grouped(main.dense_macs), grouped(stall_engine)
+    g_busy = grouped(t.busy[system.ENGINE])
     for name in names:
-        pc = by_layer(main.wall, name)
+        pc = by_layer(g_wall, name)
         cyc = sum(pc.values())
-        lc = _sum_counts(c for (ly, _), c in main.counts.items() if ly == name)
-        lmacs = sum(v for (ly, _), v in main.macs.items() if ly == name)
-        ldense = sum(v for (ly, _), v in main.dense_macs.items() if ly == name)
+        lc = _sum_counts(c for _, c in g_counts.get(name, ()))
+        lmacs = sum(v for _, v in g_macs.get(name, ()))
+        ldense = sum(v for _, v in g_dense_macs.get(name, ()))
         if cyc == 0 and lc == ActivityCounts():
             continue
         st = {c: 0 for c in STALL_CAUSES}
-        for (ly, _ph, cause), v in stall_engine.items():
-            if ly == name:
-                st[cause] += v
-        dcyc = sum(by_layer(dense_wall, name).values())
+        for (_ly, _ph, cause), v in g_stall.get(name, ()):
+            st[cause] += v
+        dcyc = sum(by_layer(g_dense_wall, name).values())
         layers.append(LayerResult(
             name=name, total_cycles=cyc, seconds=cyc * cfg.cycle_seconds, phase_cycles=pc,
             stall_cycles=st, macs=lmacs, dense_macs=ldense,
@@ -347,8 +359,7 @@ def _assemble(workload, cfg: AcceleratorConfig, options: SimOptions, main: _Run,
                                                          "output": 0}),
             buffer_bytes={"activation": lc.act_buffer_bytes, "weight": lc.weight_buffer_bytes,
                           "output": lc.output_buffer_bytes},
-            engine_busy_cycles=sum(v for (ly, _), v in t.busy[system.ENGINE].items()
-                                   if ly == name)))
+            engine_busy_cycles=sum(v for _, v in g_busy.get(name, ()))))
     phase_cycles = {p: 0 for p in PHASES}
     for (_, phase), v in main.wall.items():
         phase_cycles[phase] += v

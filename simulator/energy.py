@@ -228,11 +228,23 @@ class EnergyReport:
     mode: str
     cells: Mapping[tuple[str, str], Cell]
 
+    def _layer_cells(self, layer: str | None) -> list[tuple[tuple[str, str], Cell]]:
+        """The cells of ``layer`` (all with None), in the order of :attr:`cells`: grouped
+        once per report, so a per-layer table costs its own cells, not the whole run's."""
+        if layer is None:
+            return list(self.cells.items())
+        groups = self.__dict__.get("_by_layer")
+        if groups is None:
+            groups = {}
+            for key, c in self.cells.items():
+                groups.setdefault(key[0], []).append((key, c))
+            object.__setattr__(self, "_by_layer", groups)
+        return groups.get(layer, [])
+
     def _sum(self, key, layer: str | None = None) -> dict[str, float]:
+        # the same cells added in the same order as a filter over all cells: equal sums
         out: dict[str, float] = {}
-        for (ly, ph), c in self.cells.items():
-            if layer is not None and ly != layer:
-                continue
+        for (ly, ph), c in self._layer_cells(layer):
             for (u, k), v in c.items():
                 name = key(ly, ph, u, k)
                 out[name] = out.get(name, 0.0) + v

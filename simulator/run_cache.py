@@ -122,10 +122,33 @@ def program_key(workload_key: Hashable, cfg: AcceleratorConfig, compile_options:
     return (workload_key, repr(compile_options), _projection(cfg, "program"))
 
 
-def run_key(prog_key: tuple, cfg: AcceleratorConfig, record: bool) -> tuple:
+UNIT_TIMING_FIELDS: Mapping[str, str] = {"Sore": "sore."}
+"""Timing fields read only when the program holds an instruction of the named kind: the
+SORE's lanes, cycles per weight and pipeline latency time ``SORE`` instructions alone
+(:func:`nmsat.dataflow.timing.sore_cycles`; ``activity`` counts its lane-cycles per
+``SORE``). A program without one (dense training, inference) runs the same for any
+``sore.*``, so a dense baseline is shared by hardware points that differ only there."""
+
+
+def unread_timing_prefixes(program: Any) -> tuple[str, ...]:
+    """The :data:`UNIT_TIMING_FIELDS` prefixes ``program`` cannot read (it has no
+    instruction of their kind)."""
+    kinds = {type(ins).__name__ for ins in program.instructions}
+    return tuple(sorted(p for kind, p in UNIT_TIMING_FIELDS.items() if kind not in kinds))
+
+
+def run_key(prog_key: tuple, cfg: AcceleratorConfig, record: bool,
+            program: Any = None) -> tuple:
     """The key of a system-model run: its program's key, the :data:`TIMING_FIELDS` of
-    ``cfg`` and whether the timeline is recorded."""
-    return (prog_key, _projection(cfg, "timing"), record)
+    ``cfg`` and whether the timeline is recorded. With the ``program``, timing fields of
+    units it has no instruction for are left out (:data:`UNIT_TIMING_FIELDS`)."""
+    timing = _projection(cfg, "timing")
+    if program is not None:
+        drop = unread_timing_prefixes(program)
+        if drop:
+            kept = {k: v for k, v in json.loads(timing).items() if not k.startswith(drop)}
+            timing = json.dumps(kept, sort_keys=True, separators=(",", ":"))
+    return (prog_key, timing, record)
 
 
 class RunCache:
@@ -136,12 +159,27 @@ class RunCache:
     objects are shared, never mutated; ``hits`` and ``misses`` count lookups per stage.
     """
 
-    def __init__(self, max_programs: int = 16, max_runs: int = 32) -> None:
-        self.max = {"program": max_programs, "run": max_runs}
+    def __init__(self, max_programs: int = 32, max_runs: int = 32,
+                 max_tilings: int = 8) -> None:
+        self.max = {"program": max_programs, "run": max_runs, "tilings": max_tilings}
         self._items: dict[str, OrderedDict[tuple, Any]] = {"program": OrderedDict(),
-                                                           "run": OrderedDict()}
-        self.hits = {"program": 0, "run": 0}
-        self.misses = {"program": 0, "run": 0}
+                                                           "run": OrderedDict(),
+                                                           "tilings": OrderedDict()}
+        self.hits = {"program": 0, "run": 0, "tilings": 0}
+        self.misses = {"program": 0, "run": 0, "tilings": 0}
+
+    def tilings(self, prog_key: tuple) -> dict:
+        """The memo of tiling searches (:func:`nmsat.dataflow.compiler.offline_schedule`)
+        shared by every compilation whose config has the :data:`PROGRAM_FIELDS` of
+        ``prog_key`` (a :func:`program_key`): within it a layer shape's tiling is searched
+        once for all workloads, methods, patterns and the dense baseline (the memo's own
+        key, :func:`~nmsat.dataflow.compiler.tiling_key`, names the task and options)."""
+        key = (prog_key[2],)
+        memo = self.get("tilings", key)
+        if memo is None:
+            memo = {}
+            self.put("tilings", key, memo)
+        return memo
 
     def get(self, stage: str, key: tuple) -> Any | None:
         items = self._items[stage]

@@ -233,3 +233,44 @@ def test_a_group_shares_programs_and_the_dense_baseline():
     # and method; the clock and SORE lanes of a group never force a recompile
     assert cache.misses["program"] <= 5
     assert cache.hits["run"] >= 1
+
+
+@pytest.mark.parametrize("workload", WORKLOADS)
+@pytest.mark.parametrize("method,mode", [("dense", "train"), ("bdwp", "inference"),
+                                         ("srste", "inference")])
+def test_programs_without_an_instruction_kind_ignore_its_unit_fields(workload, method, mode):
+    """A run's key leaves out the fields of units its program has no instruction for
+    (run_cache.UNIT_TIMING_FIELDS): every alternative value of those fields gives the
+    identical run, and the keys agree."""
+    from nmsat.dataflow import isa
+
+    for kind in run_cache.UNIT_TIMING_FIELDS:
+        assert isinstance(getattr(isa, kind), type)  # a real instruction class
+    wl = api.load_workload(workload, batch=4)
+    opts = api.SimOptions.create(method, "2:4", mode, events=False)
+    base_run = api._run(wl.workload, BASE, opts, False)
+    dropped = run_cache.unread_timing_prefixes(base_run.program)
+    assert dropped == ("sore.",)
+    base_key = run_cache.run_key((), BASE, False, base_run.program)
+    checked = 0
+    for field, value in leaf_fields(BASE).items():
+        if not field.startswith(dropped) or field.endswith(".source"):
+            continue
+        for alt in alternatives(field, value):
+            cfg = with_changes({field: alt})
+            if cfg is None:
+                continue
+            run = api._run(wl.workload, cfg, opts, False)
+            assert run_parts(run) == run_parts(base_run), (field, alt)
+            assert run_cache.run_key((), cfg, False, run.program) == base_key
+            checked += 1
+    assert checked >= 3
+
+
+def test_a_sparse_training_program_keeps_its_sore_fields():
+    wl = api.load_workload("mlp", batch=4)
+    run = api._run(wl.workload, BASE, api.SimOptions(events=False), False)
+    assert run_cache.unread_timing_prefixes(run.program) == ()
+    other = BASE.replace(**{"sore.lanes": BASE.sore.lanes * 2})
+    assert (run_cache.run_key((), BASE, False, run.program)
+            != run_cache.run_key((), other, False, run.program))
