@@ -29,6 +29,7 @@ def run_case(case: str, seed: int = 5) -> dict:
     from nmsat.dataflow.compiler import CompileOptions, compile_layer
     from nmsat.rtl.tb.controller_run import run_controller_program
     from nmsat.rtl.tb.program import random_dram
+    from nmsat.simulator import system
     from nmsat.workloads.zoo import load
 
     from nmsat.config import load as load_config
@@ -48,7 +49,7 @@ def run_case(case: str, seed: int = 5) -> dict:
         layer_nm=tuple(wl.layer_nm.items())))
     t = time.perf_counter()
     rep = run_controller_program(prog, cfg, random_dram(prog, cfg.numerics.operand, seed),
-                                 sim="icarus")
+                                 sim="icarus", system_model=system.run)
     return {"program": f"{wname} {layer} {n}:{m}", "dram_bytes_per_cycle": int(bpc),
             "computes": len(rep["computes"]), "rtl_cycles": rep["program_cycles"],
             "model_cycles": rep["system_cycles"],

@@ -252,12 +252,13 @@ def _run(args: argparse.Namespace) -> int:
         cfg = cfg.replace(**{"buffers.act_layout": "windows"})
     if args.controller:
         from nmsat.rtl.tb.controller_run import run_layer_controller
+        from nmsat.simulator import system
 
         if args.mode == "inference":
             raise ValueError("--controller runs training-phase layer programs (--mode train)")
         rep = run_layer_controller(args.workload, args.layer, args.phase, cfg, nm=args.nm,
                                    method=args.method, batch=args.batch, sim=args.sim,
-                                   seed=args.seed)
+                                   seed=args.seed, system_model=system.run)
     elif args.mode == "inference":
         from nmsat.rtl.tb.inference import run_inference_layer
 

@@ -29,13 +29,13 @@ import pickle
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any, Protocol
 
 from dataclasses import fields
 
 import numpy as np
 from nmsat.dataflow import execute as ex
 from nmsat.dataflow import isa, machine
-from nmsat.simulator import system
 
 from nmsat.config import AcceleratorConfig, to_dict
 from nmsat.fileio import file_lock
@@ -148,12 +148,23 @@ def cached_controlled(cfg: AcceleratorConfig, dtype: str, depth: int) -> Path:
     return f
 
 
+class SystemModel(Protocol):
+    """The whole-program timing the RTL is compared with, called as
+    :func:`nmsat.simulator.system.run` is (the caller passes that function in: the RTL
+    floor does not import the simulator, docs/architecture.md's floors). Its result has
+    ``total_cycles``, ``engine_end`` and ``intervals`` (``unit``, ``kind``, ``start``)."""
+
+    def __call__(self, prog: isa.Program, cfg: AcceleratorConfig, *,
+                 extrapolate: bool = ..., record: bool = ...) -> Any: ...
+
+
 def run_controller_program(prog: isa.Program, cfg: AcceleratorConfig, dram: dict,
-                           sim: str | None = None) -> dict:
+                           sim: str | None = None, *, system_model: SystemModel) -> dict:
     """Run ``prog`` on the controlled engine under cocotb; the report of
     :func:`nmsat.rtl.tb.program.run_program` plus ``program_cycles`` (start to done on
-    the RTL) and ``system_cycles`` (the SimPy system model's total for the same program)."""
-    return run_controller_programs([(prog, cfg, dram)], sim)[0]
+    the RTL) and ``system_cycles`` (``system_model``'s total for the same program: pass
+    :func:`nmsat.simulator.system.run`)."""
+    return run_controller_programs([(prog, cfg, dram)], sim, system_model=system_model)[0]
 
 
 def _engine_key(cfg: AcceleratorConfig) -> tuple:
@@ -164,7 +175,8 @@ def _engine_key(cfg: AcceleratorConfig) -> tuple:
 
 
 def run_controller_programs(runs: list[tuple[isa.Program, AcceleratorConfig, dict]],
-                            sim: str | None = None) -> list[dict]:
+                            sim: str | None = None, *,
+                            system_model: SystemModel) -> list[dict]:
     """Run several (program, config, DRAM image) on one controlled engine, one after the
     other in one cocotb session (each config may differ from the first in its DMA: DRAM
     timing and buffer ports, not in what the RTL builds); one report each, as
@@ -207,12 +219,12 @@ def run_controller_programs(runs: list[tuple[isa.Program, AcceleratorConfig, dic
         results = json.loads(result.read_text())
     if len(results) != len(runs):
         raise RuntimeError(f"the testbench ran {len(results)} of {len(runs)} programs")
-    return [_report(prog, cfg, host, res, sim)
+    return [_report(prog, cfg, host, res, sim, system_model)
             for (prog, cfg, _), host, res in zip(runs, hosts, results)]
 
 
 def _report(prog: isa.Program, cfg: AcceleratorConfig, host: dict, res: dict,
-            sim: str) -> dict:
+            sim: str, system_model: SystemModel) -> dict:
     comps = host["computes"]
     rows = [{"instr": c["instr"], "rtl_cycles": r, "model_cycles": c["model_cycles"]}
             for c, r in zip(comps, res["compute_cycles"])]
@@ -220,7 +232,7 @@ def _report(prog: isa.Program, cfg: AcceleratorConfig, host: dict, res: dict,
     if len(res["compute_cycles"]) != len(comps):
         errors.append(f"the RTL ran {len(res['compute_cycles'])} COMPUTEs, the program "
                       f"has {len(comps)}")
-    model = system.run(prog, cfg, extrapolate=False)
+    model = system_model(prog, cfg, extrapolate=False)
     tl = res["timeline"]
     starts = [iv.start for iv in model.intervals if iv.unit == "engine" and iv.kind == "compute"]
     return {"sim": sim, "computes": rows, "rtl_cycles": sum(res["compute_cycles"]),
@@ -243,9 +255,11 @@ def _report(prog: isa.Program, cfg: AcceleratorConfig, host: dict, res: dict,
 
 def run_layer_controller(workload: str, layer: str, phase: str, cfg: AcceleratorConfig,
                          nm: str = "2:8", method: str = "bdwp", batch: int | None = None,
-                         sim: str | None = None, seed: int = 0) -> dict:
+                         sim: str | None = None, seed: int = 0, *,
+                         system_model: SystemModel) -> dict:
     """:func:`nmsat.rtl.tb.program.run_layer` through the tile controller: the same
-    program, operands and report (plus the whole-program cycles)."""
+    program, operands and report (plus the whole-program cycles, beside
+    ``system_model``'s)."""
     from nmsat.dataflow.compiler import CompileOptions, compile_layer
     from nmsat.workloads.zoo import load
 
@@ -262,4 +276,4 @@ def run_layer_controller(workload: str, layer: str, phase: str, cfg: Accelerator
     dram = (random_dram(prog, cfg.numerics.operand, seed) if wl.source == "zoo"
             else trace_dram(prog, workload, layer))
     return {"workload": workload, "layer": layer, "phase": phase,
-            **run_controller_program(prog, cfg, dram, sim=sim)}
+            **run_controller_program(prog, cfg, dram, sim=sim, system_model=system_model)}

@@ -9,6 +9,7 @@ import pytest
 from nmsat.dataflow.compiler import CompileOptions, compile_layer
 from nmsat.rtl.tb.controller_run import run_controller_program
 from nmsat.rtl.tb.program import random_dram
+from nmsat.simulator import system
 from nmsat.workloads.zoo import load
 
 from nmsat.types import Phase
@@ -27,7 +28,7 @@ def test_layer_program_runs_on_the_controller(small_2x2, workload, layer, batch,
                          CompileOptions(method=wl.method or "bdwp", nm=nm, batch=batch,
                                         layer_nm=tuple(wl.layer_nm.items())))
     rep = run_controller_program(prog, cfg, random_dram(prog, cfg.numerics.operand, 5),
-                                 sim="icarus")
+                                 sim="icarus", system_model=system.run)
     assert rep["tile_errors"] == [] and rep["error"] == 0
     assert rep["words"] == sum(t.rows * t.cols for t in prog.tensors if t.name.endswith(".y"))
     assert rep["mismatches"] == 0
