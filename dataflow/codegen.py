@@ -221,7 +221,7 @@ def codegen(low: Lowered, ordered: list[int | str], cfg: AcceleratorConfig,
         deferred.clear()
 
     for entry in ordered:
-        if entry == SORE_BARRIER:
+        if isinstance(entry, str):  # SORE_BARRIER, the only marker
             # The masks this GEMM reads must be in DRAM; SORE work issued after this
             # point (pre-generation of later layers) is not waited for.
             em.emit(Barrier(Unit.SORE | Unit.STORE | pending))

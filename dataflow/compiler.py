@@ -109,7 +109,7 @@ def compile_layer(workload: Workload, layer: str, phase: Phase, cfg: Accelerator
         raise NmsatError(f"layer {layer!r} has no {phase} GEMM in this compilation "
                          f"(mode {opts.mode})")
     low.tasks = [dataclasses.replace(t, needs_sore=False) for t in keep]
-    used = {v.tensor for t in low.tasks for v in (t.a, t.b, t.c)}
+    used = {v.tensor for t in keep for v in (t.a, t.b, t.c)}
     low.tensors = {k: v for k, v in low.tensors.items() if k in used}
     offline_schedule(low, cfg, opts)
     interleave_mapping(low, opts.interleave)

@@ -30,6 +30,7 @@ from .isa import (
     Barrier,
     Buffer,
     Compute,
+    ConvView,
     ElemType,
     IsaError,
     Load,
@@ -59,9 +60,15 @@ def to_elem(x: np.ndarray, elem: ElemType) -> np.ndarray:
     return np.asarray(x).astype(_NP[elem])
 
 
+def _conv(t: Tensor) -> ConvView:
+    """The feature-map view of a tensor read through IM2COL or written through COL2IM."""
+    if t.conv is None:
+        raise IsaError(f"tensor {t.name} has no feature-map view for IM2COL/COL2IM")
+    return t.conv
+
+
 def _geom(t: Tensor) -> ConvGeom:
-    cv = t.conv
-    assert cv is not None
+    cv = _conv(t)
     return ConvGeom(cv.batch, cv.c, cv.h, cv.w, 1, cv.kh, cv.kw, cv.stride, cv.padding)
 
 
@@ -90,7 +97,7 @@ class Executor:
                                f"not {(t.rows, t.cols)}")
             self.dram[t.name] = to_elem(init, t.elem)
         self.fp32_maps: dict[str, np.ndarray] = {}  # COL2IM accumulators (NCHW, fp32)
-        self.rings = {Buffer.ACT: deque(), Buffer.WGT: deque()}
+        self.rings: dict[Buffer, deque[np.ndarray]] = {Buffer.ACT: deque(), Buffer.WGT: deque()}
         self.out: deque = deque([None])  # current OUT half (None: reads as +0)
 
     # ---------------------------------------------------------------- views
@@ -102,7 +109,7 @@ class Executor:
         if tr is Transform.TRANSPOSE:
             return x.T
         if tr is Transform.IM2COL:
-            cv = t.conv
+            cv = _conv(t)
             nchw = x.reshape(cv.batch, cv.h, cv.w, cv.c).transpose(0, 3, 1, 2)
             return im2col(nchw, _geom(t))
         raise IsaError(f"LOAD cannot use transform {tr.name}")
@@ -170,7 +177,7 @@ class Executor:
             raise IsaError(f"STORE {t.name} [{ins.rows}x{ins.cols}] of an OUT half holding "
                            f"{None if val is None else val.shape}")
         if ins.transform is Transform.COL2IM:
-            cv, g = t.conv, _geom(t)
+            cv, g = _conv(t), _geom(t)
             full = np.zeros((cv.im2col_rows, cv.im2col_cols), np.float32)
             self._tile(full, r0, c0, ins.rows, ins.cols, f"STORE {t.name}")[...] = val
             acc = self.fp32_maps.setdefault(

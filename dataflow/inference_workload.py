@@ -108,10 +108,10 @@ def load(spec: str, opts: InferenceOptions) -> InferenceWorkload:
 
     shape = None if opts.input_shape is None else (opts.batch, *opts.input_shape)
     loaded = zoo.load(spec, batch=opts.batch, seq_len=opts.seq_len, input_shape=shape)
-    seq = opts.seq_len
-    if seq is None and spec in zoo.names():
-        seq = zoo.model(spec).seq_len
-    return InferenceWorkload(loaded.workload, seq_len=seq)
+    seq_len = opts.seq_len
+    if seq_len is None and spec in zoo.names():
+        seq_len = zoo.model(spec).seq_len
+    return InferenceWorkload(loaded.workload, seq_len=seq_len)
 
 
 def weight_byte_ratio(workload: Workload, nm: NM, cfg: AcceleratorConfig,

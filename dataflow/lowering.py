@@ -115,11 +115,12 @@ def lower(workload: Workload, cfg: AcceleratorConfig, opts: CompileOptions) -> L
     # A backward vector op (e.g. batch-norm backward of layer l) needs only the data
     # gradient of the layer after it, not its weight gradient: issue it before that
     # layer's WG GEMM (and weight update) so the vector lanes overlap the WG on the engine.
+    def passed_by_vector(t: Task) -> bool:
+        return isinstance(t, WuTask) or isinstance(t, GemmTask) and t.phase is Phase.WG
+
     for i in range(len(back)):
         j = i
-        while (j > 0 and isinstance(back[j], VecTask)
-               and (isinstance(back[j - 1], WuTask)
-                    or isinstance(back[j - 1], GemmTask) and back[j - 1].phase is Phase.WG)):
+        while j > 0 and isinstance(back[j], VecTask) and passed_by_vector(back[j - 1]):
             back[j - 1], back[j] = back[j], back[j - 1]
             j -= 1
     tasks = ff + (back if train else [])
@@ -172,6 +173,7 @@ def _weighted_tasks(layer: Layer, li: int, batch: int, tt: _Tensors, elem: ElemT
                     needs_sore=sparse_ff and train)]
     if not train:
         return ffs, [], [], [], None
+    assert dx is not None  # added above whenever train
     dy = tt.add(f"{L}.dy", rows, g * n_out, elem)
     # BP: A = dY, B = W (BP mask along K = output dim), C = dX (col2im for convs).
     if sparse_bp:

@@ -31,6 +31,7 @@ def _out_bytes(t: Tensor, v: View, mb: int, nb: int, acc_bytes: int) -> int:
     accumulates its input-region footprint."""
     if v.transform is Transform.COL2IM:
         cv = t.conv
+        assert cv is not None, f"{t.name} is read through COL2IM but has no conv view"
         spanned = min(ceil_div(mb, cv.out_w) + 1, cv.batch * cv.out_h)
         in_rows = min((spanned - 1) * cv.stride + cv.kh, cv.batch * cv.h)
         return min(mb * nb, in_rows * cv.w * cv.c) * acc_bytes

@@ -278,7 +278,7 @@ def map_stalls(total_steps: int, feed: np.ndarray, drain: np.ndarray,
         if not present:
             return False
         i = np.searchsorted(w[0], x, side="right") - 1
-        return i >= 0 and x < w[1][i]
+        return bool(i >= 0 and x < w[1][i])
 
     cycle = 0
     for lo, hi in itertools.pairwise(bounds):

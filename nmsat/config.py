@@ -435,9 +435,10 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
         hint = hints[name]
-        if hint is EnergyEntry and isinstance(value, dict):  # a partial entry keeps the rest
-            value = {**to_dict(known[name].default_factory()), **value}  # type: ignore[misc]
-        if dataclasses.is_dataclass(hint):
+        factory = known[name].default_factory
+        if hint is EnergyEntry and isinstance(value, dict) and callable(factory):
+            value = {**to_dict(factory()), **value}  # a partial entry keeps the rest
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             kwargs[name] = _build(hint, value, f"{prefix}{name}.")
         elif typing.get_origin(hint) is tuple:
             if not isinstance(value, (list, tuple)):

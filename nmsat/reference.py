@@ -78,9 +78,9 @@ def _axis(axis: int, ndim: int) -> int:
     return axis % ndim
 
 
-def _index_dtype(nm: NM) -> type:
+def _index_dtype(nm: NM) -> np.dtype:
     """Smallest unsigned type holding an index 0..M-1."""
-    return np.uint8 if nm.m <= 256 else np.uint16
+    return np.dtype(np.uint8 if nm.m <= 256 else np.uint16)
 
 
 def nm_mask(x: np.ndarray, nm: NM | str, axis: int = -1) -> np.ndarray:
@@ -261,17 +261,20 @@ def unpack(data: bytes, shape: tuple[int, ...], nm: NM | str, axis: int,
     bits = nm.index_bits
     if bits:
         stream = np.unpackbits(np.frombuffer(data[nval:], np.uint8), bitorder="little")
-        stream = stream[: slots * bits].reshape(slots, bits).astype(np.uint8)
-        idx = (stream.astype(np.uint16) << np.arange(bits, dtype=np.uint16)).sum(-1)
+        slot_bits = stream[: slots * bits].reshape(slots, bits).astype(np.uint8)
+        idx = (slot_bits.astype(np.uint16) << np.arange(bits, dtype=np.uint16)).sum(-1)
         indices = idx.astype(_index_dtype(nm)).reshape(cshape)
     else:
         indices = np.zeros(cshape, _index_dtype(nm))
     return Compressed(values, indices, tuple(shape), nm, ax)
 
 
+_STORAGE: dict[DType, np.dtype] = {DType.INT8: np.dtype("<i1"), DType.INT16: np.dtype("<i2"),
+                                   DType.FP16: np.dtype("<f2"), DType.BF16: np.dtype("<u2")}
+
+
 def _storage_dtype(dtype: DType) -> np.dtype:
-    return {DType.INT8: np.dtype("<i1"), DType.INT16: np.dtype("<i2"),
-            DType.FP16: np.dtype("<f2"), DType.BF16: np.dtype("<u2")}[dtype]
+    return _STORAGE[dtype]
 
 
 def _storage(x: np.ndarray, dtype: DType) -> np.ndarray:

@@ -157,12 +157,12 @@ def read(path: str | Path) -> tuple[AcceleratorConfig, list[str]]:
                 why = "not a SCALE-Sim field nmsat knows"
             notes.append(f"{section}.{_spelling(text, key)} = {value}: not mapped ({why})")
     data = to_dict(VCU1525)
-    for dotted, value in changes.items():
+    for dotted, setting in changes.items():
         node = data
         *parents, leaf = dotted.split(".")
         for part in parents:
             node = node[part]
-        node[leaf] = value
+        node[leaf] = setting
     try:
         cfg = from_dict(data)
     except ConfigError as e:

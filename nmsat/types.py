@@ -9,13 +9,14 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
+from typing import Self
 
 
 class _Choice(str, enum.Enum):
     """A string-valued enum whose ``parse`` names the valid choices on failure."""
 
     @classmethod
-    def parse(cls, value: "str | _Choice") -> "_Choice":
+    def parse(cls, value: str | Self) -> Self:
         if isinstance(value, cls):
             return value
         try:
@@ -26,6 +27,9 @@ class _Choice(str, enum.Enum):
 
     def __str__(self) -> str:  # so f-strings and argparse show the plain name
         return self.value
+
+
+Choice = _Choice  # the public name: any enum of choices (``isinstance``, annotations)
 
 
 class Phase(_Choice):

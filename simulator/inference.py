@@ -32,6 +32,7 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from nmsat.dataflow.inference import ActDensity, compile_inference
 from nmsat.dataflow.isa import Program
@@ -153,7 +154,7 @@ def _pass_llm(iw: InferenceWorkload, cfg: AcceleratorConfig, nm: NM, batch: int,
         else:
             operands[_rename(name, s, 2, L - 1)] = o
     kv = llm.kv_cache_layers(w3) if iw.phase is llm.LlmPhase.DECODE else ()
-    traffic = []
+    traffic: list[LayerTraffic] = []
     for t in layer_traffic(prog3, cfg, kv):
         if t.name.startswith(p1):
             traffic.extend(dataclasses.replace(t, name=_rename(t.name, s, 1, i))
@@ -209,7 +210,8 @@ class _Pass:
 def _simulate_pass(iw: InferenceWorkload, cfg: AcceleratorConfig, nm: NM,
                    density: ActDensity, opts: InferenceOptions,
                    layer_nm: tuple[tuple[str, NM], ...] = ()) -> _Pass:
-    compile_opts = {"interleave": opts.interleave, "offline_schedule": opts.offline_schedule}
+    compile_opts: dict[str, Any] = {"interleave": opts.interleave,
+                                    "offline_schedule": opts.offline_schedule}
     if layer_nm:
         compile_opts["layer_nm"] = layer_nm
     wl = iw.workload

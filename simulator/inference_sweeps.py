@@ -29,7 +29,7 @@ def _sweep(spec: str, cfg: AcceleratorConfig, patterns: Sequence[str], axis: str
     out: dict[str, Any] = {"workload": spec, "axis": axis, "values": list(values),
                            "speedup": {}, "byte_ratio": {}, "peak_ratio": {},
                            "bound": {}, "ideal_bound": {}, "config": cfg.name}
-    runs = {v: simulate_patterns(spec, cfg, patterns, InferenceOptions(**{axis: v}, **fixed))
+    runs = {v: simulate_patterns(spec, cfg, patterns, InferenceOptions(**{**fixed, axis: v}))
             for v in values}
     for nm in patterns:
         rs = [runs[v][str(nm)] for v in values]

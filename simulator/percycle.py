@@ -141,6 +141,7 @@ def simulate(a: np.ndarray, b, *, cfg: AcceleratorConfig, dataflow: Dataflow | s
     out_dtype = np.float32 if dtype.is_float else np.int32
     out = np.zeros((m, n), out_dtype) if acc is None else np.array(acc, dtype=out_dtype)
     out = out.astype(np.float32 if dtype.is_float else np.int64)
+    sim: _OS | _WS
     if dataflow is Dataflow.OS:
         sim = _OS(ops, out, arr.rows, arr.cols, arr.acc_latency, interleave)
     else:

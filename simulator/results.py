@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from nmsat import __version__
@@ -143,7 +144,7 @@ class SimResult:
     stall_cycles: dict[str, int]
     unit_stall_cycles: dict[str, dict[str, int]]
     unit_busy_cycles: dict[str, int]
-    phase_utilization: dict[str, float]
+    phase_utilization: dict[str, float | None]  # None: the phase has no cycles
     utilization: float
     effective_utilization: float
     macs: int
@@ -273,7 +274,7 @@ DETAILED_ACCESS_REPORT_HEADER = (
     "DRAM OFMAP Start Cycle, DRAM OFMAP Stop Cycle, DRAM OFMAP Writes,")
 
 
-def _row(lid: int, values: list[float]) -> str:
+def _row(lid: int, values: Sequence[float]) -> str:
     # SCALE-Sim writes "id, v1, v2, ...," with ", " separators and a trailing comma.
     return f"{lid}, " + ", ".join(repr(float(v)) if isinstance(v, float) else str(v)
                                   for v in values) + ","

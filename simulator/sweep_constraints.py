@@ -64,6 +64,9 @@ _CMPOPS: dict[type, Callable[[Any, Any], bool]] = {
     ast.Gt: operator.gt, ast.GtE: operator.ge,
     ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
 }
+_UNOPS: dict[type, Callable[[Any], Any]] = {
+    ast.Not: operator.not_, ast.USub: operator.neg, ast.UAdd: operator.pos,
+}
 _FUNCS: dict[str, Callable[..., Any]] = {"min": min, "max": max, "abs": abs}
 
 DERIVED: dict[str, tuple[str, Callable[[Mapping[str, Any]], Any]]] = {
@@ -222,7 +225,7 @@ class Constraint:
                 raise bad(f"operator {type(node.op).__name__}")
             children = [node.left, node.right]
         elif isinstance(node, ast.UnaryOp):
-            if not isinstance(node.op, (ast.Not, ast.USub, ast.UAdd)):
+            if type(node.op) not in _UNOPS:
                 raise bad(f"operator {type(node.op).__name__}")
             children = [node.operand]
         elif isinstance(node, ast.BoolOp):
@@ -269,9 +272,7 @@ class Constraint:
             return _bounded(_BINOPS[type(node.op)](self._eval(node.left, env),
                                                    self._eval(node.right, env)))
         if isinstance(node, ast.UnaryOp):
-            v = self._eval(node.operand, env)
-            return {ast.Not: operator.not_, ast.USub: operator.neg,
-                    ast.UAdd: operator.pos}[type(node.op)](v)
+            return _UNOPS[type(node.op)](self._eval(node.operand, env))
         if isinstance(node, ast.BoolOp):
             if isinstance(node.op, ast.And):
                 return all(self._eval(v, env) for v in node.values)
@@ -284,6 +285,6 @@ class Constraint:
                     return False
                 left = right
             return True
-        if isinstance(node, ast.Call):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             return _FUNCS[node.func.id](*(self._eval(a, env) for a in node.args))
         raise AssertionError(f"unchecked node {node!r}")  # _check admits nothing else

@@ -33,7 +33,7 @@ from nmsat import __version__
 from nmsat import config as nmconfig
 from nmsat.config import AcceleratorConfig, ConfigError
 from nmsat.fileio import LIMITS, InputError, parse_structured, read_text
-from nmsat.types import NM
+from nmsat.types import NM, Choice
 
 from .sweep_axes import (
     Axis,
@@ -93,7 +93,7 @@ def option_fields() -> Mapping[str, tuple[Any, Any]]:
     for f in dataclasses.fields(SimOptions):
         if f.name in NOT_SWEPT or not _spec_type(hints[f.name]):
             continue  # e.g. per-layer patterns from a trace: the simulator's default holds
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = f.default_factory() if callable(f.default_factory) else f.default
         out[f.name] = (hints[f.name], default)
     return out
 
@@ -104,7 +104,7 @@ def _spec_type(hint: Any) -> bool:
         rest = [a for a in typing.get_args(hint) if a is not type(None)]
         return len(rest) == 1 and _spec_type(rest[0])
     return hint in (bool, int, float, str, NM) or (isinstance(hint, type)
-                                                   and issubclass(hint, enum.Enum))
+                                                   and issubclass(hint, Choice))
 
 
 def _coerce_option(name: str, value: Any, where: str) -> Any:
@@ -117,7 +117,7 @@ def _coerce_option(name: str, value: Any, where: str) -> Any:
             return None
         (hint,) = [a for a in args if a is not type(None)]
     try:
-        if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        if isinstance(hint, type) and issubclass(hint, Choice):
             if not isinstance(value, str):
                 raise ValueError(f"must be a name, not {value!r}")
             return hint.parse(value)
@@ -337,7 +337,7 @@ class SweepSpec:
             chosen = sorted(random.Random(self.sample.seed).sample(range(len(combos)),
                                                                    self.sample.count))
             combos = [combos[i] for i in chosen]
-        points = []
+        points: list[Point] = []
         cache: dict[tuple[Any, ...], tuple[AcceleratorConfig, dict[str, Any]]] = {}
         cfg_axes = [i for i, a in enumerate(self.axes) if a.target is AxisTarget.CONFIG]
         seen: dict[str, int] = {}
@@ -425,10 +425,10 @@ def _build(data: dict[str, Any], root: Path | None, source: str) -> SweepSpec:
     if not isinstance(changes, dict):
         raise SweepSpecError(f"config must be a table of field changes, not {changes!r}")
     flat = _flatten(nmconfig.to_dict(base))
-    for path, value in _flatten(changes).items():
-        if path not in fields:
-            raise SweepSpecError(f"config: unknown config field {path!r}")
-        flat[path] = _check_config_value(path, fields[path], value, "config")
+    for name, value in _flatten(changes).items():
+        if name not in fields:
+            raise SweepSpecError(f"config: unknown config field {name!r}")
+        flat[name] = _check_config_value(name, fields[name], value, "config")
     try:
         base = nmconfig.from_dict(_unflatten(flat))
     except ConfigError as e:

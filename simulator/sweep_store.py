@@ -194,7 +194,9 @@ class ResultStore:
             cur = self._conn.execute(
                 "INSERT INTO runs (name, started_at, points, axes) VALUES (?, ?, ?, ?)",
                 (spec.name, _now(), points, json.dumps(list(spec.axis_names))))
-        return int(cur.lastrowid)
+        if cur.lastrowid is None:
+            raise RuntimeError("the runs table gave no row id")
+        return cur.lastrowid
 
     def write(self, point: Point, record: Mapping[str, Any], run: int) -> None:
         """Store one evaluated point in one transaction (idempotent on the key)."""

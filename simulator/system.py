@@ -181,6 +181,7 @@ class _Sim:
             u = unit_of[kind]
             key = self.attr[idx]
             if u == DMA:
+                assert isinstance(ins, (Load, Store)), ins  # K_LOAD, K_STORE
                 per = self.memory.data_cycles(ins.bytes)
                 for ch, c in enumerate(per):
                     chan[ch] += c * times

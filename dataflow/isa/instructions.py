@@ -144,7 +144,7 @@ def _jsonable(v: Any) -> Any:
     if isinstance(v, NM):
         return str(v)
     if isinstance(v, Unit):
-        return [u.name.lower() for u in Unit if u & v]
+        return [name.lower() for name, u in Unit.__members__.items() if u & v]
     if isinstance(v, (Phase, OpKind, Dataflow)):
         return v.value
     if isinstance(v, enum.Enum):

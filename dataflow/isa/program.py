@@ -117,7 +117,8 @@ class Program:
 
     def listing(self) -> str:
         """Readable assembly: one line per instruction, loop bodies indented."""
-        lines, ends = [], []
+        lines: list[str] = []
+        ends: list[int] = []
         for i, ins in enumerate(self.instructions):
             while ends and i >= ends[-1]:
                 ends.pop()
