@@ -331,7 +331,8 @@ def quantize(x: np.ndarray, dtype: DType | str) -> np.ndarray:
     dtype = DType.parse(dtype)
     x = np.asarray(x)
     if dtype is DType.FP16:
-        return x.astype(np.float16)
+        with np.errstate(over="ignore"):  # overflow rounds to inf (architecture.md 2)
+            return x.astype(np.float16)
     if dtype is DType.BF16:
         return (bf16_bits(x).astype(np.uint32) << 16).view(np.float32)
     info = np.iinfo(np.int8 if dtype is DType.INT8 else np.int16)
@@ -454,7 +455,9 @@ def engine_gemm(a: np.ndarray, b: np.ndarray | Compressed, dtype: DType | str,
         out = np.zeros((m_rows, n_cols), np.float32) if acc is None else acc.astype(np.float32)
         for n in range(n_cols):
             kk = np.where(lm.k[n] < 0, k_total, lm.k[n])  # idle lanes read the zero column
-            prod = (a64[:, kk] * lm.w[n].astype(np.float64)[None]).astype(np.float32)
+            # 0 x Inf gives NaN and an fp32 overflow gives Inf, as specified (architecture.md 2)
+            with np.errstate(invalid="ignore", over="ignore"):
+                prod = (a64[:, kk] * lm.w[n].astype(np.float64)[None]).astype(np.float32)
             prod[:, lm.k[n] < 0] = np.float32(0.0)  # idle lanes give exactly +0
             tree = _tree_sum_fp32(prod)  # [M, chunks]
             col = out[:, n]

@@ -1,3 +1,6 @@
+# amaranth: UnusedElaboratable=no
+# (first line: Amaranth's per-file switch; these tests build engines to read their ports,
+# geometry or constructor errors without elaborating them)
 """Tensor engine (Amaranth simulator): block values equal reference.engine_gemm bit for bit
 and busy cycles equal timing.block_cycles, with and without stall masks, for OS/WS,
 interleave on/off, N:M patterns and accumulator latencies."""

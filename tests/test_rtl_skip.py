@@ -1,3 +1,6 @@
+# amaranth: UnusedElaboratable=no
+# (first line: Amaranth's per-file switch; these tests build engines to read their ports,
+# geometry or constructor errors without elaborating them)
 """``act_zero = skip`` on the RTL (Amaranth simulator): WS blocks with all-zero K-tile
 row slices stream only the rows of each K-tile's row list. Values equal
 ``reference.engine_gemm(..., skip_rows=R)`` bit for bit and busy cycles equal
