@@ -34,7 +34,7 @@ from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig
 from nmsat.reference import gemm_chunks
 
-from .isa import Barrier, Buffer, Load, Loop, Program, Store
+from .isa import Buffer, Load, Loop, Program, Store
 
 ENGINE_ISSUE_CYCLES = 1
 """Cycles the engine spends accepting a COMPUTE or RELEASE (the synchronous buffers'
@@ -61,16 +61,6 @@ def dispatch_floors(prog: Program) -> list[int]:
         if i >= first_end:
             break
     return [i + QUEUE_LATENCY if i < first_end else 0 for i in range(len(ins))]
-
-
-def start_cycles(prog: Program) -> int:
-    """Cycles from the cycle after ``start`` until the first unit instruction can issue:
-    one per instruction before it (BARRIER, LOOP), then the queue's latency."""
-    floors = dispatch_floors(prog)
-    for i, ins in enumerate(prog.instructions):
-        if not isinstance(ins, (Barrier, Loop)):
-            return floors[i]
-    return 0
 
 
 def port_beats(ins: Load | Store, cfg: AcceleratorConfig) -> int:

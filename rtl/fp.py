@@ -23,7 +23,7 @@ from amaranth.lib.wiring import In, Out
 
 from nmsat.types import DType
 
-F32_EXP, F32_FRAC, F32_BIAS = 8, 23, 127
+F32_BIAS = 127
 CANONICAL_NAN = 0x7FC00000
 F32_INF = 0x7F800000
 
@@ -85,14 +85,6 @@ def leading_zeros(m: Module, x) -> Signal:
     out = Signal(range(n), name="lzc")
     m.d.comb += out.eq(level[0][1])
     return out
-
-
-def leading_one(m: Module, x) -> Signal:
-    """Position of the most significant set bit of ``x`` (0 when ``x`` is 0)."""
-    lz = leading_zeros(m, x)
-    pos = Signal(range(max(2, len(x))))
-    m.d.comb += pos.eq(Mux(lz >= len(x), 0, len(x) - 1 - lz))
-    return pos
 
 
 def _stage(m: Module | None, value, name: str):
@@ -396,8 +388,6 @@ class Numeric:
         """Operand bits."""
         return 8 if self.dtype is DType.INT8 else 16
 
-    acc_width = 32
-
     def mul(self, m: Module, a, b) -> Signal:
         """Product in the accumulator format (fp32 bits or int32)."""
         if self.dtype.is_float:
@@ -446,10 +436,6 @@ class Numeric:
         raw = q.view(np.uint16) if self.dtype is not DType.INT8 else q.view(np.uint8)
         return raw.astype(np.uint64)
 
-    def acc_from_bits(self, bits: np.ndarray) -> np.ndarray:
-        """Accumulator bit patterns -> fp32 / int32 values."""
-        u = np.asarray(bits, np.uint64).astype(np.uint32)
-        return u.view(np.float32) if self.dtype.is_float else u.view(np.int32)
 
     def acc_to_bits(self, x: np.ndarray) -> np.ndarray:
         t = np.float32 if self.dtype.is_float else np.int32

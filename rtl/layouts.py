@@ -108,9 +108,6 @@ class EngineShape:
         return sum((int(v) | int(ix) << self.numeric.width) << (w * i)
                    for i, (v, ix) in enumerate(zip(values, index)))
 
-    def pack_rows(self, words: list[int], elem_bits: int) -> int:
-        return sum(int(x) << (elem_bits * i) for i, x in enumerate(words))
-
 
 __all__ = ["EngineShape"]
 

@@ -23,10 +23,8 @@ is not modelled (the generated buffers map to block RAM).
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -258,11 +256,6 @@ def calibration_error(points: tuple[CalibrationPoint, ...] | None = None,
                 out[dtype][r] = float(np.mean(errs[r]))
                 out[dtype][f"{r}_max"] = float(np.max(errs[r]))
     return out
-
-
-def load_table(path: str | Path) -> Calibration:
-    """Parse a calibration table file (e.g. a fresh ``nmsat rtl synth --calibrate`` run)."""
-    return parse_table(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
 def unit_resources(cfg: AcceleratorConfig) -> dict[str, tuple[int, dict[str, float]]] | None:

@@ -44,8 +44,6 @@ KINDS: dict[str, tuple[str, ...]] = {
 
 PHASES: tuple[str, ...] = tuple(p.value for p in Phase)
 
-BUFFER_LEVELS: tuple[str, ...] = ("activation", "weight", "output")
-
 PRIMITIVE_BYTES = 9
 """Bytes one 72-bit RAMB36E2 or URAM288 port access moves."""
 

@@ -66,10 +66,6 @@ class Roof:
         """Intensity (MAC/B) where the two ceilings meet."""
         return self.peak_macs_per_cycle / self.dram_bytes_per_cycle
 
-    def attainable(self, intensity: float) -> float:
-        """MACs per cycle the roofline allows at ``intensity`` MAC/B."""
-        return min(self.peak_macs_per_cycle, self.dram_bytes_per_cycle * intensity)
-
     def classify(self, intensity: float) -> Bound:
         return Bound.MEMORY if intensity < self.ridge else Bound.COMPUTE
 

@@ -27,7 +27,7 @@ from nmsat.arith import ceil_div
 from nmsat.types import NM, Dataflow, Phase
 
 CFG = config.VCU1525
-T0 = machine.QUEUE_LATENCY  # a program that starts with a unit instruction (start_cycles)
+T0 = machine.QUEUE_LATENCY  # a program that starts with a unit instruction (dispatch_floors)
 T2 = T0 + 2  # instruction 2 of a program (dispatch_floors), e.g. a load after a LOOP
 T = (Tensor("t", 1 << 20, 64),)
 

@@ -250,10 +250,6 @@ class Workload:
     def weights(self) -> int:
         return sum(layer.weights for layer in self.layers)
 
-    @property
-    def gemm_layers(self) -> tuple[Layer, ...]:
-        return tuple(layer for layer in self.layers if layer.gemms(Phase.FF, 1))
-
     def layer(self, name: str) -> Layer:
         for layer in self.layers:
             if layer.name == name:

@@ -16,7 +16,7 @@ from nmsat.arith import ceil_div
 from nmsat.reference import skip_row_lists
 from nmsat.types import NM, Dataflow
 
-from ..layouts import EngineShape, act_location, out_location, wgt_location
+from ..layouts import EngineShape, act_location, wgt_location
 from .tiles import Tile
 
 
@@ -135,12 +135,6 @@ def unpack_store(shape: EngineShape, beats: list[int], rows: int, cols: int) -> 
             for j in range(C):
                 out[rb * R + i, t * C + j] = (b >> (32 * (i * C + j))) & 0xFFFFFFFF
     return out[:rows, :cols]
-
-
-def out_words_needed(shape: EngineShape, m: int, n: int) -> int:
-    nt = ceil_div(n, shape.cols)
-    _, _, addr = out_location(m - 1, n - 1, nt, shape.rows, shape.cols)
-    return addr + 1
 
 
 __all__ = ["LoadBeat", "LoadWords", "compute", "load_beats", "load_words", "pack_fields", "rowlist_words", "store", "store_beats",

@@ -30,7 +30,6 @@ from nmsat.types import NM, Mode, Phase
 
 from .program import random_dram, run_program, trace_dram
 
-INFERENCE_PHASES = ("prefill", "decode")
 
 
 def load_workload(workload: str, nm: NM | str = "2:8", batch: int = 1,
