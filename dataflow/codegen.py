@@ -43,6 +43,8 @@ from .tasks import (
 )
 from .tiling import TaskCtx
 
+__all__ = ["SORE_BARRIER", "codegen", "pregeneration"]
+
 # --------------------------------------------------------------------------- pass: pregen
 
 

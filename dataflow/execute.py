@@ -45,6 +45,8 @@ from .isa import (
     WeightUpdate,
 )
 
+__all__ = ["Executor", "execute", "to_elem"]
+
 _NP = {ElemType.INT8: np.int8, ElemType.INT16: np.int16, ElemType.FP16: np.float16,
        ElemType.BF16: np.float32, ElemType.FP32: np.float32, ElemType.INT32: np.int32}
 

@@ -46,6 +46,9 @@ from nmsat.workloads.layers import Conv2d, Linear, Workload
 from nmsat.config import AcceleratorConfig
 from nmsat.types import NM, ActZero, Dataflow, Mode
 
+__all__ = ["ActDensity", "apply_activation_skip", "compile_inference", "row_skip_fraction",
+           "skip_rows"]
+
 
 def _density(v: float, what: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \

@@ -17,6 +17,8 @@ from nmsat.config import AcceleratorConfig
 from nmsat.reference import compressed_bytes, dense_bytes
 from nmsat.types import DEFAULT_NM, NM, DType, Method, Phase
 
+__all__ = ["InferenceOptions", "InferenceWorkload", "load", "weight_byte_ratio"]
+
 
 @dataclass(frozen=True)
 class InferenceOptions:

@@ -35,6 +35,8 @@ from .tasks import (
     out_of_reach,
 )
 
+__all__ = ["lower"]
+
 
 class _Tensors:
     def __init__(self, cfg: AcceleratorConfig):

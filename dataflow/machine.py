@@ -36,6 +36,9 @@ from nmsat.reference import gemm_chunks
 
 from .isa import Buffer, Load, Loop, Program, Store
 
+__all__ = ["DMA_ISSUE_INTERVAL", "ENGINE_ISSUE_CYCLES", "QUEUE_LATENCY", "dispatch_floors",
+           "port_beats", "port_cycles"]
+
 ENGINE_ISSUE_CYCLES = 1
 """Cycles the engine spends accepting a COMPUTE or RELEASE (the synchronous buffers'
 read of a block's first step; see the module docstring)."""

@@ -20,6 +20,9 @@ from nmsat.types import NM, Dataflow, Method, Mode, Phase, _Choice
 
 from .isa import ElemType, IsaError, SoreView, Tensor, Transform
 
+__all__ = ["CompileOptions", "GemmTask", "LoopOrder", "Lowered", "SoreTask", "Task", "Tiling",
+           "VecTask", "View", "WuTask", "engine_elem", "out_of_reach"]
+
 # --------------------------------------------------------------------------- options
 
 _DEFAULT_NM = NM(2, 8)  # the SAT paper's headline pattern

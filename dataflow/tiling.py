@@ -23,6 +23,9 @@ from . import isa
 from .isa import ElemType, Tensor, Transform
 from .tasks import CompileOptions, GemmTask, LoopOrder, Lowered, Tiling, View
 
+__all__ = ["TaskCtx", "default_tiling", "estimate_cost", "estimate_cycles", "interleave_mapping",
+           "offline_schedule", "tiling_key"]
+
 # --------------------------------------------------------------------------- sizes
 
 

@@ -35,6 +35,10 @@ from nmsat.config import AcceleratorConfig
 from nmsat.reference import gemm_chunks
 from nmsat.types import NM, Dataflow
 
+__all__ = ["Geometry", "WSStream", "block_cycles", "chunks", "compute_cycles", "map_stalls",
+           "os_cycles", "os_windows", "sore_cycles", "weight_update_cycles", "ws_cycles",
+           "ws_row_lag", "ws_skip_stream", "ws_stream_cycles", "ws_stream_windows", "ws_windows"]
+
 
 @dataclass(frozen=True)
 class Geometry:

@@ -25,6 +25,11 @@ from .errors import ConfigError
 from .fileio import LIMITS, InputError, parse_structured, read_text
 from .types import NM, ActZero, Dataflow, DType
 
+__all__ = ["ACT_LAYOUTS", "DRAM_MODELS", "PRESETS", "SMALL", "VCU1525", "AcceleratorConfig",
+           "ArrayConfig", "BufferConfig", "BuffersConfig", "DramConfig", "NumericsConfig",
+           "SoreConfig", "WeightUpdateConfig", "describe", "dumps", "from_dict", "load", "preset",
+           "resolve", "save", "to_dict", "validate"]
+
 
 def _f(default: Any, doc: str, lo: float | None = None, hi: float | None = None, **kw: Any) -> Any:
     """A config field with a doc string (source/reasoning) and an inclusive valid range."""

@@ -26,6 +26,9 @@ from typing import Any
 from .errors import ConfigError
 from .types import DType
 
+__all__ = ["ENERGY_MODES", "H45", "AsicEnergyConfig", "EnergyConfig", "EnergyEntry",
+           "FpgaEnergyConfig", "entries", "unit_of"]
+
 ENERGY_MODES: tuple[str, ...] = ("fpga", "asic")
 """Values of ``energy.mode``."""
 

@@ -1,5 +1,7 @@
 """Exceptions that the CLI turns into one line on stderr and exit status 2."""
 
+__all__ = ["ConfigError", "NmsatError", "OutputError"]
+
 
 class NmsatError(Exception):
     """Bad user input: a malformed file, an impossible setting, a missing resource.

@@ -40,6 +40,10 @@ from typing import Any
 
 from .errors import NmsatError, OutputError
 
+__all__ = ["LIMITS", "MAX_NESTING", "MAX_NODES", "InputError", "atomic_write_bytes",
+           "atomic_write_many", "atomic_write_text", "check_output_dir", "check_output_file",
+           "check_shape", "file_lock", "parse_structured", "read_bytes", "read_text"]
+
 LIMITS: dict[str, int] = {
     "config": 1 << 20,        # an accelerator config is a few KiB
     "spec": 1 << 20,          # a sweep spec likewise

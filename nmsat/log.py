@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import sys
 
+__all__ = ["LOGGER", "configure", "detail", "showing_status", "status", "verbose"]
+
 LOGGER = logging.getLogger("nmsat")
 
 

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+__all__ = ["ConvGeom", "col2im", "conv_bp", "conv_direct", "conv_ff", "conv_weight_from_matrix",
+           "conv_weight_matrix", "conv_wg", "im2col"]
+
 
 @dataclass(frozen=True)
 class ConvGeom:

@@ -33,6 +33,8 @@ from .config import VCU1525, AcceleratorConfig, from_dict, to_dict
 from .errors import ConfigError
 from .fileio import LIMITS, read_text
 
+__all__ = ["SCALESIM_PE", "SCALESIM_WORD_BYTES", "read"]
+
 SCALESIM_WORD_BYTES = 1
 """SCALE-Sim's word: ``word_size = 1`` byte (scale-sim-v3 ``single_layer_sim.py``)."""
 

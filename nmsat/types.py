@@ -11,6 +11,9 @@ import math
 from dataclasses import dataclass
 from typing import Self
 
+__all__ = ["DEFAULT_BATCH", "DEFAULT_METHOD", "DEFAULT_NM", "DENSE", "NM", "ActZero", "Choice",
+           "DType", "Dataflow", "Method", "Mode", "Phase"]
+
 
 class _Choice(str, enum.Enum):
     """A string-valued enum whose ``parse`` names the valid choices on failure."""

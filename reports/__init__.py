@@ -19,7 +19,8 @@ from typing import Any
 
 from nmsat.errors import NmsatError
 
-__all__ = ["build_report", "load_result", "load_results", "load_traces"]
+__all__ = ["ReportError", "build_report", "check_report_folder", "inference_result_from_dict",
+           "load_result", "load_results", "load_traces", "make_report_folder", "result_from_dict"]
 
 
 class ReportError(NmsatError, ValueError):

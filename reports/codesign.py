@@ -21,6 +21,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+__all__ = ["PARTS", "Design", "Verdict", "baseline", "designs", "front", "section_html", "verdict",
+           "winners"]
+
 PARTS: tuple[tuple[str, str], ...] = (
     ("compute", "engine computing"),
     ("dependency", "engine waiting for the vector engine / barriers"),

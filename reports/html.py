@@ -21,6 +21,9 @@ from nmsat.fileio import atomic_write_many
 from .figures import speedup_bound
 from .plots import Plot, Run, Table
 
+__all__ = ["CSS", "LONG_TABLE", "PHASE_EXPLANATIONS", "SORT_SCRIPT", "legend_html", "page_tables",
+           "render_page", "render_sweep_page", "table_csv", "table_html", "write_report"]
+
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0;
        color: #1d1d1f; background: #fafafa; line-height: 1.45; }

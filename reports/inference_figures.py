@@ -40,6 +40,10 @@ from nmsat.types import NM
 from . import style
 from .plots import Plot, Run, Table, write_plot
 
+__all__ = ["BOUND_MARKERS", "layers_figure", "make_runs", "report_plots", "ridge_crossing",
+           "roofline_data", "roofline_figure", "speedup_batch_figure", "speedup_seq_figure",
+           "sweeps_from_results", "write_figures"]
+
 
 def _color(nm: str) -> str:
     return style.series_color("dense" if NM.parse(nm).dense else "bdwp", nm)

@@ -25,6 +25,8 @@ from nmsat.fileio import atomic_write_bytes
 
 from . import style
 
+__all__ = ["FORMATS", "Plot", "Run", "Table", "make_runs", "new_figure", "render", "write_plot"]
+
 FORMATS: tuple[str, ...] = ("png", "svg")
 
 

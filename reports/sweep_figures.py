@@ -28,6 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+__all__ = ["FORMATS", "TIME_UNITS", "FailedPoint", "SweepPoint", "build_sweep_report",
+           "fits_xcvu9p", "has_area", "load_points", "load_store", "objectives", "pareto_front",
+           "pareto_plot", "sensitivity", "sensitivity_plot", "sweep_figures", "sweep_plots",
+           "time_unit", "varying_axes"]
+
 FORMATS: tuple[str, ...] = ("png", "svg")
 
 TIME_UNITS: tuple[tuple[str, float], ...] = (("ns", 1e-9), ("µs", 1e-6), ("ms", 1e-3),

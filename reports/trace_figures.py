@@ -19,6 +19,8 @@ from nmsat.types import NM
 from . import style
 from .plots import Plot, Table, new_figure
 
+__all__ = ["accuracy_figure", "flip_rate_figure", "mean_flip_rate", "trace_series"]
+
 
 def trace_series(trace: Any) -> str:
     m = str(trace.method)

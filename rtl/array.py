@@ -27,6 +27,9 @@ from amaranth.lib.wiring import In, Out
 from .layouts import EngineShape
 from .pe import ChunkDot
 
+__all__ = ["SHARED_CELLS", "Cell", "CellInstance", "SharedCell", "SystolicArray", "cell_ports",
+           "tag_layouts"]
+
 OS, WS = 0, 1
 
 

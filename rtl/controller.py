@@ -40,6 +40,9 @@ from nmsat.config import AcceleratorConfig
 
 from .engine import instr_layout
 
+__all__ = ["CNT", "COORD", "UNITS", "ControlledEngine", "Sequencer", "TileController",
+           "check_controlled", "queue_layout", "region_layout", "ring_halves"]
+
 _REGION = dict(isa.ENCODING[isa.Opcode.LOAD])
 """Field widths of a LOAD (a STORE's are the same without ``buffer``): the ISA's one
 table, not restated here."""

@@ -31,6 +31,9 @@ from .layouts import EngineShape
 from .rowlist import RowLists, rowlist_load_layout
 from .schedule import DIM, OSSchedule, WSSchedule
 
+__all__ = ["BankedMemory", "TensorEngine", "buffer_geometry", "buffer_specs", "instr_layout",
+           "load_layout", "load_layouts"]
+
 
 def instr_layout(op: isa.Opcode) -> data.StructLayout:
     """An instruction word's fields as a layout, from the ISA's one field table."""

@@ -499,21 +499,9 @@ class IntMac(wiring.Component):
         return m
 
 
-__all__ = [
-    "BF16",
-    "CANONICAL_NAN",
-    "FP16",
-    "FP32",
-    "F32Add",
-    "FloatFormat",
-    "FloatMul",
-    "IntMac",
-    "Numeric",
-    "f32_add",
-    "float_mul",
-    "round_pack_f32",
-    "same_bits",
-]
+__all__ = ["BF16", "CANONICAL_NAN", "FP16", "FP32", "F32Add", "FloatFormat", "FloatMul", "IntMac",
+           "Numeric", "f32_add", "f32_to_f16", "float_mul", "leading_zeros", "round_pack",
+           "round_pack_f32", "same_bits"]
 
 
 def f32_to_f16(m: Module, a) -> Signal:

@@ -22,6 +22,9 @@ from amaranth.lib import wiring
 from nmsat.config import AcceleratorConfig, to_dict
 from nmsat.types import DType
 
+__all__ = ["HARDWARE_SOURCES", "TOP", "Unit", "cached_top", "generate", "hierarchical_top",
+           "ports", "source_hash", "to_verilog", "units"]
+
 TOP = "nmsat_engine"
 HARDWARE_SOURCES = ("fp.py", "layouts.py", "pe.py", "array.py", "schedule.py", "rowlist.py",
                     "engine.py", "sore.py", "wu.py", "generate.py")

@@ -109,7 +109,7 @@ class EngineShape:
                    for i, (v, ix) in enumerate(zip(values, index)))
 
 
-__all__ = ["EngineShape"]
+__all__ = ["EngineShape", "act_location", "out_location", "wgt_location"]
 
 
 # ---- buffer layouts: where the host (DMA model) puts each word; the RTL reads the same.

@@ -17,6 +17,8 @@ from amaranth.hdl import Module
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+__all__ = ["RowLists", "rowlist_load_layout", "rowlist_lookup"]
+
 
 def rowlist_load_layout(depth: int) -> data.StructLayout:
     """Payload of the row-list load stream: ``table`` = 1 writes (count, lag) of K-tile

@@ -26,6 +26,8 @@ from amaranth.lib.wiring import In, Out
 from .array import tag_layouts
 from .layouts import EngineShape
 
+__all__ = ["CNT", "DIM", "OSSchedule", "Schedule", "WSSchedule", "beat_layout"]
+
 DIM = 24  # m, n, k field width of the COMPUTE instruction
 CNT = DIM + 8  # step counters
 

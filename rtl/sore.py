@@ -27,6 +27,8 @@ from amaranth.lib.wiring import In, Out
 from nmsat.config import AcceleratorConfig
 from nmsat.types import DType
 
+__all__ = ["Sore", "SoreLane", "sore_layouts"]
+
 
 def sore_layouts(width: int, n_max: int, idx_bits: int, lanes: int):
     slot = data.StructLayout({"value": width, "index": idx_bits})

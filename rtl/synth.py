@@ -377,6 +377,6 @@ def write_json(data: dict, path: str | Path) -> None:
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
-__all__ = ["Resources", "Device", "XCVU9P", "Report", "UnitResult", "SynthUnit", "UNITS",
-           "run_yosys", "resources_from_stat", "synth_units", "synth_whole", "compare",
-           "calibrate", "unit", "asdict", "replace"]
+__all__ = ["UNITS", "XCVU9P", "Device", "Report", "Resources", "SynthError", "SynthUnit",
+           "UnitResult", "asdict", "calibrate", "compare", "replace", "resources_from_stat",
+           "run_yosys", "synth_units", "synth_whole", "unit", "write_json"]

@@ -17,6 +17,8 @@ from nmsat.config import AcceleratorConfig
 
 from .fp import FP32, f32_add, f32_to_f16, float_mul
 
+__all__ = ["WeightUpdateEngine", "wu_layouts"]
+
 
 def wu_layouts(lanes: int):
     state_in = data.StructLayout({"w": 32, "v": 32, "g": 32})

@@ -27,6 +27,9 @@ from nmsat.config import AcceleratorConfig
 from nmsat.errors import ConfigError
 from nmsat.types import NM, Method, Mode
 
+__all__ = ["MAX_EVENTS", "SimOptions", "activity", "check_supported", "load_workload",
+           "peak_bound", "simulate"]
+
 MAX_EVENTS = 200_000
 """Timeline intervals kept in a result (the rest are dropped and ``events_truncated``
 is set); the figures only need the shape of one iteration."""

@@ -33,6 +33,10 @@ from nmsat import config as nmconfig
 from nmsat import synth_table
 from nmsat.config import AcceleratorConfig
 
+__all__ = ["RESOURCES", "UNIT_FEATURES", "AreaModel", "Calibration", "CalibrationPoint",
+           "Resources", "UnitSample", "calibration", "calibration_error", "estimate", "fit",
+           "models", "parse_table", "unit_resources"]
+
 RESOURCES: tuple[str, ...] = ("lut", "ff", "dsp", "bram")
 
 

@@ -26,6 +26,8 @@ from .program_walk import DMA, K_LOAD, K_STORE, Cursor
 from .stalls import DEPENDENCY, TransferCauses
 from .units import deps
 
+__all__ = ["DmaService"]
+
 if TYPE_CHECKING:
     from .system import _Sim
 

@@ -31,6 +31,9 @@ from nmsat.config import AcceleratorConfig
 from nmsat.errors import ConfigError
 from nmsat.types import DType, Phase
 
+__all__ = ["KINDS", "PHASES", "PRIMITIVE_BYTES", "UNITS", "ZERO_COUNTS", "ActivityCounts", "Cell",
+           "EnergyReport", "cell", "energy", "fpga_resources", "report", "static_pj"]
+
 UNITS: tuple[str, ...] = ("engine", "act_buffer", "weight_buffer", "output_buffer", "sore",
                           "vector", "dram", "static")
 """Energy by hardware unit, in the order the CLI, JSON and reports show them."""

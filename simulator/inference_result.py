@@ -21,6 +21,9 @@ from nmsat.simulator.roofline import (
 from nmsat import __version__
 from nmsat.types import DType, Phase
 
+__all__ = ["PHASES", "InferenceResult", "LayerRow", "bandwidth_report_csv", "compute_report_csv",
+           "detailed_access_report_csv", "result_from_dict"]
+
 PHASES: tuple[str, ...] = tuple(p.value for p in Phase)
 
 

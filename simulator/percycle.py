@@ -31,6 +31,8 @@ from nmsat.config import AcceleratorConfig
 from nmsat.reference import _tree_sum_fp32, gemm_chunks, lane_map, skip_row_lists
 from nmsat.types import NM, ActZero, Dataflow, DType
 
+__all__ = ["PerCycleResult", "ScheduleHazard", "simulate"]
+
 
 class ScheduleHazard(RuntimeError):
     """The schedule violated a data or structural dependency of the array."""

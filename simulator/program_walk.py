@@ -31,6 +31,10 @@ from nmsat.dataflow.isa import (
     WeightUpdate,
 )
 
+__all__ = ["BARRIER", "MIN_SKIP_COUNT", "NCOUNT", "NSTREAM", "PROC_KINDS", "STREAM_OF_COUNTER",
+           "UNITS", "UNIT_STREAM", "ZERO", "Cursor", "Frame", "Node", "add", "build_tree",
+           "delta_of", "kind_of", "reads_of"]
+
 if TYPE_CHECKING:
     from .system import _Sim
 

@@ -27,6 +27,11 @@ from typing import Any
 from nmsat import __version__
 from nmsat.types import Phase
 
+__all__ = ["BANDWIDTH_REPORT_HEADER", "COMPUTE_REPORT_HEADER", "DETAILED_ACCESS_REPORT_HEADER",
+           "EVENT_FIELDS", "PHASES", "SCHEMA_VERSION", "STALL_CAUSES", "Event", "LayerResult",
+           "SimResult", "bandwidth_report_csv", "compute_report_csv", "detailed_access_report_csv",
+           "detailed_access_rows", "energy_report_csv", "from_dict", "load_json"]
+
 PHASES: tuple[str, ...] = (*(p.value for p in Phase), "vector")
 """Phase keys of ``phase_cycles``: ff, bp, wg, wu, sore, and vector: the cycles the
 tensor engine waited for the vector engine (normalisation, pooling, softmax, activation,

@@ -41,6 +41,9 @@ from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig
 from nmsat.types import NM, _Choice
 
+__all__ = ["DEPENDENCY_FACTOR", "Bound", "LayerTraffic", "Roof", "attribution", "layer_traffic",
+           "simulated_bound"]
+
 
 class Bound(_Choice):
     COMPUTE = "compute"  # the array (or, for a non-GEMM layer, the vector lanes)

@@ -37,6 +37,10 @@ from typing import Any
 from nmsat import config as config_mod
 from nmsat.config import AcceleratorConfig
 
+__all__ = ["PROGRAM_FIELDS", "RESULT_FIELDS", "RESULT_PREFIXES", "TIMING_FIELDS",
+           "UNIT_TIMING_FIELDS", "RunCache", "UnclassifiedField", "classify", "leaf_fields",
+           "program_key", "run_key", "unread_timing_prefixes"]
+
 PROGRAM_FIELDS: frozenset[str] = frozenset({
     "name",  # the program's metadata records it
     "array.rows", "array.cols", "array.macs_per_pe", "array.act_window",

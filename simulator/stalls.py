@@ -40,6 +40,9 @@ from .program_walk import (
     UNITS,
 )
 
+__all__ = ["OWN_CAUSE", "STREAM_CAUSE", "Interval", "Ledger", "TransferCauses",
+           "attribute_wall_time"]
+
 if TYPE_CHECKING:
     from nmsat.dataflow.memory import Issued
 

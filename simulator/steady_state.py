@@ -58,6 +58,8 @@ from .program_walk import (
     Node,
 )
 
+__all__ = ["MAX_PERIOD", "MAX_PROBE", "SteadyState"]
+
 if TYPE_CHECKING:
     from .system import _Sim
 

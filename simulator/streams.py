@@ -20,6 +20,8 @@ from nmsat.arith import ceil_div
 from .program_walk import NSTREAM
 from .stalls import DEPENDENCY, STREAM_CAUSE
 
+__all__ = ["Streams"]
+
 
 class Streams:
     """Completion times and causes of every stream, and the processes waiting for them."""

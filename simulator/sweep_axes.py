@@ -19,6 +19,9 @@ from typing import Any
 from nmsat.errors import NmsatError
 from nmsat.types import _Choice
 
+__all__ = ["MAX_AXIS_VALUES", "Axis", "AxisKind", "AxisTarget", "RandomDistribution",
+           "SweepSpecError"]
+
 MAX_AXIS_VALUES = 100_000
 """Most values one axis may have (a range's or a random draw's count, a list's length)."""
 

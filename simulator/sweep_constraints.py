@@ -20,6 +20,8 @@ from typing import Any
 
 from .sweep_axes import SweepSpecError
 
+__all__ = ["DERIVED", "MAX_DEPTH", "MAX_INT_BITS", "MAX_SEQUENCE", "MAX_TEXT", "Constraint"]
+
 MAX_TEXT = 2_000
 MAX_DEPTH = 32
 MAX_INT_BITS = 256

@@ -17,6 +17,8 @@ from typing import Any
 
 from nmsat.simulator.sweep import AREA, METRICS, SweepError, export_rows
 
+__all__ = ["export_parquet", "table"]
+
 _INT = frozenset({"idx", "total_cycles", "dram_bytes", "lut", "ff", "dsp", "run"})
 
 

@@ -46,22 +46,9 @@ from .sweep_axes import (
 )
 from .sweep_constraints import DERIVED, Constraint
 
-__all__ = [
-    "DERIVED",
-    "Axis",
-    "AxisKind",
-    "AxisTarget",
-    "Constraint",
-    "Point",
-    "SampleSpec",
-    "SweepSpec",
-    "SweepSpecError",
-    "from_dict",
-    "load",
-    "loads",
-    "options_object",
-    "point_key",
-]
+__all__ = ["DERIVED", "Axis", "AxisKind", "AxisTarget", "Constraint", "Point", "SampleSpec",
+           "SweepSpec", "SweepSpecError", "from_dict", "load", "loads", "option_fields",
+           "options_object", "point_key"]
 
 
 # --------------------------------------------------------------------------- options

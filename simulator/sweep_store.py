@@ -26,6 +26,10 @@ from nmsat.simulator.sweep_spec import Point, SweepSpec
 from nmsat import __version__
 from nmsat.errors import NmsatError
 
+__all__ = ["AREA", "HOST_COLUMNS", "METRICS", "POINT_COLUMNS", "SCHEMA_VERSION", "ResultStore",
+           "StoreLock", "SweepError", "blocking_file", "check_creatable", "export_csv",
+           "export_json", "export_rows", "open_read_only"]
+
 SCHEMA_VERSION = 1
 
 METRICS: tuple[str, ...] = ("total_cycles", "seconds", "energy_pj", "speedup_vs_dense",

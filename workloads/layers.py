@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from nmsat.types import NM, Method, Phase, _Choice
 
+__all__ = ["Conv2d", "Elementwise", "GemmDims", "Layer", "Linear", "Matmul", "OpKind", "Workload"]
+
 
 @dataclass(frozen=True)
 class GemmDims:

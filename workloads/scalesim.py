@@ -45,6 +45,8 @@ from nmsat.workloads.layers import Conv2d, Layer, Linear, Workload
 from nmsat.errors import NmsatError
 from nmsat.types import NM, _Choice
 
+__all__ = ["Dialect", "Form", "Geometry", "Topology", "load_workload", "parse", "read"]
+
 
 class Form(_Choice):
     """Which kind of rows a topology file holds."""

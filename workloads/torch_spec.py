@@ -17,6 +17,9 @@ from typing import Any
 
 from nmsat.errors import NmsatError
 
+__all__ = ["DEFAULT_INPUT", "TORCHVISION", "TORCHVISION_PIN", "is_torch_spec", "load_workload",
+           "parse_shape"]
+
 TORCHVISION = "torchvision:"
 DEFAULT_INPUT = (3, 224, 224)
 """Per-sample input of a model named without ``--input-shape``: torchvision's ImageNet

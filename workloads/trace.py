@@ -36,6 +36,10 @@ from nmsat.types import NM, Method
 
 from .layers import Conv2d, Elementwise, GemmDims, Layer, Linear, Matmul, OpKind, Phase, Workload
 
+__all__ = ["FORMAT", "MANIFEST", "STAT_NAMES", "TENSOR_NAMES", "VERSION", "Baseline",
+           "EpochRecord", "LayerTensors", "Sample", "Trace", "TraceError", "TraceLayer",
+           "dumps_trace", "load_workload", "save_trace", "summarize", "trace_to_workload"]
+
 FORMAT = "nmsat-trace"
 VERSION = 1
 MANIFEST = "manifest.json"

@@ -44,6 +44,8 @@ from .trace import (
     TraceLayer,
 )
 
+__all__ = ["ZIP_LIMITS", "load_trace", "loads_trace"]
+
 ZIP_LIMITS = {
     "members": 100_000,            # 13 tensors per weight layer and sampled iteration
     "member_bytes": 512 << 20,     # one inflated member

@@ -33,6 +33,10 @@ from nmsat.types import NM, Method
 from .layers import Layer, Phase
 from .trace import STAT_NAMES, Baseline, EpochRecord, LayerTensors, Sample, Trace, TraceLayer
 
+__all__ = ["DATASETS", "DEFAULT_NM", "MAX_EPOCHS", "MAX_THREADS", "SPLIT_SEED", "TEST_FRACTION",
+           "TRAINABLE_MODELS", "Dataset", "Progress", "TrainConfig", "dense_config",
+           "load_dataset", "model_layers", "plan", "train", "with_baseline"]
+
 DATASETS = ("digits",)
 TRAINABLE_MODELS = ("mlp", "cnn")
 SPLIT_SEED = 0

@@ -36,6 +36,11 @@ from nmsat.workloads.layers import Conv2d, Elementwise, Layer, Linear, Matmul, O
 from nmsat.errors import NmsatError
 from nmsat.types import NM, Method
 
+__all__ = ["FILE_LOADERS", "INPUT", "LoadedWorkload", "ZooModel", "bert_base", "check_seq_len",
+           "cnn", "get", "gpt2_small", "load", "mlp", "mobilenet_v2", "mobilenet_v2_cifar",
+           "model", "names", "resnet18", "resnet18_cifar", "resnet50", "resnet50_cifar", "vgg16",
+           "vgg16_cifar", "vit_b_16"]
+
 INPUT = "input"
 """Producer name of the model's input tensor in :attr:`ZooModel.inputs`."""
 

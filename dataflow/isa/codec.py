@@ -30,6 +30,8 @@ from .encoding import (
 )
 from .instructions import INSTRUCTION_TYPES, ConvView, Instr, Tensor
 
+__all__ = ["decode", "decode_tensor", "encode", "encode_tensor"]
+
 
 def _pack(values: list[tuple[int, int]], width: int) -> bytes:
     word, shift = 0, 0

@@ -11,6 +11,10 @@ from nmsat.workloads.layers import OpKind
 from nmsat.errors import NmsatError
 from nmsat.types import Dataflow, Phase
 
+__all__ = ["ENCODING", "INSTR_BITS", "ISA_VERSION", "MAX_LOOP_DEPTH", "OPCODE_BITS", "TENSOR_BITS",
+           "TENSOR_ENCODING", "Buffer", "ElemType", "IsaError", "Opcode", "SoreView", "Transform",
+           "Unit"]
+
 ISA_VERSION = 3
 INSTR_BITS = 512
 """Width of one encoded instruction word (opcode in bits 0..3, fields LSB-first after it)."""

@@ -27,6 +27,9 @@ from .encoding import (
     _pos,
 )
 
+__all__ = ["INSTRUCTION_TYPES", "UNIT_OF", "Barrier", "Compute", "ConvView", "Instr", "Load",
+           "Loop", "Release", "Sore", "Store", "Tensor", "Vector", "WeightUpdate", "region_bytes"]
+
 # --------------------------------------------------------------------------- tables
 
 

@@ -21,6 +21,8 @@ from .codec import (
 from .encoding import INSTR_BITS, ISA_VERSION, MAX_LOOP_DEPTH, TENSOR_BITS, IsaError, Transform
 from .instructions import Compute, Instr, Load, Loop, Store, Tensor, _Transfer
 
+__all__ = ["Program"]
+
 
 @dataclass(frozen=True)
 class Program:
