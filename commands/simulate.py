@@ -76,7 +76,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("simulate", help=summary("simulate"),
                        epilog=examples(
-                           "nmsat simulate resnet50 --method bdwp --nm 2:8 --batch 32 --json r.json",
+                           "nmsat simulate resnet50 --method bdwp --nm 2:8 --batch 32 "
+                           "--json r.json",
                            "nmsat simulate mlp --config small --report out/",
                            "nmsat simulate gpt2_small --mode inference --phase decode --kv-len 512",
                            "nmsat simulate topology.csv --config scale.cfg --scalesim-reports ss/",
