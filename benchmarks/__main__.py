@@ -61,7 +61,7 @@ def speed(cfg) -> dict:
     rows = []
     for b in (1, 8, 32, 128, 512):
         wb = zoo.get("resnet50", batch=b)
-        t, run = _best_of(lambda: _run(wb, cfg, opts, False))
+        t, run = _best_of(lambda wb=wb: _run(wb, cfg, opts, False))
         rows.append({"batch": b, "seconds": t,
                      "executed": run.program.totals()["executed"],
                      "simulated": run.timing.simulated_instructions})

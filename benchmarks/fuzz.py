@@ -6,7 +6,8 @@
 Generates ``--count`` inputs, split evenly over the kinds (accelerator configs, training
 traces, SCALE-Sim CSVs, sweep specs, whole command lines; strategies in
 ``tests/fuzz_inputs.py``), runs each in-process through ``nmsat.commands.main`` under a
-limit of 10 s of CPU time (60 s of wall time for a blocked run) and 1 GiB of address space, and prints the counts of every outcome:
+limit of 10 s of CPU time (60 s of wall time for a blocked run) and 1 GiB of address
+space, and prints the counts of every outcome:
 ``ok``, ``refused`` (exit 2, one line naming a file, field or flag) and the defects
 (traceback, over 10 s, over 1 GiB, partial output, non-regular file replaced, another
 exit code, a multi-line message, a refusal naming nothing, a library error passed

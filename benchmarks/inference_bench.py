@@ -84,8 +84,9 @@ def speed(repeat: int) -> None:
           f"s CPU (best of {repeat})")
     print(f"   with the dense baseline  {min(both)[0]:.3f} s wall, "
           f"{min(c for _, c in both):.3f} s CPU")
+    same = dataclasses.replace(r, extended_layers=False).to_dict() == full.to_dict()
     print(f"   identical-layer extension used: {r.extended_layers}; equals full "
-          f"simulation: {dataclasses.replace(r, extended_layers=False).to_dict() == full.to_dict()}")
+          f"simulation: {same}")
     print(f"   {r.total_cycles:,} cycles = {r.seconds * 1e3:.1f} ms per token "
           f"({r.tokens_per_second:.3f} tokens/s; dense {r.dense_tokens_per_second:.3f})")
 

@@ -15,8 +15,10 @@ from nmsat.types import DEFAULT_NM
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help=summary("demo"),
                        epilog=examples("nmsat demo", "nmsat demo --nm 2:4 --seed 3"))
-    p.add_argument("--nm", type=nm_pattern, default=str(DEFAULT_NM), help=f"N:M pattern (default {DEFAULT_NM})")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random layer (default 0)")
+    p.add_argument("--nm", type=nm_pattern, default=str(DEFAULT_NM),
+                   help=f"N:M pattern (default {DEFAULT_NM})")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seed of the random layer (default 0)")
     p.add_argument("--config", default="vcu1525", metavar="PRESET|FILE")
     p.set_defaults(func=run)
 

@@ -82,7 +82,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--kv-len", type=positive_int, default=None, metavar="L",
                    help="--mode inference: KV-cache positions of an LLM decode step")
     r.add_argument("--config", default="small", metavar="PRESET|FILE")
-    r.add_argument("--nm", type=nm_pattern, default=str(DEFAULT_NM), help="N:M pattern of the sparse phases, or "
+    r.add_argument("--nm", type=nm_pattern, default=str(DEFAULT_NM),
+                   help="N:M pattern of the sparse phases, or "
                    f"of the weights with --mode inference (dense: 1:1; default {DEFAULT_NM})")
     r.add_argument("--method", default=None, choices=["dense", "srste", "bdwp"],
                    help="training method (default: a trace's own, else bdwp)")

@@ -44,7 +44,7 @@ from nmsat.dataflow.isa import Compute, Program
 from nmsat.workloads.layers import Conv2d, Linear, Workload
 
 from nmsat.config import AcceleratorConfig
-from nmsat.types import NM, ActZero, Dataflow, Mode
+from nmsat.types import DENSE, NM, ActZero, Dataflow, Mode
 
 __all__ = ["ActDensity", "apply_activation_skip", "compile_inference", "row_skip_fraction",
            "skip_rows"]
@@ -148,7 +148,7 @@ def apply_activation_skip(prog: Program, workload: Workload, density: ActDensity
     return dataclasses.replace(prog, instructions=tuple(out))
 
 
-def compile_inference(workload: Workload, cfg: AcceleratorConfig, nm: NM | str = NM(1, 1),
+def compile_inference(workload: Workload, cfg: AcceleratorConfig, nm: NM | str = DENSE,
                       batch: int | None = None, density: ActDensity | None = None,
                       **options) -> tuple[Program, Program]:
     """Compile one inference pass (FF only, pre-compressed N:M weights).

@@ -7,7 +7,8 @@ SCALE-Sim's (docs/scalesim.md).
 The same from the command line:
 
     nmsat config show examples/scalesim/scale.cfg --toml
-    nmsat simulate examples/scalesim/tiny.csv --config examples/scalesim/scale.cfg --mode inference --nm 1:1 --scalesim-reports scalesim-out/
+    nmsat simulate examples/scalesim/tiny.csv --config examples/scalesim/scale.cfg \
+        --mode inference --nm 1:1 --scalesim-reports scalesim-out/
 """
 
 from __future__ import annotations

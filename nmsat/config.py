@@ -394,7 +394,8 @@ def _check_type(name: str, hint: Any, value: Any) -> None:
     elif hint is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif hint is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+              and math.isfinite(value))
     elif hint is str:
         ok = isinstance(value, str)
     elif origin is tuple:

@@ -20,8 +20,8 @@ from typing import Any
 
 from nmsat.config import AcceleratorConfig
 
-__all__ = ["RESOURCES", "TABLE_PATH", "UNIT_INSTANCES", "XCVU9P", "Device", "Resources", "instances",
-           "read_table"]
+__all__ = ["RESOURCES", "TABLE_PATH", "UNIT_INSTANCES", "XCVU9P", "Device", "Resources",
+           "instances", "read_table"]
 
 RESOURCES: tuple[str, ...] = ("lut", "ff", "dsp", "bram36", "uram")
 

@@ -209,7 +209,7 @@ def phase_figure(runs: Sequence[Run]) -> Plot | None:
     segments: dict[tuple[str, str], Any] = {}
     totals: dict[str, Any] = {}
     rows = []
-    for x, (name, run, src) in zip(xs, bars):
+    for x, (_name, run, src) in zip(xs, bars):
         if run is None:
             rect = ax.bar(x, src.result.dense_total_cycles / scale, 0.7, facecolor="white",
                           edgecolor=style.method_color("dense"), hatch="//", linewidth=1.0)[0]

@@ -14,8 +14,8 @@ by pattern, since inference weights are the ones BDWP trains).
   cycles), marked by its ``bound`` on the hardware.
 * :func:`speedup_batch_figure`: speedup over dense per N:M pattern at each batch size
   (data: :func:`nmsat.simulator.inference_sweeps.speedup_vs_batch`, or
-  :func:`sweeps_from_results` from given results), with the weight-byte ratio (memory-bound limit) and the
-  engine's peak ratio (compute-bound limit) drawn for each pattern.
+  :func:`sweeps_from_results` from given results), with the weight-byte ratio (memory-bound
+  limit) and the engine's peak ratio (compute-bound limit) drawn for each pattern.
 * :func:`speedup_seq_figure`: the same against prefill sequence length (or decode KV
   length) of an LLM (data: :func:`nmsat.simulator.inference_sweeps.speedup_vs_seq_len`).
 
@@ -289,10 +289,10 @@ def make_runs(results: Sequence[Any], sources: Sequence[str]) -> list[Run]:
 
 
 def sweeps_from_results(results: Sequence[Any]) -> list[dict[str, Any]]:
-    """Sweep data (as :func:`nmsat.simulator.inference_sweeps.speedup_vs_batch` returns) built from the given results
-    only: runs of one workload and configuration that differ only in batch (or only in
-    prefill ``seq_len`` / decode ``kv_len``) form a sweep over that axis, one series per
-    pattern, when the group has at least two values. Nothing is simulated."""
+    """Sweep data (as :func:`nmsat.simulator.inference_sweeps.speedup_vs_batch` returns) built
+    from the given results only: runs of one workload and configuration that differ only in
+    batch (or only in prefill ``seq_len`` / decode ``kv_len``) form a sweep over that axis,
+    one series per pattern, when the group has at least two values. Nothing is simulated."""
     out = []
     for axis in ("batch", "seq_len", "kv_len"):
         fixed = [a for a in ("batch", "seq_len", "kv_len") if a != axis]
@@ -304,7 +304,7 @@ def sweeps_from_results(results: Sequence[Any]) -> list[dict[str, Any]]:
                    r.act_density, json.dumps(r.options, sort_keys=True),
                    *(getattr(r, a) for a in fixed))
             groups.setdefault(key, []).append(r)
-        for key, rs in groups.items():
+        for rs in groups.values():
             values = sorted({getattr(r, axis) for r in rs})
             if len(values) < 2:
                 continue

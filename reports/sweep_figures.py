@@ -9,9 +9,9 @@ Per workload, each as PNG and SVG:
   and better in one) are ringed (:func:`pareto_front`). Without a resource estimate the
   multiplier count (rows x cols x macs_per_pe) stands in for area, labelled as such.
 * ``sweep_sensitivity_<workload>``: one column per swept axis, by name (an axis with a
-  single value in that workload's points is left out): time and energy per iteration against the axis
-  value, the median over all points with that value (the other axes marginalised) and
-  their min-max range.
+  single value in that workload's points is left out): time and energy per iteration
+  against the axis value, the median over all points with that value (the other axes
+  marginalised) and their min-max range.
 
 Only successful points are plotted; failed ones are counted in the titles and listed on the
 page. :func:`sweep_plots` returns the figures as :class:`~nmsat.reports.plots.Plot`

@@ -411,7 +411,8 @@ class ControlledEngine(wiring.Component):
             with m.If(eng.cmd.ready):
                 m.d.sync += sent.eq(0)
         with m.Else():
-            m.d.comb += [eng.cmd.valid.eq(ctrl.engine.valid), eng.cmd.payload.eq(ctrl.engine.payload),
+            m.d.comb += [eng.cmd.valid.eq(ctrl.engine.valid),
+                         eng.cmd.payload.eq(ctrl.engine.payload),
                          ctrl.engine.ready.eq(eng.cmd.ready)]
         # Engine completions: a COMPUTE when the engine is idle again, a RELEASE next cycle.
         running, released = Signal(), Signal()

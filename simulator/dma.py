@@ -1,10 +1,10 @@
 """The memory service: the DMA engine's SimPy process over a memory model.
 
-One DMA engine with two in-order descriptor queues, ``LOAD`` (queue 0) and ``STORE``
-(queue 1). A descriptor is issued once its dependencies are met, a cycle after the
-previous one of its queue (``machine.DMA_ISSUE_INTERVAL``) and not before the controller
-dispatched it (``machine.dispatch_floors``); when both queue heads are ready the earlier-ready one goes first
-(a tie: the load). Several requests may be in flight. When a transfer completes is the
+One DMA engine with two in-order descriptor queues, ``LOAD`` (queue 0) and ``STORE`` (queue
+1). A descriptor is issued once its dependencies are met, a cycle after the previous one of
+its queue (``machine.DMA_ISSUE_INTERVAL``) and not before the controller dispatched it
+(``machine.dispatch_floors``); when both queue heads are ready the earlier-ready one goes
+first (a tie: the load). Several requests may be in flight. When a transfer completes is the
 memory model's answer (:class:`nmsat.dataflow.memory.Dma`: the DRAM model selected by
 ``dram.model``, the buffers' DMA ports, completions in queue order); this module only
 decides *when* each descriptor issues, and charges the waits (:mod:`.stalls`).

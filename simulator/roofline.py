@@ -39,7 +39,7 @@ from nmsat.dataflow.isa import Buffer, Compute, Load, Program, Store, Vector
 
 from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig
-from nmsat.types import NM, _Choice
+from nmsat.types import DENSE, NM, _Choice
 
 __all__ = ["DEPENDENCY_FACTOR", "Bound", "LayerTraffic", "Roof", "attribution", "layer_traffic",
            "simulated_bound"]
@@ -59,7 +59,7 @@ class Roof:
     dram_bytes_per_cycle: float
 
     @classmethod
-    def of(cls, cfg: AcceleratorConfig, nm: NM = NM(1, 1)) -> Roof:
+    def of(cls, cfg: AcceleratorConfig, nm: NM = DENSE) -> Roof:
         a = cfg.array
         ratio = 1.0 if nm.dense else a.sparse_speedup(nm)
         return cls(a.peak_macs_per_cycle * ratio, float(cfg.dram.total_bytes_per_cycle))

@@ -2,12 +2,12 @@
 
 The engine (``COMPUTE`` busy for its accept cycle and
 :func:`nmsat.dataflow.timing.compute_cycles`, ``RELEASE`` for its accept cycle:
-:data:`nmsat.dataflow.machine.ENGINE_ISSUE_CYCLES`), the SORE and the weight-update / vector engine each run one
-in-order queue (:func:`unit_process`). The SORE and vector engine stream their operands
-from DRAM themselves: an instruction takes ``max(lane cycles, the memory model's stream
-time of its bytes)`` (:func:`instruction_cycles`). Their traffic is not arbitrated
-against the DMA's tile traffic (for the zoo models it is well under 1% of the DMA's
-bytes; ``docs/simulator.md``).
+:data:`nmsat.dataflow.machine.ENGINE_ISSUE_CYCLES`), the SORE and the weight-update / vector
+engine each run one in-order queue (:func:`unit_process`). The SORE and vector engine stream
+their operands from DRAM themselves: an instruction takes ``max(lane cycles, the memory
+model's stream time of its bytes)`` (:func:`instruction_cycles`). Their traffic is not
+arbitrated against the DMA's tile traffic (for the zoo models it is well under 1% of the
+DMA's bytes; ``docs/simulator.md``).
 
 Synchronisation is the ISA's (:func:`wait_recipes`): the ACT, WGT and OUT buffers are
 rings of halves (two when ``double_buffered``, else one). The n-th ``LOAD`` into a buffer

@@ -43,7 +43,8 @@ def tree(tmp_path) -> Path:
 def test_unwritable_json_names_the_file_not_a_temporary(capsys, tree):
     target = tree / "afile" / "r.json"  # its parent is a file: cannot be created
     assert_one_line_error(capsys, ["simulate", *SMALL, "--json", target],
-                          f"nmsat: error: --json: cannot write {target}: {target.parent} is not a folder",
+                          f"nmsat: error: --json: cannot write {target}: {target.parent} "
+                          "is not a folder",
                           tree)
 
 

@@ -126,15 +126,18 @@ def test_demo(capsys):
     (["config"], "config: the following arguments are required: ACTION"),
     (["config", "show"], "config show: the following arguments are required: PRESET|FILE"),
     (["config", "show", "vcu9"],
-     "'vcu9' is neither a preset (vcu1525, small) nor a .toml/.yaml/.yml/.json config file or a SCALE-Sim .cfg"),
+     "'vcu9' is neither a preset (vcu1525, small) nor a .toml/.yaml/.yml/.json config file "
+     "or a SCALE-Sim .cfg"),
     (["config", "check", "big"],
-     "'big' is neither a preset (vcu1525, small) nor a .toml/.yaml/.yml/.json config file or a SCALE-Sim .cfg"),
+     "'big' is neither a preset (vcu1525, small) nor a .toml/.yaml/.yml/.json config file "
+     "or a SCALE-Sim .cfg"),
     (["demo", "--seed", "x"], "demo: argument --seed: must be a non-negative integer, not 'x'"),
     (["demo", "--nm", "9:8"], "demo: argument --nm: N must be between 1 and M, not 9 (M=8)"),
     (["demo", "--nm", "1:16"], "N:M pattern 1:16 is not supported by this array "
                                "(array.nm_patterns = 1:4, 2:4, 1:8, 2:8, 4:8)"),
     (["demo", "--config", "tiny"],
-     "'tiny' is neither a preset (vcu1525, small) nor a .toml/.yaml/.yml/.json config file or a SCALE-Sim .cfg"),
+     "'tiny' is neither a preset (vcu1525, small) nor a .toml/.yaml/.yml/.json config file "
+     "or a SCALE-Sim .cfg"),
 ])
 def test_bad_usage_is_one_line_and_status_2(capsys, argv, message):
     assert_usage_error(capsys, argv, message)

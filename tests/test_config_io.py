@@ -165,7 +165,8 @@ def test_missing_unreadable_and_wrong_suffix(tmp_path):
         C.dumps(C.VCU1525, "ini")
     # (the message used to say "--config must be ...", also for `nmsat config show big`)
     with pytest.raises(ConfigError, match=r"^'big' is neither a preset \(vcu1525, small\) nor a "
-                                          r"\.toml/\.yaml/\.yml/\.json config file or a SCALE-Sim \.cfg$"):
+                                          r"\.toml/\.yaml/\.yml/\.json config file "
+                                          r"or a SCALE-Sim \.cfg$"):
         C.resolve("big")
 
 

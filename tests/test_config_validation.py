@@ -175,7 +175,8 @@ def test_invalid_values_are_rejected_naming_field_and_value(changes, message):
 
 
 def test_replace_with_dotted_paths():
-    cfg = C.VCU1525.replace(**{"array.rows": 8, "dram.channels": 2, "energy.asic.mac_fp16.value": 1.5,
+    cfg = C.VCU1525.replace(**{"array.rows": 8, "dram.channels": 2,
+                               "energy.asic.mac_fp16.value": 1.5,
                                "buffers.weight.double_buffered": False,
                                "array.nm_patterns": ("2:4",), "name": "mine"})
     assert cfg.array.rows == 8 and cfg.dram.channels == 2 and cfg.name == "mine"
@@ -187,7 +188,8 @@ def test_replace_with_dotted_paths():
     # everything else untouched
     a, b = flatten(C.to_dict(C.VCU1525)), flatten(C.to_dict(cfg))
     assert {k for k in a if a[k] != b[k]} == {
-        "array.rows", "dram.channels", "energy.asic.mac_fp16.value", "buffers.weight.double_buffered",
+        "array.rows", "dram.channels", "energy.asic.mac_fp16.value",
+        "buffers.weight.double_buffered",
         "array.nm_patterns", "name"}
     # a whole sub-table
     cfg2 = C.SMALL.replace(array={"rows": 2, "cols": 3})

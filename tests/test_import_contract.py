@@ -83,7 +83,7 @@ UPWARD = [
 
 
 @pytest.mark.parametrize(("where", "line", "lazy", "report"), UPWARD,
-                         ids=[f"{w.split('/', 1)[1]}:{line.split()[1]}" for w, line, _, _ in UPWARD])
+                         ids=[f"{w.split('/', 1)[1]}:{x.split()[1]}" for w, x, _, _ in UPWARD])
 def test_an_upward_import_breaks_the_contract(tmp_path, where, line, lazy, report):
     tree = stage(tmp_path)
     _inject(tree / where, line, lazy=lazy)

@@ -187,7 +187,7 @@ def test_same_name_same_colour_across_figures(runs):
     # a phase has one colour in the phase breakdown and in the timeline
     from matplotlib.colors import to_hex
 
-    for (unit, what, key), coll in timeline.artists["intervals"].items():
+    for (_unit, what, key), coll in timeline.artists["intervals"].items():
         colour = to_hex(coll.get_facecolor()[0])
         if what == "busy" and key in figures.PHASES:
             assert colour == _color(phases.artists["segments"][(runs["bdwp28"].label, key)])

@@ -55,8 +55,10 @@ def test_engine_edge_shapes():
     eng = TensorEngine(SMALL, "int8")
     rng = np.random.default_rng(3)
     runs = [BlockRun(random_tile(rng, eng.shape, m, k, n, nm), df, il)
-            for (m, k, n, nm, df, il) in [(1, 1, 1, "1:1", "os", False), (1, 1, 1, "2:8", "ws", True),
-                                          (5, 7, 5, "2:4", "os", True), (4, 9, 4, "1:8", "ws", False),
+            for (m, k, n, nm, df, il) in [(1, 1, 1, "1:1", "os", False),
+                                          (1, 1, 1, "2:8", "ws", True),
+                                          (5, 7, 5, "2:4", "os", True),
+                                          (4, 9, 4, "1:8", "ws", False),
                                           (17, 5, 3, "4:8", "ws", True)]]
     check(SMALL, run_blocks(eng, runs))
 

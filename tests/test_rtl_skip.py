@@ -116,7 +116,8 @@ def test_verilog_unchanged_without_skip():
     from nmsat.rtl.generate import ports, to_verilog
 
     gate = SMALL.replace(**{"array.act_zero": "gate"})
-    assert to_verilog(TensorEngine(gate, "int8"), "e") == to_verilog(TensorEngine(SMALL, "int8"), "e")
+    assert (to_verilog(TensorEngine(gate, "int8"), "e")
+            == to_verilog(TensorEngine(SMALL, "int8"), "e"))
     base = ports(TensorEngine(SMALL, "int8"))
     skip = ports(TensorEngine(SMALL.replace(**SKIP), "int8"))
     assert [p for p in skip if not p["name"].startswith("rowlist_load")] == base

@@ -275,7 +275,8 @@ def test_default_output_folder_is_beside_the_store(tmp_path, capsys):
     out = tmp_path / "my.sweep-report"
     assert capsys.readouterr().out == f"wrote {out / 'index.html'}\n"
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["index.html", "summary.csv", "failed.csv"] + [f"sweep_{k}_{w}.{f}" for k in ("pareto", "sensitivity")
+        ["index.html", "summary.csv", "failed.csv"]
+        + [f"sweep_{k}_{w}.{f}" for k in ("pareto", "sensitivity")
                                          for w in ("mlp", "cnn") for f in ("png", "svg", "csv")])
 
 
@@ -385,7 +386,8 @@ def test_export_names_what_is_wrong_with_the_store(kind, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("make_out, fragment", [
-    (lambda t: (t / "file").write_text("keep") and t / "file", "-o: cannot write into {o}: it exists and is not a folder"),
+    (lambda t: (t / "file").write_text("keep") and t / "file",
+     "-o: cannot write into {o}: it exists and is not a folder"),
     (lambda t: (t / "file").write_text("keep") and t / "file" / "sub",
      "-o: cannot write {o}: {t}/file is not a folder"),
 ])

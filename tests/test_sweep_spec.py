@@ -129,8 +129,10 @@ def test_key_covers_config_workload_options_and_version():
     ('workloads = ["nope"]\n', "unknown workload 'nope'"),
     ('base = "tiny"\nworkloads = ["mlp"]\n', "unknown preset 'tiny'"),
     ("[axes]\n", "workloads is missing"),
-    ('workloads = ["mlp"]\n[axes]\n"array.rows" = ["8"]\n', "array.rows must be an integer, not '8'"),
-    ('workloads = ["mlp"]\n[axes]\n"array.rows" = [0, 8]\n', "array.rows must be between 1 and 256, not 0"),
+    ('workloads = ["mlp"]\n[axes]\n"array.rows" = ["8"]\n',
+     "array.rows must be an integer, not '8'"),
+    ('workloads = ["mlp"]\n[axes]\n"array.rows" = [0, 8]\n',
+     "array.rows must be between 1 and 256, not 0"),
     ('workloads = ["mlp"]\n[axes]\n"array.rows" = [8, 8]\n', "duplicate value 8"),
     ('workloads = ["mlp"]\n[axes]\n"array.rows" = []\n', "empty"),
     ('workloads = ["mlp"]\n[axes]\nnm = ["2:9x"]\n', "axes.nm: N:M pattern must look like 2:8"),
@@ -138,7 +140,8 @@ def test_key_covers_config_workload_options_and_version():
     ('workloads = ["mlp"]\n[axes]\ninterleave = [1]\n', "must be true or false, not 1"),
     ('workloads = ["mlp"]\n[options]\nbatch = 0\n', "options.batch: must be at least 1, not 0"),
     ('workloads = ["mlp"]\n[options]\nspeed = 1\n', "unknown simulate option 'speed'"),
-    ('workloads = ["mlp"]\n[config]\n"array.rows" = 1.5\n', "array.rows must be an integer, not 1.5"),
+    ('workloads = ["mlp"]\n[config]\n"array.rows" = 1.5\n',
+     "array.rows must be an integer, not 1.5"),
     ('workloads = ["mlp"]\n[axes]\n"array.rows" = {start = 8, stop = 4, step = 1}\n',
      "stop (4) is below start (8)"),
     ('workloads = ["mlp"]\n[axes]\n"array.rows" = {start = 1, stop = 4}\n', "exactly one of step"),
@@ -146,8 +149,8 @@ def test_key_covers_config_workload_options_and_version():
      "unknown key 'stp'"),
     (('workloads = ["mlp"]\n[axes]\n"array.rows" = {random = "int", low = 1, high = 3, count = 5, '
      'seed = 1}\n'), "count 5 exceeds the 3 integers"),
-    (('workloads = ["mlp"]\n[axes]\n"array.rows" = {random = "gauss", low = 1, high = 3, count = 1, '
-     'seed = 1}\n'), "unknown RandomDistribution 'gauss'"),
+    (('workloads = ["mlp"]\n[axes]\n"array.rows" = {random = "gauss", low = 1, high = 3, '
+      'count = 1, seed = 1}\n'), "unknown RandomDistribution 'gauss'"),
     ('workloads = ["mlp"]\n[axes]\n"array.rows" = {random = "int", low = 1, high = 3, count = 1}\n',
      "needs seed"),
     ('workloads = ["mlp"]\nconstraints = ["array.rowz < 3"]\n', "unknown name 'array.rowz'"),
@@ -157,7 +160,8 @@ def test_key_covers_config_workload_options_and_version():
     ('workloads = ["mlp"]\nconstraints = ["array.rows +"]\n', "is not an expression"),
     ('workloads = ["mlp"]\nconstraints = ["array.rows + 1"]\n', "must give true or false, not 17"),
     ('workloads = ["mlp"]\n[sample]\ncount = 2\nseed = 1\n', "sample.count 2 exceeds the 1 points"),
-    ('workloads = ["mlp"]\n[axes]\nclock_mhz = [100, 100.0]\n', "points 0 and 1 are the same point"),
+    ('workloads = ["mlp"]\n[axes]\nclock_mhz = [100, 100.0]\n',
+     "points 0 and 1 are the same point"),
     ('workloads = ["mlp"]\n[axes]\n"array.act_window" = [2, 16]\n',
      "point 0 (array.act_window=2) is not a valid accelerator"),
 ])
@@ -200,7 +204,8 @@ def test_constraint_language_is_interpreted_safely():
 
 
 @pytest.mark.parametrize("axis, fragment", [
-    ("{start = 1, stop = 1e12, step = 1}", "the range has 1,000,000,000,000 values (limit 100,000)"),
+    ("{start = 1, stop = 1e12, step = 1}",
+     "the range has 1,000,000,000,000 values (limit 100,000)"),
     ("{start = 1, stop = 2, step = 1e-300}", "the range has about 1e+300 values (limit 100"),
     ("{start = 1, stop = 1e308, step = 1e-300}", "the range has too many values (limit 100"),
     ("{start = 1, stop = 1e300, factor = 1.000001}", "values (limit 100,000)"),

@@ -116,7 +116,8 @@ def test_trace_records_the_run(cnn_trace):
     np.testing.assert_array_equal(st["ff_density"][:, 0], 1.0)  # conv1 FF dense
     np.testing.assert_array_equal(st["ff_density"][:, 1:3], 0.25)  # whole groups of 8
     np.testing.assert_array_equal(st["bp_density"][:, :3], 0.25)
-    np.testing.assert_array_equal(st["bp_density"][:, 3], np.float32(0.4))  # fc2: 10 = 8 + partial 2
+    # fc2: 10 = 8 + partial 2
+    np.testing.assert_array_equal(st["bp_density"][:, 3], np.float32(0.4))
     assert ((st["act_zero"] >= 0) & (st["act_zero"] <= 1)).all()
     assert (st["act_zero"][:, 1:] > 0.05).all()  # post-ReLU inputs have zeros
     assert len(t.accuracy) == 2 and t.baseline is not None and len(t.baseline.accuracy) == 2

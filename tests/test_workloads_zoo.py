@@ -224,7 +224,8 @@ def test_load_resolves_names_and_rejects_unknown(tmp_path):
     other = tmp_path / "model.onnx"
     other.write_text("x")
     from nmsat.errors import NmsatError
-    with pytest.raises(NmsatError, match=rf"unknown workload file type '\.onnx' \(known: {kinds}\)"):
+    with pytest.raises(NmsatError,
+                       match=rf"unknown workload file type '\.onnx' \(known: {kinds}\)"):
         zoo.load(str(other))
 
 

@@ -6,9 +6,9 @@ a one-line :class:`~nmsat.errors.NmsatError`.
 The module is traced with ``torch.fx`` (subclasses of the torch modules below are leaves,
 so an N:M sparse ``nn.Linear`` with its own ``forward`` imports as a linear layer) and run
 once on a zero input of two samples (in eval mode, without gradients; the modules'
-train/eval flags are restored), so every node gets its exact output shape. Dimension 0 must stay the batch throughout: a
-tensor whose first dimension is not 2 is reported, because per-sample shapes could not be
-told from it. Nodes become layers as follows:
+train/eval flags are restored), so every node gets its exact output shape. Dimension 0 must
+stay the batch throughout: a tensor whose first dimension is not 2 is reported, because
+per-sample shapes could not be told from it. Nodes become layers as follows:
 
 * ``nn.Conv2d`` -> :class:`Conv2d` (square stride and padding, no dilation),
   ``nn.Linear`` / ``F.linear`` -> :class:`Linear` (the axes between batch and features

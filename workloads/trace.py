@@ -514,4 +514,4 @@ def summarize(trace: Trace) -> dict:
     }
 
 
-from .trace_read import load_trace, loads_trace  # noqa: F401 - reads the types above
+from .trace_read import load_trace, loads_trace  # noqa: E402, F401 - reads the types above

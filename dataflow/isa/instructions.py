@@ -176,7 +176,8 @@ class _Transfer(Instr):
     The tile is rows ``r0 .. r0 + rows`` and columns ``c0 .. c0 + cols`` of the tensor's
     view (after ``transform``), with ``r0 = row0 + sum_d i[d] * row_steps[d]`` and likewise
     for columns; ``i[d]`` is the iteration index of the enclosing loop at depth d
-    (0 = outermost; a step at a depth with no enclosing loop must be 0). ``bytes`` is what crosses the DRAM interface
+    (0 = outermost; a step at a depth with no enclosing loop must be 0). ``bytes`` is what
+    crosses the DRAM interface
     (exact, compressed weights including index bits; computed by the compiler).
     """
 

@@ -126,7 +126,7 @@ def check_trace(ref: dict[str, list[Issue]], issued: dict[str, list[tuple[int, o
         want, got = ref[u], issued[u]
         if len(got) != len(want):
             errs.append(f"{u}: {len(got)} commands issued, the program has {len(want)}")
-        for k, (iss, (cyc, payload)) in enumerate(zip(want, got)):
+        for k, (iss, (_cyc, payload)) in enumerate(zip(want, got)):
             if not same(iss, payload):
                 errs.append(f"{u} command {k}: got {payload}, want instruction {iss.index} "
                             f"{iss.instr} at ({iss.r0}, {iss.c0})")

@@ -1,4 +1,5 @@
-"""A whole layer program on the RTL tile controller (:class:`~nmsat.rtl.controller.ControlledEngine`).
+"""A whole layer program on the RTL tile controller
+(:class:`~nmsat.rtl.controller.ControlledEngine`).
 
 The host writes the encoded program into the controller's instruction memory and pulses
 ``start``; from then on the controller runs it: loops, LOAD/STORE tiles, ring waits,

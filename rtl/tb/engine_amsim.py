@@ -39,7 +39,7 @@ def run_blocks(eng: TensorEngine, runs: list[BlockRun], seed: int | None = None,
         return seed is not None and rng.random() < 0.25
 
     async def bench(ctx):
-        for idx, r in enumerate(runs):
+        for _idx, r in enumerate(runs):
             t = r.tile
             lw = load_words(sh, t)
             loads = [(p, [b.pack(p.payload.shape()) for b in beats])

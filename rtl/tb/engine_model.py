@@ -137,8 +137,8 @@ def unpack_store(shape: EngineShape, beats: list[int], rows: int, cols: int) -> 
     return out[:rows, :cols]
 
 
-__all__ = ["LoadBeat", "LoadWords", "compute", "load_beats", "load_words", "pack_fields", "rowlist_words", "store", "store_beats",
-           "unpack_store", "word", "ws_stream"]
+__all__ = ["LoadBeat", "LoadWords", "compute", "load_beats", "load_words", "pack_fields",
+           "rowlist_words", "store", "store_beats", "unpack_store", "word", "ws_stream"]
 
 
 def pack_fields(layout, **fields: int) -> int:

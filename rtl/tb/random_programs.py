@@ -68,8 +68,9 @@ def random_case(rng: random.Random, cfg: AcceleratorConfig, seed: int,
         if reject is not None and reject(prog, run_cfg):
             continue
         d = run_cfg.dram
+        ports = [getattr(run_cfg.buffers, b).ports for b in ("activation", "weight", "output")]
         desc = (f"{layer!r} {nm} batch {opts.batch} il={opts.interleave} "
                 f"sched={opts.offline_schedule} df={opts.fixed_dataflow} | DRAM "
                 f"{d.channels}ch x {d.bytes_per_cycle} B/c lat {d.latency_cycles} burst "
-                f"{d.burst_bytes} ports {[getattr(run_cfg.buffers, b).ports for b in ('activation', 'weight', 'output')]}")
+                f"{d.burst_bytes} ports {ports}")
         return prog, run_cfg, random_dram(prog, cfg.numerics.operand, seed), desc

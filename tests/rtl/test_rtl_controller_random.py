@@ -39,7 +39,7 @@ def test_random_programs_equal_the_system_model(small_2x2):
     reps = run_controller_programs([c[:3] for c in cases], sim="icarus",
                                    system_model=system.run)
     bad = []
-    for (prog, run_cfg, _, desc), rep in zip(cases, reps):
+    for (prog, _run_cfg, _, desc), rep in zip(cases, reps):
         stored = sum(t.rows * t.cols for t in prog.tensors if t.name.endswith(".y"))
         ok = (rep["tile_errors"] == [] and rep["error"] == 0 and rep["mismatches"] == 0
               and rep["words"] == stored
