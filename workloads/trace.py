@@ -370,6 +370,8 @@ def load_workload(path: str | Path, batch: int | None = None, seq_len: int | Non
     if seq_len is not None:
         raise ValueError(f"{path}: a training trace has no sequence length "
                          f"(seq_len={seq_len!r})")
+    from .trace_read import load_trace
+
     t = load_trace(path)
     nm = NM(1, 1) if t.method is Method.DENSE else t.nm
     return LoadedWorkload(trace_to_workload(t, batch),
@@ -514,4 +516,12 @@ def summarize(trace: Trace) -> dict:
     }
 
 
-from .trace_read import load_trace, loads_trace  # noqa: E402, F401 - reads the types above
+def __getattr__(name: str) -> Any:
+    """``load_trace`` and ``loads_trace`` live in :mod:`.trace_read`, which reads the types
+    above; they are re-exported here on first use, so importing either module first works
+    (a module-level import here was a cycle: importing ``trace_read`` first failed)."""
+    if name in ("load_trace", "loads_trace"):
+        from . import trace_read
+
+        return getattr(trace_read, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
