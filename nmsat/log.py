@@ -15,6 +15,8 @@ import sys
 
 __all__ = ["LOGGER", "configure", "detail", "showing_status", "status", "verbose"]
 
+__all__ = ["LOGGER", "configure", "detail", "showing_status", "status", "verbose"]
+
 LOGGER = logging.getLogger("nmsat")
 
 

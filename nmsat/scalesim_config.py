@@ -35,6 +35,8 @@ from .fileio import LIMITS, read_text
 
 __all__ = ["SCALESIM_PE", "SCALESIM_WORD_BYTES", "read"]
 
+__all__ = ["SCALESIM_PE", "SCALESIM_WORD_BYTES", "read"]
+
 SCALESIM_WORD_BYTES = 1
 """SCALE-Sim's word: ``word_size = 1`` byte (scale-sim-v3 ``single_layer_sim.py``)."""
 
