@@ -9,6 +9,13 @@ points), of which a seeded random sample of ``--points`` is run. Throughput is p
 per second from the first submission to the last stored point, with the local cluster
 already up; its start-up time is printed separately. Each run writes its own store in a
 temporary folder; the stores are checked to hold identical results.
+
+The points are split into ``--rounds`` slices of whole worker tasks (the groups of
+:func:`nmsat.simulator.sweep.group_points` over all the points, dealt round-robin), so a
+slice shares programs and dense baselines as the whole sweep does. Beside the wall-clock
+rate, each round reads the CPU time the worker processes spent (``client.run``), so the
+points per CPU-second of a worker are measured even when other jobs share the machine;
+the rate of each round, their minimum and median, and the load average are printed.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import argparse
 import contextlib
 import os
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -49,6 +57,15 @@ def result_columns(path: Path) -> list[tuple]:
                             f"ORDER BY key").fetchall()
 
 
+def _process_cpu() -> float:
+    return time.process_time()
+
+
+def worker_cpu(cluster: sweep.DaskCluster) -> float:
+    """CPU seconds spent so far by all the cluster's worker processes together."""
+    return sum(cluster.client.run(_process_cpu).values())
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=1000, help="points to run (default 1000)")
@@ -64,9 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.points} points of {spec.grid_size} (ResNet-18 training, batch 32); "
           f"{sweep.default_workers()} CPUs", flush=True)
     points = spec.points()
-    chunks = [points[i::args.rounds] for i in range(args.rounds)]
+    groups = sweep.group_points(points)
+    chunks = [tuple(p for g in groups[i::args.rounds] for p in g) for i in range(args.rounds)]
     busy = {n: 0.0 for n in args.workers}
     done = {n: 0 for n in args.workers}
+    cpu = {n: 0.0 for n in args.workers}
+    wall_rates: dict[int, list[float]] = {n: [] for n in args.workers}
+    cpu_rates: dict[int, list[float]] = {n: [] for n in args.workers}
     stores: dict[int, Path] = {}
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         clusters = {}
@@ -80,19 +101,33 @@ def main(argv: list[str] | None = None) -> int:
             # alternate the order so a drift in the machine's other load hits both alike
             for n in (args.workers if r % 2 == 0 else args.workers[::-1]):
                 part = sweep.SweepPlan(spec, chunk, chunk)
+                load0 = os.getloadavg()[0]
+                c0 = worker_cpu(clusters[n])
                 summary = sweep.run(part, stores[n], clusters[n])
+                spent = worker_cpu(clusters[n]) - c0
+                pts = summary.ok + summary.failed
                 busy[n] += summary.seconds
-                done[n] += summary.ok + summary.failed
+                done[n] += pts
+                cpu[n] += spent
+                wall_rates[n].append(summary.points_per_second)
+                cpu_rates[n].append(pts / spent)
                 print(f"round {r + 1}/{args.rounds} workers={n}: {summary.ok} ok, "
-                      f"{summary.failed} failed, {summary.points_per_second:.2f} points/s "
-                      f"(load average {os.getloadavg()[0]:.1f})", flush=True)
+                      f"{summary.failed} failed, {summary.points_per_second:.2f} points/s, "
+                      f"{pts / spent:.2f} points per worker CPU-second (load average "
+                      f"{load0:.1f} -> {os.getloadavg()[0]:.1f})", flush=True)
         rates = {n: done[n] / busy[n] for n in args.workers}
         for n in args.workers:
             with sqlite3.connect(stores[n]) as conn:
                 (per_point,) = conn.execute("SELECT avg(elapsed_s) FROM points").fetchone()
             # a worker's wall time per point grows only when the workers lack CPU
             print(f"workers={n}: {done[n]} points in {busy[n]:.1f} s -> {rates[n]:.2f} "
-                  f"points/s; {per_point:.3f} s per point inside a worker", flush=True)
+                  f"points/s (rounds: min {min(wall_rates[n]):.2f}, median "
+                  f"{statistics.median(wall_rates[n]):.2f}); {per_point:.3f} s per point "
+                  f"inside a worker", flush=True)
+            print(f"workers={n}: {done[n] / cpu[n]:.2f} points per worker CPU-second "
+                  f"(rounds: min {min(cpu_rates[n]):.2f}, median "
+                  f"{statistics.median(cpu_rates[n]):.2f}, max {max(cpu_rates[n]):.2f})",
+                  flush=True)
         ref = result_columns(stores[args.workers[0]])
         same = True
         for n in args.workers[1:]:
