@@ -289,3 +289,20 @@ def test_the_shipped_codesign_spec_is_valid_and_large_enough():
     assert spec.workloads == ("resnet18", "resnet50", "vgg16", "vit_b_16", "bert_base")
     assert dict(spec.options)["nm"] == "2:8" and dict(spec.options)["method"] == "bdwp"
     assert spec.grid_size >= 2000
+
+
+def test_the_shipped_codesign_subset_holds_vcu1525_and_the_five_models():
+    from pathlib import Path
+
+    from nmsat import config as nmconfig
+
+    root = Path(__file__).parent.parent / "examples"
+    spec = sweep_spec.load(root / "codesign-vcu1525-subset.toml")
+    full = sweep_spec.load(root / "codesign-vcu1525.toml")
+    assert spec.workloads == full.workloads and spec.options == full.options
+    points = spec.points()
+    assert len(points) == 75  # 15 of 27 designs fit the XCVU9P, five models each
+    preset = nmconfig.to_dict(nmconfig.preset("vcu1525"))
+    assert sum(nmconfig.to_dict(p.config) == preset for p in points) == 5
+    full_keys = {p.key for p in full.points()}
+    assert {p.key for p in points} <= full_keys  # a subset of the full sweep's points
