@@ -95,7 +95,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--json", action="store_true")
     r.add_argument("--controller", action="store_true", help="run the program through the RTL "
                    "tile controller (instruction memory, loops, rings; the testbench is only "
-                   "the DMA; needs double_buffered = false on all three buffers, Icarus)")
+                   "the DMA; needs double_buffered = false on all three buffers; Icarus unless "
+                   "--sim verilator)")
     r.set_defaults(func=_run)
 
 
@@ -213,6 +214,15 @@ def _synth(args: argparse.Namespace) -> int:
         print(f"  {k.upper():<7} {d['total'][k]:>12,.1f} / {cap:>9,}  "
               f"{100 * d['utilisation'][k]:6.2f} %")
     print(f"  fits: {'yes' if d['fits'] else 'no'}")
+    for note in d["notes"]:
+        print(f"  note: {note}")
+    te = d["timing_estimate"]
+    print(f"  critical path per module (estimate; target {te['target_mhz']:.0f} MHz):")
+    for u in d["units"]:
+        for mod, c in u.get("critical_path", {}).items():
+            print(f"    {mod:<28} {c['levels']:>3} LUT levels, {c['muxf']} MUXF, "
+                  f"{c['carry8']} CARRY8, {c['dsp']} DSP  ~{c['estimate_ns']:.2f} ns  "
+                  f"~{c['estimate_mhz']:.0f} MHz  {'ok' if c['meets_target'] else 'SLOW'}")
     return 0
 
 

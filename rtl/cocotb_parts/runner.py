@@ -36,7 +36,12 @@ def run_unit(component: wiring.Component, top: str, module: str, params: dict,
     pfile.write_text(json.dumps(params), encoding="utf-8")
     waves = os.environ.get("NMSAT_WAVES", "") not in ("", "0")
     runner = get_runner(sim)
-    build_args = ["-Wno-fatal", "-Wno-WIDTH"] if sim == "verilator" else []
+    build_args = []
+    if sim == "verilator":
+        from ..tb.runner import VERILATOR_ARGS, verilator_env
+
+        verilator_env()
+        build_args = list(VERILATOR_ARGS)
     runner.build(sources=[src], hdl_toplevel=top, build_dir=bdir / "sim_build",
                  build_args=build_args, timescale=("1ns", "1ps"), waves=waves)
     runner.test(hdl_toplevel=top, test_module=module, build_dir=bdir / "sim_build",

@@ -193,13 +193,20 @@ def run_controller_programs(runs: list[tuple[isa.Program, AcceleratorConfig, dic
             raise ValueError("programs run in one session must share the engine's config "
                              "(array, numerics, buffer sizes and halves)")
     sim = sim or "icarus"
-    if sim != "icarus":
-        raise ValueError(f"the controller testbench runs under icarus, not {sim}")
+    if sim not in ("icarus", "verilator"):
+        raise ValueError(f"the controller testbench runs under icarus or verilator, not {sim}")
     hosts = [controller_host(prog, cfg, dram) for prog, cfg, dram in runs]
     longest = max(len(prog.instructions) for prog, _, _ in runs)
     depth = max(16, 1 << (longest - 1).bit_length())
     src = cached_controlled(cfg0, cfg0.numerics.dtype, depth)
-    build_dir = src.parent / sim
+    build_args = []
+    if sim == "verilator":
+        from .runner import VERILATOR_ARGS, verilator_env
+
+        build_dir = src.parent / f"{sim}{verilator_env()}"
+        build_args = list(VERILATOR_ARGS)
+    else:
+        build_dir = src.parent / sim
     runner = get_runner(sim)
     overrides = {k: v for k, v in to_dict(cfg0).items() if k != "name"}
     # the build folder is shared by every process: build and run under its lock
@@ -211,7 +218,8 @@ def run_controller_programs(runs: list[tuple[isa.Program, AcceleratorConfig, dic
                                      "dtype": cfg0.numerics.dtype, "host": str(hp)}))
         build_and_test(
             runner, sim, build_dir,
-            dict(sources=[src], hdl_toplevel=TOP, timescale=("1ns", "1ps")),
+            dict(sources=[src], hdl_toplevel=TOP, build_args=build_args,
+                 timescale=("1ns", "1ps")),
             dict(hdl_toplevel=TOP, test_module="nmsat.rtl.tb.cocotb_controller", test_dir=tmp,
                  results_xml=str(Path(tmp) / "x.xml"),
                  extra_env={"NMSAT_TB_PARAMS": str(pfile), "NMSAT_TB_RESULT": str(result),

