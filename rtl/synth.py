@@ -435,8 +435,8 @@ class Report:
                     "dsp_comb_ns": DSP_COMB_NS, "clock_overhead_ns": CLOCK_OVERHEAD_NS,
                     "method": "longest register-to-register path per module of the mapped "
                               "netlist, counted in LUT levels, MUXF7/8 "
-                              "muxes, CARRY8 stages and unregistered DSPs; delays are rules of thumb, not a timing "
-                              "analysis"},
+                              "muxes, CARRY8 stages and unregistered DSPs; delays are "
+                              "rules of thumb, not a timing analysis"},
                 "total": self.total.as_dict(),
                 "capacity": self.device.capacity.as_dict(),
                 "utilisation": {k: round(v, 6)

@@ -17,7 +17,8 @@ from typing import Any
 
 from nmsat.errors import NmsatError
 
-__all__ = ["DEFAULT_INPUT", "TORCHVISION", "TORCHVISION_PIN", "is_torch_spec", "load_workload", "parse_shape"]
+__all__ = ["DEFAULT_INPUT", "TORCHVISION", "TORCHVISION_PIN", "is_torch_spec", "load_workload",
+           "parse_shape"]
 
 __all__ = ["DEFAULT_INPUT", "TORCHVISION", "TORCHVISION_PIN", "is_torch_spec", "load_workload",
            "parse_shape"]
