@@ -598,6 +598,7 @@ def write_json(data: dict, path: str | Path) -> None:
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
-__all__ = ["UNITS", "XCVU9P", "Device", "Report", "Resources", "SynthError", "SynthUnit",
-           "UnitResult", "asdict", "calibrate", "compare", "replace", "resources_from_stat",
-           "run_yosys", "synth_units", "synth_whole", "unit", "write_json"]
+__all__ = ["UNITS", "XCVU9P", "Device", "PathDepth", "Report", "Resources", "SynthError",
+           "SynthUnit", "UnitResult", "asdict", "calibrate", "compare", "controlled_config",
+           "controlled_top", "longest_paths", "replace", "resources_from_stat", "run_yosys",
+           "run_yosys_paths", "synth_units", "synth_whole", "unit", "write_json", "yosys_tool"]
