@@ -21,6 +21,7 @@ Used by ``tests/test_fuzz.py`` (CI: a few thousand inputs) and ``benchmarks/fuzz
 from __future__ import annotations
 
 import contextlib
+import dis
 import functools
 import io
 import json
@@ -33,7 +34,6 @@ import socket
 import stat
 import tempfile
 import time
-import traceback
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -445,21 +445,27 @@ def _wrap_commands(parser: Any) -> None:
 
 def _untranslated(e: BaseException) -> str | None:
     """``Type: message (file:line)`` if ``e`` is not an nmsat error and no nmsat code chose
-    its message: its innermost frame is outside the project, or is a project line that is
-    not a ``raise`` (a call into NumPy or a builtin such as ``int()`` raised it)."""
+    its message: its innermost frame is outside the project, or the instruction it stopped
+    at there is not a ``raise`` (a call into NumPy or a builtin such as ``int()`` raised
+    it). The instruction is read from the bytecode, not the source file, so an edit to
+    the file while the run goes on cannot change the verdict."""
     from nmsat.errors import NmsatError
 
-    if isinstance(e, NmsatError):
+    if isinstance(e, NmsatError) or e.__traceback__ is None:
         return None
-    frames = traceback.extract_tb(e.__traceback__)
-    if not frames:
-        return None
-    last = frames[-1]
-    path = Path(last.filename)
+    tb = e.__traceback__
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    path = Path(code.co_filename)
+    op = code.co_code[tb.tb_lasti] if 0 <= tb.tb_lasti < len(code.co_code) else None
     if (path.is_relative_to(PROJECT) and "site-packages" not in path.parts
-            and (last.line or "").lstrip().startswith("raise")):
+            and op in _RAISE_OPS):
         return None
-    return f"{type(e).__name__}: {str(e)[:100]} ({path.name}:{last.lineno})"
+    return f"{type(e).__name__}: {str(e)[:100]} ({path.name}:{tb.tb_lineno})"
+
+
+_RAISE_OPS = {dis.opmap[name] for name in ("RAISE_VARARGS", "RERAISE") if name in dis.opmap}
 
 
 def _device_null() -> str:
