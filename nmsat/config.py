@@ -317,16 +317,19 @@ class AcceleratorConfig:
         return 1e-6 / self.clock_mhz
 
     def bank_words(self, elem_bytes: int | None = None) -> dict[str, int]:
-        """Words per bank of the engine's word-organised buffers (``rtl/engine.py``), keyed
-        by config field: ``buffers.activation``, R banks of A-element windows;
+        """Words per bank in one half of the engine's word-organised buffers
+        (``rtl/engine.py``; a double-buffered bank holds two such halves, one block each),
+        keyed by config field: ``buffers.activation``, R banks of A-element windows;
         ``buffers.weight``, C banks of P (value, index) slots (a byte for the index);
         ``buffers.output``, R x C banks of fp32/int32 words. At least 2 each.
         ``elem_bytes``: operand bytes (default the configured operand type's)."""
         a, b = self.array, self.buffers
         e = elem_bytes or self.numerics.operand.bytes
-        return {"buffers.activation": max(2, b.activation.bytes // (a.rows * a.act_window * e)),
-                "buffers.weight": max(2, b.weight.bytes // (a.cols * a.macs_per_pe * (e + 1))),
-                "buffers.output": max(2, b.output.bytes // (a.rows * a.cols * 4))}
+        return {"buffers.activation": max(2, b.activation.usable_bytes
+                                          // (a.rows * a.act_window * e)),
+                "buffers.weight": max(2, b.weight.usable_bytes
+                                      // (a.cols * a.macs_per_pe * (e + 1))),
+                "buffers.output": max(2, b.output.usable_bytes // (a.rows * a.cols * 4))}
 
     def replace(self, **changes: Any) -> "AcceleratorConfig":
         """A copy with dotted-path changes, e.g. ``cfg.replace(**{"array.rows": 8})``."""

@@ -21,6 +21,12 @@ halves, from ``buffers.*.double_buffered``):
   the half it frees to be filled;
 * a STORE waits for the engine instruction before it.
 
+Each command carries its ring half: the n-th LOAD into a buffer fills half n mod halves,
+an engine instruction after n pops of a buffer reads its half n mod halves and after s
+STOREs accumulates into OUT half s mod halves, the s-th STORE drains OUT half s mod halves
+(the rings are FIFOs). ``start`` resets every counter, so each program's rings begin at
+half 0.
+
 Units report completions by one-cycle ``*_done`` pulses, in order, at least one cycle
 after the command's handshake. A pulse counts in the cycle it arrives: every wait, the
 barrier and ``done`` compare with the counters plus this cycle's pulses (registered at
@@ -38,7 +44,7 @@ from nmsat.dataflow import isa
 
 from nmsat.config import AcceleratorConfig
 
-from .engine import instr_layout
+from .engine import instr_layout, ring_halves
 
 __all__ = ["CNT", "COORD", "UNITS", "ControlledEngine", "Sequencer", "TileController",
            "check_controlled", "queue_layout", "region_layout", "ring_halves"]
@@ -61,20 +67,17 @@ def _q(unit: isa.Unit) -> int:
 
 region_layout = data.StructLayout({
     **{f: _REGION[f] for f in ("buffer", "tensor", "transform")}, "r0": COORD, "c0": COORD,
-    **{f: _REGION[f] for f in ("rows", "cols", "bytes")}})
+    **{f: _REGION[f] for f in ("rows", "cols", "bytes")}, "half": 1})
 """A resolved LOAD/STORE tile as the DMA command streams carry it (``buffer`` is 0 for a
-STORE); every width is the ISA field's (:data:`~nmsat.dataflow.isa.ENCODING`)."""
+STORE); every width is the ISA field's (:data:`~nmsat.dataflow.isa.ENCODING`).
+``half``: the ring half it fills (a LOAD: the n-th LOAD into its buffer fills half n mod
+halves) or drains (the n-th STORE: OUT half n mod halves); 0 with one half."""
 
 queue_layout = data.StructLayout({"word": isa.INSTR_BITS, "r0": COORD, "c0": COORD,
                                   "before": CNT})
-"""A unit queue entry: the instruction word, its resolved tile, and for a COMPUTE the
-number of STOREs dispatched before it (for a STORE: engine instructions before it)."""
-
-
-def ring_halves(cfg: AcceleratorConfig) -> tuple[int, int, int]:
-    """Halves of the ACT, WGT and OUT rings: 2 when ``double_buffered``, else 1."""
-    b = cfg.buffers
-    return tuple(x.halves for x in (b.activation, b.weight, b.output))
+"""A unit queue entry: the instruction word, its resolved tile, and for a COMPUTE or
+RELEASE the number of STOREs dispatched before it (for a STORE: engine instructions
+before it)."""
 
 
 class Sequencer(wiring.Component):
@@ -154,9 +157,11 @@ class Sequencer(wiring.Component):
 class TileController(wiring.Component):
     """Sequencer + in-order dispatch + per-unit issue under the ring and barrier rules.
 
-    Streams out: ``load`` and ``store`` (:data:`region_layout`, resolved tiles), ``engine``
-    (COMPUTE and RELEASE words), ``sore`` (SORE words), ``wu`` (WEIGHT_UPDATE and VECTOR
-    words). In: one ``*_done`` pulse per completed command of each unit. ``start`` runs
+    Streams out: ``load`` and ``store`` (:data:`region_layout`, resolved tiles, with the
+    ring half), ``engine`` (COMPUTE and RELEASE words, with ``act_half``, ``wgt_half``
+    and ``out_half``: the oldest filled ACT and WGT halves, n mod halves after n halves
+    of the buffer were popped, and the OUT half, s mod halves after s STOREs), ``sore``
+    (SORE words), ``wu`` (WEIGHT_UPDATE and VECTOR words). In: one ``*_done`` pulse per completed command of each unit. ``start`` runs
     the ``length`` instructions written through ``prog``; ``done`` pulses once every
     instruction has completed; ``error``: an opcode that is not an instruction (dropped)
     or loops nested too deep.
@@ -171,6 +176,7 @@ class TileController(wiring.Component):
             "length": In(range(depth + 1)), "done": Out(1), "busy": Out(1), "error": Out(1),
             "load": Out(stream.Signature(region_layout)), "load_done": In(1),
             "engine": Out(stream.Signature(isa.INSTR_BITS)), "engine_done": In(1),
+            "act_half": Out(1), "wgt_half": Out(1), "out_half": Out(1),
             "store": Out(stream.Signature(region_layout)), "store_done": In(1),
             "sore": Out(stream.Signature(isa.INSTR_BITS)), "sore_done": In(1),
             "wu": Out(stream.Signature(isa.INSTR_BITS)), "wu_done": In(1)})
@@ -209,6 +215,12 @@ class TileController(wiring.Component):
                                                           for u in range(len(UNITS))).all()))
         with m.If(self.start & ~self.busy):
             m.d.sync += self.busy.eq(1)
+            # every program's rings start at half 0 (idle: every load was popped and
+            # completed, so the counters are equal and only their parity is reset)
+            m.d.sync += [c.eq(0) for arr in (self.ld_iss, self.ld_done, self.pop_iss,
+                                             self.freed) for c in arr]
+            m.d.sync += [self.st_iss.eq(0), *[c.eq(0) for c in self.dispatched],
+                         *[c.eq(0) for c in self.completed]]
         with m.Elif(self.busy & idle):
             m.d.sync += self.busy.eq(0)
             m.d.comb += self.done.eq(1)
@@ -230,7 +242,7 @@ class TileController(wiring.Component):
                     r0 = r0 + i * getattr(v, f"row_step{d}")
                     c0 = c0 + i * getattr(v, f"col_step{d}")
                 m.d.comb += [entry.r0.eq(r0), entry.c0.eq(c0)]
-        with m.If(op == isa.Opcode.COMPUTE):
+        with m.If((op == isa.Opcode.COMPUTE) | (op == isa.Opcode.RELEASE)):
             m.d.comb += entry.before.eq(self.dispatched[_q(isa.Unit.STORE)])
         with m.If(op == isa.Opcode.STORE):
             m.d.comb += entry.before.eq(self.dispatched[_q(isa.Unit.ENGINE)])
@@ -273,6 +285,9 @@ class TileController(wiring.Component):
         halves = Array(self.halves[:2])[buf]
         free = (self.ld_iss[buf] - self.freed_now[buf])[:CNT] < halves
         p = self.load.payload
+        if max(self.halves[:2]) > 1:
+            m.d.comb += p.half.eq(Array(self.ld_iss[b][0] if self.halves[b] > 1 else 0
+                                        for b in range(2))[buf])
         m.d.comb += [self.load.valid.eq(q.r_rdy & free & infl.w_rdy),
                      p.buffer.eq(ld.buffer), p.tensor.eq(ld.tensor),
                      p.transform.eq(ld.transform), p.r0.eq(head.r0), p.c0.eq(head.c0),
@@ -309,6 +324,11 @@ class TileController(wiring.Component):
         m.submodules.eng_inflight = infl = fifo.SyncFIFO(width=2, depth=4)
         m.d.comb += [self.engine.valid.eq(q.r_rdy & ok & infl.w_rdy),
                      self.engine.payload.eq(head.word)]
+        for b, port in enumerate((self.act_half, self.wgt_half)):
+            if self.halves[b] > 1:
+                m.d.comb += port.eq(self.pop_iss[b][0])
+        if self.halves[2] > 1:
+            m.d.comb += self.out_half.eq(head.before[0])
         fire = self.engine.valid & self.engine.ready
         m.d.comb += [q.r_en.eq(fire), infl.w_en.eq(fire), infl.w_data.eq(pops),
                      infl.r_en.eq(self.engine_done)]
@@ -323,6 +343,11 @@ class TileController(wiring.Component):
         st = data.View(instr_layout(isa.Opcode.STORE), head.word)
         after = (self.done_now[_q(isa.Unit.ENGINE)] - head.before)[:CNT].as_signed() >= 0
         p = self.store.payload
+        self.st_iss = st_iss = Signal(CNT)  # STOREs issued
+        with m.If(self.store.valid & self.store.ready):
+            m.d.sync += st_iss.eq(st_iss + 1)
+        if self.halves[2] > 1:
+            m.d.comb += p.half.eq(st_iss[0])
         m.d.comb += [self.store.valid.eq(q.r_rdy & after), p.tensor.eq(st.tensor),
                      p.transform.eq(st.transform), p.r0.eq(head.r0), p.c0.eq(head.c0),
                      p.rows.eq(st.rows), p.cols.eq(st.cols), p.bytes.eq(st.bytes),
@@ -331,14 +356,10 @@ class TileController(wiring.Component):
 
 def check_controlled(cfg: AcceleratorConfig) -> None:
     """Raise ``ValueError`` naming the field when :class:`ControlledEngine` cannot run
-    ``cfg``: double-buffered buffers (the engine has one half each) or ``act_zero = skip``
-    (its row lists need a DMA side this top level does not have)."""
+    ``cfg``: ``act_zero = skip`` (its row lists need a DMA side this top level does not
+    have)."""
     from nmsat.types import ActZero
 
-    for name in ("activation", "weight", "output"):
-        if getattr(cfg.buffers, name).double_buffered:
-            raise ValueError(f"buffers.{name}.double_buffered must be false for the tile "
-                             f"controller (the RTL engine is single-buffered)")
     if ActZero.parse(cfg.array.act_zero) is ActZero.SKIP:
         raise ValueError("array.act_zero = skip is not supported by the tile controller "
                          "(its DMA side writes no row lists)")
@@ -347,15 +368,20 @@ def check_controlled(cfg: AcceleratorConfig) -> None:
 class ControlledEngine(wiring.Component):
     """:class:`TileController` driving a :class:`~nmsat.rtl.engine.TensorEngine`.
 
-    The engine is single-buffered, so every buffer's ``double_buffered`` must be false
-    (rings of one half). The controller's ``engine`` stream (COMPUTE, RELEASE) and its
-    STOREs share the engine's ``cmd`` port: a STORE first goes to the store DMA
-    (``store_cmd``, the resolved tile), then its word to the engine, which streams the OUT
-    half out on ``store_data`` (the DMA's side, as ``TensorEngine.store``); the DMA pulses
-    ``store_done`` when the tile is in DRAM. A COMPUTE completes when the engine is idle
-    again after it, a RELEASE (ignored by the engine) the cycle after it was accepted. The
-    DMA writes operand blocks through ``act_load`` / ``wgt_load`` (engine chunk layout) and
-    pulses ``load_done`` per LOAD command (``load_cmd``) it has written.
+    Buffers are rings of one or two halves as configured (``double_buffered``); the
+    controller names each command's half (:class:`TileController`). The controller's
+    ``engine`` stream (COMPUTE, RELEASE) goes to the engine's ``cmd`` port with the ACT,
+    WGT and OUT halves. A STORE goes to the store DMA (``store_cmd``, the resolved tile
+    and its OUT half) and, in the same cycle, into a queue of ``halves`` entries to the
+    engine's store path (``store_cmd``), which streams that OUT half out on
+    ``store_data`` (the DMA's side, as ``TensorEngine.store``) from the cycle after it
+    takes it, beside COMPUTEs on the other half; the DMA pulses ``store_done`` when the
+    tile is in DRAM. A COMPUTE completes when the engine is idle again after it, a
+    RELEASE (ignored by the engine) the cycle after it was accepted. The DMA writes
+    operand blocks through ``act_load`` / ``wgt_load`` (engine chunk layout; a LOAD's
+    words at ``half * words`` plus their place in the half, ``words`` the per-half bank
+    depth of ``engine.buffer_geometry``) and pulses ``load_done`` per LOAD command
+    (``load_cmd``) it has written.
     """
 
     def __init__(self, cfg: AcceleratorConfig, dtype=None, depth: int = 256,
@@ -397,25 +423,28 @@ class ControlledEngine(wiring.Component):
                      ctrl.sore_done.eq(self.sore_done), ctrl.wu_done.eq(self.wu_done),
                      eng.in_valid.eq(self.in_valid), eng.out_ready.eq(self.out_ready),
                      self.engine_busy.eq(eng.busy)]
-        # A STORE: tile to the store DMA, then its word to the engine (priority over the
-        # engine queue: a RELEASE may wait behind it, a COMPUTE cannot, rings of one half).
-        sent = Signal()
+        # A STORE: the tile to the store DMA and (rows, cols, half) to the engine's store
+        # path in the same cycle. The path's queue never fills: a STORE issues after the
+        # COMPUTEs of its half, whose own turn came after the STORE ``halves`` before
+        # it completed, so at most ``halves`` STOREs are between issue and completion.
+        sq_layout = data.StructLayout({"rows": 24, "cols": 24, "half": 1})
+        m.submodules.store_q = sq = fifo.SyncFIFO(width=sq_layout.size,
+                                                  depth=ring_halves(self.cfg)[2])
+        sq_in, sq_out = data.View(sq_layout, sq.w_data), data.View(sq_layout, sq.r_data)
+        m.d.comb += [self.store_cmd.payload.eq(ctrl.store.payload),
+                     self.store_cmd.valid.eq(ctrl.store.valid & sq.w_rdy),
+                     ctrl.store.ready.eq(self.store_cmd.ready & sq.w_rdy),
+                     sq.w_en.eq(ctrl.store.valid & ctrl.store.ready),
+                     sq_in.rows.eq(ctrl.store.payload.rows), sq_in.cols.eq(ctrl.store.payload.cols),
+                     sq_in.half.eq(ctrl.store.payload.half)]
         st_word = data.View(instr_layout(isa.Opcode.STORE), Signal(isa.INSTR_BITS))
-        m.d.comb += [st_word.opcode.eq(isa.Opcode.STORE), st_word.rows.eq(ctrl.store.payload.rows),
-                     st_word.cols.eq(ctrl.store.payload.cols),
-                     self.store_cmd.payload.eq(ctrl.store.payload),
-                     self.store_cmd.valid.eq(ctrl.store.valid & ~sent)]
-        with m.If(self.store_cmd.valid & self.store_cmd.ready):
-            m.d.sync += sent.eq(1)
-        with m.If(sent):
-            m.d.comb += [eng.cmd.valid.eq(1), eng.cmd.payload.eq(st_word.as_value()),
-                         ctrl.store.ready.eq(eng.cmd.ready)]
-            with m.If(eng.cmd.ready):
-                m.d.sync += sent.eq(0)
-        with m.Else():
-            m.d.comb += [eng.cmd.valid.eq(ctrl.engine.valid),
-                         eng.cmd.payload.eq(ctrl.engine.payload),
-                         ctrl.engine.ready.eq(eng.cmd.ready)]
+        m.d.comb += [st_word.opcode.eq(isa.Opcode.STORE), st_word.rows.eq(sq_out.rows),
+                     st_word.cols.eq(sq_out.cols),
+                     eng.store_cmd.valid.eq(sq.r_rdy), eng.store_cmd.payload.eq(st_word.as_value()),
+                     eng.store_half.eq(sq_out.half), sq.r_en.eq(eng.store_cmd.ready)]
+        m.d.comb += [eng.cmd.valid.eq(ctrl.engine.valid), eng.cmd.payload.eq(ctrl.engine.payload),
+                     ctrl.engine.ready.eq(eng.cmd.ready), eng.act_half.eq(ctrl.act_half),
+                     eng.wgt_half.eq(ctrl.wgt_half), eng.out_half.eq(ctrl.out_half)]
         # Engine completions: a COMPUTE when the engine is idle again, a RELEASE next cycle.
         running, released = Signal(), Signal()
         op = ctrl.engine.payload[:isa.OPCODE_BITS]

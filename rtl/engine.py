@@ -1,14 +1,27 @@
 """The tensor engine: buffers, the two schedules, the systolic array, and the store path.
 
 Commands arrive as tile-program instruction words (``nmsat.dataflow.isa``; the payload
-layout is built from ``isa.ENCODING``): ``COMPUTE`` runs one block ``OUT += A @ B`` from
-the ACT and WGT buffers; ``STORE`` streams the OUT region out and clears it: each beat is the
+layout is built from ``isa.ENCODING``): on ``cmd``, ``COMPUTE`` runs one block
+``OUT += A @ B`` from the ACT and WGT buffers (other opcodes are ignored there); on
+``store_cmd``, ``STORE`` streams the OUT region out and clears it: each beat is the
 R x C fp32/int32 words of one (row block, column tile), row blocks in order, column tiles
 inside; in a last row block past ``rows`` the rows beyond it are neither cleared nor meant
-(the collector drops them). Other opcodes are ignored here.
+(the collector drops them). The store path is a unit of its own beside the schedules.
+
+Double buffering (``buffers.*.double_buffered``, :func:`ring_halves`): each of ACT, WGT
+and OUT is a ring of one or two halves of :func:`buffer_geometry` words per bank. ACT and
+WGT halves are the two address ranges of one memory (half h at ``h * words``: the DMA
+writes one half through the write ports while the engine reads the other); OUT's two
+halves are two memories, so a STORE streams (reads and clears) one while a COMPUTE
+accumulates into the other. Which half a command uses comes with it: ``act_half``,
+``wgt_half``, ``out_half`` with a ``cmd`` (the tile controller counts them), ``store_half``
+with a ``store_cmd``; all 0 with one half. A COMPUTE is not accepted while the store path
+streams its OUT half, nor a STORE while a COMPUTE runs on it; the store path takes a
+STORE in the last beat of the one before, so queued STOREs stream without a gap.
 The ACT and WGT buffers are written by the load streams (the DMA side): each beat writes
-one word into every bank whose enable is set, all at one address, as laid out by
-:func:`~nmsat.rtl.layouts.act_location` and :func:`~nmsat.rtl.layouts.wgt_location`.
+one word into every bank whose enable is set, all at one address (the half's base plus
+the word's place in it, :func:`~nmsat.rtl.layouts.act_location` and
+:func:`~nmsat.rtl.layouts.wgt_location`).
 
 Stalls: ``in_valid`` and ``out_ready`` are the feeder's and the output port's readiness;
 a step inside a feed (drain) window without them freezes the schedule and the array
@@ -32,7 +45,7 @@ from .rowlist import RowLists, rowlist_load_layout
 from .schedule import DIM, OSSchedule, WSSchedule
 
 __all__ = ["BankedMemory", "TensorEngine", "buffer_geometry", "buffer_specs", "instr_layout",
-           "load_layout", "load_layouts"]
+           "load_layout", "load_layouts", "ring_halves"]
 
 
 def instr_layout(op: isa.Opcode) -> data.StructLayout:
@@ -50,9 +63,16 @@ def load_layout(banks: int, depth: int, width) -> data.StructLayout:
                               "en": banks})
 
 
+def ring_halves(cfg: AcceleratorConfig) -> tuple[int, int, int]:
+    """Halves of the ACT, WGT and OUT rings: 2 when ``double_buffered``, else 1."""
+    b = cfg.buffers
+    return tuple(x.halves for x in (b.activation, b.weight, b.output))
+
+
 def buffer_geometry(cfg: AcceleratorConfig, sh: EngineShape) -> dict[str, int]:
-    """Words per bank of ACT (windows), WGT (slot vectors) and OUT (fp32/int32), from the
-    configured capacities, and the tag widths that address OUT."""
+    """Words per bank in one half of ACT (windows), WGT (slot vectors) and OUT
+    (fp32/int32), from the configured capacities, and the tag widths that address OUT
+    (within a half)."""
     words = cfg.bank_words(sh.numeric.width // 8)  # what the compiler may assume
     out, R = words["buffers.output"], sh.rows
     return {"act": words["buffers.activation"], "wgt": words["buffers.weight"],
@@ -62,19 +82,21 @@ def buffer_geometry(cfg: AcceleratorConfig, sh: EngineShape) -> dict[str, int]:
 
 def buffer_specs(cfg: AcceleratorConfig, sh: EngineShape) -> dict[str, dict]:
     """The ACT, WGT and OUT buffers as :class:`BankedMemory` arguments: banks, words per
-    bank, word shape, and whether the read port is transparent to the bank's write port."""
+    bank (ACT and WGT: all their halves; OUT: one half, a memory per half), word shape,
+    and whether the read port is transparent to the bank's write port."""
     g = buffer_geometry(cfg, sh)
+    ha, hw, _ = ring_halves(cfg)
     R, C = sh.rows, sh.cols
-    return {"act": {"banks": R, "depth": g["act"], "width": sh.window_layout},
-            "wgt": {"banks": C, "depth": g["wgt"], "width": sh.slots_layout},
+    return {"act": {"banks": R, "depth": ha * g["act"], "width": sh.window_layout},
+            "wgt": {"banks": C, "depth": hw * g["wgt"], "width": sh.slots_layout},
             "out": {"banks": R * C, "depth": g["out"], "width": 32, "transparent": True}}
 
 
 def load_layouts(cfg: AcceleratorConfig, sh: EngineShape):
-    """Payload layouts of the ACT and WGT load streams."""
-    g = buffer_geometry(cfg, sh)
-    return (load_layout(sh.rows, g["act"], sh.window_layout),
-            load_layout(sh.cols, g["wgt"], sh.slots_layout))
+    """Payload layouts of the ACT and WGT load streams (addresses over every half)."""
+    s = buffer_specs(cfg, sh)
+    return (load_layout(sh.rows, s["act"]["depth"], sh.window_layout),
+            load_layout(sh.cols, s["wgt"]["depth"], sh.slots_layout))
 
 
 class BankedMemory(wiring.Component):
@@ -124,6 +146,7 @@ class TensorEngine(wiring.Component):
                 raise ValueError(f"K per cycle must be a power of two for the RTL, not {kpc}")
         g = buffer_geometry(cfg, sh)
         self.act_depth, self.wgt_depth, self.out_depth = g["act"], g["wgt"], g["out"]
+        self.halves = ring_halves(cfg)
         self.row_bits, self.ct_bits = g["row_bits"], g["ct_bits"]
         act_l, wgt_l = load_layouts(cfg, sh)
         # act_zero = skip: the WS row lists and their load stream (rtl/rowlist.py)
@@ -132,6 +155,8 @@ class TensorEngine(wiring.Component):
                      if self.skip else {})
         super().__init__({
             "cmd": In(stream.Signature(isa.INSTR_BITS)),
+            "act_half": In(1), "wgt_half": In(1), "out_half": In(1),
+            "store_cmd": In(stream.Signature(isa.INSTR_BITS)), "store_half": In(1),
             "act_load": In(stream.Signature(act_l)), "wgt_load": In(stream.Signature(wgt_l)),
             **skip_port,
             "store": Out(stream.Signature(sh.acc_block_layout)),
@@ -145,8 +170,12 @@ class TensorEngine(wiring.Component):
         m = Module()
         sh = self.shape
         R, C = sh.rows, sh.cols
-        bufs = {k: BankedMemory(**v) for k, v in self.buffers().items()}
-        m.submodules.act, m.submodules.wgt, m.submodules.out = act, wgt, out = bufs.values()
+        specs = self.buffers()
+        m.submodules.act = act = BankedMemory(**specs["act"])
+        m.submodules.wgt = wgt = BankedMemory(**specs["wgt"])
+        outs = [BankedMemory(**specs["out"]) for _ in range(self.halves[2])]
+        for h, o in enumerate(outs):
+            m.submodules[f"out{h}" if h else "out"] = o
         en = Signal()
         arr = SystolicArray(sh, self.row_bits, self.ct_bits,
                             shared_en=en if self.shared_cells else None)
@@ -177,27 +206,45 @@ class TensorEngine(wiring.Component):
                      arr.nct.eq(beat.nct)]
         # Synchronous reads: the beat's addresses are the next step's; a frozen cycle
         # (en low) does not read, so the repeated step keeps its data.
+        # the half a block reads: its base address (0 with one half)
+        a_base = Mux(p["ha"], self.act_depth, 0) if self.halves[0] > 1 else 0
+        w_base = Mux(p["hw"], self.wgt_depth, 0) if self.halves[1] > 1 else 0
         for k in range(R):
-            m.d.comb += [act.rd_addr[k].eq(beat.act_addr[k]), act.rd_en[k].eq(en)]
+            m.d.comb += [act.rd_addr[k].eq(beat.act_addr[k] + a_base), act.rd_en[k].eq(en)]
             m.d.comb += arr.act[k].eq(act.rd_data[(k + beat.act_rot) % R])
         for j in range(C):
-            m.d.comb += [wgt.rd_addr[j].eq(beat.w_addr), wgt.rd_en[j].eq(en),
+            m.d.comb += [wgt.rd_addr[j].eq(beat.w_addr + w_base), wgt.rd_en[j].eq(en),
                          arr.wgt[j].eq(wgt.rd_data[j])]
         self._loads(m, act, wgt)
-        self._out_port(m, out, arr, beat, p, en)
+        self._out_port(m, outs, arr, beat, p, en)
         return m
 
     def _decode(self, m: Module) -> dict:
-        """Accept a command when idle; COMPUTE starts a schedule, STORE the store path."""
+        """Accept a COMPUTE when the schedules are idle and the store path is not on its
+        OUT half (it starts a schedule); a STORE when the store path is idle and no
+        COMPUTE runs on its half (it starts the store path)."""
         sh, R, C = self.shape, self.shape.rows, self.shape.cols
         word = data.View(instr_layout(isa.Opcode.COMPUTE), self.cmd.payload)
-        st = data.View(instr_layout(isa.Opcode.STORE), self.cmd.payload)
+        st = data.View(instr_layout(isa.Opcode.STORE), self.store_cmd.payload)
         regs = {k: Signal(DIM, name=f"p_{k}") for k in ("m", "n", "kc", "kcr", "nt")}
+        halves = {k: Signal(name=f"p_{k}") for k in ("ha", "hw", "ho")}
         df, il, mode = Signal(), Signal(), Signal(sh.mode_bits)
         self._store_on, self._srows, self._snt = Signal(), Signal(DIM), Signal(DIM)
-        idle = ~self.busy & ~self._store_on
-        m.d.comb += self.cmd.ready.eq(idle)
-        take = self.cmd.valid & idle
+        self._s_half = Signal()
+        two = self.halves[2] > 1  # else every half signal is 0
+        st_half_in = self.store_half if two else 0
+        cp_half_in = self.out_half if two else 0
+        # the store path takes the next STORE in its previous one's last beat, so the
+        # beats of queued STOREs stream back to back (as a DMA port moves them)
+        self._last_beat = Signal()
+        m.d.comb += self.store_cmd.ready.eq((~self._store_on | self._last_beat)
+                                            & ~(self.busy & (halves["ho"] == st_half_in)))
+        self._store_take = self.store_cmd.valid & self.store_cmd.ready & (
+            st.opcode == isa.Opcode.STORE)
+        s_half_nx = Mux(self._store_take, st_half_in, self._s_half)
+        on_nx = self._store_on | self._store_take
+        m.d.comb += self.cmd.ready.eq(~self.busy & ~(on_nx & (s_half_nx == cp_half_in)))
+        take = self.cmd.valid & self.cmd.ready
         start = take & (word.opcode == isa.Opcode.COMPUTE)
         code, kc_new = Signal(sh.mode_bits), Signal(DIM)
         m.d.comb += [code.eq(0), kc_new.eq((word.k + sh.lanes - 1) >> (sh.lanes.bit_length() - 1))]
@@ -207,14 +254,18 @@ class TensorEngine(wiring.Component):
                 m.d.comb += [code.eq(i), kc_new.eq((word.k + kpc - 1) >> (kpc.bit_length() - 1))]
         new = {"m": word.m, "n": word.n, "kc": kc_new, "kcr": (kc_new + R - 1) // R,
                "nt": (word.n + C - 1) // C}
+        h_new = {"ha": self.act_half if self.halves[0] > 1 else 0,
+                 "hw": self.wgt_half if self.halves[1] > 1 else 0, "ho": cp_half_in}
+        new.update(h_new)
+        regs.update(halves)
         with m.If(start):
             m.d.sync += [df.eq(word.dataflow), il.eq(word.interleave), mode.eq(code)]
             m.d.sync += [regs[k].eq(v) for k, v in new.items()]
-        self._store_take = take & (st.opcode == isa.Opcode.STORE)
         self._snt_new = (st.cols + C - 1) // C
         with m.If(self._store_take):
             m.d.sync += [self._store_on.eq(1), self._srows.eq(st.rows),
-                         self._snt.eq(self._snt_new)]
+                         self._snt.eq(self._snt_new), self._s_half.eq(st_half_in)]
+        self._s_half_nx, self._ho_q = s_half_nx, halves["ho"]
         p = {k: Mux(start, new[k], regs[k]) for k in regs}
         p.update(start=start, df=Mux(start, word.dataflow, df), il=Mux(start, word.interleave, il),
                  mode=Mux(start, code, mode))
@@ -228,7 +279,7 @@ class TensorEngine(wiring.Component):
                              mem.wr_data[b].eq(port.payload.data[b]),
                              mem.wr_en[b].eq(port.valid & port.payload.en[b])]
 
-    def _out_port(self, m: Module, out: BankedMemory, arr, beat, p, en) -> None:
+    def _out_port(self, m: Module, outs: list[BankedMemory], arr, beat, p, en) -> None:
         """OUT bank (i, j) holds rows = i mod R, columns = j mod C: OS init reads and drain
         writes, WS top reads and bottom writes, and the store path's read-and-clear of all
         R x C banks at one address per beat (``s_row`` steps by R).
@@ -238,7 +289,12 @@ class TensorEngine(wiring.Component):
         the STORE's acceptance, so the first beat is valid the cycle after, as before).
         The read port is transparent: a WS partial sum written at step s and read back at
         the top of the column at step s + 1 (interleaved tiles whose Delta is R La + 1)
-        reads the new word, as a combinational read after the write would."""
+        reads the new word, as a combinational read after the write would.
+
+        With two OUT halves (``outs``, a memory each) the store path owns the ports of
+        its half and the COMPUTE those of its own; read data come from the half whose
+        address was given the cycle before (the halves are held while a block or a
+        store runs)."""
         R, C = self.shape.rows, self.shape.cols
         lr = R.bit_length() - 1
         s_row, s_ct = Signal(DIM), Signal(DIM)
@@ -249,33 +305,49 @@ class TensorEngine(wiring.Component):
         on_nx = self._store_on | self._store_take  # the store path owns the read port
         snt_nx = Mux(self._store_take, self._snt_new, self._snt)
         m.d.comb += self.store.valid.eq(self._store_on)
+        two = len(outs) > 1
+
+        def pick(bank: int, half) -> Signal:
+            """Bank ``bank``'s read data of OUT half ``half`` (a register)."""
+            if not two:
+                return outs[0].rd_data[bank]
+            return Mux(half, outs[1].rd_data[bank], outs[0].rd_data[bank])
+
         for j in range(C):
             col_ok = beat.drain_ct * C + j < p["n"]
             top = (arr.rd_row[0][j] % R)
-            m.d.comb += arr.init[0][j].eq(Mux(ws, out.rd_data[top * C + j], out.rd_data[j]))
+            m.d.comb += arr.init[0][j].eq(Mux(ws, pick(top * C + j, self._ho_q),
+                                              pick(j, self._ho_q)))
             pt = arr.ptag[j]
             for i in range(R):
                 b = i * C + j
                 if i:
-                    m.d.comb += arr.init[i][j].eq(out.rd_data[b])
-                m.d.comb += self.store.payload[i][j].eq(out.rd_data[b])
+                    m.d.comb += arr.init[i][j].eq(pick(b, self._ho_q))
+                m.d.comb += self.store.payload[i][j].eq(pick(b, self._s_half))
                 rd = Mux(ws, addr(arr.nx_row[0][j], arr.nx_ct[0][j], p["nt"]),
                          addr(arr.nx_row[i][j], arr.nx_ct[i][j], p["nt"]))
-                m.d.comb += [out.rd_addr[b].eq(Mux(on_nx, addr(s_row_nx, s_ct_nx, snt_nx), rd)),
-                             out.rd_en[b].eq(on_nx | en)]
                 os_w = beat.drain & (beat.drain_row % R == i) & (beat.drain_row < p["m"]) & col_ok
                 ws_w = pt.valid & (pt.row % R == i) & (pt.ct * C + j < p["n"])
-                with m.If(self._store_on):
-                    m.d.comb += [out.wr_addr[b].eq(addr(s_row, s_ct, self._snt)),
-                                 out.wr_data[b].eq(0),
-                                 out.wr_en[b].eq(fire & (s_row + i < self._srows))]
-                with m.Elif(ws):
-                    m.d.comb += [out.wr_addr[b].eq(addr(pt.row, pt.ct, p["nt"])),
-                                 out.wr_data[b].eq(arr.psum[j]), out.wr_en[b].eq(en & ws_w)]
-                with m.Else():
-                    m.d.comb += [out.wr_addr[b].eq(addr(beat.drain_row, beat.drain_ct, p["nt"])),
-                                 out.wr_data[b].eq(arr.shadow[j][beat.drain_slot]),
-                                 out.wr_en[b].eq(en & os_w)]
+                for h, out in enumerate(outs):
+                    st_rd = on_nx & (self._s_half_nx == h) if two else on_nx
+                    st_wr = self._store_on & (self._s_half == h) if two else self._store_on
+                    mine = p["ho"] == h if two else 1  # the COMPUTE's half
+                    m.d.comb += [out.rd_addr[b].eq(Mux(st_rd, addr(s_row_nx, s_ct_nx, snt_nx),
+                                                       rd)),
+                                 out.rd_en[b].eq(st_rd | (en & mine))]
+                    with m.If(st_wr):
+                        m.d.comb += [out.wr_addr[b].eq(addr(s_row, s_ct, self._snt)),
+                                     out.wr_data[b].eq(0),
+                                     out.wr_en[b].eq(fire & (s_row + i < self._srows))]
+                    with m.Elif(ws):
+                        m.d.comb += [out.wr_addr[b].eq(addr(pt.row, pt.ct, p["nt"])),
+                                     out.wr_data[b].eq(arr.psum[j]),
+                                     out.wr_en[b].eq(en & ws_w & mine)]
+                    with m.Else():
+                        m.d.comb += [out.wr_addr[b].eq(addr(beat.drain_row, beat.drain_ct,
+                                                            p["nt"])),
+                                     out.wr_data[b].eq(arr.shadow[j][beat.drain_slot]),
+                                     out.wr_en[b].eq(en & os_w & mine)]
         rst = ResetSignal()  # see schedule._State.reg: keeps Icarus from holding X here
         m.d.comb += [s_row_nx.eq(Mux(rst, 0, s_row)), s_ct_nx.eq(Mux(rst, 0, s_ct))]
         with m.If(fire):
@@ -283,6 +355,7 @@ class TensorEngine(wiring.Component):
             m.d.comb += [s_ct_nx.eq(Mux(last_ct, 0, s_ct + 1)),
                          s_row_nx.eq(s_row + Mux(last_ct, R, 0))]
             with m.If(last_ct & (s_row + R >= self._srows)):
-                m.d.sync += self._store_on.eq(0)
-                m.d.comb += [s_row_nx.eq(0), s_ct_nx.eq(0)]
+                m.d.comb += [s_row_nx.eq(0), s_ct_nx.eq(0), self._last_beat.eq(1)]
+                with m.If(~self._store_take):
+                    m.d.sync += self._store_on.eq(0)
         m.d.sync += [s_row.eq(s_row_nx), s_ct.eq(s_ct_nx)]

@@ -297,10 +297,15 @@ def _one_lane(cfg: AcceleratorConfig, field_: str) -> AcceleratorConfig:
 
 def _buffer_bank(which: str):
     def build(cfg: AcceleratorConfig, dtype: DType):
-        from .engine import BankedMemory, buffer_specs
+        from .engine import BankedMemory, buffer_specs, ring_halves
         from .layouts import EngineShape
 
         spec = buffer_specs(cfg, EngineShape.from_config(cfg, dtype))[which]
+        if which == "out":
+            # one PE's OUT storage, both halves: the engine builds a memory per half
+            # (buffer_specs' depth is one half's), counted here as one bank of their
+            # joint depth, as UNIT_INSTANCES and the area model count it (one per PE)
+            spec = {**spec, "depth": spec["depth"] * ring_halves(cfg)[2]}
         return BankedMemory(**{**spec, "banks": 1})  # one of the engine's banks
     return build
 

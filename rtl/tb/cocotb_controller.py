@@ -162,7 +162,8 @@ async def _serve(dut, clk, shape: EngineShape, host: dict, dma: Dma) -> dict:
 
 def _region(v: int) -> dict:
     return {name: (v >> region_layout[name].offset) & ((1 << region_layout[name].width) - 1)
-            for name in ("buffer", "tensor", "transform", "r0", "c0", "rows", "cols", "bytes")}
+            for name in ("buffer", "tensor", "transform", "r0", "c0", "rows", "cols", "bytes",
+                         "half")}
 
 
 def _expected(kind: str, got: dict, queue: deque, cyc: int, errors: list) -> dict | None:

@@ -146,7 +146,7 @@ async def random_tiles(dut):
         name = f"tile {i} {df} {'il' if il else 'no-il'} {nm} {m}x{k}x{n}"
         chk.cycles(name, cyc, want)
         cycles_total += cyc
-        await StreamDriver(dut, "cmd", clk, rng).send([word(store(m, n))])
+        await StreamDriver(dut, "store_cmd", clk, rng).send([word(store(m, n))])
         beats_needed = store_beats(shape, m, n)
         while len(mon.beats) < beats_needed:
             await FallingEdge(clk)

@@ -37,6 +37,12 @@ class Issue:
     c0: int = 0
     waits: list[tuple[tuple[str, str], int]] = field(default_factory=list)
     """(event, count): at least ``count`` such events before the issue cycle."""
+    halves: dict[str, int] = field(default_factory=dict)
+    """The ring halves it uses: a LOAD the one it fills (``"load"``), a STORE the OUT
+    half it drains (``"out"``), an engine instruction its oldest filled ACT and WGT halves
+    and its OUT half (``"act"``, ``"wgt"``, ``"out"``): the rings are FIFOs, so the n-th
+    LOAD into a buffer fills half n mod halves, the n-th pop frees it, and COMPUTEs after
+    s STOREs accumulate into OUT half s mod halves."""
 
     def frees(self) -> tuple[str, ...]:
         """Buffers whose oldest half this instruction frees when it completes."""
@@ -74,6 +80,7 @@ def reference(program: isa.Program, halves: tuple[int, int, int]) -> dict[str, l
         if isinstance(ins, isa.Load):
             b = ins.buffer.name.lower()
             w.append((("freed", b), loads[b] - ring[b] + 1))
+            iss.halves = {"load": loads[b] % ring[b]}
             loads[b] += 1
         elif isinstance(ins, isa.Compute):
             w += [(("filled", "act"), pops["act"] + 1), (("filled", "wgt"), pops["wgt"] + 1),
@@ -82,6 +89,10 @@ def reference(program: isa.Program, halves: tuple[int, int, int]) -> dict[str, l
             w.append((("filled", ins.buffer.name.lower()), pops[ins.buffer.name.lower()] + 1))
         elif isinstance(ins, isa.Store):
             w.append((("done", "engine"), len(out["engine"])))
+            iss.halves = {"out": len(out["store"]) % halves[2]}
+        if isinstance(ins, (isa.Compute, isa.Release)):
+            iss.halves = {"act": pops["act"] % ring["act"], "wgt": pops["wgt"] % ring["wgt"],
+                          "out": len(out["store"]) % halves[2]}
         w += [(("done", u), n) for u, n in barrier.items()]
         iss.waits = [(e, n) for e, n in w if n > 0]
         for e, n in iss.waits:

@@ -43,7 +43,7 @@ from nmsat.fileio import file_lock
 from nmsat.types import ActZero
 
 from ..layouts import EngineShape
-from .engine_model import load_words, store_beats
+from .engine_model import LoadBeat, load_words, store_beats
 from .program import layer_ops
 from .runner import build_and_test
 from .tiles import encode
@@ -64,16 +64,21 @@ class _LoadTiles(ex.Executor):
         return tile
 
 
-def load_port_words(shape: EngineShape, ins: isa.Load, tile: np.ndarray, layout) -> list[int]:
+def load_port_words(shape: EngineShape, ins: isa.Load, tile: np.ndarray, layout,
+                    half: int = 0, words: int = 0) -> list[int]:
     """A LOAD's tile as the load port's beats (packed ``layout`` payloads): ACT windows
-    or WGT slot vectors for the LOAD's pattern ``ins.nm``, from the LOAD alone."""
+    or WGT slot vectors for the LOAD's pattern ``ins.nm``, from the LOAD alone, in ring
+    half ``half`` of ``words`` words per bank (at ``half * words`` on)."""
     if ins.buffer is isa.Buffer.ACT:
         t = encode(shape, tile, np.zeros((tile.shape[1], 1)), ins.nm)
         beats = load_words(shape, t).act
     else:
         t = encode(shape, np.zeros((1, tile.shape[0])), tile, ins.nm)
         beats = load_words(shape, t).wgt
-    return [b.pack(layout) for b in beats]
+    if words and any(b.addr >= words for b in beats):
+        raise ValueError(f"a LOAD into {ins.buffer.name} of {len(beats)} beats overflows "
+                         f"a half of {words} words per bank")
+    return [LoadBeat(b.addr + half * words, b.words).pack(layout) for b in beats]
 
 
 def controller_host(prog: isa.Program, cfg: AcceleratorConfig, dram: dict) -> dict:
@@ -81,10 +86,14 @@ def controller_host(prog: isa.Program, cfg: AcceleratorConfig, dram: dict) -> di
     its packed engine-port words (from the LOAD and its data alone) and its port cycles,
     per STORE its tile, port cycles and the executor's OUT words, per COMPUTE its
     description and ``timing`` cycles."""
-    from ..engine import load_layouts
+    from ..engine import buffer_geometry, load_layouts, ring_halves
 
     shape = EngineShape.from_config(cfg)
     layouts = dict(zip((isa.Buffer.ACT, isa.Buffer.WGT), load_layouts(cfg, shape)))
+    g = buffer_geometry(cfg, shape)
+    ha, hw, ho = ring_halves(cfg)
+    ring = {isa.Buffer.ACT: (ha, g["act"]), isa.Buffer.WGT: (hw, g["wgt"])}
+    nloads = {isa.Buffer.ACT: 0, isa.Buffer.WGT: 0}  # LOADs into each buffer so far
     ops = layer_ops(prog, cfg, dram)
     rec = _LoadTiles(prog, cfg, dram)
     rec.run()
@@ -94,12 +103,16 @@ def controller_host(prog: isa.Program, cfg: AcceleratorConfig, dram: dict) -> di
     loads, stores, computes = [], [], []
     for ins, r0, c0 in prog.unrolled():
         if isinstance(ins, isa.Load):
-            words = load_port_words(shape, ins, next(tiles), layouts[ins.buffer])
+            halves, depth = ring[ins.buffer]
+            half = nloads[ins.buffer] % halves
+            nloads[ins.buffer] += 1
+            words = load_port_words(shape, ins, next(tiles), layouts[ins.buffer], half, depth)
             beats = machine.port_beats(ins, cfg)
             if len(words) != beats:  # the law and the layout disagree
                 raise AssertionError(f"LOAD {len(loads)}: {len(words)} port beats, "
                                      f"machine.port_beats says {beats}")
-            loads.append({"tile": _tile(ins, r0, c0, int(ins.buffer)), "port": int(ins.buffer),
+            loads.append({"tile": _tile(ins, r0, c0, int(ins.buffer), half),
+                          "port": int(ins.buffer),
                           "words": words, "port_cycles": machine.port_cycles(ins, cfg)})
         elif isinstance(ins, isa.Compute):
             c = next(comps)
@@ -109,7 +122,8 @@ def controller_host(prog: isa.Program, cfg: AcceleratorConfig, dram: dict) -> di
             if machine.port_beats(ins, cfg) != store_beats(shape, ins.rows, ins.cols):
                 raise AssertionError(f"STORE {len(stores)}: machine.port_beats disagrees "
                                      f"with the engine's store beats")
-            stores.append({"tile": _tile(ins, r0, c0, 0), "rows": ins.rows, "cols": ins.cols,
+            stores.append({"tile": _tile(ins, r0, c0, 0, len(stores) % ho),
+                           "rows": ins.rows, "cols": ins.cols,
                            "port_cycles": machine.port_cycles(ins, cfg),
                            "expected": shape.numeric.acc_to_bits(o["expected"])})
     return {"words": [int.from_bytes(isa.encode(i), "little") for i in prog.instructions],
@@ -119,10 +133,10 @@ def controller_host(prog: isa.Program, cfg: AcceleratorConfig, dram: dict) -> di
             "dma": {f"dram.{f.name}": getattr(cfg.dram, f.name) for f in fields(cfg.dram)}}
 
 
-def _tile(ins, r0: int, c0: int, buffer: int) -> dict:
+def _tile(ins, r0: int, c0: int, buffer: int, half: int) -> dict:
     return {"buffer": buffer, "tensor": ins.tensor, "transform": int(ins.transform),
             "r0": r0 % 2**32, "c0": c0 % 2**32, "rows": ins.rows, "cols": ins.cols,
-            "bytes": ins.bytes}
+            "bytes": ins.bytes, "half": half}
 
 
 def cached_controlled(cfg: AcceleratorConfig, dtype: str, depth: int) -> Path:

@@ -76,10 +76,10 @@ def run_blocks(eng: TensorEngine, runs: list[BlockRun], seed: int | None = None,
             r.cycles = cyc
             if not r.store:
                 continue
-            ctx.set(eng.cmd.payload, word(store(m_rows, n_cols)))
-            ctx.set(eng.cmd.valid, 1)
-            await ctx.tick().until(eng.cmd.ready)
-            ctx.set(eng.cmd.valid, 0)
+            ctx.set(eng.store_cmd.payload, word(store(m_rows, n_cols)))
+            ctx.set(eng.store_cmd.valid, 1)
+            await ctx.tick().until(eng.store_cmd.ready)
+            ctx.set(eng.store_cmd.valid, 0)
             while r.out is None:
                 ctx.set(eng.store.ready, not gap())
                 await ctx.tick()

@@ -3,7 +3,8 @@ is written into the instruction memory and runs from ``start`` to ``done``; the 
 is only the DMA (LOAD tiles written as engine words, STOREs collected) with the system
 model's DMA timing. Values equal the golden executor, every COMPUTE takes
 ``timing.compute_cycles``, every LOAD/STORE tile is the program's, and the whole
-program takes exactly the system model's cycles (DRAM fast, and slow enough to stall)."""
+program takes exactly the system model's cycles (DRAM fast, and slow enough to stall),
+with the buffers single-buffered and double-buffered (the presets' rings of two halves)."""
 
 import pytest
 from nmsat.dataflow.compiler import CompileOptions, compile_layer
@@ -16,13 +17,17 @@ from nmsat.types import Phase
 
 pytestmark = pytest.mark.rtl
 
-SINGLE = {f"buffers.{b}.double_buffered": False for b in ("activation", "weight", "output")}
+def _buffering(double: bool) -> dict:
+    return {f"buffers.{b}.double_buffered": double for b in ("activation", "weight", "output")}
 
 
-@pytest.mark.parametrize(("workload", "layer", "batch", "nm", "dram_bpc"), [
-    ("mlp", "fc2", 2, "2:8", 16), ("cnn", "conv2", 1, "2:8", 2), ("mlp", "fc2", 2, "2:4", 2)])
-def test_layer_program_runs_on_the_controller(small_2x2, workload, layer, batch, nm, dram_bpc):
-    cfg = small_2x2[1].replace(**SINGLE, **{"dram.bytes_per_cycle": dram_bpc})
+@pytest.mark.parametrize(("workload", "layer", "batch", "nm", "dram_bpc", "double"), [
+    ("mlp", "fc2", 2, "2:8", 16, False), ("cnn", "conv2", 1, "2:8", 2, False),
+    ("mlp", "fc2", 2, "2:4", 2, False), ("mlp", "fc2", 2, "2:8", 16, True),
+    ("cnn", "conv2", 1, "2:4", 2, True)])
+def test_layer_program_runs_on_the_controller(small_2x2, workload, layer, batch, nm, dram_bpc,
+                                              double):
+    cfg = small_2x2[1].replace(**_buffering(double), **{"dram.bytes_per_cycle": dram_bpc})
     wl = load(workload, batch=batch)
     prog = compile_layer(wl.workload, layer, Phase.FF, cfg,
                          CompileOptions(method=wl.method or "bdwp", nm=nm, batch=batch,

@@ -1,11 +1,14 @@
-"""Random whole layer programs on the RTL tile controller (cocotb, Icarus), all in one
-session on one build: random linear and convolution layers, N:M patterns, dataflow
-choices, interleave and batch, each with a random DMA (DRAM channels, bytes per cycle,
-latency and burst, buffer ports). Every program: 0 value mismatches against the golden
+"""Random whole layer programs on the RTL tile controller (cocotb, Icarus): random linear
+and convolution layers, N:M patterns, dataflow choices, interleave and batch, each with a
+random DMA (DRAM channels, bytes per cycle, latency and burst, buffer ports) and a random
+buffering: every buffer single-buffered, every buffer double-buffered, or one mix of the
+two drawn per run (ACT, WGT and OUT each), the programs of one buffering in one cocotb
+session on one build (three builds a run). Every program: 0 value mismatches against the golden
 executor, every LOAD/STORE tile the program's, and start-to-done cycles equal to the
 system model's total (difference 0). ``NMSAT_RANDOM_PROGRAMS`` sets the count (default
 50) and ``NMSAT_RANDOM_SEED`` the seed (default: a new one per run, printed)."""
 
+import itertools
 import os
 import random
 import time
@@ -17,10 +20,12 @@ from nmsat.simulator import system
 
 pytestmark = pytest.mark.rtl
 
-SINGLE = {f"buffers.{b}.double_buffered": False for b in ("activation", "weight", "output")}
+BUFFERS = ("activation", "weight", "output")
+SMALL_BUFFERS = {f"buffers.{b}.kib": 2 for b in BUFFERS}
 
 
-SMALL_BUFFERS = {f"buffers.{b}.kib": 2 for b in ("activation", "weight", "output")}
+def _buffering(halves: tuple[int, int, int]) -> dict:
+    return {f"buffers.{b}.double_buffered": h == 2 for b, h in zip(BUFFERS, halves)}
 
 
 def test_random_programs_equal_the_system_model(small_2x2):
@@ -28,18 +33,31 @@ def test_random_programs_equal_the_system_model(small_2x2):
     seed = int(os.environ.get("NMSAT_RANDOM_SEED", str(time.time_ns() % 2**32)))
     print(f"random programs: {n}, seed {seed}")
     rng = random.Random(seed)
-    # 2 KiB buffers: blocks split M, N and K, so programs loop, keep blocks resident and
-    # accumulate K blocks
-    cfg = small_2x2[1].replace(**SINGLE, **SMALL_BUFFERS)
+    mixes = [h for h in itertools.product((1, 2), repeat=3) if len(set(h)) == 2]
+    choices = [(1, 1, 1), (2, 2, 2), rng.choice(mixes)]
 
     def too_long(prog, run_cfg):
         return system.run(prog, run_cfg, extrapolate=False, record=False).total_cycles > 8000
 
-    cases = [random_case(rng, cfg, seed + i, too_long) for i in range(n)]
-    reps = run_controller_programs([c[:3] for c in cases], sim="icarus",
-                                   system_model=system.run)
+    # 2 KiB buffers: blocks split M, N and K, so programs loop, keep blocks resident and
+    # accumulate K blocks (double-buffered: 1 KiB halves)
+    cases, ring = [], []
+    for i in range(n):
+        halves = rng.choice(choices)
+        cfg = small_2x2[1].replace(**_buffering(halves), **SMALL_BUFFERS)
+        cases.append(random_case(rng, cfg, seed + i, too_long))
+        ring.append(halves)
+    t0 = time.perf_counter()
+    reps = [None] * n
+    for halves in choices:
+        idx = [i for i in range(n) if ring[i] == halves]
+        if idx:
+            got = run_controller_programs([cases[i][:3] for i in idx], sim="icarus",
+                                          system_model=system.run)
+            for i, rep in zip(idx, got):
+                reps[i] = rep
     bad = []
-    for (prog, _run_cfg, _, desc), rep in zip(cases, reps):
+    for (prog, run_cfg, _, desc), rep, halves in zip(cases, reps, ring):
         stored = sum(t.rows * t.cols for t in prog.tensors if t.name.endswith(".y"))
         ok = (rep["tile_errors"] == [] and rep["error"] == 0 and rep["mismatches"] == 0
               and rep["words"] == stored
@@ -47,9 +65,11 @@ def test_random_programs_equal_the_system_model(small_2x2):
               and [c["rtl_cycles"] for c in rep["computes"]]
               == [c["model_cycles"] for c in rep["computes"]])
         if not ok:
-            bad.append(f"{desc}: RTL {rep['program_cycles']} model {rep['system_cycles']} "
+            bad.append(f"{desc} halves {halves}: RTL {rep['program_cycles']} model {rep['system_cycles']} "
                        f"mismatches {rep['mismatches']} words {rep['words']}/{stored} "
                        f"errors {rep['tile_errors'][:2]}\n{prog.listing()}")
     cycles = sum(r["program_cycles"] for r in reps)
-    print(f"{n} programs, {cycles} RTL cycles, {len(bad)} failing")
+    per = {h: sum(1 for x in ring if x == h) for h in choices}
+    print(f"{n} programs (halves ACT/WGT/OUT: {per}), {cycles} RTL cycles, "
+          f"{len(bad)} failing, {time.perf_counter() - t0:.0f} s")
     assert not bad, f"seed {seed}: {len(bad)} of {n} programs differ\n" + "\n".join(bad[:3])
