@@ -33,7 +33,7 @@ from nmsat.dataflow.timing import block_cycles
 from nmsat.rtl.layouts import EngineShape
 from nmsat.rtl.tb.runner import run_engine_tb
 from nmsat.rtl.tb.tiles import random_tile
-from nmsat.simulator import percycle
+from nmsat.simulator import percycle, system
 
 from nmsat.config import SMALL
 from nmsat.types import NM, Dataflow
@@ -124,7 +124,7 @@ def program_speed(cases: str, sim: str) -> dict:
     if opt:
         os.environ["NMSAT_VERILATOR_OPT"] = opt
     t0 = time.perf_counter()
-    reps = run_controller_programs(runs, sim=name)
+    reps = run_controller_programs(runs, sim=name, system_model=system.run)
     wall = time.perf_counter() - t0
     for c, r in zip(cases.split(","), reps):
         if r["mismatches"] or r["tile_errors"] or r["program_cycles"] != r["system_cycles"]:
