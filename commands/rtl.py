@@ -82,9 +82,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--kv-len", type=positive_int, default=None, metavar="L",
                    help="--mode inference: KV-cache positions of an LLM decode step")
     r.add_argument("--config", default="small", metavar="PRESET|FILE")
-    r.add_argument("--nm", type=nm_pattern, default=str(DEFAULT_NM),
+    r.add_argument("--nm", type=nm_pattern, default=None,
                    help="N:M pattern of the sparse phases, or "
                    f"of the weights with --mode inference (dense: 1:1; default {DEFAULT_NM})")
+    r.add_argument("--dataflow", default="auto", choices=("auto", "os", "ws"),
+                   help="dataflow of the layer's COMPUTE blocks: os, ws, or auto (the "
+                        "compiler's offline schedule picks per block; default)")
     r.add_argument("--method", default=None, choices=["dense", "srste", "bdwp"],
                    help="training method (default: a trace's own, else bdwp)")
     r.add_argument("--batch", type=positive_int, default=None, metavar="B",
@@ -237,13 +240,18 @@ def _run_options(args: argparse.Namespace) -> None:
                 raise ValueError(f"--{flag.replace('_', '-')} is only for --mode inference")
         args.phase = args.phase or "ff"
         args.method = args.method or "bdwp"
+        args.nm = args.nm or str(DEFAULT_NM)
         return
     if args.phase in ("ff", "bp", "wg"):
         raise ValueError(f"--phase {args.phase} is a training phase: --mode inference runs "
                          "the FF pass (LLM phases: prefill, decode)")
-    if args.method in ("dense", "srste"):
-        raise ValueError(f"--method {args.method} is for training; inference takes the "
-                         "weights' pattern from --nm (dense: --nm 1:1)")
+    from nmsat.commands.simulate_inference import dense_method
+
+    dense_method(args)
+    if args.method == "srste":
+        raise ValueError("--method srste is for training; inference takes the weights' "
+                         "pattern from --nm (dense: --nm 1:1 or --method dense)")
+    args.nm = args.nm or str(DEFAULT_NM)
     args.batch = args.batch or 1
 
 
@@ -269,18 +277,21 @@ def _run(args: argparse.Namespace) -> int:
             raise ValueError("--controller runs training-phase layer programs (--mode train)")
         rep = run_layer_controller(args.workload, args.layer, args.phase, cfg, nm=args.nm,
                                    method=args.method, batch=args.batch, sim=args.sim,
-                                   seed=args.seed, system_model=system.run)
+                                   seed=args.seed, system_model=system.run,
+                                   dataflow=args.dataflow)
     elif args.mode == "inference":
         from nmsat.rtl.tb.inference import run_inference_layer
 
         rep = run_inference_layer(args.workload, args.layer, cfg, nm=args.nm,
                                   batch=args.batch, phase=args.phase, seq_len=args.seq_len,
-                                  kv_len=args.kv_len, sim=args.sim, seed=args.seed)
+                                  kv_len=args.kv_len, sim=args.sim, seed=args.seed,
+                                  dataflow=args.dataflow)
     else:
         from nmsat.rtl.tb.program import run_layer
 
         rep = run_layer(args.workload, args.layer, args.phase, cfg, nm=args.nm,
-                        method=args.method, batch=args.batch, sim=args.sim, seed=args.seed)
+                        method=args.method, batch=args.batch, sim=args.sim, seed=args.seed,
+                        dataflow=args.dataflow)
     ok = (rep["mismatches"] == 0 and rep["rtl_cycles"] == rep["model_cycles"]
           and all(c["rtl_cycles"] == c["model_cycles"] for c in rep["computes"])
           and rep.get("same_program", True))

@@ -62,6 +62,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(ablation)")
     p.add_argument("--no-offline-schedule", action="store_true",
                    help="disable offline scheduling: one fixed dataflow and tiling (ablation)")
+    p.add_argument("--dataflow", default="auto", choices=("auto", "os", "ws"),
+                   help="dataflow of every GEMM block: os (output stationary), ws (weight "
+                        "stationary), or auto: the offline schedule picks the cheaper per "
+                        "layer and phase (default; with --no-offline-schedule: os)")
     p.add_argument("--json", metavar="OUT", type=Path, default=None,
                    help="write the full result (with the event timeline) as JSON")
     p.add_argument("--scalesim-reports", metavar="DIR", type=Path, default=None,
@@ -97,7 +101,8 @@ def options_from_args(args: argparse.Namespace):
     return SimOptions.create(method=args.method, nm=args.nm, mode=args.mode,
                              interleave=not args.no_interleave, pregen=not args.no_pregen,
                              offline_schedule=not args.no_offline_schedule,
-                             layer_nm=getattr(args, "layer_nm", ()))
+                             layer_nm=getattr(args, "layer_nm", ()),
+                             dataflow=getattr(args, "dataflow", "auto"))
 
 
 def load_and_resolve(args: argparse.Namespace):
@@ -205,8 +210,26 @@ def run(args: argparse.Namespace) -> int:
             runs = [api.simulate(loaded, cfg, dataclasses.replace(options,
                                                                   method=Method.DENSE)), result]
         make_report_folder(args.report)
-        print(f"wrote {build_report(runs, args.report)}")
+        print(f"wrote {build_report(runs, args.report, traces=trace_of(args))}")
     return 0
+
+
+def trace_of(args: argparse.Namespace) -> list[Path]:
+    """The workload as a training trace for the report (its accuracy, loss and mask
+    statistics), if it is one."""
+    w = Path(str(args.workload))
+    return [w] if w.suffix.lower() == ".nmt" else []
+
+
+def dataflow_summary(layers) -> str:
+    """How many (layer, phase) GEMMs ran each dataflow: ``os 40, ws 12 layer-phases``."""
+    n: dict[str, int] = {}
+    for x in layers:
+        for df in x.dataflow.values():
+            n[df] = n.get(df, 0) + 1
+    if not n:
+        return "no GEMM layers"
+    return ", ".join(f"{df} {c}" for df, c in sorted(n.items())) + " layer-phases"
 
 
 def format_table(r) -> str:
@@ -232,6 +255,8 @@ def format_table(r) -> str:
     stalls = ", ".join(f"{k} {v:,}" for k, v in r.stall_cycles.items())
     lines.append(f"engine stalls   {stalls} cycles")
     lines.append(f"DRAM traffic    {r.dram_bytes / 2**20:,.1f} MiB")
+    lines.append(f"dataflow        {dataflow_summary(r.layers)} (--dataflow "
+                 f"{r.options.get('dataflow', 'auto')})")
     e = r.energy_pj
     parts = ", ".join(f"{k} {e[k] / e['total']:.0%}" for k in e if k != "total" and e["total"])
     lines.append(f"energy          {e['total'] / 1e9:,.3f} mJ ({parts})")

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nmsat.commands import positive_int
+from nmsat.commands import non_negative_int, positive_int
 from nmsat.types import DEFAULT_NM, NM, ActZero
 from nmsat.workloads import llm
 
@@ -19,8 +19,11 @@ if TYPE_CHECKING:
     from nmsat.dataflow.inference_workload import InferenceOptions
     from nmsat.simulator.inference_result import InferenceResult
 
-INFERENCE_ONLY = ("phase", "kv_len", "act_density", "act_zero")
+INFERENCE_ONLY = ("phase", "kv_len", "act_density", "act_zero", "top")
 """``nmsat simulate`` options that only apply with ``--mode inference``."""
+
+DEFAULT_TOP = 20
+"""Per-layer lines ``nmsat simulate --mode inference`` prints without ``--top``."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,7 +34,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"KV cache of --kv-len positions); LLM workloads: "
                         f"{', '.join(llm.PRESETS)} (default: prefill)")
     p.add_argument("--kv-len", type=positive_int, default=None, metavar="L",
-                   help="KV-cache positions of a decode step")
+                   help="KV-cache positions of a decode step (default: "
+                        f"{llm.DEFAULT_CONTEXT}, or the model's positions if fewer: "
+                        "the context a default prefill leaves)")
+    p.add_argument("--top", type=non_negative_int, default=None, metavar="N",
+                   help="with --mode inference, print the N layers with the most cycles "
+                        f"(default {DEFAULT_TOP}; 0: every layer, in program order)")
     p.add_argument("--act-density", type=_fraction, default=None, metavar="D",
                    help="fraction of nonzero activations at every weighted layer's input "
                         "(default: measured per layer from a .nmt training trace, else 1)")
@@ -59,6 +67,17 @@ def check_train_args(args: argparse.Namespace) -> None:
             raise ValueError(f"{flag} is only for --mode inference")
 
 
+def dense_method(args: argparse.Namespace) -> None:
+    """``--method dense`` with ``--mode inference`` means dense weights: ``--nm 1:1``
+    (a sparse ``--nm`` with it is refused)."""
+    if args.method != "dense":
+        return
+    if args.nm is not None and not NM.parse(args.nm).dense:
+        raise ValueError(f"--method dense runs dense weights: it contradicts --nm {args.nm} "
+                         "(give one of them)")
+    args.nm = "1:1"
+
+
 def options_from_args(args: argparse.Namespace) -> InferenceOptions:
     """Build :class:`~nmsat.simulator.inference.InferenceOptions` from parsed arguments."""
     from nmsat.dataflow.inference import ActDensity
@@ -76,7 +95,8 @@ def options_from_args(args: argparse.Namespace) -> InferenceOptions:
                             interleave=not args.no_interleave,
                             offline_schedule=not args.no_offline_schedule, layer_nm=layer_nm,
                             input_shape=(tuple(args.input_shape[1:])
-                                         if getattr(args, "input_shape", None) else None))
+                                         if getattr(args, "input_shape", None) else None),
+                            dataflow=args.dataflow)
 
 
 def _patterns_from_args(args: argparse.Namespace) -> tuple[NM, tuple[tuple[str, NM], ...]]:
@@ -111,9 +131,10 @@ def run(args: argparse.Namespace) -> int:
     from nmsat.simulator.results import energy_report_csv
     from nmsat.fileio import atomic_write_many
 
-    if args.method in ("dense", "srste"):
-        raise ValueError(f"--method {args.method} is for training; inference takes the "
-                         f"weights' pattern from --nm (dense: --nm 1:1)")
+    dense_method(args)
+    if args.method == "srste":
+        raise ValueError("--method srste is for training; inference takes the weights' "
+                         "pattern from --nm (dense: --nm 1:1 or --method dense)")
     if getattr(args, "no_pregen", False):  # inference makes no masks: nothing to pre-generate
         raise ValueError("--no-pregen is for training: inference has no SORE mask generation")
     cfg = config.resolve(args.config)
@@ -137,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
         check_report_folder(args.report)
     atomic_write_many([(path, text.encode("utf-8")) for path, text in outputs])
     # The result first: a report that fails afterwards does not lose it.
-    sys.stdout.write(format_table(result))
+    top = DEFAULT_TOP if args.top is None else args.top
+    sys.stdout.write(format_table(result, top=top))
     for path, _ in outputs:
         print(f"wrote {path}")
     sys.stdout.flush()
@@ -149,12 +171,27 @@ def run(args: argparse.Namespace) -> int:
         status("report: simulating speedup against batch and sequence length")
         sweeps = simulate_sweeps(str(args.workload), cfg, result, opts)
         make_report_folder(args.report)
-        print(f"wrote {build_report([result], args.report, inference_sweeps=sweeps)}")
+        from nmsat.commands.simulate import trace_of
+
+        print(f"wrote {build_report([result], args.report, traces=trace_of(args), "
+              f"inference_sweeps=sweeps)}")
     return 0
 
 
-def format_table(r: InferenceResult) -> str:
-    """The summary ``nmsat simulate --mode inference`` prints."""
+def bound_counts(r: InferenceResult) -> dict[str, int]:
+    """Layers per ``bound`` (every :class:`~nmsat.simulator.roofline.Bound`, zeros
+    included, in declaration order)."""
+    from nmsat.simulator.roofline import Bound
+
+    counts = {str(b): 0 for b in Bound}
+    for x in r.layers:
+        counts[x.bound] += 1
+    return counts
+
+
+def format_table(r: InferenceResult, top: int = DEFAULT_TOP) -> str:
+    """The summary ``nmsat simulate --mode inference`` prints: the totals first, then the
+    ``top`` layers with the most cycles (``0``: every layer in program order)."""
     c = r.config
     what = f"  phase={r.phase}" if r.phase else ""
     lens = "".join(f"  {k}={v}" for k, v in (("seq_len", r.seq_len), ("kv_len", r.kv_len))
@@ -164,14 +201,6 @@ def format_table(r: InferenceResult) -> str:
              f"{c['array']['macs_per_pe']} @ {c['clock_mhz']:g} MHz)",
              f"activations: act_zero={r.act_zero}, density from {r.act_density}", ""]
     rf = r.roofline
-    lines.append(f"{'layer':<44}{'cycles':>14}{'MiB':>9}{'MAC/B':>8}{'bound':>9}"
-                 f"{'ideal':>8}{'speedup':>9}")
-    for x in r.layers:
-        inten = "-" if math.isinf(x.intensity) else f"{x.intensity:.1f}"
-        lines.append(f"{x.name[:43]:<44}{x.total_cycles:>14,}{x.dram_bytes / 2**20:>9.2f}"
-                     f"{inten:>8}{x.bound:>9}{x.ideal_bound:>8}{x.speedup_vs_dense:>8.2f}x")
-    lines.append("")
-    n_mem = sum(x.bound == "memory" for x in r.layers)
     lines.append(f"total           {r.total_cycles:,} cycles, {r.seconds * 1e3:,.3f} ms")
     if r.tokens_per_second is not None:
         lines.append(f"tokens/s        {r.tokens_per_second:,.2f} (dense "
@@ -179,11 +208,38 @@ def format_table(r: InferenceResult) -> str:
     lines.append(f"DRAM traffic    {r.dram_bytes / 2**20:,.1f} MiB (weights "
                  f"{r.weight_bytes / 2**20:,.1f}, KV cache {r.kv_cache_bytes / 2**20:,.1f})")
     lines.append(f"roofline        peak {rf['peak_macs_per_cycle']:,.0f} MAC/cycle, DRAM "
-                 f"{rf['dram_bytes_per_cycle']:,.0f} B/cycle, ridge {rf['ridge']:.2f} MAC/B; "
-                 f"{n_mem} of {len(r.layers)} layers memory-bound")
+                 f"{rf['dram_bytes_per_cycle']:,.0f} B/cycle, ridge {rf['ridge']:.2f} MAC/B")
+    counts = bound_counts(r)
+    ideal_mem = sum(x.ideal_bound == "memory" for x in r.layers)
+    lines.append("bounds          " + ", ".join(f"{n} {b}" for b, n in counts.items())
+                 + f" of {len(r.layers)} layers (textbook roofline: {ideal_mem} "
+                 f"memory-bound)")
     e = r.energy_pj
     lines.append(f"energy          {e['total'] / 1e9:,.3f} mJ")
     lines.append(f"dense           {r.dense_total_cycles:,} cycles on the same hardware")
     lines.append(f"speedup         {r.speedup_vs_dense:.3f}x over dense (weight bytes "
                  f"{r.weight_byte_ratio:.3f}x smaller)")
+    lines.append("")
+    shown = list(r.layers)
+    if top and top < len(shown):
+        shown = sorted(shown, key=lambda x: -x.total_cycles)[:top]
+        lines.append(f"the {top} of {len(r.layers)} layers with the most cycles (--top N; "
+                     "--top 0: every layer):")
+    elif top:
+        shown = sorted(shown, key=lambda x: -x.total_cycles)
+        lines.append(f"all {len(r.layers)} layers, most cycles first:")
+    else:
+        lines.append(f"all {len(r.layers)} layers in program order:")
+    lines.append(f"{'layer':<44}{'cycles':>14}{'MiB':>9}{'MAC/B':>8}{'flow':>6}"
+                 f"{'bound':>11}{'of peak':>9}{'ideal':>8}{'speedup':>9}")
+    for x in shown:
+        inten = "-" if math.isinf(x.intensity) else f"{x.intensity:.1f}"
+        lines.append(f"{x.name[:43]:<44}{x.total_cycles:>14,}{x.dram_bytes / 2**20:>9.2f}"
+                     f"{inten:>8}{x.dataflow or '-':>6}{x.bound:>11}{x.limiter_ratio:>9.1%}"
+                     f"{x.ideal_bound:>8}{x.speedup_vs_dense:>8.2f}x")
+    lines += ["bound: what limits the layer here (compute: the array at its peak; array: the "
+              "array, its shape filling", "under half of it; memory: DRAM; dependency: "
+              "waiting for other units); of peak: the share of that limiter's", "peak rate "
+              "the layer reaches; ideal: the textbook roofline's bound (intensity against the "
+              "ridge); flow: the dataflow of its GEMM blocks (os, ws; --dataflow)"]
     return "\n".join(lines) + "\n"

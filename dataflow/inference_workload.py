@@ -34,6 +34,7 @@ class InferenceOptions:
     density: ActDensity = field(default_factory=ActDensity.dense)
     interleave: bool = True
     offline_schedule: bool = True
+    dataflow: str = "auto"  # os, ws: every GEMM block; auto: the schedule picks per task
     exact: bool = False  # simulate every decoder layer (no identical-layer extension)
     input_shape: tuple[int, ...] | None = None
     """Per-sample input of a PyTorch workload (``torchvision:NAME``, ``FILE.py:FACTORY``),
@@ -57,6 +58,8 @@ class InferenceOptions:
             v = getattr(self, f)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
                 raise ValueError(f"{f} must be a positive integer, not {v!r}")
+        if self.dataflow not in ("auto", "os", "ws"):
+            raise ValueError(f"dataflow must be auto, os or ws, not {self.dataflow!r}")
         if not isinstance(self.density, ActDensity):
             raise ValueError(f"density must be an ActDensity, not {self.density!r}")
 
@@ -92,13 +95,12 @@ def load(spec: str, opts: InferenceOptions) -> InferenceWorkload:
             if opts.seq_len is not None:
                 raise ValueError("the decode phase takes --kv-len (cache positions), "
                                  "not --seq-len")
-            if opts.kv_len is None:
-                raise ValueError("the decode phase needs --kv-len (cache positions)")
-            w = llm.workload(s, phase, opts.batch, kv_len=opts.kv_len)
-            return InferenceWorkload(w, s, phase, None, opts.kv_len)
+            kv = opts.kv_len if opts.kv_len is not None else llm.default_context(s)
+            w = llm.workload(s, phase, opts.batch, kv_len=kv)
+            return InferenceWorkload(w, s, phase, None, kv)
         if opts.kv_len is not None:
             raise ValueError("--kv-len is for the decode phase")
-        seq = opts.seq_len if opts.seq_len is not None else min(1024, s.max_positions)
+        seq = opts.seq_len if opts.seq_len is not None else llm.default_context(s)
         w = llm.workload(s, phase, opts.batch, seq_len=seq)
         return InferenceWorkload(w, s, phase, seq, None)
     if opts.phase is not None:

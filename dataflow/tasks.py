@@ -27,6 +27,9 @@ __all__ = ["CompileOptions", "GemmTask", "LoopOrder", "Lowered", "SoreTask", "Ta
 
 _DEFAULT_NM = NM(2, 8)  # the SAT paper's headline pattern
 
+DATAFLOW_CHOICES: tuple[str, ...] = ("auto", "os", "ws")
+"""Values of ``--dataflow`` / :attr:`CompileOptions.dataflow`."""
+
 
 @dataclass(frozen=True)
 class CompileOptions:
@@ -44,6 +47,11 @@ class CompileOptions:
     pregen: bool = True
     offline_schedule: bool = True
     fixed_dataflow: Dataflow = Dataflow.OS
+    dataflow: str = "auto"
+    """``os`` or ``ws``: every GEMM block runs that dataflow (the offline schedule still
+    picks loop order and block sizes; without it, the default tiling in that dataflow);
+    ``auto``: the offline schedule picks the cheaper of ``array.dataflows`` per task
+    (without it, ``fixed_dataflow``)."""
     layer_nm: tuple[tuple[str, NM], ...] = ()
     """Per-layer patterns that replace ``nm`` for the named layers (``1:1`` keeps a layer
     dense): what a training trace or a SCALE-Sim v3 ``Sparsity`` column fixes."""
@@ -65,6 +73,9 @@ class CompileOptions:
                 object.__setattr__(self, name, typ.parse(v))
         if not isinstance(self.nm, NM):
             object.__setattr__(self, "nm", NM.parse(self.nm))
+        if self.dataflow not in DATAFLOW_CHOICES:
+            raise ValueError(f"CompileOptions.dataflow must be one of "
+                             f"{', '.join(DATAFLOW_CHOICES)}, not {self.dataflow!r}")
         for name in ("interleave", "pregen", "offline_schedule", "engine_words"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"CompileOptions.{name} must be a bool, "

@@ -15,7 +15,7 @@ from typing import Any
 from nmsat.dataflow.timing import Geometry, block_cycles
 
 from nmsat.arith import ceil_div
-from nmsat.config import AcceleratorConfig
+from nmsat.config import AcceleratorConfig, ConfigError
 from nmsat.errors import NmsatError
 from nmsat.types import NM, Dataflow
 
@@ -274,7 +274,8 @@ def tiling_key(task: GemmTask, low: Lowered, opts: CompileOptions) -> tuple:
     ta, tb, tc = (low.tensors[v.tensor] for v in (task.a, task.b, task.c))
     return (task.dims, task.nm, task.a.transform, task.b.transform, task.c.transform,
             ta.conv, tb.conv, tc.conv, ta.elem, tb.elem, tc.elem,
-            opts.offline_schedule, opts.interleave, opts.engine_words, opts.fixed_dataflow)
+            opts.offline_schedule, opts.interleave, opts.engine_words, opts.fixed_dataflow,
+            opts.dataflow)
 
 
 def offline_schedule(low: Lowered, cfg: AcceleratorConfig, opts: CompileOptions,
@@ -290,6 +291,12 @@ def offline_schedule(low: Lowered, cfg: AcceleratorConfig, opts: CompileOptions,
     the methods, patterns and dense baseline of a hardware point."""
     dataflows = tuple(Dataflow.parse(d) for d in cfg.array.dataflows)
     fixed = opts.fixed_dataflow if opts.fixed_dataflow in dataflows else dataflows[0]
+    if opts.dataflow != "auto":
+        forced = Dataflow.parse(opts.dataflow)
+        if forced not in dataflows:
+            raise ConfigError(f"--dataflow {forced}: {cfg.name} supports only "
+                              f"{', '.join(str(d) for d in dataflows)} (array.dataflows)")
+        dataflows, fixed = (forced,), forced
     cache: dict[tuple, Tiling] = {} if memo is None else memo
     for i, task in enumerate(low.tasks):
         if not isinstance(task, GemmTask):

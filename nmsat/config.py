@@ -506,6 +506,10 @@ def load(path: str | Path) -> AcceleratorConfig:
         raise ConfigError(str(e) if str(p) in str(e) else f"{p}: {e}") from None
     if data is None:
         data = {}
+    if isinstance(data, dict) and "name" not in data:
+        # a file that names no configuration is named by its file, so results and reports
+        # tell it from the preset it may start from
+        data = {**data, "name": p.stem}
     try:
         return from_dict(data)
     except ConfigError as e:

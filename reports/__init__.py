@@ -137,6 +137,7 @@ def load_result(path: str | Path) -> Any:
     from nmsat.fileio import LIMITS, InputError, check_shape, read_text
 
     p = Path(path)
+    _refuse_trace(p)
     try:
         text = read_text(p, "result file", LIMITS["result"])
     except InputError as e:
@@ -150,6 +151,21 @@ def load_result(path: str | Path) -> Any:
     except (InputError, RecursionError) as e:
         raise ReportError(f"{p}: not a result JSON file ({e or 'nested too deeply'})") from None
     return result_from_dict(data, str(p))
+
+
+def _refuse_trace(p: Path) -> None:
+    """A training trace (a zip archive, ``.nmt``) given where a result JSON goes: say how
+    to give it instead of failing on its bytes."""
+    try:
+        with open(p, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return  # read_text names the problem
+    if head != b"PK\x03\x04" and p.suffix.lower() != ".nmt":
+        return
+    raise ReportError(f"{p} is a training trace, not a result JSON: give it as "
+                      f"--trace {p} (nmsat report --trace {p}), or report its simulation: "
+                      f"nmsat simulate {p} --report DIR")
 
 
 def load_results(paths: Sequence[str | Path]) -> list[Any]:
@@ -243,17 +259,25 @@ def build_report(results: Sequence[Any], out_dir: str | Path,
     infer = [(r, s) for r, s in loaded if isinstance(r, InferenceResult)]
     status("report: drawing the figures of %d result(s) and %d trace(s)", len(loaded),
            len(trace_objs))
+    import matplotlib
+
+    from . import compare, style
+
     runs = figures.make_runs([r for r, _ in train], [s for _, s in train])
-    plots = figures.build_plots(runs, trace_objs) if train or trace_objs else []
+    with matplotlib.rc_context(style.RC):
+        plots = compare.compare_plots(runs)
+    plots += figures.build_plots(runs, trace_objs) if train or trace_objs else []
     inference_runs = []
     if infer:
-        import matplotlib
-
-        from . import inference_figures, style
+        from . import inference_figures
 
         inference_runs = inference_figures.make_runs([r for r, _ in infer],
                                                      [s for _, s in infer])
         with matplotlib.rc_context(style.RC):
+            for p in compare.compare_plots(inference_runs):
+                p.name = f"inference-{p.name}"
+                p.title = f"Inference: {p.title}"
+                plots.append(p)
             plots += inference_figures.report_plots(inference_runs, inference_sweeps)
         names = [p.name for p in plots]
         if len(set(names)) != len(names):

@@ -34,11 +34,14 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from nmsat.errors import NmsatError
+from nmsat.simulator.roofline import dataflow_text
 from nmsat.types import NM
 
 from . import style
-from .plots import FORMATS, Plot, Run, Table, make_runs, new_figure, render, write_plot
-from .trace_figures import accuracy_figure, flip_rate_figure, mean_flip_rate, trace_series
+from .plots import (FORMATS, Plot, Run, Table, make_runs, new_figure, render, run_color,
+                    write_plot)
+from .trace_figures import (accuracy_figure, flip_rate_figure, loss_figure, mask_stats,
+                            mean_flip_rate, trace_series)
 
 __all__ = [
     "FORMATS", "PER_RUN_FIGURES", "PHASES", "RUN_SET_FIGURES", "TRACE_FIGURES", "UNIT_LABELS",
@@ -115,8 +118,7 @@ def speedup_figure(runs: Sequence[Run]) -> Plot | None:
         for run in members:
             r = run.result
             x = gi + (series.index(run.series) - (len(series) - 1) / 2) * width
-            rect = ax.bar(x, r.speedup_vs_dense, width * 0.9,
-                          color=style.series_color(r.method, r.nm),
+            rect = ax.bar(x, r.speedup_vs_dense, width * 0.9, color=run_color(run),
                           edgecolor="black", linewidth=0.5)[0]
             bars[(workload, run.series)] = rect
             ax.annotate(f"{r.speedup_vs_dense:.2f}×", (x, r.speedup_vs_dense),
@@ -142,7 +144,7 @@ def speedup_figure(runs: Sequence[Run]) -> Plot | None:
     handles: list[Any] = []
     for s in series:
         run = next(r for r in sparse if r.series == s)
-        handles.append(Patch(facecolor=style.series_color(run.result.method, run.result.nm),
+        handles.append(Patch(facecolor=run_color(run),
                              edgecolor="black", linewidth=0.5, label=s))
     handles.append(Line2D([], [], color=style.method_color("dense"), linestyle="--",
                           label="dense (1×)"))
@@ -348,10 +350,11 @@ def layer_figure(run: Run) -> Plot | None:
     fontsize = 8 if n <= 40 else 6 if n <= 120 else 5
     ax_s.set_xticks(xs, [layer.name for layer in layers], rotation=90, fontsize=fontsize)
     ax_s.set_xlim(-0.7, n - 0.3)
-    rows = tuple((layer.name, layer.total_cycles, 100.0 * layer.utilization,
+    rows = tuple((layer.name, dataflow_text(layer.dataflow), layer.total_cycles,
+                  100.0 * layer.utilization,
                   *(layer.stall_cycles.get(c, 0) for c in causes), layer.dram_bytes,
                   layer.speedup_vs_dense) for layer in layers)
-    table = Table(("layer", "cycles", "utilisation (%)",
+    table = Table(("layer", "dataflow", "cycles", "utilisation (%)",
                    *(f"stall: {c} (cycles)" for c in causes), "DRAM bytes",
                    "speedup vs dense (×)"), rows)
     return Plot(f"layers-{run.slug}", f"Per-layer utilisation and stalls: {run.label}",
@@ -361,6 +364,60 @@ def layer_figure(run: Run) -> Plot | None:
                 "or a store; SORE: a mask not yet generated; dependency: another unit's "
                 "result or a barrier).",
                 fig, table, {"utilization": util, "stalls": stalls, "stall_scale": scale})
+
+
+def layer_energy_figure(run: Run) -> Plot | None:
+    """Energy of each layer by unit, stacked (the same units as the run's energy
+    breakdown), from the result's per-layer ``energy_pj``; the table adds each layer's
+    energy by phase for a training run."""
+    r = run.result
+    layers = [x for x in r.layers if x.energy_pj.get("total", 0.0) > 0.0]
+    if not layers:
+        return None
+    present = {k for x in layers for k in x.energy_pj if k != "total"}
+    comps = [c for c in style.COMPONENT_COLORS if c in present] + sorted(
+        present - set(style.COMPONENT_COLORS))
+    peak = max(x.energy_pj["total"] for x in layers)
+    unit, scale = style.energy_unit(peak)
+    n = len(layers)
+    fig = new_figure(3.0 + 0.14 * n, 5.2)
+    ax = fig.add_subplot()
+    xs = np.arange(n)
+    bottom = np.zeros(n)
+    segments: dict[str, Any] = {}
+    for c in comps:
+        vals = np.array([float(x.energy_pj.get(c, 0.0)) for x in layers])
+        segments[c] = ax.bar(xs, vals / scale, 0.8, bottom=bottom / scale,
+                             color=style.component_color(c), label=style.component_label(c))
+        bottom += vals
+    fontsize = 8 if n <= 40 else 6 if n <= 120 else 5
+    ax.set_xticks(xs, [x.name for x in layers], rotation=90, fontsize=fontsize)
+    ax.set_xlim(-0.7, n - 0.3)
+    ax.set_ylim(0, 1.08 * peak / scale)
+    per = _per_what([run]) if hasattr(r, "mode") else "inference pass"  # InferenceResult
+    ax.set_ylabel(f"energy per {per} ({unit})")
+    ax.set_xlabel("layer (execution order)")
+    fig.suptitle(f"{run.label}: energy per layer by unit")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    phases = [p for p in PHASES if any(getattr(x, "energy_by_phase_pj", {}).get(p, 0.0)
+                                       for x in layers)]
+    rows = tuple((x.name, *(float(x.energy_pj.get(c, 0.0)) / scale for c in comps),
+                  *(float(x.energy_by_phase_pj.get(p, 0.0)) / scale for p in phases),
+                  float(x.energy_pj["total"]) / scale,
+                  100.0 * float(x.energy_pj["total"]) / float(r.energy_pj["total"]),
+                  float(x.energy_pj["total"]) / x.total_cycles if x.total_cycles else None)
+                 for x in layers)
+    table = Table(("layer", *(f"{style.component_label(c)} ({unit})" for c in comps),
+                   *(f"phase {style.phase_label(p)} ({unit})" for p in phases),
+                   f"total ({unit})", "share of run (%)", "pJ per cycle"), rows)
+    return Plot(f"layer-energy-{run.slug}", f"Energy per layer: {run.label}",
+                "Energy of each layer by hardware unit, stacked (the units of the energy "
+                "breakdown; static energy is charged to layers by their cycles), from the "
+                "result's per-layer energy_pj; the table adds the energy by phase for "
+                "training runs, each layer's share of the run and its energy per cycle. "
+                "Layers without energy are left out.",
+                fig, table, {"segments": segments, "energy_scale": scale, "unit": unit,
+                             "layers": [x.name for x in layers]})
 
 
 _UNIT_ORDER = ("engine", "sore", "wu")
@@ -484,10 +541,12 @@ RUN_SET_FIGURES: list[Callable[[Sequence[Run]], Plot | None]] = [
     speedup_figure, phase_figure, energy_figure]
 """Figures drawn once over all runs of a report, in page order."""
 
-PER_RUN_FIGURES: list[Callable[[Run], Plot | None]] = [layer_figure, timeline_figure]
+PER_RUN_FIGURES: list[Callable[[Run], Plot | None]] = [layer_figure, layer_energy_figure,
+                                                        timeline_figure]
 """Figures drawn once for each run, in page order."""
 
 TRACE_FIGURES: list[Callable[[Sequence[Any]], Plot | None]] = [accuracy_figure,
+                                                               loss_figure,
                                                                flip_rate_figure]
 """Figures drawn once over all traces of a report."""
 

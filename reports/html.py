@@ -18,8 +18,10 @@ from nmsat import __version__
 from nmsat.errors import OutputError
 from nmsat.fileio import atomic_write_many
 
+from .compare import config_diff_table
 from .figures import speedup_bound
 from .plots import Plot, Run, Table
+from .trace_figures import mask_stats
 
 __all__ = ["CSS", "LONG_TABLE", "PHASE_EXPLANATIONS", "SORT_SCRIPT", "legend_html", "page_tables",
            "render_page", "render_sweep_page", "table_csv", "table_html", "write_report"]
@@ -169,12 +171,17 @@ def _traces_table(traces: Sequence[Any]) -> Table:
     rows = []
     for t in traces:
         base = t.baseline.final_accuracy if t.baseline is not None else None
+        m = mask_stats(t)
         rows.append((t.model, t.dataset, str(t.method), str(t.nm) if str(t.method) != "dense"
                      else "–", t.epochs, t.seed, 100.0 * t.final_accuracy,
                      None if base is None else 100.0 * base,
-                     None if base is None else 100.0 * (base - t.final_accuracy)))
+                     None if base is None else 100.0 * (base - t.final_accuracy),
+                     t.accuracy[-1].train_loss if t.accuracy else None,
+                     m["ff_density"], m["bp_density"], m["ff_flip"], m["bp_flip"]))
     return Table(("model", "dataset", "method", "N:M", "epochs", "seed",
-                  "test accuracy (%)", "dense baseline (%)", "accuracy loss (points)"),
+                  "test accuracy (%)", "dense baseline (%)", "accuracy loss (points)",
+                  "final train loss", "FF mask density (%)", "BP mask density (%)",
+                  "mean FF mask flips (%)", "mean BP mask flips (%)"),
                  tuple(rows))
 
 
@@ -223,6 +230,10 @@ def _plot_section(plot: Plot) -> str:
     return _section(plot.name, plot.title, body)
 
 
+_BOUNDS = ("compute", "array", "memory", "dependency")
+"""Layer bounds (``nmsat.simulator.roofline.Bound``) counted in the inference runs table."""
+
+
 def _inference_runs_table(runs: Sequence[Run]) -> Table:
     rows = []
     for run in runs:
@@ -231,12 +242,14 @@ def _inference_runs_table(runs: Sequence[Run]) -> Table:
                      r.nm, r.batch, r.seq_len, r.kv_len, r.total_cycles, r.seconds * 1e3,
                      r.tokens_per_second, r.speedup_vs_dense, r.weight_byte_ratio,
                      r.roofline["peak_macs_per_cycle"] / r.roofline["dense_peak_macs_per_cycle"],
-                     sum(x.bound == "memory" for x in r.layers if x.dense_macs),
+                     *(sum(x.bound == b for x in r.layers if x.dense_macs)
+                       for b in _BOUNDS),
                      sum(1 for x in r.layers if x.dense_macs), r.dram_bytes / 2**20,
                      float(r.energy_pj.get("total", 0.0)) / 1e9, run.source))
     return Table(("run", "config", "phase", "N:M", "batch", "seq len", "KV len", "cycles",
                   "time (ms)", "tokens/s", "speedup vs dense (×)", "weight-byte ratio (×)",
-                  "engine peak ratio (×)", "memory-bound GEMM layers", "GEMM layers",
+                  "engine peak ratio (×)",
+                  *(f"{b}-bound GEMM layers" for b in _BOUNDS), "GEMM layers",
                   "DRAM (MiB)", "energy (mJ)", "from"), tuple(rows))
 
 
@@ -248,6 +261,9 @@ def page_tables(runs: Sequence[Run], traces: Sequence[Any],
         out["runs.csv"] = _runs_table(runs)
     if traces:
         out["traces.csv"] = _traces_table(traces)
+    diff = config_diff_table([*runs, *inference_runs])
+    if diff is not None:
+        out["configs.csv"] = diff
     if inference_runs:
         out["inference-runs.csv"] = _inference_runs_table(inference_runs)
     return out
@@ -266,14 +282,29 @@ def render_page(runs: Sequence[Run], traces: Sequence[Any], plots: Sequence[Plot
                               "same model on the same hardware; the bound is the method's "
                               "ideal speedup (BDWP 3/(2N/M+1), SR-STE 3/(N/M+2)).</p>\n"
                               + table_html(_runs_table(runs), "runs.csv")))
+    diff = config_diff_table([*runs, *inference_runs])
+    if diff is not None:
+        nav.append('<a href="#configs">Configurations compared</a>')
+        parts.append(_section("configs", "Configurations compared", '<p class="caption">The '
+                              "runs of this report were simulated on different accelerator "
+                              "configurations; these are the configuration fields whose "
+                              "values differ (every other field is the same; docs/config.md "
+                              "explains each). Compare their absolute time and energy in "
+                              "'Designs side by side'.</p>\n"
+                              + table_html(diff, "configs.csv")))
     if runs or inference_runs:
         nav.append('<a href="#categories">Phases and stalls</a>')
         parts.append(_section("categories", "Phases and stall causes", legend_html()))
     if traces:
         nav.append('<a href="#traces">Traces</a>')
         parts.append(_section("traces", "Training traces", '<p class="caption">One row per '
-                              "sparse-training trace; the dense baseline is the dense run "
-                              "recorded with the trace (same model, data and seed).</p>\n"
+                              "training trace; the dense baseline is the dense run "
+                              "recorded with the trace (same model, data and seed). Mask "
+                              "density: the share of weights the N:M mask keeps at the last "
+                              "iteration (N/M when every group is full); flips: the mean "
+                              "share of mask bits changed per iteration (both over the "
+                              "weight layers the run makes N:M, weighted by their "
+                              "weights).</p>\n"
                               + table_html(_traces_table(traces), "traces.csv")))
     if inference_runs:
         nav.append('<a href="#inference-runs">Inference runs</a>')

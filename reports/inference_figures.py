@@ -38,7 +38,8 @@ from nmsat.simulator.inference_sweeps import majority_bound
 from nmsat.types import NM
 
 from . import style
-from .plots import Plot, Run, Table, write_plot
+from .figures import layer_energy_figure
+from .plots import Plot, Run, Table, config_key, config_labels, with_colors, write_plot
 
 __all__ = ["BOUND_MARKERS", "layers_figure", "make_runs", "report_plots", "ridge_crossing",
            "roofline_data", "roofline_figure", "speedup_batch_figure", "speedup_seq_figure",
@@ -79,7 +80,7 @@ def roofline_data(result) -> dict[str, Any]:
             "layers": {"name": names, "intensity": xs, "performance": ys, "bound": bounds}}
 
 
-BOUND_MARKERS = (("memory", "o"), ("compute", "^"), ("dependency", "s"))
+BOUND_MARKERS = (("memory", "o"), ("compute", "^"), ("array", "v"), ("dependency", "s"))
 """Marker of each ``bound`` a layer can have (``nmsat.simulator.roofline.Bound``)."""
 
 
@@ -116,8 +117,10 @@ def roofline_figure(result) -> Plot:
     return Plot("inference-roofline", f"Roofline of {d['workload']}",
                 "Each GEMM layer at its arithmetic intensity and achieved dense-equivalent "
                 "MACs per cycle; the lines are the DRAM and peak ceilings (dense, and at the "
-                "run's N:M pattern). Triangles are bound by the array on this hardware, circles "
-                "by DRAM, squares mostly wait for another unit (dependency).", fig,
+                "run's N:M pattern). Upward triangles are bound by the array at its peak "
+                "(compute), downward ones by an array their shape fills under half of "
+                "(array: a GEMV's one row, decode attention), circles by DRAM, squares "
+                "mostly wait for another unit (dependency).", fig,
                 Table(("layer", "MAC/B", "MAC/cycle", "bound"), rows),
                 {"roofs": roofs, "points": points})
 
@@ -215,15 +218,14 @@ def layers_figure(result) -> Plot:
         xs = list(range(len(rows)))
         bars["dense"] = ax.bar([x - 0.2 for x in xs], [r.dense_dram_bytes for r in rows],
                                width=0.4, color=_color("1:1"), label="dense")
-        colors = {"memory": style.STALL_COLORS["memory"], "compute": _color(result.nm),
-                  "dependency": style.STALL_COLORS["dependency"]}
+        colors = BOUND_COLORS | {"compute": _color(result.nm)}
         bars["nm"] = ax.bar([x + 0.2 for x in xs], [r.dram_bytes for r in rows], width=0.4,
                             color=[colors.get(r.bound, "#777777") for r in rows])
         from matplotlib.patches import Patch
 
         handles = [Patch(color=_color("1:1"), label="dense baseline")] + [
             Patch(color=colors[b], label=f"{result.nm}, {b}-bound")
-            for b in ("compute", "memory", "dependency")]
+            for b in ("compute", "array", "memory", "dependency")]
         ax.set_yscale("log")
         ax.set_ylabel("DRAM bytes per pass")
         if len(rows) <= 40:
@@ -233,21 +235,40 @@ def layers_figure(result) -> Plot:
                           f"the table)")
         ax.set_title(f"DRAM bytes per layer: {result.workload} inference, {result.nm}")
         ax.legend(handles=handles, loc="best")
-    table = Table(("layer", "N:M", "cycles", "dense cycles", "speedup", "DRAM bytes",
+    table = Table(("layer", "N:M", "dataflow", "bound", "limiter at (% of its peak)",
+                   "speedup",
+                   "cycles", "dense cycles", "MAC/cycle", "peak MAC/cycle",
+                   "array fill (%)", "DRAM B/cycle", "peak DRAM B/cycle", "DRAM bytes",
                    "dense DRAM bytes", "byte ratio", "weight bytes", "KV-cache bytes",
-                   "MAC/B", "bound", "dense bound", "textbook bound"),
-                  tuple((x.name, x.nm, x.total_cycles, x.dense_total_cycles,
-                         x.speedup_vs_dense, x.dram_bytes, x.dense_dram_bytes,
+                   "MAC/B", "dense bound", "textbook bound"),
+                  tuple((x.name, x.nm, x.dataflow or None, x.bound,
+                         100.0 * x.limiter_ratio, x.speedup_vs_dense,
+                         x.total_cycles, x.dense_total_cycles, x.achieved_macs_per_cycle,
+                         x.peak_macs_per_cycle, 100.0 * x.array_fill,
+                         x.achieved_bytes_per_cycle, result.roofline["dram_bytes_per_cycle"],
+                         x.dram_bytes, x.dense_dram_bytes,
                          x.byte_ratio, x.weight_bytes, x.kv_cache_bytes,
-                         None if math.isinf(x.intensity) else x.intensity, x.bound,
+                         None if math.isinf(x.intensity) else x.intensity,
                          x.dense_bound or None, x.ideal_bound) for x in result.layers))
     return Plot("inference-layers", f"Bytes and bound per layer of {result.workload}",
                 "DRAM bytes each layer moves per pass (loads, stores, vector streams; N:M "
                 "weights compressed with their indices), dense baseline grey, the run's "
                 "pattern coloured by the layer's bound on this hardware: compute (the "
-                "array sets its time), memory (DRAM does) or dependency (it mostly waits "
-                "for another unit). The table lists every layer.", fig, table,
+                "array at its peak sets its time), array (the array does, but the layer's "
+                "shape fills under half of it: a GEMV's single row, decode attention), "
+                "memory (DRAM does) or dependency (it mostly waits for another unit). The "
+                "table lists every layer with its bound, how close it comes to that "
+                "limiter's peak (MACs per cycle against the peak for compute and array, "
+                "DRAM bytes per cycle against the bandwidth for memory), achieved against "
+                "peak MACs and bytes per cycle, and its N:M speedup; sort it by any "
+                "column.", fig, table,
                 {"bars": bars, "rows": [x.name for x in rows]})
+
+
+BOUND_COLORS: dict[str, str] = {"memory": style.STALL_COLORS["memory"],
+                                "array": "#b07aa1",
+                                "dependency": style.STALL_COLORS["dependency"]}
+"""Bar colour of each layer bound but ``compute`` (which takes the run's pattern colour)."""
 
 
 def _slug(text: str) -> str:
@@ -258,8 +279,10 @@ def make_runs(results: Sequence[Any], sources: Sequence[str]) -> list[Run]:
     """Name each inference result (workload, pattern, plus the settings that differ
     between the report's inference runs); slugs start with ``i`` so they never clash with
     training runs' (``01-...``)."""
+    labels = config_labels(results)
+
     def cfg_name(r: Any) -> str:
-        return str(r.config.get("name", "?"))
+        return labels[config_key(r.config)]
 
     keys = {"phase": lambda r: r.phase, "batch": lambda r: r.batch,
             "seq_len": lambda r: r.seq_len, "kv_len": lambda r: r.kv_len,
@@ -285,7 +308,7 @@ def make_runs(results: Sequence[Any], sources: Sequence[str]) -> list[Run]:
             series = f"{series} #{seen[key]}"
         runs.append(Run(result=r, label=f"{r.workload} · {series}", series=series,
                         slug=f"i{i + 1:02d}-{_slug(r.workload + ' ' + series)}", source=src))
-    return runs
+    return with_colors(runs)
 
 
 def sweeps_from_results(results: Sequence[Any]) -> list[dict[str, Any]]:
@@ -353,6 +376,10 @@ def report_plots(runs: Sequence[Run], sweeps: Sequence[dict[str, Any]] | None = 
             p.name = f"{p.name}-{run.slug}"
             p.run = run
             plots.append(p)
+        e = layer_energy_figure(run)
+        if e is not None:
+            e.run = run
+            plots.append(e)
     names = [p.name for p in plots]
     if len(set(names)) != len(names):
         raise ValueError(f"two inference figures share a file name: {names}")

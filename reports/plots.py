@@ -92,6 +92,39 @@ class Run:
     series: str
     slug: str
     source: str
+    color: str = ""  # set when the report compares designs: one colour per series
+
+
+def run_color(run: Run) -> str:
+    """The colour of a run's bars: its own when the report compares designs, else its
+    method's hue tinted by pattern (an inference run: BDWP's hue, grey when dense)."""
+    if run.color:
+        return run.color
+    r = run.result
+    method = getattr(r, "method", None) or ("dense" if r.nm == "1:1" else "bdwp")
+    return style.series_color(method, r.nm)
+
+
+def config_key(config: Any) -> str:
+    """A configuration's identity by content (two configurations may share a name)."""
+    import json
+
+    return json.dumps(config, sort_keys=True)
+
+
+def config_labels(results: Sequence[Any]) -> dict[str, str]:
+    """A distinct name per configuration (by content): its ``name``, plus ``#2``... for a
+    second configuration of the same name."""
+    out: dict[str, str] = {}
+    used: dict[str, int] = {}
+    for r in results:
+        k = config_key(r.config)
+        if k in out:
+            continue
+        base = str(r.config.get("name", "?")) if isinstance(r.config, dict) else "?"
+        used[base] = used.get(base, 0) + 1
+        out[k] = base if used[base] == 1 else f"{base} #{used[base]}"
+    return out
 
 
 # --------------------------------------------------------------------------- run naming
@@ -121,13 +154,15 @@ def make_runs(results: Sequence[Any], sources: Sequence[str]) -> list[Run]:
     if len(results) != len(sources):
         raise ValueError("one source per result")
 
+    labels = config_labels(results)
+
     def cfg_name(r: Any) -> str:
-        return str(r.config.get("name", "?")) if isinstance(r.config, dict) else "?"
+        return labels[config_key(r.config)]
 
     varies = {
         "batch": len({r.batch for r in results}) > 1,
         "mode": len({r.mode for r in results}) > 1,
-        "config": len({cfg_name(r) for r in results}) > 1,
+        "config": len(labels) > 1,
     }
     # method, pattern and mode are in the series already; the rest are simulator switches
     option_keys = sorted({k for r in results for k in r.options} - {"method", "nm", "mode"})
@@ -155,7 +190,19 @@ def make_runs(results: Sequence[Any], sources: Sequence[str]) -> list[Run]:
         slug = re.sub(r"[^a-z0-9]+", "-", f"{r.workload} {s}".lower()).strip("-")
         runs.append(Run(result=r, label=f"{r.workload} · {s}", series=s,
                         slug=f"{i + 1:02d}-{slug}", source=src))
-    return runs
+    return with_colors(runs)
+
+
+def with_colors(runs: list[Run]) -> list[Run]:
+    """In a report over several configurations, one colour per series (Tableau 10), so
+    two designs running the same method and pattern are told apart."""
+    import dataclasses
+
+    if len(config_labels([r.result for r in runs])) < 2:
+        return runs
+    order = list(dict.fromkeys(r.series for r in runs))
+    return [dataclasses.replace(r, color=style.run_color(order.index(r.series)))
+            for r in runs]
 
 
 

@@ -104,6 +104,16 @@ TRACE_VIEW_STYLES: dict[str, str] = {"ff": "-", "bp": "--"}
 EXTRA: tuple[str, ...] = ("#8cd17d", "#b6992d", "#f1ce63", "#86bcb6", "#ff9d9a", "#79706e",
                           "#d4a6c8", "#a0cbe8", "#ffbe7d", "#fabfd2")
 
+RUN_COLORS: tuple[str, ...] = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2",
+                               "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
+"""Tableau 10: one colour per run where runs of different designs are compared."""
+
+
+def run_color(index: int) -> str:
+    """Colour of the ``index``-th run of a comparison (Tableau 10, then repeating)."""
+    return RUN_COLORS[index % len(RUN_COLORS)]
+
+
 BOUND_STYLES: dict[str, dict[str, object]] = {
     "bdwp": {"color": "#000000", "linestyle": "-", "linewidth": 2.0},
     "srste": {"color": "#000000", "linestyle": ":", "linewidth": 2.0},

@@ -1,4 +1,5 @@
-"""The report's training-trace figures: accuracy against sparsity and mask flip rates.
+"""The report's training-trace figures: accuracy against sparsity, training loss, mask flip
+rates, and the mask statistics of the traces table.
 
 Each takes the traces of a report (``nmsat train --trace``, :mod:`nmsat.workloads.trace`
 objects) and returns a :class:`~nmsat.reports.plots.Plot`, or ``None`` when it has nothing
@@ -143,3 +144,55 @@ def flip_rate_figure(traces: Sequence[Any]) -> Plot | None:
                 "and the BP mask of W^T (dashed). Falling curves mean the masks settle.",
                 fig, table, {"lines": lines})
 
+
+def loss_figure(traces: Sequence[Any]) -> Plot | None:
+    """Training loss of every iteration, one curve per trace."""
+    if not traces:
+        return None
+    fig = new_figure(11.0, 4.8)
+    ax = fig.add_subplot()
+    lines: dict[int, Line2D] = {}
+    rows = []
+    for i, t in enumerate(traces):
+        loss = np.asarray(t.loss, dtype=np.float64)
+        (lines[i],) = ax.plot(np.arange(len(loss)), loss, linewidth=1.0,
+                              color=style.series_color(str(t.method), str(t.nm)),
+                              label=f"{t.model} {trace_series(t)} (seed {t.seed})")
+        last = t.accuracy[-1] if t.accuracy else None
+        base = t.baseline.accuracy[-1] if t.baseline is not None and t.baseline.accuracy \
+            else None
+        rows.append((t.model, trace_series(t), t.seed, float(loss[0]), float(loss.min()),
+                     float(loss[-1]), None if last is None else last.train_loss,
+                     None if base is None else base.train_loss))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("training iteration")
+    ax.set_ylabel("training loss (cross-entropy of the batch)")
+    fig.suptitle("Training loss")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    table = Table(("model", "run", "seed", "first", "lowest", "last",
+                   "last epoch's train loss", "dense baseline's last train loss"),
+                  tuple(rows))
+    return Plot("loss", "Training loss",
+                "Loss of each training iteration's batch as the trace recorded it; the table "
+                "adds each run's last-epoch training loss and its dense baseline's (the "
+                "dense run recorded with the trace: same model, data and seed).",
+                fig, table, {"lines": lines})
+
+
+def mask_stats(trace: Any) -> dict[str, float | None]:
+    """A trace's mask statistics over its weight layers (weighted by their weights):
+    FF and BP mask density at the last iteration and mean flip rate over training (%);
+    ``None`` where the run has no such mask."""
+    out: dict[str, float | None] = {}
+    weights = np.array([t.layer.weights for t in trace.weight_layers], dtype=np.float64)
+    for view in ("ff", "bp"):
+        use = np.array([getattr(t, f"sparse_{view}") for t in trace.weight_layers], dtype=bool)
+        if not use.any():
+            out[f"{view}_density"] = out[f"{view}_flip"] = None
+            continue
+        dens = np.asarray(trace.stats[f"{view}_density"], dtype=np.float64)[-1, use]
+        out[f"{view}_density"] = 100.0 * float(dens @ weights[use] / weights[use].sum())
+        rate = mean_flip_rate(trace, view)
+        finite = rate[~np.isnan(rate)] if rate is not None else np.array([])
+        out[f"{view}_flip"] = 100.0 * float(finite.mean()) if finite.size else None
+    return out

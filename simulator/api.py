@@ -17,7 +17,7 @@ from typing import Any
 from nmsat.simulator import run_cache, system
 from nmsat.simulator.energy import ActivityCounts, report
 from nmsat.simulator.results import PHASES, STALL_CAUSES, Event, LayerResult, SimResult
-from nmsat.simulator.roofline import attribution
+from nmsat.simulator.roofline import attribution, layer_dataflows
 from nmsat.simulator.run_cache import RunCache
 from nmsat.simulator.units import VECTOR_PASSES
 
@@ -47,6 +47,7 @@ class SimOptions:
     offline_schedule: bool = True
     events: bool = True
     layer_nm: tuple[tuple[str, NM], ...] = ()  # per-layer patterns fixed by the workload source
+    dataflow: str = "auto"  # os, ws: every GEMM block; auto: the schedule picks per task
 
     def __post_init__(self) -> None:
         for name, typ in (("method", Method), ("mode", Mode)):
@@ -57,6 +58,9 @@ class SimOptions:
             raise ValueError(f"SimOptions.nm must be an NM, not {self.nm!r}")
         object.__setattr__(self, "layer_nm", tuple(
             (str(k), NM.parse(v)) for k, v in dict(self.layer_nm).items()))
+        if self.dataflow not in ("auto", "os", "ws"):
+            raise ValueError(f"SimOptions.dataflow must be auto, os or ws, not "
+                             f"{self.dataflow!r}")
         for name in ("interleave", "pregen", "offline_schedule", "events"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"SimOptions.{name} must be a bool, not "
@@ -76,6 +80,8 @@ class SimOptions:
              "offline_schedule": self.offline_schedule}
         if self.layer_nm:
             d["layer_nm"] = {name: str(p) for name, p in self.layer_nm}
+        if self.dataflow != "auto":
+            d["dataflow"] = self.dataflow
         return d
 
 
@@ -215,7 +221,7 @@ def _run(workload, cfg: AcceleratorConfig, options: SimOptions, record: bool,
     copts = CompileOptions(method=options.method, nm=options.nm, mode=options.mode,
                            interleave=options.interleave, pregen=options.pregen,
                            offline_schedule=options.offline_schedule,
-                           layer_nm=options.layer_nm)
+                           layer_nm=options.layer_nm, dataflow=options.dataflow)
     if cache is None:
         return _timed(compile_workload(workload, cfg, copts), cfg, record)
     pkey = run_cache.program_key(workload_key, cfg, copts)
@@ -297,7 +303,8 @@ def simulate(workload, cfg: AcceleratorConfig | str | None = None,
     main = _run(workload, cfg, options, options.events, cache, workload_key)
     dense_opts = SimOptions(method=Method.DENSE, nm=NM(1, 1), mode=options.mode,
                             interleave=options.interleave, pregen=options.pregen,
-                            offline_schedule=options.offline_schedule, events=False)
+                            offline_schedule=options.offline_schedule, events=False,
+                            dataflow=options.dataflow)
     if options.method is Method.DENSE and (options.nm.dense or options.mode is Mode.TRAIN):
         dense = main
     else:
@@ -336,6 +343,7 @@ def _assemble(workload, cfg: AcceleratorConfig, options: SimOptions, main: _Run,
     er = report({key: (main.counts.get(key, ActivityCounts()), main.wall.get(key, 0))
                  for key in sorted(set(main.wall) | set(main.counts))}, cfg)
     layers = []
+    flows = layer_dataflows(main.program)
     stall_engine = t.stall.get(system.ENGINE, {})
     g_wall, g_dense_wall = grouped(main.wall), grouped(dense_wall)
     g_counts, g_macs = grouped(main.counts), grouped(main.macs)
@@ -365,7 +373,8 @@ def _assemble(workload, cfg: AcceleratorConfig, options: SimOptions, main: _Run,
                                                          "output": 0}),
             buffer_bytes={"activation": lc.act_buffer_bytes, "weight": lc.weight_buffer_bytes,
                           "output": lc.output_buffer_bytes},
-            engine_busy_cycles=sum(v for _, v in g_busy.get(name, ()))))
+            engine_busy_cycles=sum(v for _, v in g_busy.get(name, ())),
+            dataflow=flows.get(name, {})))
     phase_cycles = {p: 0 for p in PHASES}
     for (_, phase), v in main.wall.items():
         phase_cycles[phase] += v

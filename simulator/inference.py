@@ -44,6 +44,7 @@ from nmsat.simulator.roofline import (
     Roof,
     attribution,
     layer_traffic,
+    limiter_ratio,
     simulated_bound,
 )
 from nmsat.dataflow.inference_workload import (
@@ -211,7 +212,8 @@ def _simulate_pass(iw: InferenceWorkload, cfg: AcceleratorConfig, nm: NM,
                    density: ActDensity, opts: InferenceOptions,
                    layer_nm: tuple[tuple[str, NM], ...] = ()) -> _Pass:
     compile_opts: dict[str, Any] = {"interleave": opts.interleave,
-                                    "offline_schedule": opts.offline_schedule}
+                                    "offline_schedule": opts.offline_schedule,
+                                    "dataflow": opts.dataflow}
     if layer_nm:
         compile_opts["layer_nm"] = layer_nm
     wl = iw.workload
@@ -294,12 +296,13 @@ def simulate_inference(spec: str | InferenceWorkload, cfg: AcceleratorConfig,
         lroof = Roof.of(cfg, NM.parse(t.nm))
         dt = dense_traffic_by.get(name) or LayerTraffic(name)
         intensity = dmacs / t.dram_bytes if t.dram_bytes else math.inf
+        bound = simulated_bound(t, lroof, cyc)
         rows.append(LayerRow(
             name=name, nm=t.nm, total_cycles=cyc, seconds=cyc * secs, macs=t.macs,
             dense_macs=dmacs, dram_bytes=t.dram_bytes, weight_bytes=t.weight_bytes,
             kv_cache_bytes=t.kv_bytes, engine_cycles=t.engine_cycles,
             dram_cycles=t.dram_cycles(lroof), intensity=intensity,
-            bound=str(simulated_bound(t, lroof, cyc)),
+            bound=str(bound),
             ideal_bound=str(lroof.classify(intensity) if dmacs else t.bound(lroof)),
             act_density=dens_of.get(name, 1.0), dense_total_cycles=dcyc,
             speedup_vs_dense=dcyc / cyc if cyc else 1.0,
@@ -307,7 +310,9 @@ def simulate_inference(spec: str | InferenceWorkload, cfg: AcceleratorConfig,
             dense_bound=str(simulated_bound(dt, dense_roof, dcyc)),
             buffer_bytes=dict(sparse.operands.get(name, {}).get("buffer", {})),
             dram_bytes_by_operand=dict(sparse.operands.get(name, {}).get("dram", {})),
-            energy_pj=er.by_unit(name)))
+            energy_pj=er.by_unit(name), peak_macs_per_cycle=lroof.peak_macs_per_cycle,
+            array_fill=t.array_fill(lroof), dataflow=t.dataflow,
+            limiter_ratio=limiter_ratio(t, lroof, cyc, bound)))
     total = sparse.run.total
     dense_total = dense.run.total
     tokens = iw.tokens
@@ -337,7 +342,8 @@ def simulate_inference(spec: str | InferenceWorkload, cfg: AcceleratorConfig,
         layers=tuple(rows), extended_layers=sparse.run.extended,
         options={"interleave": opts.interleave, "offline_schedule": opts.offline_schedule,
                  **({"layer_nm": {k: str(v) for k, v in opts.layer_nm}}
-                    if opts.layer_nm else {})},
+                    if opts.layer_nm else {}),
+                 **({"dataflow": opts.dataflow} if opts.dataflow != "auto" else {})},
         counts=sparse.counts.to_dict(), energy_mode=er.mode,
         energy_by_kind_pj=er.by_kind(),
         simulate_seconds=time.perf_counter() - t0)

@@ -53,6 +53,20 @@ class LayerRow:
     buffer_bytes: dict[str, int] = field(default_factory=dict)  # activation, weight, output
     dram_bytes_by_operand: dict[str, int] = field(default_factory=dict)  # burst-rounded
     energy_pj: dict[str, float] = field(default_factory=dict)  # per unit and total
+    peak_macs_per_cycle: float = 0.0  # dense-equivalent roof at the layer's pattern
+    array_fill: float = 1.0  # peak cycles / engine busy cycles (roofline.array_fill)
+    limiter_ratio: float = 0.0  # limiter's cycles at peak / cycles (roofline.limiter_ratio)
+    dataflow: str = ""  # its COMPUTE blocks' dataflow: os, ws or os+ws ("" without any)
+
+    @property
+    def achieved_macs_per_cycle(self) -> float:
+        """Dense-equivalent MACs per cycle of the layer's simulated time."""
+        return self.dense_macs / self.total_cycles if self.total_cycles else 0.0
+
+    @property
+    def achieved_bytes_per_cycle(self) -> float:
+        """DRAM bytes per cycle of the layer's simulated time."""
+        return self.dram_bytes / self.total_cycles if self.total_cycles else 0.0
 
     @property
     def byte_ratio(self) -> float:
@@ -61,6 +75,8 @@ class LayerRow:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        d["achieved_macs_per_cycle"] = self.achieved_macs_per_cycle
+        d["achieved_bytes_per_cycle"] = self.achieved_bytes_per_cycle
         if math.isinf(self.intensity):
             d["intensity"] = None  # a layer without DRAM traffic
         return d
@@ -238,7 +254,7 @@ def result_from_dict(data: dict[str, Any]) -> InferenceResult:
                     raise KeyError(f"{w}.{f.name}")
                 continue
             v = x[f.name]
-            if f.name in ("name", "nm"):
+            if f.name in ("name", "nm", "dataflow"):
                 v = text(f"{w}.{f.name}", v)
             elif f.name in ("bound", "ideal_bound", "dense_bound"):
                 if v not in bounds and not (f.name == "dense_bound" and v == ""):

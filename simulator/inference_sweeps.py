@@ -44,10 +44,15 @@ def _sweep(spec: str, cfg: AcceleratorConfig, patterns: Sequence[str], axis: str
 def majority_bound(result, which: str = "bound") -> str:
     """``memory`` when GEMM layers whose ``which`` (``bound``: on the hardware;
     ``ideal_bound``: the textbook roofline) is memory take more than half of ``result``'s
-    GEMM cycles, else ``compute``."""
+    GEMM cycles; else the array side: ``array`` when array-bound layers take more of the
+    cycles than compute-bound ones, else ``compute``."""
     gemm = [x for x in result.layers if x.dense_macs]
-    mem = sum(x.total_cycles for x in gemm if getattr(x, which) == "memory")
-    return "memory" if 2 * mem > sum(x.total_cycles for x in gemm) else "compute"
+    by: dict[str, int] = {}
+    for x in gemm:
+        by[getattr(x, which)] = by.get(getattr(x, which), 0) + x.total_cycles
+    if 2 * by.get("memory", 0) > sum(by.values()):
+        return "memory"
+    return "array" if by.get("array", 0) > by.get("compute", 0) else "compute"
 
 
 def speedup_vs_batch(spec: str, cfg: AcceleratorConfig, patterns: Sequence[str],

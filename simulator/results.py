@@ -105,6 +105,7 @@ class LayerResult:
     buffer_bytes: dict[str, int] = field(default_factory=dict)
     engine_busy_cycles: int = 0
     energy_by_phase_pj: dict[str, float] = field(default_factory=dict)
+    dataflow: dict[str, str] = field(default_factory=dict)  # phase -> os, ws or os+ws
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -124,6 +125,7 @@ class LayerResult:
             "buffer_bytes": dict(self.buffer_bytes),
             "engine_busy_cycles": self.engine_busy_cycles,
             "energy_by_phase_pj": dict(self.energy_by_phase_pj),
+            "dataflow": dict(self.dataflow),
         }
 
 

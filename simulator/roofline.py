@@ -19,7 +19,10 @@ Two classifications are given per layer, because on a systolic array they differ
     cycles are more than twice both of its own lower bounds spends most of its time
     waiting for other units (typically a pooling or normalisation op on the vector lanes
     that produces its input), so neither its array work nor its DRAM traffic sets its
-    time: ``dependency``.
+    time: ``dependency``. An engine-limited layer whose shape fills less than half of
+    the array (engine busy cycles over twice its dense-equivalent MACs at peak; a GEMV
+    with one output row fills one PE row) is ``array``-bound rather than ``compute``-bound:
+    the array is the limiter, but not its peak.
     ``tests/test_inference_memory.py`` checks the rule against the simulated cycles of
     every zoo model's layers on both presets: the named limiter is the one the simulated
     time follows.
@@ -46,7 +49,8 @@ __all__ = ["DEPENDENCY_FACTOR", "Bound", "LayerTraffic", "Roof", "attribution", 
 
 
 class Bound(_Choice):
-    COMPUTE = "compute"  # the array (or, for a non-GEMM layer, the vector lanes)
+    COMPUTE = "compute"  # the array at its peak (or, for a non-GEMM layer, the vector lanes)
+    ARRAY = "array"  # the array, but its shape fills less than 1/ARRAY_FILL_FACTOR of it
     MEMORY = "memory"  # DRAM
     DEPENDENCY = "dependency"  # neither: its time is mostly spent waiting for other units
 
@@ -88,6 +92,7 @@ class LayerTraffic:
     engine_cycles: int = 0  # closed-form busy cycles of its COMPUTE blocks
     vector_cycles: int = 0  # lane cycles of its VECTOR ops (one pass per element)
     nm: str = "1:1"
+    dataflow: str = ""  # its COMPUTE blocks' dataflow: os, ws or os+ws ("" without any)
 
     @property
     def dram_bytes(self) -> int:
@@ -100,12 +105,39 @@ class LayerTraffic:
     def dram_cycles(self, roof: Roof) -> float:
         return self.dram_bytes / roof.dram_bytes_per_cycle
 
+    def peak_cycles(self, roof: Roof) -> float:
+        """Cycles its dense-equivalent MACs take at the roof's peak (a full array)."""
+        return self.dense_macs / roof.peak_macs_per_cycle
+
+    def array_fill(self, roof: Roof) -> float:
+        """Share of the array's peak its COMPUTE blocks reach while busy: peak cycles over
+        engine busy cycles (1 for a layer without MACs). A GEMV (one output row) fills one
+        PE row of the array, so 1/rows of it at most."""
+        if not self.dense_macs or not self.engine_cycles:
+            return 1.0
+        return min(1.0, self.peak_cycles(roof) / self.engine_cycles)
+
     def bound(self, roof: Roof) -> Bound:
         """Memory-bound when the layer's DRAM transfers take longer than its compute
-        (engine blocks, or vector lanes for a non-GEMM layer)."""
+        (engine blocks, or vector lanes for a non-GEMM layer); otherwise array-bound when
+        its shape fills less than ``1 / ARRAY_FILL_FACTOR`` of the array
+        (:meth:`array_fill`), else compute-bound."""
         busy = self.engine_cycles if self.dense_macs else self.vector_cycles
-        return Bound.MEMORY if self.dram_cycles(roof) > busy else Bound.COMPUTE
+        if self.dram_cycles(roof) > busy:
+            return Bound.MEMORY
+        if self.dense_macs and self.array_fill(roof) * ARRAY_FILL_FACTOR < 1.0:
+            return Bound.ARRAY
+        return Bound.COMPUTE
 
+
+ARRAY_FILL_FACTOR = 2
+"""An engine-limited GEMM layer whose busy cycles exceed this many times its cycles at the
+array's peak (so its shape fills less than half the array: a GEMV's one output row, a
+decode attention head's few rows and columns, a short K) is ``array``-bound, not
+``compute``-bound: a bigger or differently shaped array would not make it faster, a
+differently shaped workload (batching) would. The factor matches
+:data:`DEPENDENCY_FACTOR`: more than half of the time is explained by something other
+than the named roof."""
 
 DEPENDENCY_FACTOR = 2
 """A layer whose simulated cycles exceed this many times its own lower bound
@@ -123,6 +155,26 @@ def simulated_bound(traffic: LayerTraffic, roof: Roof, cycles: int) -> Bound:
     if cycles > DEPENDENCY_FACTOR * own:
         return Bound.DEPENDENCY
     return traffic.bound(roof)
+
+
+def limiter_ratio(traffic: LayerTraffic, roof: Roof, cycles: int, bound: Bound) -> float:
+    """How close a layer came to the peak of what limits it: the cycles its limiter needs
+    at peak over its simulated ``cycles`` (0 without cycles). ``compute`` and ``array``:
+    dense-equivalent MACs at the array's peak (so achieved over peak MACs per cycle; a
+    vector layer: its lane cycles); ``memory``: DRAM cycles at full bandwidth (achieved over
+    peak bytes per cycle); ``dependency``: its own lower bound (below 1/DEPENDENCY_FACTOR)."""
+    if not cycles:
+        return 0.0
+    if bound is Bound.MEMORY:
+        need = traffic.dram_cycles(roof)
+    elif bound is Bound.DEPENDENCY:
+        need = max(traffic.engine_cycles if traffic.dense_macs else traffic.vector_cycles,
+                   traffic.dram_cycles(roof))
+    elif traffic.dense_macs:
+        need = traffic.peak_cycles(roof)
+    else:
+        need = traffic.vector_cycles
+    return need / cycles
 
 
 def layer_traffic(prog: Program, cfg: AcceleratorConfig,
@@ -151,6 +203,8 @@ def layer_traffic(prog: Program, cfg: AcceleratorConfig,
             r.macs += ins.macs * times
             r.dense_macs += ins.dense_macs * times
             r.engine_cycles += timing.compute_cycles(ins, cfg) * times
+            r.dataflow = "+".join(sorted({*filter(None, r.dataflow.split("+")),
+                                          ins.dataflow.value}))
             if not ins.nm.dense:
                 r.nm = str(ins.nm)
         elif isinstance(ins, Load):
@@ -174,6 +228,32 @@ def layer_traffic(prog: Program, cfg: AcceleratorConfig,
             r.vector_bytes += (ins.read_bytes + ins.write_bytes) * times
             r.vector_cycles += ceil_div(ins.elements, lanes) * times
     return [rows[i] for i in sorted(rows)]
+
+
+def layer_dataflows(prog: Program) -> dict[str, dict[str, str]]:
+    """The dataflow each layer's COMPUTE blocks ran, per phase: ``{"conv1": {"ff": "os",
+    "bp": "ws", "wg": "os"}}``; ``"os+ws"`` where a phase's blocks used both (layers
+    without COMPUTE blocks are left out)."""
+    layers = prog.layers
+    seen: dict[str, dict[str, set[str]]] = {}
+    for ins in prog.instructions:
+        if isinstance(ins, Compute):
+            name = layers[ins.layer] if ins.layer < len(layers) else str(ins.layer)
+            seen.setdefault(name, {}).setdefault(ins.phase.value, set()).add(
+                ins.dataflow.value)
+    return {name: {ph: "+".join(sorted(dfs)) for ph, dfs in phases.items()}
+            for name, phases in seen.items()}
+
+
+def dataflow_text(phases: dict[str, str]) -> str:
+    """One layer's dataflows in a table cell: ``os`` when every phase ran it, else
+    ``ff os, bp ws, ...``; ``-`` for a layer without COMPUTE blocks."""
+    if not phases:
+        return "-"
+    values = set(phases.values())
+    if len(values) == 1:
+        return values.pop()
+    return ", ".join(f"{ph} {df}" for ph, df in phases.items())
 
 
 def attribution(prog: Program) -> list[tuple[str, str]]:

@@ -64,15 +64,16 @@ def test_preset_key_in_files(tmp_path):
     p = tmp_path / "c.toml"
     p.write_text('preset = "small"\nname = "small8"\n[array]\nrows = 8\n')
     assert C.load(p) == C.SMALL.replace(**{"array.rows": 8, "name": "small8"})
+    # a file that sets no name is named by its file (reports tell it from its preset)
     p = tmp_path / "c.yaml"
     p.write_text("preset: small\ndram:\n  channels: 2\n")
-    assert C.load(p) == C.SMALL.replace(**{"dram.channels": 2})
+    assert C.load(p) == C.SMALL.replace(**{"dram.channels": 2, "name": "c"})
     p = tmp_path / "empty.yaml"
     p.write_text("")
-    assert C.load(p) == C.VCU1525
+    assert C.load(p) == C.VCU1525.replace(name="empty")
     p = tmp_path / "partial.toml"  # without a preset, missing fields take the defaults
     p.write_text("[array]\nrows = 8\n")
-    assert C.load(p) == C.VCU1525.replace(**{"array.rows": 8})
+    assert C.load(p) == C.VCU1525.replace(**{"array.rows": 8, "name": "partial"})
 
 
 def _load_error(tmp_path, name, text):

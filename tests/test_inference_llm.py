@@ -106,8 +106,10 @@ def test_cli_json(tmp_path, capsys):
                 "effective_utilization", "counts"):
         assert key in data, key
     assert data["phase"] == "decode" and data["kv_len"] == 256 and data["mode"] == "inference"
-    assert all(x["bound"] in ("compute", "memory", "dependency") for x in data["layers"])
-    assert all(x["dense_bound"] in ("compute", "memory", "dependency") for x in data["layers"])
+    assert all(x["bound"] in ("compute", "array", "memory", "dependency")
+               for x in data["layers"])
+    assert all(x["dense_bound"] in ("compute", "array", "memory", "dependency")
+               for x in data["layers"])
     assert data["bytes_per_layer"] == {x["name"]: x["dram_bytes"] for x in data["layers"]}
     assert sum(data["phase_cycles"].values()) == data["total_cycles"]
     # deterministic: the same run gives the same bytes
@@ -121,14 +123,16 @@ def test_cli_json(tmp_path, capsys):
     (["resnet18", "--phase", "decode"], "--phase is only for --mode inference"),
     (["resnet18", "--mode", "inference", "--phase", "decode"],
      f"--phase is for LLM workloads ({', '.join(llm.PRESETS)}), not resnet18"),
-    (["llama_7b", "--mode", "inference", "--phase", "decode"],
-     "the decode phase needs --kv-len (cache positions)"),
     (["llama_7b", "--mode", "inference", "--kv-len", "9"], "--kv-len is for the decode phase"),
     (["mlp", "--mode", "inference", "--act-density", "x"],
      "argument --act-density: must be a number between 0 and 1, not 'x'"),
     (["mlp", "--mode", "inference", "--act-zero", "maybe"], "argument --act-zero: invalid"),
-    (["mlp", "--mode", "inference", "--method", "dense"],
-     "--method dense is for training; inference takes the weights' pattern from --nm"),
+    (["mlp", "--mode", "inference", "--method", "srste"],
+     "--method srste is for training; inference takes the weights' pattern from --nm"),
+    (["mlp", "--mode", "inference", "--method", "dense", "--nm", "2:4"],
+     "--method dense runs dense weights: it contradicts --nm 2:4"),
+    (["mlp", "--top", "3"], "--top is only for --mode inference"),
+    (["mlp", "--mode", "inference", "--top", "-1"], "argument --top"),
     (["mlp", "--mode", "inference", "--no-pregen"],
      "--no-pregen is for training: inference has no SORE mask generation"),
 ])
@@ -136,3 +140,61 @@ def test_cli_bad_input_is_one_line_and_status_2(argv, msg, capsys):
     assert main(["simulate", *argv]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and msg in err, err
+
+
+@pytest.mark.parametrize("name", list(llm.PRESETS))
+def test_decode_defaults_to_the_default_prefill_context(name):
+    # Without --kv-len a decode step attends the context a default prefill leaves:
+    # llm.DEFAULT_CONTEXT positions, or the model's positions if fewer.
+    from nmsat.dataflow.inference_workload import InferenceOptions, load
+
+    s = llm.spec(name)
+    want = min(1024, s.max_positions)
+    dec = load(name, InferenceOptions(nm="2:4", batch=1, phase="decode"))
+    pre = load(name, InferenceOptions(nm="2:4", batch=1))
+    assert dec.kv_len == want == pre.seq_len == llm.default_context(s)
+    assert dec.workload == load(name, InferenceOptions(nm="2:4", batch=1, phase="decode",
+                                                       kv_len=want)).workload
+
+
+def test_method_dense_in_inference_is_nm_1_1(tmp_path, capsys):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    assert main(["simulate", "mlp", "--mode", "inference", "--method", "dense",
+                 "--json", str(a)]) == 0
+    assert main(["simulate", "mlp", "--mode", "inference", "--nm", "1:1",
+                 "--json", str(b)]) == 0
+    assert a.read_bytes() == b.read_bytes()
+    assert json.loads(a.read_text())["nm"] == "1:1"
+
+
+def test_inference_summary_first_and_top_limits_layer_lines(capsys):
+    from nmsat.simulator.inference import simulate_inference
+    from nmsat.dataflow.inference_workload import InferenceOptions
+    from nmsat.config import resolve
+
+    assert main(["simulate", "stories260k", "--mode", "inference", "--phase", "decode",
+                 "--config", "small", "--batch", "1", "--top", "4"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    r = simulate_inference("stories260k", resolve("small"), InferenceOptions(
+        nm="2:8", batch=1, phase="decode"))
+    # the summary comes before the per-layer lines
+    head = next(i for i, x in enumerate(out) if x.startswith("layer "))
+    assert any(x.startswith("total ") for x in out[:head])
+    assert any(x.startswith("speedup ") for x in out[:head])
+    rows = out[head + 1:head + 5]
+    want = sorted(r.layers, key=lambda x: -x.total_cycles)[:4]
+    assert [x.split()[0] for x in rows] == [x.name for x in want]
+    assert out[head + 5].startswith("bound: ")  # nothing past the 4 rows
+    # the bound counts are every layer's, whatever --top shows
+    counts = {b: sum(x.bound == b for x in r.layers)
+              for b in ("compute", "array", "memory", "dependency")}
+    line = next(x for x in out if x.startswith("bounds "))
+    for b, n in counts.items():
+        assert f"{n} {b}" in line
+    assert f"of {len(r.layers)} layers" in line
+    assert main(["simulate", "stories260k", "--mode", "inference", "--phase", "decode",
+                 "--config", "small", "--batch", "1", "--top", "0"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    head = next(i for i, x in enumerate(out) if x.startswith("layer "))
+    assert [x.split()[0] for x in out[head + 1:head + 1 + len(r.layers)]] == \
+        [x.name for x in r.layers]

@@ -74,7 +74,7 @@ def test_memory_bound_layer_speedup_tends_to_and_never_exceeds_byte_ratio(name, 
     for x in r.layers:
         if not x.dense_macs or not x.total_cycles:
             continue
-        assert x.bound in ("compute", "memory", "dependency")
+        assert x.bound in ("compute", "array", "memory", "dependency")
         if x.bound != "memory":
             continue
         bw = SMALL.dram.total_bytes_per_cycle
@@ -93,8 +93,10 @@ def test_memory_bound_layer_speedup_tends_to_and_never_exceeds_byte_ratio(name, 
             close += 1
             assert x.speedup_vs_dense >= 0.9 * x.byte_ratio, \
                 (x.name, x.speedup_vs_dense, x.byte_ratio)
-    if llm.is_llm(name):  # every projection of a decode step is such a layer
-        assert checked and close, name
+    if llm.is_llm(name):  # every projection of a decode step is memory-bound here ...
+        assert checked, name
+        # ... and a large-weight one in all but stories260k (64 wide, a few KiB each)
+        assert close or name == "stories260k", name
 
 
 @pytest.mark.parametrize("name", zoo.names())
@@ -109,7 +111,7 @@ def test_vcu1525_layers_stay_under_their_limiters_ratio(name):
             if not x.dense_macs or not x.total_cycles:
                 continue
             slack = _slack(VCU1525)
-            if x.bound == "compute":
+            if x.bound in ("compute", "array"):
                 peak = VCU1525.array.sparse_speedup(NM.parse(x.nm)) if x.nm != "1:1" else 1.0
                 assert x.dense_total_cycles <= peak * x.total_cycles + slack, \
                     (x.name, x.speedup_vs_dense, peak)
@@ -133,7 +135,7 @@ def test_bound_names_what_the_simulated_time_follows(name, cfg):
         if x.bound == "dependency":
             assert x.total_cycles > 2 * max(eng, dram), x.name
             continue
-        named, other = (eng, dram) if x.bound == "compute" else (dram, eng)
+        named, other = (eng, dram) if x.bound in ("compute", "array") else (dram, eng)
         assert named >= other, x.name
         assert x.total_cycles >= named - _slack(cfg), x.name
         assert abs(x.total_cycles - named) <= abs(x.total_cycles - other), x.name
@@ -165,7 +167,9 @@ def test_vcu1525_decode_gemvs_are_limited_by_the_array_not_dram():
     r = simulate_inference("gpt2_small", VCU1525, InferenceOptions(
         nm="2:4", phase="decode", kv_len=16, batch=1))
     proj = [x for x in r.layers if x.name.endswith(("attn.q", "mlp.c_fc"))]
-    assert proj and all(x.ideal_bound == "memory" and x.bound == "compute" for x in proj)
+    assert proj and all(x.ideal_bound == "memory" and x.bound == "array" for x in proj)
+    # one output row fills one of the 16 PE rows: at most 1/16 of the array's peak
+    assert all(x.array_fill <= 1 / 16 and x.limiter_ratio <= 1 / 16 for x in proj)
     assert r.weight_byte_ratio < r.speedup_vs_dense <= VCU1525.array.sparse_speedup(NM(2, 4))
 
 
@@ -261,7 +265,11 @@ def test_transition_figure_matches_independent_intensity(tmp_path):
             assert list(line.get_xdata()) == [first, first]
             sim = d["bound"][nm]
             assert sim[0] == "memory" or cfg is VCU1525, (cfg.name, nm, sim)
-            assert all(s == "compute" for s, i in zip(sim, ideal) if i == "compute"), \
+            # past the ridge the engine side limits: the array at its peak (compute) or an
+            # array the batch fills under half of (array: vcu1525's 2:4 at batch 16, a
+            # quarter of the rows x accumulator slots)
+            assert all(s in ("compute", "array") for s, i in zip(sim, ideal)
+                       if i == "compute"), \
                 (cfg.name, nm, sim)
             pts = p.artists["memory_points"][nm].get_offsets()
             assert [float(x) for x, _ in pts] == [b for b, s in zip(batches, sim)

@@ -64,9 +64,10 @@ def test_page_references_only_local_files_that_exist(report):
     page = _parse(report)
     assert page.external == []
     names = [Path(src).stem for src in page.images]
-    # speedup, phases, energy, accuracy, flip rates; per run: layers and timeline
-    assert names[:5] == ["speedup", "phases", "energy", "accuracy", "flip-rates"]
-    assert len(names) == 5 + 2 * 4
+    # speedup, phases, energy, accuracy, loss, flip rates; per run: layers, layer energy
+    # and timeline (one configuration: no comparison figures)
+    assert names[:6] == ["speedup", "phases", "energy", "accuracy", "loss", "flip-rates"]
+    assert len(names) == 6 + 3 * 4
     for src in page.images + [h for h in page.links if not h.startswith("#")]:
         assert (report.parent / src).is_file(), src
         assert (report.parent / src).stat().st_size > 0

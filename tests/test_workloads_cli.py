@@ -20,6 +20,12 @@ def test_list(capsys):
     rows = {line.split()[0]: line.split() for line in out[1:]}
     assert list(rows) == list(zoo.names())
     assert rows["resnet50"][1:3] == ["4.0892G", "25.56M"]
+    # every LLM preset a subcommand accepts is listed (stories260k was missing)
+    from nmsat.workloads import llm
+
+    assert set(llm.PRESETS) <= set(rows)
+    assert rows["stories260k"][2:4] == ["0.26M", str(len(zoo.model("stories260k").layers))]
+    assert zoo.model("stories260k").params == 260_032  # llama2.c's stories260K
 
 
 def test_list_json(capsys):

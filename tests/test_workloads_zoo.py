@@ -207,7 +207,7 @@ def test_registry_errors():
         zoo.get("mlp", batch=0)
     assert set(ALL) == {"resnet18", "resnet50", "vgg16", "mobilenet_v2", "resnet18_cifar",
                         "resnet50_cifar", "vgg16_cifar", "mobilenet_v2_cifar", "vit_b_16",
-                        "bert_base", "gpt2_small", "mlp", "cnn", "llama_7b"}
+                        "bert_base", "gpt2_small", "mlp", "cnn", "llama_7b", "stories260k"}
 
 
 def test_load_resolves_names_and_rejects_unknown(tmp_path):

@@ -149,9 +149,23 @@ STORIES_260K = DecoderSpec("stories260k", hidden=64, layers=5, heads=8, kv_heads
 (grouped-query attention, head dim 8), SwiGLU FFN 172 (llama2.c's ``multiple_of = 4``
 rounding of 2/3 x 4 x 64), a 512-token vocabulary, 512 positions, embedding and output
 weights tied; 260,032 parameters. Small enough that its layers run on the RTL
-(``nmsat rtl run stories260k --mode inference``). Not registered in the zoo."""
+(``nmsat rtl run stories260k --mode inference``). Registered in the zoo (its prefill
+graph, 512 tokens), like ``llama_7b``."""
 
 PRESETS: dict[str, DecoderSpec] = {s.name: s for s in (GPT2_SMALL, LLAMA_7B, STORIES_260K)}
+
+DEFAULT_CONTEXT = 1024
+"""Default context of a serving step: the prompt length of a prefill and the KV-cache
+positions of a decode step (``--seq-len`` / ``--kv-len`` unset), capped at the model's
+positions. 1024 is GPT-2's whole context and the prompt length of the zoo's
+``gpt2_small``, so prefill and decode defaults describe one request: a 1,024-token
+prompt, then the next token against its 1,024 cached positions."""
+
+
+def default_context(s: DecoderSpec) -> int:
+    """``min(DEFAULT_CONTEXT, s.max_positions)``: prefill length and decode KV length
+    when none is given (gpt2_small and llama_7b 1024, stories260k 512)."""
+    return min(DEFAULT_CONTEXT, s.max_positions)
 
 
 def spec(name: str) -> DecoderSpec:

@@ -542,6 +542,8 @@ _REGISTRY: dict[str, _Entry] = {
     "cnn": _Entry(cnn),
     "llama_7b": _Entry(lambda seq_len: _llm_prefill("llama_7b", seq_len), default_seq_len=2048,
                        max_seq_len=4096),
+    "stories260k": _Entry(lambda seq_len: _llm_prefill("stories260k", seq_len),
+                          default_seq_len=512, max_seq_len=512),
 }
 
 

@@ -279,7 +279,7 @@ def _report(prog: isa.Program, cfg: AcceleratorConfig, host: dict, res: dict,
 def run_layer_controller(workload: str, layer: str, phase: str, cfg: AcceleratorConfig,
                          nm: str = "2:8", method: str = "bdwp", batch: int | None = None,
                          sim: str | None = None, seed: int = 0, *,
-                         system_model: SystemModel) -> dict:
+                         system_model: SystemModel, dataflow: str = "auto") -> dict:
     """:func:`nmsat.rtl.tb.program.run_layer` through the tile controller: the same
     program, operands and report (plus the whole-program cycles, beside
     ``system_model``'s)."""
@@ -294,7 +294,7 @@ def run_layer_controller(workload: str, layer: str, phase: str, cfg: Accelerator
     check_controlled(cfg)
     wl = load(workload, batch=batch)
     opts = CompileOptions(method=wl.method or method, nm=nm, batch=batch,
-                          layer_nm=tuple(wl.layer_nm.items()))
+                          layer_nm=tuple(wl.layer_nm.items()), dataflow=dataflow)
     prog = compile_layer(wl.workload, layer, Phase.parse(phase), cfg, opts)
     dram = (random_dram(prog, cfg.numerics.operand, seed) if wl.source == "zoo"
             else trace_dram(prog, workload, layer))

@@ -43,22 +43,24 @@ def load_workload(workload: str, nm: NM | str = "2:8", batch: int = 1,
                                            seq_len=seq_len, kv_len=kv_len))
 
 
-def compile_options(nm: NM | str) -> CompileOptions:
+def compile_options(nm: NM | str, dataflow: str = "auto") -> CompileOptions:
     """The options :func:`compile_inference` compiles with (its defaults: interleave and
-    offline scheduling on)."""
-    return CompileOptions(nm=NM.parse(nm), mode=Mode.INFERENCE, batch=None)
+    offline scheduling on; ``dataflow`` as ``--dataflow``)."""
+    return CompileOptions(nm=NM.parse(nm), mode=Mode.INFERENCE, batch=None,
+                          dataflow=dataflow)
 
 
 def inference_layer_program(iw, layer: str, cfg: AcceleratorConfig,
-                            nm: NM | str) -> isa.Program:
+                            nm: NM | str, dataflow: str = "auto") -> isa.Program:
     """The FF tile program of ``layer`` alone in the inference compilation of ``iw``."""
-    return compile_layer(iw.workload, layer, Phase.FF, cfg, compile_options(nm))
+    return compile_layer(iw.workload, layer, Phase.FF, cfg, compile_options(nm, dataflow))
 
 
-def whole_program(iw, cfg: AcceleratorConfig, nm: NM | str) -> isa.Program:
+def whole_program(iw, cfg: AcceleratorConfig, nm: NM | str,
+                  dataflow: str = "auto") -> isa.Program:
     """The whole inference program the simulator times (the engine's, after the
     activation-skip rewrite, which is the identity without ``act_zero = skip``)."""
-    return compile_inference(iw.workload, cfg, NM.parse(nm), None)[1]
+    return compile_inference(iw.workload, cfg, NM.parse(nm), None, dataflow=dataflow)[1]
 
 
 def _region(prog: isa.Program, keep) -> tuple[int, int] | None:
@@ -134,15 +136,16 @@ def inference_dram(prog: isa.Program, cfg: AcceleratorConfig, workload: str, lay
 def run_inference_layer(workload: str, layer: str, cfg: AcceleratorConfig,
                         nm: NM | str = "2:8", batch: int = 1, phase: str | None = None,
                         seq_len: int | None = None, kv_len: int | None = None,
-                        sim: str | None = None, seed: int = 0) -> dict:
+                        sim: str | None = None, seed: int = 0,
+                        dataflow: str = "auto") -> dict:
     """Run ``layer``'s inference program on the golden executor and the RTL; the report of
     :func:`~.program.run_program` plus the serving options and ``same_program``."""
     iw = load_workload(workload, nm, batch, phase, seq_len, kv_len)
     names = [x.name for x in iw.workload.layers]
     if layer not in names:
         raise ValueError(f"{iw.workload.name} has no layer {layer!r}")
-    prog = inference_layer_program(iw, layer, cfg, nm)
-    same = same_program(prog, whole_program(iw, cfg, nm), layer)
+    prog = inference_layer_program(iw, layer, cfg, nm, dataflow)
+    same = same_program(prog, whole_program(iw, cfg, nm, dataflow), layer)
     dram = inference_dram(prog, cfg, workload, layer, seed)
     rep = run_program(prog, cfg, dram, sim=sim)
     return {"workload": workload, "layer": layer, "mode": "inference",

@@ -125,12 +125,12 @@ def trace_dram(program: isa.Program, path: str, layer: str) -> dict[str, np.ndar
 
 def run_layer(workload: str, layer: str, phase: str, cfg: AcceleratorConfig, nm: str = "2:8",
               method: str = "bdwp", batch: int | None = None, sim: str | None = None,
-              seed: int = 0) -> dict:
+              seed: int = 0, dataflow: str = "auto") -> dict:
     from nmsat.workloads.zoo import load
 
     wl = load(workload, batch=batch)
     opts = CompileOptions(method=wl.method or method, nm=nm, batch=batch,
-                          layer_nm=tuple(wl.layer_nm.items()))
+                          layer_nm=tuple(wl.layer_nm.items()), dataflow=dataflow)
     prog = compile_layer(wl.workload, layer, Phase.parse(phase), cfg, opts)
     if wl.source == "zoo":
         dram = random_dram(prog, cfg.numerics.operand, seed)

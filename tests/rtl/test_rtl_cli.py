@@ -104,10 +104,12 @@ def test_run_rejects_options_of_the_other_mode(capsys, argv, needle):
     _one_line_error(capsys, ["rtl", "run", "mlp", "--layer", "fc1", *argv], needle)
 
 
-def test_run_inference_needs_the_kv_length_and_a_gemm_layer(capsys):
+def test_run_inference_needs_a_gemm_layer(capsys):
+    # (a decode step without --kv-len takes the default context: no error for it)
     base = ["rtl", "run", "stories260k", "--mode", "inference", "--phase", "decode"]
-    _one_line_error(capsys, [*base, "--layer", "model.layers.0.self_attn.q_proj"],
-                    "--kv-len")
+    _one_line_error(capsys, [*base, "--layer", "nope"], "no layer 'nope'")
+    _one_line_error(capsys, [*base, "--method", "dense", "--nm", "2:4", "--layer",
+                             "model.layers.0.self_attn.q_proj"], "contradicts --nm 2:4")
     _one_line_error(capsys, [*base, "--kv-len", "4", "--layer", "nope"], "no layer 'nope'")
     _one_line_error(capsys, [*base, "--kv-len", "4", "--layer",
                              "model.layers.0.input_layernorm"], "has no ff GEMM")
