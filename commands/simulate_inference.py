@@ -173,8 +173,9 @@ def run(args: argparse.Namespace) -> int:
         make_report_folder(args.report)
         from nmsat.commands.simulate import trace_of
 
-        print(f"wrote {build_report([result], args.report, traces=trace_of(args), "
-              f"inference_sweeps=sweeps)}")
+        index = build_report([result], args.report, traces=trace_of(args),
+                             inference_sweeps=sweeps)
+        print(f"wrote {index}")
     return 0
 
 
