@@ -70,7 +70,7 @@ def model_speed(dtype: str, tiles: int, seed: int) -> dict:
 def rtl_speed(dtype: str, tiles: int, seed: int, sim: str) -> dict:
     name, _, opt = sim.partition("-")  # verilator-O2: the C++ level of the build
     if opt:
-        os.environ["NMSAT_VERILATOR_OPT"] = opt
+        os.environ["NMSAT_VERILATOR_OPT"] = f"-{opt}"
     t0 = time.perf_counter()
     rep = run_engine_tb(SMALL, dtype, tiles, seed, sim=name)
     wall = time.perf_counter() - t0
@@ -116,13 +116,13 @@ def program_speed(cases: str, sim: str) -> dict:
     HDL compile (the first wall time less the simulation's own seconds)."""
     from nmsat.rtl.tb.controller_run import cached_controlled, run_controller_programs
 
-    name, _, opt = sim.partition("-")
+    name, _, opt = sim.partition("-")  # verilator-O2: the C++ level of the build
     runs = [program_case(c) for c in cases.split(",")]
     longest = max(len(p.instructions) for p, _, _ in runs)
     cached_controlled(runs[0][1], runs[0][1].numerics.dtype,
                       max(16, 1 << (longest - 1).bit_length()))
     if opt:
-        os.environ["NMSAT_VERILATOR_OPT"] = opt
+        os.environ["NMSAT_VERILATOR_OPT"] = f"-{opt}"
     t0 = time.perf_counter()
     reps = run_controller_programs(runs, sim=name, system_model=system.run)
     wall = time.perf_counter() - t0
