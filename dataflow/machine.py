@@ -79,6 +79,12 @@ def port_beats(ins: Load | Store, cfg: AcceleratorConfig) -> int:
         kc = gemm_chunks(ins.cols, a.macs_per_pe, a.act_window, ins.nm)
         return ins.rows * ceil_div(kc, R)
     kc = gemm_chunks(ins.rows, a.macs_per_pe, a.act_window, ins.nm)
+    if a.shadow_weights:
+        # R x ports banks, one per shadow load chain (bank (i, s): chunks c = i mod R of
+        # the columns of chain s); a beat writes one chunk into each bank (chunk-lane
+        # write enables), so a (K-tile, column tile) takes ceil(C / ports) beats
+        # (docs/architecture.md 7).
+        return ceil_div(ins.cols, C) * ceil_div(kc, R) * ceil_div(C, min(a.weight_load_ports, C))
     return ceil_div(ins.cols, C) * kc
 
 

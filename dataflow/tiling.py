@@ -146,7 +146,9 @@ def _splits(total: int, b: int) -> list[tuple[int, int]]:
 def estimate_cost(ctx: TaskCtx, t: Tiling) -> tuple[int, int]:
     """(estimated cycles, DRAM bytes) of a task under a tiling. Cycles: max(engine cycles
     from the tile model, DRAM bytes / total DRAM bandwidth), as the double-buffered
-    pipeline hides the shorter of the two; bytes break ties (energy, contention)."""
+    pipeline hides the shorter of the two; bytes break ties (energy, contention). With
+    shadow weights (``array.shadow_weights``) the pipeline's fill and its DRAM latency
+    per pair of blocks are priced too (below)."""
     m, n, k = ctx.m, ctx.n, ctx.k
     ms, ns, ks = _splits(m, t.mb), _splits(n, t.nb), _splits(k, t.kb)
     ekey = ("engine", t.dataflow, t.mb, t.nb, t.kb, t.interleave)
@@ -172,7 +174,19 @@ def estimate_cost(ctx: TaskCtx, t: Tiling) -> tuple[int, int]:
         dram = b_all * nmb + a_all * (1 if resident else nnb)
     dram += c_all
     mem = ceil_div(dram, ctx.cfg.dram.total_bytes_per_cycle)
-    return ctx.count * max(engine, mem), ctx.count * dram
+    if not ctx.geom.shadow:
+        return ctx.count * max(engine, mem), ctx.count * dram
+    # With shadow weights a small-m block streams weights about as fast as DRAM delivers
+    # them, so the double-buffered pipeline's shape matters (docs/architecture.md 4.2):
+    # a block's load can only be issued when the compute two blocks back has freed its
+    # buffer half, so two blocks take at least latency + one load + one compute; and the
+    # first block's load and the last block's compute overlap nothing (once for the task's
+    # ``count`` repetitions, which follow each other back to back).
+    blocks = nmb * nnb * sum(c for c, _ in ks)
+    lat = ctx.cfg.dram.latency_cycles
+    steady = max(engine, mem, ceil_div(engine + mem + blocks * lat, 2))
+    fill = ceil_div(min(engine, mem), blocks) + lat
+    return ctx.count * steady + fill, ctx.count * dram
 
 
 def estimate_cycles(ctx: TaskCtx, t: Tiling) -> int:

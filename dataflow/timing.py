@@ -49,11 +49,21 @@ class Geometry:
     lanes: int
     window: int
     acc_latency: int
+    shadow: bool = False  # array.shadow_weights: row-wave weight preload (section 4.1)
+    ports: int = 1  # array.weight_load_ports: shadow load chains per PE row
 
     @classmethod
     def of(cls, cfg: AcceleratorConfig) -> Geometry:
         a = cfg.array
-        return cls(a.rows, a.cols, a.macs_per_pe, a.act_window, a.acc_latency)
+        return cls(a.rows, a.cols, a.macs_per_pe, a.act_window, a.acc_latency,
+                   a.shadow_weights, a.weight_load_ports)
+
+    @property
+    def segment(self) -> int:
+        """Columns of one shadow load chain (``ceil(C / ports)``; more ports than columns
+        act as one per column): the steps one tile's weights take to enter a PE row with
+        shadow weights."""
+        return ceil_div(self.cols, min(self.ports, self.cols))
 
     def os_slots(self, interleave: bool) -> int:
         """Accumulator slots (row blocks) one output-stationary pass interleaves: sigma =
@@ -139,6 +149,12 @@ def ws_cycles(m: int, n: int, k: int, nm: NM, interleave: bool, g: Geometry) -> 
     R, C, La = g.rows, g.cols, g.acc_latency
     _, tiles = _ws_terms(m, n, k, nm, g)
     tile = R + m + R * La + C - 1
+    if interleave and g.shadow:
+        kt = ceil_div(chunks(k, nm, g), R)
+        nt = ceil_div(n, C)
+        p = max(m, g.segment)
+        last = g.segment + (kt - 1) * max(nt * p, R * La + 1) + (nt - 1) * p
+        return last + m + R * La + C - 1
     if not interleave:
         return tiles * tile
     return (tiles - 1) * _ws_period(m, g) + tile
@@ -149,6 +165,8 @@ def ws_windows(m: int, n: int, k: int, nm: NM, interleave: bool, g: Geometry):
     streams need input; partial sums leaving the bottom edge need the output port."""
     R, C, La = g.rows, g.cols, g.acc_latency
     _, tiles = _ws_terms(m, n, k, nm, g)
+    if interleave and g.shadow:
+        return ws_stream_windows(WSStream.dense(m, tiles), interleave, g, ceil_div(n, C))
     t = np.arange(tiles, dtype=np.int64)
     if interleave:
         a = R + t * _ws_period(m, g)
@@ -208,6 +226,36 @@ def ws_skip_stream(a: np.ndarray, n: int, nm: NM | str, g: Geometry) -> WSStream
     return WSStream(tuple(lens) * nt, tuple(lags) * nt)
 
 
+def _ws_shadow_starts(s: WSStream, g: Geometry, nt: int):
+    """Shadow weights (``g.shadow``, interleave): tiles run K-tile outer, column tile
+    inner (sequence u = kt nt + ct; ``s`` is indexed ct kt_count + kt). Returns (A_u, the
+    stream starts, and A_{u-1} with A_{-1} = 0, from which tile u's weights load) in
+    sequence order, and the sequence's lengths:
+
+    ``A_0 = Cs``; ``A_u = max(A_{u-1} + max(L_{u-1}, Cs), A_{u-nt} + R La + 1 + lag_u)``
+    (the second term for kt >= 1), Cs = ``g.segment``. Solved round by round (one round
+    per K-tile) with running maxima: O(K-tiles) array operations."""
+    R, La, cs = g.rows, g.acc_latency, g.segment
+    T = len(s.lengths)
+    if T % nt:
+        raise ValueError(f"a WS stream of {T} tiles is not {nt} column tiles of K-tiles")
+    kt_n = T // nt
+    perm = (np.arange(nt)[None, :] * kt_n + np.arange(kt_n)[:, None]).ravel()
+    L = np.asarray(s.lengths, np.int64)[perm]
+    lag = np.asarray(s.lags, np.int64)[perm]
+    p = np.maximum(L, cs)
+    P = np.concatenate([[0], np.cumsum(p)])  # P_u = sum of p_v for v < u
+    a = np.zeros(T, np.int64)
+    a[:nt] = cs + P[:nt]
+    for r in range(1, kt_n):
+        u = np.arange(r * nt, (r + 1) * nt)
+        dep = a[u - nt] + R * La + 1 + lag[u]
+        chain = a[u[0] - 1] + p[u[0] - 1] - P[u[0]]
+        a[u] = np.maximum(chain, np.maximum.accumulate(dep - P[u])) + P[u]
+    prev = np.concatenate([[0], a[:-1]])
+    return a, prev, L
+
+
 def _ws_stream_starts(s: WSStream, interleave: bool, g: Geometry):
     """(activation-stream starts A_t, weight-load starts) of the tiles of ``s``."""
     R, C, La = g.rows, g.cols, g.acc_latency
@@ -222,17 +270,30 @@ def _ws_stream_starts(s: WSStream, interleave: bool, g: Geometry):
     return a, load
 
 
-def ws_stream_cycles(s: WSStream, interleave: bool, g: Geometry) -> int:
+def ws_stream_cycles(s: WSStream, interleave: bool, g: Geometry, nt: int = 1) -> int:
     """Cycles of a WS block with per-tile stream lengths, without stalls: the last tile
     ends at ``A_last + L_last + R La + C - 1`` (no interleave: the sum of the tiles'
-    ``R + L_t + R La + C - 1``)."""
+    ``R + L_t + R La + C - 1``). ``nt``: the block's column tiles (the tile order of
+    shadow weights depends on it)."""
+    if interleave and g.shadow:
+        a, _, L = _ws_shadow_starts(s, g, nt)
+        return int(a[-1] + L[-1]) + g.rows * g.acc_latency + g.cols - 1
     a, _ = _ws_stream_starts(s, interleave, g)
     return int(a[-1]) + s.lengths[-1] + g.rows * g.acc_latency + g.cols - 1
 
 
-def ws_stream_windows(s: WSStream, interleave: bool, g: Geometry):
-    """:func:`ws_windows` with per-tile stream lengths."""
+def ws_stream_windows(s: WSStream, interleave: bool, g: Geometry, nt: int = 1):
+    """:func:`ws_windows` with per-tile stream lengths. With shadow weights tile u's
+    weights enter PE row i during [A_{u-1} + i La, A_{u-1} + i La + C) (every load chain
+    of the row, back to back)."""
     R, C, La = g.rows, g.cols, g.acc_latency
+    if interleave and g.shadow:
+        a, prev, L = _ws_shadow_starts(s, g, nt)
+        ld = (prev[:, None] + np.arange(R)[None, :] * La).ravel()
+        feed = np.concatenate([np.stack([ld, ld + C], 1),
+                               np.stack([a, a + L + (R - 1) * La], 1)])
+        out = np.stack([a + R * La, a + L + R * La + C - 1], 1)
+        return feed, out
     a, load = _ws_stream_starts(s, interleave, g)
     L = np.asarray(s.lengths, np.int64)
     feed = np.concatenate([np.stack([load, load + R], 1),
@@ -322,7 +383,7 @@ def block_cycles(dataflow: Dataflow, m: int, n: int, k: int, nm: NM, interleave:
         if len(stream.lengths) != tiles or max(stream.lengths) > m:
             raise ValueError(f"the WS stream has {len(stream.lengths)} tiles of at most "
                              f"{max(stream.lengths)} rows; the block has {tiles} of {m}")
-        steps = ws_stream_cycles(stream, interleave, g)
+        steps = ws_stream_cycles(stream, interleave, g, ceil_div(n, g.cols))
     elif dataflow is Dataflow.OS:
         steps = os_cycles(m, n, k, nm, interleave, g)
     else:
@@ -330,7 +391,7 @@ def block_cycles(dataflow: Dataflow, m: int, n: int, k: int, nm: NM, interleave:
     if in_valid is None and out_ready is None:
         return steps
     if stream is not None:
-        feed, drain = ws_stream_windows(stream, interleave, g)
+        feed, drain = ws_stream_windows(stream, interleave, g, ceil_div(n, g.cols))
     else:
         win = os_windows if dataflow is Dataflow.OS else ws_windows
         feed, drain = win(m, n, k, nm, interleave, g)

@@ -66,6 +66,29 @@ class ArrayConfig:
                        "skip (gate, and in WS the feeder skips an activation row whose whole "
                        "K-tile slice is zero). Decided: none, as SAT states no activation "
                        "sparsity; docs/architecture.md section 3.3.")
+    shadow_weights: bool = _f(True, "WS shadow-weight preload (docs/architecture.md 4.1): "
+                              "each PE's second (shadow) weight register is loaded along its "
+                              "PE row, one column per step, right behind the current tile's "
+                              "swap wave, and WS blocks run K-tile outer / column tile inner, "
+                              "so an interleaved WS tile costs max(m, ceil(C / "
+                              "weight_load_ports)) steps instead of at least (R - 1) La + R + "
+                              "C - 1 (TPU/Gemmini-style double-buffered weights; Gemmini "
+                              "spends about 8 cycles per 8x8 block on a batch-1 FC layer). "
+                              "Off: the shadow chain loads down the columns after the whole "
+                              "array has swapped. Decided: on for vcu1525 (batch-1 decode then "
+                              "runs at DRAM speed), off for small until the RTL builds it.")
+    weight_load_ports: int = _f(4, "Shadow weight load chains per PE row with shadow_weights: "
+                                "the row's C shadow registers are split into this many chains "
+                                "of ceil(C / ports) columns, each fed by its own weight-buffer "
+                                "bank, so the array ingests R x ports weight chunks per cycle. "
+                                "Decided 4 for vcu1525: 64 chunks/cycle = 512 B of fp16 values "
+                                "(576 B with 2:4 indices), twice the 256 B/cycle of its four "
+                                "DDR4 channels, so dense and N:M GEMVs are both DRAM-bound and "
+                                "the N:M speedup stays under the weight-byte ratio (2 ports "
+                                "match DRAM exactly: the dense baseline turns array-bound and "
+                                "the speedup exceeds the byte ratio). Ignored without "
+                                "shadow_weights; more ports than columns act as one per "
+                                "column.", 1, 256)
 
     @property
     def pes(self) -> int:
@@ -564,7 +587,8 @@ VCU1525 = AcceleratorConfig()
 SMALL = dataclasses.replace(
     VCU1525,
     name="small",
-    array=ArrayConfig(rows=4, cols=4, macs_per_pe=4, act_window=8, acc_latency=1),
+    array=ArrayConfig(rows=4, cols=4, macs_per_pe=4, act_window=8, acc_latency=1,
+                      shadow_weights=False, weight_load_ports=1),
     buffers=BuffersConfig(activation=BufferConfig(kib=16, banks=4),
                           weight=BufferConfig(kib=16, banks=4),
                           output=BufferConfig(kib=16, banks=4), act_layout="windows"),
@@ -575,7 +599,8 @@ SMALL = dataclasses.replace(
 """A tiny array for RTL tests: 4x4 PEs x 4 multipliers, an 8-wide activation window
 (so 1:4, 2:4, 2:8, 1:8 and 4:8 all run), a single-cycle accumulator, 16 KiB buffers, and
 the RTL's activation-buffer organisation (``buffers.act_layout = "windows"``), so that what
-``nmsat simulate --config small`` compiles is what the RTL runs."""
+``nmsat simulate --config small`` compiles is what the RTL runs. No shadow-weight
+preload (``array.shadow_weights``): the generated engine does not build it yet."""
 
 PRESETS: dict[str, AcceleratorConfig] = {"vcu1525": VCU1525, "small": SMALL}
 

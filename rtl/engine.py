@@ -129,7 +129,12 @@ class BankedMemory(wiring.Component):
 
 
 class TensorEngine(wiring.Component):
-    """ACT/WGT/OUT buffers + OS/WS schedules + :class:`SystolicArray` + store stream."""
+    """ACT/WGT/OUT buffers + OS/WS schedules + :class:`SystolicArray` + store stream.
+
+    WS weights load down the columns after the whole array has swapped (the timing of
+    ``array.shadow_weights = false``); the shadow-weight preload is not built yet, and
+    ``nmsat rtl`` runs configs that enable it with it off (``commands/rtl.py``,
+    ``docs/rtl.md``)."""
 
     def __init__(self, cfg: AcceleratorConfig, dtype=None, shared_cells: bool = False):
         # shared_cells: the array's cells are instances of two shared modules

@@ -575,7 +575,8 @@ def calibrate(points=CALIBRATION_POINTS, progress: Callable[[str], None] | None 
             "method": "per-unit synthesis scaled by instance counts (glue logic not counted)",
             "command": CALIBRATION_COMMAND, "complete": False, "points": []}
     for name, changes in points:
-        cfg = preset(name).replace(**dict(changes)) if changes else preset(name)
+        # the generated engine has no shadow-weight preload (simulator/area.py adds it)
+        cfg = preset(name).replace(**{"array.shadow_weights": False, **dict(changes)})
         rep = synth_units(cfg, progress=progress)
         data["points"].append({"preset": name, "changes": [list(c) for c in changes],
                                "config": to_dict(cfg), **rep.as_dict()})

@@ -31,6 +31,7 @@ import numpy as np
 
 from nmsat import config as nmconfig
 from nmsat import synth_table
+from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig
 
 __all__ = ["RESOURCES", "UNIT_FEATURES", "AreaModel", "Calibration", "CalibrationPoint",
@@ -124,8 +125,11 @@ def parse_table(data: Mapping[str, Any]) -> Calibration:
     try:
         points = []
         for row in data["points"]:
+            # The generated RTL has no shadow-weight preload: every synthesised point is
+            # a design without it (its resources are shadow_weight_extra's).
             cfg = nmconfig.preset(row["preset"]).replace(
-                **{k: tuple(v) if isinstance(v, list) else v for k, v in row["changes"]})
+                **{"array.shadow_weights": False,
+                   **{k: tuple(v) if isinstance(v, list) else v for k, v in row["changes"]}})
             units = tuple(UnitSample(u["name"], cfg, _resources(u["each"]))
                           for u in row["units"] if u["name"] in UNIT_FEATURES)
             label = row["preset"] + "".join(f", {k}={v}" for k, v in row["changes"])
@@ -145,6 +149,27 @@ def calibration() -> Calibration | None:
 
 def _instances(unit: str, cfg: AcceleratorConfig) -> int:
     return synth_table.instances(unit, cfg)
+
+
+def shadow_weight_extra(cfg: AcceleratorConfig) -> dict[str, float]:
+    """Resources ``array.shadow_weights`` adds to the calibrated design, counted from the
+    mechanism (docs/architecture.md 4.1; not synthesised: the generated RTL does not build
+    it yet, so this is an estimate). The shadow register itself is already in every PE
+    (interleaved WS double-buffers weights today); the row-wave load adds per PE a 2-bit
+    wave token (shift enable, last step) and a 2:1 mux on the shadow register's input (from
+    the left neighbour instead of from above), and per load chain (R x ports) a head
+    register of one chunk (P slots of value and index bits) fed by its weight bank. Mux
+    bits are counted as one LUT per two bits (a LUT6 holds two 2:1 muxes sharing the
+    select)."""
+    a = cfg.array
+    if not a.shadow_weights:
+        return {}
+    slot_bits = cfg.numerics.operand.bytes * 8 + max(
+        [1] + [p.index_bits for p in a.patterns])
+    chunk_bits = a.macs_per_pe * slot_bits
+    chains = a.rows * min(a.weight_load_ports, a.cols)
+    return {"ff": a.pes * 2 + chains * chunk_bits,
+            "lut": a.pes * ceil_div(chunk_bits, 2)}
 
 
 @dataclass(frozen=True)
@@ -172,6 +197,8 @@ class AreaModel:
         for n, each in self.per_unit(cfg, instances).values():
             for r in RESOURCES:
                 totals[r] += n * each[r]
+        for r, v in shadow_weight_extra(cfg).items():
+            totals[r] += v
         return Resources(round(totals["lut"]), round(totals["ff"]),
                          round(totals["dsp"]), round(totals["bram"], 1))
 

@@ -150,7 +150,13 @@ def simulate(a: np.ndarray, b, *, cfg: AcceleratorConfig, dataflow: Dataflow | s
         lists = None
         if ActZero.parse(arr.act_zero) is ActZero.SKIP:
             lists = skip_row_lists(a, arr.macs_per_pe, arr.act_window, nm, arr.rows)
-        sim = _WS(ops, out, arr.rows, arr.cols, arr.acc_latency, interleave, lists)
+        if interleave and arr.shadow_weights:
+            from .percycle_shadow import WSShadow
+
+            sim = WSShadow(ops, out, arr.rows, arr.cols, arr.acc_latency, lists,
+                            arr.weight_load_ports)
+        else:
+            sim = _WS(ops, out, arr.rows, arr.cols, arr.acc_latency, interleave, lists)
     for name, v in (_hooks or {}).items():
         setattr(sim, name, v)
     needs, busy, lanes = sim.run()
@@ -374,6 +380,8 @@ class _WS:
     """Weight stationary: PE(i, j) holds chunk kt*R + i of column j; rows stream in.
     ``lists[kt]``: the rows K-tile kt streams, in order (default: every row)."""
 
+    LOADED = 1  # ws_state of a shadow register holding a whole tile's chunk, unswapped
+
     def __init__(self, ops: _Operands, out: np.ndarray, R: int, C: int, La: int,
                  interleave: bool, lists: list[np.ndarray] | None = None):
         self.ops, self.out, self.R, self.C, self.La = ops, out, R, C, La
@@ -545,7 +553,7 @@ class _WS:
             t, x = a_tag[i, j]
             r = rows[t][x]
             if x == 0:
-                if ws_tag[i, j] != t or ws_state[i, j] != 1:
+                if ws_tag[i, j] != t or ws_state[i, j] != self.LOADED:
                     raise ScheduleHazard(f"step {step}: PE({i},{j}) needs tile {t}'s "
                                          f"weights, shadow holds {ws_tag[i, j]}")
                 wa_val[i, j], wa_idx[i, j], wa_tag[i, j] = \
@@ -554,7 +562,7 @@ class _WS:
             if wa_tag[i, j] != t:
                 raise ScheduleHazard(f"step {step}: PE({i},{j}) has tile "
                                      f"{wa_tag[i, j]}'s weights for tile {t}")
-            ct, kt = self.tiles[t]
+            ct = self.tiles[t][0]
             col = ct * C + j
             if i == 0:
                 if col < n:
@@ -562,7 +570,7 @@ class _WS:
                         raise ScheduleHazard(f"step {step}: partial sum ({r},{col}) "
                                              f"read before it was written")
                     # the last earlier K-tile of this column tile that streamed row r
-                    prev = [u for u in range(t - kt, t) if r in rows[u]]
+                    prev = [u for u in self._column_before(t) if r in rows[u]]
                     if prev and self.wtile[r, col] != prev[-1]:
                         raise ScheduleHazard(f"step {step}: partial sum ({r},{col}) of "
                                              f"tile {prev[-1]} was never written")
@@ -587,6 +595,10 @@ class _WS:
             self.ps_val[i, j, 0] = new
             self.ps_tag[i, j, 0] = (t, x)
         return nb, nl
+
+    def _column_before(self, t: int) -> range | list[int]:
+        """The tiles before ``t`` of its column tile, in order (its earlier K-tiles)."""
+        return range(t - self.tiles[t][1], t)
 
     def _load_shadow(self, step: int) -> None:
         """(e) shadow weight loading (after this step's swaps read the shadows): shift
@@ -614,3 +626,4 @@ class _WS:
                         ws_val[0, j], ws_idx[0, j] = 0, -2  # -2: no chunk here
                 if x == R - 1:
                     ws_tag[:] = t
+

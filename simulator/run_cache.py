@@ -45,6 +45,7 @@ PROGRAM_FIELDS: frozenset[str] = frozenset({
     "name",  # the program's metadata records it
     "array.rows", "array.cols", "array.macs_per_pe", "array.act_window",
     "array.nm_patterns", "array.dataflows", "array.acc_latency", "array.act_zero",
+    "array.shadow_weights", "array.weight_load_ports",  # WS tile timing the search prices
     "numerics.dtype", "numerics.master_dtype",
     *(f"buffers.{b}.{f}" for b in ("activation", "weight", "output")
       for f in ("kib", "double_buffered")),  # block sizes: what a buffer half holds

@@ -24,6 +24,7 @@ UNITS = {
     "array.act_window": "K elements", "array.nm_patterns": "N:M list",
     "array.dataflows": "os/ws list", "array.acc_latency": "cycles", "array.act_zero": "mode",
     "buffers.act_layout": "layout",
+    "array.shadow_weights": "bool", "array.weight_load_ports": "chains/PE row",
     "numerics.dtype": "type", "numerics.master_dtype": "type",
     "dram.channels": "channels", "dram.bytes_per_cycle": "B/cycle/channel",
     "dram.latency_cycles": "cycles", "dram.burst_bytes": "B", "dram.model": "model",

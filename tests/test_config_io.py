@@ -102,7 +102,7 @@ def _load_error(tmp_path, name, text):
     ("u.toml", "[array]\nrowz = 4\n", "unknown config field 'array.rowz' (known: acc_latency, "
                                        "act_window, act_zero, cols, dataflows, macs_per_pe, "
                                        "nm_patterns, "
-                                       "rows)"),
+                                       "rows, shadow_weights, weight_load_ports)"),
     ("u.yaml", "colour: red\n", "unknown config field 'colour' (known: array, buffers, "
                                 "clock_mhz, dram, energy, name, numerics, sore, weight_update)"),
     ("u.toml", 'preset = "small"\n[sore]\nlane = 3\n', "unknown config field 'sore.lane'"),

@@ -46,7 +46,7 @@ def test_small_is_a_delta_on_vcu1525():
     diff = {k: b[k] for k in a if a[k] != b[k]}
     assert diff == {
         "name": "small", "array.rows": 4, "array.cols": 4, "array.act_window": 8,
-        "array.acc_latency": 1,
+        "array.acc_latency": 1, "array.shadow_weights": False, "array.weight_load_ports": 1,
         "buffers.activation.kib": 16, "buffers.activation.banks": 4,
         "buffers.weight.kib": 16, "buffers.weight.banks": 4,
         "buffers.output.kib": 16, "buffers.output.banks": 4, "buffers.act_layout": "windows",
@@ -211,7 +211,8 @@ def test_from_dict_base_and_preset_key():
         C.from_dict({"preset": "small", "array": {"rowz": 8}})
     with pytest.raises(ConfigError, match=r"^unknown config field 'array.rowz' \(known: "
                                           r"acc_latency, act_window, act_zero, cols, dataflows, "
-                                          r"macs_per_pe, nm_patterns, rows\)$"):
+                                          r"macs_per_pe, nm_patterns, rows, shadow_weights, "
+                                          r"weight_load_ports\)$"):
         C.from_dict({"array": {"rowz": 8}})
 
 
@@ -245,3 +246,4 @@ def test_describe_documents_every_leaf():
                 assert value == ", ".join(flat[name])
             else:
                 assert value == flat[name]
+

@@ -36,6 +36,8 @@ ALTERNATIVES: dict[str, list[Any]] = {
     "array.dataflows": [["os"], ["ws"], ["os", "ws"]],
     "array.acc_latency": [1, 2, 4],
     "array.act_zero": ["none", "gate", "skip"],
+    "array.shadow_weights": [False, True],
+    "array.weight_load_ports": [1, 2, 4],
     "numerics.dtype": ["fp16", "bf16", "int8"],
     "buffers.act_layout": ["fmap", "windows"],
     "dram.channels": [1, 2, 3],

@@ -14,14 +14,14 @@ from nmsat.simulator.percycle import simulate
 
 from nmsat.arith import ceil_div
 from nmsat.config import SMALL, VCU1525
-from nmsat.reference import gemm_chunks
+from nmsat.reference import engine_gemm, gemm_chunks
 from nmsat.types import NM, Dataflow
 
 PATTERNS = ["1:1", "1:2", "1:4", "2:4", "2:8", "1:8", "4:8", "3:4"]
 
 
 @st.composite
-def blocks(draw, stalls: bool):
+def blocks(draw, stalls: bool, shadow: bool = False):
     rows, cols = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     lanes = draw(st.sampled_from([1, 2, 4]))
     window = draw(st.sampled_from([w for w in (1, 2, 4, 8, 16) if w >= lanes]))
@@ -34,6 +34,10 @@ def blocks(draw, stalls: bool):
                            "array.acc_latency": la, "array.nm_patterns": []})
     df = draw(st.sampled_from([Dataflow.OS, Dataflow.WS]))
     inter = draw(st.booleans())
+    if shadow:  # shadow weights change interleaved WS blocks only
+        cfg = cfg.replace(**{"array.shadow_weights": True,
+                             "array.weight_load_ports": draw(st.integers(1, cols))})
+        df, inter = Dataflow.WS, draw(st.sampled_from([True, True, True, False]))
     iv = orr = None
     if stalls:
         seed = draw(st.integers(0, 2**31))
@@ -175,8 +179,8 @@ def zero_row_slices(rng, a: np.ndarray, cfg, nm, p_zero: float, empty_tile: bool
 
 
 @st.composite
-def skip_blocks(draw, stalls: bool):
-    cfg, _, inter, nm, m, n, k, iv, orr = draw(blocks(stalls))
+def skip_blocks(draw, stalls: bool, shadow: bool = False):
+    cfg, _, inter, nm, m, n, k, iv, orr = draw(blocks(stalls, shadow))
     cfg = cfg.replace(**{"array.act_zero": "skip"})
     dtype = draw(st.sampled_from(["int8", "fp16"]))
     seed = draw(st.integers(0, 2**31))
@@ -274,3 +278,103 @@ def test_ws_skip_stream_must_fit_the_block():
     with pytest.raises(ValueError, match="the block has 1 of 4"):
         timing.block_cycles(Dataflow.WS, 4, 4, 8, NM(1, 1), True, cfg,
                                 stream=timing.WSStream((4, 4), (0, 0)))
+
+
+# ---- shadow weights (array.shadow_weights): row-wave weight preload, K-tile outer order
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(blocks(stalls=False, shadow=True))
+def test_shadow_fast_equals_percycle(case):
+    res, fast = _run(*case)
+    assert res.cycles == fast
+    cfg, _, _, nm, m, n, k = case[:7]
+    rng = np.random.default_rng(m * 1000 + n * 100 + k)
+    a, b = rng.integers(-3, 4, (m, k)), rng.integers(-3, 4, (k, n))
+    g = timing.Geometry.of(cfg)
+    assert (res.out == engine_gemm(a, b, "int8", g.lanes, g.window, nm)).all()
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(blocks(stalls=True, shadow=True))
+def test_shadow_fast_equals_percycle_under_stalls(case):
+    res, fast = _run(*case)
+    assert res.cycles == fast
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(skip_blocks(stalls=True, shadow=True))
+def test_shadow_ws_skip_fast_equals_percycle(case):
+    res, fast, _, same = _run_skip(*case)
+    assert res.cycles == fast
+    assert same
+
+
+def _shadow_cfg(R, C, La, ports, **kw):
+    return SMALL.replace(**{"array.rows": R, "array.cols": C, "array.macs_per_pe": 1,
+                            "array.act_window": 1, "array.acc_latency": La,
+                            "array.nm_patterns": [], "array.shadow_weights": True,
+                            "array.weight_load_ports": ports, **kw})
+
+
+def test_shadow_closed_form_by_hand():
+    """R = C = 2, La = 3, one port (Cs = 2), m = 1, n = 6 (nt = 3), k = 4 (kt = 2):
+    p = max(1, 2) = 2; A_0 = 2, A_1 = 4, A_2 = 6; the second K-tile waits for the
+    partial sums: A_3 = A_0 + R La + 1 = 9, A_4 = 11, A_5 = 13; the block ends at
+    A_5 + m + R La + C - 1 = 13 + 1 + 6 + 1 = 21."""
+    cfg = _shadow_cfg(2, 2, 3, 1)
+    assert timing.block_cycles(Dataflow.WS, 1, 6, 4, NM(1, 1), True, cfg) == 21
+    res = simulate(np.ones((1, 4), np.int64), np.ones((4, 6), np.int64), cfg=cfg,
+                   dataflow="ws", interleave=True, dtype="int8")
+    assert res.cycles == 21 and res.out.tolist() == [[4] * 6]
+
+
+@pytest.mark.parametrize("rule", ["load", "dependency"])
+def test_shadow_rules_are_tight(rule):
+    """One step less on the load rule (A_u >= A_{u-1} + Cs) or on the partial-sum rule
+    (A_u >= A_{u-nt} + R La + 1) breaks a dependency the per-cycle model detects."""
+    from nmsat.simulator.percycle import ScheduleHazard
+
+    if rule == "load":  # m = 1, many column tiles: the loads set the pace
+        cfg, m, n, k = _shadow_cfg(3, 4, 1, 1), 1, 40, 6
+        match = "needs tile"
+    else:  # one column tile: every K-tile waits for the previous one's partial sums
+        cfg, m, n, k = _shadow_cfg(3, 2, 2, 2), 2, 2, 12
+        match = "read before it was written"
+    a = np.ones((m, k), np.int64)
+    b = np.ones((k, n), np.int64)
+    ok = simulate(a, b, cfg=cfg, dataflow="ws", interleave=True, dtype="int8")
+    assert ok.cycles == timing.block_cycles(Dataflow.WS, m, n, k, NM(1, 1), True, cfg)
+    with pytest.raises(ScheduleHazard, match=match):
+        simulate(a, b, cfg=cfg, dataflow="ws", interleave=True, dtype="int8",
+                 _hooks={"slack": 1})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 64), st.integers(1, 64), st.integers(1, 8), st.integers(1, 16),
+       st.integers(1, 300), st.integers(1, 3000), st.integers(1, 3000))
+def test_shadow_never_slower_than_the_column_chain(R, C, La, ports, m, n, k):
+    """Shadow weights never make an interleaved WS block slower, but for the first load:
+    a row chain of Cs = ceil(C / ports) columns against a column chain of R rows."""
+    g0 = timing.Geometry(R, C, 1, 1, La)
+    g1 = timing.Geometry(R, C, 1, 1, La, True, min(ports, C))
+    assert timing.block_cycles(Dataflow.WS, m, n, k, NM(1, 1), True, g1) <= \
+        timing.block_cycles(Dataflow.WS, m, n, k, NM(1, 1), True, g0) + \
+        max(0, g1.segment - R)
+
+
+def test_shadow_gemv_at_most_10_cycles_per_weight_block():
+    """Issue 17: a dense 8 x 8 WS array with shadow weights takes at most 10 cycles per
+    8 x 8 weight block on a 1 x 512 x 1000 GEMV (Gemmini: about 8). One multiplier per
+    PE, vcu1525's La = 4; 64 x 125 = 8,000 blocks."""
+    cfg = VCU1525.replace(**{"array.rows": 8, "array.cols": 8, "array.macs_per_pe": 1,
+                             "array.act_window": 1, "array.nm_patterns": [],
+                             "array.shadow_weights": True, "array.weight_load_ports": 1})
+    blocks_ = ceil_div(512, 8) * ceil_div(1000, 8)
+    cyc = timing.block_cycles(Dataflow.WS, 1, 1000, 512, NM(1, 1), True, cfg)
+    # A_last = 8 + 63 max(125 x 8, 33) + 124 x 8; + 1 + 32 + 7
+    assert cyc == 8 + 63 * 1000 + 124 * 8 + 1 + 32 + 7 == 64040
+    assert cyc / blocks_ <= 10
+    off = timing.block_cycles(Dataflow.WS, 1, 1000, 512, NM(1, 1), True,
+                              cfg.replace(**{"array.shadow_weights": False}))
+    assert off / blocks_ > 40  # (R - 1) La + R + C - 1 = 43 per block without
