@@ -26,7 +26,9 @@ from nmsat import config
 from nmsat.arith import ceil_div
 from nmsat.types import NM, Dataflow, Phase
 
-CFG = config.VCU1525
+# The column-chain weight load and its C-bank weight port, whose laws these tests derive
+# by hand (shadow weights: tests/test_decode_shadow.py, test_tile_model_equivalence.py).
+CFG = config.VCU1525.replace(**{"array.shadow_weights": False})
 T0 = machine.QUEUE_LATENCY  # a program that starts with a unit instruction (dispatch_floors)
 T2 = T0 + 2  # instruction 2 of a program (dispatch_floors), e.g. a load after a LOOP
 T = (Tensor("t", 1 << 20, 64),)
