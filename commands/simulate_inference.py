@@ -238,9 +238,13 @@ def format_table(r: InferenceResult, top: int = DEFAULT_TOP) -> str:
         lines.append(f"{x.name[:43]:<44}{x.total_cycles:>14,}{x.dram_bytes / 2**20:>9.2f}"
                      f"{inten:>8}{x.dataflow or '-':>6}{x.bound:>11}{x.limiter_ratio:>9.1%}"
                      f"{x.ideal_bound:>8}{x.speedup_vs_dense:>8.2f}x")
-    lines += ["bound: what limits the layer here (compute: the array at its peak; array: the "
-              "array, its shape filling", "under half of it; memory: DRAM; dependency: "
-              "waiting for other units); of peak: the share of that limiter's", "peak rate "
-              "the layer reaches; ideal: the textbook roofline's bound (intensity against the "
-              "ridge); flow: the dataflow of its GEMM blocks (os, ws; --dataflow)"]
+    lines += [
+        "bound: what limits the layer here (compute: the array at its peak; array: the array, "
+        "its shape filling",
+        "under half of it; memory: DRAM; dependency: waiting for other units); of peak: the "
+        "share of that limiter's",
+        "peak rate the layer reaches; ideal: the textbook roofline's bound (intensity against "
+        "the ridge); flow: the",
+        "dataflow of its GEMM blocks (os, ws; --dataflow)",
+    ]
     return "\n".join(lines) + "\n"

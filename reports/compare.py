@@ -29,6 +29,9 @@ from matplotlib.patches import Patch
 from . import style
 from .plots import Plot, Run, Table, config_key, config_labels, run_color
 
+__all__ = ["baselines", "compare_figure", "compare_plots", "config_diff_table",
+           "configs_differ", "flatten", "layer_delta_figure"]
+
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """A nested config dict as ``{"dram.channels": 2, ...}`` (lists kept as values)."""

@@ -46,7 +46,8 @@ from .trace_figures import (accuracy_figure, flip_rate_figure, loss_figure, mask
 __all__ = [
     "FORMATS", "PER_RUN_FIGURES", "PHASES", "RUN_SET_FIGURES", "TRACE_FIGURES", "UNIT_LABELS",
     "Plot", "Run", "Table", "accuracy_figure", "build_plots", "energy_figure",
-    "flip_rate_figure", "layer_figure", "make_runs", "mean_flip_rate", "merge_intervals",
+    "flip_rate_figure", "layer_energy_figure", "layer_figure", "loss_figure", "make_runs",
+    "mask_stats", "mean_flip_rate", "merge_intervals",
     "new_figure", "phase_figure", "render", "speedup_bound", "speedup_figure",
     "timeline_figure", "trace_series", "write_plot",
 ]

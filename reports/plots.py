@@ -25,7 +25,8 @@ from nmsat.fileio import atomic_write_bytes
 
 from . import style
 
-__all__ = ["FORMATS", "Plot", "Run", "Table", "make_runs", "new_figure", "render", "write_plot"]
+__all__ = ["FORMATS", "Plot", "Run", "Table", "config_key", "config_labels", "make_runs",
+           "new_figure", "render", "run_color", "with_colors", "write_plot"]
 
 FORMATS: tuple[str, ...] = ("png", "svg")
 

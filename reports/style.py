@@ -19,9 +19,9 @@ from nmsat.types import NM
 
 __all__ = ["BOUND_STYLES", "COMPONENT_COLORS", "COMPONENT_LABELS", "CYCLE_UNITS", "DPI",
            "ENERGY_UNITS", "EXTRA", "METHOD_COLORS", "METHOD_LABELS", "PHASE_COLORS",
-           "PHASE_LABELS", "RC", "STALL_COLORS", "STALL_EXPLANATIONS", "STALL_LABELS",
+           "PHASE_LABELS", "RC", "RUN_COLORS", "STALL_COLORS", "STALL_EXPLANATIONS", "STALL_LABELS",
            "TRACE_VIEW_STYLES", "component_color", "component_label", "cycle_unit", "energy_unit",
-           "method_color", "method_label", "phase_color", "phase_label", "pick_unit",
+           "method_color", "method_label", "phase_color", "phase_label", "pick_unit", "run_color",
            "series_color", "stall_color", "stall_label"]
 
 METHOD_COLORS: dict[str, str] = {

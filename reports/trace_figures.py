@@ -20,7 +20,8 @@ from nmsat.types import NM
 from . import style
 from .plots import Plot, Table, new_figure
 
-__all__ = ["accuracy_figure", "flip_rate_figure", "mean_flip_rate", "trace_series"]
+__all__ = ["accuracy_figure", "flip_rate_figure", "loss_figure", "mask_stats", "mean_flip_rate",
+           "trace_series"]
 
 
 def trace_series(trace: Any) -> str:

@@ -44,7 +44,8 @@ from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig
 from nmsat.types import DENSE, NM, _Choice
 
-__all__ = ["DEPENDENCY_FACTOR", "Bound", "LayerTraffic", "Roof", "attribution", "layer_traffic",
+__all__ = ["ARRAY_FILL_FACTOR", "DEPENDENCY_FACTOR", "Bound", "LayerTraffic", "Roof",
+           "attribution", "dataflow_text", "layer_dataflows", "layer_traffic", "limiter_ratio",
            "simulated_bound"]
 
 

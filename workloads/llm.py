@@ -41,8 +41,9 @@ from nmsat.workloads.zoo import _T, ZooModel, _Builder  # the zoo's graph builde
 
 from nmsat.types import _Choice
 
-__all__ = ["GPT2_SMALL", "LLAMA_7B", "PRESETS", "STORIES_260K", "DecoderSpec", "LlmPhase", "Mlp",
-           "build", "is_llm", "kv_cache_layers", "spec", "workload", "zoo_factory"]
+__all__ = ["DEFAULT_CONTEXT", "GPT2_SMALL", "LLAMA_7B", "PRESETS", "STORIES_260K", "DecoderSpec",
+           "LlmPhase", "Mlp", "build", "default_context", "is_llm", "kv_cache_layers", "spec",
+           "workload", "zoo_factory"]
 
 _ADD = OpKind.ADD
 

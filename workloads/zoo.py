@@ -520,10 +520,9 @@ class _Entry:
     max_seq_len: int | None = None  # position-embedding table size
 
 
-def _llm_prefill(name: str, seq_len: int) -> ZooModel:
-    """LLM serving workloads live in ``workloads/llm.py`` (which imports this module); the
-    zoo entry is their prefill graph (the decode phase: ``llm.workload``)."""
-    return importlib.import_module("nmsat.workloads.llm").zoo_factory(name)(seq_len)
+def _llm(name: str) -> Callable[[int], ZooModel]:
+    """The prefill graph of LLM preset ``name`` (``workloads/llm.py``, importing this one)."""
+    return lambda n: importlib.import_module("nmsat.workloads.llm").zoo_factory(name)(n)
 
 
 _REGISTRY: dict[str, _Entry] = {
@@ -540,10 +539,8 @@ _REGISTRY: dict[str, _Entry] = {
     "gpt2_small": _Entry(gpt2_small, default_seq_len=1024, max_seq_len=1024),
     "mlp": _Entry(mlp),
     "cnn": _Entry(cnn),
-    "llama_7b": _Entry(lambda seq_len: _llm_prefill("llama_7b", seq_len), default_seq_len=2048,
-                       max_seq_len=4096),
-    "stories260k": _Entry(lambda seq_len: _llm_prefill("stories260k", seq_len),
-                          default_seq_len=512, max_seq_len=512),
+    "llama_7b": _Entry(_llm("llama_7b"), default_seq_len=2048, max_seq_len=4096),
+    "stories260k": _Entry(_llm("stories260k"), default_seq_len=512, max_seq_len=512),
 }
 
 
