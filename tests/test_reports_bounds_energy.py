@@ -19,6 +19,11 @@ from nmsat.types import NM
 
 BOUNDS = ("compute", "array", "memory", "dependency")
 
+def _csv(path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 
 @pytest.fixture(scope="module")
 def decode():
@@ -95,14 +100,14 @@ def test_json_report_tables_and_summary_agree(tmp_path, capsys):
                   "limiter_ratio", "achieved_bytes_per_cycle"):
             assert isinstance(x[k], float), (x["name"], k)
     # the runs table counts GEMM layers per bound, as the JSON says
-    runs = list(csv.DictReader((rep / "inference-runs.csv").open()))
+    runs = _csv((rep / "inference-runs.csv"))
     assert len(runs) == 1
     for b in BOUNDS:
         assert int(runs[0][f"{b}-bound GEMM layers"]) == sum(
             x["bound"] == b for x in data["layers"] if x["dense_macs"])
     # the per-layer table: bound, limiter ratio and speedup of every layer, as in the JSON
     layers_csv = next(rep.glob("inference-layers-*.csv"))
-    table = list(csv.DictReader(layers_csv.open()))
+    table = _csv(layers_csv)
     assert [r["layer"] for r in table] == [x["name"] for x in data["layers"]]
     for r, x in zip(table, data["layers"]):
         assert r["bound"] == x["bound"]

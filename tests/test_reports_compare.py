@@ -29,6 +29,11 @@ name = "small"
 latency_cycles = 40
 """
 
+def _csv(path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> list[Path]:
@@ -113,7 +118,7 @@ def test_report_page_lists_the_config_fields_that_differ(results, tmp_path):
     want = sorted(k for k in distinct[0] if len({json.dumps(c[k]) for c in distinct}) > 1)
     assert want == ["array.cols", "array.rows", "dram.channels", "dram.latency_cycles",
                     "name"]
-    rows = list(csv.DictReader((out / "configs.csv").open()))
+    rows = _csv((out / "configs.csv"))
     assert [r["field"] for r in rows] == want
     assert list(rows[0])[1:] == ["small", "wide", "small #2"]
     by = {r["field"]: r for r in rows}
@@ -122,7 +127,7 @@ def test_report_page_lists_the_config_fields_that_differ(results, tmp_path):
     names = {Path(s).stem for s in page.images}
     assert "compare" in names and sum(n.startswith("layer-deltas-") for n in names) == 3
     assert "Configurations compared" in (out / "index.html").read_text()
-    cmp = list(csv.DictReader((out / "compare.csv").open()))
+    cmp = _csv((out / "compare.csv"))
     data = [json.loads(p.read_text()) for p in results]
     assert [float(r["time (ms)"]) for r in cmp] == pytest.approx(
         [d["seconds"] * 1e3 for d in data])
@@ -146,14 +151,14 @@ def test_inference_runs_on_two_configs(results, tmp_path):
     out = tmp_path / "rep"
     assert main(["report", *map(str, outs), "-o", str(out)]) == 0
     data = [json.loads(p.read_text()) for p in outs]
-    cmp = list(csv.DictReader((out / "inference-compare.csv").open()))
+    cmp = _csv((out / "inference-compare.csv"))
     assert [r["run"] for r in cmp] == ["stories260k.decode · inference 2:8 small",
                                        "stories260k.decode · inference 2:8 wide"]
     assert [float(r["energy (mJ)"]) for r in cmp] == pytest.approx(
         [x["energy_pj"]["total"] / 1e9 for x in data])
     deltas = list(out.glob("inference-layer-deltas-*.csv"))
     assert len(deltas) == 1
-    rows = list(csv.DictReader(deltas[0].open()))
+    rows = _csv(deltas[0])
     by = [{x["name"]: x for x in r["layers"]} for r in data]
     for r in rows:
         want = (by[1][r["layer"]]["seconds"] - by[0][r["layer"]]["seconds"]) * 1e6

@@ -15,6 +15,11 @@ from nmsat.dataflow.compiler import CompileOptions, compile_workload
 from nmsat.dataflow.isa import Compute
 from nmsat.workloads import zoo
 
+def _csv(path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 
 def _sim(tmp_path: Path, df: str | None, *extra: str) -> dict:
     out = tmp_path / f"{df}.json"
@@ -81,7 +86,7 @@ def test_printed_summary_and_report_table(train_runs, tmp_path, capsys):
     n = sum(len(x["dataflow"]) for x in runs["ws"]["layers"])
     assert f"dataflow        ws {n} layer-phases (--dataflow ws)" in out
     table = next(p for p in (tmp_path / "r").glob("layers-*bdwp*.csv"))
-    rows = list(csv.DictReader(table.open()))
+    rows = _csv(table)
     assert rows and all(r["dataflow"] in ("ws", "-") for r in rows)
     assert sum(r["dataflow"] == "ws" for r in rows) == sum(
         1 for x in runs["ws"]["layers"] if x["dataflow"])
