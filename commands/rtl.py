@@ -98,7 +98,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--json", action="store_true")
     r.add_argument("--controller", action="store_true", help="run the program through the RTL "
                    "tile controller (instruction memory, loops, rings; the testbench is only "
-                   "the DMA; needs double_buffered = false on all three buffers; Icarus unless "
+                   "the DMA; single- or double-buffered as configured, not act_zero = skip; Icarus unless "
                    "--sim verilator)")
     r.set_defaults(func=_run)
 

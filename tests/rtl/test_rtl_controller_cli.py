@@ -9,10 +9,14 @@ SINGLE_2X2_TOML = ('preset = "small"\n\n[array]\nrows = 2\ncols = 2\n\n'
                              for b in ("activation", "weight", "output")))
 
 
-def test_controller_refuses_double_buffered_config(capsys):
-    assert main(["rtl", "run", "mlp", "--layer", "fc2", "--controller"]) == 2
+def test_controller_refuses_skip_config(tmp_path, capsys):
+    """Double-buffered configs run (the presets'); act_zero = skip has no DMA side here."""
+    cfg = tmp_path / "skip.toml"
+    cfg.write_text('preset = "small"\n\n[array]\nrows = 2\ncols = 2\nact_zero = "skip"\n')
+    assert main(["rtl", "run", "mlp", "--layer", "fc2", "--config", str(cfg),
+                 "--controller"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "buffers.activation.double_buffered must be false" in err[0]
+    assert len(err) == 1 and "array.act_zero = skip is not supported" in err[0]
 
 
 @pytest.mark.rtl
