@@ -344,21 +344,13 @@ PROGRAM_DEPTH = 256
 
 
 def controlled_config(cfg: AcceleratorConfig) -> tuple[AcceleratorConfig, str | None]:
-    """``cfg`` as the controlled top can build it, and a note when that differs: the
-    controller refuses double-buffered buffers until the engine has halves, so those are
-    synthesised single-buffered (same buffer sizes, so the same memories)."""
+    """``cfg`` as the controlled top builds it, and a note when that differs (None: the
+    controlled engine builds every buffering as configured, double-buffered included;
+    what it refuses, ``act_zero = skip``, raises ``ValueError`` naming the field)."""
     from .controller import check_controlled
 
-    try:
-        check_controlled(cfg)
-        return cfg, None
-    except ValueError:
-        pass
-    single = cfg.replace(**{f"buffers.{b}.double_buffered": False
-                            for b in ("activation", "weight", "output")})
-    check_controlled(single)  # anything else the controller refuses is the caller's error
-    return single, ("buffers synthesised single-buffered: the tile controller does not "
-                    "build double-buffer halves yet (issue 13 item 3)")
+    check_controlled(cfg)
+    return cfg, None
 
 
 def controlled_top(cfg: AcceleratorConfig, dtype: DType) -> str:

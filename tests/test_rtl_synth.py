@@ -218,9 +218,7 @@ def test_yosys_path_depth_of_a_known_tree(tmp_path):
     assert res.ff == 37
 
 
-def test_controlled_config_synthesises_double_buffered_presets_single_buffered():
-    cfg, note = synth.controlled_config(SMALL)
-    assert not any(getattr(cfg.buffers, b).double_buffered
-                   for b in ("activation", "weight", "output"))
-    assert note and "single-buffered" in note
-    assert synth.controlled_config(cfg) == (cfg, None)
+def test_controlled_config_synthesises_double_buffered_presets_as_configured():
+    assert synth.controlled_config(SMALL) == (SMALL, None)
+    with pytest.raises(ValueError, match=r"array\.act_zero = skip"):
+        synth.controlled_config(SMALL.replace(**{"array.act_zero": "skip"}))
