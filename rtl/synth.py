@@ -114,7 +114,7 @@ def run_yosys_paths(verilog: str, top: str, workdir: str | Path | None = None,
     script = (f"read_verilog -sv design.v; hierarchy -check -top {top}; {hold}proc; "
               f"opt_clean -purge; {flow} -run begin:coarse; {_COARSE_WITHOUT_SHARE}; "
               f"{flow} -run map_memory:; tee -q -o stat.json stat -json"
-              + ("; write_json -noscopeinfo netlist.json" if paths else ""))
+              + ("; write_json netlist.json" if paths else ""))
     tool = yosys_tool()
     try:
         proc = subprocess.run([tool, "-q", "-l", "yosys.log", "-p", script], cwd=wd,
