@@ -152,17 +152,23 @@ def test_llm_decode_batch_1_speedup_tends_to_byte_ratio(name):
     # The whole decode step with a short KV cache: weights dominate the traffic.
     r = simulate_inference(name, SMALL, InferenceOptions(nm="2:4", phase="decode",
                                                          kv_len=16, batch=1))
-    assert 0.9 * r.weight_byte_ratio <= r.speedup_vs_dense <= r.weight_byte_ratio
+    # Each GEMV's last weight block computes with no transfer left to hide it, and that
+    # compute shrinks by the engine ratio (2x at 2:4), not the byte ratio (1.78x): the step
+    # may pass the byte ratio by that exposed share (small, per-half banks: 1.7792 against
+    # 1.7778), never by 1%.
+    assert 0.9 * r.weight_byte_ratio <= r.speedup_vs_dense <= 1.01 * r.weight_byte_ratio
     assert r.weight_byte_ratio == pytest.approx(1 / 0.5625, rel=2e-3)
 
 
 def test_kv_cache_reads_lower_the_decode_speedup():
     # KV-cache reads are not compressed: a longer cache moves the speedup further from
-    # the weight-byte ratio, never past it.
+    # the weight-byte ratio (past which only the exposed last-block compute can take it,
+    # see above).
     s = [simulate_inference("gpt2_small", SMALL, InferenceOptions(
         nm="2:4", phase="decode", kv_len=kv)) for kv in (16, 1024)]
     assert s[1].kv_cache_bytes > s[0].kv_cache_bytes
-    assert s[1].speedup_vs_dense < s[0].speedup_vs_dense <= s[0].weight_byte_ratio
+    assert s[1].speedup_vs_dense < s[0].speedup_vs_dense <= 1.01 * s[0].weight_byte_ratio
+    assert s[1].speedup_vs_dense < s[1].weight_byte_ratio
 
 
 def test_vcu1525_decode_gemvs_are_dram_bound_with_shadow_weights():
