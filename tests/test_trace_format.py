@@ -474,6 +474,15 @@ def test_a_finite_value_beyond_fp16_is_refused_without_a_warning(blob, cnn_trace
         expect_error(replace_array(blob, path, a, fix_manifest=True), "is not what")
 
 
+def test_a_layer_field_out_of_range_is_refused_naming_the_layer(blob):
+    """A negative layer width in the manifest is refused naming the manifest layer (the
+    fuzz run found the bare 'GEMM dimension n must be a positive integer')."""
+    def edit(m):
+        layer = next(d["layer"] for d in m["layers"] if "out_features" in d["layer"])
+        layer["out_features"] = -1000000
+    expect_error(edit_manifest(blob, edit), "manifest layers[", "GEMM dimension")
+
+
 def test_device_and_fifo_are_refused_without_reading(tmp_path):
     import os
 

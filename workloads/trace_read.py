@@ -233,8 +233,11 @@ def _build(m: dict, arrays: dict[str, np.ndarray]) -> Trace:
                         d["sparse_bp"])
         # The stored GEMM dims are for readers without nmsat; they must be what the
         # layer model computes, or the file was edited inconsistently.
-        want = {p.value: [[g.m, g.n, g.k, g.count] for g in gs]
-                for p, gs in tl.gemms(max(run["batch"], 1)).items()}
+        try:  # a layer field out of range (a negative width) shows in its GEMMs
+            want = {p.value: [[g.m, g.n, g.k, g.count] for g in gs]
+                    for p, gs in tl.gemms(max(run["batch"], 1)).items()}
+        except ValueError as e:
+            raise TraceError(f"manifest layers[{i}].layer ({layer.name}): {e}") from None
         if d["gemms"] != want:
             raise TraceError(f"layer {layer.name}: stored GEMM dims {d['gemms']} disagree "
                              f"with its shape at batch {run['batch']} ({want})")
