@@ -24,11 +24,10 @@ import platform
 import sys
 import time
 
-from nmsat.simulator.api import SimOptions, _run, peak_bound, simulate
-from nmsat.workloads import zoo
-
 from nmsat import __version__, config
+from nmsat.simulator.api import SimOptions, _run, peak_bound, simulate
 from nmsat.types import NM, Method
+from nmsat.workloads import zoo
 
 MODELS = ("resnet18", "resnet50", "vgg16", "vit_b_16", "bert_base")
 ABLATIONS = ("interleave", "pregen", "offline_schedule")

@@ -30,12 +30,11 @@ SMALL_2X2 = 'preset = "small"\n\n[array]\nrows = 2\ncols = 2\n'
 
 def prepare(case: str, seed: int = 5):
     """(program, config, DRAM image) of one case."""
+    from nmsat.config import load as load_config
     from nmsat.dataflow.compiler import CompileOptions, compile_layer
     from nmsat.rtl.tb.program import random_dram
-    from nmsat.workloads.zoo import load
-
-    from nmsat.config import load as load_config
     from nmsat.types import Phase
+    from nmsat.workloads.zoo import load
 
     wname, layer, batch, n, m, bpc, buf = case.split(":")
     if buf not in ("single", "double"):

@@ -22,12 +22,12 @@ import argparse
 import sys
 
 import numpy as np
-from nmsat.dataflow import timing
-from nmsat.simulator.inference import InferenceOptions, simulate_inference
-from nmsat.simulator.percycle import simulate
 
 from nmsat.arith import ceil_div
 from nmsat.config import VCU1525, resolve
+from nmsat.dataflow import timing
+from nmsat.simulator.inference import InferenceOptions, simulate_inference
+from nmsat.simulator.percycle import simulate
 from nmsat.types import NM, Dataflow
 
 

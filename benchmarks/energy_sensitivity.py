@@ -21,12 +21,11 @@ import json
 import sys
 import time
 
+from nmsat import config
 from nmsat.energy_config import entries
 from nmsat.simulator.api import SimOptions, simulate
 from nmsat.simulator.energy import ActivityCounts, energy
 from nmsat.workloads import zoo
-
-from nmsat import config
 
 MODELS = ("resnet18", "resnet50", "vgg16", "mobilenet_v2", "vit_b_16", "bert_base",
           "resnet18_cifar", "resnet50_cifar", "vgg16_cifar", "mobilenet_v2_cifar", "mlp", "cnn")

@@ -32,7 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import fuzz_inputs as F  # noqa: E402
 from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
 
-
 _FOLD = re.compile(r"'[^']*'|\"[^\"]*\"|-?\d[\d,.e+-]*")
 
 

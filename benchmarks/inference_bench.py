@@ -24,12 +24,11 @@ import dataclasses
 import sys
 import time
 
+from nmsat.config import SMALL, VCU1525
 from nmsat.simulator import inference as inf
 from nmsat.simulator.inference import InferenceOptions, InferenceWorkload, simulate_inference
-from nmsat.workloads.layers import Linear, Workload
-
-from nmsat.config import SMALL, VCU1525
 from nmsat.types import NM
+from nmsat.workloads.layers import Linear, Workload
 
 PATTERNS = ("1:4", "2:4", "4:8", "2:8", "1:8")
 GEMM = {"vcu1525": (4096, 4096, 4096), "small": (1024, 1024, 512)}

@@ -29,13 +29,13 @@ import tempfile
 import time
 
 import numpy as np
+
+from nmsat.config import SMALL
 from nmsat.dataflow.timing import block_cycles
 from nmsat.rtl.layouts import EngineShape
 from nmsat.rtl.tb.runner import run_engine_tb
 from nmsat.rtl.tb.tiles import random_tile
 from nmsat.simulator import percycle, system
-
-from nmsat.config import SMALL
 from nmsat.types import NM, Dataflow
 
 PATTERNS = ["1:1", "1:4", "2:4", "2:8", "1:8", "4:8"]
@@ -96,9 +96,8 @@ def program_case(case: str, seed: int = 5):
     """(program, config, DRAM image) of ``workload:layer:batch:N:M:dram_bytes_per_cycle``."""
     from nmsat.dataflow.compiler import CompileOptions, compile_layer
     from nmsat.rtl.tb.program import random_dram
-    from nmsat.workloads.zoo import load
-
     from nmsat.types import Phase
+    from nmsat.workloads.zoo import load
 
     wname, layer, batch, n, m, bpc = case.split(":")
     cfg = SMALL.replace(**SMALL_2X2_SINGLE, **{"dram.bytes_per_cycle": int(bpc)})

@@ -15,7 +15,7 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from nmsat import __version__, log
 from nmsat.errors import NmsatError

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
 from nmsat.commands import examples, summary
 
 DEFAULT_OUT = Path("report")
@@ -29,9 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nmsat.reports import ReportError, build_report
-
     from nmsat.fileio import check_output_dir
+    from nmsat.reports import ReportError, build_report
 
     if not args.results and not args.trace:
         raise ReportError("report: give at least one RESULT.json or --trace file")

@@ -98,8 +98,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--json", action="store_true")
     r.add_argument("--controller", action="store_true", help="run the program through the RTL "
                    "tile controller (instruction memory, loops, rings; the testbench is only "
-                   "the DMA; single- or double-buffered as configured, not act_zero = skip; Icarus unless "
-                   "--sim verilator)")
+                   "the DMA; single- or double-buffered as configured, not act_zero = skip; "
+                   "Icarus unless --sim verilator)")
     r.set_defaults(func=_run)
 
 
@@ -157,10 +157,8 @@ def _output_dir(out: Path) -> Path:
 
 def _generate(args: argparse.Namespace) -> int:
     from nmsat.config import resolve
-
-    from nmsat.rtl.generate import generate
-
     from nmsat.fileio import check_output_file
+    from nmsat.rtl.generate import generate
 
     cfg = resolve(args.config)
     check_config(cfg, force=args.force, hint="; --force generates it anyway")
@@ -195,10 +193,8 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _synth(args: argparse.Namespace) -> int:
     from nmsat.config import resolve
-
-    from nmsat.rtl.synth import synth_units, synth_whole
-
     from nmsat.log import status
+    from nmsat.rtl.synth import synth_units, synth_whole
 
     progress = None if args.json else status  # status lines on stderr (not with --quiet)
     if args.calibrate:

@@ -154,6 +154,7 @@ def check_outputs(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     """Handle ``nmsat simulate``; returns the exit status."""
     from nmsat import config
+    from nmsat.fileio import atomic_write_many
     from nmsat.simulator import api
     from nmsat.simulator.results import (
         bandwidth_report_csv,
@@ -161,7 +162,6 @@ def run(args: argparse.Namespace) -> int:
         detailed_access_report_csv,
         energy_report_csv,
     )
-    from nmsat.fileio import atomic_write_many
 
     check_outputs(args)
     shape = getattr(args, "input_shape", None)

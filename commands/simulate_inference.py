@@ -122,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
     SCALE-Sim-style reports (all or nothing), print the table, then simulate the report's
     sweeps and write the HTML report (a report that fails does not lose the result)."""
     from nmsat import config
+    from nmsat.fileio import atomic_write_many
     from nmsat.simulator.inference import simulate_inference
     from nmsat.simulator.inference_result import (
         bandwidth_report_csv,
@@ -129,7 +130,6 @@ def run(args: argparse.Namespace) -> int:
         detailed_access_report_csv,
     )
     from nmsat.simulator.results import energy_report_csv
-    from nmsat.fileio import atomic_write_many
 
     dense_method(args)
     if args.method == "srste":

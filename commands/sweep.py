@@ -128,9 +128,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _export(store: Path, fmt: str, out: Path | None) -> int:
-    from nmsat.simulator import sweep
-
     from nmsat.fileio import atomic_write_bytes, atomic_write_text, check_output_file
+    from nmsat.simulator import sweep
 
     if out is not None:
         check_output_file(out, "--out")
@@ -161,11 +160,11 @@ def _report(store: Path, out: Path) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from nmsat.log import showing_status, status
-    from nmsat.simulator import sweep, sweep_spec
     from tqdm import tqdm
 
     from nmsat.fileio import check_output_file
+    from nmsat.log import showing_status, status
+    from nmsat.simulator import sweep, sweep_spec
 
     spec_path = Path(args.target[0])
     store = args.store if args.store is not None else spec_path.with_suffix(".sqlite")

@@ -11,13 +11,13 @@ import os
 import sys
 from pathlib import Path
 
+from nmsat.commands import examples, summary
 from nmsat.errors import NmsatError
 from nmsat.types import NM, Method
 
 # Light: train.py imports torch only inside its functions, so the parser stays torch-free
 # and shows TrainConfig's own defaults.
 from nmsat.workloads.train import TrainConfig
-from nmsat.commands import examples, summary
 
 
 def _nm(text: str) -> NM:

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import sys
 from typing import Any
+
 from nmsat.commands import examples, summary
 
 _PHASES = ("ff", "bp", "wg")  # the phases that lower to GEMMs (WU and SORE do not)
@@ -89,9 +90,8 @@ def _layer_json(layer: Any, batch: int, nm: Any) -> dict:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from nmsat.workloads import zoo
-
     from nmsat.types import Phase
+    from nmsat.workloads import zoo
 
     loaded = zoo.load(args.workload, batch=args.batch, seq_len=args.seq_len)
     w = loaded.workload

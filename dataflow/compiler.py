@@ -32,11 +32,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from nmsat.workloads.layers import Workload
-
 from nmsat.config import AcceleratorConfig
 from nmsat.errors import NmsatError
 from nmsat.types import Phase
+from nmsat.workloads.layers import Workload
 
 from .codegen import SORE_BARRIER, codegen, pregeneration
 from .isa import Program

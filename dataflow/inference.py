@@ -39,12 +39,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from nmsat.config import AcceleratorConfig
 from nmsat.dataflow.compiler import CompileOptions, compile_workload
 from nmsat.dataflow.isa import Compute, Program
-from nmsat.workloads.layers import Conv2d, Linear, Workload
-
-from nmsat.config import AcceleratorConfig
 from nmsat.types import DENSE, NM, ActZero, Dataflow, Mode
+from nmsat.workloads.layers import Conv2d, Linear, Workload
 
 __all__ = ["ActDensity", "apply_activation_skip", "compile_inference", "row_skip_fraction",
            "skip_rows"]

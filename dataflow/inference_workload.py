@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nmsat.dataflow.inference import ActDensity
-from nmsat.workloads import llm
-from nmsat.workloads.layers import Conv2d, Linear, Workload
-
 from nmsat.config import AcceleratorConfig
+from nmsat.dataflow.inference import ActDensity
 from nmsat.reference import compressed_bytes, dense_bytes
 from nmsat.types import DEFAULT_NM, NM, DType, Method, Phase
+from nmsat.workloads import llm
+from nmsat.workloads.layers import Conv2d, Linear, Workload
 
 __all__ = ["InferenceOptions", "InferenceWorkload", "load", "weight_byte_ratio"]
 

@@ -7,6 +7,9 @@ SORE tasks (one per mask view), weight-update and vector tasks follow in program
 
 from __future__ import annotations
 
+from nmsat.arith import ceil_div
+from nmsat.config import AcceleratorConfig
+from nmsat.types import DENSE, NM, Method, Mode, Phase
 from nmsat.workloads.layers import (
     Conv2d,
     Elementwise,
@@ -16,10 +19,6 @@ from nmsat.workloads.layers import (
     OpKind,
     Workload,
 )
-
-from nmsat.arith import ceil_div
-from nmsat.config import AcceleratorConfig
-from nmsat.types import DENSE, NM, Method, Mode, Phase
 
 from .isa import ConvView, ElemType, SoreView, Tensor, Transform
 from .tasks import (

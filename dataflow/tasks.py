@@ -13,10 +13,9 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from nmsat.workloads.layers import GemmDims, OpKind
-
 from nmsat.config import AcceleratorConfig
 from nmsat.types import NM, Dataflow, Method, Mode, Phase, _Choice
+from nmsat.workloads.layers import GemmDims, OpKind
 
 from .isa import ElemType, IsaError, SoreView, Tensor, Transform
 

@@ -12,10 +12,9 @@ import dataclasses
 import functools
 from typing import Any
 
-from nmsat.dataflow.timing import Geometry, block_cycles
-
 from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig, ConfigError
+from nmsat.dataflow.timing import Geometry, block_cycles
 from nmsat.errors import NmsatError
 from nmsat.types import NM, Dataflow
 

@@ -28,10 +28,10 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
-from nmsat.dataflow.isa import Compute, Sore, WeightUpdate
 
 from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig
+from nmsat.dataflow.isa import Compute, Sore, WeightUpdate
 from nmsat.reference import gemm_chunks
 from nmsat.types import NM, Dataflow
 

@@ -354,7 +354,7 @@ class AcceleratorConfig:
                                       // (a.cols * a.macs_per_pe * (e + 1))),
                 "buffers.output": max(2, b.output.usable_bytes // (a.rows * a.cols * 4))}
 
-    def replace(self, **changes: Any) -> "AcceleratorConfig":
+    def replace(self, **changes: Any) -> AcceleratorConfig:
         """A copy with dotted-path changes, e.g. ``cfg.replace(**{"array.rows": 8})``."""
         data = to_dict(self)
         for path, value in changes.items():

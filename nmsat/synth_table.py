@@ -36,10 +36,10 @@ class Resources:
     bram36: float = 0.0
     uram: int = 0
 
-    def __add__(self, other: "Resources") -> "Resources":
+    def __add__(self, other: Resources) -> Resources:
         return Resources(*(getattr(self, r) + getattr(other, r) for r in RESOURCES))
 
-    def scale(self, k: int) -> "Resources":
+    def scale(self, k: int) -> Resources:
         return Resources(*(getattr(self, r) * k for r in RESOURCES))
 
     def as_dict(self) -> dict[str, float]:

@@ -114,7 +114,7 @@ class NM:
             raise ValueError(f"N must be between 1 and M, not {self.n} (M={self.m})")
 
     @classmethod
-    def parse(cls, text: "str | NM") -> "NM":
+    def parse(cls, text: str | NM) -> NM:
         if isinstance(text, NM):
             return text
         s = str(text).strip()

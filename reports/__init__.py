@@ -249,9 +249,8 @@ def build_report(results: Sequence[Any], out_dir: str | Path,
     loaded = [_as_result(item, i) for i, item in enumerate(results)]
     trace_objs = [load_traces([t])[0] if isinstance(t, (str, Path)) else t for t in traces]
 
-    from nmsat.simulator.inference_result import InferenceResult
-
     from nmsat.log import status
+    from nmsat.simulator.inference_result import InferenceResult
 
     from . import figures, html
 

@@ -38,10 +38,15 @@ from nmsat.simulator.roofline import dataflow_text
 from nmsat.types import NM
 
 from . import style
-from .plots import (FORMATS, Plot, Run, Table, make_runs, new_figure, render, run_color,
-                    write_plot)
-from .trace_figures import (accuracy_figure, flip_rate_figure, loss_figure, mask_stats,
-                            mean_flip_rate, trace_series)
+from .plots import FORMATS, Plot, Run, Table, make_runs, new_figure, render, run_color, write_plot
+from .trace_figures import (
+    accuracy_figure,
+    flip_rate_figure,
+    loss_figure,
+    mask_stats,
+    mean_flip_rate,
+    trace_series,
+)
 
 __all__ = [
     "FORMATS", "PER_RUN_FIGURES", "PHASES", "RUN_SET_FIGURES", "TRACE_FIGURES", "UNIT_LABELS",
@@ -64,7 +69,6 @@ def speedup_bound(method: str, nm: str) -> float | None:
     ``../shared/SAT-NOTES.md``).
     """
     from nmsat.simulator.api import peak_bound
-
     from nmsat.types import Method
 
     m = Method.parse(method)

@@ -33,8 +33,8 @@ from typing import Any
 
 import matplotlib
 from matplotlib.figure import Figure
-from nmsat.simulator.inference_sweeps import majority_bound
 
+from nmsat.simulator.inference_sweeps import majority_bound
 from nmsat.types import NM
 
 from . import style

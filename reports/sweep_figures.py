@@ -396,9 +396,8 @@ def sweep_plots(points: Sequence[SweepPoint], failed: Sequence[FailedPoint] = ()
 def _rendered(plots: Sequence[Any]) -> list[tuple[str, bytes]]:
     from nmsat.log import status
 
-    from .plots import render
-
     from .html import table_csv
+    from .plots import render
 
     out = []
     for i, p in enumerate(plots, 1):

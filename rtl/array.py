@@ -19,8 +19,16 @@ handshake); the valid bits travel with the data in tags.
 
 from __future__ import annotations
 
-from amaranth.hdl import (ClockSignal, Const, EnableInserter, Instance, Module, Mux,
-                          ResetSignal, Signal)
+from amaranth.hdl import (
+    ClockSignal,
+    Const,
+    EnableInserter,
+    Instance,
+    Module,
+    Mux,
+    ResetSignal,
+    Signal,
+)
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 

@@ -40,9 +40,9 @@ from __future__ import annotations
 from amaranth.hdl import Array, Cat, Module, Signal
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
-from nmsat.dataflow import isa
 
 from nmsat.config import AcceleratorConfig
+from nmsat.dataflow import isa
 
 from .engine import instr_layout, ring_halves
 
@@ -161,10 +161,10 @@ class TileController(wiring.Component):
     ring half), ``engine`` (COMPUTE and RELEASE words, with ``act_half``, ``wgt_half``
     and ``out_half``: the oldest filled ACT and WGT halves, n mod halves after n halves
     of the buffer were popped, and the OUT half, s mod halves after s STOREs), ``sore``
-    (SORE words), ``wu`` (WEIGHT_UPDATE and VECTOR words). In: one ``*_done`` pulse per completed command of each unit. ``start`` runs
-    the ``length`` instructions written through ``prog``; ``done`` pulses once every
-    instruction has completed; ``error``: an opcode that is not an instruction (dropped)
-    or loops nested too deep.
+    (SORE words), ``wu`` (WEIGHT_UPDATE and VECTOR words). In: one ``*_done`` pulse per
+    completed command of each unit. ``start`` runs the ``length`` instructions written
+    through ``prog``; ``done`` pulses once every instruction has completed; ``error``: an
+    opcode that is not an instruction (dropped) or loops nested too deep.
     """
 
     def __init__(self, cfg: AcceleratorConfig, depth: int = 256, queue_depth: int = 4):

@@ -33,10 +33,9 @@ from __future__ import annotations
 from amaranth.hdl import EnableInserter, Module, Mux, ResetSignal, Signal
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
-from nmsat.dataflow import isa
 
 from nmsat.config import AcceleratorConfig
-
+from nmsat.dataflow import isa
 from nmsat.types import ActZero
 
 from .array import WS, SystolicArray

@@ -39,14 +39,15 @@ import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 from nmsat.config import AcceleratorConfig, to_dict
 from nmsat.errors import NmsatError
 from nmsat.synth_table import RESOURCES, UNIT_INSTANCES, XCVU9P, Device, Resources
 from nmsat.types import DType
+
 
 class SynthError(NmsatError, RuntimeError):
     """Yosys is missing, failed or timed out (one line for the CLI)."""
@@ -100,7 +101,7 @@ def run_yosys(verilog: str, top: str, workdir: str | Path | None = None,
 
 def run_yosys_paths(verilog: str, top: str, workdir: str | Path | None = None,
                     timeout_s: float = 3600.0, keep: tuple[str, ...] = (),
-                    paths: bool = True) -> tuple[Resources, dict[str, "PathDepth"]]:
+                    paths: bool = True) -> tuple[Resources, dict[str, PathDepth]]:
     """:func:`run_yosys`, plus (``paths``) the longest register-to-register path of each
     module of the mapped netlist (:func:`longest_paths` on Yosys's ``write_json``)."""
     if workdir is None:

@@ -14,17 +14,16 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
+from nmsat import config as config_mod
+from nmsat.arith import ceil_div
+from nmsat.config import AcceleratorConfig
+from nmsat.errors import ConfigError
 from nmsat.simulator import run_cache, system
 from nmsat.simulator.energy import ActivityCounts, report
 from nmsat.simulator.results import PHASES, STALL_CAUSES, Event, LayerResult, SimResult
 from nmsat.simulator.roofline import attribution, layer_dataflows
 from nmsat.simulator.run_cache import RunCache
 from nmsat.simulator.units import VECTOR_PASSES
-
-from nmsat import config as config_mod
-from nmsat.arith import ceil_div
-from nmsat.config import AcceleratorConfig
-from nmsat.errors import ConfigError
 from nmsat.types import NM, Method, Mode
 
 __all__ = ["MAX_EVENTS", "SimOptions", "activity", "check_supported", "load_workload",

@@ -36,7 +36,7 @@ from nmsat.config import AcceleratorConfig
 
 __all__ = ["RESOURCES", "UNIT_FEATURES", "AreaModel", "Calibration", "CalibrationPoint",
            "Resources", "UnitSample", "calibration", "calibration_error", "estimate", "fit",
-           "models", "parse_table", "unit_resources"]
+           "models", "parse_table", "shadow_weight_extra", "unit_resources"]
 
 RESOURCES: tuple[str, ...] = ("lut", "ff", "dsp", "bram")
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import simpy
+
 from nmsat.dataflow import machine
 from nmsat.dataflow.isa import Buffer, Load, Store
 from nmsat.dataflow.memory import Dma

@@ -34,10 +34,22 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from nmsat.config import AcceleratorConfig, to_dict
 from nmsat.dataflow.inference import ActDensity, compile_inference
+from nmsat.dataflow.inference_workload import (
+    InferenceOptions,
+    InferenceWorkload,
+    load,
+    weight_byte_ratio,
+)
 from nmsat.dataflow.isa import Program
 from nmsat.simulator import energy as en
 from nmsat.simulator import system
+from nmsat.simulator.inference_result import (
+    InferenceResult,
+    LayerRow,
+    result_from_dict,
+)
 from nmsat.simulator.roofline import (
     Bound,
     LayerTraffic,
@@ -47,22 +59,9 @@ from nmsat.simulator.roofline import (
     limiter_ratio,
     simulated_bound,
 )
-from nmsat.dataflow.inference_workload import (
-    InferenceOptions,
-    InferenceWorkload,
-    load,
-    weight_byte_ratio,
-)
-from nmsat.simulator.inference_result import (
-    InferenceResult,
-    LayerRow,
-    result_from_dict,
-)
+from nmsat.types import NM, ActZero
 from nmsat.workloads import llm
 from nmsat.workloads.layers import Workload
-
-from nmsat.config import AcceleratorConfig, to_dict
-from nmsat.types import NM, ActZero
 
 
 @dataclass

@@ -14,11 +14,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from nmsat import __version__
 from nmsat.simulator.roofline import (
     Bound,
 )
-
-from nmsat import __version__
 from nmsat.types import DType, Phase
 
 __all__ = ["PHASES", "InferenceResult", "LayerRow", "bandwidth_report_csv", "compute_report_csv",

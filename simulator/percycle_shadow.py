@@ -14,6 +14,8 @@ from nmsat.arith import ceil_div
 
 from .percycle import _WS, ScheduleHazard, _Operands
 
+__all__ = ["WSShadow"]
+
 
 class WSShadow(_WS):
     """Weight stationary with shadow weights (``array.shadow_weights``, docs/architecture.md

@@ -19,9 +19,9 @@ Attribution (see ``docs/simulator.md``)
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any
 
 from nmsat import __version__

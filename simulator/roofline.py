@@ -37,11 +37,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from nmsat.dataflow import timing
-from nmsat.dataflow.isa import Buffer, Compute, Load, Program, Store, Vector
-
 from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig
+from nmsat.dataflow import timing
+from nmsat.dataflow.isa import Buffer, Compute, Load, Program, Store, Vector
 from nmsat.types import DENSE, NM, _Choice
 
 __all__ = ["ARRAY_FILL_FACTOR", "DEPENDENCY_FACTOR", "Bound", "LayerTraffic", "Roof",

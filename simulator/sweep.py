@@ -108,10 +108,9 @@ def evaluate_point(task: PointTask) -> dict[str, Any]:
     Never raises for a failing simulation: the record then has ``status = 'failed'`` and
     the error's one-line description, so one bad point does not stop a sweep.
     """
+    from nmsat import config as nmconfig
     from nmsat.simulator import api, area
     from nmsat.simulator.sweep_spec import WORKLOAD_OPTIONS, options_object
-
-    from nmsat import config as nmconfig
 
     t0 = time.perf_counter()
     worker = f"{os.uname().nodename}:{os.getpid()}"

@@ -103,9 +103,8 @@ def _resources(env: Mapping[str, Any]) -> Any:
 
 @functools.lru_cache(maxsize=4096)
 def _estimate(items: tuple[tuple[str, Any], ...]) -> Any:
-    from nmsat.simulator import area
-
     from nmsat import config as nmconfig
+    from nmsat.simulator import area
 
     nested: dict[str, Any] = {}
     for key, value in items:

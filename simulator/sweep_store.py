@@ -21,10 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
-from nmsat.simulator.sweep_spec import Point, SweepSpec
-
 from nmsat import __version__
 from nmsat.errors import NmsatError
+from nmsat.simulator.sweep_spec import Point, SweepSpec
 
 __all__ = ["AREA", "HOST_COLUMNS", "METRICS", "POINT_COLUMNS", "SCHEMA_VERSION", "ResultStore",
            "StoreLock", "SweepError", "blocking_file", "check_creatable", "export_csv",

@@ -33,12 +33,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import simpy
+
+from nmsat.config import AcceleratorConfig
 from nmsat.dataflow import machine
 from nmsat.dataflow.isa import Barrier, Load, Program, Store
 from nmsat.dataflow.memory import BufferPorts, Dma, MemoryModel, memory_model
 from nmsat.simulator.roofline import attribution
-
-from nmsat.config import AcceleratorConfig
 
 from .dma import DmaService
 from .program_walk import (

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from nmsat.arith import ceil_div
 from nmsat.dataflow import machine, timing
 from nmsat.dataflow.isa import (
     Buffer,
@@ -34,8 +35,6 @@ from nmsat.dataflow.isa import (
     WeightUpdate,
 )
 from nmsat.workloads.layers import OpKind
-
-from nmsat.arith import ceil_div
 
 from .program_walk import (
     C_ENG,
@@ -60,9 +59,8 @@ from .program_walk import (
 from .stalls import DEPENDENCY, OWN_CAUSE, VECTOR
 
 if TYPE_CHECKING:
-    from nmsat.dataflow.memory import MemoryModel
-
     from nmsat.config import AcceleratorConfig
+    from nmsat.dataflow.memory import MemoryModel
 
     from .system import _Sim
 

@@ -224,7 +224,14 @@ def valid_trace() -> bytes:
     from nmsat.types import NM, Method, Phase
     from nmsat.workloads.layers import Linear
     from nmsat.workloads.trace import (
-        STAT_NAMES, EpochRecord, LayerTensors, Sample, Trace, TraceLayer, dumps_trace)
+        STAT_NAMES,
+        EpochRecord,
+        LayerTensors,
+        Sample,
+        Trace,
+        TraceLayer,
+        dumps_trace,
+    )
 
     rng = np.random.default_rng(0)
     layer = Linear("fc", in_features=16, out_features=8)

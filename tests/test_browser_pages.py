@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from chromium_page import CHROMIUM, CHROMIUM_ARGS
+
 from nmsat.commands import main
 
 pytestmark = pytest.mark.browser

@@ -7,9 +7,9 @@ from __future__ import annotations
 import copy
 
 import pytest
-from nmsat.reports import codesign
 
 from nmsat import config as nmconfig
+from nmsat.reports import codesign
 
 BASE = nmconfig.to_dict(nmconfig.preset("vcu1525"))  # 200 MHz: 5 ns per cycle
 

@@ -5,6 +5,9 @@ from collections import Counter, defaultdict
 
 import numpy as np
 import pytest
+
+from nmsat.arith import ceil_div
+from nmsat.config import SMALL, VCU1525
 from nmsat.dataflow import compiler, timing
 from nmsat.dataflow.compiler import CompileOptions, compile_workload
 from nmsat.dataflow.isa import (
@@ -21,13 +24,10 @@ from nmsat.dataflow.isa import (
     WeightUpdate,
     region_bytes,
 )
-from nmsat.workloads.layers import Conv2d, Elementwise, Linear, Matmul, OpKind, Workload
-
-from nmsat.arith import ceil_div
-from nmsat.config import SMALL, VCU1525
 from nmsat.errors import NmsatError
 from nmsat.reference import compressed_bytes
 from nmsat.types import NM, Dataflow, Method, Mode, Phase
+from nmsat.workloads.layers import Conv2d, Elementwise, Linear, Matmul, OpKind, Workload
 
 
 def tiny(batch=4):
@@ -382,11 +382,10 @@ def test_blocks_fit_the_engine_banks(spec, nm):
     one of the four lanes busy) overflow the weight bank (the RTL then wrapped addresses);
     with ``buffers.act_layout = fmap`` (a conv's feature map, not its im2col windows)
     the CNN's conv2 overflows the activation bank."""
+    from nmsat.config import SMALL
     from nmsat.dataflow.compiler import CompileOptions, compile_workload
     from nmsat.dataflow.isa import Compute
     from nmsat.workloads import zoo
-
-    from nmsat.config import SMALL
 
     assert SMALL.buffers.act_layout == "windows"
     cfg = SMALL.replace(**{"array.rows": 2, "array.cols": 2})

@@ -3,15 +3,15 @@ OUT accumulation reproduce each layer's GEMMs computed directly with the referen
 
 import numpy as np
 import pytest
+
+from nmsat.config import SMALL
 from nmsat.dataflow.compiler import CompileOptions, compile_layer, compile_workload
 from nmsat.dataflow.execute import execute
 from nmsat.dataflow.isa import Compute, Loop
-from nmsat.workloads.layers import Conv2d, Linear, Matmul, Workload
-
-from nmsat.config import SMALL
 from nmsat.errors import NmsatError
 from nmsat.reference import ConvGeom, col2im, engine_gemm, im2col, nm_mask, quantize
 from nmsat.types import NM, Method, Mode, Phase
+from nmsat.workloads.layers import Conv2d, Linear, Matmul, Workload
 
 # 2 KiB buffers (1 KiB halves): the layers below need K, N and M splits and edge blocks.
 CFG = SMALL.replace(**{"buffers.activation.kib": 2, "buffers.weight.kib": 2,

@@ -7,15 +7,15 @@ from collections import Counter
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from nmsat.config import SMALL
 from nmsat.dataflow.compiler import CompileOptions, compile_layer, compile_workload
 from nmsat.dataflow.execute import execute
 from nmsat.dataflow.isa import Buffer, Compute, Load, Store, Transform
-from nmsat.workloads.layers import Conv2d, Linear, Matmul, Workload
-
-from nmsat.config import SMALL
 from nmsat.errors import NmsatError
 from nmsat.reference import ConvGeom, engine_gemm, im2col, quantize
 from nmsat.types import NM, Dataflow, Method, Phase
+from nmsat.workloads.layers import Conv2d, Linear, Matmul, Workload
 
 
 @st.composite

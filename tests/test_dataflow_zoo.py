@@ -3,10 +3,10 @@
 import time
 
 import pytest
-from nmsat.dataflow.compiler import CompileOptions, compile_workload
-from nmsat.dataflow.isa import Compute
 
 from nmsat.config import VCU1525
+from nmsat.dataflow.compiler import CompileOptions, compile_workload
+from nmsat.dataflow.isa import Compute
 from nmsat.types import NM, Method, Phase
 
 zoo = pytest.importorskip("nmsat.workloads.zoo")

@@ -5,15 +5,15 @@ adds, the planner's choice, and batch-1 decode at DRAM speed on vcu1525."""
 import dataclasses
 
 import pytest
+
+from nmsat.config import SMALL, VCU1525
 from nmsat.dataflow import machine
 from nmsat.dataflow.inference import compile_inference
 from nmsat.dataflow.isa import Buffer, Compute, Load
 from nmsat.simulator import area
 from nmsat.simulator.inference import InferenceOptions, simulate_inference
-from nmsat.workloads import llm
-
-from nmsat.config import SMALL, VCU1525
 from nmsat.types import NM, Dataflow
+from nmsat.workloads import llm
 
 
 def _wgt_load(rows: int, cols: int, nm: str) -> Load:

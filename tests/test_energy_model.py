@@ -8,6 +8,10 @@ import math
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from nmsat import config
+from nmsat.commands import main
+from nmsat.errors import ConfigError
 from nmsat.simulator import area
 from nmsat.simulator.api import SimOptions, simulate
 from nmsat.simulator.energy import (
@@ -22,10 +26,6 @@ from nmsat.simulator.energy import (
     static_pj,
 )
 from nmsat.workloads import zoo
-
-from nmsat import config
-from nmsat.commands import main
-from nmsat.errors import ConfigError
 
 COUNTS = ActivityCounts(macs=1000, act_buffer_bytes=90, weight_buffer_bytes=180,
                         output_buffer_bytes=360, register_bytes=40, dram_bytes=50,

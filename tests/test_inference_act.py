@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 
 import pytest
+
+from nmsat.config import VCU1525
 from nmsat.dataflow.inference import (
     ActDensity,
     apply_activation_skip,
@@ -16,10 +18,8 @@ from nmsat.dataflow.inference import (
 )
 from nmsat.dataflow.isa import Compute
 from nmsat.simulator.inference import InferenceOptions, simulate_inference
-from nmsat.workloads import zoo
-
-from nmsat.config import VCU1525
 from nmsat.types import NM, Dataflow
+from nmsat.workloads import zoo
 
 WS = VCU1525.replace(**{"name": "ws_only", "array.dataflows": ["ws"]})
 OS = VCU1525.replace(**{"name": "os_only", "array.dataflows": ["os"]})
@@ -112,10 +112,9 @@ def test_attention_products_stay_dense():
 
 @pytest.mark.torch
 def test_densities_from_a_training_trace(tmp_path):
+    from nmsat.commands import main
     from nmsat.workloads.trace import save_trace
     from nmsat.workloads.train import TrainConfig, train
-
-    from nmsat.commands import main
 
     t = train(TrainConfig(model="mlp", epochs=1, batch=16, train_limit=64))
     path = tmp_path / "run.nmt"

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import pytest
-from nmsat.simulator.inference import InferenceOptions, InferenceWorkload, simulate_inference
-from nmsat.workloads import llm, zoo
-from nmsat.workloads.layers import Linear, Workload
 
 from nmsat.config import SMALL, VCU1525
+from nmsat.simulator.inference import InferenceOptions, InferenceWorkload, simulate_inference
 from nmsat.types import NM
+from nmsat.workloads import llm, zoo
+from nmsat.workloads.layers import Linear, Workload
 
 # Peak sparse-over-dense throughput per pattern, as tabulated in architecture.md 3.1
 # (written out here, not read from the config, so a change to either is caught).
@@ -71,7 +71,6 @@ def test_every_zoo_model_lowers_to_ff_only_with_compressed_weights(name):
     from nmsat.dataflow.inference import compile_inference
     from nmsat.dataflow.isa import Compute, Sore, WeightUpdate
     from nmsat.simulator.inference import load
-
     from nmsat.types import Method, Phase
 
     kw = {"phase": "decode", "kv_len": 64} if llm.is_llm(name) else {}

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from nmsat.config import SMALL, VCU1525
 from nmsat.reports import inference_figures as F
 from nmsat.simulator import inference_sweeps as S
 from nmsat.simulator.inference import InferenceOptions, simulate_inference
-
-from nmsat.config import SMALL, VCU1525
 
 
 def test_roofline_plots_every_gemm_layer_at_its_intensity(tmp_path):

@@ -6,12 +6,12 @@ import dataclasses
 import json
 
 import pytest
-from nmsat.simulator.inference import InferenceOptions, simulate_inference
-from nmsat.workloads import llm, zoo
-from nmsat.workloads.layers import Matmul
 
 from nmsat.commands import main
 from nmsat.config import SMALL, VCU1525
+from nmsat.simulator.inference import InferenceOptions, simulate_inference
+from nmsat.workloads import llm, zoo
+from nmsat.workloads.layers import Matmul
 
 
 def test_presets_match_published_parameter_counts():
@@ -168,9 +168,9 @@ def test_method_dense_in_inference_is_nm_1_1(tmp_path, capsys):
 
 
 def test_inference_summary_first_and_top_limits_layer_lines(capsys):
-    from nmsat.simulator.inference import simulate_inference
-    from nmsat.dataflow.inference_workload import InferenceOptions
     from nmsat.config import resolve
+    from nmsat.dataflow.inference_workload import InferenceOptions
+    from nmsat.simulator.inference import simulate_inference
 
     assert main(["simulate", "stories260k", "--mode", "inference", "--phase", "decode",
                  "--config", "small", "--batch", "1", "--top", "4"]) == 0

@@ -6,14 +6,14 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from nmsat.dataflow.timing import Geometry
-from nmsat.simulator.inference import InferenceOptions, InferenceWorkload, load, simulate_inference
-from nmsat.workloads import llm, zoo
-from nmsat.workloads.layers import Linear, Workload
 
 from nmsat.config import SMALL, VCU1525
+from nmsat.dataflow.timing import Geometry
 from nmsat.reference import compressed_bytes, dense_bytes
+from nmsat.simulator.inference import InferenceOptions, InferenceWorkload, load, simulate_inference
 from nmsat.types import NM
+from nmsat.workloads import llm, zoo
+from nmsat.workloads.layers import Linear, Workload
 
 
 def byte_ratio(k: int, n: int, nm: str) -> float:

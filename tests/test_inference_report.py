@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
-from nmsat.reports import ReportError, build_report, load_result
-from nmsat.reports import inference_figures as F
-from nmsat.simulator import inference_sweeps as S
-from nmsat.simulator import inference as I
-from nmsat.simulator.inference import InferenceOptions, simulate_inference
 
 from nmsat.commands import main
 from nmsat.config import SMALL
+from nmsat.reports import ReportError, build_report, load_result
+from nmsat.reports import inference_figures as F
+from nmsat.simulator import inference as I
+from nmsat.simulator import inference_sweeps as S
+from nmsat.simulator.inference import InferenceOptions, simulate_inference
 
 
 def _cli(capsys, *argv: str) -> tuple[int, str, str]:

@@ -13,9 +13,8 @@ from types import SimpleNamespace
 
 from nmsat.dataflow import isa
 from nmsat.dataflow.isa.encoding import _field_int
-from nmsat.workloads.layers import OpKind
-
 from nmsat.types import Dataflow, Phase
+from nmsat.workloads.layers import OpKind
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "isa.md"
 BEGIN = "<!-- BEGIN GENERATED ENCODING (python tests/test_isa_docs.py) -->"

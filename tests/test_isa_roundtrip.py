@@ -5,6 +5,8 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from nmsat.config import SMALL, VCU1525
 from nmsat.dataflow import isa
 from nmsat.dataflow.compiler import CompileOptions, compile_workload
 from nmsat.dataflow.isa import (
@@ -31,10 +33,8 @@ from nmsat.dataflow.isa import (
     decode,
     encode,
 )
-from nmsat.workloads.layers import Conv2d, Elementwise, Linear, Matmul, OpKind, Workload
-
-from nmsat.config import SMALL, VCU1525
 from nmsat.types import NM, Dataflow, Method, Mode, Phase
+from nmsat.workloads.layers import Conv2d, Elementwise, Linear, Matmul, OpKind, Workload
 
 
 def _workload():

@@ -11,8 +11,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from nmsat.dataflow import isa
-from nmsat.dataflow import machine
+
+from nmsat import config
+from nmsat.arith import ceil_div
+from nmsat.dataflow import isa, machine
 from nmsat.dataflow.memory import (
     BufferPorts,
     Dma,
@@ -21,11 +23,8 @@ from nmsat.dataflow.memory import (
     SimpleDram,
     memory_model,
 )
-from nmsat.simulator.system import run
-
-from nmsat import config
-from nmsat.arith import ceil_div
 from nmsat.errors import ConfigError
+from nmsat.simulator.system import run
 
 ROW = {"dram.model": "row_buffer"}
 
@@ -202,9 +201,8 @@ def test_free_row_misses_give_the_simple_models_run(preset, workload, layer):
     """Whole compiled programs: with misses of 0 cycles the row-buffer model's run is the
     simple model's in every output; with the datasheet's misses it is never faster."""
     from nmsat.dataflow.compiler import CompileOptions, compile_layer
-    from nmsat.workloads.zoo import load
-
     from nmsat.types import Phase
+    from nmsat.workloads.zoo import load
 
     cfg = config.preset(preset)
     wl = load(workload, batch=4)

@@ -5,10 +5,10 @@ import zlib
 
 import numpy as np
 import pytest
-from nmsat.simulator.percycle import ScheduleHazard, simulate
 
 from nmsat.config import SMALL
 from nmsat.reference import compress, engine_gemm, quantize
+from nmsat.simulator.percycle import ScheduleHazard, simulate
 from nmsat.types import Dataflow
 
 

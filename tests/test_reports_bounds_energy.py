@@ -72,8 +72,7 @@ def test_limiter_ratio_is_achieved_over_peak_of_the_named_limiter(decode):
 
 def test_large_gemm_fills_the_array_and_is_compute_bound():
     from nmsat.dataflow.inference_workload import InferenceWorkload
-    from nmsat.workloads.layers import Linear
-    from nmsat.workloads.layers import Workload
+    from nmsat.workloads.layers import Linear, Workload
 
     w = Workload("gemm", (Linear("fc", in_features=1024, out_features=1024),), batch=1024)
     r = simulate_inference(InferenceWorkload(w), VCU1525, InferenceOptions(nm="1:1",
@@ -100,7 +99,7 @@ def test_json_report_tables_and_summary_agree(tmp_path, capsys):
                   "limiter_ratio", "achieved_bytes_per_cycle"):
             assert isinstance(x[k], float), (x["name"], k)
     # the runs table counts GEMM layers per bound, as the JSON says
-    runs = _csv((rep / "inference-runs.csv"))
+    runs = _csv(rep / "inference-runs.csv")
     assert len(runs) == 1
     for b in BOUNDS:
         assert int(runs[0][f"{b}-bound GEMM layers"]) == sum(

@@ -9,10 +9,9 @@ import json
 from pathlib import Path
 
 import pytest
+from chromium_page import parse as _parse
 
 from nmsat.commands import main
-
-from chromium_page import parse as _parse
 
 WIDE = """preset = "small"
 [array]
@@ -118,7 +117,7 @@ def test_report_page_lists_the_config_fields_that_differ(results, tmp_path):
     want = sorted(k for k in distinct[0] if len({json.dumps(c[k]) for c in distinct}) > 1)
     assert want == ["array.cols", "array.rows", "dram.channels", "dram.latency_cycles",
                     "name"]
-    rows = _csv((out / "configs.csv"))
+    rows = _csv(out / "configs.csv")
     assert [r["field"] for r in rows] == want
     assert list(rows[0])[1:] == ["small", "wide", "small #2"]
     by = {r["field"]: r for r in rows}
@@ -127,7 +126,7 @@ def test_report_page_lists_the_config_fields_that_differ(results, tmp_path):
     names = {Path(s).stem for s in page.images}
     assert "compare" in names and sum(n.startswith("layer-deltas-") for n in names) == 3
     assert "Configurations compared" in (out / "index.html").read_text()
-    cmp = _csv((out / "compare.csv"))
+    cmp = _csv(out / "compare.csv")
     data = [json.loads(p.read_text()) for p in results]
     assert [float(r["time (ms)"]) for r in cmp] == pytest.approx(
         [d["seconds"] * 1e3 for d in data])
@@ -151,7 +150,7 @@ def test_inference_runs_on_two_configs(results, tmp_path):
     out = tmp_path / "rep"
     assert main(["report", *map(str, outs), "-o", str(out)]) == 0
     data = [json.loads(p.read_text()) for p in outs]
-    cmp = _csv((out / "inference-compare.csv"))
+    cmp = _csv(out / "inference-compare.csv")
     assert [r["run"] for r in cmp] == ["stories260k.decode · inference 2:8 small",
                                        "stories260k.decode · inference 2:8 wide"]
     assert [float(r["energy (mJ)"]) for r in cmp] == pytest.approx(

@@ -15,6 +15,7 @@ from nmsat.dataflow.compiler import CompileOptions, compile_workload
 from nmsat.dataflow.isa import Compute
 from nmsat.workloads import zoo
 
+
 def _csv(path) -> list[dict]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))

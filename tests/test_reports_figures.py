@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from nmsat.reports import build_report, figures, load_results, style
 
 from nmsat.commands import main
+from nmsat.reports import build_report, figures, load_results, style
 
 RUNS = {
     "dense": ("mlp", "dense", "2:8"),

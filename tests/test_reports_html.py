@@ -11,12 +11,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from nmsat.commands import main
-
 from chromium_page import parse as _parse
 from chromium_page import render
 
+from nmsat.commands import main
 
 
 def _simulate(path: Path, workload: str, method: str, nm: str = "2:8", *extra: str) -> Path:

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from chromium_page import parse as _parse
 
 from nmsat.commands import main
-
-from chromium_page import parse as _parse
 
 pytestmark = pytest.mark.torch
 
@@ -49,7 +48,7 @@ def test_simulate_trace_report_has_accuracy_loss_and_masks(trace_report, trace_f
     page = _parse(trace_report / "index.html")
     names = {Path(s).stem for s in page.images}
     assert {"accuracy", "loss", "flip-rates", "speedup", "phases"} <= names
-    rows = _csv((trace_report / "traces.csv"))
+    rows = _csv(trace_report / "traces.csv")
     assert len(rows) == 1
     row = rows[0]
     assert float(row["test accuracy (%)"]) == pytest.approx(100 * t.final_accuracy)
@@ -59,7 +58,7 @@ def test_simulate_trace_report_has_accuracy_loss_and_masks(trace_report, trace_f
     # exactly half of every layer's weights
     assert float(row["FF mask density (%)"]) == pytest.approx(50.0)
     assert 0.0 <= float(row["mean FF mask flips (%)"]) <= 100.0
-    loss = _csv((trace_report / "loss.csv"))
+    loss = _csv(trace_report / "loss.csv")
     assert float(loss[0]["last"]) == pytest.approx(float(t.loss[-1]))
     assert float(loss[0]["lowest"]) == pytest.approx(float(np.min(t.loss)))
 

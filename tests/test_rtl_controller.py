@@ -11,14 +11,14 @@ import pytest
 from amaranth.sim import Simulator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from nmsat.config import SMALL
 from nmsat.dataflow import isa
 from nmsat.rtl.controller import TileController, check_controlled
 from nmsat.rtl.tb.controller_model import UNIT_NAMES, check_trace, reference
 from nmsat.rtl.tb.engine_model import word
-from nmsat.workloads.layers import OpKind
-
-from nmsat.config import SMALL
 from nmsat.types import NM, Dataflow, Phase
+from nmsat.workloads.layers import OpKind
 
 D = isa.MAX_LOOP_DEPTH
 TENSORS = (isa.Tensor("a", 4096, 4096), isa.Tensor("b", 4096, 4096),

@@ -7,14 +7,14 @@ interleave on/off, N:M patterns and accumulator latencies."""
 
 import numpy as np
 import pytest
+
+from nmsat.arith import ceil_div
+from nmsat.config import SMALL
 from nmsat.dataflow.timing import block_cycles
 from nmsat.rtl.engine import TensorEngine
 from nmsat.rtl.fp import same_bits
 from nmsat.rtl.tb.engine_amsim import BlockRun, run_blocks
 from nmsat.rtl.tb.tiles import encode, random_tile
-
-from nmsat.arith import ceil_div
-from nmsat.config import SMALL
 from nmsat.types import Dataflow
 
 PATTERNS = ["1:1", "1:4", "2:4", "2:8", "1:8", "4:8"]

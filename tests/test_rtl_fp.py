@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from nmsat.rtl.fp import BF16, CANONICAL_NAN, FP16, FP32, F32Add, FloatMul, IntMac, same_bits
 from nmsat.rtl.tb.amsim import run_comb
 

@@ -21,11 +21,10 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from nmsat.rtl.fp import (BF16, FP16, FP32, F32Add, FloatMul, Numeric, f32_to_f16,
-                          same_bits)
-from nmsat.rtl.tb.amsim import run_comb
 from test_rtl_fp import _to64  # fp bits -> float64, NaN-quiet
 
+from nmsat.rtl.fp import BF16, FP16, FP32, F32Add, FloatMul, Numeric, f32_to_f16, same_bits
+from nmsat.rtl.tb.amsim import run_comb
 from nmsat.types import DType
 
 F32 = np.float32

@@ -2,13 +2,13 @@
 
 import numpy as np
 import pytest
+
+from nmsat.config import SMALL
 from nmsat.rtl.fp import same_bits
 from nmsat.rtl.layouts import EngineShape
 from nmsat.rtl.pe import NMPE
 from nmsat.rtl.tb.amsim import run_clocked
 from nmsat.rtl.tb.tiles import random_tile
-
-from nmsat.config import SMALL
 from nmsat.types import DType
 
 PATTERNS = ["1:1", "1:4", "2:4", "2:8", "1:8", "4:8"]

@@ -9,14 +9,14 @@ without the option the engine's Verilog is unchanged."""
 
 import numpy as np
 import pytest
+
+from nmsat.config import SMALL
 from nmsat.dataflow.timing import block_cycles
 from nmsat.rtl.engine import TensorEngine
 from nmsat.rtl.fp import same_bits
 from nmsat.rtl.tb.engine_amsim import BlockRun, run_blocks
 from nmsat.rtl.tb.engine_model import ws_stream
 from nmsat.rtl.tb.tiles import encode, random_operands, random_skip_tile, random_tile
-
-from nmsat.config import SMALL
 from nmsat.types import Dataflow
 
 SKIP = {"array.act_zero": "skip"}

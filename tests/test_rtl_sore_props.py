@@ -11,13 +11,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nmsat.config import SMALL
+from nmsat.dataflow import timing
 from nmsat.dataflow.compiler import CompileOptions, compile_workload
 from nmsat.dataflow.isa import Sore as SoreInstr
 from nmsat.dataflow.isa import SoreView
 from nmsat.rtl.fp import Numeric
 from nmsat.rtl.sore import Sore
 from nmsat.rtl.tb.sore_model import beats, expected_groups, view_groups
-from nmsat.dataflow import timing
 from nmsat.types import NM, DType
 from nmsat.workloads.layers import Linear, Workload
 

@@ -3,16 +3,16 @@ reference model, with their cycle formulas (Amaranth simulator)."""
 
 import numpy as np
 import pytest
+
+from nmsat import reference as ref
+from nmsat.arith import ceil_div
+from nmsat.config import SMALL
 from nmsat.rtl.fp import same_bits
 from nmsat.rtl.sore import Sore
 from nmsat.rtl.tb.amsim import run_clocked
 from nmsat.rtl.tb.sore_model import beats, expected_groups, view_groups
 from nmsat.rtl.tb.tiles import random_operands
 from nmsat.rtl.wu import WeightUpdateEngine
-
-from nmsat import reference as ref
-from nmsat.arith import ceil_div
-from nmsat.config import SMALL
 from nmsat.types import NM, DType
 
 

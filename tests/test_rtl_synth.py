@@ -15,10 +15,10 @@ from amaranth.back import verilog
 from amaranth.hdl import Fragment, Module, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
-from nmsat.rtl import synth
-from nmsat.rtl.synth import XCVU9P, Report, Resources, UnitResult
 
 from nmsat.config import SMALL, VCU1525
+from nmsat.rtl import synth
+from nmsat.rtl.synth import XCVU9P, Report, Resources, UnitResult
 from nmsat.types import DType
 
 

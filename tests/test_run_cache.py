@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from nmsat.dataflow.compiler import CompileOptions, compile_workload
-from nmsat.simulator import api, run_cache, sweep, sweep_spec
-from nmsat.simulator.run_cache import RunCache, classify, leaf_fields
 
 from nmsat import config as nmconfig
+from nmsat.dataflow.compiler import CompileOptions, compile_workload
 from nmsat.errors import NmsatError
+from nmsat.simulator import api, run_cache, sweep, sweep_spec
+from nmsat.simulator.run_cache import RunCache, classify, leaf_fields
 
 WORKLOADS = ("mlp", "cnn")
 

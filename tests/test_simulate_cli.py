@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+
+from nmsat.commands import main
 from nmsat.simulator.api import SimOptions, simulate
 from nmsat.simulator.results import (
     BANDWIDTH_REPORT_HEADER,
@@ -14,8 +16,6 @@ from nmsat.simulator.results import (
     load_json,
 )
 from nmsat.workloads import zoo
-
-from nmsat.commands import main
 
 SMALL = ["cnn", "--config", "small", "--batch", "4"]
 

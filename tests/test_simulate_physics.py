@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from nmsat.simulator.api import SimOptions, _run, peak_bound
-from nmsat.workloads import zoo
 
 from nmsat import config
+from nmsat.simulator.api import SimOptions, _run, peak_bound
 from nmsat.types import NM, Method
+from nmsat.workloads import zoo
 
 CFG = config.VCU1525
 # llama_7b is the 7B-shaped serving workload (issue 7): a training step of it is not a

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from nmsat.simulator import sweep, sweep_spec
 
 DATA = Path(__file__).parent / "data" / "sweeps"

@@ -25,15 +25,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from nmsat.simulator import sweep, sweep_spec
-
-from nmsat.commands import main
-
 from chromium_page import parse as _parse
 from chromium_page import render
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from nmsat.commands import main
+from nmsat.simulator import sweep, sweep_spec
 
 SPEC = """
 name = "report"

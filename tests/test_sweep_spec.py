@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from nmsat.simulator import sweep_spec
-from nmsat.simulator.sweep_spec import AxisKind, AxisTarget, Constraint, SweepSpecError
 
 from nmsat import config as nmconfig
+from nmsat.simulator import sweep_spec
+from nmsat.simulator.sweep_spec import AxisKind, AxisTarget, Constraint, SweepSpecError
 
 BASE = """
 name = "t"

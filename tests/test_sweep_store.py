@@ -8,17 +8,17 @@ sweep's evaluator (the real simulator) is exercised end to end in test_sweep_cli
 from __future__ import annotations
 
 import csv
-import os
 import io
 import json
+import os
 import sqlite3
 from pathlib import Path
 
 import pytest
-from nmsat.simulator import area, sweep, sweep_spec
-from nmsat.simulator.sweep import DaskCluster, ResultStore, SweepError
 
 from nmsat import config as nmconfig
+from nmsat.simulator import area, sweep, sweep_spec
+from nmsat.simulator.sweep import DaskCluster, ResultStore, SweepError
 
 SPEC = """
 name = "store"

@@ -12,6 +12,8 @@ from __future__ import annotations
 import random
 
 import pytest
+
+from nmsat import config
 from nmsat.dataflow.isa import (
     Barrier,
     Buffer,
@@ -29,10 +31,8 @@ from nmsat.dataflow.isa import (
     WeightUpdate,
 )
 from nmsat.simulator.system import attribute_wall_time, run
-from nmsat.workloads.layers import OpKind
-
-from nmsat import config
 from nmsat.types import NM, Dataflow, Phase
+from nmsat.workloads.layers import OpKind
 
 NMS = (NM(1, 1), NM(2, 8), NM(2, 4))
 

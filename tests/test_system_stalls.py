@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
+from nmsat import config
+from nmsat.arith import ceil_div
 from nmsat.dataflow import machine, timing
 from nmsat.dataflow.isa import (
     Barrier,
@@ -20,11 +23,8 @@ from nmsat.dataflow.isa import (
     Vector,
 )
 from nmsat.simulator.system import DMA, ENGINE, attribute_wall_time, run
-from nmsat.workloads.layers import OpKind
-
-from nmsat import config
-from nmsat.arith import ceil_div
 from nmsat.types import NM, Dataflow, Phase
+from nmsat.workloads.layers import OpKind
 
 # The column-chain weight load and its C-bank weight port, whose laws these tests derive
 # by hand (shadow weights: tests/test_decode_shadow.py, test_tile_model_equivalence.py).

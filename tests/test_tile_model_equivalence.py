@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from nmsat.dataflow import timing
-from nmsat.dataflow.isa import Compute, Sore, SoreView, WeightUpdate
-from nmsat.simulator.percycle import simulate
 
 from nmsat.arith import ceil_div
 from nmsat.config import SMALL, VCU1525
+from nmsat.dataflow import timing
+from nmsat.dataflow.isa import Compute, Sore, SoreView, WeightUpdate
 from nmsat.reference import engine_gemm, gemm_chunks
+from nmsat.simulator.percycle import simulate
 from nmsat.types import NM, Dataflow
 
 PATTERNS = ["1:1", "1:2", "1:4", "2:4", "2:8", "1:8", "4:8", "3:4"]

@@ -15,6 +15,8 @@ import dataclasses
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from nmsat import config as nmconfig
 from nmsat.dataflow.compiler import (
     CompileOptions,
     GemmTask,
@@ -24,10 +26,8 @@ from nmsat.dataflow.compiler import (
     offline_schedule,
     tiling_key,
 )
-from nmsat.simulator import sweep
-
-from nmsat import config as nmconfig
 from nmsat.errors import NmsatError
+from nmsat.simulator import sweep
 
 CONFIGS = {
     "small": nmconfig.preset("small"),

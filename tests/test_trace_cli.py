@@ -8,10 +8,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from nmsat.commands import main
 from nmsat.workloads.trace import save_trace
 from nmsat.workloads.train import TrainConfig, train
-
-from nmsat.commands import main
 
 pytestmark = pytest.mark.torch
 

@@ -14,6 +14,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from nmsat import __version__
+from nmsat import reference as R
+from nmsat.errors import NmsatError
+from nmsat.types import NM, Method, Phase
 from nmsat.workloads import zoo
 from nmsat.workloads.trace import (
     STAT_NAMES,
@@ -28,11 +32,6 @@ from nmsat.workloads.trace import (
     trace_to_workload,
 )
 from nmsat.workloads.train import TrainConfig, dense_config, train, with_baseline
-
-from nmsat import __version__
-from nmsat import reference as R
-from nmsat.errors import NmsatError
-from nmsat.types import NM, Method, Phase
 
 pytestmark = pytest.mark.torch
 

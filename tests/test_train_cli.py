@@ -10,10 +10,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from nmsat.commands import main
 from nmsat.workloads.trace import STAT_NAMES, TENSOR_NAMES, load_trace
 from nmsat.workloads.train import TrainConfig, load_dataset, train
-
-from nmsat.commands import main
 
 pytestmark = pytest.mark.torch
 QUICK = ["--epochs", "1", "--train-limit", "64", "--batch", "16"]

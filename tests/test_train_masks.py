@@ -10,9 +10,8 @@ from hypothesis.extra import numpy as hnp
 
 torch = pytest.importorskip("torch")
 
-from nmsat.workloads.sparse_torch import NMConv2d, NMLinear, layer_masks_torch, nm_mask_torch
-
 from nmsat import reference as R
+from nmsat.workloads.sparse_torch import NMConv2d, NMLinear, layer_masks_torch, nm_mask_torch
 
 pytestmark = pytest.mark.torch
 

@@ -19,14 +19,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from nmsat import reference as R
 from nmsat.workloads.sparse_torch import (
     EngineSGD,
     NMConv2dFunction,
     NMLinearFunction,
     layer_masks_torch,
 )
-
-from nmsat import reference as R
 
 pytestmark = pytest.mark.torch
 U = 2.0 ** -24

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from nmsat.workloads import zoo
 
 from nmsat.commands import main
+from nmsat.workloads import zoo
 
 DATA = Path(__file__).parent / "data" / "scalesim" / "topologies"
 

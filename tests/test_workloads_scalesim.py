@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from nmsat.workloads import load, scalesim
-from nmsat.workloads.layers import Conv2d, Linear
-from nmsat.workloads.scalesim import Dialect, Form, Geometry
 
 from nmsat.errors import NmsatError
 from nmsat.types import NM
+from nmsat.workloads import load, scalesim
+from nmsat.workloads.layers import Conv2d, Linear
+from nmsat.workloads.scalesim import Dialect, Form, Geometry
 
 DATA = Path(__file__).parent / "data" / "scalesim" / "topologies"
 CONV_HEADER = ("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, "

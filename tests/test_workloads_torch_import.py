@@ -6,11 +6,11 @@ import dataclasses
 import sys
 
 import pytest
+
+from nmsat.errors import NmsatError
 from nmsat.workloads import zoo
 from nmsat.workloads.layers import Elementwise, Matmul, OpKind
 from nmsat.workloads.torch_import import from_torch, layers_from_torch
-
-from nmsat.errors import NmsatError
 
 torch = pytest.importorskip("torch")
 nn = torch.nn

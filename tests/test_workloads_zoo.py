@@ -8,10 +8,10 @@ import re
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from nmsat.workloads import zoo
-from nmsat.workloads.layers import Conv2d, Elementwise, Linear, Matmul, OpKind
 
 from nmsat.types import Phase
+from nmsat.workloads import zoo
+from nmsat.workloads.layers import Conv2d, Elementwise, Linear, Matmul, OpKind
 
 ALL = zoo.names()
 

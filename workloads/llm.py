@@ -36,10 +36,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nmsat.types import _Choice
 from nmsat.workloads.layers import Matmul, OpKind, Workload
 from nmsat.workloads.zoo import _T, ZooModel, _Builder  # the zoo's graph builder
-
-from nmsat.types import _Choice
 
 __all__ = ["DEFAULT_CONTEXT", "GPT2_SMALL", "LLAMA_7B", "PRESETS", "STORIES_260K", "DecoderSpec",
            "LlmPhase", "Mlp", "build", "default_context", "is_llm", "kv_cache_layers", "spec",

@@ -40,10 +40,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from nmsat.workloads.layers import Conv2d, Layer, Linear, Workload
-
 from nmsat.errors import NmsatError
 from nmsat.types import NM, _Choice
+from nmsat.workloads.layers import Conv2d, Layer, Linear, Workload
 
 __all__ = ["Dialect", "Form", "Geometry", "Topology", "load_workload", "parse", "read"]
 

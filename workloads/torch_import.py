@@ -34,9 +34,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from nmsat.workloads.layers import Conv2d, Elementwise, Layer, Linear, Matmul, OpKind, Workload
-
 from nmsat.errors import NmsatError
+from nmsat.workloads.layers import Conv2d, Elementwise, Layer, Linear, Matmul, OpKind, Workload
 
 _BATCH = 2  # traced batch; 2 (not 1) so that a lost batch dimension is detected
 

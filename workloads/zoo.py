@@ -31,10 +31,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import NamedTuple
 
-from nmsat.workloads.layers import Conv2d, Elementwise, Layer, Linear, Matmul, OpKind, Workload
-
 from nmsat.errors import NmsatError
 from nmsat.types import NM, Method
+from nmsat.workloads.layers import Conv2d, Elementwise, Layer, Linear, Matmul, OpKind, Workload
 
 __all__ = ["FILE_LOADERS", "INPUT", "LoadedWorkload", "ZooModel", "bert_base", "check_seq_len",
            "cnn", "get", "gpt2_small", "load", "mlp", "mobilenet_v2", "mobilenet_v2_cifar",

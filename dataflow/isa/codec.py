@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from nmsat.workloads.layers import OpKind
-
 from nmsat.types import NM, Dataflow, Phase
+from nmsat.workloads.layers import OpKind
 
 from .encoding import (
     _CODE_OPKIND,

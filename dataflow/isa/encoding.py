@@ -6,10 +6,9 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from nmsat.workloads.layers import OpKind
-
 from nmsat.errors import NmsatError
 from nmsat.types import Dataflow, Phase
+from nmsat.workloads.layers import OpKind
 
 __all__ = ["ENCODING", "INSTR_BITS", "ISA_VERSION", "MAX_LOOP_DEPTH", "OPCODE_BITS", "TENSOR_BITS",
            "TENSOR_ENCODING", "Buffer", "ElemType", "IsaError", "Opcode", "SoreView", "Transform",

@@ -7,10 +7,9 @@ import enum
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from nmsat.workloads.layers import OpKind
-
 from nmsat.arith import ceil_div
 from nmsat.types import DENSE, NM, Dataflow, Phase
+from nmsat.workloads.layers import OpKind
 
 from .encoding import (
     ENCODING,

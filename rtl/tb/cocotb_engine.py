@@ -26,15 +26,23 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import FallingEdge, RisingEdge
-from nmsat.dataflow.timing import block_cycles
 
 from nmsat.config import from_dict, preset
+from nmsat.dataflow.timing import block_cycles
 from nmsat.types import NM, ActZero, Dataflow
 
 from ..layouts import EngineShape
 from .cocotb_parts import Checker, StreamDriver, StreamMonitor
-from .engine_model import (compute, load_words, pack_fields, store, store_beats, unpack_store,
-                           word, ws_stream)
+from .engine_model import (
+    compute,
+    load_words,
+    pack_fields,
+    store,
+    store_beats,
+    unpack_store,
+    word,
+    ws_stream,
+)
 from .tiles import random_skip_tile, random_tile
 
 PATTERNS = ["1:1", "1:4", "2:4", "2:8", "1:8", "4:8"]

@@ -29,16 +29,15 @@ import os
 import pickle
 import sys
 import tempfile
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Protocol
 
-from dataclasses import fields
-
 import numpy as np
-from nmsat.dataflow import execute as ex
-from nmsat.dataflow import isa, machine
 
 from nmsat.config import AcceleratorConfig, to_dict
+from nmsat.dataflow import execute as ex
+from nmsat.dataflow import isa, machine
 from nmsat.fileio import file_lock
 from nmsat.types import ActZero
 
@@ -284,9 +283,8 @@ def run_layer_controller(workload: str, layer: str, phase: str, cfg: Accelerator
     program, operands and report (plus the whole-program cycles, beside
     ``system_model``'s)."""
     from nmsat.dataflow.compiler import CompileOptions, compile_layer
-    from nmsat.workloads.zoo import load
-
     from nmsat.types import Phase
+    from nmsat.workloads.zoo import load
 
     from ..controller import check_controlled
     from .program import random_dram, trace_dram

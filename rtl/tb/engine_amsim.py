@@ -8,8 +8,7 @@ import numpy as np
 
 from ..engine import TensorEngine
 from .amsim import run_clocked
-from .engine_model import (compute, load_words, pack_fields, store, store_beats, unpack_store,
-                           word)
+from .engine_model import compute, load_words, pack_fields, store, store_beats, unpack_store, word
 from .tiles import Tile
 
 

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from amaranth.hdl import Shape
-from nmsat.dataflow import isa
-from nmsat.dataflow.timing import Geometry, WSStream, ws_row_lag, ws_skip_stream
 
 from nmsat.arith import ceil_div
+from nmsat.dataflow import isa
+from nmsat.dataflow.timing import Geometry, WSStream, ws_row_lag, ws_skip_stream
 from nmsat.reference import skip_row_lists
 from nmsat.types import NM, Dataflow
 

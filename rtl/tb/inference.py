@@ -20,16 +20,15 @@ The golden executor and the RTL replay are those of training layers
 from __future__ import annotations
 
 import numpy as np
+
+from nmsat.config import AcceleratorConfig
 from nmsat.dataflow import isa
 from nmsat.dataflow.compiler import CompileOptions, compile_layer
 from nmsat.dataflow.inference import compile_inference
-
-from nmsat.config import AcceleratorConfig
 from nmsat.reference import nm_mask
 from nmsat.types import NM, Mode, Phase
 
 from .program import random_dram, run_program, trace_dram
-
 
 
 def load_workload(workload: str, nm: NM | str = "2:8", batch: int = 1,

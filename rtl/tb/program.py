@@ -20,12 +20,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from nmsat.config import AcceleratorConfig
 from nmsat.dataflow import execute as ex
 from nmsat.dataflow import isa
 from nmsat.dataflow.compiler import CompileOptions, compile_layer
 from nmsat.dataflow.timing import block_cycles, compute_cycles
-
-from nmsat.config import AcceleratorConfig
 from nmsat.reference import engine_gemm
 from nmsat.types import ActZero, Dataflow, DType, Phase
 
@@ -91,9 +91,8 @@ def trace_dram(program: isa.Program, path: str, layer: str) -> dict[str, np.ndar
     """A training trace's tensors of ``layer`` (last sample) as the program's DRAM image:
     fp16 ``x``/``dy`` (feature maps NHWC ``[batch*h*w, c]``), the GEMM views of the FF/BP
     weights (``w.ff`` / ``w`` as ``[K, N]``, ``w.bp`` as ``[out, K]``); outputs start at 0."""
-    from nmsat.workloads.trace import load_trace
-
     from nmsat import reference as ref
+    from nmsat.workloads.trace import load_trace
 
     trace = load_trace(path)
     tensors = trace.samples[-1].layers

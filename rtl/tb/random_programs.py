@@ -10,13 +10,12 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from nmsat.config import AcceleratorConfig
 from nmsat.dataflow import isa
 from nmsat.dataflow.compiler import CompileOptions, compile_layer
-from nmsat.workloads.layers import Conv2d, Linear, Workload
-
-from nmsat.config import AcceleratorConfig
 from nmsat.errors import NmsatError
 from nmsat.types import Dataflow, Phase
+from nmsat.workloads.layers import Conv2d, Linear, Workload
 
 from .program import random_dram
 

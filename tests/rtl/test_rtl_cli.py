@@ -5,9 +5,9 @@ import shutil
 import time
 
 import pytest
-from nmsat.commands.rtl import MAX_GENERATE_CELLS, check_config
 
 from nmsat.commands import main
+from nmsat.commands.rtl import MAX_GENERATE_CELLS, check_config
 
 
 def test_generate_writes_verilog_and_manifest(tmp_path, capsys):

@@ -41,6 +41,7 @@ def test_icarus_runs_the_same_testbench():
 def test_checker_catches_a_wrong_word():
     """The scoreboard itself: a flipped bit is a mismatch, NaN payloads are not."""
     import numpy as np
+
     from nmsat.rtl.tb.cocotb_parts import Checker
 
     chk = Checker(is_float=True)

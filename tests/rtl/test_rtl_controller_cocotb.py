@@ -7,13 +7,13 @@ program takes exactly the system model's cycles (DRAM fast, and slow enough to s
 with the buffers single-buffered and double-buffered (the presets' rings of two halves)."""
 
 import pytest
+
 from nmsat.dataflow.compiler import CompileOptions, compile_layer
 from nmsat.rtl.tb.controller_run import run_controller_program
 from nmsat.rtl.tb.program import random_dram
 from nmsat.simulator import system
-from nmsat.workloads.zoo import load
-
 from nmsat.types import Phase
+from nmsat.workloads.zoo import load
 
 pytestmark = pytest.mark.rtl
 

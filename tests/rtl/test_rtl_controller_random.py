@@ -14,6 +14,7 @@ import random
 import time
 
 import pytest
+
 from nmsat.rtl.tb.controller_run import run_controller_programs
 from nmsat.rtl.tb.random_programs import random_case
 from nmsat.simulator import system
@@ -57,7 +58,7 @@ def test_random_programs_equal_the_system_model(small_2x2):
             for i, rep in zip(idx, got):
                 reps[i] = rep
     bad = []
-    for (prog, run_cfg, _, desc), rep, halves in zip(cases, reps, ring):
+    for (prog, _cfg, _, desc), rep, halves in zip(cases, reps, ring):
         stored = sum(t.rows * t.cols for t in prog.tensors if t.name.endswith(".y"))
         ok = (rep["tile_errors"] == [] and rep["error"] == 0 and rep["mismatches"] == 0
               and rep["words"] == stored
@@ -65,7 +66,8 @@ def test_random_programs_equal_the_system_model(small_2x2):
               and [c["rtl_cycles"] for c in rep["computes"]]
               == [c["model_cycles"] for c in rep["computes"]])
         if not ok:
-            bad.append(f"{desc} halves {halves}: RTL {rep['program_cycles']} model {rep['system_cycles']} "
+            bad.append(f"{desc} halves {halves}: RTL {rep['program_cycles']} "
+                       f"model {rep['system_cycles']} "
                        f"mismatches {rep['mismatches']} words {rep['words']}/{stored} "
                        f"errors {rep['tile_errors'][:2]}\n{prog.listing()}")
     cycles = sum(r["program_cycles"] for r in reps)

@@ -16,12 +16,12 @@ import shutil
 
 import numpy as np
 import pytest
-from nmsat.dataflow import isa
-from nmsat.rtl.tb import inference as inf
-from nmsat.dataflow.timing import compute_cycles
 
 from nmsat.commands import main
+from nmsat.dataflow import isa
+from nmsat.dataflow.timing import compute_cycles
 from nmsat.reference import nm_mask
+from nmsat.rtl.tb import inference as inf
 
 ATTN = "model.layers.0.self_attn"
 MLP = "model.layers.1.mlp"

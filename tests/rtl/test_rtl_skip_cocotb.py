@@ -56,10 +56,9 @@ def test_real_layer_with_skip_on_the_rtl(tmp_path, capsys):
     bit-exact and takes the simulator's cycles for every COMPUTE."""
     import json
 
+    from nmsat.commands import main
     from nmsat.workloads.trace import save_trace
     from nmsat.workloads.train import TrainConfig, train
-
-    from nmsat.commands import main
 
     trace = tmp_path / "cnn.nmt"
     save_trace(train(TrainConfig(model="cnn", epochs=1, batch=1, train_limit=2)), trace)
