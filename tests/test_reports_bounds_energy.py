@@ -33,13 +33,17 @@ def decode():
         nm="2:4", phase="decode", kv_len=64, batch=1))
 
 
-def test_decode_gemvs_and_attention_are_array_bound_not_compute(decode):
-    rows = VCU1525.array.rows
+def test_decode_gemvs_and_attention_are_never_called_compute_bound(decode):
+    from nmsat.simulator.roofline import ARRAY_FILL_FACTOR
+
     gemm = [x for x in decode.layers if x.dense_macs]
-    assert gemm and {x.bound for x in gemm} == {"array"}
+    assert gemm
     for x in gemm:
-        # one output row of a GEMV (one query row per head) fills one PE row of 16
-        assert x.array_fill <= 1 / rows + 1e-12, x.name
+        # one output row per GEMV (a few query rows per head) fills a fraction of the array
+        # (1/16 of the rows on OS; WS with shadow weights more, still under half): the
+        # array limits it below its peak, or DRAM does, but it is never "compute"
+        assert x.array_fill * ARRAY_FILL_FACTOR < 1.0, x.name
+        assert x.bound in ("array", "memory"), x.name
         # the textbook roofline calls them memory-bound (intensity far below the ridge)
         assert x.ideal_bound == "memory", x.name
     att = [x for x in gemm if x.name.endswith(("attn.scores", "attn.context"))]
