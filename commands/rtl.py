@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from nmsat.commands import examples, nm_pattern, non_negative_int, positive_int, summary
-from nmsat.types import DEFAULT_NM
+from nmsat.types import DATAFLOW_CHOICES, DEFAULT_NM
 
 MAX_GENERATE_CELLS = 1024
 """Largest array (rows x cols PE cells) ``nmsat rtl generate`` and ``run`` build without
@@ -85,7 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--nm", type=nm_pattern, default=None,
                    help="N:M pattern of the sparse phases, or "
                    f"of the weights with --mode inference (dense: 1:1; default {DEFAULT_NM})")
-    r.add_argument("--dataflow", default="auto", choices=("auto", "os", "ws"),
+    r.add_argument("--dataflow", default="auto", choices=DATAFLOW_CHOICES,
                    help="dataflow of the layer's COMPUTE blocks: os, ws, or auto (the "
                         "compiler's offline schedule picks per block; default)")
     r.add_argument("--method", default=None, choices=["dense", "srste", "bdwp"],

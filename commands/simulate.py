@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from nmsat.commands import examples, nm_pattern, positive_int, simulate_inference, summary
-from nmsat.types import DEFAULT_BATCH, DEFAULT_METHOD, DEFAULT_NM
+from nmsat.types import DATAFLOW_CHOICES, DEFAULT_BATCH, DEFAULT_METHOD, DEFAULT_NM
 
 DEFAULT_WORKLOAD = "resnet18"
 
@@ -62,7 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(ablation)")
     p.add_argument("--no-offline-schedule", action="store_true",
                    help="disable offline scheduling: one fixed dataflow and tiling (ablation)")
-    p.add_argument("--dataflow", default="auto", choices=("auto", "os", "ws"),
+    p.add_argument("--dataflow", default="auto", choices=DATAFLOW_CHOICES,
                    help="dataflow of every GEMM block: os (output stationary), ws (weight "
                         "stationary), or auto: the offline schedule picks the cheaper per "
                         "layer and phase (default; with --no-offline-schedule: os)")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from nmsat.config import AcceleratorConfig
 from nmsat.dataflow.inference import ActDensity
 from nmsat.reference import compressed_bytes, dense_bytes
-from nmsat.types import DEFAULT_NM, NM, DType, Method, Phase
+from nmsat.types import DATAFLOW_CHOICES, DEFAULT_NM, NM, DType, Method, Phase
 from nmsat.workloads import llm
 from nmsat.workloads.layers import Conv2d, Linear, Workload
 
@@ -57,7 +57,7 @@ class InferenceOptions:
             v = getattr(self, f)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
                 raise ValueError(f"{f} must be a positive integer, not {v!r}")
-        if self.dataflow not in ("auto", "os", "ws"):
+        if self.dataflow not in DATAFLOW_CHOICES:
             raise ValueError(f"dataflow must be auto, os or ws, not {self.dataflow!r}")
         if not isinstance(self.density, ActDensity):
             raise ValueError(f"density must be an ActDensity, not {self.density!r}")

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from nmsat.config import AcceleratorConfig
-from nmsat.types import NM, Dataflow, Method, Mode, Phase, _Choice
+from nmsat.types import DATAFLOW_CHOICES, DEFAULT_NM, NM, Dataflow, Method, Mode, Phase, _Choice
 from nmsat.workloads.layers import GemmDims, OpKind
 
 from .isa import ElemType, IsaError, SoreView, Tensor, Transform
@@ -24,10 +24,6 @@ __all__ = ["CompileOptions", "GemmTask", "LoopOrder", "Lowered", "SoreTask", "Ta
 
 # --------------------------------------------------------------------------- options
 
-_DEFAULT_NM = NM(2, 8)  # the SAT paper's headline pattern
-
-DATAFLOW_CHOICES: tuple[str, ...] = ("auto", "os", "ws")
-"""Values of ``--dataflow`` / :attr:`CompileOptions.dataflow`."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +35,7 @@ class CompileOptions:
     """
 
     method: Method = Method.BDWP
-    nm: NM = _DEFAULT_NM
+    nm: NM = DEFAULT_NM
     mode: Mode = Mode.TRAIN
     batch: int | None = None
     interleave: bool = True

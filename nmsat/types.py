@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Self
 
-__all__ = ["DEFAULT_BATCH", "DEFAULT_METHOD", "DEFAULT_NM", "DENSE", "NM", "ActZero", "Choice",
-           "DType", "Dataflow", "Method", "Mode", "Phase"]
+__all__ = ["DATAFLOW_CHOICES", "DEFAULT_BATCH", "DEFAULT_METHOD", "DEFAULT_NM", "DENSE", "NM",
+           "ActZero", "Choice", "DType", "Dataflow", "Method", "Mode", "Phase"]
 
 
 class _Choice(str, enum.Enum):
@@ -167,6 +167,10 @@ headline pattern (2 of every 8 weights kept, the engine's 4x peak on the vcu1525
 
 DEFAULT_METHOD = Method.BDWP
 """The default training method: SAT's bidirectional weight pruning (sparse FF and BP)."""
+
+DATAFLOW_CHOICES: tuple[str, ...] = ("auto", "os", "ws")
+"""Values of ``--dataflow`` and of every option set's ``dataflow``: ``os`` or ``ws`` runs
+every GEMM block in that dataflow; ``auto`` lets the offline schedule pick per task."""
 
 DEFAULT_BATCH = 32
 """The default training batch of ``nmsat simulate`` and sweeps for a zoo model (a trace or

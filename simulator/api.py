@@ -24,7 +24,7 @@ from nmsat.simulator.results import PHASES, STALL_CAUSES, Event, LayerResult, Si
 from nmsat.simulator.roofline import attribution, layer_dataflows
 from nmsat.simulator.run_cache import RunCache
 from nmsat.simulator.units import VECTOR_PASSES
-from nmsat.types import NM, Method, Mode
+from nmsat.types import DATAFLOW_CHOICES, DEFAULT_NM, NM, Method, Mode
 
 __all__ = ["MAX_EVENTS", "SimOptions", "activity", "check_supported", "load_workload",
            "peak_bound", "simulate"]
@@ -39,7 +39,7 @@ class SimOptions:
     """What to simulate: method, pattern, mode and the SAT dataflow optimisations."""
 
     method: Method = Method.BDWP
-    nm: NM = NM(2, 8)
+    nm: NM = DEFAULT_NM
     mode: Mode = Mode.TRAIN
     interleave: bool = True
     pregen: bool = True
@@ -57,7 +57,7 @@ class SimOptions:
             raise ValueError(f"SimOptions.nm must be an NM, not {self.nm!r}")
         object.__setattr__(self, "layer_nm", tuple(
             (str(k), NM.parse(v)) for k, v in dict(self.layer_nm).items()))
-        if self.dataflow not in ("auto", "os", "ws"):
+        if self.dataflow not in DATAFLOW_CHOICES:
             raise ValueError(f"SimOptions.dataflow must be auto, os or ws, not "
                              f"{self.dataflow!r}")
         for name in ("interleave", "pregen", "offline_schedule", "events"):
@@ -66,7 +66,7 @@ class SimOptions:
                                  f"{getattr(self, name)!r}")
 
     @classmethod
-    def create(cls, method: str | Method = "bdwp", nm: str | NM = "2:8",
+    def create(cls, method: str | Method = "bdwp", nm: str | NM = DEFAULT_NM,
                mode: str | Mode = "train", **flags: Any) -> SimOptions:
         """Parse names (``"bdwp"``, ``"2:8"``, ``"train"``) into options."""
         return cls(method=Method.parse(method), nm=NM.parse(nm), mode=Mode.parse(mode),

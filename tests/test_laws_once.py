@@ -55,6 +55,17 @@ def test_groups_per_chunk_is_written_once():
                  allow=("nmsat/types.py",)) == []
 
 
+def test_option_defaults_are_stated_once():
+    """The default N:M pattern and the dataflow choices of every option set and command
+    live only in :mod:`nmsat.types` (``DEFAULT_NM``, ``DATAFLOW_CHOICES``)."""
+    package = ("nmsat/", "workloads/", "dataflow/", "simulator/", "rtl/", "reports/")
+    hits = [h for h in _hits(r"(?<!`)NM\(\s*2\s*,\s*8\s*\)|=\s*\"2:8\"|"
+                             r"\(\s*\"auto\"\s*,\s*\"os\"\s*,\s*\"ws\"\s*\)",
+                             allow=("nmsat/types.py",))
+            if h.startswith(package)]
+    assert hits == []
+
+
 def test_halves_are_written_once():
     """A buffer's ring size lives only in :attr:`BufferConfig.halves`."""
     assert _hits(r"double_buffered\s+else", allow=("nmsat/config.py",)) == []

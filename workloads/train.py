@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nmsat import __version__
-from nmsat.types import NM, Method
+from nmsat.types import DEFAULT_NM, NM, Method
 
 from .layers import Layer, Phase
 from .trace import STAT_NAMES, Baseline, EpochRecord, LayerTensors, Sample, Trace, TraceLayer
@@ -42,7 +42,6 @@ TRAINABLE_MODELS = ("mlp", "cnn")
 SPLIT_SEED = 0
 """Seed of the fixed train/test split (independent of the run's ``seed``)."""
 TEST_FRACTION = 0.2
-DEFAULT_NM = NM(2, 8)
 
 
 MAX_EPOCHS = 10_000

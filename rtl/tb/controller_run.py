@@ -39,7 +39,7 @@ from nmsat.config import AcceleratorConfig, to_dict
 from nmsat.dataflow import execute as ex
 from nmsat.dataflow import isa, machine
 from nmsat.fileio import file_lock
-from nmsat.types import ActZero
+from nmsat.types import DEFAULT_NM, NM, ActZero
 
 from ..layouts import EngineShape
 from .engine_model import LoadBeat, load_words, store_beats
@@ -276,7 +276,8 @@ def _report(prog: isa.Program, cfg: AcceleratorConfig, host: dict, res: dict,
 
 
 def run_layer_controller(workload: str, layer: str, phase: str, cfg: AcceleratorConfig,
-                         nm: str = "2:8", method: str = "bdwp", batch: int | None = None,
+                         nm: str | NM = DEFAULT_NM, method: str = "bdwp",
+                         batch: int | None = None,
                          sim: str | None = None, seed: int = 0, *,
                          system_model: SystemModel, dataflow: str = "auto") -> dict:
     """:func:`nmsat.rtl.tb.program.run_layer` through the tile controller: the same

@@ -26,12 +26,12 @@ from nmsat.dataflow import isa
 from nmsat.dataflow.compiler import CompileOptions, compile_layer
 from nmsat.dataflow.inference import compile_inference
 from nmsat.reference import nm_mask
-from nmsat.types import NM, Mode, Phase
+from nmsat.types import DEFAULT_NM, NM, Mode, Phase
 
 from .program import random_dram, run_program, trace_dram
 
 
-def load_workload(workload: str, nm: NM | str = "2:8", batch: int = 1,
+def load_workload(workload: str, nm: NM | str = DEFAULT_NM, batch: int = 1,
                   phase: str | None = None, seq_len: int | None = None,
                   kv_len: int | None = None):
     """The :class:`~nmsat.simulator.inference.InferenceWorkload` ``nmsat simulate --mode
@@ -133,7 +133,7 @@ def inference_dram(prog: isa.Program, cfg: AcceleratorConfig, workload: str, lay
 
 
 def run_inference_layer(workload: str, layer: str, cfg: AcceleratorConfig,
-                        nm: NM | str = "2:8", batch: int = 1, phase: str | None = None,
+                        nm: NM | str = DEFAULT_NM, batch: int = 1, phase: str | None = None,
                         seq_len: int | None = None, kv_len: int | None = None,
                         sim: str | None = None, seed: int = 0,
                         dataflow: str = "auto") -> dict:

@@ -27,7 +27,7 @@ from nmsat.dataflow import isa
 from nmsat.dataflow.compiler import CompileOptions, compile_layer
 from nmsat.dataflow.timing import block_cycles, compute_cycles
 from nmsat.reference import engine_gemm
-from nmsat.types import ActZero, Dataflow, DType, Phase
+from nmsat.types import DEFAULT_NM, NM, ActZero, Dataflow, DType, Phase
 
 from ..layouts import EngineShape
 from .engine_model import load_words, word, ws_stream
@@ -122,9 +122,9 @@ def trace_dram(program: isa.Program, path: str, layer: str) -> dict[str, np.ndar
     return dram
 
 
-def run_layer(workload: str, layer: str, phase: str, cfg: AcceleratorConfig, nm: str = "2:8",
-              method: str = "bdwp", batch: int | None = None, sim: str | None = None,
-              seed: int = 0, dataflow: str = "auto") -> dict:
+def run_layer(workload: str, layer: str, phase: str, cfg: AcceleratorConfig,
+              nm: str | NM = DEFAULT_NM, method: str = "bdwp", batch: int | None = None,
+              sim: str | None = None, seed: int = 0, dataflow: str = "auto") -> dict:
     from nmsat.workloads.zoo import load
 
     wl = load(workload, batch=batch)
