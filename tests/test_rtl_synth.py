@@ -107,16 +107,19 @@ def test_yosys_run_counts_a_known_design(tmp_path):
                                                                       "array.cols": 4})])
 def test_buffer_bank_units_count_the_engines_banks(preset):
     """Per-unit synthesis scales one bank by the number of banks the engine instantiates,
-    and the bank synthesised is the engine's (same depth, width, read port)."""
-    from nmsat.rtl.engine import TensorEngine
+    and the bank synthesised is the engine's (same depth, width, read port). The engine
+    builds one OUT memory per ring half of one half's depth; the unit is a PE's OUT
+    storage, both halves as one bank of their joint depth."""
+    from nmsat.rtl.engine import TensorEngine, ring_halves
 
     specs = TensorEngine(preset, "fp16").buffers()
     for which in ("act", "wgt", "out"):
         u = synth.unit(f"{which}_bank")
         assert u.instances(preset) == specs[which]["banks"], which
         bank = u.build(preset, DType.FP16)
+        depth = specs[which]["depth"] * (ring_halves(preset)[2] if which == "out" else 1)
         assert (bank.banks, bank.depth, bank.transparent) == (
-            1, specs[which]["depth"], specs[which].get("transparent", False)), which
+            1, depth, specs[which].get("transparent", False)), which
         Fragment.get(bank, None)  # and it elaborates (built in rtl/synth.py, used here)
 
 
