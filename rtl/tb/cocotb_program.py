@@ -36,7 +36,7 @@ async def replay(dut):
             cycles.append(cyc)
         else:
             m, n = op["rows"], op["cols"]
-            await StreamDriver(dut, "cmd", dut.clk, rng).send([word(store(m, n))])
+            await StreamDriver(dut, "store_cmd", dut.clk, rng).send([word(store(m, n))])
             need = store_beats(shape, m, n)
             while len(mon.beats) < need:
                 await FallingEdge(dut.clk)
