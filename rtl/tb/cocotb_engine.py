@@ -107,6 +107,12 @@ async def start_engine(dut, cfg, shape: EngineShape, rng, gap: float, ready: flo
     cocotb.start_soon(Clock(clk, 10, unit="ns").start())
     dut.rst.value = 1
     dut.in_valid.value, dut.out_ready.value = 1, 1
+    # every command input starts idle and every ring half at 0: a four-state simulator
+    # (Icarus) would otherwise read X into the readies that depend on them
+    for name in ("cmd__valid", "cmd__payload", "store_cmd__valid", "store_cmd__payload",
+                 "act_half", "wgt_half", "out_half", "store_half"):
+        if hasattr(dut, name):
+            getattr(dut, name).value = 0
     await RisingEdge(clk)
     await FallingEdge(clk)
     dut.rst.value = 0
