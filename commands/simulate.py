@@ -138,8 +138,22 @@ headers) and nmsat's energy per layer."""
 
 def check_outputs(args: argparse.Namespace) -> None:
     """Refuse, before any simulation, a destination that cannot be written: a folder or
-    device where a file goes, a file where a folder goes, an unwritable parent."""
+    device where a file goes, a file where a folder goes, an unwritable parent, or two
+    outputs that name one path (symbolic links followed, dangling ones too)."""
+    import os
+
     from nmsat.fileio import check_output_dir, check_output_file
+
+    named: dict[str, str] = {}
+    for flag, path in (("--json", args.json), ("--scalesim-reports", args.scalesim_reports),
+                       ("--report", args.report)):
+        if path is None:
+            continue
+        where = os.path.realpath(path)
+        if where in named:
+            raise ValueError(f"{named[where]} and {flag} name the same path {path}: give "
+                             f"each output its own")
+        named[where] = flag
 
     if args.json is not None:
         check_output_file(args.json, "--json")

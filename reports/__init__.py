@@ -155,12 +155,23 @@ def load_result(path: str | Path) -> Any:
 
 def _refuse_trace(p: Path) -> None:
     """A training trace (a zip archive, ``.nmt``) given where a result JSON goes: say how
-    to give it instead of failing on its bytes."""
-    try:
-        with open(p, "rb") as f:
-            head = f.read(4)
+    to give it instead of failing on its bytes. Only a regular file is peeked at (opening
+    a FIFO would wait for a writer); read_text refuses the rest."""
+    import os
+    import stat
+
+    try:  # non-blocking, so a FIFO swapped in after the check cannot hold the open
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return  # read_text names the problem
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return
+        head = os.read(fd, 4)
+    except OSError:
+        return
+    finally:
+        os.close(fd)
     if head != b"PK\x03\x04" and p.suffix.lower() != ".nmt":
         return
     raise ReportError(f"{p} is a training trace, not a result JSON: give it as "
