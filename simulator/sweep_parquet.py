@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nmsat.simulator.sweep import AREA, METRICS, SweepError, export_rows
+from nmsat.simulator.sweep_store import axis_names
 
 __all__ = ["export_parquet", "table"]
 
@@ -36,11 +37,7 @@ def table(path: str | Path) -> Any:
     """The store at ``path`` as a :class:`pyarrow.Table` (see the module docstring)."""
     pa = _pyarrow()
     rows = export_rows(path)
-    axes: list[str] = []
-    for r in rows:
-        for k in r["params"]:
-            if k not in axes:
-                axes.append(k)
+    axes = axis_names(rows)
     cols: dict[str, Any] = {}
 
     def add(name: str, values: list[Any], typ: Any = None) -> None:

@@ -26,7 +26,8 @@ from nmsat.errors import NmsatError
 from nmsat.simulator.sweep_spec import Point, SweepSpec
 
 __all__ = ["AREA", "HOST_COLUMNS", "METRICS", "POINT_COLUMNS", "SCHEMA_VERSION", "ResultStore",
-           "StoreLock", "SweepError", "blocking_file", "check_creatable", "export_csv",
+           "StoreLock", "SweepError", "axis_names", "blocking_file", "check_creatable",
+           "export_csv",
            "export_json", "export_rows", "open_read_only"]
 
 SCHEMA_VERSION = 1
@@ -292,15 +293,21 @@ def export_json(path: str | Path) -> str:
     return json.dumps(export_rows(path), indent=1, sort_keys=True, allow_nan=False) + "\n"
 
 
-def export_csv(path: str | Path) -> str:
-    """The store as CSV: one row per point with its axis values, status, scalar results and
-    resource estimate (full per-layer results are in the JSON export)."""
-    rows = export_rows(path)
+def axis_names(rows: list[dict[str, Any]]) -> list[str]:
+    """The swept axes of exported ``rows``, in the order they first appear."""
     axes: list[str] = []
     for r in rows:
         for k in r["params"]:
             if k not in axes:
                 axes.append(k)
+    return axes
+
+
+def export_csv(path: str | Path) -> str:
+    """The store as CSV: one row per point with its axis values, status, scalar results and
+    resource estimate (full per-layer results are in the JSON export)."""
+    rows = export_rows(path)
+    axes = axis_names(rows)
     header = ["key", "idx", "workload", *axes, "status", "error", *METRICS, *AREA]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
