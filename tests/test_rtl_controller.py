@@ -253,7 +253,7 @@ def test_dma_commands_carry_every_isa_field_at_full_width():
     assert finish is not None and not error
     want = {"tensor": top["tensor"], "transform": int(isa.Transform.TRANSPOSE),
             "r0": top["row0"], "c0": top["col0"], "rows": top["rows"], "cols": top["cols"],
-            "bytes": top["bytes"]}
+            "bytes": top["bytes"], "half": 0}  # the first LOAD/STORE of a ring: half 0
     assert [p for _, p in issued["load"]] == [dict(want, buffer=int(isa.Buffer.WGT))]
     assert [p for _, p in issued["store"]] == [dict(want, buffer=0)]
 
