@@ -38,3 +38,26 @@ def test_two_outputs_naming_one_path_are_refused_before_anything_is_written(tmp_
                         f"give each output its own\n")
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == (
         ["out", "out/link"] if link else ["out"])
+
+
+def test_a_member_header_pointing_outside_the_zip_is_a_corrupted_container(monkeypatch):
+    # seed 1 of the fuzz run: a central directory whose local-header offset lands before
+    # the file start made zipfile seek to a negative offset, and the bare ValueError
+    # ('negative seek value -2986344448') reached the user without naming the trace
+    import io
+    import zipfile
+
+    from nmsat.workloads.trace import TraceError
+    from nmsat.workloads.trace_read import loads_trace
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("manifest.json", "{}")
+
+    def bad_read(self, name, pwd=None):
+        raise ValueError("negative seek value -2986344448")
+
+    monkeypatch.setattr(zipfile.ZipFile, "read", bad_read)
+    with pytest.raises(TraceError, match=r"corrupted or truncated container \(member "
+                                         r"'manifest.json': negative seek value"):
+        loads_trace(buf.getvalue())

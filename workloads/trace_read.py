@@ -200,7 +200,7 @@ def _read_members(z: zipfile.ZipFile, members: dict) -> dict[str, np.ndarray]:
         meta = _check(meta, f"members[{path!r}]", _MEMBER)
         if path not in names:
             raise TraceError(f"member {path!r} is missing (truncated or incomplete file)")
-        data = z.read(path)
+        data = _read_member(z, path)
         if hashlib.sha256(data).hexdigest() != meta["sha256"]:
             raise TraceError(f"member {path!r} fails its SHA-256 checksum (corrupted)")
         try:
@@ -288,6 +288,15 @@ def _build(m: dict, arrays: dict[str, np.ndarray]) -> Trace:
         samples=tuple(samples))
 
 
+def _read_member(z: zipfile.ZipFile, name: str) -> bytes:
+    """``z.read(name)``; a local header that points outside the file (zipfile seeks to a
+    negative offset and raises a bare ValueError) is a corrupted container."""
+    try:
+        return z.read(name)
+    except ValueError as e:
+        raise TraceError(f"corrupted or truncated container (member {name!r}: {e})") from None
+
+
 def loads_trace(data: bytes) -> Trace:
     """Parse and validate a trace from its bytes. Raises :class:`TraceError`."""
     try:
@@ -299,7 +308,7 @@ def loads_trace(data: bytes) -> Trace:
         with z:
             _check_directory(z)
             try:
-                raw = z.read(MANIFEST)
+                raw = _read_member(z, MANIFEST)
             except KeyError:
                 raise TraceError(f"no {MANIFEST} in the container (not an nmsat trace)") from None
             try:
