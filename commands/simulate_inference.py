@@ -231,13 +231,16 @@ def format_table(r: InferenceResult, top: int = DEFAULT_TOP) -> str:
         lines.append(f"all {len(r.layers)} layers, most cycles first:")
     else:
         lines.append(f"all {len(r.layers)} layers in program order:")
-    lines.append(f"{'layer':<44}{'cycles':>14}{'MiB':>9}{'MAC/B':>8}{'flow':>6}"
-                 f"{'bound':>11}{'of peak':>9}{'ideal':>8}{'speedup':>9}")
+    # One space between columns, so a value wider than its column (a long intensity, a
+    # "dependency" bound) shifts the row instead of running into its neighbour.
+    widths = (-43, 13, 8, 7, 5, 10, 8, 10, 8)
+    lines.append(_row(("layer", "cycles", "MiB", "MAC/B", "flow", "bound", "of peak", "ideal",
+                       "speedup"), widths))
     for x in shown:
         inten = "-" if math.isinf(x.intensity) else f"{x.intensity:.1f}"
-        lines.append(f"{x.name[:43]:<44}{x.total_cycles:>14,}{x.dram_bytes / 2**20:>9.2f}"
-                     f"{inten:>8}{x.dataflow or '-':>6}{x.bound:>11}{x.limiter_ratio:>9.1%}"
-                     f"{x.ideal_bound:>8}{x.speedup_vs_dense:>8.2f}x")
+        lines.append(_row((x.name[:43], f"{x.total_cycles:,}", f"{x.dram_bytes / 2**20:.2f}",
+                           inten, x.dataflow or "-", x.bound, f"{x.limiter_ratio:.1%}",
+                           x.ideal_bound, f"{x.speedup_vs_dense:.2f}x"), widths))
     lines += [
         "bound: what limits the layer here (compute: the array at its peak; array: the array, "
         "its shape filling",
@@ -248,3 +251,8 @@ def format_table(r: InferenceResult, top: int = DEFAULT_TOP) -> str:
         "dataflow of its GEMM blocks (os, ws; --dataflow)",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _row(cells, widths):
+    """Cells joined by one space; a negative width left-aligns."""
+    return " ".join(f"{c:<{-w}}" if w < 0 else f"{c:>{w}}" for c, w in zip(cells, widths)).rstrip()

@@ -209,3 +209,22 @@ def test_scalesim_reports_in_inference_mode(tmp_path, capsys):
           "--batch", "4", "--scalesim-reports", str(again)])
     for name in ("COMPUTE_REPORT.csv", "BANDWIDTH_REPORT.csv"):
         assert (again / name).read_bytes() == (d / name).read_bytes()
+
+
+def test_layer_table_columns_stay_apart_when_a_value_outgrows_its_width(mlp_json):
+    """Every row of the text table splits into as many fields as the header, even with a
+    bound of ``dependency``, an intensity of many digits and a long layer name (a fuzz case
+    printed ``28.4dependency`` when columns were only padded, not separated)."""
+    from dataclasses import replace
+
+    from nmsat.commands.simulate_inference import format_table
+
+    r = I.result_from_dict(json.loads(mlp_json[("2:8", 1)].read_text()))
+    wide = [replace(x, name="x" * 60, bound="dependency", ideal_bound="dependency",
+                    intensity=123456789.25, limiter_ratio=123.456) for x in r.layers]
+    text = format_table(replace(r, layers=wide), top=0)
+    lines = text.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("layer "))
+    ncol = len(lines[head].replace("of peak", "of_peak").split())
+    rows = lines[head + 1: head + 1 + len(wide)]
+    assert rows and all(len(row.split()) == ncol for row in rows)
