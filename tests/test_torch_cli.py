@@ -42,62 +42,11 @@ def test_file_factory_simulates_the_traced_layers(tmp_path, capsys):
     assert [x["name"] for x in got["layers"]] == [x.name for x in ref.layers]
 
 
-RESNET_FILE = '''
-from torch import nn
-import torch
+RESNET_FILE = ROOT / "tests" / "data" / "resnet18_torch.py"
 
 
-class Block(nn.Module):
-    def __init__(self, inp, planes, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(inp, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.relu1 = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = None
-        if stride != 1 or inp != planes:
-            self.downsample = nn.Sequential(nn.Conv2d(inp, planes, 1, stride, bias=False),
-                                            nn.BatchNorm2d(planes))
-        self.relu2 = nn.ReLU(inplace=True)
-
-    def forward(self, x):
-        out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
-        identity = self.downsample(x) if self.downsample is not None else x
-        return self.relu2(out + identity)
-
-
-class ResNet18(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        inp = 64
-        for i, planes in enumerate((64, 128, 256, 512)):
-            stride = 1 if i == 0 else 2
-            setattr(self, f"layer{i + 1}", nn.Sequential(Block(inp, planes, stride),
-                                                         Block(planes, planes, 1)))
-            inp = planes
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(512, 1000)
-
-    def forward(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
-
-
-def resnet18():
-    return ResNet18()
-'''
-
-
-def test_file_spec_loads_like_the_zoo(tmp_path):
-    f = tmp_path / "model.py"
-    f.write_text(RESNET_FILE)
-    got = load(f"{f}:resnet18", input_shape=(3, 3, 224, 224))
+def test_file_spec_loads_like_the_zoo():
+    got = load(f"{RESNET_FILE}:resnet18", input_shape=(3, 3, 224, 224))
     ref = zoo.get("resnet18", batch=3)
     assert got.source == "torch" and got.workload.batch == 3
     assert got.workload.macs() == ref.macs()
