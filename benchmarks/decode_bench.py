@@ -7,10 +7,11 @@ Prints
 1. per GEMM of a batch-1 decode step of gpt2_small and llama_7b (dense, 2:4 and 2:8) on
    the config (default vcu1525): its share of the DRAM roof, DRAM cycles / simulated cycles
    (1.0 = the layer takes exactly as long as its bytes at the full DRAM bandwidth), the
-   lowest, median, highest and mean over the weight projections, the lowest over the attention products
-   (KV-cache reads), the N:M speedup of the step against its weight-byte ratio, and the
-   largest per-projection speedup divided by that layer's own byte ratio (dense bytes /
-   N:M bytes; at most 1 when the speedup stays under the byte ratio);
+   lowest, median, highest and mean over the weight projections, the lowest over the
+   attention products (KV-cache reads), the N:M speedup of the step against its
+   weight-byte ratio, and the largest per-projection speedup divided by that layer's own
+   byte ratio (dense bytes / N:M bytes; at most 1 when the speedup stays under the byte
+   ratio);
 2. the cycles per 8 x 8 weight block of a dense 1 x 512 x 1,000 GEMV on an 8 x 8 WS array
    (P = 1, La = 4) with and without shadow weights (closed-form tile model), and the
    per-cycle model's cycles on a smaller GEMV (1 x 64 x 80) next to the closed form's.

@@ -13,6 +13,7 @@ from nmsat.config import AcceleratorConfig
 from nmsat.types import Phase
 
 from . import isa
+from .hoist import take_first_loads
 from .isa import (
     Barrier,
     Buffer,
@@ -200,10 +201,14 @@ def _nest(em: _Emitter, ctx: TaskCtx, t: Tiling) -> None:
 
 
 def codegen(low: Lowered, ordered: list[int | str], cfg: AcceleratorConfig,
-            meta: dict[str, str]) -> Program:
+            meta: dict[str, str], hoist_weights: bool = True) -> Program:
     """Instructions for the tasks in ``ordered`` (indices into ``low.tasks`` and
-    :data:`SORE_BARRIER` markers), with their tilings."""
+    :data:`SORE_BARRIER` markers), with their tilings. ``hoist_weights``: a GEMM whose B
+    is read-only (:attr:`GemmTask.b_static`) has its first WGT LOADs (one per ring half)
+    issued right after the previous GEMM nest, ahead of its barriers (:mod:`.hoist`)."""
     em = _Emitter(low, cfg)
+    wgt_halves = max(1, cfg.buffers.weight.halves - 1)
+    hoist_at: int | None = None  # the end of the last GEMM nest emitted
     elem_b = engine_elem(cfg).bytes
     pending = Unit(0)  # units whose results the next engine work must wait for
     # Weight updates are issued right after the next GEMM's barrier (which waits for the
@@ -239,7 +244,15 @@ def codegen(low: Lowered, ordered: list[int | str], cfg: AcceleratorConfig,
                     em.emit(Barrier(pending | Unit.STORE))
                     pending = Unit(0)
                 flush()
+                start = len(em.out)
                 _nest(em, TaskCtx(item, low, cfg), low.tilings[entry])
+                if hoist_weights and item.b_static and hoist_at is not None:
+                    # the ring is empty after the previous nest (every half it loaded
+                    # was freed): the first `halves` WGT LOADs go there
+                    taken, rest = take_first_loads(em.out[start:], Buffer.WGT, wgt_halves)
+                    em.out[start:] = rest
+                    em.out[hoist_at:hoist_at] = taken
+                hoist_at = len(em.out)
             elif isinstance(item, SoreTask):
                 src, dst = low.tensors[item.src], low.tensors[item.dst]
                 em.emit(Sore(em.tid(item.src), em.tid(item.dst), item.view, item.nm,

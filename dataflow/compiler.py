@@ -87,7 +87,7 @@ def compile_workload(workload: Workload, cfg: AcceleratorConfig,
             "nm": str(opts.sparse_nm), "batch": str(opts.batch or workload.batch),
             "interleave": str(opts.interleave), "pregen": str(opts.pregen),
             "offline_schedule": str(opts.offline_schedule), "config": cfg.name}
-    return codegen(low, ordered, cfg, meta)
+    return codegen(low, ordered, cfg, meta, opts.hoist_weights)
 
 
 def compile_layer(workload: Workload, layer: str, phase: Phase, cfg: AcceleratorConfig,
@@ -116,4 +116,4 @@ def compile_layer(workload: Workload, layer: str, phase: Phase, cfg: Accelerator
             "mode": str(opts.mode), "method": str(opts.method), "nm": str(opts.sparse_nm),
             "batch": str(opts.batch or workload.batch), "interleave": str(opts.interleave),
             "offline_schedule": str(opts.offline_schedule), "config": cfg.name}
-    return codegen(low, list(range(len(low.tasks))), cfg, meta)
+    return codegen(low, list(range(len(low.tasks))), cfg, meta, opts.hoist_weights)

@@ -171,7 +171,7 @@ def _weighted_tasks(layer: Layer, li: int, batch: int, tt: _Tensors, elem: ElemT
         b_ff = View(w, group_cols=n_out)
     ffs = [GemmTask(li, Phase.FF, dims[Phase.FF][0], a_ff, b_ff,
                     View(y, group_cols=n_out), nm if sparse_ff else NM(1, 1),
-                    needs_sore=sparse_ff and train)]
+                    needs_sore=sparse_ff and train, b_static=not train)]
     if not train:
         return ffs, [], [], [], None
     assert dx is not None  # added above whenever train

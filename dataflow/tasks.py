@@ -60,6 +60,13 @@ class CompileOptions:
     speedups equal to three decimals). ACT is limited to the engine's words only with
     ``buffers.act_layout = "windows"`` (the RTL's organisation); with ``fmap`` by bytes.
     False: bytes only."""
+    hoist_weights: bool = True
+    """Issue each GEMM's first weight LOADs (one per WGT ring half) right after the
+    previous GEMM nest, before the barriers and vector work that order the GEMM behind the
+    previous layer, when its weights are read-only in the program (inference): the next
+    layer's weights stream while the previous layer drains (:mod:`nmsat.dataflow.hoist`).
+    Training programs are unchanged (their weights are written by the SORE and the weight
+    update). False: every LOAD stays in its loop nest."""
 
     def __post_init__(self) -> None:
         for name, typ in (("method", Method), ("mode", Mode), ("fixed_dataflow", Dataflow)):
@@ -71,7 +78,8 @@ class CompileOptions:
         if self.dataflow not in DATAFLOW_CHOICES:
             raise ValueError(f"CompileOptions.dataflow must be one of "
                              f"{', '.join(DATAFLOW_CHOICES)}, not {self.dataflow!r}")
-        for name in ("interleave", "pregen", "offline_schedule", "engine_words"):
+        for name in ("interleave", "pregen", "offline_schedule", "engine_words",
+                     "hoist_weights"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"CompileOptions.{name} must be a bool, "
                                  f"not {getattr(self, name)!r}")
@@ -122,6 +130,9 @@ class GemmTask:
     c: View
     nm: NM  # pattern of B along K (dense 1:1)
     needs_sore: bool = False  # B is produced by the SORE (a barrier on SORE precedes it)
+    b_static: bool = False
+    """B is read-only in the program (inference weights): its first LOADs may be issued
+    before the barrier that orders this GEMM behind earlier work (:mod:`.hoist`)."""
 
 
 @dataclass(frozen=True)
