@@ -31,9 +31,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 
-from .isa import Buffer, Instr, Load, Loop, Store
+from .isa import Barrier, Buffer, Compute, Instr, Load, Loop, Program, Release, Store
 
-__all__ = ["take_first_loads"]
+__all__ = ["hoisted_loads", "take_first_loads"]
 
 # A loop tree: an instruction, or [count, [children]] for a LOOP.
 _Node = Instr | list
@@ -136,3 +136,28 @@ def take_first_loads(nest: Sequence[Instr], buffer: Buffer, count: int
         assert isinstance(hit, Load) and not any(hit.row_steps) and not any(hit.col_steps)
         taken.append(hit)
     return taken, _flat(tree)
+
+
+def hoisted_loads(program: Program) -> list[Load]:
+    """The WGT LOADs of ``program`` issued ahead of a BARRIER: top-level LOADs followed by a
+    BARRIER before any engine instruction (a LOAD in a GEMM nest is followed by the
+    COMPUTE that reads it first). Their DRAM time may fall in the previous layer's
+    attributed time."""
+    ins = program.instructions
+    out: list[Load] = []
+    depth_end: list[int] = []  # ends of the enclosing loop bodies
+    for i, x in enumerate(ins):
+        while depth_end and i >= depth_end[-1]:
+            depth_end.pop()
+        if isinstance(x, Loop):
+            depth_end.append(i + 1 + x.body)
+            continue
+        if depth_end or not (isinstance(x, Load) and x.buffer is Buffer.WGT):
+            continue
+        for y in ins[i + 1:]:
+            if isinstance(y, (Compute, Release, Loop)):
+                break
+            if isinstance(y, Barrier):
+                out.append(x)
+                break
+    return out

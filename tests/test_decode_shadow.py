@@ -5,6 +5,7 @@ adds, the planner's choice, and batch-1 decode at DRAM speed on vcu1525."""
 import dataclasses
 
 import pytest
+from hoist_slack import ratio_slack
 
 from nmsat.config import SMALL, VCU1525
 from nmsat.dataflow import machine
@@ -86,9 +87,11 @@ def test_llama_7b_decode_is_dram_bound_on_vcu1525(nm):
         assert x.dram_cycles >= 0.9 * x.total_cycles, x.name
         assert x.bound == x.dense_bound == "memory", x.name
         # as in test_inference_memory: a layer's attributed time can move by the next
-        # layer's first load latency at each boundary
+        # layer's first load latency at each boundary, and by a hoisted first weight
+        # block (nmsat.dataflow.hoist)
         ratio = x.dense_dram_bytes / x.dram_bytes
-        assert x.dense_total_cycles <= ratio * x.total_cycles + 2 * lat, x.name
+        assert x.dense_total_cycles <= ratio * x.total_cycles + 2 * lat + \
+            ratio_slack("llama_7b", nm, VCU1525, ratio, kv=2048), x.name
     assert r.speedup_vs_dense <= r.weight_byte_ratio
 
 

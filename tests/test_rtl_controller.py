@@ -331,3 +331,20 @@ def test_testbench_dma_timing_is_the_system_models(channels, ports):
     assert system.run(prog, cfg, extrapolate=False).unit_end["dma"] == max(l2, l3, s)
     if "buffers.output.ports" in ports:  # the port bounds the store: 16 x 16 beats, 2 each
         assert s == f[0] + d.latency_cycles + 2 * 256
+
+
+def test_hoisted_inference_pass_follows_the_execution_model():
+    """A whole inference pass whose later layers' first weight LOADs are issued ahead of
+    their BARRIERs (``nmsat.dataflow.hoist``): the controller's counter-based ring waits
+    (the n-th LOAD waits for the (n - halves)-th free) run it as the execution model
+    says, fast and slow units alike, in every buffering."""
+    from nmsat.dataflow.hoist import hoisted_loads
+    from nmsat.dataflow.inference import ActDensity, compile_inference
+    from nmsat.workloads.zoo import load
+
+    wl = load("mlp", batch=2)
+    for halves in HALVES:
+        cfg = _cfg(halves)
+        _, prog = compile_inference(wl.workload, cfg, "2:4", 2, ActDensity.dense())
+        assert len(hoisted_loads(prog)) == 2  # fc2's and fc3's first weight blocks
+        _check(halves, [prog], sum(halves), ready_p=0.5, max_latency=12, max_cycles=20000)
