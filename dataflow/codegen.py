@@ -208,7 +208,7 @@ def codegen(low: Lowered, ordered: list[int | str], cfg: AcceleratorConfig,
     issued right after the previous GEMM nest, ahead of its barriers (:mod:`.hoist`)."""
     em = _Emitter(low, cfg)
     wgt_halves = max(1, cfg.buffers.weight.halves - 1)
-    hoist_at: int | None = None  # the end of the last GEMM nest emitted
+    hoist_at: int | None = None  # the end of the last GEMM nest emitted (None: none yet)
     elem_b = engine_elem(cfg).bytes
     pending = Unit(0)  # units whose results the next engine work must wait for
     # Weight updates are issued right after the next GEMM's barrier (which waits for the
@@ -246,12 +246,16 @@ def codegen(low: Lowered, ordered: list[int | str], cfg: AcceleratorConfig,
                 flush()
                 start = len(em.out)
                 _nest(em, TaskCtx(item, low, cfg), low.tilings[entry])
-                if hoist_weights and item.b_static and hoist_at is not None:
+                # the first GEMM: hoisted to the program's start when other work (vector
+                # ops) precedes it; a layer program (a barrier, then the nest) is unchanged
+                at = hoist_at if hoist_at is not None else \
+                    0 if any(not isinstance(x, Barrier) for x in em.out[:start]) else None
+                if hoist_weights and item.b_static and at is not None:
                     # the ring is empty after the previous nest (every half it loaded
                     # was freed): the first `halves` WGT LOADs go there
                     taken, rest = take_first_loads(em.out[start:], Buffer.WGT, wgt_halves)
                     em.out[start:] = rest
-                    em.out[hoist_at:hoist_at] = taken
+                    em.out[at:at] = taken
                 hoist_at = len(em.out)
             elif isinstance(item, SoreTask):
                 src, dst = low.tensors[item.src], low.tensors[item.dst]

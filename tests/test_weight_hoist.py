@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 from nmsat.config import SMALL, VCU1525
 from nmsat.dataflow.compiler import CompileOptions, compile_workload
 from nmsat.dataflow.execute import execute
+from nmsat.dataflow.hoist import hoisted_loads
 from nmsat.dataflow.inference import ActDensity, compile_inference
-from nmsat.dataflow.isa import Barrier, Buffer, Compute, Load, Release, Store
+from nmsat.dataflow.isa import Buffer, Compute, Load, Release, Store
 from nmsat.simulator import system
 from nmsat.simulator.roofline import layer_traffic
 from nmsat.workloads import llm
@@ -31,10 +32,11 @@ from nmsat.workloads.layers import Elementwise, Linear, OpKind, Workload
 BUFS = ("activation", "weight", "output")
 
 
-def _chain(dims: list[int], tokens: int, norm: bool) -> Workload:
+def _chain(dims: list[int], tokens: int, norm: bool, lead: bool = False) -> Workload:
+    """Linear layers, with a norm between them (``norm``) and before the first (``lead``)."""
     layers: list = []
     for i, (a, b) in enumerate(zip(dims, dims[1:])):
-        if i and norm:
+        if norm and (i or lead):
             layers.append(Elementwise(f"n{i}", shape=(tokens, a), kind=OpKind.NORM))
         layers.append(Linear(f"fc{i}", in_features=a, out_features=b, tokens=tokens))
     return Workload("chain", tuple(layers), batch=1)
@@ -55,13 +57,15 @@ def _is_wgt_load(ins) -> bool:
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dims=st.lists(st.integers(1, 70), min_size=3, max_size=4),
-       tokens=st.integers(1, 5), norm=st.booleans(), nm=st.sampled_from(["1:1", "2:4", "2:8"]),
+       tokens=st.integers(1, 5), norm=st.booleans(), lead=st.booleans(),
+       nm=st.sampled_from(["1:1", "2:4", "2:8"]),
        kib=st.sampled_from([1, 2, 4]), double=st.tuples(*[st.booleans()] * 3),
        seed=st.integers(0, 2**16))
-def test_hoist_only_moves_weight_loads_earlier(dims, tokens, norm, nm, kib, double, seed):
+def test_hoist_only_moves_weight_loads_earlier(dims, tokens, norm, lead, nm, kib, double,
+                                               seed):
     cfg = SMALL.replace(**{f"buffers.{b}.kib": kib for b in BUFS},
                         **{f"buffers.{b}.double_buffered": d for b, d in zip(BUFS, double)})
-    wl = _chain(dims, tokens, norm)
+    wl = _chain(dims, tokens, norm, lead)
     progs = [compile_inference(wl, cfg, nm, 1, ActDensity.dense(), hoist_weights=h)[1]
              for h in (False, True)]
     plain, hoisted = (_executed(p) for p in progs)
@@ -87,7 +91,9 @@ def test_hoist_only_moves_weight_loads_earlier(dims, tokens, norm, nm, kib, doub
     assert all(h <= p for h, p in zip(before["hoisted"], before["plain"]))
     moved = sum(h < p for h, p in zip(before["hoisted"], before["plain"]))
     gemms = sum(1 for x in wl.layers if isinstance(x, Linear))
-    assert moved == gemms - 1  # one block per layer after the first (a ring of 1 or 2)
+    # one block per layer after the first (a ring of 1 or 2), and the first layer's when a
+    # vector op precedes it
+    assert moved == gemms - 1 + (norm and lead)
     for ins, _, _ in hoisted:
         if _is_wgt_load(ins):
             held += 1
@@ -98,10 +104,8 @@ def test_hoist_only_moves_weight_loads_earlier(dims, tokens, norm, nm, kib, doub
     assert held == 0
     # a hoisted LOAD reads a weight tensor (read-only in an inference program)
     names = [t.name for t in progs[1].tensors]
-    ins = progs[1].instructions
-    for i in range(len(ins) - 1):
-        if _is_wgt_load(ins[i]) and isinstance(ins[i + 1], Barrier):
-            assert names[ins[i].tensor].endswith((".w", ".w.ff"))
+    assert len(hoisted_loads(progs[1])) == moved and not hoisted_loads(progs[0])
+    assert all(names[ld.tensor].endswith((".w", ".w.ff")) for ld in hoisted_loads(progs[1]))
     # values: the executor refuses a LOAD into a full ring; the outputs are the same
     rng = np.random.default_rng(seed)
     dram = {t.name: rng.integers(-3, 4, (t.rows, t.cols)) for t in progs[0].tensors}
