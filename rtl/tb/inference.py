@@ -82,9 +82,13 @@ def _region(prog: isa.Program, keep) -> tuple[int, int] | None:
 
 
 def layer_stream(prog: isa.Program, layer: str) -> list[tuple]:
-    """What ``layer`` executes in ``prog``, in order: its COMPUTE words and its LOAD/STORE
-    tiles (tensor name, resolved origin, size, bytes, transform, buffer). Tensor ids are
-    replaced by names, so a layer program and the whole program compare directly."""
+    """What ``layer`` executes in ``prog``, in order per stream: its COMPUTE words, then
+    its LOAD tiles into the ACT ring, into the WGT ring, then its STORE tiles (tensor
+    name, resolved origin, size, bytes, transform, buffer). Tensor ids are replaced by
+    names, so a layer program and the whole program compare directly. Each unit and ring
+    sees its stream in this order; the interleaving of the streams is not compared: the
+    whole program issues a layer's first weight LOAD ahead of its barrier
+    (``nmsat.dataflow.hoist``), the layer program after its first ACT LOAD."""
     if layer not in prog.layers:
         raise ValueError(f"the program has no layer {layer!r}")
     li = prog.layers.index(layer)
@@ -110,7 +114,9 @@ def layer_stream(prog: isa.Program, layer: str) -> list[tuple]:
         else:
             out.append((x.OPCODE.name, names[x.tensor], r0, c0, x.rows, x.cols, x.bytes,
                         int(x.transform), int(getattr(x, "buffer", -1))))
-    return out
+    order = {"COMPUTE": 0, "LOAD": 1, "STORE": 2}
+    # a stable sort: each stream keeps its order
+    return sorted(out, key=lambda e: (order[e[0]], e[-1] if e[0] == "LOAD" else 0))
 
 
 def same_program(layer_prog: isa.Program, whole: isa.Program, layer: str) -> bool:
