@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,13 +236,15 @@ class DaskCluster:
                 raise SweepError(f"cannot reach the Dask scheduler at {self.address}: "
                                  f"{msg}") from None
             return self
-        with warnings.catch_warnings():
-            # without a dashboard the scheduler still serves HTTP, on any free port if its
-            # default is taken (e.g. by another sweep): nothing to warn the user about
-            warnings.filterwarnings("ignore", "Port .* is already in use", UserWarning)
-            self.cluster = LocalCluster(n_workers=self.requested, threads_per_worker=1,
-                                        processes=True, dashboard_address=None,
-                                        silence_logs=quiet)
+        # Without a dashboard the scheduler still serves HTTP (health, metrics), by default on
+        # port 8787. When that port is taken (another sweep, a user's own cluster), distributed
+        # 2026.8 retries on a free port but leaks the first socket (a ResourceWarning). Ask
+        # for a free port from the start: local-only, no dashboard, nothing to collide with.
+        self.cluster = LocalCluster(n_workers=self.requested, threads_per_worker=1,
+                                    processes=True, dashboard_address=None,
+                                    scheduler_kwargs={"dashboard": False,
+                                                      "dashboard_address": "127.0.0.1:0"},
+                                    silence_logs=quiet)
         self.client = Client(self.cluster)
         return self
 

@@ -281,3 +281,29 @@ def test_store_lease_refuses_a_second_holder_and_is_released(tmp_path):
     lease.path.write_text("12345\n")  # a lock file left by a killed sweep holds no lease
     with StoreLock(store):
         pass
+
+
+def test_local_cluster_starts_cleanly_when_the_default_http_port_is_taken():
+    """The scheduler's HTTP server must not try Dask's default port 8787: when that port is
+    taken (another sweep, a user's cluster), distributed retries on a free one but leaks the
+    first socket, a ResourceWarning (an error under this suite's filterwarnings)."""
+    import gc
+    import socket
+    import warnings
+
+    holder = socket.socket()
+    try:
+        try:
+            holder.bind(("127.0.0.1", 8787))
+            holder.listen(1)
+        except OSError:
+            pass  # already taken by another process: the case under test either way
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with DaskCluster(workers=1) as c:
+                assert c.workers == 1
+            gc.collect()
+        leaks = [w for w in caught if issubclass(w.category, ResourceWarning)]
+        assert not leaks, [str(w.message) for w in leaks]
+    finally:
+        holder.close()
