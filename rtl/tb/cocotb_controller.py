@@ -10,6 +10,11 @@ definition of the DRAM timing, from each program's config; the port cycles of ea
 transfer are ``dataflow.machine.port_cycles``), and none comes before the transfer's
 last beat crossed the engine's port. Results (per-COMPUTE busy cycles, start-to-done
 cycles, words, mismatches, tile errors) go to ``NMSAT_TB_RESULT``, one per program.
+
+A watchdog bounds each program: without ``done`` by the program's ``watchdog`` cycle
+(:func:`nmsat.rtl.tb.controller_run.watchdog_cycles` of the system model's total) the run
+stops, its report says ``hung`` (what was still in flight), and the programs after it are
+not run (the controller is stuck); the host side raises one error naming it.
 """
 
 from __future__ import annotations
@@ -72,6 +77,8 @@ async def program(dut):
         rep.update(seconds=time.perf_counter() - t0,
                    cycles=int(get_sim_time("ns")) // 10 - c0)
         reps.append(rep)
+        if rep["hung"]:
+            break
     with open(os.environ["NMSAT_TB_RESULT"], "w", encoding="utf-8") as f:  # noqa: ASYNC230
         json.dump(reps, f)
 
@@ -84,15 +91,20 @@ async def _serve(dut, clk, shape: EngineShape, host: dict, dma: Dma) -> dict:
     ports = {0: (dut.act_load__valid, dut.act_load__payload),
              1: (dut.wgt_load__valid, dut.wgt_load__payload)}
     pending = {"load": deque(), "store": deque()}  # [due cycle, port beats left]
+    # STOREs whose beats are still to come, in issue order: the engine's store path
+    # streams them one after the other, and with OUT double-buffered a STORE can issue
+    # while the one before it still streams
+    collecting: deque[dict] = deque()
     beats: list[int] = []
-    st_cur = None
     busy_run, compute_cycles, words, bad, errors = 0, [], 0, 0, []
     timeline = {"load": [], "store": [], "compute": []}  # (issue, model due, done) / start
-    cyc = quiet = 0  # cycles since start (model time 0); cycles with nothing in flight
+    cyc = 0  # cycles since start (model time 0)
+    bound, stall_loads = host["watchdog"], host.get("fault") == "no_load_done"
     while True:
         for q in ("load", "store"):  # completion pulses, one per cycle per queue, in order
             head = pending[q][0] if pending[q] else None
-            fire = head is not None and head["due"] <= cyc and head["left"] == 0
+            fire = (head is not None and head["due"] <= cyc and head["left"] == 0
+                    and not (q == "load" and stall_loads))
             getattr(dut, f"{q}_done").value = int(fire)
             if fire:
                 e = pending[q].popleft()
@@ -121,21 +133,25 @@ async def _serve(dut, clk, shape: EngineShape, host: dict, dma: Dma) -> dict:
             st = _expected("STORE", got, stores, cyc, errors)
             if st is not None:
                 need = store_beats(shape, st["rows"], st["cols"])
-                st_cur = {"issue": cyc, "due": dma.issue(1, cyc, got["bytes"], isa.Buffer.OUT,
-                                                         st["port_cycles"]).done,
-                          "left": need,
-                          "st": st}
-                pending["store"].append(st_cur)
-        if int(dut.store_data__valid.value) and st_cur is not None:
-            beats.append(int(dut.store_data__payload.value))
-            st_cur["left"] -= 1
-            if st_cur["left"] == 0:
-                s = st_cur["st"]
-                got = unpack_store(shape, beats, s["rows"], s["cols"])
-                ok = same_bits(got, s["expected"], shape.dtype.is_float)
-                words += ok.size
-                bad += int((~ok).sum())
-                beats, st_cur = [], None
+                entry = {"issue": cyc, "due": dma.issue(1, cyc, got["bytes"], isa.Buffer.OUT,
+                                                        st["port_cycles"]).done,
+                         "left": need, "st": st}
+                pending["store"].append(entry)
+                collecting.append(entry)
+        if int(dut.store_data__valid.value):
+            if not collecting:
+                errors.append(f"cycle {cyc}: a store beat with no STORE issued for it")
+            else:
+                cur = collecting[0]
+                beats.append(int(dut.store_data__payload.value))
+                cur["left"] -= 1
+                if cur["left"] == 0:
+                    s = collecting.popleft()["st"]
+                    got = unpack_store(shape, beats, s["rows"], s["cols"])
+                    ok = same_bits(got, s["expected"], shape.dtype.is_float)
+                    words += ok.size
+                    bad += int((~ok).sum())
+                    beats = []
         if int(dut.engine_busy.value):
             if not busy_run:
                 timeline["compute"].append(cyc)
@@ -146,15 +162,16 @@ async def _serve(dut, clk, shape: EngineShape, host: dict, dma: Dma) -> dict:
         if int(dut.sore__valid.value) or int(dut.wu__valid.value):
             errors.append(f"cycle {cyc}: a SORE or vector command in a layer program")
         finished = int(dut.done.value)
-        active = (any(pending.values()) or writes[0] or writes[1] or busy_run
-                  or int(dut.load_cmd__valid.value) or int(dut.store_cmd__valid.value))
-        quiet = 0 if active else quiet + 1
-        if finished or quiet > 5000:  # nothing in flight for 5,000 cycles: stuck
+        if finished or cyc >= bound:
             break
         await FallingEdge(clk)
         cyc += 1
+    hung = None if finished else (
+        f"no done after {cyc} cycles; in flight: {len(pending['load'])} LOADs, "
+        f"{len(pending['store'])} STOREs, {len(loads)} LOADs and {len(stores)} STOREs of "
+        f"the program never issued, engine {'busy' if busy_run else 'idle'}")
     return {"compute_cycles": compute_cycles, "words": words, "mismatches": bad,
-            "tile_errors": errors + ([] if finished else ["done never came"]),
+            "tile_errors": errors, "hung": hung,
             # the cycle ``done`` pulsed, counted from the cycle after ``start`` (the system
             # model's time 0): the last completion's cycle
             "program_cycles": cyc, "error": int(dut.error.value), "timeline": timeline}

@@ -44,10 +44,26 @@ from nmsat.types import DEFAULT_NM, NM, ActZero
 from ..layouts import EngineShape
 from .engine_model import LoadBeat, load_words, store_beats
 from .program import layer_ops
-from .runner import build_and_test
+from .runner import RtlRunError, build_and_test
 from .tiles import encode
 
 TOP = "nmsat_controlled_engine"
+
+WATCHDOG_FACTOR, WATCHDOG_MARGIN = 4, 1000
+"""A program on the controlled engine that has not signalled ``done`` by
+``WATCHDOG_FACTOR`` x the system model's total cycles + ``WATCHDOG_MARGIN`` is hung: the
+RTL equals the model cycle for cycle when it is right, so four times (plus a margin for
+the shortest programs) is far past any legitimate run, yet bounded."""
+
+
+def watchdog_cycles(model_cycles: int) -> int:
+    """The cycle by which a program whose system-model total is ``model_cycles`` must
+    have signalled ``done`` on the RTL (see :data:`WATCHDOG_FACTOR`)."""
+    return WATCHDOG_FACTOR * model_cycles + WATCHDOG_MARGIN
+
+
+class RtlHangError(RtlRunError):
+    """The controller never signalled ``done`` within :func:`watchdog_cycles`."""
 
 
 class _LoadTiles(ex.Executor):
@@ -173,12 +189,14 @@ class SystemModel(Protocol):
 
 
 def run_controller_program(prog: isa.Program, cfg: AcceleratorConfig, dram: dict,
-                           sim: str | None = None, *, system_model: SystemModel) -> dict:
+                           sim: str | None = None, *, system_model: SystemModel,
+                           fault: str | None = None) -> dict:
     """Run ``prog`` on the controlled engine under cocotb; the report of
     :func:`nmsat.rtl.tb.program.run_program` plus ``program_cycles`` (start to done on
     the RTL) and ``system_cycles`` (``system_model``'s total for the same program: pass
-    :func:`nmsat.simulator.system.run`)."""
-    return run_controller_programs([(prog, cfg, dram)], sim, system_model=system_model)[0]
+    :func:`nmsat.simulator.system.run`). ``fault``: as :func:`run_controller_programs`."""
+    return run_controller_programs([(prog, cfg, dram)], sim, system_model=system_model,
+                                   fault=fault)[0]
 
 
 def _engine_key(cfg: AcceleratorConfig) -> tuple:
@@ -190,11 +208,16 @@ def _engine_key(cfg: AcceleratorConfig) -> tuple:
 
 def run_controller_programs(runs: list[tuple[isa.Program, AcceleratorConfig, dict]],
                             sim: str | None = None, *,
-                            system_model: SystemModel) -> list[dict]:
+                            system_model: SystemModel, fault: str | None = None) -> list[dict]:
     """Run several (program, config, DRAM image) on one controlled engine, one after the
     other in one cocotb session (each config may differ from the first in its DMA: DRAM
     timing and buffer ports, not in what the RTL builds); one report each, as
-    :func:`run_controller_program`."""
+    :func:`run_controller_program`. A program that does not signal ``done`` within
+    :func:`watchdog_cycles` of its system-model total raises :class:`RtlHangError`.
+    ``fault="no_load_done"`` makes the testbench's DMA never complete a LOAD (a memory
+    that does not answer: what the watchdog's test runs)."""
+    if fault not in (None, "no_load_done"):
+        raise ValueError(f"fault must be None or 'no_load_done', not {fault!r}")
     from cocotb_tools.runner import get_runner
 
     from ..controller import check_controlled
@@ -209,6 +232,10 @@ def run_controller_programs(runs: list[tuple[isa.Program, AcceleratorConfig, dic
     if sim not in ("icarus", "verilator"):
         raise ValueError(f"the controller testbench runs under icarus or verilator, not {sim}")
     hosts = [controller_host(prog, cfg, dram) for prog, cfg, dram in runs]
+    models = [system_model(prog, cfg, extrapolate=False) for prog, cfg, _ in runs]
+    for host, model in zip(hosts, models):
+        host["watchdog"] = watchdog_cycles(model.total_cycles)
+        host["fault"] = fault
     longest = max(len(prog.instructions) for prog, _, _ in runs)
     depth = max(16, 1 << (longest - 1).bit_length())
     src = cached_controlled(cfg0, cfg0.numerics.dtype, depth)
@@ -239,14 +266,21 @@ def run_controller_programs(runs: list[tuple[isa.Program, AcceleratorConfig, dic
                             "PYTHONPATH": os.pathsep.join(sys.path)}),
             result, f"the {cfg0.name} controlled engine")
         results = json.loads(result.read_text())
+    for i, (res, model) in enumerate(zip(results, models)):
+        if res["hung"]:
+            raise RtlHangError(
+                f"the RTL hung: program {i + 1} of {len(runs)} on the {cfg0.name} controlled "
+                f"engine did not signal done within {watchdog_cycles(model.total_cycles)} "
+                f"cycles ({WATCHDOG_FACTOR} x the system model's {model.total_cycles} + "
+                f"{WATCHDOG_MARGIN}): {res['hung']}")
     if len(results) != len(runs):
         raise RuntimeError(f"the testbench ran {len(results)} of {len(runs)} programs")
-    return [_report(prog, cfg, host, res, sim, system_model)
-            for (prog, cfg, _), host, res in zip(runs, hosts, results)]
+    return [_report(prog, cfg, host, res, sim, model)
+            for (prog, cfg, _), host, res, model in zip(runs, hosts, results, models)]
 
 
 def _report(prog: isa.Program, cfg: AcceleratorConfig, host: dict, res: dict,
-            sim: str, system_model: SystemModel) -> dict:
+            sim: str, model: Any) -> dict:
     comps = host["computes"]
     rows = [{"instr": c["instr"], "rtl_cycles": r, "model_cycles": c["model_cycles"]}
             for c, r in zip(comps, res["compute_cycles"])]
@@ -254,7 +288,6 @@ def _report(prog: isa.Program, cfg: AcceleratorConfig, host: dict, res: dict,
     if len(res["compute_cycles"]) != len(comps):
         errors.append(f"the RTL ran {len(res['compute_cycles'])} COMPUTEs, the program "
                       f"has {len(comps)}")
-    model = system_model(prog, cfg, extrapolate=False)
     tl = res["timeline"]
     starts = [iv.start for iv in model.intervals if iv.unit == "engine" and iv.kind == "compute"]
     return {"sim": sim, "computes": rows, "rtl_cycles": sum(res["compute_cycles"]),

@@ -7,8 +7,9 @@ session on one build (three builds a run). Every program: 0 value mismatches aga
 executor, every LOAD/STORE tile the program's, and start-to-done cycles equal to the
 system model's total (difference 0). ``NMSAT_RANDOM_PROGRAMS`` sets the count (default
 50) and ``NMSAT_RANDOM_SEED`` the seed (default 7, so CI is repeatable; ``random`` draws a new
-one, printed). Open defect (issue 13): seed 1692556225 finds an all-double-buffered program
-whose store monitor sees 22 beats for a 2 x 7 STORE that takes 4."""
+one, printed). Seed 1692556225 found an all-double-buffered program whose second STORE
+issued while the first still streamed, which the testbench's one-STORE collector
+mis-attributed (fixed; ``test_rtl_controller_regressions.py`` keeps that program)."""
 
 import itertools
 import os
