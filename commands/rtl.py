@@ -64,11 +64,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                             "nmsat rtl run mlp --layer fc3 --phase ff --config small",
                             "nmsat rtl run mlp --layer fc2 --mode inference --nm 2:4 "
                             "--config small",
-                            "nmsat -v rtl run cnn --layer conv1 --phase bp --config small"),
+                            "nmsat -v rtl run cnn --layer conv1 --phase bp --config small",
+                            "nmsat rtl run mlp --all-layers --config small",
+                            "nmsat rtl run stories260k --all-layers --mode inference "
+                            "--phase decode --config small"),
                         help="run one layer's tile program on the RTL simulator and "
                         "compare values and cycles with the reference and the tile model")
     r.add_argument("workload", metavar="WORKLOAD|TRACE")
-    r.add_argument("--layer", required=True)
+    r.add_argument("--layer", default=None, help="the layer to run (or --all-layers)")
+    r.add_argument("--all-layers", action="store_true",
+                   help="run every layer through the RTL tile controller, one program per "
+                   "layer and phase in one simulation: train runs the GEMM phases the "
+                   "controller executes (ff, bp, wg; --phase picks one), inference the FF "
+                   "pass (LLMs: --phase prefill|decode); prints per layer the RTL's and the "
+                   "simulator's program cycles and the value mismatches")
     r.add_argument("--mode", default="train", choices=["train", "inference"],
                    help="train: one training phase's GEMM (--phase ff|bp|wg); inference: the "
                    "layer's FF program as `nmsat simulate --mode inference` compiles it "
@@ -269,7 +278,14 @@ def _run_options(args: argparse.Namespace) -> None:
 def _run(args: argparse.Namespace) -> int:
     from nmsat.config import resolve
 
+    if args.all_layers and args.layer is not None:
+        raise ValueError("--all-layers runs every layer: give it or --layer NAME, not both")
+    if not args.all_layers and args.layer is None:
+        raise ValueError("--layer NAME (or --all-layers) is required")
+    all_phases = args.all_layers and args.phase is None
     _run_options(args)
+    if all_phases and args.mode == "train":
+        args.phase = None  # every phase the controller runs
     cfg = resolve(args.config)
     check_config(cfg)
     cfg = without_shadow(cfg)
@@ -281,6 +297,8 @@ def _run(args: argparse.Namespace) -> int:
                "RTL's activation buffer holds windows, so the program (and the simulator's "
                "prediction) is compiled with buffers.act_layout = windows")
         cfg = cfg.replace(**{"buffers.act_layout": "windows"})
+    if args.all_layers:
+        return _run_all_layers(args, cfg)
     if args.controller:
         from nmsat.rtl.tb.controller_run import run_layer_controller
         from nmsat.simulator import system
@@ -333,3 +351,53 @@ def _run(args: argparse.Namespace) -> int:
               "words and LOAD/STORE tiles as this layer's part of the simulator's program")
     print(f"  RTL simulation: {rep['sim_cycles']} cycles in {rep['seconds']:.1f} s")
     return 0 if ok else 1
+
+
+def _run_all_layers(args: argparse.Namespace, cfg) -> int:
+    """``--all-layers``: every layer's programs through the tile controller (one build,
+    one simulation), a table per program and the totals (``nmsat.rtl.tb.network``)."""
+    from nmsat.rtl.controller import check_controlled
+    from nmsat.rtl.engine import check_shape
+    from nmsat.rtl.tb.network import inference_steps, row_ok, run_network, train_steps
+    from nmsat.simulator import system
+
+    check_controlled(cfg)  # what the RTL cannot build: one line naming the field, at once
+    check_shape(cfg)
+    if args.mode == "train":
+        steps, skipped, meta = train_steps(args.workload, cfg, nm=args.nm, method=args.method,
+                                           batch=args.batch, seed=args.seed,
+                                           dataflow=args.dataflow, phase=args.phase)
+    else:
+        steps, skipped, meta = inference_steps(args.workload, cfg, nm=args.nm,
+                                               batch=args.batch, phase=args.phase,
+                                               seq_len=args.seq_len, kv_len=args.kv_len,
+                                               seed=args.seed, dataflow=args.dataflow)
+    if not steps:
+        raise ValueError(f"{args.workload} has no layer with a GEMM the tile controller runs "
+                         f"in {meta['phases_run']}")
+    rep = run_network(steps, skipped, meta, cfg, args.sim, system_model=system.run)
+    if args.json:
+        json.dump(rep, sys.stdout, indent=2)
+        print()
+        return 0 if rep["ok"] else 1
+    step = f" {rep['phase']}" if rep.get("phase") else ""
+    print(f"{rep['workload']} {rep['mode']}{step} nm={rep['nm']} batch={rep['batch']} on "
+          f"{rep['config']} ({rep['sim']}, tile controller): phases run "
+          f"{', '.join(rep['phases_run'])}")
+    for ph, why in rep["phases_not_run"].items():
+        print(f"  not run: {ph} ({why})")
+    w = max(len("layer"), *(len(r["layer"]) for r in rep["programs"]))
+    print(f"  {'layer':<{w}} {'phase':<5} {'RTL cycles':>11} {'model':>9} {'diff':>6} "
+          f"{'mismatches':>10}")
+    for r in rep["programs"]:
+        flag = "" if row_ok(r) else "  DIFFERENT"
+        print(f"  {r['layer']:<{w}} {r['phase']:<5} {r['rtl_program_cycles']:>11} "
+              f"{r['model_program_cycles']:>9} "
+              f"{r['rtl_program_cycles'] - r['model_program_cycles']:>6} "
+              f"{r['mismatches']:>10}{flag}")
+    t = rep["total"]
+    print(f"  {'total':<{w}} {'':<5} {t['rtl_program_cycles']:>11} "
+          f"{t['model_program_cycles']:>9} {t['cycle_difference']:>6} {t['mismatches']:>10}")
+    if skipped:
+        print(f"  no GEMM (not run): {', '.join(x['layer'] for x in skipped)}")
+    return 0 if rep["ok"] else 1

@@ -43,7 +43,8 @@ from .layouts import EngineShape
 from .rowlist import RowLists, rowlist_load_layout
 from .schedule import DIM, OSSchedule, WSSchedule
 
-__all__ = ["BankedMemory", "TensorEngine", "buffer_geometry", "buffer_specs", "instr_layout",
+__all__ = ["BankedMemory", "TensorEngine", "buffer_geometry", "buffer_specs", "check_shape",
+           "instr_layout",
            "load_layout", "load_layouts", "ring_halves"]
 
 
@@ -127,6 +128,21 @@ class BankedMemory(wiring.Component):
         return m
 
 
+def check_shape(cfg: AcceleratorConfig, dtype=None) -> EngineShape:
+    """The engine shape of ``cfg``; ``ValueError`` naming the field when the RTL cannot
+    build it (array sides and every pattern's K per cycle must be powers of two: address
+    arithmetic by shifts). Cheap: callers check a config before any long build."""
+    sh = EngineShape.from_config(cfg, dtype)
+    for name, v in (("array.rows", sh.rows), ("array.cols", sh.cols)):
+        if v & (v - 1):
+            raise ValueError(f"{name} must be a power of two for the RTL, not {v}")
+    for nm in (None,) + sh.patterns:
+        kpc = sh.lanes if nm is None else nm.k_per_chunk(sh.lanes, sh.window)
+        if kpc & (kpc - 1):
+            raise ValueError(f"K per cycle must be a power of two for the RTL, not {kpc}")
+    return sh
+
+
 class TensorEngine(wiring.Component):
     """ACT/WGT/OUT buffers + OS/WS schedules + :class:`SystolicArray` + store stream.
 
@@ -139,15 +155,7 @@ class TensorEngine(wiring.Component):
         # shared_cells: the array's cells are instances of two shared modules
         # (array.SharedCell; generate.hierarchical_top writes them), for synthesis.
         self.cfg, self.shared_cells = cfg, shared_cells
-        sh = self.shape = EngineShape.from_config(cfg, dtype)
-        R, C = sh.rows, sh.cols
-        for name, v in (("array.rows", R), ("array.cols", C)):
-            if v & (v - 1):
-                raise ValueError(f"{name} must be a power of two for the RTL, not {v}")
-        for nm in (None,) + sh.patterns:
-            kpc = sh.lanes if nm is None else nm.k_per_chunk(sh.lanes, sh.window)
-            if kpc & (kpc - 1):
-                raise ValueError(f"K per cycle must be a power of two for the RTL, not {kpc}")
+        sh = self.shape = check_shape(cfg, dtype)
         g = buffer_geometry(cfg, sh)
         self.act_depth, self.wgt_depth, self.out_depth = g["act"], g["wgt"], g["out"]
         self.halves = ring_halves(cfg)

@@ -321,14 +321,13 @@ def run_layer_controller(workload: str, layer: str, phase: str, cfg: Accelerator
     from nmsat.workloads.zoo import load
 
     from ..controller import check_controlled
-    from .program import random_dram, trace_dram
+    from .program import layer_dram
 
     check_controlled(cfg)
     wl = load(workload, batch=batch)
     opts = CompileOptions(method=wl.method or method, nm=nm, batch=batch,
                           layer_nm=tuple(wl.layer_nm.items()), dataflow=dataflow)
     prog = compile_layer(wl.workload, layer, Phase.parse(phase), cfg, opts)
-    dram = (random_dram(prog, cfg.numerics.operand, seed) if wl.source == "zoo"
-            else trace_dram(prog, workload, layer))
+    dram = layer_dram(prog, cfg, wl, workload, layer, seed)
     return {"workload": workload, "layer": layer, "phase": phase,
             **run_controller_program(prog, cfg, dram, sim=sim, system_model=system_model)}

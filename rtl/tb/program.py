@@ -122,6 +122,18 @@ def trace_dram(program: isa.Program, path: str, layer: str) -> dict[str, np.ndar
     return dram
 
 
+def layer_dram(prog: isa.Program, cfg: AcceleratorConfig, loaded, workload: str, layer: str,
+               seed: int) -> dict[str, np.ndarray]:
+    """A layer program's DRAM image: a training trace's recorded tensors when ``loaded``
+    (the :class:`~nmsat.workloads.zoo.LoadedWorkload` of ``workload``) is a trace, else
+    seeded random operands (zoo models, SCALE-Sim files, PyTorch specs: they carry no
+    tensors). Before, every source but the zoo was read as a trace, so a SCALE-Sim CSV
+    failed as a corrupted zip container."""
+    if loaded.source.startswith("trace"):
+        return trace_dram(prog, workload, layer)
+    return random_dram(prog, cfg.numerics.operand, seed)
+
+
 def run_layer(workload: str, layer: str, phase: str, cfg: AcceleratorConfig,
               nm: str | NM = DEFAULT_NM, method: str = "bdwp", batch: int | None = None,
               sim: str | None = None, seed: int = 0, dataflow: str = "auto") -> dict:
@@ -131,10 +143,7 @@ def run_layer(workload: str, layer: str, phase: str, cfg: AcceleratorConfig,
     opts = CompileOptions(method=wl.method or method, nm=nm, batch=batch,
                           layer_nm=tuple(wl.layer_nm.items()), dataflow=dataflow)
     prog = compile_layer(wl.workload, layer, Phase.parse(phase), cfg, opts)
-    if wl.source == "zoo":
-        dram = random_dram(prog, cfg.numerics.operand, seed)
-    else:
-        dram = trace_dram(prog, workload, layer)
+    dram = layer_dram(prog, cfg, wl, workload, layer, seed)
     return {"workload": workload, "layer": layer, "phase": phase,
             **run_program(prog, cfg, dram, sim=sim)}
 

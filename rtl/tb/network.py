@@ -1,0 +1,201 @@
+"""``nmsat rtl run WORKLOAD --all-layers``: every layer of a network on the RTL tile
+controller, beside the system model.
+
+Each (layer, phase) is the program ``nmsat rtl run --layer NAME --controller`` runs (its
+tile program alone, :func:`~nmsat.dataflow.compiler.compile_layer`, with the same operands),
+and all of them run one after the other in one cocotb session on one controlled engine
+(:func:`~.controller_run.run_controller_programs`: one build). Per program the report has
+the RTL's start-to-done cycles (``rtl_program_cycles``), the system model's total for the
+same program (``model_program_cycles``) and the value mismatches against the golden
+executor; per layer and in total their sums.
+
+Training runs the phases in :data:`TRAIN_PHASES`: what a layer's step needs that the
+controller executes today, each phase a program builder. Mask generation (SORE) and the
+fp32 weight update (WU) are the phases of :data:`PENDING_TRAIN_PHASES`; when they run
+behind the controller, each gets a builder here (a program of that phase for a layer)
+and joins the same loop, and the report's ``phases_run`` / ``phases_not_run`` say which
+ran. Inference runs each layer's FF program as ``nmsat simulate --mode inference``
+compiles it (:mod:`.inference`; an LLM's ``prefill`` or ``decode`` step), checked to be
+that layer's part of the simulator's whole program.
+
+Layers without a GEMM in the mode (activations, pooling, norms, softmax: vector work) are
+listed in ``skipped`` with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from nmsat.config import AcceleratorConfig
+from nmsat.dataflow import isa
+from nmsat.dataflow.compiler import CompileOptions, compile_layer
+from nmsat.errors import NmsatError
+from nmsat.types import DEFAULT_NM, NM, Phase
+
+from .controller_run import SystemModel, run_controller_programs
+from .inference import inference_dram, inference_layer_program, load_workload, same_program
+from .inference import whole_program as inference_whole_program
+from .program import layer_dram
+
+__all__ = ["PENDING_TRAIN_PHASES", "TRAIN_PHASES", "Step", "inference_steps",
+           "row_ok", "run_network", "run_steps", "train_steps"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One (layer, phase) program and its DRAM image."""
+
+    layer: str
+    phase: str
+    program: isa.Program
+    dram: dict
+    same_program: bool | None = None  # inference: the layer's part of the whole program
+
+
+def _gemm_program(workload, layer: str, phase: Phase, cfg: AcceleratorConfig,
+                  opts: CompileOptions) -> isa.Program:
+    return compile_layer(workload, layer, phase, cfg, opts)
+
+
+TRAIN_PHASES: dict[Phase, Callable[..., isa.Program]] = {
+    Phase.FF: _gemm_program, Phase.BP: _gemm_program, Phase.WG: _gemm_program}
+"""The training phases the tile controller runs, in step order, each with its program
+builder ``(workload, layer, phase, cfg, options) -> Program``."""
+
+PENDING_TRAIN_PHASES: dict[Phase, str] = {
+    Phase.SORE: "mask generation: the SORE is not behind the tile controller yet "
+                "(issue 13 item 4)",
+    Phase.WU: "fp32 weight update: the weight-update engine is not behind the tile "
+              "controller yet (issue 13 item 4)"}
+"""Phases of a training step that do not run on the controller yet, with the reason
+(reported as ``phases_not_run``). A phase moves to :data:`TRAIN_PHASES` with a builder."""
+
+
+def _phases(asked: str | None) -> list[Phase]:
+    if asked is None:
+        return list(TRAIN_PHASES)
+    p = Phase.parse(asked)
+    if p not in TRAIN_PHASES:
+        raise ValueError(f"--phase {asked}: the tile controller runs "
+                         f"{', '.join(str(x) for x in TRAIN_PHASES)} ({PENDING_TRAIN_PHASES[p]})"
+                         if p in PENDING_TRAIN_PHASES else f"--phase {asked}: not a training phase")
+    return [p]
+
+
+def train_steps(workload: str, cfg: AcceleratorConfig, nm: str | NM = DEFAULT_NM,
+                method: str = "bdwp", batch: int | None = None, seed: int = 0,
+                dataflow: str = "auto", phase: str | None = None,
+                ) -> tuple[list[Step], list[dict], dict]:
+    """(steps, skipped layers, meta) of a training step of ``workload``: per layer in
+    order, each phase of :data:`TRAIN_PHASES` (or only ``phase``) that has a program."""
+    from nmsat.workloads.zoo import load
+
+    phases = _phases(phase)
+    wl = load(workload, batch=batch)
+    opts = CompileOptions(method=wl.method or method, nm=nm, batch=batch,
+                          layer_nm=tuple(wl.layer_nm.items()), dataflow=dataflow)
+    steps, skipped = [], []
+    for layer in wl.workload.layers:
+        mine = []
+        for p in phases:
+            try:
+                prog = TRAIN_PHASES[p](wl.workload, layer.name, p, cfg, opts)
+            except NmsatError:  # no GEMM of this phase in the layer (compile_layer)
+                continue
+            dram = layer_dram(prog, cfg, wl, workload, layer.name, seed)
+            mine.append(Step(layer.name, str(p), prog, dram))
+        if mine:
+            steps.extend(mine)
+        else:
+            skipped.append({"layer": layer.name, "reason": "no GEMM in a training phase the "
+                            "controller runs (vector work)"})
+    meta = {"workload": workload, "mode": "train", "method": str(opts.method),
+            "nm": str(NM.parse(nm)), "batch": wl.workload.batch,
+            "phases_run": [str(p) for p in phases],
+            "phases_not_run": {str(p): why for p, why in PENDING_TRAIN_PHASES.items()}}
+    return steps, skipped, meta
+
+
+def inference_steps(workload: str, cfg: AcceleratorConfig, nm: str | NM = DEFAULT_NM,
+                    batch: int = 1, phase: str | None = None, seq_len: int | None = None,
+                    kv_len: int | None = None, seed: int = 0, dataflow: str = "auto",
+                    ) -> tuple[list[Step], list[dict], dict]:
+    """(steps, skipped layers, meta) of an inference pass (an LLM's prefill or decode
+    step) of ``workload``: every layer's FF program, as :mod:`.inference` compiles it."""
+    iw = load_workload(workload, nm, batch, phase, seq_len, kv_len)
+    whole = inference_whole_program(iw, cfg, nm, dataflow)
+    steps, skipped = [], []
+    for layer in iw.workload.layers:
+        try:
+            prog = inference_layer_program(iw, layer.name, cfg, nm, dataflow)
+        except NmsatError:
+            skipped.append({"layer": layer.name, "reason": "no GEMM in inference "
+                            "(vector work)"})
+            continue
+        steps.append(Step(layer.name, "ff", prog,
+                          inference_dram(prog, cfg, workload, layer.name, seed),
+                          same_program(prog, whole, layer.name)))
+    meta = {"workload": workload, "mode": "inference",
+            "phase": str(iw.phase) if iw.phase else None, "nm": str(NM.parse(nm)),
+            "batch": iw.workload.batch, "seq_len": iw.seq_len, "kv_len": iw.kv_len,
+            "phases_run": ["ff"], "phases_not_run": {}}
+    return steps, skipped, meta
+
+
+def run_steps(steps: list[Step], cfg: AcceleratorConfig, sim: str | None = None, *,
+              system_model: SystemModel) -> list[dict]:
+    """Run ``steps`` on one controlled engine (one session); one row each: layer, phase,
+    ``rtl_program_cycles``, ``model_program_cycles``, ``mismatches``, ``words``, COMPUTE
+    cycles equal, tile errors, ``same_program`` (inference)."""
+    if not steps:
+        return []
+    reps = run_controller_programs([(s.program, cfg, s.dram) for s in steps], sim,
+                                   system_model=system_model)
+    rows = []
+    for s, r in zip(steps, reps):
+        stored = _stored_words(s.program)
+        rows.append({"layer": s.layer, "phase": s.phase,
+                     "rtl_program_cycles": r["program_cycles"],
+                     "model_program_cycles": r["system_cycles"],
+                     "mismatches": r["mismatches"], "words": r["words"],
+                     "words_expected": stored,
+                     "computes_equal": all(c["rtl_cycles"] == c["model_cycles"]
+                                           for c in r["computes"]),
+                     "tile_errors": r["tile_errors"], "same_program": s.same_program,
+                     "rtl_seconds": round(r["seconds"], 3)})
+    return rows
+
+
+def _stored_words(prog: isa.Program) -> int:
+    """Words of every tensor the program STOREs (the phase's output: ``y``, ``dx``, ``dw``)."""
+    ids = {ins.tensor for ins, _, _ in prog.unrolled() if isinstance(ins, isa.Store)}
+    return sum(prog.tensors[i].rows * prog.tensors[i].cols for i in ids)
+
+
+def row_ok(row: dict) -> bool:
+    """A program ran right: cycles equal, no mismatch, every output word stored."""
+    return (row["rtl_program_cycles"] == row["model_program_cycles"]
+            and row["mismatches"] == 0 and row["computes_equal"] and not row["tile_errors"]
+            and row["words"] == row["words_expected"] and row["same_program"] is not False)
+
+
+def run_network(steps: list[Step], skipped: list[dict], meta: dict, cfg: AcceleratorConfig,
+                sim: str | None = None, *, system_model: SystemModel) -> dict:
+    """The whole report: ``meta``, per program ``programs``, per layer ``layers`` (sums
+    over its phases), ``total`` and ``ok`` (every program right)."""
+    rows = run_steps(steps, cfg, sim, system_model=system_model)
+    keys = ("rtl_program_cycles", "model_program_cycles", "mismatches")
+    layers: dict[str, dict] = {}
+    for r in rows:
+        acc = layers.setdefault(r["layer"], {"layer": r["layer"], "phases": [],
+                                             **dict.fromkeys(keys, 0)})
+        acc["phases"].append(r["phase"])
+        for k in keys:
+            acc[k] += r[k]
+    total = {k: sum(r[k] for r in rows) for k in keys}
+    total["programs"] = len(rows)
+    total["cycle_difference"] = total["rtl_program_cycles"] - total["model_program_cycles"]
+    return {**meta, "config": cfg.name, "sim": sim or "icarus", "programs": rows,
+            "layers": list(layers.values()), "skipped": skipped, "total": total,
+            "ok": all(row_ok(r) for r in rows)}
