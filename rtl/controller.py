@@ -45,6 +45,8 @@ from nmsat.config import AcceleratorConfig
 from nmsat.dataflow import isa
 
 from .engine import instr_layout, ring_halves
+from .sore import Sore
+from .wu import WeightUpdateEngine
 
 __all__ = ["CNT", "COORD", "UNITS", "ControlledEngine", "Sequencer", "TileController",
            "check_controlled", "queue_layout", "region_layout", "ring_halves"]
@@ -357,12 +359,23 @@ class TileController(wiring.Component):
 def check_controlled(cfg: AcceleratorConfig) -> None:
     """Raise ``ValueError`` naming the field when :class:`ControlledEngine` cannot run
     ``cfg``: ``act_zero = skip`` (its row lists need a DMA side this top level does not
-    have)."""
+    have), a SORE other than one cycle per weight with a pipeline, or a weight-update
+    engine without a pipeline stage (the RTL units' cycle laws,
+    :func:`nmsat.dataflow.timing.sore_cycles` / ``weight_update_cycles``)."""
     from nmsat.types import ActZero
 
     if ActZero.parse(cfg.array.act_zero) is ActZero.SKIP:
         raise ValueError("array.act_zero = skip is not supported by the tile controller "
                          "(its DMA side writes no row lists)")
+    if cfg.sore.cycles_per_weight != 1:
+        raise ValueError(f"sore.cycles_per_weight = {cfg.sore.cycles_per_weight} is not "
+                         "supported by the RTL SORE (it reads one weight per cycle)")
+    if cfg.sore.pipeline_latency < 1:
+        raise ValueError("sore.pipeline_latency = 0 is not supported by the RTL SORE (its "
+                         "lane's result register is the first stage)")
+    if cfg.weight_update.pipeline_latency < 1:
+        raise ValueError("weight_update.pipeline_latency = 0 is not supported by the RTL "
+                         "weight-update engine (at least one register stage)")
 
 
 class ControlledEngine(wiring.Component):
@@ -393,7 +406,9 @@ class ControlledEngine(wiring.Component):
         # shared_cells: the engine's cells as instances of two shared modules (synthesis)
         self.engine = TensorEngine(cfg, dtype, shared_cells=shared_cells)
         self.shape = self.engine.shape
+        self.sore_unit, self.wu_unit = Sore(cfg, dtype), WeightUpdateEngine(cfg)
         eng = self.engine.signature.members
+        so, wu = self.sore_unit.signature.members, self.wu_unit.signature.members
         words = data.StructLayout({"addr": range(depth), "data": isa.INSTR_BITS})
         super().__init__({
             "prog": In(stream.Signature(words)), "start": In(1),
@@ -402,8 +417,10 @@ class ControlledEngine(wiring.Component):
             "act_load": eng["act_load"], "wgt_load": eng["wgt_load"],
             "store_cmd": Out(stream.Signature(region_layout)), "store_done": In(1),
             "store_data": eng["store"],
-            "sore": Out(stream.Signature(isa.INSTR_BITS)), "sore_done": In(1),
-            "wu": Out(stream.Signature(isa.INSTR_BITS)), "wu_done": In(1),
+            "sore_cmd": Out(stream.Signature(isa.INSTR_BITS)), "sore_mem_done": In(1),
+            "sore_in": so["inp"], "sore_out": so["out"],
+            "wu_cmd": Out(stream.Signature(isa.INSTR_BITS)), "wu_mem_done": In(1),
+            "wu_in": wu["inp"], "wu_out": wu["out"], "lr": In(32), "momentum": In(32),
             "in_valid": In(1, init=1), "out_ready": In(1, init=1), "engine_busy": Out(1)})
 
     def elaborate(self, platform) -> Module:
@@ -411,8 +428,7 @@ class ControlledEngine(wiring.Component):
         m.submodules.ctrl = ctrl = TileController(self.cfg, self.depth)
         m.submodules.engine = eng = self.engine
         wiring.connect(m, wiring.flipped(self.prog), ctrl.prog)
-        for name in ("sore", "wu"):
-            wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(ctrl, name))
+        self._vector_units(m, ctrl)
         wiring.connect(m, wiring.flipped(self.load_cmd), ctrl.load)
         for name in ("act_load", "wgt_load"):
             wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(eng, name))
@@ -420,7 +436,6 @@ class ControlledEngine(wiring.Component):
         m.d.comb += [ctrl.start.eq(self.start), ctrl.length.eq(self.length),
                      self.done.eq(ctrl.done), self.busy.eq(ctrl.busy), self.error.eq(ctrl.error),
                      ctrl.load_done.eq(self.load_done), ctrl.store_done.eq(self.store_done),
-                     ctrl.sore_done.eq(self.sore_done), ctrl.wu_done.eq(self.wu_done),
                      eng.in_valid.eq(self.in_valid), eng.out_ready.eq(self.out_ready),
                      self.engine_busy.eq(eng.busy)]
         # A STORE: the tile to the store DMA and (rows, cols, half) to the engine's store
@@ -457,3 +472,59 @@ class ControlledEngine(wiring.Component):
         with m.If(took & (op == isa.Opcode.COMPUTE)):
             m.d.sync += running.eq(1)
         return m
+
+    def _vector_units(self, m: Module, ctrl: TileController) -> None:
+        """The SORE and the weight-update engine behind the controller's ``sore`` and
+        ``wu`` queues (see :meth:`_streamed`)."""
+        m.submodules.sore = so = self.sore_unit
+        m.submodules.wu = wu = self.wu_unit
+        for port, unit in ((self.sore_in, so.inp), (self.wu_in, wu.inp)):
+            wiring.connect(m, wiring.flipped(port), unit)
+        for port, unit in ((self.sore_out, so.out), (self.wu_out, wu.out)):
+            wiring.connect(m, wiring.flipped(port), unit)
+        sv = data.View(instr_layout(isa.Opcode.SORE), ctrl.sore.payload)
+        nm_n, nm_m = Signal.like(so.n), Signal.like(so.m)
+        m.d.comb += [so.n.eq(nm_n), so.m.eq(nm_m), wu.lr.eq(self.lr),
+                     wu.momentum.eq(self.momentum)]
+        took = self._streamed(m, "sore", ctrl.sore, self.sore_cmd, self.sore_mem_done,
+                              so.out, sv.groups, so.lanes)
+        with m.If(took):
+            m.d.sync += [nm_n.eq(sv.nm_n), nm_m.eq(sv.nm_m)]
+        wv = data.View(instr_layout(isa.Opcode.WEIGHT_UPDATE), ctrl.wu.payload)
+        self._streamed(m, "wu", ctrl.wu, self.wu_cmd, self.wu_mem_done, wu.out, wv.weights,
+                       wu.lanes)
+
+    def _streamed(self, m: Module, name: str, q, cmd, mem_done, out, items, lanes: int):
+        """One streamed unit (SORE or weight update) behind the controller's queue ``q``.
+
+        A command is taken while the unit is idle (or in the cycle it completes, as the
+        system model starts a unit's next instruction at its predecessor's completion)
+        and goes to the DMA on ``cmd``, which streams the operands in from the next
+        cycle and takes the results. The unit counts ``ceil(items / lanes)`` result
+        beats (``items``: the SORE's groups, the update's weights) and completes in the
+        cycle its last result beat leaves and the DMA has pulsed ``mem_done`` (the
+        stream's DRAM time, :meth:`~nmsat.dataflow.memory.MemoryModel.stream_cycles`,
+        ending that cycle or earlier): the system model's ``max(lane cycles, stream
+        time)``. Returns the take strobe."""
+        busy, hw_fin, mem_fin = (Signal(name=f"{name}_{s}") for s in ("busy", "hw", "mem"))
+        left = Signal(len(items), name=f"{name}_left")
+        last = out.valid & out.ready & (left == 1)
+        hw_now, mem_now = hw_fin | last, mem_fin | mem_done
+        done = busy & hw_now & mem_now
+        idle = ~busy | done
+        m.d.comb += [cmd.valid.eq(q.valid & idle), cmd.payload.eq(q.payload),
+                     q.ready.eq(cmd.ready & idle),
+                     getattr(m.submodules.ctrl, f"{name}_done").eq(done)]
+        took = cmd.valid & cmd.ready
+        with m.If(busy & out.valid & out.ready):
+            m.d.sync += left.eq(left - 1)
+        with m.If(last):
+            m.d.sync += hw_fin.eq(1)
+        with m.If(mem_done):
+            m.d.sync += mem_fin.eq(1)
+        with m.If(done):
+            m.d.sync += [busy.eq(0), hw_fin.eq(0), mem_fin.eq(0)]
+        with m.If(took):
+            m.d.sync += [busy.eq(1), hw_fin.eq(0), mem_fin.eq(0),
+                         left.eq((items + (lanes - 1)) // lanes)]
+        return took

@@ -48,11 +48,12 @@ async def program(dut):
     cfg, shape, host = run_inputs("host")
     clk = dut.clk
     cocotb.start_soon(Clock(clk, 10, unit="ns").start())
-    for s in ("start", "load_done", "store_done", "sore_done", "wu_done", "prog__valid",
-              "act_load__valid", "wgt_load__valid"):
+    for s in ("start", "load_done", "store_done", "sore_mem_done", "wu_mem_done",
+              "prog__valid", "act_load__valid", "wgt_load__valid", "sore_in__valid",
+              "wu_in__valid"):
         getattr(dut, s).value = 0
-    for s in ("load_cmd__ready", "store_cmd__ready", "store_data__ready", "sore__ready",
-              "wu__ready", "in_valid", "out_ready"):
+    for s in ("load_cmd__ready", "store_cmd__ready", "store_data__ready", "sore_cmd__ready",
+              "wu_cmd__ready", "sore_out__ready", "wu_out__ready", "in_valid", "out_ready"):
         getattr(dut, s).value = 1
     dut.rst.value = 1
     for _ in range(3):
@@ -159,7 +160,7 @@ async def _serve(dut, clk, shape: EngineShape, host: dict, dma: Dma) -> dict:
         elif busy_run:
             compute_cycles.append(busy_run)
             busy_run = 0
-        if int(dut.sore__valid.value) or int(dut.wu__valid.value):
+        if int(dut.sore_cmd__valid.value) or int(dut.wu_cmd__valid.value):
             errors.append(f"cycle {cyc}: a SORE or vector command in a layer program")
         finished = int(dut.done.value)
         if finished or cyc >= bound:
