@@ -10,8 +10,10 @@ of its enclosing loops, one per cycle; a loop's back edge or exit takes one cycl
 unit (load DMA, engine, store DMA, SORE, weight-update/vector engine), resolving LOAD and
 STORE tiles (``r0 = row0 + sum_d i[d] * row_steps[d]``, likewise ``c0``) on the way, and
 stops dispatch at a ``BARRIER`` until every instruction dispatched earlier to the masked
-units has completed. Each queue's head is issued to its unit's command stream when the
-execution model's waits hold (the ACT, WGT and OUT buffers are rings of ``halves``
+units has completed: a BARRIER takes its dispatch cycle and every later instruction
+carries the counts it set (``need``), so dispatch runs on and each instruction issues in
+the cycle its unit's barrier completions arrive, as the system model starts it. Each
+queue's head is issued to its unit's command stream when the execution model's waits hold (the ACT, WGT and OUT buffers are rings of ``halves``
 halves, from ``buffers.*.double_buffered``):
 
 * the n-th LOAD into a buffer waits for the (n - halves)-th free of that buffer (a
@@ -76,10 +78,11 @@ STORE); every width is the ISA field's (:data:`~nmsat.dataflow.isa.ENCODING`).
 halves) or drains (the n-th STORE: OUT half n mod halves); 0 with one half."""
 
 queue_layout = data.StructLayout({"word": isa.INSTR_BITS, "r0": COORD, "c0": COORD,
-                                  "before": CNT})
-"""A unit queue entry: the instruction word, its resolved tile, and for a COMPUTE or
+                                  "before": CNT, "need": data.ArrayLayout(CNT, len(UNITS))})
+"""A unit queue entry: the instruction word, its resolved tile, for a COMPUTE or
 RELEASE the number of STOREs dispatched before it (for a STORE: engine instructions
-before it)."""
+before it), and ``need[u]``: the completions of unit u it waits for (the instructions
+of u dispatched before the last BARRIER naming u)."""
 
 
 class Sequencer(wiring.Component):
@@ -202,13 +205,18 @@ class TileController(wiring.Component):
         self._dispatch(m, seq, qs)
         self._ring_counters()
         heads = [data.View(queue_layout, q.r_data) for q in qs]
+        # each head's barrier waits (a pulse counts in its cycle, like every wait)
+        self.clear = [Cat((self.done_now[u] - h.need[u])[:CNT].as_signed() >= 0
+                          for u in range(len(UNITS))).all() for h in heads]
         ld, eng, st = _q(isa.Unit.LOAD), _q(isa.Unit.ENGINE), _q(isa.Unit.STORE)
         self._issue_load(m, qs[ld], heads[ld])
         self._issue_engine(m, qs[eng], heads[eng])
         self._issue_store(m, qs[st], heads[st])
         sore, wu = _q(isa.Unit.SORE), _q(isa.Unit.WU)
-        for q, h, port in ((qs[sore], heads[sore], self.sore), (qs[wu], heads[wu], self.wu)):
-            m.d.comb += [port.valid.eq(q.r_rdy), port.payload.eq(h.word), q.r_en.eq(port.ready)]
+        for u, port in ((sore, self.sore), (wu, self.wu)):
+            q, h = qs[u], heads[u]
+            m.d.comb += [port.valid.eq(q.r_rdy & self.clear[u]), port.payload.eq(h.word),
+                         q.r_en.eq(port.ready & self.clear[u])]
         for u, pulse in enumerate((self.load_done, self.engine_done, self.store_done,
                                    self.sore_done, self.wu_done)):
             m.d.sync += self.completed[u].eq(self.completed[u] + pulse)
@@ -222,7 +230,7 @@ class TileController(wiring.Component):
             m.d.sync += [c.eq(0) for arr in (self.ld_iss, self.ld_done, self.pop_iss,
                                              self.freed) for c in arr]
             m.d.sync += [self.st_iss.eq(0), *[c.eq(0) for c in self.dispatched],
-                         *[c.eq(0) for c in self.completed]]
+                         *[c.eq(0) for c in self.completed], *[c.eq(0) for c in self.need]]
         with m.Elif(self.busy & idle):
             m.d.sync += self.busy.eq(0)
             m.d.comb += self.done.eq(1)
@@ -234,7 +242,11 @@ class TileController(wiring.Component):
         op = word[:isa.OPCODE_BITS]
         bar = data.View(instr_layout(isa.Opcode.BARRIER), word)
         entry = data.View(queue_layout, Signal(queue_layout.size))
+        self.need = [Signal(CNT, name=f"need_{u}") for u in UNITS]
         m.d.comb += entry.word.eq(word)
+        with m.If(seq.instr.valid):  # (conditional: Icarus runs an ``always @*`` that
+            # reads only registers first when one changes, leaving the field X till then)
+            m.d.comb += [entry.need[u].eq(self.need[u]) for u in range(len(UNITS))]
         for opcode in (isa.Opcode.LOAD, isa.Opcode.STORE):
             v = data.View(instr_layout(opcode), word)
             with m.If(op == opcode):
@@ -248,11 +260,13 @@ class TileController(wiring.Component):
             m.d.comb += entry.before.eq(self.dispatched[_q(isa.Unit.STORE)])
         with m.If(op == isa.Opcode.STORE):
             m.d.comb += entry.before.eq(self.dispatched[_q(isa.Unit.ENGINE)])
-        settled = Cat(~bar.units[u] | (self.dispatched[u] == self.done_now[u])
-                      for u in range(len(UNITS))).all()
         with m.Switch(op):
             with m.Case(isa.Opcode.BARRIER):
-                m.d.comb += seq.instr.ready.eq(settled)
+                m.d.comb += seq.instr.ready.eq(1)
+                with m.If(seq.instr.valid):
+                    for u in range(len(UNITS)):
+                        with m.If(bar.units[u]):
+                            m.d.sync += self.need[u].eq(self.dispatched[u])
             for opcode, unit in isa.UNIT_OF.items():
                 u = _q(unit)
                 with m.Case(opcode):
@@ -290,7 +304,8 @@ class TileController(wiring.Component):
         if max(self.halves[:2]) > 1:
             m.d.comb += p.half.eq(Array(self.ld_iss[b][0] if self.halves[b] > 1 else 0
                                         for b in range(2))[buf])
-        m.d.comb += [self.load.valid.eq(q.r_rdy & free & infl.w_rdy),
+        m.d.comb += [self.load.valid.eq(q.r_rdy & free & infl.w_rdy
+                                        & self.clear[_q(isa.Unit.LOAD)]),
                      p.buffer.eq(ld.buffer), p.tensor.eq(ld.tensor),
                      p.transform.eq(ld.transform), p.r0.eq(head.r0), p.c0.eq(head.c0),
                      p.rows.eq(ld.rows), p.cols.eq(ld.cols), p.bytes.eq(ld.bytes)]
@@ -324,7 +339,8 @@ class TileController(wiring.Component):
         # engine instructions in flight (issued, completion not yet seen): the engine
         # takes a command only when idle, so a few entries never hold issue back
         m.submodules.eng_inflight = infl = fifo.SyncFIFO(width=2, depth=4)
-        m.d.comb += [self.engine.valid.eq(q.r_rdy & ok & infl.w_rdy),
+        m.d.comb += [self.engine.valid.eq(q.r_rdy & ok & infl.w_rdy
+                                          & self.clear[_q(isa.Unit.ENGINE)]),
                      self.engine.payload.eq(head.word)]
         for b, port in enumerate((self.act_half, self.wgt_half)):
             if self.halves[b] > 1:
@@ -350,7 +366,8 @@ class TileController(wiring.Component):
             m.d.sync += st_iss.eq(st_iss + 1)
         if self.halves[2] > 1:
             m.d.comb += p.half.eq(st_iss[0])
-        m.d.comb += [self.store.valid.eq(q.r_rdy & after), p.tensor.eq(st.tensor),
+        m.d.comb += [self.store.valid.eq(q.r_rdy & after & self.clear[_q(isa.Unit.STORE)]),
+                     p.tensor.eq(st.tensor),
                      p.transform.eq(st.transform), p.r0.eq(head.r0), p.c0.eq(head.c0),
                      p.rows.eq(st.rows), p.cols.eq(st.cols), p.bytes.eq(st.bytes),
                      q.r_en.eq(self.store.valid & self.store.ready)]

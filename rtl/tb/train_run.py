@@ -226,7 +226,8 @@ def _phases(prog: isa.Program, cfg: AcceleratorConfig, res: dict, model) -> dict
         r["model_cycles"] += want
         r["mismatched_instructions"] += int(rtl != want)
     for unit, cls, phase in (("sore", isa.Sore, "sore"), ("wu", isa.WeightUpdate, "wu")):
-        ivs = [iv for iv in model.intervals if iv.unit == unit]
+        ivs = [iv for iv in model.intervals if iv.unit == unit
+               and iv.kind == cls.__name__.lower()]
         ins = [i for i, _, _ in prog.unrolled() if isinstance(i, cls)]
         for i, (issue, last, due), iv in zip(ins, res["timeline"][unit], ivs):
             r = row(i.layer, phase)
