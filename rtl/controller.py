@@ -8,13 +8,16 @@ of its enclosing loops, one per cycle; a loop's back edge or exit takes one cycl
 
 :class:`TileController` dispatches them in program order into one in-order queue per
 unit (load DMA, engine, store DMA, SORE, weight-update/vector engine), resolving LOAD and
-STORE tiles (``r0 = row0 + sum_d i[d] * row_steps[d]``, likewise ``c0``) on the way, and
-stops dispatch at a ``BARRIER`` until every instruction dispatched earlier to the masked
-units has completed: a BARRIER takes its dispatch cycle and every later instruction
-carries the counts it set (``need``), so dispatch runs on and each instruction issues in
-the cycle its unit's barrier completions arrive, as the system model starts it. Each
-queue's head is issued to its unit's command stream when the execution model's waits hold (the ACT, WGT and OUT buffers are rings of ``halves``
-halves, from ``buffers.*.double_buffered``):
+STORE tiles (``r0 = row0 + sum_d i[d] * row_steps[d]``, likewise ``c0``) on the way. A
+``BARRIER`` takes its dispatch cycle and sets, per unit it names, the number of that
+unit's instructions dispatched so far (``need``); every later instruction carries these
+counts in its queue entry and issues no earlier than the cycle its unit's completions
+reach them (every instruction dispatched before the barrier to the named units has
+completed). So dispatch runs on past a barrier, and the instruction behind it issues in
+the cycle the last awaited completion arrives, as the system model starts it. Each
+queue's head is issued to its unit's command stream when the execution model's waits
+hold (the ACT, WGT and OUT buffers are rings of ``halves`` halves, from
+``buffers.*.double_buffered``):
 
 * the n-th LOAD into a buffer waits for the (n - halves)-th free of that buffer (a
   COMPUTE with ``pop_a``/``pop_b`` or a RELEASE completing);
@@ -412,6 +415,20 @@ class ControlledEngine(wiring.Component):
     words at ``half * words`` plus their place in the half, ``words`` the per-half bank
     depth of ``engine.buffer_geometry``) and pulses ``load_done`` per LOAD command
     (``load_cmd``) it has written.
+
+    Behind the controller's ``sore`` and ``wu`` queues sit the SORE
+    (:class:`~nmsat.rtl.sore.Sore`) and the weight-update engine
+    (:class:`~nmsat.rtl.wu.WeightUpdateEngine`, also given VECTOR words, which it does
+    not run): a SORE or WEIGHT_UPDATE is taken while its unit is idle (or in the cycle
+    it completes) and goes to the DMA on ``sore_cmd`` / ``wu_cmd``; the DMA streams the
+    operands into ``sore_in`` (groups of M weights on the lanes, the view's order) /
+    ``wu_in`` (fp32 master, velocity, gradient per lane) from the next cycle, takes the
+    results from ``sore_out`` / ``wu_out``, and pulses ``sore_mem_done`` /
+    ``wu_mem_done`` when the stream's DRAM time has passed. The SORE's pattern comes
+    from the word (``nm_n``, ``nm_m``), the update's ``lr`` and ``momentum`` (fp32 bits)
+    from the inputs of those names. A unit completes in the cycle its last result beat
+    leaves (``ceil(groups / lanes)`` SORE beats, ``ceil(weights / lanes)`` update beats)
+    if its memory pulse came by then, else with that pulse (:meth:`_streamed`).
     """
 
     def __init__(self, cfg: AcceleratorConfig, dtype=None, depth: int = 256,

@@ -138,7 +138,8 @@ async def _serve(dut, clk, cfg, shape, prog: isa.Program, host: dict) -> dict:
         for u, job in jobs.items():
             if job is None:
                 continue
-            if int(getattr(dut, f"{u}_in__valid").value) and int(getattr(dut, f"{u}_in__ready").value):
+            sent = getattr(dut, f"{u}_in__valid"), getattr(dut, f"{u}_in__ready")
+            if int(sent[0].value) and int(sent[1].value):
                 job.took_beat()
             if int(getattr(dut, f"{u}_out__valid").value):
                 job.result(int(getattr(dut, f"{u}_out__payload").value), cyc)
@@ -178,17 +179,7 @@ async def _serve(dut, clk, cfg, shape, prog: isa.Program, host: dict) -> dict:
                 ex.out[0] = words.astype(np.uint32).view(np.float32)
                 ex._store(ins, st_cur["r0"], st_cur["c0"])
                 beats, st_cur = [], None
-        for u in ("sore", "wu"):
-            if int(getattr(dut, f"{u}_cmd__valid").value):
-                word = int(getattr(dut, f"{u}_cmd__payload").value)
-                want = units[u].popleft() if units[u] else None
-                if want is None or word != want["word"]:
-                    errors.append(f"cycle {cyc}: {u} command is not the program's next")
-                    continue
-                cls = SoreJob if u == "sore" else WuJob
-                jobs[u] = cls(want["instr"], prog, ex, state, cfg, shape, cyc,
-                              cyc + mem.stream_cycles(want["instr"].read_bytes
-                                                      + want["instr"].write_bytes))
+        _unit_commands(dut, cyc, units, jobs, (prog, ex, state, cfg, shape), mem, errors)
         if int(dut.engine_busy.value):
             busy_run += 1
         elif busy_run:
@@ -211,3 +202,22 @@ async def _serve(dut, clk, cfg, shape, prog: isa.Program, host: dict) -> dict:
             "program_cycles": cyc, "error": int(dut.error.value),
             "dram": {k: np.asarray(v) for k, v in ex.dram.items()}, "state": state}
 
+
+def _unit_commands(dut, cyc: int, units: dict, jobs: dict, ctx: tuple, mem, errors: list):
+    """A SORE or WEIGHT_UPDATE command this cycle: checked against the program's next
+    one of its unit and started as a job (its stream due ``stream_cycles`` later)."""
+    for u in ("sore", "wu"):
+        if not int(getattr(dut, f"{u}_cmd__valid").value):
+            continue
+        word = int(getattr(dut, f"{u}_cmd__payload").value)
+        want = units[u].popleft() if units[u] else None
+        if want is None or word != want["word"]:
+            errors.append(f"cycle {cyc}: {u} command is not the program's next")
+            continue
+        ins = want["instr"]
+        cls = SoreJob if u == "sore" else WuJob
+        try:
+            jobs[u] = cls(ins, *ctx, cyc, cyc + mem.stream_cycles(ins.read_bytes
+                                                                  + ins.write_bytes))
+        except AssertionError as e:
+            errors.append(f"cycle {cyc}: {e}")

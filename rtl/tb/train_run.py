@@ -30,14 +30,15 @@ from nmsat import reference as ref
 from nmsat.config import AcceleratorConfig, to_dict
 from nmsat.dataflow import isa, machine, timing
 from nmsat.fileio import file_lock
-from nmsat.types import DEFAULT_NM, NM, DType, Mode, Phase
+from nmsat.types import DEFAULT_NM, NM, DType, Mode
 
 from ..fp import same_bits
 from .controller_run import TOP, SystemModel, _engine_key, _tile, cached_controlled
 from .runner import build_and_test
 from .train_units import grad_of, master_of, velocity_of
 
-__all__ = ["compile_train_step", "run_train_programs", "run_train_step", "train_dram"]
+__all__ = ["compile_train_step", "run_train_programs", "run_train_step", "run_train_steps",
+           "train_dram"]
 
 
 def compile_train_step(workload: str, cfg: AcceleratorConfig, layer: str | None = None,
@@ -238,15 +239,8 @@ def _phases(prog: isa.Program, cfg: AcceleratorConfig, res: dict, model) -> dict
     return rows
 
 
-def run_train_step(workload: str, cfg: AcceleratorConfig, layer: str | None = None, *,
-                   system_model: SystemModel, nm: str | NM = DEFAULT_NM,
-                   method: str = "bdwp", batch: int | None = None, sim: str | None = None,
-                   seed: int = 0, lr: float = 0.01, dataflow: str = "auto") -> dict:
-    """One training step of ``layer`` (or of every layer, ``layer=None``) on the RTL
-    (module docstring); ``system_model``: :func:`nmsat.simulator.system.run`."""
-    prog = compile_train_step(workload, cfg, layer, nm, method, batch, dataflow)
-    dram, state = train_dram(prog, cfg, seed)
-    res = run_train_programs([(prog, cfg, dram, state)], sim, lr)[0]
+def _report(prog: isa.Program, cfg: AcceleratorConfig, dram: dict, state: dict, res: dict,
+            lr: float, system_model: SystemModel) -> dict:
     want = _expected(prog, cfg, dram, state, lr)
     per_layer = {}
     for L, tensors in want.items():
@@ -257,12 +251,34 @@ def run_train_step(workload: str, cfg: AcceleratorConfig, layer: str | None = No
             bad[name] = int((~ok).sum())
         per_layer[L] = {"mismatches": sum(bad.values()), "tensors": bad}
     model = system_model(prog, cfg, extrapolate=False)
-    return {"workload": workload, "layer": layer, "nm": str(NM.parse(nm)),
-            "instructions": len(prog.instructions),
+    return {"nm": dict(prog.meta)["nm"], "instructions": len(prog.instructions),
             "rtl_program_cycles": res["program_cycles"],
             "model_program_cycles": model.total_cycles,
             "mismatches": sum(v["mismatches"] for v in per_layer.values()),
             "layers": per_layer, "phases": _phases(prog, cfg, res, model),
             "tile_errors": res["tile_errors"], "error": res["error"],
-            "sim_cycles": res["cycles"], "seconds": res["seconds"],
-            "phase_order": [str(p) for p in Phase]}
+            "sim_cycles": res["cycles"], "seconds": res["seconds"]}
+
+
+def run_train_steps(programs: list[tuple[isa.Program, AcceleratorConfig]], *,
+                    system_model: SystemModel, sim: str | None = None, seed: int = 0,
+                    lr: float = 0.01) -> list[dict]:
+    """Training programs (from :func:`compile_train_step` or ``compile_workload`` in
+    training mode) on one controlled engine in one cocotb session, each with random
+    operands (:func:`train_dram`, seed ``seed + i``); one report each (module
+    docstring)."""
+    runs = [(p, c, *train_dram(p, c, seed + i)) for i, (p, c) in enumerate(programs)]
+    results = run_train_programs(runs, sim, lr)
+    return [_report(p, c, d, s, r, lr, system_model) for (p, c, d, s), r in zip(runs, results)]
+
+
+def run_train_step(workload: str, cfg: AcceleratorConfig, layer: str | None = None, *,
+                   system_model: SystemModel, nm: str | NM = DEFAULT_NM,
+                   method: str = "bdwp", batch: int | None = None, sim: str | None = None,
+                   seed: int = 0, lr: float = 0.01, dataflow: str = "auto") -> dict:
+    """One training step of ``layer`` (or of every layer, ``layer=None``) on the RTL
+    (module docstring); ``system_model``: :func:`nmsat.simulator.system.run`."""
+    prog = compile_train_step(workload, cfg, layer, nm, method, batch, dataflow)
+    rep = run_train_steps([(prog, cfg)], system_model=system_model, sim=sim, seed=seed,
+                          lr=lr)[0]
+    return {"workload": workload, "layer": layer, **rep}
