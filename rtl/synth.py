@@ -331,10 +331,10 @@ UNITS: tuple[SynthUnit, ...] = (
               "one bank of the output buffer (one per PE)"),
 )
 
-WHOLE_UNITS: tuple[str, ...] = ("nmsat_engine", "nmsat_sore", "nmsat_weight_update")
+WHOLE_UNITS: tuple[str, ...] = ("nmsat_engine",)
 """What a whole-design run synthesises: the controlled top level (the tile controller
-with its instruction memory and queues, the tensor engine and its buffers), then the SORE
-and the weight-update engine, each whole (they are not behind the controller yet)."""
+with its instruction memory and queues, the tensor engine and its buffers, and the SORE
+and the weight-update engine behind the controller), whole."""
 
 CONTROLLER_MODULE = "nmsat_engine.ctrl"
 """The tile controller's module in the controlled top's Verilog (kept as a module in the
@@ -486,8 +486,9 @@ def synth_whole(cfg: AcceleratorConfig, dtype: DType | str | None = None,
     """Whole-design synthesis: each of :data:`WHOLE_UNITS` in one Yosys run, the runs in
     parallel (``jobs``, default one per CPU, at most three).
 
-    The top level is the controlled engine (:func:`controlled_top`: the tile controller
-    and the tensor engine, every PE an instance of one of two shared cell modules); the
+    The top level is the controlled engine (:func:`controlled_top`: the tile controller,
+    the tensor engine, every PE an instance of one of two shared cell modules, the SORE
+    and the weight-update engine); the
     cell modules and the controller are kept as modules by Yosys, so each cell module is
     mapped once and ``stat`` counts all R x C instances, and the controller's critical
     path is reported apart; the rest of the engine (buffers, schedules, decoder, store
