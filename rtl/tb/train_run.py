@@ -63,6 +63,20 @@ def compile_train_step(workload: str, cfg: AcceleratorConfig, layer: str | None 
     return compile_workload(w, cfg, opts)
 
 
+def _check_linear(prog: isa.Program) -> None:
+    """Raise ``ValueError`` naming what this check does not cover: convolution layers
+    (their reference step takes NCHW tensors; not wired here) and VECTOR work (the RTL
+    has no vector lanes)."""
+    conv = [t.name for t in prog.tensors if t.conv is not None]
+    if conv:
+        raise ValueError(f"training steps on the RTL are checked for linear layers only, "
+                         f"not the convolution tensor {conv[0]}")
+    vec = [i for i in prog.instructions if isinstance(i, isa.Vector)]
+    if vec:
+        raise ValueError(f"the RTL has no vector lanes for VECTOR {vec[0].kind.value} "
+                         f"(layer {prog.layers[vec[0].layer]})")
+
+
 def _weighted(prog: isa.Program) -> list[str]:
     """Layers whose weights the program updates (the WEIGHT_UPDATE tensors ``L.w``)."""
     return [prog.tensors[i.tensor].name[:-len(".w")] for i in prog.instructions
@@ -267,6 +281,8 @@ def run_train_steps(programs: list[tuple[isa.Program, AcceleratorConfig]], *,
     training mode) on one controlled engine in one cocotb session, each with random
     operands (:func:`train_dram`, seed ``seed + i``); one report each (module
     docstring)."""
+    for p, _ in programs:
+        _check_linear(p)
     runs = [(p, c, *train_dram(p, c, seed + i)) for i, (p, c) in enumerate(programs)]
     results = run_train_programs(runs, sim, lr)
     return [_report(p, c, d, s, r, lr, system_model) for (p, c, d, s), r in zip(runs, results)]

@@ -31,3 +31,9 @@ def test_layer_training_step_on_the_rtl(small_2x2, nm, dram_bpc, double):
         assert row["mismatched_instructions"] == 0, (name, row)
         assert row["rtl_cycles"] == row["model_cycles"] > 0, (name, row)
     assert rep["rtl_program_cycles"] == rep["model_program_cycles"]
+
+
+def test_training_steps_refuse_what_they_do_not_check(small_2x2):
+    """Refused before any build: a convolution layer (its reference step is not wired)."""
+    with pytest.raises(ValueError, match="linear layers only.*conv2"):
+        run_train_step("cnn", small_2x2[1], "conv2", system_model=system.run)
