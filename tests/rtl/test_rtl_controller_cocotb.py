@@ -94,8 +94,6 @@ def test_hoisted_inference_pass_runs_on_the_controller(small_2x2):
     assert runs[True][1]["program_cycles"] < runs[False][1]["program_cycles"]
 
 
-@pytest.mark.xfail(strict=True, reason="open: after a mid-program BARRIER the system model "
-                   "does not count the sequencer and queue latency (3 cycles) the RTL has")
 def test_whole_inference_pass_is_cycle_exact_on_the_controller(small_2x2):
     for _, rep in _hoist_runs(small_2x2).values():
         assert rep["program_cycles"] == rep["system_cycles"]
