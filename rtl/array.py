@@ -20,6 +20,7 @@ handshake); the valid bits travel with the data in tags.
 from __future__ import annotations
 
 from amaranth.hdl import (
+    Cat,
     ClockSignal,
     Const,
     EnableInserter,
@@ -42,10 +43,15 @@ OS, WS = 0, 1
 
 
 def tag_layouts(shape: EngineShape, row_bits: int, ct_bits: int):
-    """(activation tag, weight tag, partial-sum tag) layouts."""
+    """(activation tag, weight tag, partial-sum tag) layouts. With shadow weights
+    (``shape.shadow``) the activation tag has a ``load`` bit: the wave token of the next
+    tile's row-chain load, which rides on a tile's first row (the swap wave)."""
     slot_bits = max(1, (shape.acc_latency - 1).bit_length())
-    atag = data.StructLayout({"valid": 1, "first": 1, "last": 1, "slot": slot_bits,
-                              "lastslot": 1, "swap": 1, "row": row_bits, "ct": ct_bits})
+    fields = {"valid": 1, "first": 1, "last": 1, "slot": slot_bits, "lastslot": 1,
+              "swap": 1, "row": row_bits, "ct": ct_bits}
+    if shape.shadow:
+        fields["load"] = 1
+    atag = data.StructLayout(fields)
     wtag = data.StructLayout({"valid": 1})
     ptag = data.StructLayout({"valid": 1, "row": row_bits, "ct": ct_bits})
     return atag, wtag, ptag
@@ -66,7 +72,11 @@ def cell_ports(shape: EngineShape, row_bits: int, ct_bits: int) -> dict:
         "w_out": Out(shape.slots_layout), "wtag_out": Out(wtag),
         "psum_out": Out(32), "ptag_out": Out(ptag),
         "shadow_out": Out(data.ArrayLayout(32, la)),
-        "rd_row": Out(row_bits), "rd_ct": Out(ct_bits)}
+        "rd_row": Out(row_bits), "rd_ct": Out(ct_bits)} | (
+            # shadow weights: the row chain's shift input (left neighbour's shadow register,
+            # or the chain head) and the chain's last load step
+            {"sh_in": In(shape.slots_layout), "shv_in": In(1), "chain_end": In(1)}
+            if shape.shadow else {})
 
 
 class Cell(wiring.Component):
@@ -100,8 +110,18 @@ class Cell(wiring.Component):
                      dot.w.eq(Mux(ws, w_now, self.w_in))]
         m.d.sync += [self.act_out.eq(self.act_in), self.atag_out.eq(at)]
         # ---- vertical weight link: OS streams slots, WS shifts the shadow chain on loads
+        if sh.shadow:
+            # ---- shadow weights: the register (w_out) shifts along the row chain from the
+            # step the load wave token reaches this cell (the swap wave of the tile before,
+            # which reads the register in the same step) to the chain's last load step
+            wave = Signal()
+            shifting = ws & (at.load | wave)
+            m.d.sync += wave.eq(shifting & ~self.chain_end)
         with m.If(~ws | self.ws_shift):
             m.d.sync += [self.w_out.eq(self.w_in), self.wtag_out.eq(self.wtag_in)]
+        if sh.shadow:
+            with m.Elif(shifting):
+                m.d.sync += [self.w_out.eq(self.sh_in), self.wtag_out.valid.eq(self.shv_in)]
         with m.If(swap):
             m.d.sync += [wact.eq(self.w_out), wact_v.eq(self.wtag_out.valid)]
         # ---- accumulate / partial-sum pipeline (La stages)
@@ -226,15 +246,23 @@ class SystolicArray(wiring.Component):
     """
 
     def __init__(self, shape: EngineShape, row_bits: int, ct_bits: int,
-                 shared_en: Signal | None = None):
+                 shared_en: Signal | None = None, dim: int = 24, addr_bits: int = 1):
         # shared_en: the engine's clock enable; the cells become instances of the two
-        # shared cell modules (:class:`CellInstance`), clocked with it.
+        # shared cell modules (:class:`CellInstance`), clocked with it. dim, addr_bits:
+        # widths of the block parameters and of a WGT word address (shadow weights only).
         self.shape, self.row_bits, self.ct_bits = shape, row_bits, ct_bits
         self.shared_en = shared_en
         atag, wtag, ptag = tag_layouts(shape, row_bits, ct_bits)
         R, C, la = shape.rows, shape.cols, shape.acc_latency
         grid = lambda lay: data.ArrayLayout(data.ArrayLayout(lay, C), R)
-        super().__init__({
+        nch = R * shape.chains
+        chains = {"wsh_reset": In(1), "kc": In(dim), "kcr": In(dim), "nt": In(dim),
+                  "wsh_addr": Out(data.ArrayLayout(addr_bits, nch)),
+                  "wsh_data": In(data.ArrayLayout(
+                      data.ArrayLayout(shape.slots_layout, shape.chain_cols), nch)),
+                  "load_feed": Out(1)} if shape.shadow else {}
+        self.dim = dim
+        super().__init__(chains | {
             "df": In(1), "mode": In(shape.mode_bits), "ws_shift": In(1),
             "drain": In(1), "drain_slot": In(atag["slot"].shape),
             "act": In(shape.act_row_layout), "atag": In(atag),
@@ -290,4 +318,51 @@ class SystolicArray(wiring.Component):
             b = cells[R - 1][j]
             m.d.comb += [self.psum[j].eq(b.psum_out), self.ptag[j].eq(b.ptag_out),
                          self.shadow[j].eq(b.shadow_out)]
+        if sh.shadow:
+            self._chains(m, cells)
         return m
+
+    def _chains(self, m: Module, cells) -> None:
+        """Shadow weights (docs/architecture.md 4.2): per PE row ``chains`` load chains of
+        Cs cells. A chain starts when the load wave token reaches its first cell; in its
+        x-th step (x < Cs) its head cell takes lane Cs - 1 - x of the chain's WGT word
+        (bank (i, s), read one step ahead at ``wsh_addr``) and the cells the token has
+        passed shift right. The chain's tiles come in the schedule's order (K-tile outer,
+        column tile inner), counted from ``wsh_reset`` (the COMPUTE's accept cycle).
+        ``load_feed``: a load token is in some PE row (its feed window,
+        ``timing.ws_stream_windows``)."""
+        sh = self.shape
+        R, C, cs, dim = sh.rows, sh.cols, sh.chain_cols, self.dim
+        m.d.comb += self.load_feed.eq(
+            Cat(*(cells[i][j].atag_in.load for i in range(R) for j in range(C))).any())
+        for i in range(R):
+            for s in range(sh.chains):
+                s0, b = s * cs, i * sh.chains + s
+                tok = cells[i][s0].atag_in.load
+                on, x = Signal(name=f"ch{i}_{s}_on"), Signal(range(cs), name=f"ch{i}_{s}_x")
+                ct, kt = Signal(dim, name=f"ch{i}_{s}_ct"), Signal(dim, name=f"ch{i}_{s}_kt")
+                addr = Signal.like(self.wsh_addr[b], name=f"ch{i}_{s}_addr")  # ct kcr + kt
+                act = tok | on
+                x_now = Mux(tok, 0, x)
+                end = act & (x_now == cs - 1)
+                m.d.sync += [on.eq(act & ~end), x.eq(Mux(act & ~end, x_now + 1, 0))]
+                wrap = ct + 1 >= self.nt
+                ct_nx = Mux(self.wsh_reset, 0, Mux(end, Mux(wrap, 0, ct + 1), ct))
+                kt_nx = Mux(self.wsh_reset, 0, Mux(end, kt + wrap, kt))
+                addr_nx = Mux(self.wsh_reset, 0,
+                              Mux(end, Mux(wrap, kt + 1, addr + self.kcr), addr))
+                m.d.sync += [ct.eq(ct_nx), kt.eq(kt_nx), addr.eq(addr_nx)]
+                m.d.comb += self.wsh_addr[b].eq(addr_nx)
+                word = self.wsh_data[b]
+                lanes = [word[cs - 1 - v] for v in range(cs)]
+                head = lanes[0]
+                for v in range(1, cs):
+                    head = Mux(x_now == v, lanes[v], head)
+                for j in range(s0, min(C, s0 + cs)):
+                    c = cells[i][j]
+                    m.d.comb += c.chain_end.eq(end)
+                    if j == s0:
+                        m.d.comb += [c.sh_in.eq(head), c.shv_in.eq(kt * R + i < self.kc)]
+                    else:
+                        left = cells[i][j - 1]
+                        m.d.comb += [c.sh_in.eq(left.w_out), c.shv_in.eq(left.wtag_out.valid)]

@@ -30,7 +30,7 @@ a step inside a feed (drain) window without them freezes the schedule and the ar
 
 from __future__ import annotations
 
-from amaranth.hdl import EnableInserter, Module, Mux, ResetSignal, Signal
+from amaranth.hdl import Cat, EnableInserter, Module, Mux, ResetSignal, Signal
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -42,6 +42,7 @@ from .array import WS, SystolicArray
 from .layouts import EngineShape
 from .rowlist import RowLists, rowlist_load_layout
 from .schedule import DIM, OSSchedule, WSSchedule
+from .schedule_shadow import WSShadowSchedule
 
 __all__ = ["BankedMemory", "TensorEngine", "buffer_geometry", "buffer_specs", "check_shape",
            "instr_layout",
@@ -87,16 +88,22 @@ def buffer_specs(cfg: AcceleratorConfig, sh: EngineShape) -> dict[str, dict]:
     g = buffer_geometry(cfg, sh)
     ha, hw, _ = ring_halves(cfg)
     R, C = sh.rows, sh.cols
+    wgt = ({"banks": R * sh.chains, "depth": hw * g["wgt"], "width": sh.slots_layout,
+            "lanes": sh.chain_cols} if sh.shadow else
+           {"banks": C, "depth": hw * g["wgt"], "width": sh.slots_layout})
     return {"act": {"banks": R, "depth": ha * g["act"], "width": sh.window_layout},
-            "wgt": {"banks": C, "depth": hw * g["wgt"], "width": sh.slots_layout},
+            "wgt": wgt,
             "out": {"banks": R * C, "depth": g["out"], "width": 32, "transparent": True}}
 
 
 def load_layouts(cfg: AcceleratorConfig, sh: EngineShape):
     """Payload layouts of the ACT and WGT load streams (addresses over every half)."""
     s = buffer_specs(cfg, sh)
+    # shadow weights: a WGT beat addresses one word of every bank and carries its R x C
+    # slot vectors by (array row, column); a beat sets the enables of one lane per bank
+    wgt_banks = sh.rows * sh.cols if sh.shadow else sh.cols
     return (load_layout(sh.rows, s["act"]["depth"], sh.window_layout),
-            load_layout(sh.cols, s["wgt"]["depth"], sh.slots_layout))
+            load_layout(wgt_banks, s["wgt"]["depth"], sh.slots_layout))
 
 
 class BankedMemory(wiring.Component):
@@ -105,22 +112,26 @@ class BankedMemory(wiring.Component):
     at the ``rd_addr`` of the previous cycle in which ``rd_en`` was high (held while it is
     low). ``transparent``: a read and a write of the same address in the same cycle read
     the new word (the OUT buffer, whose WS partial sums are read back one step after they
-    are written); otherwise the old one (ACT/WGT: written only between blocks)."""
+    are written); otherwise the old one (ACT/WGT: written only between blocks).
+    ``lanes``: a word is ``lanes`` elements of ``width`` with a write enable each
+    (the WGT banks of shadow weights)."""
 
-    def __init__(self, banks: int, depth: int, width, transparent: bool = False):
-        self.banks, self.depth, self.width = banks, depth, width
+    def __init__(self, banks: int, depth: int, width, transparent: bool = False,
+                 lanes: int = 0):
+        self.banks, self.depth, self.lanes = banks, depth, lanes
+        self.width = data.ArrayLayout(width, lanes) if lanes else width
         self.transparent = transparent
         vec = lambda s: data.ArrayLayout(s, banks)
         super().__init__({"rd_addr": In(vec(range(depth))), "rd_en": In(vec(1)),
-                          "rd_data": Out(vec(width)), "wr_addr": In(vec(range(depth))),
-                          "wr_data": In(vec(width)), "wr_en": In(vec(1))})
+                          "rd_data": Out(vec(self.width)), "wr_addr": In(vec(range(depth))),
+                          "wr_data": In(vec(self.width)), "wr_en": In(vec(max(1, lanes)))})
 
     def elaborate(self, platform) -> Module:
         m = Module()
         for b in range(self.banks):
             mem = memory.Memory(shape=self.width, depth=self.depth, init=[])
             m.submodules[f"bank{b}"] = mem
-            wr = mem.write_port()
+            wr = mem.write_port(granularity=1 if self.lanes else None)
             rd = mem.read_port(transparent_for=(wr,) if self.transparent else ())
             m.d.comb += [wr.addr.eq(self.wr_addr[b]), wr.data.eq(self.wr_data[b]),
                          wr.en.eq(self.wr_en[b]), rd.addr.eq(self.rd_addr[b]),
@@ -165,6 +176,14 @@ class TensorEngine(wiring.Component):
         self.skip = ActZero.parse(cfg.array.act_zero) is ActZero.SKIP
         skip_port = ({"rowlist_load": In(stream.Signature(rowlist_load_layout(self.act_depth)))}
                      if self.skip else {})
+        if sh.shadow:
+            ports = cfg.array.weight_load_ports
+            if ports & (ports - 1):
+                raise ValueError("array.weight_load_ports must be a power of two for the RTL's "
+                                 f"shadow weights, not {ports}")
+            if self.skip:
+                raise ValueError("array.shadow_weights with array.act_zero = skip is not "
+                                 "built in the RTL (set one of them off)")
         super().__init__({
             "cmd": In(stream.Signature(isa.INSTR_BITS)),
             "act_half": In(1), "wgt_half": In(1), "out_half": In(1),
@@ -190,27 +209,43 @@ class TensorEngine(wiring.Component):
             m.submodules[f"out{h}" if h else "out"] = o
         en = Signal()
         arr = SystolicArray(sh, self.row_bits, self.ct_bits,
-                            shared_en=en if self.shared_cells else None)
+                            shared_en=en if self.shared_cells else None, dim=DIM,
+                            addr_bits=max(1, (specs["wgt"]["depth"] - 1).bit_length()))
         ab = max(self.act_depth, self.wgt_depth).bit_length()
         scheds = [OSSchedule(sh, ab, self.row_bits, self.ct_bits),
                   WSSchedule(sh, ab, self.row_bits, self.ct_bits,
                              self.act_depth if self.skip else None)]
+        if sh.shadow:  # interleaved WS blocks (docs/architecture.md 4.2)
+            scheds.append(WSShadowSchedule(sh, ab, self.row_bits, self.ct_bits))
         if self.skip:
             m.submodules.rowlists = rl = RowLists(self.act_depth)
             wiring.connect(m, wiring.flipped(self.rowlist_load), rl.load)
             wiring.connect(m, scheds[1].lookup, rl.lookup)
         p = self._decode(m)
         beat = Signal(scheds[0].beat.shape())
-        m.d.comb += beat.eq(Mux(p["df"], scheds[1].beat.as_value(), scheds[0].beat.as_value()))
-        m.d.comb += en.eq(p["start"] | ((~beat.feed | self.in_valid)
-                                        & (~beat.drain_win | self.out_ready)))
+        # the schedule of the block: 0 OS, 1 WS, 2 WS with shadow weights (interleaved)
+        pre = (p["df"] == WS) & p["il"] if sh.shadow else 0
+        which = Mux(pre, 2, p["df"])
+        ws_beat = scheds[1].beat.as_value()
+        if sh.shadow:
+            ws_beat = Mux(pre, scheds[2].beat.as_value(), ws_beat)
+        m.d.comb += beat.eq(Mux(p["df"], ws_beat, scheds[0].beat.as_value()))
+        feed, drain_win = beat.feed, beat.drain_win
+        if sh.shadow:  # load chains and bottom-edge partial sums (schedule_shadow)
+            feed = feed | arr.load_feed
+            drain_win = drain_win | (pre & Cat(*(arr.ptag[j].valid for j in range(C))).any())
+        m.d.comb += en.eq(p["start"] | ((~feed | self.in_valid)
+                                        & (~drain_win | self.out_ready)))
         m.submodules.array = EnableInserter(en)(arr)
         for i, s in enumerate(scheds):
             m.submodules[f"sched{i}"] = EnableInserter(en)(s)
-            m.d.comb += [s.start.eq(p["start"] & (p["df"] == i)), s.interleave.eq(p["il"]),
+            m.d.comb += [s.start.eq(p["start"] & (which == i)), s.interleave.eq(p["il"]),
                          s.m.eq(p["m"]), s.kc.eq(p["kc"]), s.kcr.eq(p["kcr"]),
                          s.nt.eq(p["nt"]), s.kt.eq(p["kcr"])]
-        m.d.comb += [self.busy.eq(scheds[0].beat.busy | scheds[1].beat.busy),
+        if sh.shadow:
+            m.d.comb += [arr.wsh_reset.eq(p["start"]), arr.kc.eq(p["kc"]), arr.kcr.eq(p["kcr"]),
+                         arr.nt.eq(p["nt"])]
+        m.d.comb += [self.busy.eq(Cat(*(s.beat.busy for s in scheds)).any()),
                      arr.df.eq(p["df"]), arr.mode.eq(p["mode"]),
                      arr.ws_shift.eq(beat.ws_shift), arr.drain.eq(beat.drain),
                      arr.drain_slot.eq(beat.drain_slot), arr.atag.eq(beat.atag),
@@ -224,9 +259,12 @@ class TensorEngine(wiring.Component):
         for k in range(R):
             m.d.comb += [act.rd_addr[k].eq(beat.act_addr[k] + a_base), act.rd_en[k].eq(en)]
             m.d.comb += arr.act[k].eq(act.rd_data[(k + beat.act_rot) % R])
-        for j in range(C):
-            m.d.comb += [wgt.rd_addr[j].eq(beat.w_addr + w_base), wgt.rd_en[j].eq(en),
-                         arr.wgt[j].eq(wgt.rd_data[j])]
+        if sh.shadow:
+            self._shadow_wgt_reads(m, wgt, arr, beat, p, en, pre, w_base)
+        else:
+            for j in range(C):
+                m.d.comb += [wgt.rd_addr[j].eq(beat.w_addr + w_base), wgt.rd_en[j].eq(en),
+                             arr.wgt[j].eq(wgt.rd_data[j])]
         self._loads(m, act, wgt)
         self._out_port(m, outs, arr, beat, p, en)
         return m
@@ -283,8 +321,46 @@ class TensorEngine(wiring.Component):
                  mode=Mux(start, code, mode))
         return p
 
+    def _shadow_wgt_reads(self, m: Module, wgt: BankedMemory, arr, beat, p, en, pre,
+                          w_base) -> None:
+        """WGT reads with shadow weights (R x chains banks of Cs-lane words,
+        :func:`~nmsat.rtl.layouts.wgt_shadow_location`): in an interleaved WS block each
+        bank serves its load chain (``arr.wsh_addr``); otherwise the banks of array row
+        chunk mod R give the C slot vectors of one chunk (OS, and the column-chain loads of
+        WS without interleave), their row picked by the chunk of the step the read was
+        addressed in."""
+        sh = self.shape
+        R, C, nch, cs = sh.rows, sh.cols, sh.chains, sh.chain_cols
+        lr = R.bit_length() - 1
+        word = beat.w_ct * p["kcr"] + (beat.w_chunk >> lr)
+        sel = Signal(range(R))  # array row of the word in the read registers
+        with m.If(en):
+            m.d.sync += sel.eq(beat.w_chunk % R)
+        for b in range(R * nch):
+            m.d.comb += [wgt.rd_addr[b].eq(Mux(pre, arr.wsh_addr[b], word) + w_base),
+                         wgt.rd_en[b].eq(en), arr.wsh_data[b].eq(wgt.rd_data[b])]
+        for j in range(C):
+            pick = wgt.rd_data[j // cs][j % cs]
+            for i in range(1, R):
+                pick = Mux(sel == i, wgt.rd_data[i * nch + j // cs][j % cs], pick)
+            m.d.comb += arr.wgt[j].eq(pick)
+
     def _loads(self, m: Module, act: BankedMemory, wgt: BankedMemory) -> None:
+        sh = self.shape
+        if sh.shadow:  # beat word (i, j) -> bank (i, j // Cs), lane j mod Cs
+            port, cs = self.wgt_load, sh.chain_cols
+            m.d.comb += port.ready.eq(1)
+            for i in range(sh.rows):
+                for s in range(sh.chains):
+                    b = i * sh.chains + s
+                    m.d.comb += wgt.wr_addr[b].eq(port.payload.addr)
+                    for x in range(cs):
+                        f = i * sh.cols + s * cs + x
+                        m.d.comb += [wgt.wr_data[b][x].eq(port.payload.data[f]),
+                                     wgt.wr_en[b][x].eq(port.valid & port.payload.en[f])]
         for port, mem in ((self.act_load, act), (self.wgt_load, wgt)):
+            if mem.lanes:
+                continue
             m.d.comb += port.ready.eq(1)
             for b in range(mem.banks):
                 m.d.comb += [mem.wr_addr[b].eq(port.payload.addr),

@@ -29,12 +29,26 @@ class EngineShape:
     acc_latency: int  # La
     patterns: tuple[NM, ...]  # N:M patterns besides dense; mode code = 1 + position
     dtype: DType
+    # Shadow load chains per PE row (``array.weight_load_ports`` capped at C) when
+    # ``array.shadow_weights`` is on, else 0 (docs/architecture.md 4.2, docs/rtl.md).
+    chains: int = 0
 
     @classmethod
     def from_config(cls, cfg: AcceleratorConfig, dtype: DType | str | None = None) -> EngineShape:
         a = cfg.array
         return cls(a.rows, a.cols, a.macs_per_pe, a.act_window, a.acc_latency, a.patterns,
-                   DType.parse(dtype or cfg.numerics.dtype))
+                   DType.parse(dtype or cfg.numerics.dtype),
+                   min(a.weight_load_ports, a.cols) if a.shadow_weights else 0)
+
+    @property
+    def shadow(self) -> bool:
+        """Built with the shadow-weight preload (``array.shadow_weights``)."""
+        return self.chains > 0
+
+    @property
+    def chain_cols(self) -> int:
+        """Cs = ceil(C / chains): columns of one shadow load chain (C without the preload)."""
+        return -(-self.cols // self.chains) if self.chains else self.cols
 
     @property
     def numeric(self) -> Numeric:
@@ -109,7 +123,8 @@ class EngineShape:
                    for i, (v, ix) in enumerate(zip(values, index)))
 
 
-__all__ = ["EngineShape", "act_location", "out_location", "wgt_location"]
+__all__ = ["EngineShape", "act_location", "out_location", "wgt_location",
+           "wgt_shadow_location"]
 
 
 # ---- buffer layouts: where the host (DMA model) puts each word; the RTL reads the same.
@@ -123,6 +138,17 @@ def act_location(row: int, chunk: int, kcr: int, rows: int) -> tuple[int, int]:
 def wgt_location(col: int, chunk: int, kc: int, cols: int) -> tuple[int, int]:
     """WGT slot vector (column, chunk) -> (bank = column mod C, address)."""
     return col % cols, (col // cols) * kc + chunk
+
+
+def wgt_shadow_location(col: int, chunk: int, kcr: int, rows: int, cols: int,
+                        chains: int) -> tuple[int, int, int]:
+    """With shadow weights: WGT slot vector (column, chunk) -> (bank, word address, lane).
+    Bank (i, s) = ``i * chains + s`` holds the chunks c = i mod R of the columns of load
+    chain s, one word of Cs = ``cols / chains`` slot vectors per (column tile, K-tile) at
+    ``(col // C) * kcr + chunk // R``; lane x of a word is column ``s Cs + x`` of the tile."""
+    j = col % cols
+    cs = cols // chains
+    return (chunk % rows) * chains + j // cs, (col // cols) * kcr + chunk // rows, j % cs
 
 
 def out_location(row: int, col: int, nt: int, rows: int, cols: int) -> tuple[int, int, int]:

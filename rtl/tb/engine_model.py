@@ -16,7 +16,7 @@ from nmsat.dataflow.timing import Geometry, WSStream, ws_row_lag, ws_skip_stream
 from nmsat.reference import skip_row_lists
 from nmsat.types import NM, Dataflow
 
-from ..layouts import EngineShape, act_location, wgt_location
+from ..layouts import EngineShape, act_location, wgt_location, wgt_shadow_location
 from .tiles import Tile
 
 
@@ -81,10 +81,36 @@ def load_words(shape: EngineShape, tile: Tile) -> LoadWords:
     kcr = ceil_div(kc, R)
     act = [(*act_location(r, c, kcr, R), shape.pack_window(tile.act[r, c]))
            for r in range(m_rows) for c in range(kc)]
-    wgt = [(*wgt_location(n, c, kc, C), shape.pack_slots(tile.w_value[n, c], tile.w_index[n, c]))
-           for n in range(tile.w_value.shape[0]) for c in range(kc)]
-    return LoadWords(load_beats(act, R), load_beats(wgt, C),
+    if shape.shadow:
+        wgt_beats = shadow_wgt_beats(shape, tile)
+    else:
+        wgt = [(*wgt_location(n, c, kc, C),
+                shape.pack_slots(tile.w_value[n, c], tile.w_index[n, c]))
+               for n in range(tile.w_value.shape[0]) for c in range(kc)]
+        wgt_beats = load_beats(wgt, C)
+    return LoadWords(load_beats(act, R), wgt_beats,
                      rowlist_words(shape, tile) if tile.skip_rows else [])
+
+
+def shadow_wgt_beats(shape: EngineShape, tile: Tile) -> list[LoadBeat]:
+    """WGT beats of an engine with shadow weights: per (column tile, K-tile) word address
+    (:func:`~nmsat.rtl.layouts.wgt_shadow_location`) Cs beats, beat x writing lane x of
+    every bank, R x chains slot vectors (word (i, j) of a beat = array row i, column j);
+    slots past the K range or the columns are left alone, so a beat may write nothing
+    (the DMA still moves it: ``machine.port_beats``)."""
+    R, C = shape.rows, shape.cols
+    n_cols, kc, _ = tile.w_value.shape
+    kcr, nt, cs = ceil_div(kc, R), ceil_div(n_cols, C), shape.chain_cols
+    words: dict[tuple[int, int], list[int | None]] = {}
+    for n in range(n_cols):
+        for c in range(kc):
+            bank, addr, lane = wgt_shadow_location(n, c, kcr, R, C, shape.chains)
+            i, s = divmod(bank, shape.chains)
+            beat = words.setdefault((addr, lane), [None] * (R * C))
+            beat[i * C + s * cs + lane] = shape.pack_slots(tile.w_value[n, c],
+                                                           tile.w_index[n, c])
+    return [LoadBeat(ct * kcr + kt, tuple(words.get((ct * kcr + kt, x), [None] * (R * C))))
+            for ct in range(nt) for kt in range(kcr) for x in range(cs)]
 
 
 def rowlist_words(shape: EngineShape, tile: Tile) -> list[dict[str, int]]:
@@ -138,7 +164,7 @@ def unpack_store(shape: EngineShape, beats: list[int], rows: int, cols: int) -> 
 
 
 __all__ = ["LoadBeat", "LoadWords", "compute", "load_beats", "load_words", "pack_fields",
-           "rowlist_words", "store", "store_beats", "unpack_store", "word", "ws_stream"]
+           "rowlist_words", "shadow_wgt_beats", "store", "store_beats", "unpack_store", "word", "ws_stream"]
 
 
 def pack_fields(layout, **fields: int) -> int:
