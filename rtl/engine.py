@@ -225,7 +225,7 @@ class TensorEngine(wiring.Component):
         beat = Signal(scheds[0].beat.shape())
         # the schedule of the block: 0 OS, 1 WS, 2 WS with shadow weights (interleaved)
         pre = (p["df"] == WS) & p["il"] if sh.shadow else 0
-        which = Mux(pre, 2, p["df"])
+        which = Mux(pre, 2, p["df"]) if sh.shadow else p["df"]
         ws_beat = scheds[1].beat.as_value()
         if sh.shadow:
             ws_beat = Mux(pre, scheds[2].beat.as_value(), ws_beat)
@@ -245,7 +245,10 @@ class TensorEngine(wiring.Component):
         if sh.shadow:
             m.d.comb += [arr.wsh_reset.eq(p["start"]), arr.kc.eq(p["kc"]), arr.kcr.eq(p["kcr"]),
                          arr.nt.eq(p["nt"])]
-        m.d.comb += [self.busy.eq(Cat(*(s.beat.busy for s in scheds)).any()),
+        busy = scheds[0].beat.busy | scheds[1].beat.busy
+        if sh.shadow:
+            busy = busy | scheds[2].beat.busy
+        m.d.comb += [self.busy.eq(busy),
                      arr.df.eq(p["df"]), arr.mode.eq(p["mode"]),
                      arr.ws_shift.eq(beat.ws_shift), arr.drain.eq(beat.drain),
                      arr.drain_slot.eq(beat.drain_slot), arr.atag.eq(beat.atag),

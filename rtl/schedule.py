@@ -36,13 +36,13 @@ def beat_layout(shape: EngineShape, addr_bits: int, row_bits: int, ct_bits: int)
     atag, _, _ = tag_layouts(shape, row_bits, ct_bits)
     return data.StructLayout({
         "atag": atag, "act_addr": data.ArrayLayout(addr_bits, shape.rows),
-        "act_rot": range(shape.rows), "w_valid": 1, "w_addr": addr_bits,
-        # the (column tile, chunk) of w_addr: the WGT address of an engine built with
-        # shadow weights (R x chains banks, layouts.wgt_shadow_location)
-        "w_ct": DIM, "w_chunk": DIM, "ws_shift": 1,
+        "act_rot": range(shape.rows), "w_valid": 1, "w_addr": addr_bits, "ws_shift": 1,
         "drain": 1, "drain_slot": atag["slot"].shape, "drain_row": row_bits,
         "drain_ct": ct_bits, "feed": 1, "drain_win": 1, "busy": 1,
-        "nrow": row_bits, "nct": ct_bits})
+        "nrow": row_bits, "nct": ct_bits} | (
+        # the (column tile, chunk) of w_addr: the WGT address of an engine built with
+        # shadow weights (R x chains banks, layouts.wgt_shadow_location)
+        {"w_ct": DIM, "w_chunk": DIM} if shape.shadow else {}))
 
 
 class _State:
@@ -135,8 +135,9 @@ class OSSchedule(Schedule):
                      at.slot.eq(u_b), at.lastslot.eq(u_b == s_q - 1), at.row.eq((rb0 + u_b) * R),
                      at.ct.eq(ct), bt.w_valid.eq(inject), bt.act_rot.eq(u_c % R)]
         # buffer addresses and the OUT row/column tile of the next step
-        m.d.comb += [bt.w_addr.eq(N(ct) * self.kc + N(u_c)), bt.w_ct.eq(N(ct)),
-                     bt.w_chunk.eq(N(u_c)), bt.nrow.eq((N(rb0) + N(u_b)) * R),
+        if sh.shadow:
+            m.d.comb += [bt.w_ct.eq(N(ct)), bt.w_chunk.eq(N(u_c))]
+        m.d.comb += [bt.w_addr.eq(N(ct) * self.kc + N(u_c)), bt.nrow.eq((N(rb0) + N(u_b)) * R),
                      bt.nct.eq(N(ct))]
         self.act_read(m, (N(rb0) + N(u_b)) * R, N(u_c))
         # ---- pass sequencing
@@ -243,8 +244,9 @@ class WSSchedule(Schedule):
         ls = now["ls"]
         lon = fire["load"] | l_on
         m.d.comb += [bt.ws_shift.eq(lon), bt.w_valid.eq(lon & (now["chunk"] < self.kc)),
-                     bt.w_addr.eq(N(l_ct) * self.kc + nxt["chunk"]), bt.w_ct.eq(N(l_ct)),
-                     bt.w_chunk.eq(nxt["chunk"])]
+                     bt.w_addr.eq(N(l_ct) * self.kc + nxt["chunk"])]
+        if sh.shadow:
+            m.d.comb += [bt.w_ct.eq(N(l_ct)), bt.w_chunk.eq(nxt["chunk"])]
         with m.If(lon & ~self.start):
             m.d.comb += [N(l_s).eq(Mux(ls == R - 1, 0, ls + 1)), N(l_on).eq(ls != R - 1)]
         # ---- activation stream of the current tile

@@ -164,7 +164,8 @@ def unpack_store(shape: EngineShape, beats: list[int], rows: int, cols: int) -> 
 
 
 __all__ = ["LoadBeat", "LoadWords", "compute", "load_beats", "load_words", "pack_fields",
-           "rowlist_words", "shadow_wgt_beats", "store", "store_beats", "unpack_store", "word", "ws_stream"]
+           "rowlist_words", "shadow_wgt_beats", "store", "store_beats", "unpack_store", "word",
+           "ws_stream"]
 
 
 def pack_fields(layout, **fields: int) -> int:
