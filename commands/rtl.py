@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from nmsat.commands import examples, nm_pattern, non_negative_int, positive_int, summary
-from nmsat.types import DATAFLOW_CHOICES, DEFAULT_NM
+from nmsat.types import DATAFLOW_CHOICES, DEFAULT_NM, ActZero
 
 MAX_GENERATE_CELLS = 1024
 """Largest array (rows x cols PE cells) ``nmsat rtl generate`` and ``run`` build without
@@ -112,19 +112,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=_run)
 
 
-def without_shadow(cfg):
-    """The config the generated engine implements: it has no shadow-weight preload
-    (``array.shadow_weights``, docs/rtl.md), so a config with it on is built, synthesised
-    and run with it off, after a one-line note."""
-    if not cfg.array.shadow_weights:
-        return cfg
-    print(f"note: {cfg.name} has array.shadow_weights = true; the generated engine loads "
-          "WS weights down the columns (no shadow-weight preload yet), so it is built, and "
-          "programs are compiled and timed, with array.shadow_weights = false",
-          file=sys.stderr)
-    return cfg.replace(**{"array.shadow_weights": False})
-
-
 def check_config(cfg, force: bool = False, hint: str = "") -> None:
     """Refuse, in one line naming the field, a config the RTL does not implement or is too
     large to generate (see :data:`MAX_GENERATE_CELLS`)."""
@@ -138,6 +125,13 @@ def check_config(cfg, force: bool = False, hint: str = "") -> None:
         raise ValueError(f"weight_update.pipeline_latency = "
                          f"{cfg.weight_update.pipeline_latency}: the RTL weight-update engine "
                          "has at least one pipeline stage (needs >= 1)")
+    a = cfg.array
+    if a.shadow_weights and a.weight_load_ports & (a.weight_load_ports - 1):
+        raise ValueError(f"array.weight_load_ports = {a.weight_load_ports}: the RTL's shadow "
+                         "weights need a power of two (or array.shadow_weights = false)")
+    if a.shadow_weights and ActZero.parse(a.act_zero) is ActZero.SKIP:
+        raise ValueError("array.shadow_weights = true with array.act_zero = skip: the RTL "
+                         "does not build both (set one of them off)")
     cells = cfg.array.rows * cfg.array.cols
     if cells > MAX_GENERATE_CELLS and not force:
         raise ValueError(f"array.rows x array.cols = {cfg.array.rows} x {cfg.array.cols} = "
@@ -171,7 +165,6 @@ def _generate(args: argparse.Namespace) -> int:
 
     cfg = resolve(args.config)
     check_config(cfg, force=args.force, hint="; --force generates it anyway")
-    cfg = without_shadow(cfg)
     out = Path(args.out)
     base = _output_dir(out)
     # Generate into a staging folder beside the output, then move the files in: an error
@@ -218,7 +211,6 @@ def _synth(args: argparse.Namespace) -> int:
     cfg = resolve(args.config)
     check_config(cfg, force=bool(args.unit or args.per_unit),
                  hint="; --per-unit synthesises it unit by unit")
-    cfg = without_shadow(cfg)
     if args.unit:
         rep = synth_units(cfg, args.unit, dtype=args.dtype, progress=progress)
     else:
@@ -288,7 +280,6 @@ def _run(args: argparse.Namespace) -> int:
         args.phase = None  # every phase the controller runs
     cfg = resolve(args.config)
     check_config(cfg)
-    cfg = without_shadow(cfg)
     if cfg.buffers.act_layout != "windows":
         # The RTL's ACT holds im2col windows: compile the program for what it implements.
         from nmsat.log import status

@@ -95,15 +95,16 @@ def test_llama_7b_decode_is_dram_bound_on_vcu1525(nm):
     assert r.speedup_vs_dense <= r.weight_byte_ratio
 
 
-def test_rtl_commands_run_shadow_configs_with_it_off(capsys):
-    """The generated engine has no shadow-weight preload: `nmsat rtl` notes it in one line
-    and builds, compiles and times with it off; configs without it pass unchanged."""
-    from nmsat.commands.rtl import without_shadow
+def test_rtl_check_config_refuses_what_the_shadow_rtl_does_not_build():
+    """The generated engine builds shadow weights (rtl/array.py, rtl/schedule_shadow.py):
+    `nmsat rtl` keeps them on, and refuses in one line a load-port count that is not a power
+    of two and shadow weights with act_zero = skip."""
+    from nmsat.commands.rtl import check_config
 
-    assert without_shadow(SMALL) is SMALL
-    assert capsys.readouterr().err == ""
-    cfg = without_shadow(VCU1525)
-    assert not cfg.array.shadow_weights
-    assert cfg == VCU1525.replace(**{"array.shadow_weights": False})
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "array.shadow_weights = true" in err
+    check_config(VCU1525)
+    check_config(SMALL.replace(**{"array.shadow_weights": True, "array.weight_load_ports": 2}))
+    with pytest.raises(ValueError, match="array.weight_load_ports = 3"):
+        check_config(VCU1525.replace(**{"array.weight_load_ports": 3}))
+    with pytest.raises(ValueError, match="act_zero = skip"):
+        check_config(VCU1525.replace(**{"array.act_zero": "skip"}))
+    check_config(VCU1525.replace(**{"array.act_zero": "skip", "array.shadow_weights": False}))

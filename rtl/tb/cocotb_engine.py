@@ -2,8 +2,10 @@
 
 Parameters come from the JSON file named by ``NMSAT_TB_PARAMS``: the engine config
 (preset name and overrides), dtype, the number of random tiles, seed, input-gap and
-output-ready probabilities. The totals (tiles, mismatches, cycle mismatches, simulated
-cycles) go to ``NMSAT_TB_RESULT``. Each tile: load ACT/WGT through the load streams
+output-ready probabilities (or a list of fixed ``blocks``, each (dataflow, pattern, m,
+n, k, interleave), instead of random tiles). The totals (tiles, mismatches, cycle
+mismatches, simulated cycles, per block the RTL and model cycles) go to
+``NMSAT_TB_RESULT``. Each tile: load ACT/WGT through the load streams
 (random gaps), COMPUTE with random ``in_valid``/``out_ready`` stalls (cycles must equal
 ``timing.block_cycles`` under the same masks), STORE under random backpressure
 (values must equal ``reference.engine_gemm`` bit for bit). On an ``act_zero = skip``
@@ -137,12 +139,16 @@ async def random_tiles(dut):
     patterns = p.get("patterns", PATTERNS)
     chk = Checker(shape.dtype.is_float)
     cycles_total, dropped, saved, t0 = 0, 0, 0, time.perf_counter()
-    for i in range(p["tiles"]):
+    per_block: list[dict] = []
+    blocks = p.get("blocks")  # fixed (dataflow, pattern, m, n, k, interleave) blocks
+    for i in range(len(blocks) if blocks else p["tiles"]):
         nm = patterns[i % len(patterns)]
         df = ["os", "ws"][(i // len(patterns)) % 2]
         il = bool(rng.integers(2))
         m, n = (int(x) for x in rng.integers(1, p["max_mn"] + 1, 2))
         k = int(rng.integers(1, p["max_k"] + 1))
+        if blocks:
+            df, nm, m, n, k, il = blocks[i]
         if skip and df == "ws":
             tile = random_skip_tile(rng, shape, m, k, n, nm, (0.0, 0.4, 0.8)[i % 3],
                                     0 if i % 3 == 2 else None)
@@ -159,6 +165,7 @@ async def random_tiles(dut):
                 block_cycles(Dataflow.WS, m, n, k, NM.parse(nm), il, cfg, stream=stream)
         name = f"tile {i} {df} {'il' if il else 'no-il'} {nm} {m}x{k}x{n}"
         chk.cycles(name, cyc, want)
+        per_block.append({"rtl_cycles": cyc, "model_cycles": want})
         cycles_total += cyc
         await StreamDriver(dut, "store_cmd", clk, rng).send([word(store(m, n))])
         beats_needed = store_beats(shape, m, n)
@@ -168,7 +175,8 @@ async def random_tiles(dut):
         chk.values(name, unpack_store(shape, beats, m, n), tile.expected)
     rep = chk.report
     rep.update(compute_cycles=cycles_total, seconds=time.perf_counter() - t0,
-               cycles=int(get_sim_time("ns")) // 10, dropped_rows=dropped, saved_cycles=saved)
+               cycles=int(get_sim_time("ns")) // 10, dropped_rows=dropped, saved_cycles=saved,
+               blocks=per_block)
     with open(os.environ["NMSAT_TB_RESULT"], "w", encoding="utf-8") as f:  # noqa: ASYNC230
         json.dump(rep, f)
     assert rep["mismatches"] == 0 and rep["cycle_mismatches"] == 0, rep["notes"]

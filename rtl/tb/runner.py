@@ -155,10 +155,15 @@ def run_cocotb(cfg: AcceleratorConfig, dtype: str, module: str, params: dict,
 def run_engine_tb(cfg: AcceleratorConfig, dtype: str, tiles: int, seed: int,
                   gap: float = 0.2, ready: float = 0.7, stall: float = 0.3, max_mn: int = 9,
                   max_k: int = 24, sim: str | None = None, hierarchical: bool = False,
-                  patterns: tuple[str, ...] | None = None) -> dict:
-    """Run ``tiles`` random tiles on the generated engine; return the checker's totals.
-    ``patterns``: the N:M patterns to cycle through (default: every one the tests use)."""
+                  patterns: tuple[str, ...] | None = None,
+                  blocks: list[tuple] | None = None) -> dict:
+    """Run ``tiles`` random tiles on the generated engine; return the checker's totals
+    (with per block its RTL and model cycles). ``patterns``: the N:M patterns to cycle
+    through (default: every one the tests use). ``blocks``: fixed blocks (dataflow,
+    pattern, m, n, k, interleave) instead of random ones (random operands)."""
     extra = {"patterns": list(patterns)} if patterns else {}
+    if blocks:
+        extra["blocks"] = [list(b) for b in blocks]
     return run_cocotb(cfg, dtype, "nmsat.rtl.tb.cocotb_engine",
                       {"tiles": tiles, "seed": seed, "gap": gap, "ready": ready, "stall": stall,
                        "max_mn": max_mn, "max_k": max_k, **extra}, sim=sim,
