@@ -76,7 +76,8 @@ class ArrayConfig:
                               "spends about 8 cycles per 8x8 block on a batch-1 FC layer). "
                               "Off: the shadow chain loads down the columns after the whole "
                               "array has swapped. Decided: on for vcu1525 (batch-1 decode then "
-                              "runs at DRAM speed), off for small until the RTL builds it.")
+                              "runs at DRAM speed), off for small (its RTL tests keep the "
+                              "column chain; the RTL builds both, docs/rtl.md).")
     weight_load_ports: int = _f(4, "Shadow weight load chains per PE row with shadow_weights: "
                                 "the row's C shadow registers are split into this many chains "
                                 "of ceil(C / ports) columns, each fed by its own weight-buffer "
@@ -600,7 +601,8 @@ SMALL = dataclasses.replace(
 (so 1:4, 2:4, 2:8, 1:8 and 4:8 all run), a single-cycle accumulator, 16 KiB buffers, and
 the RTL's activation-buffer organisation (``buffers.act_layout = "windows"``), so that what
 ``nmsat simulate --config small`` compiles is what the RTL runs. No shadow-weight
-preload (``array.shadow_weights``): the generated engine does not build it yet."""
+preload (``array.shadow_weights``; the RTL builds it, tests/rtl/test_rtl_shadow.py runs
+this preset with it on): the preset's cycle figures stay those of the column chain."""
 
 PRESETS: dict[str, AcceleratorConfig] = {"vcu1525": VCU1525, "small": SMALL}
 

@@ -157,10 +157,12 @@ def check_shape(cfg: AcceleratorConfig, dtype=None) -> EngineShape:
 class TensorEngine(wiring.Component):
     """ACT/WGT/OUT buffers + OS/WS schedules + :class:`SystolicArray` + store stream.
 
-    WS weights load down the columns after the whole array has swapped (the timing of
-    ``array.shadow_weights = false``); the shadow-weight preload is not built yet, and
-    ``nmsat rtl`` runs configs that enable it with it off (``commands/rtl.py``,
-    ``docs/rtl.md``)."""
+    Without ``array.shadow_weights`` WS weights load down the columns after the whole
+    array has swapped. With it (docs/architecture.md 4.2, docs/rtl.md) interleaved WS
+    blocks run :class:`~nmsat.rtl.schedule_shadow.WSShadowSchedule` and the array's row
+    load chains, and the WGT buffer is R x chains banks of Cs-lane words
+    (:func:`~nmsat.rtl.layouts.wgt_shadow_location`, written lane by lane; OS and WS
+    without interleave read the C slot vectors of a chunk from the banks of its row)."""
 
     def __init__(self, cfg: AcceleratorConfig, dtype=None, shared_cells: bool = False):
         # shared_cells: the array's cells are instances of two shared modules

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth.lib import data
 
+from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig
 from nmsat.types import NM, DType
 
@@ -48,7 +49,7 @@ class EngineShape:
     @property
     def chain_cols(self) -> int:
         """Cs = ceil(C / chains): columns of one shadow load chain (C without the preload)."""
-        return -(-self.cols // self.chains) if self.chains else self.cols
+        return ceil_div(self.cols, self.chains) if self.chains else self.cols
 
     @property
     def numeric(self) -> Numeric:
