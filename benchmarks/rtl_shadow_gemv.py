@@ -4,8 +4,8 @@
 [--json OUT]``
 
 A dense 8 x 8 WS engine (one multiplier per PE, ``vcu1525``'s La = 4 and fp16, shadow
-weights with ``--ports`` load chains per PE row; the weight buffer single-buffered, so
-one 2 MiB half holds the whole 512 x 1,000 weight matrix as one COMPUTE block) runs one
+weights with ``--ports`` load chains per PE row; buffers single-buffered and sized so the
+whole 512 x 1,000 weight matrix is one COMPUTE block, :func:`gemv_config`) runs one
 interleaved WS block ``m x k x n`` with random operands through the cocotb engine
 testbench (Verilator -O2 by default). Prints the RTL's COMPUTE cycles, the tile model's
 (``timing.block_cycles``), the per-cycle model's when ``--percycle`` is given
@@ -24,14 +24,19 @@ import time
 
 
 def gemv_config(ports: int = 1):
-    """The must-reach engine: dense 8 x 8, P = A = 1, shadow weights, weight buffer in one
-    half (the other fields are ``vcu1525``'s)."""
+    """The must-reach engine: dense 8 x 8, P = A = 1, shadow weights, single-buffered
+    buffers just large enough for the block (1,536 KiB of weights: 65,536 words per bank,
+    at least the 125 x 512 the compiler's bank rule asks; 16 KiB ACT, 64 KiB OUT), so the
+    simulator builds quickly; the other fields are ``vcu1525``'s."""
     from nmsat.config import VCU1525
 
+    buf = {f"buffers.{b}.{f}": v for b, kib in (("activation", 16), ("weight", 1536),
+                                                 ("output", 64))
+           for f, v in (("kib", kib), ("double_buffered", False))}
     return VCU1525.replace(**{"array.rows": 8, "array.cols": 8, "array.macs_per_pe": 1,
                               "array.act_window": 1, "array.nm_patterns": [],
                               "array.shadow_weights": True, "array.weight_load_ports": ports,
-                              "buffers.weight.double_buffered": False})
+                              **buf})
 
 
 def run(m: int, n: int, k: int, ports: int = 1, sim: str | None = None,
