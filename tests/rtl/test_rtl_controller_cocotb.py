@@ -70,12 +70,8 @@ def _hoist_runs(small_2x2):
 def test_hoisted_inference_pass_runs_on_the_controller(small_2x2):
     """Each later layer's first weight LOAD is issued before its BARRIER
     (``nmsat.dataflow.hoist``); the RTL's counter-based ring waits run the hoisted program
-    value-exact, with the program's tiles and every COMPUTE's cycles. Start to done, a
-    whole program with BARRIERs after its first loop takes a few cycles more on the RTL
-    than in the system model, hoisted or not (open: the model lets dispatch run ahead of
-    the units after the first loop, but after a BARRIER the sequencer's cycle and the
-    queue latency, 1 + QUEUE_LATENCY = 3, stand between the last completion and the next
-    issue): the hoist adds nothing to that gap."""
+    value-exact, with the program's tiles and every COMPUTE's cycles, and the hoist saves
+    cycles (start to done equals the system model: the next test)."""
     from nmsat.dataflow.hoist import hoisted_loads
 
     runs = _hoist_runs(small_2x2)
