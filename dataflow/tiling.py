@@ -183,9 +183,36 @@ def estimate_cost(ctx: TaskCtx, t: Tiling) -> tuple[int, int]:
     # ``count`` repetitions, which follow each other back to back).
     blocks = nmb * nnb * sum(c for c, _ in ks)
     lat = ctx.cfg.dram.latency_cycles
-    steady = max(engine, mem, ceil_div(engine + mem + blocks * lat, 2))
+    steady = max(engine, mem, _pair_bound(ctx, t, ms, ns, ks, dram, lat))
     fill = ceil_div(min(engine, mem), blocks) + lat
     return ctx.count * steady + fill, ctx.count * dram
+
+
+def _pair_bound(ctx: TaskCtx, t: Tiling, ms, ns, ks, dram: int, lat: int) -> int:
+    """The double-buffer bound summed block by block: a block's load is issued only when
+    the compute two blocks back has freed its buffer half, so each block costs at least
+    ``(its compute + its load + the DRAM latency) / 2``, and at least either alone. Summing
+    per block class, not over the totals, sees an uneven split: 512 + 256 columns of a
+    768-wide 2:4 projection (kb 128 on vcu1525) compute 208 / 144 cycles against 288 / 144
+    of DRAM, so the 256-wide blocks have no slack for the latency, where two 384-wide
+    blocks (176 against 216) hide it. A block's DRAM cycles are its operand bytes' share
+    of the task's ``dram`` (which counts the loop order's reuse)."""
+    key = ("pairs", t.dataflow, t.mb, t.nb, t.kb, t.interleave, dram)
+    got = ctx._memo.get(key)
+    if got is not None:
+        return got
+    g, nm, bw = ctx.geom, ctx.task.nm, ctx.cfg.dram.total_bytes_per_cycle
+    cls = [(cm * cn * ck, _block_cycles(t.dataflow, sm, sn, sk, nm, t.interleave, g),
+            ctx.a_bytes(sm, sk) + ctx.b_bytes(sk, sn))
+           for cm, sm in ms for cn, sn in ns for ck, sk in ks]
+    own = sum(c * b for c, _, b in cls)
+    total = 0
+    for c, eng, byt in cls:
+        mem = dram * byt / (own * bw)
+        total += c * max(eng, mem, (eng + mem + lat) / 2)
+    got = ceil_div(int(total * 2 + 1), 2)
+    ctx._memo[key] = got
+    return got
 
 
 def estimate_cycles(ctx: TaskCtx, t: Tiling) -> int:
@@ -260,6 +287,8 @@ def _candidates(ctx: TaskCtx, dataflows: tuple[Dataflow, ...], interleave: bool)
     nbs, x = {ctx.n}, nb0
     while x < ctx.n:
         nbs.add(x)
+        # the same number of column blocks, balanced (768 = 2 x 384, not 512 + 256)
+        nbs.add(min(ctx.n, ceil_div(ceil_div(ctx.n, ceil_div(ctx.n, x)), a.cols) * a.cols))
         x *= 2
     kbs, x = {ctx.k}, max(kb0, ctx.ku * a.rows)
     while x < ctx.k:
