@@ -287,8 +287,11 @@ def _candidates(ctx: TaskCtx, dataflows: tuple[Dataflow, ...], interleave: bool)
     nbs, x = {ctx.n}, nb0
     while x < ctx.n:
         nbs.add(x)
-        # the same number of column blocks, balanced (768 = 2 x 384, not 512 + 256)
-        nbs.add(min(ctx.n, ceil_div(ceil_div(ctx.n, ceil_div(ctx.n, x)), a.cols) * a.cols))
+        if ctx.geom.shadow:
+            # the same number of column blocks, balanced (768 = 2 x 384, not 512 + 256):
+            # only the shadow-weight estimate prices a block's own pipeline (_pair_bound),
+            # which tells the two apart
+            nbs.add(min(ctx.n, ceil_div(ceil_div(ctx.n, ceil_div(ctx.n, x)), a.cols) * a.cols))
         x *= 2
     kbs, x = {ctx.k}, max(kb0, ctx.ku * a.rows)
     while x < ctx.k:
