@@ -80,3 +80,22 @@ def test_gpt2_decode_projections_closer_to_the_dram_roof():
         assert min(kv) >= kv_min and min(q) >= q_min, (nm, min(kv), min(q))
         assert r.speedup_vs_dense <= r.weight_byte_ratio
         assert np.median(list(share.values())) >= 0.95
+
+
+def test_no_balanced_widths_without_shadow_weights():
+    """Without shadow weights the estimate has no per-block term that tells a balanced
+    split from an uneven one, so the search keeps its power-of-two widths (the ``small``
+    preset's and the RTL's programs stay as they were)."""
+    off = VCU1525.replace(**{"array.shadow_weights": False})
+    w = load("gpt2_small", LoadOptions(nm="2:4", phase="decode", kv_len=16, batch=1))
+    opts = CompileOptions(nm=NM.parse("2:4"), mode=Mode.INFERENCE)
+    low = lower(w.workload, off, opts)
+    task = next(t for t in low.tasks
+                if isinstance(t, GemmTask) and low.layers[t.layer] == "h.1.attn.k")
+    ctx = tiling.TaskCtx(task, low, off)
+    C = off.array.cols
+    widths = {t.nb for t in tiling._candidates(ctx, (Dataflow.WS,), True)}
+    assert all(nb == ctx.n or (nb // C) & (nb // C - 1) == 0 for nb in widths), widths
+    on = {t.nb for t in tiling._candidates(tiling.TaskCtx(task, low, VCU1525),
+                                           (Dataflow.WS,), True)}
+    assert 384 in on and 384 not in widths
