@@ -149,17 +149,26 @@ def run_layer(workload: str, layer: str, phase: str, cfg: AcceleratorConfig,
 
 
 def run_program(prog: isa.Program, cfg: AcceleratorConfig, dram: dict,
-                sim: str | None = None) -> dict:
+                sim: str | None = None, fault: str | None = None) -> dict:
     """Run a layer program on the golden executor and the RTL (:func:`layer_ops`, then the
-    cocotb replay); per-COMPUTE RTL and tile-model cycles, stored words and mismatches."""
+    cocotb replay); per-COMPUTE RTL and tile-model cycles, stored words and mismatches.
+    An operation that does not finish within its watchdog bound raises
+    :class:`~.controller_run.RtlHangError`; ``fault="store_never_ready"`` holds the store
+    port's ready low (what the watchdog's test runs)."""
+    from .controller_run import RtlHangError
     from .runner import run_cocotb, simulator
 
+    if fault not in (None, "store_never_ready"):
+        raise ValueError(f"fault must be None or 'store_never_ready', not {fault!r}")
     ops = layer_ops(prog, cfg, dram)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "ops.pkl"
         path.write_bytes(pickle.dumps(ops))
         res = run_cocotb(cfg, cfg.numerics.dtype, "nmsat.rtl.tb.cocotb_program",
-                         {"ops": str(path)}, sim=sim)
+                         {"ops": str(path), "fault": fault}, sim=sim)
+    if res["hung"]:
+        raise RtlHangError(f"the RTL hung: the {cfg.name} engine's layer replay stopped: "
+                           f"{res['hung']} (the watchdog: 4 x the expected cycles + 1000)")
     comps = [o for o in ops if o["kind"] == "compute"]
     rows = [{"instr": c["instr"], "rtl_cycles": r, "model_cycles": c["model_cycles"]}
             for c, r in zip(comps, res["compute_cycles"])]

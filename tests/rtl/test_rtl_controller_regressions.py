@@ -74,3 +74,23 @@ def test_the_watchdog_stops_a_hung_program(small_2x2):
     assert f"program 1 of 1 on the {cfg.name} controlled engine" in msg
     assert f"did not signal done within {bound} cycles" in msg
     assert f"no done after {bound} cycles" in msg and "LOADs" in msg
+
+
+def test_the_layer_replay_watchdog_stops_a_hung_store(small_2x2):
+    """The layer replay (``nmsat rtl run`` without --controller) has the same bound per
+    operation: a store port that never takes a beat stops the run with one error."""
+    from nmsat.rtl.tb.program import run_program
+
+    cfg = small_2x2[1]
+    layer = Linear("L", in_features=8, out_features=2, tokens=1)
+    prog = compile_layer(Workload("rand", (layer,), 1), "L", Phase.FF, cfg,
+                         CompileOptions(method="dense", nm="1:1", batch=1))
+    with pytest.raises(RtlHangError) as err:
+        run_program(prog, cfg, random_dram(prog, cfg.numerics.operand, 1), sim="icarus",
+                    fault="store_never_ready")
+    from nmsat.rtl.layouts import EngineShape
+    from nmsat.rtl.tb.engine_model import store_beats
+
+    bound = watchdog_cycles(store_beats(EngineShape.from_config(cfg), 1, 2))
+    msg = str(err.value)
+    assert "\n" not in msg and f"(store) did not finish within {bound} cycles" in msg
