@@ -11,10 +11,11 @@ executor; per layer and in total their sums.
 
 Training runs the phases in :data:`TRAIN_PHASES`: what a layer's step needs that the
 controller executes today, each phase a program builder. Mask generation (SORE) and the
-fp32 weight update (WU) are the phases of :data:`PENDING_TRAIN_PHASES`; when they run
-behind the controller, each gets a builder here (a program of that phase for a layer)
-and joins the same loop, and the report's ``phases_run`` / ``phases_not_run`` say which
-ran. Inference runs each layer's FF program as ``nmsat simulate --mode inference``
+fp32 weight update (WU) are the phases of :data:`PENDING_TRAIN_PHASES`: they run behind
+the controller in a whole training-step program (:mod:`.train_run`, its own testbench
+over a live DRAM), not in this loop yet; each joins it with a builder here (a program
+of that phase for a layer), and the report's ``phases_run`` / ``phases_not_run`` say
+which ran. Inference runs each layer's FF program as ``nmsat simulate --mode inference``
 compiles it (:mod:`.inference`; an LLM's ``prefill`` or ``decode`` step), checked to be
 that layer's part of the simulator's whole program.
 
@@ -64,10 +65,11 @@ TRAIN_PHASES: dict[Phase, Callable[..., isa.Program]] = {
 builder ``(workload, layer, phase, cfg, options) -> Program``."""
 
 PENDING_TRAIN_PHASES: dict[Phase, str] = {
-    Phase.SORE: "mask generation: the SORE is not behind the tile controller yet "
-                "(issue 13 item 4)",
-    Phase.WU: "fp32 weight update: the weight-update engine is not behind the tile "
-              "controller yet (issue 13 item 4)"}
+    Phase.SORE: "mask generation: the RTL SORE runs it behind the controller in a whole "
+                "training-step program (nmsat.rtl.tb.train_run), not yet in this per-phase loop",
+    Phase.WU: "fp32 weight update: the RTL weight-update engine runs it behind the controller "
+              "in a whole training-step program (nmsat.rtl.tb.train_run), not yet in this "
+              "per-phase loop"}
 """Phases of a training step that do not run on the controller yet, with the reason
 (reported as ``phases_not_run``). A phase moves to :data:`TRAIN_PHASES` with a builder."""
 
