@@ -128,6 +128,7 @@ class StripedDram:
         self.latency = latency
         self.burst = burst
         self.ready = [0] * channels
+        self._share_memo: dict[int, tuple[tuple[int, int], ...]] = {}
 
     def serve(self, ready: int, t: int, nbytes: int) -> tuple[int, int, int]:
         """One channel, free from ``ready``, serves ``nbytes`` issued at ``t``:
@@ -142,12 +143,19 @@ class StripedDram:
         base, extra = divmod(ceil_div(nbytes, self.burst), self.channels)
         return [(base + (1 if ch < extra else 0)) * self.burst for ch in range(self.channels)]
 
+    def _used(self, nbytes: int) -> tuple[tuple[int, int], ...]:
+        """(channel, bytes) of the channels a transfer of ``nbytes`` uses (memoised:
+        :meth:`_shares` depends on ``nbytes`` alone)."""
+        used = self._share_memo.get(nbytes)
+        if used is None:
+            used = self._share_memo[nbytes] = tuple(
+                (ch, share) for ch, share in enumerate(self._shares(nbytes)) if share)
+        return used
+
     def transfer(self, t: int, nbytes: int) -> tuple[Span, ...]:
         first = self.first_byte(t)
         out = []
-        for ch, share in enumerate(self._shares(nbytes)):
-            if not share:
-                continue
+        for ch, share in self._used(nbytes):
             r = self.ready[ch]
             s, e, self.ready[ch] = self.serve(r, t, share)
             out.append(Span(ch, s, e, r > first))

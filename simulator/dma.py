@@ -104,8 +104,9 @@ class DmaService:
             known[q] = (max(ready, self.next_issue[q]), cause, held)
             wait_ev[q] = None
 
+        pending = sim.steady.pending_jump[DMA]
         while heads[0] is not None or heads[1] is not None:
-            shift = sim.steady.maybe_jump(DMA)
+            shift = sim.steady.maybe_jump(DMA) if pending else 0
             if shift:
                 for q in (0, 1):
                     known[q] = wait_ev[q] = None

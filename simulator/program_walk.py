@@ -234,62 +234,77 @@ class Cursor:
     def next(self):
         """The next own instruction's index (the cursor stays before it), or None."""
         sim = self.sim
-        while self.frames:
-            f = self.frames[-1]
+        frames = self.frames
+        kinds = sim.kinds
+        steps = sim.delta_steps
+        own = self.kind
+        while frames:
+            counters = self.counters
+            f = frames[-1]
             node = f.node
-            if f.child >= len(node.items):
+            items = node.items
+            end = len(items)
+            child = f.child
+            # Instructions of other kinds: count them and move on.
+            while child < end:
+                item = items[child]
+                if item.__class__ is Node:
+                    break
+                kind = kinds[item]
+                if kind == own:
+                    f.child = child
+                    if self.mark_on_stop:
+                        self.mark()
+                    return item
+                child += 1
+                if kind == BARRIER:
+                    units = sim.barrier_units[item]
+                    ids = self._ids()
+                    for u, (mask, _, cn) in enumerate(UNIT_STREAM):
+                        if units & mask:
+                            self.barrier[u] = (counters[cn], ids)
+                for c, v in steps[item]:
+                    counters[c] += v
+            f.child = child
+            if child >= end:
                 # End of an iteration.
                 f.it += 1
                 f.child = 0
-                if len(self.frames) > 1:
+                if len(frames) > 1:
                     sim.steady.iteration_done(self, f)
                 if f.it >= node.count:
-                    self.frames.pop()
-                    if self.frames:
-                        self.frames[-1].child += 1
+                    frames.pop()
+                    if frames:
+                        frames[-1].child += 1
                 continue
-            item = node.items[f.child]
-            if isinstance(item, Node):
-                if self.kind in item.own:
-                    key = (item.nid, tuple(self.counters))
-                    nf = Frame(item, key, tuple(self.counters))
-                    nf.depth = len(self.frames)
-                    self.frames.append(nf)
-                    sim.steady.loop_entered(self, key, item)
-                    continue
-                if item.has_barrier:
-                    exit_c = add(self.counters, item.delta, item.count)
-                    ids = self._ids()
-                    for u, (_, _, cn) in enumerate(UNIT_STREAM):
-                        tail = item.last_barrier[u]
-                        if tail is not None:
-                            self.barrier[u] = (exit_c[cn] - tail, ids)
-                self.counters = list(add(self.counters, item.delta, item.count))
-                f.child += 1
+            item = items[child]
+            if own in item.own:
+                key = (item.nid, tuple(counters))
+                nf = Frame(item, key, key[1])
+                nf.depth = len(frames)
+                frames.append(nf)
+                sim.steady.loop_entered(self, key, item)
                 continue
-            kind = sim.kinds[item]
-            if kind == self.kind:
-                if self.mark_on_stop:
-                    self.mark()
-                return item
-            f.child += 1
-            if kind == BARRIER:
-                units = sim.barrier_units[item]
+            if item.has_barrier:
+                exit_c = add(counters, item.delta, item.count)
                 ids = self._ids()
-                for u, (mask, _, cn) in enumerate(UNIT_STREAM):
-                    if units & mask:
-                        self.barrier[u] = (self.counters[cn], ids)
-            d = sim.deltas[item]
-            if d is not ZERO:
-                for c in range(NCOUNT):
-                    if d[c]:
-                        self.counters[c] += d[c]
+                for u, (_, _, cn) in enumerate(UNIT_STREAM):
+                    tail = item.last_barrier[u]
+                    if tail is not None:
+                        self.barrier[u] = (exit_c[cn] - tail, ids)
+            count = item.count
+            for c, v in enumerate(item.delta):
+                if v:
+                    counters[c] += v * count
+            f.child = child + 1
         self.done = True
         return None
 
     def subpos(self, depth: int) -> tuple:
         """Position relative to the frame at ``depth``: its child and everything deeper."""
         fr = self.frames
+        if depth + 1 == len(fr):
+            return (fr[depth].child,)
         return (fr[depth].child,) + tuple((g.it, g.child) for g in fr[depth + 1:])
 
     def mark(self) -> None:
@@ -303,10 +318,9 @@ class Cursor:
                 f.marks.setdefault((f.it,) + self.subpos(depth), n)
 
     def commit(self, idx: int) -> None:
-        d = self.sim.deltas[idx]
-        for c in range(NCOUNT):
-            if d[c]:
-                self.counters[c] += d[c]
+        counters = self.counters
+        for c, v in self.sim.delta_steps[idx]:
+            counters[c] += v
         self.frames[-1].child += 1
 
     def frame_of(self, key) -> Frame | None:

@@ -37,7 +37,7 @@ from typing import Any
 from nmsat import config as config_mod
 from nmsat.config import AcceleratorConfig
 
-__all__ = ["PROGRAM_FIELDS", "RESULT_FIELDS", "RESULT_PREFIXES", "TIMING_FIELDS",
+__all__ = ["CYCLE_FIELDS", "PROGRAM_FIELDS", "RESULT_FIELDS", "RESULT_PREFIXES", "TIMING_FIELDS",
            "UNIT_TIMING_FIELDS", "RunCache", "UnclassifiedField", "classify", "leaf_fields",
            "program_key", "run_key", "unread_timing_prefixes"]
 
@@ -142,18 +142,37 @@ def unread_timing_prefixes(program: Any) -> tuple[str, ...]:
     return tuple(sorted(p for kind, p in UNIT_TIMING_FIELDS.items() if kind not in kinds))
 
 
+CYCLE_FIELDS: frozenset[str] = frozenset({
+    "sore.lanes", "sore.pipeline_latency",
+    "weight_update.lanes", "weight_update.pipeline_latency",
+})
+"""Timing fields the system model reads only through the busy cycles of the SORE,
+WEIGHT_UPDATE and VECTOR instructions (:func:`nmsat.simulator.units.unit_cycles`: lane
+cycles against the DRAM stream time of the operands). With the program at hand a run's
+key holds those cycles instead of the fields, so two configs whose unit instructions take
+the same cycles share the run: e.g. 64 and 128 vector lanes when the vector engine
+streams at the DRAM's rate either way. (``sore.cycles_per_weight`` stays in the key: the
+activity counts read it.)"""
+
+
 def run_key(prog_key: tuple, cfg: AcceleratorConfig, record: bool,
             program: Any = None) -> tuple:
     """The key of a system-model run: its program's key, the :data:`TIMING_FIELDS` of
     ``cfg`` and whether the timeline is recorded. With the ``program``, timing fields of
-    units it has no instruction for are left out (:data:`UNIT_TIMING_FIELDS`)."""
+    units it has no instruction for are left out (:data:`UNIT_TIMING_FIELDS`), and the
+    :data:`CYCLE_FIELDS` are replaced by the busy cycles of its unit instructions."""
     timing = _projection(cfg, "timing")
-    if program is not None:
-        drop = unread_timing_prefixes(program)
-        if drop:
-            kept = {k: v for k, v in json.loads(timing).items() if not k.startswith(drop)}
-            timing = json.dumps(kept, sort_keys=True, separators=(",", ":"))
-    return (prog_key, timing, record)
+    if program is None:
+        return (prog_key, timing, record)
+    from nmsat.dataflow.memory import memory_model
+    from nmsat.simulator.units import unit_cycles
+
+    drop = unread_timing_prefixes(program)
+    kept = {k: v for k, v in json.loads(timing).items()
+            if not k.startswith(drop) and k not in CYCLE_FIELDS}
+    timing = json.dumps(kept, sort_keys=True, separators=(",", ":"))
+    return (prog_key, timing, record,
+            unit_cycles(program.instructions, cfg, memory_model(cfg)))
 
 
 class RunCache:

@@ -79,11 +79,12 @@ class _Jump:
 class _Instance:
     """Book-keeping of one execution of a loop (for steady-state detection)."""
 
-    __slots__ = ("node", "kinds", "finished", "states", "jump", "windows")
+    __slots__ = ("node", "kinds", "finished", "states", "jump", "windows", "streams")
 
     def __init__(self, node: Node, kinds: set[int]) -> None:
         self.node = node
         self.kinds = kinds
+        self.streams = tuple(sorted(node.reads | node.writes))  # the loop's streams
         self.finished: dict[int, int] = defaultdict(int)
         self.states: dict[int, tuple] = {}
         self.windows: dict[int, tuple | None] = {}
@@ -236,19 +237,28 @@ class SteadyState:
                         fixed.append(t)
         reads = self._next_reads()
         entry = key[1]
-        for st in sorted(node.reads | node.writes):
-            n = self.sim.streams.count[st]
-            first = entry[self._counter_of(st)]
+        streams = self.sim.streams
+        delta = node.delta
+        for st in inst.streams:
+            n = streams.count[st]
+            c = _COUNTER_OF[st]
+            first = entry[c]
+            low = n
+            before = set()
+            for r in reads[st]:
+                if r < first:
+                    before.add(r)
+                elif r < low:
+                    low = r
             # Completions from before the loop that a cursor can still wait for (an
             # earlier barrier's) never move: they must be equal and already past.
-            for j in sorted({r for r in reads[st] if r < first}):
-                t = self.sim.streams.peek(st, j)
+            for j in sorted(before):
+                t = streams.peek(st, j)
                 if t is None:
                     return None
                 fixed.append(t)
             # From the loop's own completions, every one a cursor can still read.
-            low = min([r for r in reads[st] if r >= first] + [n])
-            counts.append((n, node.delta[self._counter_of(st)]))
+            counts.append((n, delta[c]))
             counts.append((n - low, 0))
         return times, exact, its, counts, fixed
 
@@ -299,8 +309,7 @@ class SteadyState:
 
     @staticmethod
     def _counter_of(s: int) -> int:
-        return {S_LOAD: C_LOAD, S_LACT: C_LACT, S_LWGT: C_LWGT, S_FACT: C_PACT,
-                S_FWGT: C_PWGT, S_ENG: C_ENG, S_ST: C_ST, S_SO: C_SO, S_WU: C_WU}[s]
+        return _COUNTER_OF[s]
 
     @staticmethod
     def _period(old, new, p: int) -> int | None:
@@ -410,8 +419,15 @@ class SteadyState:
 
 
 
+_COUNTER_OF = {S_LOAD: C_LOAD, S_LACT: C_LACT, S_LWGT: C_LWGT, S_FACT: C_PACT,
+               S_FWGT: C_PWGT, S_ENG: C_ENG, S_ST: C_ST, S_SO: C_SO, S_WU: C_WU}
+"""The counter whose value is the next sequence number of each stream."""
+
+_PRODUCES = {K_ENGINE: (S_ENG, S_FACT, S_FWGT), K_LOAD: (S_LOAD, S_LACT, S_LWGT),
+             K_STORE: (S_ST,), K_SORE: (S_SO,), K_WU: (S_WU,)}
+
+
 def _kind_produces(kind: int, s: int) -> bool:
-    return {K_ENGINE: (S_ENG, S_FACT, S_FWGT), K_LOAD: (S_LOAD, S_LACT, S_LWGT),
-            K_STORE: (S_ST,), K_SORE: (S_SO,), K_WU: (S_WU,)}[kind].__contains__(s)
+    return s in _PRODUCES[kind]
 
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from nmsat.simulator.run_cache import RunCache, program_key, run_key
+from nmsat.simulator.run_cache import UNIT_TIMING_FIELDS, RunCache, program_key, run_key
 from nmsat.simulator.sweep_spec import Point, SweepSpec
 from nmsat.simulator.sweep_store import (
     AREA,
@@ -269,10 +269,13 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-GROUP_POINTS = 8
+GROUP_POINTS = 16
 """Most points sent to a worker as one Dask task (see :func:`group_points`): enough to
-share a dense baseline between methods and patterns, few enough to keep two workers
-evenly busy on small sweeps and the progress bar moving."""
+share a program and its dense baseline between methods, patterns and the timing fields
+of a typical sweep (the co-design spec's 4 vector-lane x 3 SORE-lane values = 12 points
+per program stay one task: split over two workers, they compiled both programs twice and
+ran each dense baseline twice), few enough to keep two workers evenly busy on small
+sweeps and the progress bar moving."""
 
 
 def group_points(points: Sequence[Point], size: int = GROUP_POINTS) -> list[tuple[Point, ...]]:
@@ -280,20 +283,38 @@ def group_points(points: Sequence[Point], size: int = GROUP_POINTS) -> list[tupl
     programs: the same workload, the same options apart from method and pattern, and the
     same config fields the compiler reads (:data:`~nmsat.simulator.run_cache.PROGRAM_FIELDS`).
     Inside a task the worker compiles each program once and runs the dense baseline once
-    per hardware point. Groups are in the order of their first point; within a group,
-    points with equal timing fields are adjacent. Which points share a task changes only
-    the speed, never a stored value."""
+    per hardware point. Groups are in the order of the first *design* they hold (a design:
+    the axis values apart from the workload, ranked by its first point), the workloads of
+    a design in spec order: a sweep over several workloads completes whole designs as it
+    goes, so one stopped early can still be compared design by design. Within a group,
+    points with equal timing fields are adjacent, and so are points whose timing fields
+    differ only in those a dense baseline cannot read (``sore.*``,
+    :data:`~nmsat.simulator.run_cache.UNIT_TIMING_FIELDS`), so a group split into
+    several tasks splits few dense baselines. Which points share a task changes only the
+    speed, never a stored value."""
     groups: dict[tuple, list[Point]] = {}
-    timing: dict[str, str] = {}
+    timing: dict[str, tuple[str, str]] = {}
+    unit_prefixes = tuple(UNIT_TIMING_FIELDS.values())
     for pt in points:
         shared = {k: v for k, v in pt.options if k not in ("method", "nm")}
         pkey = program_key(pt.workload, pt.config, json.dumps(shared, sort_keys=True))
         groups.setdefault(pkey, []).append(pt)
-        timing[pt.key] = run_key((), pt.config, False)[1]
+        full = run_key((), pt.config, False)[1]
+        dense = {k: v for k, v in json.loads(full).items() if not k.startswith(unit_prefixes)}
+        timing[pt.key] = (json.dumps(dense, sort_keys=True), full)
+    design: dict[str, int] = {}
+    for pt in points:
+        design.setdefault(json.dumps(pt.params, sort_keys=True, default=str), pt.index)
     out: list[tuple[Point, ...]] = []
     for members in groups.values():
         members.sort(key=lambda p: (timing[p.key], p.index))
         out.extend(tuple(members[i:i + size]) for i in range(0, len(members), size))
+
+    def rank(g: tuple[Point, ...]) -> tuple[int, int]:
+        return (min(design[json.dumps(p.params, sort_keys=True, default=str)] for p in g),
+                g[0].index)
+
+    out.sort(key=rank)
     return out
 
 

@@ -136,6 +136,9 @@ class _Sim:
         self.extrapolate = extrapolate
         self.instrs = prog.instructions
         self.deltas = [delta_of(ins) for ins in self.instrs]
+        # the same, as (counter, increment) pairs of the non-zero increments
+        self.delta_steps = [tuple((c, v) for c, v in enumerate(d) if v)
+                            for d in self.deltas]
         self.kinds = [(BARRIER if isinstance(ins, Barrier) else kind_of(ins))
                       for ins in self.instrs]
         self.barrier_units = [int(ins.units) if isinstance(ins, Barrier) else 0

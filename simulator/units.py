@@ -74,23 +74,37 @@ def instruction_cycles(instrs, cfg: AcceleratorConfig, memory: MemoryModel) -> l
     """Per instruction, the cycles its unit is busy with it (0 for transfers: the DMA's
     time is the memory model's, per issue)."""
     out = [0] * len(instrs)
-    lanes = cfg.weight_update.lanes
     for i, ins in enumerate(instrs):
         if isinstance(ins, Compute):  # the accept cycle, then the block
             out[i] = machine.ENGINE_ISSUE_CYCLES + timing.compute_cycles(ins, cfg)
         elif isinstance(ins, Release):
             out[i] = machine.ENGINE_ISSUE_CYCLES
-        elif isinstance(ins, Sore):
-            out[i] = max(timing.sore_cycles(ins, cfg),
-                         memory.stream_cycles(ins.read_bytes + ins.write_bytes))
-        elif isinstance(ins, WeightUpdate):
-            out[i] = max(timing.weight_update_cycles(ins, cfg),
-                         memory.stream_cycles(ins.read_bytes + ins.write_bytes))
-        elif isinstance(ins, Vector):
-            lane = (ceil_div(ins.elements, lanes) * VECTOR_PASSES[ins.kind]
-                    + cfg.weight_update.pipeline_latency)
-            out[i] = max(lane, memory.stream_cycles(ins.read_bytes + ins.write_bytes))
+        elif isinstance(ins, UNIT_KINDS):
+            out[i] = _unit_cycles(ins, cfg, memory)
     return out
+
+
+UNIT_KINDS = (Sore, WeightUpdate, Vector)
+"""The instructions of the SORE and the vector engine (weight updates, vector ops)."""
+
+
+def _unit_cycles(ins, cfg: AcceleratorConfig, memory: MemoryModel) -> int:
+    if isinstance(ins, Sore):
+        return max(timing.sore_cycles(ins, cfg),
+                   memory.stream_cycles(ins.read_bytes + ins.write_bytes))
+    if isinstance(ins, WeightUpdate):
+        return max(timing.weight_update_cycles(ins, cfg),
+                   memory.stream_cycles(ins.read_bytes + ins.write_bytes))
+    lane = (ceil_div(ins.elements, cfg.weight_update.lanes) * VECTOR_PASSES[ins.kind]
+            + cfg.weight_update.pipeline_latency)
+    return max(lane, memory.stream_cycles(ins.read_bytes + ins.write_bytes))
+
+
+def unit_cycles(instrs, cfg: AcceleratorConfig, memory: MemoryModel) -> tuple[int, ...]:
+    """The busy cycles of every SORE, WEIGHT_UPDATE and VECTOR instruction, in program
+    order (their entries of :func:`instruction_cycles`)."""
+    return tuple(_unit_cycles(ins, cfg, memory) for ins in instrs
+                 if isinstance(ins, UNIT_KINDS))
 
 
 def wait_recipes(instrs, halves: dict[int, int]) -> list[tuple[tuple[int, int, int], ...]]:
@@ -166,10 +180,12 @@ def unit_process(sim: _Sim, unit: str):
     instruction busy for its cycles once its dependencies completed."""
     env, streams, ledger, steady = sim.env, sim.streams, sim.ledger, sim.steady
     cur = sim.cursors[PROC_KINDS[unit][0]]
+    pending = steady.pending_jump[unit]
     while True:
-        shift = steady.maybe_jump(unit)
-        if shift:
-            yield env.timeout(shift)
+        if pending:
+            shift = steady.maybe_jump(unit)
+            if shift:
+                yield env.timeout(shift)
         idx = cur.next()
         if idx is None:
             break
@@ -214,5 +230,5 @@ def unit_process(sim: _Sim, unit: str):
     sim.clock[unit] = max(sim.clock[unit], int(env.now))
 
 
-__all__ = ["VECTOR_PASSES", "completion_streams", "deps", "instruction_cycles",
-           "unit_process", "vector_causes", "wait_recipes"]
+__all__ = ["UNIT_KINDS", "VECTOR_PASSES", "completion_streams", "deps", "instruction_cycles",
+           "unit_cycles", "unit_process", "vector_causes", "wait_recipes"]

@@ -22,6 +22,7 @@ from nmsat.dataflow.compiler import CompileOptions, compile_workload
 from nmsat.errors import NmsatError
 from nmsat.simulator import api, run_cache, sweep, sweep_spec
 from nmsat.simulator.run_cache import RunCache, classify, leaf_fields
+from nmsat.types import NM, Method
 
 WORKLOADS = ("mlp", "cnn")
 
@@ -231,7 +232,7 @@ def test_a_group_shares_programs_and_the_dense_baseline():
     for pt in group:
         sweep.evaluate_point(sweep.PointTask.of(pt))
     cache = sweep.worker_cache()
-    # 8 points of one workload and hardware program: one dense program, one per pattern
+    # GROUP_POINTS points of one workload and hardware program: one dense program, one per pattern
     # and method; the clock and SORE lanes of a group never force a recompile
     assert cache.misses["program"] <= 5
     assert cache.hits["run"] >= 1
@@ -276,3 +277,62 @@ def test_a_sparse_training_program_keeps_its_sore_fields():
     other = BASE.replace(**{"sore.lanes": BASE.sore.lanes * 2})
     assert (run_cache.run_key((), BASE, False, run.program)
             != run_cache.run_key((), other, False, run.program))
+
+
+@pytest.mark.parametrize("workload", WORKLOADS)
+def test_cycle_fields_reach_a_run_only_through_the_unit_cycles(workload, monkeypatch):
+    """run_cache.CYCLE_FIELDS: a run on a config with any value of one of them, given the
+    base config's instruction cycles, is the base run (so the system model and the
+    activity read them only through the cycles); and a run's key changes exactly when
+    the unit instructions' cycles do."""
+    from nmsat.dataflow.memory import memory_model
+    from nmsat.simulator import system, units
+
+    assert run_cache.CYCLE_FIELDS <= run_cache.TIMING_FIELDS
+    wl = api.load_workload(workload, batch=4)
+    base_fields = leaf_fields(BASE)
+    checked = same_cycles = 0
+    for method in ("bdwp", "dense"):
+        copts = CompileOptions(method=Method.parse(method), nm=NM.parse("2:4"))
+        prog = compile_workload(wl.workload, BASE, copts)
+        base_run = run_parts(api._timed(prog, BASE, False))
+        base_cycles = units.instruction_cycles(prog.instructions, BASE, memory_model(BASE))
+        base_units = units.unit_cycles(prog.instructions, BASE, memory_model(BASE))
+        base_key = run_cache.run_key(("p",), BASE, False, prog)
+        for field in sorted(run_cache.CYCLE_FIELDS):
+            for alt in alternatives(field, base_fields[field]):
+                cfg = with_changes({field: alt})
+                if cfg is None:
+                    continue
+                with monkeypatch.context() as m:
+                    m.setattr(system, "instruction_cycles",
+                              lambda *_, c=tuple(base_cycles): list(c))
+                    assert run_parts(api._timed(prog, cfg, False)) == base_run, (field, alt)
+                same = units.unit_cycles(prog.instructions, cfg, memory_model(cfg)) == base_units
+                assert (run_cache.run_key(("p",), cfg, False, prog) == base_key) == same
+                checked += 1
+                same_cycles += same
+    assert checked >= 12 and same_cycles >= 1
+
+
+def test_equal_unit_cycles_share_a_run():
+    """Where the vector engine streams at the DRAM's rate, two lane counts give equal unit
+    cycles, one run key, and (simulated uncached) identical runs."""
+    from nmsat.dataflow.memory import memory_model
+    from nmsat.simulator import units
+
+    wl = api.load_workload("cnn", batch=4)
+    slow = BASE.replace(**{"dram.channels": 1, "dram.bytes_per_cycle": 8})
+    opts = api.SimOptions(events=False)
+    runs = {}
+    for lanes in (16, 32, 64):
+        cfg = slow.replace(**{"weight_update.lanes": lanes})
+        run = api._run(wl.workload, cfg, opts, False)
+        key = run_cache.run_key(("p",), cfg, False, run.program)
+        runs[lanes] = (key, units.unit_cycles(run.program.instructions, cfg, memory_model(cfg)),
+                       run_parts(run))
+    pairs = [(a, b) for a in runs for b in runs if a < b and runs[a][0] == runs[b][0]]
+    assert pairs, "no two lane counts with equal unit cycles: choose a slower DRAM"
+    for a, b in pairs:
+        assert runs[a][1] == runs[b][1]
+        assert runs[a][2] == runs[b][2]
