@@ -16,12 +16,20 @@ slice shares programs and dense baselines as the whole sweep does. Beside the wa
 rate, each round reads the CPU time the worker processes spent (``client.run``), so the
 points per CPU-second of a worker are measured even when other jobs share the machine;
 the rate of each round, their minimum and median, and the load average are printed.
+
+``--in-process N`` runs no cluster: it evaluates the first N points of the first round's
+slice in this process, as one worker does (task by task, one run cache), and prints the
+points per CPU-second of this process and the SHA-256 of the N records without their host
+columns (equal digests: identical results). Repeat it alternately on two trees of the code
+to compare their speed on a busy machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
+import json
 import os
 import sqlite3
 import statistics
@@ -66,6 +74,26 @@ def worker_cpu(cluster: sweep.DaskCluster) -> float:
     return sum(cluster.client.run(_process_cpu).values())
 
 
+def in_process(spec: sweep_spec.SweepSpec, n: int, rounds: int) -> int:
+    """Evaluate the first ``n`` points of the first round's slice here, as a worker does."""
+    groups = sweep.group_points(spec.points())
+    chunk = [p for g in groups[0::rounds] for p in g][:n]
+    sweep._workload("resnet18", 32, None)  # built once per worker process, not timed
+    c0 = time.process_time()
+    records = [sweep.evaluate_point(sweep.PointTask.of(p))
+               for g in sweep.group_points(chunk) for p in g]
+    spent = time.process_time() - c0
+    digest = hashlib.sha256()
+    for r in sorted(records, key=lambda r: r["key"]):
+        kept = {k: v for k, v in r.items() if k not in sweep.HOST_COLUMNS}
+        digest.update(json.dumps(kept, sort_keys=True).encode())
+    failed = sum(r["status"] != "ok" for r in records)
+    print(f"in process: {len(records)} points ({failed} failed) in {spent:.2f} CPU-s -> "
+          f"{len(records) / spent:.2f} points per CPU-second (load average "
+          f"{os.getloadavg()[0]:.1f}); results sha256 {digest.hexdigest()[:16]}", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=1000, help="points to run (default 1000)")
@@ -74,10 +102,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=10,
                     help="interleave the worker counts over this many slices of the points "
                          "(default 10)")
+    ap.add_argument("--in-process", type=int, metavar="N", default=0,
+                    help="no cluster: evaluate the first N points of the first round in "
+                         "this process; print points per CPU-second and the results' digest")
     args = ap.parse_args(argv)
 
     spec = sweep_spec.from_dict(dict(SPEC, sample={"count": args.points, "seed": 1}),
                                 "sweep_bench")
+    if args.in_process:
+        return in_process(spec, args.in_process, args.rounds)
     print(f"{args.points} points of {spec.grid_size} (ResNet-18 training, batch 32); "
           f"{sweep.default_workers()} CPUs", flush=True)
     points = spec.points()
