@@ -1,0 +1,472 @@
+"""The accelerator top a host drives: AXI4-Lite control, an AXI4 memory master, the tile
+controller and tensor engine (:class:`~nmsat.rtl.controller.ControlledEngine`), and a
+hardware DMA for LOAD and STORE (``docs/rtl.md``, "Top level").
+
+The host writes into DRAM a tile program (one 64-byte line per encoded instruction,
+``docs/isa.md``), a *DMA descriptor table* (one 64-byte line per tensor id of the program,
+:func:`descriptor_line`) and the tensors in the engine's word layouts
+(:mod:`nmsat.rtl.dma_layout`), sets ``PROG_ADDR``, ``PROG_LEN``, ``DESC_ADDR`` and
+``DESC_COUNT`` over AXI4-Lite (:data:`REGISTERS`) and writes ``CONTROL.start``. The top
+then fetches the descriptors and the program over AXI4 (bursts, ``fetch`` cycles), starts
+the controller and runs the program: the controller's LOAD commands become AXI4 read
+bursts whose data the DMA writes into the ACT or WGT half as load-port beats, its STOREs
+drain the engine's store stream into AXI4 write bursts. ``STATUS.done`` (and ``irq`` when
+``CONTROL.irq_enable``) rises when the controller is done; ``CYCLES`` holds the program's
+cycles from ``start`` of the controller to ``done`` (the system model's time base), the
+other counters where they went.
+
+DMA addressing (one descriptor per tensor id: ``base``, ``stride`` in bytes, ``kpc`` the
+K elements per chunk of the LOAD's pattern); ``WS`` is a buffer's word slot in DRAM
+(:func:`word_slot`), a port beat is ``banks`` consecutive slots:
+
+* ACT LOAD of rows ``r0..`` and K ``c0..`` (``c0`` a multiple of kpc): per tile row u a
+  run of ``ceil(kc / R)`` beats from ``base + (r0 + u) * stride + (c0 / kpc) * WS``
+  (``kc = ceil(cols / kpc)`` chunks); the beat's slot i goes to bank ``(u + i) mod R``
+  (:func:`~nmsat.rtl.layouts.act_location`), enabled while chunk ``j R + i < kc``.
+* WGT LOAD of K ``r0..`` (a multiple of kpc) and columns ``c0..`` (a multiple of C): per
+  column tile u a run of ``kc`` beats from ``base + (c0 / C + u) * stride + (r0 / kpc) *
+  C * WS``; slot i goes to bank i, enabled while column ``u C + i < cols``.
+* STORE of rows ``r0..`` (a multiple of R) and columns ``c0..`` (a multiple of C): per
+  row block u a run of ``ceil(cols / C)`` store blocks of ``R C 4`` bytes (the engine's
+  store beat, 32-bit words by row) from ``base + (r0 / R + u) * stride + (c0 / C) R C 4``.
+
+A LOAD's beats go to ``half * depth`` onwards of its buffer, one per port beat in order;
+its completion pulses the cycle after its last beat is written; a STORE completes the
+cycle after the B response of its last burst.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
+from amaranth.lib import data, fifo, wiring
+from amaranth.lib.wiring import In, Out
+
+from nmsat.arith import ceil_div
+from nmsat.config import AcceleratorConfig
+from nmsat.dataflow import isa
+
+from .axi import (
+    AxiParams,
+    BurstReader,
+    BurstWriter,
+    Upsizer,
+    axi_lite_members,
+    axi_master_members,
+    axi_params,
+)
+from .controller import ControlledEngine
+from .layouts import EngineShape
+
+__all__ = ["DESC_BYTES", "LINE_BYTES", "MAX_TENSORS", "REGISTERS", "TOP_NAME", "AcceleratorTop",
+           "descriptor_line", "register", "word_slot"]
+
+TOP_NAME = "nmsat_top"
+LINE_BYTES = isa.INSTR_BITS // 8
+"""An instruction in DRAM: one 64-byte line (the ISA's fixed 512-bit encoding)."""
+DESC_BYTES = LINE_BYTES
+"""A DMA descriptor in DRAM: one line (:func:`descriptor_line`)."""
+MAX_TENSORS = 16
+"""Descriptors the DMA holds (tensor ids 0..15): a layer program references its input,
+weight and output (and their gradients in training); 16 leaves room. Decided."""
+ADDR = 32  # descriptor base / stride / kpc fields: bytes 0, 8, 16 of the line (little endian)
+
+REGISTERS: tuple[tuple[str, int, str, str], ...] = (
+    ("CONTROL", 0x00, "rw", "bit 0: start (write 1; reads 0); bit 1: irq_enable"),
+    ("STATUS", 0x04, "r/w1c", "bit 0: busy; bit 1: done (write 1 to clear); bit 2: error "
+                              "(controller error or a tensor id beyond the descriptors)"),
+    ("PROG_ADDR", 0x08, "rw", "byte address of the program (64-byte lines)"),
+    ("PROG_LEN", 0x0C, "rw", "instructions in the program"),
+    ("DESC_ADDR", 0x10, "rw", "byte address of the DMA descriptor table (64-byte lines)"),
+    ("DESC_COUNT", 0x14, "rw", "descriptors (tensor ids 0..DESC_COUNT-1)"),
+    ("CYCLES", 0x18, "r", "program cycles: controller start to done (the system model's "
+                          "total_cycles)"),
+    ("FETCH_CYCLES", 0x1C, "r", "cycles fetching descriptors and program before start"),
+    ("ENGINE_BUSY", 0x20, "r", "cycles the tensor engine computes or drains (system model: "
+                               "engine busy)"),
+    ("ENGINE_WAIT", 0x24, "r", "cycles the engine is idle with a LOAD or STORE in flight: "
+                               "waiting on memory (system model: engine stall, cause memory)"),
+    ("LOAD_BUSY", 0x28, "r", "cycles a LOAD is in the DMA (address or data side)"),
+    ("STORE_BUSY", 0x2C, "r", "cycles a STORE is in the DMA"),
+    ("READ_BEATS", 0x30, "r", "AXI read data beats during the program"),
+    ("WRITE_BEATS", 0x34, "r", "AXI write data beats during the program"),
+)
+"""The AXI4-Lite register map: (name, byte offset, access, meaning); 32-bit registers,
+counters cleared by ``start``."""
+
+
+def register(name: str) -> int:
+    """Byte offset of register ``name``."""
+    for n, off, _, _ in REGISTERS:
+        if n == name:
+            return off
+    raise KeyError(name)
+
+
+def word_slot(bits: int, p: AxiParams) -> int:
+    """Bytes one buffer word of ``bits`` occupies in DRAM: the next power of two, at
+    least one bus beat (so every run starts on a beat)."""
+    b = max(1, ceil_div(bits, 8))
+    return max(1 << (b - 1).bit_length(), p.data_bytes)
+
+
+def descriptor_line(base: int, stride: int, kpc: int) -> bytes:
+    """One DMA descriptor as its 64-byte line."""
+    line = bytearray(DESC_BYTES)
+    for off, v in ((0, base), (8, stride), (16, kpc)):
+        line[off:off + 8] = int(v).to_bytes(8, "little")
+    return bytes(line)
+
+
+class AcceleratorTop(wiring.Component):
+    """The whole accelerator behind AXI (module docstring). Ports: ``s_axil_*`` (AXI4-Lite
+    slave, 32-bit), ``m_axi_*`` (AXI4 master, :func:`~nmsat.rtl.axi.axi_params`), ``irq``."""
+
+    def __init__(self, cfg: AcceleratorConfig, dtype=None, depth: int = 256):
+        self.cfg, self.depth = cfg, depth
+        self.p = p = axi_params(cfg)
+        self.core = ControlledEngine(cfg, dtype, depth)
+        sh = self.shape = self.core.shape
+        self.ws = {"act": word_slot(sh.window_layout.size, p),
+                   "wgt": word_slot(sh.slots_layout.size, p)}
+        self.beat_bytes = {"act": sh.rows * self.ws["act"], "wgt": sh.cols * self.ws["wgt"],
+                           "store": sh.rows * sh.cols * 4, "line": LINE_BYTES}
+        for k, v in self.beat_bytes.items():
+            if v % p.data_bytes:
+                raise ValueError(f"dram.bytes_per_cycle = {p.data_bytes} does not divide the "
+                                 f"{v}-byte {k} beat of this engine")
+        super().__init__({**axi_lite_members(8), **axi_master_members(p), "irq": Out(1)})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        p, sh = self.p, self.shape
+        m.submodules.core = core = self.core
+        m.submodules.rd = rd = BurstReader(p)
+        m.submodules.wr = wr = BurstWriter(p)
+        up_bytes = max(self.beat_bytes["act"], self.beat_bytes["wgt"], LINE_BYTES)
+        m.submodules.up = up = Upsizer(p.data_bytes, up_bytes)
+        for name, member in axi_master_members(p, "").items():
+            unit = rd if name.startswith(("ar", "r")) else wr
+            port = getattr(self, "m_axi_" + name)
+            if member.flow is Out:
+                m.d.comb += port.eq(getattr(unit, name))
+            else:
+                m.d.comb += getattr(unit, name).eq(port)
+        regs = self._lite(m)
+        desc = [Array(Signal(ADDR, name=f"desc_{f}{t}") for t in range(MAX_TENSORS))
+                for f in ("base", "stride", "kpc")]
+        running = self._fetch(m, regs, rd, up, desc, core)
+        load_busy = self._load(m, rd, up, desc, core, running, regs)
+        store_busy = self._store(m, wr, desc, core, regs)
+        self._counters(m, regs, core, running, load_busy, store_busy, rd, wr)
+        return m
+
+    # ---- AXI4-Lite registers
+    def _lite(self, m: Module) -> dict:
+        regs = {n: Signal(32, name=n.lower()) for n, _, _, _ in REGISTERS}
+        regs["start"], regs["irq_en"] = Signal(), Signal()
+        regs["done"], regs["error"], regs["busy"] = Signal(), Signal(), Signal()
+        s = lambda n: getattr(self, "s_axil_" + n)
+        # writes: take AW and W together, answer on B
+        take_w = s("awvalid") & s("wvalid") & ~s("bvalid")
+        m.d.comb += [s("awready").eq(take_w), s("wready").eq(take_w), s("bresp").eq(0)]
+        with m.If(s("bvalid") & s("bready")):
+            m.d.sync += s("bvalid").eq(0)
+        m.d.sync += regs["start"].eq(0)
+        with m.If(take_w):
+            m.d.sync += s("bvalid").eq(1)
+            with m.Switch(s("awaddr")[2:]):
+                with m.Case(register("CONTROL") >> 2):
+                    m.d.sync += [regs["start"].eq(s("wdata")[0]), regs["irq_en"].eq(s("wdata")[1])]
+                with m.Case(register("STATUS") >> 2):
+                    with m.If(s("wdata")[1]):
+                        m.d.sync += regs["done"].eq(0)
+                for n in ("PROG_ADDR", "PROG_LEN", "DESC_ADDR", "DESC_COUNT"):
+                    with m.Case(register(n) >> 2):
+                        m.d.sync += regs[n].eq(s("wdata"))
+        # reads: one cycle
+        take_r = s("arvalid") & ~s("rvalid")
+        m.d.comb += [s("arready").eq(take_r), s("rresp").eq(0)]
+        with m.If(s("rvalid") & s("rready")):
+            m.d.sync += s("rvalid").eq(0)
+        with m.If(take_r):
+            m.d.sync += s("rvalid").eq(1)
+            with m.Switch(s("araddr")[2:]):
+                for n, off, _, _ in REGISTERS:
+                    with m.Case(off >> 2):
+                        if n == "CONTROL":
+                            m.d.sync += s("rdata").eq(regs["irq_en"] << 1)
+                        elif n == "STATUS":
+                            m.d.sync += s("rdata").eq(Cat(regs["busy"], regs["done"],
+                                                          regs["error"]))
+                        else:
+                            m.d.sync += s("rdata").eq(regs[n])
+                with m.Default():
+                    m.d.sync += s("rdata").eq(0)
+        m.d.comb += self.irq.eq(regs["done"] & regs["irq_en"])
+        return regs
+
+    # ---- descriptor and program fetch, then run
+    def _fetch(self, m: Module, regs, rd, up, desc, core) -> Signal:
+        """Returns ``running`` (the controller runs the program)."""
+        p = self.p
+        per_line = LINE_BYTES // p.data_bytes
+        lines = Signal(32)  # lines consumed
+        running, fetching = Signal(), Signal()
+        self._fetching = fetching
+        issue = Signal(2)  # runs still to issue: 2 desc then prog, 1 prog, 0 none
+        with m.If(regs["start"] & ~regs["busy"]):
+            m.d.sync += [regs["busy"].eq(1), fetching.eq(1), issue.eq(2), lines.eq(0),
+                         regs["done"].eq(0), regs["error"].eq(0)]
+        # the fetch runs go to the reader while fetching (the load DMA's after)
+        self._fetch_run = Signal(data.StructLayout({"addr": p.addr_bits, "beats": 24}))
+        self._fetch_valid = Signal()
+        fr = self._fetch_run
+        with m.If(fetching & (issue == 2)):
+            m.d.comb += [fr.addr.eq(regs["DESC_ADDR"]),
+                         fr.beats.eq(regs["DESC_COUNT"] * per_line), self._fetch_valid.eq(1)]
+            with m.If(rd.runs.ready):
+                m.d.sync += issue.eq(1)
+        with m.Elif(fetching & (issue == 1)):
+            m.d.comb += [fr.addr.eq(regs["PROG_ADDR"]),
+                         fr.beats.eq(regs["PROG_LEN"] * per_line), self._fetch_valid.eq(1)]
+            with m.If(rd.runs.ready):
+                m.d.sync += issue.eq(0)
+        total = regs["DESC_COUNT"] + regs["PROG_LEN"]
+        line = up.o.payload
+        with m.If(fetching):
+            m.d.comb += [up.n.eq(per_line), up.i.valid.eq(rd.data.valid),
+                         up.i.payload.eq(rd.data.payload), rd.data.ready.eq(up.i.ready)]
+        is_desc = lines < regs["DESC_COUNT"]
+        with m.If(fetching & up.o.valid):
+            m.d.comb += up.o.ready.eq(is_desc | core.prog.ready)
+            with m.If(is_desc):
+                for f, off in zip(desc, (0, 8, 16)):
+                    m.d.sync += f[lines[:4]].eq(line[off * 8: off * 8 + ADDR])
+                with m.If(lines >= MAX_TENSORS):
+                    m.d.sync += regs["error"].eq(1)
+            with m.Else():
+                m.d.comb += [core.prog.valid.eq(1), core.prog.payload.addr.eq(lines - regs["DESC_COUNT"]),
+                             core.prog.payload.data.eq(line[:isa.INSTR_BITS])]
+            with m.If(up.o.ready):
+                m.d.sync += lines.eq(lines + 1)
+        with m.If(fetching & (issue == 0) & (lines == total) & ~rd.busy):
+            m.d.sync += [fetching.eq(0), running.eq(1)]
+            m.d.comb += [core.start.eq(1)]
+        m.d.comb += core.length.eq(regs["PROG_LEN"])
+        with m.If(running & core.done):
+            m.d.sync += [running.eq(0), regs["busy"].eq(0), regs["done"].eq(1)]
+        with m.If(core.error):
+            m.d.sync += regs["error"].eq(1)
+        return running
+
+    # ---- LOAD: descriptors -> read runs -> port beats
+    def _load(self, m: Module, rd, up, desc, core, running, regs) -> Signal:
+        sh, p = self.shape, self.p
+        R, C = sh.rows, sh.cols
+        g = _geometry(self.cfg, sh)
+        cmd = core.load_cmd.payload
+        entry_l = data.StructLayout({"wgt": 1, "half": 1, "addr": p.addr_bits,
+                                     "stride": ADDR, "runs": 24, "beats": 24, "kc": 24,
+                                     "cols": 24, "total": 48})
+        m.submodules.ld_ar = ar_q = fifo.SyncFIFOBuffered(width=entry_l.size, depth=4)
+        m.submodules.ld_dat = dat_q = fifo.SyncFIFOBuffered(width=entry_l.size, depth=4)
+        # stage 1: the command's tile against its descriptor (registered), stage 2: push
+        t = cmd.tensor
+        ok_t = t < MAX_TENSORS
+        base, stride, kpc = (d[t[:4]] for d in desc)
+        kpc = Mux(kpc == 0, 1, kpc)
+        wgt = cmd.buffer[0]
+        e = data.View(entry_l, Signal(entry_l.size))
+        kc = Signal(24)
+        k0 = Mux(wgt, cmd.r0, cmd.c0)
+        kext = Mux(wgt, cmd.rows, cmd.cols)
+        m.d.comb += kc.eq((kext + kpc - 1) // kpc)
+        chunk0 = k0 // kpc
+        ws_a, ws_w = self.ws["act"], self.ws["wgt"]
+        with m.If(wgt):
+            u0 = cmd.c0 // C
+            m.d.comb += [e.runs.eq((cmd.cols + C - 1) // C), e.beats.eq(kc),
+                         e.addr.eq(base + u0 * stride + chunk0 * (C * ws_w))]
+        with m.Else():
+            m.d.comb += [e.runs.eq(cmd.rows), e.beats.eq((kc + R - 1) // R),
+                         e.addr.eq(base + cmd.r0 * stride + chunk0 * ws_a)]
+        m.d.comb += [e.wgt.eq(wgt), e.half.eq(cmd.half), e.stride.eq(stride), e.kc.eq(kc),
+                     e.cols.eq(cmd.cols), e.total.eq(e.runs * e.beats)]
+        staged, held = Signal(), data.View(entry_l, Signal(entry_l.size))
+        m.d.comb += core.load_cmd.ready.eq(~staged)
+        with m.If(core.load_cmd.valid & ~staged):
+            m.d.sync += [staged.eq(1), held.eq(e)]
+            with m.If(~ok_t):
+                m.d.sync += regs["error"].eq(1)
+        push = staged & ar_q.w_rdy & dat_q.w_rdy
+        m.d.comb += [ar_q.w_data.eq(held), dat_q.w_data.eq(held), ar_q.w_en.eq(push),
+                     dat_q.w_en.eq(push)]
+        with m.If(push):
+            m.d.sync += staged.eq(0)
+        # address side: one run per tile row (ACT) / column tile (WGT)
+        a = data.View(entry_l, ar_q.r_data)
+        addr, runs_left, astride = Signal(p.addr_bits), Signal(24), Signal(ADDR)
+        on = Signal()
+        nbus = Mux(a.wgt, self.beat_bytes["wgt"] // p.data_bytes,
+                   self.beat_bytes["act"] // p.data_bytes)
+        cur_beats = Signal(24)
+        with m.If(~self._fetching):
+            m.d.comb += [rd.runs.valid.eq(on), rd.runs.payload.addr.eq(addr),
+                         rd.runs.payload.beats.eq(cur_beats)]
+        with m.Else():
+            m.d.comb += [rd.runs.valid.eq(self._fetch_valid),
+                         rd.runs.payload.eq(self._fetch_run)]
+        m.d.comb += ar_q.r_en.eq(~on & ar_q.r_rdy)
+        with m.If(~on & ar_q.r_rdy):
+            m.d.sync += [on.eq(a.runs != 0), addr.eq(a.addr), runs_left.eq(a.runs),
+                         cur_beats.eq(a.beats * nbus), astride.eq(a.stride)]
+        with m.If(on & ~self._fetching & rd.runs.ready):
+            m.d.sync += [addr.eq(addr + astride), runs_left.eq(runs_left - 1)]
+            with m.If(runs_left == 1):
+                m.d.sync += on.eq(0)
+        # data side: bus beats -> port beats (upsizer) -> the ACT / WGT load port
+        d = data.View(entry_l, Signal(entry_l.size))
+        have = Signal()
+        left_port = Signal(48)  # port beats still to write
+        in_left = Signal(48)  # bus beats still to take
+        with m.If(~have & dat_q.r_rdy):
+            m.d.comb += dat_q.r_en.eq(1)
+            m.d.sync += [have.eq(1), d.eq(dat_q.r_data)]
+            nb = Mux(data.View(entry_l, dat_q.r_data).wgt, self.beat_bytes["wgt"] // p.data_bytes,
+                     self.beat_bytes["act"] // p.data_bytes)
+            tot = data.View(entry_l, dat_q.r_data).total
+            m.d.sync += [left_port.eq(tot), in_left.eq(tot * nb)]
+        with m.If(~self._fetching):
+            m.d.comb += [up.n.eq(Mux(d.wgt, self.beat_bytes["wgt"] // p.data_bytes,
+                                     self.beat_bytes["act"] // p.data_bytes)),
+                         up.i.valid.eq(rd.data.valid & have & (in_left != 0)),
+                         up.i.payload.eq(rd.data.payload),
+                         rd.data.ready.eq(up.i.ready & have & (in_left != 0))]
+            with m.If(up.i.valid & up.i.ready):
+                m.d.sync += in_left.eq(in_left - 1)
+        self._port_write(m, up, d, have, left_port, core, g)
+        busy = Signal()
+        m.d.comb += busy.eq(staged | ar_q.r_rdy | on | have | dat_q.r_rdy)
+        return busy
+
+    def _port_write(self, m: Module, up, d, have, left_port, core, g) -> None:
+        sh = self.shape
+        R, C = sh.rows, sh.cols
+        beat = up.o.payload
+        j = Signal(24)  # beat within the run
+        u_mod = Signal(range(max(R, 1)))  # run index mod R (ACT rotation)
+        kleft = Signal(25)  # ACT: chunks of this run not yet written (kc - j R)
+        cleft = Signal(25)  # WGT: columns of this column tile on (cols - u C)
+        pa = Signal(32)  # port address: half * depth + beats written
+        first = Signal()
+        with m.If(~have):
+            m.d.sync += first.eq(1)
+        with m.If(have & first):
+            m.d.sync += [first.eq(0), j.eq(0), u_mod.eq(0), kleft.eq(d.kc), cleft.eq(d.cols),
+                         pa.eq(Mux(d.wgt, g["wgt"], g["act"]) * d.half)]
+        fire = Signal()
+        done = Signal()
+        m.d.sync += done.eq(0)
+        m.d.comb += core.load_done.eq(done)
+        for buf, port, banks in (("act", core.act_load, R), ("wgt", core.wgt_load, C)):
+            ws = self.ws[buf] * 8
+            wbits = port.payload.data[0].shape().size
+            words = [beat[i * ws: i * ws + wbits] for i in range(banks)]
+            is_buf = d.wgt if buf == "wgt" else ~d.wgt
+            m.d.comb += port.payload.addr.eq(pa)
+            if buf == "act":
+                en = [kleft > i for i in range(banks)]
+                for b in range(banks):  # bank b holds slot (b - u) mod R
+                    idx = Mux(u_mod <= b, b - u_mod, b - u_mod + R)
+                    m.d.comb += [port.payload.data[b].eq(Array(words)[idx]),
+                                 port.payload.en[b].eq(Array(en)[idx])]
+            else:
+                for b in range(banks):
+                    m.d.comb += [port.payload.data[b].eq(words[b]),
+                                 port.payload.en[b].eq(cleft > b)]
+            with m.If(is_buf & have & ~first & up.o.valid & ~self._fetching):
+                m.d.comb += [port.valid.eq(1), up.o.ready.eq(port.ready),
+                             fire.eq(port.ready)]
+        with m.If(fire):
+            m.d.sync += [pa.eq(pa + 1), left_port.eq(left_port - 1), j.eq(j + 1),
+                         kleft.eq(kleft - R)]
+            with m.If(j + 1 == d.beats):  # next run
+                m.d.sync += [j.eq(0), kleft.eq(d.kc), cleft.eq(cleft - C),
+                             u_mod.eq(Mux(u_mod == R - 1, 0, u_mod + 1))]
+            with m.If(left_port == 1):
+                m.d.sync += [have.eq(0), done.eq(1)]
+
+    # ---- STORE: store commands -> write runs; engine store beats -> W beats
+    def _store(self, m: Module, wr, desc, core, regs) -> Signal:
+        sh, p = self.shape, self.p
+        R, C = sh.rows, sh.cols
+        sb = self.beat_bytes["store"]
+        cmd = core.store_cmd.payload
+        t = cmd.tensor
+        base, stride = desc[0][t[:4]], desc[1][t[:4]]
+        addr, runs_left, beats = Signal(p.addr_bits), Signal(24), Signal(24)
+        rstride = Signal(ADDR)
+        on, mark_wait = Signal(), Signal()
+        m.d.comb += core.store_cmd.ready.eq(~on & ~mark_wait)
+        with m.If(core.store_cmd.valid & core.store_cmd.ready):
+            m.d.sync += [on.eq(1), addr.eq(base + (cmd.r0 // R) * stride + (cmd.c0 // C) * sb),
+                         runs_left.eq((cmd.rows + R - 1) // R), rstride.eq(stride),
+                         beats.eq(((cmd.cols + C - 1) // C) * (sb // p.data_bytes))]
+            with m.If(t >= MAX_TENSORS):
+                m.d.sync += regs["error"].eq(1)
+        m.d.comb += [wr.runs.valid.eq(on), wr.runs.payload.addr.eq(addr),
+                     wr.runs.payload.beats.eq(beats)]
+        with m.If(wr.runs.valid & wr.runs.ready):
+            m.d.sync += [addr.eq(addr + rstride), runs_left.eq(runs_left - 1)]
+            with m.If(runs_left == 1):
+                m.d.sync += [on.eq(0), mark_wait.eq(1)]
+        # the STORE's last AW burst issued (the writer idle again): its B-count mark
+        m.submodules.marks = marks = fifo.SyncFIFOBuffered(width=32, depth=4)
+        m.d.comb += [marks.w_data.eq(wr.issued), marks.w_en.eq(mark_wait & wr.runs.ready)]
+        with m.If(mark_wait & wr.runs.ready & marks.w_rdy):
+            m.d.sync += mark_wait.eq(0)
+        done = Signal()
+        reached = (wr.acked - marks.r_data)[:32].as_signed() >= 0
+        m.d.comb += marks.r_en.eq(marks.r_rdy & reached)
+        m.d.sync += done.eq(marks.r_rdy & reached)
+        m.d.comb += core.store_done.eq(done)
+        # data: the engine's R x C x 32-bit store beat, out in bus beats
+        n = sb // p.data_bytes
+        hold = Signal(sb * 8)
+        k = Signal(range(n + 1))
+        full = Signal()
+        m.d.comb += [core.store_data.ready.eq(~full), wr.data.valid.eq(full),
+                     wr.data.payload.eq(hold.word_select(k, p.data_bytes * 8))]
+        with m.If(core.store_data.valid & ~full):
+            m.d.sync += [hold.eq(core.store_data.payload.as_value()), full.eq(1), k.eq(0)]
+        with m.If(wr.data.valid & wr.data.ready):
+            m.d.sync += k.eq(k + 1)
+            with m.If(k == n - 1):
+                m.d.sync += full.eq(0)
+        busy = Signal()
+        m.d.comb += busy.eq(on | mark_wait | marks.r_rdy | full)
+        return busy
+
+    def _counters(self, m: Module, regs, core, running, load_busy, store_busy, rd, wr) -> None:
+        cnt = lambda n: regs[n]
+        with m.If(regs["start"] & ~regs["busy"]):
+            m.d.sync += [cnt(n).eq(0) for n in ("CYCLES", "FETCH_CYCLES", "ENGINE_BUSY",
+                                                "ENGINE_WAIT", "LOAD_BUSY", "STORE_BUSY",
+                                                "READ_BEATS", "WRITE_BEATS")]
+        with m.Elif(self._fetching):
+            m.d.sync += cnt("FETCH_CYCLES").eq(cnt("FETCH_CYCLES") + 1)
+        with m.Elif(running & ~core.done):
+            m.d.sync += [cnt("CYCLES").eq(cnt("CYCLES") + 1),
+                         cnt("ENGINE_BUSY").eq(cnt("ENGINE_BUSY") + core.engine_busy),
+                         cnt("ENGINE_WAIT").eq(cnt("ENGINE_WAIT") + (
+                             ~core.engine_busy & (load_busy | store_busy))),
+                         cnt("LOAD_BUSY").eq(cnt("LOAD_BUSY") + load_busy),
+                         cnt("STORE_BUSY").eq(cnt("STORE_BUSY") + store_busy),
+                         cnt("READ_BEATS").eq(cnt("READ_BEATS") + (rd.rvalid & rd.rready)),
+                         cnt("WRITE_BEATS").eq(cnt("WRITE_BEATS") + (wr.wvalid & wr.wready))]
+
+
+def _geometry(cfg: AcceleratorConfig, sh: EngineShape) -> dict[str, int]:
+    from .engine import buffer_geometry
+
+    return buffer_geometry(cfg, sh)
