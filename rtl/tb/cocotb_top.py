@@ -1,0 +1,115 @@
+"""cocotb test module: whole programs on :class:`~nmsat.rtl.top.AcceleratorTop` as a host
+drives it (:mod:`nmsat.rtl.tb.top_run` prepares them).
+
+DRAM is ``cocotbext-axi``'s ``AxiRam`` on the top's AXI4 master, its data bus one DRAM
+channel's ``dram.bytes_per_cycle`` wide (a beat per cycle is the channel's bandwidth) and
+``dram.latency_cycles`` applied per burst (:class:`LatencyRam`); control is
+``cocotbext-axi``'s ``AxiLiteMaster`` on the AXI4-Lite slave. Per program the host
+writes the DRAM image (program, descriptors, tensors), the registers, and ``CONTROL``
+(start, irq_enable); waits for ``irq``; reads the counters over AXI4-Lite and the STORE
+regions from the ``AxiRam``. Results go to ``NMSAT_TB_RESULT``, one per program.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import time
+from collections import deque
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import RisingEdge
+from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
+
+from ..top import REGISTERS, register
+
+__all__ = ["LatencyRam", "program"]
+
+
+class LatencyRam(AxiRam):
+    """``AxiRam`` whose read bursts give their first beat no earlier than ``latency``
+    cycles after the AR handshake, and whose write responses come no earlier than
+    ``latency`` cycles after the AW handshake (the DRAM model ``simple``'s request to
+    first data latency, ``nmsat.dataflow.memory.SimpleDram``); bursts are served in
+    order, so a burst also waits for the one before (the channel's bus)."""
+
+    def __init__(self, bus, clock, reset, size: int, latency: int):
+        super().__init__(bus, clock, reset, size=size)
+        self.latency, self.cycle = latency, 0
+        self.ar, self.aw = deque(), deque()
+        self._first = True
+        self.clock = clock
+        rsend, bsend = self.read_if.r_channel.send, self.write_if.b_channel.send
+
+        async def r_send(r):
+            if self._first:
+                await self._until(self.ar, r)
+            self._first = bool(r.rlast)
+            await rsend(r)
+
+        async def b_send(b):
+            await self._until(self.aw, b)
+            await bsend(b)
+
+        self.read_if.r_channel.send = r_send
+        self.write_if.b_channel.send = b_send
+        cocotb.start_soon(self._watch(bus))
+
+    async def _until(self, times: deque, _):
+        while not times:
+            await RisingEdge(self.clock)
+        t = times.popleft() + self.latency
+        while self.cycle < t:
+            await RisingEdge(self.clock)
+
+    async def _watch(self, bus):
+        ar, aw = bus.read.ar, bus.write.aw
+        while True:
+            await RisingEdge(self.clock)
+            self.cycle += 1
+            if int(ar.arvalid.value) and int(ar.arready.value):
+                self.ar.append(self.cycle)
+            if int(aw.awvalid.value) and int(aw.awready.value):
+                self.aw.append(self.cycle)
+
+
+@cocotb.test()
+async def program(dut):
+    """Each host program in turn: image written, registers set, started, ``irq`` awaited,
+    counters and outputs read back."""
+    params = json.loads(open(os.environ["NMSAT_TB_PARAMS"], encoding="utf-8").read())
+    with open(params["host"], "rb") as f:  # noqa: ASYNC230
+        host = pickle.load(f)
+    clk = dut.clk
+    cocotb.start_soon(Clock(clk, 10, unit="ns").start())
+    dut.rst.value = 1
+    ram = LatencyRam(AxiBus.from_prefix(dut, "m_axi"), clk, dut.rst, size=host["size"],
+                     latency=host["latency"])
+    lite = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), clk, dut.rst)
+    for _ in range(3):
+        await RisingEdge(clk)
+    dut.rst.value = 0
+    await RisingEdge(clk)
+    reps = []
+    for one in host["programs"]:
+        t0 = time.perf_counter()
+        for a, b in one["segments"]:
+            ram.write(a, b)
+        for name in ("PROG_ADDR", "PROG_LEN", "DESC_ADDR", "DESC_COUNT"):
+            await lite.write(register(name), int(one[name]).to_bytes(4, "little"))
+        await lite.write(register("CONTROL"), (3).to_bytes(4, "little"))  # start, irq_enable
+        waited = 0
+        while not int(dut.irq.value) and waited < one["max_cycles"]:
+            await RisingEdge(clk)
+            waited += 1
+        regs = {}
+        for name, off, _, _ in REGISTERS:
+            regs[name] = int.from_bytes((await lite.read(off, 4)).data, "little")
+        await lite.write(register("STATUS"), (2).to_bytes(4, "little"))  # clear done
+        outs = {str(t): ram.read(g["addr"], g["bytes"]).hex() for t, g in one["stores"].items()}
+        reps.append({"registers": regs, "irq": waited < one["max_cycles"], "outputs": outs,
+                     "seconds": time.perf_counter() - t0})
+    with open(os.environ["NMSAT_TB_RESULT"], "w", encoding="utf-8") as f:  # noqa: ASYNC230
+        json.dump(reps, f)

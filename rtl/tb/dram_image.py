@@ -1,0 +1,194 @@
+"""The host side of :class:`~nmsat.rtl.top.AcceleratorTop`: the DRAM image a host writes
+before ``start`` (program lines, DMA descriptors, tensors in the engine's word layouts)
+and a model of the hardware DMA's address law that checks, before any simulation, that
+every LOAD of the program writes exactly the buffer words the engine expects
+(:func:`nmsat.rtl.tb.controller_run.load_port_words`, from the golden executor's tiles).
+
+Word layouts in DRAM (``docs/rtl.md``, "Top level"), per tensor view a LOAD reads (its
+transform applied by the host: NONE, TRANSPOSE or IM2COL):
+
+* ACT view ``[M, K]`` for pattern nm: row m's chunk c is the ACT window of K elements
+  ``c kpc ..`` (``kpc`` = ``nm.k_per_chunk(P, A)``), in slot ``m KC + c`` (``KC`` chunks
+  of the whole K), each slot ``WS`` bytes (:func:`nmsat.rtl.top.word_slot`).
+* WGT view ``[K, N]`` compressed N:M along K: column n's chunk c is its slot vector of P
+  (value, index), in slot ``((n / C) KC + c) C + n mod C``.
+* STORE tensor ``[rows, cols]``: R x C blocks of 32-bit accumulator words (the engine's
+  store beat, by row), block (rb, t) at ``(rb NT + t) R C 4`` bytes.
+
+A tensor has one view per program (a second is refused, naming it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nmsat.arith import ceil_div
+from nmsat.config import AcceleratorConfig
+from nmsat.dataflow import execute as ex
+from nmsat.dataflow import isa
+
+from ..axi import AxiParams
+from ..layouts import EngineShape
+from ..top import DESC_BYTES, LINE_BYTES, MAX_TENSORS, descriptor_line, word_slot
+from .engine_model import LoadBeat, load_words
+from .tiles import encode
+
+__all__ = ["DramImage", "dram_image", "model_load_beats", "unpack_store_region"]
+
+ALIGN = 4096  # regions start on 4 KiB
+
+
+@dataclass
+class DramImage:
+    """What the host writes (``segments``: (address, bytes)) and where."""
+
+    prog_addr: int
+    prog_len: int
+    desc_addr: int
+    desc_count: int
+    segments: list[tuple[int, bytes]] = field(default_factory=list)
+    desc: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # base, stride, kpc
+    views: dict[int, tuple] = field(default_factory=dict)  # tensor -> (kind, transform, nm)
+    stores: dict[int, dict] = field(default_factory=dict)  # tensor -> region geometry
+    size: int = 0
+
+    def read(self, addr: int, n: int) -> bytes:
+        for a, b in self.segments:
+            if a <= addr and addr + n <= a + len(b):
+                return b[addr - a:addr - a + n]
+        raise ValueError(f"no segment holds [{addr:#x}, {addr + n:#x})")
+
+
+def _views(prog: isa.Program) -> dict[int, tuple]:
+    views: dict[int, tuple] = {}
+    for ins in prog.instructions:
+        if isinstance(ins, isa.Load):
+            v = ("wgt" if ins.buffer is isa.Buffer.WGT else "act", ins.transform, ins.nm)
+        elif isinstance(ins, isa.Store):
+            if ins.transform is isa.Transform.COL2IM:
+                raise ValueError(f"STORE to tensor {ins.tensor}: the hardware DMA has no "
+                                 f"COL2IM scatter-add")
+            v = ("store", ins.transform, None)
+        else:
+            continue
+        if ins.tensor >= MAX_TENSORS:
+            raise ValueError(f"tensor id {ins.tensor} is beyond the DMA's {MAX_TENSORS} "
+                             f"descriptors")
+        if views.setdefault(ins.tensor, v) != v:
+            raise ValueError(f"tensor {ins.tensor} is used as {views[ins.tensor]} and as {v}: "
+                             f"the DMA holds one view per tensor")
+    return views
+
+
+def dram_image(prog: isa.Program, cfg: AcceleratorConfig, dram: dict, p: AxiParams,
+               shape: EngineShape) -> DramImage:
+    """The DRAM image of ``prog`` over the golden executor's tensors ``dram``."""
+    R, C = shape.rows, shape.cols
+    ws = {"act": word_slot(shape.window_layout.size, p),
+          "wgt": word_slot(shape.slots_layout.size, p)}
+    views = _views(prog)
+    exe = ex.Executor(prog, cfg, dram)
+    words = [int.from_bytes(isa.encode(i), "little") for i in prog.instructions]
+    img = DramImage(ALIGN, len(words), 0, max(views, default=-1) + 1, views=views)
+    at = ALIGN + ceil_div(len(words) * LINE_BYTES, ALIGN) * ALIGN
+    img.segments.append((ALIGN, b"".join(w.to_bytes(LINE_BYTES, "little") for w in words)))
+    img.desc_addr = at
+    at += ceil_div(img.desc_count * DESC_BYTES, ALIGN) * ALIGN or ALIGN
+    P, A = shape.lanes, shape.window
+    for t, (kind, tr, nm) in sorted(views.items()):
+        tensor = prog.tensors[t]
+        if kind == "store":
+            rows, cols = (tensor.cols, tensor.rows) if tr is isa.Transform.TRANSPOSE \
+                else (tensor.rows, tensor.cols)
+            nt, sb = ceil_div(cols, C), R * C * 4
+            stride = nt * sb
+            nbytes = ceil_div(rows, R) * stride
+            img.stores[t] = {"addr": at, "stride": stride, "rows": rows, "cols": cols}
+            img.desc[t] = (at, stride, 1)
+            img.segments.append((at, bytes(nbytes)))
+        else:
+            view = exe._view(tensor, tr)
+            kpc = nm.k_per_chunk(P, A)
+            if kind == "act":
+                enc = encode(shape, view, np.zeros((view.shape[1], 1)), nm)
+                slots = [[shape.pack_window(enc.act[mi, c]) for c in range(enc.chunks)]
+                         for mi in range(view.shape[0])]
+                kc_all, w = enc.chunks, ws["act"]
+                flat = [s for row in slots for s in row]
+                stride = kc_all * w
+                pad = R
+            else:
+                enc = encode(shape, np.zeros((1, view.shape[0])), view, nm)
+                n, kc_all = enc.w_value.shape[0], enc.chunks
+                nt = ceil_div(n, C)
+                flat = [0] * (nt * kc_all * C)
+                for ni in range(n):
+                    for c in range(kc_all):
+                        flat[((ni // C) * kc_all + c) * C + ni % C] = shape.pack_slots(
+                            enc.w_value[ni, c], enc.w_index[ni, c])
+                w = ws["wgt"]
+                stride = kc_all * C * w
+                pad = C
+            blob = b"".join(x.to_bytes(w, "little") for x in flat) + bytes(pad * w)
+            img.desc[t] = (at, stride, kpc)
+            img.segments.append((at, blob))
+            nbytes = len(blob)
+        at += ceil_div(nbytes, ALIGN) * ALIGN or ALIGN
+    table = b"".join(descriptor_line(*img.desc.get(t, (0, 0, 1)))
+                     for t in range(img.desc_count))
+    img.segments.append((img.desc_addr, table))
+    img.size = at
+    return img
+
+
+def model_load_beats(img: DramImage, shape: EngineShape, p: AxiParams, ins: isa.Load,
+                     r0: int, c0: int, half: int, depth: int) -> list[LoadBeat]:
+    """The load-port beats the top's DMA writes for a LOAD (the address law of
+    :mod:`nmsat.rtl.top`, read from the image), disabled banks as None."""
+    R, C = shape.rows, shape.cols
+    base, stride, kpc = img.desc[ins.tensor]
+    wgt = ins.buffer is isa.Buffer.WGT
+    ws = word_slot((shape.slots_layout if wgt else shape.window_layout).size, p)
+    mask = (1 << (shape.slots_layout if wgt else shape.window_layout).size) - 1
+    banks = C if wgt else R
+    kc = ceil_div(ins.rows if wgt else ins.cols, kpc)
+    if wgt:
+        runs, beats = ceil_div(ins.cols, C), kc
+        addr = base + (c0 // C) * stride + (r0 // kpc) * C * ws
+    else:
+        runs, beats = ins.rows, ceil_div(kc, R)
+        addr = base + r0 * stride + (c0 // kpc) * ws
+    out, pa = [], half * depth
+    for u in range(runs):
+        for j in range(beats):
+            raw = img.read(addr + u * stride + j * banks * ws, banks * ws)
+            slot = [int.from_bytes(raw[i * ws:(i + 1) * ws], "little") & mask
+                    for i in range(banks)]
+            bank: list[int | None] = [None] * banks
+            for i in range(banks):
+                on = (u * C + i < ins.cols) if wgt else (j * R + i < kc)
+                if on:
+                    bank[i if wgt else (u + i) % R] = slot[i]
+            out.append(LoadBeat(pa, tuple(bank)))
+            pa += 1
+    return out
+
+
+def golden_load_beats(shape: EngineShape, ins: isa.Load, tile: np.ndarray, half: int,
+                      depth: int) -> list[LoadBeat]:
+    """The engine's words for the tile (what ``load_port_words`` packs)."""
+    if ins.buffer is isa.Buffer.ACT:
+        beats = load_words(shape, encode(shape, tile, np.zeros((tile.shape[1], 1)), ins.nm)).act
+    else:
+        beats = load_words(shape, encode(shape, np.zeros((1, tile.shape[0])), tile, ins.nm)).wgt
+    return [LoadBeat(b.addr + half * depth, b.words) for b in beats]
+
+
+def unpack_store_region(shape: EngineShape, raw: bytes, geom: dict) -> np.ndarray:
+    """A STORE tensor's region as its [rows, cols] 32-bit words."""
+    R, C = shape.rows, shape.cols
+    nt, nrb = ceil_div(geom["cols"], C), ceil_div(geom["rows"], R)
+    blocks = np.frombuffer(raw, "<u4").reshape(nrb, nt, R, C)
+    return blocks.transpose(0, 2, 1, 3).reshape(nrb * R, nt * C)[:geom["rows"], :geom["cols"]]

@@ -1,0 +1,190 @@
+"""Whole programs on the accelerator top (:class:`~nmsat.rtl.top.AcceleratorTop`) under
+cocotb with ``cocotbext-axi``: the host writes the DRAM image
+(:mod:`nmsat.rtl.tb.dram_image`) into an ``AxiRam`` and drives the AXI4-Lite registers
+(:mod:`nmsat.rtl.tb.cocotb_top`); the outputs are compared bit for bit with the golden
+executor and the program cycles (``CYCLES``) with the system model's.
+
+Before simulating, every LOAD's DMA beats (the address law read from the image,
+:func:`~nmsat.rtl.tb.dram_image.model_load_beats`) are checked against the words the
+engine expects for the executor's tile: a program the DMA's layouts cannot carry is
+refused with one line naming the LOAD.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from nmsat.config import AcceleratorConfig, to_dict
+from nmsat.dataflow import isa
+from nmsat.fileio import file_lock
+
+from ..axi import axi_params
+from ..engine import buffer_geometry, ring_halves
+from ..layouts import EngineShape
+from ..top import TOP_NAME
+from .controller_run import SystemModel, _LoadTiles, controller_host
+from .dram_image import dram_image, golden_load_beats, model_load_beats, unpack_store_region
+from .runner import build_and_test
+
+__all__ = ["cached_top_verilog", "run_top_programs", "top_host"]
+
+_SOURCES = ("top.py", "axi.py", "controller.py")
+
+
+def top_host(prog: isa.Program, cfg: AcceleratorConfig, dram: dict) -> dict:
+    """The host's side of one program: the DRAM image, register values, expected STORE
+    words; raises ``ValueError`` when the DMA's layouts cannot carry a LOAD or STORE."""
+    if cfg.dram.channels != 1:
+        raise ValueError(f"dram.channels = {cfg.dram.channels}: the top's AXI4 master is "
+                         f"one DRAM channel")
+    if cfg.dram.model != "simple":
+        raise ValueError(f"dram.model = {cfg.dram.model}: the testbench's AxiRam applies "
+                         f"the simple model's latency only")
+    shape = EngineShape.from_config(cfg)
+    p = axi_params(cfg)
+    img = dram_image(prog, cfg, dram, p, shape)
+    g = buffer_geometry(cfg, shape)
+    halves = dict(zip((isa.Buffer.ACT, isa.Buffer.WGT), ring_halves(cfg)[:2]))
+    depth = {isa.Buffer.ACT: g["act"], isa.Buffer.WGT: g["wgt"]}
+    rec = _LoadTiles(prog, cfg, dram)
+    rec.run()
+    tiles = iter(rec.tiles)
+    n = {isa.Buffer.ACT: 0, isa.Buffer.WGT: 0}
+    R, C = shape.rows, shape.cols
+    ctl = controller_host(prog, cfg, dram)
+    stores = iter(ctl["stores"])
+    expected: dict[int, np.ndarray] = {}
+    covered: dict[int, np.ndarray] = {}
+    for k, (ins, r0, c0) in enumerate(prog.unrolled()):
+        if isinstance(ins, isa.Load):
+            half = n[ins.buffer] % halves[ins.buffer]
+            n[ins.buffer] += 1
+            want = golden_load_beats(shape, ins, next(tiles), half, depth[ins.buffer])
+            got = model_load_beats(img, shape, p, ins, r0, c0, half, depth[ins.buffer])
+            if got != want:
+                raise ValueError(f"LOAD {k} (tensor {ins.tensor}, [{r0}+{ins.rows}, "
+                                 f"{c0}+{ins.cols}]) is not aligned to the DMA's word layout "
+                                 f"(chunks of its pattern, column tiles of {C})")
+        elif isinstance(ins, isa.Store):
+            if r0 % R or c0 % C:
+                raise ValueError(f"STORE {k} at ({r0}, {c0}) does not start on an R x C block")
+            geom = img.stores[ins.tensor]
+            exp = expected.setdefault(ins.tensor, np.zeros((geom["rows"], geom["cols"]),
+                                                           np.uint64))
+            cov = covered.setdefault(ins.tensor, np.zeros(exp.shape, bool))
+            exp[r0:r0 + ins.rows, c0:c0 + ins.cols] = next(stores)["expected"]
+            cov[r0:r0 + ins.rows, c0:c0 + ins.cols] = True
+    return {"segments": img.segments, "PROG_ADDR": img.prog_addr, "PROG_LEN": img.prog_len,
+            "DESC_ADDR": img.desc_addr, "DESC_COUNT": img.desc_count, "size": img.size,
+            "stores": {t: {**g, "bytes": -(-g["rows"] // R) * g["stride"]}
+                       for t, g in img.stores.items()},
+            "expected": expected, "covered": covered}
+
+
+def cached_top_verilog(cfg: AcceleratorConfig, dtype: str, depth: int) -> Path:
+    """Verilog of the top for simulation, generated once per config, operand type,
+    instruction-memory depth and RTL sources (under ``NMSAT_RTL_CACHE``)."""
+    from ..generate import source_hash, to_verilog
+    from ..top import AcceleratorTop
+
+    h = hashlib.sha256(source_hash(cfg, dtype).encode())
+    for f in _SOURCES:
+        h.update((Path(__file__).parents[1] / f).read_bytes())
+    h.update(repr((depth, to_dict(cfg)["dram"])).encode())
+    root = Path(os.environ.get("NMSAT_RTL_CACHE", Path.home() / ".cache" / "nmsat" / "rtl"))
+    d = root / f"top_{h.hexdigest()[:16]}"
+    f = d / f"{TOP_NAME}.v"
+    if not f.exists():
+        from nmsat.log import status
+
+        status("rtl: generating the Verilog of the %s accelerator top (cached in %s)",
+               cfg.name, d)
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / f"{f.name}.tmp{os.getpid()}"
+        tmp.write_text(to_verilog(AcceleratorTop(cfg, dtype, depth), TOP_NAME), encoding="utf-8")
+        tmp.replace(f)
+    return f
+
+
+def run_top_programs(runs: list[tuple[isa.Program, AcceleratorConfig, dict]],
+                     sim: str | None = None, *, system_model: SystemModel,
+                     max_cycles: int = 200_000) -> list[dict]:
+    """Run (program, config, DRAM image) triples on one top (the configs must build the
+    same hardware) in one cocotb session; per program: ``rtl_program_cycles`` (the
+    ``CYCLES`` register), ``model_program_cycles`` (``system_model``'s total),
+    ``mismatches`` and ``words`` compared, every register, and the system model's stall
+    cycles of the engine by cause."""
+    from cocotb_tools.runner import get_runner
+
+    cfg0 = runs[0][1]
+    key = lambda c: {k: v for k, v in to_dict(c).items() if k != "name"}
+    for _, cfg, _ in runs:
+        if key(cfg) != key(cfg0):
+            raise ValueError("programs run in one session must share the config")
+    sim = sim or "icarus"
+    hosts = [top_host(prog, cfg, dram) for prog, cfg, dram in runs]
+    longest = max(len(prog.instructions) for prog, _, _ in runs)
+    depth = max(16, 1 << (longest - 1).bit_length())
+    src = cached_top_verilog(cfg0, cfg0.numerics.dtype, depth)
+    build_args: list[str] = []
+    if sim == "verilator":
+        from .runner import VERILATOR_ARGS, verilator_env
+
+        build_dir = src.parent / f"{sim}{verilator_env()}"
+        build_args = list(VERILATOR_ARGS)
+    else:
+        build_dir = src.parent / sim
+    runner = get_runner(sim)
+    size = max(h["size"] for h in hosts)
+    with file_lock(build_dir.with_name(build_dir.name + ".lock")), \
+            tempfile.TemporaryDirectory() as tmp:
+        hp, pfile, result = Path(tmp) / "host.pkl", Path(tmp) / "p.json", Path(tmp) / "r.json"
+        tb = [{k: h[k] for k in ("segments", "PROG_ADDR", "PROG_LEN", "DESC_ADDR",
+                                 "DESC_COUNT", "stores")} | {"max_cycles": max_cycles}
+              for h in hosts]
+        hp.write_bytes(pickle.dumps({"programs": tb, "size": size,
+                                     "latency": cfg0.dram.latency_cycles}))
+        pfile.write_text(json.dumps({"host": str(hp)}))
+        build_and_test(
+            runner, sim, build_dir,
+            dict(sources=[src], hdl_toplevel=TOP_NAME, build_args=build_args,
+                 timescale=("1ns", "1ps")),
+            dict(hdl_toplevel=TOP_NAME, test_module="nmsat.rtl.tb.cocotb_top", test_dir=tmp,
+                 results_xml=str(Path(tmp) / "x.xml"),
+                 extra_env={"NMSAT_TB_PARAMS": str(pfile), "NMSAT_TB_RESULT": str(result),
+                            "PYTHONPATH": os.pathsep.join(sys.path)}),
+            result, f"the {cfg0.name} accelerator top")
+        results = json.loads(result.read_text())
+    if len(results) != len(runs):
+        raise RuntimeError(f"the testbench ran {len(results)} of {len(runs)} programs")
+    return [_report(prog, cfg, h, r, sim, system_model)
+            for (prog, cfg, _), h, r in zip(runs, hosts, results)]
+
+
+def _report(prog, cfg, host: dict, res: dict, sim: str, system_model: SystemModel) -> dict:
+    shape = EngineShape.from_config(cfg)
+    words = bad = 0
+    for t, exp in host["expected"].items():
+        got = unpack_store_region(shape, bytes.fromhex(res["outputs"][str(t)]),
+                                  host["stores"][t])
+        cov = host["covered"][t]
+        words += int(cov.sum())
+        bad += int(((got.astype(np.uint64) != exp) & cov).sum())
+    model = system_model(prog, cfg, extrapolate=False)
+    regs = res["registers"]
+    stall = {}
+    for (layer, phase, cause), v in model.stall.get("engine", {}).items():
+        stall[cause] = stall.get(cause, 0) + v
+    return {"sim": sim, "irq": res["irq"], "rtl_program_cycles": regs["CYCLES"],
+            "model_program_cycles": model.total_cycles,
+            "cycle_difference": regs["CYCLES"] - model.total_cycles,
+            "words": words, "mismatches": bad, "error": bool(regs["STATUS"] & 4),
+            "registers": regs, "model_engine_stall": stall, "seconds": res["seconds"]}
