@@ -85,6 +85,8 @@ async def program(dut):
     clk = dut.clk
     cocotb.start_soon(Clock(clk, 10, unit="ns").start())
     dut.rst.value = 1
+    for name in host["inputs"]:  # every input defined before the drivers take theirs
+        getattr(dut, name).value = 0
     ram = LatencyRam(AxiBus.from_prefix(dut, "m_axi"), clk, dut.rst, size=host["size"],
                      latency=host["latency"])
     lite = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), clk, dut.rst)

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -114,6 +115,18 @@ def cached_top_verilog(cfg: AcceleratorConfig, dtype: str, depth: int) -> Path:
     return f
 
 
+_KICK = re.compile(r"reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+) +(= 0|= 1'h0);")
+
+
+def icarus_kick(text: str) -> str:
+    """Yosys's Verilog runs its ``always @*`` blocks at time 0 by initialising a dummy
+    register they read; Icarus may run that initialiser before the blocks wait, so a
+    block whose inputs never change (the top's idle DMA) stays X. Initialise it at 1 ns
+    instead: every such block sees the event (simulation only)."""
+    return _KICK.sub(lambda mt: f"reg {mt.group(1)} ;\n  initial #1 {mt.group(1)}  = 1'h0;",
+                     text)
+
+
 def run_top_programs(runs: list[tuple[isa.Program, AcceleratorConfig, dict]],
                      sim: str | None = None, *, system_model: SystemModel,
                      max_cycles: int = 200_000) -> list[dict]:
@@ -142,6 +155,12 @@ def run_top_programs(runs: list[tuple[isa.Program, AcceleratorConfig, dict]],
         build_args = list(VERILATOR_ARGS)
     else:
         build_dir = src.parent / sim
+        kicked = src.with_name(src.stem + "_icarus.v")
+        if not kicked.exists():
+            tmpf = kicked.with_name(f"{kicked.name}.tmp{os.getpid()}")
+            tmpf.write_text(icarus_kick(src.read_text(encoding="utf-8")), encoding="utf-8")
+            tmpf.replace(kicked)
+        src = kicked
     runner = get_runner(sim)
     size = max(h["size"] for h in hosts)
     with file_lock(build_dir.with_name(build_dir.name + ".lock")), \
@@ -150,7 +169,11 @@ def run_top_programs(runs: list[tuple[isa.Program, AcceleratorConfig, dict]],
         tb = [{k: h[k] for k in ("segments", "PROG_ADDR", "PROG_LEN", "DESC_ADDR",
                                  "DESC_COUNT", "stores")} | {"max_cycles": max_cycles}
               for h in hosts]
-        hp.write_bytes(pickle.dumps({"programs": tb, "size": size,
+        from ..axi import axi_lite_members, axi_master_members
+
+        inputs = [n for n, mb in {**axi_lite_members(8), **axi_master_members(
+            axi_params(cfg0))}.items() if mb.flow.name == "In"]
+        hp.write_bytes(pickle.dumps({"programs": tb, "size": size, "inputs": inputs,
                                      "latency": cfg0.dram.latency_cycles}))
         pfile.write_text(json.dumps({"host": str(hp)}))
         build_and_test(
