@@ -20,7 +20,7 @@ from collections import deque
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import RisingEdge
+from cocotb.triggers import FallingEdge, RisingEdge
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
 from ..top import REGISTERS, register
@@ -41,6 +41,10 @@ class LatencyRam(AxiRam):
         self.ar, self.aw = deque(), deque()
         self._first = True
         self.clock = clock
+        # accept every AR / AW the master issues at once (AxiRam queues 2 by default, which
+        # would hold a handshake and so start its latency late)
+        self.read_if.ar_channel.queue_occupancy_limit = 64
+        self.write_if.aw_channel.queue_occupancy_limit = 64
         rsend, bsend = self.read_if.r_channel.send, self.write_if.b_channel.send
 
         async def r_send(r):
@@ -75,6 +79,28 @@ class LatencyRam(AxiRam):
                 self.aw.append(self.cycle)
 
 
+async def _timeline(dut, tl: dict) -> None:
+    """Per LOAD and STORE the cycle its command left the controller and the cycle its
+    completion pulsed, counted from the first cycle the controller runs (the system
+    model's time 0); sampled mid-cycle."""
+    cyc, fetched = None, False
+    while True:
+        await FallingEdge(dut.clk)
+        if cyc is None:  # the controller starts as the fetch ends
+            fetching = int(dut.fetching.value)
+            fetched |= bool(fetching)
+            if fetching or not fetched:
+                continue
+            cyc = 0
+        for q in ("load", "store"):
+            if int(getattr(dut, f"{q}_cmd__valid").value) and \
+                    int(getattr(dut, f"{q}_cmd__ready").value):
+                tl[q].append(cyc)
+            if int(getattr(dut, f"{q}_done").value):
+                tl[f"{q}_done"].append(cyc)
+        cyc += 1
+
+
 @cocotb.test()
 async def program(dut):
     """Each host program in turn: image written, registers set, started, ``irq`` awaited,
@@ -101,6 +127,8 @@ async def program(dut):
             ram.write(a, b)
         for name in ("PROG_ADDR", "PROG_LEN", "DESC_ADDR", "DESC_COUNT"):
             await lite.write(register(name), int(one[name]).to_bytes(4, "little"))
+        tl: dict = {"load": [], "load_done": [], "store": [], "store_done": []}
+        mon = cocotb.start_soon(_timeline(dut, tl))
         await lite.write(register("CONTROL"), (3).to_bytes(4, "little"))  # start, irq_enable
         waited = 0
         while not int(dut.irq.value) and waited < one["max_cycles"]:
@@ -111,7 +139,9 @@ async def program(dut):
             regs[name] = int.from_bytes((await lite.read(off, 4)).data, "little")
         await lite.write(register("STATUS"), (2).to_bytes(4, "little"))  # clear done
         outs = {str(t): ram.read(g["addr"], g["bytes"]).hex() for t, g in one["stores"].items()}
+        mon.cancel()
         reps.append({"registers": regs, "irq": waited < one["max_cycles"], "outputs": outs,
+                     "timeline": tl,
                      "seconds": time.perf_counter() - t0})
     with open(os.environ["NMSAT_TB_RESULT"], "w", encoding="utf-8") as f:  # noqa: ASYNC230
         json.dump(reps, f)

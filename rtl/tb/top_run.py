@@ -201,7 +201,7 @@ def _report(prog, cfg, host: dict, res: dict, sim: str, system_model: SystemMode
         cov = host["covered"][t]
         words += int(cov.sum())
         bad += int(((got.astype(np.uint64) != exp) & cov).sum())
-    model = system_model(prog, cfg, extrapolate=False)
+    model = system_model(prog, cfg, extrapolate=False, record=True)
     regs = res["registers"]
     stall = {}
     for (layer, phase, cause), v in model.stall.get("engine", {}).items():
@@ -210,4 +210,11 @@ def _report(prog, cfg, host: dict, res: dict, sim: str, system_model: SystemMode
             "model_program_cycles": model.total_cycles,
             "cycle_difference": regs["CYCLES"] - model.total_cycles,
             "words": words, "mismatches": bad, "error": bool(regs["STATUS"] & 4),
-            "registers": regs, "model_engine_stall": stall, "seconds": res["seconds"]}
+            "registers": regs, "model_engine_stall": stall, "seconds": res["seconds"],
+            # per LOAD / STORE: (command issued, completion) cycles on the RTL, and the
+            # model's DRAM data spans of the same transfers (dma<ch> intervals, in order)
+            "rtl_transfers": {q: list(zip(res["timeline"][q], res["timeline"][q + "_done"]))
+                              for q in ("load", "store")},
+            "model_transfers": {q: [(iv.start, iv.end) for iv in model.intervals
+                                    if iv.unit.startswith("dma") and iv.kind == q]
+                                for q in ("load", "store")}}
