@@ -24,15 +24,22 @@ from amaranth.lib.wiring import In, Out
 
 from nmsat.config import AcceleratorConfig
 
-__all__ = ["OUTSTANDING_READS", "AxiParams", "BurstReader", "BurstWriter", "Upsizer",
-           "axi_lite_members", "axi_master_members", "axi_params", "run_layout"]
+__all__ = ["AxiParams", "BurstReader", "BurstWriter", "Upsizer",
+           "axi_lite_members", "axi_master_members", "axi_params", "outstanding_reads",
+           "run_layout"]
 
-OUTSTANDING_READS = 4
-"""Read bursts the master keeps in flight. Decided: enough to cover the DRAM's request
-latency with bursts of ``dram.burst_bytes`` (the small preset: 10 cycles of latency, a
-4-beat burst each 4 cycles -> 3 in flight keep the bus busy; 4 leaves one spare). The
-Xilinx MIG's AXI slave accepts up to 16+ (PG150, "AXI4 Slave Interface"), so this is the
-master's choice, not the memory's limit."""
+def outstanding_reads(cfg: AcceleratorConfig) -> int:
+    """Read bursts the master keeps in flight: enough to cover the DRAM's request latency
+    at one beat per cycle (Little's law: ``ceil(dram.latency_cycles / burst beats)``
+    bursts whose latency overlaps, plus the one being delivered, plus one because a slot
+    freed by a burst's last beat is reused from the next cycle), so a long read streams
+    at the bus's full rate (measured: the small preset's reads are gapless with 5, show a
+    2-cycle gap every few bursts with 4). The Xilinx MIG's AXI slave queues deeply enough
+    for this (PG150, "AXI4 Slave Interface"); at most 256."""
+    d = cfg.dram
+    beats = max(1, d.burst_bytes // d.bytes_per_cycle)
+    return min(256, -(-d.latency_cycles // beats) + 2)
+
 
 ADDR_BITS = 32
 """Byte-address width of the memory master (4 GiB), ``m_axi_araddr`` / ``awaddr``."""
@@ -56,7 +63,7 @@ def axi_params(cfg: AcceleratorConfig) -> AxiParams:
     """:class:`AxiParams` from the config: the data bus is one DRAM channel's
     ``dram.bytes_per_cycle`` (a beat per cycle is the channel's sustained bandwidth), a
     burst is ``dram.burst_bytes`` (the DRAM's transfer granularity), and
-    :data:`OUTSTANDING_READS` bursts are in flight. Raises ``ValueError`` naming the field
+    :func:`outstanding_reads` bursts are in flight. Raises ``ValueError`` naming the field
     when AXI cannot carry it (a power-of-two width of 1 to 128 bytes, 1 to 256 beats per
     burst, a burst within 4 KiB)."""
     d = cfg.dram
@@ -72,7 +79,7 @@ def axi_params(cfg: AcceleratorConfig) -> AxiParams:
     if beats > 256:
         raise ValueError(f"dram.burst_bytes / dram.bytes_per_cycle = {beats} beats exceeds "
                          f"AXI4's 256-beat burst")
-    return AxiParams(db, beats, OUTSTANDING_READS)
+    return AxiParams(db, beats, outstanding_reads(cfg))
 
 
 def axi_lite_members(addr_bits: int, prefix: str = "s_axil_") -> dict:
@@ -139,18 +146,20 @@ class BurstReader(wiring.Component):
         _bursts(m, p, self.runs, addr, left, length)
         inflight = Signal(range(p.outstanding + 1))
         on = Signal()
+        ar = self.arvalid & self.arready
+        # the next run is taken with the current one's last burst: back-to-back bursts
+        free = ~on | (ar & (left == length))
         m.d.comb += [self.arid.eq(0), self.arsize.eq(p.size_code), self.arburst.eq(1),
                      self.araddr.eq(addr), self.arlen.eq(length - 1),
                      self.arvalid.eq(on & (inflight < p.outstanding)),
-                     self.runs.ready.eq(~on)]
-        with m.If(self.runs.valid & ~on & (self.runs.payload.beats != 0)):
-            m.d.sync += [addr.eq(self.runs.payload.addr), left.eq(self.runs.payload.beats),
-                         on.eq(1)]
-        ar = self.arvalid & self.arready
+                     self.runs.ready.eq(free)]
         with m.If(ar):
             m.d.sync += [addr.eq(addr + (length << p.size_code)), left.eq(left - length)]
             with m.If(left == length):
                 m.d.sync += on.eq(0)
+        with m.If(self.runs.valid & free & (self.runs.payload.beats != 0)):
+            m.d.sync += [addr.eq(self.runs.payload.addr), left.eq(self.runs.payload.beats),
+                         on.eq(1)]
         last = self.rvalid & self.rready & self.rlast
         m.d.sync += inflight.eq(inflight + ar - last)
         m.d.comb += [self.data.valid.eq(self.rvalid), self.data.payload.eq(self.rdata),

@@ -268,8 +268,9 @@ class AcceleratorTop(wiring.Component):
         entry_l = data.StructLayout({"wgt": 1, "half": 1, "addr": p.addr_bits,
                                      "stride": ADDR, "runs": 24, "beats": 24, "kc": 24,
                                      "cols": 24, "total": 48})
-        m.submodules.ld_ar = ar_q = fifo.SyncFIFOBuffered(width=entry_l.size, depth=4)
-        m.submodules.ld_dat = dat_q = fifo.SyncFIFOBuffered(width=entry_l.size, depth=4)
+        m.submodules.ld_ar = ar_q = fifo.SyncFIFO(width=entry_l.size, depth=4)
+        m.submodules.ld_dat = dat_q = fifo.SyncFIFO(width=entry_l.size, depth=4)
+        m.submodules.ld_gate = gate_q = fifo.SyncFIFO(width=entry_l.size, depth=4)
         # stage 1: the command's tile against its descriptor (registered), stage 2: push
         t = cmd.tensor
         ok_t = t < MAX_TENSORS
@@ -298,9 +299,9 @@ class AcceleratorTop(wiring.Component):
             m.d.sync += [staged.eq(1), held.eq(e)]
             with m.If(~ok_t):
                 m.d.sync += regs["error"].eq(1)
-        push = staged & ar_q.w_rdy & dat_q.w_rdy
-        m.d.comb += [ar_q.w_data.eq(held), dat_q.w_data.eq(held), ar_q.w_en.eq(push),
-                     dat_q.w_en.eq(push)]
+        push = staged & ar_q.w_rdy & dat_q.w_rdy & gate_q.w_rdy
+        m.d.comb += [ar_q.w_data.eq(held), dat_q.w_data.eq(held), gate_q.w_data.eq(held),
+                     ar_q.w_en.eq(push), dat_q.w_en.eq(push), gate_q.w_en.eq(push)]
         with m.If(push):
             m.d.sync += staged.eq(0)
         # address side: one run per tile row (ACT) / column tile (WGT)
@@ -316,58 +317,57 @@ class AcceleratorTop(wiring.Component):
         with m.Else():
             m.d.comb += [rd.runs.valid.eq(self._fetch_valid),
                          rd.runs.payload.eq(self._fetch_run)]
-        m.d.comb += ar_q.r_en.eq(~on & ar_q.r_rdy)
-        with m.If(~on & ar_q.r_rdy):
-            m.d.sync += [on.eq(a.runs != 0), addr.eq(a.addr), runs_left.eq(a.runs),
-                         cur_beats.eq(a.beats * nbus), astride.eq(a.stride)]
+        run_last = on & ~self._fetching & rd.runs.ready & (runs_left == 1)
         with m.If(on & ~self._fetching & rd.runs.ready):
             m.d.sync += [addr.eq(addr + astride), runs_left.eq(runs_left - 1)]
             with m.If(runs_left == 1):
                 m.d.sync += on.eq(0)
-        # data side: bus beats -> port beats (upsizer) -> the ACT / WGT load port
-        d = data.View(entry_l, Signal(entry_l.size))
-        have = Signal()
-        left_port = Signal(48)  # port beats still to write
-        in_left = Signal(48)  # bus beats still to take
-        with m.If(~have & dat_q.r_rdy):
-            m.d.comb += dat_q.r_en.eq(1)
-            m.d.sync += [have.eq(1), d.eq(dat_q.r_data)]
-            nb = Mux(data.View(entry_l, dat_q.r_data).wgt, self.beat_bytes["wgt"] // p.data_bytes,
-                     self.beat_bytes["act"] // p.data_bytes)
-            tot = data.View(entry_l, dat_q.r_data).total
-            m.d.sync += [left_port.eq(tot), in_left.eq(tot * nb)]
+        m.d.comb += ar_q.r_en.eq((~on | run_last) & ar_q.r_rdy)
+        with m.If((~on | run_last) & ar_q.r_rdy):
+            m.d.sync += [on.eq(a.runs != 0), addr.eq(a.addr), runs_left.eq(a.runs),
+                         cur_beats.eq(a.beats * nbus), astride.eq(a.stride)]
+        # data side: bus beats -> port beats (upsizer) -> the ACT / WGT load port. The
+        # input gate (bus beats per LOAD, the upsizer's beats per port beat) and the port
+        # side each take their next LOAD as their current one ends, without a gap.
+        nbq = Mux(data.View(entry_l, gate_q.r_data).wgt, self.beat_bytes["wgt"] // p.data_bytes,
+                  self.beat_bytes["act"] // p.data_bytes)
+        in_left = Signal(48)  # bus beats of the current LOAD still to take
+        n_cur = Signal.like(up.n)
+        take = up.i.valid & up.i.ready & ~self._fetching
+        with m.If(take):
+            m.d.sync += in_left.eq(in_left - 1)
+        with m.If(((in_left == 0) | ((in_left == 1) & take)) & gate_q.r_rdy):
+            m.d.comb += gate_q.r_en.eq(1)
+            m.d.sync += [in_left.eq(data.View(entry_l, gate_q.r_data).total * nbq),
+                         n_cur.eq(nbq)]
         with m.If(~self._fetching):
-            m.d.comb += [up.n.eq(Mux(d.wgt, self.beat_bytes["wgt"] // p.data_bytes,
-                                     self.beat_bytes["act"] // p.data_bytes)),
-                         up.i.valid.eq(rd.data.valid & have & (in_left != 0)),
+            m.d.comb += [up.n.eq(n_cur), up.i.valid.eq(rd.data.valid & (in_left != 0)),
                          up.i.payload.eq(rd.data.payload),
-                         rd.data.ready.eq(up.i.ready & have & (in_left != 0))]
-            with m.If(up.i.valid & up.i.ready):
-                m.d.sync += in_left.eq(in_left - 1)
-        self._port_write(m, up, d, have, left_port, core, g)
+                         rd.data.ready.eq(up.i.ready & (in_left != 0))]
+        have = self._port_write(m, up, dat_q, entry_l, core, g)
         busy = Signal()
         m.d.comb += busy.eq(staged | ar_q.r_rdy | on | have | dat_q.r_rdy)
         return busy
 
-    def _port_write(self, m: Module, up, d, have, left_port, core, g) -> None:
+    def _port_write(self, m: Module, up, dat_q, entry_l, core, g) -> Signal:
+        """Port beats of the LOAD at the head of ``dat_q`` into its buffer; returns
+        ``have`` (a LOAD is being written)."""
         sh = self.shape
         R, C = sh.rows, sh.cols
         beat = up.o.payload
+        d = data.View(entry_l, Signal(entry_l.size))
+        have = Signal()
+        left_port = Signal(48)  # port beats still to write
         j = Signal(24)  # beat within the run
         u_mod = Signal(range(max(R, 1)))  # run index mod R (ACT rotation)
         kleft = Signal(25)  # ACT: chunks of this run not yet written (kc - j R)
         cleft = Signal(25)  # WGT: columns of this column tile on (cols - u C)
         pa = Signal(32)  # port address: half * depth + beats written
-        first = Signal()
-        with m.If(~have):
-            m.d.sync += first.eq(1)
-        with m.If(have & first):
-            m.d.sync += [first.eq(0), j.eq(0), u_mod.eq(0), kleft.eq(d.kc), cleft.eq(d.cols),
-                         pa.eq(Mux(d.wgt, g["wgt"], g["act"]) * d.half)]
         fire = Signal()
-        done = Signal()
-        m.d.sync += done.eq(0)
-        m.d.comb += core.load_done.eq(done)
+        last = fire & (left_port == 1)
+        # the completion pulses with the LOAD's last write (the word is in the buffer at
+        # the next edge; an engine instruction issued on the pulse reads it later)
+        m.d.comb += core.load_done.eq(last)
         for buf, port, banks in (("act", core.act_load, R), ("wgt", core.wgt_load, C)):
             ws = self.ws[buf] * 8
             wbits = port.payload.data[0].shape().size
@@ -384,7 +384,7 @@ class AcceleratorTop(wiring.Component):
                 for b in range(banks):
                     m.d.comb += [port.payload.data[b].eq(words[b]),
                                  port.payload.en[b].eq(cleft > b)]
-            with m.If(is_buf & have & ~first & up.o.valid & ~self._fetching):
+            with m.If(is_buf & have & up.o.valid & ~self._fetching):
                 m.d.comb += [port.valid.eq(1), up.o.ready.eq(port.ready),
                              fire.eq(port.ready)]
         with m.If(fire):
@@ -393,8 +393,15 @@ class AcceleratorTop(wiring.Component):
             with m.If(j + 1 == d.beats):  # next run
                 m.d.sync += [j.eq(0), kleft.eq(d.kc), cleft.eq(cleft - C),
                              u_mod.eq(Mux(u_mod == R - 1, 0, u_mod + 1))]
-            with m.If(left_port == 1):
-                m.d.sync += [have.eq(0), done.eq(1)]
+            with m.If(last):
+                m.d.sync += have.eq(0)
+        nx = data.View(entry_l, dat_q.r_data)
+        with m.If(dat_q.r_rdy & (~have | last)):
+            m.d.comb += dat_q.r_en.eq(1)
+            m.d.sync += [have.eq(1), d.eq(nx), left_port.eq(nx.total), j.eq(0), u_mod.eq(0),
+                         kleft.eq(nx.kc), cleft.eq(nx.cols),
+                         pa.eq(Mux(nx.wgt, g["wgt"], g["act"]) * nx.half)]
+        return have
 
     # ---- STORE: store commands -> write runs; engine store beats -> W beats
     def _store(self, m: Module, wr, desc, core, regs) -> Signal:
@@ -425,11 +432,10 @@ class AcceleratorTop(wiring.Component):
         m.d.comb += [marks.w_data.eq(wr.issued), marks.w_en.eq(mark_wait & wr.runs.ready)]
         with m.If(mark_wait & wr.runs.ready & marks.w_rdy):
             m.d.sync += mark_wait.eq(0)
-        done = Signal()
-        reached = (wr.acked - marks.r_data)[:32].as_signed() >= 0
-        m.d.comb += marks.r_en.eq(marks.r_rdy & reached)
-        m.d.sync += done.eq(marks.r_rdy & reached)
-        m.d.comb += core.store_done.eq(done)
+        # the STORE completes with its last B response (counted with this cycle's)
+        reached = ((wr.acked + wr.bvalid) - marks.r_data)[:32].as_signed() >= 0
+        m.d.comb += [marks.r_en.eq(marks.r_rdy & reached),
+                     core.store_done.eq(marks.r_rdy & reached)]
         # data: the engine's R x C x 32-bit store beat, out in bus beats
         n = sb // p.data_bytes
         hold = Signal(sb * 8)

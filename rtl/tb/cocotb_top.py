@@ -35,8 +35,17 @@ class LatencyRam(AxiRam):
     first data latency, ``nmsat.dataflow.memory.SimpleDram``); bursts are served in
     order, so a burst also waits for the one before (the channel's bus)."""
 
+    PIPELINE = 2
+    """Cycles from a handshake seen by :meth:`_watch` to a beat this model sends reaching
+    the bus (the R / B source drives from the edge after the send); the testbench's
+    timeline checks that the first beat of a burst on an idle channel comes exactly
+    ``latency`` cycles after its AR."""
+
     def __init__(self, bus, clock, reset, size: int, latency: int):
         super().__init__(bus, clock, reset, size=size)
+        if latency < self.PIPELINE:
+            raise ValueError(f"dram.latency_cycles = {latency}: the testbench's DRAM needs "
+                             f"at least {self.PIPELINE}")
         self.latency, self.cycle = latency, 0
         self.ar, self.aw = deque(), deque()
         self._first = True
@@ -64,9 +73,13 @@ class LatencyRam(AxiRam):
     async def _until(self, times: deque, _):
         while not times:
             await RisingEdge(self.clock)
-        t = times.popleft() + self.latency
+        t0 = times.popleft()
+        t = t0 + self.latency - self.PIPELINE
+        c0 = self.cycle
         while self.cycle < t:
             await RisingEdge(self.clock)
+        if os.environ.get("NMSAT_TB_DEBUG"):
+            cocotb.log.info("burst: handshake %d target %d entered %d sent %d", t0, t, c0, self.cycle)
 
     async def _watch(self, bus):
         ar, aw = bus.read.ar, bus.write.aw
@@ -98,6 +111,11 @@ async def _timeline(dut, tl: dict) -> None:
                 tl[q].append(cyc)
             if int(getattr(dut, f"{q}_done").value):
                 tl[f"{q}_done"].append(cyc)
+        for ch, v, r in (("ar", "arvalid", "arready"), ("r", "rvalid", "rready"),
+                         ("aw", "awvalid", "awready"), ("w", "wvalid", "wready"),
+                         ("b", "bvalid", "bready")):
+            if int(getattr(dut, "m_axi_" + v).value) and int(getattr(dut, "m_axi_" + r).value):
+                tl[ch].append(cyc)
         cyc += 1
 
 
@@ -127,7 +145,8 @@ async def program(dut):
             ram.write(a, b)
         for name in ("PROG_ADDR", "PROG_LEN", "DESC_ADDR", "DESC_COUNT"):
             await lite.write(register(name), int(one[name]).to_bytes(4, "little"))
-        tl: dict = {"load": [], "load_done": [], "store": [], "store_done": []}
+        tl: dict = {"load": [], "load_done": [], "store": [], "store_done": [],
+                    "ar": [], "r": [], "aw": [], "w": [], "b": []}
         mon = cocotb.start_soon(_timeline(dut, tl))
         await lite.write(register("CONTROL"), (3).to_bytes(4, "little"))  # start, irq_enable
         waited = 0

@@ -215,6 +215,7 @@ def _report(prog, cfg, host: dict, res: dict, sim: str, system_model: SystemMode
             # model's DRAM data spans of the same transfers (dma<ch> intervals, in order)
             "rtl_transfers": {q: list(zip(res["timeline"][q], res["timeline"][q + "_done"]))
                               for q in ("load", "store")},
+            "axi": {ch: res["timeline"][ch] for ch in ("ar", "r", "aw", "w", "b")},
             "model_transfers": {q: [(iv.start, iv.end) for iv in model.intervals
                                     if iv.unit.startswith("dma") and iv.kind == q]
                                 for q in ("load", "store")}}
