@@ -189,6 +189,12 @@ def _generate(args: argparse.Namespace) -> int:
         stage.rmdir()
     for name, u in man["units"].items():
         print(f"{args.out}/{u['file']:<28} {name} x{u['instances']}  {len(u['ports'])} ports")
+    acc = man.get("accelerator", {})
+    if "file" in acc:
+        print(f"{args.out}/{acc['file']:<28} accelerator top (AXI4-Lite control, AXI4 master)  "
+              f"{len(acc['ports'])} ports, {len(acc['registers'])} registers")
+    elif "skipped" in acc:
+        print(f"note: no accelerator top for this config: {acc['skipped']}")
     print(f"{args.out}/manifest.json")
     return 0
 

@@ -22,6 +22,7 @@ from amaranth.hdl import Array, Cat, Module, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig
 
 __all__ = ["AxiParams", "BurstReader", "BurstWriter", "Upsizer",
@@ -38,7 +39,7 @@ def outstanding_reads(cfg: AcceleratorConfig) -> int:
     for this (PG150, "AXI4 Slave Interface"); at most 256."""
     d = cfg.dram
     beats = max(1, d.burst_bytes // d.bytes_per_cycle)
-    return min(256, -(-d.latency_cycles // beats) + 2)
+    return min(256, ceil_div(d.latency_cycles, beats) + 2)
 
 
 ADDR_BITS = 32

@@ -22,8 +22,8 @@ from amaranth.lib import wiring
 from nmsat.config import AcceleratorConfig, to_dict
 from nmsat.types import DType
 
-__all__ = ["HARDWARE_SOURCES", "TOP", "Unit", "cached_top", "generate", "hierarchical_top",
-           "ports", "source_hash", "to_verilog", "units"]
+__all__ = ["ACCELERATOR", "HARDWARE_SOURCES", "TOP", "Unit", "accelerator", "cached_top",
+           "generate", "hierarchical_top", "ports", "source_hash", "to_verilog", "units"]
 
 TOP = "nmsat_engine"
 HARDWARE_SOURCES = ("fp.py", "layouts.py", "pe.py", "array.py", "schedule.py", "rowlist.py",
@@ -109,8 +109,39 @@ def generate(cfg: AcceleratorConfig, out_dir: str | Path, dtype: DType | str | N
         (out / f"{u.name}.v").write_text(to_verilog(comp, u.name), encoding="utf-8")
         manifest["units"][u.name] = {"file": f"{u.name}.v", "instances": u.instances(cfg),
                                      "ports": ports(comp)}
+    if which is None or ACCELERATOR in which:
+        status("rtl generate: %s (the accelerator top)", ACCELERATOR)
+        manifest["accelerator"] = accelerator(cfg, dt, out)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
+
+
+ACCELERATOR = "nmsat_top"
+"""The accelerator top's module (:class:`~nmsat.rtl.top.AcceleratorTop`)."""
+
+
+def accelerator(cfg: AcceleratorConfig, dt: DType, out: Path) -> dict:
+    """Write ``nmsat_top.v`` (AXI4-Lite control, AXI4 master, controller, engine, DMA) into
+    ``out``; its manifest entry: file, ports, register map, AXI geometry, DMA word slots.
+    A config the top cannot build gets ``{"skipped": reason}`` instead (the engine and
+    units are still written)."""
+    from .controller import check_controlled
+    from .top import DESC_BYTES, LINE_BYTES, MAX_TENSORS, REGISTERS, AcceleratorTop
+
+    try:
+        check_controlled(cfg)
+        top = AcceleratorTop(cfg, dt)
+    except ValueError as e:
+        return {"skipped": str(e)}
+    (out / f"{ACCELERATOR}.v").write_text(to_verilog(top, ACCELERATOR), encoding="utf-8")
+    return {"module": ACCELERATOR, "file": f"{ACCELERATOR}.v", "ports": ports(top),
+            "registers": [{"name": n, "offset": o, "access": a, "meaning": m}
+                          for n, o, a, m in REGISTERS],
+            "axi": top.p._asdict(),
+            "dma": {"instruction_bytes": LINE_BYTES, "descriptor_bytes": DESC_BYTES,
+                    "max_tensors": MAX_TENSORS, "instruction_depth": top.depth,
+                    "act_word_slot_bytes": top.ws["act"], "wgt_word_slot_bytes": top.ws["wgt"],
+                    "store_block_bytes": top.beat_bytes["store"]}}
 
 
 def source_hash(cfg: AcceleratorConfig, dtype: DType | str) -> str:

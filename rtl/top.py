@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import data, fifo, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import Out
 
 from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig
@@ -83,8 +83,10 @@ REGISTERS: tuple[tuple[str, int, str, str], ...] = (
     ("FETCH_CYCLES", 0x1C, "r", "cycles fetching descriptors and program before start"),
     ("ENGINE_BUSY", 0x20, "r", "cycles the tensor engine computes or drains (system model: "
                                "engine busy)"),
-    ("ENGINE_WAIT", 0x24, "r", "cycles the engine is idle with a LOAD or STORE in flight: "
-                               "waiting on memory (system model: engine stall, cause memory)"),
+    ("ENGINE_WAIT", 0x24, "r", "cycles the engine is idle while a LOAD or STORE is in the "
+                               "DMA (the system model's engine stall, cause memory, counts "
+                               "only cycles with an engine instruction pending: this is its "
+                               "upper bound)"),
     ("LOAD_BUSY", 0x28, "r", "cycles a LOAD is in the DMA (address or data side)"),
     ("STORE_BUSY", 0x2C, "r", "cycles a STORE is in the DMA"),
     ("READ_BEATS", 0x30, "r", "AXI read data beats during the program"),
@@ -138,7 +140,7 @@ class AcceleratorTop(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        p, sh = self.p, self.shape
+        p = self.p
         m.submodules.core = core = self.core
         m.submodules.rd = rd = BurstReader(p)
         m.submodules.wr = wr = BurstWriter(p)
@@ -245,7 +247,8 @@ class AcceleratorTop(wiring.Component):
                 with m.If(lines >= MAX_TENSORS):
                     m.d.sync += regs["error"].eq(1)
             with m.Else():
-                m.d.comb += [core.prog.valid.eq(1), core.prog.payload.addr.eq(lines - regs["DESC_COUNT"]),
+                m.d.comb += [core.prog.valid.eq(1),
+                             core.prog.payload.addr.eq(lines - regs["DESC_COUNT"]),
                              core.prog.payload.data.eq(line[:isa.INSTR_BITS])]
             with m.If(up.o.ready):
                 m.d.sync += lines.eq(lines + 1)

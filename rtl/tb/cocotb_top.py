@@ -79,7 +79,8 @@ class LatencyRam(AxiRam):
         while self.cycle < t:
             await RisingEdge(self.clock)
         if os.environ.get("NMSAT_TB_DEBUG"):
-            cocotb.log.info("burst: handshake %d target %d entered %d sent %d", t0, t, c0, self.cycle)
+            cocotb.log.info("burst: handshake %d target %d entered %d sent %d", t0, t, c0,
+                            self.cycle)
 
     async def _watch(self, bus):
         ar, aw = bus.read.ar, bus.write.aw

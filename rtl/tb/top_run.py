@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig, to_dict
 from nmsat.dataflow import isa
 from nmsat.fileio import file_lock
@@ -85,7 +86,7 @@ def top_host(prog: isa.Program, cfg: AcceleratorConfig, dram: dict) -> dict:
             cov[r0:r0 + ins.rows, c0:c0 + ins.cols] = True
     return {"segments": img.segments, "PROG_ADDR": img.prog_addr, "PROG_LEN": img.prog_len,
             "DESC_ADDR": img.desc_addr, "DESC_COUNT": img.desc_count, "size": img.size,
-            "stores": {t: {**g, "bytes": -(-g["rows"] // R) * g["stride"]}
+            "stores": {t: {**g, "bytes": ceil_div(g["rows"], R) * g["stride"]}
                        for t, g in img.stores.items()},
             "expected": expected, "covered": covered}
 
@@ -204,7 +205,7 @@ def _report(prog, cfg, host: dict, res: dict, sim: str, system_model: SystemMode
     model = system_model(prog, cfg, extrapolate=False, record=True)
     regs = res["registers"]
     stall = {}
-    for (layer, phase, cause), v in model.stall.get("engine", {}).items():
+    for (_layer, _phase, cause), v in model.stall.get("engine", {}).items():
         stall[cause] = stall.get(cause, 0) + v
     return {"sim": sim, "irq": res["irq"], "rtl_program_cycles": regs["CYCLES"],
             "model_program_cycles": model.total_cycles,

@@ -24,6 +24,16 @@ def test_generate_writes_verilog_and_manifest(tmp_path, capsys):
     assert {"cmd__payload", "act_load__valid", "store__ready", "busy"} <= {
         p["name"] for p in top["ports"]}
     assert man["units"]["nmsat_pe_cell"]["instances"] == 16
+    # the accelerator top: AXI4-Lite slave, AXI4 master, interrupt, register map
+    acc = man["accelerator"]
+    assert "module nmsat_top(" in (tmp_path / acc["file"]).read_text()
+    names = {p["name"] for p in acc["ports"]}
+    assert {"s_axil_awaddr", "s_axil_rdata", "m_axi_araddr", "m_axi_rdata", "m_axi_wlast",
+            "irq"} <= names
+    rdata = next(p for p in acc["ports"] if p["name"] == "m_axi_rdata")
+    assert rdata["width"] == 8 * man["config"]["dram"]["bytes_per_cycle"] == 8 * 16
+    assert [r["name"] for r in acc["registers"]][:2] == ["CONTROL", "STATUS"]
+    assert acc["axi"]["burst_beats"] == 64 // 16
 
 
 def test_generate_rejects_unknown_preset(capsys):

@@ -1,0 +1,110 @@
+"""The accelerator top's host side and geometry (no HDL simulator): the DMA's address law
+read from the DRAM image gives, for every LOAD of random compiled layer programs, exactly
+the buffer words the engine expects for the golden executor's tile; what the top cannot
+carry is refused naming the field; the register map in ``docs/rtl.md`` is ``REGISTERS``."""
+
+import dataclasses
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from nmsat.config import PRESETS
+from nmsat.dataflow import isa
+from nmsat.rtl.axi import axi_params, outstanding_reads
+from nmsat.rtl.engine import buffer_geometry, ring_halves
+from nmsat.rtl.layouts import EngineShape
+from nmsat.rtl.tb.controller_run import _LoadTiles
+from nmsat.rtl.tb.dram_image import dram_image, golden_load_beats, model_load_beats
+from nmsat.rtl.tb.random_programs import random_case
+from nmsat.rtl.tb.top_run import top_host
+from nmsat.rtl.top import REGISTERS, descriptor_line, word_slot
+
+
+def _one_channel(cfg):
+    return cfg.replace(**{"dram.channels": 1, "dram.bytes_per_cycle": 16,
+                          "dram.burst_bytes": 64})
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_dma_address_law_gives_the_engine_words(seed):
+    rng = random.Random(seed)
+    prog, cfg, dram, desc = random_case(rng, PRESETS["small"], seed)
+    cfg = _one_channel(cfg)
+    sh, p = EngineShape.from_config(cfg), axi_params(cfg)
+    img = dram_image(prog, cfg, dram, p, sh)
+    g = buffer_geometry(cfg, sh)
+    halves = dict(zip((isa.Buffer.ACT, isa.Buffer.WGT), ring_halves(cfg)[:2]))
+    depth = {isa.Buffer.ACT: g["act"], isa.Buffer.WGT: g["wgt"]}
+    rec = _LoadTiles(prog, cfg, dram)
+    rec.run()
+    tiles = iter(rec.tiles)
+    n = {isa.Buffer.ACT: 0, isa.Buffer.WGT: 0}
+    loads = 0
+    for ins, r0, c0 in prog.unrolled():
+        if isinstance(ins, isa.Load):
+            half = n[ins.buffer] % halves[ins.buffer]
+            n[ins.buffer] += 1
+            want = golden_load_beats(sh, ins, next(tiles), half, depth[ins.buffer])
+            assert model_load_beats(img, sh, p, ins, r0, c0, half, depth[ins.buffer]) == want, \
+                (desc, ins)
+            loads += 1
+    assert loads > 0
+
+
+def test_a_misplaced_load_is_caught_by_the_law():
+    """The check is not vacuous: a descriptor one slot off gives other words."""
+    rng = random.Random(3)
+    prog, cfg, dram, _ = random_case(rng, PRESETS["small"], 3)
+    cfg = _one_channel(cfg)
+    sh, p = EngineShape.from_config(cfg), axi_params(cfg)
+    img = dram_image(prog, cfg, dram, p, sh)
+    ins, r0, c0 = next((i, r, c) for i, r, c in prog.unrolled() if isinstance(i, isa.Load))
+    rec = _LoadTiles(prog, cfg, dram)
+    rec.run()
+    want = golden_load_beats(sh, ins, rec.tiles[0], 0, 0)
+    base, stride, kpc = img.desc[ins.tensor]
+    ws = word_slot((sh.slots_layout if ins.buffer is isa.Buffer.WGT else sh.window_layout).size, p)
+    img.desc[ins.tensor] = (base + ws, stride, kpc)
+    assert model_load_beats(img, sh, p, ins, r0, c0, 0, 0) != want
+
+
+def test_axi_geometry_from_the_config():
+    small = PRESETS["small"]
+    p = axi_params(small)
+    assert (p.data_bytes, p.burst_beats) == (16, 4)
+    assert p.outstanding == outstanding_reads(small) == 10 // 4 + 1 + 2
+    assert axi_params(PRESETS["vcu1525"]).burst_beats == 1
+    with pytest.raises(ValueError, match="dram.bytes_per_cycle"):
+        axi_params(small.replace(**{"dram.bytes_per_cycle": 24}))
+    with pytest.raises(ValueError, match="dram.burst_bytes"):
+        axi_params(small.replace(**{"dram.burst_bytes": 8192}))
+    assert descriptor_line(0x1234, 64, 8)[:17] == (0x1234).to_bytes(8, "little") + \
+        (64).to_bytes(8, "little") + bytes([8])
+
+
+def test_the_host_refuses_what_the_top_cannot_carry():
+    rng = random.Random(0)
+    prog, cfg, dram, _ = random_case(rng, PRESETS["small"], 0)
+    with pytest.raises(ValueError, match="dram.channels"):
+        top_host(prog, cfg.replace(**{"dram.channels": 2}), dram)
+    with pytest.raises(ValueError, match="dram.model"):
+        top_host(prog, _one_channel(cfg).replace(**{"dram.model": "row_buffer"}), dram)
+    # one tensor loaded as two views
+    ld = next(i for i in prog.instructions if isinstance(i, isa.Load))
+    other = isa.Load(**{**{f: getattr(ld, f) for f in ("tensor", "row0", "col0", "rows",
+                                                        "cols", "bytes")},
+                        "buffer": isa.Buffer.WGT if ld.buffer is isa.Buffer.ACT
+                        else isa.Buffer.ACT, "nm": ld.nm})
+    two = dataclasses.replace(prog, instructions=prog.instructions + (other,))
+    with pytest.raises(ValueError, match=f"tensor {ld.tensor} is used as"):
+        top_host(two, _one_channel(cfg), dram)
+
+
+def test_docs_register_map_is_the_rtl_one():
+    text = (Path(__file__).parents[1] / "docs" / "rtl.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `(\w+)` \| `(0x[0-9A-F]{2})` \| ([\w/]+) \|", text, re.M)
+    assert rows == [(n, f"0x{o:02X}", a) for n, o, a, _ in REGISTERS]
+    offs = [o for _, o, _, _ in REGISTERS]
+    assert len(set(offs)) == len(offs) and all(o % 4 == 0 for o in offs)
