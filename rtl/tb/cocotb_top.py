@@ -13,6 +13,7 @@ regions from the ``AxiRam``. Results go to ``NMSAT_TB_RESULT``, one per program.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 import time
@@ -132,6 +133,10 @@ async def program(dut):
     dut.rst.value = 1
     for name in host["inputs"]:  # every input defined before the drivers take theirs
         getattr(dut, name).value = 0
+    # cocotbext-axi logs every burst at INFO: thousands of lines per program, and a
+    # large share of the simulation's time
+    for bus in ("m_axi", "s_axil"):
+        logging.getLogger(f"cocotb.{dut._name}.{bus}").setLevel(logging.WARNING)
     ram = LatencyRam(AxiBus.from_prefix(dut, "m_axi"), clk, dut.rst, size=host["size"],
                      latency=host["latency"])
     lite = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), clk, dut.rst)
