@@ -91,6 +91,11 @@ def test_the_host_refuses_what_the_top_cannot_carry():
         top_host(prog, cfg.replace(**{"dram.channels": 2}), dram)
     with pytest.raises(ValueError, match="dram.model"):
         top_host(prog, _one_channel(cfg).replace(**{"dram.model": "row_buffer"}), dram)
+    # SORE / weight-update operands are not streamed by this DMA
+    wu = isa.WeightUpdate(tensor=0, weights=4, read_bytes=16, write_bytes=16)
+    with pytest.raises(ValueError, match="WeightUpdate"):
+        top_host(dataclasses.replace(prog, instructions=prog.instructions + (wu,)),
+                 _one_channel(cfg), dram)
     # one tensor loaded as two views
     ld = next(i for i in prog.instructions if isinstance(i, isa.Load))
     other = isa.Load(**{**{f: getattr(ld, f) for f in ("tensor", "row0", "col0", "rows",

@@ -50,6 +50,12 @@ def top_host(prog: isa.Program, cfg: AcceleratorConfig, dram: dict) -> dict:
     if cfg.dram.model != "simple":
         raise ValueError(f"dram.model = {cfg.dram.model}: the testbench's AxiRam applies "
                          f"the simple model's latency only")
+    units = {type(i).__name__ for i in prog.instructions
+             if isinstance(i, (isa.Sore, isa.WeightUpdate, isa.Vector))}
+    if units:
+        raise ValueError(f"the top's DMA does not yet stream operands for "
+                         f"{', '.join(sorted(units))} (the controller's SORE and "
+                         f"weight-update ports are left idle)")
     shape = EngineShape.from_config(cfg)
     p = axi_params(cfg)
     img = dram_image(prog, cfg, dram, p, shape)
