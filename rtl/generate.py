@@ -103,14 +103,16 @@ def generate(cfg: AcceleratorConfig, out_dir: str | Path, dtype: DType | str | N
     from nmsat.log import status
 
     todo = [u for u in units() if which is None or u.name in which]
+    top = which is None or ACCELERATOR in which
+    steps = len(todo) + top
     for i, u in enumerate(todo, 1):
-        status("rtl generate: %s (%d of %d)", u.name, i, len(todo))
+        status("rtl generate: %s (%d of %d)", u.name, i, steps)
         comp = u.build(cfg, dt)
         (out / f"{u.name}.v").write_text(to_verilog(comp, u.name), encoding="utf-8")
         manifest["units"][u.name] = {"file": f"{u.name}.v", "instances": u.instances(cfg),
                                      "ports": ports(comp)}
-    if which is None or ACCELERATOR in which:
-        status("rtl generate: %s (the accelerator top)", ACCELERATOR)
+    if top:
+        status("rtl generate: %s, the accelerator top (%d of %d)", ACCELERATOR, steps, steps)
         manifest["accelerator"] = accelerator(cfg, dt, out)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest

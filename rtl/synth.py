@@ -311,6 +311,17 @@ def _buffer_bank(which: str):
     return build
 
 
+def _wgt_banks(cfg: AcceleratorConfig) -> int:
+    """WGT banks the engine builds: one per array column, or with shadow weights one per
+    load chain (R x chains banks of Cs-lane words, ``engine.buffer_specs``). The area model
+    (``UNIT_INSTANCES``) counts the column layout its calibration points were synthesised
+    with; the preload's R-fold WGT storage is a known gap of the RTL (docs/rtl.md)."""
+    from .engine import buffer_specs
+    from .layouts import EngineShape
+
+    return buffer_specs(cfg, EngineShape.from_config(cfg))["wgt"]["banks"]
+
+
 UNITS: tuple[SynthUnit, ...] = (
     SynthUnit("pe_cell", lambda cfg, dt: _generated("nmsat_pe_cell", cfg, dt),
               UNIT_INSTANCES["pe_cell"], "one PE of the systolic array (muxes, multipliers, "
@@ -325,8 +336,9 @@ UNITS: tuple[SynthUnit, ...] = (
               "fp32 lane (2 multipliers, 2 adders, fp16 rounding, pipeline)"),
     SynthUnit("act_bank", _buffer_bank("act"), UNIT_INSTANCES["act_bank"],
               "one bank of the activation buffer (one per array row)"),
-    SynthUnit("wgt_bank", _buffer_bank("wgt"), UNIT_INSTANCES["wgt_bank"],
-              "one bank of the weight buffer (one per array column)"),
+    SynthUnit("wgt_bank", _buffer_bank("wgt"), _wgt_banks,
+              "one bank of the weight buffer (one per array column; with shadow weights "
+              "one per load chain)"),
     SynthUnit("out_bank", _buffer_bank("out"), UNIT_INSTANCES["out_bank"],
               "one bank of the output buffer (one per PE)"),
 )
