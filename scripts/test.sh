@@ -19,5 +19,6 @@ python3 -m pip install -q --disable-pip-version-check -e '.[test,torch,dask]'
 # so one run reports both.
 lint=0
 ./scripts/lint.sh || lint=$?
-python3 -m pytest -q "$@"
+# one worker per core (pytest-xdist); "$@" may override, e.g. -n 0 for one process
+python3 -m pytest -q -n auto "$@"
 exit "$lint"

@@ -1,5 +1,6 @@
 """Shared fixtures of the RTL tests: generated Verilog and simulator builds go to one
-session temporary directory (reused by every test of the run, removed by pytest)."""
+session temporary directory (reused by every test of the run, and by every pytest-xdist
+worker of it; removed by pytest)."""
 
 import os
 
@@ -8,7 +9,13 @@ import pytest
 
 @pytest.fixture(scope="session", autouse=True)
 def rtl_cache(tmp_path_factory):
-    path = tmp_path_factory.mktemp("nmsat_rtl")
+    # pytest-xdist workers share one cache under the run's common temporary root: a
+    # build is made once, under its lock (rtl/tb/runner.py), and the others reuse it
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        path = tmp_path_factory.mktemp("nmsat_rtl")
+    else:
+        path = tmp_path_factory.getbasetemp().parent / "nmsat_rtl"
+        path.mkdir(exist_ok=True)
     old = os.environ.get("NMSAT_RTL_CACHE")
     os.environ["NMSAT_RTL_CACHE"] = str(path)
     # short simulations: the C++ build dominates, so Verilator builds at -O0 here
