@@ -26,13 +26,14 @@ import time
 def gemv_config(ports: int = 1):
     """The must-reach engine: dense 8 x 8, P = A = 1, shadow weights, single-buffered
     buffers just large enough for the block, so the simulator builds quickly (the other
-    fields are ``vcu1525``'s): 192 KiB of weights, 8 banks of 8,192 eight-lane words =
-    524,288 slot vectors for the 512,000 weights (the block's words are at
-    ``ct kcr + kt`` < 125 x 64; the compiler's bank rule, written for the column layout,
-    would ask for 125 x 512 words per bank and split the block), 16 KiB ACT, 64 KiB OUT."""
+    fields are ``vcu1525``'s): 1,536 KiB of weights (one 3-byte slot per weight), which
+    the engine builds as 8 banks (one chain per row) of 8,192 eight-lane words = 524,288
+    slots for the 512,000 weights (the block's words are at ``ct kcr + kt`` < 125 x 64;
+    the compiler counts 125 x 64 x 8 = 64,000 of the 65,536 column-layout words),
+    16 KiB ACT, 64 KiB OUT."""
     from nmsat.config import VCU1525
 
-    buf = {f"buffers.{b}.{f}": v for b, kib in (("activation", 16), ("weight", 192),
+    buf = {f"buffers.{b}.{f}": v for b, kib in (("activation", 16), ("weight", 1536),
                                                  ("output", 64))
            for f, v in (("kib", kib), ("double_buffered", False))}
     return VCU1525.replace(**{"array.rows": 8, "array.cols": 8, "array.macs_per_pe": 1,

@@ -102,7 +102,10 @@ class TaskCtx:
         if self.words is not None:
             a = self.cfg.array
             kc, nt = ceil_div(kb, self.ku), ceil_div(nb, a.cols)
-            need = {"buffers.weight": nt * kc, "buffers.output": ceil_div(mb, a.rows) * nt}
+            # with shadow weights a WGT word holds one chunk of a PE row's K-tile slice
+            # (rtl/layouts.wgt_shadow_location): a block takes whole K-tiles of R chunks
+            kw = ceil_div(kc, a.rows) * a.rows if a.shadow_weights else kc
+            need = {"buffers.weight": nt * kw, "buffers.output": ceil_div(mb, a.rows) * nt}
             if self.cfg.buffers.act_layout == "windows":
                 # one A-element window per (im2col row, chunk), R diagonal banks
                 # (rtl/layouts.act_location); with "fmap" ACT is limited by bytes only

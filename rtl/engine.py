@@ -76,7 +76,11 @@ def buffer_geometry(cfg: AcceleratorConfig, sh: EngineShape) -> dict[str, int]:
     (within a half)."""
     words = cfg.bank_words(sh.numeric.width // 8)  # what the compiler may assume
     out, R = words["buffers.output"], sh.rows
-    return {"act": words["buffers.activation"], "wgt": words["buffers.weight"],
+    # shadow weights: R x chains banks of Cs-lane words, a word per (column tile, K-tile),
+    # so a bank holds 1 / R of a column bank's words (the compiler counts nt ceil(kc/R) R
+    # words per block with shadow weights: dataflow/tiling.TaskCtx.fits)
+    wgt = max(1, words["buffers.weight"] // R) if sh.shadow else words["buffers.weight"]
+    return {"act": words["buffers.activation"], "wgt": wgt,
             "out": out, "row_bits": max(1, (out * R - 1).bit_length()),
             "ct_bits": max(1, (out - 1).bit_length())}
 

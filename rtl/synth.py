@@ -313,9 +313,9 @@ def _buffer_bank(which: str):
 
 def _wgt_banks(cfg: AcceleratorConfig) -> int:
     """WGT banks the engine builds: one per array column, or with shadow weights one per
-    load chain (R x chains banks of Cs-lane words, ``engine.buffer_specs``). The area model
-    (``UNIT_INSTANCES``) counts the column layout its calibration points were synthesised
-    with; the preload's R-fold WGT storage is a known gap of the RTL (docs/rtl.md)."""
+    load chain (R x chains banks of Cs-lane words, 1 / R as deep, ``engine.buffer_specs``:
+    the same capacity). The area model (``UNIT_INSTANCES``) counts the column layout its
+    calibration points were synthesised with (docs/rtl.md)."""
     from .engine import buffer_specs
     from .layouts import EngineShape
 

@@ -79,8 +79,8 @@ def test_synthesis_and_area_model_share_one_unit_list():
         model = {n: area._instances(n, cfg) for n in names}
         built = {u.name: u.instances(cfg) for u in synth.UNITS}
         if cfg.array.shadow_weights:
-            # the known gap (docs/rtl.md): the preload's WGT buffer is R x chains banks of
-            # the column layout's depth; the area model counts the configured capacity
+            # the preload's WGT buffer is R x chains banks of Cs-lane words, 1 / R as deep
+            # (the same capacity); the area model counts C banks of the column layout
             a = cfg.array
             assert (model.pop("wgt_bank"), built.pop("wgt_bank")) == (
                 a.cols, a.rows * min(a.weight_load_ports, a.cols))
