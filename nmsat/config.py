@@ -346,7 +346,8 @@ class AcceleratorConfig:
         keyed by config field: ``buffers.activation``, R banks of A-element windows;
         ``buffers.weight``, C banks of P (value, index) slots (a byte for the index;
         with ``array.shadow_weights`` the engine spreads a column's words over R banks and
-        the compiler counts them in whole K-tiles of R chunks); ``buffers.output``, R x C banks of fp32/int32 words. At least 2 each.
+        the compiler counts them in whole K-tiles of R chunks); ``buffers.output``,
+        R x C banks of fp32/int32 words. At least 2 each.
         ``elem_bytes``: operand bytes (default the configured operand type's)."""
         a, b = self.array, self.buffers
         e = elem_bytes or self.numerics.operand.bytes
