@@ -405,3 +405,31 @@ def test_blocks_fit_the_engine_banks(spec, nm):
         assert "buffers.weight" in over[False, "windows"]
     if spec == "cnn":
         assert "buffers.activation" in over[True, "fmap"]
+
+
+@pytest.mark.parametrize("kib", [1, 2, 4])
+@pytest.mark.parametrize("nm", ["1:1", "2:4", "2:8"])
+def test_blocks_fit_the_shadow_weight_banks(kib, nm):
+    """With shadow weights the engine's WGT banks are ``bank_words / R`` deep per half and
+    a block's words sit at ``ct ceil(kc / R) + kt`` (rtl/layouts.wgt_shadow_location), so
+    the compiler must count whole K-tiles: every COMPUTE of the digits CNN (conv1: K = 9,
+    so kc is not a multiple of R) fits the RTL's bank depth. Counting ``nt kc`` words
+    instead (the column layout's rule) overflows it in 5 of these 9 cases."""
+    from nmsat.config import SMALL
+    from nmsat.dataflow.compiler import CompileOptions, compile_workload
+    from nmsat.dataflow.isa import Compute
+    from nmsat.rtl.engine import buffer_geometry
+    from nmsat.rtl.layouts import EngineShape
+    from nmsat.workloads import zoo
+
+    cfg = SMALL.replace(**{"array.shadow_weights": True, "array.weight_load_ports": 2,
+                           "buffers.weight.kib": kib})
+    depth = buffer_geometry(cfg, EngineShape.from_config(cfg))["wgt"]
+    R = cfg.array.rows
+    prog = compile_workload(zoo.load("cnn", batch=2).workload, cfg, CompileOptions(nm=nm))
+    blocks = [i for i, _, _ in prog.unrolled() if isinstance(i, Compute)]
+    assert blocks
+    for b in blocks:
+        kc = ceil_div(b.k, cfg.array.k_per_cycle(b.nm))
+        assert ceil_div(b.n, cfg.array.cols) * ceil_div(kc, R) <= depth, (b, depth)
+    assert depth * R <= cfg.bank_words()["buffers.weight"]
