@@ -13,6 +13,7 @@ rejected with a :class:`~nmsat.errors.ConfigError` that names the field and valu
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import typing
@@ -389,11 +390,8 @@ def _walk(obj: Any, prefix: str = ""):
 
 def validate(cfg: AcceleratorConfig) -> None:
     """Raise :class:`ConfigError` naming the first invalid field and its value."""
-    hints_cache: dict[type, dict[str, Any]] = {}
     for name, f, value in _walk(cfg):
-        owner = _owner(cfg, name)
-        hints = hints_cache.setdefault(type(owner), typing.get_type_hints(type(owner)))
-        _check_type(name, hints[f.name], value)
+        _check_type(name, _hints(type(_owner(cfg, name)))[f.name], value)
         lo, hi = f.metadata.get("min"), f.metadata.get("max")
         if lo is not None and value < lo or hi is not None and value > hi:
             raise ConfigError(f"{name} must be between {_num(lo)} and {_num(hi)}, not {value!r}")
@@ -402,6 +400,13 @@ def validate(cfg: AcceleratorConfig) -> None:
     cfg.buffers._check()
     cfg.dram._check()
     cfg.energy._check()
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """The resolved field types of a config dataclass (resolved once per class: a sweep
+    builds a config per point)."""
+    return typing.get_type_hints(cls)
 
 
 def _num(v: float | None) -> str:
@@ -466,7 +471,7 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     if unknown:
         raise ConfigError(f"unknown config field '{prefix}{unknown[0]}'"
                           f" (known: {', '.join(sorted(known))})")
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
         hint = hints[name]
