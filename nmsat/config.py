@@ -13,7 +13,6 @@ rejected with a :class:`~nmsat.errors.ConfigError` that names the field and valu
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 import typing
@@ -402,11 +401,16 @@ def validate(cfg: AcceleratorConfig) -> None:
     cfg.energy._check()
 
 
-@functools.cache
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _hints(cls: type) -> dict[str, Any]:
     """The resolved field types of a config dataclass (resolved once per class: a sweep
     builds a config per point)."""
-    return typing.get_type_hints(cls)
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
 
 
 def _num(v: float | None) -> str:
