@@ -106,7 +106,7 @@ def test_verbose_passes_the_tool_output_through(tmp_path, capsys):
     assert "first run" not in err and "rtl: simulating the engine on icarus" in err
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=55)
 def test_rtl_generate_shows_each_unit(tmp_path, capsys):
     assert main(["rtl", "generate", "--config", "small", "-o", str(tmp_path / "v")]) == 0
     out, err = capsys.readouterr()

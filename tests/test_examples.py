@@ -112,6 +112,7 @@ def _run(cmd: str, cwd: Path, capfd, env: dict[str, str] | None = None) -> None:
     assert res.returncode == 0, (cmd, res.stderr[-2000:])
 
 
+@pytest.mark.slow(seconds=110)
 def test_readme_and_examples_commands_run(tmp_path, capfd):
     pytest.importorskip("torch")
     pytest.importorskip("sklearn")
@@ -144,9 +145,16 @@ def test_codesign_spec_plans_every_point(tmp_path, name):
     assert len(plan.todo) == len(plan.points) > 50 and plan.skipped == 0
 
 
-@pytest.mark.slow
+RTL_COMMANDS = [c for c, how in PLAN.items() if how == "rtl"] + [
+    "nmsat rtl synth --config vcu1525 --unit pe_cell --json"]
+
+
+# one test per command, so that pytest-xdist runs them side by side (the whole-top
+# synthesis of small alone takes minutes)
+@pytest.mark.slow(seconds=300)
 @pytest.mark.rtl
-def test_rtl_commands_run(tmp_path, capfd):
+@pytest.mark.parametrize("cmd", RTL_COMMANDS)
+def test_rtl_commands_run(tmp_path, capfd, cmd):
     if shutil.which("iverilog") is None:
         pytest.skip("Icarus Verilog is not installed")
     cwd = _workdir(tmp_path)
@@ -154,10 +162,7 @@ def test_rtl_commands_run(tmp_path, capfd):
     # the command is what is tested, and a -O2 C++ build of the controlled engine takes
     # longer than the simulation it serves (the RTL tests build at -O0 too)
     env = {"NMSAT_RTL_CACHE": str(tmp_path / "rtl-cache"), "NMSAT_VERILATOR_OPT": "-O0"}
-    for cmd, how in PLAN.items():
-        if how == "rtl":
-            _run(cmd, cwd, capfd, env)
-    _run("nmsat rtl synth --config vcu1525 --unit pe_cell --json", cwd, capfd, env)
+    _run(cmd, cwd, capfd, env)
 
 
 def _parsers(parser, prog=""):

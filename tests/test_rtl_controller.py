@@ -192,6 +192,7 @@ def _check(halves, programs, seed, **kw):
         assert not errs, "\n".join(errs[:10]) + "\n" + prog.listing()
 
 
+@pytest.mark.slow(seconds=65)
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(HALVES), st.lists(st.integers(0, 2**32 - 1), min_size=3, max_size=3),
        st.integers(0, 2**16))

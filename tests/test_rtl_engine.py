@@ -88,7 +88,7 @@ def test_wrong_geometry_is_rejected():
         TensorEngine(SMALL.replace(**{"array.rows": 3}), "int8")
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=30)
 def test_engine_float_blocks():
     cfg = SMALL.replace(**{"array.acc_latency": 2})
     eng = TensorEngine(cfg, "bf16")

@@ -48,7 +48,7 @@ def _sim_ok():
 
 
 @pytest.mark.rtl
-@pytest.mark.slow
+@pytest.mark.slow(seconds=70)
 @pytest.mark.skipif(not _sim_ok(), reason="needs an HDL simulator")
 def test_run_layer_closes_the_loop(capsys, small_2x2):
     rc = main(["rtl", "run", "mlp", "--layer", "fc3", "--phase", "ff", "--config",
@@ -60,7 +60,7 @@ def test_run_layer_closes_the_loop(capsys, small_2x2):
 
 
 @pytest.mark.rtl
-@pytest.mark.slow
+@pytest.mark.slow(seconds=30)
 @pytest.mark.torch
 @pytest.mark.skipif(not _sim_ok(), reason="needs an HDL simulator")
 def test_replay_a_trained_layer_through_the_rtl(tmp_path, capsys, small_2x2):
@@ -209,7 +209,7 @@ def test_the_cell_limit_admits_the_presets():
 
 
 @pytest.mark.rtl
-@pytest.mark.slow
+@pytest.mark.slow(seconds=85)
 @pytest.mark.skipif(not _sim_ok(), reason="needs an HDL simulator")
 def test_run_compiles_for_the_rtl_act_layout(tmp_path, capsys, small_2x2):
     """A config with ``buffers.act_layout = fmap`` (a feature-map buffer the RTL does not
@@ -230,7 +230,7 @@ def test_run_compiles_for_the_rtl_act_layout(tmp_path, capsys, small_2x2):
 
 
 @pytest.mark.rtl
-@pytest.mark.slow
+@pytest.mark.slow(seconds=130)
 @pytest.mark.skipif(not _sim_ok(), reason="needs an HDL simulator")
 def test_two_runs_at_once_share_the_build_cache(tmp_path, small_2x2):
     """Two `nmsat rtl run` on one empty cache at the same moment both succeed: the shared

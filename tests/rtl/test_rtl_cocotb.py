@@ -18,7 +18,7 @@ TILES = {"int8": 300, "int16": 300, "fp16": 200, "bf16": 200}  # 1,000 in all
 
 
 @pytest.mark.rtl
-@pytest.mark.slow
+@pytest.mark.slow(seconds=45)
 @pytest.mark.parametrize("dtype", list(TILES))
 def test_random_tiles_bit_exact_and_cycle_exact(dtype, small_2x2):
     """Integer engines on the ``small`` preset (4 x 4), float engines on its 2 x 2 variant."""

@@ -21,6 +21,7 @@ def _buffering(double: bool) -> dict:
     return {f"buffers.{b}.double_buffered": double for b in ("activation", "weight", "output")}
 
 
+@pytest.mark.slow(seconds=60)
 @pytest.mark.parametrize(("workload", "layer", "batch", "nm", "dram_bpc", "double"), [
     ("mlp", "fc2", 2, "2:8", 16, False), ("cnn", "conv2", 1, "2:8", 2, False),
     ("mlp", "fc2", 2, "2:4", 2, False), ("mlp", "fc2", 2, "2:8", 16, True),
@@ -67,6 +68,7 @@ def _hoist_runs(small_2x2):
     return _HOIST_RUNS
 
 
+@pytest.mark.slow(seconds=120)
 def test_hoisted_inference_pass_runs_on_the_controller(small_2x2):
     """Each later layer's first weight LOAD is issued before its BARRIER
     (``nmsat.dataflow.hoist``); the RTL's counter-based ring waits run the hoisted program

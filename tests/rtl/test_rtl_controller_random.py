@@ -32,6 +32,7 @@ def _buffering(halves: tuple[int, int, int]) -> dict:
     return {f"buffers.{b}.double_buffered": h == 2 for b, h in zip(BUFFERS, halves)}
 
 
+@pytest.mark.slow(seconds=180)
 def test_random_programs_equal_the_system_model(small_2x2):
     n = int(os.environ.get("NMSAT_RANDOM_PROGRAMS", "50"))
     asked = os.environ.get("NMSAT_RANDOM_SEED", "7")

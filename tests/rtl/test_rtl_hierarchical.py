@@ -31,7 +31,7 @@ def test_two_cell_modules_instantiated_rows_times_cols():
 
 
 @pytest.mark.rtl
-@pytest.mark.slow
+@pytest.mark.slow(seconds=60)
 def test_hierarchical_engine_random_tiles_bit_and_cycle_exact():
     if simulator() == "icarus" and not shutil.which("iverilog"):
         pytest.skip("neither Verilator nor Icarus Verilog is installed")

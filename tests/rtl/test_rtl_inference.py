@@ -89,7 +89,7 @@ def test_inference_layer_bit_exact_and_cycle_exact(capsys, small_2x2, workload, 
 
 
 @pytest.mark.rtl
-@pytest.mark.slow
+@pytest.mark.slow(seconds=30)
 @pytest.mark.skipif(not _sim_ok(), reason="needs an HDL simulator")
 def test_decode_projection_is_a_gemv_in_os(capsys, small_2x2):
     """The decode step's projections are batch-row GEMVs on the output-stationary array."""

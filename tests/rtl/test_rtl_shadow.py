@@ -63,7 +63,7 @@ def test_shadow_blocks_in_amaranth_sim(rows, cols, la, ports, seed):
 
 
 @pytest.mark.rtl
-@pytest.mark.slow
+@pytest.mark.slow(seconds=60)
 @pytest.mark.skipif(not _sim_ok(), reason="needs an HDL simulator")
 def test_random_tiles_with_shadow_weights_bit_exact_and_cycle_exact():
     """40 random int8 tiles on ``small`` (4 x 4) with shadow weights, La = 2 and 2 load
@@ -75,7 +75,7 @@ def test_random_tiles_with_shadow_weights_bit_exact_and_cycle_exact():
 
 
 @pytest.mark.rtl
-@pytest.mark.slow
+@pytest.mark.slow(seconds=600)
 @pytest.mark.skipif(simulator() != "verilator", reason="the GEMV needs Verilator")
 def test_gemv_with_shadow_weights_at_most_10_cycles_per_block():
     """Issue 17: a dense 8 x 8 WS engine with shadow weights runs a 1 x 512 x 1,000 GEMV

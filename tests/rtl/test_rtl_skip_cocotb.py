@@ -20,6 +20,7 @@ PATTERNS = ("1:1", "2:4", "2:8")
 icarus = pytest.mark.skipif(not shutil.which("iverilog"), reason="Icarus Verilog is not installed")
 
 
+@pytest.mark.slow(seconds=55)
 @pytest.mark.rtl
 @icarus
 @pytest.mark.parametrize("dtype, tiles", [("int8", 120), ("fp16", 60)])

@@ -43,6 +43,7 @@ def _bus_beats(prog: isa.Program, cfg) -> tuple[int, int]:
     return rd // p.data_bytes, wr // p.data_bytes
 
 
+@pytest.mark.slow(seconds=370)
 def test_layer_programs_run_on_the_top(small_2x2):
     cfg = small_2x2[1]
     runs = []

@@ -20,6 +20,7 @@ from nmsat.workloads.layers import Linear, Workload
 pytestmark = pytest.mark.rtl
 
 
+@pytest.mark.slow(seconds=50)
 def test_random_training_steps_equal_reference_and_model(small_2x2):
     n = int(os.environ.get("NMSAT_RANDOM_TRAIN_STEPS", "4"))
     asked = os.environ.get("NMSAT_RANDOM_SEED", "11")

@@ -15,6 +15,7 @@ from nmsat.simulator import system
 pytestmark = pytest.mark.rtl
 
 
+@pytest.mark.slow(seconds=40)
 @pytest.mark.parametrize(("nm", "dram_bpc", "double"), [("2:8", 16, False), ("2:4", 2, True)])
 def test_layer_training_step_on_the_rtl(small_2x2, nm, dram_bpc, double):
     over = {f"buffers.{b}.double_buffered": double for b in ("activation", "weight", "output")}
