@@ -10,10 +10,11 @@ minute or two). Amaranth's Verilog is read, ``proc; opt_clean -purge`` first (wi
 Two methods, always labelled in the report:
 
 ``whole``
-    The generated top level synthesised in one run (the tensor engine with its buffers,
-    in its hierarchical form: the PE array's cells are instances of two shared modules,
-    kept as modules so each is mapped once), plus the whole SORE and weight-update
-    engines, each in one run; the three runs go in parallel.
+    The accelerator top synthesised in one run (AXI4-Lite registers, AXI4 master, DMA,
+    tile controller, and the tensor engine with its buffers in its hierarchical form:
+    the PE array's cells are instances of two shared modules, kept as modules so each
+    is mapped once), plus the whole SORE and weight-update engines, each in one run;
+    the three runs go in parallel.
 ``per-unit``
     One instance of each unit synthesised (PE cell, SORE lane, weight-update lane, one
     bank of each buffer) and multiplied by its instance count: for presets too large to
@@ -343,39 +344,48 @@ UNITS: tuple[SynthUnit, ...] = (
               "one bank of the output buffer (one per PE)"),
 )
 
-WHOLE_UNITS: tuple[str, ...] = ("nmsat_engine",)
-"""What a whole-design run synthesises: the controlled top level (the tile controller
-with its instruction memory and queues, the tensor engine and its buffers, and the SORE
-and the weight-update engine behind the controller), whole."""
+WHOLE_UNITS: tuple[str, ...] = ("nmsat_top", "nmsat_sore", "nmsat_weight_update")
+"""What a whole-design run synthesises, each in one Yosys run: the accelerator top
+(:class:`~nmsat.rtl.top.AcceleratorTop`: the AXI4-Lite registers, the AXI4 master, the
+program and descriptor fetch, the DMA, the tile controller with its instruction memory
+and queues, the tensor engine and its buffers), and the SORE and the weight-update
+engine whole in runs of their own. The top instantiates those two behind the
+controller, but its DMA does not yet stream their operands (their input ports are
+idle), so Yosys removes their logic from the top's run; their own runs count them."""
 
-CONTROLLER_MODULE = "nmsat_engine.ctrl"
-"""The tile controller's module in the controlled top's Verilog (kept as a module in the
-whole-design run, so its critical path is reported on its own)."""
+KEPT_MODULES: tuple[str, ...] = ("nmsat_top.core.ctrl",)
+"""Units of the top kept as modules in the whole-design run (besides the two shared PE
+cell modules), so that each one's critical path is reported on its own: the tile
+controller; the rest (AXI, DMA, engine buffers, schedules, decoder, store path) is
+flattened into the top."""
 
 PROGRAM_DEPTH = 256
 """Instruction-memory depth of the synthesised controller (ControlledEngine's default)."""
 
 
 def controlled_config(cfg: AcceleratorConfig) -> tuple[AcceleratorConfig, str | None]:
-    """``cfg`` as the controlled top builds it, and a note when that differs (None: the
+    """``cfg`` as the accelerator top builds it, and a note when that differs (None: the
     controlled engine builds every buffering as configured, double-buffered included;
-    what it refuses, ``act_zero = skip``, raises ``ValueError`` naming the field)."""
+    what it refuses, ``act_zero = skip``, and a DRAM geometry AXI cannot carry raise
+    ``ValueError`` naming the field)."""
+    from .axi import axi_params
     from .controller import check_controlled
 
     check_controlled(cfg)
+    axi_params(cfg)
     return cfg, None
 
 
-def controlled_top(cfg: AcceleratorConfig, dtype: DType) -> str:
-    """Verilog of the controlled top (:class:`~nmsat.rtl.controller.ControlledEngine`) with
-    the PE cells as instances of the two shared cell modules, followed by those modules."""
+def accelerator_top(cfg: AcceleratorConfig, dtype: DType) -> str:
+    """Verilog of the accelerator top (:class:`~nmsat.rtl.top.AcceleratorTop`) with the PE
+    cells as instances of the two shared cell modules, followed by those modules."""
     from .array import SHARED_CELLS, SharedCell
-    from .controller import ControlledEngine
-    from .generate import TOP, to_verilog
+    from .generate import ACCELERATOR, to_verilog
+    from .top import AcceleratorTop
 
-    top = ControlledEngine(cfg, dtype, PROGRAM_DEPTH, shared_cells=True)
-    eng = top.engine
-    parts = [to_verilog(top, TOP)]
+    top = AcceleratorTop(cfg, dtype, PROGRAM_DEPTH, shared_cells=True)
+    eng = top.core.engine
+    parts = [to_verilog(top, ACCELERATOR)]
     for first, name in zip((True, False), SHARED_CELLS):
         parts.append(to_verilog(SharedCell(eng.shape, first, eng.row_bits, eng.ct_bits), name))
     return "\n".join(parts)
@@ -427,8 +437,9 @@ class Report:
         return self.device.fits(self.total)
 
     def as_dict(self) -> dict:
-        label = ("whole design (controlled top: tile controller + tensor engine + "
-                 "buffers; SORE and weight-update engine each synthesised in one run)"
+        label = ("whole design (accelerator top: AXI4-Lite, AXI4 master, DMA, tile "
+                 "controller, tensor engine, buffers; SORE and weight-update engine each "
+                 "synthesised whole in a run of its own)"
                  if self.method == "whole" else
                  "per-unit synthesis scaled by instance counts (glue logic not counted)")
         return {"config": self.config, "dtype": self.dtype, "method": self.method,
@@ -498,14 +509,16 @@ def synth_whole(cfg: AcceleratorConfig, dtype: DType | str | None = None,
     """Whole-design synthesis: each of :data:`WHOLE_UNITS` in one Yosys run, the runs in
     parallel (``jobs``, default one per CPU, at most three).
 
-    The top level is the controlled engine (:func:`controlled_top`: the tile controller,
-    the tensor engine, every PE an instance of one of two shared cell modules, the SORE
-    and the weight-update engine); the
-    cell modules and the controller are kept as modules by Yosys, so each cell module is
-    mapped once and ``stat`` counts all R x C instances, and the controller's critical
-    path is reported apart; the rest of the engine (buffers, schedules, decoder, store
-    path, skew lines) is flattened into the top. ``tests/rtl/test_rtl_hierarchical.py``
-    runs random tiles on the engine's hierarchical Verilog.
+    The top level is the accelerator top (:func:`accelerator_top`: AXI4-Lite registers,
+    AXI4 master, program and descriptor fetch, DMA, the tile controller, the tensor
+    engine with every PE an instance of one of two shared cell modules); the SORE and
+    the weight-update engine run whole on their own (:data:`WHOLE_UNITS` says why). The
+    cell modules and the controller (:data:`KEPT_MODULES`) are kept as modules by Yosys,
+    so each cell module is mapped once and ``stat`` counts all R x C instances, and the
+    controller's critical path is reported apart; the rest (AXI, DMA, buffers,
+    schedules, decoder, store path, skew lines) is flattened into the top.
+    ``tests/rtl/test_rtl_hierarchical.py`` runs random tiles on the engine's
+    hierarchical Verilog.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -517,8 +530,8 @@ def synth_whole(cfg: AcceleratorConfig, dtype: DType | str | None = None,
     work = []
     for name in WHOLE_UNITS:
         if name == WHOLE_UNITS[0]:
-            work.append((name, None, controlled_top(ccfg, dt),
-                         (*SHARED_CELLS, CONTROLLER_MODULE)))
+            work.append((name, None, accelerator_top(ccfg, dt),
+                         (*SHARED_CELLS, *KEPT_MODULES)))
         else:
             work.append((name, _generated(name, cfg, dt), None, ()))
     if progress:
@@ -612,5 +625,5 @@ def write_json(data: dict, path: str | Path) -> None:
 
 __all__ = ["UNITS", "XCVU9P", "Device", "PathDepth", "Report", "Resources", "SynthError",
            "SynthUnit", "UnitResult", "asdict", "calibrate", "compare", "controlled_config",
-           "controlled_top", "longest_paths", "replace", "resources_from_stat", "run_yosys",
+           "accelerator_top", "longest_paths", "replace", "resources_from_stat", "run_yosys",
            "run_yosys_paths", "synth_units", "synth_whole", "unit", "write_json", "yosys_tool"]

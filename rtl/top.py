@@ -16,8 +16,9 @@ cycles from ``start`` of the controller to ``done`` (the system model's time bas
 other counters where they went.
 
 DMA addressing (one descriptor per tensor id: ``base``, ``stride`` in bytes, ``kpc`` the
-K elements per chunk of the LOAD's pattern); ``WS`` is a buffer's word slot in DRAM
-(:func:`word_slot`), a port beat is ``banks`` consecutive slots:
+K elements per chunk of the LOAD's pattern, one of :func:`chunk_sizes`); ``WS`` is a
+buffer's word slot in DRAM (:func:`word_slot`), a port beat is ``banks`` consecutive
+slots:
 
 * ACT LOAD of rows ``r0..`` and K ``c0..`` (``c0`` a multiple of kpc): per tile row u a
   run of ``ceil(kc / R)`` beats from ``base + (r0 + u) * stride + (c0 / kpc) * WS``
@@ -44,6 +45,7 @@ from amaranth.lib.wiring import Out
 from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig
 from nmsat.dataflow import isa
+from nmsat.types import NM
 
 from .axi import (
     AxiParams,
@@ -58,7 +60,7 @@ from .controller import ControlledEngine
 from .layouts import EngineShape
 
 __all__ = ["DESC_BYTES", "LINE_BYTES", "MAX_TENSORS", "REGISTERS", "TOP_NAME", "AcceleratorTop",
-           "descriptor_line", "register", "word_slot"]
+           "chunk_sizes", "descriptor_line", "register", "word_slot"]
 
 TOP_NAME = "nmsat_top"
 LINE_BYTES = isa.INSTR_BITS // 8
@@ -73,7 +75,8 @@ ADDR = 32  # descriptor base / stride / kpc fields: bytes 0, 8, 16 of the line (
 REGISTERS: tuple[tuple[str, int, str, str], ...] = (
     ("CONTROL", 0x00, "rw", "bit 0: start (write 1; reads 0); bit 1: irq_enable"),
     ("STATUS", 0x04, "r/w1c", "bit 0: busy; bit 1: done (write 1 to clear); bit 2: error "
-                              "(controller error or a tensor id beyond the descriptors)"),
+                              "(controller error, a tensor id beyond the descriptors, or "
+                              "a descriptor kpc that is none of the engine's chunk sizes)"),
     ("PROG_ADDR", 0x08, "rw", "byte address of the program (64-byte lines)"),
     ("PROG_LEN", 0x0C, "rw", "instructions in the program"),
     ("DESC_ADDR", 0x10, "rw", "byte address of the DMA descriptor table (64-byte lines)"),
@@ -111,6 +114,13 @@ def word_slot(bits: int, p: AxiParams) -> int:
     return max(1 << (b - 1).bit_length(), p.data_bytes)
 
 
+def chunk_sizes(sh: EngineShape) -> tuple[int, ...]:
+    """The K elements per ACT window (``kpc``) of the engine's dense mode and of each of
+    its patterns: the values a descriptor's ``kpc`` can take."""
+    return tuple(sorted({nm.k_per_chunk(sh.lanes, sh.window)
+                         for nm in (NM.parse("1:1"), *sh.patterns)}))
+
+
 def descriptor_line(base: int, stride: int, kpc: int) -> bytes:
     """One DMA descriptor as its 64-byte line."""
     line = bytearray(DESC_BYTES)
@@ -123,10 +133,12 @@ class AcceleratorTop(wiring.Component):
     """The whole accelerator behind AXI (module docstring). Ports: ``s_axil_*`` (AXI4-Lite
     slave, 32-bit), ``m_axi_*`` (AXI4 master, :func:`~nmsat.rtl.axi.axi_params`), ``irq``."""
 
-    def __init__(self, cfg: AcceleratorConfig, dtype=None, depth: int = 256):
+    def __init__(self, cfg: AcceleratorConfig, dtype=None, depth: int = 256,
+                 shared_cells: bool = False):
         self.cfg, self.depth = cfg, depth
         self.p = p = axi_params(cfg)
-        self.core = ControlledEngine(cfg, dtype, depth)
+        # shared_cells: the engine's cells as instances of two shared modules (synthesis)
+        self.core = ControlledEngine(cfg, dtype, depth, shared_cells=shared_cells)
         sh = self.shape = self.core.shape
         self.ws = {"act": word_slot(sh.window_layout.size, p),
                    "wgt": word_slot(sh.slots_layout.size, p)}
@@ -278,14 +290,19 @@ class AcceleratorTop(wiring.Component):
         t = cmd.tensor
         ok_t = t < MAX_TENSORS
         base, stride, kpc = (d[t[:4]] for d in desc)
-        kpc = Mux(kpc == 0, 1, kpc)
         wgt = cmd.buffer[0]
         e = data.View(entry_l, Signal(entry_l.size))
-        kc = Signal(24)
+        kc, chunk0, ok_kpc = Signal(24), Signal(24), Signal()
         k0 = Mux(wgt, cmd.r0, cmd.c0)
         kext = Mux(wgt, cmd.rows, cmd.cols)
-        m.d.comb += kc.eq((kext + kpc - 1) // kpc)
-        chunk0 = k0 // kpc
+        # kpc is one of the engine's chunk sizes (dense and each pattern, known here): a
+        # division by a constant per case (a shift for a power of two), not a divider
+        # for any 32-bit kpc; a descriptor with another kpc sets STATUS.error
+        with m.Switch(kpc):
+            for size in chunk_sizes(sh):
+                with m.Case(size):
+                    m.d.comb += [kc.eq((kext + size - 1) // size), chunk0.eq(k0 // size),
+                                 ok_kpc.eq(1)]
         ws_a, ws_w = self.ws["act"], self.ws["wgt"]
         with m.If(wgt):
             u0 = cmd.c0 // C
@@ -300,7 +317,7 @@ class AcceleratorTop(wiring.Component):
         m.d.comb += core.load_cmd.ready.eq(~staged)
         with m.If(core.load_cmd.valid & ~staged):
             m.d.sync += [staged.eq(1), held.eq(e)]
-            with m.If(~ok_t):
+            with m.If(~ok_t | ~ok_kpc):
                 m.d.sync += regs["error"].eq(1)
         push = staged & ar_q.w_rdy & dat_q.w_rdy & gate_q.w_rdy
         m.d.comb += [ar_q.w_data.eq(held), dat_q.w_data.eq(held), gate_q.w_data.eq(held),
