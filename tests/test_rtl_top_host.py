@@ -19,7 +19,7 @@ from nmsat.rtl.tb.controller_run import _LoadTiles
 from nmsat.rtl.tb.dram_image import dram_image, golden_load_beats, model_load_beats
 from nmsat.rtl.tb.random_programs import random_case
 from nmsat.rtl.tb.top_run import top_host
-from nmsat.rtl.top import REGISTERS, descriptor_line, word_slot
+from nmsat.rtl.top import REGISTERS, chunk_sizes, descriptor_line, word_slot
 
 
 def _one_channel(cfg):
@@ -49,6 +49,8 @@ def test_dma_address_law_gives_the_engine_words(seed):
             want = golden_load_beats(sh, ins, next(tiles), half, depth[ins.buffer])
             assert model_load_beats(img, sh, p, ins, r0, c0, half, depth[ins.buffer]) == want, \
                 (desc, ins)
+            # the DMA divides by the engine's chunk sizes only (any other kpc: an error)
+            assert img.desc[ins.tensor][2] in chunk_sizes(sh), (desc, ins)
             loads += 1
     assert loads > 0
 
