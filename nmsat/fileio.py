@@ -318,19 +318,21 @@ def parse_structured(text: str, fmt: str) -> Any:
 
 
 @contextlib.contextmanager
-def file_lock(path: str | Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock (``flock``) on ``path`` for the ``with`` block,
-    waiting while another process holds it. The file is created if missing and left in
-    place (removing it could hand two processes a lock on different files). The kernel
+def file_lock(path: str | Path, shared: bool = False) -> Iterator[None]:
+    """Hold an advisory lock (``flock``) on ``path`` for the ``with`` block, waiting while
+    another process holds it: exclusive, or ``shared`` (any number of shared holders at
+    once, none while an exclusive one holds it). The file is created if missing and left
+    in place (removing it could hand two processes a lock on different files). The kernel
     drops the lock when its holder dies, so a killed holder never blocks the next one.
-    Used around shared build folders (the RTL simulation cache)."""
+    Used around shared build folders (the RTL simulation cache: one process builds, any
+    number run the build)."""
     import fcntl
 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(p, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # closing drops the lock

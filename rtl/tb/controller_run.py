@@ -38,7 +38,6 @@ import numpy as np
 from nmsat.config import AcceleratorConfig, to_dict
 from nmsat.dataflow import execute as ex
 from nmsat.dataflow import isa, machine
-from nmsat.fileio import file_lock
 from nmsat.types import DEFAULT_NM, NM, ActZero
 
 from ..layouts import EngineShape
@@ -249,9 +248,7 @@ def run_controller_programs(runs: list[tuple[isa.Program, AcceleratorConfig, dic
         build_dir = src.parent / sim
     runner = get_runner(sim)
     overrides = {k: v for k, v in to_dict(cfg0).items() if k != "name"}
-    # the build folder is shared by every process: build and run under its lock
-    with file_lock(build_dir.with_name(build_dir.name + ".lock")), \
-            tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:  # build_and_test locks the build folder
         hp, pfile, result = Path(tmp) / "host.pkl", Path(tmp) / "p.json", Path(tmp) / "r.json"
         hp.write_bytes(pickle.dumps({"programs": hosts}))
         pfile.write_text(json.dumps({"preset": "vcu1525", "overrides": overrides,

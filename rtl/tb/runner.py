@@ -91,28 +91,59 @@ def build_and_test(runner, sim: str, build_dir: Path, build: dict, test: dict,
     """``runner.build(**build)`` then ``runner.test(**test)`` with the simulator's and
     compiler's output in the log files of :func:`logs` (passed through instead with
     ``nmsat --verbose``); status lines say what runs, and a failure, or a run that
-    writes no ``result``, raises :class:`RtlRunError` naming the log. Call under the
-    build folder's lock."""
+    writes no ``result``, raises :class:`RtlRunError` naming the log.
+
+    The build folder is shared by every process (pytest-xdist workers, two ``nmsat rtl
+    run`` at once): a build runs under its lock held exclusively, so one process
+    compiles while the others wait, and marks the folder built (a stamp holding the
+    build's arguments; the folder's name holds the sources' hash); a folder so marked is
+    not built again. Simulations hold the lock shared, so any number run the same build
+    at once, while a build waits for them. Each simulation writes its output to a file
+    of its own and moves it to the run log when it ends (the last one's stays)."""
     build_log, run_log = logs(build_dir)
+    lock = build_dir.with_name(build_dir.name + ".lock")
     keep = not verbose()
-    first = not build_dir.exists()
-    if first:
-        status("rtl: compiling %s with %s (first run for this configuration; it is cached "
-               "in %s; output in %s)", what, sim, build_dir, build_log)
-    try:
-        runner.build(build_dir=build_dir, log_file=build_log if keep else None, **build)
-    except Exception as e:  # cocotb raises RuntimeError or SystemExit-free errors
-        raise RtlRunError(f"{sim} could not compile {what} ({e}); see "
-                          f"{build_log if keep else 'the output above'}") from None
+    # the folder's name holds the hash of the sources; the stamp, the build's arguments
+    stamp, key = build_dir / ".nmsat-built", repr(sorted((k, repr(v)) for k, v in build.items()))
+    if not _built(stamp, key):
+        with file_lock(lock):
+            if not _built(stamp, key):  # another process may have built it meanwhile
+                if not build_dir.exists():
+                    status("rtl: compiling %s with %s (first run for this configuration; it "
+                           "is cached in %s; output in %s)", what, sim, build_dir, build_log)
+                stamp.unlink(missing_ok=True)
+                try:
+                    runner.build(build_dir=build_dir, log_file=build_log if keep else None,
+                                 **build)
+                except Exception as e:  # cocotb raises RuntimeError or SystemExit-free errors
+                    raise RtlRunError(f"{sim} could not compile {what} ({e}); see "
+                                      f"{build_log if keep else 'the output above'}") from None
+                stamp.write_text(key, encoding="utf-8")
     status("rtl: simulating %s on %s (output in %s)", what, sim, run_log)
+    own_log = run_log.with_name(f"{run_log.name}.{os.getpid()}.tmp")
     try:
-        runner.test(build_dir=build_dir, log_file=run_log if keep else None, **test)
+        with file_lock(lock, shared=True):
+            # cocotb runs a test without build() in this process (the language is then
+            # not known from the sources, so it is given)
+            runner.test(build_dir=build_dir, log_file=own_log if keep else None,
+                        hdl_toplevel_lang="verilog", **test)
     except Exception as e:
         raise RtlRunError(f"the {sim} simulation of {what} failed ({e}); see "
                           f"{run_log if keep else 'the output above'}") from None
+    finally:
+        if keep and own_log.exists():
+            own_log.replace(run_log)
     if not result.exists():
         raise RtlRunError(f"the {sim} simulation of {what} produced no result; see "
                           f"{run_log if keep else 'the output above'}")
+
+
+def _built(stamp: Path, key: str) -> bool:
+    """Whether the build folder holds a finished build with these arguments."""
+    try:
+        return stamp.read_text(encoding="utf-8") == key
+    except OSError:
+        return False
 
 
 def run_cocotb(cfg: AcceleratorConfig, dtype: str, module: str, params: dict,
@@ -133,10 +164,9 @@ def run_cocotb(cfg: AcceleratorConfig, dtype: str, module: str, params: dict,
     waves = os.environ.get("NMSAT_WAVES", "") not in ("", "0")
     runner = get_runner(sim)
     build_args = list(VERILATOR_ARGS) if sim == "verilator" else []
-    # One build folder per config and simulator, shared by every process: build and run
-    # under its lock, so two runs at once take turns instead of compiling over each other.
-    with file_lock(build_dir.with_name(build_dir.name + ".lock")), \
-            tempfile.TemporaryDirectory() as tmp:
+    # One build folder per config and simulator, shared by every process (build_and_test
+    # locks it: one process compiles, any number simulate).
+    with tempfile.TemporaryDirectory() as tmp:
         pfile, result = Path(tmp) / "params.json", Path(tmp) / "result.json"
         pfile.write_text(json.dumps({"preset": "vcu1525", "overrides": overrides,
                                      "dtype": dtype, **params}))

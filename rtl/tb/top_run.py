@@ -26,7 +26,6 @@ import numpy as np
 from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig, to_dict
 from nmsat.dataflow import isa
-from nmsat.fileio import file_lock
 
 from ..axi import axi_params
 from ..engine import buffer_geometry, ring_halves
@@ -170,8 +169,7 @@ def run_top_programs(runs: list[tuple[isa.Program, AcceleratorConfig, dict]],
         src = kicked
     runner = get_runner(sim)
     size = max(h["size"] for h in hosts)
-    with file_lock(build_dir.with_name(build_dir.name + ".lock")), \
-            tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:  # build_and_test locks the build folder
         hp, pfile, result = Path(tmp) / "host.pkl", Path(tmp) / "p.json", Path(tmp) / "r.json"
         tb = [{k: h[k] for k in ("segments", "PROG_ADDR", "PROG_LEN", "DESC_ADDR",
                                  "DESC_COUNT", "stores")} | {"max_cycles": max_cycles}

@@ -29,7 +29,6 @@ import numpy as np
 from nmsat import reference as ref
 from nmsat.config import AcceleratorConfig, to_dict
 from nmsat.dataflow import isa, machine, timing
-from nmsat.fileio import file_lock
 from nmsat.types import DEFAULT_NM, NM, DType, Mode
 
 from ..fp import same_bits
@@ -162,8 +161,7 @@ def run_train_programs(runs: list[tuple[isa.Program, AcceleratorConfig, dict, di
         build_dir = src.parent / sim
     overrides = {k: v for k, v in to_dict(cfg0).items() if k != "name"}
     f32 = lambda x: int(np.array(x, np.float32).view(np.uint32))  # noqa: E731
-    with file_lock(build_dir.with_name(build_dir.name + ".lock")), \
-            tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:  # build_and_test locks the build folder
         hp, pfile, result = Path(tmp) / "host.pkl", Path(tmp) / "p.json", Path(tmp) / "r.pkl"
         hp.write_bytes(pickle.dumps({"programs": hosts, "lr_bits": f32(lr),
                                      "momentum_bits": f32(cfg0.weight_update.momentum)}))
