@@ -19,6 +19,9 @@ python3 -m pip install -q --disable-pip-version-check -e '.[test,torch,dask]'
 # so one run reports both.
 lint=0
 ./scripts/lint.sh || lint=$?
-# one worker per core (pytest-xdist); "$@" may override, e.g. -n 0 for one process
-python3 -m pytest -q -n auto "$@"
+# one worker per core (pytest-xdist), each given one test at a time as it frees up: with
+# the long tests collected first (tests/conftest.py) that is longest-first list
+# scheduling (xdist's default hands each worker a quarter of its share at once, which put
+# every long test on one worker); "$@" may override, e.g. -n 0 for one process
+python3 -m pytest -q -n auto --maxschedchunk 1 "$@"
 exit "$lint"

@@ -6,7 +6,10 @@ then ends on one core (on CI's 2 cores, the whole suite took about 52 minutes wi
 ``tests/test_examples.py``'s RTL commands running alone for the last 19). Marking a
 test ``@pytest.mark.slow(seconds=N)``, N its duration on an idle 2-core machine
 (``pytest --durations``), moves it to the front, ordered by N; the rest keep their
-order. The order does not change what a test checks: every test builds its own
+order. ``scripts/test.sh`` passes ``--maxschedchunk 1`` so that each worker takes the
+next test when it frees up (longest-first list scheduling): by default xdist hands each
+worker a consecutive quarter of its share up front, which gave one worker every long
+test. The order does not change what a test checks: every test builds its own
 inputs, and shared simulator builds are cached under a lock (``tests/rtl/conftest.py``).
 """
 
