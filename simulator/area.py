@@ -153,8 +153,11 @@ def _instances(unit: str, cfg: AcceleratorConfig) -> int:
 
 def shadow_weight_extra(cfg: AcceleratorConfig) -> dict[str, float]:
     """Resources ``array.shadow_weights`` adds to the calibrated design, counted from the
-    mechanism (docs/architecture.md 4.1; not synthesised: the generated RTL does not build
-    it yet, so this is an estimate). The shadow register itself is already in every PE
+    mechanism (docs/architecture.md 4.1), an estimate: the calibration table was
+    synthesised without it. The RTL builds it; its synthesised ``vcu1525`` PE cell is
+    +66 LUT and +2 FF per PE against ``array.shadow_weights = false``, where this counts
+    +38 LUT and +2 FF (``docs/rtl.md``; the chain heads are glue per-unit synthesis does
+    not count). The shadow register itself is already in every PE
     (interleaved WS double-buffers weights today); the row-wave load adds per PE a 2-bit
     wave token (shift enable, last step) and a 2:1 mux on the shadow register's input (from
     the left neighbour instead of from above), and per load chain (R x ports) a head
