@@ -26,6 +26,19 @@
   :data:`QUEUE_LATENCY` cycles after it was written: no unit issues it before
   ``i + QUEUE_LATENCY``. From then on dispatch runs ahead of the units (one instruction
   per cycle, four-entry queues), so a unit does not wait for it in a layer program.
+* **What a LOAD or STORE moves in DRAM** is the DMA's (``dram.dma``, :func:`dma_bytes`):
+  ``packed`` moves the tile's bytes (``Load.bytes``, its elements in their element type,
+  index bits packed; the memory model rounds the transfer up to whole bursts).
+  ``word_slots`` is the RTL accelerator top's DMA (``rtl/top.py``, ``docs/rtl.md``,
+  "Accelerator top (AXI)"): the engine's buffer words, each in a slot of a power of two
+  bytes and at least one bus beat (``dram.bytes_per_cycle``, the AXI data width), one
+  run per ACT tile row (``ceil(kc / R)`` beats of R slots), WGT column tile (``kc``
+  beats of C slots) or STORE row block (``ceil(cols / C)`` blocks of R x C 32-bit
+  words); each run starts on a burst boundary and its AXI bursts each take a whole
+  ``dram.burst_bytes`` of the channel (:func:`dma_runs`). Its address pipeline puts the
+  first request :data:`DMA_REQUEST_CYCLES` after the descriptor issues, and the transfer
+  completes with its last data beat (:func:`dma_tail_cycles`: a last burst that is
+  shorter than a whole one ends before the channel is free).
 """
 
 from __future__ import annotations
@@ -33,11 +46,13 @@ from __future__ import annotations
 from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig
 from nmsat.reference import gemm_chunks
+from nmsat.types import DType
 
 from .isa import Buffer, Load, Loop, Program, Store
 
-__all__ = ["DMA_ISSUE_INTERVAL", "ENGINE_ISSUE_CYCLES", "QUEUE_LATENCY", "dispatch_floors",
-           "port_beats", "port_cycles"]
+__all__ = ["DMA_ISSUE_INTERVAL", "DMA_REQUEST_CYCLES", "ENGINE_ISSUE_CYCLES", "QUEUE_LATENCY",
+           "dispatch_floors", "dma_bytes", "dma_runs", "dma_tail_cycles", "port_beats",
+           "port_cycles", "word_slot_bytes"]
 
 ENGINE_ISSUE_CYCLES = 1
 """Cycles the engine spends accepting a COMPUTE or RELEASE (the synchronous buffers'
@@ -95,3 +110,67 @@ def port_cycles(ins: Load | Store, cfg: AcceleratorConfig) -> int:
     buf = (b.output if isinstance(ins, Store) else
            b.activation if ins.buffer is Buffer.ACT else b.weight)
     return port_beats(ins, cfg) * (1 if buf.ports > 1 else 2)
+
+
+DMA_REQUEST_CYCLES: dict[str, tuple[int, int]] = {"packed": (0, 0), "word_slots": (4, 3)}
+"""Per ``dram.dma``, cycles from a LOAD's and a STORE's issue to its first DRAM request
+when the DRAM side is idle. ``packed``: none (an idealised DMA). ``word_slots``:
+``rtl/top.py``'s address pipeline, a LOAD's AR 4 cycles after its command (the command
+registered against its descriptor, the LOAD queue, the run register, the burst
+register), a STORE's AW 3 (the STORE queue, the run register, the burst register);
+checked on the RTL's AXI timeline by ``tests/rtl/test_rtl_top_cocotb.py``. The top issues
+one transfer's bursts at a time, in command order; a transfer that waits for an earlier
+one's bursts requests no later than that one's data ends, so it queues on the channel as
+the model's does (``docs/rtl.md``, "Accelerator top (AXI)")."""
+
+
+def word_slot_bytes(bits: int, cfg: AcceleratorConfig) -> int:
+    """Bytes one buffer word of ``bits`` occupies in DRAM under ``word_slots``: the next
+    power of two, at least one bus beat (``dram.bytes_per_cycle``), so every run starts
+    on a beat (``rtl.top.word_slot``)."""
+    b = max(1, ceil_div(bits, 8))
+    return max(1 << (b - 1).bit_length(), cfg.dram.bytes_per_cycle)
+
+
+def _word_bits(cfg: AcceleratorConfig) -> tuple[int, int]:
+    """(ACT window, WGT slot vector) bits: ``rtl.layouts.EngineShape``'s ``window_layout``
+    and ``slots_layout`` (a test checks they agree)."""
+    a = cfg.array
+    width = DType.parse(cfg.numerics.dtype).bytes * 8
+    index = max([1] + [p.index_bits for p in a.patterns])
+    return a.act_window * width, a.macs_per_pe * (width + index)
+
+
+def dma_runs(ins: Load | Store, cfg: AcceleratorConfig) -> tuple[int, int]:
+    """``word_slots``: (runs, bytes per run) of a LOAD or STORE (module docstring)."""
+    a = cfg.array
+    R, C = a.rows, a.cols
+    if isinstance(ins, Store):
+        return ceil_div(ins.rows, R), ceil_div(ins.cols, C) * R * C * 4
+    act, wgt = _word_bits(cfg)
+    if ins.buffer is Buffer.ACT:
+        kc = gemm_chunks(ins.cols, a.macs_per_pe, a.act_window, ins.nm)
+        return ins.rows, ceil_div(kc, R) * R * word_slot_bytes(act, cfg)
+    kc = gemm_chunks(ins.rows, a.macs_per_pe, a.act_window, ins.nm)
+    return ceil_div(ins.cols, C), kc * C * word_slot_bytes(wgt, cfg)
+
+
+def dma_bytes(ins: Load | Store, cfg: AcceleratorConfig) -> int:
+    """Bytes a LOAD or STORE occupies the DRAM channels with (``dram.dma``): ``packed``
+    its ``bytes``; ``word_slots`` its runs' whole bursts."""
+    if cfg.dram.dma == "packed":
+        return ins.bytes
+    runs, per = dma_runs(ins, cfg)
+    burst = cfg.dram.burst_bytes
+    return runs * ceil_div(per, burst) * burst
+
+
+def dma_tail_cycles(ins: Load | Store, cfg: AcceleratorConfig) -> int:
+    """Cycles between a transfer's last data beat and the end of its last burst on the
+    channel (``word_slots`` on one channel: its last run's last burst is short by this
+    many beats; 0 otherwise)."""
+    d = cfg.dram
+    if d.dma == "packed" or d.channels != 1:
+        return 0
+    _, per = dma_runs(ins, cfg)
+    return (ceil_div(per, d.burst_bytes) * d.burst_bytes - per) // d.bytes_per_cycle

@@ -58,7 +58,7 @@ from nmsat.arith import ceil_div
 from nmsat.config import DRAM_MODELS, AcceleratorConfig
 
 from .isa import Buffer
-from .machine import DMA_ISSUE_INTERVAL
+from .machine import DMA_ISSUE_INTERVAL, DMA_REQUEST_CYCLES
 
 __all__ = ["MODELS", "BufferPorts", "Dma", "Issued", "MemoryModel", "RowBufferDram",
            "SimpleDram", "Span", "StripedDram", "memory_model"]
@@ -267,25 +267,33 @@ class Issued(NamedTuple):
 
 
 class Dma:
-    """The DMA engine's timing: a DRAM model, the buffers' ports, two in-order queues."""
+    """The DMA engine's timing: a DRAM model, the buffers' ports, two in-order queues.
+    ``request``: per queue (loads, stores), cycles from a descriptor's issue to its first
+    DRAM request (``machine.DMA_REQUEST_CYCLES`` of ``dram.dma``)."""
 
-    def __init__(self, memory: MemoryModel, ports: BufferPorts) -> None:
+    def __init__(self, memory: MemoryModel, ports: BufferPorts,
+                 request: tuple[int, int] = (0, 0)) -> None:
         self.memory = memory
         self.ports = ports
+        self.request = request
         self.last_done = [0, 0]
 
     @classmethod
     def from_config(cls, cfg: AcceleratorConfig) -> Dma:
-        return cls(memory_model(cfg), BufferPorts())
+        return cls(memory_model(cfg), BufferPorts(), DMA_REQUEST_CYCLES[cfg.dram.dma])
 
-    def issue(self, q: int, t: int, nbytes: int, buffer: Buffer, port_cycles: int) -> Issued:
+    def issue(self, q: int, t: int, nbytes: int, buffer: Buffer, port_cycles: int,
+              tail: int = 0) -> Issued:
         """Issue a transfer of ``nbytes`` into (a load, ``q = 0``) or out of (a store,
         ``q = 1``) ``buffer`` at cycle ``t``, occupying the buffer's port for
-        ``port_cycles`` (``machine.port_cycles`` of the LOAD or STORE)."""
+        ``port_cycles`` (``machine.port_cycles`` of the LOAD or STORE); ``nbytes`` and
+        ``tail`` are ``machine.dma_bytes`` and ``machine.dma_tail_cycles`` (its data ends
+        ``tail`` cycles before its last burst frees the channel)."""
         last = self.last_done[q]
         after = last + DMA_ISSUE_INTERVAL if last else 0
-        spans = self.memory.transfer(t, nbytes)
-        port_end = self.ports.transfer(buffer, self.memory.first_byte(t), port_cycles)
-        done = max([t, after, port_end] + [s.end for s in spans])
+        r = t + self.request[q]
+        spans = self.memory.transfer(r, nbytes)
+        port_end = self.ports.transfer(buffer, self.memory.first_byte(r), port_cycles)
+        done = max([t, after, port_end] + [s.end - tail for s in spans])
         self.last_done[q] = done
         return Issued(done, after, spans, port_end)

@@ -25,7 +25,8 @@ from .errors import ConfigError
 from .fileio import LIMITS, InputError, parse_structured, read_text
 from .types import NM, ActZero, Dataflow, DType
 
-__all__ = ["ACT_LAYOUTS", "DRAM_MODELS", "PRESETS", "SMALL", "VCU1525", "AcceleratorConfig",
+__all__ = ["ACT_LAYOUTS", "DMA_LAYOUTS", "DRAM_MODELS", "PRESETS", "SMALL", "VCU1525",
+           "AcceleratorConfig",
            "ArrayConfig", "BufferConfig", "BuffersConfig", "DramConfig", "NumericsConfig",
            "SoreConfig", "WeightUpdateConfig", "describe", "dumps", "from_dict", "load", "preset",
            "resolve", "save", "to_dict", "validate"]
@@ -249,6 +250,9 @@ class BuffersConfig:
 DRAM_MODELS = ("simple", "row_buffer")
 """Values of ``dram.model`` (``nmsat.dataflow.memory`` implements them)."""
 
+DMA_LAYOUTS = ("packed", "word_slots")
+"""Values of ``dram.dma`` (``nmsat.dataflow.machine.dma_bytes`` implements them)."""
+
 
 @dataclass(frozen=True)
 class DramConfig:
@@ -266,6 +270,16 @@ class DramConfig:
                     "with an open row each: a transfer opens its rows with a precharge and "
                     "activate, the next row's bank activated while a row streams). Decided: "
                     "simple, the model the presets' figures were measured with.")
+    dma: str = _f("packed", "The DMA's DRAM layout and request path "
+                  "(nmsat.dataflow.machine.dma_bytes, docs/simulator.md 'The DMA'): packed "
+                  "(a LOAD or STORE moves its tile's elements in their element type, index "
+                  "bits packed, one transfer requested in the cycle it issues: a DMA that "
+                  "packs and unpacks the engine's words) or word_slots (the DMA of the RTL "
+                  "accelerator top, rtl/top.py: the engine's buffer words in power-of-two "
+                  "slots of at least one bus beat, one run per tile row, column tile or row "
+                  "block, each run whole DRAM bursts from a burst boundary, and the top's "
+                  "address pipeline). Decided: packed, the design the presets' figures were "
+                  "measured with.")
     banks: int = _f(16, "Banks per channel (row_buffer model): DDR4 x8 devices have 16 banks "
                     "in 4 bank groups (Micron DDR4 SDRAM datasheet, Features).", 1, 256)
     row_bytes: int = _f(8192, "Bytes of one open row per channel (row_buffer model): a 1 KB "
@@ -288,6 +302,9 @@ class DramConfig:
         if self.model not in DRAM_MODELS:
             raise ConfigError(f"dram.model must be one of {', '.join(DRAM_MODELS)}, "
                               f"not {self.model!r}")
+        if self.dma not in DMA_LAYOUTS:
+            raise ConfigError(f"dram.dma must be one of {', '.join(DMA_LAYOUTS)}, "
+                              f"not {self.dma!r}")
 
 
 @dataclass(frozen=True)

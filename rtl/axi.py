@@ -137,7 +137,7 @@ class BurstReader(wiring.Component):
             "data": Out(stream.Signature(p.data_bytes * 8)),
             **{k: v.flip() for k, v in axi_master_members(p, "").items()
                if k.startswith(("ar", "r")) and not k.startswith("rid")},
-            "rid": In(1), "busy": Out(1)})
+            "rid": In(1), "busy": Out(1), "addr_busy": Out(1)})
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -147,6 +147,7 @@ class BurstReader(wiring.Component):
         _bursts(m, p, self.runs, addr, left, length)
         inflight = Signal(range(p.outstanding + 1))
         on = Signal()
+        m.d.comb += self.addr_busy.eq(on)  # bursts of a taken run still to issue
         ar = self.arvalid & self.arready
         # the next run is taken with the current one's last burst: back-to-back bursts
         free = ~on | (ar & (left == length))
@@ -179,7 +180,7 @@ class BurstWriter(wiring.Component):
             "data": In(stream.Signature(p.data_bytes * 8)),
             **{k: v.flip() for k, v in axi_master_members(p, "").items()
                if k.startswith(("aw", "w", "b"))},
-            "issued": Out(32), "acked": Out(32)})
+            "issued": Out(32), "acked": Out(32), "addr_busy": Out(1)})
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -188,6 +189,7 @@ class BurstWriter(wiring.Component):
         length = Signal(range(p.burst_beats + 1))
         _bursts(m, p, self.runs, addr, left, length)
         on = Signal()
+        m.d.comb += self.addr_busy.eq(on)  # bursts of a taken run still to issue
         # burst lengths from the AW side to the W side (wlast)
         m.submodules.lens = lens = fifo.SyncFIFOBuffered(width=9, depth=self.queue)
         m.d.comb += [self.awid.eq(0), self.awsize.eq(p.size_code), self.awburst.eq(1),

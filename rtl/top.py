@@ -169,8 +169,22 @@ class AcceleratorTop(wiring.Component):
         desc = [Array(Signal(ADDR, name=f"desc_{f}{t}") for t in range(MAX_TENSORS))
                 for f in ("base", "stride", "kpc")]
         running = self._fetch(m, regs, rd, up, desc, core)
+        # address-phase order: every LOAD and STORE command gets a stamp in command order
+        # (a LOAD before a STORE of the same cycle); one transfer at a time issues its
+        # AR or AW bursts, the oldest first, so DRAM sees each transfer's bursts together
+        # and in issue order, as the system model's one channel queue serves them
+        self._seq = Signal(8)
+        self._ld_fire, self._st_fire = Signal(), Signal()
+        self._ld_ok, self._st_ok = Signal(), Signal()
         load_busy = self._load(m, rd, up, desc, core, running, regs)
         store_busy = self._store(m, wr, desc, core, regs)
+        m.d.sync += self._seq.eq(self._seq + self._ld_fire + self._st_fire)
+        older = lambda a, b: (a - b)[:8].as_signed() < 0
+        m.d.comb += [
+            self._ld_ok.eq(~wr.addr_busy & ~(self._st_pending &
+                                             older(self._st_stamp, self._ld_stamp))),
+            self._st_ok.eq(~rd.addr_busy & ~(self._ld_pending &
+                                             older(self._ld_stamp, self._st_stamp)))]
         self._counters(m, regs, core, running, load_busy, store_busy, rd, wr)
         return m
 
@@ -282,7 +296,7 @@ class AcceleratorTop(wiring.Component):
         cmd = core.load_cmd.payload
         entry_l = data.StructLayout({"wgt": 1, "half": 1, "addr": p.addr_bits,
                                      "stride": ADDR, "runs": 24, "beats": 24, "kc": 24,
-                                     "cols": 24, "total": 48})
+                                     "cols": 24, "total": 48, "stamp": 8})
         m.submodules.ld_ar = ar_q = fifo.SyncFIFO(width=entry_l.size, depth=4)
         m.submodules.ld_dat = dat_q = fifo.SyncFIFO(width=entry_l.size, depth=4)
         m.submodules.ld_gate = gate_q = fifo.SyncFIFO(width=entry_l.size, depth=4)
@@ -312,9 +326,10 @@ class AcceleratorTop(wiring.Component):
             m.d.comb += [e.runs.eq(cmd.rows), e.beats.eq((kc + R - 1) // R),
                          e.addr.eq(base + cmd.r0 * stride + chunk0 * ws_a)]
         m.d.comb += [e.wgt.eq(wgt), e.half.eq(cmd.half), e.stride.eq(stride), e.kc.eq(kc),
-                     e.cols.eq(cmd.cols), e.total.eq(e.runs * e.beats)]
+                     e.cols.eq(cmd.cols), e.total.eq(e.runs * e.beats), e.stamp.eq(self._seq)]
         staged, held = Signal(), data.View(entry_l, Signal(entry_l.size))
         m.d.comb += core.load_cmd.ready.eq(~staged)
+        m.d.comb += self._ld_fire.eq(core.load_cmd.valid & ~staged)
         with m.If(core.load_cmd.valid & ~staged):
             m.d.sync += [staged.eq(1), held.eq(e)]
             with m.If(~ok_t | ~ok_kpc):
@@ -328,24 +343,32 @@ class AcceleratorTop(wiring.Component):
         a = data.View(entry_l, ar_q.r_data)
         addr, runs_left, astride = Signal(p.addr_bits), Signal(24), Signal(ADDR)
         on = Signal()
+        stamp = Signal(8)  # the LOAD in the run register's
+        # the oldest LOAD whose bursts are still to issue, and its stamp
+        self._ld_pending = Signal()
+        self._ld_stamp = Signal(8)
+        m.d.comb += [self._ld_pending.eq(on | ar_q.r_rdy | staged),
+                     self._ld_stamp.eq(Mux(on, stamp, Mux(ar_q.r_rdy, a.stamp, held.stamp)))]
         nbus = Mux(a.wgt, self.beat_bytes["wgt"] // p.data_bytes,
                    self.beat_bytes["act"] // p.data_bytes)
         cur_beats = Signal(24)
+        present = on & ~self._fetching & self._ld_ok
         with m.If(~self._fetching):
-            m.d.comb += [rd.runs.valid.eq(on), rd.runs.payload.addr.eq(addr),
+            m.d.comb += [rd.runs.valid.eq(present), rd.runs.payload.addr.eq(addr),
                          rd.runs.payload.beats.eq(cur_beats)]
         with m.Else():
             m.d.comb += [rd.runs.valid.eq(self._fetch_valid),
                          rd.runs.payload.eq(self._fetch_run)]
-        run_last = on & ~self._fetching & rd.runs.ready & (runs_left == 1)
-        with m.If(on & ~self._fetching & rd.runs.ready):
+        run_last = present & rd.runs.ready & (runs_left == 1)
+        with m.If(present & rd.runs.ready):
             m.d.sync += [addr.eq(addr + astride), runs_left.eq(runs_left - 1)]
             with m.If(runs_left == 1):
                 m.d.sync += on.eq(0)
         m.d.comb += ar_q.r_en.eq((~on | run_last) & ar_q.r_rdy)
         with m.If((~on | run_last) & ar_q.r_rdy):
             m.d.sync += [on.eq(a.runs != 0), addr.eq(a.addr), runs_left.eq(a.runs),
-                         cur_beats.eq(a.beats * nbus), astride.eq(a.stride)]
+                         cur_beats.eq(a.beats * nbus), astride.eq(a.stride),
+                         stamp.eq(a.stamp)]
         # data side: bus beats -> port beats (upsizer) -> the ACT / WGT load port. The
         # input gate (bus beats per LOAD, the upsizer's beats per port beat) and the port
         # side each take their next LOAD as their current one ends, without a gap.
@@ -431,17 +454,30 @@ class AcceleratorTop(wiring.Component):
         cmd = core.store_cmd.payload
         t = cmd.tensor
         base, stride = desc[0][t[:4]], desc[1][t[:4]]
+        # commands queue with their stamps (accepted in the cycle they come, as LOADs)
+        entry_l = data.StructLayout({"addr": p.addr_bits, "stride": ADDR, "runs": 24,
+                                     "beats": 24, "stamp": 8})
+        m.submodules.st_q = st_q = fifo.SyncFIFO(width=entry_l.size, depth=4)
+        e = data.View(entry_l, st_q.w_data)
+        m.d.comb += [e.addr.eq(base + (cmd.r0 // R) * stride + (cmd.c0 // C) * sb),
+                     e.runs.eq((cmd.rows + R - 1) // R), e.stride.eq(stride),
+                     e.beats.eq(((cmd.cols + C - 1) // C) * (sb // p.data_bytes)),
+                     e.stamp.eq(self._seq + self._ld_fire)]
+        m.d.comb += [core.store_cmd.ready.eq(st_q.w_rdy),
+                     st_q.w_en.eq(core.store_cmd.valid & st_q.w_rdy),
+                     self._st_fire.eq(core.store_cmd.valid & st_q.w_rdy)]
+        with m.If(core.store_cmd.valid & st_q.w_rdy & (t >= MAX_TENSORS)):
+            m.d.sync += regs["error"].eq(1)
         addr, runs_left, beats = Signal(p.addr_bits), Signal(24), Signal(24)
         rstride = Signal(ADDR)
         on, mark_wait = Signal(), Signal()
-        m.d.comb += core.store_cmd.ready.eq(~on & ~mark_wait)
-        with m.If(core.store_cmd.valid & core.store_cmd.ready):
-            m.d.sync += [on.eq(1), addr.eq(base + (cmd.r0 // R) * stride + (cmd.c0 // C) * sb),
-                         runs_left.eq((cmd.rows + R - 1) // R), rstride.eq(stride),
-                         beats.eq(((cmd.cols + C - 1) // C) * (sb // p.data_bytes))]
-            with m.If(t >= MAX_TENSORS):
-                m.d.sync += regs["error"].eq(1)
-        m.d.comb += [wr.runs.valid.eq(on), wr.runs.payload.addr.eq(addr),
+        head = data.View(entry_l, st_q.r_data)
+        self._st_stamp = Signal(8)
+        cur_stamp = Signal(8)
+        self._st_pending = Signal()
+        m.d.comb += [self._st_pending.eq(on | st_q.r_rdy),
+                     self._st_stamp.eq(Mux(on, cur_stamp, head.stamp))]
+        m.d.comb += [wr.runs.valid.eq(on & self._st_ok), wr.runs.payload.addr.eq(addr),
                      wr.runs.payload.beats.eq(beats)]
         with m.If(wr.runs.valid & wr.runs.ready):
             m.d.sync += [addr.eq(addr + rstride), runs_left.eq(runs_left - 1)]
@@ -449,9 +485,16 @@ class AcceleratorTop(wiring.Component):
                 m.d.sync += [on.eq(0), mark_wait.eq(1)]
         # the STORE's last AW burst issued (the writer idle again): its B-count mark
         m.submodules.marks = marks = fifo.SyncFIFOBuffered(width=32, depth=4)
+        marked = mark_wait & wr.runs.ready & marks.w_rdy
         m.d.comb += [marks.w_data.eq(wr.issued), marks.w_en.eq(mark_wait & wr.runs.ready)]
-        with m.If(mark_wait & wr.runs.ready & marks.w_rdy):
+        with m.If(marked):
             m.d.sync += mark_wait.eq(0)
+        # the next STORE's runs start once this one's mark is written (in that cycle)
+        with m.If(~on & (~mark_wait | marked) & st_q.r_rdy):
+            m.d.comb += st_q.r_en.eq(1)
+            m.d.sync += [on.eq(head.runs != 0), addr.eq(head.addr), runs_left.eq(head.runs),
+                         rstride.eq(head.stride), beats.eq(head.beats),
+                         cur_stamp.eq(head.stamp)]
         # the STORE completes with its last B response (counted with this cycle's)
         reached = ((wr.acked + wr.bvalid) - marks.r_data)[:32].as_signed() >= 0
         m.d.comb += [marks.r_en.eq(marks.r_rdy & reached),
@@ -461,16 +504,19 @@ class AcceleratorTop(wiring.Component):
         hold = Signal(sb * 8)
         k = Signal(range(n + 1))
         full = Signal()
-        m.d.comb += [core.store_data.ready.eq(~full), wr.data.valid.eq(full),
+        # the next beat is taken in the cycle the last bus beat of this one goes, so W
+        # streams a bus beat per cycle
+        drained = wr.data.valid & wr.data.ready & (k == n - 1)
+        m.d.comb += [core.store_data.ready.eq(~full | drained), wr.data.valid.eq(full),
                      wr.data.payload.eq(hold.word_select(k, p.data_bytes * 8))]
-        with m.If(core.store_data.valid & ~full):
-            m.d.sync += [hold.eq(core.store_data.payload.as_value()), full.eq(1), k.eq(0)]
         with m.If(wr.data.valid & wr.data.ready):
             m.d.sync += k.eq(k + 1)
             with m.If(k == n - 1):
                 m.d.sync += full.eq(0)
+        with m.If(core.store_data.valid & core.store_data.ready):
+            m.d.sync += [hold.eq(core.store_data.payload.as_value()), full.eq(1), k.eq(0)]
         busy = Signal()
-        m.d.comb += busy.eq(on | mark_wait | marks.r_rdy | full)
+        m.d.comb += busy.eq(st_q.r_rdy | on | mark_wait | marks.r_rdy | full)
         return busy
 
     def _counters(self, m: Module, regs, core, running, load_busy, store_busy, rd, wr) -> None:

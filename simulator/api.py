@@ -17,6 +17,7 @@ from typing import Any
 from nmsat import config as config_mod
 from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig
+from nmsat.dataflow import machine
 from nmsat.errors import ConfigError
 from nmsat.simulator import run_cache, system
 from nmsat.simulator.energy import ActivityCounts, report
@@ -184,16 +185,18 @@ def activity(prog, cfg: AcceleratorConfig, attr: list[tuple[str, str]]):
             dense[key] = dense.get(key, 0) + ins.dense_macs * times
         elif isinstance(ins, Load):
             which = "act" if ins.buffer is Buffer.ACT else "weight"
-            add(key, dram_bytes=_burst(ins.bytes, burst) * times,
+            moved = _burst(machine.dma_bytes(ins, cfg), burst)  # dram.dma's layout
+            add(key, dram_bytes=moved * times,
                 **{f"{which}_buffer_bytes": ins.bytes * times,
                    f"{which}_buffer_write_bytes": ins.bytes * times})
             d = dram_op.setdefault(key[0], {"activation": 0, "weight": 0, "output": 0})
-            d["activation" if which == "act" else "weight"] += _burst(ins.bytes, burst) * times
+            d["activation" if which == "act" else "weight"] += moved * times
         elif isinstance(ins, Store):
-            add(key, dram_bytes=_burst(ins.bytes, burst) * times,
+            moved = _burst(machine.dma_bytes(ins, cfg), burst)
+            add(key, dram_bytes=moved * times,
                 output_buffer_bytes=ins.rows * ins.cols * 4 * times)
             d = dram_op.setdefault(key[0], {"activation": 0, "weight": 0, "output": 0})
-            d["output"] += _burst(ins.bytes, burst) * times
+            d["output"] += moved * times
         elif isinstance(ins, Sore):
             add(key, compares=ins.weights * ins.nm.n * times,
                 sore_lane_cycles=ins.weights * cfg.sore.cycles_per_weight * times,

@@ -61,7 +61,8 @@ class DmaService:
         self.next_issue[q] = issue + machine.DMA_ISSUE_INTERVAL
         assert isinstance(ins, (Load, Store)), ins  # the DMA queues hold transfers only
         buf = ins.buffer if isinstance(ins, Load) else Buffer.OUT
-        t = self.dma.issue(q, issue, ins.bytes, buf, sim.port_cycles[idx])
+        t = self.dma.issue(q, issue, sim.dma_bytes[idx], buf, sim.port_cycles[idx],
+                           sim.dma_tail[idx])
         own = self.causes.completion(q, issue, held, cause, t, behind)
         if sim.ledger.record:
             kind = "load" if q == 0 else "store"

@@ -63,6 +63,7 @@ TIMING_FIELDS: frozenset[str] = frozenset({
     "dram.latency_cycles",
     # the DRAM timing model (nmsat.dataflow.memory) and its row-buffer parameters
     "dram.model", "dram.banks", "dram.row_bytes", "dram.t_rp_cycles", "dram.t_rcd_cycles",
+    "dram.dma",  # the DMA's layout and request path (machine.dma_bytes)
     "sore.lanes", "sore.cycles_per_weight", "sore.pipeline_latency",
     "weight_update.lanes", "weight_update.pipeline_latency",
 })

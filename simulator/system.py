@@ -164,10 +164,17 @@ class _Sim:
         # port cycles of every LOAD / STORE: beats of its buffer's words (dataflow.machine)
         self.port_cycles = [machine.port_cycles(ins, cfg) if isinstance(ins, (Load, Store))
                             else 0 for ins in self.instrs]
+        # what each LOAD / STORE occupies the channels with, and how early its data ends
+        # (dram.dma: machine.dma_bytes, machine.dma_tail_cycles)
+        self.dma_bytes = [machine.dma_bytes(ins, cfg) if isinstance(ins, (Load, Store))
+                          else 0 for ins in self.instrs]
+        self.dma_tail = [machine.dma_tail_cycles(ins, cfg) if isinstance(ins, (Load, Store))
+                         else 0 for ins in self.instrs]
         # the controller's dispatch at the start (machine.dispatch_floors): no unit issues
         # an instruction before its floor
         self.floor = machine.dispatch_floors(prog)
-        self.dma = DmaService(self, Dma(mem, BufferPorts()))
+        self.dma = DmaService(self, Dma(mem, BufferPorts(),
+                                              machine.DMA_REQUEST_CYCLES[cfg.dram.dma]))
         self.executed = 0
         self.last_key: dict[str, tuple[str, str]] = {}
 
@@ -185,7 +192,7 @@ class _Sim:
             key = self.attr[idx]
             if u == DMA:
                 assert isinstance(ins, (Load, Store)), ins  # K_LOAD, K_STORE
-                per = self.memory.data_cycles(ins.bytes)
+                per = self.memory.data_cycles(self.dma_bytes[idx])
                 for ch, c in enumerate(per):
                     chan[ch] += c * times
                 cyc = sum(per)

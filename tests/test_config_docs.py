@@ -28,6 +28,7 @@ UNITS = {
     "numerics.dtype": "type", "numerics.master_dtype": "type",
     "dram.channels": "channels", "dram.bytes_per_cycle": "B/cycle/channel",
     "dram.latency_cycles": "cycles", "dram.burst_bytes": "B", "dram.model": "model",
+    "dram.dma": "layout",
     "dram.banks": "banks/channel", "dram.row_bytes": "B/channel", "dram.t_rp_cycles": "cycles",
     "dram.t_rcd_cycles": "cycles",
     "sore.lanes": "lanes", "sore.cycles_per_weight": "cycles", "sore.pipeline_latency": "cycles",

@@ -12,19 +12,23 @@ import pytest
 
 from nmsat.config import PRESETS
 from nmsat.dataflow import isa
+from nmsat.dataflow.compiler import CompileOptions, compile_layer
 from nmsat.rtl.axi import axi_params, outstanding_reads
 from nmsat.rtl.engine import buffer_geometry, ring_halves
 from nmsat.rtl.layouts import EngineShape
 from nmsat.rtl.tb.controller_run import _LoadTiles
 from nmsat.rtl.tb.dram_image import dram_image, golden_load_beats, model_load_beats
+from nmsat.rtl.tb.program import random_dram
 from nmsat.rtl.tb.random_programs import random_case
 from nmsat.rtl.tb.top_run import top_host
 from nmsat.rtl.top import REGISTERS, chunk_sizes, descriptor_line, word_slot
+from nmsat.types import Phase
+from nmsat.workloads.zoo import load
 
 
 def _one_channel(cfg):
     return cfg.replace(**{"dram.channels": 1, "dram.bytes_per_cycle": 16,
-                          "dram.burst_bytes": 64})
+                          "dram.burst_bytes": 64, "dram.dma": "word_slots"})
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -93,6 +97,9 @@ def test_the_host_refuses_what_the_top_cannot_carry():
         top_host(prog, cfg.replace(**{"dram.channels": 2}), dram)
     with pytest.raises(ValueError, match="dram.model"):
         top_host(prog, _one_channel(cfg).replace(**{"dram.model": "row_buffer"}), dram)
+    # the system model must charge what this DMA moves
+    with pytest.raises(ValueError, match="dram.dma = packed"):
+        top_host(prog, _one_channel(cfg).replace(**{"dram.dma": "packed"}), dram)
     # SORE / weight-update operands are not streamed by this DMA
     wu = isa.WeightUpdate(tensor=0, weights=4, read_bytes=16, write_bytes=16)
     with pytest.raises(ValueError, match="WeightUpdate"):
@@ -107,6 +114,22 @@ def test_the_host_refuses_what_the_top_cannot_carry():
     two = dataclasses.replace(prog, instructions=prog.instructions + (other,))
     with pytest.raises(ValueError, match=f"tensor {ld.tensor} is used as"):
         top_host(two, _one_channel(cfg), dram)
+
+
+def test_a_run_that_starts_inside_a_burst_is_refused():
+    """On a 2 x 2 engine a STORE block is 16 bytes: the digits MLP's fc2 at 2:4 stores
+    from column tile 1, 16 bytes into a 64-byte burst, which word_slots cannot charge
+    exactly; with 16-byte bursts every run starts on one."""
+    cfg = _one_channel(PRESETS["small"]).replace(**{"array.rows": 2, "array.cols": 2})
+    wl = load("mlp", batch=2)
+    prog = compile_layer(wl.workload, "fc2", Phase.FF, cfg, CompileOptions(
+        method="bdwp", nm="2:4", batch=2, layer_nm=tuple(wl.layer_nm.items())))
+    dram = random_dram(prog, cfg.numerics.operand, 1)
+    with pytest.raises(ValueError, match=r"STORE \d+ \(tensor \d+ at \[0, 2\]\): its DMA "
+                                         r"runs start 16 bytes into a 64-byte burst"):
+        top_host(prog, cfg, dram)
+    narrow = cfg.replace(**{"dram.bytes_per_cycle": 4, "dram.burst_bytes": 16})
+    assert top_host(prog, narrow, dram)["PROG_LEN"] == len(prog.instructions)
 
 
 def test_docs_register_map_is_the_rtl_one():

@@ -46,6 +46,7 @@ ALTERNATIVES: dict[str, list[Any]] = {
     "dram.latency_cycles": [1, 10, 40],
     "dram.burst_bytes": [32, 64],
     "dram.model": ["simple", "row_buffer"],
+    "dram.dma": ["packed", "word_slots"],
     "dram.banks": [1, 4, 16],
     "dram.row_bytes": [1024, 8192],
     "dram.t_rp_cycles": [0, 3, 20],

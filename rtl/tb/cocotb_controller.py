@@ -123,8 +123,8 @@ async def _serve(dut, clk, shape: EngineShape, host: dict, dma: Dma) -> dict:
             got = _region(int(dut.load_cmd__payload.value))
             ld = _expected("LOAD", got, loads, cyc, errors)
             if ld is not None:
-                due = dma.issue(0, cyc, got["bytes"], isa.Buffer(got["buffer"]),
-                                ld["port_cycles"]).done
+                due = dma.issue(0, cyc, ld["dma_bytes"], isa.Buffer(got["buffer"]),
+                                ld["port_cycles"], ld["tail"]).done
                 entry = {"issue": cyc, "due": due,
                          "left": len(ld["words"])}
                 pending["load"].append(entry)
@@ -134,8 +134,8 @@ async def _serve(dut, clk, shape: EngineShape, host: dict, dma: Dma) -> dict:
             st = _expected("STORE", got, stores, cyc, errors)
             if st is not None:
                 need = store_beats(shape, st["rows"], st["cols"])
-                entry = {"issue": cyc, "due": dma.issue(1, cyc, got["bytes"], isa.Buffer.OUT,
-                                                        st["port_cycles"]).done,
+                entry = {"issue": cyc, "due": dma.issue(1, cyc, st["dma_bytes"], isa.Buffer.OUT,
+                                                        st["port_cycles"], st["tail"]).done,
                          "left": need, "st": st}
                 pending["store"].append(entry)
                 collecting.append(entry)

@@ -2,8 +2,8 @@
 drives it (:mod:`nmsat.rtl.tb.top_run` prepares them).
 
 DRAM is ``cocotbext-axi``'s ``AxiRam`` on the top's AXI4 master, its data bus one DRAM
-channel's ``dram.bytes_per_cycle`` wide (a beat per cycle is the channel's bandwidth) and
-``dram.latency_cycles`` applied per burst (:class:`LatencyRam`); control is
+channel's ``dram.bytes_per_cycle`` wide (a beat per cycle is the channel's bandwidth),
+each burst timed by the system model's DRAM (:class:`ModelRam`); control is
 ``cocotbext-axi``'s ``AxiLiteMaster`` on the AXI4-Lite slave. Per program the host
 writes the DRAM image (program, descriptors, tensors), the registers, and ``CONTROL``
 (start, irq_enable); waits for ``irq``; reads the counters over AXI4-Lite and the STORE
@@ -24,74 +24,78 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
+from nmsat.config import from_dict
+from nmsat.dataflow.memory import memory_model
+
 from ..top import REGISTERS, register
 
-__all__ = ["LatencyRam", "program"]
+__all__ = ["ModelRam", "program"]
 
 
-class LatencyRam(AxiRam):
-    """``AxiRam`` whose read bursts give their first beat no earlier than ``latency``
-    cycles after the AR handshake, and whose write responses come no earlier than
-    ``latency`` cycles after the AW handshake (the DRAM model ``simple``'s request to
-    first data latency, ``nmsat.dataflow.memory.SimpleDram``); bursts are served in
-    order, so a burst also waits for the one before (the channel's bus)."""
+class ModelRam(AxiRam):
+    """``AxiRam`` timed by the system model's DRAM (:func:`nmsat.dataflow.memory.
+    memory_model`, the one definition): each AR or AW burst is a transfer of its bytes on
+    the model's channel, issued in the cycle of its handshake, in handshake order (reads
+    and writes share the channel, as in the model). A read burst's first beat is on the
+    bus in the cycle the model's span starts; a write burst's B response comes in the
+    cycle its data would end (span start + its beats; a short burst still holds the
+    channel for a whole ``dram.burst_bytes``)."""
 
     PIPELINE = 2
     """Cycles from a handshake seen by :meth:`_watch` to a beat this model sends reaching
     the bus (the R / B source drives from the edge after the send); the testbench's
     timeline checks that the first beat of a burst on an idle channel comes exactly
-    ``latency`` cycles after its AR."""
+    ``dram.latency_cycles`` after its AR."""
 
-    def __init__(self, bus, clock, reset, size: int, latency: int):
+    def __init__(self, bus, clock, reset, size: int, memory, data_bytes: int):
         super().__init__(bus, clock, reset, size=size)
-        if latency < self.PIPELINE:
-            raise ValueError(f"dram.latency_cycles = {latency}: the testbench's DRAM needs "
-                             f"at least {self.PIPELINE}")
-        self.latency, self.cycle = latency, 0
-        self.ar, self.aw = deque(), deque()
+        if memory.first_byte(0) < self.PIPELINE:
+            raise ValueError(f"dram.latency_cycles = {memory.first_byte(0)}: the "
+                             f"testbench's DRAM needs at least {self.PIPELINE}")
+        self.memory, self.data_bytes, self.cycle = memory, data_bytes, 0
+        self.r_due, self.b_due = deque(), deque()
         self._first = True
         self.clock = clock
         # accept every AR / AW the master issues at once (AxiRam queues 2 by default, which
-        # would hold a handshake and so start its latency late)
+        # would hold a handshake and so start its transfer late)
         self.read_if.ar_channel.queue_occupancy_limit = 64
         self.write_if.aw_channel.queue_occupancy_limit = 64
         rsend, bsend = self.read_if.r_channel.send, self.write_if.b_channel.send
 
         async def r_send(r):
             if self._first:
-                await self._until(self.ar, r)
+                await self._until(self.r_due)
             self._first = bool(r.rlast)
             await rsend(r)
 
         async def b_send(b):
-            await self._until(self.aw, b)
+            await self._until(self.b_due)
             await bsend(b)
 
         self.read_if.r_channel.send = r_send
         self.write_if.b_channel.send = b_send
         cocotb.start_soon(self._watch(bus))
 
-    async def _until(self, times: deque, _):
-        while not times:
+    async def _until(self, due: deque):
+        while not due:
             await RisingEdge(self.clock)
-        t0 = times.popleft()
-        t = t0 + self.latency - self.PIPELINE
-        c0 = self.cycle
+        t = due.popleft() - self.PIPELINE
         while self.cycle < t:
             await RisingEdge(self.clock)
-        if os.environ.get("NMSAT_TB_DEBUG"):
-            cocotb.log.info("burst: handshake %d target %d entered %d sent %d", t0, t, c0,
-                            self.cycle)
 
     async def _watch(self, bus):
         ar, aw = bus.read.ar, bus.write.aw
         while True:
             await RisingEdge(self.clock)
             self.cycle += 1
+            c = self.cycle
             if int(ar.arvalid.value) and int(ar.arready.value):
-                self.ar.append(self.cycle)
+                n = (int(ar.arlen.value) + 1) * self.data_bytes
+                self.r_due.append(self.memory.transfer(c, n)[0].start)
             if int(aw.awvalid.value) and int(aw.awready.value):
-                self.aw.append(self.cycle)
+                beats = int(aw.awlen.value) + 1
+                self.b_due.append(self.memory.transfer(c, beats * self.data_bytes)[0].start
+                                  + beats)
 
 
 async def _timeline(dut, tl: dict) -> None:
@@ -137,8 +141,9 @@ async def program(dut):
     # large share of the simulation's time
     for bus in ("m_axi", "s_axil"):
         logging.getLogger(f"cocotb.{dut._name}.{bus}").setLevel(logging.WARNING)
-    ram = LatencyRam(AxiBus.from_prefix(dut, "m_axi"), clk, dut.rst, size=host["size"],
-                     latency=host["latency"])
+    cfg = from_dict(host["config"])
+    ram = ModelRam(AxiBus.from_prefix(dut, "m_axi"), clk, dut.rst, size=host["size"],
+                   memory=memory_model(cfg), data_bytes=cfg.dram.bytes_per_cycle)
     lite = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), clk, dut.rst)
     for _ in range(3):
         await RisingEdge(clk)

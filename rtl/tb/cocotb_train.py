@@ -157,7 +157,8 @@ async def _serve(dut, clk, cfg, shape, prog: isa.Program, host: dict) -> dict:
                 nloads[ins.buffer] += 1
                 tile = ex._load(ins, got["r0"], got["c0"])
                 words = load_port_words(shape, ins, tile, layouts[ins.buffer], half, depth)
-                due = dma.issue(0, cyc, got["bytes"], ins.buffer, ld["port_cycles"]).done
+                due = dma.issue(0, cyc, ld["dma_bytes"], ins.buffer, ld["port_cycles"],
+                                ld["tail"]).done
                 entry = {"due": due, "left": len(words)}
                 pending["load"].append(entry)
                 writes[int(ins.buffer)].extend((entry, w) for w in words)
@@ -165,8 +166,8 @@ async def _serve(dut, clk, cfg, shape, prog: isa.Program, host: dict) -> dict:
             got = _region(int(dut.store_cmd__payload.value))
             st = _expected("STORE", got, stores, cyc, errors)
             if st is not None:
-                st_cur = {"due": dma.issue(1, cyc, got["bytes"], isa.Buffer.OUT,
-                                           st["port_cycles"]).done,
+                st_cur = {"due": dma.issue(1, cyc, st["dma_bytes"], isa.Buffer.OUT,
+                                           st["port_cycles"], st["tail"]).done,
                           "left": store_beats(shape, got["rows"], got["cols"]),
                           "st": st, "r0": got["r0"], "c0": got["c0"]}
                 pending["store"].append(st_cur)

@@ -95,6 +95,14 @@ def load_port_words(shape: EngineShape, ins: isa.Load, tile: np.ndarray, layout,
     return [LoadBeat(b.addr + half * words, b.words).pack(layout) for b in beats]
 
 
+def _dma_timing(ins: isa.Load | isa.Store, cfg: AcceleratorConfig) -> dict:
+    """What the testbench's DMA charges a LOAD or STORE, as the system model does: its
+    port cycles, channel bytes and tail (``dataflow.machine``)."""
+    return {"port_cycles": machine.port_cycles(ins, cfg),
+            "dma_bytes": machine.dma_bytes(ins, cfg),
+            "tail": machine.dma_tail_cycles(ins, cfg)}
+
+
 def controller_host(prog: isa.Program, cfg: AcceleratorConfig, dram: dict) -> dict:
     """What the testbench needs: the program words, per LOAD (execution order) its tile,
     its packed engine-port words (from the LOAD and its data alone) and its port cycles,
@@ -127,7 +135,7 @@ def controller_host(prog: isa.Program, cfg: AcceleratorConfig, dram: dict) -> di
                                      f"machine.port_beats says {beats}")
             loads.append({"tile": _tile(ins, r0, c0, int(ins.buffer), half),
                           "port": int(ins.buffer),
-                          "words": words, "port_cycles": machine.port_cycles(ins, cfg)})
+                          "words": words, **_dma_timing(ins, cfg)})
         elif isinstance(ins, isa.Compute):
             c = next(comps)
             computes.append({"instr": c["instr"], "model_cycles": c["model_cycles"]})
@@ -137,8 +145,7 @@ def controller_host(prog: isa.Program, cfg: AcceleratorConfig, dram: dict) -> di
                 raise AssertionError(f"STORE {len(stores)}: machine.port_beats disagrees "
                                      f"with the engine's store beats")
             stores.append({"tile": _tile(ins, r0, c0, 0, len(stores) % ho),
-                           "rows": ins.rows, "cols": ins.cols,
-                           "port_cycles": machine.port_cycles(ins, cfg),
+                           "rows": ins.rows, "cols": ins.cols, **_dma_timing(ins, cfg),
                            "expected": shape.numeric.acc_to_bits(o["expected"])})
     return {"words": [int.from_bytes(isa.encode(i), "little") for i in prog.instructions],
             "loads": loads, "stores": stores, "computes": computes,

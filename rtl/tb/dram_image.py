@@ -8,12 +8,21 @@ Word layouts in DRAM (``docs/rtl.md``, "Top level"), per tensor view a LOAD read
 transform applied by the host: NONE, TRANSPOSE or IM2COL):
 
 * ACT view ``[M, K]`` for pattern nm: row m's chunk c is the ACT window of K elements
-  ``c kpc ..`` (``kpc`` = ``nm.k_per_chunk(P, A)``), in slot ``m KC + c`` (``KC`` chunks
-  of the whole K), each slot ``WS`` bytes (:func:`nmsat.rtl.top.word_slot`).
+  ``c kpc ..`` (``kpc`` = ``nm.k_per_chunk(P, A)``), in slot ``c`` of row m, each slot
+  ``WS`` bytes (:func:`nmsat.rtl.top.word_slot`), a row every ``stride`` bytes (its
+  ``KC`` slots, ``KC`` the chunks of the whole K, rounded up to whole DRAM bursts).
 * WGT view ``[K, N]`` compressed N:M along K: column n's chunk c is its slot vector of P
-  (value, index), in slot ``((n / C) KC + c) C + n mod C``.
+  (value, index), in slot ``c C + n mod C`` of column tile ``n / C``, a column tile every
+  ``stride`` bytes (``KC C`` slots rounded up to whole bursts).
 * STORE tensor ``[rows, cols]``: R x C blocks of 32-bit accumulator words (the engine's
-  store beat, by row), block (rb, t) at ``(rb NT + t) R C 4`` bytes.
+  store beat, by row), block (rb, t) at ``rb stride + t R C 4`` bytes (``stride``: the
+  ``NT`` blocks of a row block rounded up to whole bursts).
+
+Every run of the DMA (a row, column tile or row block from the tile's first chunk or
+block) then starts on a burst boundary when the tile's first chunk does, which
+:func:`nmsat.rtl.tb.top_run.top_host` checks: the system model's ``dram.dma =
+word_slots`` charges each run whole bursts from a boundary
+(:func:`nmsat.dataflow.machine.dma_runs`).
 
 A tensor has one view per program (a second is refused, naming it).
 """
@@ -86,6 +95,7 @@ def dram_image(prog: isa.Program, cfg: AcceleratorConfig, dram: dict, p: AxiPara
                shape: EngineShape) -> DramImage:
     """The DRAM image of ``prog`` over the golden executor's tensors ``dram``."""
     R, C = shape.rows, shape.cols
+    burst = p.burst_beats * p.data_bytes  # every run starts on a burst (its row's stride)
     ws = {"act": word_slot(shape.window_layout.size, p),
           "wgt": word_slot(shape.slots_layout.size, p)}
     views = _views(prog)
@@ -103,7 +113,7 @@ def dram_image(prog: isa.Program, cfg: AcceleratorConfig, dram: dict, p: AxiPara
             rows, cols = (tensor.cols, tensor.rows) if tr is isa.Transform.TRANSPOSE \
                 else (tensor.rows, tensor.cols)
             nt, sb = ceil_div(cols, C), R * C * 4
-            stride = nt * sb
+            stride = ceil_div(nt * sb, burst) * burst
             nbytes = ceil_div(rows, R) * stride
             img.stores[t] = {"addr": at, "stride": stride, "rows": rows, "cols": cols}
             img.desc[t] = (at, stride, 1)
@@ -116,8 +126,8 @@ def dram_image(prog: isa.Program, cfg: AcceleratorConfig, dram: dict, p: AxiPara
                 slots = [[shape.pack_window(enc.act[mi, c]) for c in range(enc.chunks)]
                          for mi in range(view.shape[0])]
                 kc_all, w = enc.chunks, ws["act"]
-                flat = [s for row in slots for s in row]
-                stride = kc_all * w
+                units = slots  # a run's unit: one row of the view
+                stride = ceil_div(kc_all * w, burst) * burst
                 pad = R
             else:
                 enc = encode(shape, np.zeros((1, view.shape[0])), view, nm)
@@ -129,9 +139,11 @@ def dram_image(prog: isa.Program, cfg: AcceleratorConfig, dram: dict, p: AxiPara
                         flat[((ni // C) * kc_all + c) * C + ni % C] = shape.pack_slots(
                             enc.w_value[ni, c], enc.w_index[ni, c])
                 w = ws["wgt"]
-                stride = kc_all * C * w
+                units = [flat[u * kc_all * C:(u + 1) * kc_all * C] for u in range(nt)]
+                stride = ceil_div(kc_all * C * w, burst) * burst  # a unit: a column tile
                 pad = C
-            blob = b"".join(x.to_bytes(w, "little") for x in flat) + bytes(pad * w)
+            blob = b"".join(b"".join(x.to_bytes(w, "little") for x in unit).ljust(stride, b"\0")
+                            for unit in units) + bytes(pad * w)
             img.desc[t] = (at, stride, kpc)
             img.segments.append((at, blob))
             nbytes = len(blob)
@@ -190,5 +202,6 @@ def unpack_store_region(shape: EngineShape, raw: bytes, geom: dict) -> np.ndarra
     """A STORE tensor's region as its [rows, cols] 32-bit words."""
     R, C = shape.rows, shape.cols
     nt, nrb = ceil_div(geom["cols"], C), ceil_div(geom["rows"], R)
-    blocks = np.frombuffer(raw, "<u4").reshape(nrb, nt, R, C)
+    rows = np.frombuffer(raw, "<u4").reshape(nrb, geom["stride"] // 4)[:, :nt * R * C]
+    blocks = rows.reshape(nrb, nt, R, C)
     return blocks.transpose(0, 2, 1, 3).reshape(nrb * R, nt * C)[:geom["rows"], :geom["cols"]]

@@ -46,11 +46,14 @@ def random_layer(rng: random.Random):
 
 def random_case(rng: random.Random, cfg: AcceleratorConfig, seed: int,
                 reject: Callable[[isa.Program, AcceleratorConfig], bool] | None = None,
-                ) -> tuple[isa.Program, AcceleratorConfig, dict, str]:
+                dma: Callable[[random.Random, AcceleratorConfig], AcceleratorConfig]
+                = random_dma) -> tuple[isa.Program, AcceleratorConfig, dict, str]:
     """(program, config with a random DMA, DRAM image, description) of one random FF
     layer program on ``cfg``'s engine; layers the compiler cannot tile, or for which
     ``reject(program, config)`` is true (e.g. a system-model run longer than a bound, passed
-    in by the caller: the RTL floor does not import the simulator), are drawn again."""
+    in by the caller: the RTL floor does not import the simulator), are drawn again.
+    ``dma`` draws the config's DMA (:func:`random_dma`; the accelerator top's tests keep
+    the DRAM of one build and pass ``lambda rng, cfg: cfg``)."""
     while True:
         layer = random_layer(rng)
         nm = rng.choice(PATTERNS)
@@ -58,7 +61,7 @@ def random_case(rng: random.Random, cfg: AcceleratorConfig, seed: int,
                               batch=rng.randint(1, 2), interleave=rng.random() < 0.7,
                               offline_schedule=rng.random() < 0.5,
                               fixed_dataflow=rng.choice(list(Dataflow)))
-        run_cfg = random_dma(rng, cfg)
+        run_cfg = dma(rng, cfg)
         try:
             prog = compile_layer(Workload("rand", (layer,), opts.batch), "L", Phase.FF,
                                  run_cfg, opts)

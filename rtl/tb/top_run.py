@@ -30,12 +30,12 @@ from nmsat.dataflow import isa
 from ..axi import axi_params
 from ..engine import buffer_geometry, ring_halves
 from ..layouts import EngineShape
-from ..top import TOP_NAME
+from ..top import TOP_NAME, word_slot
 from .controller_run import SystemModel, _LoadTiles, controller_host
 from .dram_image import dram_image, golden_load_beats, model_load_beats, unpack_store_region
 from .runner import build_and_test
 
-__all__ = ["cached_top_verilog", "run_top_programs", "top_host"]
+__all__ = ["cached_top_verilog", "run_offset", "run_top_programs", "top_host"]
 
 _SOURCES = ("top.py", "axi.py", "controller.py")
 
@@ -47,8 +47,13 @@ def top_host(prog: isa.Program, cfg: AcceleratorConfig, dram: dict) -> dict:
         raise ValueError(f"dram.channels = {cfg.dram.channels}: the top's AXI4 master is "
                          f"one DRAM channel")
     if cfg.dram.model != "simple":
-        raise ValueError(f"dram.model = {cfg.dram.model}: the testbench's AxiRam applies "
-                         f"the simple model's latency only")
+        raise ValueError(f"dram.model = {cfg.dram.model}: the testbench's DRAM times each "
+                         f"AXI burst as a transfer of its own, which the row_buffer model "
+                         f"charges a row opening each (the system model one per LOAD)")
+    if cfg.dram.dma != "word_slots":
+        raise ValueError(f"dram.dma = {cfg.dram.dma}: the accelerator top's DMA moves the "
+                         f"engine's word slots; run it with dram.dma = word_slots, so that "
+                         f"the system model charges what it moves")
     units = {type(i).__name__ for i in prog.instructions
              if isinstance(i, (isa.Sore, isa.WeightUpdate, isa.Vector))}
     if units:
@@ -70,7 +75,15 @@ def top_host(prog: isa.Program, cfg: AcceleratorConfig, dram: dict) -> dict:
     stores = iter(ctl["stores"])
     expected: dict[int, np.ndarray] = {}
     covered: dict[int, np.ndarray] = {}
+    burst = cfg.dram.burst_bytes
     for k, (ins, r0, c0) in enumerate(prog.unrolled()):
+        if isinstance(ins, (isa.Load, isa.Store)):
+            off = run_offset(ins, r0, c0, shape, p) % burst
+            if off:
+                raise ValueError(f"{type(ins).__name__.upper()} {k} (tensor {ins.tensor} at "
+                                 f"[{r0}, {c0}]): its DMA runs start {off} bytes into a "
+                                 f"{burst}-byte burst (dram.burst_bytes), and dram.dma = "
+                                 f"word_slots charges runs from a burst boundary")
         if isinstance(ins, isa.Load):
             half = n[ins.buffer] % halves[ins.buffer]
             n[ins.buffer] += 1
@@ -94,6 +107,20 @@ def top_host(prog: isa.Program, cfg: AcceleratorConfig, dram: dict) -> dict:
             "stores": {t: {**g, "bytes": ceil_div(g["rows"], R) * g["stride"]}
                        for t, g in img.stores.items()},
             "expected": expected, "covered": covered}
+
+
+def run_offset(ins: isa.Load | isa.Store, r0: int, c0: int, shape: EngineShape,
+               p) -> int:
+    """Bytes from the start of a LOAD's or STORE's row, column tile or row block (each
+    starts on a burst in the DRAM image) to where its runs start (``rtl/top.py``'s
+    address law)."""
+    R, C = shape.rows, shape.cols
+    if isinstance(ins, isa.Store):
+        return (c0 // C) * R * C * 4
+    kpc = ins.nm.k_per_chunk(shape.lanes, shape.window)
+    if ins.buffer is isa.Buffer.WGT:
+        return (r0 // kpc) * C * word_slot(shape.slots_layout.size, p)
+    return (c0 // kpc) * word_slot(shape.window_layout.size, p)
 
 
 def cached_top_verilog(cfg: AcceleratorConfig, dtype: str, depth: int) -> Path:
@@ -179,7 +206,7 @@ def run_top_programs(runs: list[tuple[isa.Program, AcceleratorConfig, dict]],
         inputs = [n for n, mb in {**axi_lite_members(8), **axi_master_members(
             axi_params(cfg0))}.items() if mb.flow.name == "In"]
         hp.write_bytes(pickle.dumps({"programs": tb, "size": size, "inputs": inputs,
-                                     "latency": cfg0.dram.latency_cycles}))
+                                     "config": to_dict(cfg0)}))
         pfile.write_text(json.dumps({"host": str(hp)}))
         build_and_test(
             runner, sim, build_dir,

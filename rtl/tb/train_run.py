@@ -28,11 +28,11 @@ import numpy as np
 
 from nmsat import reference as ref
 from nmsat.config import AcceleratorConfig, to_dict
-from nmsat.dataflow import isa, machine, timing
+from nmsat.dataflow import isa, timing
 from nmsat.types import DEFAULT_NM, NM, DType, Mode
 
 from ..fp import same_bits
-from .controller_run import TOP, SystemModel, _engine_key, _tile, cached_controlled
+from .controller_run import TOP, SystemModel, _dma_timing, _engine_key, _tile, cached_controlled
 from .runner import build_and_test
 from .train_units import grad_of, master_of, velocity_of
 
@@ -116,10 +116,10 @@ def _host(prog: isa.Program, cfg: AcceleratorConfig, dram: dict, state: dict) ->
             half = n[ins.buffer] % halves[ins.buffer]
             n[ins.buffer] += 1
             loads.append({"tile": _tile(ins, r0, c0, int(ins.buffer), half), "instr": ins,
-                          "port_cycles": machine.port_cycles(ins, cfg)})
+                          **_dma_timing(ins, cfg)})
         elif isinstance(ins, isa.Store):
             stores.append({"tile": _tile(ins, r0, c0, 0, len(stores) % ho), "instr": ins,
-                           "port_cycles": machine.port_cycles(ins, cfg)})
+                           **_dma_timing(ins, cfg)})
         elif isinstance(ins, isa.Sore):
             sores.append({"word": int.from_bytes(isa.encode(ins), "little"), "instr": ins})
         elif isinstance(ins, (isa.WeightUpdate, isa.Vector)):

@@ -1,0 +1,72 @@
+"""Random whole layer programs on the accelerator top (``rtl/top.py``: AXI4-Lite, AXI4
+master, hardware DMA; cocotb + ``cocotbext-axi``, Icarus) against the system model with
+``dram.dma = word_slots``: random linear and convolution layers, N:M patterns, dataflow
+choices, interleave and batch on the 2 x 2 engine, in two builds: every buffer
+double-buffered with a DRAM latency of 10 cycles, and every buffer single-buffered with
+40 (both 4 bytes per cycle and 16-byte bursts, so the engine waits on memory). Every
+program: 0 value mismatches against the golden executor and program cycles (``CYCLES``)
+equal to the system model's total (difference 0). Programs whose runs would start inside
+a burst (``top_run.top_host`` refuses them) are drawn again.
+
+``NMSAT_TOP_RANDOM_PROGRAMS`` sets the programs per build (default 6) and
+``NMSAT_RANDOM_SEED`` the seed (default 7; ``random`` draws one, printed). The top's
+testbench runs about 150 cycles per second (``cocotbext-axi``'s Python per beat), so the
+programs are kept under 3,000 model cycles."""
+
+import os
+import random
+import time
+
+import pytest
+
+from nmsat.rtl.tb.program import random_dram
+from nmsat.rtl.tb.random_programs import random_case
+from nmsat.rtl.tb.top_run import run_top_programs, top_host
+from nmsat.simulator import system
+
+pytestmark = pytest.mark.rtl
+
+BUFFERS = ("activation", "weight", "output")
+BUILDS = (
+    {**{f"buffers.{b}.double_buffered": True for b in BUFFERS}, "dram.latency_cycles": 10},
+    {**{f"buffers.{b}.double_buffered": False for b in BUFFERS}, "dram.latency_cycles": 40},
+)
+
+
+@pytest.mark.slow(seconds=600)
+def test_random_programs_on_the_top_equal_the_system_model(small_2x2):
+    n = int(os.environ.get("NMSAT_TOP_RANDOM_PROGRAMS", "6"))
+    asked = os.environ.get("NMSAT_RANDOM_SEED", "7")
+    seed = time.time_ns() % 2**32 if asked == "random" else int(asked)
+    print(f"random top programs: {n} per build, seed {seed}")
+    rng = random.Random(seed)
+
+    def unfit(prog, cfg):
+        if system.run(prog, cfg, extrapolate=False, record=False).total_cycles > 3000:
+            return True
+        try:
+            top_host(prog, cfg, random_dram(prog, cfg.numerics.operand, 0))
+        except ValueError:
+            return True
+        return False
+
+    bad, total, t0 = [], 0, time.perf_counter()
+    for b, build in enumerate(BUILDS):
+        cfg = small_2x2[1].replace(**{"dram.dma": "word_slots", "dram.bytes_per_cycle": 4,
+                                      "dram.burst_bytes": 16, "buffers.activation.kib": 2,
+                                      "buffers.weight.kib": 2, "buffers.output.kib": 2,
+                                      **build})
+        cases = [random_case(rng, cfg, seed + 100 * b + i, unfit, dma=lambda _r, c: c)
+                 for i in range(n)]
+        reps = run_top_programs([c[:3] for c in cases], "icarus", system_model=system.run)
+        for (prog, _, _, desc), rep in zip(cases, reps):
+            stored = sum(t.rows * t.cols for t in prog.tensors if t.name.endswith(".y"))
+            total += rep["rtl_program_cycles"]
+            if not (rep["irq"] and not rep["error"] and rep["mismatches"] == 0
+                    and rep["words"] == stored and rep["cycle_difference"] == 0):
+                bad.append(f"build {b} {desc}: RTL {rep['rtl_program_cycles']} model "
+                           f"{rep['model_program_cycles']} mismatches {rep['mismatches']} "
+                           f"words {rep['words']}/{stored}\n{prog.listing()}")
+    print(f"{n * len(BUILDS)} programs, {total} RTL cycles, {len(bad)} failing, "
+          f"{time.perf_counter() - t0:.0f} s")
+    assert not bad, f"seed {seed}: {len(bad)} programs differ\n" + "\n".join(bad[:3])
