@@ -271,7 +271,7 @@ class DramConfig:
                     "activate, the next row's bank activated while a row streams). Decided: "
                     "simple, the model the presets' figures were measured with.")
     dma: str = _f("packed", "The DMA's DRAM layout and request path "
-                  "(nmsat.dataflow.machine.dma_bytes, docs/simulator.md 'The DMA'): packed "
+                  "(nmsat.dataflow.machine.dma_bytes, docs/simulator.md, 'The DMA'): packed "
                   "(a LOAD or STORE moves its tile's elements in their element type, index "
                   "bits packed, one transfer requested in the cycle it issues: a DMA that "
                   "packs and unpacks the engine's words) or word_slots (the DMA of the RTL "

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from amaranth.hdl import Array, Cat, Module, Signal
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -224,8 +224,9 @@ class BurstWriter(wiring.Component):
 
 class Upsizer(wiring.Component):
     """Bus beats of ``in_bytes`` into words of up to ``out_bytes``: ``n`` (set with the
-    first beat of a word, at least 1) beats fill slots 0..n-1 of ``data``, which is
-    valid for one handshake after the n-th."""
+    first beat of a word, at least 1) beats fill slots 0..n-1 of ``data``; the word is
+    valid in the cycle of its n-th beat, which passes straight through (so a LOAD's last
+    buffer write is a cycle before its completion pulse, not in the same cycle)."""
 
     def __init__(self, in_bytes: int, out_bytes: int):
         assert out_bytes % in_bytes == 0
@@ -240,15 +241,15 @@ class Upsizer(wiring.Component):
         regs = [Signal(self.in_bytes * 8, name=f"slot{k}") for k in range(self.slots)]
         slots = Array(regs)
         k = Signal(range(self.slots + 1))
-        full = Signal()
-        m.d.comb += [self.o.valid.eq(full), self.i.ready.eq(~full | self.o.ready),
-                     self.o.payload.eq(Cat(*regs))]
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += full.eq(0)
+        last = Signal()
+        m.d.comb += [last.eq(k + 1 >= self.n),
+                     self.o.valid.eq(self.i.valid & last),
+                     self.i.ready.eq(~last | self.o.ready),
+                     self.o.payload.eq(Cat(*(Mux(k == j, self.i.payload, regs[j])
+                                             for j in range(self.slots))))]
         with m.If(self.i.valid & self.i.ready):
-            m.d.sync += slots[k].eq(self.i.payload)
-            with m.If(k + 1 >= self.n):
-                m.d.sync += [k.eq(0), full.eq(1)]
+            with m.If(last):
+                m.d.sync += k.eq(0)
             with m.Else():
-                m.d.sync += k.eq(k + 1)
+                m.d.sync += [slots[k].eq(self.i.payload), k.eq(k + 1)]
         return m

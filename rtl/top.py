@@ -31,9 +31,9 @@ slots:
   row block u a run of ``ceil(cols / C)`` store blocks of ``R C 4`` bytes (the engine's
   store beat, 32-bit words by row) from ``base + (r0 / R + u) * stride + (c0 / C) R C 4``.
 
-A LOAD's beats go to ``half * depth`` onwards of its buffer, one per port beat in order;
-its completion pulses the cycle after its last beat is written; a STORE completes the
-cycle after the B response of its last burst.
+A LOAD's beats go to ``half * depth`` onwards of its buffer, one per port beat in order,
+a port beat in the cycle of its last bus beat; its completion pulses the cycle after its
+last beat is written; a STORE completes in the cycle of its last burst's B response.
 """
 
 from __future__ import annotations
@@ -408,9 +408,10 @@ class AcceleratorTop(wiring.Component):
         pa = Signal(32)  # port address: half * depth + beats written
         fire = Signal()
         last = fire & (left_port == 1)
-        # the completion pulses with the LOAD's last write (the word is in the buffer at
-        # the next edge; an engine instruction issued on the pulse reads it later)
-        m.d.comb += core.load_done.eq(last)
+        # the completion pulses the cycle after the LOAD's last write: an engine
+        # instruction issued on the pulse reads its first operands in that cycle, from
+        # the word written the cycle before (the buffers' read ports are not transparent)
+        m.d.sync += core.load_done.eq(last)
         for buf, port, banks in (("act", core.act_load, R), ("wgt", core.wgt_load, C)):
             ws = self.ws[buf] * 8
             wbits = port.payload.data[0].shape().size

@@ -31,6 +31,8 @@ from ..top import REGISTERS, register
 
 __all__ = ["ModelRam", "program"]
 
+DEBUG = bool(os.environ.get("NMSAT_TB_DEBUG"))
+
 
 class ModelRam(AxiRam):
     """``AxiRam`` timed by the system model's DRAM (:func:`nmsat.dataflow.memory.
@@ -117,11 +119,21 @@ async def _timeline(dut, tl: dict) -> None:
                 tl[q].append(cyc)
             if int(getattr(dut, f"{q}_done").value):
                 tl[f"{q}_done"].append(cyc)
+        if DEBUG:
+            for port in ("act_load", "wgt_load"):
+                if int(getattr(dut, f"{port}__valid").value) and \
+                        int(getattr(dut, f"{port}__ready").value):
+                    tl.setdefault("dbg", []).append(
+                        (port, cyc, hex(int(getattr(dut, f"{port}__payload").value))))
         for ch, v, r in (("ar", "arvalid", "arready"), ("r", "rvalid", "rready"),
                          ("aw", "awvalid", "awready"), ("w", "wvalid", "wready"),
                          ("b", "bvalid", "bready")):
             if int(getattr(dut, "m_axi_" + v).value) and int(getattr(dut, "m_axi_" + r).value):
                 tl[ch].append(cyc)
+                if DEBUG and ch in ("w", "aw"):
+                    tl.setdefault("dbg", []).append(
+                        (ch, cyc, hex(int(dut.m_axi_wdata.value)) if ch == "w"
+                         else hex(int(dut.m_axi_awaddr.value))))
         cyc += 1
 
 

@@ -227,12 +227,16 @@ def run_top_programs(runs: list[tuple[isa.Program, AcceleratorConfig, dict]],
 def _report(prog, cfg, host: dict, res: dict, sim: str, system_model: SystemModel) -> dict:
     shape = EngineShape.from_config(cfg)
     words = bad = 0
+    first: list[tuple[int, int, int, int, int]] = []  # (tensor, row, col, RTL, golden)
     for t, exp in host["expected"].items():
         got = unpack_store_region(shape, bytes.fromhex(res["outputs"][str(t)]),
                                   host["stores"][t])
         cov = host["covered"][t]
         words += int(cov.sum())
-        bad += int(((got.astype(np.uint64) != exp) & cov).sum())
+        wrong = (got.astype(np.uint64) != exp) & cov
+        bad += int(wrong.sum())
+        first += [(t, int(r), int(c), int(got[r, c]), int(exp[r, c]))
+                  for r, c in zip(*np.nonzero(wrong))][:8 - len(first)]
     model = system_model(prog, cfg, extrapolate=False, record=True)
     regs = res["registers"]
     stall = {}
@@ -241,13 +245,15 @@ def _report(prog, cfg, host: dict, res: dict, sim: str, system_model: SystemMode
     return {"sim": sim, "irq": res["irq"], "rtl_program_cycles": regs["CYCLES"],
             "model_program_cycles": model.total_cycles,
             "cycle_difference": regs["CYCLES"] - model.total_cycles,
-            "words": words, "mismatches": bad, "error": bool(regs["STATUS"] & 4),
+            "words": words, "mismatches": bad, "first_mismatches": first,
+            "error": bool(regs["STATUS"] & 4),
             "registers": regs, "model_engine_stall": stall, "seconds": res["seconds"],
             # per LOAD / STORE: (command issued, completion) cycles on the RTL, and the
             # model's DRAM data spans of the same transfers (dma<ch> intervals, in order)
             "rtl_transfers": {q: list(zip(res["timeline"][q], res["timeline"][q + "_done"]))
                               for q in ("load", "store")},
             "axi": {ch: res["timeline"][ch] for ch in ("ar", "r", "aw", "w", "b")},
+            "axi_debug": res["timeline"].get("dbg", []),  # NMSAT_TB_DEBUG: AW / W values
             "model_transfers": {q: [(iv.start, iv.end) for iv in model.intervals
                                     if iv.unit.startswith("dma") and iv.kind == q]
                                 for q in ("load", "store")}}

@@ -8,7 +8,7 @@ program: 0 value mismatches against the golden executor and program cycles (``CY
 equal to the system model's total (difference 0). Programs whose runs would start inside
 a burst (``top_run.top_host`` refuses them) are drawn again.
 
-``NMSAT_TOP_RANDOM_PROGRAMS`` sets the programs per build (default 6) and
+``NMSAT_TOP_RANDOM_PROGRAMS`` sets the programs per build (default 12) and
 ``NMSAT_RANDOM_SEED`` the seed (default 7; ``random`` draws one, printed). The top's
 testbench runs about 150 cycles per second (``cocotbext-axi``'s Python per beat), so the
 programs are kept under 3,000 model cycles."""
@@ -33,9 +33,9 @@ BUILDS = (
 )
 
 
-@pytest.mark.slow(seconds=600)
+@pytest.mark.slow(seconds=400)
 def test_random_programs_on_the_top_equal_the_system_model(small_2x2):
-    n = int(os.environ.get("NMSAT_TOP_RANDOM_PROGRAMS", "6"))
+    n = int(os.environ.get("NMSAT_TOP_RANDOM_PROGRAMS", "12"))
     asked = os.environ.get("NMSAT_RANDOM_SEED", "7")
     seed = time.time_ns() % 2**32 if asked == "random" else int(asked)
     print(f"random top programs: {n} per build, seed {seed}")
