@@ -3,12 +3,13 @@ hardware DMA) against the system model.
 
 ``python benchmarks/rtl_top_cycles.py [--array 2x2]``
 
-Runs the digits MLP's ``fc2`` (batch 2) dense, 2:4 and 2:8 and the CNN's ``conv2``
-(batch 1, IM2COL) 2:4 on the ``small`` preset (or its 2 x 2 array; there fc2's 2:4 and
-2:8 STOREs start inside a burst and are refused, so it runs fc1 2:8 and conv1 dense
-instead) with ``dram.dma = word_slots`` (the top's DMA) in one cocotb session under
-Icarus (``cocotbext-axi``: ``AxiRam`` DRAM timed by the system model's memory model,
-``AxiLiteMaster``), operands seeded 3. Prints per program the STOREd words and
+Runs the digits MLP's ``fc2`` (batch 2) FF dense, 2:4 and 2:8, the CNN's ``conv2``
+(batch 1, IM2COL) FF 2:4, and the MLP's fc2 BP and fc1 WG at 2:8 on the ``small`` preset
+(or FF programs on its 2 x 2 array; there fc2's 2:4 and 2:8 STOREs start inside a burst
+and are refused, so it runs fc1 2:8 and conv1 dense instead) with ``dram.dma =
+word_slots`` (the top's DMA) in one cocotb session under Icarus (``cocotbext-axi``:
+``AxiRam`` DRAM timed by the system model's memory model, ``AxiLiteMaster``), operands
+seeded 3. Prints per program the STOREd words and
 mismatches, the RTL's ``CYCLES``, the system model's total and their difference, the
 model's total with ``dram.dma = packed`` (an idealised DMA that moves the tiles'
 element bytes), the bytes each moves, and the AXI beat counters. Exits 1 on a value
@@ -31,10 +32,11 @@ from nmsat.simulator.system import run as system_run
 from nmsat.types import Phase
 from nmsat.workloads.zoo import load
 
-CASES = {"4x4": (("mlp", "fc2", 2, "1:1"), ("mlp", "fc2", 2, "2:4"), ("mlp", "fc2", 2, "2:8"),
-                 ("cnn", "conv2", 1, "2:4")),
-         "2x2": (("mlp", "fc2", 2, "1:1"), ("mlp", "fc1", 2, "2:8"), ("cnn", "conv1", 1, "1:1"),
-                 ("cnn", "conv2", 1, "2:4"))}
+CASES = {"4x4": (("mlp", "fc2", 2, "1:1", "ff"), ("mlp", "fc2", 2, "2:4", "ff"),
+                 ("mlp", "fc2", 2, "2:8", "ff"), ("cnn", "conv2", 1, "2:4", "ff"),
+                 ("mlp", "fc2", 2, "2:8", "bp"), ("mlp", "fc1", 2, "2:8", "wg")),
+         "2x2": (("mlp", "fc2", 2, "1:1", "ff"), ("mlp", "fc1", 2, "2:8", "ff"),
+                 ("cnn", "conv1", 1, "1:1", "ff"), ("cnn", "conv2", 1, "2:4", "ff"))}
 
 
 def main() -> int:
@@ -46,13 +48,13 @@ def main() -> int:
         cfg = cfg.replace(**{"array.rows": 2, "array.cols": 2})
     packed = cfg.replace(**{"dram.dma": "packed"})
     runs, names = [], []
-    for workload, layer, batch, nm in CASES[args.array]:
+    for workload, layer, batch, nm, phase in CASES[args.array]:
         wl = load(workload, batch=batch)
-        prog = compile_layer(wl.workload, layer, Phase.FF, cfg, CompileOptions(
+        prog = compile_layer(wl.workload, layer, Phase(phase), cfg, CompileOptions(
             method="dense" if nm == "1:1" else "bdwp", nm=nm, batch=batch,
             layer_nm=tuple(wl.layer_nm.items())))
         runs.append((prog, cfg, random_dram(prog, cfg.numerics.operand, 3)))
-        names.append(f"{workload}:{layer}:{nm}:b{batch}")
+        names.append(f"{workload}:{layer}:{phase}:{nm}:b{batch}")
     t = time.time()
     bad = 0
     for n, (prog, _, _), r in zip(names, runs, run_top_programs(runs, "icarus",

@@ -47,9 +47,12 @@ def random_layer(rng: random.Random):
 def random_case(rng: random.Random, cfg: AcceleratorConfig, seed: int,
                 reject: Callable[[isa.Program, AcceleratorConfig], bool] | None = None,
                 dma: Callable[[random.Random, AcceleratorConfig], AcceleratorConfig]
-                = random_dma) -> tuple[isa.Program, AcceleratorConfig, dict, str]:
-    """(program, config with a random DMA, DRAM image, description) of one random FF
-    layer program on ``cfg``'s engine; layers the compiler cannot tile, or for which
+                = random_dma, phases: tuple[Phase, ...] = (Phase.FF,),
+                ) -> tuple[isa.Program, AcceleratorConfig, dict, str]:
+    """(program, config with a random DMA, DRAM image, description) of one random layer
+    program on ``cfg``'s engine, of a phase drawn from ``phases`` (FF by default; with one
+    phase no draw is made, so a seed gives the programs it gave before); layers the
+    compiler cannot tile, or for which
     ``reject(program, config)`` is true (e.g. a system-model run longer than a bound, passed
     in by the caller: the RTL floor does not import the simulator), are drawn again.
     ``dma`` draws the config's DMA (:func:`random_dma`; the accelerator top's tests keep
@@ -62,8 +65,9 @@ def random_case(rng: random.Random, cfg: AcceleratorConfig, seed: int,
                               offline_schedule=rng.random() < 0.5,
                               fixed_dataflow=rng.choice(list(Dataflow)))
         run_cfg = dma(rng, cfg)
+        phase = rng.choice(phases) if len(phases) > 1 else phases[0]
         try:
-            prog = compile_layer(Workload("rand", (layer,), opts.batch), "L", Phase.FF,
+            prog = compile_layer(Workload("rand", (layer,), opts.batch), "L", phase,
                                  run_cfg, opts)
         except NmsatError:
             continue
@@ -71,7 +75,7 @@ def random_case(rng: random.Random, cfg: AcceleratorConfig, seed: int,
             continue
         d = run_cfg.dram
         ports = [getattr(run_cfg.buffers, b).ports for b in ("activation", "weight", "output")]
-        desc = (f"{layer!r} {nm} batch {opts.batch} il={opts.interleave} "
+        desc = (f"{layer!r} {phase.value} {nm} batch {opts.batch} il={opts.interleave} "
                 f"sched={opts.offline_schedule} df={opts.fixed_dataflow} | DRAM "
                 f"{d.channels}ch x {d.bytes_per_cycle} B/c lat {d.latency_cycles} burst "
                 f"{d.burst_bytes} ports {ports}")
