@@ -124,9 +124,12 @@ ACCELERATOR = "nmsat_top"
 
 def accelerator(cfg: AcceleratorConfig, dt: DType, out: Path) -> dict:
     """Write ``nmsat_top.v`` (AXI4-Lite control, AXI4 master, controller, engine, DMA) into
-    ``out``; its manifest entry: file, ports, register map, AXI geometry, DMA word slots.
+    ``out``; its manifest entry: file, ports, register map, AXI geometry, DMA word slots and
+the system model's DMA for it (``dram.dma = word_slots``).
     A config the top cannot build gets ``{"skipped": reason}`` instead (the engine and
     units are still written)."""
+    from nmsat.dataflow.machine import DMA_REQUEST_CYCLES
+
     from .controller import check_controlled
     from .top import DESC_BYTES, LINE_BYTES, MAX_TENSORS, REGISTERS, AcceleratorTop
 
@@ -143,7 +146,12 @@ def accelerator(cfg: AcceleratorConfig, dt: DType, out: Path) -> dict:
             "dma": {"instruction_bytes": LINE_BYTES, "descriptor_bytes": DESC_BYTES,
                     "max_tensors": MAX_TENSORS, "instruction_depth": top.depth,
                     "act_word_slot_bytes": top.ws["act"], "wgt_word_slot_bytes": top.ws["wgt"],
-                    "store_block_bytes": top.beat_bytes["store"]}}
+                    "store_block_bytes": top.beat_bytes["store"],
+                    # the system model of this DMA (docs/simulator.md, "The DMA")
+                    "system_model": {"dram.dma": "word_slots",
+                                     "request_cycles": dict(zip(
+                                         ("load", "store"),
+                                         DMA_REQUEST_CYCLES["word_slots"]))}}}
 
 
 def source_hash(cfg: AcceleratorConfig, dtype: DType | str) -> str:

@@ -343,7 +343,7 @@ class AcceleratorTop(wiring.Component):
         a = data.View(entry_l, ar_q.r_data)
         addr, runs_left, astride = Signal(p.addr_bits), Signal(24), Signal(ADDR)
         on = Signal()
-        stamp = Signal(8)  # the LOAD in the run register's
+        stamp = Signal(8)  # the stamp of the LOAD in the run register
         # the oldest LOAD whose bursts are still to issue, and its stamp
         self._ld_pending = Signal()
         self._ld_stamp = Signal(8)

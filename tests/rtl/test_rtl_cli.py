@@ -34,6 +34,8 @@ def test_generate_writes_verilog_and_manifest(tmp_path, capsys):
     assert rdata["width"] == 8 * man["config"]["dram"]["bytes_per_cycle"] == 8 * 16
     assert [r["name"] for r in acc["registers"]][:2] == ["CONTROL", "STATUS"]
     assert acc["axi"]["burst_beats"] == 64 // 16
+    assert acc["dma"]["system_model"] == {"dram.dma": "word_slots",
+                                          "request_cycles": {"load": 4, "store": 3}}
 
 
 def test_generate_rejects_unknown_preset(capsys):
