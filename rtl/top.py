@@ -114,6 +114,14 @@ def word_slot(bits: int, p: AxiParams) -> int:
     return max(1 << (b - 1).bit_length(), p.data_bytes)
 
 
+def beat_bytes(sh: EngineShape, p: AxiParams) -> dict[str, int]:
+    """Bytes of one buffer-port beat: an ACT word per row, a WGT word per column (each in
+    its :func:`word_slot`), a STORE block of fp32 results, a program/descriptor line."""
+    return {"act": sh.rows * word_slot(sh.window_layout.size, p),
+            "wgt": sh.cols * word_slot(sh.slots_layout.size, p),
+            "store": sh.rows * sh.cols * 4, "line": LINE_BYTES}
+
+
 def chunk_sizes(sh: EngineShape) -> tuple[int, ...]:
     """The K elements per ACT window (``kpc``) of the engine's dense mode and of each of
     its patterns: the values a descriptor's ``kpc`` can take."""
@@ -142,8 +150,7 @@ class AcceleratorTop(wiring.Component):
         sh = self.shape = self.core.shape
         self.ws = {"act": word_slot(sh.window_layout.size, p),
                    "wgt": word_slot(sh.slots_layout.size, p)}
-        self.beat_bytes = {"act": sh.rows * self.ws["act"], "wgt": sh.cols * self.ws["wgt"],
-                           "store": sh.rows * sh.cols * 4, "line": LINE_BYTES}
+        self.beat_bytes = beat_bytes(sh, p)
         for k, v in self.beat_bytes.items():
             if v % p.data_bytes:
                 raise ValueError(f"dram.bytes_per_cycle = {p.data_bytes} does not divide the "

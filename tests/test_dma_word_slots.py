@@ -16,7 +16,7 @@ from nmsat.rtl.axi import axi_params
 from nmsat.rtl.layouts import EngineShape
 from nmsat.rtl.tb.dram_image import dram_image, model_load_beats
 from nmsat.rtl.tb.random_programs import random_case
-from nmsat.rtl.top import AcceleratorTop, word_slot
+from nmsat.rtl.top import beat_bytes, word_slot
 from nmsat.simulator import system
 
 WORD_SLOTS = {"dram.dma": "word_slots", "dram.channels": 1, "dram.bytes_per_cycle": 16,
@@ -49,14 +49,14 @@ def test_load_bytes_are_the_address_laws_runs_in_whole_bursts(seed):
     cfg = cfg.replace(**WORD_SLOTS)
     sh, p = EngineShape.from_config(cfg), axi_params(cfg)
     img = dram_image(prog, cfg, dram, p, sh)
-    top = AcceleratorTop(cfg)
+    bb = beat_bytes(sh, p)
     for ins, r0, c0 in prog.unrolled():
         if not isinstance(ins, isa.Load):
             continue
         beats = len(model_load_beats(img, sh, p, ins, r0, c0, 0, 0))
         wgt = ins.buffer is isa.Buffer.WGT
         runs = ceil_div(ins.cols, sh.cols) if wgt else ins.rows
-        per = beats // runs * top.beat_bytes["wgt" if wgt else "act"]
+        per = beats // runs * bb["wgt" if wgt else "act"]
         assert beats % runs == 0 and machine.dma_runs(ins, cfg) == (runs, per), desc
         assert machine.dma_bytes(ins, cfg) == runs * ceil_div(per, 64) * 64
         assert machine.dma_tail_cycles(ins, cfg) == (-per % 64) // 16
