@@ -66,6 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                             "--config small",
                             "nmsat -v rtl run cnn --layer conv1 --phase bp --config small",
                             "nmsat rtl run mlp --all-layers --config small",
+                            "nmsat rtl run mlp --all-layers --top --nm 2:4 --config small",
                             "nmsat rtl run stories260k --all-layers --mode inference "
                             "--phase decode --config small"),
                         help="run one layer's tile program on the RTL simulator and "
@@ -109,6 +110,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "tile controller (instruction memory, loops, rings; the testbench is only "
                    "the DMA; single- or double-buffered as configured, not act_zero = skip; "
                    "Icarus unless --sim verilator)")
+    r.add_argument("--top", action="store_true", help="run the program(s) on the whole "
+                   "accelerator top (rtl/top.py): the host over AXI4-Lite, DRAM behind its "
+                   "AXI4 master, the hardware DMA; the simulator's prediction uses dram.dma "
+                   "= word_slots, the DMA the top is (one DRAM channel, the simple DRAM "
+                   "model); with --layer or --all-layers; programs the DMA cannot carry are "
+                   "listed, not run")
     r.set_defaults(func=_run)
 
 
@@ -294,6 +301,16 @@ def _run(args: argparse.Namespace) -> int:
                "RTL's activation buffer holds windows, so the program (and the simulator's "
                "prediction) is compiled with buffers.act_layout = windows")
         cfg = cfg.replace(**{"buffers.act_layout": "windows"})
+    if args.top:
+        if args.controller:
+            raise ValueError("--top runs the whole accelerator (its tile controller "
+                             "included): give --top or --controller, not both")
+        # the note comes after every check (bad input gets its one line alone)
+        args.dma_note = (f"note: {cfg.name} has dram.dma = {cfg.dram.dma}; the accelerator "
+                         "top's DMA moves the engine's word slots, so the simulator's "
+                         "prediction is made with dram.dma = word_slots"
+                         if cfg.dram.dma != "word_slots" else None)
+        return _run_all_layers(args, cfg.replace(**{"dram.dma": "word_slots"}))
     if args.all_layers:
         return _run_all_layers(args, cfg)
     if args.controller:
@@ -351,38 +368,68 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_all_layers(args: argparse.Namespace, cfg) -> int:
-    """``--all-layers``: every layer's programs through the tile controller (one build,
-    one simulation), a table per program and the totals (``nmsat.rtl.tb.network``)."""
+    """``--all-layers`` (or ``--top``, one layer or all): every layer's programs through
+    the tile controller, or with ``--top`` the accelerator top (one build, one
+    simulation), a table per program and the totals (``nmsat.rtl.tb.network``)."""
     from nmsat.rtl.controller import check_controlled
     from nmsat.rtl.engine import check_shape
-    from nmsat.rtl.tb.network import inference_steps, row_ok, run_network, train_steps
+    from nmsat.rtl.tb.network import (
+        carried_by_top,
+        inference_steps,
+        row_ok,
+        run_network,
+        train_steps,
+    )
+    from nmsat.rtl.tb.top_run import check_top_config
     from nmsat.simulator import system
 
-    check_controlled(cfg)  # what the RTL cannot build: one line naming the field, at once
+    # what the RTL cannot build: one line naming the field, at once
+    check_controlled(cfg)
     check_shape(cfg)
+    if args.top:
+        check_top_config(cfg)
+    unit = "accelerator top" if args.top else "tile controller"
     if args.mode == "train":
         steps, skipped, meta = train_steps(args.workload, cfg, nm=args.nm, method=args.method,
                                            batch=args.batch, seed=args.seed,
-                                           dataflow=args.dataflow, phase=args.phase)
+                                           dataflow=args.dataflow, phase=args.phase,
+                                           layer=args.layer)
     else:
         steps, skipped, meta = inference_steps(args.workload, cfg, nm=args.nm,
                                                batch=args.batch, phase=args.phase,
                                                seq_len=args.seq_len, kv_len=args.kv_len,
-                                               seed=args.seed, dataflow=args.dataflow)
+                                               seed=args.seed, dataflow=args.dataflow,
+                                               layer=args.layer)
     if not steps:
-        raise ValueError(f"{args.workload} has no layer with a GEMM the tile controller runs "
-                         f"in {meta['phases_run']}")
-    rep = run_network(steps, skipped, meta, cfg, args.sim, system_model=system.run)
+        phases = ", ".join(meta["phases_run"])
+        raise ValueError(f"--layer {args.layer}: no GEMM the {unit} runs in {phases}"
+                         if args.layer else
+                         f"{args.workload} has no layer with a GEMM the {unit} runs in {phases}")
+    not_carried: list[dict] = []
+    if args.top:
+        steps, not_carried = carried_by_top(steps, cfg)
+        if not steps:
+            first = not_carried[0]
+            raise ValueError(f"the accelerator top's DMA carries none of the programs: "
+                             f"{first['layer']} {first['phase']}: {first['reason']}")
+    if getattr(args, "dma_note", None):
+        from nmsat.log import status
+
+        status(args.dma_note)
+    rep = run_network(steps, skipped, meta, cfg, args.sim, system_model=system.run,
+                      top=args.top, not_carried=not_carried)
     if args.json:
         json.dump(rep, sys.stdout, indent=2)
         print()
         return 0 if rep["ok"] else 1
     step = f" {rep['phase']}" if rep.get("phase") else ""
     print(f"{rep['workload']} {rep['mode']}{step} nm={rep['nm']} batch={rep['batch']} on "
-          f"{rep['config']} ({rep['sim']}, tile controller): phases run "
+          f"{rep['config']} ({rep['sim']}, {unit}): phases run "
           f"{', '.join(rep['phases_run'])}")
     for ph, why in rep["phases_not_run"].items():
         print(f"  not run: {ph} ({why})")
+    for x in rep["not_carried"]:
+        print(f"  not carried by the top's DMA: {x['layer']} {x['phase']} ({x['reason']})")
     w = max(len("layer"), *(len(r["layer"]) for r in rep["programs"]))
     print(f"  {'layer':<{w}} {'phase':<5} {'RTL cycles':>11} {'model':>9} {'diff':>6} "
           f"{'mismatches':>10}")

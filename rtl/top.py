@@ -60,7 +60,7 @@ from .controller import ControlledEngine
 from .layouts import EngineShape
 
 __all__ = ["DESC_BYTES", "LINE_BYTES", "MAX_TENSORS", "REGISTERS", "TOP_NAME", "AcceleratorTop",
-           "chunk_sizes", "descriptor_line", "register", "word_slot"]
+           "beat_bytes", "check_beats", "chunk_sizes", "descriptor_line", "register", "word_slot"]
 
 TOP_NAME = "nmsat_top"
 LINE_BYTES = isa.INSTR_BITS // 8
@@ -122,6 +122,15 @@ def beat_bytes(sh: EngineShape, p: AxiParams) -> dict[str, int]:
             "store": sh.rows * sh.cols * 4, "line": LINE_BYTES}
 
 
+def check_beats(beats: dict[str, int], p: AxiParams) -> None:
+    """Raise ``ValueError`` naming ``dram.bytes_per_cycle`` unless the AXI bus width
+    divides every beat of :func:`beat_bytes`."""
+    for k, v in beats.items():
+        if v % p.data_bytes:
+            raise ValueError(f"dram.bytes_per_cycle = {p.data_bytes} does not divide the "
+                             f"{v}-byte {k} beat of this engine")
+
+
 def chunk_sizes(sh: EngineShape) -> tuple[int, ...]:
     """The K elements per ACT window (``kpc``) of the engine's dense mode and of each of
     its patterns: the values a descriptor's ``kpc`` can take."""
@@ -151,10 +160,7 @@ class AcceleratorTop(wiring.Component):
         self.ws = {"act": word_slot(sh.window_layout.size, p),
                    "wgt": word_slot(sh.slots_layout.size, p)}
         self.beat_bytes = beat_bytes(sh, p)
-        for k, v in self.beat_bytes.items():
-            if v % p.data_bytes:
-                raise ValueError(f"dram.bytes_per_cycle = {p.data_bytes} does not divide the "
-                                 f"{v}-byte {k} beat of this engine")
+        check_beats(self.beat_bytes, p)
         super().__init__({**axi_lite_members(8), **axi_master_members(p), "irq": Out(1)})
 
     def elaborate(self, platform) -> Module:

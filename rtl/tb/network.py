@@ -21,6 +21,14 @@ that layer's part of the simulator's whole program.
 
 Layers without a GEMM in the mode (activations, pooling, norms, softmax: vector work) are
 listed in ``skipped`` with the reason.
+
+With ``top=True`` (``nmsat rtl run --top``) the same programs run on the whole
+accelerator top instead (:func:`~.top_run.run_top_programs`: the host over AXI4-Lite,
+DRAM behind the top's AXI4 master, the hardware DMA; one build, one session), and the
+model is the system model with ``dram.dma = word_slots``, the DMA the top is. A program
+the top's DMA cannot carry (:func:`~.top_run.top_host` refuses it: a convolution's
+COL2IM BP, a run starting inside a burst) is listed in ``not_carried`` with the
+reason, and the others run.
 """
 
 from __future__ import annotations
@@ -38,9 +46,10 @@ from .controller_run import SystemModel, run_controller_programs
 from .inference import inference_dram, inference_layer_program, load_workload, same_program
 from .inference import whole_program as inference_whole_program
 from .program import layer_dram
+from .top_run import check_top_config, run_top_programs, top_host
 
-__all__ = ["PENDING_TRAIN_PHASES", "TRAIN_PHASES", "Step", "inference_steps",
-           "row_ok", "run_network", "run_steps", "train_steps"]
+__all__ = ["PENDING_TRAIN_PHASES", "TOP_COUNTERS", "TRAIN_PHASES", "Step", "carried_by_top",
+           "inference_steps", "row_ok", "run_network", "run_steps", "train_steps"]
 
 
 @dataclass(frozen=True)
@@ -85,20 +94,33 @@ def _phases(asked: str | None) -> list[Phase]:
     return [p]
 
 
+def _only(workload: str, layers, only: str | None) -> list:
+    """``layers``, or the one named ``only`` (``ValueError`` naming the layers if none is)."""
+    if only is None:
+        return list(layers)
+    mine = [x for x in layers if x.name == only]
+    if not mine:
+        names = ", ".join(x.name for x in layers)
+        raise ValueError(f"--layer {only}: {workload} has no layer of that name ({names})")
+    return mine
+
+
 def train_steps(workload: str, cfg: AcceleratorConfig, nm: str | NM = DEFAULT_NM,
                 method: str = "bdwp", batch: int | None = None, seed: int = 0,
-                dataflow: str = "auto", phase: str | None = None,
+                dataflow: str = "auto", phase: str | None = None, layer: str | None = None,
                 ) -> tuple[list[Step], list[dict], dict]:
     """(steps, skipped layers, meta) of a training step of ``workload``: per layer in
-    order, each phase of :data:`TRAIN_PHASES` (or only ``phase``) that has a program."""
+    order (or only ``layer``), each phase of :data:`TRAIN_PHASES` (or only ``phase``)
+    that has a program."""
     from nmsat.workloads.zoo import load
 
     phases = _phases(phase)
     wl = load(workload, batch=batch)
     opts = CompileOptions(method=wl.method or method, nm=nm, batch=batch,
                           layer_nm=tuple(wl.layer_nm.items()), dataflow=dataflow)
+    chosen = _only(workload, wl.workload.layers, layer)
     steps, skipped = [], []
-    for layer in wl.workload.layers:
+    for layer in chosen:
         mine = []
         for p in phases:
             try:
@@ -122,13 +144,15 @@ def train_steps(workload: str, cfg: AcceleratorConfig, nm: str | NM = DEFAULT_NM
 def inference_steps(workload: str, cfg: AcceleratorConfig, nm: str | NM = DEFAULT_NM,
                     batch: int = 1, phase: str | None = None, seq_len: int | None = None,
                     kv_len: int | None = None, seed: int = 0, dataflow: str = "auto",
-                    ) -> tuple[list[Step], list[dict], dict]:
+                    layer: str | None = None) -> tuple[list[Step], list[dict], dict]:
     """(steps, skipped layers, meta) of an inference pass (an LLM's prefill or decode
-    step) of ``workload``: every layer's FF program, as :mod:`.inference` compiles it."""
+    step) of ``workload``: every layer's FF program (or only ``layer``'s), as
+    :mod:`.inference` compiles it."""
     iw = load_workload(workload, nm, batch, phase, seq_len, kv_len)
+    chosen = _only(workload, iw.workload.layers, layer)
     whole = inference_whole_program(iw, cfg, nm, dataflow)
     steps, skipped = [], []
-    for layer in iw.workload.layers:
+    for layer in chosen:
         try:
             prog = inference_layer_program(iw, layer.name, cfg, nm, dataflow)
         except NmsatError:
@@ -146,27 +170,62 @@ def inference_steps(workload: str, cfg: AcceleratorConfig, nm: str | NM = DEFAUL
 
 
 def run_steps(steps: list[Step], cfg: AcceleratorConfig, sim: str | None = None, *,
-              system_model: SystemModel) -> list[dict]:
-    """Run ``steps`` on one controlled engine (one session); one row each: layer, phase,
-    ``rtl_program_cycles``, ``model_program_cycles``, ``mismatches``, ``words``, COMPUTE
-    cycles equal, tile errors, ``same_program`` (inference)."""
+              system_model: SystemModel, top: bool = False) -> list[dict]:
+    """Run ``steps`` on one controlled engine, or with ``top`` on the accelerator top
+    (one session); one row each: layer, phase, ``rtl_program_cycles``,
+    ``model_program_cycles``, ``mismatches``, ``words``, COMPUTE cycles equal (``None``
+    on the top, which reports program cycles only), tile errors (the top's
+    ``STATUS.error``), ``same_program`` (inference), the top's counters."""
     if not steps:
         return []
-    reps = run_controller_programs([(s.program, cfg, s.dram) for s in steps], sim,
-                                   system_model=system_model)
+    runs = [(s.program, cfg, s.dram) for s in steps]
+    if top:
+        reps = run_top_programs(runs, sim, system_model=system_model)
+    else:
+        reps = run_controller_programs(runs, sim, system_model=system_model)
     rows = []
     for s, r in zip(steps, reps):
-        stored = _stored_words(s.program)
-        rows.append({"layer": s.layer, "phase": s.phase,
-                     "rtl_program_cycles": r["program_cycles"],
-                     "model_program_cycles": r["system_cycles"],
-                     "mismatches": r["mismatches"], "words": r["words"],
-                     "words_expected": stored,
-                     "computes_equal": all(c["rtl_cycles"] == c["model_cycles"]
-                                           for c in r["computes"]),
-                     "tile_errors": r["tile_errors"], "same_program": s.same_program,
-                     "rtl_seconds": round(r["seconds"], 3)})
+        row = {"layer": s.layer, "phase": s.phase, "words_expected": _stored_words(s.program),
+               "same_program": s.same_program, "rtl_seconds": round(r["seconds"], 3)}
+        if top:
+            regs = r["registers"]
+            row |= {"rtl_program_cycles": r["rtl_program_cycles"],
+                    "model_program_cycles": r["model_program_cycles"],
+                    "mismatches": r["mismatches"], "words": r["words"],
+                    "computes_equal": None,
+                    "tile_errors": ["STATUS.error"] if r["error"] else [],
+                    "counters": {k: regs[k] for k in TOP_COUNTERS},
+                    "model_engine_stall": r["model_engine_stall"]}
+        else:
+            row |= {"rtl_program_cycles": r["program_cycles"],
+                    "model_program_cycles": r["system_cycles"],
+                    "mismatches": r["mismatches"], "words": r["words"],
+                    "computes_equal": all(c["rtl_cycles"] == c["model_cycles"]
+                                          for c in r["computes"]),
+                    "tile_errors": r["tile_errors"]}
+        rows.append(row)
     return rows
+
+
+TOP_COUNTERS = ("FETCH_CYCLES", "ENGINE_BUSY", "ENGINE_WAIT", "LOAD_BUSY", "STORE_BUSY",
+                "READ_BEATS", "WRITE_BEATS")
+"""The accelerator top's counter registers a row reports (``docs/rtl.md``)."""
+
+
+def carried_by_top(steps: list[Step], cfg: AcceleratorConfig) -> tuple[list[Step], list[dict]]:
+    """(steps the top's DMA carries, the others with the host's reason): what
+    :func:`~.top_run.top_host` refuses for one program, before any build. A config the
+    top cannot take at all (:func:`~.top_run.check_top_config`) raises."""
+    check_top_config(cfg)
+    ok, refused = [], []
+    for s in steps:
+        try:
+            top_host(s.program, cfg, s.dram)
+        except ValueError as e:
+            refused.append({"layer": s.layer, "phase": s.phase, "reason": str(e)})
+        else:
+            ok.append(s)
+    return ok, refused
 
 
 def _stored_words(prog: isa.Program) -> int:
@@ -178,15 +237,18 @@ def _stored_words(prog: isa.Program) -> int:
 def row_ok(row: dict) -> bool:
     """A program ran right: cycles equal, no mismatch, every output word stored."""
     return (row["rtl_program_cycles"] == row["model_program_cycles"]
-            and row["mismatches"] == 0 and row["computes_equal"] and not row["tile_errors"]
+            and row["mismatches"] == 0 and row["computes_equal"] is not False
+            and not row["tile_errors"]
             and row["words"] == row["words_expected"] and row["same_program"] is not False)
 
 
 def run_network(steps: list[Step], skipped: list[dict], meta: dict, cfg: AcceleratorConfig,
-                sim: str | None = None, *, system_model: SystemModel) -> dict:
+                sim: str | None = None, *, system_model: SystemModel, top: bool = False,
+                not_carried: list[dict] | None = None) -> dict:
     """The whole report: ``meta``, per program ``programs``, per layer ``layers`` (sums
-    over its phases), ``total`` and ``ok`` (every program right)."""
-    rows = run_steps(steps, cfg, sim, system_model=system_model)
+    over its phases), ``total`` and ``ok`` (every program right); ``rtl`` names what ran
+    them (``controller`` or ``top``), ``not_carried`` the programs the top refused."""
+    rows = run_steps(steps, cfg, sim, system_model=system_model, top=top)
     keys = ("rtl_program_cycles", "model_program_cycles", "mismatches")
     layers: dict[str, dict] = {}
     for r in rows:
@@ -198,6 +260,8 @@ def run_network(steps: list[Step], skipped: list[dict], meta: dict, cfg: Acceler
     total = {k: sum(r[k] for r in rows) for k in keys}
     total["programs"] = len(rows)
     total["cycle_difference"] = total["rtl_program_cycles"] - total["model_program_cycles"]
-    return {**meta, "config": cfg.name, "sim": sim or "icarus", "programs": rows,
+    return {**meta, "config": cfg.name, "sim": sim or "icarus",
+            "rtl": "top" if top else "controller", "not_carried": not_carried or [],
+            "programs": rows,
             "layers": list(layers.values()), "skipped": skipped, "total": total,
             "ok": all(row_ok(r) for r in rows)}

@@ -30,19 +30,23 @@ from nmsat.dataflow import isa
 from ..axi import axi_params
 from ..engine import buffer_geometry, ring_halves
 from ..layouts import EngineShape
-from ..top import TOP_NAME, word_slot
+from ..top import TOP_NAME, beat_bytes, check_beats, word_slot
 from .controller_run import SystemModel, _LoadTiles, controller_host
 from .dram_image import dram_image, golden_load_beats, model_load_beats, unpack_store_region
 from .runner import build_and_test
 
-__all__ = ["cached_top_verilog", "run_offset", "run_top_programs", "top_host"]
+__all__ = ["cached_top_verilog", "check_top_config", "run_offset", "run_top_programs",
+           "top_host"]
 
 _SOURCES = ("top.py", "axi.py", "controller.py")
 
 
-def top_host(prog: isa.Program, cfg: AcceleratorConfig, dram: dict) -> dict:
-    """The host's side of one program: the DRAM image, register values, expected STORE
-    words; raises ``ValueError`` when the DMA's layouts cannot carry a LOAD or STORE."""
+def check_top_config(cfg: AcceleratorConfig) -> None:
+    """Raise ``ValueError`` naming the field when the top and its testbench cannot run
+    any program of ``cfg``: one DRAM channel (the top's one AXI4 master), the ``simple``
+    DRAM model, ``dram.dma = word_slots`` (the system model of this DMA), an AXI4
+    geometry (:func:`~nmsat.rtl.axi.axi_params`) whose bus width divides the buffer
+    ports' beats."""
     if cfg.dram.channels != 1:
         raise ValueError(f"dram.channels = {cfg.dram.channels}: the top's AXI4 master is "
                          f"one DRAM channel")
@@ -54,6 +58,15 @@ def top_host(prog: isa.Program, cfg: AcceleratorConfig, dram: dict) -> dict:
         raise ValueError(f"dram.dma = {cfg.dram.dma}: the accelerator top's DMA moves the "
                          f"engine's word slots; run it with dram.dma = word_slots, so that "
                          f"the system model charges what it moves")
+    p = axi_params(cfg)
+    check_beats(beat_bytes(EngineShape.from_config(cfg), p), p)
+
+
+def top_host(prog: isa.Program, cfg: AcceleratorConfig, dram: dict) -> dict:
+    """The host's side of one program: the DRAM image, register values, expected STORE
+    words; raises ``ValueError`` when the config is not one the top runs
+    (:func:`check_top_config`) or the DMA's layouts cannot carry a LOAD or STORE."""
+    check_top_config(cfg)
     units = {type(i).__name__ for i in prog.instructions
              if isinstance(i, (isa.Sore, isa.WeightUpdate, isa.Vector))}
     if units:

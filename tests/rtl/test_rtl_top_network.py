@@ -1,0 +1,125 @@
+"""``nmsat rtl run ... --top``: layer programs (one layer, or every layer with
+``--all-layers``) on the whole accelerator top (``rtl/top.py``: AXI4-Lite host, DRAM behind
+the AXI4 master, the hardware DMA) beside the system model with ``dram.dma = word_slots``
+(``nmsat.rtl.tb.network``, ``top=True``)."""
+
+import json
+
+import pytest
+
+from nmsat.commands import main
+from nmsat.config import PRESETS
+from nmsat.config import load as load_config
+from nmsat.dataflow import isa, machine
+from nmsat.dataflow.compiler import CompileOptions, compile_layer
+from nmsat.rtl.tb.network import carried_by_top, train_steps
+from nmsat.simulator import system
+from nmsat.workloads.zoo import load
+
+# a two-layer SCALE-Sim GEMM file (name, M, N, K): programs of tens to hundreds of cycles
+TINY_CSV = "Layer, M, N, K,\na, 2, 5, 16,\nb, 2, 3, 5,\n"
+# the 2 x 2 small engine on a narrow DRAM (4 B/cycle, 16-byte bursts: every run of these
+# programs starts on a burst, and the engine waits on memory); the config's DMA is left
+# packed: --top models the top's word_slots itself and says so
+NARROW_TOML = ('preset = "small"\n\n[array]\nrows = 2\ncols = 2\n\n[dram]\n'
+               'bytes_per_cycle = 4\nburst_bytes = 16\nlatency_cycles = 20\n')
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    path = tmp_path / "tiny.csv"
+    path.write_text(TINY_CSV)
+    cfg = tmp_path / "narrow.toml"
+    cfg.write_text(NARROW_TOML)
+    return str(path), str(cfg)
+
+
+def _beats(prog: isa.Program, cfg) -> tuple[int, int]:
+    """(read, write) AXI data beats of the program's LOADs and STOREs: the model's runs
+    (``machine.dma_runs``) over the bus width."""
+    rd = wr = 0
+    for ins, _, _ in prog.unrolled():
+        if isinstance(ins, (isa.Load, isa.Store)):
+            runs, per = machine.dma_runs(ins, cfg)
+            if isinstance(ins, isa.Load):
+                rd += runs * per
+            else:
+                wr += runs * per
+    b = cfg.dram.bytes_per_cycle
+    return rd // b, wr // b
+
+
+@pytest.mark.rtl
+@pytest.mark.slow(seconds=60)
+def test_all_layers_on_the_top_json(tiny, capsys):
+    """Every GEMM phase of every layer on the top: the RTL's program cycles (``CYCLES``)
+    equal the system model's for the same program with ``dram.dma = word_slots``
+    (computed here), 0 mismatches, every output word stored, the AXI beat counters are
+    the model's DMA runs, and the note says the prediction uses word_slots."""
+    csv, cfg_path = tiny
+    rc = main(["rtl", "run", csv, "--all-layers", "--top", "--config", cfg_path, "--nm", "2:4",
+               "--json"])
+    out = capsys.readouterr()
+    rep = json.loads(out.out)
+    assert "dram.dma = word_slots" in out.err
+    assert rc == 0 and rep["ok"] and rep["rtl"] == "top" and rep["not_carried"] == []
+    assert [(r["layer"], r["phase"]) for r in rep["programs"]] == [
+        (x, p) for x in ("a", "b") for p in ("ff", "bp", "wg")]
+    wl = load(csv)
+    cfg = load_config(cfg_path).replace(**{"dram.dma": "word_slots"})
+    opts = CompileOptions(method="bdwp", nm="2:4", layer_nm=tuple(wl.layer_nm.items()))
+    for r in rep["programs"]:
+        prog = compile_layer(wl.workload, r["layer"], r["phase"], cfg, opts)
+        model = system.run(prog, cfg, extrapolate=False, record=False).total_cycles
+        assert r["model_program_cycles"] == model == r["rtl_program_cycles"]
+        assert r["mismatches"] == 0 and r["words"] == r["words_expected"] > 0
+        assert r["computes_equal"] is None and r["tile_errors"] == []
+        c = r["counters"]
+        assert (c["READ_BEATS"], c["WRITE_BEATS"]) == _beats(prog, cfg)
+        assert 0 < c["ENGINE_BUSY"] < r["rtl_program_cycles"]
+    t = rep["total"]
+    assert t["programs"] == 6 and t["cycle_difference"] == 0 and t["mismatches"] == 0
+
+
+@pytest.mark.rtl
+@pytest.mark.slow(seconds=20)
+def test_one_layer_on_the_top_text(tiny, capsys):
+    csv, cfg_path = tiny
+    rc = main(["rtl", "run", csv, "--layer", "b", "--phase", "wg", "--top", "--config",
+               cfg_path, "--nm", "2:8"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "accelerator top" in out and "DIFFERENT" not in out
+    rows = [ln.split() for ln in out.splitlines() if ln.strip().startswith("b ")]
+    assert len(rows) == 1 and rows[0][1] == "wg" and rows[0][2] == rows[0][3]
+    assert rows[0][4:6] == ["0", "0"]
+
+
+def test_what_the_top_cannot_carry_is_listed_not_run():
+    """A convolution's BP STOREs scatter-add (COL2IM), which the top's DMA does not do:
+    ``carried_by_top`` keeps FF and WG and names BP with the host's reason."""
+    cfg = PRESETS["small"].replace(**{"dram.dma": "word_slots"})
+    steps, _, _ = train_steps("cnn", cfg, nm="2:4", batch=1)
+    conv = [s for s in steps if s.layer == "conv2"]
+    ok, refused = carried_by_top(conv, cfg)
+    assert [s.phase for s in ok] == ["ff", "wg"]
+    assert [(x["layer"], x["phase"]) for x in refused] == [("conv2", "bp")]
+    assert "COL2IM" in refused[0]["reason"] or "scatter" in refused[0]["reason"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--layer", "nope"], "has no layer of that name (a, b)"),
+    (["--layer", "a", "--controller"], "give --top or --controller, not both"),
+    (["--all-layers"], None),
+])
+def test_bad_top_runs_are_one_line(tiny, capsys, argv, message):
+    """Refused before any build, one line, exit 2."""
+    csv, cfg_path = tiny
+    if message is None:  # a config the top cannot take: two DRAM channels
+        two = cfg_path.replace("narrow", "two")
+        with open(cfg_path) as f, open(two, "w") as g:
+            g.write(f.read().replace("[dram]\n", "[dram]\nchannels = 2\n"))
+        argv, cfg_path, message = ["--all-layers"], two, "dram.channels = 2"
+    assert main(["rtl", "run", csv, "--top", "--config", cfg_path, *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
