@@ -293,23 +293,24 @@ def _run(args: argparse.Namespace) -> int:
         args.phase = None  # every phase the controller runs
     cfg = resolve(args.config)
     check_config(cfg)
+    # notes on what the run changes in the config go out after every check, just before
+    # the run (bad input gets its one line alone)
+    args.notes = []
     if cfg.buffers.act_layout != "windows":
         # The RTL's ACT holds im2col windows: compile the program for what it implements.
-        from nmsat.log import status
-
-        status(f"note: {cfg.name} has buffers.act_layout = {cfg.buffers.act_layout}; the "
-               "RTL's activation buffer holds windows, so the program (and the simulator's "
-               "prediction) is compiled with buffers.act_layout = windows")
+        args.notes.append(f"note: {cfg.name} has buffers.act_layout = "
+                          f"{cfg.buffers.act_layout}; the RTL's activation buffer holds "
+                          "windows, so the program (and the simulator's prediction) is "
+                          "compiled with buffers.act_layout = windows")
         cfg = cfg.replace(**{"buffers.act_layout": "windows"})
     if args.top:
         if args.controller:
             raise ValueError("--top runs the whole accelerator (its tile controller "
                              "included): give --top or --controller, not both")
-        # the note comes after every check (bad input gets its one line alone)
-        args.dma_note = (f"note: {cfg.name} has dram.dma = {cfg.dram.dma}; the accelerator "
-                         "top's DMA moves the engine's word slots, so the simulator's "
-                         "prediction is made with dram.dma = word_slots"
-                         if cfg.dram.dma != "word_slots" else None)
+        if cfg.dram.dma != "word_slots":
+            args.notes.append(f"note: {cfg.name} has dram.dma = {cfg.dram.dma}; the "
+                              "accelerator top's DMA moves the engine's word slots, so the "
+                              "simulator's prediction is made with dram.dma = word_slots")
         return _run_all_layers(args, cfg.replace(**{"dram.dma": "word_slots"}))
     if args.all_layers:
         return _run_all_layers(args, cfg)
@@ -319,6 +320,7 @@ def _run(args: argparse.Namespace) -> int:
 
         if args.mode == "inference":
             raise ValueError("--controller runs training-phase layer programs (--mode train)")
+        _notes(args)
         rep = run_layer_controller(args.workload, args.layer, args.phase, cfg, nm=args.nm,
                                    method=args.method, batch=args.batch, sim=args.sim,
                                    seed=args.seed, system_model=system.run,
@@ -326,6 +328,7 @@ def _run(args: argparse.Namespace) -> int:
     elif args.mode == "inference":
         from nmsat.rtl.tb.inference import run_inference_layer
 
+        _notes(args)
         rep = run_inference_layer(args.workload, args.layer, cfg, nm=args.nm,
                                   batch=args.batch, phase=args.phase, seq_len=args.seq_len,
                                   kv_len=args.kv_len, sim=args.sim, seed=args.seed,
@@ -333,6 +336,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         from nmsat.rtl.tb.program import run_layer
 
+        _notes(args)
         rep = run_layer(args.workload, args.layer, args.phase, cfg, nm=args.nm,
                         method=args.method, batch=args.batch, sim=args.sim, seed=args.seed,
                         dataflow=args.dataflow)
@@ -365,6 +369,15 @@ def _run(args: argparse.Namespace) -> int:
               "words and LOAD/STORE tiles as this layer's part of the simulator's program")
     print(f"  RTL simulation: {rep['sim_cycles']} cycles in {rep['seconds']:.1f} s")
     return 0 if ok else 1
+
+
+def _notes(args: argparse.Namespace) -> None:
+    """Print the run's notes (``args.notes``) on stderr, once."""
+    from nmsat.log import status
+
+    for n in args.notes:
+        status(n)
+    args.notes = []
 
 
 def _run_all_layers(args: argparse.Namespace, cfg) -> int:
@@ -412,10 +425,7 @@ def _run_all_layers(args: argparse.Namespace, cfg) -> int:
             first = not_carried[0]
             raise ValueError(f"the accelerator top's DMA carries none of the programs: "
                              f"{first['layer']} {first['phase']}: {first['reason']}")
-    if getattr(args, "dma_note", None):
-        from nmsat.log import status
-
-        status(args.dma_note)
+    _notes(args)
     rep = run_network(steps, skipped, meta, cfg, args.sim, system_model=system.run,
                       top=args.top, not_carried=not_carried)
     if args.json:

@@ -123,3 +123,11 @@ def test_bad_top_runs_are_one_line(tiny, capsys, argv, message):
     assert main(["rtl", "run", csv, "--top", "--config", cfg_path, *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+def test_notes_wait_for_the_checks(tiny, capsys):
+    """``vcu1525`` needs two notes (its ``fmap`` ACT layout, its ``packed`` DMA) and
+    cannot run on the top (four DRAM channels): the error is the only line."""
+    assert main(["rtl", "run", tiny[0], "--layer", "a", "--top", "--config", "vcu1525"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "dram.channels = 4" in err[0], err
