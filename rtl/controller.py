@@ -455,7 +455,8 @@ class ControlledEngine(wiring.Component):
             "sore_in": so["inp"], "sore_out": so["out"],
             "wu_cmd": Out(stream.Signature(isa.INSTR_BITS)), "wu_mem_done": In(1),
             "wu_in": wu["inp"], "wu_out": wu["out"], "lr": In(32), "momentum": In(32),
-            "in_valid": In(1, init=1), "out_ready": In(1, init=1), "engine_busy": Out(1)})
+            "in_valid": In(1, init=1), "out_ready": In(1, init=1), "engine_busy": Out(1),
+            "engine_active": Out(1)})
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -500,6 +501,9 @@ class ControlledEngine(wiring.Component):
         took = ctrl.engine.valid & ctrl.engine.ready
         finished = running & ~eng.busy
         m.d.comb += ctrl.engine_done.eq(finished | released)
+        # an engine instruction occupies [accept, completion): the system model's
+        # [start, done) of a COMPUTE or RELEASE (its engine timeline)
+        m.d.comb += self.engine_active.eq(took | (running & ~finished))
         m.d.sync += released.eq(took & (op == isa.Opcode.RELEASE))
         with m.If(finished):
             m.d.sync += running.eq(0)

@@ -302,7 +302,11 @@ class TensorEngine(wiring.Component):
             st.opcode == isa.Opcode.STORE)
         s_half_nx = Mux(self._store_take, st_half_in, self._s_half)
         on_nx = self._store_on | self._store_take
-        m.d.comb += self.cmd.ready.eq(~self.busy & ~(on_nx & (s_half_nx == cp_half_in)))
+        # a COMPUTE into the OUT half the store path is still reading waits for it; a
+        # RELEASE touches no OUT half and never does (the system model starts it when its
+        # buffer half is filled and the engine is free)
+        m.d.comb += self.cmd.ready.eq(~self.busy & ~((word.opcode == isa.Opcode.COMPUTE)
+                                                     & on_nx & (s_half_nx == cp_half_in)))
         take = self.cmd.valid & self.cmd.ready
         start = take & (word.opcode == isa.Opcode.COMPUTE)
         code, kc_new = Signal(sh.mode_bits), Signal(DIM)

@@ -94,6 +94,10 @@ REGISTERS: tuple[tuple[str, int, str, str], ...] = (
     ("STORE_BUSY", 0x2C, "r", "cycles a STORE is in the DMA"),
     ("READ_BEATS", 0x30, "r", "AXI read data beats during the program"),
     ("WRITE_BEATS", 0x34, "r", "AXI write data beats during the program"),
+    ("ENGINE_STALL", 0x38, "r", "cycles the engine is idle before each of its instructions "
+                                "starts, from the program's start to its last engine "
+                                "instruction's start: the system model's engine stall "
+                                "(all causes)"),
 )
 """The AXI4-Lite register map: (name, byte offset, access, meaning); 32-bit registers,
 counters cleared by ``start``."""
@@ -535,10 +539,15 @@ class AcceleratorTop(wiring.Component):
 
     def _counters(self, m: Module, regs, core, running, load_busy, store_busy, rd, wr) -> None:
         cnt = lambda n: regs[n]
+        idle = Signal(32)
+        active_q = Signal()
+        m.d.sync += active_q.eq(core.engine_active)
         with m.If(regs["start"] & ~regs["busy"]):
             m.d.sync += [cnt(n).eq(0) for n in ("CYCLES", "FETCH_CYCLES", "ENGINE_BUSY",
                                                 "ENGINE_WAIT", "LOAD_BUSY", "STORE_BUSY",
-                                                "READ_BEATS", "WRITE_BEATS")]
+                                                "READ_BEATS", "WRITE_BEATS",
+                                                "ENGINE_STALL")]
+            m.d.sync += idle.eq(0)
         with m.Elif(self._fetching):
             m.d.sync += cnt("FETCH_CYCLES").eq(cnt("FETCH_CYCLES") + 1)
         with m.Elif(running & ~core.done):
@@ -550,6 +559,13 @@ class AcceleratorTop(wiring.Component):
                          cnt("STORE_BUSY").eq(cnt("STORE_BUSY") + store_busy),
                          cnt("READ_BEATS").eq(cnt("READ_BEATS") + (rd.rvalid & rd.rready)),
                          cnt("WRITE_BEATS").eq(cnt("WRITE_BEATS") + (wr.wvalid & wr.wready))]
+            # the engine's idle cycles since its last instruction, committed when the next
+            # one starts (the model charges each wait at the start it delayed)
+            took = core.engine_active & ~active_q
+            with m.If(took):
+                m.d.sync += [cnt("ENGINE_STALL").eq(cnt("ENGINE_STALL") + idle), idle.eq(0)]
+            with m.Elif(~core.engine_active):
+                m.d.sync += idle.eq(idle + 1)
 
 
 def _geometry(cfg: AcceleratorConfig, sh: EngineShape) -> dict[str, int]:

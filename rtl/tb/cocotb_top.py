@@ -120,6 +120,8 @@ async def _timeline(dut, tl: dict) -> None:
             if int(getattr(dut, f"{q}_done").value):
                 tl[f"{q}_done"].append(cyc)
         if DEBUG:
+            if int(dut.core.engine_active.value):
+                tl.setdefault("dbg", []).append(("engine", cyc, ""))
             for port in ("act_load", "wgt_load"):
                 if int(getattr(dut, f"{port}__valid").value) and \
                         int(getattr(dut, f"{port}__ready").value):

@@ -175,7 +175,8 @@ def run_steps(steps: list[Step], cfg: AcceleratorConfig, sim: str | None = None,
     (one session); one row each: layer, phase, ``rtl_program_cycles``,
     ``model_program_cycles``, ``mismatches``, ``words``, COMPUTE cycles equal (``None``
     on the top, which reports program cycles only), tile errors (the top's
-    ``STATUS.error``), ``same_program`` (inference), the top's counters."""
+    ``STATUS.error``), ``same_program`` (inference), the top's counters and whether its
+    ``ENGINE_STALL`` is the model's engine stall (``None`` on the controller)."""
     if not steps:
         return []
     runs = [(s.program, cfg, s.dram) for s in steps]
@@ -195,20 +196,22 @@ def run_steps(steps: list[Step], cfg: AcceleratorConfig, sim: str | None = None,
                     "computes_equal": None,
                     "tile_errors": ["STATUS.error"] if r["error"] else [],
                     "counters": {k: regs[k] for k in TOP_COUNTERS},
-                    "model_engine_stall": r["model_engine_stall"]}
+                    "model_engine_stall": r["model_engine_stall"],
+                    "engine_stall_equal": (regs["ENGINE_STALL"]
+                                           == sum(r["model_engine_stall"].values()))}
         else:
             row |= {"rtl_program_cycles": r["program_cycles"],
                     "model_program_cycles": r["system_cycles"],
                     "mismatches": r["mismatches"], "words": r["words"],
                     "computes_equal": all(c["rtl_cycles"] == c["model_cycles"]
                                           for c in r["computes"]),
-                    "tile_errors": r["tile_errors"]}
+                    "tile_errors": r["tile_errors"], "engine_stall_equal": None}
         rows.append(row)
     return rows
 
 
-TOP_COUNTERS = ("FETCH_CYCLES", "ENGINE_BUSY", "ENGINE_WAIT", "LOAD_BUSY", "STORE_BUSY",
-                "READ_BEATS", "WRITE_BEATS")
+TOP_COUNTERS = ("FETCH_CYCLES", "ENGINE_BUSY", "ENGINE_STALL", "ENGINE_WAIT", "LOAD_BUSY",
+                "STORE_BUSY", "READ_BEATS", "WRITE_BEATS")
 """The accelerator top's counter registers a row reports (``docs/rtl.md``)."""
 
 
@@ -238,6 +241,7 @@ def row_ok(row: dict) -> bool:
     """A program ran right: cycles equal, no mismatch, every output word stored."""
     return (row["rtl_program_cycles"] == row["model_program_cycles"]
             and row["mismatches"] == 0 and row["computes_equal"] is not False
+            and row["engine_stall_equal"] is not False
             and not row["tile_errors"]
             and row["words"] == row["words_expected"] and row["same_program"] is not False)
 

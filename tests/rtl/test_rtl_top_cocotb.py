@@ -77,6 +77,7 @@ def test_layer_programs_run_on_the_top(small_2x2):
             "word_slots"][0]
         assert axi["r"][0] - axi["ar"][0] == cfg.dram.latency_cycles
         assert regs["CYCLES"] == rep["rtl_program_cycles"] > 0
+        assert regs["ENGINE_STALL"] == sum(rep["model_engine_stall"].values())
         assert rep["cycle_difference"] == 0, (prog.listing(), rep["rtl_transfers"],
                                               rep["model_transfers"])
         # the engine waited on memory: the slow DRAM is what the cycles test

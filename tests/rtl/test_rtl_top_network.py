@@ -55,7 +55,8 @@ def test_all_layers_on_the_top_json(tiny, capsys):
     """Every GEMM phase of every layer on the top: the RTL's program cycles (``CYCLES``)
     equal the system model's for the same program with ``dram.dma = word_slots``
     (computed here), 0 mismatches, every output word stored, the AXI beat counters are
-    the model's DMA runs, and the note says the prediction uses word_slots."""
+    the model's DMA runs, ``ENGINE_STALL`` is the model's engine stall, and the note says
+    the prediction uses word_slots."""
     csv, cfg_path = tiny
     rc = main(["rtl", "run", csv, "--all-layers", "--top", "--config", cfg_path, "--nm", "2:4",
                "--json"])
@@ -70,13 +71,16 @@ def test_all_layers_on_the_top_json(tiny, capsys):
     opts = CompileOptions(method="bdwp", nm="2:4", layer_nm=tuple(wl.layer_nm.items()))
     for r in rep["programs"]:
         prog = compile_layer(wl.workload, r["layer"], r["phase"], cfg, opts)
-        model = system.run(prog, cfg, extrapolate=False, record=False).total_cycles
-        assert r["model_program_cycles"] == model == r["rtl_program_cycles"]
+        res = system.run(prog, cfg, extrapolate=False, record=False)
+        assert r["model_program_cycles"] == res.total_cycles == r["rtl_program_cycles"]
         assert r["mismatches"] == 0 and r["words"] == r["words_expected"] > 0
         assert r["computes_equal"] is None and r["tile_errors"] == []
         c = r["counters"]
         assert (c["READ_BEATS"], c["WRITE_BEATS"]) == _beats(prog, cfg)
         assert 0 < c["ENGINE_BUSY"] < r["rtl_program_cycles"]
+        # the top's engine stall counter is the model's engine stall (every cause)
+        assert c["ENGINE_STALL"] == sum(res.stall["engine"].values()) > 0
+        assert r["engine_stall_equal"]
     t = rep["total"]
     assert t["programs"] == 6 and t["cycle_difference"] == 0 and t["mismatches"] == 0
 

@@ -6,9 +6,10 @@ drawn again), N:M patterns, dataflow choices, interleave and batch on the 2 x 2 
 in two builds: every buffer
 double-buffered with a DRAM latency of 10 cycles, and every buffer single-buffered with
 40 (both 4 bytes per cycle and 16-byte bursts, so the engine waits on memory). Every
-program: 0 value mismatches against the golden executor and program cycles (``CYCLES``)
-equal to the system model's total (difference 0). Programs whose runs would start inside
-a burst (``top_run.top_host`` refuses them) are drawn again.
+program: 0 value mismatches against the golden executor, program cycles (``CYCLES``)
+equal to the system model's total (difference 0), and the engine's stall cycles
+(``ENGINE_STALL``) equal to the model's engine stall over every cause. Programs whose
+runs would start inside a burst (``top_run.top_host`` refuses them) are drawn again.
 
 ``NMSAT_TOP_RANDOM_PROGRAMS`` sets the programs per build (default 12) and
 ``NMSAT_RANDOM_SEED`` the seed (default 7; ``random`` draws one, printed). The top's
@@ -68,11 +69,15 @@ def test_random_programs_on_the_top_equal_the_system_model(small_2x2):
             out = {i.tensor for i in prog.instructions if isinstance(i, isa.Store)}
             stored = sum(prog.tensors[t].rows * prog.tensors[t].cols for t in out)
             total += rep["rtl_program_cycles"]
+            stall = sum(rep["model_engine_stall"].values())
             if not (rep["irq"] and not rep["error"] and rep["mismatches"] == 0
-                    and rep["words"] == stored and rep["cycle_difference"] == 0):
+                    and rep["words"] == stored and rep["cycle_difference"] == 0
+                    and rep["registers"]["ENGINE_STALL"] == stall):
                 bad.append(f"build {b} {desc}: RTL {rep['rtl_program_cycles']} model "
                            f"{rep['model_program_cycles']} mismatches {rep['mismatches']} "
-                           f"words {rep['words']}/{stored}\n{prog.listing()}")
+                           f"words {rep['words']}/{stored} engine stall "
+                           f"{rep['registers']['ENGINE_STALL']} model {stall}\n"
+                           f"{prog.listing()}")
     print(f"{n * len(BUILDS)} programs, {total} RTL cycles, {len(bad)} failing, "
           f"{time.perf_counter() - t0:.0f} s")
     assert not bad, f"seed {seed}: {len(bad)} programs differ\n" + "\n".join(bad[:3])
