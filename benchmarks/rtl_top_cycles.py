@@ -12,8 +12,9 @@ word_slots`` (the top's DMA) in one cocotb session under Icarus (``cocotbext-axi
 seeded 3. Prints per program the STOREd words and
 mismatches, the RTL's ``CYCLES``, the system model's total and their difference, the
 model's total with ``dram.dma = packed`` (an idealised DMA that moves the tiles'
-element bytes), the bytes each moves, and the AXI beat counters. Exits 1 on a value
-mismatch or a cycle difference.
+element bytes), the bytes each moves, the AXI beat counters, and the engine's stall
+counter beside the model's engine stall. Exits 1 on a value mismatch, a cycle
+difference or a stall difference.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def main() -> int:
     for n, (prog, _, _), r in zip(names, runs, run_top_programs(runs, "icarus",
                                                                 system_model=system_run)):
         g = r["registers"]
-        bad += r["mismatches"] + (r["cycle_difference"] != 0)
+        bad += r["mismatches"] + (r["cycle_difference"] != 0) + (
+            g["ENGINE_STALL"] != sum(r["model_engine_stall"].values()))
         xfers = [x for x, _, _ in prog.unrolled() if isinstance(x, (isa.Load, isa.Store))]
         print(json.dumps({
             "program": n, "words": r["words"], "mismatches": r["mismatches"],
@@ -72,7 +74,8 @@ def main() -> int:
             "packed_bytes": sum(x.bytes for x in xfers),
             "read_beats": g["READ_BEATS"], "write_beats": g["WRITE_BEATS"],
             "fetch_cycles": g["FETCH_CYCLES"], "engine_busy": g["ENGINE_BUSY"],
-            "engine_wait": g["ENGINE_WAIT"], "model_engine_stall": r["model_engine_stall"],
+            "engine_wait": g["ENGINE_WAIT"], "engine_stall": g["ENGINE_STALL"],
+            "model_engine_stall": r["model_engine_stall"],
             "testbench_seconds": round(r["seconds"], 1)}))
     print(f"seconds {time.time() - t:.1f}")
     return 1 if bad else 0

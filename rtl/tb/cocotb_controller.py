@@ -98,6 +98,9 @@ async def _serve(dut, clk, shape: EngineShape, host: dict, dma: Dma) -> dict:
     collecting: deque[dict] = deque()
     beats: list[int] = []
     busy_run, compute_cycles, words, bad, errors = 0, [], 0, 0, []
+    # the engine's idle cycles before each instruction (COMPUTE or RELEASE, active from
+    # its accept to its completion): the system model's engine stall
+    idle = stall = was_active = 0
     timeline = {"load": [], "store": [], "compute": []}  # (issue, model due, done) / start
     cyc = 0  # cycles since start (model time 0)
     bound, stall_loads = host["watchdog"], host.get("fault") == "no_load_done"
@@ -160,6 +163,12 @@ async def _serve(dut, clk, shape: EngineShape, host: dict, dma: Dma) -> dict:
         elif busy_run:
             compute_cycles.append(busy_run)
             busy_run = 0
+        active = int(dut.engine_active.value)
+        if active and not was_active:
+            stall, idle = stall + idle, 0
+        elif not active:
+            idle += 1
+        was_active = active
         if int(dut.sore_cmd__valid.value) or int(dut.wu_cmd__valid.value):
             errors.append(f"cycle {cyc}: a SORE or vector command in a layer program")
         finished = int(dut.done.value)
@@ -171,7 +180,8 @@ async def _serve(dut, clk, shape: EngineShape, host: dict, dma: Dma) -> dict:
         f"no done after {cyc} cycles; in flight: {len(pending['load'])} LOADs, "
         f"{len(pending['store'])} STOREs, {len(loads)} LOADs and {len(stores)} STOREs of "
         f"the program never issued, engine {'busy' if busy_run else 'idle'}")
-    return {"compute_cycles": compute_cycles, "words": words, "mismatches": bad,
+    return {"compute_cycles": compute_cycles, "engine_stall": stall, "words": words,
+            "mismatches": bad,
             "tile_errors": errors, "hung": hung,
             # the cycle ``done`` pulsed, counted from the cycle after ``start`` (the system
             # model's time 0): the last completion's cycle

@@ -299,6 +299,10 @@ def _report(prog: isa.Program, cfg: AcceleratorConfig, host: dict, res: dict,
             "words": res["words"], "mismatches": res["mismatches"],
             "tile_errors": errors, "program_cycles": res["program_cycles"],
             "system_cycles": model.total_cycles, "system_engine_end": model.engine_end,
+            # the engine's idle cycles before each of its instructions, and the model's
+            # engine stall (every cause): the same quantity
+            "engine_stall": res["engine_stall"],
+            "system_engine_stall": sum(model.stall.get("engine", {}).values()),
             # where the RTL's time goes relative to the model: LOAD (STORE) completions
             # held beyond the DMA timing because their beats had not crossed the engine's
             # port (0 when the port law holds), and each COMPUTE's first busy cycle on the

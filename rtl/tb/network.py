@@ -175,8 +175,9 @@ def run_steps(steps: list[Step], cfg: AcceleratorConfig, sim: str | None = None,
     (one session); one row each: layer, phase, ``rtl_program_cycles``,
     ``model_program_cycles``, ``mismatches``, ``words``, COMPUTE cycles equal (``None``
     on the top, which reports program cycles only), tile errors (the top's
-    ``STATUS.error``), ``same_program`` (inference), the top's counters and whether its
-    ``ENGINE_STALL`` is the model's engine stall (``None`` on the controller)."""
+    ``STATUS.error``), ``same_program`` (inference), the top's counters, and whether the
+    engine's idle cycles before its instructions (the top's ``ENGINE_STALL``, the
+    controller testbench's count) are the model's engine stall."""
     if not steps:
         return []
     runs = [(s.program, cfg, s.dram) for s in steps]
@@ -205,7 +206,8 @@ def run_steps(steps: list[Step], cfg: AcceleratorConfig, sim: str | None = None,
                     "mismatches": r["mismatches"], "words": r["words"],
                     "computes_equal": all(c["rtl_cycles"] == c["model_cycles"]
                                           for c in r["computes"]),
-                    "tile_errors": r["tile_errors"], "engine_stall_equal": None}
+                    "tile_errors": r["tile_errors"],
+                    "engine_stall_equal": r["engine_stall"] == r["system_engine_stall"]}
         rows.append(row)
     return rows
 

@@ -4,8 +4,9 @@ random DMA (DRAM channels, bytes per cycle, latency and burst, buffer ports) and
 buffering: every buffer single-buffered, every buffer double-buffered, or one mix of the
 two drawn per run (ACT, WGT and OUT each), the programs of one buffering in one cocotb
 session on one build (three builds a run). Every program: 0 value mismatches against the golden
-executor, every LOAD/STORE tile the program's, and start-to-done cycles equal to the
-system model's total (difference 0). ``NMSAT_RANDOM_PROGRAMS`` sets the count (default
+executor, every LOAD/STORE tile the program's, start-to-done cycles equal to the
+system model's total (difference 0), and the engine's idle cycles before its instructions
+equal to the model's engine stall. ``NMSAT_RANDOM_PROGRAMS`` sets the count (default
 50) and ``NMSAT_RANDOM_SEED`` the seed (default 7, so CI is repeatable; ``random`` draws a new
 one, printed). Seed 1692556225 found an all-double-buffered program whose second STORE
 issued while the first still streamed, which the testbench's one-STORE collector
@@ -68,11 +69,13 @@ def test_random_programs_equal_the_system_model(small_2x2):
         ok = (rep["tile_errors"] == [] and rep["error"] == 0 and rep["mismatches"] == 0
               and rep["words"] == stored
               and rep["program_cycles"] == rep["system_cycles"]
+              and rep["engine_stall"] == rep["system_engine_stall"]
               and [c["rtl_cycles"] for c in rep["computes"]]
               == [c["model_cycles"] for c in rep["computes"]])
         if not ok:
             bad.append(f"{desc} halves {halves}: RTL {rep['program_cycles']} "
-                       f"model {rep['system_cycles']} "
+                       f"model {rep['system_cycles']} engine stall {rep['engine_stall']} "
+                       f"model {rep['system_engine_stall']} "
                        f"mismatches {rep['mismatches']} words {rep['words']}/{stored} "
                        f"errors {rep['tile_errors'][:2]}\n{prog.listing()}")
     cycles = sum(r["program_cycles"] for r in reps)
