@@ -111,6 +111,8 @@ async def _serve(dut, clk, cfg, shape, prog: isa.Program, host: dict) -> dict:
     beats: list[int] = []
     st_cur = None
     busy_run, compute_cycles, errors = 0, [], []
+    # the engine's idle cycles before each instruction: the system model's engine stall
+    idle = stall = was_active = 0
     timeline: dict[str, list] = {"sore": [], "wu": []}
     cyc = quiet = 0
     while True:
@@ -181,6 +183,12 @@ async def _serve(dut, clk, cfg, shape, prog: isa.Program, host: dict) -> dict:
                 ex._store(ins, st_cur["r0"], st_cur["c0"])
                 beats, st_cur = [], None
         _unit_commands(dut, cyc, units, jobs, (prog, ex, state, cfg, shape), mem, errors)
+        on = int(dut.engine_active.value)
+        if on and not was_active:
+            stall, idle = stall + idle, 0
+        elif not on:
+            idle += 1
+        was_active = on
         if int(dut.engine_busy.value):
             busy_run += 1
         elif busy_run:
@@ -198,7 +206,7 @@ async def _serve(dut, clk, cfg, shape, prog: isa.Program, host: dict) -> dict:
     for u, job in jobs.items():
         if job is not None:
             errors.append(f"a {u} command never finished")
-    return {"compute_cycles": compute_cycles, "timeline": timeline,
+    return {"compute_cycles": compute_cycles, "engine_stall": stall, "timeline": timeline,
             "tile_errors": errors + ([] if finished else ["done never came"]),
             "program_cycles": cyc, "error": int(dut.error.value),
             "dram": {k: np.asarray(v) for k, v in ex.dram.items()}, "state": state}

@@ -266,6 +266,10 @@ def _report(prog: isa.Program, cfg: AcceleratorConfig, dram: dict, state: dict, 
     return {"nm": dict(prog.meta)["nm"], "instructions": len(prog.instructions),
             "rtl_program_cycles": res["program_cycles"],
             "model_program_cycles": model.total_cycles,
+            # the engine's idle cycles before its instructions; the model's engine stall
+            # (memory, SORE and dependency causes together)
+            "engine_stall": res["engine_stall"],
+            "model_engine_stall": sum(model.stall.get("engine", {}).values()),
             "mismatches": sum(v["mismatches"] for v in per_layer.values()),
             "layers": per_layer, "phases": _phases(prog, cfg, res, model),
             "tile_errors": res["tile_errors"], "error": res["error"],

@@ -47,3 +47,4 @@ def test_random_training_steps_equal_reference_and_model(small_2x2):
         for name, row in rep["phases"].items():
             assert row["mismatched_instructions"] == 0, (what, name, row)
         assert rep["rtl_program_cycles"] == rep["model_program_cycles"], what
+        assert rep["engine_stall"] == rep["model_engine_stall"], what

@@ -32,6 +32,7 @@ def test_layer_training_step_on_the_rtl(small_2x2, nm, dram_bpc, double):
         assert row["mismatched_instructions"] == 0, (name, row)
         assert row["rtl_cycles"] == row["model_cycles"] > 0, (name, row)
     assert rep["rtl_program_cycles"] == rep["model_program_cycles"]
+    assert rep["engine_stall"] == rep["model_engine_stall"]
 
 
 def test_training_steps_refuse_what_they_do_not_check(small_2x2):
