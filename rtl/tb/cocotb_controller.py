@@ -38,7 +38,7 @@ from ..layouts import EngineShape
 from .cocotb_engine import run_inputs
 from .engine_model import store_beats, unpack_store
 
-__all__ = ["program"]
+__all__ = ["EngineStall", "program"]
 
 
 @cocotb.test()
@@ -98,9 +98,7 @@ async def _serve(dut, clk, shape: EngineShape, host: dict, dma: Dma) -> dict:
     collecting: deque[dict] = deque()
     beats: list[int] = []
     busy_run, compute_cycles, words, bad, errors = 0, [], 0, 0, []
-    # the engine's idle cycles before each instruction (COMPUTE or RELEASE, active from
-    # its accept to its completion): the system model's engine stall
-    idle = stall = was_active = 0
+    stall = EngineStall()
     timeline = {"load": [], "store": [], "compute": []}  # (issue, model due, done) / start
     cyc = 0  # cycles since start (model time 0)
     bound, stall_loads = host["watchdog"], host.get("fault") == "no_load_done"
@@ -163,12 +161,7 @@ async def _serve(dut, clk, shape: EngineShape, host: dict, dma: Dma) -> dict:
         elif busy_run:
             compute_cycles.append(busy_run)
             busy_run = 0
-        active = int(dut.engine_active.value)
-        if active and not was_active:
-            stall, idle = stall + idle, 0
-        elif not active:
-            idle += 1
-        was_active = active
+        stall.sample(int(dut.engine_active.value))
         if int(dut.sore_cmd__valid.value) or int(dut.wu_cmd__valid.value):
             errors.append(f"cycle {cyc}: a SORE or vector command in a layer program")
         finished = int(dut.done.value)
@@ -180,12 +173,29 @@ async def _serve(dut, clk, shape: EngineShape, host: dict, dma: Dma) -> dict:
         f"no done after {cyc} cycles; in flight: {len(pending['load'])} LOADs, "
         f"{len(pending['store'])} STOREs, {len(loads)} LOADs and {len(stores)} STOREs of "
         f"the program never issued, engine {'busy' if busy_run else 'idle'}")
-    return {"compute_cycles": compute_cycles, "engine_stall": stall, "words": words,
+    return {"compute_cycles": compute_cycles, "engine_stall": stall.cycles, "words": words,
             "mismatches": bad,
             "tile_errors": errors, "hung": hung,
             # the cycle ``done`` pulsed, counted from the cycle after ``start`` (the system
             # model's time 0): the last completion's cycle
             "program_cycles": cyc, "error": int(dut.error.value), "timeline": timeline}
+
+
+class EngineStall:
+    """The engine's idle cycles before each of its instructions, sampled once a cycle
+    from the system model's time 0 (``engine_active``: a COMPUTE or RELEASE from its
+    accept to its completion, the model's ``[start, done)``): the model's engine stall,
+    every cause. Idle cycles after the last instruction's start are not a stall."""
+
+    def __init__(self) -> None:
+        self.cycles, self._idle, self._was = 0, 0, False
+
+    def sample(self, active: bool) -> None:
+        if active and not self._was:
+            self.cycles, self._idle = self.cycles + self._idle, 0
+        elif not active:
+            self._idle += 1
+        self._was = bool(active)
 
 
 def _region(v: int) -> dict:

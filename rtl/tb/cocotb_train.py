@@ -35,7 +35,7 @@ from nmsat.dataflow.execute import Executor
 from nmsat.dataflow.memory import Dma, memory_model
 
 from ..engine import buffer_geometry, load_layouts, ring_halves
-from .cocotb_controller import _expected, _region
+from .cocotb_controller import EngineStall, _expected, _region
 from .cocotb_engine import run_inputs
 from .controller_run import load_port_words
 from .engine_model import store_beats, unpack_store
@@ -111,8 +111,7 @@ async def _serve(dut, clk, cfg, shape, prog: isa.Program, host: dict) -> dict:
     beats: list[int] = []
     st_cur = None
     busy_run, compute_cycles, errors = 0, [], []
-    # the engine's idle cycles before each instruction: the system model's engine stall
-    idle = stall = was_active = 0
+    stall = EngineStall()  # the system model's engine stall
     timeline: dict[str, list] = {"sore": [], "wu": []}
     cyc = quiet = 0
     while True:
@@ -183,12 +182,7 @@ async def _serve(dut, clk, cfg, shape, prog: isa.Program, host: dict) -> dict:
                 ex._store(ins, st_cur["r0"], st_cur["c0"])
                 beats, st_cur = [], None
         _unit_commands(dut, cyc, units, jobs, (prog, ex, state, cfg, shape), mem, errors)
-        on = int(dut.engine_active.value)
-        if on and not was_active:
-            stall, idle = stall + idle, 0
-        elif not on:
-            idle += 1
-        was_active = on
+        stall.sample(int(dut.engine_active.value))
         if int(dut.engine_busy.value):
             busy_run += 1
         elif busy_run:
@@ -206,7 +200,8 @@ async def _serve(dut, clk, cfg, shape, prog: isa.Program, host: dict) -> dict:
     for u, job in jobs.items():
         if job is not None:
             errors.append(f"a {u} command never finished")
-    return {"compute_cycles": compute_cycles, "engine_stall": stall, "timeline": timeline,
+    return {"compute_cycles": compute_cycles, "engine_stall": stall.cycles,
+            "timeline": timeline,
             "tile_errors": errors + ([] if finished else ["done never came"]),
             "program_cycles": cyc, "error": int(dut.error.value),
             "dram": {k: np.asarray(v) for k, v in ex.dram.items()}, "state": state}
