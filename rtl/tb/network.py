@@ -195,7 +195,8 @@ def run_steps(steps: list[Step], cfg: AcceleratorConfig, sim: str | None = None,
                     "model_program_cycles": r["model_program_cycles"],
                     "mismatches": r["mismatches"], "words": r["words"],
                     "computes_equal": None,
-                    "tile_errors": ["STATUS.error"] if r["error"] else [],
+                    "tile_errors": (["STATUS.error"] if r["error"] else [])
+                    + ([] if r["irq"] else ["no irq within the testbench's cycle limit"]),
                     "counters": {k: regs[k] for k in TOP_COUNTERS},
                     "model_engine_stall": r["model_engine_stall"],
                     "engine_stall_equal": (regs["ENGINE_STALL"]
