@@ -53,6 +53,10 @@ PLAN: dict[str, str] = {
     "nmsat rtl generate --config small -o rtl_out/": "rtl",
     "nmsat rtl synth --config small --json": "rtl",
     "nmsat rtl run mlp --layer fc3 --phase ff --config small": "rtl",
+    "nmsat rtl run mlp --all-layers --top --config small":
+        "nine programs, 49,333 cycles on the 4 x 4 top (6 minutes of Icarus): "
+        "tests/rtl/test_rtl_top_network.py runs --all-layers --top on a two-layer GEMM "
+        "file, every phase",
     "nmsat sweep spec.toml -o store.sqlite --workers 2": "run",
     "nmsat sweep export store.sqlite --csv": "run",
     "nmsat sweep report store.sqlite -o out/": "run",
