@@ -140,12 +140,16 @@ def test_sigkill_then_resume_stores_every_point_exactly_once(reference, tmp_path
         assert proc.poll() is None, "the sweep ended before it could be killed"
         assert time.monotonic() < deadline
         time.sleep(0.02)
+    # Freeze the session (the nmsat client and its local Dask cluster): the sweep runs
+    # about 30 points a second, and the second sweep below takes longer than that to start,
+    # so a running sweep could finish before it is killed. A stopped process keeps its lease.
+    os.killpg(proc.pid, signal.SIGSTOP)
     # A second sweep on the same store while the first runs is refused by the lease, even
     # with --resume (it would otherwise run every missing point a second time).
     second = nmsat("sweep", SMALL, "-o", store, "--workers", "1", "--resume", "--no-progress")
     assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
     assert f"store {store} is in use by another nmsat sweep (pid {proc.pid})" in second.stderr
-    # the whole session: the nmsat client and its local Dask cluster, like a crash
+    # the whole session, like a crash (SIGKILL also ends a stopped process)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     partial = stored_count(store)
