@@ -171,13 +171,15 @@ class BurstReader(wiring.Component):
 
 class BurstWriter(wiring.Component):
     """Write runs into AXI4 bursts: ``runs`` give the AW bursts, ``data`` the W beats in
-    the same order; ``issued`` counts AW bursts sent, ``acked`` B responses received."""
+    the same order (``strb``, valid with ``data``, their byte enables: all ones unless
+    driven); ``issued`` counts AW bursts sent, ``acked`` B responses received."""
 
     def __init__(self, p: AxiParams, queue: int = 16):
         self.p, self.queue = p, queue
         super().__init__({
             "runs": In(stream.Signature(run_layout(p.addr_bits))),
             "data": In(stream.Signature(p.data_bytes * 8)),
+            "strb": In(p.data_bytes, init=(1 << p.data_bytes) - 1),
             **{k: v.flip() for k, v in axi_master_members(p, "").items()
                if k.startswith(("aw", "w", "b"))},
             "issued": Out(32), "acked": Out(32), "addr_busy": Out(1)})
@@ -208,7 +210,7 @@ class BurstWriter(wiring.Component):
         beat = Signal(9)
         last = lens.r_rdy & (beat + 1 == lens.r_data)
         m.d.comb += [self.wvalid.eq(self.data.valid & lens.r_rdy), self.wdata.eq(self.data.payload),
-                     self.wstrb.eq(-1), self.wlast.eq(last),
+                     self.wstrb.eq(self.strb), self.wlast.eq(last),
                      self.data.ready.eq(self.wready & lens.r_rdy)]
         w = self.wvalid & self.wready
         with m.If(w):

@@ -27,9 +27,11 @@ slots:
 * WGT LOAD of K ``r0..`` (a multiple of kpc) and columns ``c0..`` (a multiple of C): per
   column tile u a run of ``kc`` beats from ``base + (c0 / C + u) * stride + (r0 / kpc) *
   C * WS``; slot i goes to bank i, enabled while column ``u C + i < cols``.
-* STORE of rows ``r0..`` (a multiple of R) and columns ``c0..`` (a multiple of C): per
-  row block u a run of ``ceil(cols / C)`` store blocks of ``R C 4`` bytes (the engine's
-  store beat, 32-bit words by row) from ``base + (r0 / R + u) * stride + (c0 / C) R C 4``.
+* STORE of rows ``r0..`` and columns ``c0..`` (a multiple of C): per row block u a run
+  of ``ceil(cols / C)`` store blocks of ``R C 4`` bytes (the engine's store beat, 32-bit
+  words by row) from ``base + (r0 // R + u) * stride + (c0 / C) R C 4``; the block's row
+  j carries the tile's row ``j - r0 mod R`` and its byte enables are on for the tile's
+  rows only (a STORE that starts inside a row block must end in it: ``STATUS.error``).
 
 A LOAD's beats go to ``half * depth`` onwards of its buffer, one per port beat in order,
 a port beat in the cycle of its last bus beat; its completion pulses the cycle after its
@@ -75,8 +77,9 @@ ADDR = 32  # descriptor base / stride / kpc fields: bytes 0, 8, 16 of the line (
 REGISTERS: tuple[tuple[str, int, str, str], ...] = (
     ("CONTROL", 0x00, "rw", "bit 0: start (write 1; reads 0); bit 1: irq_enable"),
     ("STATUS", 0x04, "r/w1c", "bit 0: busy; bit 1: done (write 1 to clear); bit 2: error "
-                              "(controller error, a tensor id beyond the descriptors, or "
-                              "a descriptor kpc that is none of the engine's chunk sizes)"),
+                              "(controller error, a tensor id beyond the descriptors, "
+                              "a descriptor kpc that is none of the engine's chunk sizes, "
+                              "or a STORE that starts inside a row block and leaves it)"),
     ("PROG_ADDR", 0x08, "rw", "byte address of the program (64-byte lines)"),
     ("PROG_LEN", 0x0C, "rw", "instructions in the program"),
     ("DESC_ADDR", 0x10, "rw", "byte address of the DMA descriptor table (64-byte lines)"),
@@ -481,10 +484,22 @@ class AcceleratorTop(wiring.Component):
                      e.runs.eq((cmd.rows + R - 1) // R), e.stride.eq(stride),
                      e.beats.eq(((cmd.cols + C - 1) // C) * (sb // p.data_bytes)),
                      e.stamp.eq(self._seq + self._ld_fire)]
-        m.d.comb += [core.store_cmd.ready.eq(st_q.w_rdy),
-                     st_q.w_en.eq(core.store_cmd.valid & st_q.w_rdy),
-                     self._st_fire.eq(core.store_cmd.valid & st_q.w_rdy)]
-        with m.If(core.store_cmd.valid & st_q.w_rdy & (t >= MAX_TENSORS)):
+        # the data side's view of each STORE: its row offset in the first R-row block,
+        # rows, and store blocks per run (a FIFO beside st_q, pushed with it)
+        rows_l = data.StructLayout({"d": range(R), "rows": 24, "nt": 24, "blocks": 48})
+        m.submodules.st_rows = rq = fifo.SyncFIFO(width=rows_l.size, depth=4)
+        re_ = data.View(rows_l, rq.w_data)
+        d_cmd = cmd.r0 % R
+        m.d.comb += [re_.d.eq(d_cmd), re_.rows.eq(cmd.rows), re_.nt.eq((cmd.cols + C - 1) // C),
+                     re_.blocks.eq(e.runs * re_.nt)]
+        ok = st_q.w_rdy & rq.w_rdy
+        m.d.comb += [core.store_cmd.ready.eq(ok), st_q.w_en.eq(core.store_cmd.valid & ok),
+                     rq.w_en.eq(core.store_cmd.valid & ok),
+                     self._st_fire.eq(core.store_cmd.valid & ok)]
+        # a tensor beyond the descriptors, or a STORE that starts inside an R-row block and
+        # does not end in it (its rows would need a second, shifted run)
+        with m.If(core.store_cmd.valid & ok & ((t >= MAX_TENSORS)
+                                                | ((d_cmd != 0) & (d_cmd + cmd.rows > R)))):
             m.d.sync += regs["error"].eq(1)
         addr, runs_left, beats = Signal(p.addr_bits), Signal(24), Signal(24)
         rstride = Signal(ADDR)
@@ -517,22 +532,72 @@ class AcceleratorTop(wiring.Component):
         reached = ((wr.acked + wr.bvalid) - marks.r_data)[:32].as_signed() >= 0
         m.d.comb += [marks.r_en.eq(marks.r_rdy & reached),
                      core.store_done.eq(marks.r_rdy & reached)]
-        # data: the engine's R x C x 32-bit store beat, out in bus beats
+        # data: the engine's R x C x 32-bit store beat (tile rows 0..R-1, by row), out in
+        # bus beats. A STORE from row r0 writes whole R-row blocks of the tensor: the
+        # block's row j holds the tile's row j - d (d = r0 mod R), and the byte enables
+        # are on for the rows of the tile only, so a STORE that starts inside a block
+        # leaves the block's other rows (another STORE's) as they are.
         n = sb // p.data_bytes
+        row_bytes = C * 4
         hold = Signal(sb * 8)
+        hen = Signal(R)  # the held block's rows to write (block rows)
+        hd = Signal(range(R))  # its row offset
         k = Signal(range(n + 1))
         full = Signal()
+        # the STORE the next engine beat belongs to: the head of rq until it is taken
+        have, cur = Signal(), data.View(rows_l, Signal(rows_l.size))
+        head = data.View(rows_l, rq.r_data)
+        t_left, rows_u, b_left = Signal(24), Signal(25), Signal(48)
+        c_d = Mux(have, cur.d, head.d)
+        c_nt = Mux(have, cur.nt, head.nt)
+        c_t = Mux(have, t_left, head.nt)
+        c_rows = Mux(have, rows_u, head.rows)
+        c_b = Mux(have, b_left, head.blocks)
+        take = core.store_data.valid & core.store_data.ready
+        with m.If(take):
+            with m.If(~have):
+                m.d.comb += rq.r_en.eq(1)
+                m.d.sync += cur.eq(head)
+            m.d.sync += [have.eq(c_b != 1), b_left.eq(c_b - 1), t_left.eq(c_t - 1),
+                         rows_u.eq(c_rows)]
+            with m.If(c_t == 1):  # the run's last block: the next run is R rows on
+                m.d.sync += [t_left.eq(c_nt), rows_u.eq(c_rows - R)]
         # the next beat is taken in the cycle the last bus beat of this one goes, so W
         # streams a bus beat per cycle
         drained = wr.data.valid & wr.data.ready & (k == n - 1)
-        m.d.comb += [core.store_data.ready.eq(~full | drained), wr.data.valid.eq(full),
-                     wr.data.payload.eq(hold.word_select(k, p.data_bytes * 8))]
+        m.d.comb += [core.store_data.ready.eq((~full | drained) & (have | rq.r_rdy)),
+                     wr.data.valid.eq(full)]
+        pay = core.store_data.payload.as_value()
+        src_rows = [pay.word_select(i, row_bytes * 8) for i in range(R)]
+        if row_bytes % p.data_bytes == 0:
+            # a bus beat is part of one row: rotate by reading the rows in turn
+            bpr = row_bytes // p.data_bytes
+            kr, jr = Signal(range(bpr)), Signal(range(R))
+            src = Signal(range(R))  # the held tile row block row jr takes
+            m.d.comb += src.eq(Mux(jr >= hd, jr - hd, jr + R - hd))
+            m.d.comb += wr.data.payload.eq(hold.word_select(src * bpr + kr, p.data_bytes * 8))
+            with m.If(wr.data.valid & wr.data.ready):
+                m.d.sync += kr.eq(kr + 1)
+                with m.If(kr == bpr - 1):
+                    m.d.sync += [kr.eq(0), jr.eq(jr + 1)]
+            with m.If(take):
+                m.d.sync += [kr.eq(0), jr.eq(0), hold.eq(pay)]
+        else:  # rows share bus beats: rotate the block as it is taken
+            m.d.comb += wr.data.payload.eq(hold.word_select(k, p.data_bytes * 8))
+            with m.If(take):
+                for j in range(R):
+                    sel = Signal(range(R), name=f"st_src{j}")
+                    m.d.comb += sel.eq(Mux(j >= c_d, j - c_d, j + R - c_d))
+                    m.d.sync += hold.word_select(j, row_bytes * 8).eq(Array(src_rows)[sel])
+        bmask = Cat(*(hen[j].replicate(row_bytes) for j in range(R)))
+        m.d.comb += wr.strb.eq(bmask.word_select(k, p.data_bytes))
         with m.If(wr.data.valid & wr.data.ready):
             m.d.sync += k.eq(k + 1)
             with m.If(k == n - 1):
                 m.d.sync += full.eq(0)
-        with m.If(core.store_data.valid & core.store_data.ready):
-            m.d.sync += [hold.eq(core.store_data.payload.as_value()), full.eq(1), k.eq(0)]
+        with m.If(take):
+            m.d.sync += [full.eq(1), k.eq(0), hd.eq(c_d),
+                         hen.eq(Cat(*((j >= c_d) & (j < c_d + c_rows) for j in range(R))))]
         busy = Signal()
         m.d.comb += busy.eq(st_q.r_rdy | on | mark_wait | marks.r_rdy | full)
         return busy

@@ -23,6 +23,7 @@ from nmsat.rtl.tb.random_programs import random_case
 from nmsat.rtl.tb.top_run import top_host
 from nmsat.rtl.top import REGISTERS, chunk_sizes, descriptor_line, word_slot
 from nmsat.types import Phase
+from nmsat.workloads.layers import Matmul, Workload
 from nmsat.workloads.zoo import load
 
 
@@ -130,6 +131,31 @@ def test_a_run_that_starts_inside_a_burst_is_refused():
         top_host(prog, cfg, dram)
     narrow = cfg.replace(**{"dram.bytes_per_cycle": 4, "dram.burst_bytes": 16})
     assert top_host(prog, narrow, dram)["PROG_LEN"] == len(prog.instructions)
+
+
+def test_a_store_from_inside_a_row_block_must_end_in_it():
+    """Three-row products on a 2-row engine: the second product's STORE starts at row 3,
+    inside a row block, and its rows would reach into the next block, which the top's
+    DMA does not split (one line naming it); two-row products there are carried."""
+    cfg = _one_channel(PRESETS["small"]).replace(**{"array.rows": 2, "array.cols": 2,
+                                                    "dram.bytes_per_cycle": 4,
+                                                    "dram.burst_bytes": 16})
+
+    def prog_of(m):
+        wl = Workload("attn", (Matmul("p", m=m, n=4, k=8, count=2),), 1)
+        return compile_layer(wl, "p", Phase.FF, cfg, CompileOptions(method="dense",
+                                                                   nm="1:1", batch=1))
+
+    three = prog_of(3)
+    assert {(r0, i.rows) for i, r0, _ in three.unrolled() if isinstance(i, isa.Store)} \
+        == {(0, 3), (3, 3)}
+    with pytest.raises(ValueError, match=r"STORE \d+ at \(3, 0\) of 3 rows starts inside "
+                                         r"an R-row block \(2\) and does not end in it"):
+        top_host(three, cfg, random_dram(three, cfg.numerics.operand, 1))
+    one = prog_of(1)
+    assert {r0 for i, r0, _ in one.unrolled() if isinstance(i, isa.Store)} == {0, 1}
+    assert top_host(one, cfg, random_dram(one, cfg.numerics.operand, 1))["PROG_LEN"] == \
+        len(one.instructions)
 
 
 def test_docs_register_map_is_the_rtl_one():

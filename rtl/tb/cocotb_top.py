@@ -79,11 +79,16 @@ class ModelRam(AxiRam):
         cocotb.start_soon(self._watch(bus))
 
     async def _until(self, due: deque):
+        """Return mid-cycle ``due - PIPELINE``: the source drives what is sent now at
+        the next edge, whether it is idle or still driving an earlier beat (sent right
+        after an edge, a busy source could take it at that edge, a cycle early, or not,
+        depending on which coroutine runs first)."""
         while not due:
             await RisingEdge(self.clock)
         t = due.popleft() - self.PIPELINE
         while self.cycle < t:
             await RisingEdge(self.clock)
+        await FallingEdge(self.clock)
 
     async def _watch(self, bus):
         ar, aw = bus.read.ar, bus.write.aw

@@ -15,7 +15,7 @@ from nmsat.dataflow import isa
 from nmsat.dataflow.compiler import CompileOptions, compile_layer
 from nmsat.errors import NmsatError
 from nmsat.types import Dataflow, Phase
-from nmsat.workloads.layers import Conv2d, Linear, Workload
+from nmsat.workloads.layers import Conv2d, Linear, Matmul, Workload
 
 from .program import random_dram
 
@@ -35,7 +35,15 @@ def random_dma(rng: random.Random, cfg: AcceleratorConfig) -> AcceleratorConfig:
            for b in ("activation", "weight", "output")}})
 
 
-def random_layer(rng: random.Random):
+def random_layer(rng: random.Random, matmul: float = 0.0):
+    """A random linear or convolution layer; with probability ``matmul`` instead a batch
+    of ``count`` small activation products (attention's, e.g. a decode step's per-head
+    scores: tiles of a few rows, so STOREs start inside an engine row block)."""
+    if rng.random() < matmul:
+        # K per product a multiple of 8, as a head's dimension is (the DMA's layouts
+        # start each product's K on a chunk of every pattern)
+        return Matmul("L", m=rng.randint(1, 5), n=rng.randint(1, 24), k=8 * rng.randint(1, 4),
+                      count=rng.randint(1, 4))
     if rng.random() < 0.5:
         return Linear("L", in_features=rng.randint(4, 160), out_features=rng.randint(1, 40),
                       tokens=rng.randint(1, 4))
@@ -47,7 +55,7 @@ def random_layer(rng: random.Random):
 def random_case(rng: random.Random, cfg: AcceleratorConfig, seed: int,
                 reject: Callable[[isa.Program, AcceleratorConfig], bool] | None = None,
                 dma: Callable[[random.Random, AcceleratorConfig], AcceleratorConfig]
-                = random_dma, phases: tuple[Phase, ...] = (Phase.FF,),
+                = random_dma, phases: tuple[Phase, ...] = (Phase.FF,), matmul: float = 0.0,
                 ) -> tuple[isa.Program, AcceleratorConfig, dict, str]:
     """(program, config with a random DMA, DRAM image, description) of one random layer
     program on ``cfg``'s engine, of a phase drawn from ``phases`` (FF by default; with one
@@ -56,9 +64,10 @@ def random_case(rng: random.Random, cfg: AcceleratorConfig, seed: int,
     ``reject(program, config)`` is true (e.g. a system-model run longer than a bound, passed
     in by the caller: the RTL floor does not import the simulator), are drawn again.
     ``dma`` draws the config's DMA (:func:`random_dma`; the accelerator top's tests keep
-    the DRAM of one build and pass ``lambda rng, cfg: cfg``)."""
+    the DRAM of one build and pass ``lambda rng, cfg: cfg``); ``matmul`` the probability
+    of an activation product (:func:`random_layer`; 0 draws what it drew before)."""
     while True:
-        layer = random_layer(rng)
+        layer = random_layer(rng, matmul)
         nm = rng.choice(PATTERNS)
         opts = CompileOptions(method="dense" if nm == "1:1" else "bdwp", nm=nm,
                               batch=rng.randint(1, 2), interleave=rng.random() < 0.7,

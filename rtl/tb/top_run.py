@@ -107,8 +107,12 @@ def top_host(prog: isa.Program, cfg: AcceleratorConfig, dram: dict) -> dict:
                                  f"{c0}+{ins.cols}]) is not aligned to the DMA's word layout "
                                  f"(chunks of its pattern, column tiles of {C})")
         elif isinstance(ins, isa.Store):
-            if r0 % R or c0 % C:
-                raise ValueError(f"STORE {k} at ({r0}, {c0}) does not start on an R x C block")
+            if c0 % C:
+                raise ValueError(f"STORE {k} at ({r0}, {c0}) does not start on a column "
+                                 f"tile of {C}")
+            if r0 % R and r0 % R + ins.rows > R:
+                raise ValueError(f"STORE {k} at ({r0}, {c0}) of {ins.rows} rows starts "
+                                 f"inside an R-row block ({R}) and does not end in it")
             geom = img.stores[ins.tensor]
             exp = expected.setdefault(ins.tensor, np.zeros((geom["rows"], geom["cols"]),
                                                            np.uint64))
