@@ -20,6 +20,7 @@ import time
 
 import pytest
 
+from nmsat.dataflow import isa
 from nmsat.rtl.tb.controller_run import run_controller_programs
 from nmsat.rtl.tb.random_programs import random_case
 from nmsat.simulator import system
@@ -66,7 +67,8 @@ def test_random_programs_equal_the_system_model(small_2x2):
                 reps[i] = rep
     bad = []
     for (prog, _cfg, _, desc), rep, halves in zip(cases, reps, ring):
-        stored = sum(t.rows * t.cols for t in prog.tensors if t.name.endswith(".y"))
+        out = {i.tensor for i in prog.instructions if isinstance(i, isa.Store)}
+        stored = sum(prog.tensors[t].rows * prog.tensors[t].cols for t in out)
         ok = (rep["tile_errors"] == [] and rep["error"] == 0 and rep["mismatches"] == 0
               and rep["words"] == stored
               and rep["program_cycles"] == rep["system_cycles"]
