@@ -15,8 +15,9 @@ drain the engine's store stream into AXI4 write bursts. ``STATUS.done`` (and ``i
 cycles from ``start`` of the controller to ``done`` (the system model's time base), the
 other counters where they went.
 
-DMA addressing (one descriptor per tensor id: ``base``, ``stride`` in bytes, ``kpc`` the
-K elements per chunk of the LOAD's pattern, one of :func:`chunk_sizes`); ``WS`` is a
+DMA addressing (per tensor id one descriptor for its ACT or STORE view and one for its
+WGT view, a LOAD into WGT using the second: ``base``, ``stride`` in bytes, ``kpc`` the K
+elements per chunk of the LOAD's pattern, one of :func:`chunk_sizes`); ``WS`` is a
 buffer's word slot in DRAM (:func:`word_slot`), a port beat is ``banks`` consecutive
 slots:
 
@@ -72,7 +73,10 @@ DESC_BYTES = LINE_BYTES
 MAX_TENSORS = 16
 """Descriptors the DMA holds (tensor ids 0..15): a layer program references its input,
 weight and output (and their gradients in training); 16 leaves room. Decided."""
-ADDR = 32  # descriptor base / stride / kpc fields: bytes 0, 8, 16 of the line (little endian)
+ADDR = 32  # bits kept of a descriptor's base / stride / kpc
+DESC_FIELDS = (0, 8, 16, 24, 32, 40)
+"""Byte offsets in a descriptor line of base, stride, kpc of a tensor's ACT or STORE view,
+then of its WGT view (64-bit little-endian fields)."""
 
 REGISTERS: tuple[tuple[str, int, str, str], ...] = (
     ("CONTROL", 0x00, "rw", "bit 0: start (write 1; reads 0); bit 1: irq_enable"),
@@ -145,10 +149,13 @@ def chunk_sizes(sh: EngineShape) -> tuple[int, ...]:
                          for nm in (NM.parse("1:1"), *sh.patterns)}))
 
 
-def descriptor_line(base: int, stride: int, kpc: int) -> bytes:
-    """One DMA descriptor as its 64-byte line."""
+def descriptor_line(base: int, stride: int, kpc: int,
+                    wgt: tuple[int, int, int] = (0, 0, 1)) -> bytes:
+    """One tensor's DMA descriptors as its 64-byte line: ``base``, ``stride``, ``kpc`` of
+    its ACT or STORE view at bytes 0, 8, 16, and those of its WGT view (``wgt``) at 24,
+    32, 40 (little endian)."""
     line = bytearray(DESC_BYTES)
-    for off, v in ((0, base), (8, stride), (16, kpc)):
+    for off, v in zip(DESC_FIELDS, (base, stride, kpc, *wgt)):
         line[off:off + 8] = int(v).to_bytes(8, "little")
     return bytes(line)
 
@@ -187,7 +194,7 @@ class AcceleratorTop(wiring.Component):
                 m.d.comb += getattr(unit, name).eq(port)
         regs = self._lite(m)
         desc = [Array(Signal(ADDR, name=f"desc_{f}{t}") for t in range(MAX_TENSORS))
-                for f in ("base", "stride", "kpc")]
+                for f in ("base", "stride", "kpc", "wbase", "wstride", "wkpc")]
         running = self._fetch(m, regs, rd, up, desc, core)
         # address-phase order: every LOAD and STORE command gets a stamp in command order
         # (a LOAD before a STORE of the same cycle); one transfer at a time issues its
@@ -288,7 +295,7 @@ class AcceleratorTop(wiring.Component):
         with m.If(fetching & up.o.valid):
             m.d.comb += up.o.ready.eq(is_desc | core.prog.ready)
             with m.If(is_desc):
-                for f, off in zip(desc, (0, 8, 16)):
+                for f, off in zip(desc, DESC_FIELDS):
                     m.d.sync += f[lines[:4]].eq(line[off * 8: off * 8 + ADDR])
                 with m.If(lines >= MAX_TENSORS):
                     m.d.sync += regs["error"].eq(1)
@@ -323,8 +330,9 @@ class AcceleratorTop(wiring.Component):
         # stage 1: the command's tile against its descriptor (registered), stage 2: push
         t = cmd.tensor
         ok_t = t < MAX_TENSORS
-        base, stride, kpc = (d[t[:4]] for d in desc)
         wgt = cmd.buffer[0]
+        # the tensor's WGT view has a descriptor of its own (its ACT one is the other)
+        base, stride, kpc = (Mux(wgt, dw[t[:4]], da[t[:4]]) for da, dw in zip(desc[:3], desc[3:]))
         e = data.View(entry_l, Signal(entry_l.size))
         kc, chunk0, ok_kpc = Signal(24), Signal(24), Signal()
         k0 = Mux(wgt, cmd.r0, cmd.c0)

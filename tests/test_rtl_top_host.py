@@ -55,7 +55,8 @@ def test_dma_address_law_gives_the_engine_words(seed):
             assert model_load_beats(img, sh, p, ins, r0, c0, half, depth[ins.buffer]) == want, \
                 (desc, ins)
             # the DMA divides by the engine's chunk sizes only (any other kpc: an error)
-            assert img.desc[ins.tensor][2] in chunk_sizes(sh), (desc, ins)
+            slot = int(ins.buffer is isa.Buffer.WGT)
+            assert img.desc[ins.tensor, slot][2] in chunk_sizes(sh), (desc, ins)
             loads += 1
     assert loads > 0
 
@@ -71,9 +72,10 @@ def test_a_misplaced_load_is_caught_by_the_law():
     rec = _LoadTiles(prog, cfg, dram)
     rec.run()
     want = golden_load_beats(sh, ins, rec.tiles[0], 0, 0)
-    base, stride, kpc = img.desc[ins.tensor]
+    key = (ins.tensor, int(ins.buffer is isa.Buffer.WGT))
+    base, stride, kpc = img.desc[key]
     ws = word_slot((sh.slots_layout if ins.buffer is isa.Buffer.WGT else sh.window_layout).size, p)
-    img.desc[ins.tensor] = (base + ws, stride, kpc)
+    img.desc[key] = (base + ws, stride, kpc)
     assert model_load_beats(img, sh, p, ins, r0, c0, 0, 0) != want
 
 
@@ -89,6 +91,9 @@ def test_axi_geometry_from_the_config():
         axi_params(small.replace(**{"dram.burst_bytes": 8192}))
     assert descriptor_line(0x1234, 64, 8)[:17] == (0x1234).to_bytes(8, "little") + \
         (64).to_bytes(8, "little") + bytes([8])
+    line = descriptor_line(1, 2, 4, wgt=(0x5000, 96, 16))
+    assert [int.from_bytes(line[o:o + 8], "little") for o in range(0, 64, 8)] == \
+        [1, 2, 4, 0x5000, 96, 16, 0, 0]
 
 
 def test_the_host_refuses_what_the_top_cannot_carry():
@@ -106,15 +111,43 @@ def test_the_host_refuses_what_the_top_cannot_carry():
     with pytest.raises(ValueError, match="WeightUpdate"):
         top_host(dataclasses.replace(prog, instructions=prog.instructions + (wu,)),
                  _one_channel(cfg), dram)
-    # one tensor loaded as two views
+    # one tensor loaded as two views into one buffer (its ACT or WGT descriptor holds one)
     ld = next(i for i in prog.instructions if isinstance(i, isa.Load))
-    other = isa.Load(**{**{f: getattr(ld, f) for f in ("tensor", "row0", "col0", "rows",
-                                                        "cols", "bytes")},
-                        "buffer": isa.Buffer.WGT if ld.buffer is isa.Buffer.ACT
-                        else isa.Buffer.ACT, "nm": ld.nm})
+    other = dataclasses.replace(ld, transform=isa.Transform.TRANSPOSE
+                                if ld.transform is isa.Transform.NONE else isa.Transform.NONE)
     two = dataclasses.replace(prog, instructions=prog.instructions + (other,))
-    with pytest.raises(ValueError, match=f"tensor {ld.tensor} is used as"):
+    with pytest.raises(ValueError, match=f"tensor {ld.tensor} is used as .* one ACT or STORE "
+                                         f"view and one WGT view per tensor"):
         top_host(two, _one_channel(cfg), dram)
+
+
+def test_a_tensor_read_as_both_operands_has_two_descriptors():
+    """A product's BP reads its output gradient into ACT (dA = dC B^T) and into WGT
+    (dB = A^T dC): the tensor's line holds both views' descriptors, and every LOAD's
+    beats are the engine's words."""
+    cfg = _one_channel(PRESETS["small"]).replace(**{"array.rows": 2, "array.cols": 2,
+                                                    "dram.bytes_per_cycle": 4,
+                                                    "dram.burst_bytes": 16})
+    wl = Workload("attn", (Matmul("p", m=4, n=6, k=8, count=2),), 1)
+    prog = compile_layer(wl, "p", Phase.BP, cfg, CompileOptions(method="dense", nm="1:1",
+                                                                batch=1))
+    bufs = {}
+    for i, _, _ in prog.unrolled():
+        if isinstance(i, isa.Load):
+            bufs.setdefault(i.tensor, set()).add(i.buffer)
+    both = [t for t, b in bufs.items() if len(b) == 2]
+    assert both, bufs
+    dram = random_dram(prog, cfg.numerics.operand, 2)
+    host = top_host(prog, cfg, dram)  # checks every LOAD's beats against the engine's
+    sh, p = EngineShape.from_config(cfg), axi_params(cfg)
+    img = dram_image(prog, cfg, dram, p, sh)
+    for t in both:
+        act, wgt = img.desc[t, 0], img.desc[t, 1]
+        assert act[0] != wgt[0]
+        line = img.read(img.desc_addr + t * 64, 64)
+        assert [int.from_bytes(line[o:o + 8], "little") for o in range(0, 48, 8)] == \
+            [*act, *wgt]
+    assert host["PROG_LEN"] == len(prog.instructions)
 
 
 def test_a_run_that_starts_inside_a_burst_is_refused():

@@ -24,7 +24,9 @@ block) then starts on a burst boundary when the tile's first chunk does, which
 word_slots`` charges each run whole bursts from a boundary
 (:func:`nmsat.dataflow.machine.dma_runs`).
 
-A tensor has one view per program (a second is refused, naming it).
+A tensor has at most two views per program, one ACT or STORE and one WGT view (a
+descriptor each: a product's output gradient is both operands of its BP); another is
+refused, naming it.
 """
 
 from __future__ import annotations
@@ -58,8 +60,9 @@ class DramImage:
     desc_addr: int
     desc_count: int
     segments: list[tuple[int, bytes]] = field(default_factory=list)
-    desc: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # base, stride, kpc
-    views: dict[int, tuple] = field(default_factory=dict)  # tensor -> (kind, transform, nm)
+    # (tensor, slot) -> base, stride, kpc; slot 0: the ACT or STORE view, 1: the WGT view
+    desc: dict[tuple[int, int], tuple[int, int, int]] = field(default_factory=dict)
+    views: dict[tuple[int, int], tuple] = field(default_factory=dict)  # -> (kind, transform, nm)
     stores: dict[int, dict] = field(default_factory=dict)  # tensor -> region geometry
     size: int = 0
 
@@ -70,8 +73,8 @@ class DramImage:
         raise ValueError(f"no segment holds [{addr:#x}, {addr + n:#x})")
 
 
-def _views(prog: isa.Program) -> dict[int, tuple]:
-    views: dict[int, tuple] = {}
+def _views(prog: isa.Program) -> dict[tuple[int, int], tuple]:
+    views: dict[tuple[int, int], tuple] = {}
     for ins in prog.instructions:
         if isinstance(ins, isa.Load):
             v = ("wgt" if ins.buffer is isa.Buffer.WGT else "act", ins.transform, ins.nm)
@@ -85,9 +88,10 @@ def _views(prog: isa.Program) -> dict[int, tuple]:
         if ins.tensor >= MAX_TENSORS:
             raise ValueError(f"tensor id {ins.tensor} is beyond the DMA's {MAX_TENSORS} "
                              f"descriptors")
-        if views.setdefault(ins.tensor, v) != v:
-            raise ValueError(f"tensor {ins.tensor} is used as {views[ins.tensor]} and as {v}: "
-                             f"the DMA holds one view per tensor")
+        key = (ins.tensor, int(v[0] == "wgt"))
+        if views.setdefault(key, v) != v:
+            raise ValueError(f"tensor {ins.tensor} is used as {views[key]} and as {v}: the "
+                             f"DMA holds one ACT or STORE view and one WGT view per tensor")
     return views
 
 
@@ -101,13 +105,14 @@ def dram_image(prog: isa.Program, cfg: AcceleratorConfig, dram: dict, p: AxiPara
     views = _views(prog)
     exe = ex.Executor(prog, cfg, dram)
     words = [int.from_bytes(isa.encode(i), "little") for i in prog.instructions]
-    img = DramImage(ALIGN, len(words), 0, max(views, default=-1) + 1, views=views)
+    img = DramImage(ALIGN, len(words), 0, max((t for t, _ in views), default=-1) + 1,
+                    views=views)
     at = ALIGN + ceil_div(len(words) * LINE_BYTES, ALIGN) * ALIGN
     img.segments.append((ALIGN, b"".join(w.to_bytes(LINE_BYTES, "little") for w in words)))
     img.desc_addr = at
     at += ceil_div(img.desc_count * DESC_BYTES, ALIGN) * ALIGN or ALIGN
     P, A = shape.lanes, shape.window
-    for t, (kind, tr, nm) in sorted(views.items()):
+    for (t, slot), (kind, tr, nm) in sorted(views.items()):
         tensor = prog.tensors[t]
         if kind == "store":
             rows, cols = (tensor.cols, tensor.rows) if tr is isa.Transform.TRANSPOSE \
@@ -116,7 +121,7 @@ def dram_image(prog: isa.Program, cfg: AcceleratorConfig, dram: dict, p: AxiPara
             stride = ceil_div(nt * sb, burst) * burst
             nbytes = ceil_div(rows, R) * stride
             img.stores[t] = {"addr": at, "stride": stride, "rows": rows, "cols": cols}
-            img.desc[t] = (at, stride, 1)
+            img.desc[t, slot] = (at, stride, 1)
             img.segments.append((at, bytes(nbytes)))
         else:
             view = exe._view(tensor, tr)
@@ -144,11 +149,12 @@ def dram_image(prog: isa.Program, cfg: AcceleratorConfig, dram: dict, p: AxiPara
                 pad = C
             blob = b"".join(b"".join(x.to_bytes(w, "little") for x in unit).ljust(stride, b"\0")
                             for unit in units) + bytes(pad * w)
-            img.desc[t] = (at, stride, kpc)
+            img.desc[t, slot] = (at, stride, kpc)
             img.segments.append((at, blob))
             nbytes = len(blob)
         at += ceil_div(nbytes, ALIGN) * ALIGN or ALIGN
-    table = b"".join(descriptor_line(*img.desc.get(t, (0, 0, 1)))
+    table = b"".join(descriptor_line(*img.desc.get((t, 0), (0, 0, 1)),
+                                     wgt=img.desc.get((t, 1), (0, 0, 1)))
                      for t in range(img.desc_count))
     img.segments.append((img.desc_addr, table))
     img.size = at
@@ -160,8 +166,8 @@ def model_load_beats(img: DramImage, shape: EngineShape, p: AxiParams, ins: isa.
     """The load-port beats the top's DMA writes for a LOAD (the address law of
     :mod:`nmsat.rtl.top`, read from the image), disabled banks as None."""
     R, C = shape.rows, shape.cols
-    base, stride, kpc = img.desc[ins.tensor]
     wgt = ins.buffer is isa.Buffer.WGT
+    base, stride, kpc = img.desc[ins.tensor, int(wgt)]
     ws = word_slot((shape.slots_layout if wgt else shape.window_layout).size, p)
     mask = (1 << (shape.slots_layout if wgt else shape.window_layout).size) - 1
     banks = C if wgt else R

@@ -13,7 +13,10 @@ from nmsat.config import load as load_config
 from nmsat.dataflow import isa, machine
 from nmsat.dataflow.compiler import CompileOptions, compile_layer
 from nmsat.rtl.tb.network import carried_by_top, inference_steps, train_steps
+from nmsat.rtl.tb.program import random_dram
+from nmsat.rtl.tb.top_run import run_top_programs
 from nmsat.simulator import system
+from nmsat.workloads.layers import Matmul, Workload
 from nmsat.workloads.zoo import load
 
 # a two-layer SCALE-Sim GEMM file (name, M, N, K): programs of tens to hundreds of cycles
@@ -133,6 +136,37 @@ def test_decode_attention_stores_inside_row_blocks(tmp_path, capsys):
         assert r["mismatches"] == 0 and r["words"] == r["words_expected"] > 0
         assert r["engine_stall_equal"] and r["tile_errors"] == []
         assert (r["counters"]["READ_BEATS"], r["counters"]["WRITE_BEATS"]) == _beats(prog, cfg)
+
+
+@pytest.mark.rtl
+@pytest.mark.slow(seconds=60)
+def test_products_forward_and_backward_on_the_top(tiny):
+    """Batched activation products on the 2 x 2 top: one-row products (a decode step's
+    shape) STORE from row 1 of a 2-row block in FF, and BP reads the output gradient into
+    ACT (dA = dC B^T) and into WGT (dB = A^T dC), a descriptor each. RTL cycles, write beats and
+    engine stall are the model's, 0 mismatches."""
+    cfg = load_config(tiny[1]).replace(**{"dram.dma": "word_slots"})
+    opts = CompileOptions(method="dense", nm="1:1", batch=1)
+    # BP with m = 4: with fewer rows a product's A^T columns start inside a column tile
+    progs = [compile_layer(Workload("attn", (Matmul("p", m=m, n=6, k=16, count=3),), 1), "p",
+                           ph, cfg, opts) for m, ph in ((1, "ff"), (4, "bp"))]
+    assert any(r0 % 2 for i, r0, _ in progs[0].unrolled() if isinstance(i, isa.Store))
+    bufs = {(i.tensor, i.buffer) for i in progs[1].instructions if isinstance(i, isa.Load)}
+    assert len({t for t, _ in bufs}) < len(bufs)
+    reps = run_top_programs([(p, cfg, random_dram(p, cfg.numerics.operand, 4)) for p in progs],
+                            "icarus", system_model=system.run)
+    for prog, r in zip(progs, reps):
+        res = system.run(prog, cfg, extrapolate=False, record=False)
+        assert r["rtl_program_cycles"] == res.total_cycles and r["mismatches"] == 0
+        assert r["words"] == _stored(prog) and r["irq"] and not r["error"]
+        assert r["registers"]["ENGINE_STALL"] == sum(res.stall["engine"].values())
+        assert (r["registers"]["READ_BEATS"], r["registers"]["WRITE_BEATS"]) == \
+            _beats(prog, cfg)
+
+
+def _stored(prog: isa.Program) -> int:
+    out = {i.tensor for i in prog.instructions if isinstance(i, isa.Store)}
+    return sum(prog.tensors[t].rows * prog.tensors[t].cols for t in out)
 
 
 def test_what_the_top_cannot_carry_is_listed_not_run():

@@ -9,8 +9,8 @@ and 16-byte bursts, so the engine waits on memory). Every program: 0 value misma
 against the golden executor, program cycles (``CYCLES``) equal to the system model's
 total (difference 0), and the engine's stall cycles (``ENGINE_STALL``) equal to the
 model's engine stall over every cause. Programs the host refuses (``top_run.top_host``:
-a convolution's BP, whose STORE scatter-adds; runs that would start inside a burst; a
-product's BP, which reads one tensor as both operands) are drawn again.
+a convolution's BP, whose STORE scatter-adds; runs that would start inside a burst) are
+drawn again. A product's BP reads its output gradient as both operands (two descriptors).
 
 ``NMSAT_TOP_RANDOM_PROGRAMS`` sets the programs per build (default 12) and
 ``NMSAT_RANDOM_SEED`` the seed (default 7; ``random`` draws one, printed). The top's
@@ -56,7 +56,7 @@ def test_random_programs_on_the_top_equal_the_system_model(small_2x2):
             return True
         return False
 
-    bad, total, inside, t0 = [], 0, 0, time.perf_counter()
+    bad, total, inside, both, t0 = [], 0, 0, 0, time.perf_counter()
     for b, build in enumerate(BUILDS):
         cfg = small_2x2[1].replace(**{"dram.dma": "word_slots", "dram.bytes_per_cycle": 4,
                                       "dram.burst_bytes": 16, "buffers.activation.kib": 2,
@@ -72,6 +72,8 @@ def test_random_programs_on_the_top_equal_the_system_model(small_2x2):
             total += rep["rtl_program_cycles"]
             inside += any(r0 % cfg.array.rows for i, r0, _ in prog.unrolled()
                           if isinstance(i, isa.Store))
+            bufs = {(i.tensor, i.buffer) for i in prog.instructions if isinstance(i, isa.Load)}
+            both += len({t for t, _ in bufs}) < len(bufs)
             stall = sum(rep["model_engine_stall"].values())
             if not (rep["irq"] and not rep["error"] and rep["mismatches"] == 0
                     and rep["words"] == stored and rep["cycle_difference"] == 0
@@ -81,7 +83,8 @@ def test_random_programs_on_the_top_equal_the_system_model(small_2x2):
                            f"words {rep['words']}/{stored} engine stall "
                            f"{rep['registers']['ENGINE_STALL']} model {stall}\n"
                            f"{prog.listing()}")
-    print(f"{n * len(BUILDS)} programs ({inside} storing from inside a row block), "
+    print(f"{n * len(BUILDS)} programs ({inside} storing from inside a row block, {both} "
+          f"reading a tensor as both operands), "
           f"{total} RTL cycles, {len(bad)} failing, "
           f"{time.perf_counter() - t0:.0f} s")
     assert not bad, f"seed {seed}: {len(bad)} programs differ\n" + "\n".join(bad[:3])
