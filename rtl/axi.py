@@ -137,7 +137,7 @@ class BurstReader(wiring.Component):
             "data": Out(stream.Signature(p.data_bytes * 8)),
             **{k: v.flip() for k, v in axi_master_members(p, "").items()
                if k.startswith(("ar", "r")) and not k.startswith("rid")},
-            "rid": In(1), "busy": Out(1), "addr_busy": Out(1)})
+            "rid": In(1), "busy": Out(1), "addr_free": Out(1)})
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -147,10 +147,10 @@ class BurstReader(wiring.Component):
         _bursts(m, p, self.runs, addr, left, length)
         inflight = Signal(range(p.outstanding + 1))
         on = Signal()
-        m.d.comb += self.addr_busy.eq(on)  # bursts of a taken run still to issue
         ar = self.arvalid & self.arready
         # the next run is taken with the current one's last burst: back-to-back bursts
         free = ~on | (ar & (left == length))
+        m.d.comb += self.addr_free.eq(free)  # no burst of a taken run left after this cycle
         m.d.comb += [self.arid.eq(0), self.arsize.eq(p.size_code), self.arburst.eq(1),
                      self.araddr.eq(addr), self.arlen.eq(length - 1),
                      self.arvalid.eq(on & (inflight < p.outstanding)),
@@ -172,7 +172,10 @@ class BurstReader(wiring.Component):
 class BurstWriter(wiring.Component):
     """Write runs into AXI4 bursts: ``runs`` give the AW bursts, ``data`` the W beats in
     the same order (``strb``, valid with ``data``, their byte enables: all ones unless
-    driven); ``issued`` counts AW bursts sent, ``acked`` B responses received."""
+    driven); ``issued`` counts AW bursts sent (registered: not yet the one sent this
+    cycle), ``acked`` B responses received. ``runs`` is ready (``addr_free``) while no run
+    is taken and in the cycle of a run's last AW burst; ``run_done`` pulses with the last
+    AW burst of a run that came with ``runs_last`` (a transfer's last run)."""
 
     def __init__(self, p: AxiParams, queue: int = 16):
         self.p, self.queue = p, queue
@@ -182,7 +185,8 @@ class BurstWriter(wiring.Component):
             "strb": In(p.data_bytes, init=(1 << p.data_bytes) - 1),
             **{k: v.flip() for k, v in axi_master_members(p, "").items()
                if k.startswith(("aw", "w", "b"))},
-            "issued": Out(32), "acked": Out(32), "addr_busy": Out(1)})
+            "runs_last": In(1), "run_done": Out(1),
+            "issued": Out(32), "acked": Out(32), "addr_free": Out(1)})
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -190,23 +194,26 @@ class BurstWriter(wiring.Component):
         addr, left = Signal(p.addr_bits), Signal(24)
         length = Signal(range(p.burst_beats + 1))
         _bursts(m, p, self.runs, addr, left, length)
-        on = Signal()
-        m.d.comb += self.addr_busy.eq(on)  # bursts of a taken run still to issue
+        on, last_run = Signal(), Signal()
         # burst lengths from the AW side to the W side (wlast)
         m.submodules.lens = lens = fifo.SyncFIFOBuffered(width=9, depth=self.queue)
+        aw = self.awvalid & self.awready
+        # the next run is taken with the current one's last burst: back-to-back bursts
+        # (one-beat bursts issue an AW every cycle, across runs too)
+        free = ~on | (aw & (left == length))
+        m.d.comb += [self.addr_free.eq(free), self.run_done.eq(aw & (left == length) & last_run)]
         m.d.comb += [self.awid.eq(0), self.awsize.eq(p.size_code), self.awburst.eq(1),
                      self.awaddr.eq(addr), self.awlen.eq(length - 1),
-                     self.awvalid.eq(on & lens.w_rdy), self.runs.ready.eq(~on)]
-        with m.If(self.runs.valid & ~on & (self.runs.payload.beats != 0)):
-            m.d.sync += [addr.eq(self.runs.payload.addr), left.eq(self.runs.payload.beats),
-                         on.eq(1)]
-        aw = self.awvalid & self.awready
+                     self.awvalid.eq(on & lens.w_rdy), self.runs.ready.eq(free)]
         m.d.comb += [lens.w_en.eq(aw), lens.w_data.eq(length)]
         with m.If(aw):
             m.d.sync += [addr.eq(addr + (length << p.size_code)), left.eq(left - length),
                          self.issued.eq(self.issued + 1)]
             with m.If(left == length):
                 m.d.sync += on.eq(0)
+        with m.If(self.runs.valid & free & (self.runs.payload.beats != 0)):
+            m.d.sync += [addr.eq(self.runs.payload.addr), left.eq(self.runs.payload.beats),
+                         on.eq(1), last_run.eq(self.runs_last)]
         beat = Signal(9)
         last = lens.r_rdy & (beat + 1 == lens.r_data)
         m.d.comb += [self.wvalid.eq(self.data.valid & lens.r_rdy), self.wdata.eq(self.data.payload),

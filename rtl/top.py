@@ -208,9 +208,9 @@ class AcceleratorTop(wiring.Component):
         m.d.sync += self._seq.eq(self._seq + self._ld_fire + self._st_fire)
         older = lambda a, b: (a - b)[:8].as_signed() < 0
         m.d.comb += [
-            self._ld_ok.eq(~wr.addr_busy & ~(self._st_pending &
+            self._ld_ok.eq(wr.addr_free & ~(self._st_pending &
                                              older(self._st_stamp, self._ld_stamp))),
-            self._st_ok.eq(~rd.addr_busy & ~(self._ld_pending &
+            self._st_ok.eq(rd.addr_free & ~(self._ld_pending &
                                              older(self._ld_stamp, self._st_stamp)))]
         self._counters(m, regs, core, running, load_busy, store_busy, rd, wr)
         return m
@@ -511,7 +511,7 @@ class AcceleratorTop(wiring.Component):
             m.d.sync += regs["error"].eq(1)
         addr, runs_left, beats = Signal(p.addr_bits), Signal(24), Signal(24)
         rstride = Signal(ADDR)
-        on, mark_wait = Signal(), Signal()
+        on = Signal()
         head = data.View(entry_l, st_q.r_data)
         self._st_stamp = Signal(8)
         cur_stamp = Signal(8)
@@ -519,19 +519,23 @@ class AcceleratorTop(wiring.Component):
         m.d.comb += [self._st_pending.eq(on | st_q.r_rdy),
                      self._st_stamp.eq(Mux(on, cur_stamp, head.stamp))]
         m.d.comb += [wr.runs.valid.eq(on & self._st_ok), wr.runs.payload.addr.eq(addr),
-                     wr.runs.payload.beats.eq(beats)]
+                     wr.runs.payload.beats.eq(beats), wr.runs_last.eq(runs_left == 1)]
+        take_next = Signal()
         with m.If(wr.runs.valid & wr.runs.ready):
             m.d.sync += [addr.eq(addr + rstride), runs_left.eq(runs_left - 1)]
             with m.If(runs_left == 1):
-                m.d.sync += [on.eq(0), mark_wait.eq(1)]
-        # the STORE's last AW burst issued (the writer idle again): its B-count mark
+                m.d.sync += on.eq(0)
+                m.d.comb += take_next.eq(1)
+        # a STORE whose last run is in the writer, its last AW burst not yet issued
+        in_writer = Signal(2)
+        m.d.sync += in_writer.eq(in_writer + take_next - wr.run_done)
+        # the STORE's B-count mark, written by the writer's last AW burst of its last run
+        # (``issued`` counts that burst from the next cycle)
         m.submodules.marks = marks = fifo.SyncFIFOBuffered(width=32, depth=4)
-        marked = mark_wait & wr.runs.ready & marks.w_rdy
-        m.d.comb += [marks.w_data.eq(wr.issued), marks.w_en.eq(mark_wait & wr.runs.ready)]
-        with m.If(marked):
-            m.d.sync += mark_wait.eq(0)
-        # the next STORE's runs start once this one's mark is written (in that cycle)
-        with m.If(~on & (~mark_wait | marked) & st_q.r_rdy):
+        m.d.comb += [marks.w_data.eq(wr.issued + 1), marks.w_en.eq(wr.run_done)]
+        # the next STORE's runs are taken as this one's last run goes to the writer, which
+        # takes them with that run's last AW burst: AW bursts back to back across STOREs
+        with m.If((~on | take_next) & st_q.r_rdy):
             m.d.comb += st_q.r_en.eq(1)
             m.d.sync += [on.eq(head.runs != 0), addr.eq(head.addr), runs_left.eq(head.runs),
                          rstride.eq(head.stride), beats.eq(head.beats),
@@ -607,7 +611,7 @@ class AcceleratorTop(wiring.Component):
             m.d.sync += [full.eq(1), k.eq(0), hd.eq(c_d),
                          hen.eq(Cat(*((j >= c_d) & (j < c_d + c_rows) for j in range(R))))]
         busy = Signal()
-        m.d.comb += busy.eq(st_q.r_rdy | on | mark_wait | marks.r_rdy | full)
+        m.d.comb += busy.eq(st_q.r_rdy | on | (in_writer != 0) | marks.r_rdy | full)
         return busy
 
     def _counters(self, m: Module, regs, core, running, load_busy, store_busy, rd, wr) -> None:

@@ -21,6 +21,7 @@ from collections import deque
 
 import cocotb
 from cocotb.clock import Clock
+from cocotb.queue import Queue
 from cocotb.triggers import FallingEdge, RisingEdge
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
@@ -70,13 +71,25 @@ class ModelRam(AxiRam):
             self._first = bool(r.rlast)
             await rsend(r)
 
+        # AxiRam's write handler takes a burst's W beats only after it has sent the B of
+        # the burst before; waiting for that B's due cycle there would hold W (and, with
+        # the master's burst queue full, AW) back, which a DRAM controller's write buffer
+        # does not. So B responses are handed to a sender of their own, in order.
+        bq: Queue = Queue()
+
         async def b_send(b):
-            await self._until(self.b_due)
-            await bsend(b)
+            bq.put_nowait(b)
+
+        async def b_sender():
+            while True:
+                b = await bq.get()
+                await self._until(self.b_due)
+                await bsend(b)
 
         self.read_if.r_channel.send = r_send
         self.write_if.b_channel.send = b_send
         cocotb.start_soon(self._watch(bus))
+        cocotb.start_soon(b_sender())
 
     async def _until(self, due: deque):
         """Return mid-cycle ``due - PIPELINE``: the source drives what is sent now at

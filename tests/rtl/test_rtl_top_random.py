@@ -4,8 +4,9 @@ master, hardware DMA; cocotb + ``cocotbext-axi``, Icarus) against the system mod
 products (attention's, whose tiles of a few rows STORE from inside an engine row block)
 in a random GEMM phase (FF, BP or WG), N:M patterns, dataflow choices, interleave and
 batch on the 2 x 2 engine, in two builds: every buffer double-buffered with a DRAM
-latency of 10 cycles, and every buffer single-buffered with 40 (both 4 bytes per cycle
-and 16-byte bursts, so the engine waits on memory). Every program: 0 value mismatches
+latency of 3 to 16 cycles, and every buffer single-buffered with 17 to 48, each with a
+random DRAM geometry (4, 8 or 16 bytes per cycle, bursts of 1 to 4 bus beats; narrow
+enough that the engine waits on memory). Every program: 0 value mismatches
 against the golden executor, program cycles (``CYCLES``) equal to the system model's
 total (difference 0), and the engine's stall cycles (``ENGINE_STALL``) equal to the
 model's engine stall over every cause. Programs the host refuses (``top_run.top_host``:
@@ -34,9 +35,20 @@ pytestmark = pytest.mark.rtl
 
 BUFFERS = ("activation", "weight", "output")
 BUILDS = (
-    {**{f"buffers.{b}.double_buffered": True for b in BUFFERS}, "dram.latency_cycles": 10},
-    {**{f"buffers.{b}.double_buffered": False for b in BUFFERS}, "dram.latency_cycles": 40},
+    ({f"buffers.{b}.double_buffered": True for b in BUFFERS}, (3, 16)),
+    ({f"buffers.{b}.double_buffered": False for b in BUFFERS}, (17, 48)),
 )
+"""Per build: the buffering, and the range its DRAM latency is drawn from."""
+
+
+def random_dram_geometry(rng: random.Random, latency: tuple[int, int]) -> dict:
+    """A DRAM the 2 x 2 top can take (its bus divides the 16-byte STORE block and the
+    word slots) with bursts of 1 to 4 bus beats up to that block, so that every run can
+    start on a burst: the AXI width, burst length and latency are build parameters."""
+    bpc = rng.choice((4, 8, 16))
+    return {"dram.bytes_per_cycle": bpc,
+            "dram.burst_bytes": rng.choice([b for b in (4, 8, 16) if b >= bpc]),
+            "dram.latency_cycles": rng.randint(*latency)}
 
 
 @pytest.mark.slow(seconds=400)
@@ -57,11 +69,12 @@ def test_random_programs_on_the_top_equal_the_system_model(small_2x2):
         return False
 
     bad, total, inside, both, t0 = [], 0, 0, 0, time.perf_counter()
-    for b, build in enumerate(BUILDS):
-        cfg = small_2x2[1].replace(**{"dram.dma": "word_slots", "dram.bytes_per_cycle": 4,
-                                      "dram.burst_bytes": 16, "buffers.activation.kib": 2,
+    for b, (buffering, latency) in enumerate(BUILDS):
+        dram = random_dram_geometry(rng, latency)
+        print(f"build {b}: {dram}")
+        cfg = small_2x2[1].replace(**{"dram.dma": "word_slots", "buffers.activation.kib": 2,
                                       "buffers.weight.kib": 2, "buffers.output.kib": 2,
-                                      **build})
+                                      **buffering, **dram})
         cases = [random_case(rng, cfg, seed + 100 * b + i, unfit, dma=lambda _r, c: c,
                              phases=(Phase.FF, Phase.BP, Phase.WG), matmul=0.25)
                  for i in range(n)]
@@ -78,7 +91,7 @@ def test_random_programs_on_the_top_equal_the_system_model(small_2x2):
             if not (rep["irq"] and not rep["error"] and rep["mismatches"] == 0
                     and rep["words"] == stored and rep["cycle_difference"] == 0
                     and rep["registers"]["ENGINE_STALL"] == stall):
-                bad.append(f"build {b} {desc}: RTL {rep['rtl_program_cycles']} model "
+                bad.append(f"build {b} {dram} {desc}: RTL {rep['rtl_program_cycles']} model "
                            f"{rep['model_program_cycles']} mismatches {rep['mismatches']} "
                            f"words {rep['words']}/{stored} engine stall "
                            f"{rep['registers']['ENGINE_STALL']} model {stall}\n"
