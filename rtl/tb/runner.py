@@ -71,7 +71,9 @@ def verilator_env() -> str:
     opt = verilator_opt()
     os.environ["PATH"] = f"{_verilator_bin()}{os.pathsep}{os.environ['PATH']}"
     # The PyPI wheel's verilated.mk leaves the precompiled-header include flag empty.
-    os.environ["MAKEFLAGS"] = f"CFG_CXXFLAGS_PCH_I=-include OPT_FAST={opt} OPT_SLOW={opt}"
+    # OPT_SLOW compiles the code Verilator runs once (constructors, initial and settle
+    # blocks): at -O0 always, since optimising it costs build time and saves nothing.
+    os.environ["MAKEFLAGS"] = f"CFG_CXXFLAGS_PCH_I=-include OPT_FAST={opt} OPT_SLOW=-O0"
     return opt
 
 

@@ -3,6 +3,7 @@
 the AXI4 master, the hardware DMA) beside the system model with ``dram.dma = word_slots``
 (``nmsat.rtl.tb.network``, ``top=True``)."""
 
+import dataclasses
 import json
 
 import pytest
@@ -14,6 +15,7 @@ from nmsat.dataflow import isa, machine
 from nmsat.dataflow.compiler import CompileOptions, compile_layer
 from nmsat.rtl.tb.network import carried_by_top, inference_steps, train_steps
 from nmsat.rtl.tb.program import random_dram
+from nmsat.rtl.tb import top_run
 from nmsat.rtl.tb.top_run import run_top_programs
 from nmsat.simulator import system
 from nmsat.workloads.layers import Matmul, Workload
@@ -162,6 +164,38 @@ def test_products_forward_and_backward_on_the_top(tiny):
         assert r["registers"]["ENGINE_STALL"] == sum(res.stall["engine"].values())
         assert (r["registers"]["READ_BEATS"], r["registers"]["WRITE_BEATS"]) == \
             _beats(prog, cfg)
+
+
+@pytest.mark.rtl
+@pytest.mark.slow(seconds=30)
+def test_a_store_leaving_its_row_block_sets_the_error_bit(tiny, monkeypatch):
+    """The host refuses a STORE that starts inside a row block and leaves it; a host that
+    did not would get ``STATUS.error`` from the top. One-row products STORE at rows 0, 1
+    and 2 of the 2-row engine; the program the top fetches says 2 rows for each (the
+    image is the valid program's, its STORE line rewritten after the host's checks)."""
+    cfg = load_config(tiny[1]).replace(**{"dram.dma": "word_slots"})
+    prog = compile_layer(Workload("attn", (Matmul("p", m=1, n=2, k=8, count=3),), 1), "p",
+                         "ff", cfg, CompileOptions(method="dense", nm="1:1", batch=1))
+    k, st = next((k, i) for k, i in enumerate(prog.instructions) if isinstance(i, isa.Store))
+    assert st.rows == 1 and st.row_steps[0] == 1
+    real, calls = top_run.top_host, []
+
+    def lying_host(p, c, d):
+        host = real(p, c, d)
+        calls.append(p)
+        if len(calls) == 1:  # the first run: the program as compiled
+            return host
+        (addr, lines), *rest = host["segments"]
+        assert addr == host["PROG_ADDR"]
+        word = isa.encode(dataclasses.replace(st, rows=2, bytes=2 * st.bytes))
+        lines = lines[:64 * k] + word + lines[64 * (k + 1):]
+        return host | {"segments": [(addr, lines), *rest]}
+
+    monkeypatch.setattr(top_run, "top_host", lying_host)
+    dram = random_dram(prog, cfg.numerics.operand, 5)
+    ok, bad = run_top_programs([(prog, cfg, dram)] * 2, "icarus", system_model=system.run)
+    assert not ok["error"] and ok["mismatches"] == 0 and ok["cycle_difference"] == 0
+    assert bad["error"] and bad["irq"]
 
 
 def _stored(prog: isa.Program) -> int:
