@@ -29,6 +29,7 @@ from nmsat.config import from_dict
 from nmsat.dataflow.memory import memory_model
 
 from ..top import REGISTERS, register
+from .top_run import TB_PIPELINE
 
 __all__ = ["ModelRam", "program"]
 
@@ -44,7 +45,7 @@ class ModelRam(AxiRam):
     cycle its data would end (span start + its beats; a short burst still holds the
     channel for a whole ``dram.burst_bytes``)."""
 
-    PIPELINE = 2
+    PIPELINE = TB_PIPELINE
     """Cycles from a handshake seen by :meth:`_watch` to a beat this model sends reaching
     the bus (the R / B source drives from the edge after the send); the testbench's
     timeline checks that the first beat of a burst on an idle channel comes exactly

@@ -35,16 +35,20 @@ from .controller_run import SystemModel, _LoadTiles, controller_host
 from .dram_image import dram_image, golden_load_beats, model_load_beats, unpack_store_region
 from .runner import build_and_test
 
-__all__ = ["cached_top_verilog", "check_top_config", "run_offset", "run_top_programs",
+__all__ = ["TB_PIPELINE", "cached_top_verilog", "check_top_config", "run_offset", "run_top_programs",
            "top_host"]
 
 _SOURCES = ("top.py", "axi.py", "controller.py")
+
+TB_PIPELINE = 2
+"""Cycles from an AXI request the testbench's DRAM (``cocotb_top.ModelRam``) sees to the
+first beat it can put on the bus: the shortest ``dram.latency_cycles`` it can time."""
 
 
 def check_top_config(cfg: AcceleratorConfig) -> None:
     """Raise ``ValueError`` naming the field when the top and its testbench cannot run
     any program of ``cfg``: one DRAM channel (the top's one AXI4 master), the ``simple``
-    DRAM model, ``dram.dma = word_slots`` (the system model of this DMA), an AXI4
+    DRAM model, a latency the testbench's DRAM can time (:data:`TB_PIPELINE`), ``dram.dma = word_slots`` (the system model of this DMA), an AXI4
     geometry (:func:`~nmsat.rtl.axi.axi_params`) whose bus width divides the buffer
     ports' beats."""
     if cfg.dram.channels != 1:
@@ -54,6 +58,10 @@ def check_top_config(cfg: AcceleratorConfig) -> None:
         raise ValueError(f"dram.model = {cfg.dram.model}: the testbench's DRAM times each "
                          f"AXI burst as a transfer of its own, which the row_buffer model "
                          f"charges a row opening each (the system model one per LOAD)")
+    if cfg.dram.latency_cycles < TB_PIPELINE:
+        raise ValueError(f"dram.latency_cycles = {cfg.dram.latency_cycles}: the testbench's "
+                         f"DRAM answers an AXI request {TB_PIPELINE} cycles after it at the "
+                         f"earliest")
     if cfg.dram.dma != "word_slots":
         raise ValueError(f"dram.dma = {cfg.dram.dma}: the accelerator top's DMA moves the "
                          f"engine's word slots; run it with dram.dma = word_slots, so that "

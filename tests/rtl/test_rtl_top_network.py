@@ -215,19 +215,23 @@ def test_what_the_top_cannot_carry_is_listed_not_run():
     assert "COL2IM" in refused[0]["reason"] or "scatter" in refused[0]["reason"]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--layer", "nope"], "has no layer of that name (a, b)"),
-    (["--layer", "a", "--controller"], "give --top or --controller, not both"),
-    (["--all-layers"], None),
+@pytest.mark.parametrize("argv, message, dram", [
+    (["--layer", "nope"], "has no layer of that name (a, b)", None),
+    (["--layer", "a", "--controller"], "give --top or --controller, not both", None),
+    # configs the top and its testbench cannot take
+    (["--all-layers"], "dram.channels = 2", "channels = 2"),
+    (["--layer", "a"], "dram.latency_cycles = 1: the testbench's DRAM answers an AXI "
+                       "request 2 cycles after it at the earliest", "latency_cycles = 1"),
 ])
-def test_bad_top_runs_are_one_line(tiny, capsys, argv, message):
+def test_bad_top_runs_are_one_line(tiny, capsys, argv, message, dram):
     """Refused before any build, one line, exit 2."""
     csv, cfg_path = tiny
-    if message is None:  # a config the top cannot take: two DRAM channels
-        two = cfg_path.replace("narrow", "two")
-        with open(cfg_path) as f, open(two, "w") as g:
-            g.write(f.read().replace("[dram]\n", "[dram]\nchannels = 2\n"))
-        argv, cfg_path, message = ["--all-layers"], two, "dram.channels = 2"
+    if dram is not None:
+        other = cfg_path.replace("narrow", "other")
+        with open(cfg_path) as f, open(other, "w") as g:
+            g.write(f.read().replace("latency_cycles = 20\n", "")
+                    .replace("[dram]\n", f"[dram]\n{dram}\n"))
+        cfg_path = other
     assert main(["rtl", "run", csv, "--top", "--config", cfg_path, *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
