@@ -62,7 +62,7 @@ from .axi import (
 from .controller import ControlledEngine
 from .layouts import EngineShape
 
-__all__ = ["DESC_BYTES", "LINE_BYTES", "MAX_TENSORS", "REGISTERS", "TOP_NAME", "AcceleratorTop",
+__all__ = ["DESC_BYTES", "DESC_FIELDS", "LINE_BYTES", "MAX_TENSORS", "REGISTERS", "TOP_NAME", "AcceleratorTop",
            "beat_bytes", "check_beats", "chunk_sizes", "descriptor_line", "register", "word_slot"]
 
 TOP_NAME = "nmsat_top"

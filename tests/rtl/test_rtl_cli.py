@@ -36,6 +36,9 @@ def test_generate_writes_verilog_and_manifest(tmp_path, capsys):
     assert acc["axi"]["burst_beats"] == 64 // 16
     assert acc["dma"]["system_model"] == {"dram.dma": "word_slots",
                                           "request_cycles": {"load": 4, "store": 3}}
+    assert acc["dma"]["descriptor_fields"] == {
+        "act_or_store": {"base": 0, "stride": 8, "kpc": 16},
+        "wgt": {"base": 24, "stride": 32, "kpc": 40}}
 
 
 def test_generate_rejects_unknown_preset(capsys):
