@@ -62,8 +62,9 @@ from .axi import (
 from .controller import ControlledEngine
 from .layouts import EngineShape
 
-__all__ = ["DESC_BYTES", "DESC_FIELDS", "LINE_BYTES", "MAX_TENSORS", "REGISTERS", "TOP_NAME", "AcceleratorTop",
-           "beat_bytes", "check_beats", "chunk_sizes", "descriptor_line", "register", "word_slot"]
+__all__ = ["DESC_BYTES", "DESC_FIELDS", "LINE_BYTES", "MAX_TENSORS", "REGISTERS", "TOP_NAME",
+           "AcceleratorTop", "beat_bytes", "check_beats", "chunk_sizes", "descriptor_line",
+           "register", "word_slot"]
 
 TOP_NAME = "nmsat_top"
 LINE_BYTES = isa.INSTR_BITS // 8

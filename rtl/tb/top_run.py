@@ -35,8 +35,8 @@ from .controller_run import SystemModel, _LoadTiles, controller_host
 from .dram_image import dram_image, golden_load_beats, model_load_beats, unpack_store_region
 from .runner import build_and_test
 
-__all__ = ["TB_PIPELINE", "cached_top_verilog", "check_top_config", "run_offset", "run_top_programs",
-           "top_host"]
+__all__ = ["TB_PIPELINE", "cached_top_verilog", "check_top_config", "run_offset",
+           "run_top_programs", "top_host"]
 
 _SOURCES = ("top.py", "axi.py", "controller.py")
 
@@ -48,9 +48,10 @@ first beat it can put on the bus: the shortest ``dram.latency_cycles`` it can ti
 def check_top_config(cfg: AcceleratorConfig) -> None:
     """Raise ``ValueError`` naming the field when the top and its testbench cannot run
     any program of ``cfg``: one DRAM channel (the top's one AXI4 master), the ``simple``
-    DRAM model, a latency the testbench's DRAM can time (:data:`TB_PIPELINE`), ``dram.dma = word_slots`` (the system model of this DMA), an AXI4
-    geometry (:func:`~nmsat.rtl.axi.axi_params`) whose bus width divides the buffer
-    ports' beats."""
+    DRAM model, a latency the testbench's DRAM can time (:data:`TB_PIPELINE`),
+    ``dram.dma = word_slots`` (the system model of this DMA), an AXI4 geometry
+    (:func:`~nmsat.rtl.axi.axi_params`) whose bus width divides the buffer ports'
+    beats."""
     if cfg.dram.channels != 1:
         raise ValueError(f"dram.channels = {cfg.dram.channels}: the top's AXI4 master is "
                          f"one DRAM channel")

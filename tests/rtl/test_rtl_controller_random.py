@@ -1,13 +1,14 @@
 """Random whole layer programs on the RTL tile controller (cocotb, Icarus): random linear
 and convolution layers and batched activation products (attention's: tiles of a few rows,
 some starting inside an engine row block), N:M patterns, dataflow choices, interleave
-and batch, each with a random DMA (DRAM channels, bytes per cycle, latency and burst, buffer ports) and a random
-buffering: every buffer single-buffered, every buffer double-buffered, or one mix of the
-two drawn per run (ACT, WGT and OUT each), the programs of one buffering in one cocotb
-session on one build (three builds a run). Every program: 0 value mismatches against the golden
-executor, every LOAD/STORE tile the program's, start-to-done cycles equal to the
-system model's total (difference 0), and the engine's idle cycles before its instructions
-equal to the model's engine stall. ``NMSAT_RANDOM_PROGRAMS`` sets the count (default
+and batch, each with a random DMA (DRAM channels, bytes per cycle, latency and burst,
+buffer ports) and a random buffering: every buffer single-buffered, every buffer
+double-buffered, or one mix of the two drawn per run (ACT, WGT and OUT each), the
+programs of one buffering in one cocotb session on one build (three builds a run). Every
+program: 0 value mismatches against the golden executor, every LOAD/STORE tile the
+program's, start-to-done cycles equal to the system model's total (difference 0), and the
+engine's idle cycles before its instructions equal to the model's engine stall.
+``NMSAT_RANDOM_PROGRAMS`` sets the count (default
 50) and ``NMSAT_RANDOM_SEED`` the seed (default 7, so CI is repeatable; ``random`` draws a new
 one, printed). Seed 1692556225 found an all-double-buffered program whose second STORE
 issued while the first still streamed, which the testbench's one-STORE collector

@@ -13,9 +13,9 @@ from nmsat.config import PRESETS
 from nmsat.config import load as load_config
 from nmsat.dataflow import isa, machine
 from nmsat.dataflow.compiler import CompileOptions, compile_layer
+from nmsat.rtl.tb import top_run
 from nmsat.rtl.tb.network import carried_by_top, inference_steps, train_steps
 from nmsat.rtl.tb.program import random_dram
-from nmsat.rtl.tb import top_run
 from nmsat.rtl.tb.top_run import run_top_programs
 from nmsat.simulator import system
 from nmsat.workloads.layers import Matmul, Workload
