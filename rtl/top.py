@@ -545,6 +545,17 @@ class AcceleratorTop(wiring.Component):
         reached = ((wr.acked + wr.bvalid) - marks.r_data)[:32].as_signed() >= 0
         m.d.comb += [marks.r_en.eq(marks.r_rdy & reached),
                      core.store_done.eq(marks.r_rdy & reached)]
+        full = self._store_data(m, wr, core, rq, rows_l)
+        busy = Signal()
+        m.d.comb += busy.eq(st_q.r_rdy | on | (in_writer != 0) | marks.r_rdy | full)
+        return busy
+
+    def _store_data(self, m: Module, wr, core, rq, rows_l) -> Signal:
+        """The STORE data side: the engine's store beats into W beats with their byte
+        enables (``rq``: per STORE its row offset, rows and blocks, in command order);
+        returns ``full`` (a store beat is held)."""
+        p, sb = self.p, self.beat_bytes["store"]
+        R, C = self.shape.rows, self.shape.cols
         # data: the engine's R x C x 32-bit store beat (tile rows 0..R-1, by row), out in
         # bus beats. A STORE from row r0 writes whole R-row blocks of the tensor: the
         # block's row j holds the tile's row j - d (d = r0 mod R), and the byte enables
@@ -611,9 +622,7 @@ class AcceleratorTop(wiring.Component):
         with m.If(take):
             m.d.sync += [full.eq(1), k.eq(0), hd.eq(c_d),
                          hen.eq(Cat(*((j >= c_d) & (j < c_d + c_rows) for j in range(R))))]
-        busy = Signal()
-        m.d.comb += busy.eq(st_q.r_rdy | on | (in_writer != 0) | marks.r_rdy | full)
-        return busy
+        return full
 
     def _counters(self, m: Module, regs, core, running, load_busy, store_busy, rd, wr) -> None:
         cnt = lambda n: regs[n]
