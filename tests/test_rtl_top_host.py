@@ -22,7 +22,7 @@ from nmsat.rtl.tb.program import random_dram
 from nmsat.rtl.tb.random_programs import random_case
 from nmsat.rtl.tb.top_run import top_host
 from nmsat.rtl.top import REGISTERS, chunk_sizes, descriptor_line, word_slot
-from nmsat.types import Phase
+from nmsat.types import NM, Phase
 from nmsat.workloads.layers import Matmul, Workload
 from nmsat.workloads.zoo import load
 
@@ -119,6 +119,20 @@ def test_the_host_refuses_what_the_top_cannot_carry():
     with pytest.raises(ValueError, match=f"tensor {ld.tensor} is used as .* one ACT or STORE "
                                          f"view and one WGT view per tensor"):
         top_host(two, _one_channel(cfg), dram)
+
+
+def test_a_tensor_stored_and_loaded_by_one_program_is_refused():
+    """Views live in regions of their own: a WGT LOAD of a tensor the program STOREs
+    would read the host's image, not the STORE's words."""
+    rng = random.Random(0)
+    prog, cfg, dram, _ = random_case(rng, PRESETS["small"], 0)
+    st = next(i for i in prog.instructions if isinstance(i, isa.Store))
+    t = prog.tensors[st.tensor]
+    ld = isa.Load(tensor=st.tensor, row0=0, col0=0, rows=t.rows, cols=t.cols,
+                  bytes=st.bytes, buffer=isa.Buffer.WGT, nm=NM.parse("1:1"))
+    both = dataclasses.replace(prog, instructions=prog.instructions + (ld,))
+    with pytest.raises(ValueError, match=f"tensor {st.tensor} is both stored and loaded"):
+        top_host(both, _one_channel(cfg), dram)
 
 
 def test_a_tensor_read_as_both_operands_has_two_descriptors():

@@ -92,6 +92,12 @@ def _views(prog: isa.Program) -> dict[tuple[int, int], tuple]:
         if views.setdefault(key, v) != v:
             raise ValueError(f"tensor {ins.tensor} is used as {views[key]} and as {v}: the "
                              f"DMA holds one ACT or STORE view and one WGT view per tensor")
+        other = views.get((ins.tensor, 1 - key[1]))
+        if other is not None and "store" in (v[0], other[0]):
+            # each view is a region of its own, written by the host before start: a LOAD
+            # would not see what a STORE of the same tensor wrote
+            raise ValueError(f"tensor {ins.tensor} is both stored and loaded by the "
+                             f"program: the DMA reads each view from its own DRAM region")
     return views
 
 
