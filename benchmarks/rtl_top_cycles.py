@@ -5,8 +5,7 @@ hardware DMA) against the system model.
 
 Runs the digits MLP's ``fc2`` (batch 2) FF dense, 2:4 and 2:8, the CNN's ``conv2``
 (batch 1, IM2COL) FF 2:4, and the MLP's fc2 BP and fc1 WG at 2:8 on the ``small`` preset
-(or FF programs on its 2 x 2 array; there fc2's 2:4 and 2:8 STOREs start inside a burst
-and are refused, so it runs fc1 2:8 and conv1 dense instead) with ``dram.dma =
+(or FF programs on its 2 x 2 array, fc1 2:8 and conv1 dense among them) with ``dram.dma =
 word_slots`` (the top's DMA) in one cocotb session under Icarus (``cocotbext-axi``:
 ``AxiRam`` DRAM timed by the system model's memory model, ``AxiLiteMaster``), operands
 seeded 3. Prints per program the STOREd words and

@@ -34,8 +34,9 @@
   bytes and at least one bus beat (``dram.bytes_per_cycle``, the AXI data width), one
   run per ACT tile row (``ceil(kc / R)`` beats of R slots), WGT column tile (``kc``
   beats of C slots) or STORE row block (``ceil(cols / C)`` blocks of R x C 32-bit
-  words); each run starts on a burst boundary and its AXI bursts each take a whole
-  ``dram.burst_bytes`` of the channel (:func:`dma_runs`). Its address pipeline puts the
+  words); a run is cut into AXI bursts of ``dram.burst_bytes`` from its start (the last
+  one shorter; a run that starts inside a burst is not realigned), each taking a whole
+  burst of the channel (:func:`dma_runs`). Its address pipeline puts the
   first request :data:`DMA_REQUEST_CYCLES` after the descriptor issues, and the transfer
   completes with its last data beat (:func:`dma_tail_cycles`: a last burst that is
   shorter than a whole one ends before the channel is free).

@@ -277,7 +277,7 @@ class DramConfig:
                   "packs and unpacks the engine's words) or word_slots (the DMA of the RTL "
                   "accelerator top, rtl/top.py: the engine's buffer words in power-of-two "
                   "slots of at least one bus beat, one run per tile row, column tile or row "
-                  "block, each run whole DRAM bursts from a burst boundary, and the top's "
+                  "block, each run whole DRAM bursts from its start, and the top's "
                   "address pipeline). Decided: packed, the design the presets' figures were "
                   "measured with.")
     banks: int = _f(16, "Banks per channel (row_buffer model): DDR4 x8 devices have 16 banks "

@@ -7,9 +7,11 @@ control slave), the convention of Xilinx IP and of ``cocotbext-axi``'s
 
 :class:`AxiParams` fixes the master's geometry from the config (:func:`axi_params`).
 :class:`BurstReader` turns read *runs* (a start address and a length in bus beats) into
-INCR bursts of at most ``burst_beats`` beats that never cross a ``burst_beats x
-data_bytes`` boundary (so never a 4 KiB one), with at most ``outstanding`` bursts in
-flight, and hands the R data on in order. :class:`BurstWriter` does the same for writes:
+INCR bursts of at most ``burst_beats`` beats from the run's start that never cross a
+4 KiB page (a run that starts on a ``burst_beats x data_bytes`` boundary: bursts aligned
+to it; one that starts inside a burst: whole bursts from there, the one that would reach
+into the next page cut at it), with at most ``outstanding`` bursts in flight, and hands
+the R data on in order. :class:`BurstWriter` does the same for writes:
 AW bursts from runs, W beats from a data stream (``wlast`` per burst), and counts the B
 responses. :class:`Upsizer` gathers bus beats into a wider word.
 """
@@ -25,9 +27,9 @@ from amaranth.lib.wiring import In, Out
 from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig
 
-__all__ = ["AxiParams", "BurstReader", "BurstWriter", "Upsizer",
-           "axi_lite_members", "axi_master_members", "axi_params", "outstanding_reads",
-           "run_layout"]
+__all__ = ["PAGE_BYTES", "AxiParams", "BurstReader", "BurstWriter", "Upsizer",
+           "axi_lite_members", "axi_master_members", "axi_params", "burst_lengths",
+           "outstanding_reads", "run_layout"]
 
 def outstanding_reads(cfg: AcceleratorConfig) -> int:
     """Read bursts the master keeps in flight: enough to cover the DRAM's request latency
@@ -44,6 +46,9 @@ def outstanding_reads(cfg: AcceleratorConfig) -> int:
 
 ADDR_BITS = 32
 """Byte-address width of the memory master (4 GiB), ``m_axi_araddr`` / ``awaddr``."""
+
+PAGE_BYTES = 4096
+"""AXI4's address boundary that no burst crosses (ARM IHI 0022, A3.4.1)."""
 
 
 class AxiParams(NamedTuple):
@@ -83,6 +88,18 @@ def axi_params(cfg: AcceleratorConfig) -> AxiParams:
     return AxiParams(db, beats, outstanding_reads(cfg))
 
 
+def burst_lengths(addr: int, beats: int, p: AxiParams) -> list[int]:
+    """The beats of each burst :class:`BurstReader` and :class:`BurstWriter` issue for a
+    run of ``beats`` bus beats at byte address ``addr`` (the law of ``_bursts``)."""
+    out, page_beats = [], PAGE_BYTES // p.data_bytes
+    while beats:
+        room = page_beats - (addr // p.data_bytes) % page_beats
+        n = min(beats, p.burst_beats, room)
+        out.append(n)
+        addr, beats = addr + n * p.data_bytes, beats - n
+    return out
+
+
 def axi_lite_members(addr_bits: int, prefix: str = "s_axil_") -> dict:
     """An AXI4-Lite slave's ports (32-bit data)."""
     m = {"awaddr": In(addr_bits), "awprot": In(3), "awvalid": In(1), "awready": Out(1),
@@ -115,14 +132,20 @@ def run_layout(addr_bits: int) -> data.StructLayout:
 
 def _bursts(m: Module, p: AxiParams, run, addr: Signal, left: Signal, length: Signal) -> None:
     """``length``: beats of the next burst of a run at ``addr`` with ``left`` beats: up to
-    the next ``burst_beats``-beat boundary."""
-    lb = p.burst_beats.bit_length() - 1 if p.burst_beats & (p.burst_beats - 1) == 0 else None
-    assert lb is not None, "burst_beats is a power of two (axi_params)"
+    ``burst_beats``, and up to the next 4 KiB page (AXI4: a burst does not cross one). A
+    run that starts on a burst boundary gets bursts aligned to ``burst_beats``; one that
+    starts inside a burst gets whole bursts from its start, split only at a page."""
+    page_beats = PAGE_BYTES // p.data_bytes
+    assert p.burst_beats & (p.burst_beats - 1) == 0 and p.burst_beats <= page_beats, \
+        "burst_beats is a power of two within a page (axi_params)"
+    lp = page_beats.bit_length() - 1
     beat_no = addr[p.size_code:]
-    room = Signal(range(p.burst_beats + 1))
-    m.d.comb += room.eq(p.burst_beats - (beat_no[:lb] if lb else 0))
+    room = Signal(range(page_beats + 1))
+    m.d.comb += room.eq(page_beats - (beat_no[:lp] if lp else 0))
     m.d.comb += length.eq(left)
-    with m.If(left > room):
+    with m.If((left > p.burst_beats) & (room >= p.burst_beats)):
+        m.d.comb += length.eq(p.burst_beats)
+    with m.Elif(left > room):
         m.d.comb += length.eq(room)
 
 

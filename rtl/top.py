@@ -495,12 +495,11 @@ class AcceleratorTop(wiring.Component):
                      e.stamp.eq(self._seq + self._ld_fire)]
         # the data side's view of each STORE: its row offset in the first R-row block,
         # rows, and store blocks per run (a FIFO beside st_q, pushed with it)
-        rows_l = data.StructLayout({"d": range(R), "rows": 24, "nt": 24, "blocks": 48})
+        rows_l = data.StructLayout({"d": range(R), "rows": 24, "nt": 24})
         m.submodules.st_rows = rq = fifo.SyncFIFO(width=rows_l.size, depth=4)
         re_ = data.View(rows_l, rq.w_data)
         d_cmd = cmd.r0 % R
-        m.d.comb += [re_.d.eq(d_cmd), re_.rows.eq(cmd.rows), re_.nt.eq((cmd.cols + C - 1) // C),
-                     re_.blocks.eq(e.runs * re_.nt)]
+        m.d.comb += [re_.d.eq(d_cmd), re_.rows.eq(cmd.rows), re_.nt.eq((cmd.cols + C - 1) // C)]
         ok = st_q.w_rdy & rq.w_rdy
         m.d.comb += [core.store_cmd.ready.eq(ok), st_q.w_en.eq(core.store_cmd.valid & ok),
                      rq.w_en.eq(core.store_cmd.valid & ok),
@@ -552,7 +551,8 @@ class AcceleratorTop(wiring.Component):
 
     def _store_data(self, m: Module, wr, core, rq, rows_l) -> Signal:
         """The STORE data side: the engine's store beats into W beats with their byte
-        enables (``rq``: per STORE its row offset, rows and blocks, in command order);
+        enables (``rq``: per STORE its row offset, rows and column tiles, in command
+        order);
         returns ``full`` (a store beat is held)."""
         p, sb = self.p, self.beat_bytes["store"]
         R, C = self.shape.rows, self.shape.cols
@@ -571,18 +571,18 @@ class AcceleratorTop(wiring.Component):
         # the STORE the next engine beat belongs to: the head of rq until it is taken
         have, cur = Signal(), data.View(rows_l, Signal(rows_l.size))
         head = data.View(rows_l, rq.r_data)
-        t_left, rows_u, b_left = Signal(24), Signal(25), Signal(48)
+        t_left, rows_u = Signal(24), Signal(25)
         c_d = Mux(have, cur.d, head.d)
         c_nt = Mux(have, cur.nt, head.nt)
         c_t = Mux(have, t_left, head.nt)
         c_rows = Mux(have, rows_u, head.rows)
-        c_b = Mux(have, b_left, head.blocks)
         take = core.store_data.valid & core.store_data.ready
         with m.If(take):
             with m.If(~have):
                 m.d.comb += rq.r_en.eq(1)
                 m.d.sync += cur.eq(head)
-            m.d.sync += [have.eq(c_b != 1), b_left.eq(c_b - 1), t_left.eq(c_t - 1),
+            # the STORE's last block: its last run's (at most R rows left) last column tile
+            m.d.sync += [have.eq(~((c_t == 1) & (c_rows <= R))), t_left.eq(c_t - 1),
                          rows_u.eq(c_rows)]
             with m.If(c_t == 1):  # the run's last block: the next run is R rows on
                 m.d.sync += [t_left.eq(c_nt), rows_u.eq(c_rows - R)]

@@ -19,10 +19,12 @@ transform applied by the host: NONE, TRANSPOSE or IM2COL):
   ``NT`` blocks of a row block rounded up to whole bursts).
 
 Every run of the DMA (a row, column tile or row block from the tile's first chunk or
-block) then starts on a burst boundary when the tile's first chunk does, which
-:func:`nmsat.rtl.tb.top_run.top_host` checks: the system model's ``dram.dma =
-word_slots`` charges each run whole bursts from a boundary
-(:func:`nmsat.dataflow.machine.dma_runs`).
+block) is cut into bursts of ``dram.burst_bytes`` from its start, wherever in a burst it
+starts (:func:`nmsat.rtl.axi.burst_lengths`), as the system model's ``dram.dma =
+word_slots`` charges it (:func:`nmsat.dataflow.machine.dma_runs`); the rows, column tiles
+and row blocks start on bursts. Only where such a burst would cross a 4 KiB page does
+AXI cut it once more, which the model does not charge: :func:`nmsat.rtl.tb.top_run.
+top_host` refuses a program with such a run, naming it.
 
 A tensor has at most two views per program, one ACT or STORE and one WGT view (a
 descriptor each: a product's output gradient is both operands of its BP); another is
@@ -46,7 +48,7 @@ from ..top import DESC_BYTES, LINE_BYTES, MAX_TENSORS, descriptor_line, word_slo
 from .engine_model import LoadBeat, load_words
 from .tiles import encode
 
-__all__ = ["DramImage", "dram_image", "model_load_beats", "unpack_store_region"]
+__all__ = ["DramImage", "dma_runs_at", "dram_image", "model_load_beats", "unpack_store_region"]
 
 ALIGN = 4096  # regions start on 4 KiB
 
@@ -165,6 +167,30 @@ def dram_image(prog: isa.Program, cfg: AcceleratorConfig, dram: dict, p: AxiPara
     img.segments.append((img.desc_addr, table))
     img.size = at
     return img
+
+
+def dma_runs_at(img: DramImage, shape: EngineShape, p: AxiParams, ins: isa.Load | isa.Store,
+                r0: int, c0: int) -> list[tuple[int, int]]:
+    """The runs (byte address, bus beats) the top's DMA issues for a LOAD or STORE at tile
+    offset (r0, c0) (the address law of :mod:`nmsat.rtl.top`)."""
+    R, C = shape.rows, shape.cols
+    if isinstance(ins, isa.Store):
+        base, stride, _ = img.desc[ins.tensor, 0]
+        sb = R * C * 4
+        addr = base + (r0 // R) * stride + (c0 // C) * sb
+        runs, nbytes = ceil_div(ins.rows, R), ceil_div(ins.cols, C) * sb
+    else:
+        wgt = ins.buffer is isa.Buffer.WGT
+        base, stride, kpc = img.desc[ins.tensor, int(wgt)]
+        ws = word_slot((shape.slots_layout if wgt else shape.window_layout).size, p)
+        kc = ceil_div(ins.rows if wgt else ins.cols, kpc)
+        if wgt:
+            runs, nbytes = ceil_div(ins.cols, C), kc * C * ws
+            addr = base + (c0 // C) * stride + (r0 // kpc) * C * ws
+        else:
+            runs, nbytes = ins.rows, ceil_div(kc, R) * R * ws
+            addr = base + r0 * stride + (c0 // kpc) * ws
+    return [(addr + u * stride, nbytes // p.data_bytes) for u in range(runs)]
 
 
 def model_load_beats(img: DramImage, shape: EngineShape, p: AxiParams, ins: isa.Load,

@@ -27,8 +27,8 @@ accelerator top instead (:func:`~.top_run.run_top_programs`: the host over AXI4-
 DRAM behind the top's AXI4 master, the hardware DMA; one build, one session), and the
 model is the system model with ``dram.dma = word_slots``, the DMA the top is. A program
 the top's DMA cannot carry (:func:`~.top_run.top_host` refuses it: a convolution's
-COL2IM BP, a run starting inside a burst) is listed in ``not_carried`` with the
-reason, and the others run.
+COL2IM BP, a run that starts inside a burst and crosses a 4 KiB page) is listed in
+``not_carried`` with the reason, and the others run.
 """
 
 from __future__ import annotations

@@ -27,15 +27,21 @@ from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig, to_dict
 from nmsat.dataflow import isa
 
-from ..axi import axi_params
+from ..axi import axi_params, burst_lengths
 from ..engine import buffer_geometry, ring_halves
 from ..layouts import EngineShape
-from ..top import TOP_NAME, beat_bytes, check_beats, word_slot
+from ..top import TOP_NAME, beat_bytes, check_beats
 from .controller_run import SystemModel, _LoadTiles, controller_host
-from .dram_image import dram_image, golden_load_beats, model_load_beats, unpack_store_region
+from .dram_image import (
+    dma_runs_at,
+    dram_image,
+    golden_load_beats,
+    model_load_beats,
+    unpack_store_region,
+)
 from .runner import build_and_test
 
-__all__ = ["TB_PIPELINE", "cached_top_verilog", "check_top_config", "run_offset",
+__all__ = ["TB_PIPELINE", "cached_top_verilog", "check_top_config",
            "run_top_programs", "top_host"]
 
 _SOURCES = ("top.py", "axi.py", "controller.py")
@@ -100,12 +106,14 @@ def top_host(prog: isa.Program, cfg: AcceleratorConfig, dram: dict) -> dict:
     burst = cfg.dram.burst_bytes
     for k, (ins, r0, c0) in enumerate(prog.unrolled()):
         if isinstance(ins, (isa.Load, isa.Store)):
-            off = run_offset(ins, r0, c0, shape, p) % burst
-            if off:
-                raise ValueError(f"{type(ins).__name__.upper()} {k} (tensor {ins.tensor} at "
-                                 f"[{r0}, {c0}]): its DMA runs start {off} bytes into a "
-                                 f"{burst}-byte burst (dram.burst_bytes), and dram.dma = "
-                                 f"word_slots charges runs from a burst boundary")
+            for addr, beats in dma_runs_at(img, shape, p, ins, r0, c0):
+                if len(burst_lengths(addr, beats, p)) != ceil_div(beats, p.burst_beats):
+                    raise ValueError(
+                        f"{type(ins).__name__.upper()} {k} (tensor {ins.tensor} at [{r0}, "
+                        f"{c0}]): its DMA run at {addr:#x} starts {addr % burst} bytes into "
+                        f"a {burst}-byte burst (dram.burst_bytes) and crosses a 4 KiB page, "
+                        f"where AXI cuts the burst; dram.dma = word_slots charges whole "
+                        f"bursts from the run's start")
         if isinstance(ins, isa.Load):
             half = n[ins.buffer] % halves[ins.buffer]
             n[ins.buffer] += 1
@@ -133,20 +141,6 @@ def top_host(prog: isa.Program, cfg: AcceleratorConfig, dram: dict) -> dict:
             "stores": {t: {**g, "bytes": ceil_div(g["rows"], R) * g["stride"]}
                        for t, g in img.stores.items()},
             "expected": expected, "covered": covered}
-
-
-def run_offset(ins: isa.Load | isa.Store, r0: int, c0: int, shape: EngineShape,
-               p) -> int:
-    """Bytes from the start of a LOAD's or STORE's row, column tile or row block (each
-    starts on a burst in the DRAM image) to where its runs start (``rtl/top.py``'s
-    address law)."""
-    R, C = shape.rows, shape.cols
-    if isinstance(ins, isa.Store):
-        return (c0 // C) * R * C * 4
-    kpc = ins.nm.k_per_chunk(shape.lanes, shape.window)
-    if ins.buffer is isa.Buffer.WGT:
-        return (r0 // kpc) * C * word_slot(shape.slots_layout.size, p)
-    return (c0 // kpc) * word_slot(shape.window_layout.size, p)
 
 
 def cached_top_verilog(cfg: AcceleratorConfig, dtype: str, depth: int) -> Path:

@@ -23,8 +23,8 @@ from nmsat.workloads.zoo import load
 
 # a two-layer SCALE-Sim GEMM file (name, M, N, K): programs of tens to hundreds of cycles
 TINY_CSV = "Layer, M, N, K,\na, 2, 5, 16,\nb, 2, 3, 5,\n"
-# the 2 x 2 small engine on a narrow DRAM (4 B/cycle, 16-byte bursts: every run of these
-# programs starts on a burst, and the engine waits on memory); the config's DMA is left
+# the 2 x 2 small engine on a narrow DRAM (4 B/cycle, 16-byte bursts: the engine waits on
+# memory); the config's DMA is left
 # packed: --top models the top's word_slots itself and says so
 NARROW_TOML = ('preset = "small"\n\n[array]\nrows = 2\ncols = 2\n\n[dram]\n'
                'bytes_per_cycle = 4\nburst_bytes = 16\nlatency_cycles = 20\n')

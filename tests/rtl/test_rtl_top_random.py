@@ -5,13 +5,15 @@ products (attention's, whose tiles of a few rows STORE from inside an engine row
 in a random GEMM phase (FF, BP or WG), N:M patterns, dataflow choices, interleave and
 batch on the 2 x 2 engine, in two builds: every buffer double-buffered with a DRAM
 latency of 3 to 16 cycles, and every buffer single-buffered with 17 to 48, each with a
-random DRAM geometry (4, 8 or 16 bytes per cycle, bursts of 1 to 4 bus beats; narrow
-enough that the engine waits on memory). Every program: 0 value mismatches
+random DRAM geometry (4, 8 or 16 bytes per cycle, bursts of 1, 2 or 4 bus beats, up to
+64 bytes against the 16-byte STORE blocks and word slots, so that runs start inside
+bursts; narrow enough that the engine waits on memory). Every program: 0 value mismatches
 against the golden executor, program cycles (``CYCLES``) equal to the system model's
 total (difference 0), and the engine's stall cycles (``ENGINE_STALL``) equal to the
 model's engine stall over every cause. Programs the host refuses (``top_run.top_host``:
-a convolution's BP, whose STORE scatter-adds; runs that would start inside a burst) are
-drawn again. A product's BP reads its output gradient as both operands (two descriptors).
+a convolution's BP, whose STORE scatter-adds; a run that starts inside a burst and
+crosses a 4 KiB page) are drawn again. A product's BP reads its output gradient as both
+operands (two descriptors).
 
 ``NMSAT_TOP_RANDOM_PROGRAMS`` sets the programs per build (default 12) and
 ``NMSAT_RANDOM_SEED`` the seed (default 7; ``random`` draws one, printed). The top's
@@ -25,6 +27,9 @@ import time
 import pytest
 
 from nmsat.dataflow import isa
+from nmsat.rtl.axi import axi_params
+from nmsat.rtl.layouts import EngineShape
+from nmsat.rtl.tb.dram_image import dma_runs_at, dram_image
 from nmsat.rtl.tb.program import random_dram
 from nmsat.rtl.tb.random_programs import random_case
 from nmsat.rtl.tb.top_run import run_top_programs, top_host
@@ -43,12 +48,21 @@ BUILDS = (
 
 def random_dram_geometry(rng: random.Random, latency: tuple[int, int]) -> dict:
     """A DRAM the 2 x 2 top can take (its bus divides the 16-byte STORE block and the
-    word slots) with bursts of 1 to 4 bus beats up to that block, so that every run can
-    start on a burst: the AXI width, burst length and latency are build parameters."""
+    word slots) with bursts of 1, 2 or 4 bus beats, so that with bursts wider than a
+    block or slot runs start inside them: the AXI width, burst length and latency are
+    build parameters."""
     bpc = rng.choice((4, 8, 16))
     return {"dram.bytes_per_cycle": bpc,
-            "dram.burst_bytes": rng.choice([b for b in (4, 8, 16) if b >= bpc]),
+            "dram.burst_bytes": bpc * rng.choice((1, 2, 4)),
             "dram.latency_cycles": rng.randint(*latency)}
+
+
+def _starts_inside_a_burst(prog: isa.Program, cfg, dram: dict) -> bool:
+    p, shape = axi_params(cfg), EngineShape.from_config(cfg)
+    img = dram_image(prog, cfg, dram, p, shape)
+    return any(a % cfg.dram.burst_bytes for ins, r0, c0 in prog.unrolled()
+               if isinstance(ins, (isa.Load, isa.Store))
+               for a, _ in dma_runs_at(img, shape, p, ins, r0, c0))
 
 
 @pytest.mark.slow(seconds=400)
@@ -68,7 +82,7 @@ def test_random_programs_on_the_top_equal_the_system_model(small_2x2):
             return True
         return False
 
-    bad, total, inside, both, t0 = [], 0, 0, 0, time.perf_counter()
+    bad, total, inside, both, unaligned, t0 = [], 0, 0, 0, 0, time.perf_counter()
     for b, (buffering, latency) in enumerate(BUILDS):
         dram = random_dram_geometry(rng, latency)
         print(f"build {b}: {dram}")
@@ -79,7 +93,8 @@ def test_random_programs_on_the_top_equal_the_system_model(small_2x2):
                              phases=(Phase.FF, Phase.BP, Phase.WG), matmul=0.25)
                  for i in range(n)]
         reps = run_top_programs([c[:3] for c in cases], "icarus", system_model=system.run)
-        for (prog, _, _, desc), rep in zip(cases, reps):
+        for (prog, _, dram_img, desc), rep in zip(cases, reps):
+            unaligned += _starts_inside_a_burst(prog, cfg, dram_img)
             out = {i.tensor for i in prog.instructions if isinstance(i, isa.Store)}
             stored = sum(prog.tensors[t].rows * prog.tensors[t].cols for t in out)
             total += rep["rtl_program_cycles"]
@@ -97,7 +112,8 @@ def test_random_programs_on_the_top_equal_the_system_model(small_2x2):
                            f"{rep['registers']['ENGINE_STALL']} model {stall}\n"
                            f"{prog.listing()}")
     print(f"{n * len(BUILDS)} programs ({inside} storing from inside a row block, {both} "
-          f"reading a tensor as both operands), "
+          f"reading a tensor as both operands, {unaligned} with runs that start inside a "
+          f"burst), "
           f"{total} RTL cycles, {len(bad)} failing, "
           f"{time.perf_counter() - t0:.0f} s")
     assert not bad, f"seed {seed}: {len(bad)} programs differ\n" + "\n".join(bad[:3])
