@@ -11,9 +11,16 @@ next test when it frees up (longest-first list scheduling): by default xdist han
 worker a consecutive quarter of its share up front, which gave one worker every long
 test. The order does not change what a test checks: every test builds its own
 inputs, and shared simulator builds are cached under a lock (``tests/rtl/conftest.py``).
+
+After each module's tests the garbage collector runs (``_collect_per_module``). Amaranth
+warns from a finaliser about an elaboratable that was built and never elaborated, and
+warnings are errors here; without the collection that warning fires in whichever later
+test the collector happens to run in, so a leftover in one module failed an unrelated one.
 """
 
 from __future__ import annotations
+
+import gc
 
 import pytest
 
@@ -27,3 +34,9 @@ def _seconds(item: pytest.Item) -> float:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: -_seconds(item))  # stable: equal keys keep their order
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _collect_per_module():
+    yield
+    gc.collect()
