@@ -26,6 +26,7 @@ import time
 
 import pytest
 
+from nmsat.config import PRESETS
 from nmsat.dataflow import isa
 from nmsat.rtl.axi import axi_params
 from nmsat.rtl.layouts import EngineShape
@@ -65,32 +66,35 @@ def _starts_inside_a_burst(prog: isa.Program, cfg, dram: dict) -> bool:
                for a, _ in dma_runs_at(img, shape, p, ins, r0, c0))
 
 
-@pytest.mark.slow(seconds=400)
-def test_random_programs_on_the_top_equal_the_system_model(small_2x2):
-    n = int(os.environ.get("NMSAT_TOP_RANDOM_PROGRAMS", "12"))
+def _seed() -> int:
     asked = os.environ.get("NMSAT_RANDOM_SEED", "7")
-    seed = time.time_ns() % 2**32 if asked == "random" else int(asked)
-    print(f"random top programs: {n} per build, seed {seed}")
+    return time.time_ns() % 2**32 if asked == "random" else int(asked)
+
+
+def _unfit(prog, cfg) -> bool:
+    """Too long for the testbench, or refused by the host."""
+    if system.run(prog, cfg, extrapolate=False, record=False).total_cycles > 3000:
+        return True
+    try:
+        top_host(prog, cfg, random_dram(prog, cfg.numerics.operand, 0))
+    except ValueError:
+        return True
+    return False
+
+
+def _run_builds(base, builds, n: int, seed: int, kib: int, matmul: float) -> list[str]:
+    """Per build (buffering, latency range): a random DRAM geometry and ``n`` random
+    programs on the top, each checked against the system model; returns the failures."""
     rng = random.Random(seed)
-
-    def unfit(prog, cfg):
-        if system.run(prog, cfg, extrapolate=False, record=False).total_cycles > 3000:
-            return True
-        try:
-            top_host(prog, cfg, random_dram(prog, cfg.numerics.operand, 0))
-        except ValueError:
-            return True
-        return False
-
     bad, total, inside, both, unaligned, t0 = [], 0, 0, 0, 0, time.perf_counter()
-    for b, (buffering, latency) in enumerate(BUILDS):
+    for b, (buffering, latency) in enumerate(builds):
         dram = random_dram_geometry(rng, latency)
         print(f"build {b}: {dram}")
-        cfg = small_2x2[1].replace(**{"dram.dma": "word_slots", "buffers.activation.kib": 2,
-                                      "buffers.weight.kib": 2, "buffers.output.kib": 2,
-                                      **buffering, **dram})
-        cases = [random_case(rng, cfg, seed + 100 * b + i, unfit, dma=lambda _r, c: c,
-                             phases=(Phase.FF, Phase.BP, Phase.WG), matmul=0.25)
+        cfg = base.replace(**{"dram.dma": "word_slots", "dram.channels": 1,
+                              "buffers.activation.kib": kib, "buffers.weight.kib": kib,
+                              "buffers.output.kib": kib, **buffering, **dram})
+        cases = [random_case(rng, cfg, seed + 100 * b + i, _unfit, dma=lambda _r, c: c,
+                             phases=(Phase.FF, Phase.BP, Phase.WG), matmul=matmul)
                  for i in range(n)]
         reps = run_top_programs([c[:3] for c in cases], "icarus", system_model=system.run)
         for (prog, _, dram_img, desc), rep in zip(cases, reps):
@@ -111,9 +115,32 @@ def test_random_programs_on_the_top_equal_the_system_model(small_2x2):
                            f"words {rep['words']}/{stored} engine stall "
                            f"{rep['registers']['ENGINE_STALL']} model {stall}\n"
                            f"{prog.listing()}")
-    print(f"{n * len(BUILDS)} programs ({inside} storing from inside a row block, {both} "
+    print(f"{n * len(builds)} programs ({inside} storing from inside a row block, {both} "
           f"reading a tensor as both operands, {unaligned} with runs that start inside a "
-          f"burst), "
-          f"{total} RTL cycles, {len(bad)} failing, "
+          f"burst), {total} RTL cycles, {len(bad)} failing, "
           f"{time.perf_counter() - t0:.0f} s")
+    return bad
+
+
+@pytest.mark.slow(seconds=400)
+def test_random_programs_on_the_top_equal_the_system_model(small_2x2):
+    n = int(os.environ.get("NMSAT_TOP_RANDOM_PROGRAMS", "12"))
+    seed = _seed()
+    print(f"random top programs: {n} per build, seed {seed}")
+    bad = _run_builds(small_2x2[1], BUILDS, n, seed, 2, 0.25)
+    assert not bad, f"seed {seed}: {len(bad)} programs differ\n" + "\n".join(bad[:3])
+
+
+@pytest.mark.slow(seconds=300)
+def test_random_programs_on_the_4x4_top_equal_the_system_model():
+    """The same on the ``small`` preset's own 4 x 4 engine (64-byte STORE blocks, 4-row
+    blocks whose STOREs from rows 1-3 rotate the rows by the order of the held block's
+    beats): one build, its buffering and DRAM latency drawn from the seed, and half the
+    programs batched activation products (a product of 1-3 rows from row 1-3 of a block)."""
+    n = int(os.environ.get("NMSAT_TOP_RANDOM_PROGRAMS_4X4", "6"))
+    seed = _seed()
+    rng = random.Random(seed + 1)
+    build = BUILDS[rng.randrange(len(BUILDS))]
+    print(f"random 4 x 4 top programs: {n}, seed {seed}")
+    bad = _run_builds(PRESETS["small"], (build,), n, seed + 1, 8, 0.5)
     assert not bad, f"seed {seed}: {len(bad)} programs differ\n" + "\n".join(bad[:3])
