@@ -312,10 +312,14 @@ class Cursor:
         long enough to be skipped (see :data:`MIN_SKIP_COUNT`)."""
         n = len(self.log)
         fr = self.frames
-        for depth in range(1, len(fr)):
+        # (f.it,) + self.subpos(depth) of every frame, built from the innermost out
+        tail: tuple = ()
+        for depth in range(len(fr) - 1, 0, -1):
             f = fr[depth]
+            pos = (f.it, f.child)
             if f.node.count >= MIN_SKIP_COUNT:
-                f.marks.setdefault((f.it,) + self.subpos(depth), n)
+                f.marks.setdefault(pos + tail, n)
+            tail = (pos,) + tail
 
     def commit(self, idx: int) -> None:
         counters = self.counters

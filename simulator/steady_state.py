@@ -79,12 +79,17 @@ class _Jump:
 class _Instance:
     """Book-keeping of one execution of a loop (for steady-state detection)."""
 
-    __slots__ = ("node", "kinds", "finished", "states", "jump", "windows", "streams")
+    __slots__ = ("node", "kinds", "finished", "states", "jump", "windows", "streams",
+                 "parts", "stream_counters")
 
     def __init__(self, node: Node, kinds: set[int]) -> None:
         self.node = node
         self.kinds = kinds
         self.streams = tuple(sorted(node.reads | node.writes))  # the loop's streams
+        # (stream, its counter) of the loop's streams; (unit, its kinds in the loop)
+        self.stream_counters = tuple((st, _COUNTER_OF[st]) for st in self.streams)
+        self.parts = tuple((u, tuple(k for k in ks if k in kinds))
+                           for u, ks in PROC_KINDS.items() if any(k in kinds for k in ks))
         self.finished: dict[int, int] = defaultdict(int)
         self.states: dict[int, tuple] = {}
         self.windows: dict[int, tuple | None] = {}
@@ -200,10 +205,9 @@ class SteadyState:
         counts: list[tuple[int, int]] = []
         fixed: list[int] = []
         node = inst.node
-        for u, ks in PROC_KINDS.items():
-            part = [k for k in ks if k in inst.kinds]
-            if not part:
-                continue
+        delta = node.delta
+        pending_jump = self.pending_jump
+        for u, part in inst.parts:
             if u == DMA:
                 # The memory model's and the DMA's state; a queue outside the loop must
                 # sit at the same instruction.
@@ -218,10 +222,10 @@ class SteadyState:
                 if f is None:
                     return None
                 exact.append((k, cur.subpos(f.depth), tuple(
-                    (g.key in self.pending_jump[u], self._has_jump(g.key))
+                    (g.key in pending_jump[u], self._has_jump(g.key))
                     for g in cur.frames[f.depth + 1:])))
                 its.append(f.it)
-                counts.extend(zip(cur.counters, node.delta))
+                counts.extend(zip(cur.counters, delta))
                 for bu, b in enumerate(cur.barrier):
                     if b is None:
                         exact.append(None)
@@ -229,7 +233,7 @@ class SteadyState:
                     inside = id(f) in b[1]
                     cn, st = UNIT_STREAM[bu][2], UNIT_STREAM[bu][1]
                     exact.append(inside)
-                    counts.append((b[0], node.delta[cn] if inside else 0))
+                    counts.append((b[0], delta[cn] if inside else 0))
                     if not inside and b[0] > 0:
                         t = self.sim.streams.peek(st, b[0] - 1)
                         if t is None:
@@ -238,25 +242,27 @@ class SteadyState:
         reads = self._next_reads()
         entry = key[1]
         streams = self.sim.streams
-        delta = node.delta
-        for st in inst.streams:
-            n = streams.count[st]
-            c = _COUNTER_OF[st]
+        scount = streams.count
+        for st, c in inst.stream_counters:
+            n = scount[st]
             first = entry[c]
             low = n
-            before = set()
+            before = None
             for r in reads[st]:
                 if r < first:
+                    if before is None:
+                        before = set()
                     before.add(r)
                 elif r < low:
                     low = r
             # Completions from before the loop that a cursor can still wait for (an
             # earlier barrier's) never move: they must be equal and already past.
-            for j in sorted(before):
-                t = streams.peek(st, j)
-                if t is None:
-                    return None
-                fixed.append(t)
+            if before is not None:
+                for j in sorted(before):
+                    t = streams.peek(st, j)
+                    if t is None:
+                        return None
+                    fixed.append(t)
             # From the loop's own completions, every one a cursor can still read.
             counts.append((n, delta[c]))
             counts.append((n - low, 0))
