@@ -56,18 +56,23 @@ class TaskCtx:
         self.acc_bytes = ElemType.of(cfg.numerics.operand.accumulator).bytes  # fp32 / int32
         self.geom = Geometry.of(cfg)
         self._memo: dict[tuple, Any] = {}
+        bufs = cfg.buffers  # one half of each buffer: what a block may occupy
+        self._limits = (bufs.activation.usable_bytes, bufs.weight.usable_bytes,
+                        bufs.output.usable_bytes)
 
     def a_bytes(self, mb: int, kb: int) -> int:
         key = ("a", mb, kb)
-        if key not in self._memo:
-            self._memo[key] = self._a_bytes(mb, kb)
-        return self._memo[key]
+        got = self._memo.get(key)
+        if got is None:
+            got = self._memo[key] = self._a_bytes(mb, kb)
+        return got
 
     def b_bytes(self, kb: int, nb: int) -> int:
         key = ("b", kb, nb)
-        if key not in self._memo:
-            self._memo[key] = self._b_bytes(kb, nb)
-        return self._memo[key]
+        got = self._memo.get(key)
+        if got is None:
+            got = self._memo[key] = self._b_bytes(kb, nb)
+        return got
 
     def _a_bytes(self, mb: int, kb: int) -> int:
         v, t = self.task.a, self.ta
@@ -92,12 +97,12 @@ class TaskCtx:
 
     def fits(self, mb: int, nb: int, kb: int) -> str | None:
         """None if the block fits, else the name of the first buffer it overflows."""
-        bufs = self.cfg.buffers
-        if self.a_bytes(mb, kb) > bufs.activation.usable_bytes:
+        act, wgt, out = self._limits
+        if self.a_bytes(mb, kb) > act:
             return "buffers.activation"
-        if self.b_bytes(kb, nb) > bufs.weight.usable_bytes:
+        if self.b_bytes(kb, nb) > wgt:
             return "buffers.weight"
-        if self.out_bytes(mb, nb) > bufs.output.usable_bytes:
+        if self.out_bytes(mb, nb) > out:
             return "buffers.output"
         if self.words is not None:
             a = self.cfg.array
