@@ -14,6 +14,7 @@ iteration, and skips whole periods when told to (:meth:`Cursor.skip`).
 
 from __future__ import annotations
 
+import operator
 from typing import TYPE_CHECKING
 
 from nmsat.dataflow.isa import (
@@ -111,7 +112,9 @@ def reads_of(ins) -> set[int]:
 
 
 def add(a, b, times: int = 1) -> tuple[int, ...]:
-    return tuple(x + y * times for x, y in zip(a, b))
+    if times == 1:
+        return tuple(map(operator.add, a, b))
+    return tuple([x + y * times for x, y in zip(a, b)])
 
 
 ZERO = (0,) * NCOUNT
@@ -140,6 +143,7 @@ class Node:
 
 def build_tree(prog: Program) -> Node:
     instrs = prog.instructions
+    deltas = [delta_of(ins) for ins in instrs]
     nodes = [0]
 
     def build(start: int, end: int, count: int) -> Node:
@@ -164,7 +168,7 @@ def build_tree(prog: Program) -> Node:
                 node.writes |= it.writes
             else:
                 ins = instrs[it]
-                delta = add(delta, delta_of(ins))
+                delta = add(delta, deltas[it])
                 k = kind_of(ins)
                 if k is not None:
                     node.own.add(k)
@@ -187,7 +191,7 @@ def build_tree(prog: Program) -> Node:
             if isinstance(it, Node):
                 tail = add(tail, it.delta, it.count)
             else:
-                tail = add(tail, delta_of(instrs[it]))
+                tail = add(tail, deltas[it])
         return node
 
     return build(0, len(instrs), 1)
