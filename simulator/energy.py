@@ -24,7 +24,6 @@ Exact sums
 from __future__ import annotations
 
 import functools
-
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
