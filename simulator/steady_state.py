@@ -18,6 +18,7 @@ is identical to simulating every iteration, on random programs.
 
 from __future__ import annotations
 
+import operator
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -325,9 +326,10 @@ class SteadyState:
         if len(t0) != len(t1) or e0 != e1 or len(c0) != len(c1) or len(f0) != len(f1):
             return None
         d = t1[0] - t0[0]
-        if d <= 0 or any(b - a != d for a, b in zip(t0, t1)):
+        # every time moved by d, every iteration index by p (element-wise differences)
+        if d <= 0 or list(map(operator.sub, t1, t0)) != [d] * len(t0):
             return None
-        if any(b - a != p for a, b in zip(i0, i1)):
+        if list(map(operator.sub, i1, i0)) != [p] * min(len(i0), len(i1)):
             return None
         if any(nb - na != p * g for (na, g), (nb, _) in zip(c0, c1)):
             return None
