@@ -278,19 +278,22 @@ class SteadyState:
             if cur.done:
                 continue
             c = cur.counters
+            # (stream, sequence number) of each wait; negative numbers are no wait
             if cur.kind == K_LOAD:
-                out[S_FACT].append(c[C_LACT] - h[S_FACT])
-                out[S_FWGT].append(c[C_LWGT] - h[S_FWGT])
+                reads = ((S_FACT, c[C_LACT] - h[S_FACT]), (S_FWGT, c[C_LWGT] - h[S_FWGT]))
             elif cur.kind == K_ENGINE:
-                out[S_LACT].append(c[C_PACT])
-                out[S_LWGT].append(c[C_PWGT])
-                out[S_ST].append(c[C_ST] - h[S_ST])
+                reads = ((S_LACT, c[C_PACT]), (S_LWGT, c[C_PWGT]), (S_ST, c[C_ST] - h[S_ST]))
             elif cur.kind == K_STORE:
-                out[S_ENG].append(c[C_ENG] - 1)
-            for u, b in enumerate(cur.barrier):
-                if b is not None:
-                    out[UNIT_STREAM[u][1]].append(b[0] - 1)
-        return [[r for r in rs if r >= 0] for rs in out]
+                reads = ((S_ENG, c[C_ENG] - 1),)
+            else:
+                reads = ()
+            for st, r in reads:
+                if r >= 0:
+                    out[st].append(r)
+            for st, b in zip(_BARRIER_STREAMS, cur.barrier):
+                if b is not None and b[0] > 0:
+                    out[st].append(b[0] - 1)
+        return out
 
     def _windows(self, state, node: Node):
         """The recent completions of the loop's streams at a captured state (completions
@@ -430,6 +433,9 @@ class SteadyState:
 _COUNTER_OF = {S_LOAD: C_LOAD, S_LACT: C_LACT, S_LWGT: C_LWGT, S_FACT: C_PACT,
                S_FWGT: C_PWGT, S_ENG: C_ENG, S_ST: C_ST, S_SO: C_SO, S_WU: C_WU}
 """The counter whose value is the next sequence number of each stream."""
+
+_BARRIER_STREAMS = tuple(st for _, st, _ in UNIT_STREAM)
+"""The stream a barrier naming each unit (index into ``UNIT_STREAM``) waits on."""
 
 _PRODUCES = {K_ENGINE: (S_ENG, S_FACT, S_FWGT), K_LOAD: (S_LOAD, S_LACT, S_LWGT),
              K_STORE: (S_ST,), K_SORE: (S_SO,), K_WU: (S_WU,)}

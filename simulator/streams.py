@@ -40,7 +40,8 @@ class Streams:
         # per stream, the last skipped sequence number (its last segment's end): a
         # completion after it is stored as itself (no segment to resolve)
         self.seg_end: list[int] = [_NO_SEGMENT] * NSTREAM
-        self.waiters: dict[tuple[int, int], list[simpy.Event]] = {}
+        # per stream: sequence number -> the events of the processes waiting for it
+        self.waiters: list[dict[int, list[simpy.Event]]] = [{} for _ in range(NSTREAM)]
         self._default_cause = [STREAM_CAUSE[s] for s in range(NSTREAM)]
 
     def resolve(self, s: int, n: int) -> tuple[int, int]:
@@ -73,7 +74,7 @@ class Streams:
             if t is not None:
                 return t + shift
             ev = self.env.event()
-            self.waiters.setdefault((s, real), []).append(ev)
+            self.waiters[s].setdefault(real, []).append(ev)
             yield ev
 
     def peek(self, s: int, n: int) -> int | None:
@@ -98,8 +99,9 @@ class Streams:
         self.rec[s][n] = t
         if cause != self._default_cause[s]:
             self.rcause[s][n] = cause
-        if self.waiters:
-            ws = self.waiters.pop((s, n), None)
+        waiting = self.waiters[s]
+        if waiting:
+            ws = waiting.pop(n, None)
             if ws:
                 for ev in ws:
                     ev.succeed()
@@ -108,7 +110,7 @@ class Streams:
         """An event that fires when completion ``n`` of ``s`` (or its real base) is put."""
         real, _ = self.resolve(s, n)
         ev = self.env.event()
-        self.waiters.setdefault((s, real), []).append(ev)
+        self.waiters[s].setdefault(real, []).append(ev)
         return ev
 
     def ready(self, deps):
@@ -126,6 +128,7 @@ class Streams:
         self.segments[s].append((start, length, per, d))
         self.seg_end[s] = start + length
         self.count[s] = start + 1 + length
-        for key in [k for k in self.waiters if k[0] == s and start < k[1] <= start + length]:
-            for ev in self.waiters.pop(key):
+        waiting = self.waiters[s]
+        for n in [n for n in waiting if start < n <= start + length]:
+            for ev in waiting.pop(n):
                 ev.succeed()
