@@ -279,6 +279,7 @@ class SteadyState:
                 continue
             c = cur.counters
             # (stream, sequence number) of each wait; negative numbers are no wait
+            reads: tuple[tuple[int, int], ...]
             if cur.kind == K_LOAD:
                 reads = ((S_FACT, c[C_LACT] - h[S_FACT]), (S_FWGT, c[C_LWGT] - h[S_FWGT]))
             elif cur.kind == K_ENGINE:
