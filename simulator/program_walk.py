@@ -15,7 +15,7 @@ iteration, and skips whole periods when told to (:meth:`Cursor.skip`).
 from __future__ import annotations
 
 import operator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nmsat.dataflow.isa import (
     Barrier,
@@ -198,7 +198,7 @@ def build_tree(prog: Program) -> Node:
 
 
 class Frame:
-    __slots__ = ("node", "it", "child", "key", "marks", "entry", "depth")
+    __slots__ = ("node", "it", "child", "key", "marks", "entry", "depth", "inst")
 
     def __init__(self, node: Node, key, entry) -> None:
         self.node = node
@@ -208,6 +208,9 @@ class Frame:
         self.entry = entry
         self.depth = 0
         self.marks: dict[tuple, int] = {}
+        # the steady-state detector's record of this loop instance (of ``key``), once
+        # looked up; None again whenever ``key`` changes
+        self.inst: Any = None
 
 
 class Cursor:
@@ -225,6 +228,9 @@ class Cursor:
         # Per unit: (count of its instructions before the latest barrier naming it, ids
         # of the loop frames that barrier was passed in); None: no such barrier yet.
         self.barrier: list[tuple[int, frozenset] | None] = [None] * len(UNIT_STREAM)
+        # the (stream, number) waits the barriers above impose (units.deps), or None when
+        # a barrier changed since they were listed
+        self.barrier_deps: list[tuple[int, int]] | None = []
         self.frames = [Frame(root, (root.nid, ZERO), ZERO)]
         self.log: list[tuple[dict, object, int]] = []  # accumulations, for skipped periods
         self.done = False
@@ -267,6 +273,7 @@ class Cursor:
                     for u, (mask, _, cn) in enumerate(UNIT_STREAM):
                         if units & mask:
                             self.barrier[u] = (counters[cn], ids)
+                    self.barrier_deps = None
                 for c, v in steps[item]:
                     counters[c] += v
             f.child = child
@@ -296,6 +303,7 @@ class Cursor:
                     tail = item.last_barrier[u]
                     if tail is not None:
                         self.barrier[u] = (exit_c[cn] - tail, ids)
+                self.barrier_deps = None
             count = item.count
             for c, v in enumerate(item.delta):
                 if v:
@@ -361,12 +369,14 @@ class Cursor:
             b = self.barrier[u]
             if b is not None and id(frame) in b[1]:
                 self.barrier[u] = (b[0] + delta[cn] * span, b[1])
+        self.barrier_deps = None
         frame.it += span
         # Loop instances inside the skipped frame are now later instances.
         for g in self.frames[frame.depth + 1:]:
             g.entry = add(g.entry, delta, span)
             old = g.key
             g.key = (g.node.nid, g.entry)
+            g.inst = None
             self.sim.steady.rename_instance(self, old, g.key, g.node)
             g.marks.clear()
         frame.marks.clear()

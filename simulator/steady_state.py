@@ -133,9 +133,12 @@ class SteadyState:
                 pend.append(new)
 
     def iteration_done(self, cur: Cursor, frame: Frame) -> None:
-        inst = self.instances.get(frame.key)
-        if inst is None:
-            inst = self.instances[frame.key] = _Instance(frame.node, set(frame.node.own))
+        inst = frame.inst
+        if inst is None:  # instances are never replaced: the frame keeps its key's record
+            inst = self.instances.get(frame.key)
+            if inst is None:
+                inst = self.instances[frame.key] = _Instance(frame.node, set(frame.node.own))
+            frame.inst = inst
         if inst.jump is not None:
             return
         i = frame.it - 1

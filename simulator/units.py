@@ -165,9 +165,12 @@ def deps(recipe, cur: Cursor) -> list[tuple[int, int]]:
     ``recipe`` from :func:`wait_recipes`, and the barriers the cursor passed)."""
     c = cur.counters
     out = [(st, c[cn] - back) for st, cn, back in recipe if c[cn] >= back]
-    for st, b in zip(_BARRIER_STREAMS, cur.barrier):
-        if b is not None and b[0] > 0:
-            out.append((st, b[0] - 1))
+    bd = cur.barrier_deps
+    if bd is None:  # a barrier changed: list its waits again
+        bd = cur.barrier_deps = [(st, b[0] - 1) for st, b in zip(_BARRIER_STREAMS, cur.barrier)
+                                 if b is not None and b[0] > 0]
+    if bd:
+        out.extend(bd)
     return out
 
 

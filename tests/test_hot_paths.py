@@ -9,6 +9,9 @@ its reference fails here before any figure moves:
 * ``Streams.peek`` / ``cause`` / ``get`` answering completions past the last skipped
   segment straight from the record, against ``Streams.resolve``;
 * ``Cursor.mark``'s position keys against ``(it,) + subpos(depth)``;
+* the cursor's cached barrier waits (``units.deps``) and each loop frame's cached
+  steady-state record, checked at every use against fresh ones while random programs
+  and compiled zoo programs run (extrapolating, so skips change barriers and keys);
 * the ISA field checks' plain-int shortcut against ``_field_int`` on compiled programs;
 * ``ActivityCounts``' cached field names against ``dataclasses.fields``.
 
@@ -20,6 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import sys
+from pathlib import Path
 
 import simpy
 from hypothesis import given, settings
@@ -27,14 +32,25 @@ from hypothesis import strategies as st
 
 from nmsat import config
 from nmsat.dataflow.compiler import CompileOptions, compile_workload
-from nmsat.dataflow.isa import ENCODING
+from nmsat.dataflow.isa import (
+    ENCODING,
+    Barrier,
+    Buffer,
+    Loop,
+    Program,
+    Sore,
+    SoreView,
+    Tensor,
+    Unit,
+)
 from nmsat.dataflow.isa.encoding import _field_int
 from nmsat.dataflow.memory import SimpleDram, StripedDram
+from nmsat.simulator import steady_state, system, units
 from nmsat.simulator.energy import ActivityCounts, _count_names
-from nmsat.simulator.program_walk import MIN_SKIP_COUNT, Cursor, Frame, Node
+from nmsat.simulator.program_walk import MIN_SKIP_COUNT, UNIT_STREAM, Cursor, Frame, Node
 from nmsat.simulator.stalls import STREAM_CAUSE
 from nmsat.simulator.streams import Streams
-from nmsat.types import Method
+from nmsat.types import NM, Method, Phase
 from nmsat.workloads import zoo
 
 transfers = st.lists(st.tuples(st.integers(0, 300), st.integers(1, 20_000),
@@ -146,3 +162,85 @@ def test_isa_field_shortcut_reads_what_field_int_reads():
 
 def test_activity_count_names_are_the_dataclass_fields():
     assert _count_names() == tuple(f.name for f in dataclasses.fields(ActivityCounts))
+
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_system_extrapolation import (  # noqa: E402
+    _compute,
+    _load,
+    _store,
+    _summary,
+    random_program,
+)
+
+
+def _checked_caches(monkeypatch) -> list[int]:
+    """Make deps and iteration_done compare their caches with fresh values at every use;
+    returns counters of the checks made (cached barrier waits used, frame records)."""
+    seen = [0, 0]
+    deps, done = units.deps, steady_state.SteadyState.iteration_done
+
+    def checked_deps(recipe, cur):
+        got = deps(recipe, cur)
+        fresh = [(UNIT_STREAM[u][1], b[0] - 1) for u, b in enumerate(cur.barrier)
+                 if b is not None and b[0] > 0]
+        assert cur.barrier_deps == fresh
+        seen[0] += bool(fresh)
+        return got
+
+    def checked_done(self, cur, frame):
+        if frame.inst is not None:
+            assert frame.inst is self.instances[frame.key]
+            seen[1] += 1
+        return done(self, cur, frame)
+
+    for mod in (units, sys.modules["nmsat.simulator.dma"]):
+        monkeypatch.setattr(mod, "deps", checked_deps)
+    monkeypatch.setattr(steady_state.SteadyState, "iteration_done", checked_done)
+    return seen
+
+
+def test_cursor_caches_equal_fresh_values_on_random_programs(monkeypatch):
+    seen = _checked_caches(monkeypatch)
+    for seed in range(40):
+        rng = random.Random(seed)
+        cfg = config.preset("small") if seed % 3 == 0 else config.VCU1525
+        system.run(random_program(rng), cfg, record=False)
+    assert seen[0] > 0 and seen[1] > 0  # not vacuous: both caches were used
+
+
+def test_cursor_caches_equal_fresh_values_on_a_zoo_program(monkeypatch):
+    seen = _checked_caches(monkeypatch)
+    prog = compile_workload(zoo.get("cnn", batch=4), config.VCU1525,
+                            CompileOptions(method=Method.BDWP))
+    system.run(prog, config.VCU1525, record=False)
+    assert seen[0] > 0 and seen[1] > 0
+
+
+def _barrier_loop_program(rng: random.Random) -> Program:
+    """Loops whose bodies hold barriers (a skip then moves the barriers' counts)."""
+    instrs: list = []
+    for layer in range(rng.randint(1, 3)):
+        if rng.random() < 0.5:
+            instrs.append(Sore(src=0, dst=0, view=SoreView.FF, nm=NM(2, 8), weights=4096,
+                               groups=512, read_bytes=8192, write_bytes=2560, layer=layer))
+        body = [_load(rng, Buffer.WGT), _load(rng, Buffer.ACT),
+                _compute(rng, layer, Phase.FF), _store(rng)]
+        body.insert(rng.randint(0, len(body)), Barrier(rng.choice(
+            (Unit.STORE, Unit.SORE, Unit.STORE | Unit.ENGINE, Unit.LOAD, Unit.all()))))
+        inner = rng.choice((1, 2, 3))
+        instrs += [Loop(rng.choice((8, 20, 60)), len(body) + 1), Loop(inner, len(body)), *body]
+    return Program(tuple(instrs), tensors=(Tensor("t", 1 << 20, 64),), layers=("l0", "l1", "l2"))
+
+
+def test_cursor_caches_with_barriers_inside_skipped_loops(monkeypatch):
+    seen = _checked_caches(monkeypatch)
+    jumped = 0
+    for seed in range(40):
+        rng = random.Random(seed)
+        prog = _barrier_loop_program(rng)
+        fast = system.run(prog, config.VCU1525, record=False)
+        full = system.run(prog, config.VCU1525, extrapolate=False, record=False)
+        assert _summary(fast) == _summary(full)
+        jumped += bool(fast.jumps)
+    assert jumped > 10 and seen[0] > 0 and seen[1] > 0
