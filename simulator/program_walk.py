@@ -141,9 +141,12 @@ class Node:
         self.has_barrier = False
 
 
-def build_tree(prog: Program) -> Node:
+def build_tree(prog: Program, deltas: list[tuple[int, ...]] | None = None) -> Node:
+    """The program's loop tree; ``deltas``: :func:`delta_of` of every instruction, if the
+    caller has them."""
     instrs = prog.instructions
-    deltas = [delta_of(ins) for ins in instrs]
+    if deltas is None:
+        deltas = [delta_of(ins) for ins in instrs]
     nodes = [0]
 
     def build(start: int, end: int, count: int) -> Node:
@@ -178,7 +181,8 @@ def build_tree(prog: Program) -> Node:
         node.delta = delta
         node.writes |= {STREAM_OF_COUNTER[c] for c in range(NCOUNT) if delta[c]}
         tail = ZERO
-        for it in reversed(node.items):
+        # last_barrier stays None for every unit without a barrier inside
+        for it in reversed(node.items) if node.has_barrier else ():
             for u, (mask, _, cn) in enumerate(UNIT_STREAM):
                 if node.last_barrier[u] is not None:
                     continue
