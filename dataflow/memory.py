@@ -129,6 +129,7 @@ class StripedDram:
         self.burst = burst
         self.ready = [0] * channels
         self._share_memo: dict[int, tuple[tuple[int, int], ...]] = {}
+        self._cycles_memo: dict[int, tuple[tuple[int, int], ...]] = {}
 
     def serve(self, ready: int, t: int, nbytes: int) -> tuple[int, int, int]:
         """One channel, free from ``ready``, serves ``nbytes`` issued at ``t``:
@@ -185,6 +186,27 @@ class SimpleDram(StripedDram):
         s = max(ready, t + self.latency)
         e = s + ceil_div(nbytes, self.bpc)
         return s, e, e
+
+    def transfer(self, t: int, nbytes: int) -> tuple[Span, ...]:
+        # StripedDram.transfer with serve inline (the system model's hottest call)
+        first = t + self.latency
+        ready = self.ready
+        out = []
+        for ch, cyc in self._cycles(nbytes):
+            r = ready[ch]
+            s = max(r, first)
+            ready[ch] = e = s + cyc
+            out.append(Span(ch, s, e, r > first))
+        return tuple(out)
+
+    def _cycles(self, nbytes: int) -> tuple[tuple[int, int], ...]:
+        """(channel, data cycles) of the channels a transfer of ``nbytes`` uses
+        (memoised: it depends on ``nbytes`` alone)."""
+        used = self._cycles_memo.get(nbytes)
+        if used is None:
+            used = self._cycles_memo[nbytes] = tuple((ch, ceil_div(share, self.bpc))
+                                        for ch, share in self._used(nbytes))
+        return used
 
 
 class RowBufferDram(StripedDram):
@@ -294,6 +316,9 @@ class Dma:
         r = t + self.request[q]
         spans = self.memory.transfer(r, nbytes)
         port_end = self.ports.transfer(buffer, self.memory.first_byte(r), port_cycles)
-        done = max([t, after, port_end] + [s.end - tail for s in spans])
+        done = max(t, after, port_end)
+        for s in spans:
+            if s.end - tail > done:
+                done = s.end - tail
         self.last_done[q] = done
         return Issued(done, after, spans, port_end)

@@ -56,18 +56,35 @@ class TaskCtx:
         self.acc_bytes = ElemType.of(cfg.numerics.operand.accumulator).bytes  # fp32 / int32
         self.geom = Geometry.of(cfg)
         self._memo: dict[tuple, Any] = {}
+        self.dram_bw = cfg.dram.total_bytes_per_cycle
+        self._cycles: dict[tuple, int] = {}
+        bufs = cfg.buffers  # one half of each buffer: what a block may occupy
+        self._limits = (bufs.activation.usable_bytes, bufs.weight.usable_bytes,
+                        bufs.output.usable_bytes)
+
+    def block_cycles(self, df: Dataflow, m: int, n: int, k: int, inter: bool) -> int:
+        """:func:`~nmsat.dataflow.timing.block_cycles` of an m x n x k block of this task
+        (its pattern, this config's geometry), memoised per task as well as globally."""
+        key = (df, m, n, k, inter)
+        got = self._cycles.get(key)
+        if got is None:
+            got = self._cycles[key] = _block_cycles(df, m, n, k, self.task.nm, inter,
+                                                    self.geom)
+        return got
 
     def a_bytes(self, mb: int, kb: int) -> int:
         key = ("a", mb, kb)
-        if key not in self._memo:
-            self._memo[key] = self._a_bytes(mb, kb)
-        return self._memo[key]
+        got = self._memo.get(key)
+        if got is None:
+            got = self._memo[key] = self._a_bytes(mb, kb)
+        return got
 
     def b_bytes(self, kb: int, nb: int) -> int:
         key = ("b", kb, nb)
-        if key not in self._memo:
-            self._memo[key] = self._b_bytes(kb, nb)
-        return self._memo[key]
+        got = self._memo.get(key)
+        if got is None:
+            got = self._memo[key] = self._b_bytes(kb, nb)
+        return got
 
     def _a_bytes(self, mb: int, kb: int) -> int:
         v, t = self.task.a, self.ta
@@ -92,12 +109,12 @@ class TaskCtx:
 
     def fits(self, mb: int, nb: int, kb: int) -> str | None:
         """None if the block fits, else the name of the first buffer it overflows."""
-        bufs = self.cfg.buffers
-        if self.a_bytes(mb, kb) > bufs.activation.usable_bytes:
+        act, wgt, out = self._limits
+        if self.a_bytes(mb, kb) > act:
             return "buffers.activation"
-        if self.b_bytes(kb, nb) > bufs.weight.usable_bytes:
+        if self.b_bytes(kb, nb) > wgt:
             return "buffers.weight"
-        if self.out_bytes(mb, nb) > bufs.output.usable_bytes:
+        if self.out_bytes(mb, nb) > out:
             return "buffers.output"
         if self.words is not None:
             a = self.cfg.array
@@ -156,8 +173,7 @@ def estimate_cost(ctx: TaskCtx, t: Tiling) -> tuple[int, int]:
     ekey = ("engine", t.dataflow, t.mb, t.nb, t.kb, t.interleave)
     engine = ctx._memo.get(ekey)
     if engine is None:
-        g, nm = ctx.geom, ctx.task.nm
-        engine = sum(cm * cn * ck * _block_cycles(t.dataflow, sm, sn, sk, nm, t.interleave, g)
+        engine = sum(cm * cn * ck * ctx.block_cycles(t.dataflow, sm, sn, sk, t.interleave)
                      for cm, sm in ms for cn, sn in ns for ck, sk in ks)
         ctx._memo[ekey] = engine
     bkey = ("bytes", t.mb, t.nb, t.kb)
@@ -175,7 +191,7 @@ def estimate_cost(ctx: TaskCtx, t: Tiling) -> tuple[int, int]:
     else:
         dram = b_all * nmb + a_all * (1 if resident else nnb)
     dram += c_all
-    mem = ceil_div(dram, ctx.cfg.dram.total_bytes_per_cycle)
+    mem = ceil_div(dram, ctx.dram_bw)
     if not ctx.geom.shadow:
         return ctx.count * max(engine, mem), ctx.count * dram
     # With shadow weights a small-m block streams weights about as fast as DRAM delivers
@@ -204,8 +220,8 @@ def _pair_bound(ctx: TaskCtx, t: Tiling, ms, ns, ks, dram: int, lat: int) -> int
     got = ctx._memo.get(key)
     if got is not None:
         return got
-    g, nm, bw = ctx.geom, ctx.task.nm, ctx.cfg.dram.total_bytes_per_cycle
-    cls = [(cm * cn * ck, _block_cycles(t.dataflow, sm, sn, sk, nm, t.interleave, g),
+    bw = ctx.dram_bw
+    cls = [(cm * cn * ck, ctx.block_cycles(t.dataflow, sm, sn, sk, t.interleave),
             ctx.a_bytes(sm, sk) + ctx.b_bytes(sk, sn))
            for cm, sm in ms for cn, sn in ns for ck, sk in ks]
     own = sum(c * b for c, _, b in cls)

@@ -45,22 +45,27 @@ class DmaService:
         self.end = 0  # the latest completion so far
         self.heads: list[int | None] = [None, None]  # queue heads (instruction indices)
         self.deps: list = [None, None]  # and their dependencies
+        # per instruction: the buffer a LOAD fills or a STORE drains (None: no transfer)
+        self.buffers = [ins.buffer if isinstance(ins, Load) else
+                        Buffer.OUT if isinstance(ins, Store) else None
+                        for ins in sim.instrs]
 
     def _issue(self, q: int, idx: int, cur: Cursor, held: bool, cause: str) -> None:
         """Issue the head of queue ``q`` now. ``held``: its dependencies (not the queue
         order) decided the issue time; ``cause``: the cause of the binding dependency."""
         sim = self.sim
-        ins = sim.instrs[idx]
         key = sim.attr[idx]
         issue = int(sim.env.now)
-        idle_from = max(self.end, self.last_issue[q])
+        last_issue = self.last_issue[q]
+        idle_from = self.end if self.end > last_issue else last_issue
         if issue > idle_from:
             sim.ledger.stalled(DMA, cur, key, idle_from, issue, cause)
         behind = not held and issue == self.next_issue[q]  # right behind its predecessor
         self.last_issue[q] = issue
         self.next_issue[q] = issue + machine.DMA_ISSUE_INTERVAL
-        assert isinstance(ins, (Load, Store)), ins  # the DMA queues hold transfers only
-        buf = ins.buffer if isinstance(ins, Load) else Buffer.OUT
+        buf = self.buffers[idx]
+        if buf is None:  # pragma: no cover - the DMA queues hold transfers only
+            raise AssertionError(sim.instrs[idx])
         t = self.dma.issue(q, issue, sim.dma_bytes[idx], buf, sim.port_cycles[idx],
                            sim.dma_tail[idx])
         own = self.causes.completion(q, issue, held, cause, t, behind)
@@ -68,10 +73,12 @@ class DmaService:
             kind = "load" if q == 0 else "store"
             for sp in t.spans:
                 sim.ledger.log(f"dma{sp.channel}", sp.start, sp.end, key, kind)
-        if t.done > self.end:
-            self.end = t.done
+        done = t.done
+        if done > self.end:
+            self.end = done
+        put = sim.streams.put
         for st in sim.puts[idx]:
-            sim.streams.put(st, t.done, own)
+            put(st, done, own)
         cur.commit(idx)
         sim.last_key[DMA] = key
 
@@ -88,10 +95,13 @@ class DmaService:
         known: list = [None, None]  # (ready time, cause) once every dependency is known
         wait_ev: list = [None, None]  # pending wake-up for a head with an unknown dependency
 
+        rec, seg_end = streams.rec, streams.seg_end
+
         def resolve(q: int) -> None:
             ready, cause = 0, DEPENDENCY
             for s_, n in dl[q]:
-                t_ = streams.peek(s_, n)
+                # streams.peek, its common case inline
+                t_ = rec[s_].get(n) if n > seg_end[s_] else streams.peek(s_, n)
                 if t_ is None:
                     if wait_ev[q] is None or wait_ev[q].triggered:
                         wait_ev[q] = streams.wait_event(s_, n)
@@ -114,17 +124,22 @@ class DmaService:
                     if heads[q] is not None:
                         dl[q] = deps(sim.recipes[heads[q]], curs[q])
                 yield env.timeout(shift)
-            for q in (0, 1):
-                if heads[q] is not None and known[q] is None:
-                    resolve(q)
-            cand = [(known[q][0], q) for q in (0, 1) if known[q] is not None]
-            evs = [ev for ev in wait_ev if ev is not None]
-            if not cand:
-                yield simpy.AnyOf(env, evs)
+            if heads[0] is not None and known[0] is None:
+                resolve(0)
+            if heads[1] is not None and known[1] is None:
+                resolve(1)
+            k0, k1 = known
+            # the earlier-ready known head (a tie: the load), as min((t, q), ...)
+            if k0 is not None and (k1 is None or k0[0] <= k1[0]):
+                t, q = k0[0], 0
+            elif k1 is not None:
+                t, q = k1[0], 1
+            else:
+                yield simpy.AnyOf(env, [ev for ev in wait_ev if ev is not None])
                 continue
-            t, q = min(cand)
             if t > env.now:
                 # Wait for the earliest known head, unless an unknown one resolves first.
+                evs = [ev for ev in wait_ev if ev is not None]
                 to = env.timeout(t - env.now)
                 yield simpy.AnyOf(env, evs + [to]) if evs else to
                 continue

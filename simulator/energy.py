@@ -23,6 +23,7 @@ Exact sums
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -98,10 +99,10 @@ class ActivityCounts:
     vector_lane_cycles: int = 0
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            v = getattr(self, f.name)
+        for name in _count_names():
+            v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise ValueError(f"ActivityCounts.{f.name} must be a non-negative integer, "
+                raise ValueError(f"ActivityCounts.{name} must be a non-negative integer, "
                                  f"not {v!r}")
         for level in ("act", "weight", "output"):
             if getattr(self, f"{level}_buffer_write_bytes") > getattr(self,
@@ -112,21 +113,28 @@ class ActivityCounts:
     def __add__(self, other: ActivityCounts) -> ActivityCounts:
         if not isinstance(other, ActivityCounts):
             return NotImplemented
-        return ActivityCounts(**{f.name: getattr(self, f.name) + getattr(other, f.name)
-                                 for f in fields(self)})
+        return ActivityCounts(**{name: getattr(self, name) + getattr(other, name)
+                                 for name in _count_names()})
 
     def scaled(self, times: int) -> ActivityCounts:
         """These counts repeated ``times`` times (``times`` >= 0)."""
         if not isinstance(times, int) or times < 0:
             raise ValueError(f"times must be a non-negative integer, not {times!r}")
-        return ActivityCounts(**{f.name: getattr(self, f.name) * times for f in fields(self)})
+        return ActivityCounts(**{name: getattr(self, name) * times for name in _count_names()})
 
     @property
     def buffer_bytes(self) -> int:
         return self.act_buffer_bytes + self.weight_buffer_bytes + self.output_buffer_bytes
 
     def to_dict(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in _count_names()}
+
+
+@functools.cache
+def _count_names() -> tuple[str, ...]:
+    """The field names of :class:`ActivityCounts`, in order (``fields()`` once, not per
+    object: thousands of counts are made per simulation)."""
+    return tuple(f.name for f in fields(ActivityCounts))
 
 
 ZERO_COUNTS = ActivityCounts()

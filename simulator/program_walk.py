@@ -14,7 +14,8 @@ iteration, and skips whole periods when told to (:meth:`Cursor.skip`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import operator
+from typing import TYPE_CHECKING, Any
 
 from nmsat.dataflow.isa import (
     Barrier,
@@ -111,7 +112,9 @@ def reads_of(ins) -> set[int]:
 
 
 def add(a, b, times: int = 1) -> tuple[int, ...]:
-    return tuple(x + y * times for x, y in zip(a, b))
+    if times == 1:
+        return tuple(map(operator.add, a, b))
+    return tuple([x + y * times for x, y in zip(a, b)])
 
 
 ZERO = (0,) * NCOUNT
@@ -138,8 +141,12 @@ class Node:
         self.has_barrier = False
 
 
-def build_tree(prog: Program) -> Node:
+def build_tree(prog: Program, deltas: list[tuple[int, ...]] | None = None) -> Node:
+    """The program's loop tree; ``deltas``: :func:`delta_of` of every instruction, if the
+    caller has them."""
     instrs = prog.instructions
+    if deltas is None:
+        deltas = [delta_of(ins) for ins in instrs]
     nodes = [0]
 
     def build(start: int, end: int, count: int) -> Node:
@@ -164,7 +171,7 @@ def build_tree(prog: Program) -> Node:
                 node.writes |= it.writes
             else:
                 ins = instrs[it]
-                delta = add(delta, delta_of(ins))
+                delta = add(delta, deltas[it])
                 k = kind_of(ins)
                 if k is not None:
                     node.own.add(k)
@@ -174,7 +181,8 @@ def build_tree(prog: Program) -> Node:
         node.delta = delta
         node.writes |= {STREAM_OF_COUNTER[c] for c in range(NCOUNT) if delta[c]}
         tail = ZERO
-        for it in reversed(node.items):
+        # last_barrier stays None for every unit without a barrier inside
+        for it in reversed(node.items) if node.has_barrier else ():
             for u, (mask, _, cn) in enumerate(UNIT_STREAM):
                 if node.last_barrier[u] is not None:
                     continue
@@ -187,14 +195,14 @@ def build_tree(prog: Program) -> Node:
             if isinstance(it, Node):
                 tail = add(tail, it.delta, it.count)
             else:
-                tail = add(tail, delta_of(instrs[it]))
+                tail = add(tail, deltas[it])
         return node
 
     return build(0, len(instrs), 1)
 
 
 class Frame:
-    __slots__ = ("node", "it", "child", "key", "marks", "entry", "depth")
+    __slots__ = ("node", "it", "child", "key", "marks", "entry", "depth", "inst")
 
     def __init__(self, node: Node, key, entry) -> None:
         self.node = node
@@ -204,6 +212,9 @@ class Frame:
         self.entry = entry
         self.depth = 0
         self.marks: dict[tuple, int] = {}
+        # the steady-state detector's record of this loop instance (of ``key``), once
+        # looked up; None again whenever ``key`` changes
+        self.inst: Any = None
 
 
 class Cursor:
@@ -221,6 +232,9 @@ class Cursor:
         # Per unit: (count of its instructions before the latest barrier naming it, ids
         # of the loop frames that barrier was passed in); None: no such barrier yet.
         self.barrier: list[tuple[int, frozenset] | None] = [None] * len(UNIT_STREAM)
+        # the (stream, number) waits the barriers above impose (units.deps), or None when
+        # a barrier changed since they were listed
+        self.barrier_deps: list[tuple[int, int]] | None = []
         self.frames = [Frame(root, (root.nid, ZERO), ZERO)]
         self.log: list[tuple[dict, object, int]] = []  # accumulations, for skipped periods
         self.done = False
@@ -263,6 +277,7 @@ class Cursor:
                     for u, (mask, _, cn) in enumerate(UNIT_STREAM):
                         if units & mask:
                             self.barrier[u] = (counters[cn], ids)
+                    self.barrier_deps = None
                 for c, v in steps[item]:
                     counters[c] += v
             f.child = child
@@ -292,6 +307,7 @@ class Cursor:
                     tail = item.last_barrier[u]
                     if tail is not None:
                         self.barrier[u] = (exit_c[cn] - tail, ids)
+                self.barrier_deps = None
             count = item.count
             for c, v in enumerate(item.delta):
                 if v:
@@ -312,10 +328,14 @@ class Cursor:
         long enough to be skipped (see :data:`MIN_SKIP_COUNT`)."""
         n = len(self.log)
         fr = self.frames
-        for depth in range(1, len(fr)):
+        # (f.it,) + self.subpos(depth) of every frame, built from the innermost out
+        tail: tuple = ()
+        for depth in range(len(fr) - 1, 0, -1):
             f = fr[depth]
+            pos = (f.it, f.child)
             if f.node.count >= MIN_SKIP_COUNT:
-                f.marks.setdefault((f.it,) + self.subpos(depth), n)
+                f.marks.setdefault(pos + tail, n)
+            tail = (pos,) + tail
 
     def commit(self, idx: int) -> None:
         counters = self.counters
@@ -353,12 +373,14 @@ class Cursor:
             b = self.barrier[u]
             if b is not None and id(frame) in b[1]:
                 self.barrier[u] = (b[0] + delta[cn] * span, b[1])
+        self.barrier_deps = None
         frame.it += span
         # Loop instances inside the skipped frame are now later instances.
         for g in self.frames[frame.depth + 1:]:
             g.entry = add(g.entry, delta, span)
             old = g.key
             g.key = (g.node.nid, g.entry)
+            g.inst = None
             self.sim.steady.rename_instance(self, old, g.key, g.node)
             g.marks.clear()
         frame.marks.clear()

@@ -117,9 +117,26 @@ def classify(field: str) -> str:
 
 
 def _projection(cfg: AcceleratorConfig, stage: str) -> str:
-    fields = leaf_fields(cfg)
-    kept = {k: v for k, v in fields.items() if classify(k) == stage}
-    return json.dumps(kept, sort_keys=True, separators=(",", ":"))
+    # Memoised on the config object: a config is immutable (frozen dataclasses of
+    # immutable values, checked by tests/test_run_cache.py), so its projections never
+    # change; a simulation asks for them up to four times (program and run keys of the
+    # point and of its dense baseline).
+    memo = cfg.__dict__.get(_MEMO_ATTR)
+    if memo is None:
+        memo = {}
+        object.__setattr__(cfg, _MEMO_ATTR, memo)
+    got = memo.get(stage)
+    if got is None:
+        fields = memo.get("")
+        if fields is None:
+            fields = memo[""] = leaf_fields(cfg)
+        kept = {k: v for k, v in fields.items() if classify(k) == stage}
+        got = memo[stage] = json.dumps(kept, sort_keys=True, separators=(",", ":"))
+    return got
+
+
+_MEMO_ATTR = "_run_cache_projections"
+"""The attribute of a config that holds its projections (by stage; ``""``: its leaves)."""
 
 
 def program_key(workload_key: Hashable, cfg: AcceleratorConfig, compile_options: Any) -> tuple:

@@ -18,6 +18,7 @@ is identical to simulating every iteration, on random programs.
 
 from __future__ import annotations
 
+import operator
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -79,12 +80,17 @@ class _Jump:
 class _Instance:
     """Book-keeping of one execution of a loop (for steady-state detection)."""
 
-    __slots__ = ("node", "kinds", "finished", "states", "jump", "windows", "streams")
+    __slots__ = ("node", "kinds", "finished", "states", "jump", "windows", "streams",
+                 "parts", "stream_counters")
 
     def __init__(self, node: Node, kinds: set[int]) -> None:
         self.node = node
         self.kinds = kinds
         self.streams = tuple(sorted(node.reads | node.writes))  # the loop's streams
+        # (stream, its counter) of the loop's streams; (unit, its kinds in the loop)
+        self.stream_counters = tuple((st, _COUNTER_OF[st]) for st in self.streams)
+        self.parts = tuple((u, tuple(k for k in ks if k in kinds))
+                           for u, ks in PROC_KINDS.items() if any(k in kinds for k in ks))
         self.finished: dict[int, int] = defaultdict(int)
         self.states: dict[int, tuple] = {}
         self.windows: dict[int, tuple | None] = {}
@@ -127,9 +133,12 @@ class SteadyState:
                 pend.append(new)
 
     def iteration_done(self, cur: Cursor, frame: Frame) -> None:
-        inst = self.instances.get(frame.key)
-        if inst is None:
-            inst = self.instances[frame.key] = _Instance(frame.node, set(frame.node.own))
+        inst = frame.inst
+        if inst is None:  # instances are never replaced: the frame keeps its key's record
+            inst = self.instances.get(frame.key)
+            if inst is None:
+                inst = self.instances[frame.key] = _Instance(frame.node, set(frame.node.own))
+            frame.inst = inst
         if inst.jump is not None:
             return
         i = frame.it - 1
@@ -200,10 +209,9 @@ class SteadyState:
         counts: list[tuple[int, int]] = []
         fixed: list[int] = []
         node = inst.node
-        for u, ks in PROC_KINDS.items():
-            part = [k for k in ks if k in inst.kinds]
-            if not part:
-                continue
+        delta = node.delta
+        pending_jump = self.pending_jump
+        for u, part in inst.parts:
             if u == DMA:
                 # The memory model's and the DMA's state; a queue outside the loop must
                 # sit at the same instruction.
@@ -218,10 +226,10 @@ class SteadyState:
                 if f is None:
                     return None
                 exact.append((k, cur.subpos(f.depth), tuple(
-                    (g.key in self.pending_jump[u], self._has_jump(g.key))
+                    (g.key in pending_jump[u], self._has_jump(g.key))
                     for g in cur.frames[f.depth + 1:])))
                 its.append(f.it)
-                counts.extend(zip(cur.counters, node.delta))
+                counts.extend(zip(cur.counters, delta))
                 for bu, b in enumerate(cur.barrier):
                     if b is None:
                         exact.append(None)
@@ -229,7 +237,7 @@ class SteadyState:
                     inside = id(f) in b[1]
                     cn, st = UNIT_STREAM[bu][2], UNIT_STREAM[bu][1]
                     exact.append(inside)
-                    counts.append((b[0], node.delta[cn] if inside else 0))
+                    counts.append((b[0], delta[cn] if inside else 0))
                     if not inside and b[0] > 0:
                         t = self.sim.streams.peek(st, b[0] - 1)
                         if t is None:
@@ -238,25 +246,27 @@ class SteadyState:
         reads = self._next_reads()
         entry = key[1]
         streams = self.sim.streams
-        delta = node.delta
-        for st in inst.streams:
-            n = streams.count[st]
-            c = _COUNTER_OF[st]
+        scount = streams.count
+        for st, c in inst.stream_counters:
+            n = scount[st]
             first = entry[c]
             low = n
-            before = set()
+            before = None
             for r in reads[st]:
                 if r < first:
+                    if before is None:
+                        before = set()
                     before.add(r)
                 elif r < low:
                     low = r
             # Completions from before the loop that a cursor can still wait for (an
             # earlier barrier's) never move: they must be equal and already past.
-            for j in sorted(before):
-                t = streams.peek(st, j)
-                if t is None:
-                    return None
-                fixed.append(t)
+            if before is not None:
+                for j in sorted(before):
+                    t = streams.peek(st, j)
+                    if t is None:
+                        return None
+                    fixed.append(t)
             # From the loop's own completions, every one a cursor can still read.
             counts.append((n, delta[c]))
             counts.append((n - low, 0))
@@ -271,19 +281,23 @@ class SteadyState:
             if cur.done:
                 continue
             c = cur.counters
+            # (stream, sequence number) of each wait; negative numbers are no wait
+            reads: tuple[tuple[int, int], ...]
             if cur.kind == K_LOAD:
-                out[S_FACT].append(c[C_LACT] - h[S_FACT])
-                out[S_FWGT].append(c[C_LWGT] - h[S_FWGT])
+                reads = ((S_FACT, c[C_LACT] - h[S_FACT]), (S_FWGT, c[C_LWGT] - h[S_FWGT]))
             elif cur.kind == K_ENGINE:
-                out[S_LACT].append(c[C_PACT])
-                out[S_LWGT].append(c[C_PWGT])
-                out[S_ST].append(c[C_ST] - h[S_ST])
+                reads = ((S_LACT, c[C_PACT]), (S_LWGT, c[C_PWGT]), (S_ST, c[C_ST] - h[S_ST]))
             elif cur.kind == K_STORE:
-                out[S_ENG].append(c[C_ENG] - 1)
-            for u, b in enumerate(cur.barrier):
-                if b is not None:
-                    out[UNIT_STREAM[u][1]].append(b[0] - 1)
-        return [[r for r in rs if r >= 0] for rs in out]
+                reads = ((S_ENG, c[C_ENG] - 1),)
+            else:
+                reads = ()
+            for st, r in reads:
+                if r >= 0:
+                    out[st].append(r)
+            for st, b in zip(_BARRIER_STREAMS, cur.barrier):
+                if b is not None and b[0] > 0:
+                    out[st].append(b[0] - 1)
+        return out
 
     def _windows(self, state, node: Node):
         """The recent completions of the loop's streams at a captured state (completions
@@ -319,9 +333,10 @@ class SteadyState:
         if len(t0) != len(t1) or e0 != e1 or len(c0) != len(c1) or len(f0) != len(f1):
             return None
         d = t1[0] - t0[0]
-        if d <= 0 or any(b - a != d for a, b in zip(t0, t1)):
+        # every time moved by d, every iteration index by p (element-wise differences)
+        if d <= 0 or list(map(operator.sub, t1, t0)) != [d] * len(t0):
             return None
-        if any(b - a != p for a, b in zip(i0, i1)):
+        if list(map(operator.sub, i1, i0)) != [p] * min(len(i0), len(i1)):
             return None
         if any(nb - na != p * g for (na, g), (nb, _) in zip(c0, c1)):
             return None
@@ -422,6 +437,9 @@ class SteadyState:
 _COUNTER_OF = {S_LOAD: C_LOAD, S_LACT: C_LACT, S_LWGT: C_LWGT, S_FACT: C_PACT,
                S_FWGT: C_PWGT, S_ENG: C_ENG, S_ST: C_ST, S_SO: C_SO, S_WU: C_WU}
 """The counter whose value is the next sequence number of each stream."""
+
+_BARRIER_STREAMS = tuple(st for _, st, _ in UNIT_STREAM)
+"""The stream a barrier naming each unit (index into ``UNIT_STREAM``) waits on."""
 
 _PRODUCES = {K_ENGINE: (S_ENG, S_FACT, S_FWGT), K_LOAD: (S_LOAD, S_LACT, S_LWGT),
              K_STORE: (S_ST,), K_SORE: (S_SO,), K_WU: (S_WU,)}

@@ -22,6 +22,9 @@ from .stalls import DEPENDENCY, STREAM_CAUSE
 
 __all__ = ["Streams"]
 
+_NO_SEGMENT = -(1 << 62)
+"""``Streams.seg_end`` of a stream without skipped completions (below every number)."""
+
 
 class Streams:
     """Completion times and causes of every stream, and the processes waiting for them."""
@@ -34,7 +37,12 @@ class Streams:
         self.rcause: list[dict[int, str]] = [dict() for _ in range(NSTREAM)]
         self.count = [0] * NSTREAM  # next sequence number per stream (incl. skipped)
         self.segments: list[list[tuple[int, int, int, int]]] = [[] for _ in range(NSTREAM)]
-        self.waiters: dict[tuple[int, int], list[simpy.Event]] = {}
+        # per stream, the last skipped sequence number (its last segment's end): a
+        # completion after it is stored as itself (no segment to resolve)
+        self.seg_end: list[int] = [_NO_SEGMENT] * NSTREAM
+        # per stream: sequence number -> the events of the processes waiting for it
+        self.waiters: list[dict[int, list[simpy.Event]]] = [{} for _ in range(NSTREAM)]
+        self._default_cause = [STREAM_CAUSE[s] for s in range(NSTREAM)]
 
     def resolve(self, s: int, n: int) -> tuple[int, int]:
         """(real sequence number, cycle shift) holding completion ``n`` of stream ``s``."""
@@ -56,8 +64,7 @@ class Streams:
 
     def get(self, s: int, n: int):
         """Generator: completion time of ``n`` of stream ``s`` (waits until scheduled)."""
-        segs = self.segments[s]
-        if not segs or n > segs[-1][0] + segs[-1][1]:
+        if n > self.seg_end[s]:
             t = self.rec[s].get(n)
             if t is not None:
                 return t
@@ -67,13 +74,12 @@ class Streams:
             if t is not None:
                 return t + shift
             ev = self.env.event()
-            self.waiters.setdefault((s, real), []).append(ev)
+            self.waiters[s].setdefault(real, []).append(ev)
             yield ev
 
     def peek(self, s: int, n: int) -> int | None:
         """Completion time of ``n`` of stream ``s``, or None if not scheduled yet."""
-        segs = self.segments[s]
-        if not segs or n > segs[-1][0] + segs[-1][1]:
+        if n > self.seg_end[s]:
             return self.rec[s].get(n)
         real, shift = self.resolve(s, n)
         t = self.rec[s].get(real)
@@ -81,6 +87,8 @@ class Streams:
 
     def cause(self, s: int, n: int) -> str:
         """Cause a wait for completion ``n`` of stream ``s`` is charged to."""
+        if n > self.seg_end[s]:
+            return self.rcause[s].get(n, self._default_cause[s])
         real, _ = self.resolve(s, n)
         return self.rcause[s].get(real, STREAM_CAUSE[s])
 
@@ -89,18 +97,20 @@ class Streams:
         n = self.count[s]
         self.count[s] = n + 1
         self.rec[s][n] = t
-        if cause != STREAM_CAUSE[s]:
+        if cause != self._default_cause[s]:
             self.rcause[s][n] = cause
-        ws = self.waiters.pop((s, n), None)
-        if ws:
-            for ev in ws:
-                ev.succeed()
+        waiting = self.waiters[s]
+        if waiting:
+            ws = waiting.pop(n, None)
+            if ws:
+                for ev in ws:
+                    ev.succeed()
 
     def wait_event(self, s: int, n: int) -> simpy.Event:
         """An event that fires when completion ``n`` of ``s`` (or its real base) is put."""
         real, _ = self.resolve(s, n)
         ev = self.env.event()
-        self.waiters.setdefault((s, real), []).append(ev)
+        self.waiters[s].setdefault(real, []).append(ev)
         return ev
 
     def ready(self, deps):
@@ -116,7 +126,9 @@ class Streams:
         """Completions ``start + 1 .. start + length`` of ``s`` repeat the ones ``per``
         before them ``d`` cycles later; wake whoever waits for one of them."""
         self.segments[s].append((start, length, per, d))
+        self.seg_end[s] = start + length
         self.count[s] = start + 1 + length
-        for key in [k for k in self.waiters if k[0] == s and start < k[1] <= start + length]:
-            for ev in self.waiters.pop(key):
+        waiting = self.waiters[s]
+        for n in [n for n in waiting if start < n <= start + length]:
+            for ev in waiting.pop(n):
                 ev.succeed()

@@ -143,7 +143,7 @@ class _Sim:
                       for ins in self.instrs]
         self.barrier_units = [int(ins.units) if isinstance(ins, Barrier) else 0
                               for ins in self.instrs]
-        self.root = build_tree(prog)
+        self.root = build_tree(prog, self.deltas)
         self.env = simpy.Environment()
         mem = memory if memory is not None else memory_model(cfg)
         self.memory = mem

@@ -164,15 +164,18 @@ def deps(recipe, cur: Cursor) -> list[tuple[int, int]]:
     """(stream, sequence number) pairs the instruction at the cursor waits for (its
     ``recipe`` from :func:`wait_recipes`, and the barriers the cursor passed)."""
     c = cur.counters
-    out = []
-    for st, cn, back in recipe:
-        n = c[cn] - back
-        if n >= 0:
-            out.append((st, n))
-    for u, b in enumerate(cur.barrier):
-        if b is not None and b[0] > 0:
-            out.append((UNIT_STREAM[u][1], b[0] - 1))
+    out = [(st, c[cn] - back) for st, cn, back in recipe if c[cn] >= back]
+    bd = cur.barrier_deps
+    if bd is None:  # a barrier changed: list its waits again
+        bd = cur.barrier_deps = [(st, b[0] - 1) for st, b in zip(_BARRIER_STREAMS, cur.barrier)
+                                 if b is not None and b[0] > 0]
+    if bd:
+        out.extend(bd)
     return out
+
+
+_BARRIER_STREAMS = tuple(st for _, st, _ in UNIT_STREAM)
+"""The stream a barrier naming each unit (index into ``UNIT_STREAM``) waits on."""
 
 
 def unit_process(sim: _Sim, unit: str):
@@ -181,6 +184,7 @@ def unit_process(sim: _Sim, unit: str):
     env, streams, ledger, steady = sim.env, sim.streams, sim.ledger, sim.steady
     cur = sim.cursors[PROC_KINDS[unit][0]]
     pending = steady.pending_jump[unit]
+    rec, seg_end = streams.rec, streams.seg_end  # streams.peek's common case, inline
     while True:
         if pending:
             shift = steady.maybe_jump(unit)
@@ -194,7 +198,7 @@ def unit_process(sim: _Sim, unit: str):
         dl = deps(sim.recipes[idx], cur)
         ready, binding, unknown = 0, None, False
         for s_, n_ in dl:  # fast path: every dependency already scheduled
-            t_ = streams.peek(s_, n_)
+            t_ = rec[s_].get(n_) if n_ > seg_end[s_] else streams.peek(s_, n_)
             if t_ is None:
                 unknown = True
                 break

@@ -337,3 +337,42 @@ def test_equal_unit_cycles_share_a_run():
     for a, b in pairs:
         assert runs[a][1] == runs[b][1]
         assert runs[a][2] == runs[b][2]
+
+
+def _assert_immutable(obj: Any, path: str) -> None:
+    import dataclasses
+    import enum
+
+    if dataclasses.is_dataclass(obj):
+        assert type(obj).__dataclass_params__.frozen, f"{path}: {type(obj).__name__} not frozen"
+        for f in dataclasses.fields(obj):
+            _assert_immutable(getattr(obj, f.name), f"{path}.{f.name}")
+    elif isinstance(obj, tuple | frozenset):
+        for i, v in enumerate(obj):
+            _assert_immutable(v, f"{path}[{i}]")
+    else:
+        assert obj is None or isinstance(obj, int | float | str | bytes | enum.Enum), \
+            f"{path}: {type(obj).__name__} is mutable"
+
+
+@pytest.mark.parametrize("preset", sorted(nmconfig.PRESETS))
+def test_configs_are_immutable_so_their_projections_can_be_memoised(preset):
+    # run_cache memoises a config's key projections on the config object: sound only
+    # because nothing in a config can change after it is made
+    _assert_immutable(nmconfig.PRESETS[preset], preset)
+
+
+@settings(max_examples=60, deadline=None)
+@given(changes(5))
+def test_memoised_projections_equal_fresh_ones(ch):
+    cfg = with_changes(ch)
+    if cfg is None:
+        return
+    for _ in range(2):  # the first call fills the memo, the second reads it
+        for stage in ("program", "timing", "result"):
+            fresh = json.dumps({k: v for k, v in leaf_fields(cfg).items()
+                                if classify(k) == stage}, sort_keys=True, separators=(",", ":"))
+            assert run_cache._projection(cfg, stage) == fresh
+    twin = nmconfig.from_dict(nmconfig.to_dict(cfg))  # an equal config, no memo yet
+    assert run_cache.program_key("w", twin, "o") == run_cache.program_key("w", cfg, "o")
+    assert run_cache.run_key(("k",), twin, False) == run_cache.run_key(("k",), cfg, False)

@@ -154,10 +154,17 @@ assert sum(b for _, b in TENSOR_ENCODING) <= TENSOR_BITS
 def _check_fields(obj: Any, table: tuple[tuple[str, int], ...], what: str) -> None:
     """Every encoded field must be a non-negative int that fits its width."""
     for name, bits in table:
-        v = _field_int(obj, name)
+        v = getattr(obj, name, None) if name not in _DERIVED else None
+        if v.__class__ is not int:  # a plain int reads as itself (the common case)
+            v = _field_int(obj, name)
         if not 0 <= v < (1 << bits):
             raise IsaError(f"{what}.{name} must be between 0 and {(1 << bits) - 1} "
                            f"({bits} bits), not {v!r}")
+
+
+_DERIVED = frozenset({"nm_n", "nm_m", "units", *(f"{s}{d}" for s in ("row_step", "col_step")
+                                                   for d in range(10))})
+"""Encoded field names that are not attributes of the same name (:func:`_field_int`)."""
 
 
 def _field_int(obj: Any, name: str) -> int:
