@@ -199,21 +199,16 @@ def model_load_beats(img: DramImage, shape: EngineShape, p: AxiParams, ins: isa.
     :mod:`nmsat.rtl.top`, read from the image), disabled banks as None."""
     R, C = shape.rows, shape.cols
     wgt = ins.buffer is isa.Buffer.WGT
-    base, stride, kpc = img.desc[ins.tensor, int(wgt)]
+    kpc = img.desc[ins.tensor, int(wgt)][2]
     ws = word_slot((shape.slots_layout if wgt else shape.window_layout).size, p)
     mask = (1 << (shape.slots_layout if wgt else shape.window_layout).size) - 1
     banks = C if wgt else R
     kc = ceil_div(ins.rows if wgt else ins.cols, kpc)
-    if wgt:
-        runs, beats = ceil_div(ins.cols, C), kc
-        addr = base + (c0 // C) * stride + (r0 // kpc) * C * ws
-    else:
-        runs, beats = ins.rows, ceil_div(kc, R)
-        addr = base + r0 * stride + (c0 // kpc) * ws
+    beats = kc if wgt else ceil_div(kc, R)  # port beats per run, banks x ws bytes each
     out, pa = [], half * depth
-    for u in range(runs):
+    for u, (addr, _) in enumerate(dma_runs_at(img, shape, p, ins, r0, c0)):
         for j in range(beats):
-            raw = img.read(addr + u * stride + j * banks * ws, banks * ws)
+            raw = img.read(addr + j * banks * ws, banks * ws)
             slot = [int.from_bytes(raw[i * ws:(i + 1) * ws], "little") & mask
                     for i in range(banks)]
             bank: list[int | None] = [None] * banks
