@@ -38,7 +38,7 @@ from nmsat.types import Phase
 from nmsat.workloads.layers import Workload
 
 from .codegen import SORE_BARRIER, codegen, pregeneration
-from .isa import Program
+from .isa import Program, SoreView
 from .lowering import lower
 from .tasks import (
     CompileOptions,
@@ -91,10 +91,14 @@ def compile_workload(workload: Workload, cfg: AcceleratorConfig,
 
 
 def compile_layer(workload: Workload, layer: str, phase: Phase, cfg: AcceleratorConfig,
-                  options: CompileOptions | None = None) -> Program:
+                  options: CompileOptions | None = None, masks: bool = False) -> Program:
     """The tile program of one layer's GEMM(s) in one phase (FF, BP or WG) alone: no SORE,
     weight update or vector work; N:M weight views are expected in DRAM. For running a
-    layer on the RTL or the functional executor."""
+    layer on the RTL or the functional executor. ``phase`` SORE: the layer's mask
+    generation alone (its SORE instructions, FF view then BP view). ``masks`` (FF, BP):
+    the phase's N:M weight view generated first, by the layer's SORE instruction of that
+    view and a barrier before the GEMM (as the whole training program has it without
+    pre-generation)."""
     opts = options or CompileOptions()
     phase = Phase.parse(phase)
     names = [x.name for x in workload.layers]
@@ -102,13 +106,31 @@ def compile_layer(workload: Workload, layer: str, phase: Phase, cfg: Accelerator
         raise NmsatError(f"{workload.name} has no layer {layer!r}")
     li = names.index(layer)
     low = lower(workload, cfg, opts)
-    keep = [t for t in low.tasks if isinstance(t, GemmTask) and t.layer == li
-            and t.phase is phase]
-    if not keep:
-        raise NmsatError(f"layer {layer!r} has no {phase} GEMM in this compilation "
-                         f"(mode {opts.mode})")
-    low.tasks = [dataclasses.replace(t, needs_sore=False) for t in keep]
-    used = {v.tensor for t in keep for v in (t.a, t.b, t.c)}
+    sores = {t.view: t for t in low.tasks if isinstance(t, SoreTask) and t.layer == li}
+    order: list[int | str]
+    if phase is Phase.SORE:
+        keep: list = [sores[v] for v in (SoreView.FF, SoreView.BP) if v in sores]
+        if not keep:
+            raise NmsatError(f"layer {layer!r} has no mask generation in this compilation "
+                             f"(mode {opts.mode}, method {opts.method})")
+        low.tasks, order = keep, list(range(len(keep)))
+        used = {x for t in keep for x in (t.src, t.dst)}
+    else:
+        gemms = [t for t in low.tasks if isinstance(t, GemmTask) and t.layer == li
+                 and t.phase is phase]
+        if not gemms:
+            raise NmsatError(f"layer {layer!r} has no {phase} GEMM in this compilation "
+                             f"(mode {opts.mode})")
+        view = {Phase.FF: SoreView.FF, Phase.BP: SoreView.BP}.get(phase)
+        if masks and any(t.needs_sore for t in gemms) and view in sores:
+            low.tasks = [sores[view], *gemms]
+            order = [0, SORE_BARRIER, *range(1, len(low.tasks))]
+        else:
+            low.tasks = [dataclasses.replace(t, needs_sore=False) for t in gemms]
+            order = list(range(len(low.tasks)))
+        used = {v.tensor for t in gemms for v in (t.a, t.b, t.c)}
+        if low.tasks and isinstance(low.tasks[0], SoreTask):
+            used |= {low.tasks[0].src, low.tasks[0].dst}
     low.tensors = {k: v for k, v in low.tensors.items() if k in used}
     offline_schedule(low, cfg, opts)
     interleave_mapping(low, opts.interleave)
@@ -116,4 +138,4 @@ def compile_layer(workload: Workload, layer: str, phase: Phase, cfg: Accelerator
             "mode": str(opts.mode), "method": str(opts.method), "nm": str(opts.sparse_nm),
             "batch": str(opts.batch or workload.batch), "interleave": str(opts.interleave),
             "offline_schedule": str(opts.offline_schedule), "config": cfg.name}
-    return codegen(low, list(range(len(low.tasks))), cfg, meta, opts.hoist_weights)
+    return codegen(low, order, cfg, meta, opts.hoist_weights)

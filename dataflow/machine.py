@@ -52,8 +52,8 @@ from nmsat.types import DType
 from .isa import Buffer, Load, Loop, Program, Store
 
 __all__ = ["DMA_ISSUE_INTERVAL", "DMA_REQUEST_CYCLES", "ENGINE_ISSUE_CYCLES", "QUEUE_LATENCY",
-           "dispatch_floors", "dma_bytes", "dma_runs", "dma_tail_cycles", "port_beats",
-           "port_cycles", "word_slot_bytes"]
+           "dispatch_floors", "dma_bytes", "dma_runs", "dma_tail_cycles", "outstanding_reads",
+           "port_beats", "port_cycles", "word_slot_bytes"]
 
 ENGINE_ISSUE_CYCLES = 1
 """Cycles the engine spends accepting a COMPUTE or RELEASE (the synchronous buffers'
@@ -123,6 +123,19 @@ checked on the RTL's AXI timeline by ``tests/rtl/test_rtl_top_cocotb.py``. The t
 one transfer's bursts at a time, in command order; a transfer that waits for an earlier
 one's bursts requests no later than that one's data ends, so it queues on the channel as
 the model's does (``docs/rtl.md``, "Accelerator top (AXI)")."""
+
+
+def outstanding_reads(cfg: AcceleratorConfig) -> int:
+    """Read bursts the master keeps in flight: enough to cover the DRAM's request latency
+    at one beat per cycle (Little's law: ``ceil(dram.latency_cycles / burst beats)``
+    bursts whose latency overlaps, plus the one being delivered, plus one because a slot
+    freed by a burst's last beat is reused from the next cycle), so a long read streams
+    at the bus's full rate (measured: the small preset's reads are gapless with 5, show a
+    2-cycle gap every few bursts with 4). The Xilinx MIG's AXI slave queues deeply enough
+    for this (PG150, "AXI4 Slave Interface"); at most 256."""
+    d = cfg.dram
+    beats = max(1, d.burst_bytes // d.bytes_per_cycle)
+    return min(256, ceil_div(d.latency_cycles, beats) + 2)
 
 
 def word_slot_bytes(bits: int, cfg: AcceleratorConfig) -> int:

@@ -24,25 +24,12 @@ from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig
+from nmsat.dataflow.machine import outstanding_reads
 
 __all__ = ["PAGE_BYTES", "AxiParams", "BurstReader", "BurstWriter", "Upsizer",
            "axi_lite_members", "axi_master_members", "axi_params", "burst_lengths",
            "outstanding_reads", "run_layout"]
-
-def outstanding_reads(cfg: AcceleratorConfig) -> int:
-    """Read bursts the master keeps in flight: enough to cover the DRAM's request latency
-    at one beat per cycle (Little's law: ``ceil(dram.latency_cycles / burst beats)``
-    bursts whose latency overlaps, plus the one being delivered, plus one because a slot
-    freed by a burst's last beat is reused from the next cycle), so a long read streams
-    at the bus's full rate (measured: the small preset's reads are gapless with 5, show a
-    2-cycle gap every few bursts with 4). The Xilinx MIG's AXI slave queues deeply enough
-    for this (PG150, "AXI4 Slave Interface"); at most 256."""
-    d = cfg.dram
-    beats = max(1, d.burst_bytes // d.bytes_per_cycle)
-    return min(256, ceil_div(d.latency_cycles, beats) + 2)
-
 
 ADDR_BITS = 32
 """Byte-address width of the memory master (4 GiB), ``m_axi_araddr`` / ``awaddr``."""

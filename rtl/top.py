@@ -61,12 +61,17 @@ from .axi import (
 )
 from .controller import ControlledEngine
 from .layouts import EngineShape
+from .sore_stream import SoreStream, attach, sore_port
 
-__all__ = ["DESC_BYTES", "DESC_FIELDS", "LINE_BYTES", "MAX_TENSORS", "REGISTERS", "TOP_NAME",
+__all__ = ["DESC_BYTES", "DESC_FIELDS", "LINE_BYTES", "MAX_TENSORS", "REGISTERS", "SORE_PREFIX",
+           "TOP_NAME",
            "AcceleratorTop", "beat_bytes", "check_beats", "chunk_sizes", "descriptor_line",
            "register", "word_slot"]
 
 TOP_NAME = "nmsat_top"
+SORE_PREFIX = "m_axi_sore_"
+"""The SORE stream's AXI4 master (its own DRAM port, not arbitrated against the DMA's,
+as the system model has it: :mod:`nmsat.dataflow.sore_stream`)."""
 LINE_BYTES = isa.INSTR_BITS // 8
 """An instruction in DRAM: one 64-byte line (the ISA's fixed 512-bit encoding)."""
 DESC_BYTES = LINE_BYTES
@@ -75,9 +80,10 @@ MAX_TENSORS = 16
 """Descriptors the DMA holds (tensor ids 0..15): a layer program references its input,
 weight and output (and their gradients in training); 16 leaves room. Decided."""
 ADDR = 32  # bits kept of a descriptor's base / stride / kpc
-DESC_FIELDS = (0, 8, 16, 24, 32, 40)
+DESC_FIELDS = (0, 8, 16, 24, 32, 40, 48, 56)
 """Byte offsets in a descriptor line of base, stride, kpc of a tensor's ACT or STORE view,
-then of its WGT view (64-bit little-endian fields)."""
+then of its WGT view, then the tensor's rows and columns (a SORE's source: the working
+copy's ``[in, out]``) (64-bit little-endian fields)."""
 
 REGISTERS: tuple[tuple[str, int, str, str], ...] = (
     ("CONTROL", 0x00, "rw", "bit 0: start (write 1; reads 0); bit 1: irq_enable"),
@@ -151,12 +157,13 @@ def chunk_sizes(sh: EngineShape) -> tuple[int, ...]:
 
 
 def descriptor_line(base: int, stride: int, kpc: int,
-                    wgt: tuple[int, int, int] = (0, 0, 1)) -> bytes:
+                    wgt: tuple[int, int, int] = (0, 0, 1),
+                    dims: tuple[int, int] = (0, 0)) -> bytes:
     """One tensor's DMA descriptors as its 64-byte line: ``base``, ``stride``, ``kpc`` of
-    its ACT or STORE view at bytes 0, 8, 16, and those of its WGT view (``wgt``) at 24,
-    32, 40 (little endian)."""
+    its ACT or STORE view at bytes 0, 8, 16, those of its WGT view (``wgt``) at 24, 32,
+    40, and its rows and columns (``dims``) at 48, 56 (little endian)."""
     line = bytearray(DESC_BYTES)
-    for off, v in zip(DESC_FIELDS, (base, stride, kpc, *wgt)):
+    for off, v in zip(DESC_FIELDS, (base, stride, kpc, *wgt, *dims)):
         line[off:off + 8] = int(v).to_bytes(8, "little")
     return bytes(line)
 
@@ -176,7 +183,13 @@ class AcceleratorTop(wiring.Component):
                    "wgt": word_slot(sh.slots_layout.size, p)}
         self.beat_bytes = beat_bytes(sh, p)
         check_beats(self.beat_bytes, p)
-        super().__init__({**axi_lite_members(8), **axi_master_members(p), "irq": Out(1)})
+        # the SORE's memory side, where the config's patterns allow it
+        self.sore_stream = (SoreStream(cfg, sh, p, self.core.sore_unit) if sore_port(cfg)
+                            else None)
+        ports = {**axi_lite_members(8), **axi_master_members(p), "irq": Out(1)}
+        if self.sore_stream is not None:
+            ports.update(axi_master_members(p, SORE_PREFIX))
+        super().__init__(ports)
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -195,8 +208,11 @@ class AcceleratorTop(wiring.Component):
                 m.d.comb += getattr(unit, name).eq(port)
         regs = self._lite(m)
         desc = [Array(Signal(ADDR, name=f"desc_{f}{t}") for t in range(MAX_TENSORS))
-                for f in ("base", "stride", "kpc", "wbase", "wstride", "wkpc")]
+                for f in ("base", "stride", "kpc", "wbase", "wstride", "wkpc", "rows",
+                          "cols")]
         running = self._fetch(m, regs, rd, up, desc, core)
+        if self.sore_stream is not None:
+            attach(m, self.sore_stream, self, SORE_PREFIX, desc, core, regs["error"])
         # address-phase order: every LOAD and STORE command gets a stamp in command order
         # (a LOAD before a STORE of the same cycle); one transfer at a time issues its
         # AR or AW bursts, the oldest first, so DRAM sees each transfer's bursts together

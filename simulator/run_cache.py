@@ -190,7 +190,7 @@ def run_key(prog_key: tuple, cfg: AcceleratorConfig, record: bool,
             if not k.startswith(drop) and k not in CYCLE_FIELDS}
     timing = json.dumps(kept, sort_keys=True, separators=(",", ":"))
     return (prog_key, timing, record,
-            unit_cycles(program.instructions, cfg, memory_model(cfg)))
+            unit_cycles(program.instructions, cfg, memory_model(cfg), program.tensors))
 
 
 class RunCache:

@@ -154,7 +154,7 @@ class _Sim:
         self.attr = attribution(prog)
         self.recipes = wait_recipes(self.instrs, self.halves)
         self.puts = completion_streams(self.instrs)
-        self.cycles = instruction_cycles(self.instrs, cfg, mem)
+        self.cycles = instruction_cycles(self.instrs, cfg, mem, prog.tensors)
         self.vector_own = vector_causes(self.instrs)
         self.ledger = Ledger(record)
         self.steady = SteadyState(self)

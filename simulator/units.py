@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from nmsat.arith import ceil_div
-from nmsat.dataflow import machine, timing
+from nmsat.dataflow import machine, sore_stream, timing
 from nmsat.dataflow.isa import (
     Buffer,
     Compute,
@@ -70,9 +70,11 @@ VECTOR_PASSES = {OpKind.NORM: 2, OpKind.SOFTMAX: 2, OpKind.ACT: 1, OpKind.POOL: 
 statistics (mean/variance, max/sum) before they can transform, the others one pass."""
 
 
-def instruction_cycles(instrs, cfg: AcceleratorConfig, memory: MemoryModel) -> list[int]:
+def instruction_cycles(instrs, cfg: AcceleratorConfig, memory: MemoryModel,
+                       tensors=()) -> list[int]:
     """Per instruction, the cycles its unit is busy with it (0 for transfers: the DMA's
-    time is the memory model's, per issue)."""
+    time is the memory model's, per issue). ``tensors``: the program's (a SORE's source
+    shape under ``dram.dma = word_slots``)."""
     out = [0] * len(instrs)
     for i, ins in enumerate(instrs):
         if isinstance(ins, Compute):  # the accept cycle, then the block
@@ -80,7 +82,7 @@ def instruction_cycles(instrs, cfg: AcceleratorConfig, memory: MemoryModel) -> l
         elif isinstance(ins, Release):
             out[i] = machine.ENGINE_ISSUE_CYCLES
         elif isinstance(ins, UNIT_KINDS):
-            out[i] = _unit_cycles(ins, cfg, memory)
+            out[i] = _unit_cycles(ins, cfg, memory, tensors)
     return out
 
 
@@ -88,8 +90,11 @@ UNIT_KINDS = (Sore, WeightUpdate, Vector)
 """The instructions of the SORE and the vector engine (weight updates, vector ops)."""
 
 
-def _unit_cycles(ins, cfg: AcceleratorConfig, memory: MemoryModel) -> int:
+def _unit_cycles(ins, cfg: AcceleratorConfig, memory: MemoryModel, tensors=()) -> int:
     if isinstance(ins, Sore):
+        if cfg.dram.dma == "word_slots":  # the accelerator top's SORE stream
+            src = tensors[ins.src]
+            return sore_stream.stream_cycles(ins, src.rows, src.cols, cfg)
         return max(timing.sore_cycles(ins, cfg),
                    memory.stream_cycles(ins.read_bytes + ins.write_bytes))
     if isinstance(ins, WeightUpdate):
@@ -100,10 +105,11 @@ def _unit_cycles(ins, cfg: AcceleratorConfig, memory: MemoryModel) -> int:
     return max(lane, memory.stream_cycles(ins.read_bytes + ins.write_bytes))
 
 
-def unit_cycles(instrs, cfg: AcceleratorConfig, memory: MemoryModel) -> tuple[int, ...]:
+def unit_cycles(instrs, cfg: AcceleratorConfig, memory: MemoryModel,
+                tensors=()) -> tuple[int, ...]:
     """The busy cycles of every SORE, WEIGHT_UPDATE and VECTOR instruction, in program
     order (their entries of :func:`instruction_cycles`)."""
-    return tuple(_unit_cycles(ins, cfg, memory) for ins in instrs
+    return tuple(_unit_cycles(ins, cfg, memory, tensors) for ins in instrs
                  if isinstance(ins, UNIT_KINDS))
 
 

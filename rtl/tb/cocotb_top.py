@@ -51,8 +51,8 @@ class ModelRam(AxiRam):
     timeline checks that the first beat of a burst on an idle channel comes exactly
     ``dram.latency_cycles`` after its AR."""
 
-    def __init__(self, bus, clock, reset, size: int, memory, data_bytes: int):
-        super().__init__(bus, clock, reset, size=size)
+    def __init__(self, bus, clock, reset, size: int, memory, data_bytes: int, mem=None):
+        super().__init__(bus, clock, reset, size=size, mem=mem)
         if memory.first_byte(0) < self.PIPELINE:
             raise ValueError(f"dram.latency_cycles = {memory.first_byte(0)}: the "
                              f"testbench's DRAM needs at least {self.PIPELINE}")
@@ -119,7 +119,7 @@ class ModelRam(AxiRam):
                                   + beats)
 
 
-async def _timeline(dut, tl: dict) -> None:
+async def _timeline(dut, tl: dict, sore: str | None = None) -> None:
     """Per LOAD and STORE the cycle its command left the controller and the cycle its
     completion pulsed, counted from the first cycle the controller runs (the system
     model's time 0); sampled mid-cycle."""
@@ -151,6 +151,9 @@ async def _timeline(dut, tl: dict) -> None:
                          ("b", "bvalid", "bready")):
             if int(getattr(dut, "m_axi_" + v).value) and int(getattr(dut, "m_axi_" + r).value):
                 tl[ch].append(cyc)
+            if sore and int(getattr(dut, f"{sore}_{v}").value) \
+                    and int(getattr(dut, f"{sore}_{r}").value):
+                tl.setdefault("sore_" + ch, []).append(cyc)
                 if DEBUG and ch in ("w", "aw"):
                     tl.setdefault("dbg", []).append(
                         (ch, cyc, hex(int(dut.m_axi_wdata.value)) if ch == "w"
@@ -177,6 +180,11 @@ async def program(dut):
     cfg = from_dict(host["config"])
     ram = ModelRam(AxiBus.from_prefix(dut, "m_axi"), clk, dut.rst, size=host["size"],
                    memory=memory_model(cfg), data_bytes=cfg.dram.bytes_per_cycle)
+    sore = host.get("sore_prefix")
+    if sore:  # the SORE's own port: a channel of its own over the same memory
+        ModelRam(AxiBus.from_prefix(dut, sore), clk, dut.rst, size=host["size"],
+                 memory=memory_model(cfg), data_bytes=cfg.dram.bytes_per_cycle, mem=ram.mem)
+        logging.getLogger(f"cocotb.{dut._name}.{sore}").setLevel(logging.WARNING)
     lite = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), clk, dut.rst)
     for _ in range(3):
         await RisingEdge(clk)
@@ -191,7 +199,7 @@ async def program(dut):
             await lite.write(register(name), int(one[name]).to_bytes(4, "little"))
         tl: dict = {"load": [], "load_done": [], "store": [], "store_done": [],
                     "ar": [], "r": [], "aw": [], "w": [], "b": []}
-        mon = cocotb.start_soon(_timeline(dut, tl))
+        mon = cocotb.start_soon(_timeline(dut, tl, sore))
         await lite.write(register("CONTROL"), (3).to_bytes(4, "little"))  # start, irq_enable
         waited = 0
         while not int(dut.irq.value) and waited < one["max_cycles"]:
@@ -202,8 +210,11 @@ async def program(dut):
             regs[name] = int.from_bytes((await lite.read(off, 4)).data, "little")
         await lite.write(register("STATUS"), (2).to_bytes(4, "little"))  # clear done
         outs = {str(t): ram.read(g["addr"], g["bytes"]).hex() for t, g in one["stores"].items()}
+        sore_outs = {str(t): ram.read(g["addr"], g["bytes"]).hex()
+                     for t, g in one["sore_out"].items()}
         mon.cancel()
         reps.append({"registers": regs, "irq": waited < one["max_cycles"], "outputs": outs,
+                     "sore_outputs": sore_outs,
                      "timeline": tl,
                      "seconds": time.perf_counter() - t0})
     with open(os.environ["NMSAT_TB_RESULT"], "w", encoding="utf-8") as f:  # noqa: ASYNC230

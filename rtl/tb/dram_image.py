@@ -41,6 +41,7 @@ from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig
 from nmsat.dataflow import execute as ex
 from nmsat.dataflow import isa
+from nmsat.types import NM
 
 from ..axi import AxiParams
 from ..layouts import EngineShape
@@ -66,6 +67,8 @@ class DramImage:
     desc: dict[tuple[int, int], tuple[int, int, int]] = field(default_factory=dict)
     views: dict[tuple[int, int], tuple] = field(default_factory=dict)  # -> (kind, transform, nm)
     stores: dict[int, dict] = field(default_factory=dict)  # tensor -> region geometry
+    # tensor -> a SORE's output region: addr, bytes, the slot words it must hold after
+    sore_out: dict[int, dict] = field(default_factory=dict)
     size: int = 0
 
     def read(self, addr: int, n: int) -> bytes:
@@ -75,8 +78,25 @@ class DramImage:
         raise ValueError(f"no segment holds [{addr:#x}, {addr + n:#x})")
 
 
+def sore_tensors(prog: isa.Program) -> tuple[dict[int, isa.Sore], dict[int, isa.Sore]]:
+    """(source tensor -> a SORE reading it, output tensor -> the SORE writing it)."""
+    srcs: dict[int, isa.Sore] = {}
+    dsts: dict[int, isa.Sore] = {}
+    for ins in prog.instructions:
+        if isinstance(ins, isa.Sore):
+            srcs.setdefault(ins.src, ins)
+            if dsts.setdefault(ins.dst, ins) is not ins:
+                raise ValueError(f"tensor {ins.dst} is written by two SOREs")
+    return srcs, dsts
+
+
 def _views(prog: isa.Program) -> dict[tuple[int, int], tuple]:
     views: dict[tuple[int, int], tuple] = {}
+    srcs, dsts = sore_tensors(prog)
+    for t in srcs:  # the SORE reads its source as the dense WGT view of [in, out]
+        views[t, 1] = ("wgt", isa.Transform.NONE, NM.parse("1:1"))
+    for t, ins in dsts.items():  # and writes the WGT view its GEMM's LOAD reads
+        views[t, 1] = ("wgt", isa.Transform.NONE, ins.nm)
     for ins in prog.instructions:
         if isinstance(ins, isa.Load):
             v = ("wgt" if ins.buffer is isa.Buffer.WGT else "act", ins.transform, ins.nm)
@@ -111,6 +131,7 @@ def dram_image(prog: isa.Program, cfg: AcceleratorConfig, dram: dict, p: AxiPara
     ws = {"act": word_slot(shape.window_layout.size, p),
           "wgt": word_slot(shape.slots_layout.size, p)}
     views = _views(prog)
+    srcs, dsts = sore_tensors(prog)
     exe = ex.Executor(prog, cfg, dram)
     words = [int.from_bytes(isa.encode(i), "little") for i in prog.instructions]
     img = DramImage(ALIGN, len(words), 0, max((t for t, _ in views), default=-1) + 1,
@@ -139,34 +160,67 @@ def dram_image(prog: isa.Program, cfg: AcceleratorConfig, dram: dict, p: AxiPara
                 slots = [[shape.pack_window(enc.act[mi, c]) for c in range(enc.chunks)]
                          for mi in range(view.shape[0])]
                 kc_all, w = enc.chunks, ws["act"]
-                units = slots  # a run's unit: one row of the view
-                stride = ceil_div(kc_all * w, burst) * burst
-                pad = R
+                stride = ceil_div(kc_all * w, burst) * burst  # a run's unit: a row
+                blob = b"".join(b"".join(x.to_bytes(w, "little") for x in unit)
+                                .ljust(stride, b"\0") for unit in slots) + bytes(R * w)
             else:
-                enc = encode(shape, np.zeros((1, view.shape[0])), view, nm)
-                n, kc_all = enc.w_value.shape[0], enc.chunks
-                nt = ceil_div(n, C)
-                flat = [0] * (nt * kc_all * C)
-                for ni in range(n):
-                    for c in range(kc_all):
-                        flat[((ni // C) * kc_all + c) * C + ni % C] = shape.pack_slots(
-                            enc.w_value[ni, c], enc.w_index[ni, c])
-                w = ws["wgt"]
-                units = [flat[u * kc_all * C:(u + 1) * kc_all * C] for u in range(nt)]
-                stride = ceil_div(kc_all * C * w, burst) * burst  # a unit: a column tile
-                pad = C
-            blob = b"".join(b"".join(x.to_bytes(w, "little") for x in unit).ljust(stride, b"\0")
-                            for unit in units) + bytes(pad * w)
+                if t in srcs:  # padded to whole chunk-rows of every pattern, both views
+                    view = _sore_padded(view, shape)
+                blob, stride = _wgt_blob(shape, view, nm, ws["wgt"], burst)
+                if t in dsts:  # the SORE writes it: zeros before, its slot words after
+                    ins = dsts[t]
+                    wsrc = exe.dram[prog.tensors[ins.src].name]
+                    src = np.asarray(wsrc if ins.view is isa.SoreView.FF else wsrc.T)
+                    kp = ceil_div(src.shape[0], nm.k_per_chunk(P, A)) * nm.k_per_chunk(P, A)
+                    padded = np.zeros((kp, ceil_div(src.shape[1], C) * C), np.float32)
+                    padded[:src.shape[0], :src.shape[1]] = src
+                    want, _ = _wgt_blob(shape, padded, nm, ws["wgt"], burst)
+                    img.sore_out[t] = {"addr": at, "bytes": len(want), "expected": want}
+                    blob = bytes(len(blob))
             img.desc[t, slot] = (at, stride, kpc)
             img.segments.append((at, blob))
             nbytes = len(blob)
         at += ceil_div(nbytes, ALIGN) * ALIGN or ALIGN
     table = b"".join(descriptor_line(*img.desc.get((t, 0), (0, 0, 1)),
-                                     wgt=img.desc.get((t, 1), (0, 0, 1)))
+                                     wgt=img.desc.get((t, 1), (0, 0, 1)),
+                                     dims=(prog.tensors[t].rows, prog.tensors[t].cols))
                      for t in range(img.desc_count))
     img.segments.append((img.desc_addr, table))
     img.size = at
     return img
+
+
+def _wgt_blob(shape: EngineShape, view: np.ndarray, nm: NM, w: int,
+              burst: int) -> tuple[bytes, int]:
+    """A WGT view ``[K, N]`` in the DMA's layout (column tiles of ``kc C`` slot words,
+    each tile rounded up to whole bursts, C slots of padding after): (bytes, stride)."""
+    C = shape.cols
+    enc = encode(shape, np.zeros((1, view.shape[0])), view, nm)
+    n, kc_all = enc.w_value.shape[0], enc.chunks
+    nt = ceil_div(n, C)
+    flat = [0] * (nt * kc_all * C)
+    for ni in range(n):
+        for c in range(kc_all):
+            flat[((ni // C) * kc_all + c) * C + ni % C] = shape.pack_slots(
+                enc.w_value[ni, c], enc.w_index[ni, c])
+    stride = ceil_div(kc_all * C * w, burst) * burst
+    units = [flat[u * kc_all * C:(u + 1) * kc_all * C] for u in range(nt)]
+    blob = b"".join(b"".join(x.to_bytes(w, "little") for x in unit).ljust(stride, b"\0")
+                    for unit in units) + bytes(C * w)
+    return blob, stride
+
+
+def _sore_padded(view: np.ndarray, shape: EngineShape) -> np.ndarray:
+    """A SORE's source ``[in, out]`` with zero rows and columns up to what the SORE
+    stream reads of it (:mod:`nmsat.dataflow.sore_stream`): ``in`` to whole chunks of
+    every pattern, C columns and P values, ``out`` to whole chunks and column tiles."""
+    P, A, C = shape.lanes, shape.window, shape.cols
+    gm = max(nm.k_per_chunk(P, A) for nm in shape.patterns)
+    k, n = view.shape
+    out = np.zeros((ceil_div(k, max(gm, C, P)) * max(gm, C, P),
+                    ceil_div(n, max(gm, C)) * max(gm, C)), np.float32)
+    out[:k, :n] = view
+    return out
 
 
 def dma_runs_at(img: DramImage, shape: EngineShape, p: AxiParams, ins: isa.Load | isa.Store,

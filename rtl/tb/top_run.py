@@ -26,17 +26,19 @@ import numpy as np
 from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig, to_dict
 from nmsat.dataflow import isa
+from nmsat.dataflow.sore_stream import check_sore_stream
 
 from ..axi import axi_params, burst_lengths
 from ..engine import buffer_geometry, ring_halves
 from ..layouts import EngineShape
-from ..top import TOP_NAME, beat_bytes, check_beats
+from ..top import TOP_NAME, beat_bytes, check_beats, word_slot
 from .controller_run import SystemModel, _LoadTiles, controller_host
 from .dram_image import (
     dma_runs_at,
     dram_image,
     golden_load_beats,
     model_load_beats,
+    sore_tensors,
     unpack_store_region,
 )
 from .runner import build_and_test
@@ -44,7 +46,7 @@ from .runner import build_and_test
 __all__ = ["TB_PIPELINE", "cached_top_verilog", "check_top_config",
            "run_top_programs", "top_host"]
 
-_SOURCES = ("top.py", "axi.py", "controller.py")
+_SOURCES = ("top.py", "axi.py", "controller.py", "sore_stream.py", "sore.py")
 
 TB_PIPELINE = 2
 """Cycles from an AXI request the testbench's DRAM (``cocotb_top.ModelRam``) sees to the
@@ -83,11 +85,14 @@ def top_host(prog: isa.Program, cfg: AcceleratorConfig, dram: dict) -> dict:
     (:func:`check_top_config`) or the DMA's layouts cannot carry a LOAD or STORE."""
     check_top_config(cfg)
     units = {type(i).__name__ for i in prog.instructions
-             if isinstance(i, (isa.Sore, isa.WeightUpdate, isa.Vector))}
+             if isinstance(i, (isa.WeightUpdate, isa.Vector))}
     if units:
-        raise ValueError(f"the top's DMA does not yet stream operands for "
-                         f"{', '.join(sorted(units))} (the controller's SORE and "
-                         f"weight-update ports are left idle)")
+        raise ValueError(f"the top does not yet stream operands for "
+                         f"{', '.join(sorted(units))} (the controller's weight-update port "
+                         f"is left idle)")
+    _, sore_dst = sore_tensors(prog)
+    if sore_dst:
+        check_sore_stream(cfg)
     shape = EngineShape.from_config(cfg)
     p = axi_params(cfg)
     img = dram_image(prog, cfg, dram, p, shape)
@@ -117,7 +122,10 @@ def top_host(prog: isa.Program, cfg: AcceleratorConfig, dram: dict) -> dict:
         if isinstance(ins, isa.Load):
             half = n[ins.buffer] % halves[ins.buffer]
             n[ins.buffer] += 1
-            want = golden_load_beats(shape, ins, next(tiles), half, depth[ins.buffer])
+            tile = next(tiles)
+            if ins.tensor in sore_dst:  # the SORE's words, checked as its region after
+                continue
+            want = golden_load_beats(shape, ins, tile, half, depth[ins.buffer])
             got = model_load_beats(img, shape, p, ins, r0, c0, half, depth[ins.buffer])
             if got != want:
                 raise ValueError(f"LOAD {k} (tensor {ins.tensor}, [{r0}+{ins.rows}, "
@@ -140,6 +148,7 @@ def top_host(prog: isa.Program, cfg: AcceleratorConfig, dram: dict) -> dict:
             "DESC_ADDR": img.desc_addr, "DESC_COUNT": img.desc_count, "size": img.size,
             "stores": {t: {**g, "bytes": ceil_div(g["rows"], R) * g["stride"]}
                        for t, g in img.stores.items()},
+            "sore_out": img.sore_out,
             "expected": expected, "covered": covered}
 
 
@@ -219,14 +228,23 @@ def run_top_programs(runs: list[tuple[isa.Program, AcceleratorConfig, dict]],
     with tempfile.TemporaryDirectory() as tmp:  # build_and_test locks the build folder
         hp, pfile, result = Path(tmp) / "host.pkl", Path(tmp) / "p.json", Path(tmp) / "r.json"
         tb = [{k: h[k] for k in ("segments", "PROG_ADDR", "PROG_LEN", "DESC_ADDR",
-                                 "DESC_COUNT", "stores")} | {"max_cycles": max_cycles}
+                                 "DESC_COUNT", "stores")}
+              | {"max_cycles": max_cycles,
+                 "sore_out": {t: {"addr": g["addr"], "bytes": g["bytes"]}
+                              for t, g in h["sore_out"].items()}}
               for h in hosts]
         from ..axi import axi_lite_members, axi_master_members
+        from ..sore_stream import sore_port
+        from ..top import SORE_PREFIX
 
-        inputs = [n for n, mb in {**axi_lite_members(8), **axi_master_members(
-            axi_params(cfg0))}.items() if mb.flow.name == "In"]
+        p0 = axi_params(cfg0)
+        sore = sore_port(cfg0)
+        ports = {**axi_lite_members(8), **axi_master_members(p0),
+                 **(axi_master_members(p0, SORE_PREFIX) if sore else {})}
+        inputs = [n for n, mb in ports.items() if mb.flow.name == "In"]
         hp.write_bytes(pickle.dumps({"programs": tb, "size": size, "inputs": inputs,
-                                     "config": to_dict(cfg0)}))
+                                     "config": to_dict(cfg0),
+                                     "sore_prefix": SORE_PREFIX[:-1] if sore else None}))
         pfile.write_text(json.dumps({"host": str(hp)}))
         build_and_test(
             runner, sim, build_dir,
@@ -257,6 +275,18 @@ def _report(prog, cfg, host: dict, res: dict, sim: str, system_model: SystemMode
         bad += int(wrong.sum())
         first += [(t, int(r), int(c), int(got[r, c]), int(exp[r, c]))
                   for r, c in zip(*np.nonzero(wrong))][:8 - len(first)]
+    w = word_slot(shape.slots_layout.size, axi_params(cfg))
+    sore_words = 0
+    for t, g in host["sore_out"].items():  # the SORE's slot words, word by word
+        got = bytes.fromhex(res["sore_outputs"][str(t)])
+        for i in range(0, len(got), w):
+            words += 1
+            sore_words += 1
+            if got[i:i + w] != g["expected"][i:i + w]:
+                bad += 1
+                if len(first) < 8:
+                    first.append((t, -1, i // w, int.from_bytes(got[i:i + w], "little"),
+                                  int.from_bytes(g["expected"][i:i + w], "little")))
     model = system_model(prog, cfg, extrapolate=False, record=True)
     regs = res["registers"]
     stall = {}
@@ -265,7 +295,8 @@ def _report(prog, cfg, host: dict, res: dict, sim: str, system_model: SystemMode
     return {"sim": sim, "irq": res["irq"], "rtl_program_cycles": regs["CYCLES"],
             "model_program_cycles": model.total_cycles,
             "cycle_difference": regs["CYCLES"] - model.total_cycles,
-            "words": words, "mismatches": bad, "first_mismatches": first,
+            "words": words, "sore_words": sore_words, "mismatches": bad,
+            "first_mismatches": first,
             "error": bool(regs["STATUS"] & 4),
             "registers": regs, "model_engine_stall": stall, "seconds": res["seconds"],
             # per LOAD / STORE: (command issued, completion) cycles on the RTL, and the
