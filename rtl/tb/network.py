@@ -15,9 +15,10 @@ fp32 weight update (WU) are the phases of :data:`PENDING_TRAIN_PHASES`: they run
 the controller in a whole training-step program (:mod:`.train_run`, its own testbench
 over a live DRAM), not in this loop yet; each joins it with a builder here (a program
 of that phase for a layer), and the report's ``phases_run`` / ``phases_not_run`` say
-which ran. Inference runs each layer's FF program as ``nmsat simulate --mode inference``
-compiles it (:mod:`.inference`; an LLM's ``prefill`` or ``decode`` step), checked to be
-that layer's part of the simulator's whole program.
+which ran. The accelerator top (``top=True``) runs the SORE phase too
+(:data:`TOP_TRAIN_PHASES`). Inference runs each layer's FF program as ``nmsat simulate
+--mode inference`` compiles it (:mod:`.inference`; an LLM's ``prefill`` or ``decode``
+step), checked to be that layer's part of the simulator's whole program.
 
 Layers without a GEMM in the mode (activations, pooling, norms, softmax: vector work) are
 listed in ``skipped`` with the reason.
@@ -48,7 +49,8 @@ from .inference import whole_program as inference_whole_program
 from .program import layer_dram
 from .top_run import check_top_config, run_top_programs, top_host
 
-__all__ = ["PENDING_TRAIN_PHASES", "TOP_COUNTERS", "TRAIN_PHASES", "Step", "carried_by_top",
+__all__ = ["PENDING_TRAIN_PHASES", "TOP_COUNTERS", "TOP_TRAIN_PHASES", "TRAIN_PHASES", "Step",
+           "carried_by_top",
            "inference_steps", "row_ok", "run_network", "run_steps", "train_steps"]
 
 
@@ -73,6 +75,12 @@ TRAIN_PHASES: dict[Phase, Callable[..., isa.Program]] = {
 """The training phases the tile controller runs, in step order, each with its program
 builder ``(workload, layer, phase, cfg, options) -> Program``."""
 
+TOP_TRAIN_PHASES: dict[Phase, Callable[..., isa.Program]] = {
+    Phase.SORE: _gemm_program, **TRAIN_PHASES}
+"""The training phases the accelerator top runs: mask generation too (its SORE streams
+the working copy over its own AXI4 master, ``rtl/sore_stream.py``; the SORE phase's
+program is the layer's SORE instructions, FF view then BP view)."""
+
 PENDING_TRAIN_PHASES: dict[Phase, str] = {
     Phase.SORE: "mask generation: the RTL SORE runs it behind the controller in a whole "
                 "training-step program (nmsat.rtl.tb.train_run), not yet in this per-phase loop",
@@ -83,15 +91,26 @@ PENDING_TRAIN_PHASES: dict[Phase, str] = {
 (reported as ``phases_not_run``). A phase moves to :data:`TRAIN_PHASES` with a builder."""
 
 
-def _phases(asked: str | None) -> list[Phase]:
+def _phases(asked: str | None, top: bool = False) -> list[Phase]:
+    runs = TOP_TRAIN_PHASES if top else TRAIN_PHASES
     if asked is None:
-        return list(TRAIN_PHASES)
+        return list(runs)
     p = Phase.parse(asked)
-    if p not in TRAIN_PHASES:
-        raise ValueError(f"--phase {asked}: the tile controller runs "
-                         f"{', '.join(str(x) for x in TRAIN_PHASES)} ({PENDING_TRAIN_PHASES[p]})"
+    if p not in runs:
+        who = "the accelerator top runs" if top else "the tile controller runs"
+        raise ValueError(f"--phase {asked}: {who} {', '.join(str(x) for x in runs)} "
+                         f"({_pending(top)[p]})"
                          if p in PENDING_TRAIN_PHASES else f"--phase {asked}: not a training phase")
     return [p]
+
+
+def _pending(top: bool) -> dict[Phase, str]:
+    """The training phases not run, with the reason (the top runs the SORE phase)."""
+    if not top:
+        return dict(PENDING_TRAIN_PHASES)
+    return {Phase.WU: "fp32 weight update: the accelerator top does not stream the "
+                      "weight-update engine's operands yet (it runs behind the tile "
+                      "controller in a whole training-step program, nmsat.rtl.tb.train_run)"}
 
 
 def _only(workload: str, layers, only: str | None) -> list:
@@ -108,13 +127,14 @@ def _only(workload: str, layers, only: str | None) -> list:
 def train_steps(workload: str, cfg: AcceleratorConfig, nm: str | NM = DEFAULT_NM,
                 method: str = "bdwp", batch: int | None = None, seed: int = 0,
                 dataflow: str = "auto", phase: str | None = None, layer: str | None = None,
-                ) -> tuple[list[Step], list[dict], dict]:
+                top: bool = False) -> tuple[list[Step], list[dict], dict]:
     """(steps, skipped layers, meta) of a training step of ``workload``: per layer in
-    order (or only ``layer``), each phase of :data:`TRAIN_PHASES` (or only ``phase``)
-    that has a program."""
+    order (or only ``layer``), each phase of :data:`TRAIN_PHASES` (with ``top``:
+    :data:`TOP_TRAIN_PHASES`) or only ``phase``, that has a program."""
     from nmsat.workloads.zoo import load
 
-    phases = _phases(phase)
+    phases = _phases(phase, top)
+    builders = TOP_TRAIN_PHASES if top else TRAIN_PHASES
     wl = load(workload, batch=batch)
     opts = CompileOptions(method=wl.method or method, nm=nm, batch=batch,
                           layer_nm=tuple(wl.layer_nm.items()), dataflow=dataflow)
@@ -124,7 +144,7 @@ def train_steps(workload: str, cfg: AcceleratorConfig, nm: str | NM = DEFAULT_NM
         mine = []
         for p in phases:
             try:
-                prog = TRAIN_PHASES[p](wl.workload, layer.name, p, cfg, opts)
+                prog = builders[p](wl.workload, layer.name, p, cfg, opts)
             except NmsatError:  # no GEMM of this phase in the layer (compile_layer)
                 continue
             dram = layer_dram(prog, cfg, wl, workload, layer.name, seed)
@@ -137,7 +157,7 @@ def train_steps(workload: str, cfg: AcceleratorConfig, nm: str | NM = DEFAULT_NM
     meta = {"workload": workload, "mode": "train", "method": str(opts.method),
             "nm": str(NM.parse(nm)), "batch": wl.workload.batch,
             "phases_run": [str(p) for p in phases],
-            "phases_not_run": {str(p): why for p, why in PENDING_TRAIN_PHASES.items()}}
+            "phases_not_run": {str(p): why for p, why in _pending(top).items()}}
     return steps, skipped, meta
 
 
@@ -189,6 +209,8 @@ def run_steps(steps: list[Step], cfg: AcceleratorConfig, sim: str | None = None,
     for s, r in zip(steps, reps):
         row = {"layer": s.layer, "phase": s.phase, "words_expected": _stored_words(s.program),
                "same_program": s.same_program, "rtl_seconds": round(r["seconds"], 3)}
+        if top:  # and the SORE's slot words (the host's regions: what it must write)
+            row["words_expected"] += r["sore_words"]
         if top:
             regs = r["registers"]
             row |= {"rtl_program_cycles": r["rtl_program_cycles"],

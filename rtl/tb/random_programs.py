@@ -56,7 +56,7 @@ def random_case(rng: random.Random, cfg: AcceleratorConfig, seed: int,
                 reject: Callable[[isa.Program, AcceleratorConfig], bool] | None = None,
                 dma: Callable[[random.Random, AcceleratorConfig], AcceleratorConfig]
                 = random_dma, phases: tuple[Phase, ...] = (Phase.FF,), matmul: float = 0.0,
-                ) -> tuple[isa.Program, AcceleratorConfig, dict, str]:
+                masks: float = 0.0) -> tuple[isa.Program, AcceleratorConfig, dict, str]:
     """(program, config with a random DMA, DRAM image, description) of one random layer
     program on ``cfg``'s engine, of a phase drawn from ``phases`` (FF by default; with one
     phase no draw is made, so a seed gives the programs it gave before); layers the
@@ -65,7 +65,10 @@ def random_case(rng: random.Random, cfg: AcceleratorConfig, seed: int,
     in by the caller: the RTL floor does not import the simulator), are drawn again.
     ``dma`` draws the config's DMA (:func:`random_dma`; the accelerator top's tests keep
     the DRAM of one build and pass ``lambda rng, cfg: cfg``); ``matmul`` the probability
-    of an activation product (:func:`random_layer`; 0 draws what it drew before)."""
+    of an activation product (:func:`random_layer`; 0 draws what it drew before);
+    ``masks`` the probability that an FF or BP program generates its N:M weight view on
+    the SORE first (``compile_layer(..., masks=True)``; 0 draws what it drew before).
+    ``phases`` may hold ``Phase.SORE`` (a layer's mask generation alone)."""
     while True:
         layer = random_layer(rng, matmul)
         nm = rng.choice(PATTERNS)
@@ -75,16 +78,18 @@ def random_case(rng: random.Random, cfg: AcceleratorConfig, seed: int,
                               fixed_dataflow=rng.choice(list(Dataflow)))
         run_cfg = dma(rng, cfg)
         phase = rng.choice(phases) if len(phases) > 1 else phases[0]
+        gen = masks > 0 and rng.random() < masks
         try:
             prog = compile_layer(Workload("rand", (layer,), opts.batch), "L", phase,
-                                 run_cfg, opts)
+                                 run_cfg, opts, masks=gen)
         except NmsatError:
             continue
         if reject is not None and reject(prog, run_cfg):
             continue
         d = run_cfg.dram
         ports = [getattr(run_cfg.buffers, b).ports for b in ("activation", "weight", "output")]
-        desc = (f"{layer!r} {phase.value} {nm} batch {opts.batch} il={opts.interleave} "
+        desc = (f"{layer!r} {phase.value}{' + masks' if gen else ''} {nm} batch {opts.batch} "
+                f"il={opts.interleave} "
                 f"sched={opts.offline_schedule} df={opts.fixed_dataflow} | DRAM "
                 f"{d.channels}ch x {d.bytes_per_cycle} B/c lat {d.latency_cycles} burst "
                 f"{d.burst_bytes} ports {ports}")

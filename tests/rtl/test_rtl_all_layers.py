@@ -9,7 +9,14 @@ from nmsat.commands import main
 from nmsat.config import load as load_config
 from nmsat.dataflow.compiler import CompileOptions, compile_layer
 from nmsat.rtl.tb import controller_run
-from nmsat.rtl.tb.network import PENDING_TRAIN_PHASES, TRAIN_PHASES, run_network, train_steps
+from nmsat.rtl.tb.network import (
+    PENDING_TRAIN_PHASES,
+    TOP_TRAIN_PHASES,
+    TRAIN_PHASES,
+    _pending,
+    run_network,
+    train_steps,
+)
 from nmsat.simulator import system
 from nmsat.workloads.zoo import load
 
@@ -135,3 +142,7 @@ def test_the_seam_names_every_training_phase():
 
     assert set(TRAIN_PHASES) | set(PENDING_TRAIN_PHASES) == set(Phase)
     assert not set(TRAIN_PHASES) & set(PENDING_TRAIN_PHASES)
+    # on the accelerator top: the SORE phase runs, the weight update is named
+    top_pending = set(_pending(True))
+    assert set(TOP_TRAIN_PHASES) | top_pending == set(Phase)
+    assert not set(TOP_TRAIN_PHASES) & top_pending and Phase.SORE in TOP_TRAIN_PHASES

@@ -114,6 +114,8 @@ def test_run_rejects_bad_numbers(capsys, flag, value):
     (["--mode", "inference", "--phase", "bp"], "--phase bp is a training phase"),
     (["--mode", "inference", "--method", "srste"], "--method srste is for training"),
     (["--mode", "inference", "--phase", "decode"], "--phase is for LLM workloads"),
+    (["--phase", "sore"], "--phase sore: mask generation runs on the accelerator top"),
+    (["--mode", "inference", "--phase", "sore"], "--phase sore is a training phase"),
 ])
 def test_run_rejects_options_of_the_other_mode(capsys, argv, needle):
     _one_line_error(capsys, ["rtl", "run", "mlp", "--layer", "fc1", *argv], needle)

@@ -87,6 +87,7 @@ def _run_builds(base, builds, n: int, seed: int, kib: int, matmul: float) -> lis
     programs on the top, each checked against the system model; returns the failures."""
     rng = random.Random(seed)
     bad, total, inside, both, unaligned, t0 = [], 0, 0, 0, 0, time.perf_counter()
+    sored = 0
     for b, (buffering, latency) in enumerate(builds):
         dram = random_dram_geometry(rng, latency)
         print(f"build {b}: {dram}")
@@ -94,13 +95,16 @@ def _run_builds(base, builds, n: int, seed: int, kib: int, matmul: float) -> lis
                               "buffers.activation.kib": kib, "buffers.weight.kib": kib,
                               "buffers.output.kib": kib, **buffering, **dram})
         cases = [random_case(rng, cfg, seed + 100 * b + i, _unfit, dma=lambda _r, c: c,
-                             phases=(Phase.FF, Phase.BP, Phase.WG), matmul=matmul)
+                             phases=(Phase.FF, Phase.BP, Phase.WG, Phase.SORE),
+                             matmul=matmul, masks=0.5)
                  for i in range(n)]
         reps = run_top_programs([c[:3] for c in cases], "icarus", system_model=system.run)
         for (prog, _, dram_img, desc), rep in zip(cases, reps):
             unaligned += _starts_inside_a_burst(prog, cfg, dram_img)
             out = {i.tensor for i in prog.instructions if isinstance(i, isa.Store)}
             stored = sum(prog.tensors[t].rows * prog.tensors[t].cols for t in out)
+            stored += rep["sore_words"]
+            sored += rep["sore_words"] > 0
             total += rep["rtl_program_cycles"]
             inside += any(r0 % cfg.array.rows for i, r0, _ in prog.unrolled()
                           if isinstance(i, isa.Store))
@@ -115,7 +119,8 @@ def _run_builds(base, builds, n: int, seed: int, kib: int, matmul: float) -> lis
                            f"words {rep['words']}/{stored} engine stall "
                            f"{rep['registers']['ENGINE_STALL']} model {stall}\n"
                            f"{prog.listing()}")
-    print(f"{n * len(builds)} programs ({inside} storing from inside a row block, {both} "
+    print(f"{n * len(builds)} programs ({sored} generating masks on the SORE, {inside} "
+          f"storing from inside a row block, {both} "
           f"reading a tensor as both operands, {unaligned} with runs that start inside a "
           f"burst), {total} RTL cycles, {len(bad)} failing, "
           f"{time.perf_counter() - t0:.0f} s")
