@@ -69,7 +69,8 @@ def test_planner_picks_ws_for_gemv_with_shadow_weights():
     off = _decode_computes(VCU1525.replace(**{"array.shadow_weights": False}))
     assert on and all(c.dataflow is Dataflow.WS and c.m == 1 for c in on)
     assert off and all(c.dataflow is Dataflow.OS for c in off)
-    # the 768 x 768 projection is split (about 663 KB of weights; 1 MiB halves)
+    # the fused 768 x 2304 q/k/v projection is split (about 2 MB of 2:4 weights; 1 MiB
+    # halves), in blocks smaller than a 768 x 768 projection
     assert on[0].n * on[0].k < 768 * 768
 
 

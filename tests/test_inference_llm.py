@@ -45,6 +45,38 @@ def test_decode_shapes_with_grouped_query_attention():
     assert w.macs() == 3 * (L * per_layer + d * 32000)
 
 
+@pytest.mark.parametrize("phase,kw", [("prefill", {"seq_len": 32}),
+                                      ("decode", {"kv_len": 100})])
+def test_gpt2_has_hugging_faces_fused_qkv_projection(phase, kw):
+    """GPT2Attention computes q, k and v in one Conv1D ``c_attn`` (768 -> 2304, with bias)
+    and splits its output; its layers carry Hugging Face's names."""
+    m = llm.build(llm.GPT2_SMALL, phase, **kw)
+    names = [l.name for l in m.layers if l.name.startswith("h.0.")]
+    assert names == ["h.0.ln_1", "h.0.attn.c_attn", "h.0.attn.scores", "h.0.attn.softmax",
+                     "h.0.attn.context", "h.0.attn.c_proj", "h.0.add_1", "h.0.ln_2",
+                     "h.0.mlp.c_fc", "h.0.mlp.act", "h.0.mlp.c_proj", "h.0.add_2"]
+    qkv = m.layers[[l.name for l in m.layers].index("h.0.attn.c_attn")]
+    tokens = kw.get("seq_len", 1)
+    assert (qkv.tokens, qkv.in_features, qkv.out_features) == (tokens, 768, 2304)
+    assert m.params == 124_439_808  # with its 2304 biases, as three 768-wide projections
+    sc, ctx = (m.layers[[l.name for l in m.layers].index(f"h.0.attn.{n}")]
+               for n in ("scores", "context"))
+    # both products read slices of c_attn's output: q and k, then the probabilities and v
+    assert m.inputs[sc.name] == ("h.0.attn.c_attn", "h.0.attn.c_attn")
+    assert m.inputs[ctx.name] == ("h.0.attn.softmax", "h.0.attn.c_attn")
+    assert {sc.name, ctx.name} <= m.gathers
+    keys = kw.get("kv_len", tokens)
+    assert (sc.m, sc.n, sc.k, sc.count) == (tokens, keys, 64, 12)
+    # q, k and v are c_attn's three 768-wide slices (the decode cache adds earlier keys)
+    assert sc.count * sc.m * sc.k + 2 * 768 * tokens == tokens * qkv.out_features
+    assert llm.kv_cache_layers(m.workload()) == (
+        () if phase == "prefill" else tuple(l.name for l in m.layers if isinstance(l, Matmul)))
+    assert llm.layer_names(llm.GPT2_SMALL, 3)["qkv"] == "h.3.attn.c_attn"
+    assert "q" not in llm.layer_names(llm.GPT2_SMALL, 3)
+    assert llm.GPT2_SMALL.fused_qkv and not llm.LLAMA_7B.fused_qkv
+    assert llm.GPT2_SMALL.kv_cache_bytes(keys, 1, 2) == 12 * 2 * keys * 768 * 2
+
+
 @pytest.mark.parametrize("kw,msg", [
     ({"kv_heads": 5}, r"^DecoderSpec.kv_heads must divide heads \(32\), not 5$"),
     ({"hidden": 100}, r"^DecoderSpec.hidden \(100\) must be a multiple of heads \(32\)$"),

@@ -187,7 +187,7 @@ def test_vcu1525_decode_gemvs_are_dram_bound_with_shadow_weights():
     opts = InferenceOptions(nm="2:4", phase="decode", kv_len=16, batch=1)
     off = simulate_inference("gpt2_small", VCU1525.replace(**{"array.shadow_weights": False}),
                              opts)
-    proj = [x for x in off.layers if x.name.endswith(("attn.q", "mlp.c_fc"))]
+    proj = [x for x in off.layers if x.name.endswith(("attn.c_attn", "mlp.c_fc"))]
     assert proj and all(x.ideal_bound == "memory" and x.bound == "array" for x in proj)
     # one output row fills one of the 16 PE rows: at most 1/16 of the array's peak
     assert all(x.array_fill <= 1 / 16 and x.limiter_ratio <= 1 / 16 for x in proj)

@@ -13,7 +13,8 @@ Phases (:class:`LlmPhase`)
     The whole prompt of ``seq_len`` tokens per sequence: every projection is a GEMM with
     ``batch x seq_len`` rows, attention scores ``Q K^T`` and context ``P V`` are full
     ``seq_len x seq_len`` products (the causal mask folded into the softmax, as in the zoo).
-    The K and V projections' outputs are the KV cache, written to DRAM.
+    The keys and values (the K and V projections' outputs, GPT-2's k and v slices of
+    ``attn.c_attn``) are the KV cache, written to DRAM.
 ``decode``
     One new token per sequence against a KV cache of ``kv_len`` positions (the cache after
     this step's K and V are appended): every projection is GEMV-shaped (``batch`` rows),
@@ -23,8 +24,13 @@ Phases (:class:`LlmPhase`)
     head). The cache is the B operand of those products, so its reads are the LOADs of
     those layers' B tensors: :func:`kv_cache_layers` names them.
 
-Layer names follow Hugging Face (``GPT2LMHeadModel``: ``h.{i}.attn.q``...;
-``LlamaForCausalLM``: ``model.layers.{i}.self_attn.q_proj``, ``mlp.gate_proj`` ...).
+Layers and their names follow Hugging Face. ``GPT2LMHeadModel`` (names relative to its
+``transformer``, and ``lm_head``): ``h.{i}.ln_1``, ``h.{i}.attn.c_attn`` (one fused
+projection, d -> 3d with bias, whose output is split into q, k and v: the splits are
+slices of one tensor, not layers), ``h.{i}.attn.c_proj``, ``h.{i}.ln_2``,
+``h.{i}.mlp.c_fc``, ``h.{i}.mlp.c_proj``, ``ln_f``. ``LlamaForCausalLM``: separate
+``model.layers.{i}.self_attn.q_proj``, ``k_proj``, ``v_proj``, then ``o_proj``,
+``mlp.gate_proj``, ``up_proj``, ``down_proj``. :func:`layer_names` gives the mapping.
 Modelling choices (what is a layer) follow the zoo (``docs/workloads.md``); in addition,
 RoPE on q and k is a two-operand elementwise op (x and the sin/cos table) and the SwiGLU
 product ``silu(gate) * up`` is a two-operand elementwise op, both counted as
@@ -41,8 +47,8 @@ from nmsat.workloads.layers import Matmul, OpKind, Workload
 from nmsat.workloads.zoo import _T, ZooModel, _Builder  # the zoo's graph builder
 
 __all__ = ["DEFAULT_CONTEXT", "GPT2_SMALL", "LLAMA_7B", "PRESETS", "STORIES_260K", "DecoderSpec",
-           "LlmPhase", "Mlp", "build", "default_context", "is_llm", "kv_cache_layers", "spec",
-           "workload", "zoo_factory"]
+           "LlmPhase", "Mlp", "build", "default_context", "is_llm", "kv_cache_layers",
+           "layer_names", "spec", "workload", "zoo_factory"]
 
 _ADD = OpKind.ADD
 
@@ -81,7 +87,9 @@ class DecoderSpec:
     bias
         Projections carry biases (GPT-2) or not (Llama).
     hf_names
-        ``gpt2`` or ``llama`` layer naming.
+        ``gpt2`` or ``llama``: Hugging Face's layers and names for that family
+        (:func:`layer_names`); ``gpt2`` computes q, k and v in one fused projection
+        (``attn.c_attn``, :attr:`fused_qkv`), ``llama`` in three.
     """
 
     name: str
@@ -126,6 +134,12 @@ class DecoderSpec:
     @property
     def kv_dim(self) -> int:
         return self.kv_heads * self.head_dim
+
+    @property
+    def fused_qkv(self) -> bool:
+        """q, k and v come from one projection of width ``hidden + 2 kv_dim`` whose output
+        is split (Hugging Face's ``GPT2Attention.c_attn``), not from three (Llama)."""
+        return self.hf_names == "gpt2"
 
     def kv_cache_bytes(self, kv_len: int, batch: int, elem_bytes: int) -> int:
         """Bytes of the whole KV cache (K and V, every layer) for ``batch`` sequences."""
@@ -192,7 +206,13 @@ class _DecoderBuilder(_Builder):
         return out
 
 
-def _names(s: DecoderSpec, i: int) -> dict[str, str]:
+def layer_names(s: DecoderSpec, i: int) -> dict[str, str]:
+    """Names of decoder layer ``i``'s layers by role: ``qkv`` (the fused projection,
+    GPT-2) or ``q``, ``k``, ``v`` (Llama), ``o``, ``up``, ``down`` (and ``gate``, Llama)
+    and the norms ``ln_1``, ``ln_2`` carry Hugging Face's module names; the residual adds
+    ``add_1``, ``add_2``, the activation ``act`` (and SwiGLU's ``mul``) are named in the
+    same style, and ``attn`` prefixes the attention products (``scores``, ``softmax``,
+    ``context``)."""
     if s.hf_names == "llama":
         p = f"model.layers.{i}"
         a = f"{p}.self_attn"
@@ -203,10 +223,23 @@ def _names(s: DecoderSpec, i: int) -> dict[str, str]:
                 "mul": f"{p}.mlp.mul", "add_1": f"{p}.add_1", "add_2": f"{p}.add_2"}
     p = f"h.{i}"
     a = f"{p}.attn"
-    return {"ln_1": f"{p}.ln_1", "q": f"{a}.q", "k": f"{a}.k", "v": f"{a}.v",
-            "o": f"{a}.c_proj", "attn": a, "ln_2": f"{p}.ln_2", "up": f"{p}.mlp.c_fc",
-            "act": f"{p}.mlp.act", "down": f"{p}.mlp.c_proj", "add_1": f"{p}.add_1",
-            "add_2": f"{p}.add_2"}
+    return {"ln_1": f"{p}.ln_1", "qkv": f"{a}.c_attn", "o": f"{a}.c_proj", "attn": a,
+            "ln_2": f"{p}.ln_2", "up": f"{p}.mlp.c_fc", "act": f"{p}.mlp.act",
+            "down": f"{p}.mlp.c_proj", "add_1": f"{p}.add_1", "add_2": f"{p}.add_2"}
+
+
+def _qkv(b: _DecoderBuilder, s: DecoderSpec, n: dict[str, str], y: _T) -> tuple[_T, _T, _T]:
+    """q ``[tokens, d]``, k and v ``[tokens, kv_dim]`` from the normed input ``y``: one
+    fused projection sliced three ways (GPT-2's ``c_attn``; the slices are views of its
+    output, not layers), or three projections (Llama)."""
+    tokens = y.shape[0]
+    if s.fused_qkv:
+        qkv = b.linear(y, n["qkv"], s.hidden + 2 * s.kv_dim, bias=s.bias)
+        return (b.gather(qkv, (tokens, s.hidden)), b.gather(qkv, (tokens, s.kv_dim)),
+                b.gather(qkv, (tokens, s.kv_dim)))
+    return (b.linear(y, n["q"], s.hidden, bias=s.bias),
+            b.linear(y, n["k"], s.kv_dim, bias=s.bias),
+            b.linear(y, n["v"], s.kv_dim, bias=s.bias))
 
 
 def build(s: DecoderSpec, phase: LlmPhase | str, seq_len: int = 1,
@@ -248,11 +281,8 @@ def build(s: DecoderSpec, phase: LlmPhase | str, seq_len: int = 1,
     if positions:
         x = b.embed_sum(x, "embeddings.add", (tokens, d))
     for i in range(s.layers):
-        n = _names(s, i)
-        y = norm(x, n["ln_1"])
-        q = b.linear(y, n["q"], d, bias=s.bias)
-        k = b.linear(y, n["k"], s.kv_dim, bias=s.bias)
-        v = b.linear(y, n["v"], s.kv_dim, bias=s.bias)
+        n = layer_names(s, i)
+        q, k, v = _qkv(b, s, n, norm(x, n["ln_1"]))
         if s.hf_names == "llama":
             q = b._elementwise(_ADD, f"{n['attn']}.rope_q", q.shape, q)
             k = b._elementwise(_ADD, f"{n['attn']}.rope_k", k.shape, k)

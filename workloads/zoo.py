@@ -413,10 +413,11 @@ def mobilenet_v2_cifar() -> ZooModel:
 
 # ----------------------------------------------------------------------------------------
 # Transformers. Multi-head attention is listed as separate q, k and v projections (ViT's
-# and GPT-2's packed 3d-wide projection has the same weights and MACs), the score product
-# Q K^T and the context product P V as `Matmul` with count = heads, and the softmax over
-# [heads, seq, seq]. The 1/sqrt(d_head) scale and the causal mask are folded into the
-# softmax; dropout is the identity at the shapes level.
+# packed 3d-wide projection, one parameter of torchvision's MultiheadAttention, has the
+# same weights and MACs; GPT-2, built by workloads/llm.py, has Hugging Face's fused
+# `attn.c_attn` layer), the score product Q K^T and the context product P V as `Matmul`
+# with count = heads, and the softmax over [heads, seq, seq]. The 1/sqrt(d_head) scale and
+# the causal mask are folded into the softmax; dropout is the identity at the shapes level.
 # ----------------------------------------------------------------------------------------
 
 def _attention(b: _Builder, x: _T, name: str, heads: int, q: str = "q", k: str = "k",
@@ -435,7 +436,7 @@ def _attention(b: _Builder, x: _T, name: str, heads: int, q: str = "q", k: str =
 
 
 def _pre_ln_block(b: _Builder, x: _T, name: str, heads: int, ff: int, names: dict) -> _T:
-    """A pre-LN encoder/decoder block (ViT, GPT-2): x + attn(ln(x)), then x + mlp(ln(x))."""
+    """A pre-LN encoder block (ViT): x + attn(ln(x)), then x + mlp(ln(x))."""
     y = b.norm(x, f"{name}.{names['ln_1']}")
     y = _attention(b, y, f"{name}.{names['attn']}", heads)
     y = b.linear(y, f"{name}.{names['attn']}.{names['proj']}", x.shape[1])
@@ -493,19 +494,14 @@ def bert_base(seq_len: int = 128) -> ZooModel:
 
 def gpt2_small(seq_len: int = 1024) -> ZooModel:
     """GPT-2 small (124 M, Hugging Face ``GPT2LMHeadModel``) on one sequence of
-    ``seq_len`` tokens: 12 pre-LN layers, d = 768, 12 heads, and the language-model head,
-    whose weights are tied to the token embedding (counted once in ``params``)."""
-    d, heads, ff, layers, vocab, positions = 768, 12, 3072, 12, 50257, 1024
-    b = _Builder((seq_len,))
-    x = b.gather(b.input(), (seq_len, d), params=(vocab + positions) * d)
-    x = b.embed_sum(x, "embeddings.add", (seq_len, d))
-    names = {"ln_1": "ln_1", "attn": "attn", "proj": "c_proj", "ln_2": "ln_2",
-             "fc1": "mlp.c_fc", "gelu": "mlp.act", "fc2": "mlp.c_proj"}
-    for i in range(layers):
-        x = _pre_ln_block(b, x, f"h.{i}", heads, ff, names)
-    x = b.norm(x, "ln_f")
-    b.linear(x, "lm_head", vocab, bias=False, params=False)
-    return b.build("gpt2_small", f"GPT-2 small with LM head, sequence length {seq_len}")
+    ``seq_len`` tokens: 12 pre-LN layers, d = 768, 12 heads, the fused q/k/v projection
+    ``attn.c_attn`` (768 -> 2304), and the language-model head, whose weights are tied to
+    the token embedding (counted once in ``params``). The prefill graph of
+    :data:`nmsat.workloads.llm.GPT2_SMALL`, built there."""
+    llm = importlib.import_module("nmsat.workloads.llm")
+    m = llm.build(llm.GPT2_SMALL, "prefill", seq_len)
+    return dataclasses.replace(m, description=f"GPT-2 small with LM head, sequence length "
+                                              f"{seq_len}")
 
 
 # ----------------------------------------------------------------------------------------
