@@ -83,10 +83,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="train: one training phase's GEMM (--phase ff|bp|wg); inference: the "
                    "layer's FF program as `nmsat simulate --mode inference` compiles it "
                    "(pre-compressed N:M weights, no SORE; LLMs: --phase prefill|decode)")
-    r.add_argument("--phase", default=None, choices=["sore", "ff", "bp", "wg", *_LLM_PHASES],
-                   help="training phase (default ff; with --all-layers every phase; sore: "
-                   "mask generation, on the accelerator top: --top), or with --mode inference "
-                   "the LLM serving phase (default prefill)")
+    r.add_argument("--phase", default=None, choices=["sore", "ff", "bp", "wg", "wu", *_LLM_PHASES],
+                   help="training phase (default ff; with --all-layers every phase; sore "
+                   "and wu, mask generation and the weight update, on the accelerator top: "
+                   "--top), or with --mode inference the LLM serving phase (default prefill)")
     r.add_argument("--seq-len", type=positive_int, default=None, metavar="L",
                    help="--mode inference: prompt tokens of an LLM prefill (or a zoo language "
                    "model's sequence length)")
@@ -268,7 +268,7 @@ def _run_options(args: argparse.Namespace) -> None:
         args.method = args.method or "bdwp"
         args.nm = args.nm or str(DEFAULT_NM)
         return
-    if args.phase in ("sore", "ff", "bp", "wg"):
+    if args.phase in ("sore", "ff", "bp", "wg", "wu"):
         raise ValueError(f"--phase {args.phase} is a training phase: --mode inference runs "
                          "the FF pass (LLM phases: prefill, decode)")
     from nmsat.commands.simulate_inference import dense_method
@@ -290,9 +290,10 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError("--layer NAME (or --all-layers) is required")
     all_phases = args.all_layers and args.phase is None
     _run_options(args)
-    if args.phase == "sore" and not args.top:
-        raise ValueError("--phase sore: mask generation runs on the accelerator top (its "
-                         "SORE streams the weights over its own AXI4 master): add --top")
+    if args.phase in ("sore", "wu") and not args.top:
+        what = "mask generation" if args.phase == "sore" else "the weight update"
+        raise ValueError(f"--phase {args.phase}: {what} runs on the accelerator top (its "
+                         f"unit streams its operands over its own AXI4 master): add --top")
     if all_phases and args.mode == "train":
         args.phase = None  # every phase the controller runs
     cfg = resolve(args.config)

@@ -95,7 +95,8 @@ def compile_layer(workload: Workload, layer: str, phase: Phase, cfg: Accelerator
     """The tile program of one layer's GEMM(s) in one phase (FF, BP or WG) alone: no SORE,
     weight update or vector work; N:M weight views are expected in DRAM. For running a
     layer on the RTL or the functional executor. ``phase`` SORE: the layer's mask
-    generation alone (its SORE instructions, FF view then BP view). ``masks`` (FF, BP):
+    generation alone (its SORE instructions, FF view then BP view); WU: its weight
+    update alone. ``masks`` (FF, BP):
     the phase's N:M weight view generated first, by the layer's SORE instruction of that
     view and a barrier before the GEMM (as the whole training program has it without
     pre-generation)."""
@@ -108,7 +109,14 @@ def compile_layer(workload: Workload, layer: str, phase: Phase, cfg: Accelerator
     low = lower(workload, cfg, opts)
     sores = {t.view: t for t in low.tasks if isinstance(t, SoreTask) and t.layer == li}
     order: list[int | str]
-    if phase is Phase.SORE:
+    if phase is Phase.WU:
+        wus = [t for t in low.tasks if isinstance(t, WuTask) and t.layer == li]
+        if not wus:
+            raise NmsatError(f"layer {layer!r} has no weight update in this compilation "
+                             f"(mode {opts.mode})")
+        low.tasks, order = list(wus), list(range(len(wus)))
+        used = {t.tensor for t in wus}
+    elif phase is Phase.SORE:
         keep: list = [sores[v] for v in (SoreView.FF, SoreView.BP) if v in sores]
         if not keep:
             raise NmsatError(f"layer {layer!r} has no mask generation in this compilation "

@@ -46,10 +46,11 @@ from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig
 
 from .isa import Sore, SoreView
-from .machine import _word_bits, outstanding_reads, word_slot_bytes
-from .memory import memory_model
+from .machine import _word_bits, word_slot_bytes
+from .unit_stream import stream_law
 
-__all__ = ["SoreStream", "check_sore_stream", "slots", "sore_stream", "stream_cycles"]
+__all__ = ["SoreStream", "check_sore_stream", "has_stream", "slots", "sore_stream",
+           "stream_cycles"]
 
 
 def _wgt_slot_bytes(cfg: AcceleratorConfig) -> int:
@@ -69,6 +70,15 @@ def check_sore_stream(cfg: AcceleratorConfig) -> None:
                              f"elements with array.macs_per_pe = {a.macs_per_pe} and "
                              f"array.act_window = {a.act_window}): the top's SORE stream "
                              f"reads whole column tiles per chunk-row")
+
+
+def has_stream(cfg: AcceleratorConfig) -> bool:
+    """Whether the top of ``cfg`` has the SORE stream (:func:`check_sore_stream`)."""
+    try:
+        check_sore_stream(cfg)
+    except ValueError:
+        return False
+    return True
 
 
 def slots(cfg: AcceleratorConfig) -> int:
@@ -146,117 +156,10 @@ def sore_stream(ins: Sore, src_rows: int, src_cols: int, cfg: AcceleratorConfig)
                       ceil_div(a.cols * g, cfg.sore.lanes))
 
 
-def _bursts(nbytes: int, burst: int, data_bytes: int) -> list[int]:
-    """Beats of each burst of a run of ``nbytes`` that starts on a burst or inside one with
-    the run inside it (the chunk-row runs are powers of two on their own multiples)."""
-    full, rest = divmod(nbytes, burst)
-    return [burst // data_bytes] * full + ([rest // data_bytes] if rest else [])
-
-
 def stream_cycles(ins: Sore, src_rows: int, src_cols: int, cfg: AcceleratorConfig) -> int:
     """Cycles from the cycle the top's SORE stream takes ``ins`` to the cycle it completes
-    (the last write burst's B response): the module docstring's pipeline, its AR and AW
-    handshakes served on the unit's channel in cycle order (an AR first in a tie)."""
+    (the last write burst's B response): the module docstring's pipeline
+    (:func:`~nmsat.dataflow.unit_stream.stream_law`)."""
     s = sore_stream(ins, src_rows, src_cols, cfg)
-    return _Law(s, cfg, slots(cfg), outstanding_reads(cfg)).run()
-
-
-class _Law:
-    """The event law of :func:`stream_cycles`. A handshake's cycle is known once what it
-    waits for is known; the earliest known one is served next (one that waits for an
-    unknown quantity waits, through it, for a handshake of an earlier cycle)."""
-
-    def __init__(self, s: SoreStream, cfg: AcceleratorConfig, nslots: int, limit: int):
-        d = cfg.dram
-        self.s, self.S, self.o, self.lat = s, nslots, limit, cfg.sore.pipeline_latency
-        self.db = d.bytes_per_cycle
-        self.mem = memory_model(cfg)
-        rd = [_bursts(nb, d.burst_bytes, d.bytes_per_cycle) for _, nb in s.reads(0, 0, 0)]
-        # read bursts of one chunk-row: (first of its run, beats)
-        self.rb = [(i == 0, b) for run in rd for i, b in enumerate(run)]
-        self.wb = _bursts(s.cols * s.ws, d.burst_bytes, d.bytes_per_cycle)
-        R = s.chunk_rows
-        self.last_beat: list[int | None] = [None] * R
-        self.b_last: list[int | None] = [None] * R
-        self.data_end: list[int | None] = [None] * R
-        self.ar: list[int] = []  # AR cycle of each read burst served
-        self.rlast: list[int] = []  # its last data beat
-        self.run_taken = -(1 << 40)  # cycle the reader took the last run
-        self.w_taken = -(1 << 40)
-        self.aw: list[int] = []  # AW cycle of each write burst served
-        self._taken = self._wtaken = 0  # the run taken with the handshake just computed
-
-    def _ar_cycle(self) -> int | None:
-        k, per = len(self.ar), len(self.rb)
-        if k == self.s.chunk_rows * per:
-            return None
-        r, (first, _) = k // per, self.rb[k % per]
-        t = self.ar[-1] + 1 if self.ar else 1
-        if first:  # the run: offered once its chunk-row's slot is free, in order
-            lb = self.last_beat[r - self.S] if r >= self.S else 0
-            if lb is None:
-                return None
-            free = 1 if r < self.S else lb + 1
-            self._taken = max(free, self.run_taken + 1, self.ar[-1] if self.ar else 0)
-            t = max(t, self._taken + 1)
-        if k >= self.o:  # at most o bursts in flight
-            t = max(t, self.rlast[k - self.o] + 1)
-        return t
-
-    def _aw_cycle(self) -> int | None:
-        k, per = len(self.aw), len(self.wb)
-        if k == self.s.chunk_rows * per:
-            return None
-        r = k // per
-        if k % per:
-            return self.aw[-1] + 1
-        lb = self._lanes(r)
-        if lb is None:
-            return None
-        self._wtaken = max(lb + self.lat + 1, self.w_taken + 1, self.aw[-1] if self.aw else 0)
-        return self._wtaken + 1
-
-    def _lanes(self, r: int) -> int | None:
-        """The last lane beat of chunk-row r, once its data, the lanes and its output slot
-        are known."""
-        if self.last_beat[r] is not None:
-            return self.last_beat[r]
-        prev = self.last_beat[r - 1] if r else 0
-        credit = 0 if r < self.S else self.b_last[r - self.S]
-        data = self.data_end[r]
-        if data is None or prev is None or credit is None:
-            return None
-        last = max(data + 1, prev + 1, credit + 1) + self.s.lane_cycles - 1
-        self.last_beat[r] = last
-        return last
-
-    def run(self) -> int:
-        per_r, per_w = len(self.rb), len(self.wb)
-        while True:
-            ta, tw = self._ar_cycle(), self._aw_cycle()
-            if ta is None and tw is None:
-                break
-            if ta is not None and (tw is None or ta <= tw):
-                k = len(self.ar)
-                if self.rb[k % per_r][0]:
-                    self.run_taken = self._taken
-                beats = self.rb[k % per_r][1]
-                start = self.mem.transfer(ta, beats * self.db)[0].start
-                self.ar.append(ta)
-                self.rlast.append(start + beats - 1)
-                if (k + 1) % per_r == 0:
-                    self.data_end[k // per_r] = self.rlast[-1]
-            else:
-                assert tw is not None
-                k = len(self.aw)
-                if k % per_w == 0:
-                    self.w_taken = self._wtaken
-                beats = self.wb[k % per_w]
-                start = self.mem.transfer(tw, beats * self.db)[0].start
-                self.aw.append(tw)
-                if (k + 1) % per_w == 0:
-                    self.b_last[k // per_w] = start + beats
-        done = self.b_last[-1]
-        if done is None:  # pragma: no cover - a dependency cycle in the law
-            raise AssertionError("SORE stream law: a chunk-row was never written")
-        return done
+    return stream_law(s.chunk_rows, [nb for _, nb in s.reads(0, 0, 0)], [s.cols * s.ws],
+                      s.lane_cycles, cfg.sore.pipeline_latency, slots(cfg), cfg)

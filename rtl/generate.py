@@ -131,7 +131,15 @@ the system model's DMA for it (``dram.dma = word_slots``).
     from nmsat.dataflow.machine import DMA_REQUEST_CYCLES
 
     from .controller import check_controlled
-    from .top import DESC_BYTES, DESC_FIELDS, LINE_BYTES, MAX_TENSORS, REGISTERS, AcceleratorTop
+    from .top import (
+        DESC_BYTES,
+        DESC_FIELDS,
+        DESC_NAMES,
+        LINE_BYTES,
+        MAX_TENSORS,
+        REGISTERS,
+        AcceleratorTop,
+    )
 
     try:
         check_controlled(cfg)
@@ -145,11 +153,8 @@ the system model's DMA for it (``dram.dma = word_slots``).
             "axi": top.p._asdict(),
             "dma": {"instruction_bytes": LINE_BYTES, "descriptor_bytes": DESC_BYTES,
                     "max_tensors": MAX_TENSORS, "instruction_depth": top.depth,
-                    # byte offsets in a tensor's descriptor line (64-bit fields)
-                    "descriptor_fields": {
-                        view: dict(zip(("base", "stride", "kpc"), offs))
-                        for view, offs in (("act_or_store", DESC_FIELDS[:3]),
-                                           ("wgt", DESC_FIELDS[3:]))},
+                    # byte offsets in a tensor's descriptor line (32-bit fields)
+                    "descriptor_fields": dict(zip(DESC_NAMES, DESC_FIELDS)),
                     "act_word_slot_bytes": top.ws["act"], "wgt_word_slot_bytes": top.ws["wgt"],
                     "store_block_bytes": top.beat_bytes["store"],
                     # the system model of this DMA (docs/simulator.md, "The DMA")

@@ -25,23 +25,41 @@ from amaranth.lib.wiring import In, Out
 from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig
 from nmsat.dataflow import isa
-from nmsat.dataflow.sore_stream import check_sore_stream, slots
+from nmsat.dataflow.sore_stream import check_sore_stream, has_stream, slots
 
 from .axi import AxiParams, BurstReader, BurstWriter, axi_master_members
 from .engine import instr_layout
 from .layouts import EngineShape
 
-__all__ = ["SoreStream", "attach", "sore_port"]
+__all__ = ["SoreStream", "attach", "connect_master", "sore_port", "tile_counter"]
 
 
 def sore_port(cfg: AcceleratorConfig) -> bool:
     """Whether the accelerator top of ``cfg`` has the SORE stream and its AXI4 master
     (:func:`nmsat.dataflow.sore_stream.check_sore_stream`)."""
-    try:
-        check_sore_stream(cfg)
-    except ValueError:
-        return False
-    return True
+    return has_stream(cfg)
+
+
+def connect_master(m: Module, unit, rd, wr, p: AxiParams) -> None:
+    """``unit``'s AXI4 master ports (no prefix) to its burst reader ``rd`` (AR, R) and
+    writer ``wr`` (AW, W, B)."""
+    for name, member in axi_master_members(p, "").items():
+        inner = rd if name.startswith(("ar", "r")) else wr
+        if member.flow is Out:
+            m.d.comb += getattr(unit, name).eq(getattr(inner, name))
+        else:
+            m.d.comb += getattr(inner, name).eq(getattr(unit, name))
+
+
+def tile_counter(m: Module, u: Signal, c: Signal, kcr, step) -> Signal:
+    """Advance (outer u, inner c < ``kcr``) when ``step``; returns whether c is the last
+    of its u."""
+    last_c = c + 1 == kcr
+    with m.If(step):
+        m.d.sync += c.eq(Mux(last_c, 0, c + 1))
+        with m.If(last_c):
+            m.d.sync += u.eq(u + 1)
+    return last_c
 
 
 def _log2(x: int) -> int:
@@ -90,12 +108,7 @@ class SoreStream(wiring.Component):
         p, C = self.p, self.C
         m.submodules.rd = rd = BurstReader(p)
         m.submodules.wr = wr = BurstWriter(p)
-        for name, member in axi_master_members(p, "").items():
-            unit = rd if name.startswith(("ar", "r")) else wr
-            if member.flow is Out:
-                m.d.comb += getattr(self, name).eq(getattr(unit, name))
-            else:
-                m.d.comb += getattr(unit, name).eq(getattr(self, name))
+        connect_master(m, self, rd, wr, p)
         iv = data.View(instr_layout(isa.Opcode.SORE), self.cmd.payload)
         take = self.cmd.valid
         m.d.comb += self.cmd.ready.eq(1)
@@ -133,17 +146,6 @@ class SoreStream(wiring.Component):
         """The current pattern's constant ``key``."""
         return Array(Const(x[key], width) for x in self.pats)[self.pat]
 
-    @staticmethod
-    def _tile_counter(m: Module, u: Signal, c: Signal, kcr, step) -> Signal:
-        """Advance (column tile u, chunk c) when ``step``; returns whether (u, c) is the
-        last chunk of its tile."""
-        last_c = c + 1 == kcr
-        with m.If(step):
-            m.d.sync += c.eq(Mux(last_c, 0, c + 1))
-            with m.If(last_c):
-                m.d.sync += u.eq(u + 1)
-        return last_c
-
     def _reader(self, m: Module, rd, take) -> None:
         """The read runs of each chunk-row in turn, while fewer than ``slots`` chunk-rows
         are between their first read and the lanes' last beat."""
@@ -171,7 +173,7 @@ class SoreStream(wiring.Component):
                 m.d.sync += ptr.eq(ptr + g["src_stride"])
             with m.Else():
                 m.d.sync += ptr.eq(ptr + ff_bytes)
-        last_c = self._tile_counter(m, u, c, g["kcr"], step & last_run)
+        last_c = tile_counter(m, u, c, g["kcr"], step & last_run)
         with m.If(step & last_run & last_c):  # the next column tile
             m.d.sync += [row_ptr.eq(row_ptr + g["src_stride"]),
                          ptr.eq(Mux(self.bp, g["src_base"], row_ptr + g["src_stride"]))]
@@ -257,7 +259,7 @@ class SoreStream(wiring.Component):
                 with m.If(last_blk):
                     m.d.sync += [n["fed_rows"].eq(n["fed_rows"] + 1),
                                  slot.eq(Mux(slot == self.S - 1, 0, slot + 1))]
-        self._tile_counter(m, u, c, self.g["kcr"], step & last_pos & last_blk)
+        tile_counter(m, u, c, self.g["kcr"], step & last_pos & last_blk)
         with m.If(take):
             m.d.sync += [slot.eq(0), blk.eq(0), pos.eq(0), u.eq(0), c.eq(0)]
 
@@ -318,7 +320,7 @@ class SoreStream(wiring.Component):
         step = offer & wr.runs.ready
         with m.If(step):
             m.d.sync += [offered.eq(offered + 1), ptr.eq(ptr + C * ws)]
-        last_c = self._tile_counter(m, u, c, g["kcr"], step)
+        last_c = tile_counter(m, u, c, g["kcr"], step)
         with m.If(step & last_c):
             m.d.sync += [row_ptr.eq(row_ptr + g["dst_stride"]),
                          ptr.eq(row_ptr + g["dst_stride"])]
@@ -345,7 +347,7 @@ class SoreStream(wiring.Component):
         m.d.sync += bcount.eq(Mux(wr.bvalid, Mux(row_b, 0, bcount + 1), bcount))
         with m.If(row_b):
             m.d.sync += n["acked_rows"].eq(n["acked_rows"] + 1)
-        last_bc = self._tile_counter(m, bu, bc, g["kcr"], row_b)
+        last_bc = tile_counter(m, bu, bc, g["kcr"], row_b)
         done = row_b & last_bc & (bu + 1 == g["nt"])
         m.d.comb += self.mem_done.eq(done & self.busy)
         with m.If(done):

@@ -62,13 +62,15 @@ from .axi import (
 from .controller import ControlledEngine
 from .layouts import EngineShape
 from .sore_stream import SoreStream, attach, sore_port
+from .wu_stream import WuStream, attach_wu, wu_port
 
-__all__ = ["DESC_BYTES", "DESC_FIELDS", "LINE_BYTES", "MAX_TENSORS", "REGISTERS", "SORE_PREFIX",
-           "TOP_NAME",
-           "AcceleratorTop", "beat_bytes", "check_beats", "chunk_sizes", "descriptor_line",
-           "register", "word_slot"]
+__all__ = ["DESC_BYTES", "DESC_FIELDS", "DESC_NAMES", "LINE_BYTES", "MAX_TENSORS", "REGISTERS",
+           "SORE_PREFIX", "TOP_NAME", "WU_PREFIX", "AcceleratorTop", "beat_bytes", "check_beats",
+           "chunk_sizes", "descriptor_line", "register", "word_slot"]
 
 TOP_NAME = "nmsat_top"
+WU_PREFIX = "m_axi_wu_"
+"""The weight-update stream's AXI4 master (its own DRAM port, as the SORE's)."""
 SORE_PREFIX = "m_axi_sore_"
 """The SORE stream's AXI4 master (its own DRAM port, not arbitrated against the DMA's,
 as the system model has it: :mod:`nmsat.dataflow.sore_stream`)."""
@@ -79,11 +81,16 @@ DESC_BYTES = LINE_BYTES
 MAX_TENSORS = 16
 """Descriptors the DMA holds (tensor ids 0..15): a layer program references its input,
 weight and output (and their gradients in training); 16 leaves room. Decided."""
-ADDR = 32  # bits kept of a descriptor's base / stride / kpc
-DESC_FIELDS = (0, 8, 16, 24, 32, 40, 48, 56)
-"""Byte offsets in a descriptor line of base, stride, kpc of a tensor's ACT or STORE view,
-then of its WGT view, then the tensor's rows and columns (a SORE's source: the working
-copy's ``[in, out]``) (64-bit little-endian fields)."""
+ADDR = 32  # bits of a descriptor field
+DESC_NAMES = ("base", "stride", "kpc", "wbase", "wstride", "wkpc", "rows", "cols",
+              "gbase", "gstride", "mbase", "vbase")
+"""A tensor's descriptor line, 32-bit little-endian fields in this order: base, stride
+and kpc of its ACT or STORE view, of its WGT view, its rows and columns (a SORE's or
+weight update's working copy ``[in, out]``), and for a working copy a WEIGHT_UPDATE
+updates: the base and stride of its gradient (the WG STORE's layout of ``[out, in]``)
+and the bases of its fp32 master weights and velocity (the gradient's layout)."""
+DESC_FIELDS = tuple(4 * i for i in range(len(DESC_NAMES)))
+"""Byte offsets of :data:`DESC_NAMES` in a descriptor line."""
 
 REGISTERS: tuple[tuple[str, int, str, str], ...] = (
     ("CONTROL", 0x00, "rw", "bit 0: start (write 1; reads 0); bit 1: irq_enable"),
@@ -112,6 +119,8 @@ REGISTERS: tuple[tuple[str, int, str, str], ...] = (
                                 "starts, from the program's start to its last engine "
                                 "instruction's start: the system model's engine stall "
                                 "(all causes)"),
+    ("LR", 0x3C, "rw", "learning rate of WEIGHT_UPDATE (fp32 bits)"),
+    ("MOMENTUM", 0x40, "rw", "momentum of WEIGHT_UPDATE (fp32 bits)"),
 )
 """The AXI4-Lite register map: (name, byte offset, access, meaning); 32-bit registers,
 counters cleared by ``start``."""
@@ -158,13 +167,15 @@ def chunk_sizes(sh: EngineShape) -> tuple[int, ...]:
 
 def descriptor_line(base: int, stride: int, kpc: int,
                     wgt: tuple[int, int, int] = (0, 0, 1),
-                    dims: tuple[int, int] = (0, 0)) -> bytes:
-    """One tensor's DMA descriptors as its 64-byte line: ``base``, ``stride``, ``kpc`` of
-    its ACT or STORE view at bytes 0, 8, 16, those of its WGT view (``wgt``) at 24, 32,
-    40, and its rows and columns (``dims``) at 48, 56 (little endian)."""
+                    dims: tuple[int, int] = (0, 0),
+                    wu: tuple[int, int, int, int] = (0, 0, 0, 0)) -> bytes:
+    """One tensor's DMA descriptors as its 64-byte line (:data:`DESC_NAMES`): ``base``,
+    ``stride``, ``kpc`` of its ACT or STORE view, those of its WGT view (``wgt``), its
+    rows and columns (``dims``) and its weight update's gradient base and stride, master
+    and velocity bases (``wu``)."""
     line = bytearray(DESC_BYTES)
-    for off, v in zip(DESC_FIELDS, (base, stride, kpc, *wgt, *dims)):
-        line[off:off + 8] = int(v).to_bytes(8, "little")
+    for off, v in zip(DESC_FIELDS, (base, stride, kpc, *wgt, *dims, *wu)):
+        line[off:off + 4] = int(v).to_bytes(4, "little")
     return bytes(line)
 
 
@@ -186,9 +197,12 @@ class AcceleratorTop(wiring.Component):
         # the SORE's memory side, where the config's patterns allow it
         self.sore_stream = (SoreStream(cfg, sh, p, self.core.sore_unit) if sore_port(cfg)
                             else None)
+        self.wu_stream = (WuStream(cfg, sh, p, self.core.wu_unit) if wu_port(cfg) else None)
         ports = {**axi_lite_members(8), **axi_master_members(p), "irq": Out(1)}
         if self.sore_stream is not None:
             ports.update(axi_master_members(p, SORE_PREFIX))
+        if self.wu_stream is not None:
+            ports.update(axi_master_members(p, WU_PREFIX))
         super().__init__(ports)
 
     def elaborate(self, platform) -> Module:
@@ -208,11 +222,12 @@ class AcceleratorTop(wiring.Component):
                 m.d.comb += getattr(unit, name).eq(port)
         regs = self._lite(m)
         desc = [Array(Signal(ADDR, name=f"desc_{f}{t}") for t in range(MAX_TENSORS))
-                for f in ("base", "stride", "kpc", "wbase", "wstride", "wkpc", "rows",
-                          "cols")]
+                for f in DESC_NAMES]
         running = self._fetch(m, regs, rd, up, desc, core)
         if self.sore_stream is not None:
             attach(m, self.sore_stream, self, SORE_PREFIX, desc, core, regs["error"])
+        if self.wu_stream is not None:
+            attach_wu(m, self.wu_stream, self, WU_PREFIX, desc, core)
         # address-phase order: every LOAD and STORE command gets a stamp in command order
         # (a LOAD before a STORE of the same cycle); one transfer at a time issues its
         # AR or AW bursts, the oldest first, so DRAM sees each transfer's bursts together
@@ -252,7 +267,7 @@ class AcceleratorTop(wiring.Component):
                 with m.Case(register("STATUS") >> 2):
                     with m.If(s("wdata")[1]):
                         m.d.sync += regs["done"].eq(0)
-                for n in ("PROG_ADDR", "PROG_LEN", "DESC_ADDR", "DESC_COUNT"):
+                for n in ("PROG_ADDR", "PROG_LEN", "DESC_ADDR", "DESC_COUNT", "LR", "MOMENTUM"):
                     with m.Case(register(n) >> 2):
                         m.d.sync += regs[n].eq(s("wdata"))
         # reads: one cycle
@@ -325,7 +340,8 @@ class AcceleratorTop(wiring.Component):
         with m.If(fetching & (issue == 0) & (lines == total) & ~rd.busy):
             m.d.sync += [fetching.eq(0), running.eq(1)]
             m.d.comb += [core.start.eq(1)]
-        m.d.comb += core.length.eq(regs["PROG_LEN"])
+        m.d.comb += [core.length.eq(regs["PROG_LEN"]), core.lr.eq(regs["LR"]),
+                     core.momentum.eq(regs["MOMENTUM"])]
         with m.If(running & core.done):
             m.d.sync += [running.eq(0), regs["busy"].eq(0), regs["done"].eq(1)]
         with m.If(core.error):

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from nmsat.arith import ceil_div
-from nmsat.dataflow import machine, sore_stream, timing
+from nmsat.dataflow import machine, sore_stream, timing, wu_stream
 from nmsat.dataflow.isa import (
     Buffer,
     Compute,
@@ -91,13 +91,17 @@ UNIT_KINDS = (Sore, WeightUpdate, Vector)
 
 
 def _unit_cycles(ins, cfg: AcceleratorConfig, memory: MemoryModel, tensors=()) -> int:
+    top = cfg.dram.dma == "word_slots"  # the accelerator top's memory path
     if isinstance(ins, Sore):
-        if cfg.dram.dma == "word_slots":  # the accelerator top's SORE stream
+        if top and sore_stream.has_stream(cfg):  # the top's SORE stream
             src = tensors[ins.src]
             return sore_stream.stream_cycles(ins, src.rows, src.cols, cfg)
         return max(timing.sore_cycles(ins, cfg),
                    memory.stream_cycles(ins.read_bytes + ins.write_bytes))
     if isinstance(ins, WeightUpdate):
+        if top and wu_stream.has_stream(cfg):  # the top's weight-update stream
+            w = tensors[ins.tensor]
+            return wu_stream.stream_cycles(ins, w.rows, w.cols, cfg)
         return max(timing.weight_update_cycles(ins, cfg),
                    memory.stream_cycles(ins.read_bytes + ins.write_bytes))
     lane = (ceil_div(ins.elements, cfg.weight_update.lanes) * VECTOR_PASSES[ins.kind]

@@ -24,7 +24,7 @@ from nmsat.rtl.tb.random_programs import random_case
 from nmsat.rtl.tb.top_run import top_host
 from nmsat.rtl.top import REGISTERS, chunk_sizes, descriptor_line, word_slot
 from nmsat.types import NM, Phase
-from nmsat.workloads.layers import Matmul, Workload
+from nmsat.workloads.layers import Matmul, OpKind, Workload
 from nmsat.workloads.zoo import load
 
 
@@ -90,11 +90,11 @@ def test_axi_geometry_from_the_config():
         axi_params(small.replace(**{"dram.bytes_per_cycle": 24}))
     with pytest.raises(ValueError, match="dram.burst_bytes"):
         axi_params(small.replace(**{"dram.burst_bytes": 8192}))
-    assert descriptor_line(0x1234, 64, 8)[:17] == (0x1234).to_bytes(8, "little") + \
-        (64).to_bytes(8, "little") + bytes([8])
-    line = descriptor_line(1, 2, 4, wgt=(0x5000, 96, 16))
-    assert [int.from_bytes(line[o:o + 8], "little") for o in range(0, 64, 8)] == \
-        [1, 2, 4, 0x5000, 96, 16, 0, 0]
+    assert descriptor_line(0x1234, 64, 8)[:9] == (0x1234).to_bytes(4, "little") + \
+        (64).to_bytes(4, "little") + bytes([8])
+    line = descriptor_line(1, 2, 4, wgt=(0x5000, 96, 16), dims=(7, 9), wu=(10, 11, 12, 13))
+    assert [int.from_bytes(line[o:o + 4], "little") for o in range(0, 64, 4)] == \
+        [1, 2, 4, 0x5000, 96, 16, 7, 9, 10, 11, 12, 13, 0, 0, 0, 0]
 
 
 def test_the_host_refuses_what_the_top_cannot_carry():
@@ -107,11 +107,17 @@ def test_the_host_refuses_what_the_top_cannot_carry():
     # the system model must charge what this DMA moves
     with pytest.raises(ValueError, match="dram.dma = packed"):
         top_host(prog, _one_channel(cfg).replace(**{"dram.dma": "packed"}), dram)
-    # SORE / weight-update operands are not streamed by this DMA
-    wu = isa.WeightUpdate(tensor=0, weights=4, read_bytes=16, write_bytes=16)
-    with pytest.raises(ValueError, match="WeightUpdate"):
-        top_host(dataclasses.replace(prog, instructions=prog.instructions + (wu,)),
+    # no vector lanes; a weight update needs its state, and a square array
+    vec = isa.Vector(kind=OpKind.NORM, elements=4, read_bytes=8, write_bytes=8)
+    with pytest.raises(ValueError, match="no vector lanes"):
+        top_host(dataclasses.replace(prog, instructions=prog.instructions + (vec,)),
                  _one_channel(cfg), dram)
+    wu = isa.WeightUpdate(tensor=0, weights=4, read_bytes=16, write_bytes=16)
+    with_wu = dataclasses.replace(prog, instructions=prog.instructions + (wu,))
+    with pytest.raises(ValueError, match="has no .*dw"):
+        top_host(with_wu, _one_channel(cfg), dram)
+    with pytest.raises(ValueError, match="array.rows = 4 and array.cols = 8"):
+        top_host(with_wu, _one_channel(cfg).replace(**{"array.cols": 8}), dram)
     # one tensor loaded as two views into one buffer (its ACT or WGT descriptor holds one)
     ld = next(i for i in prog.instructions if isinstance(i, isa.Load))
     other = dataclasses.replace(ld, transform=isa.Transform.TRANSPOSE
@@ -160,7 +166,7 @@ def test_a_tensor_read_as_both_operands_has_two_descriptors():
         act, wgt = img.desc[t, 0], img.desc[t, 1]
         assert act[0] != wgt[0]
         line = img.read(img.desc_addr + t * 64, 64)
-        assert [int.from_bytes(line[o:o + 8], "little") for o in range(0, 48, 8)] == \
+        assert [int.from_bytes(line[o:o + 4], "little") for o in range(0, 24, 4)] == \
             [*act, *wgt]
     assert host["PROG_LEN"] == len(prog.instructions)
 
@@ -227,3 +233,28 @@ def test_docs_register_map_is_the_rtl_one():
     assert rows == [(n, f"0x{o:02X}", a) for n, o, a, _ in REGISTERS]
     offs = [o for _, o, _, _ in REGISTERS]
     assert len(set(offs)) == len(offs) and all(o % 4 == 0 for o in offs)
+
+
+def test_the_units_regions_change_what_the_host_wrote():
+    """The host's expected words for a SORE's compressed view and a weight update's
+    master, velocity and working copy differ from what it writes there before the run
+    (so a unit that wrote nothing fails the comparison), and the descriptor line of the
+    updated working copy names the update's regions."""
+    from nmsat.dataflow.compiler import CompileOptions, compile_layer
+    from nmsat.rtl.tb.program import random_dram
+    from nmsat.rtl.tb.top_run import top_host
+    from nmsat.types import Mode, Phase
+    from nmsat.workloads.zoo import load
+
+    cfg = PRESETS["small"].replace(**{"dram.dma": "word_slots"})
+    opts = CompileOptions(method="bdwp", nm="2:8", mode=Mode.TRAIN)
+    for phase in (Phase.SORE, Phase.WU):
+        prog = compile_layer(load("mlp").workload, "fc3", phase, cfg, opts)
+        host = top_host(prog, cfg, random_dram(prog, cfg.numerics.operand, 1))
+        assert host["checks"]
+        for name, g in host["checks"].items():
+            before = next(b for a, b in host["segments"] if a == g["addr"])[:g["bytes"]]
+            w = g["word"]
+            changed = sum(before[i:i + w] != g["expected"][i:i + w]
+                          for i in range(0, g["bytes"], w))
+            assert changed > 0.3 * g["bytes"] // w, name

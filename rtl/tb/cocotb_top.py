@@ -180,11 +180,12 @@ async def program(dut):
     cfg = from_dict(host["config"])
     ram = ModelRam(AxiBus.from_prefix(dut, "m_axi"), clk, dut.rst, size=host["size"],
                    memory=memory_model(cfg), data_bytes=cfg.dram.bytes_per_cycle)
-    sore = host.get("sore_prefix")
-    if sore:  # the SORE's own port: a channel of its own over the same memory
-        ModelRam(AxiBus.from_prefix(dut, sore), clk, dut.rst, size=host["size"],
+    units = host.get("unit_prefixes", [])
+    for prefix in units:  # the SORE's and update's ports: a channel each, the same memory
+        ModelRam(AxiBus.from_prefix(dut, prefix), clk, dut.rst, size=host["size"],
                  memory=memory_model(cfg), data_bytes=cfg.dram.bytes_per_cycle, mem=ram.mem)
-        logging.getLogger(f"cocotb.{dut._name}.{sore}").setLevel(logging.WARNING)
+        logging.getLogger(f"cocotb.{dut._name}.{prefix}").setLevel(logging.WARNING)
+    sore = next((x for x in units if x.endswith("sore")), None)
     lite = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), clk, dut.rst)
     for _ in range(3):
         await RisingEdge(clk)
@@ -195,7 +196,7 @@ async def program(dut):
         t0 = time.perf_counter()
         for a, b in one["segments"]:
             ram.write(a, b)
-        for name in ("PROG_ADDR", "PROG_LEN", "DESC_ADDR", "DESC_COUNT"):
+        for name in ("PROG_ADDR", "PROG_LEN", "DESC_ADDR", "DESC_COUNT", "LR", "MOMENTUM"):
             await lite.write(register(name), int(one[name]).to_bytes(4, "little"))
         tl: dict = {"load": [], "load_done": [], "store": [], "store_done": [],
                     "ar": [], "r": [], "aw": [], "w": [], "b": []}
@@ -210,11 +211,10 @@ async def program(dut):
             regs[name] = int.from_bytes((await lite.read(off, 4)).data, "little")
         await lite.write(register("STATUS"), (2).to_bytes(4, "little"))  # clear done
         outs = {str(t): ram.read(g["addr"], g["bytes"]).hex() for t, g in one["stores"].items()}
-        sore_outs = {str(t): ram.read(g["addr"], g["bytes"]).hex()
-                     for t, g in one["sore_out"].items()}
+        unit_outs = {k: ram.read(g["addr"], g["bytes"]).hex() for k, g in one["checks"].items()}
         mon.cancel()
         reps.append({"registers": regs, "irq": waited < one["max_cycles"], "outputs": outs,
-                     "sore_outputs": sore_outs,
+                     "unit_outputs": unit_outs,
                      "timeline": tl,
                      "seconds": time.perf_counter() - t0})
     with open(os.environ["NMSAT_TB_RESULT"], "w", encoding="utf-8") as f:  # noqa: ASYNC230

@@ -67,8 +67,9 @@ class DramImage:
     desc: dict[tuple[int, int], tuple[int, int, int]] = field(default_factory=dict)
     views: dict[tuple[int, int], tuple] = field(default_factory=dict)  # -> (kind, transform, nm)
     stores: dict[int, dict] = field(default_factory=dict)  # tensor -> region geometry
-    # tensor -> a SORE's output region: addr, bytes, the slot words it must hold after
-    sore_out: dict[int, dict] = field(default_factory=dict)
+    # what a unit writes, checked after the run: name -> addr, bytes, the bytes it must
+    # hold after ("expected"), the bytes of one compared word ("word")
+    checks: dict[str, dict] = field(default_factory=dict)
     size: int = 0
 
     def read(self, addr: int, n: int) -> bytes:
@@ -78,22 +79,27 @@ class DramImage:
         raise ValueError(f"no segment holds [{addr:#x}, {addr + n:#x})")
 
 
-def sore_tensors(prog: isa.Program) -> tuple[dict[int, isa.Sore], dict[int, isa.Sore]]:
-    """(source tensor -> a SORE reading it, output tensor -> the SORE writing it)."""
-    srcs: dict[int, isa.Sore] = {}
+def sore_tensors(prog: isa.Program) -> tuple[dict[int, isa.Instr], dict[int, isa.Sore]]:
+    """(working copy -> a SORE reading it or the WEIGHT_UPDATE writing it, output tensor
+    -> the SORE writing it)."""
+    srcs: dict[int, isa.Instr] = {}
     dsts: dict[int, isa.Sore] = {}
     for ins in prog.instructions:
         if isinstance(ins, isa.Sore):
             srcs.setdefault(ins.src, ins)
             if dsts.setdefault(ins.dst, ins) is not ins:
                 raise ValueError(f"tensor {ins.dst} is written by two SOREs")
+        elif isinstance(ins, isa.WeightUpdate):
+            if isinstance(srcs.get(ins.tensor), isa.WeightUpdate):
+                raise ValueError(f"tensor {ins.tensor} is updated twice")
+            srcs[ins.tensor] = ins
     return srcs, dsts
 
 
 def _views(prog: isa.Program) -> dict[tuple[int, int], tuple]:
     views: dict[tuple[int, int], tuple] = {}
     srcs, dsts = sore_tensors(prog)
-    for t in srcs:  # the SORE reads its source as the dense WGT view of [in, out]
+    for t in srcs:  # the SORE reads, the update writes the dense WGT view of [in, out]
         views[t, 1] = ("wgt", isa.Transform.NONE, NM.parse("1:1"))
     for t, ins in dsts.items():  # and writes the WGT view its GEMM's LOAD reads
         views[t, 1] = ("wgt", isa.Transform.NONE, ins.nm)
@@ -124,8 +130,10 @@ def _views(prog: isa.Program) -> dict[tuple[int, int], tuple]:
 
 
 def dram_image(prog: isa.Program, cfg: AcceleratorConfig, dram: dict, p: AxiParams,
-               shape: EngineShape) -> DramImage:
-    """The DRAM image of ``prog`` over the golden executor's tensors ``dram``."""
+               shape: EngineShape, lr: float = 0.01) -> DramImage:
+    """The DRAM image of ``prog`` over the golden executor's tensors ``dram`` (with a
+    WEIGHT_UPDATE: its gradient, master weights and velocity under their names
+    ``L.dw``, ``L.w.master``, ``L.w.velocity``, ``[out, in]``, and ``lr``)."""
     R, C = shape.rows, shape.cols
     burst = p.burst_beats * p.data_bytes  # every run starts on a burst (its row's stride)
     ws = {"act": word_slot(shape.window_layout.size, p),
@@ -175,19 +183,81 @@ def dram_image(prog: isa.Program, cfg: AcceleratorConfig, dram: dict, p: AxiPara
                     padded = np.zeros((kp, ceil_div(src.shape[1], C) * C), np.float32)
                     padded[:src.shape[0], :src.shape[1]] = src
                     want, _ = _wgt_blob(shape, padded, nm, ws["wgt"], burst)
-                    img.sore_out[t] = {"addr": at, "bytes": len(want), "expected": want}
+                    img.checks[f"{tensor.name} (SORE)"] = {"addr": at, "bytes": len(want),
+                                                          "expected": want, "word": ws["wgt"]}
                     blob = bytes(len(blob))
             img.desc[t, slot] = (at, stride, kpc)
             img.segments.append((at, blob))
             nbytes = len(blob)
         at += ceil_div(nbytes, ALIGN) * ALIGN or ALIGN
+    wu: dict[int, tuple[int, int, int, int]] = {}
+    for t, ins in srcs.items():
+        if isinstance(ins, isa.WeightUpdate):
+            wu[t], at = _wu_regions(img, t, prog.tensors[t], dram, shape, cfg, lr, at,
+                                    ws["wgt"], burst)
     table = b"".join(descriptor_line(*img.desc.get((t, 0), (0, 0, 1)),
                                      wgt=img.desc.get((t, 1), (0, 0, 1)),
-                                     dims=(prog.tensors[t].rows, prog.tensors[t].cols))
+                                     dims=(prog.tensors[t].rows, prog.tensors[t].cols),
+                                     wu=wu.get(t, (0, 0, 0, 0)))
                      for t in range(img.desc_count))
     img.segments.append((img.desc_addr, table))
     img.size = at
     return img
+
+
+def _wu_regions(img: DramImage, t: int, tensor: isa.Tensor, dram: dict, shape: EngineShape,
+                cfg: AcceleratorConfig, lr: float, at: int, ws: int,
+                burst: int) -> tuple[tuple[int, int, int, int], int]:
+    """A WEIGHT_UPDATE of working copy ``tensor`` (``[in, out]``, its WGT view at
+    ``img.desc[t, 1]``): its gradient, master weights and velocity (``[out, in]`` fp32,
+    R x C blocks of the WG STORE's layout, the stride whole super-blocks and bursts,
+    :mod:`nmsat.dataflow.wu_stream`) from ``at``, and what it must leave (the reference
+    update of them, the working copy rounded to fp16). Returns ((gradient base, stride,
+    master base, velocity base), the next free address)."""
+    from nmsat import reference as ref
+
+    R, C, P = shape.rows, shape.cols, shape.lanes
+    lq = max(C, P)
+    name = tensor.name
+    n_in, n_out = tensor.rows, tensor.cols
+    keys = (name[:-len(".w")] + ".dw", name + ".master", name + ".velocity")
+    missing = [k for k in keys if k not in dram]
+    if missing:
+        raise ValueError(f"WEIGHT_UPDATE of {name}: the DRAM image has no {missing[0]} "
+                         f"(the update's gradient, master weights and velocity)")
+    g, w, v = (np.asarray(dram[k], np.float32) for k in keys)
+    if not g.shape == w.shape == v.shape == (n_out, n_in):
+        raise ValueError(f"WEIGHT_UPDATE of {name}: gradient {g.shape}, master {w.shape}, "
+                         f"velocity {v.shape}, not [{n_out}, {n_in}]")
+    stride = ceil_div(ceil_div(n_in, lq) * lq * R * 4, burst) * burst
+    nrb = ceil_div(n_out, R)
+    w2, v2 = ref.weight_update(w, g, v, lr, cfg.weight_update.momentum)
+    out: list[int] = []
+    for label, arr, after in (("gradient", g, None), ("master", w, w2), ("velocity", v, v2)):
+        out.append(at)
+        img.segments.append((at, _block_blob(arr, R, C, stride, nrb)))
+        if after is not None:
+            want = _block_blob(after, R, C, stride, nrb)
+            img.checks[f"{name} {label}"] = {"addr": at, "bytes": len(want), "expected": want,
+                                             "word": 4}
+        at += ceil_div(nrb * stride, ALIGN) * ALIGN
+    base, wstride, _ = img.desc[t, 1]
+    copy = w2.astype(np.float16).astype(np.float32).T  # [in, out]
+    want, _ = _wgt_blob(shape, _sore_padded(copy, shape), NM.parse("1:1"), ws, burst)
+    img.checks[f"{name} working copy"] = {"addr": base, "bytes": len(want), "expected": want,
+                                          "word": ws}
+    return (out[0], stride, out[1], out[2]), at
+
+
+def _block_blob(arr: np.ndarray, R: int, C: int, stride: int, nrb: int) -> bytes:
+    """``arr`` (fp32 ``[rows, cols]``) as R x C blocks of 32-bit words by row, a row block
+    every ``stride`` bytes (zeros around)."""
+    rows, cols = arr.shape
+    nt = stride // (R * C * 4)
+    pad = np.zeros((nrb * R, nt * C), np.float32)
+    pad[:rows, :cols] = arr
+    blocks = pad.reshape(nrb, R, nt, C).transpose(0, 2, 1, 3)
+    return blocks.astype("<f4").tobytes()
 
 
 def _wgt_blob(shape: EngineShape, view: np.ndarray, nm: NM, w: int,

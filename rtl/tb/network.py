@@ -15,7 +15,7 @@ fp32 weight update (WU) are the phases of :data:`PENDING_TRAIN_PHASES`: they run
 the controller in a whole training-step program (:mod:`.train_run`, its own testbench
 over a live DRAM), not in this loop yet; each joins it with a builder here (a program
 of that phase for a layer), and the report's ``phases_run`` / ``phases_not_run`` say
-which ran. The accelerator top (``top=True``) runs the SORE phase too
+which ran. The accelerator top (``top=True``) runs every phase, SORE and WU too
 (:data:`TOP_TRAIN_PHASES`). Inference runs each layer's FF program as ``nmsat simulate
 --mode inference`` compiles it (:mod:`.inference`; an LLM's ``prefill`` or ``decode``
 step), checked to be that layer's part of the simulator's whole program.
@@ -76,10 +76,11 @@ TRAIN_PHASES: dict[Phase, Callable[..., isa.Program]] = {
 builder ``(workload, layer, phase, cfg, options) -> Program``."""
 
 TOP_TRAIN_PHASES: dict[Phase, Callable[..., isa.Program]] = {
-    Phase.SORE: _gemm_program, **TRAIN_PHASES}
-"""The training phases the accelerator top runs: mask generation too (its SORE streams
-the working copy over its own AXI4 master, ``rtl/sore_stream.py``; the SORE phase's
-program is the layer's SORE instructions, FF view then BP view)."""
+    Phase.SORE: _gemm_program, **TRAIN_PHASES, Phase.WU: _gemm_program}
+"""The training phases the accelerator top runs: every one (its SORE and weight-update
+engine stream their operands over AXI4 masters of their own, ``rtl/sore_stream.py``,
+``rtl/wu_stream.py``; the SORE phase's program is the layer's SORE instructions, FF view
+then BP view, the WU phase's its WEIGHT_UPDATE)."""
 
 PENDING_TRAIN_PHASES: dict[Phase, str] = {
     Phase.SORE: "mask generation: the RTL SORE runs it behind the controller in a whole "
@@ -106,11 +107,7 @@ def _phases(asked: str | None, top: bool = False) -> list[Phase]:
 
 def _pending(top: bool) -> dict[Phase, str]:
     """The training phases not run, with the reason (the top runs the SORE phase)."""
-    if not top:
-        return dict(PENDING_TRAIN_PHASES)
-    return {Phase.WU: "fp32 weight update: the accelerator top does not stream the "
-                      "weight-update engine's operands yet (it runs behind the tile "
-                      "controller in a whole training-step program, nmsat.rtl.tb.train_run)"}
+    return {} if top else dict(PENDING_TRAIN_PHASES)
 
 
 def _only(workload: str, layers, only: str | None) -> list:
@@ -209,8 +206,8 @@ def run_steps(steps: list[Step], cfg: AcceleratorConfig, sim: str | None = None,
     for s, r in zip(steps, reps):
         row = {"layer": s.layer, "phase": s.phase, "words_expected": _stored_words(s.program),
                "same_program": s.same_program, "rtl_seconds": round(r["seconds"], 3)}
-        if top:  # and the SORE's slot words (the host's regions: what it must write)
-            row["words_expected"] += r["sore_words"]
+        if top:  # and the SORE's and update's words (the host's regions: what they must write)
+            row["words_expected"] += r["unit_words"]
         if top:
             regs = r["registers"]
             row |= {"rtl_program_cycles": r["rtl_program_cycles"],

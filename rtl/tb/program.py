@@ -82,9 +82,34 @@ def _describe(ins: isa.Compute) -> str:
 
 def random_dram(program: isa.Program, dtype: DType, seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    return {t.name: random_operands(rng, dtype, (t.rows, t.cols)).astype(np.float64)
+    dram = {t.name: random_operands(rng, dtype, (t.rows, t.cols)).astype(np.float64)
             if dtype.is_float else random_operands(rng, dtype, (t.rows, t.cols))
             for t in program.tensors}
+    return with_update_state(program, dram, rng)
+
+
+def with_update_state(program: isa.Program, dram: dict,
+                      rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """``dram`` with, for each WEIGHT_UPDATE's working copy ``L.w`` ``[in, out]`` that has
+    none, seeded fp32 state ``[out, in]``: master weights ``L.w.master``, velocity
+    ``L.w.velocity`` and gradient ``L.dw``, and the working copy the master rounded to
+    fp16 (as a training step leaves it)."""
+    from nmsat import reference as ref
+
+    for ins in program.instructions:
+        if not isinstance(ins, isa.WeightUpdate):
+            continue
+        t = program.tensors[ins.tensor]
+        shape = (t.cols, t.rows)
+        if t.name + ".master" in dram:
+            continue
+        master = (rng.standard_normal(shape) * 0.25).astype(np.float32)
+        dram[t.name + ".master"] = master
+        dram[t.name + ".velocity"] = (rng.standard_normal(shape) * 0.01).astype(np.float32)
+        dram[t.name[:-len(".w")] + ".dw"] = (rng.standard_normal(shape)
+                                              * 0.1).astype(np.float32)
+        dram[t.name] = ref.quantize(master, DType.FP16).T.astype(np.float64)
+    return dram
 
 
 def trace_dram(program: isa.Program, path: str, layer: str) -> dict[str, np.ndarray]:
@@ -130,7 +155,8 @@ def layer_dram(prog: isa.Program, cfg: AcceleratorConfig, loaded, workload: str,
     tensors). Before, every source but the zoo was read as a trace, so a SCALE-Sim CSV
     failed as a corrupted zip container."""
     if loaded.source.startswith("trace"):
-        return trace_dram(prog, workload, layer)
+        return with_update_state(prog, trace_dram(prog, workload, layer),
+                                 np.random.default_rng(seed))
     return random_dram(prog, cfg.numerics.operand, seed)
 
 

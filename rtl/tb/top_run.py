@@ -27,11 +27,12 @@ from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig, to_dict
 from nmsat.dataflow import isa
 from nmsat.dataflow.sore_stream import check_sore_stream
+from nmsat.dataflow.wu_stream import check_wu_stream
 
 from ..axi import axi_params, burst_lengths
 from ..engine import buffer_geometry, ring_halves
 from ..layouts import EngineShape
-from ..top import TOP_NAME, beat_bytes, check_beats, word_slot
+from ..top import TOP_NAME, beat_bytes, check_beats
 from .controller_run import SystemModel, _LoadTiles, controller_host
 from .dram_image import (
     dma_runs_at,
@@ -46,11 +47,16 @@ from .runner import build_and_test
 __all__ = ["TB_PIPELINE", "cached_top_verilog", "check_top_config",
            "run_top_programs", "top_host"]
 
-_SOURCES = ("top.py", "axi.py", "controller.py", "sore_stream.py", "sore.py")
+_SOURCES = ("top.py", "axi.py", "controller.py", "sore_stream.py", "sore.py", "wu_stream.py",
+            "wu.py")
 
 TB_PIPELINE = 2
 """Cycles from an AXI request the testbench's DRAM (``cocotb_top.ModelRam``) sees to the
 first beat it can put on the bus: the shortest ``dram.latency_cycles`` it can time."""
+
+
+def _f32_bits(x: float) -> int:
+    return int(np.array(x, np.float32).view(np.uint32))
 
 
 def check_top_config(cfg: AcceleratorConfig) -> None:
@@ -79,23 +85,22 @@ def check_top_config(cfg: AcceleratorConfig) -> None:
     check_beats(beat_bytes(EngineShape.from_config(cfg), p), p)
 
 
-def top_host(prog: isa.Program, cfg: AcceleratorConfig, dram: dict) -> dict:
+def top_host(prog: isa.Program, cfg: AcceleratorConfig, dram: dict, lr: float = 0.01) -> dict:
     """The host's side of one program: the DRAM image, register values, expected STORE
     words; raises ``ValueError`` when the config is not one the top runs
     (:func:`check_top_config`) or the DMA's layouts cannot carry a LOAD or STORE."""
     check_top_config(cfg)
-    units = {type(i).__name__ for i in prog.instructions
-             if isinstance(i, (isa.WeightUpdate, isa.Vector))}
-    if units:
-        raise ValueError(f"the top does not yet stream operands for "
-                         f"{', '.join(sorted(units))} (the controller's weight-update port "
-                         f"is left idle)")
+    vec = [i for i in prog.instructions if isinstance(i, isa.Vector)]
+    if vec:
+        raise ValueError(f"the RTL has no vector lanes for VECTOR {vec[0].kind.value}")
     _, sore_dst = sore_tensors(prog)
     if sore_dst:
         check_sore_stream(cfg)
+    if any(isinstance(i, isa.WeightUpdate) for i in prog.instructions):
+        check_wu_stream(cfg)
     shape = EngineShape.from_config(cfg)
     p = axi_params(cfg)
-    img = dram_image(prog, cfg, dram, p, shape)
+    img = dram_image(prog, cfg, dram, p, shape, lr)
     g = buffer_geometry(cfg, shape)
     halves = dict(zip((isa.Buffer.ACT, isa.Buffer.WGT), ring_halves(cfg)[:2]))
     depth = {isa.Buffer.ACT: g["act"], isa.Buffer.WGT: g["wgt"]}
@@ -148,7 +153,8 @@ def top_host(prog: isa.Program, cfg: AcceleratorConfig, dram: dict) -> dict:
             "DESC_ADDR": img.desc_addr, "DESC_COUNT": img.desc_count, "size": img.size,
             "stores": {t: {**g, "bytes": ceil_div(g["rows"], R) * g["stride"]}
                        for t, g in img.stores.items()},
-            "sore_out": img.sore_out,
+            "checks": img.checks,
+            "LR": _f32_bits(lr), "MOMENTUM": _f32_bits(cfg.weight_update.momentum),
             "expected": expected, "covered": covered}
 
 
@@ -228,23 +234,26 @@ def run_top_programs(runs: list[tuple[isa.Program, AcceleratorConfig, dict]],
     with tempfile.TemporaryDirectory() as tmp:  # build_and_test locks the build folder
         hp, pfile, result = Path(tmp) / "host.pkl", Path(tmp) / "p.json", Path(tmp) / "r.json"
         tb = [{k: h[k] for k in ("segments", "PROG_ADDR", "PROG_LEN", "DESC_ADDR",
-                                 "DESC_COUNT", "stores")}
+                                 "DESC_COUNT", "stores", "LR", "MOMENTUM")}
               | {"max_cycles": max_cycles,
-                 "sore_out": {t: {"addr": g["addr"], "bytes": g["bytes"]}
-                              for t, g in h["sore_out"].items()}}
+                 "checks": {k: {"addr": g["addr"], "bytes": g["bytes"]}
+                            for k, g in h["checks"].items()}}
               for h in hosts]
         from ..axi import axi_lite_members, axi_master_members
         from ..sore_stream import sore_port
-        from ..top import SORE_PREFIX
+        from ..top import SORE_PREFIX, WU_PREFIX
+        from ..wu_stream import wu_port
 
         p0 = axi_params(cfg0)
-        sore = sore_port(cfg0)
-        ports = {**axi_lite_members(8), **axi_master_members(p0),
-                 **(axi_master_members(p0, SORE_PREFIX) if sore else {})}
+        units = [x for x, on in ((SORE_PREFIX, sore_port(cfg0)), (WU_PREFIX, wu_port(cfg0)))
+                 if on]
+        ports = {**axi_lite_members(8), **axi_master_members(p0)}
+        for x in units:
+            ports.update(axi_master_members(p0, x))
         inputs = [n for n, mb in ports.items() if mb.flow.name == "In"]
         hp.write_bytes(pickle.dumps({"programs": tb, "size": size, "inputs": inputs,
                                      "config": to_dict(cfg0),
-                                     "sore_prefix": SORE_PREFIX[:-1] if sore else None}))
+                                     "unit_prefixes": [x[:-1] for x in units]}))
         pfile.write_text(json.dumps({"host": str(hp)}))
         build_and_test(
             runner, sim, build_dir,
@@ -275,17 +284,16 @@ def _report(prog, cfg, host: dict, res: dict, sim: str, system_model: SystemMode
         bad += int(wrong.sum())
         first += [(t, int(r), int(c), int(got[r, c]), int(exp[r, c]))
                   for r, c in zip(*np.nonzero(wrong))][:8 - len(first)]
-    w = word_slot(shape.slots_layout.size, axi_params(cfg))
-    sore_words = 0
-    for t, g in host["sore_out"].items():  # the SORE's slot words, word by word
-        got = bytes.fromhex(res["sore_outputs"][str(t)])
+    unit_words = 0
+    for name, g in host["checks"].items():  # what the SORE and update wrote, word by word
+        got, w = bytes.fromhex(res["unit_outputs"][name]), g["word"]
         for i in range(0, len(got), w):
             words += 1
-            sore_words += 1
+            unit_words += 1
             if got[i:i + w] != g["expected"][i:i + w]:
                 bad += 1
                 if len(first) < 8:
-                    first.append((t, -1, i // w, int.from_bytes(got[i:i + w], "little"),
+                    first.append((name, -1, i // w, int.from_bytes(got[i:i + w], "little"),
                                   int.from_bytes(g["expected"][i:i + w], "little")))
     model = system_model(prog, cfg, extrapolate=False, record=True)
     regs = res["registers"]
@@ -295,7 +303,7 @@ def _report(prog, cfg, host: dict, res: dict, sim: str, system_model: SystemMode
     return {"sim": sim, "irq": res["irq"], "rtl_program_cycles": regs["CYCLES"],
             "model_program_cycles": model.total_cycles,
             "cycle_difference": regs["CYCLES"] - model.total_cycles,
-            "words": words, "sore_words": sore_words, "mismatches": bad,
+            "words": words, "unit_words": unit_words, "mismatches": bad,
             "first_mismatches": first,
             "error": bool(regs["STATUS"] & 4),
             "registers": regs, "model_engine_stall": stall, "seconds": res["seconds"],

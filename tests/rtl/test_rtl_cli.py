@@ -29,7 +29,8 @@ def test_generate_writes_verilog_and_manifest(tmp_path, capsys):
     assert "module nmsat_top(" in (tmp_path / acc["file"]).read_text()
     names = {p["name"] for p in acc["ports"]}
     assert {"s_axil_awaddr", "s_axil_rdata", "m_axi_araddr", "m_axi_rdata", "m_axi_wlast",
-            "irq"} <= names
+            "irq", "m_axi_sore_araddr", "m_axi_sore_wdata", "m_axi_wu_araddr",
+            "m_axi_wu_wdata"} <= names
     rdata = next(p for p in acc["ports"] if p["name"] == "m_axi_rdata")
     assert rdata["width"] == 8 * man["config"]["dram"]["bytes_per_cycle"] == 8 * 16
     assert [r["name"] for r in acc["registers"]][:2] == ["CONTROL", "STATUS"]
@@ -37,8 +38,9 @@ def test_generate_writes_verilog_and_manifest(tmp_path, capsys):
     assert acc["dma"]["system_model"] == {"dram.dma": "word_slots",
                                           "request_cycles": {"load": 4, "store": 3}}
     assert acc["dma"]["descriptor_fields"] == {
-        "act_or_store": {"base": 0, "stride": 8, "kpc": 16},
-        "wgt": {"base": 24, "stride": 32, "kpc": 40}}
+        "base": 0, "stride": 4, "kpc": 8, "wbase": 12, "wstride": 16, "wkpc": 20, "rows": 24,
+        "cols": 28, "gbase": 32, "gstride": 36, "mbase": 40, "vbase": 44}
+    assert [r["name"] for r in acc["registers"]][-2:] == ["LR", "MOMENTUM"]
 
 
 def test_generate_rejects_unknown_preset(capsys):
@@ -115,6 +117,7 @@ def test_run_rejects_bad_numbers(capsys, flag, value):
     (["--mode", "inference", "--method", "srste"], "--method srste is for training"),
     (["--mode", "inference", "--phase", "decode"], "--phase is for LLM workloads"),
     (["--phase", "sore"], "--phase sore: mask generation runs on the accelerator top"),
+    (["--phase", "wu"], "--phase wu: the weight update runs on the accelerator top"),
     (["--mode", "inference", "--phase", "sore"], "--phase sore is a training phase"),
 ])
 def test_run_rejects_options_of_the_other_mode(capsys, argv, needle):

@@ -95,7 +95,7 @@ def _run_builds(base, builds, n: int, seed: int, kib: int, matmul: float) -> lis
                               "buffers.activation.kib": kib, "buffers.weight.kib": kib,
                               "buffers.output.kib": kib, **buffering, **dram})
         cases = [random_case(rng, cfg, seed + 100 * b + i, _unfit, dma=lambda _r, c: c,
-                             phases=(Phase.FF, Phase.BP, Phase.WG, Phase.SORE),
+                             phases=(Phase.FF, Phase.BP, Phase.WG, Phase.SORE, Phase.WU),
                              matmul=matmul, masks=0.5)
                  for i in range(n)]
         reps = run_top_programs([c[:3] for c in cases], "icarus", system_model=system.run)
@@ -103,8 +103,8 @@ def _run_builds(base, builds, n: int, seed: int, kib: int, matmul: float) -> lis
             unaligned += _starts_inside_a_burst(prog, cfg, dram_img)
             out = {i.tensor for i in prog.instructions if isinstance(i, isa.Store)}
             stored = sum(prog.tensors[t].rows * prog.tensors[t].cols for t in out)
-            stored += rep["sore_words"]
-            sored += rep["sore_words"] > 0
+            stored += rep["unit_words"]
+            sored += rep["unit_words"] > 0
             total += rep["rtl_program_cycles"]
             inside += any(r0 % cfg.array.rows for i, r0, _ in prog.unrolled()
                           if isinstance(i, isa.Store))
@@ -119,7 +119,7 @@ def _run_builds(base, builds, n: int, seed: int, kib: int, matmul: float) -> lis
                            f"words {rep['words']}/{stored} engine stall "
                            f"{rep['registers']['ENGINE_STALL']} model {stall}\n"
                            f"{prog.listing()}")
-    print(f"{n * len(builds)} programs ({sored} generating masks on the SORE, {inside} "
+    print(f"{n * len(builds)} programs ({sored} with the SORE or weight update, {inside} "
           f"storing from inside a row block, {both} "
           f"reading a tensor as both operands, {unaligned} with runs that start inside a "
           f"burst), {total} RTL cycles, {len(bad)} failing, "
