@@ -101,14 +101,18 @@ def wu_stream(ins: WeightUpdate, w_rows: int, w_cols: int,
 
 def slots(cfg: AcceleratorConfig) -> int:
     """Super-blocks the stream holds between their first read and their writes' last B
-    response: enough that reads one DRAM latency ahead keep the lanes busy
-    (``ceil((dram.latency_cycles + a super-block's reads in beats) / its lane beats) +
-    2``), at most 8. Decided."""
+    response: enough that the reads of later super-blocks keep the channel busy through
+    a write's response (``ceil((dram.latency_cycles + t) / t) + 1``, t = a super-block's
+    channel cycles or lane beats, whichever is longer), at most 8. Decided: the update is
+    memory-bound where a weight moves 22 bytes (``small``: 24 channel cycles against 4
+    lane beats per super-block, 3 slots)."""
     a, d = cfg.array, cfg.dram
     lq = max(a.cols, a.macs_per_pe)
-    reads = 3 * ceil_div(a.rows * lq * 4, d.bytes_per_cycle)
-    beats = ceil_div(a.rows * lq, cfg.weight_update.lanes)
-    return min(8, ceil_div(d.latency_cycles + reads, beats) + 2)
+    state = ceil_div(a.rows * lq * 4, d.burst_bytes) * d.burst_bytes // d.bytes_per_cycle
+    copy = ceil_div(lq // a.macs_per_pe * a.rows * word_slot_bytes(_word_bits(cfg)[1], cfg),
+                    d.burst_bytes) * d.burst_bytes // d.bytes_per_cycle
+    t = max(5 * state + copy, ceil_div(a.rows * lq, cfg.weight_update.lanes))
+    return min(8, ceil_div(d.latency_cycles + t, t) + 1)
 
 
 def stream_cycles(ins: WeightUpdate, w_rows: int, w_cols: int, cfg: AcceleratorConfig) -> int:
