@@ -297,6 +297,8 @@ class WuStream(wiring.Component):
                 with m.If(run == 2):
                     m.d.sync += [sent.eq(sent + 1),
                                  slot.eq(Mux(slot == self.S - 1, 0, slot + 1))]
+        with m.If(self.cmd.valid):  # a new command: its first super-block's first beat
+            m.d.sync += [slot.eq(0), run.eq(0), beat.eq(0), sent.eq(0)]
 
 
 def attach_wu(m: Module, ws: WuStream, top, prefix: str, desc, core) -> None:

@@ -22,9 +22,10 @@ from nmsat.workloads.zoo import load
 
 pytestmark = pytest.mark.rtl
 
-CASES = (  # (layer, phase, pattern): the SORE alone, a GEMM after its masks, the update
+CASES = (  # (layer, phase, pattern): the SORE alone, a GEMM after its masks, the update;
+    # each unit runs twice in the session (its state between commands)
     ("fc3", Phase.SORE, "2:8"), ("fc3", Phase.FF, "2:4"), ("fc3", Phase.BP, "2:8"),
-    ("fc3", Phase.WU, "2:8"))
+    ("fc3", Phase.WU, "2:8"), ("fc3", Phase.WU, "2:4"))
 
 
 def _programs(cfg):
@@ -34,7 +35,7 @@ def _programs(cfg):
         prog = compile_layer(wl.workload, layer, phase, cfg,
                              CompileOptions(method="bdwp", nm=nm, mode=Mode.TRAIN), masks=True)
         assert any(isinstance(i, (isa.Sore, isa.WeightUpdate)) for i in prog.instructions)
-        out.append((prog, cfg, random_dram(prog, cfg.numerics.operand, 3)))
+        out.append((prog, cfg, random_dram(prog, cfg.numerics.operand, len(out) + 3)))
     return out
 
 
