@@ -31,7 +31,8 @@ from .axi import AxiParams, BurstReader, BurstWriter, axi_master_members
 from .engine import instr_layout
 from .layouts import EngineShape
 
-__all__ = ["SoreStream", "attach", "connect_master", "sore_port", "tile_counter"]
+__all__ = ["SoreStream", "attach", "connect_master", "sore_port", "tile_counter",
+           "track_responses"]
 
 
 def sore_port(cfg: AcceleratorConfig) -> bool:
@@ -60,6 +61,27 @@ def tile_counter(m: Module, u: Signal, c: Signal, kcr, step) -> Signal:
         with m.If(last_c):
             m.d.sync += u.eq(u + 1)
     return last_c
+
+
+def track_responses(m: Module, unit, wr, nb: int, acked: Signal, n_outer, n_inner,
+                    take) -> None:
+    """Count the B responses of ``unit``'s items (``nb`` bursts each, items as ``n_outer``
+    x ``n_inner``): ``acked`` counts the items acknowledged, ``unit.mem_done`` pulses with
+    the last item's last response and ``unit.busy`` falls; a new command (``take``)
+    restarts the count."""
+    bcount = Signal(range(max(2, nb)))
+    bo, bi = Signal(24), Signal(24)
+    item = wr.bvalid & (bcount == nb - 1)
+    m.d.sync += bcount.eq(Mux(wr.bvalid, Mux(item, 0, bcount + 1), bcount))
+    with m.If(item):
+        m.d.sync += acked.eq(acked + 1)
+    last_inner = tile_counter(m, bo, bi, n_inner, item)
+    done = item & last_inner & (bo + 1 == n_outer)
+    m.d.comb += unit.mem_done.eq(done & unit.busy)
+    with m.If(done):
+        m.d.sync += unit.busy.eq(0)
+    with m.If(take):
+        m.d.sync += [bcount.eq(0), bo.eq(0), bi.eq(0)]
 
 
 def _log2(x: int) -> int:
@@ -340,22 +362,10 @@ class SoreStream(wiring.Component):
             with m.If(beat == run_beats - 1):
                 m.d.sync += [sent.eq(sent + 1),
                              slot.eq(Mux(slot == self.S - 1, 0, slot + 1))]
-        # B responses
-        bcount = Signal(range(nb))
-        bu, bc = Signal(24), Signal(24)
-        row_b = wr.bvalid & (bcount == nb - 1)
-        m.d.sync += bcount.eq(Mux(wr.bvalid, Mux(row_b, 0, bcount + 1), bcount))
-        with m.If(row_b):
-            m.d.sync += n["acked_rows"].eq(n["acked_rows"] + 1)
-        last_bc = tile_counter(m, bu, bc, g["kcr"], row_b)
-        done = row_b & last_bc & (bu + 1 == g["nt"])
-        m.d.comb += self.mem_done.eq(done & self.busy)
-        with m.If(done):
-            m.d.sync += self.busy.eq(0)
+        track_responses(m, self, wr, nb, n["acked_rows"], g["nt"], g["kcr"], take)
         with m.If(take):
             m.d.sync += [u.eq(0), c.eq(0), row_ptr.eq(self.dst_base), ptr.eq(self.dst_base),
-                         offered.eq(0), on.eq(1), slot.eq(0), beat.eq(0), sent.eq(0),
-                         bcount.eq(0), bu.eq(0), bc.eq(0)]
+                         offered.eq(0), on.eq(1), slot.eq(0), beat.eq(0), sent.eq(0)]
 
 
 def attach(m: Module, ss: SoreStream, top, prefix: str, desc, core, error: Signal) -> None:

@@ -29,7 +29,7 @@ from nmsat.dataflow.wu_stream import check_wu_stream, has_stream, slots
 from .axi import AxiParams, BurstReader, BurstWriter, axi_master_members
 from .engine import instr_layout
 from .layouts import EngineShape
-from .sore_stream import _log2, connect_master, tile_counter
+from .sore_stream import _log2, connect_master, tile_counter, track_responses
 
 __all__ = ["WuStream", "attach_wu", "wu_port"]
 
@@ -254,22 +254,10 @@ class WuStream(wiring.Component):
             with m.If(rb + 1 == g["nrb"]):
                 m.d.sync += on.eq(0)
         self._w_data(m, wr, sb, cb)
-        # B responses
-        bcount = Signal(range(nb))
-        brb, bs = Signal(24), Signal(24)
-        item_b = wr.bvalid & (bcount == nb - 1)
-        m.d.sync += bcount.eq(Mux(wr.bvalid, Mux(item_b, 0, bcount + 1), bcount))
-        with m.If(item_b):
-            m.d.sync += n["acked_items"].eq(n["acked_items"] + 1)
-        last_bs = tile_counter(m, brb, bs, g["ns"], item_b)
-        done = item_b & last_bs & (brb + 1 == g["nrb"])
-        m.d.comb += self.mem_done.eq(done & self.busy)
-        with m.If(done):
-            m.d.sync += self.busy.eq(0)
+        track_responses(m, self, wr, nb, n["acked_items"], g["nrb"], g["ns"], take)
         with m.If(take):
             m.d.sync += [rb.eq(0), s.eq(0), j.eq(0), on.eq(1), roff.eq(0), soff.eq(0),
-                         woff.eq(0), wsoff.eq(0), offered.eq(0), bcount.eq(0), brb.eq(0),
-                         bs.eq(0)]
+                         woff.eq(0), wsoff.eq(0), offered.eq(0)]
 
     def _w_data(self, m: Module, wr, sb: int, cb: int) -> None:
         """The W beats of each output slot: its master words, velocity words, then its
