@@ -19,23 +19,10 @@ outer, chunk inner; the view's last column tile and last chunk are padded (the h
 writes zeros there; they are processed as the rest, so the lanes spend
 ``ceil(C g / lanes) M`` cycles on every chunk-row).
 
-**The pipeline** (the RTL's registers, ``docs/rtl.md``): the command is taken in cycle 0
-and its geometry latched; from cycle 1 the read runs of each chunk-row are offered to a
-burst reader (:class:`~nmsat.rtl.axi.BurstReader`: a run taken as the last burst of the
-one before issues, its bursts' ARs one a cycle from the next cycle, at most
-``outstanding`` bursts in flight) while fewer than :func:`slots` chunk-rows are between
-their first read and the lanes' last beat; the lanes take a chunk-row from the cycle after
-its last data beat, one beat a cycle, ``ceil(C g / lanes) M`` beats, once the lanes are
-free and the chunk-row ``slots`` before it has been acknowledged by DRAM (its output
-slot free); a lane block's result leaves ``sore.pipeline_latency`` cycles after its last
-beat; a chunk-row's write run is offered from the cycle after its last result to a burst
-writer (:class:`~nmsat.rtl.axi.BurstWriter`, AWs as the reader's ARs). Every burst is a
-transfer of the unit's own DRAM channel (a fresh :func:`~nmsat.dataflow.memory.
-memory_model`: the unit's port is not arbitrated against the DMA's, as the system model
-has never arbitrated the SORE's streams, ``docs/simulator.md``), in handshake order (an
-AR before an AW of the same cycle): a read burst's beats from its span's start, a write
-burst's B response at its span's start plus its beats. The SORE completes in the cycle
-of the last write burst's B response.
+**The pipeline** is :mod:`.unit_stream`'s with chunk-rows as its items: their read runs
+while fewer than :func:`slots` are in flight, ``ceil(C g / lanes) M`` lane beats each,
+``sore.pipeline_latency``, one write run each; the SORE completes with the last write's
+B response.
 """
 
 from __future__ import annotations
