@@ -348,21 +348,28 @@ WHOLE_UNITS: tuple[str, ...] = ("nmsat_top", "nmsat_sore", "nmsat_weight_update"
 """What a whole-design run synthesises, each in one Yosys run: the accelerator top
 (:class:`~nmsat.rtl.top.AcceleratorTop`: the AXI4-Lite registers, the AXI4 masters, the
 program and descriptor fetch, the DMA, the tile controller with its instruction memory
-and queues, the tensor engine and its buffers, the SORE and its stream), and the SORE and
-the weight-update engine whole in runs of their own where the top does not stream their
-operands (their input ports idle, Yosys removes their logic from the top's run; their
-own runs count them): the weight-update engine always, the SORE where the config's
-patterns leave the top without its SORE stream (:func:`whole_units`)."""
+and queues, the tensor engine and its buffers, the SORE and the weight-update engine with
+their streams), and the SORE and the weight-update engine whole in runs of their own
+where the top does not stream their operands (their input ports idle, Yosys removes
+their logic from the top's run; their own runs count them: :func:`whole_units`)."""
 
 
 def whole_units(cfg: AcceleratorConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(the runs of a whole-design synthesis of ``cfg``, the top's modules kept apart)."""
+    """(the runs of a whole-design synthesis of ``cfg``, the top's modules kept apart):
+    the SORE and the weight-update engine inside the top's run where the top streams
+    their operands (kept as modules, with their streams, so each path is reported), in
+    runs of their own where it does not."""
     from .sore_stream import sore_port
+    from .wu_stream import wu_port
 
-    if sore_port(cfg):
-        return (tuple(u for u in WHOLE_UNITS if u != "nmsat_sore"),
-                (*KEPT_MODULES, "nmsat_top.core.sore", "nmsat_top.sore_stream"))
-    return WHOLE_UNITS, KEPT_MODULES
+    units, kept = list(WHOLE_UNITS), list(KEPT_MODULES)
+    for unit, inner, on in (("nmsat_sore", "sore", sore_port(cfg)),
+                            ("nmsat_weight_update", "wu", wu_port(cfg))):
+        if on:
+            units.remove(unit)
+            kept += [f"nmsat_top.core.{inner}", f"nmsat_top.{inner}_stream"]
+    return tuple(units), tuple(kept)
+
 
 KEPT_MODULES: tuple[str, ...] = ("nmsat_top.core.ctrl",)
 """Units of the top kept as modules in the whole-design run (besides the two shared PE
