@@ -48,7 +48,7 @@ from amaranth.lib.wiring import Out
 from nmsat.arith import ceil_div
 from nmsat.config import AcceleratorConfig
 from nmsat.dataflow import isa
-from nmsat.types import NM
+from nmsat.types import NM, DType
 
 from .axi import (
     AxiParams,
@@ -197,7 +197,9 @@ class AcceleratorTop(wiring.Component):
         # the SORE's memory side, where the config's patterns allow it
         self.sore_stream = (SoreStream(cfg, sh, p, self.core.sore_unit) if sore_port(cfg)
                             else None)
-        self.wu_stream = (WuStream(cfg, sh, p, self.core.wu_unit) if wu_port(cfg) else None)
+        # the update's memory side: its engine writes an fp16 working copy
+        self.wu_stream = (WuStream(cfg, sh, p, self.core.wu_unit)
+                          if wu_port(cfg) and sh.dtype is DType.FP16 else None)
         ports = {**axi_lite_members(8), **axi_master_members(p), "irq": Out(1)}
         if self.sore_stream is not None:
             ports.update(axi_master_members(p, SORE_PREFIX))
