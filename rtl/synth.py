@@ -656,4 +656,5 @@ def write_json(data: dict, path: str | Path) -> None:
 __all__ = ["UNITS", "XCVU9P", "Device", "PathDepth", "Report", "Resources", "SynthError",
            "SynthUnit", "UnitResult", "asdict", "calibrate", "compare", "controlled_config",
            "accelerator_top", "longest_paths", "replace", "resources_from_stat", "run_yosys",
-           "run_yosys_paths", "synth_units", "synth_whole", "unit", "write_json", "yosys_tool"]
+           "run_yosys_paths", "synth_units", "synth_whole", "unit", "whole_units", "write_json",
+           "yosys_tool"]
