@@ -205,12 +205,13 @@ def _stored(prog: isa.Program) -> int:
 
 def test_what_the_top_cannot_carry_is_listed_not_run():
     """A convolution's BP STOREs scatter-add (COL2IM), which the top's DMA does not do:
-    ``carried_by_top`` keeps FF and WG and names BP with the host's reason."""
+    ``carried_by_top`` keeps its mask generation, FF, WG and weight update and names BP
+    with the host's reason."""
     cfg = PRESETS["small"].replace(**{"dram.dma": "word_slots"})
-    steps, _, _ = train_steps("cnn", cfg, nm="2:4", batch=1)
+    steps, _, _ = train_steps("cnn", cfg, nm="2:4", batch=1, top=True)
     conv = [s for s in steps if s.layer == "conv2"]
     ok, refused = carried_by_top(conv, cfg)
-    assert [s.phase for s in ok] == ["ff", "wg"]
+    assert [s.phase for s in ok] == ["sore", "ff", "wg", "wu"]
     assert [(x["layer"], x["phase"]) for x in refused] == [("conv2", "bp")]
     assert "COL2IM" in refused[0]["reason"] or "scatter" in refused[0]["reason"]
 
