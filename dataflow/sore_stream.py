@@ -34,7 +34,7 @@ from nmsat.config import AcceleratorConfig
 
 from .isa import Sore, SoreView
 from .machine import _word_bits, word_slot_bytes
-from .unit_stream import stream_law
+from .unit_stream import accepts, stream_law
 
 __all__ = ["SoreStream", "check_sore_stream", "has_stream", "slots", "sore_stream",
            "stream_cycles"]
@@ -61,11 +61,7 @@ def check_sore_stream(cfg: AcceleratorConfig) -> None:
 
 def has_stream(cfg: AcceleratorConfig) -> bool:
     """Whether the top of ``cfg`` has the SORE stream (:func:`check_sore_stream`)."""
-    try:
-        check_sore_stream(cfg)
-    except ValueError:
-        return False
-    return True
+    return accepts(check_sore_stream, cfg)
 
 
 def slots(cfg: AcceleratorConfig) -> int:

@@ -30,7 +30,7 @@ from nmsat.config import AcceleratorConfig
 from .machine import outstanding_reads
 from .memory import memory_model
 
-__all__ = ["stream_law"]
+__all__ = ["accepts", "stream_law"]
 
 
 def _bursts(nbytes: int, burst: int, data_bytes: int) -> list[int]:
@@ -38,6 +38,16 @@ def _bursts(nbytes: int, burst: int, data_bytes: int) -> list[int]:
     the run inside it (the chunk-row runs are powers of two on their own multiples)."""
     full, rest = divmod(nbytes, burst)
     return [burst // data_bytes] * full + ([rest // data_bytes] if rest else [])
+
+
+def accepts(check, cfg: AcceleratorConfig) -> bool:
+    """Whether ``check(cfg)`` (a unit's ``check_*_stream``, raising ``ValueError`` naming
+    the field) passes: the top of ``cfg`` has that unit's stream."""
+    try:
+        check(cfg)
+    except ValueError:
+        return False
+    return True
 
 
 def stream_law(items: int, reads: list[int], writes: list[int], beats: int, latency: int,

@@ -29,7 +29,7 @@ from nmsat.config import AcceleratorConfig
 
 from .isa import WeightUpdate
 from .machine import _word_bits, word_slot_bytes
-from .unit_stream import stream_law
+from .unit_stream import accepts, stream_law
 
 __all__ = ["WuStream", "check_wu_stream", "has_stream", "slots", "stream_cycles", "wu_stream"]
 
@@ -50,11 +50,7 @@ def check_wu_stream(cfg: AcceleratorConfig) -> None:
 
 def has_stream(cfg: AcceleratorConfig) -> bool:
     """Whether the top of ``cfg`` streams the weight update (:func:`check_wu_stream`)."""
-    try:
-        check_wu_stream(cfg)
-    except ValueError:
-        return False
-    return True
+    return accepts(check_wu_stream, cfg)
 
 
 @dataclass(frozen=True)
