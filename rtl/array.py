@@ -8,13 +8,17 @@ backpressure freeze the whole array, as the per-cycle model specifies.
 Links between cells are plain registered signals (a systolic array has no per-link
 handshake); the valid bits travel with the data in tags.
 
-* OS: windows move right, weight slots move down; each cell keeps La accumulator slots as
-  an La-stage adder pipeline (slot b issues every La steps), starts a dot product from the
-  OUT buffer's value, moves a finished sum to its shadow register for that slot; the
+* OS: windows move right, weight slots move down; each cell keeps La accumulator slots in
+  an La-register accumulate loop (slot b issues every La steps), starts a dot product from
+  the OUT buffer's value, moves a finished sum to its shadow register for that slot; the
   shadow registers of one slot drain down the column, bottom row first.
 * WS: weights shift down a shadow chain during a load and are swapped in when the tile's
-  first activation row reaches the cell; partial sums flow down through each cell's
-  La-stage adder pipeline; the top cell starts from the OUT buffer's value.
+  first activation row reaches the cell; partial sums flow down, La steps per cell; the top
+  cell starts from the OUT buffer's value.
+
+A cell's path is La steps long in both: with La > 1 the multipliers and the product tree
+take the first La - 1 (registers between their operations, ``pe.dot_stages``) and the
+accumulate add the last, so no step holds more than about one fp32 add.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .layouts import EngineShape
-from .pe import ChunkDot
+from .pe import ChunkDot, dot_stages
 
 __all__ = ["SHARED_CELLS", "Cell", "CellInstance", "SharedCell", "SystolicArray", "cell_ports",
            "tag_layouts"]
@@ -96,7 +100,10 @@ class Cell(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         sh, la = self.shape, self.shape.acc_latency
-        m.submodules.dot = dot = ChunkDot(sh)
+        # la > 1: the chunk's multiplier and tree take the first La - 1 steps (registers
+        # between them, rtl/pe.dot_stages), the accumulate add the last; the beat's start
+        # value and controls wait those steps beside it
+        m.submodules.dot = dot = ChunkDot(sh, dot_stages(sh.lanes, la - 1))
         wact = Signal(sh.slots_layout)  # WS: stationary weights and their valid bit
         wact_v = Signal()
         pipe = [Signal(32, name=f"acc{s}") for s in range(la)]
@@ -133,9 +140,16 @@ class Cell(wiring.Component):
         else:
             psum_in, ptag_in = self.psum_in, self.ptag_in
         issue = at.valid & Mux(ws, 1, self.wtag_in.valid)
-        start = Mux(ws, psum_in, Mux(at.first, self.init, pipe[la - 1]))
-        add = sh.numeric.add(m, start, dot.sum)
-        m.d.sync += [pipe[0].eq(Mux(ws & ~wv_now, psum_in, add)),
+        # the add stage, la - 1 steps after the beat: its start value (WS: the partial sum
+        # from above; OS: the OUT word of a first chunk) and controls, delayed that far
+        src, ctl = Mux(ws, psum_in, self.init), Cat(at.first, ws, wv_now)
+        for s in range(la - 1):
+            src_r, ctl_r = Signal(32, name=f"start{s}"), Signal(3, name=f"ctl{s}")
+            m.d.sync += [src_r.eq(src), ctl_r.eq(ctl)]
+            src, ctl = src_r, ctl_r
+        first_d, ws_d, wv_d = ctl[0], ctl[1], ctl[2]
+        add = sh.numeric.add(m, Mux(ws_d | first_d, src, pipe[la - 1]), dot.sum)
+        m.d.sync += [pipe[0].eq(Mux(ws_d & ~wv_d, src, add)),
                      ptag[0].eq(ptag_in), done[0].eq(at)]
         with m.If(~issue | ~ws):
             m.d.sync += ptag[0].valid.eq(0)
@@ -144,16 +158,19 @@ class Cell(wiring.Component):
         for s in range(1, la):
             m.d.sync += [pipe[s].eq(pipe[s - 1]), ptag[s].eq(ptag[s - 1]),
                          done[s].eq(done[s - 1])]
-        m.d.comb += [self.psum_out.eq(pipe[la - 1]), self.ptag_out.eq(ptag[la - 1])]
+        # the sum leaves La steps after its beat came in (WS: to the cell below); the
+        # registers after pipe[0] close the OS accumulate loop (a slot issues every La)
+        m.d.comb += [self.psum_out.eq(pipe[0]), self.ptag_out.eq(ptag[la - 1])]
         # ---- OS shadow registers: capture finished sums, drain one slot down the column
-        # The sum is in its shadow register in the step its last add completes (La steps
-        # after issue), so it is captured from the stage before the pipeline's end.
+        # The sum is in its shadow register in the step after its last add (La steps after
+        # issue), so it is captured from the add stage, the beat's tag from the tag chain.
         if la == 1:
-            fin, val = Signal.like(at), add
+            fin = Signal.like(at)
             m.d.comb += fin.eq(at)
             fin_ok = issue & ~ws & at.last
         else:
-            fin, val, fin_ok = done[la - 2], pipe[la - 2], done[la - 2].valid
+            fin, fin_ok = done[la - 2], done[la - 2].valid
+        val = add
         for b in range(la):
             with m.If(self.drain & (self.drain_slot == b)):
                 m.d.sync += self.shadow_out[b].eq(self.shadow_in[b])

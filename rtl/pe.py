@@ -1,11 +1,14 @@
 """The N:M processing element: A:1 activation muxes, P multipliers, pairwise tree, accumulator.
 
-docs/architecture.md section 3.1. :class:`ChunkDot` is the combinational datapath (one
-chunk -> its tree sum); :class:`NMPE` wraps it with stream ports and the La-cycle
-accumulator for stand-alone use; the systolic array cells reuse :class:`ChunkDot`.
+docs/architecture.md section 3.1. :class:`ChunkDot` is the datapath from one chunk to its
+tree sum, combinational or with register stages between its operations; :class:`NMPE`
+wraps it with stream ports and the La-cycle accumulator for stand-alone use; the systolic
+array cells reuse :class:`ChunkDot`, staged by :func:`dot_stages`.
 """
 
 from __future__ import annotations
+
+from itertools import combinations
 
 from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
@@ -34,17 +37,59 @@ def lane_select(shape: EngineShape, lane: int, mode, index) -> tuple[Signal, Sig
     return pos, idle
 
 
+# Relative delays of the PE's operations for placing register stages (an fp32 adder is 1;
+# a multiplier whose product is exact in fp32, or a small integer one, is a little less).
+# Only the order of the sums matters: they pick where the cuts go, never the function.
+MUL_DELAY, ADD_DELAY = 0.7, 1.0
+
+
+def dot_stages(lanes: int, registers: int) -> tuple[int, ...]:
+    """Where a chunk's path through a PE takes ``registers`` register stages.
+
+    The path is the multiplier, the log2(P) levels of the product tree and the accumulate
+    add, in that order; the result is, per operation before the accumulate add, the number
+    of registers after it (so the add is in the last stage). With at least one register
+    per boundary every operation gets its own stage and the rest delay the tree's sum;
+    with fewer, the cuts minimise the longest stage (delays :data:`MUL_DELAY`,
+    :data:`ADD_DELAY`), and of equal plans the one whose cuts lie latest, where the
+    values are narrower (P/2^k sums after level k).
+    """
+    levels = max(0, (lanes - 1).bit_length())
+    ops = [MUL_DELAY] + [ADD_DELAY] * levels + [ADD_DELAY]  # ..., the accumulate add
+    bounds = len(ops) - 1
+    if registers >= bounds:
+        return (1,) * (bounds - 1) + (1 + registers - bounds,) if bounds else ()
+    best = None
+    for cuts in combinations(range(bounds), registers):
+        edges = [0, *(c + 1 for c in cuts), len(ops)]
+        longest = max(sum(ops[a:b]) for a, b in zip(edges, edges[1:]))
+        key = (longest, [-c for c in reversed(cuts)])
+        if best is None or key < best[0]:
+            best = (key, cuts)
+    return tuple(int(b in best[1]) for b in range(bounds))
+
+
 class ChunkDot(wiring.Component):
-    """Combinational: tree sum of one chunk (``act`` window, weight ``w`` slots, ``mode``).
+    """Tree sum of one chunk (``act`` window, weight ``w`` slots, ``mode``).
 
     Idle lanes give exactly +0; the P products are summed pairwise, an odd level padded
-    with +0 (reference ``_tree_sum_fp32``).
+    with +0 (reference ``_tree_sum_fp32``). ``stages`` (:func:`dot_stages`) puts that many
+    registers after the multipliers and after each tree level: ``sum`` is then the sum of
+    the chunk presented ``sum(stages)`` clock steps before; empty, it is combinational.
     """
 
-    def __init__(self, shape: EngineShape):
-        self.shape = shape
+    def __init__(self, shape: EngineShape, stages: tuple[int, ...] = ()):
+        self.shape, self.stages = shape, stages
         super().__init__({"act": In(shape.window_layout), "w": In(shape.slots_layout),
                           "mode": In(shape.mode_bits), "sum": Out(32)})
+
+    def _cut(self, m: Module, level: list, op: int) -> list:
+        """``level`` through the registers that follow operation ``op``."""
+        for r in range(self.stages[op] if op < len(self.stages) else 0):
+            regs = [Signal(32, name=f"s{op}_{r}_{i}") for i in range(len(level))]
+            m.d.sync += [q.eq(v) for q, v in zip(regs, level)]
+            level = regs
+        return level
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -56,6 +101,7 @@ class ChunkDot(wiring.Component):
             m.d.comb += a.eq(self.act[pos])
             prod = num.mul(m, a, self.w[p].value)
             level.append(Mux(idle, 0, prod))
+        level = self._cut(m, level, 0)
         depth = 0
         while len(level) > 1:
             if len(level) % 2:
@@ -63,6 +109,7 @@ class ChunkDot(wiring.Component):
             depth += 1
             level = [num.tree_add(m, level[i], level[i + 1], depth)
                      for i in range(0, len(level), 2)]
+            level = self._cut(m, level, depth)
         m.d.comb += self.sum.eq(level[0])
         return m
 
@@ -103,4 +150,4 @@ class NMPE(wiring.Component):
         return m
 
 
-__all__ = ["NMPE", "ChunkDot", "lane_select"]
+__all__ = ["MUL_DELAY", "ADD_DELAY", "NMPE", "ChunkDot", "dot_stages", "lane_select"]

@@ -92,3 +92,57 @@ def test_int8_tree_extremes():
     out = run_comb(ChunkDot(shape), vecs, ["sum"])
     exp = [sum(a * w for a, w in zip(act[:lanes], ws)) % 2**32 for act, ws in cases]
     assert [o[0] for o in out] == exp
+
+
+def test_dot_stage_plans():
+    """Where the PE's La - 1 registers go (hand-derived plans; delays mul 0.7, add 1):
+    at least one per boundary: one after every operation, the rest after the tree; fewer:
+    the longest stage is as short as it can be, and of equal plans the cuts lie latest."""
+    from nmsat.rtl.pe import dot_stages
+
+    assert dot_stages(4, 0) == (0, 0, 0)
+    assert dot_stages(1, 3) == (3,)  # multiplier, then the accumulate add
+    assert dot_stages(4, 3) == (1, 1, 1)  # mul | level 1 | level 2 | add
+    assert dot_stages(4, 5) == (1, 1, 3)
+    assert dot_stages(8, 3) == (0, 1, 1, 1)  # mul + level 1 (1.7) | 2 | 3 | add
+    assert dot_stages(8, 1) == (0, 0, 1, 0)  # mul + 1 + 2 (2.7) | 3 + add (2)
+    assert dot_stages(8, 2) == (0, 1, 0, 1)  # 1.7 | 2 | 1
+    assert dot_stages(4, 1) == (0, 1, 0)  # mul + 1 (1.7) | 2 + add (2)
+    for lanes in (1, 2, 4, 8, 16):
+        for regs in range(9):
+            plan = dot_stages(lanes, regs)
+            assert sum(plan) == regs and len(plan) == 1 + (lanes - 1).bit_length()
+
+
+@pytest.mark.parametrize("dtype", [DType.FP16, DType.BF16, DType.INT8])
+@pytest.mark.parametrize("regs", [1, 2, 3, 5])
+def test_staged_chunk_dot_is_the_combinational_one_delayed(dtype, regs):
+    """A ChunkDot with register stages gives, every step, the combinational ChunkDot's sum
+    of the chunk presented ``regs`` steps before, under a new random chunk (window, slots,
+    pattern) every step; and the stages really are registers: within a step the staged
+    output does not follow the current chunk."""
+    from nmsat.rtl.pe import ChunkDot, dot_stages
+    from nmsat.rtl.tb.amsim import run_comb
+
+    shape = EngineShape.from_config(SMALL, dtype)
+    rng = np.random.default_rng(regs * 7 + len(dtype.value))
+    vecs = []
+    for i in range(40):
+        nm = PATTERNS[i % len(PATTERNS)]
+        t = random_tile(rng, shape, 1, shape.window, 1, nm)
+        vecs.append(dict(chunk_payload(t, 0, 0, 0), mode=shape.mode_code(t.nm)))
+    vecs = [{k: v for k, v in vec.items() if k in ("act", "w", "mode")} for vec in vecs]
+    comb = [o[0] for o in run_comb(ChunkDot(shape), vecs, ["sum"])]
+    dut = ChunkDot(shape, dot_stages(shape.lanes, regs))
+    got = []
+
+    async def bench(ctx):
+        for vec in vecs:
+            for port, value in vec.items():
+                ctx.set(getattr(dut, port), value)
+            got.append(ctx.get(dut.sum))
+            await ctx.tick()
+
+    run_clocked(dut, bench, "staged_dot")
+    assert same_bits(np.array(got[regs:]), np.array(comb[:-regs]), dtype.is_float).all()
+    assert sum(g != c for g, c in zip(got[regs:], comb[regs:])) > len(vecs) // 2

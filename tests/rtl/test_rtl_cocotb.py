@@ -31,6 +31,30 @@ def test_random_tiles_bit_exact_and_cycle_exact(dtype, small_2x2):
     assert rep["cycle_mismatches"] == 0, rep["notes"]
 
 
+# (acc_latency, operand type, 2 x 2 array): a PE whose multipliers and tree take La - 1
+# register stages (rtl/pe.dot_stages): P = 4 (4 x 4 int) with fewer registers than
+# boundaries (La 2: mul + level 1 | level 2 + add) and more (La 5), P = 2 (2 x 2 float)
+# with as many (La 3: mul | level 1 | add); test_rtl_shadow and test_rtl_hierarchical run
+# La 2 and 3 with shadow weights and shared cells
+RETIMED = [(2, "int8", False), (5, "int16", False), (3, "fp16", True)]
+
+
+@pytest.mark.rtl
+@pytest.mark.slow(seconds=60)
+@pytest.mark.parametrize(("la", "dtype", "two"), RETIMED)
+def test_random_tiles_with_a_retimed_pe(la, dtype, two, small_2x2):
+    """The cell's accumulate add in the last of its La steps, the dot product in the steps
+    before: values equal reference.engine_gemm bit for bit, and COMPUTE cycles
+    timing.block_cycles, OS and WS, with gaps, stalls and backpressure."""
+    if simulator() == "icarus" and not shutil.which("iverilog"):
+        pytest.skip("neither Verilator nor Icarus Verilog is installed")
+    cfg = (small_2x2[1] if two else SMALL).replace(**{"array.acc_latency": la})
+    rep = run_engine_tb(cfg, dtype, 30, seed=97 * la + len(dtype))
+    assert rep["tiles"] == 30
+    assert rep["mismatches"] == 0, rep["notes"]
+    assert rep["cycle_mismatches"] == 0, rep["notes"]
+
+
 @pytest.mark.rtl
 @pytest.mark.skipif(not shutil.which("iverilog"), reason="Icarus Verilog is not installed")
 def test_icarus_runs_the_same_testbench():
