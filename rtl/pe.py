@@ -40,7 +40,8 @@ def lane_select(shape: EngineShape, lane: int, mode, index) -> tuple[Signal, Sig
 # Relative delays of the PE's operations for placing register stages (an fp32 adder is 1;
 # a multiplier whose product is exact in fp32, or a small integer one, is a little less).
 # Only the order of the sums matters: they pick where the cuts go, never the function.
-MUL_DELAY, ADD_DELAY = 0.7, 1.0
+MUL_DELAY = 0.7
+ADD_DELAY = 1.0
 
 
 def dot_stages(lanes: int, registers: int) -> tuple[int, ...]:
