@@ -29,7 +29,7 @@ from nmsat.config import AcceleratorConfig
 
 from .fp import FP32, f32_add, f32_to_f16, float_mul
 
-__all__ = ["OPS", "WeightUpdateEngine", "live_after", "stage_plan", "wu_layouts"]
+__all__ = ["OPS", "Op", "WeightUpdateEngine", "live_after", "stage_plan", "wu_layouts"]
 
 
 class Op(NamedTuple):
