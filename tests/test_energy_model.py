@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nmsat import config
+from nmsat import config, synth_table
 from nmsat.commands import main
 from nmsat.errors import ConfigError
 from nmsat.simulator import area
@@ -134,9 +134,17 @@ def test_fpga_resources_come_from_the_area_model():
                        r"resources, which has no calibration for numerics.dtype int16; "
                        r"use energy.mode = asic$"):
         fpga_resources(config.VCU1525.replace(**{"numerics.dtype": "int16"}))
-    # bf16 / int8: the calibration's type ratio on the fp16 fit
+    # bf16 / int8: the calibration's type ratio on the fp16 fit (the PE cell of the
+    # table's small point in each type, read from the table itself)
+    small = {}
+    for row in synth_table.read_table()["points"]:
+        changes = dict(row["changes"])
+        if set(changes) <= {"numerics.dtype"}:
+            pe = next(u for u in row["units"] if u["name"] == "pe_cell")
+            small[changes.get("numerics.dtype", "fp16")] = pe["each"]["lut"]
     bf = area.unit_resources(config.VCU1525.replace(**{"numerics.dtype": "bf16"}))
-    assert bf["pe_cell"][1]["lut"] == pytest.approx(per["pe_cell"][1]["lut"] * 3004 / 2281)
+    assert bf["pe_cell"][1]["lut"] == pytest.approx(
+        per["pe_cell"][1]["lut"] * small["bf16"] / small["fp16"])
 
 
 @settings(database=None, max_examples=40, deadline=None,
