@@ -8,13 +8,12 @@ array cells reuse :class:`ChunkDot`, staged by :func:`dot_stages`.
 
 from __future__ import annotations
 
-from itertools import combinations
-
 from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .layouts import EngineShape
+from .stages import balanced_cuts
 
 
 def lane_select(shape: EngineShape, lane: int, mode, index) -> tuple[Signal, Signal]:
@@ -60,14 +59,9 @@ def dot_stages(lanes: int, registers: int) -> tuple[int, ...]:
     bounds = len(ops) - 1
     if registers >= bounds:
         return (1,) * (bounds - 1) + (1 + registers - bounds,) if bounds else ()
-    best = None
-    for cuts in combinations(range(bounds), registers):
-        edges = [0, *(c + 1 for c in cuts), len(ops)]
-        longest = max(sum(ops[a:b]) for a, b in zip(edges, edges[1:]))
-        key = (longest, [-c for c in reversed(cuts)])
-        if best is None or key < best[0]:
-            best = (key, cuts)
-    return tuple(int(b in best[1]) for b in range(bounds))
+    # latest cuts first: compare the last cut, then the one before, larger is better
+    cuts = balanced_cuts(ops, registers, lambda cs: tuple(-c for c in reversed(cs)))
+    return tuple(int(b + 1 in cuts) for b in range(bounds))
 
 
 class ChunkDot(wiring.Component):

@@ -18,7 +18,6 @@ it was accepted (as when the whole datapath sat before the first register).
 from __future__ import annotations
 
 from collections.abc import Callable
-from itertools import combinations
 from typing import NamedTuple
 
 from amaranth.hdl import Module, Signal
@@ -28,6 +27,7 @@ from amaranth.lib.wiring import In, Out
 from nmsat.config import AcceleratorConfig
 
 from .fp import FP32, f32_add, f32_to_f16, float_mul
+from .stages import balanced_cuts
 
 __all__ = ["OPS", "Op", "WeightUpdateEngine", "live_after", "stage_plan", "wu_layouts"]
 
@@ -88,16 +88,14 @@ def stage_plan(latency: int) -> tuple[tuple[int, ...], ...]:
     n, k = len(OPS), max(1, latency)
     if k >= n:
         return tuple((i,) for i in range(n)) + ((),) * (k - n)
-    best = None
-    for cuts in combinations(range(1, n), k - 1):
-        bounds = (0, *cuts, n)
-        groups = tuple(tuple(range(a, b)) for a, b in zip(bounds, bounds[1:]))
-        worst = round(max(sum(OPS[i].cost for i in g) for g in groups), 6)
+
+    def fewest_bits(cuts: tuple[int, ...]) -> tuple[int, int]:
         bits = [_reg_bits(c) for c in cuts]
-        key = (worst, sum(b[0] for b in bits), sum(b[1] for b in bits))
-        if best is None or key < best[0]:
-            best = (key, groups)
-    return best[1]
+        return sum(b[0] for b in bits), sum(b[1] for b in bits)
+
+    cuts = balanced_cuts([op.cost for op in OPS], k - 1, fewest_bits)
+    bounds = (0, *cuts, n)
+    return tuple(tuple(range(a, b)) for a, b in zip(bounds, bounds[1:]))
 
 
 def wu_layouts(lanes: int):
