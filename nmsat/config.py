@@ -60,7 +60,10 @@ class ArrayConfig:
                                     "can switch between at run time.")
     acc_latency: int = _f(4, "Pipeline depth in cycles of the accumulate adder (fp32 add on "
                           "UltraScale+ LUT/DSP fabric at 200 MHz needs 3-4 stages; decided 4). "
-                          "Without interleave mapping a dependent accumulation waits this long.",
+                          "Without interleave mapping a dependent accumulation waits this long. "
+                          "The RTL fills these cycles with the PE's whole path (multipliers, "
+                          "product tree, accumulate add; rtl/pe.dot_stages): about 48 MHz at 4 "
+                          "by the synthesis estimate, docs/rtl.md.",
                           1, 16)
     act_zero: str = _f("none", "Zero-activation handling in the PE: none, gate (a zero-detect "
                        "on the activation operand gates the multiplier: MAC energy only) or "
