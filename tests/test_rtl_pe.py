@@ -95,7 +95,8 @@ def test_int8_tree_extremes():
 
 
 def test_dot_stage_plans():
-    """Where the PE's La - 1 registers go (hand-derived plans; delays mul 0.7, add 1):
+    """Where the PE's La - 1 registers go (hand-derived plans; a multiplier is ~0.7 of an
+    add, rtl/stages.py):
     at least one per boundary: one after every operation, the rest after the tree; fewer:
     the longest stage is as short as it can be, and of equal plans the cuts lie latest."""
     from nmsat.rtl.pe import dot_stages
